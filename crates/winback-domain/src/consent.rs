@@ -1,0 +1,171 @@
+use std::{fmt, str::FromStr};
+
+use crate::Timestamp;
+
+/// Why a consent value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentError {
+    /// Unknown channel name.
+    #[error("`{0}` is not a channel (email, sms)")]
+    UnknownChannel(String),
+    /// Unknown consent status.
+    #[error("`{0}` is not a consent status (opt_in, soft_opt_in, none, withdrawn)")]
+    UnknownStatus(String),
+}
+
+/// A channel that needs the contact's permission for marketing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// Email.
+    Email,
+    /// SMS text messages.
+    Sms,
+}
+
+impl Channel {
+    /// All consent channels.
+    pub const ALL: [Channel; 2] = [Channel::Email, Channel::Sms];
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = ConsentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "email" => Ok(Channel::Email),
+            "sms" => Ok(Channel::Sms),
+            _ => Err(ConsentError::UnknownChannel(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The permission a contact gave for one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    /// Explicit opt-in.
+    OptIn,
+    /// Soft opt-in: an existing customer may receive marketing for similar products, with an
+    /// opt-out in every message.
+    SoftOptIn,
+    /// No permission recorded.
+    None,
+    /// Permission withdrawn. Withdrawal wins over everything.
+    Withdrawn,
+}
+
+impl ConsentStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentStatus::OptIn => "opt_in",
+            ConsentStatus::SoftOptIn => "soft_opt_in",
+            ConsentStatus::None => "none",
+            ConsentStatus::Withdrawn => "withdrawn",
+        }
+    }
+    /// Whether marketing may be sent on this basis.
+    pub fn allows_marketing(self) -> bool {
+        matches!(self, ConsentStatus::OptIn | ConsentStatus::SoftOptIn)
+    }
+}
+
+impl FromStr for ConsentStatus {
+    type Err = ConsentError;
+    /// Accepts the stored names and the spellings exports use (`yes`, `true`, `subscribed`,
+    /// `unsubscribed`, …).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+            "opt_in" | "optin" | "yes" | "y" | "true" | "1" | "subscribed" | "granted" => Ok(ConsentStatus::OptIn),
+            "soft_opt_in" | "soft" | "softoptin" => Ok(ConsentStatus::SoftOptIn),
+            "none" | "" | "no" | "n" | "false" | "0" | "not_subscribed" | "unknown" => Ok(ConsentStatus::None),
+            "withdrawn" | "unsubscribed" | "opt_out" | "optout" | "revoked" => Ok(ConsentStatus::Withdrawn),
+            _ => Err(ConsentError::UnknownStatus(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for ConsentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One consent statement for one channel: what, where it came from, when, and which wording the
+/// contact agreed to. The store keeps every statement in a ledger; the latest wins, except that a
+/// withdrawal is only undone by a later explicit opt-in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Consent {
+    /// The channel.
+    pub channel: Channel,
+    /// The permission.
+    pub status: ConsentStatus,
+    /// Where it was recorded (`import:customers.csv`, `preference_centre`, `checkout`, …).
+    pub source: String,
+    /// When it was given or withdrawn.
+    pub at: Timestamp,
+    /// The version of the consent wording shown, when known.
+    pub wording_version: Option<String>,
+}
+
+impl Consent {
+    /// Folds a history of statements for one channel into the one in force.
+    ///
+    /// The latest statement wins, but a withdrawal can only be overridden by a later explicit
+    /// opt-in: a soft opt-in inferred from a later purchase never revives a withdrawn contact.
+    pub fn effective<'a>(history: impl IntoIterator<Item = &'a Consent>) -> Option<&'a Consent> {
+        let mut sorted: Vec<&Consent> = history.into_iter().collect();
+        sorted.sort_by_key(|c| c.at);
+        let mut current: Option<&Consent> = None;
+        for c in sorted {
+            current = match current {
+                Some(cur) if cur.status == ConsentStatus::Withdrawn && c.status != ConsentStatus::OptIn => Some(cur),
+                _ => Some(c),
+            };
+        }
+        current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: i64) -> Timestamp {
+        Timestamp::from_micros(day * 86_400_000_000).unwrap()
+    }
+    fn c(status: ConsentStatus, day: i64) -> Consent {
+        Consent { channel: Channel::Email, status, source: "test".into(), at: at(day), wording_version: None }
+    }
+
+    #[test]
+    fn withdrawal_wins_over_soft_opt_in_but_not_a_later_explicit_opt_in() {
+        let h = [c(ConsentStatus::OptIn, 1), c(ConsentStatus::Withdrawn, 5), c(ConsentStatus::SoftOptIn, 9)];
+        assert_eq!(Consent::effective(&h).unwrap().status, ConsentStatus::Withdrawn);
+        let h2 = [c(ConsentStatus::Withdrawn, 5), c(ConsentStatus::OptIn, 9)];
+        assert_eq!(Consent::effective(&h2).unwrap().status, ConsentStatus::OptIn);
+        assert!(Consent::effective(&[]).is_none());
+    }
+
+    #[test]
+    fn export_spellings_parse() {
+        assert_eq!("Yes".parse::<ConsentStatus>().unwrap(), ConsentStatus::OptIn);
+        assert_eq!("unsubscribed".parse::<ConsentStatus>().unwrap(), ConsentStatus::Withdrawn);
+        assert_eq!("soft-opt-in".parse::<ConsentStatus>().unwrap(), ConsentStatus::SoftOptIn);
+        assert!("maybe".parse::<ConsentStatus>().is_err());
+        assert!(!ConsentStatus::None.allows_marketing());
+    }
+}

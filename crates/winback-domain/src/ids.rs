@@ -1,0 +1,119 @@
+use std::fmt;
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The identifier was empty after trimming.
+    #[error("identifier is empty")]
+    Empty,
+    /// The identifier is longer than [`ExternalId::MAX_LEN`] bytes.
+    #[error("identifier is longer than {} bytes", ExternalId::MAX_LEN)]
+    TooLong,
+    /// The identifier contains a control character.
+    #[error("identifier contains a control character")]
+    ControlCharacter,
+}
+
+/// The natural key of a record in its source system (a shop's customer number, an order number,
+/// an event id). Re-importing a record with the same key updates it instead of duplicating it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    /// Longest accepted identifier, in bytes.
+    pub const MAX_LEN: usize = 255;
+
+    /// Parses an identifier: trimmed, non-empty, at most 255 bytes, no control characters.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(IdError::ControlCharacter);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The key winback gives a customer known only by email address (a Shopify buyer, an order
+    /// without a customer number): `email:` followed by the address's matching key.
+    pub fn for_email(email: &crate::EmailAddress) -> Self {
+        Self(format!("email:{}", email.match_key()))
+    }
+
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ExternalId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Numbers are accepted too: many exports write customer ids unquoted.
+        let v = serde_json::Value::deserialize(d)?;
+        let s = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "expected a string or number, found {other}"
+                )));
+            }
+        };
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// winback's own id for a customer record in the store.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct CustomerId(i64);
+
+impl CustomerId {
+    /// Wraps a store row id. Only the store creates these.
+    pub const fn new(raw: i64) -> Self {
+        Self(raw)
+    }
+    /// The row id.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_refuses_empty_or_control() {
+        assert_eq!(ExternalId::parse("  C-1 ").unwrap().as_str(), "C-1");
+        assert_eq!(ExternalId::parse("   "), Err(IdError::Empty));
+        assert_eq!(ExternalId::parse("a\u{0}b"), Err(IdError::ControlCharacter));
+        assert_eq!(ExternalId::parse(&"x".repeat(256)), Err(IdError::TooLong));
+    }
+
+    #[test]
+    fn numbers_deserialize_as_ids() {
+        let id: ExternalId = serde_json::from_str("12345").unwrap();
+        assert_eq!(id.as_str(), "12345");
+        assert!(serde_json::from_str::<ExternalId>("\"\"").is_err());
+    }
+}

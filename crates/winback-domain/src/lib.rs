@@ -1,0 +1,34 @@
+//! `winback-domain` owns the vocabulary of winback: newtypes that can only hold valid values
+//! (email addresses, E.164 phone numbers, money in integer minor units, consent, time zones,
+//! locales, timestamps), the records that importers produce and the store persists (customers,
+//! orders, events), and the injected [`Clock`].
+//!
+//! Everything here is pure: no IO, no async runtime, no database. Values are parsed once at the
+//! boundary (`EmailAddress::parse`, `Money::parse_decimal`, …) and inner code never handles raw
+//! strings for them again.
+
+mod address;
+mod clock;
+mod consent;
+mod customer;
+mod email;
+mod event;
+mod ids;
+mod locale;
+mod money;
+mod name;
+mod order;
+mod phone;
+
+pub use address::{AddressError, PostalAddress};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use consent::{Channel, Consent, ConsentError, ConsentStatus};
+pub use customer::CustomerRecord;
+pub use email::{EmailAddress, EmailError};
+pub use event::{BounceKind, EventError, EventKind, EventRecord, LeaveReason};
+pub use ids::{CustomerId, ExternalId, IdError};
+pub use locale::{Locale, LocaleError, TimeZoneName};
+pub use money::{Currency, DecimalSeparator, Money, MoneyError};
+pub use name::{NameError, PersonName};
+pub use order::{DiscountCode, LineItem, OrderRecord, OrderStatus, normalise_category};
+pub use phone::{PhoneE164, PhoneError, Region};
