@@ -32,7 +32,11 @@ impl PostalAddress {
     ) -> Result<Option<Self>, AddressError> {
         let t = |s: &str, f: &'static str| {
             let s = s.trim();
-            if s.chars().count() > 256 { Err(AddressError::TooLong(f)) } else { Ok(s.to_owned()) }
+            if s.chars().count() > 256 {
+                Err(AddressError::TooLong(f))
+            } else {
+                Ok(s.to_owned())
+            }
         };
         let a = Self {
             line1: t(line1, "address1")?,
@@ -41,7 +45,8 @@ impl PostalAddress {
             city: t(city, "city")?,
             country: {
                 let c = country.trim().to_ascii_uppercase();
-                if !c.is_empty() && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic())) {
+                if !c.is_empty() && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
+                {
                     return Err(AddressError::BadCountry(country.to_owned()));
                 }
                 c
@@ -90,12 +95,21 @@ impl PostalAddress {
                 })
                 .collect()
         };
-        let postal: String = self.postal_code.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let postal: String = self
+            .postal_code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
         let street = fold(&format!("{} {}", self.line1, self.line2)).join(" ");
         if postal.is_empty() || street.is_empty() {
             return None;
         }
-        Some(format!("{}|{}|{}", self.country, postal.to_ascii_lowercase(), street))
+        Some(format!(
+            "{}|{}|{}",
+            self.country,
+            postal.to_ascii_lowercase(),
+            street
+        ))
     }
 }
 
@@ -105,11 +119,19 @@ mod tests {
 
     #[test]
     fn spelling_variants_share_a_key() {
-        let a = PostalAddress::parse("Keizersgracht 12", "", "1015 cs", "Amsterdam", "nl").unwrap().unwrap();
-        let b = PostalAddress::parse("keizersgracht, 12", "", "1015CS", "AMSTERDAM", "NL").unwrap().unwrap();
+        let a = PostalAddress::parse("Keizersgracht 12", "", "1015 cs", "Amsterdam", "nl")
+            .unwrap()
+            .unwrap();
+        let b = PostalAddress::parse("keizersgracht, 12", "", "1015CS", "AMSTERDAM", "NL")
+            .unwrap()
+            .unwrap();
         assert_eq!(a.match_key(), b.match_key());
-        let c = PostalAddress::parse("ul. Długa 5", "", "00-001", "Warszawa", "PL").unwrap().unwrap();
-        let d = PostalAddress::parse("Ulica Dluga 5", "", "00001", "Warszawa", "pl").unwrap().unwrap();
+        let c = PostalAddress::parse("ul. Długa 5", "", "00-001", "Warszawa", "PL")
+            .unwrap()
+            .unwrap();
+        let d = PostalAddress::parse("Ulica Dluga 5", "", "00001", "Warszawa", "pl")
+            .unwrap()
+            .unwrap();
         assert_eq!(c.match_key(), d.match_key());
         assert_ne!(a.match_key(), c.match_key());
     }
@@ -117,7 +139,9 @@ mod tests {
     #[test]
     fn incomplete_addresses_do_not_match_and_empty_is_none() {
         assert_eq!(PostalAddress::parse("", "", "", "", "").unwrap(), None);
-        let a = PostalAddress::parse("", "", "", "Gouda", "NL").unwrap().unwrap();
+        let a = PostalAddress::parse("", "", "", "Gouda", "NL")
+            .unwrap()
+            .unwrap();
         assert_eq!(a.match_key(), None);
         assert!(PostalAddress::parse("x", "", "1", "y", "NLD").is_err());
     }

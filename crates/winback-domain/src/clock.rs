@@ -32,7 +32,11 @@ impl Timestamp {
     /// `self` plus a signed number of seconds, saturating at jiff's range.
     pub fn plus_seconds(self, seconds: i64) -> Self {
         let span = jiff::SignedDuration::from_secs(seconds);
-        Self(self.0.checked_add(span).unwrap_or(if seconds < 0 { jiff::Timestamp::MIN } else { jiff::Timestamp::MAX }))
+        Self(self.0.checked_add(span).unwrap_or(if seconds < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        }))
     }
     /// The UTC calendar date, `YYYY-MM-DD`.
     pub fn date_utc(self) -> jiff::civil::Date {

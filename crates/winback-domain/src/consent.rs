@@ -14,7 +14,9 @@ pub enum ConsentError {
 }
 
 /// A channel that needs the contact's permission for marketing messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// Email.
@@ -88,11 +90,22 @@ impl FromStr for ConsentStatus {
     /// Accepts the stored names and the spellings exports use (`yes`, `true`, `subscribed`,
     /// `unsubscribed`, …).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
-            "opt_in" | "optin" | "yes" | "y" | "true" | "1" | "subscribed" | "granted" => Ok(ConsentStatus::OptIn),
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', ' '], "_")
+            .as_str()
+        {
+            "opt_in" | "optin" | "yes" | "y" | "true" | "1" | "subscribed" | "granted" => {
+                Ok(ConsentStatus::OptIn)
+            }
             "soft_opt_in" | "soft" | "softoptin" => Ok(ConsentStatus::SoftOptIn),
-            "none" | "" | "no" | "n" | "false" | "0" | "not_subscribed" | "unknown" => Ok(ConsentStatus::None),
-            "withdrawn" | "unsubscribed" | "opt_out" | "optout" | "revoked" => Ok(ConsentStatus::Withdrawn),
+            "none" | "" | "no" | "n" | "false" | "0" | "not_subscribed" | "unknown" => {
+                Ok(ConsentStatus::None)
+            }
+            "withdrawn" | "unsubscribed" | "opt_out" | "optout" | "revoked" => {
+                Ok(ConsentStatus::Withdrawn)
+            }
             _ => Err(ConsentError::UnknownStatus(s.to_owned())),
         }
     }
@@ -132,7 +145,12 @@ impl Consent {
         let mut current: Option<&Consent> = None;
         for c in sorted {
             current = match current {
-                Some(cur) if cur.status == ConsentStatus::Withdrawn && c.status != ConsentStatus::OptIn => Some(cur),
+                Some(cur)
+                    if cur.status == ConsentStatus::Withdrawn
+                        && c.status != ConsentStatus::OptIn =>
+                {
+                    Some(cur)
+                }
                 _ => Some(c),
             };
         }
@@ -148,23 +166,48 @@ mod tests {
         Timestamp::from_micros(day * 86_400_000_000).unwrap()
     }
     fn c(status: ConsentStatus, day: i64) -> Consent {
-        Consent { channel: Channel::Email, status, source: "test".into(), at: at(day), wording_version: None }
+        Consent {
+            channel: Channel::Email,
+            status,
+            source: "test".into(),
+            at: at(day),
+            wording_version: None,
+        }
     }
 
     #[test]
     fn withdrawal_wins_over_soft_opt_in_but_not_a_later_explicit_opt_in() {
-        let h = [c(ConsentStatus::OptIn, 1), c(ConsentStatus::Withdrawn, 5), c(ConsentStatus::SoftOptIn, 9)];
-        assert_eq!(Consent::effective(&h).unwrap().status, ConsentStatus::Withdrawn);
+        let h = [
+            c(ConsentStatus::OptIn, 1),
+            c(ConsentStatus::Withdrawn, 5),
+            c(ConsentStatus::SoftOptIn, 9),
+        ];
+        assert_eq!(
+            Consent::effective(&h).unwrap().status,
+            ConsentStatus::Withdrawn
+        );
         let h2 = [c(ConsentStatus::Withdrawn, 5), c(ConsentStatus::OptIn, 9)];
-        assert_eq!(Consent::effective(&h2).unwrap().status, ConsentStatus::OptIn);
+        assert_eq!(
+            Consent::effective(&h2).unwrap().status,
+            ConsentStatus::OptIn
+        );
         assert!(Consent::effective(&[]).is_none());
     }
 
     #[test]
     fn export_spellings_parse() {
-        assert_eq!("Yes".parse::<ConsentStatus>().unwrap(), ConsentStatus::OptIn);
-        assert_eq!("unsubscribed".parse::<ConsentStatus>().unwrap(), ConsentStatus::Withdrawn);
-        assert_eq!("soft-opt-in".parse::<ConsentStatus>().unwrap(), ConsentStatus::SoftOptIn);
+        assert_eq!(
+            "Yes".parse::<ConsentStatus>().unwrap(),
+            ConsentStatus::OptIn
+        );
+        assert_eq!(
+            "unsubscribed".parse::<ConsentStatus>().unwrap(),
+            ConsentStatus::Withdrawn
+        );
+        assert_eq!(
+            "soft-opt-in".parse::<ConsentStatus>().unwrap(),
+            ConsentStatus::SoftOptIn
+        );
         assert!("maybe".parse::<ConsentStatus>().is_err());
         assert!(!ConsentStatus::None.allows_marketing());
     }

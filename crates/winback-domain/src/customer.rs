@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 
-use crate::{Consent, EmailAddress, ExternalId, Locale, PersonName, PhoneE164, PostalAddress, TimeZoneName, Timestamp};
+use crate::{
+    Consent, EmailAddress, ExternalId, Locale, PersonName, PhoneE164, PostalAddress, TimeZoneName,
+    Timestamp,
+};
 
 /// A customer as a source describes them, parsed and valid. Fields a source did not provide are
 /// `None`; re-importing never blanks what an earlier import stored.

@@ -29,7 +29,9 @@ pub enum BounceKind {
 
 /// Why a customer says they left (seeds 001, 003 and 004). Each reason calls for a different
 /// answer: price-leavers get an offer, quality-leavers a promise kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     /// Too expensive.
@@ -254,23 +256,37 @@ impl EventKind {
     /// Checks what serde cannot: value ranges and custom-event names.
     pub fn validate(&self) -> Result<(), EventError> {
         match self {
-            EventKind::CartAbandoned { value_minor: Some(v), currency, .. } => {
+            EventKind::CartAbandoned {
+                value_minor: Some(v),
+                currency,
+                ..
+            } => {
                 if *v < 0 {
-                    return Err(EventError::Field { field: "value_minor", reason: "must not be negative".into() });
+                    return Err(EventError::Field {
+                        field: "value_minor",
+                        reason: "must not be negative".into(),
+                    });
                 }
                 if currency.is_none() {
-                    return Err(EventError::Field { field: "currency", reason: "required with value_minor".into() });
+                    return Err(EventError::Field {
+                        field: "currency",
+                        reason: "required with value_minor".into(),
+                    });
                 }
             }
             EventKind::Custom { name, .. } => {
                 let ok = !name.is_empty()
                     && name.len() <= 64
-                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                     && name.starts_with(|c: char| c.is_ascii_lowercase());
                 if !ok {
                     return Err(EventError::Field {
                         field: "name",
-                        reason: format!("`{name}` must be snake_case, 1-64 characters, starting with a letter"),
+                        reason: format!(
+                            "`{name}` must be snake_case, 1-64 characters, starting with a letter"
+                        ),
                     });
                 }
             }
@@ -282,7 +298,11 @@ impl EventKind {
     /// The cart value as money, for cart events that carry one.
     pub fn cart_value(&self) -> Option<Money> {
         match self {
-            EventKind::CartAbandoned { value_minor: Some(v), currency: Some(c), .. } => Some(Money::from_minor(*v, *c)),
+            EventKind::CartAbandoned {
+                value_minor: Some(v),
+                currency: Some(c),
+                ..
+            } => Some(Money::from_minor(*v, *c)),
             _ => None,
         }
     }
@@ -346,11 +366,14 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_with_a_type_tag() {
-        let k: EventKind = serde_json::from_str(r#"{"type":"email_bounced","bounce":"hard","message_id":"m1"}"#).unwrap();
+        let k: EventKind =
+            serde_json::from_str(r#"{"type":"email_bounced","bounce":"hard","message_id":"m1"}"#)
+                .unwrap();
         assert_eq!(k.type_name(), "email_bounced");
         let back: EventKind = serde_json::from_str(&serde_json::to_string(&k).unwrap()).unwrap();
         assert_eq!(back, k);
-        let s: EventKind = serde_json::from_str(r#"{"type":"survey_answered","reason":"too_expensive"}"#).unwrap();
+        let s: EventKind =
+            serde_json::from_str(r#"{"type":"survey_answered","reason":"too_expensive"}"#).unwrap();
         assert!(s.is_human_engagement());
         let o: EventKind = serde_json::from_str(r#"{"type":"email_opened"}"#).unwrap();
         assert!(!o.is_human_engagement(), "opens are not human engagement");
@@ -360,25 +383,46 @@ mod tests {
 
     #[test]
     fn validation_checks_ranges_and_names() {
-        let bad = EventKind::Custom { name: "Assortment Updated".into(), properties: Default::default() };
+        let bad = EventKind::Custom {
+            name: "Assortment Updated".into(),
+            properties: Default::default(),
+        };
         assert!(bad.validate().is_err());
-        let good = EventKind::Custom { name: "assortment_updated".into(), properties: Default::default() };
+        let good = EventKind::Custom {
+            name: "assortment_updated".into(),
+            properties: Default::default(),
+        };
         assert!(good.validate().is_ok());
-        let cart = EventKind::CartAbandoned { cart_id: None, value_minor: Some(-1), currency: Some(Currency::EUR), items: vec![] };
+        let cart = EventKind::CartAbandoned {
+            cart_id: None,
+            value_minor: Some(-1),
+            currency: Some(Currency::EUR),
+            items: vec![],
+        };
         assert!(cart.validate().is_err());
     }
 
     #[test]
     fn natural_keys_are_stable_and_content_based() {
         let at = Timestamp::from_micros(1_700_000_000_000_000).unwrap();
-        let e = EventRecord { source_id: None, customer: ExternalId::parse("c1").unwrap(), at, kind: EventKind::SiteVisited { url: None } };
+        let e = EventRecord {
+            source_id: None,
+            customer: ExternalId::parse("c1").unwrap(),
+            at,
+            kind: EventKind::SiteVisited { url: None },
+        };
         assert_eq!(e.natural_key(), e.clone().natural_key());
         // Pinned so that a change of hashing is noticed: it would duplicate re-imported events.
         assert_eq!(e.natural_key().len(), 34);
         let mut f = e.clone();
-        f.kind = EventKind::SiteVisited { url: Some("/x".into()) };
+        f.kind = EventKind::SiteVisited {
+            url: Some("/x".into()),
+        };
         assert_ne!(e.natural_key(), f.natural_key());
-        let g = EventRecord { source_id: Some(ExternalId::parse("ev-9").unwrap()), ..e };
+        let g = EventRecord {
+            source_id: Some(ExternalId::parse("ev-9").unwrap()),
+            ..e
+        };
         assert_eq!(g.natural_key(), "id:ev-9");
     }
 }

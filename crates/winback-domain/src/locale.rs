@@ -71,7 +71,8 @@ impl TimeZoneName {
     /// Parses a zone name present in the (bundled) IANA database.
     pub fn parse(raw: &str) -> Result<Self, LocaleError> {
         let s = raw.trim();
-        let tz = jiff::tz::TimeZone::get(s).map_err(|_| LocaleError::UnknownTimeZone(raw.to_owned()))?;
+        let tz =
+            jiff::tz::TimeZone::get(s).map_err(|_| LocaleError::UnknownTimeZone(raw.to_owned()))?;
         // Keep the canonical spelling the database knows it by.
         Ok(Self(tz.iana_name().unwrap_or(s).to_owned()))
     }
@@ -118,7 +119,10 @@ mod tests {
 
     #[test]
     fn time_zones_come_from_the_iana_database() {
-        assert_eq!(TimeZoneName::parse(" Europe/Amsterdam ").unwrap().as_str(), "Europe/Amsterdam");
+        assert_eq!(
+            TimeZoneName::parse(" Europe/Amsterdam ").unwrap().as_str(),
+            "Europe/Amsterdam"
+        );
         assert!(TimeZoneName::parse("Mars/Olympus").is_err());
         assert!(TimeZoneName::parse("").is_err());
     }

@@ -13,7 +13,9 @@ pub enum MoneyError {
     #[error("`{0}` has more decimals than {1} allows ({2})")]
     TooPrecise(String, &'static str, u8),
     /// `1,234` or `1.500` could mean a thousand or a fraction; winback never guesses.
-    #[error("`{0}` is ambiguous: is `{1}` a decimal or a thousands separator? Set the decimal separator")]
+    #[error(
+        "`{0}` is ambiguous: is `{1}` a decimal or a thousands separator? Set the decimal separator"
+    )]
     Ambiguous(String, char),
     /// Beyond what 64-bit minor units hold.
     #[error("`{0}` is out of range")]
@@ -115,7 +117,10 @@ impl Money {
     /// Adds two amounts of one currency.
     pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
         if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch(self.currency.code(), other.currency.code()));
+            return Err(MoneyError::CurrencyMismatch(
+                self.currency.code(),
+                other.currency.code(),
+            ));
         }
         self.minor
             .checked_add(other.minor)
@@ -134,7 +139,9 @@ impl Money {
         let nan = || MoneyError::NotANumber(raw.to_owned());
         // Strip a leading/trailing currency symbol or code, and inner spaces.
         let core: String = text
-            .trim_matches(|c: char| !(c.is_ascii_digit() || c == '-' || c == '+' || c == '.' || c == ','))
+            .trim_matches(|c: char| {
+                !(c.is_ascii_digit() || c == '-' || c == '+' || c == '.' || c == ',')
+            })
             .chars()
             .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\'' | '_'))
             .collect();
@@ -145,7 +152,11 @@ impl Money {
             Some(rest) => (true, rest),
             None => (false, core.strip_prefix('+').unwrap_or(&core)),
         };
-        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') {
+        if digits.is_empty()
+            || !digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+        {
             return Err(nan());
         }
         let minor_digits = currency.minor_digits();
@@ -191,29 +202,55 @@ impl Money {
         } else {
             int_part.split(thousands).collect()
         };
-        if groups.len() > 1 && (groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3)) {
+        if groups.len() > 1
+            && (groups[0].is_empty()
+                || groups[0].len() > 3
+                || groups[1..].iter().any(|g| g.len() != 3))
+        {
             return Err(nan());
         }
         let int_digits: String = groups.concat();
         if int_digits.is_empty() && frac_part.is_empty() {
             return Err(nan());
         }
-        if !int_digits.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
+        if !int_digits.chars().all(|c| c.is_ascii_digit())
+            || !frac_part.chars().all(|c| c.is_ascii_digit())
+        {
             return Err(nan());
         }
         if frac_part.len() > minor_digits as usize {
             // Trailing zeros beyond the minor unit (`12.500`) are exact, anything else is not.
             if frac_part[minor_digits as usize..].chars().any(|c| c != '0') {
-                return Err(MoneyError::TooPrecise(raw.to_owned(), currency.code(), minor_digits));
+                return Err(MoneyError::TooPrecise(
+                    raw.to_owned(),
+                    currency.code(),
+                    minor_digits,
+                ));
             }
         }
-        let mut frac = frac_part.chars().take(minor_digits as usize).collect::<String>();
+        let mut frac = frac_part
+            .chars()
+            .take(minor_digits as usize)
+            .collect::<String>();
         while frac.len() < minor_digits as usize {
             frac.push('0');
         }
-        let all = format!("{}{}", if int_digits.is_empty() { "0" } else { &int_digits }, frac);
-        let magnitude: i64 = all.parse().map_err(|_| MoneyError::Overflow(raw.to_owned()))?;
-        Ok(Self { minor: if negative { -magnitude } else { magnitude }, currency })
+        let all = format!(
+            "{}{}",
+            if int_digits.is_empty() {
+                "0"
+            } else {
+                &int_digits
+            },
+            frac
+        );
+        let magnitude: i64 = all
+            .parse()
+            .map_err(|_| MoneyError::Overflow(raw.to_owned()))?;
+        Ok(Self {
+            minor: if negative { -magnitude } else { magnitude },
+            currency,
+        })
     }
 }
 
@@ -226,7 +263,14 @@ impl fmt::Display for Money {
             write!(f, "{sign}{abs} {}", self.currency)
         } else {
             let p = 10u64.pow(d);
-            write!(f, "{sign}{}.{:0w$} {}", abs / p, abs % p, self.currency, w = d as usize)
+            write!(
+                f,
+                "{sign}{}.{:0w$} {}",
+                abs / p,
+                abs % p,
+                self.currency,
+                w = d as usize
+            )
         }
     }
 }
@@ -249,10 +293,29 @@ mod tests {
         assert_eq!(eur("-3.99"), Ok(-399));
         assert_eq!(eur("0"), Ok(0));
         assert_eq!(eur("1.234.567"), Ok(123_456_700));
-        assert_eq!(Money::parse_decimal("29.330", Currency::USD, DecimalSeparator::Dot).unwrap().minor(), 2933);
+        assert_eq!(
+            Money::parse_decimal("29.330", Currency::USD, DecimalSeparator::Dot)
+                .unwrap()
+                .minor(),
+            2933
+        );
         assert_eq!(eur("EUR 7"), Ok(700));
-        assert_eq!(Money::parse_decimal("1.500", Currency::EUR, DecimalSeparator::Comma).unwrap().minor(), 150_000);
-        assert_eq!(Money::parse_decimal("1500", Currency::parse("jpy").unwrap(), DecimalSeparator::Auto).unwrap().minor(), 1500);
+        assert_eq!(
+            Money::parse_decimal("1.500", Currency::EUR, DecimalSeparator::Comma)
+                .unwrap()
+                .minor(),
+            150_000
+        );
+        assert_eq!(
+            Money::parse_decimal(
+                "1500",
+                Currency::parse("jpy").unwrap(),
+                DecimalSeparator::Auto
+            )
+            .unwrap()
+            .minor(),
+            1500
+        );
     }
 
     #[test]
@@ -270,7 +333,10 @@ mod tests {
 
     #[test]
     fn displays_with_minor_digits_and_refuses_mixed_sums() {
-        assert_eq!(Money::from_minor(-1205, Currency::EUR).to_string(), "-12.05 EUR");
+        assert_eq!(
+            Money::from_minor(-1205, Currency::EUR).to_string(),
+            "-12.05 EUR"
+        );
         let usd = Money::from_minor(1, Currency::USD);
         assert!(Money::zero(Currency::EUR).checked_add(usd).is_err());
     }

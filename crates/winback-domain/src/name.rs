@@ -64,7 +64,12 @@ mod tests {
         let n = PersonName::parse("  Müller-Łukasz ").unwrap();
         assert_eq!(n.as_str(), "Müller-Łukasz");
         assert_eq!(n.match_key(), "mullerlukasz");
-        assert_eq!(PersonName::parse("<img src=x onerror=alert(1)>").unwrap().as_str(), "<img src=x onerror=alert(1)>");
+        assert_eq!(
+            PersonName::parse("<img src=x onerror=alert(1)>")
+                .unwrap()
+                .as_str(),
+            "<img src=x onerror=alert(1)>"
+        );
         assert_eq!(PersonName::parse(""), Err(NameError::Empty));
         assert_eq!(PersonName::parse("a\nb"), Err(NameError::ControlCharacter));
     }

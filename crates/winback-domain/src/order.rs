@@ -32,7 +32,10 @@ impl OrderStatus {
     }
     /// Whether the order is a purchase for recency and frequency.
     pub fn counts_as_purchase(self) -> bool {
-        matches!(self, OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Pending)
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Pending
+        )
     }
 }
 
@@ -40,9 +43,18 @@ impl FromStr for OrderStatus {
     type Err = String;
     /// Accepts winback's names and Shopify's financial statuses.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().replace([' ', '-'], "_").as_str() {
-            "" | "paid" | "complete" | "completed" | "fulfilled" | "shipped" | "delivered" => Ok(OrderStatus::Paid),
-            "pending" | "authorized" | "authorised" | "open" | "processing" => Ok(OrderStatus::Pending),
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
+            "" | "paid" | "complete" | "completed" | "fulfilled" | "shipped" | "delivered" => {
+                Ok(OrderStatus::Paid)
+            }
+            "pending" | "authorized" | "authorised" | "open" | "processing" => {
+                Ok(OrderStatus::Pending)
+            }
             "partially_refunded" | "partially_paid" => Ok(OrderStatus::PartiallyRefunded),
             "refunded" | "returned" => Ok(OrderStatus::Refunded),
             "cancelled" | "canceled" | "voided" | "void" => Ok(OrderStatus::Cancelled),
@@ -71,8 +83,13 @@ impl DiscountCode {
         if s.is_empty() || s.len() > 64 {
             return Err(format!("`{s}` is not a discount code (1-64 characters)"));
         }
-        if !s.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("`{s}` is not a discount code (letters, digits, - and _ only)"));
+        if !s
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "`{s}` is not a discount code (letters, digits, - and _ only)"
+            ));
         }
         Ok(Self(s.to_uppercase()))
     }
@@ -134,16 +151,28 @@ mod tests {
 
     #[test]
     fn statuses_parse_shopify_spellings() {
-        assert_eq!("refunded".parse::<OrderStatus>().unwrap(), OrderStatus::Refunded);
-        assert_eq!("Partially Refunded".parse::<OrderStatus>().unwrap(), OrderStatus::PartiallyRefunded);
-        assert_eq!("voided".parse::<OrderStatus>().unwrap(), OrderStatus::Cancelled);
+        assert_eq!(
+            "refunded".parse::<OrderStatus>().unwrap(),
+            OrderStatus::Refunded
+        );
+        assert_eq!(
+            "Partially Refunded".parse::<OrderStatus>().unwrap(),
+            OrderStatus::PartiallyRefunded
+        );
+        assert_eq!(
+            "voided".parse::<OrderStatus>().unwrap(),
+            OrderStatus::Cancelled
+        );
         assert!("lost in space".parse::<OrderStatus>().is_err());
         assert!(!OrderStatus::Refunded.counts_as_purchase());
     }
 
     #[test]
     fn codes_normalise_and_refuse_junk() {
-        assert_eq!(DiscountCode::parse(" welcome10 ").unwrap().as_str(), "WELCOME10");
+        assert_eq!(
+            DiscountCode::parse(" welcome10 ").unwrap().as_str(),
+            "WELCOME10"
+        );
         assert!(DiscountCode::parse("a b").is_err());
         assert!(DiscountCode::parse("").is_err());
         assert_eq!(normalise_category(" Fashion "), Some("fashion".into()));

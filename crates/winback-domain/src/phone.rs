@@ -87,10 +87,19 @@ mod tests {
     #[test]
     fn national_numbers_use_the_default_region() {
         let nl = Region::parse("nl").unwrap();
-        assert_eq!(PhoneE164::parse("06 12345678", nl).unwrap().as_str(), "+31612345678");
-        assert_eq!(PhoneE164::parse("+48 601 234 567", nl).unwrap().as_str(), "+48601234567");
+        assert_eq!(
+            PhoneE164::parse("06 12345678", nl).unwrap().as_str(),
+            "+31612345678"
+        );
+        assert_eq!(
+            PhoneE164::parse("+48 601 234 567", nl).unwrap().as_str(),
+            "+48601234567"
+        );
         let pl = Region::parse("PL").unwrap();
-        assert_eq!(PhoneE164::parse("601-234-567", pl).unwrap().as_str(), "+48601234567");
+        assert_eq!(
+            PhoneE164::parse("601-234-567", pl).unwrap().as_str(),
+            "+48601234567"
+        );
     }
 
     #[test]
