@@ -8,6 +8,9 @@ use std::{
 pub struct Timestamp(jiff::Timestamp);
 
 impl Timestamp {
+    /// 1970-01-01T00:00:00Z.
+    pub const EPOCH: Timestamp = Timestamp(jiff::Timestamp::UNIX_EPOCH);
+
     /// Wraps a jiff timestamp, truncated to whole microseconds so that it round-trips the store.
     pub fn new(ts: jiff::Timestamp) -> Self {
         let micros = ts.as_microsecond();

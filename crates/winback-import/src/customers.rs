@@ -32,6 +32,9 @@ pub(crate) const COLUMNS: &[&[&str]] = &[
     &["consent_wording_version", "wording_version"],
 ];
 
+/// The time given to consent statements that carry none: the Unix epoch.
+const UNDATED: winback_domain::Timestamp = winback_domain::Timestamp::EPOCH;
+
 struct Cols {
     id: Option<usize>,
     email: Option<usize>,
@@ -159,7 +162,9 @@ fn row<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64) -> Result<ParsedRow, 
             .map_err(|e: winback_domain::ConsentError| ctx.err(line, field, e.to_string()))?;
         let at = match rows.get(at_col) {
             Some(d) => rows.date(line, d, &format!("{field}_at"))?,
-            None => created_at.unwrap_or(ctx.opts.as_of),
+            // An undated statement counts as the oldest possible: it never overrides a dated
+            // withdrawal, and re-importing the file adds nothing to the ledger.
+            None => created_at.unwrap_or(UNDATED),
         };
         consents.push(Consent {
             channel,

@@ -80,7 +80,11 @@ pub(crate) fn parse_orders<R: Read + Send + 'static>(
                 }
                 (None, Some(e)) => ExternalId::for_email(e),
                 (None, None) => {
-                    return Err(ctx.err(line, "customer_id", "is empty and the order has no email"));
+                    return Err(ctx.err(
+                        line,
+                        "customer_id",
+                        "is empty and the order has no email",
+                    ));
                 }
             };
             let ordered_at = rows.date(line, rows.req(line, at, "ordered_at")?, "ordered_at")?;

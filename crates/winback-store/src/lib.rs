@@ -1,1 +1,271 @@
-//! placeholder while dependencies build
+//! `winback-store` owns persistence: the [`Store`] and [`ImportSink`] traits the rest of winback
+//! programs against, and [`SqlStore`], their implementation on SQLite (the embedded default: one
+//! file, WAL) and PostgreSQL (the scale path), with per-backend migrations applied on connect.
+//!
+//! Both backends run the same queries through a small dialect layer ([`db`]): the schemas use
+//! only 64-bit integers and text, and both drivers take `$1` placeholders. Where the databases
+//! differ (write locks, bulk loads) the code branches on [`db::Backend`]. This keeps one
+//! conformance suite meaningful for both, instead of two hand-kept copies of every query.
+//!
+//! It also owns [`ingest`]: streaming a parsed file into one import transaction.
+
+pub mod db;
+pub mod ingest;
+mod migrate;
+mod queries;
+mod session;
+
+use std::future::Future;
+
+use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, Timestamp};
+use winback_identity::{Identifiers, Resolution};
+
+pub use queries::{
+    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
+    Summary,
+};
+pub use session::{ImportSession, WriteCounts};
+
+use db::{Backend, Pool, Val};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL or options are wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A migration failed or the schema is not one this version knows.
+    #[error("migration: {0}")]
+    Migration(String),
+    /// The database refused or failed a query.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value could not be encoded or read back.
+    #[error("stored data: {0}")]
+    Data(String),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Data(e.to_string())
+    }
+}
+
+/// One write transaction for an import. Dropped without `commit`, it rolls back.
+pub trait ImportSink: Send {
+    /// Upserts customers; `authoritative` values replace stored ones, hints only fill gaps.
+    fn upsert_customers(
+        &mut self,
+        records: &[CustomerRecord],
+        authoritative: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Upserts orders with their codes and embedded lines, creating unknown customers.
+    fn upsert_orders(
+        &mut self,
+        orders: &[OrderRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Upserts lines of stored orders; returns the indices whose order is unknown.
+    fn upsert_order_items(
+        &mut self,
+        items: &[(ExternalId, u32, LineItem)],
+    ) -> impl Future<Output = Result<Vec<usize>, StoreError>> + Send;
+    /// Inserts events once each.
+    fn insert_events(
+        &mut self,
+        events: &[EventRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// What was written so far.
+    fn counts(&self) -> &WriteCounts;
+    /// Makes the import visible.
+    fn commit(self) -> impl Future<Output = Result<WriteCounts, StoreError>> + Send;
+    /// Discards the import.
+    fn rollback(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A record of one import, for the audit trail and `winback status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportRun {
+    /// What kind of file.
+    pub kind: String,
+    /// The file.
+    pub file: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// Records stored.
+    pub rows_ok: u64,
+    /// Records refused.
+    pub rows_rejected: u64,
+    /// `strict`, `skip_invalid`.
+    pub mode: String,
+}
+
+/// Everything winback persists, as the engine and the CLI see it.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// The import transaction type.
+    type Session: ImportSink;
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+    /// Opens an import transaction; `now` stamps what it writes.
+    fn begin_import(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Self::Session, StoreError>> + Send;
+    /// Records a finished import.
+    fn record_import_run(
+        &self,
+        run: &ImportRun,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The identifiers of every customer record, for identity resolution.
+    fn identifiers(&self) -> impl Future<Output = Result<Vec<Identifiers>, StoreError>> + Send;
+    /// Stores a resolution: profile ids, links and skipped keys, atomically.
+    fn save_resolution(
+        &self,
+        resolution: &Resolution,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<ResolutionStats, StoreError>> + Send;
+    /// Counts and data-quality figures of the whole store.
+    fn summary(&self) -> impl Future<Output = Result<Summary, StoreError>> + Send;
+    /// One merged profile by customer id, external id or email, with why it was merged.
+    fn customer_detail(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<CustomerDetail>, StoreError>> + Send;
+    /// Customers, one row per merged profile, in id order, from `after` on.
+    fn list_profiles(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<CustomerRow>, StoreError>> + Send;
+}
+
+/// The store on SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: Pool,
+}
+
+impl SqlStore {
+    /// Connects and migrates. `url` is `sqlite://winback.db` or `postgres://user@host/db`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_in_schema(url, None).await
+    }
+
+    /// Like [`SqlStore::connect`], confining a PostgreSQL store to `schema` (created if absent).
+    pub async fn connect_in_schema(url: &str, pg_schema: Option<&str>) -> Result<Self, StoreError> {
+        if let Some(schema) = pg_schema {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(StoreError::Config(format!(
+                    "schema name `{schema}` must be letters, digits and _"
+                )));
+            }
+            let admin = Pool::connect(url, None).await?;
+            admin
+                .execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"), &[])
+                .await?;
+            admin.close().await;
+        }
+        let pool = Pool::connect(url, pg_schema).await?;
+        migrate::migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for backend-specific work.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Closes the pool (SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl ImportSink for ImportSession {
+    async fn upsert_customers(
+        &mut self,
+        records: &[CustomerRecord],
+        authoritative: bool,
+    ) -> Result<(), StoreError> {
+        ImportSession::upsert_customers(self, records, authoritative).await
+    }
+    async fn upsert_orders(&mut self, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        ImportSession::upsert_orders(self, orders).await
+    }
+    async fn upsert_order_items(
+        &mut self,
+        items: &[(ExternalId, u32, LineItem)],
+    ) -> Result<Vec<usize>, StoreError> {
+        ImportSession::upsert_order_items(self, items).await
+    }
+    async fn insert_events(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
+        ImportSession::insert_events(self, events).await
+    }
+    fn counts(&self) -> &WriteCounts {
+        ImportSession::counts(self)
+    }
+    async fn commit(self) -> Result<WriteCounts, StoreError> {
+        ImportSession::commit(self).await
+    }
+    async fn rollback(self) -> Result<(), StoreError> {
+        ImportSession::rollback(self).await
+    }
+}
+
+impl Store for SqlStore {
+    type Session = ImportSession;
+
+    fn backend(&self) -> Backend {
+        self.pool.backend()
+    }
+
+    async fn begin_import(&self, now: Timestamp) -> Result<ImportSession, StoreError> {
+        Ok(ImportSession::new(self.pool.begin().await?, now))
+    }
+
+    async fn record_import_run(&self, run: &ImportRun) -> Result<(), StoreError> {
+        self.pool
+            .execute(
+                "INSERT INTO import_runs (kind, file, started_at, finished_at, rows_ok, rows_rejected, mode) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    Val::from(run.kind.as_str()),
+                    Val::from(run.file.as_str()),
+                    Val::from(run.started_at.as_micros()),
+                    Val::from(run.finished_at.as_micros()),
+                    Val::from(run.rows_ok as i64),
+                    Val::from(run.rows_rejected as i64),
+                    Val::from(run.mode.as_str()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn identifiers(&self) -> Result<Vec<Identifiers>, StoreError> {
+        queries::identifiers(&self.pool).await
+    }
+
+    async fn save_resolution(
+        &self,
+        resolution: &Resolution,
+        now: Timestamp,
+    ) -> Result<ResolutionStats, StoreError> {
+        queries::save_resolution(&self.pool, resolution, now).await
+    }
+
+    async fn summary(&self) -> Result<Summary, StoreError> {
+        queries::summary(&self.pool).await
+    }
+
+    async fn customer_detail(&self, key: &str) -> Result<Option<CustomerDetail>, StoreError> {
+        queries::customer_detail(&self.pool, key).await
+    }
+
+    async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {
+        queries::list_profiles(&self.pool, after, limit).await
+    }
+}

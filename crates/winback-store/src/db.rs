@@ -1,0 +1,353 @@
+//! A thin layer over sqlx that lets store logic be written once for SQLite and PostgreSQL.
+//!
+//! Both schemas use only 64-bit integers and text, and both drivers accept `$1`-style
+//! placeholders, so a query is one string; values cross as [`Val`] and rows come back as
+//! [`DbRow`] with typed getters. Where the dialects differ (claims, bulk loads) callers branch on
+//! [`Backend`].
+
+use std::str::FromStr;
+
+use sqlx::{
+    Row,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
+};
+
+use crate::StoreError;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (one file, WAL).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A value bound to a query. Nulls are typed because PostgreSQL checks parameter types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    /// A 64-bit integer or NULL.
+    I(Option<i64>),
+    /// Text or NULL.
+    T(Option<String>),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::I(Some(v))
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::I(v)
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::T(Some(v))
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::T(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::T(v)
+    }
+}
+impl From<Option<&str>> for Val {
+    fn from(v: Option<&str>) -> Self {
+        Val::T(v.map(str::to_owned))
+    }
+}
+
+/// A result row of either backend.
+pub enum DbRow {
+    /// SQLite.
+    S(SqliteRow),
+    /// PostgreSQL.
+    P(PgRow),
+}
+
+impl DbRow {
+    /// A non-null integer column.
+    pub fn i64(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(match self {
+            DbRow::S(r) => r.try_get(i)?,
+            DbRow::P(r) => r.try_get(i)?,
+        })
+    }
+    /// A nullable integer column.
+    pub fn opt_i64(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(match self {
+            DbRow::S(r) => r.try_get(i)?,
+            DbRow::P(r) => r.try_get(i)?,
+        })
+    }
+    /// A non-null text column.
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(match self {
+            DbRow::S(r) => r.try_get(i)?,
+            DbRow::P(r) => r.try_get(i)?,
+        })
+    }
+    /// A nullable text column.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(match self {
+            DbRow::S(r) => r.try_get(i)?,
+            DbRow::P(r) => r.try_get(i)?,
+        })
+    }
+}
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Val::I(v) => q.bind(*v),
+                Val::T(v) => q.bind(v.as_deref()),
+            };
+        }
+        q
+    }};
+}
+
+/// A connection pool of either backend.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    /// SQLite.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+impl Pool {
+    /// Connects to `url` (`sqlite://file.db`, `sqlite::memory:`, `postgres://…`). A PostgreSQL
+    /// `schema` isolates a store in one database (tests, several shops).
+    pub async fn connect(url: &str, pg_schema: Option<&str>) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut opts = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+            if let Some(schema) = pg_schema {
+                opts = opts.options([("search_path", schema)]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(std::time::Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Ok(Pool::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("bad SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL with NORMAL is durable against process crashes; only an OS crash can lose
+                // the last commits, never corrupt the file.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory");
+            let memory = url.contains(":memory:");
+            let pool = SqlitePoolOptions::new()
+                // An in-memory database lives in one connection.
+                .max_connections(if memory { 1 } else { 4 })
+                .acquire_timeout(std::time::Duration::from_secs(60))
+                .connect_with(opts)
+                .await?;
+            Ok(Pool::Sqlite(pool))
+        } else {
+            Err(StoreError::Config(format!(
+                "unsupported database URL `{url}`: use sqlite://FILE or postgres://USER@HOST/DB"
+            )))
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs one statement; returns rows affected.
+    pub async fn execute(&self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(p) => bind_all!(sqlx::query(sql), args)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            Pool::Postgres(p) => bind_all!(sqlx::query(sql), args)
+                .execute(p)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Runs a query; returns its rows.
+    pub async fn fetch(&self, sql: &str, args: &[Val]) -> Result<Vec<DbRow>, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(p) => bind_all!(sqlx::query(sql), args)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(DbRow::S)
+                .collect(),
+            Pool::Postgres(p) => bind_all!(sqlx::query(sql), args)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(DbRow::P)
+                .collect(),
+        })
+    }
+
+    /// Runs a query expected to return at most one row.
+    pub async fn fetch_optional(
+        &self,
+        sql: &str,
+        args: &[Val],
+    ) -> Result<Option<DbRow>, StoreError> {
+        Ok(self.fetch(sql, args).await?.into_iter().next())
+    }
+
+    /// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so
+    /// two writers never deadlock upgrading read locks.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(p) => {
+                let tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                Tx::Sqlite(tx)
+            }
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A transaction of either backend. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    /// SQLite.
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// PostgreSQL.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs one statement; returns rows affected.
+    pub async fn execute(&mut self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(t) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Runs a query; returns its rows.
+    pub async fn fetch(&mut self, sql: &str, args: &[Val]) -> Result<Vec<DbRow>, StoreError> {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_all!(sqlx::query(sql), args)
+                .fetch_all(&mut **t)
+                .await?
+                .into_iter()
+                .map(DbRow::S)
+                .collect(),
+            Tx::Postgres(t) => bind_all!(sqlx::query(sql), args)
+                .fetch_all(&mut **t)
+                .await?
+                .into_iter()
+                .map(DbRow::P)
+                .collect(),
+        })
+    }
+
+    /// Runs several `;`-separated statements without parameters (migrations).
+    pub async fn execute_script(&mut self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => {
+                sqlx::raw_sql(sql).execute(&mut **t).await?;
+            }
+            Tx::Postgres(t) => {
+                sqlx::raw_sql(sql).execute(&mut **t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Rolls back.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `cols` columns: the VALUES list of a multi-row insert.
+pub fn values_list(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            n += 1;
+            s.push('$');
+            s.push_str(&n.to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `$1, $2, …, $n`: the list of an `IN (…)`.
+pub fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

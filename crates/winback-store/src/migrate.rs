@@ -1,0 +1,92 @@
+//! Schema migrations, one ordered list per backend, applied automatically on connect.
+//!
+//! A small runner of our own rather than sqlx's: sqlx's runtime `Migrator` is built from
+//! semver-exempt fields, and its `migrate!` macro would pull the whole proc-macro stack into every
+//! build. Each migration runs in a transaction with its checksum recorded; an edited migration
+//! that was already applied is refused rather than silently diverging. On PostgreSQL an advisory
+//! lock serialises workers that start together.
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    StoreError,
+    db::{Backend, Pool, Val},
+};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+fn checksum(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+/// Brings the schema up to date.
+pub async fn migrate(pool: &Pool) -> Result<u32, StoreError> {
+    let mut tx = pool.begin().await?;
+    if pool.backend() == Backend::Postgres {
+        // 0x77696e6261636b = "winback"
+        tx.execute("SELECT pg_advisory_xact_lock(33629012323379563)", &[])
+            .await?;
+    }
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS winback_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL)",
+        &[],
+    )
+    .await?;
+    let applied = tx
+        .fetch(
+            "SELECT version, checksum FROM winback_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let mut done = std::collections::HashMap::new();
+    for row in applied {
+        done.insert(row.i64(0)?, row.text(1)?);
+    }
+    let mut ran = 0;
+    for m in MIGRATIONS {
+        let sql = match pool.backend() {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        let sum = checksum(sql);
+        match done.get(&m.version) {
+            Some(existing) if *existing == sum => continue,
+            Some(_) => {
+                return Err(StoreError::Migration(format!(
+                    "migration {} ({}) was changed after it was applied; restore it and add a new migration instead",
+                    m.version, m.name
+                )));
+            }
+            None => {}
+        }
+        tx.execute_script(sql).await.map_err(|e| {
+            StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
+        })?;
+        tx.execute(
+            "INSERT INTO winback_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[Val::from(m.version), Val::from(m.name), Val::from(sum)],
+        )
+        .await?;
+        ran += 1;
+    }
+    let newest = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+    if let Some(&unknown) = done.keys().find(|v| **v > newest) {
+        return Err(StoreError::Migration(format!(
+            "the database has migration {unknown}, newer than this winback knows ({newest}); upgrade winback"
+        )));
+    }
+    tx.commit().await?;
+    Ok(ran)
+}

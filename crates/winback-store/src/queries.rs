@@ -1,0 +1,594 @@
+//! Identity persistence and the read models of the CLI: summary, profile detail, listings.
+
+use std::collections::HashMap;
+
+use winback_domain::{Channel, Consent, ConsentStatus, CustomerId, Timestamp};
+use winback_identity::{Identifiers, Resolution};
+
+use crate::{
+    StoreError,
+    db::{Pool, Val, in_list, values_list},
+};
+
+fn ts(micros: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_micros(micros)
+        .ok_or_else(|| StoreError::Data(format!("timestamp {micros} out of range")))
+}
+
+pub(crate) async fn identifiers(pool: &Pool) -> Result<Vec<Identifiers>, StoreError> {
+    let rows = pool
+        .fetch("SELECT id, email_key, phone, address_key FROM customers WHERE erased_at IS NULL ORDER BY id", &[])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Identifiers {
+                customer: Some(CustomerId::new(r.i64(0)?)),
+                email_key: r.opt_text(1)?,
+                phone: r.opt_text(2)?,
+                address_key: r.opt_text(3)?,
+            })
+        })
+        .collect()
+}
+
+/// What a resolution run changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResolutionStats {
+    /// Customer records considered.
+    pub records: u64,
+    /// Distinct profiles after merging.
+    pub profiles: u64,
+    /// Records merged into another record's profile.
+    pub merged_records: u64,
+    /// Records whose profile changed in this run.
+    pub changed: u64,
+    /// Keys too common to merge on.
+    pub skipped_keys: u64,
+}
+
+pub(crate) async fn save_resolution(
+    pool: &Pool,
+    r: &Resolution,
+    now: Timestamp,
+) -> Result<ResolutionStats, StoreError> {
+    let mut tx = pool.begin().await?;
+    let current = tx
+        .fetch(
+            "SELECT id, profile_id FROM customers WHERE erased_at IS NULL",
+            &[],
+        )
+        .await?;
+    let mut existing: HashMap<i64, Option<i64>> = HashMap::with_capacity(current.len());
+    for row in current {
+        existing.insert(row.i64(0)?, row.opt_i64(1)?);
+    }
+    let changes: Vec<(i64, i64)> = r
+        .profile_of
+        .iter()
+        .map(|(c, p)| (c.get(), p.get()))
+        .filter(|(c, p)| existing.get(c).copied().flatten() != Some(*p))
+        .collect();
+    // Bulk update through a VALUES list joined on id: one statement per chunk on both backends.
+    for chunk in changes.chunks(4000) {
+        let sql = format!(
+            "WITH v(id, profile) AS (VALUES {}) UPDATE customers SET profile_id = (SELECT profile FROM v WHERE v.id = customers.id) \
+             WHERE id IN (SELECT id FROM v)",
+            values_list(chunk.len(), 2)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|(c, p)| [Val::from(*c), Val::from(*p)])
+            .collect();
+        tx.execute(&sql, &args).await?;
+    }
+    tx.execute("DELETE FROM identity_links", &[]).await?;
+    for chunk in r.links.chunks(3000) {
+        let sql = format!(
+            "INSERT INTO identity_links (customer_a, customer_b, rule, value, linked_at) VALUES {} ON CONFLICT DO NOTHING",
+            values_list(chunk.len(), 5)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|l| {
+                [
+                    Val::from(l.a.get()),
+                    Val::from(l.b.get()),
+                    Val::from(l.rule.as_str()),
+                    Val::from(l.value.as_str()),
+                    Val::from(now.as_micros()),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &args).await?;
+    }
+    tx.execute("DELETE FROM identity_skipped_keys", &[]).await?;
+    for chunk in r.skipped.chunks(3000) {
+        let sql = format!(
+            "INSERT INTO identity_skipped_keys (rule, value, records) VALUES {}",
+            values_list(chunk.len(), 3)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|s| {
+                [
+                    Val::from(s.rule.as_str()),
+                    Val::from(s.value.as_str()),
+                    Val::from(s.records as i64),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &args).await?;
+    }
+    tx.commit().await?;
+    Ok(ResolutionStats {
+        records: r.profile_of.len() as u64,
+        profiles: r.profiles() as u64,
+        merged_records: r.merged_records() as u64,
+        changed: changes.len() as u64,
+        skipped_keys: r.skipped.len() as u64,
+    })
+}
+
+/// Counts and data quality of the whole store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Customer records.
+    pub customer_records: u64,
+    /// Merged profiles (people).
+    pub profiles: u64,
+    /// Records merged into another profile.
+    pub merged_records: u64,
+    /// Merges by rule.
+    pub merges_by_rule: Vec<(String, u64)>,
+    /// Keys too common to merge on.
+    pub skipped_identity_keys: u64,
+    /// Orders.
+    pub orders: u64,
+    /// Refunded or cancelled orders.
+    pub refunded_or_cancelled_orders: u64,
+    /// Orders with a zero total.
+    pub zero_value_orders: u64,
+    /// Order lines.
+    pub order_items: u64,
+    /// Revenue of counted orders by currency, in minor units.
+    pub revenue_minor_by_currency: Vec<(String, i64)>,
+    /// First and last order time.
+    pub order_span: Option<(Timestamp, Timestamp)>,
+    /// Events by type.
+    pub events_by_type: Vec<(String, u64)>,
+    /// Customer records with orders or events but no name, email or phone (known only by id).
+    pub records_without_contact: u64,
+    /// Records without an email address.
+    pub records_without_email: u64,
+    /// Profiles that never ordered.
+    pub profiles_without_orders: u64,
+    /// Customer records by email consent in force.
+    pub email_consent: Vec<(String, u64)>,
+    /// Customer records by SMS consent in force.
+    pub sms_consent: Vec<(String, u64)>,
+}
+
+async fn count(pool: &Pool, sql: &str) -> Result<u64, StoreError> {
+    Ok(pool
+        .fetch(sql, &[])
+        .await?
+        .first()
+        .map(|r| r.i64(0))
+        .transpose()?
+        .unwrap_or(0) as u64)
+}
+
+async fn grouped(pool: &Pool, sql: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    pool.fetch(sql, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.i64(1)? as u64)))
+        .collect()
+}
+
+/// Folds the ledger to each customer record's consent in force (withdrawal wins until an
+/// explicit opt-in). Consent stays per record, not per merged profile: it was given for that
+/// record's address or number.
+async fn effective_consents(
+    pool: &Pool,
+    customer_ids: Option<&[i64]>,
+) -> Result<HashMap<(i64, Channel), Consent>, StoreError> {
+    let base = "SELECT l.customer_id, l.channel, l.status, l.source, l.wording_version, l.recorded_at FROM consent_ledger l";
+    let rows = match customer_ids {
+        Some(ids) => {
+            let args: Vec<Val> = ids.iter().map(|i| Val::from(*i)).collect();
+            pool.fetch(
+                &format!(
+                    "{base} WHERE l.customer_id IN ({}) ORDER BY l.recorded_at, l.id",
+                    in_list(ids.len())
+                ),
+                &args,
+            )
+            .await?
+        }
+        None => {
+            pool.fetch(&format!("{base} ORDER BY l.recorded_at, l.id"), &[])
+                .await?
+        }
+    };
+    let mut history: HashMap<(i64, Channel), Vec<Consent>> = HashMap::new();
+    for r in rows {
+        let channel: Channel = r
+            .text(1)?
+            .parse()
+            .map_err(|e: winback_domain::ConsentError| StoreError::Data(e.to_string()))?;
+        let status: ConsentStatus = r
+            .text(2)?
+            .parse()
+            .map_err(|e: winback_domain::ConsentError| StoreError::Data(e.to_string()))?;
+        history
+            .entry((r.i64(0)?, channel))
+            .or_default()
+            .push(Consent {
+                channel,
+                status,
+                source: r.text(3)?,
+                wording_version: r.opt_text(4)?,
+                at: ts(r.i64(5)?)?,
+            });
+    }
+    Ok(history
+        .into_iter()
+        .filter_map(|(k, h)| Consent::effective(&h).cloned().map(|c| (k, c)))
+        .collect())
+}
+
+pub(crate) async fn summary(pool: &Pool) -> Result<Summary, StoreError> {
+    let span = pool
+        .fetch("SELECT MIN(ordered_at), MAX(ordered_at) FROM orders", &[])
+        .await?;
+    let order_span = match span.first() {
+        Some(r) => match (r.opt_i64(0)?, r.opt_i64(1)?) {
+            (Some(a), Some(b)) => Some((ts(a)?, ts(b)?)),
+            _ => None,
+        },
+        None => None,
+    };
+    let profiles = count(
+        pool,
+        "SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND COALESCE(profile_id, id) = id",
+    )
+    .await?;
+    let records = count(
+        pool,
+        "SELECT COUNT(*) FROM customers WHERE erased_at IS NULL",
+    )
+    .await?;
+    let consents = effective_consents(pool, None).await?;
+    let mut email: HashMap<&'static str, u64> = HashMap::new();
+    let mut sms: HashMap<&'static str, u64> = HashMap::new();
+    for ((_, channel), c) in &consents {
+        let m = if *channel == Channel::Email {
+            &mut email
+        } else {
+            &mut sms
+        };
+        *m.entry(c.status.as_str()).or_default() += 1;
+    }
+    let with_none = |m: HashMap<&'static str, u64>| {
+        let known: u64 = m.values().sum();
+        let mut v: Vec<(String, u64)> = m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        v.push(("no statement".into(), records.saturating_sub(known)));
+        v.sort();
+        v
+    };
+    Ok(Summary {
+        customer_records: records,
+        profiles,
+        merged_records: count(pool, "SELECT COUNT(*) FROM customers WHERE profile_id IS NOT NULL AND profile_id <> id").await?,
+        merges_by_rule: grouped(pool, "SELECT rule, COUNT(*) FROM identity_links GROUP BY rule ORDER BY rule").await?,
+        skipped_identity_keys: count(pool, "SELECT COUNT(*) FROM identity_skipped_keys").await?,
+        orders: count(pool, "SELECT COUNT(*) FROM orders").await?,
+        refunded_or_cancelled_orders: count(pool, "SELECT COUNT(*) FROM orders WHERE status IN ('refunded', 'cancelled')").await?,
+        zero_value_orders: count(pool, "SELECT COUNT(*) FROM orders WHERE total_minor = 0").await?,
+        order_items: count(pool, "SELECT COUNT(*) FROM order_items").await?,
+        revenue_minor_by_currency: pool
+            .fetch(
+                "SELECT currency, CAST(SUM(total_minor) AS BIGINT) FROM orders WHERE status NOT IN ('refunded', 'cancelled') GROUP BY currency ORDER BY currency",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.i64(1)?)))
+            .collect::<Result<_, StoreError>>()?,
+        order_span,
+        events_by_type: grouped(pool, "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type").await?,
+        records_without_contact: count(
+            pool,
+            "SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND email IS NULL AND phone IS NULL AND first_name IS NULL AND last_name IS NULL",
+        )
+        .await?,
+        records_without_email: count(pool, "SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND email IS NULL").await?,
+        profiles_without_orders: count(
+            pool,
+            "SELECT COUNT(*) FROM customers p WHERE p.erased_at IS NULL AND COALESCE(p.profile_id, p.id) = p.id AND NOT EXISTS \
+             (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE COALESCE(c.profile_id, c.id) = p.id)",
+        )
+        .await?,
+        email_consent: with_none(email),
+        sms_consent: with_none(sms),
+    })
+}
+
+/// One customer record of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerRow {
+    /// Row id.
+    pub id: i64,
+    /// The profile it belongs to.
+    pub profile_id: i64,
+    /// The source's key.
+    pub external_id: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// `line1, postal code city, country`.
+    pub address: Option<String>,
+    /// Time zone.
+    pub time_zone: Option<String>,
+    /// Locale.
+    pub locale: Option<String>,
+    /// Other columns of the source.
+    pub attributes: serde_json::Value,
+}
+
+/// An order of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrderView {
+    /// Order number.
+    pub external_id: String,
+    /// The record that placed it.
+    pub customer_external_id: String,
+    /// When.
+    pub ordered_at: Timestamp,
+    /// Total in minor units.
+    pub total_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// Status.
+    pub status: String,
+    /// Category.
+    pub category: Option<String>,
+    /// Discount codes used.
+    pub discount_codes: Vec<String>,
+}
+
+/// An event of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventView {
+    /// Type.
+    pub kind: String,
+    /// When.
+    pub at: Timestamp,
+    /// Payload JSON.
+    pub payload: serde_json::Value,
+}
+
+/// Why two records of the profile were merged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkView {
+    /// One record (external id).
+    pub a: String,
+    /// The other.
+    pub b: String,
+    /// The rule.
+    pub rule: String,
+    /// The shared identifier.
+    pub value: String,
+}
+
+/// A record's consent in force for one channel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsentView {
+    /// The record (external id) the consent was given for.
+    pub customer_external_id: String,
+    /// Channel.
+    pub channel: String,
+    /// Status in force.
+    pub status: String,
+    /// Where it came from.
+    pub source: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A merged profile with everything stored about it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerDetail {
+    /// Profile id.
+    pub profile_id: i64,
+    /// Its records (identifiers).
+    pub records: Vec<CustomerRow>,
+    /// Why they are one profile.
+    pub links: Vec<LinkView>,
+    /// Consent in force per channel.
+    pub consent: Vec<ConsentView>,
+    /// Number of orders.
+    pub order_count: u64,
+    /// The latest orders (up to 50).
+    pub orders: Vec<OrderView>,
+    /// Number of events.
+    pub event_count: u64,
+    /// The latest events (up to 50).
+    pub events: Vec<EventView>,
+}
+
+const CUSTOMER_COLS: &str = "id, COALESCE(profile_id, id), external_id, email, phone, first_name, last_name, address1, postal_code, city, country, time_zone, locale, attributes";
+
+fn customer_row(r: &crate::db::DbRow) -> Result<CustomerRow, StoreError> {
+    let parts: Vec<String> = [
+        r.opt_text(7)?,
+        r.opt_text(8)?
+            .map(|p| format!("{p} {}", r.opt_text(9).ok().flatten().unwrap_or_default())),
+        r.opt_text(10)?,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| s.trim().to_owned())
+    .filter(|s| !s.is_empty())
+    .collect();
+    Ok(CustomerRow {
+        id: r.i64(0)?,
+        profile_id: r.i64(1)?,
+        external_id: r.text(2)?,
+        email: r.opt_text(3)?,
+        phone: r.opt_text(4)?,
+        first_name: r.opt_text(5)?,
+        last_name: r.opt_text(6)?,
+        address: (!parts.is_empty()).then(|| parts.join(", ")),
+        time_zone: r.opt_text(11)?,
+        locale: r.opt_text(12)?,
+        attributes: serde_json::from_str(&r.text(13)?)?,
+    })
+}
+
+pub(crate) async fn customer_detail(
+    pool: &Pool,
+    key: &str,
+) -> Result<Option<CustomerDetail>, StoreError> {
+    let key = key.trim();
+    let found = match key.parse::<i64>() {
+        Ok(id) => pool.fetch_optional("SELECT COALESCE(profile_id, id) FROM customers WHERE id = $1 AND erased_at IS NULL", &[Val::from(id)]).await?,
+        Err(_) => None,
+    };
+    let found = match found {
+        Some(r) => Some(r),
+        None => {
+            pool.fetch_optional(
+                "SELECT COALESCE(profile_id, id) FROM customers WHERE (external_id = $1 OR email = $2 OR email_key = $2) AND erased_at IS NULL ORDER BY id LIMIT 1",
+                &[Val::from(key), Val::from(key.to_lowercase())],
+            )
+            .await?
+        }
+    };
+    let Some(found) = found else { return Ok(None) };
+    let profile = found.i64(0)?;
+    let records: Vec<CustomerRow> = pool
+        .fetch(&format!("SELECT {CUSTOMER_COLS} FROM customers WHERE COALESCE(profile_id, id) = $1 AND erased_at IS NULL ORDER BY id"), &[Val::from(profile)])
+        .await?
+        .iter()
+        .map(customer_row)
+        .collect::<Result<_, _>>()?;
+    let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+    let args: Vec<Val> = ids.iter().map(|i| Val::from(*i)).collect();
+    let list = in_list(ids.len());
+    let links = pool
+        .fetch(
+            &format!(
+                "SELECT a.external_id, b.external_id, l.rule, l.value FROM identity_links l JOIN customers a ON a.id = l.customer_a \
+                 JOIN customers b ON b.id = l.customer_b WHERE l.customer_a IN ({list}) ORDER BY l.customer_a, l.customer_b"
+            ),
+            &args,
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(LinkView { a: r.text(0)?, b: r.text(1)?, rule: r.text(2)?, value: r.text(3)? }))
+        .collect::<Result<_, StoreError>>()?;
+    let order_count = pool
+        .fetch(
+            &format!("SELECT COUNT(*) FROM orders WHERE customer_id IN ({list})"),
+            &args,
+        )
+        .await?[0]
+        .i64(0)? as u64;
+    let order_rows = pool
+        .fetch(
+            &format!(
+                "SELECT o.id, o.external_id, c.external_id, o.ordered_at, o.total_minor, o.currency, o.status, o.category FROM orders o \
+                 JOIN customers c ON c.id = o.customer_id WHERE o.customer_id IN ({list}) ORDER BY o.ordered_at DESC, o.id DESC LIMIT 50"
+            ),
+            &args,
+        )
+        .await?;
+    let mut orders = Vec::with_capacity(order_rows.len());
+    for r in &order_rows {
+        let codes = pool
+            .fetch(
+                "SELECT code FROM order_discount_codes WHERE order_id = $1 ORDER BY code",
+                &[Val::from(r.i64(0)?)],
+            )
+            .await?
+            .iter()
+            .map(|c| c.text(0))
+            .collect::<Result<_, _>>()?;
+        orders.push(OrderView {
+            external_id: r.text(1)?,
+            customer_external_id: r.text(2)?,
+            ordered_at: ts(r.i64(3)?)?,
+            total_minor: r.i64(4)?,
+            currency: r.text(5)?,
+            status: r.text(6)?,
+            category: r.opt_text(7)?,
+            discount_codes: codes,
+        });
+    }
+    let event_count = pool
+        .fetch(
+            &format!("SELECT COUNT(*) FROM events WHERE customer_id IN ({list})"),
+            &args,
+        )
+        .await?[0]
+        .i64(0)? as u64;
+    let events = pool
+        .fetch(
+            &format!("SELECT type, occurred_at, payload FROM events WHERE customer_id IN ({list}) ORDER BY occurred_at DESC, id DESC LIMIT 50"),
+            &args,
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(EventView { kind: r.text(0)?, at: ts(r.i64(1)?)?, payload: serde_json::from_str(&r.text(2)?)? }))
+        .collect::<Result<_, StoreError>>()?;
+    let consents = effective_consents(pool, Some(&ids)).await?;
+    let external: HashMap<i64, &str> = records
+        .iter()
+        .map(|r| (r.id, r.external_id.as_str()))
+        .collect();
+    let mut consent: Vec<ConsentView> = consents
+        .into_iter()
+        .map(|((id, ch), c)| ConsentView {
+            customer_external_id: external.get(&id).copied().unwrap_or_default().to_owned(),
+            channel: ch.as_str().into(),
+            status: c.status.as_str().into(),
+            source: c.source,
+            at: c.at,
+        })
+        .collect();
+    consent.sort_by(|a, b| {
+        (&a.customer_external_id, &a.channel).cmp(&(&b.customer_external_id, &b.channel))
+    });
+    Ok(Some(CustomerDetail {
+        profile_id: profile,
+        records,
+        links,
+        consent,
+        order_count,
+        orders,
+        event_count,
+        events,
+    }))
+}
+
+pub(crate) async fn list_profiles(
+    pool: &Pool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<CustomerRow>, StoreError> {
+    pool.fetch(
+        &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE COALESCE(profile_id, id) = id AND erased_at IS NULL AND id > $1 ORDER BY id LIMIT $2"),
+        &[Val::from(after), Val::from(limit)],
+    )
+    .await?
+    .iter()
+    .map(customer_row)
+    .collect()
+}

@@ -1,0 +1,519 @@
+//! An import session: one transaction into which parsed records are written in batches.
+//! Nothing is visible to others until [`ImportSession::commit`]; dropping the session, an error
+//! or a killed process leaves the store as it was.
+
+use std::collections::{HashMap, HashSet};
+
+use winback_domain::{
+    Channel, ConsentStatus, CustomerRecord, EventKind, EventRecord, ExternalId, LineItem,
+    OrderRecord, Timestamp,
+};
+
+use crate::{
+    StoreError,
+    db::{Tx, Val, in_list, values_list},
+};
+
+/// Rows per multi-row statement: well under both backends' parameter limits.
+const CHUNK_PARAMS: usize = 16_000;
+
+/// What a session wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteCounts {
+    /// Customer records inserted or updated (including ones created for orders and events).
+    pub customers: u64,
+    /// Orders inserted or updated.
+    pub orders: u64,
+    /// Order lines inserted or updated.
+    pub order_items: u64,
+    /// Events inserted (a re-imported event is not counted).
+    pub events: u64,
+    /// Events already stored and skipped.
+    pub duplicate_events: u64,
+    /// Consent statements added to the ledger.
+    pub consents: u64,
+}
+
+/// A write transaction for imports.
+pub struct ImportSession {
+    tx: Tx,
+    now: Timestamp,
+    /// external id → customer row id, for records seen in this session.
+    customer_ids: HashMap<String, i64>,
+    counts: WriteCounts,
+}
+
+fn opt_str<T: AsRef<str>>(v: &Option<T>) -> Val {
+    Val::T(v.as_ref().map(|s| s.as_ref().to_owned()))
+}
+
+/// Splits `items` into runs in which no key repeats, each at most `max` long: PostgreSQL refuses
+/// an upsert that touches one row twice, and the later record must win.
+fn unique_runs<'a, T, K: std::hash::Hash + Eq>(
+    items: &'a [T],
+    max: usize,
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a [T]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut seen: HashSet<K> = HashSet::new();
+    for (i, it) in items.iter().enumerate() {
+        let k = key(it);
+        if i - start >= max || seen.contains(&k) {
+            runs.push(&items[start..i]);
+            start = i;
+            seen.clear();
+        }
+        seen.insert(k);
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
+impl ImportSession {
+    pub(crate) fn new(tx: Tx, now: Timestamp) -> Self {
+        Self {
+            tx,
+            now,
+            customer_ids: HashMap::new(),
+            counts: WriteCounts::default(),
+        }
+    }
+
+    /// What was written so far.
+    pub fn counts(&self) -> &WriteCounts {
+        &self.counts
+    }
+
+    /// Upserts customers. With `authoritative`, given values replace stored ones (a customer
+    /// file); otherwise they only fill values the store lacks (what an order says of its buyer).
+    pub async fn upsert_customers(
+        &mut self,
+        records: &[CustomerRecord],
+        authoritative: bool,
+    ) -> Result<(), StoreError> {
+        const COLS: usize = 17;
+        let merge = |col: &str| {
+            if authoritative {
+                format!("{col} = COALESCE(excluded.{col}, customers.{col})")
+            } else {
+                format!("{col} = COALESCE(customers.{col}, excluded.{col})")
+            }
+        };
+        let mut sets: Vec<String> = [
+            "email",
+            "email_key",
+            "phone",
+            "first_name",
+            "last_name",
+            "time_zone",
+            "locale",
+            "created_at",
+        ]
+        .iter()
+        .map(|c| merge(c))
+        .collect();
+        // Address parts move together, so two sources never mix into one address.
+        for c in [
+            "address1",
+            "address2",
+            "postal_code",
+            "city",
+            "country",
+            "address_key",
+        ] {
+            sets.push(if authoritative {
+                format!("{c} = CASE WHEN excluded.postal_code IS NOT NULL OR excluded.address1 IS NOT NULL THEN excluded.{c} ELSE customers.{c} END")
+            } else {
+                format!("{c} = CASE WHEN customers.postal_code IS NULL AND customers.address1 IS NULL THEN excluded.{c} ELSE customers.{c} END")
+            });
+        }
+        sets.push(if authoritative {
+            "attributes = CASE WHEN excluded.attributes <> '{}' THEN excluded.attributes ELSE customers.attributes END".into()
+        } else {
+            "attributes = customers.attributes".into()
+        });
+        sets.push("updated_at = excluded.updated_at".into());
+        let now = self.now.as_micros();
+        for run in unique_runs(records, CHUNK_PARAMS / COLS, |r| r.external_id.as_str()) {
+            let sql = format!(
+                "INSERT INTO customers (external_id, email, email_key, phone, first_name, last_name, address1, address2, postal_code, city, country, address_key, time_zone, locale, created_at, attributes, inserted_at, updated_at) \
+                 VALUES {} ON CONFLICT (external_id) DO UPDATE SET {} RETURNING id, external_id",
+                values_list_with_now(run.len(), COLS),
+                sets.join(", ")
+            );
+            let mut args = Vec::with_capacity(run.len() * COLS);
+            for r in run {
+                let addr = r.address.as_ref();
+                let attrs = if r.attributes.is_empty() {
+                    "{}".to_owned()
+                } else {
+                    serde_json::to_string(&r.attributes)?
+                };
+                args.extend([
+                    Val::from(r.external_id.as_str()),
+                    opt_str(&r.email.as_ref().map(|e| e.as_str())),
+                    opt_str(&r.email.as_ref().map(|e| e.match_key())),
+                    opt_str(&r.phone.as_ref().map(|p| p.as_str())),
+                    opt_str(&r.first_name.as_ref().map(|n| n.as_str())),
+                    opt_str(&r.last_name.as_ref().map(|n| n.as_str())),
+                    opt_str(&addr.map(|a| a.line1()).filter(|s| !s.is_empty())),
+                    opt_str(&addr.map(|a| a.line2()).filter(|s| !s.is_empty())),
+                    opt_str(&addr.map(|a| a.postal_code()).filter(|s| !s.is_empty())),
+                    opt_str(&addr.map(|a| a.city()).filter(|s| !s.is_empty())),
+                    opt_str(&addr.map(|a| a.country()).filter(|s| !s.is_empty())),
+                    Val::T(r.address_identity_key()),
+                    opt_str(&r.time_zone.as_ref().map(|t| t.as_str())),
+                    opt_str(&r.locale.as_ref().map(|l| l.as_str())),
+                    Val::I(r.created_at.map(Timestamp::as_micros)),
+                    Val::from(attrs),
+                    Val::from(now),
+                ]);
+            }
+            let rows = self.tx.fetch(&sql, &args).await?;
+            for row in rows {
+                self.customer_ids.insert(row.text(1)?, row.i64(0)?);
+            }
+            self.counts.customers += run.len() as u64;
+        }
+        let consents: Vec<(&ExternalId, &winback_domain::Consent)> = records
+            .iter()
+            .flat_map(|r| r.consents.iter().map(move |c| (&r.external_id, c)))
+            .collect();
+        self.add_consents(&consents).await?;
+        Ok(())
+    }
+
+    /// Adds consent statements to the ledger; a statement already there is skipped.
+    async fn add_consents(
+        &mut self,
+        consents: &[(&ExternalId, &winback_domain::Consent)],
+    ) -> Result<(), StoreError> {
+        if consents.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&ExternalId> = consents.iter().map(|(id, _)| *id).collect();
+        self.ensure_customers(&ids).await?;
+        const COLS: usize = 7;
+        for chunk in consents.chunks(CHUNK_PARAMS / COLS) {
+            let sql = format!(
+                "INSERT INTO consent_ledger (customer_id, channel, status, source, wording_version, recorded_at, inserted_at) VALUES {} \
+                 ON CONFLICT (customer_id, channel, status, recorded_at, source) DO NOTHING",
+                values_list(chunk.len(), COLS)
+            );
+            let mut args = Vec::with_capacity(chunk.len() * COLS);
+            for (id, c) in chunk {
+                args.extend([
+                    Val::from(self.customer_ids[id.as_str()]),
+                    Val::from(c.channel.as_str()),
+                    Val::from(c.status.as_str()),
+                    Val::from(c.source.as_str()),
+                    opt_str(&c.wording_version),
+                    Val::from(c.at.as_micros()),
+                    Val::from(self.now.as_micros()),
+                ]);
+            }
+            self.counts.consents += self.tx.execute(&sql, &args).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure every customer exists, creating bare records for unknown ones, and caches ids.
+    async fn ensure_customers(&mut self, ids: &[&ExternalId]) -> Result<(), StoreError> {
+        let mut missing: Vec<&str> = Vec::new();
+        let mut seen = HashSet::new();
+        for id in ids {
+            if !self.customer_ids.contains_key(id.as_str()) && seen.insert(id.as_str()) {
+                missing.push(id.as_str());
+            }
+        }
+        for chunk in missing.chunks(900) {
+            let sql = format!(
+                "SELECT id, external_id FROM customers WHERE external_id IN ({})",
+                in_list(chunk.len())
+            );
+            let args: Vec<Val> = chunk.iter().map(|s| Val::from(*s)).collect();
+            for row in self.tx.fetch(&sql, &args).await? {
+                self.customer_ids.insert(row.text(1)?, row.i64(0)?);
+            }
+        }
+        let absent: Vec<&str> = missing
+            .into_iter()
+            .filter(|s| !self.customer_ids.contains_key(*s))
+            .collect();
+        let now = self.now.as_micros();
+        for chunk in absent.chunks(4000) {
+            let sql = format!(
+                "INSERT INTO customers (external_id, attributes, inserted_at, updated_at) VALUES {} \
+                 ON CONFLICT (external_id) DO UPDATE SET external_id = excluded.external_id RETURNING id, external_id",
+                (0..chunk.len())
+                    .map(|i| format!("(${}, '{{}}', ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let args: Vec<Val> = chunk
+                .iter()
+                .flat_map(|s| [Val::from(*s), Val::from(now), Val::from(now)])
+                .collect();
+            for row in self.tx.fetch(&sql, &args).await? {
+                self.customer_ids.insert(row.text(1)?, row.i64(0)?);
+            }
+            self.counts.customers += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Upserts orders (with their discount codes and any embedded line items).
+    pub async fn upsert_orders(&mut self, orders: &[OrderRecord]) -> Result<(), StoreError> {
+        let ids: Vec<&ExternalId> = orders.iter().map(|o| &o.customer).collect();
+        self.ensure_customers(&ids).await?;
+        const COLS: usize = 10;
+        let now = self.now.as_micros();
+        for run in unique_runs(orders, CHUNK_PARAMS / COLS, |o| o.external_id.as_str()) {
+            let sql = format!(
+                "INSERT INTO orders (external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at) VALUES {} \
+                 ON CONFLICT (external_id) DO UPDATE SET customer_id = excluded.customer_id, ordered_at = excluded.ordered_at, \
+                 total_minor = excluded.total_minor, discount_minor = excluded.discount_minor, currency = excluded.currency, \
+                 status = excluded.status, category = COALESCE(excluded.category, orders.category), item_count = excluded.item_count",
+                values_list(run.len(), COLS)
+            );
+            let mut args = Vec::with_capacity(run.len() * COLS);
+            for o in run {
+                args.extend([
+                    Val::from(o.external_id.as_str()),
+                    Val::from(self.customer_ids[o.customer.as_str()]),
+                    Val::from(o.ordered_at.as_micros()),
+                    Val::from(o.total.minor()),
+                    Val::from(o.discount.minor()),
+                    Val::from(o.total.currency().code()),
+                    Val::from(o.status.as_str()),
+                    opt_str(&o.category),
+                    Val::from(i64::from(o.item_count)),
+                    Val::from(now),
+                ]);
+            }
+            self.tx.execute(&sql, &args).await?;
+            self.counts.orders += run.len() as u64;
+            let with_details: Vec<&OrderRecord> = run
+                .iter()
+                .filter(|o| !o.discount_codes.is_empty() || !o.items.is_empty())
+                .collect();
+            if !with_details.is_empty() {
+                self.write_order_details(&with_details).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn order_ids(&mut self, external: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
+        let mut out = HashMap::with_capacity(external.len());
+        for chunk in external.chunks(900) {
+            let sql = format!(
+                "SELECT id, external_id FROM orders WHERE external_id IN ({})",
+                in_list(chunk.len())
+            );
+            let args: Vec<Val> = chunk.iter().map(|s| Val::from(*s)).collect();
+            for row in self.tx.fetch(&sql, &args).await? {
+                out.insert(row.text(1)?, row.i64(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write_order_details(&mut self, orders: &[&OrderRecord]) -> Result<(), StoreError> {
+        let names: Vec<&str> = orders.iter().map(|o| o.external_id.as_str()).collect();
+        let ids = self.order_ids(&names).await?;
+        let order_ids: Vec<Val> = ids.values().map(|i| Val::from(*i)).collect();
+        for chunk in order_ids.chunks(900) {
+            let list = in_list(chunk.len());
+            self.tx
+                .execute(
+                    &format!("DELETE FROM order_discount_codes WHERE order_id IN ({list})"),
+                    chunk,
+                )
+                .await?;
+        }
+        let codes: Vec<(i64, &str)> = orders
+            .iter()
+            .flat_map(|o| {
+                let id = ids[o.external_id.as_str()];
+                let mut seen = HashSet::new();
+                o.discount_codes
+                    .iter()
+                    .filter(move |c| seen.insert(c.as_str()))
+                    .map(move |c| (id, c.as_str()))
+            })
+            .collect();
+        for chunk in codes.chunks(4000) {
+            let sql = format!(
+                "INSERT INTO order_discount_codes (order_id, code) VALUES {}",
+                values_list(chunk.len(), 2)
+            );
+            let args: Vec<Val> = chunk
+                .iter()
+                .flat_map(|(id, c)| [Val::from(*id), Val::from(*c)])
+                .collect();
+            self.tx.execute(&sql, &args).await?;
+        }
+        let with_items: Vec<&&OrderRecord> =
+            orders.iter().filter(|o| !o.items.is_empty()).collect();
+        if !with_items.is_empty() {
+            let item_order_ids: Vec<Val> = with_items
+                .iter()
+                .map(|o| Val::from(ids[o.external_id.as_str()]))
+                .collect();
+            for chunk in item_order_ids.chunks(900) {
+                let list = in_list(chunk.len());
+                self.tx
+                    .execute(
+                        &format!("DELETE FROM order_items WHERE order_id IN ({list})"),
+                        chunk,
+                    )
+                    .await?;
+            }
+            let lines: Vec<(i64, u32, &LineItem)> = with_items
+                .iter()
+                .flat_map(|o| {
+                    let id = ids[o.external_id.as_str()];
+                    o.items
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, it)| (id, i as u32 + 1, it))
+                })
+                .collect();
+            self.insert_lines(&lines).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_lines(&mut self, lines: &[(i64, u32, &LineItem)]) -> Result<(), StoreError> {
+        const COLS: usize = 8;
+        // Runs without a repeated (order, line) for the upsert.
+        for run in unique_runs(lines, CHUNK_PARAMS / COLS, |(o, l, _)| (*o, *l)) {
+            let sql = format!(
+                "INSERT INTO order_items (order_id, line_no, sku, name, category, quantity, unit_price_minor, currency) VALUES {} \
+                 ON CONFLICT (order_id, line_no) DO UPDATE SET sku = excluded.sku, name = excluded.name, category = excluded.category, \
+                 quantity = excluded.quantity, unit_price_minor = excluded.unit_price_minor, currency = excluded.currency",
+                values_list(run.len(), COLS)
+            );
+            let mut args = Vec::with_capacity(run.len() * COLS);
+            for (order_id, line_no, it) in run {
+                args.extend([
+                    Val::from(*order_id),
+                    Val::from(i64::from(*line_no)),
+                    opt_str(&it.sku),
+                    Val::from(it.name.as_str()),
+                    opt_str(&it.category),
+                    Val::from(i64::from(it.quantity)),
+                    Val::from(it.unit_price.minor()),
+                    Val::from(it.unit_price.currency().code()),
+                ]);
+            }
+            self.tx.execute(&sql, &args).await?;
+            self.counts.order_items += run.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Upserts order lines from an items file. Returns the indices of `items` whose order is
+    /// not in the store; the others are written.
+    pub async fn upsert_order_items(
+        &mut self,
+        items: &[(ExternalId, u32, LineItem)],
+    ) -> Result<Vec<usize>, StoreError> {
+        let names: Vec<&str> = items.iter().map(|(o, _, _)| o.as_str()).collect();
+        let ids = self.order_ids(&names).await?;
+        let mut unknown = Vec::new();
+        let mut lines = Vec::with_capacity(items.len());
+        for (i, (order, line_no, item)) in items.iter().enumerate() {
+            match ids.get(order.as_str()) {
+                Some(id) => lines.push((*id, *line_no, item)),
+                None => unknown.push(i),
+            }
+        }
+        self.insert_lines(&lines).await?;
+        Ok(unknown)
+    }
+
+    /// Inserts events; an event whose natural key is stored already is skipped. Unsubscribes and
+    /// complaints also withdraw email consent in the ledger.
+    pub async fn insert_events(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
+        let ids: Vec<&ExternalId> = events.iter().map(|e| &e.customer).collect();
+        self.ensure_customers(&ids).await?;
+        const COLS: usize = 6;
+        let now = self.now.as_micros();
+        for chunk in events.chunks(CHUNK_PARAMS / COLS) {
+            let sql = format!(
+                "INSERT INTO events (event_key, customer_id, type, occurred_at, payload, inserted_at) VALUES {} \
+                 ON CONFLICT (event_key) DO NOTHING",
+                values_list(chunk.len(), COLS)
+            );
+            let mut args = Vec::with_capacity(chunk.len() * COLS);
+            for e in chunk {
+                args.extend([
+                    Val::from(e.natural_key()),
+                    Val::from(self.customer_ids[e.customer.as_str()]),
+                    Val::from(e.kind.type_name()),
+                    Val::from(e.at.as_micros()),
+                    Val::from(serde_json::to_string(&e.kind)?),
+                    Val::from(now),
+                ]);
+            }
+            let inserted = self.tx.execute(&sql, &args).await?;
+            self.counts.events += inserted;
+            self.counts.duplicate_events += chunk.len() as u64 - inserted;
+        }
+        let withdrawals: Vec<(&ExternalId, winback_domain::Consent)> = events
+            .iter()
+            .filter_map(|e| {
+                let source = match e.kind {
+                    EventKind::EmailUnsubscribed { .. } => "event:email_unsubscribed",
+                    EventKind::EmailComplained { .. } => "event:email_complained",
+                    _ => return None,
+                };
+                Some((
+                    &e.customer,
+                    winback_domain::Consent {
+                        channel: Channel::Email,
+                        status: ConsentStatus::Withdrawn,
+                        source: source.into(),
+                        at: e.at,
+                        wording_version: None,
+                    },
+                ))
+            })
+            .collect();
+        let refs: Vec<(&ExternalId, &winback_domain::Consent)> =
+            withdrawals.iter().map(|(id, c)| (*id, c)).collect();
+        self.add_consents(&refs).await
+    }
+
+    /// Makes everything written visible at once.
+    pub async fn commit(self) -> Result<WriteCounts, StoreError> {
+        self.tx.commit().await?;
+        Ok(self.counts)
+    }
+
+    /// Discards everything written.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await
+    }
+}
+
+/// Like [`values_list`], with the last column bound twice (`inserted_at`, `updated_at`).
+fn values_list_with_now(rows: usize, cols: usize) -> String {
+    let mut s = String::new();
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            s.push_str(&format!("${},", r * cols + c + 1));
+        }
+        s.push_str(&format!("${})", r * cols + cols));
+    }
+    s
+}
