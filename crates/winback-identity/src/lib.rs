@@ -157,13 +157,16 @@ impl UnionFind {
     }
 }
 
+/// Reads one kind of key off a record.
+type KeyOf = fn(&Identifiers) -> Option<&str>;
+
 /// Resolves identities over every record. Records without a `customer` id are ignored.
 pub fn resolve(rules: &IdentityRules, records: &[Identifiers]) -> Resolution {
     let records: Vec<&Identifiers> = records.iter().filter(|r| r.customer.is_some()).collect();
     let mut uf = UnionFind::new(records.len());
     let mut links = Vec::new();
     let mut skipped = Vec::new();
-    let passes: [(bool, Rule, fn(&Identifiers) -> Option<&str>); 3] = [
+    let passes: [(bool, Rule, KeyOf); 3] = [
         (rules.email, Rule::Email, |r| r.email_key.as_deref()),
         (rules.phone, Rule::Phone, |r| r.phone.as_deref()),
         (rules.address, Rule::AddressFamilyName, |r| {

@@ -5,53 +5,24 @@
 //! customer's transactions on that day in file order, so the master and the sample give the same
 //! keys for the same transactions and re-importing either is a no-op.
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader, Read},
-};
+use std::{collections::HashMap, io::Read};
 
 use winback_domain::{Currency, DecimalSeparator, ExternalId, Money, OrderRecord, OrderStatus};
 
-use crate::{Item, ParsedRow, Rejected, RowError, RowResult, csvrows::Context};
+use crate::{Item, ParsedRow, RowError, RowResult, csvrows::Context};
 
 pub(crate) fn parse<R: Read + Send + 'static>(
     reader: R,
     ctx: Context,
 ) -> impl Iterator<Item = RowResult> + Send {
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut line_no = 0u64;
-    let mut buf = String::new();
     let mut seen: HashMap<(String, String), u32> = HashMap::new();
-    std::iter::from_fn(move || {
-        loop {
-            buf.clear();
-            line_no += 1;
-            match reader.read_line(&mut buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => {
-                    return Some(Err(Rejected {
-                        error: ctx.err(line_no, "row", e.to_string()),
-                        raw: String::new(),
-                    }));
-                }
-            }
-            let text = buf.trim_start_matches('\u{feff}').trim();
-            if text.is_empty() {
-                continue;
-            }
-            let fields: Vec<&str> = text.split_whitespace().collect();
-            // The master file's header line.
-            if line_no == 1 && fields.first().is_some_and(|f| f.parse::<u64>().is_err()) {
-                continue;
-            }
-            return Some(
-                parse_fields(&ctx, line_no, &fields, &mut seen).map_err(|error| Rejected {
-                    error,
-                    raw: text.to_owned(),
-                }),
-            );
+    crate::csvrows::lines(reader, ctx, move |ctx, line, text| {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        // The master file's header line.
+        if line == 1 && fields.first().is_some_and(|f| f.parse::<u64>().is_err()) {
+            return None;
         }
+        Some(parse_fields(ctx, line, &fields, &mut seen))
     })
 }
 

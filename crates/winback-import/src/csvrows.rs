@@ -310,6 +310,57 @@ impl<R: Read> CsvRows<R> {
     }
 }
 
+/// Reads a line-oriented file (JSONL, CDNOW) and calls `parse` with each non-blank line, its
+/// 1-based number and the file context; an unreadable line (not UTF-8) is refused and reading
+/// goes on with the next one.
+pub(crate) fn lines<R, F>(
+    reader: R,
+    ctx: Context,
+    mut parse: F,
+) -> impl Iterator<Item = crate::RowResult> + Send
+where
+    R: Read + Send + 'static,
+    F: FnMut(&Context, u64, &str) -> Option<Result<crate::ParsedRow, RowError>> + Send + 'static,
+{
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, reader);
+    let mut line_no = 0u64;
+    let mut buf = Vec::new();
+    std::iter::from_fn(move || {
+        loop {
+            buf.clear();
+            line_no += 1;
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    return Some(Err(Rejected {
+                        error: ctx.err(line_no, "row", format!("cannot read the line: {e}")),
+                        raw: String::new(),
+                    }));
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&buf) else {
+                let raw = String::from_utf8_lossy(&buf).trim().to_owned();
+                return Some(Err(Rejected {
+                    error: ctx.err(line_no, "row", "the line is not valid UTF-8"),
+                    raw,
+                }));
+            };
+            let text = text.trim_start_matches('\u{feff}').trim();
+            if text.is_empty() {
+                continue;
+            }
+            if let Some(result) = parse(&ctx, line_no, text) {
+                return Some(result.map_err(|error| Rejected {
+                    error,
+                    raw: text.to_owned(),
+                }));
+            }
+        }
+    })
+}
+
 /// Parses a non-negative whole number of units.
 pub(crate) fn parse_count(raw: &str) -> Result<u32, String> {
     raw.trim()

@@ -2,45 +2,18 @@
 //! `{"event_id":"e1","customer_id":"C1","at":"2024-03-01T10:00:00Z","type":"email_clicked","url":"…"}`.
 //! `email` may stand in for `customer_id`. Blank lines are skipped.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use winback_domain::{CustomerRecord, EmailAddress, EventKind, EventRecord, ExternalId};
 
-use crate::{Item, ParsedRow, Rejected, RowError, RowResult, csvrows::Context};
+use crate::{Item, ParsedRow, RowError, RowResult, csvrows::Context};
 
 pub(crate) fn parse<R: Read + Send + 'static>(
     reader: R,
     ctx: Context,
 ) -> impl Iterator<Item = RowResult> + Send {
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut line_no = 0u64;
-    let mut buf = String::new();
-    std::iter::from_fn(move || {
-        loop {
-            buf.clear();
-            line_no += 1;
-            match reader.read_line(&mut buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => {
-                    // Not UTF-8: skip the rest of the line so the next one can still be checked.
-                    let mut skip = Vec::new();
-                    let _ = reader.read_until(b'\n', &mut skip);
-                    return Some(Err(Rejected {
-                        error: ctx.err(line_no, "row", format!("cannot read the line: {e}")),
-                        raw: String::new(),
-                    }));
-                }
-            }
-            let text = buf.trim_start_matches('\u{feff}').trim();
-            if text.is_empty() {
-                continue;
-            }
-            return Some(parse_line(&ctx, line_no, text).map_err(|error| Rejected {
-                error,
-                raw: text.to_owned(),
-            }));
-        }
+    crate::csvrows::lines(reader, ctx, |ctx, line, text| {
+        Some(parse_line(ctx, line, text))
     })
 }
 

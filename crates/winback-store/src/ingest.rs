@@ -160,13 +160,12 @@ pub async fn ingest<S: Store>(
         let mut buf = Vec::with_capacity(batch_rows);
         for r in rows {
             buf.push(r);
-            if buf.len() >= batch_rows {
-                if tx
+            if buf.len() >= batch_rows
+                && tx
                     .blocking_send(std::mem::replace(&mut buf, Vec::with_capacity(batch_rows)))
                     .is_err()
-                {
-                    return; // the writer stopped listening
-                }
+            {
+                return; // the writer stopped listening
             }
         }
         if !buf.is_empty() {

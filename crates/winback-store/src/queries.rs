@@ -68,11 +68,14 @@ pub(crate) async fn save_resolution(
         .map(|(c, p)| (c.get(), p.get()))
         .filter(|(c, p)| existing.get(c).copied().flatten() != Some(*p))
         .collect();
-    // Bulk update through a VALUES list joined on id: one statement per chunk on both backends.
+    // Changes go through a keyed temporary table, so the update is one indexed lookup per row on
+    // both backends (a correlated lookup into a VALUES list would scan it for every row).
+    tx.execute("CREATE TEMP TABLE IF NOT EXISTS winback_profile_changes (id BIGINT PRIMARY KEY, profile BIGINT NOT NULL)", &[]).await?;
+    tx.execute("DELETE FROM winback_profile_changes", &[])
+        .await?;
     for chunk in changes.chunks(4000) {
         let sql = format!(
-            "WITH v(id, profile) AS (VALUES {}) UPDATE customers SET profile_id = (SELECT profile FROM v WHERE v.id = customers.id) \
-             WHERE id IN (SELECT id FROM v)",
+            "INSERT INTO winback_profile_changes (id, profile) VALUES {}",
             values_list(chunk.len(), 2)
         );
         let args: Vec<Val> = chunk
@@ -81,6 +84,16 @@ pub(crate) async fn save_resolution(
             .collect();
         tx.execute(&sql, &args).await?;
     }
+    if !changes.is_empty() {
+        tx.execute(
+            "UPDATE customers SET profile_id = (SELECT profile FROM winback_profile_changes p WHERE p.id = customers.id) \
+             WHERE id IN (SELECT id FROM winback_profile_changes)",
+            &[],
+        )
+        .await?;
+    }
+    tx.execute("DELETE FROM winback_profile_changes", &[])
+        .await?;
     tx.execute("DELETE FROM identity_links", &[]).await?;
     for chunk in r.links.chunks(3000) {
         let sql = format!(

@@ -11,11 +11,27 @@ use winback_domain::{
 
 use crate::{
     StoreError,
-    db::{Tx, Val, in_list, values_list},
+    db::{Backend, Tx, Val, in_list, values_list},
 };
 
 /// Rows per multi-row statement: well under both backends' parameter limits.
-const CHUNK_PARAMS: usize = 16_000;
+const CHUNK_PARAMS: usize = 4_000;
+
+/// Orders per PostgreSQL COPY round.
+const PG_COPY_ROWS: usize = 50_000;
+
+/// Escapes a value for COPY's text format.
+fn copy_escape(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
 
 /// What a session wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -41,6 +57,8 @@ pub struct ImportSession {
     /// external id → customer row id, for records seen in this session.
     customer_ids: HashMap<String, i64>,
     counts: WriteCounts,
+    /// Whether the PostgreSQL staging table for COPY exists in this transaction.
+    pg_stage_ready: bool,
 }
 
 fn opt_str<T: AsRef<str>>(v: &Option<T>) -> Val {
@@ -79,6 +97,7 @@ impl ImportSession {
             now,
             customer_ids: HashMap::new(),
             counts: WriteCounts::default(),
+            pg_stage_ready: false,
         }
     }
 
@@ -271,7 +290,33 @@ impl ImportSession {
         self.ensure_customers(&ids).await?;
         const COLS: usize = 10;
         let now = self.now.as_micros();
-        for run in unique_runs(orders, CHUNK_PARAMS / COLS, |o| o.external_id.as_str()) {
+        let max_run = if self.tx.backend() == Backend::Postgres {
+            PG_COPY_ROWS
+        } else {
+            CHUNK_PARAMS / COLS
+        };
+        for run in unique_runs(orders, max_run, |o| o.external_id.as_str()) {
+            if self.tx.backend() == Backend::Postgres {
+                self.copy_orders(run).await?;
+            } else {
+                self.insert_orders(run, now).await?;
+            }
+            self.counts.orders += run.len() as u64;
+            let with_details: Vec<&OrderRecord> = run
+                .iter()
+                .filter(|o| !o.discount_codes.is_empty() || !o.items.is_empty())
+                .collect();
+            if !with_details.is_empty() {
+                self.write_order_details(&with_details).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite: one multi-row upsert.
+    async fn insert_orders(&mut self, run: &[OrderRecord], now: i64) -> Result<(), StoreError> {
+        const COLS: usize = 10;
+        {
             let sql = format!(
                 "INSERT INTO orders (external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at) VALUES {} \
                  ON CONFLICT (external_id) DO UPDATE SET customer_id = excluded.customer_id, ordered_at = excluded.ordered_at, \
@@ -295,15 +340,67 @@ impl ImportSession {
                 ]);
             }
             self.tx.execute(&sql, &args).await?;
-            self.counts.orders += run.len() as u64;
-            let with_details: Vec<&OrderRecord> = run
-                .iter()
-                .filter(|o| !o.discount_codes.is_empty() || !o.items.is_empty())
-                .collect();
-            if !with_details.is_empty() {
-                self.write_order_details(&with_details).await?;
-            }
         }
+        Ok(())
+    }
+
+    /// PostgreSQL: `COPY` into a staging table dropped at commit, then one set-based upsert.
+    async fn copy_orders(&mut self, run: &[OrderRecord]) -> Result<(), StoreError> {
+        let now = self.now.as_micros();
+        let mut buf = String::with_capacity(run.len() * 96);
+        for o in run {
+            let cols: [Option<String>; 10] = [
+                Some(o.external_id.as_str().to_owned()),
+                Some(self.customer_ids[o.customer.as_str()].to_string()),
+                Some(o.ordered_at.as_micros().to_string()),
+                Some(o.total.minor().to_string()),
+                Some(o.discount.minor().to_string()),
+                Some(o.total.currency().code().to_owned()),
+                Some(o.status.as_str().to_owned()),
+                o.category.clone(),
+                Some(o.item_count.to_string()),
+                Some(now.to_string()),
+            ];
+            for (i, c) in cols.iter().enumerate() {
+                if i > 0 {
+                    buf.push('\t');
+                }
+                match c {
+                    Some(v) => copy_escape(&mut buf, v),
+                    None => buf.push_str("\\N"),
+                }
+            }
+            buf.push('\n');
+        }
+        let Tx::Postgres(t) = &mut self.tx else {
+            return Err(StoreError::Data("COPY is PostgreSQL-only".into()));
+        };
+        if !self.pg_stage_ready {
+            sqlx::query(
+                "CREATE TEMP TABLE winback_stage_orders (external_id TEXT, customer_id BIGINT, ordered_at BIGINT, total_minor BIGINT, \
+                 discount_minor BIGINT, currency TEXT, status TEXT, category TEXT, item_count BIGINT, inserted_at BIGINT) ON COMMIT DROP",
+            )
+            .execute(&mut **t)
+            .await?;
+            self.pg_stage_ready = true;
+        }
+        let mut copy = t
+            .copy_in_raw("COPY winback_stage_orders FROM STDIN")
+            .await?;
+        copy.send(buf.into_bytes()).await?;
+        copy.finish().await?;
+        sqlx::query(
+            "INSERT INTO orders (external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at) \
+             SELECT external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at \
+             FROM winback_stage_orders ON CONFLICT (external_id) DO UPDATE SET customer_id = excluded.customer_id, ordered_at = excluded.ordered_at, \
+             total_minor = excluded.total_minor, discount_minor = excluded.discount_minor, currency = excluded.currency, \
+             status = excluded.status, category = COALESCE(excluded.category, orders.category), item_count = excluded.item_count",
+        )
+        .execute(&mut **t)
+        .await?;
+        sqlx::query("TRUNCATE winback_stage_orders")
+            .execute(&mut **t)
+            .await?;
         Ok(())
     }
 

@@ -383,3 +383,49 @@ fn mapping_files_rename_columns_and_set_conventions() {
         "{err}"
     );
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_refused_and_reading_goes_on() {
+    let mut bytes =
+        b"{\"customer_id\":\"C1\",\"at\":\"2024-03-01T10:00:00Z\",\"type\":\"logged_in\"}\n"
+            .to_vec();
+    bytes.extend_from_slice(b"{\"customer_id\":\"C\xff\"}\n");
+    bytes.extend_from_slice(
+        b"{\"customer_id\":\"C2\",\"at\":\"2024-03-01T10:00:00Z\",\"type\":\"logged_in\"}\n",
+    );
+    let it = from_reader(
+        SourceKind::Events,
+        Arc::from("e.jsonl"),
+        Cursor::new(bytes),
+        &opts(),
+        None,
+    )
+    .unwrap();
+    let results: Vec<_> = it.collect();
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(
+        err.error.to_string(),
+        "e.jsonl:2: row: the line is not valid UTF-8"
+    );
+
+    let csv =
+        b"customer_id,email\nC1,a@example.nl\nC2,b\xff@example.nl\nC3,c@example.nl\n".to_vec();
+    let it = from_reader(
+        SourceKind::Customers,
+        Arc::from("c.csv"),
+        Cursor::new(csv),
+        &opts(),
+        None,
+    )
+    .unwrap();
+    let results: Vec<_> = it.collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2);
+    let err = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert!(
+        err.error.to_string().starts_with("c.csv:3: row:"),
+        "{}",
+        err.error
+    );
+}

@@ -1,0 +1,172 @@
+//! Configuration: built-in defaults, then `winback.toml`, then `WINBACK_…` environment variables
+//! (`WINBACK_DATABASE_URL`, `WINBACK_IMPORT__MAX_ERRORS`, `WINBACK_IDENTITY__PHONE=false`, …).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use winback_domain::{Currency, DecimalSeparator, Locale, Region, TimeZoneName, Timestamp};
+use winback_identity::IdentityRules;
+use winback_import::{DateOrder, ImportOptions};
+
+/// Everything `winback.toml` can set.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://winback.db` (default) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// Region for phone numbers without a country code.
+    pub default_region: String,
+    /// Zone for times without an offset, and for customers without one.
+    pub default_time_zone: String,
+    /// Currency for amounts without a currency column.
+    pub default_currency: String,
+    /// Locale for customers without one.
+    pub default_locale: Option<String>,
+    /// Import settings.
+    pub import: ImportConfig,
+    /// Identity-resolution rules.
+    pub identity: IdentityConfig,
+}
+
+/// `[import]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportConfig {
+    /// How to read `03/04/2024`: `dmy` or `mdy`; unset refuses ambiguous dates.
+    pub date_order: Option<DateOrder>,
+    /// `auto`, `dot` or `comma`.
+    pub decimal: DecimalSeparator,
+    /// CSV delimiter.
+    pub delimiter: String,
+    /// Errors listed before an import stops looking.
+    pub max_errors: usize,
+    /// Records per write batch.
+    pub batch_rows: usize,
+}
+
+/// `[identity]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Resolve identities after every import.
+    pub auto_resolve: bool,
+    /// The merge rules.
+    #[serde(flatten)]
+    pub rules: IdentityRules,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://winback.db".into(),
+            default_region: "NL".into(),
+            default_time_zone: "Europe/Amsterdam".into(),
+            default_currency: "EUR".into(),
+            default_locale: None,
+            import: ImportConfig::default(),
+            identity: IdentityConfig::default(),
+        }
+    }
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        Self {
+            date_order: None,
+            decimal: DecimalSeparator::Auto,
+            delimiter: ",".into(),
+            max_errors: 20,
+            batch_rows: 5000,
+        }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            auto_resolve: true,
+            rules: IdentityRules::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (when it exists, or always when given explicitly), then the
+    /// environment.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => {
+                anyhow::ensure!(p.exists(), "config file {} does not exist", p.display());
+                fig = fig.merge(Toml::file(p));
+            }
+            None => fig = fig.merge(Toml::file("winback.toml")),
+        }
+        fig = fig.merge(
+            Env::prefixed("WINBACK_")
+                .split("__")
+                .ignore(&["test_database_url"]),
+        );
+        fig.extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    /// The import options these settings give, as of `now`.
+    pub fn import_options(&self, now: Timestamp) -> Result<ImportOptions> {
+        let mut o = ImportOptions::new(now);
+        o.default_region = Region::parse(&self.default_region).context("default_region")?;
+        o.default_time_zone =
+            TimeZoneName::parse(&self.default_time_zone).context("default_time_zone")?;
+        o.default_currency = Currency::parse(&self.default_currency).context("default_currency")?;
+        o.default_locale = self
+            .default_locale
+            .as_deref()
+            .map(Locale::parse)
+            .transpose()
+            .context("default_locale")?;
+        o.date_order = self.import.date_order;
+        o.decimal = self.import.decimal;
+        o.delimiter = match self.import.delimiter.as_str() {
+            "tab" | "\t" => b'\t',
+            d if d.len() == 1 => d.as_bytes()[0],
+            d => anyhow::bail!("import.delimiter `{d}` must be one character or `tab`"),
+        };
+        Ok(o)
+    }
+}
+
+/// The URL with any password replaced, for messages: secrets are never printed or logged.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/w"),
+            "postgres://app:***@db:5432/w"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(redact("sqlite://winback.db"), "sqlite://winback.db");
+    }
+}

@@ -1,0 +1,238 @@
+//! `winback-cli` owns the command line: argument parsing, configuration, progress display and
+//! the composition of store, importers, identity resolution and the synthetic shop into
+//! commands. `main.rs` only calls [`main`].
+
+mod config;
+mod demo;
+mod import;
+mod report;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use winback_domain::{Clock, SystemClock};
+use winback_store::{SqlStore, Store};
+
+pub use config::Config;
+
+/// winback finds the customers and subscribers a shop is losing and wins back the ones worth it.
+#[derive(Debug, Parser)]
+#[command(name = "winback", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (default: ./winback.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL; overrides the configuration (`sqlite://winback.db`, `postgres://…`).
+    #[arg(long, global = true, value_name = "URL", env = "WINBACK_DATABASE_URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a realistic shop, import it, resolve identities and tell what winback found.
+    Demo(demo::DemoArgs),
+    /// Import customers, orders, order lines, events, a Shopify export or CDNOW data.
+    Import(import::ImportArgs),
+    /// Merge customer records that are one person (shared email key, phone, or address + name).
+    Resolve {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look up customers.
+    #[command(subcommand)]
+    Customers(CustomersCommand),
+    /// Counts and data quality of the store.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a synthetic shop's export files (deterministic for a seed).
+    Synth {
+        /// Number of customers.
+        #[arg(long, default_value_t = 10_000)]
+        customers: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long, default_value = "winback-demo")]
+        out: PathBuf,
+        /// Skip events.jsonl.
+        #[arg(long)]
+        no_events: bool,
+    },
+    /// Measure import throughput and identity resolution (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(report::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CustomersCommand {
+    /// One person: every record merged into the profile, why, orders, events and consent.
+    Show {
+        /// Customer id, external id or email address.
+        key: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Profiles in id order.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Start after this profile id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = report::Format::Table)]
+        format: report::Format,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> Result<SqlStore> {
+    SqlStore::connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                config::redact(&config.database_url)
+            )
+        })
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database {
+        config.database_url = url;
+    }
+    let clock = SystemClock;
+    match cli.command {
+        Command::Demo(args) => demo::run(&config, &clock, args).await,
+        Command::Import(args) => {
+            let store = open_store(&config).await?;
+            let ok = import::run(&config, &store, &clock, &args).await?;
+            store.close().await;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Resolve { json } => {
+            let store = open_store(&config).await?;
+            let stats = import::resolve(&config, &store, clock.now()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                println!(
+                    "{} records → {} people; {} records merged into another profile ({} changed in this run); {} keys too common to merge on",
+                    stats.records,
+                    stats.profiles,
+                    stats.merged_records,
+                    stats.changed,
+                    stats.skipped_keys
+                );
+            }
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Customers(CustomersCommand::Show { key, json }) => {
+            let store = open_store(&config).await?;
+            let detail = store.customer_detail(&key).await?;
+            store.close().await;
+            match detail {
+                Some(d) if json => println!("{}", serde_json::to_string_pretty(&d)?),
+                Some(d) => report::print_customer(&d),
+                None => {
+                    eprintln!("no customer `{key}` (give a customer id, external id or email)");
+                    return Ok(ExitCode::from(3));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Customers(CustomersCommand::List {
+            limit,
+            after,
+            format,
+        }) => {
+            let store = open_store(&config).await?;
+            let rows = store.list_profiles(after, limit.clamp(1, 100_000)).await?;
+            store.close().await;
+            report::print_customers(&rows, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let store = open_store(&config).await?;
+            let s = store.summary().await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                report::print_summary(&s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth {
+            customers,
+            seed,
+            out,
+            no_events,
+        } => {
+            let spec = winback_synth::ShopSpec {
+                customers,
+                seed,
+                as_of: clock.now(),
+                years: 3,
+                events: !no_events,
+                items: true,
+            };
+            let (files, stats) = winback_synth::generate(&spec, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} ({} customer records, {} orders, {} order lines, {} events)",
+                files.customers.parent().unwrap_or(&out).display(),
+                stats.customer_records,
+                stats.orders,
+                stats.items,
+                stats.events
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(cmd) => report::bench(&config, &clock, cmd).await,
+    }
+}

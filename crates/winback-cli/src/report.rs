@@ -1,0 +1,443 @@
+//! Terminal output (tables, CSV, JSON) and the `winback bench` measurements.
+
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Instant};
+
+use anyhow::{Context, Result};
+use clap::{Subcommand, ValueEnum};
+use winback_domain::{Clock, Currency, Money};
+use winback_import::SourceKind;
+use winback_store::{CustomerDetail, CustomerRow, SqlStore, Store, Summary, ingest::Mode};
+
+use crate::{Config, import};
+
+/// Output format of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// CSV with formula-defused cells.
+    Csv,
+    /// JSON.
+    Json,
+}
+
+/// Formats minor units of a currency code, e.g. `1234.50 EUR`.
+pub fn money(minor: i64, currency: &str) -> String {
+    match Currency::parse(currency) {
+        Ok(c) => {
+            // Group the whole units: 269,940.16 EUR.
+            let text = Money::from_minor(minor, c).to_string();
+            let (number, code) = text.rsplit_once(' ').unwrap_or((&text, ""));
+            let (sign, digits) = number.strip_prefix('-').map_or(("", number), |d| ("-", d));
+            let (whole, frac) = digits
+                .split_once('.')
+                .map_or((digits, None), |(w, f)| (w, Some(f)));
+            let grouped = n(whole.parse().unwrap_or(0));
+            match frac {
+                Some(f) => format!("{sign}{grouped}.{f} {code}"),
+                None => format!("{sign}{grouped} {code}"),
+            }
+        }
+        Err(_) => format!("{minor} {currency} (minor units)"),
+    }
+}
+
+/// Thousands separators for counts: `12,345`.
+pub fn n(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `too_expensive 3, other 1`: non-zero counts of named groups.
+pub fn counts(v: &[(String, u64)]) -> String {
+    v.iter()
+        .filter(|(_, c)| *c > 0)
+        .map(|(k, c)| format!("{} {}", k.replace('_', " "), n(*c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// First and family name, as far as known.
+fn full_name(r: &CustomerRow) -> String {
+    [r.first_name.as_deref(), r.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Prints a profile for `winback customers show`.
+pub fn print_customer(d: &CustomerDetail) {
+    println!("Profile {} — {} record(s)", d.profile_id, d.records.len());
+    for r in &d.records {
+        let name = full_name(r);
+        println!(
+            "  #{:<8} {:<22} {:<34} {:<14} {}",
+            r.id,
+            r.external_id,
+            r.email.as_deref().unwrap_or("-"),
+            r.phone.as_deref().unwrap_or("-"),
+            if name.is_empty() { "-".into() } else { name }
+        );
+        if let Some(a) = &r.address {
+            println!("            {a}");
+        }
+        if r.attributes.as_object().is_some_and(|o| !o.is_empty()) {
+            println!("            attributes: {}", r.attributes);
+        }
+    }
+    if !d.links.is_empty() {
+        println!("Why these records are one person:");
+        for l in &d.links {
+            println!(
+                "  {} and {} share {} {}",
+                l.a,
+                l.b,
+                l.rule.replace('_', " "),
+                l.value
+            );
+        }
+    }
+    if !d.consent.is_empty() {
+        println!("Consent in force:");
+        for c in &d.consent {
+            println!(
+                "  {:<22} {:<6} {:<12} from {} ({})",
+                c.customer_external_id,
+                c.channel,
+                c.status,
+                c.source,
+                c.at.date_utc()
+            );
+        }
+    }
+    println!("Orders: {} (latest first)", d.order_count);
+    for o in &d.orders {
+        let codes = if o.discount_codes.is_empty() {
+            String::new()
+        } else {
+            format!(" codes {}", o.discount_codes.join(","))
+        };
+        println!(
+            "  {}  {:<16} {:>14}  {:<10} {:<22} via {}{codes}",
+            o.ordered_at.date_utc(),
+            o.external_id,
+            money(o.total_minor, &o.currency),
+            o.status,
+            o.category.as_deref().unwrap_or("-"),
+            o.customer_external_id
+        );
+    }
+    println!("Events: {} (latest first, up to 50)", d.event_count);
+    for e in d.events.iter().take(15) {
+        println!("  {}  {:<24} {}", e.at, e.kind, e.payload);
+    }
+}
+
+/// Prints `winback customers list`.
+pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record([
+                "id",
+                "external_id",
+                "email",
+                "phone",
+                "first_name",
+                "last_name",
+                "locale",
+                "time_zone",
+            ])?;
+            for r in rows {
+                let cells = [
+                    r.id.to_string(),
+                    r.external_id.clone(),
+                    r.email.clone().unwrap_or_default(),
+                    r.phone.clone().unwrap_or_default(),
+                    r.first_name.clone().unwrap_or_default(),
+                    r.last_name.clone().unwrap_or_default(),
+                    r.locale.clone().unwrap_or_default(),
+                    r.time_zone.clone().unwrap_or_default(),
+                ];
+                w.write_record(cells.iter().map(|c| import::defuse(c)))?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            println!(
+                "{:<9} {:<22} {:<36} {:<24} {:<6}",
+                "id", "external id", "email", "name", "locale"
+            );
+            for r in rows {
+                let name = full_name(r);
+                println!(
+                    "{:<9} {:<22} {:<36} {:<24} {:<6}",
+                    r.id,
+                    r.external_id,
+                    r.email.as_deref().unwrap_or("-"),
+                    name,
+                    r.locale.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints `winback status`.
+pub fn print_summary(s: &Summary) {
+    println!(
+        "Customers: {} records, {} people ({} records merged into another profile)",
+        n(s.customer_records),
+        n(s.profiles),
+        n(s.merged_records)
+    );
+    for (rule, c) in &s.merges_by_rule {
+        println!("  merged by {:<20} {}", rule.replace('_', " "), n(*c));
+    }
+    if s.skipped_identity_keys > 0 {
+        println!(
+            "  {} identifiers shared by too many records were not used to merge (e.g. a shop's own address)",
+            n(s.skipped_identity_keys)
+        );
+    }
+    let span = s
+        .order_span
+        .map(|(a, b)| format!(" from {} to {}", a.date_utc(), b.date_utc()))
+        .unwrap_or_default();
+    println!(
+        "Orders: {}{span}; {} order lines",
+        n(s.orders),
+        n(s.order_items)
+    );
+    for (cur, minor) in &s.revenue_minor_by_currency {
+        println!(
+            "  revenue (paid and pending orders): {}",
+            money(*minor, cur)
+        );
+    }
+    println!(
+        "  {} refunded or cancelled, {} with a zero total",
+        n(s.refunded_or_cancelled_orders),
+        n(s.zero_value_orders)
+    );
+    println!(
+        "  {} people never ordered (subscribers only)",
+        n(s.profiles_without_orders)
+    );
+    let events: u64 = s.events_by_type.iter().map(|(_, c)| c).sum();
+    println!("Events: {}", n(events));
+    for (t, c) in &s.events_by_type {
+        println!("  {:<24} {}", t, n(*c));
+    }
+    println!("Data quality:");
+    println!(
+        "  {} records without an email address",
+        n(s.records_without_email)
+    );
+    println!(
+        "  {} records known only by an id (no name, email or phone)",
+        n(s.records_without_contact)
+    );
+    println!("Email consent (per record): {}", counts(&s.email_consent));
+    println!("SMS consent (per record):   {}", counts(&s.sms_consent));
+}
+
+/// `winback bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Import N synthetic order rows into a fresh database and report rows per second.
+    Import {
+        /// Order rows.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: u64,
+        /// Database to measure: `sqlite` (a fresh file) or a `postgres://` URL (a fresh schema).
+        #[arg(long, default_value = "sqlite")]
+        target: String,
+        /// Folder for the generated file (reused when it already holds one of this size).
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
+    /// Resolve identities of N synthetic customers, in memory and through the store.
+    Identity {
+        /// Customers.
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
+        /// Folder for the generated file.
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
+}
+
+async fn fresh_store(target: &str, dir: &std::path::Path, tag: &str) -> Result<(SqlStore, String)> {
+    if target == "sqlite" {
+        let path = dir.join(format!("bench-{tag}.db"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let url = format!("sqlite://{}", path.display());
+        Ok((SqlStore::connect(&url).await?, url))
+    } else {
+        let schema = format!("bench_{tag}_{}", std::process::id());
+        let store = SqlStore::connect_in_schema(target, Some(&schema))
+            .await
+            .context("connecting to PostgreSQL")?;
+        Ok((
+            store,
+            format!("{} (schema {schema})", crate::config::redact(target)),
+        ))
+    }
+}
+
+async fn drop_bench_schema(target: &str, store: &SqlStore) {
+    store.close().await;
+    if target != "sqlite" {
+        if let Ok(admin) = winback_store::db::Pool::connect(target, None).await {
+            let schemas = admin
+                .fetch(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%'",
+                    &[],
+                )
+                .await
+                .unwrap_or_default();
+            for s in schemas {
+                if let Ok(name) = s.text(0) {
+                    let _ = admin
+                        .execute(&format!("DROP SCHEMA {name} CASCADE"), &[])
+                        .await;
+                }
+            }
+            admin.close().await;
+        }
+    }
+}
+
+/// Runs a benchmark and prints its figures.
+pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Import {
+            orders,
+            target,
+            dir,
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            let file = dir.join(format!("orders-{orders}.csv"));
+            if !file.exists() {
+                let t = Instant::now();
+                winback_synth::orders_only(orders, 7, clock.now(), &file)?;
+                eprintln!(
+                    "generated {} in {:.1} s",
+                    file.display(),
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            let (store, url) = fresh_store(&target, &dir, "import").await?;
+            let t = Instant::now();
+            let job = import::Job {
+                kind: SourceKind::Orders,
+                file: &file,
+                mapping: None,
+                mode: Mode::Strict,
+                quiet: true,
+            };
+            let report = import::import_file(config, &store, clock, job, None).await?;
+            let secs = t.elapsed().as_secs_f64();
+            anyhow::ensure!(
+                report.committed,
+                "the benchmark import was refused: {:?}",
+                report.errors
+            );
+            let size = std::fs::metadata(&file)?.len();
+            println!(
+                "import {} order rows ({:.0} MB CSV) into {url}: {:.1} s, {} rows/s (parse + validate + upsert + commit, indexes on)",
+                n(orders),
+                size as f64 / 1e6,
+                secs,
+                n((orders as f64 / secs) as u64)
+            );
+            drop_bench_schema(&target, &store).await;
+        }
+        BenchCommand::Identity { customers, dir } => {
+            std::fs::create_dir_all(&dir)?;
+            let file = dir.join(format!("customers-{customers}.csv"));
+            write_identity_customers(customers, &file)?;
+            let (store, url) = fresh_store("sqlite", &dir, "identity").await?;
+            let t = Instant::now();
+            let job = import::Job {
+                kind: SourceKind::Customers,
+                file: &file,
+                mapping: None,
+                mode: Mode::Strict,
+                quiet: true,
+            };
+            let report = import::import_file(config, &store, clock, job, None).await?;
+            anyhow::ensure!(report.committed, "{:?}", report.errors);
+            eprintln!(
+                "imported {} customers in {:.1} s",
+                n(customers),
+                t.elapsed().as_secs_f64()
+            );
+            let t = Instant::now();
+            let ids = store.identifiers().await?;
+            let load = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let resolution = winback_identity::resolve(&config.identity.rules, &ids);
+            let uf = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let stats = store.save_resolution(&resolution, clock.now()).await?;
+            let save = t.elapsed().as_secs_f64();
+            println!(
+                "identity resolution of {} customers ({url}): load {:.2} s, union-find {:.2} s, save {:.2} s, total {:.2} s; {} merged into {} people",
+                n(customers),
+                load,
+                uf,
+                save,
+                load + uf + save,
+                n(stats.merged_records),
+                n(stats.profiles)
+            );
+            store.close().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Customers of whom about 4% share a phone, 3% an address and family name, and 3% an email
+/// written differently (Gmail dots, +tags) with another record.
+fn write_identity_customers(count: u64, path: &std::path::Path) -> Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(
+        w,
+        "customer_id,email,phone,last_name,address1,postal_code,city,country"
+    )?;
+    for i in 1..=count {
+        // Every 100 customers: records 1-4 share a phone with the record before them, 5-7 an
+        // address, 8-10 a Gmail address written another way.
+        let k = i % 100;
+        let base = if (1..=10).contains(&k) { i - 1 } else { i };
+        let email = if (8..=10).contains(&k) {
+            format!("p.erson{base}+shop@gmail.com")
+        } else {
+            format!("person{i}@gmail.com")
+        };
+        let phone = if (1..=4).contains(&k) { base } else { i };
+        let addr_id = if (5..=7).contains(&k) { base } else { i };
+        writeln!(
+            w,
+            "C{i},{email},+316{:08},Family{addr_id},Street {addr_id},{:04} AB,Town,NL",
+            10_000_000 + phone % 50_000_000,
+            1000 + addr_id % 9000
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}

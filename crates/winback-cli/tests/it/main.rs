@@ -1,0 +1,243 @@
+//! End-to-end tests of the `winback` binary.
+#![allow(missing_docs)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_winback"));
+        c.current_dir(self.dir.path())
+            .env_remove("WINBACK_DATABASE_URL")
+            .env(
+                "WINBACK_DATABASE_URL",
+                format!("sqlite://{}", self.path("w.db").display()),
+            );
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+    fn status_json(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn shared(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(p)
+}
+
+const GOOD: &str =
+    "order_id,customer_id,ordered_at,total\nO1,C1,2024-05-01,10.00\nO2,C2,2024-05-02,12.50\n";
+const BAD: &str = "order_id,customer_id,ordered_at,total\nO3,C1,2024-05-01,10.00\nO4,C1,2024-05-01,=HYPERLINK(\"x\")\nO5,C1,03/04/2024,1.00\n";
+
+#[test]
+fn a_malformed_file_is_refused_with_line_exact_errors_and_the_store_unchanged() {
+    let env = Env::new();
+    let good = env.write("orders.csv", GOOD);
+    let out = env.run(&["import", "orders", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.status_json()["orders"], 2);
+
+    let bad = env.write("bad.csv", BAD);
+    let out = env.run(&["import", "orders", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("REFUSED: nothing was written"), "{t}");
+    assert!(
+        t.contains("bad.csv:3: total: `=HYPERLINK(\"x\")` is not an amount"),
+        "{t}"
+    );
+    assert!(
+        t.contains("bad.csv:4: ordered_at: `03/04/2024` is ambiguous"),
+        "{t}"
+    );
+    assert_eq!(
+        env.status_json()["orders"],
+        2,
+        "the valid O3 was not written either"
+    );
+
+    let out = env.run(&["import", "orders", bad.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(env.status_json()["orders"], 2);
+
+    let out = env.run(&["import", "orders", bad.to_str().unwrap(), "--skip-invalid"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(env.status_json()["orders"], 3);
+    let rejects = std::fs::read_to_string(env.path("bad.csv.rejects.csv")).unwrap();
+    assert!(
+        rejects.starts_with("file,line,field,reason,record\n"),
+        "{rejects}"
+    );
+    assert!(rejects.contains(",3,total,"), "{rejects}");
+    assert!(
+        rejects.contains("'O4,C1,2024-05-01,") || rejects.contains("O4,C1"),
+        "{rejects}"
+    );
+    // The refused record is kept verbatim but defused: the cell cannot start with `=`.
+    for line in rejects.lines() {
+        for cell in line.split(',') {
+            assert!(!cell.starts_with('='), "formula left in {line}");
+        }
+    }
+}
+
+#[test]
+fn shopify_and_cdnow_import_with_the_right_counts() {
+    let env = Env::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../winback-import/tests/fixtures/shopify_orders.csv");
+    let out = env.run(&[
+        "import",
+        "shopify",
+        fixture.to_str().unwrap(),
+        "--skip-invalid",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["imports"][0]["report"]["rows_ok"], 3);
+    assert_eq!(report["imports"][0]["report"]["written"]["orders"], 3);
+    assert_eq!(
+        report["imports"][0]["report"]["written"]["order_items"], 4,
+        "#1001 has two lines, #1002 and #1003 one each"
+    );
+
+    let out = env.run(&[
+        "import",
+        "cdnow",
+        shared("data/cdnow/CDNOW_master.txt").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = env.status_json();
+    assert_eq!(s["orders"], 3 + 69_659);
+    let out = env.run(&["customers", "show", "1", "--json"]);
+    assert!(out.status.success());
+    let out = env.run(&["customers", "show", "nobody@example.nl"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn an_import_killed_mid_transaction_leaves_the_store_as_it_was() {
+    let env = Env::new();
+    let big = env.path("big.csv");
+    let as_of = winback_domain::Timestamp::from_micros(1_717_200_000_000_000).unwrap();
+    winback_synth::orders_only(400_000, 3, as_of, &big).unwrap();
+    let good = env.write("orders.csv", GOOD);
+    assert!(
+        env.run(&["import", "orders", good.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let mut child = env
+        .cmd()
+        .args(["import", "orders", big.to_str().unwrap(), "--quiet"])
+        .spawn()
+        .unwrap();
+    // Kill once the transaction has written a good deal into the WAL: the import is mid-way.
+    let wal = env.path("w.db-wal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size > 4 << 20 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import finished before it could be killed; use a larger file"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(
+        env.status_json()["orders"],
+        2,
+        "nothing of the killed import is visible"
+    );
+    let out = env.run(&["import", "orders", good.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "the store is usable after the crash: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_demo_tells_the_story_and_is_idempotent() {
+    let env = Env::new();
+    let out = env.run(&["demo", "--customers", "300"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = String::from_utf8_lossy(&out.stdout).to_string();
+    for part in [
+        "1. The shop exported its data",
+        "2. Importing into",
+        "3. Who is who",
+        "4. What the data looks like",
+        "Done in",
+    ] {
+        assert!(t.contains(part), "missing `{part}` in:\n{t}");
+    }
+    let first = env.status_json();
+    assert!(first["merged_records"].as_u64().unwrap() > 0, "{first}");
+    // The same seed on the same day: re-running updates, never duplicates.
+    let out = env.run(&["demo", "--customers", "300"]);
+    assert!(out.status.success());
+    let second = env.status_json();
+    assert_eq!(first["orders"], second["orders"]);
+    assert_eq!(first["customer_records"], second["customer_records"]);
+    assert_eq!(first["events_by_type"], second["events_by_type"]);
+}
+
+#[test]
+fn bad_configuration_is_refused_clearly() {
+    let env = Env::new();
+    env.write(
+        "winback.toml",
+        "database_url = \"sqlite://x.db\"\n[import]\nmax_errros = 3\n",
+    );
+    let out = env.run(&["status"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("max_errros"), "{}", text(&out));
+}
