@@ -420,10 +420,10 @@ fn write_identity_customers(count: u64, path: &std::path::Path) -> Result<()> {
         "customer_id,email,phone,last_name,address1,postal_code,city,country"
     )?;
     for i in 1..=count {
-        // Every 100 customers: records 1-4 share a phone with the record before them, 5-7 an
-        // address, 8-10 a Gmail address written another way.
+        // In every block of 100 customers, records 1-4 share the block head's phone, 5-7 its
+        // address and family name, 8-10 its Gmail address written another way.
         let k = i % 100;
-        let base = if (1..=10).contains(&k) { i - 1 } else { i };
+        let base = if (1..=10).contains(&k) { i - k } else { i };
         let email = if (8..=10).contains(&k) {
             format!("p.erson{base}+shop@gmail.com")
         } else {

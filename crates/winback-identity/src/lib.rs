@@ -177,26 +177,29 @@ pub fn resolve(rules: &IdentityRules, records: &[Identifiers]) -> Resolution {
         if !enabled {
             continue;
         }
-        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
-        for (i, r) in records.iter().enumerate() {
-            if let Some(k) = key_of(r).filter(|k| !k.is_empty()) {
-                groups.entry(k).or_default().push(i as u32);
+        // Group by sorting (key, record) pairs: no per-key allocation, and groups come out in
+        // key order, so links are deterministic.
+        let mut keyed: Vec<(&str, u32)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| key_of(r).filter(|k| !k.is_empty()).map(|k| (k, i as u32)))
+            .collect();
+        keyed.sort_unstable();
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            if group.len() < 2 {
+                continue;
             }
-        }
-        let mut keyed: Vec<(&str, Vec<u32>)> =
-            groups.into_iter().filter(|(_, v)| v.len() > 1).collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(b.0)); // deterministic links
-        for (key, members) in keyed {
-            if members.len() > rules.max_group_size {
+            let key = group[0].0;
+            if group.len() > rules.max_group_size {
                 skipped.push(SkippedKey {
                     rule,
                     value: key.to_owned(),
-                    records: members.len(),
+                    records: group.len(),
                 });
                 continue;
             }
-            let first = members[0];
-            for &m in &members[1..] {
+            let first = group[0].1;
+            for &(_, m) in &group[1..] {
                 if uf.union(first, m) {
                     let (a, b) = (
                         records[first as usize].customer,

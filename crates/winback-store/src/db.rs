@@ -210,7 +210,10 @@ impl Pool {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(30))
-                .pragma("cache_size", "-65536")
+                // 256 MB of page cache and memory-mapped reads: large imports insert into
+                // indexes at random, and a small cache turns each insert into read syscalls.
+                .pragma("cache_size", "-262144")
+                .pragma("mmap_size", "1073741824")
                 .pragma("temp_store", "memory")
                 .disable_statement_logging();
             let memory = url.contains(":memory:");

@@ -241,3 +241,30 @@ fn bad_configuration_is_refused_clearly() {
     assert!(!out.status.success());
     assert!(text(&out).contains("max_errros"), "{}", text(&out));
 }
+
+#[test]
+fn environment_variables_override_the_config_file() {
+    let env = Env::new();
+    env.write("winback.toml", "[import]\nmax_errors = 5\n");
+    let bad = env.write("bad.csv", BAD);
+    let out = env.run(&["import", "orders", bad.to_str().unwrap()]);
+    assert_eq!(
+        text(&out).matches("bad.csv:").count(),
+        3,
+        "two errors listed, plus the file line: {}",
+        text(&out)
+    );
+    let out = env
+        .cmd()
+        .env("WINBACK_IMPORT__MAX_ERRORS", "1")
+        .args(["import", "orders", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(
+        t.matches("bad.csv:").count(),
+        2,
+        "one error listed, plus the file line: {t}"
+    );
+    assert!(t.contains("… and 1 more"), "{t}");
+}
