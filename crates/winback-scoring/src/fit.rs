@@ -1,0 +1,271 @@
+//! Maximum-likelihood fitting shared by the models: L-BFGS on log-parameters (so every
+//! parameter stays positive), standard errors from the inverse Hessian, and errors with advice.
+
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
+use argmin::solver::{linesearch::MoreThuenteLineSearch, quasinewton::LBFGS};
+
+/// Why a model could not be fitted. Each message says what to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    /// No customers at all.
+    #[error("no customers to fit on; import orders first")]
+    Empty,
+    /// Nobody bought twice: frequency models cannot be identified.
+    #[error(
+        "none of the {customers} customers bought more than once, so repeat behaviour cannot be estimated; use a longer calibration period or more customers"
+    )]
+    NoRepeatBuyers {
+        /// Customers given.
+        customers: usize,
+    },
+    /// Too few customers for a stable fit.
+    #[error(
+        "{customers} customer(s) are too few for a stable fit (at least {needed} are needed); widen the data or use population defaults"
+    )]
+    TooFew {
+        /// Customers given.
+        customers: usize,
+        /// Minimum.
+        needed: usize,
+    },
+    /// Spend data the Gamma-Gamma model cannot take.
+    #[error(
+        "{count} repeat buyer(s) have a mean spend of zero or less (the model needs positive amounts); exclude them, e.g. zero-value orders, and fit again"
+    )]
+    NonPositiveSpend {
+        /// How many.
+        count: usize,
+    },
+    /// A value is not a finite, valid history.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The optimiser stopped without converging.
+    #[error(
+        "the fit did not converge after {iterations} iterations ({reason}); the data may not follow the model (check for bulk or test orders, or too short a history)"
+    )]
+    NotConverged {
+        /// Iterations run.
+        iterations: u64,
+        /// The optimiser's reason.
+        reason: String,
+    },
+}
+
+/// A fitted model: parameters, their standard errors, and diagnostics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fit<P> {
+    /// The maximum-likelihood parameters.
+    pub params: P,
+    /// Standard errors in parameter order (NaN where the Hessian is singular).
+    pub std_errors: Vec<f64>,
+    /// Log-likelihood at the optimum.
+    pub log_likelihood: f64,
+    /// Optimiser iterations.
+    pub iterations: u64,
+    /// Largest absolute gradient component at the optimum (natural parameters).
+    pub gradient_norm: f64,
+    /// Customers the fit used (sum of weights).
+    pub customers: f64,
+}
+
+/// A negative log-likelihood over log-parameters, for the optimiser.
+pub(crate) struct Objective<F> {
+    /// Returns (log-likelihood, gradient w.r.t. natural parameters) at natural parameters.
+    pub ll: F,
+}
+
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> CostFunction for Objective<F> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, logp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        let p: Vec<f64> = logp.iter().map(|v| v.exp()).collect();
+        let (ll, _) = (self.ll)(&p);
+        Ok(if ll.is_finite() { -ll } else { f64::INFINITY })
+    }
+}
+
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Gradient for Objective<F> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, logp: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        let p: Vec<f64> = logp.iter().map(|v| v.exp()).collect();
+        let (_, g) = (self.ll)(&p);
+        // d(-LL)/d(log θ) = -θ · dLL/dθ
+        Ok(g.iter().zip(&p).map(|(g, p)| -g * p).collect())
+    }
+}
+
+/// Where the optimiser ended.
+pub(crate) struct Optimum {
+    pub params: Vec<f64>,
+    pub log_likelihood: f64,
+    pub gradient_norm: f64,
+    pub iterations: u64,
+    pub std_errors: Vec<f64>,
+}
+
+/// Maximises `ll` (log-likelihood and its gradient at natural parameters) from `start`.
+pub(crate) fn maximise<F>(ll: F, start: &[f64]) -> Result<Optimum, FitError>
+where
+    F: Fn(&[f64]) -> (f64, Vec<f64>),
+{
+    let objective = Objective { ll };
+    let line = MoreThuenteLineSearch::new();
+    let solver = LBFGS::new(line, 10)
+        .with_tolerance_grad(1e-9)
+        .and_then(|s| s.with_tolerance_cost(1e-13))
+        .map_err(|e| FitError::Invalid(e.to_string()))?;
+    let init: Vec<f64> = start.iter().map(|v| v.ln()).collect();
+    let result = Executor::new(objective, solver)
+        .configure(|s| s.param(init).max_iters(2000))
+        .run()
+        .map_err(|e| FitError::NotConverged {
+            iterations: 0,
+            reason: e.to_string(),
+        })?;
+    let state = result.state();
+    let iterations = state.get_iter();
+    let best = state
+        .get_best_param()
+        .cloned()
+        .ok_or_else(|| FitError::NotConverged {
+            iterations,
+            reason: "no parameters".into(),
+        })?;
+    let converged = matches!(
+        state.get_termination_status(),
+        TerminationStatus::Terminated(TerminationReason::SolverConverged)
+    );
+    let p: Vec<f64> = best.iter().map(|v| v.exp()).collect();
+    let f = &result
+        .problem
+        .problem
+        .as_ref()
+        .expect("the problem is returned")
+        .ll;
+    let (value, grad) = f(&p);
+    // Relative gradient in log space: θ·∂LL/∂θ measures how much a 1% change would gain.
+    let scaled: f64 = grad
+        .iter()
+        .zip(&p)
+        .map(|(g, p)| (g * p).abs())
+        .fold(0.0, f64::max);
+    if !converged && scaled > 1e-3 {
+        return Err(FitError::NotConverged {
+            iterations,
+            reason: format!("{:?}", state.get_termination_status()),
+        });
+    }
+    if !value.is_finite() || p.iter().any(|v| !v.is_finite()) {
+        return Err(FitError::NotConverged {
+            iterations,
+            reason: "the likelihood is not finite at the optimum".into(),
+        });
+    }
+    let std_errors = standard_errors(f, &p);
+    let gradient_norm = grad.iter().map(|g| g.abs()).fold(0.0, f64::max);
+    Ok(Optimum {
+        params: p,
+        log_likelihood: value,
+        gradient_norm,
+        iterations,
+        std_errors,
+    })
+}
+
+/// Standard errors from the inverse of the observed information (central differences of the
+/// analytic gradient). Hand-written inversion: the matrix is at most 4×4, and a linear-algebra
+/// crate for that would be the heaviest dependency of this crate.
+fn standard_errors<F: Fn(&[f64]) -> (f64, Vec<f64>)>(f: &F, p: &[f64]) -> Vec<f64> {
+    let n = p.len();
+    let mut h = vec![vec![0.0; n]; n];
+    for j in 0..n {
+        let step = 1e-5 * p[j].max(1e-3);
+        let mut up = p.to_vec();
+        let mut down = p.to_vec();
+        up[j] += step;
+        down[j] -= step;
+        let (_, gu) = f(&up);
+        let (_, gd) = f(&down);
+        for i in 0..n {
+            h[i][j] = -(gu[i] - gd[i]) / (2.0 * step);
+        }
+    }
+    let symmetric: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| 0.5 * (h[i][j] + h[j][i])).collect())
+        .collect();
+    match invert(symmetric) {
+        Some(inv) => (0..n)
+            .map(|i| {
+                if inv[i][i] > 0.0 {
+                    inv[i][i].sqrt()
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect(),
+        None => vec![f64::NAN; n],
+    }
+}
+
+/// Gauss-Jordan inversion with partial pivoting.
+fn invert(mut a: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
+    let n = a.len();
+    let mut inv: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
+        if a[pivot][col].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(col, pivot);
+        inv.swap(col, pivot);
+        let d = a[col][col];
+        for j in 0..n {
+            a[col][j] /= d;
+            inv[col][j] /= d;
+        }
+        for row in 0..n {
+            if row != col {
+                let factor = a[row][col];
+                for j in 0..n {
+                    a[row][j] -= factor * a[col][j];
+                    inv[row][j] -= factor * inv[col][j];
+                }
+            }
+        }
+    }
+    Some(inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverts_small_matrices() {
+        let inv = invert(vec![vec![4.0, 7.0], vec![2.0, 6.0]]).unwrap();
+        assert!((inv[0][0] - 0.6).abs() < 1e-12 && (inv[0][1] + 0.7).abs() < 1e-12);
+        assert!(invert(vec![vec![1.0, 2.0], vec![2.0, 4.0]]).is_none());
+    }
+
+    #[test]
+    fn maximises_a_known_likelihood() {
+        // Poisson rate λ from counts 3, 5, 4: MLE 4, SE sqrt(4/3).
+        let counts = [3.0, 5.0, 4.0];
+        let ll = |p: &[f64]| {
+            let l = p[0];
+            let v: f64 = counts.iter().map(|k| k * l.ln() - l).sum();
+            let g: f64 = counts.iter().map(|k| k / l - 1.0).sum();
+            (v, vec![g])
+        };
+        let o = maximise(ll, &[1.0]).unwrap();
+        assert!((o.params[0] - 4.0).abs() < 1e-6, "{:?}", o.params);
+        assert!(
+            (o.std_errors[0] - (4.0f64 / 3.0).sqrt()).abs() < 1e-4,
+            "{:?}",
+            o.std_errors
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! `winback-scoring` owns the statistics of who is leaving and what they are worth: the
+//! buy-till-you-die models of the customer-base literature, fitted by maximum likelihood with
+//! analytic gradients, and the per-customer predictions built on them.
+//!
+//! This first part holds BG/NBD (Fader, Hardie & Lee 2005) with P(alive) and conditional
+//! expected purchases, and the Gamma-Gamma spend model. Fits run on unique `(x, t_x, T)` groups
+//! with weights, so a million customers cost about as much as the few thousand distinct
+//! histories they share. Inputs are plain numbers: no IO, no async runtime.
+
+mod bgnbd;
+mod data;
+mod fit;
+mod gammagamma;
+mod hyp2f1;
+
+pub use bgnbd::{BgNbd, BgNbdParams};
+pub use data::{Frequency, Grouped, SpendRecord, group};
+pub use fit::{Fit, FitError};
+pub use gammagamma::{GammaGamma, GammaGammaParams};
+pub use hyp2f1::hyp2f1;
