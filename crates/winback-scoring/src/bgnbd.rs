@@ -204,20 +204,7 @@ mod tests {
             },
         ];
         let p = [0.7, 5.0, 0.9, 2.2];
-        let (_, g) = log_likelihood(&p, &data);
-        for i in 0..4 {
-            let h = 1e-6;
-            let (mut up, mut down) = (p, p);
-            up[i] += h;
-            down[i] -= h;
-            let numeric =
-                (log_likelihood(&up, &data).0 - log_likelihood(&down, &data).0) / (2.0 * h);
-            assert!(
-                (numeric - g[i]).abs() < 1e-5 * (1.0 + numeric.abs()),
-                "param {i}: {numeric} vs {}",
-                g[i]
-            );
-        }
+        crate::fit::assert_gradient(|q| log_likelihood(q, &data), &p);
     }
 
     #[test]

@@ -239,6 +239,24 @@ fn invert(mut a: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
     Some(inv)
 }
 
+/// Checks an analytic gradient against central finite differences.
+#[cfg(test)]
+pub(crate) fn assert_gradient(ll: impl Fn(&[f64]) -> (f64, Vec<f64>), p: &[f64]) {
+    let (_, g) = ll(p);
+    for i in 0..p.len() {
+        let h = 1e-6;
+        let (mut up, mut down) = (p.to_vec(), p.to_vec());
+        up[i] += h;
+        down[i] -= h;
+        let numeric = (ll(&up).0 - ll(&down).0) / (2.0 * h);
+        assert!(
+            (numeric - g[i]).abs() < 1e-5 * (1.0 + numeric.abs()),
+            "parameter {i}: numeric {numeric} vs analytic {}",
+            g[i]
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
