@@ -267,6 +267,18 @@ pub enum BenchCommand {
         #[arg(long, default_value = "target/bench")]
         dir: PathBuf,
     },
+    /// Fit BG/NBD on N synthetic customers, and lifetimes 0.11.3 on the same data, side by side.
+    Bgnbd {
+        /// Customers.
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        /// Python with lifetimes 0.11.3 installed (`pip install lifetimes==0.11.3`).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Folder for the generated file.
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
     /// Resolve identities of N synthetic customers, in memory and through the store.
     Identity {
         /// Customers.
@@ -366,6 +378,11 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
             );
             drop_bench_schema(&target, &store).await;
         }
+        BenchCommand::Bgnbd {
+            customers,
+            python,
+            dir,
+        } => bench_bgnbd(customers, &python, &dir)?,
         BenchCommand::Identity { customers, dir } => {
             std::fs::create_dir_all(&dir)?;
             let file = dir.join(format!("customers-{customers}.csv"));
@@ -409,6 +426,90 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fits BG/NBD with winback and with lifetimes on the same synthetic histories.
+fn bench_bgnbd(customers: usize, python: &str, dir: &std::path::Path) -> Result<()> {
+    use winback_scoring::{BgNbd, Frequency, group};
+    std::fs::create_dir_all(dir)?;
+    // The published CDNOW parameters generate the population.
+    let truth = [0.2426, 4.4135, 0.7929, 2.4258];
+    let histories = winback_synth::bgnbd_histories(customers, truth, 11);
+    let csv_path = dir.join(format!("bgnbd-{customers}.csv"));
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
+    writeln!(w, "frequency,recency,T")?;
+    for (x, tx, t) in &histories {
+        writeln!(w, "{x},{tx},{t}")?;
+    }
+    w.flush()?;
+    let data: Vec<Frequency> = histories
+        .iter()
+        .map(|&(x, t_x, t)| Frequency { x, t_x, t })
+        .collect();
+    let start = Instant::now();
+    let grouped = group(&data);
+    let grouping = start.elapsed().as_secs_f64();
+    let fit = BgNbd::fit(&grouped).context("winback's BG/NBD fit")?;
+    let ours = start.elapsed().as_secs_f64();
+    eprintln!("grouping {grouping:.3} s, fit {:.3} s", ours - grouping);
+    let p = fit.params;
+    println!(
+        "winback BG/NBD on {} customers ({} distinct histories): {:.3} s (grouping included), r {:.6} alpha {:.6} a {:.6} b {:.6}, log-likelihood {:.2}, {} iterations",
+        n(customers as u64),
+        n(grouped.len() as u64),
+        ours,
+        p.r,
+        p.alpha,
+        p.a,
+        p.b,
+        fit.log_likelihood,
+        fit.iterations
+    );
+    let script = std::path::Path::new("bench/lifetimes_bgnbd.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&csv_path)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).context("reading lifetimes' output")?;
+            let theirs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+            let get = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            let rel = [
+                (p.r, get("r")),
+                (p.alpha, get("alpha")),
+                (p.a, get("a")),
+                (p.b, get("b")),
+            ]
+            .iter()
+            .map(|(a, b)| ((a - b) / b).abs())
+            .fold(0.0, f64::max);
+            println!(
+                "lifetimes 0.11.3 BetaGeoFitter on the same data: {:.3} s, r {:.6} alpha {:.6} a {:.6} b {:.6}",
+                theirs,
+                get("r"),
+                get("alpha"),
+                get("a"),
+                get("b")
+            );
+            println!(
+                "ratio: winback is {:.1}× faster; largest relative parameter difference {:.2e}",
+                theirs / ours,
+                rel
+            );
+        }
+        Ok(o) => println!(
+            "lifetimes failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => println!("lifetimes not run: cannot start {python}: {e}"),
+    }
+    Ok(())
 }
 
 /// Customers of whom about 4% share a phone, 3% an address and family name, and 3% an email

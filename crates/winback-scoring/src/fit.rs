@@ -68,30 +68,57 @@ pub struct Fit<P> {
     pub customers: f64,
 }
 
+/// A point (log-parameters), the log-likelihood there and its gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
+
 /// A negative log-likelihood over log-parameters, for the optimiser.
 pub(crate) struct Objective<F> {
     /// Returns (log-likelihood, gradient w.r.t. natural parameters) at natural parameters.
     pub ll: F,
+    /// 1 / customers: the optimiser sees the mean log-likelihood per customer, so its first,
+    /// gradient-sized step stays small whatever the number of customers.
+    pub scale: f64,
+    /// The last evaluation: argmin asks for the cost and then the gradient at the same point, and
+    /// one evaluation yields both.
+    pub last: std::sync::Mutex<Option<Evaluation>>,
 }
 
-impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> CostFunction for Objective<F> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, logp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Objective<&F> {
+    fn eval(&self, logp: &[f64]) -> (f64, Vec<f64>) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, v, g)) = last.as_ref() {
+            if at.as_slice() == logp {
+                return (*v, g.clone());
+            }
+        }
         let p: Vec<f64> = logp.iter().map(|v| v.exp()).collect();
-        let (ll, _) = (self.ll)(&p);
-        Ok(if ll.is_finite() { -ll } else { f64::INFINITY })
+        let (v, g) = (self.ll)(&p);
+        *last = Some((logp.to_vec(), v, g.clone()));
+        (v, g)
     }
 }
 
-impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Gradient for Objective<F> {
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> CostFunction for Objective<&F> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, logp: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        let (ll, _) = self.eval(logp);
+        Ok(if ll.is_finite() {
+            -ll * self.scale
+        } else {
+            f64::INFINITY
+        })
+    }
+}
+
+impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Gradient for Objective<&F> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, logp: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
         let p: Vec<f64> = logp.iter().map(|v| v.exp()).collect();
-        let (_, g) = (self.ll)(&p);
+        let (_, g) = self.eval(logp);
         // d(-LL)/d(log θ) = -θ · dLL/dθ
-        Ok(g.iter().zip(&p).map(|(g, p)| -g * p).collect())
+        Ok(g.iter().zip(&p).map(|(g, p)| -g * p * self.scale).collect())
     }
 }
 
@@ -105,11 +132,15 @@ pub(crate) struct Optimum {
 }
 
 /// Maximises `ll` (log-likelihood and its gradient at natural parameters) from `start`.
-pub(crate) fn maximise<F>(ll: F, start: &[f64]) -> Result<Optimum, FitError>
+pub(crate) fn maximise<F>(ll: F, start: &[f64], customers: f64) -> Result<Optimum, FitError>
 where
     F: Fn(&[f64]) -> (f64, Vec<f64>),
 {
-    let objective = Objective { ll };
+    let objective = Objective {
+        ll: &ll,
+        scale: 1.0 / customers.max(1.0),
+        last: std::sync::Mutex::new(None),
+    };
     let line = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(line, 10)
         .with_tolerance_grad(1e-9)
@@ -137,12 +168,7 @@ where
         TerminationStatus::Terminated(TerminationReason::SolverConverged)
     );
     let p: Vec<f64> = best.iter().map(|v| v.exp()).collect();
-    let f = &result
-        .problem
-        .problem
-        .as_ref()
-        .expect("the problem is returned")
-        .ll;
+    let f = &ll;
     let (value, grad) = f(&p);
     // Relative gradient in log space: θ·∂LL/∂θ measures how much a 1% change would gain.
     let scaled: f64 = grad
@@ -150,7 +176,7 @@ where
         .zip(&p)
         .map(|(g, p)| (g * p).abs())
         .fold(0.0, f64::max);
-    if !converged && scaled > 1e-3 {
+    if !converged && scaled / customers.max(1.0) > 1e-6 {
         return Err(FitError::NotConverged {
             iterations,
             reason: format!("{:?}", state.get_termination_status()),
@@ -278,7 +304,7 @@ mod tests {
             let g: f64 = counts.iter().map(|k| k / l - 1.0).sum();
             (v, vec![g])
         };
-        let o = maximise(ll, &[1.0]).unwrap();
+        let o = maximise(ll, &[1.0], 3.0).unwrap();
         assert!((o.params[0] - 4.0).abs() < 1e-6, "{:?}", o.params);
         assert!(
             (o.std_errors[0] - (4.0f64 / 3.0).sqrt()).abs() < 1e-4,

@@ -68,7 +68,11 @@ impl GammaGamma {
             });
         }
         let mean = data.iter().map(|d| d.mean_value).sum::<f64>() / data.len() as f64;
-        let o = maximise(|p| log_likelihood(p, data), &[1.0, 1.0, mean])?;
+        let o = maximise(
+            |p| log_likelihood(p, data),
+            &[1.0, 1.0, mean],
+            data.len() as f64,
+        )?;
         let p = &o.params;
         Ok(Fit {
             params: GammaGammaParams {

@@ -779,6 +779,43 @@ pub fn orders_only(n: u64, seed: u64, as_of: Timestamp, path: &Path) -> io::Resu
     Ok(n)
 }
 
+/// `n` customer histories `(x, t_x, T)` in weeks, drawn from a BG/NBD process with parameters
+/// `(r, alpha, a, b)` (alpha in weeks): each customer is acquired 1 to 78 weeks before the end,
+/// buys at rate λ ~ Gamma(r, 1/alpha) while alive, and drops out after each purchase with
+/// probability p ~ Beta(a, b). Times are whole days, as shop data is. For model benchmarks.
+pub fn bgnbd_histories(n: usize, params: [f64; 4], seed: u64) -> Vec<(f64, f64, f64)> {
+    let [r, alpha, a, b] = params;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let rate = Gamma::new(r, 1.0 / alpha).expect("valid BG/NBD parameters");
+    let dropout = Beta::new(a, b).expect("valid BG/NBD parameters");
+    (0..n)
+        .map(|_| {
+            let t_days = rng.gen_range(7..=546) as f64;
+            let lambda_per_day = rate.sample(&mut rng) / 7.0;
+            let p: f64 = dropout.sample(&mut rng);
+            let (mut x, mut last, mut now) = (0u32, 0.0f64, 0.0f64);
+            if lambda_per_day > 0.0 {
+                loop {
+                    let u: f64 = rng.r#gen::<f64>().max(f64::MIN_POSITIVE);
+                    now += -u.ln() / lambda_per_day;
+                    let day = now.floor();
+                    if day > t_days {
+                        break;
+                    }
+                    if day > last {
+                        x += 1;
+                        last = day;
+                    }
+                    if rng.gen_bool(p.clamp(0.0, 1.0)) {
+                        break;
+                    }
+                }
+            }
+            (f64::from(x), last / 7.0, t_days / 7.0)
+        })
+        .collect()
+}
+
 fn letter(rng: &mut ChaCha8Rng) -> char {
     (b'A' + rng.gen_range(0..26)) as char
 }
