@@ -12,9 +12,11 @@ mod data;
 mod fit;
 mod gammagamma;
 mod hyp2f1;
+mod validation;
 
 pub use bgnbd::{BgNbd, BgNbdParams};
 pub use data::{Frequency, Grouped, SpendRecord, group};
 pub use fit::{Fit, FitError};
 pub use gammagamma::{GammaGamma, GammaGammaParams};
 pub use hyp2f1::hyp2f1;
+pub use validation::{HoldoutRow, holdout_table};

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use winback_scoring::{BgNbd, BgNbdParams, Frequency, GammaGamma, SpendRecord, group};
+use winback_scoring::{
+    BgNbd, BgNbdParams, Frequency, GammaGamma, SpendRecord, group, holdout_table,
+};
 
 /// Days since 1970-01-01 of a YYYYMMDD date (proleptic Gregorian).
 fn day_number(yyyymmdd: &str) -> i64 {
@@ -22,6 +24,13 @@ fn day_number(yyyymmdd: &str) -> i64 {
 
 /// (histories, repeat spend) of the calibration period.
 fn cdnow_calibration() -> (Vec<Frequency>, Vec<SpendRecord>) {
+    let (h, s, _) = cdnow_split();
+    (h, s)
+}
+
+/// Calibration histories, repeat spend, and each customer's purchase days in the 39-week holdout
+/// (1997-10-01 to 1998-06-30).
+fn cdnow_split() -> (Vec<Frequency>, Vec<SpendRecord>, Vec<f64>) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/data/cdnow/CDNOW_sample.txt"
@@ -30,6 +39,7 @@ fn cdnow_calibration() -> (Vec<Frequency>, Vec<SpendRecord>) {
     let end = day_number("19970930");
     // customer → day → dollars spent that day
     let mut days: BTreeMap<u32, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut holdout_days: BTreeMap<u32, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (id, date, dollars): (u32, &str, f64) =
@@ -37,11 +47,15 @@ fn cdnow_calibration() -> (Vec<Frequency>, Vec<SpendRecord>) {
         let day = day_number(date);
         if day <= end {
             *days.entry(id).or_default().entry(day).or_default() += dollars;
+        } else {
+            holdout_days.entry(id).or_default().insert(day);
         }
     }
     let mut histories = Vec::new();
     let mut spend = Vec::new();
-    for per_day in days.values() {
+    let mut holdout = Vec::new();
+    for (id, per_day) in &days {
+        holdout.push(holdout_days.get(id).map_or(0, |d| d.len()) as f64);
         let first = *per_day.keys().next().unwrap();
         let last = *per_day.keys().last().unwrap();
         let x = (per_day.len() - 1) as f64;
@@ -58,7 +72,7 @@ fn cdnow_calibration() -> (Vec<Frequency>, Vec<SpendRecord>) {
             });
         }
     }
-    (histories, spend)
+    (histories, spend, holdout)
 }
 
 fn close(actual: f64, expected: f64, rel: f64) -> bool {
@@ -161,4 +175,44 @@ fn gamma_gamma_reproduces_the_published_cdnow_fit() {
             "{name}: {actual} does not round to the published {expected}"
         );
     }
+}
+
+#[test]
+fn bgnbd_predicts_the_cdnow_holdout_period() {
+    let (histories, _, actual) = cdnow_split();
+    let fit = BgNbd::fit(&group(&histories)).unwrap();
+    let model = BgNbd(fit.params);
+    let table = holdout_table(&model, &histories, &actual, 39.0, 7);
+    eprintln!("frequency  customers  predicted  actual");
+    for r in &table {
+        eprintln!(
+            "{:>9}  {:>9}  {:>9.3}  {:>6.3}",
+            r.frequency, r.customers, r.predicted, r.actual
+        );
+    }
+    let predicted: f64 = histories
+        .iter()
+        .map(|h| model.expected_purchases(*h, 39.0))
+        .sum();
+    let total: f64 = actual.iter().sum();
+    eprintln!("total: predicted {predicted:.0}, actual {total:.0}");
+    // The model tracks the holdout: in total, and rising with calibration frequency. Measured:
+    // 1,653 predicted vs 1,882 actual purchase days (-12.1%), BG/NBD's known mild under-forecast
+    // of this sample; a broken model or prediction is far outside 15%.
+    assert!(
+        ((predicted - total) / total).abs() < 0.15,
+        "predicted {predicted} vs actual {total}"
+    );
+    assert!(
+        table.windows(2).all(|w| w[1].predicted > w[0].predicted),
+        "{table:?}"
+    );
+    assert!(
+        table
+            .windows(2)
+            .filter(|w| w[1].actual > w[0].actual)
+            .count()
+            >= table.len() - 2,
+        "{table:?}"
+    );
 }
