@@ -3,11 +3,12 @@
 //! analytic gradients, and the per-customer predictions built on them.
 //!
 //! This first part holds BG/NBD (Fader, Hardie & Lee 2005) with P(alive) and conditional
-//! expected purchases, and the Gamma-Gamma spend model. Fits run on unique `(x, t_x, T)` groups
+//! expected purchases, the Gamma-Gamma spend model, CLV, and the holdout check. Fits run on unique `(x, t_x, T)` groups
 //! with weights, so a million customers cost about as much as the few thousand distinct
 //! histories they share. Inputs are plain numbers: no IO, no async runtime.
 
 mod bgnbd;
+mod clv;
 mod data;
 mod fit;
 mod gammagamma;
@@ -15,6 +16,7 @@ mod hyp2f1;
 mod validation;
 
 pub use bgnbd::{BgNbd, BgNbdParams};
+pub use clv::{ClvSettings, clv};
 pub use data::{Frequency, Grouped, SpendRecord, group};
 pub use fit::{Fit, FitError};
 pub use gammagamma::{GammaGamma, GammaGammaParams};

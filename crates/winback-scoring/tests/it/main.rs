@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use winback_scoring::{
-    BgNbd, BgNbdParams, Frequency, GammaGamma, SpendRecord, group, holdout_table,
+    BgNbd, BgNbdParams, ClvSettings, Frequency, GammaGamma, GammaGammaParams, SpendRecord, clv,
+    group, holdout_table,
 };
 
 /// Days since 1970-01-01 of a YYYYMMDD date (proleptic Gregorian).
@@ -214,5 +215,90 @@ fn bgnbd_predicts_the_cdnow_holdout_period() {
             .count()
             >= table.len() - 2,
         "{table:?}"
+    );
+}
+
+#[test]
+fn clv_matches_lifetimes_on_the_same_parameters() {
+    // Reference: lifetimes 0.11.3, GammaGammaFitter.customer_lifetime_value(time=12,
+    // discount_rate=0.01, freq="W") with BG/NBD (0.2426, 4.4135, 0.7929, 2.4258) and Gamma-Gamma
+    // (6.25, 3.74, 15.44) set as parameters.
+    let bg = BgNbd(BgNbdParams {
+        r: 0.2426,
+        alpha: 4.4135,
+        a: 0.7929,
+        b: 2.4258,
+    });
+    let gg = GammaGamma(GammaGammaParams {
+        p: 6.25,
+        q: 3.74,
+        gamma: 15.44,
+    });
+    let cases = [
+        (
+            (2.0, 30.43, 38.86),
+            25.0,
+            26.83727034120735,
+            39.4838048085255,
+        ),
+        ((0.0, 0.0, 30.0), 0.0, 35.21897810218978, 10.202351675208229),
+        (
+            (10.0, 35.0, 38.0),
+            40.0,
+            39.79920294297977,
+            304.2898729558061,
+        ),
+        (
+            (1.0, 5.0, 38.0),
+            10.0,
+            17.686318131256954,
+            6.657591990080065,
+        ),
+    ];
+    for ((x, t_x, t), mean, expected_value, expected_clv) in cases {
+        let h = Frequency { x, t_x, t };
+        let v = gg.expected_value(x, mean);
+        assert!(
+            close(v, expected_value, 1e-9),
+            "expected value {v} vs {expected_value}"
+        );
+        let c = clv(&bg, &gg, h, mean, &ClvSettings::default());
+        assert!(
+            close(c, expected_clv, 1e-6),
+            "CLV {c} vs lifetimes {expected_clv} for {h:?}"
+        );
+    }
+    // Margin scales CLV; a higher discount rate lowers it.
+    let h = Frequency {
+        x: 2.0,
+        t_x: 30.43,
+        t: 38.86,
+    };
+    let base = clv(&bg, &gg, h, 25.0, &ClvSettings::default());
+    assert!(close(
+        clv(
+            &bg,
+            &gg,
+            h,
+            25.0,
+            &ClvSettings {
+                margin: 0.3,
+                ..ClvSettings::default()
+            }
+        ),
+        base * 0.3,
+        1e-12
+    ));
+    assert!(
+        clv(
+            &bg,
+            &gg,
+            h,
+            25.0,
+            &ClvSettings {
+                monthly_discount_rate: 0.05,
+                ..ClvSettings::default()
+            }
+        ) < base
     );
 }
