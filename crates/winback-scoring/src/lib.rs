@@ -3,7 +3,8 @@
 //! analytic gradients, and the per-customer predictions built on them.
 //!
 //! This first part holds BG/NBD (Fader, Hardie & Lee 2005) with P(alive) and conditional
-//! expected purchases, the Gamma-Gamma spend model, CLV, and the holdout check. Fits run on unique `(x, t_x, T)` groups
+//! expected purchases, the Gamma-Gamma spend model, CLV, the holdout check, and RFM scores,
+//! segments and migration. Fits run on unique `(x, t_x, T)` groups
 //! with weights, so a million customers cost about as much as the few thousand distinct
 //! histories they share. Inputs are plain numbers: no IO, no async runtime.
 
@@ -13,6 +14,7 @@ mod data;
 mod fit;
 mod gammagamma;
 mod hyp2f1;
+mod rfm;
 mod validation;
 
 pub use bgnbd::{BgNbd, BgNbdParams};
@@ -21,4 +23,5 @@ pub use data::{Frequency, Grouped, SpendRecord, group};
 pub use fit::{Fit, FitError};
 pub use gammagamma::{GammaGamma, GammaGammaParams};
 pub use hyp2f1::hyp2f1;
+pub use rfm::{RfmInput, RfmScore, Segment, migration, score as rfm_scores};
 pub use validation::{HoldoutRow, holdout_table};
