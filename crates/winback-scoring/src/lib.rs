@@ -3,8 +3,9 @@
 //! analytic gradients, and the per-customer predictions built on them.
 //!
 //! This first part holds BG/NBD (Fader, Hardie & Lee 2005) with P(alive) and conditional
-//! expected purchases, the Gamma-Gamma spend model, CLV, the holdout check, and RFM scores,
-//! segments and migration. Fits run on unique `(x, t_x, T)` groups
+//! expected purchases, the Gamma-Gamma spend model, CLV, the holdout check, RFM scores,
+//! segments and migration, the usual reorder interval per customer (empirical Bayes), and
+//! lifecycle stages under documented rules. Fits run on unique `(x, t_x, T)` groups
 //! with weights, so a million customers cost about as much as the few thousand distinct
 //! histories they share. Inputs are plain numbers: no IO, no async runtime.
 
@@ -14,7 +15,9 @@ mod data;
 mod fit;
 mod gammagamma;
 mod hyp2f1;
+mod reorder;
 mod rfm;
+mod stage;
 mod validation;
 
 pub use bgnbd::{BgNbd, BgNbdParams};
@@ -23,5 +26,7 @@ pub use data::{Frequency, Grouped, SpendRecord, group};
 pub use fit::{Fit, FitError};
 pub use gammagamma::{GammaGamma, GammaGammaParams};
 pub use hyp2f1::hyp2f1;
+pub use reorder::{Gaps, IntervalPrior, Reorder};
 pub use rfm::{RfmInput, RfmScore, Segment, migration, score as rfm_scores};
+pub use stage::{Stage, StageInput, StageRules};
 pub use validation::{HoldoutRow, holdout_table};
