@@ -189,8 +189,13 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
         n(summary.records_without_email)
     );
     println!();
+    println!("5. Who is slipping away, and who is worth winning back:");
+    let histories = store.profile_histories().await?;
+    let (scored, models) = crate::score::score(&histories, clock.now())?;
+    crate::score::print(&scored, &models, 5);
+    println!();
     println!(
-        "Done in {:.1} s. Explore: winback status, winback customers list, winback customers show C0000001",
+        "Done in {:.1} s. Explore: winback score, winback status, winback customers show C0000001",
         started.elapsed().as_secs_f64()
     );
     store.close().await;

@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod import;
 mod report;
+mod score;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -39,6 +40,15 @@ enum Command {
     /// Merge customer records that are one person (shared email key, phone, or address + name).
     Resolve {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fit the customer-base models and show stages, RFM, P(alive), CLV and who is slipping away.
+    Score {
+        /// How many slipping customers to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Print every scored profile as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +179,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score { top, json } => {
+            let store = open_store(&config).await?;
+            let histories = store.profile_histories().await?;
+            store.close().await;
+            let (scored, models) = score::score(&histories, clock.now())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"models": models, "profiles": scored})
+                    )?
+                );
+            } else {
+                score::print(&scored, &models, top);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Customers(CustomersCommand::Show { key, json }) => {

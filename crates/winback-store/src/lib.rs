@@ -21,8 +21,8 @@ use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRec
 use winback_identity::{Identifiers, Resolution};
 
 pub use queries::{
-    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
-    Summary,
+    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ProfileHistory,
+    ResolutionStats, Summary,
 };
 pub use session::{ImportSession, WriteCounts};
 
@@ -132,6 +132,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<CustomerDetail>, StoreError>> + Send;
+    /// Every merged profile's purchase days, spend, category, engagement and email permission:
+    /// the input of scoring.
+    fn profile_histories(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ProfileHistory>, StoreError>> + Send;
     /// Customers, one row per merged profile, in id order, from `after` on.
     fn list_profiles(
         &self,
@@ -263,6 +268,10 @@ impl Store for SqlStore {
 
     async fn customer_detail(&self, key: &str) -> Result<Option<CustomerDetail>, StoreError> {
         queries::customer_detail(&self.pool, key).await
+    }
+
+    async fn profile_histories(&self) -> Result<Vec<ProfileHistory>, StoreError> {
+        queries::profile_histories(&self.pool).await
     }
 
     async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {

@@ -268,3 +268,42 @@ fn environment_variables_override_the_config_file() {
     );
     assert!(t.contains("… and 1 more"), "{t}");
 }
+
+#[test]
+fn score_places_every_profile_in_one_stage_with_a_reason() {
+    let env = Env::new();
+    assert!(env.run(&["demo", "--customers", "400"]).status.success());
+    let out = env.run(&["score", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let profiles = v["profiles"].as_array().unwrap();
+    assert_eq!(
+        profiles.len() as u64,
+        env.status_json()["profiles"].as_u64().unwrap(),
+        "every person is scored once"
+    );
+    for p in profiles {
+        assert!(
+            p["stage"].is_string() && !p["reason"].as_str().unwrap().is_empty(),
+            "{p}"
+        );
+        if p["purchases"].as_u64().unwrap() > 0 {
+            let alive = p["p_alive"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&alive), "{p}");
+            assert!(p["segment"].is_string(), "buyers get an RFM segment: {p}");
+        } else {
+            assert!(
+                matches!(
+                    p["stage"].as_str().unwrap(),
+                    "never_purchased" | "inactive_subscriber"
+                ),
+                "{p}"
+            );
+        }
+    }
+    assert!(v["models"]["bgnbd"]["r"].as_f64().unwrap() > 0.0);
+    let table = env.run(&["score", "--top", "3"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("most valuable customers slipping away")
+    );
+}

@@ -398,3 +398,43 @@ async fn migrations_are_idempotent(store: &SqlStore) {
     );
 }
 conformance!(migrations, super::migrations_are_idempotent);
+
+async fn profile_histories_feed_scoring(store: &SqlStore) {
+    load_all(store).await;
+    let ids = store.identifiers().await.unwrap();
+    store
+        .save_resolution(&resolve(&IdentityRules::default(), &ids), now())
+        .await
+        .unwrap();
+    let histories = store.profile_histories().await.unwrap();
+    assert_eq!(histories.len(), 4, "one per merged profile");
+    let anna = histories.iter().find(|h| h.external_id == "C1").unwrap();
+    // O1 (C1) and O2 (C2, merged into Anna) are two purchase days.
+    assert_eq!(anna.order_days.len(), 2);
+    assert_eq!(
+        anna.order_days.iter().map(|d| d.1).sum::<i64>(),
+        5990 + 1995
+    );
+    assert_eq!(anna.category.as_deref(), Some("fashion"));
+    assert_eq!(anna.name.as_deref(), Some("Anna de Vries"));
+    assert_eq!(
+        anna.last_human_engagement.unwrap().to_string(),
+        "2024-03-03T10:00:00Z",
+        "the visit, not the later-imported open"
+    );
+    assert!(anna.receives_email);
+    let bob = histories.iter().find(|h| h.external_id == "C3").unwrap();
+    assert!(
+        bob.order_days.is_empty(),
+        "a refunded order is not a purchase"
+    );
+    assert!(
+        !histories
+            .iter()
+            .find(|h| h.external_id == "C5")
+            .unwrap()
+            .receives_email,
+        "Carl withdrew"
+    );
+}
+conformance!(profile_histories, super::profile_histories_feed_scoring);
