@@ -190,8 +190,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     );
     println!();
     println!("5. Who is slipping away, and who is worth winning back:");
-    let histories = store.profile_histories().await?;
-    let (scored, models) = crate::score::score(&histories, clock.now())?;
+    let (scored, models, _) = crate::score::score_and_save(&store, clock.now()).await?;
     crate::score::print(&scored, &models, 5);
     println!();
     println!(

@@ -91,8 +91,14 @@ enum CustomersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Profiles in id order.
+    /// Profiles in id order; with `--stage` or `--min-clv`, scored profiles, most valuable first.
     List {
+        /// Only these lifecycle stages (comma-separated: at_risk,lapsed,…), from the last `winback score`.
+        #[arg(long, value_delimiter = ',')]
+        stage: Vec<String>,
+        /// Only profiles with at least this predicted 12-month value (in the default currency, e.g. 50.00).
+        #[arg(long)]
+        min_clv: Option<String>,
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: i64,
@@ -183,28 +189,44 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Score { top, json } => {
             let store = open_store(&config).await?;
-            let histories = store.profile_histories().await?;
+            let (scored, models, run) = score::score_and_save(&store, clock.now()).await?;
             store.close().await;
-            let (scored, models) = score::score(&histories, clock.now())?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"models": models, "profiles": scored})
-                    )?
-                );
+                let out = serde_json::json!({"run": run, "models": models, "profiles": scored});
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 score::print(&scored, &models, top);
+                println!(
+                    "Saved as scoring run {}: {} of {} people changed stage since the previous run.",
+                    run.run_id, run.stage_changes, run.profiles
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Customers(CustomersCommand::Show { key, json }) => {
             let store = open_store(&config).await?;
             let detail = store.customer_detail(&key).await?;
+            let (score, history) = match &detail {
+                Some(d) => (
+                    store.latest_score(d.profile_id).await?,
+                    store.stage_history(d.profile_id).await?,
+                ),
+                None => (None, Vec::new()),
+            };
             store.close().await;
             match detail {
-                Some(d) if json => println!("{}", serde_json::to_string_pretty(&d)?),
-                Some(d) => report::print_customer(&d),
+                Some(d) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"profile": d, "score": score, "stage_history": history})
+                        )?
+                    )
+                }
+                Some(d) => {
+                    report::print_customer(&d);
+                    report::print_score(score.as_ref(), &history);
+                }
                 None => {
                     eprintln!("no customer `{key}` (give a customer id, external id or email)");
                     return Ok(ExitCode::from(3));
@@ -214,8 +236,44 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Customers(CustomersCommand::List {
             limit,
+            format,
+            stage,
+            min_clv,
+            ..
+        }) if !stage.is_empty() || min_clv.is_some() => {
+            for s in &stage {
+                anyhow::ensure!(
+                    winback_scoring::Stage::ALL.iter().any(|k| k.as_str() == s),
+                    "--stage: `{s}` is not a stage ({})",
+                    winback_scoring::Stage::ALL.map(|k| k.as_str()).join(", ")
+                );
+            }
+            let min = match min_clv {
+                Some(v) => {
+                    let currency = winback_domain::Currency::parse(&config.default_currency)?;
+                    winback_domain::Money::parse_decimal(
+                        &v,
+                        currency,
+                        winback_domain::DecimalSeparator::Auto,
+                    )
+                    .map_err(|e| anyhow::anyhow!("--min-clv: {e}"))?
+                    .minor() as f64
+                }
+                None => f64::MIN,
+            };
+            let store = open_store(&config).await?;
+            let rows = store
+                .list_scored(&stage, min, limit.clamp(1, 100_000))
+                .await?;
+            store.close().await;
+            report::print_scored(&rows, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Customers(CustomersCommand::List {
+            limit,
             after,
             format,
+            ..
         }) => {
             let store = open_store(&config).await?;
             let rows = store.list_profiles(after, limit.clamp(1, 100_000)).await?;

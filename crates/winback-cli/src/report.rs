@@ -193,6 +193,99 @@ pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
     Ok(())
 }
 
+/// Prints a profile's latest score and stage history.
+pub fn print_score(
+    score: Option<&winback_store::ScoreRow>,
+    history: &[winback_store::StageChange],
+) {
+    let Some(s) = score else {
+        println!("Score: none yet (run `winback score`)");
+        return;
+    };
+    let cur = s.currency.as_deref().unwrap_or("EUR");
+    println!("Score: {} — {}", s.stage.replace('_', " "), s.reason);
+    println!(
+        "  RFM segment {}, P(alive) {}, expected purchases in 90 days {}, predicted 12-month value {}",
+        s.segment.as_deref().unwrap_or("-").replace('_', " "),
+        s.p_alive.map_or("-".into(), |p| format!("{p:.2}")),
+        s.expected_90d.map_or("-".into(), |e| format!("{e:.2}")),
+        s.clv_minor
+            .map_or("-".into(), |c| money(c.round() as i64, cur))
+    );
+    for c in history {
+        match &c.from {
+            Some(from) => println!(
+                "  {}: moved from {} to {}",
+                c.at.date_utc(),
+                from.replace('_', " "),
+                c.to.replace('_', " ")
+            ),
+            None => println!(
+                "  {}: first scored as {}",
+                c.at.date_utc(),
+                c.to.replace('_', " ")
+            ),
+        }
+    }
+}
+
+/// Prints `winback customers list --stage …`.
+pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record([
+                "external_id",
+                "name",
+                "email",
+                "stage",
+                "p_alive",
+                "clv_minor",
+                "currency",
+                "reason",
+            ])?;
+            for r in rows {
+                let cells = [
+                    r.external_id.clone(),
+                    r.name.clone().unwrap_or_default(),
+                    r.email.clone().unwrap_or_default(),
+                    r.score.stage.clone(),
+                    r.score.p_alive.map_or(String::new(), |p| format!("{p:.4}")),
+                    r.score
+                        .clv_minor
+                        .map_or(String::new(), |c| format!("{c:.0}")),
+                    r.score.currency.clone().unwrap_or_default(),
+                    r.score.reason.clone(),
+                ];
+                w.write_record(cells.iter().map(|c| import::defuse(c)))?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            println!(
+                "{:<14} {:<24} {:<15} {:>8} {:>14}  reason",
+                "customer", "name", "stage", "P(alive)", "12-month value"
+            );
+            for r in rows {
+                let cur = r.score.currency.as_deref().unwrap_or("EUR");
+                println!(
+                    "{:<14} {:<24} {:<15} {:>8} {:>14}  {}",
+                    r.external_id,
+                    r.name.as_deref().unwrap_or("-"),
+                    r.score.stage.replace('_', " "),
+                    r.score.p_alive.map_or("-".into(), |p| format!("{p:.2}")),
+                    r.score
+                        .clv_minor
+                        .map_or("-".into(), |c| money(c.round() as i64, cur)),
+                    r.score.reason
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Prints `winback status`.
 pub fn print_summary(s: &Summary) {
     println!(

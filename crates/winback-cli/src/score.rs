@@ -212,6 +212,39 @@ pub fn score(histories: &[ProfileHistory], as_of: Timestamp) -> Result<(Vec<Scor
     ))
 }
 
+/// The rows the store keeps for a run.
+pub fn rows(scored: &[Scored]) -> Vec<winback_store::ScoreRow> {
+    scored
+        .iter()
+        .map(|s| winback_store::ScoreRow {
+            profile_id: s.profile_id,
+            stage: s.stage.as_str().into(),
+            reason: s.reason.clone(),
+            segment: s.segment.map(|g| g.as_str().into()),
+            p_alive: s.p_alive,
+            expected_90d: s.expected_purchases_90d,
+            clv_minor: s.clv_minor,
+            reorder: s.reorder.clone(),
+            purchases: s.purchases as i64,
+            spend_minor: s.spend_minor,
+            currency: s.currency.clone(),
+        })
+        .collect()
+}
+
+/// Scores the store's profiles and saves the run.
+pub async fn score_and_save<S: winback_store::Store>(
+    store: &S,
+    as_of: Timestamp,
+) -> Result<(Vec<Scored>, Models, winback_store::RunStats)> {
+    let histories = store.profile_histories().await?;
+    let (scored, models) = score(&histories, as_of)?;
+    let stats = store
+        .save_scores(as_of, &serde_json::to_value(&models)?, &rows(&scored))
+        .await?;
+    Ok((scored, models, stats))
+}
+
 /// Prints the stage funnel, the models and the most valuable customers slipping away.
 pub fn print(scored: &[Scored], models: &Models, top: usize) {
     use crate::report::{money, n};

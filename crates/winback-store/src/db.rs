@@ -36,6 +36,8 @@ pub enum Val {
     I(Option<i64>),
     /// Text or NULL.
     T(Option<String>),
+    /// A double or NULL.
+    F(Option<f64>),
 }
 
 impl From<i64> for Val {
@@ -46,6 +48,11 @@ impl From<i64> for Val {
 impl From<Option<i64>> for Val {
     fn from(v: Option<i64>) -> Self {
         Val::I(v)
+    }
+}
+impl From<Option<f64>> for Val {
+    fn from(v: Option<f64>) -> Self {
+        Val::F(v)
     }
 }
 impl From<String> for Val {
@@ -94,6 +101,13 @@ impl DbRow {
     }
     /// A non-null text column.
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(match self {
+            DbRow::S(r) => r.try_get(i)?,
+            DbRow::P(r) => r.try_get(i)?,
+        })
+    }
+    /// A nullable double column.
+    pub fn opt_f64(&self, i: usize) -> Result<Option<f64>, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
@@ -167,6 +181,7 @@ macro_rules! bind_all {
             q = match a {
                 Val::I(v) => q.bind(*v),
                 Val::T(v) => q.bind(v.as_deref()),
+                Val::F(v) => q.bind(*v),
             };
         }
         q

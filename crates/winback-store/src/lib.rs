@@ -13,6 +13,7 @@ pub mod db;
 pub mod ingest;
 mod migrate;
 mod queries;
+mod scores;
 mod session;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ pub use queries::{
     ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ProfileHistory,
     ResolutionStats, Summary,
 };
+pub use scores::{RunStats, ScoreRow, ScoredProfile, StageChange};
 pub use session::{ImportSession, WriteCounts};
 
 use db::{Backend, Pool, Val};
@@ -137,6 +139,35 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn profile_histories(
         &self,
     ) -> impl Future<Output = Result<Vec<ProfileHistory>, StoreError>> + Send;
+    /// Saves a scoring run: every profile's score, the stage changes, and the stage shares.
+    fn save_scores(
+        &self,
+        at: Timestamp,
+        models: &serde_json::Value,
+        rows: &[ScoreRow],
+    ) -> impl Future<Output = Result<RunStats, StoreError>> + Send;
+    /// A profile's latest score.
+    fn latest_score(
+        &self,
+        profile_id: i64,
+    ) -> impl Future<Output = Result<Option<ScoreRow>, StoreError>> + Send;
+    /// A profile's stage changes, oldest first.
+    fn stage_history(
+        &self,
+        profile_id: i64,
+    ) -> impl Future<Output = Result<Vec<StageChange>, StoreError>> + Send;
+    /// Scored profiles in the given stages (all when empty) with at least `min_clv_minor`
+    /// predicted value, most valuable first.
+    fn list_scored(
+        &self,
+        stages: &[String],
+        min_clv_minor: f64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ScoredProfile>, StoreError>> + Send;
+    /// The share of the base in each stage per run: (run time, stage, profiles).
+    fn stage_shares(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(Timestamp, String, i64)>, StoreError>> + Send;
     /// Customers, one row per merged profile, in id order, from `after` on.
     fn list_profiles(
         &self,
@@ -268,6 +299,36 @@ impl Store for SqlStore {
 
     async fn customer_detail(&self, key: &str) -> Result<Option<CustomerDetail>, StoreError> {
         queries::customer_detail(&self.pool, key).await
+    }
+
+    async fn save_scores(
+        &self,
+        at: Timestamp,
+        models: &serde_json::Value,
+        rows: &[ScoreRow],
+    ) -> Result<RunStats, StoreError> {
+        scores::save_run(&self.pool, at, models, rows).await
+    }
+
+    async fn latest_score(&self, profile_id: i64) -> Result<Option<ScoreRow>, StoreError> {
+        scores::latest_score(&self.pool, profile_id).await
+    }
+
+    async fn stage_history(&self, profile_id: i64) -> Result<Vec<StageChange>, StoreError> {
+        scores::stage_history(&self.pool, profile_id).await
+    }
+
+    async fn list_scored(
+        &self,
+        stages: &[String],
+        min_clv_minor: f64,
+        limit: i64,
+    ) -> Result<Vec<ScoredProfile>, StoreError> {
+        scores::list_scored(&self.pool, stages, min_clv_minor, limit).await
+    }
+
+    async fn stage_shares(&self) -> Result<Vec<(Timestamp, String, i64)>, StoreError> {
+        scores::stage_shares(&self.pool).await
     }
 
     async fn profile_histories(&self) -> Result<Vec<ProfileHistory>, StoreError> {

@@ -32,6 +32,15 @@ async fn load_all(store: &SqlStore) {
     }
 }
 
+async fn load_and_resolve(store: &SqlStore) {
+    load_all(store).await;
+    let ids = store.identifiers().await.unwrap();
+    store
+        .save_resolution(&resolve(&IdentityRules::default(), &ids), now())
+        .await
+        .unwrap();
+}
+
 async fn reimport_never_duplicates(store: &SqlStore) {
     load_all(store).await;
     let before = (
@@ -378,7 +387,7 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .unwrap()[0]
         .i64(0)
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 2, "foundation and scores");
     // Tampering with an applied migration is detected on the next connect.
     store
         .pool()
@@ -400,12 +409,7 @@ async fn migrations_are_idempotent(store: &SqlStore) {
 conformance!(migrations, super::migrations_are_idempotent);
 
 async fn profile_histories_feed_scoring(store: &SqlStore) {
-    load_all(store).await;
-    let ids = store.identifiers().await.unwrap();
-    store
-        .save_resolution(&resolve(&IdentityRules::default(), &ids), now())
-        .await
-        .unwrap();
+    load_and_resolve(store).await;
     let histories = store.profile_histories().await.unwrap();
     assert_eq!(histories.len(), 4, "one per merged profile");
     let anna = histories.iter().find(|h| h.external_id == "C1").unwrap();
@@ -438,3 +442,92 @@ async fn profile_histories_feed_scoring(store: &SqlStore) {
     );
 }
 conformance!(profile_histories, super::profile_histories_feed_scoring);
+
+fn row(profile_id: i64, stage: &str, clv: f64) -> winback_store::ScoreRow {
+    winback_store::ScoreRow {
+        profile_id,
+        stage: stage.into(),
+        reason: format!("because {stage}"),
+        segment: Some("at_risk".into()),
+        p_alive: Some(0.42),
+        expected_90d: Some(0.3),
+        clv_minor: Some(clv),
+        reorder: None,
+        purchases: 2,
+        spend_minor: 7985,
+        currency: Some("EUR".into()),
+    }
+}
+
+async fn score_runs_record_stage_changes(store: &SqlStore) {
+    load_and_resolve(store).await;
+    let anna = store
+        .customer_detail("C1")
+        .await
+        .unwrap()
+        .unwrap()
+        .profile_id;
+    let bob = store
+        .customer_detail("C3")
+        .await
+        .unwrap()
+        .unwrap()
+        .profile_id;
+    let models = serde_json::json!({"bgnbd": {"r": 0.24}});
+    let first = store
+        .save_scores(
+            now(),
+            &models,
+            &[row(anna, "active", 5000.0), row(bob, "lapsed", 900.0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.profiles, first.stage_changes),
+        (2, 2),
+        "a first score is a change from nothing"
+    );
+    let later = now().plus_seconds(30 * 86_400);
+    let second = store
+        .save_scores(
+            later,
+            &models,
+            &[row(anna, "at_risk", 4000.0), row(bob, "lapsed", 800.0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.stage_changes, 1, "only Anna moved");
+    let history = store.stage_history(anna).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        (history[1].from.as_deref(), history[1].to.as_str()),
+        (Some("active"), "at_risk")
+    );
+    assert_eq!(
+        history[1].at, later,
+        "moved from active to at risk on the second run's date"
+    );
+    let latest = store.latest_score(anna).await.unwrap().unwrap();
+    assert_eq!(
+        (latest.stage.as_str(), latest.clv_minor, latest.p_alive),
+        ("at_risk", Some(4000.0), Some(0.42))
+    );
+    let lapsed = store
+        .list_scored(&["lapsed".into()], 0.0, 10)
+        .await
+        .unwrap();
+    assert_eq!(lapsed.len(), 1);
+    assert_eq!(lapsed[0].external_id, "C3");
+    let valuable = store.list_scored(&[], 1000.0, 10).await.unwrap();
+    assert_eq!(
+        valuable
+            .iter()
+            .map(|p| p.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["C1"]
+    );
+    let shares = store.stage_shares().await.unwrap();
+    assert_eq!(shares.len(), 4, "two runs × two stages");
+    assert_eq!(shares[0].0, now());
+}
+conformance!(score_runs, super::score_runs_record_stage_changes);
