@@ -361,6 +361,25 @@ where
     })
 }
 
+/// Turns a CSV file into parsed rows: `parse` sees each record with its line; a refusal carries
+/// the record's text for the rejects file.
+pub(crate) fn records<R, F>(
+    mut rows: CsvRows<R>,
+    mut parse: F,
+) -> impl Iterator<Item = crate::RowResult> + Send
+where
+    R: Read + Send + 'static,
+    F: FnMut(&CsvRows<R>, u64) -> Result<crate::ParsedRow, RowError> + Send + 'static,
+{
+    std::iter::from_fn(move || {
+        let line = match rows.advance()? {
+            Ok(line) => line,
+            Err(rejected) => return Some(Err(rejected)),
+        };
+        Some(parse(&rows, line).map_err(|e| rows.reject(e)))
+    })
+}
+
 /// Parses a non-negative whole number of units.
 pub(crate) fn parse_count(raw: &str) -> Result<u32, String> {
     raw.trim()

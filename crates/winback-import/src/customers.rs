@@ -78,12 +78,8 @@ pub(crate) fn parse<R: Read + Send + 'static>(
         )));
     }
     cols.attributes = rows.unused_columns();
-    Ok(std::iter::from_fn(move || {
-        let line = match rows.advance()? {
-            Ok(line) => line,
-            Err(rejected) => return Some(Err(rejected)),
-        };
-        Some(row(&rows, &cols, line).map_err(|e| rows.reject(e)))
+    Ok(crate::csvrows::records(rows, move |rows, line| {
+        row(rows, &cols, line)
     }))
 }
 

@@ -59,12 +59,9 @@ pub(crate) fn parse_orders<R: Read + Send + 'static>(
         .collect();
     let (currency, discount, codes, status, category, count) =
         (rest[0], rest[1], rest[2], rest[3], rest[4], rest[5]);
-    Ok(std::iter::from_fn(move || {
-        let line = match rows.advance()? {
-            Ok(line) => line,
-            Err(rejected) => return Some(Err(rejected)),
-        };
-        let parsed = (|| -> Result<ParsedRow, RowError> {
+    Ok(crate::csvrows::records(
+        rows,
+        move |rows, line| -> Result<ParsedRow, RowError> {
             rows.check_width(line)?;
             let ctx = &rows.ctx;
             let external_id = ExternalId::parse(rows.req(line, id, "order_id")?)
@@ -134,9 +131,8 @@ pub(crate) fn parse_orders<R: Read + Send + 'static>(
                 items: Vec::new(),
             }));
             Ok(ParsedRow { line, items })
-        })();
-        Some(parsed.map_err(|e| rows.reject(e)))
-    }))
+        },
+    ))
 }
 
 /// Splits `A10, B20;C30` into codes.
@@ -167,12 +163,9 @@ pub(crate) fn parse_items<R: Read + Send + 'static>(
     let currency = rows.column(ITEM_COLUMNS[6]);
     // Line numbers within each order follow file order, so re-importing the file is idempotent.
     let mut line_numbers: HashMap<String, u32> = HashMap::new();
-    Ok(std::iter::from_fn(move || {
-        let line = match rows.advance()? {
-            Ok(line) => line,
-            Err(rejected) => return Some(Err(rejected)),
-        };
-        let parsed = (|| -> Result<ParsedRow, RowError> {
+    Ok(crate::csvrows::records(
+        rows,
+        move |rows, line| -> Result<ParsedRow, RowError> {
             rows.check_width(line)?;
             let ctx = &rows.ctx;
             let order = ExternalId::parse(rows.req(line, order, "order_id")?)
@@ -213,7 +206,6 @@ pub(crate) fn parse_items<R: Read + Send + 'static>(
                     item,
                 }],
             })
-        })();
-        Some(parsed.map_err(|e| rows.reject(e)))
-    }))
+        },
+    ))
 }

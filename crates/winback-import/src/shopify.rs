@@ -37,11 +37,12 @@ struct Cols {
 
 /// An order being assembled from its rows.
 struct Pending {
+    /// The order's Name, which its continuation rows repeat.
+    name: String,
     line: u64,
     raw: Vec<String>,
-    items: Vec<Item>,
-    order: OrderRecord,
-    error: Option<RowError>,
+    /// The order so far, or why its rows are refused.
+    order: Result<(Vec<Item>, OrderRecord), RowError>,
 }
 
 pub(crate) fn parse<R: Read + Send + 'static>(
@@ -89,15 +90,13 @@ pub(crate) fn parse<R: Read + Send + 'static>(
                 Some(Ok(line)) => line,
             };
             let name = rows.get(Some(cols.name)).unwrap_or("").to_owned();
-            let continues = pending
-                .as_ref()
-                .is_some_and(|p| p.order.external_id.as_str() == format!("shopify:{name}"));
+            let continues = pending.as_ref().is_some_and(|p| p.name == name);
             if continues {
                 let p = pending.as_mut().expect("checked above");
                 p.raw.push(rows.raw());
-                if p.error.is_none() {
-                    if let Err(e) = add_line_item(&rows, &cols, line, &mut p.order) {
-                        p.error = Some(e);
+                if let Ok((_, order)) = &mut p.order {
+                    if let Err(e) = add_line_item(&rows, &cols, line, order) {
+                        p.order = Err(e);
                     }
                 }
                 continue;
@@ -112,14 +111,13 @@ pub(crate) fn parse<R: Read + Send + 'static>(
 }
 
 fn finish(p: Pending) -> RowResult {
-    match p.error {
-        Some(error) => Err(Rejected {
+    match p.order {
+        Err(error) => Err(Rejected {
             error,
             raw: p.raw.join("\n"),
         }),
-        None => {
-            let mut items = p.items;
-            items.push(Item::Order(p.order));
+        Ok((mut items, order)) => {
+            items.push(Item::Order(order));
             Ok(ParsedRow {
                 line: p.line,
                 items,
@@ -129,39 +127,11 @@ fn finish(p: Pending) -> RowResult {
 }
 
 fn start_order<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64, name: &str) -> Pending {
-    let placeholder = || OrderRecord {
-        external_id: ExternalId::parse("shopify:?").expect("valid literal"),
-        customer: ExternalId::parse("shopify:?").expect("valid literal"),
-        ordered_at: rows.ctx.opts.as_of,
-        total: Money::zero(rows.ctx.opts.default_currency),
-        discount: Money::zero(rows.ctx.opts.default_currency),
-        status: OrderStatus::Paid,
-        category: None,
-        item_count: 0,
-        discount_codes: Vec::new(),
-        items: Vec::new(),
-    };
-    match first_row(rows, cols, line, name) {
-        Ok((items, order)) => Pending {
-            line,
-            raw: vec![rows.raw()],
-            items,
-            order,
-            error: None,
-        },
-        Err(e) => {
-            let mut order = placeholder();
-            if let Ok(id) = ExternalId::parse(&format!("shopify:{name}")) {
-                order.external_id = id;
-            }
-            Pending {
-                line,
-                raw: vec![rows.raw()],
-                items: Vec::new(),
-                order,
-                error: Some(e),
-            }
-        }
+    Pending {
+        name: name.to_owned(),
+        line,
+        raw: vec![rows.raw()],
+        order: first_row(rows, cols, line, name),
     }
 }
 

@@ -1,7 +1,7 @@
 //! A thin layer over sqlx that lets store logic be written once for SQLite and PostgreSQL.
 //!
 //! Both schemas use only 64-bit integers and text, and both drivers accept `$1`-style
-//! placeholders, so a query is one string; values cross as [`Val`] and rows come back as
+//! parameters, so a query is one string; values cross as [`Val`] and rows come back as
 //! [`DbRow`] with typed getters. Where the dialects differ (claims, bulk loads) callers branch on
 //! [`Backend`].
 
@@ -122,7 +122,7 @@ impl DbRow {
     }
 }
 
-/// Rewrites `$N` placeholders as anonymous `?` for SQLite, repeating arguments that are used
+/// Rewrites `$N` parameters as anonymous `?` for SQLite, repeating arguments that are used
 /// more than once.
 ///
 /// SQLite keeps numbered and named parameters (`$1`, `?1`) in a list it scans linearly, both when
@@ -147,11 +147,9 @@ pub(crate) fn sqlite_positional<'a>(
             }
             let n: usize = sql[i + 1..j]
                 .parse()
-                .map_err(|_| StoreError::Data(format!("bad placeholder in {sql}")))?;
+                .map_err(|_| StoreError::Data(format!("bad parameter in {sql}")))?;
             if n == 0 || n > args.len() {
-                return Err(StoreError::Data(format!(
-                    "placeholder ${n} has no argument"
-                )));
+                return Err(StoreError::Data(format!("parameter ${n} has no argument")));
             }
             in_sequence &= n == order.len() + 1;
             order.push(n - 1);
@@ -444,7 +442,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_placeholders_become_positional_with_repeats_expanded() {
+    fn numbered_parameters_become_positional_with_repeats_expanded() {
         let args = [Val::from(1i64), Val::from("a")];
         let (sql, ordered) =
             sqlite_positional("SELECT $2, $1 WHERE x = $2 AND y = '$'", &args).unwrap();
@@ -453,7 +451,7 @@ mod tests {
         let (_, same) = sqlite_positional("VALUES ($1, $2)", &args).unwrap();
         assert!(
             matches!(same, std::borrow::Cow::Borrowed(_)),
-            "in-order placeholders borrow"
+            "in-order parameters borrow"
         );
         assert!(sqlite_positional("SELECT $3", &args).is_err());
     }
