@@ -3,7 +3,7 @@
 //! file, WAL) and PostgreSQL (the scale path), with per-backend migrations applied on connect.
 //!
 //! Both backends run the same queries through a small dialect layer ([`db`]): the schemas use
-//! only 64-bit integers and text, and both drivers take `$1` placeholders. Where the databases
+//! only 64-bit integers and text, and both drivers take `$1` parameters. Where the databases
 //! differ (write locks, bulk loads) the code branches on [`db::Backend`]. This keeps one
 //! conformance suite meaningful for both, instead of two hand-kept copies of every query.
 //!
