@@ -125,7 +125,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     );
     println!("   \"we miss you\" discount while still buying (seed 000).");
     // Show one merged person, if there is one.
-    if let Some(first_merge) = first_merged(&store).await? {
+    if let Some(first_merge) = store.merged_records(1).await?.into_iter().next() {
         if let Some(d) = store.customer_detail(&first_merge).await? {
             let names: Vec<String> = d
                 .records
@@ -199,12 +199,4 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     );
     store.close().await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn first_merged(store: &winback_store::SqlStore) -> Result<Option<String>> {
-    let row = store
-        .pool()
-        .fetch_optional("SELECT external_id FROM customers WHERE profile_id IS NOT NULL AND profile_id <> id ORDER BY id LIMIT 1", &[])
-        .await?;
-    Ok(row.map(|r| r.text(0)).transpose()?)
 }

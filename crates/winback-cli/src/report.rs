@@ -4,7 +4,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use winback_domain::{Clock, Currency, Money};
+use winback_domain::{Clock, Currency};
 use winback_import::SourceKind;
 use winback_store::{CustomerDetail, CustomerRow, SqlStore, Store, Summary, ingest::Mode};
 
@@ -23,22 +23,22 @@ pub enum Format {
 
 /// Formats minor units of a currency code, e.g. `1234.50 EUR`.
 pub fn money(minor: i64, currency: &str) -> String {
-    match Currency::parse(currency) {
-        Ok(c) => {
-            // Group the whole units: 269,940.16 EUR.
-            let text = Money::from_minor(minor, c).to_string();
-            let (number, code) = text.rsplit_once(' ').unwrap_or((&text, ""));
-            let (sign, digits) = number.strip_prefix('-').map_or(("", number), |d| ("-", d));
-            let (whole, frac) = digits
-                .split_once('.')
-                .map_or((digits, None), |(w, f)| (w, Some(f)));
-            let grouped = n(whole.parse().unwrap_or(0));
-            match frac {
-                Some(f) => format!("{sign}{grouped}.{f} {code}"),
-                None => format!("{sign}{grouped} {code}"),
-            }
-        }
-        Err(_) => format!("{minor} {currency} (minor units)"),
+    let Ok(c) = Currency::parse(currency) else {
+        return format!("{minor} {currency} (minor units)");
+    };
+    // Whole units grouped by thousands: 269,940.16 EUR.
+    let sign = if minor < 0 { "-" } else { "" };
+    let (abs, digits) = (minor.unsigned_abs(), u32::from(c.minor_digits()));
+    let unit = 10u64.pow(digits);
+    if digits == 0 {
+        format!("{sign}{} {c}", n(abs))
+    } else {
+        format!(
+            "{sign}{}.{:0w$} {c}",
+            n(abs / unit),
+            abs % unit,
+            w = digits as usize
+        )
     }
 }
 
@@ -634,4 +634,19 @@ fn write_identity_customers(count: u64, path: &std::path::Path) -> Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_groups_whole_units_and_keeps_minor_digits() {
+        assert_eq!(money(26_994_016, "EUR"), "269,940.16 EUR");
+        assert_eq!(money(-1205, "EUR"), "-12.05 EUR");
+        assert_eq!(money(7, "EUR"), "0.07 EUR");
+        assert_eq!(money(1_234_567, "JPY"), "1,234,567 JPY");
+        assert_eq!(money(5, "???"), "5 ??? (minor units)");
+        assert_eq!(n(1_000), "1,000");
+    }
 }

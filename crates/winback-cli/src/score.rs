@@ -101,14 +101,18 @@ pub fn score(histories: &[ProfileHistory], as_of: Timestamp) -> Result<(Vec<Scor
             .zip(h.order_days.first())
             .map_or(0.0, |(l, f)| (l.0 - f.0) as f64),
     };
+    // Every buyer informs the population prior; named categories also get their own.
+    let all: Vec<Gaps> = histories
+        .iter()
+        .filter(|h| !h.order_days.is_empty())
+        .map(gaps_of)
+        .collect();
     let mut by_category: HashMap<String, Vec<Gaps>> = HashMap::new();
     for h in histories.iter().filter(|h| !h.order_days.is_empty()) {
-        by_category
-            .entry(h.category.clone().unwrap_or_else(|| "*".into()))
-            .or_default()
-            .push(gaps_of(h));
+        if let Some(c) = &h.category {
+            by_category.entry(c.clone()).or_default().push(gaps_of(h));
+        }
     }
-    let all: Vec<Gaps> = by_category.values().flatten().copied().collect();
     let population = IntervalPrior::fit(&all).ok().map(|f| f.params);
     let mut priors: HashMap<String, IntervalPrior> = HashMap::new();
     for (cat, gaps) in &by_category {
@@ -305,6 +309,60 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
             s.p_alive.unwrap_or(0.0),
             money(s.clv_minor.unwrap_or(0.0).round() as i64, cur),
             s.reason
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(id: i64, days: &[i64], category: Option<&str>) -> ProfileHistory {
+        ProfileHistory {
+            profile_id: id,
+            external_id: format!("C{id}"),
+            name: None,
+            order_days: days.iter().map(|d| (*d, 2500)).collect(),
+            currency: Some("EUR".into()),
+            category: category.map(Into::into),
+            last_human_engagement: None,
+            receives_email: true,
+        }
+    }
+
+    #[test]
+    fn uncategorised_orders_only_feed_the_population_prior() {
+        let base = 19_000; // days since the epoch
+        let mut histories: Vec<ProfileHistory> = (0..200)
+            .map(|i| {
+                // Customers differ a lot in rhythm, as real ones do.
+                let (g1, g2) = (2 + 3 * (1 << (i % 8)), 1 + 4 * (1 << ((i / 3) % 8)));
+                let days = [base, base + g1, base + g1 + g2, base + g1 + 2 * g2];
+                let orders = 1 + (i as usize * 7 / 3) % 4;
+                history(
+                    i,
+                    &days[..orders],
+                    if i % 2 == 0 { None } else { Some("books") },
+                )
+            })
+            .collect();
+        histories.push(history(1000, &[], None));
+        let as_of = Timestamp::from_micros((base + 400) * DAY_MICROS).unwrap();
+        let (scored, models) = score(&histories, as_of).unwrap();
+        let labels: Vec<&str> = models
+            .interval_priors
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            ["books", "*"],
+            "one population prior, no stray group for missing categories"
+        );
+        assert_eq!(scored.len(), 201);
+        assert_eq!(
+            scored.iter().find(|s| s.profile_id == 1000).unwrap().stage,
+            Stage::InactiveSubscriber
         );
     }
 }

@@ -15,21 +15,17 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn new(
-        file: Arc<str>,
-        opts: &ImportOptions,
-        date_format: Option<String>,
-    ) -> Result<Self, FileError> {
+    pub fn new(file: Arc<str>, opts: &ImportOptions, date_format: Option<String>) -> Self {
         let dates = DateParser::new(
             opts.default_time_zone.time_zone(),
             opts.date_order,
             date_format,
         );
-        Ok(Self {
+        Self {
             file,
             opts: opts.clone(),
             dates,
-        })
+        }
     }
 
     pub fn err(&self, line: u64, field: &str, reason: impl Into<String>) -> RowError {

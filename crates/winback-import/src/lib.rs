@@ -220,7 +220,7 @@ pub fn from_reader<R: std::io::Read + Send + 'static>(
     }
     let renames = mapping.map(|m| m.columns.clone()).unwrap_or_default();
     let date_format = mapping.and_then(|m| m.date_format.clone());
-    let ctx = csvrows::Context::new(name, &options, date_format)?;
+    let ctx = csvrows::Context::new(name, &options, date_format);
     Ok(match kind {
         SourceKind::Customers => Box::new(customers::parse(csvrows::CsvRows::new(
             reader, ctx, &renames,

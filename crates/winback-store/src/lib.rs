@@ -168,6 +168,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn stage_shares(
         &self,
     ) -> impl Future<Output = Result<Vec<(Timestamp, String, i64)>, StoreError>> + Send;
+    /// External ids of records merged into another record's profile, oldest first.
+    fn merged_records(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// Customers, one row per merged profile, in id order, from `after` on.
     fn list_profiles(
         &self,
@@ -329,6 +334,10 @@ impl Store for SqlStore {
 
     async fn stage_shares(&self) -> Result<Vec<(Timestamp, String, i64)>, StoreError> {
         scores::stage_shares(&self.pool).await
+    }
+
+    async fn merged_records(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        queries::merged_records(&self.pool, limit).await
     }
 
     async fn profile_histories(&self) -> Result<Vec<ProfileHistory>, StoreError> {

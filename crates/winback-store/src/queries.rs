@@ -523,28 +523,36 @@ pub(crate) async fn customer_detail(
             &args,
         )
         .await?;
-    let mut orders = Vec::with_capacity(order_rows.len());
-    for r in &order_rows {
-        let codes = pool
-            .fetch(
-                "SELECT code FROM order_discount_codes WHERE order_id = $1 ORDER BY code",
-                &[Val::from(r.i64(0)?)],
-            )
-            .await?
-            .iter()
-            .map(|c| c.text(0))
-            .collect::<Result<_, _>>()?;
-        orders.push(OrderView {
-            external_id: r.text(1)?,
-            customer_external_id: r.text(2)?,
-            ordered_at: ts(r.i64(3)?)?,
-            total_minor: r.i64(4)?,
-            currency: r.text(5)?,
-            status: r.text(6)?,
-            category: r.opt_text(7)?,
-            discount_codes: codes,
-        });
+    // The listed orders' codes in one query, not one per order.
+    let order_ids: Vec<Val> = order_rows
+        .iter()
+        .map(|r| r.i64(0).map(Val::from))
+        .collect::<Result<_, _>>()?;
+    let mut codes: HashMap<i64, Vec<String>> = HashMap::new();
+    if !order_ids.is_empty() {
+        let sql = format!(
+            "SELECT order_id, code FROM order_discount_codes WHERE order_id IN ({}) ORDER BY code",
+            in_list(order_ids.len())
+        );
+        for c in pool.fetch(&sql, &order_ids).await? {
+            codes.entry(c.i64(0)?).or_default().push(c.text(1)?);
+        }
     }
+    let orders = order_rows
+        .iter()
+        .map(|r| {
+            Ok(OrderView {
+                external_id: r.text(1)?,
+                customer_external_id: r.text(2)?,
+                ordered_at: ts(r.i64(3)?)?,
+                total_minor: r.i64(4)?,
+                currency: r.text(5)?,
+                status: r.text(6)?,
+                category: r.opt_text(7)?,
+                discount_codes: codes.remove(&r.i64(0)?).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let event_count = pool
         .fetch(
             &format!("SELECT COUNT(*) FROM events WHERE customer_id IN ({list})"),
@@ -719,4 +727,15 @@ pub(crate) async fn profile_histories(pool: &Pool) -> Result<Vec<ProfileHistory>
         }
     }
     Ok(out)
+}
+
+pub(crate) async fn merged_records(pool: &Pool, limit: i64) -> Result<Vec<String>, StoreError> {
+    pool.fetch(
+        "SELECT external_id FROM customers WHERE erased_at IS NULL AND profile_id IS NOT NULL AND profile_id <> id ORDER BY id LIMIT $1",
+        &[Val::from(limit)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.text(0))
+    .collect()
 }

@@ -113,7 +113,7 @@ impl ImportSession {
         records: &[CustomerRecord],
         authoritative: bool,
     ) -> Result<(), StoreError> {
-        const COLS: usize = 17;
+        const COLS: usize = 18;
         let merge = |col: &str| {
             if authoritative {
                 format!("{col} = COALESCE(excluded.{col}, customers.{col})")
@@ -160,7 +160,7 @@ impl ImportSession {
             let sql = format!(
                 "INSERT INTO customers (external_id, email, email_key, phone, first_name, last_name, address1, address2, postal_code, city, country, address_key, time_zone, locale, created_at, attributes, inserted_at, updated_at) \
                  VALUES {} ON CONFLICT (external_id) DO UPDATE SET {} RETURNING id, external_id",
-                values_list_with_now(run.len(), COLS),
+                values_list(run.len(), COLS),
                 sets.join(", ")
             );
             let mut args = Vec::with_capacity(run.len() * COLS);
@@ -188,7 +188,8 @@ impl ImportSession {
                     opt_str(&r.locale.as_ref().map(|l| l.as_str())),
                     Val::I(r.created_at.map(Timestamp::as_micros)),
                     Val::from(attrs),
-                    Val::from(now),
+                    Val::from(now), // inserted_at
+                    Val::from(now), // updated_at
                 ]);
             }
             let rows = self.tx.fetch(&sql, &args).await?;
@@ -267,14 +268,18 @@ impl ImportSession {
             let sql = format!(
                 "INSERT INTO customers (external_id, attributes, inserted_at, updated_at) VALUES {} \
                  ON CONFLICT (external_id) DO UPDATE SET external_id = excluded.external_id RETURNING id, external_id",
-                (0..chunk.len())
-                    .map(|i| format!("(${}, '{{}}', ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                values_list(chunk.len(), 4)
             );
             let args: Vec<Val> = chunk
                 .iter()
-                .flat_map(|s| [Val::from(*s), Val::from(now), Val::from(now)])
+                .flat_map(|s| {
+                    [
+                        Val::from(*s),
+                        Val::from("{}"),
+                        Val::from(now),
+                        Val::from(now),
+                    ]
+                })
                 .collect();
             for row in self.tx.fetch(&sql, &args).await? {
                 self.customer_ids.insert(row.text(1)?, row.i64(0)?);
@@ -597,20 +602,4 @@ impl ImportSession {
     pub async fn rollback(self) -> Result<(), StoreError> {
         self.tx.rollback().await
     }
-}
-
-/// Like [`values_list`], with the last column bound twice (`inserted_at`, `updated_at`).
-fn values_list_with_now(rows: usize, cols: usize) -> String {
-    let mut s = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('(');
-        for c in 0..cols {
-            s.push_str(&format!("${},", r * cols + c + 1));
-        }
-        s.push_str(&format!("${})", r * cols + cols));
-    }
-    s
 }

@@ -315,6 +315,11 @@ async fn identity_merges_profiles_and_explains_them(store: &SqlStore) {
             .unwrap()
             .is_none()
     );
+    assert_eq!(
+        store.merged_records(10).await.unwrap(),
+        ["C2", "C4"],
+        "merged into Anna's and Bob's profiles"
+    );
     let profiles = store.list_profiles(0, 100).await.unwrap();
     assert_eq!(profiles.len(), 4);
 }
