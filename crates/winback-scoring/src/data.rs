@@ -1,5 +1,7 @@
 //! Model inputs: a customer's repeat frequency, recency and age, and their grouping.
 
+use crate::FitError;
+
 /// One customer's purchase history in model units (weeks, usually).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Frequency {
@@ -18,6 +20,16 @@ pub struct Grouped {
     pub h: Frequency,
     /// How many customers have it.
     pub weight: f64,
+}
+
+impl Grouped {
+    /// `weight` customers with repeat purchases `x`, recency `t_x` and age `t`.
+    pub fn new(x: f64, t_x: f64, t: f64, weight: f64) -> Self {
+        Self {
+            h: Frequency { x, t_x, t },
+            weight,
+        }
+    }
 }
 
 /// A repeat buyer's spend: repeat purchases and their mean value (in major units).
@@ -50,4 +62,46 @@ pub fn group(histories: &[Frequency]) -> Vec<Grouped> {
         });
     }
     out
+}
+
+/// Checks grouped histories for a frequency model and returns the number of customers: every
+/// history possible, some repeat buyers, and at least ten customers.
+pub(crate) fn validate(data: &[Grouped]) -> Result<f64, FitError> {
+    if data.is_empty() {
+        return Err(FitError::Empty);
+    }
+    let mut customers = 0.0;
+    let mut repeat = 0.0;
+    for g in data {
+        let h = g.h;
+        let ok = [h.x, h.t_x, h.t, g.weight].iter().all(|v| v.is_finite())
+            && h.x >= 0.0
+            && h.x.fract() == 0.0
+            && h.t_x >= 0.0
+            && h.t >= h.t_x
+            && g.weight > 0.0
+            && (h.x > 0.0 || h.t_x == 0.0);
+        if !ok {
+            return Err(FitError::Invalid(format!(
+                "history x={}, t_x={}, T={} (weight {}) is impossible: need whole x ≥ 0, 0 ≤ t_x ≤ T, t_x = 0 when x = 0",
+                h.x, h.t_x, h.t, g.weight
+            )));
+        }
+        customers += g.weight;
+        if h.x > 0.0 {
+            repeat += g.weight;
+        }
+    }
+    if repeat == 0.0 {
+        return Err(FitError::NoRepeatBuyers {
+            customers: customers as usize,
+        });
+    }
+    if customers < 10.0 {
+        return Err(FitError::TooFew {
+            customers: customers as usize,
+            needed: 10,
+        });
+    }
+    Ok(customers)
 }

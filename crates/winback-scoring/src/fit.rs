@@ -199,6 +199,33 @@ where
     })
 }
 
+/// Sums a likelihood part (value and 4-gradient) over `items`, split between two threads when
+/// there are more than `threshold` of them: the per-group loop is where a large fit spends its
+/// time, and the machines this runs on have at least two cores.
+pub(crate) fn sum_in_two<T: Sync>(
+    items: &[T],
+    threshold: usize,
+    part: impl Fn(&[T]) -> (f64, [f64; 4]) + Sync,
+) -> (f64, [f64; 4]) {
+    let (left, right) = items.split_at(items.len() / 2);
+    let ((ll1, g1), (ll2, g2)) = if items.len() > threshold {
+        std::thread::scope(|s| {
+            let h = s.spawn(|| part(right));
+            (
+                part(left),
+                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            )
+        })
+    } else {
+        (part(left), part(right))
+    };
+    let mut g = g1;
+    for i in 0..4 {
+        g[i] += g2[i];
+    }
+    (ll1 + ll2, g)
+}
+
 /// Standard errors from the inverse of the observed information (central differences of the
 /// analytic gradient). Hand-written inversion: the matrix is at most 4×4, and a linear-algebra
 /// crate for that would be the heaviest dependency of this crate.

@@ -2,7 +2,7 @@
 //! buy-till-you-die models of the customer-base literature, fitted by maximum likelihood with
 //! analytic gradients, and the per-customer predictions built on them.
 //!
-//! This first part holds BG/NBD (Fader, Hardie & Lee 2005) with P(alive) and conditional
+//! It holds BG/NBD (Fader, Hardie & Lee 2005), MBG/NBD and Pareto/NBD with P(alive) and conditional
 //! expected purchases, the Gamma-Gamma spend model, CLV, the holdout check, RFM scores,
 //! segments and migration, the usual reorder interval per customer (empirical Bayes), and
 //! lifecycle stages under documented rules. Fits run on unique `(x, t_x, T)` groups
@@ -15,17 +15,19 @@ mod data;
 mod fit;
 mod gammagamma;
 mod hyp2f1;
+mod pareto;
 mod reorder;
 mod rfm;
 mod stage;
 mod validation;
 
-pub use bgnbd::{BgNbd, BgNbdParams};
+pub use bgnbd::{BgNbd, BgNbdParams, MbgNbd};
 pub use clv::{ClvSettings, clv};
 pub use data::{Frequency, Grouped, SpendRecord, group};
 pub use fit::{Fit, FitError};
 pub use gammagamma::{GammaGamma, GammaGammaParams};
-pub use hyp2f1::hyp2f1;
+pub use hyp2f1::{LnHyp2f1, hyp2f1, ln_hyp2f1, ln_hyp2f1_grad};
+pub use pareto::{ParetoNbd, ParetoNbdParams};
 pub use reorder::{Gaps, IntervalPrior, Reorder};
 pub use rfm::{RfmInput, RfmScore, Segment, migration, score as rfm_scores};
 pub use stage::{Stage, StageInput, StageRules};
