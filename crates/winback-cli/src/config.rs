@@ -11,6 +11,7 @@ use figment::{
 use winback_domain::{Currency, DecimalSeparator, Locale, Region, TimeZoneName, Timestamp};
 use winback_identity::IdentityRules;
 use winback_import::{DateOrder, ImportOptions};
+use winback_scoring::{ClvSettings, InactivityDefinition, ModelKind, PrioritySettings, StageRules};
 
 /// Everything `winback.toml` can set.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -30,6 +31,35 @@ pub struct Config {
     pub import: ImportConfig,
     /// Identity-resolution rules.
     pub identity: IdentityConfig,
+    /// `[scoring]`: which purchase model, and the prediction horizon.
+    pub scoring: ScoringConfig,
+    /// `[stages]`: lifecycle stage thresholds.
+    pub stages: StageRules,
+    /// `[clv]`: horizon, discount rate and margin of CLV.
+    pub clv: ClvSettings,
+    /// `[[inactivity]]`: named inactivity definitions (replacing the defaults when given).
+    pub inactivity: Vec<InactivityDefinition>,
+    /// `[priority]`: win-back priority response rates, boosts, offer cost and exclusions.
+    pub priority: PrioritySettings,
+}
+
+/// `[scoring]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// `bgnbd` (default), `mbgnbd` or `pareto_nbd`.
+    pub model: ModelKind,
+    /// Horizon of "expected purchases", in days.
+    pub horizon_days: f64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Bgnbd,
+            horizon_days: 90.0,
+        }
+    }
 }
 
 /// `[import]`
@@ -69,6 +99,11 @@ impl Default for Config {
             default_locale: None,
             import: ImportConfig::default(),
             identity: IdentityConfig::default(),
+            scoring: ScoringConfig::default(),
+            stages: StageRules::default(),
+            clv: ClvSettings::default(),
+            inactivity: InactivityDefinition::defaults(),
+            priority: PrioritySettings::default(),
         }
     }
 }
@@ -111,8 +146,16 @@ impl Config {
                 .split("__")
                 .ignore(&["test_database_url"]),
         );
-        fig.extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+        let config: Config = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        InactivityDefinition::validate(&config.inactivity)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        anyhow::ensure!(
+            config.scoring.horizon_days > 0.0,
+            "invalid configuration: scoring.horizon_days must be positive"
+        );
+        Ok(config)
     }
 
     /// The import options these settings give, as of `now`.

@@ -274,6 +274,12 @@ pub async fn run(
     } else {
         None
     };
+    // New orders and events make the touched profiles' features stale: recompute just those.
+    let refresh = if reports.iter().any(|(_, r)| r.committed) {
+        Some(crate::score::refresh_features(store, clock.now()).await?)
+    } else {
+        None
+    };
     if args.json {
         let out: Vec<_> = reports
             .iter()
@@ -282,7 +288,7 @@ pub async fn run(
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"imports": out, "identity": resolution})
+                &serde_json::json!({"imports": out, "identity": resolution, "features": refresh})
             )?
         );
     } else {
@@ -303,6 +309,13 @@ pub async fn run(
                 out,
                 "identity: {} records → {} people ({} merged)",
                 s.records, s.profiles, s.merged_records
+            )?;
+        }
+        if let Some(r) = refresh.filter(|r| r.profiles > 0) {
+            writeln!(
+                out,
+                "features: recomputed for the {} profiles this import touched ({} orders read, {:.2} s)",
+                r.profiles, r.orders, r.seconds
             )?;
         }
     }

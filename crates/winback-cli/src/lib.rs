@@ -5,6 +5,7 @@
 mod config;
 mod demo;
 mod import;
+mod models;
 mod report;
 mod score;
 
@@ -43,9 +44,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Fit the customer-base models and show stages, RFM, P(alive), CLV and who is slipping away.
+    /// Compute features, fit the models, and show stages, RFM, P(alive), CLV and who to win back.
     Score {
-        /// How many slipping customers to list.
+        /// How many win-back candidates to list.
         #[arg(long, default_value_t = 10)]
         top: usize,
         /// Print every scored profile as JSON.
@@ -55,6 +56,9 @@ enum Command {
     /// Look up customers.
     #[command(subcommand)]
     Customers(CustomersCommand),
+    /// Fit and compare the purchase models (BG/NBD, MBG/NBD, Pareto/NBD) and the spend model.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Counts and data quality of the store.
     Status {
         /// Print JSON.
@@ -91,14 +95,27 @@ enum CustomersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Profiles in id order; with `--stage` or `--min-clv`, scored profiles, most valuable first.
+    /// Profiles in id order; with a filter below, scored profiles from the last `winback score`,
+    /// highest win-back priority first (or most valuable first with `--sort value`).
     List {
-        /// Only these lifecycle stages (comma-separated: at_risk,lapsed,…), from the last `winback score`.
+        /// Only these lifecycle stages (comma-separated: at_risk,lapsed,…).
         #[arg(long, value_delimiter = ',')]
         stage: Vec<String>,
-        /// Only profiles with at least this predicted 12-month value (in the default currency, e.g. 50.00).
+        /// Only profiles with at least this predicted value (default currency, e.g. 50.00).
         #[arg(long)]
         min_clv: Option<String>,
+        /// Only ranked profiles with at least this priority (expected incremental margin, e.g. 5.00).
+        #[arg(long)]
+        min_priority: Option<String>,
+        /// Only profiles matching this inactivity definition (see `[[inactivity]]`).
+        #[arg(long)]
+        inactive: Option<String>,
+        /// Stop when the expected offer cost of the list reaches this budget (e.g. 500.00).
+        #[arg(long)]
+        budget: Option<String>,
+        /// Order of scored profiles.
+        #[arg(long, value_enum, default_value_t = SortBy::Priority)]
+        sort: SortBy,
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: i64,
@@ -109,6 +126,29 @@ enum CustomersCommand {
         #[arg(long, value_enum, default_value_t = report::Format::Table)]
         format: report::Format,
     },
+}
+
+/// Order of scored listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SortBy {
+    /// Highest win-back priority first.
+    Priority,
+    /// Highest predicted value first.
+    Value,
+}
+
+/// An amount in the default currency, as minor units, for a flag.
+fn amount(config: &Config, flag: &str, value: &str) -> Result<f64> {
+    let currency = winback_domain::Currency::parse(&config.default_currency)?;
+    Ok(
+        winback_domain::Money::parse_decimal(
+            value,
+            currency,
+            winback_domain::DecimalSeparator::Auto,
+        )
+        .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?
+        .minor() as f64,
+    )
 }
 
 /// Runs the command line and returns the process exit code.
@@ -189,7 +229,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Score { top, json } => {
             let store = open_store(&config).await?;
-            let (scored, models, run) = score::score_and_save(&store, clock.now()).await?;
+            let (scored, models, run) =
+                score::score_and_save(&store, clock.now(), &score::Settings::of(&config)).await?;
             store.close().await;
             if json {
                 let out = serde_json::json!({"run": run, "models": models, "profiles": scored});
@@ -206,25 +247,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Customers(CustomersCommand::Show { key, json }) => {
             let store = open_store(&config).await?;
             let detail = store.customer_detail(&key).await?;
-            let (score, history) = match &detail {
+            let (score, history, features) = match &detail {
                 Some(d) => (
                     store.latest_score(d.profile_id).await?,
                     store.stage_history(d.profile_id).await?,
+                    store.features_of(d.profile_id).await?,
                 ),
-                None => (None, Vec::new()),
+                None => (None, Vec::new(), None),
             };
+            let features: Option<serde_json::Value> = features
+                .map(|(_, json)| serde_json::from_str(&json))
+                .transpose()?;
             store.close().await;
             match detail {
                 Some(d) if json => {
                     println!(
                         "{}",
                         serde_json::to_string_pretty(
-                            &serde_json::json!({"profile": d, "score": score, "stage_history": history})
+                            &serde_json::json!({"profile": d, "features": features, "score": score, "stage_history": history})
                         )?
                     )
                 }
                 Some(d) => {
                     report::print_customer(&d);
+                    report::print_features(features.as_ref());
                     report::print_score(score.as_ref(), &history);
                 }
                 None => {
@@ -239,8 +285,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             format,
             stage,
             min_clv,
+            min_priority,
+            inactive,
+            budget,
+            sort,
             ..
-        }) if !stage.is_empty() || min_clv.is_some() => {
+        }) if !stage.is_empty()
+            || min_clv.is_some()
+            || min_priority.is_some()
+            || inactive.is_some()
+            || budget.is_some() =>
+        {
             for s in &stage {
                 anyhow::ensure!(
                     winback_scoring::Stage::ALL.iter().any(|k| k.as_str() == s),
@@ -248,24 +303,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     winback_scoring::Stage::ALL.map(|k| k.as_str()).join(", ")
                 );
             }
-            let min = match min_clv {
-                Some(v) => {
-                    let currency = winback_domain::Currency::parse(&config.default_currency)?;
-                    winback_domain::Money::parse_decimal(
-                        &v,
-                        currency,
-                        winback_domain::DecimalSeparator::Auto,
-                    )
-                    .map_err(|e| anyhow::anyhow!("--min-clv: {e}"))?
-                    .minor() as f64
-                }
-                None => f64::MIN,
+            if let Some(name) = &inactive {
+                anyhow::ensure!(
+                    config.inactivity.iter().any(|d| &d.name == name),
+                    "--inactive: no inactivity definition `{name}` (defined: {})",
+                    config
+                        .inactivity
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let filter = winback_store::ScoreFilter {
+                stages: stage,
+                min_clv_minor: min_clv
+                    .map(|v| amount(&config, "--min-clv", &v))
+                    .transpose()?,
+                min_priority_minor: min_priority
+                    .map(|v| amount(&config, "--min-priority", &v))
+                    .transpose()?,
+                inactive,
+                by_priority: sort == SortBy::Priority,
+                limit: if budget.is_some() {
+                    10_000_000
+                } else {
+                    limit.clamp(1, 100_000)
+                },
             };
             let store = open_store(&config).await?;
-            let rows = store
-                .list_scored(&stage, min, limit.clamp(1, 100_000))
-                .await?;
+            let mut rows = store.list_scored(&filter).await?;
             store.close().await;
+            if let Some(b) = budget {
+                let budget = amount(&config, "--budget", &b)?;
+                rows.retain(|r| r.score.priority_minor.is_some());
+                let costs: Vec<winback_scoring::Priority> = rows
+                    .iter()
+                    .filter_map(|r| {
+                        serde_json::from_value(r.score.details["priority"].clone()).ok()
+                    })
+                    .collect();
+                rows.truncate(
+                    winback_scoring::within_budget(&costs, budget).min(limit.max(1) as usize),
+                );
+            }
             report::print_scored(&rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -281,6 +362,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             report::print_customers(&rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models(cmd) => models::run(&config, &clock, cmd).await,
         Command::Status { json } => {
             let store = open_store(&config).await?;
             let s = store.summary().await?;

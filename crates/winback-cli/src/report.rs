@@ -205,13 +205,47 @@ pub fn print_score(
     let cur = s.currency.as_deref().unwrap_or("EUR");
     println!("Score: {} — {}", s.stage.replace('_', " "), s.reason);
     println!(
-        "  RFM segment {}, P(alive) {}, expected purchases in 90 days {}, predicted 12-month value {}",
+        "  RFM {} ({}), P(alive) {}, attrition {}, expected purchases in the horizon {}, predicted value {}",
+        s.rfm.as_deref().unwrap_or("-"),
         s.segment.as_deref().unwrap_or("-").replace('_', " "),
         s.p_alive.map_or("-".into(), |p| format!("{p:.2}")),
+        s.attrition.map_or("-".into(), |p| format!("{p:.2}")),
         s.expected_90d.map_or("-".into(), |e| format!("{e:.2}")),
         s.clv_minor
             .map_or("-".into(), |c| money(c.round() as i64, cur))
     );
+    if let Some(r) = &s.reorder {
+        println!("  Reorder rhythm: {r}");
+    }
+    for m in s.details["inactive_by"].as_array().into_iter().flatten() {
+        println!(
+            "  Inactive ({}): {}",
+            m["name"].as_str().unwrap_or("-"),
+            m["why"].as_str().unwrap_or("-")
+        );
+    }
+    match s.priority_minor {
+        Some(p) => {
+            println!(
+                "  Win-back priority {} (expected incremental margin):",
+                money(p.round() as i64, cur)
+            );
+            for r in s.details["priority"]["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("    - {}", r.as_str().unwrap_or("-"));
+            }
+        }
+        None => println!(
+            "  Not ranked for win-back: {}",
+            s.details["excluded"]
+                .as_str()
+                .unwrap_or("-")
+                .replace('_', " ")
+        ),
+    }
     for c in history {
         match &c.from {
             Some(from) => println!(
@@ -229,6 +263,59 @@ pub fn print_score(
     }
 }
 
+/// Prints a profile's features, as `winback customers show` shows them.
+pub fn print_features(f: Option<&serde_json::Value>) {
+    let Some(f) = f else {
+        println!("Features: none yet (run `winback score`)");
+        return;
+    };
+    let day = |k: &str| {
+        f[k].as_str()
+            .map_or("-".to_owned(), |t| t.get(..10).unwrap_or(t).to_owned())
+    };
+    let num = |k: &str| match &f[k] {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |v| format!("{v:.0}")),
+        v => v.to_string(),
+    };
+    println!(
+        "Features (as of {}): {} orders on {} days, first {}, last {} ({} days ago), mean gap {} days",
+        day("as_of"),
+        num("orders"),
+        num("order_days"),
+        day("first_order_at"),
+        day("last_order_at"),
+        num("recency_days"),
+        num("gap_mean_days"),
+    );
+    println!(
+        "  last human email engagement {}, last machine open {}, last site visit {}, last survey {}, last quote {}",
+        day("last_human_email_engagement_at"),
+        day("last_machine_open_at"),
+        day("last_site_visit_at"),
+        day("last_survey_at"),
+        day("last_quote_request_at"),
+    );
+    println!(
+        "  loyalty {} (balance {}), subscription {}, complaints {} opened / {} resolved, referrals {}, reasons for leaving: {}",
+        f["loyalty_trend"].as_str().unwrap_or("-"),
+        num("loyalty_balance"),
+        f["subscription"].as_str().unwrap_or("-"),
+        num("complaints_opened"),
+        num("complaints_resolved"),
+        num("referrals"),
+        f["reasons"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+            .map_or("-".to_owned(), |r| {
+                r.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+    );
+}
+
 /// Prints `winback customers list --stage …`.
 pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Result<()> {
     match format {
@@ -242,6 +329,8 @@ pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Re
                 "stage",
                 "p_alive",
                 "clv_minor",
+                "priority_minor",
+                "inactive_by",
                 "currency",
                 "reason",
             ])?;
@@ -255,6 +344,10 @@ pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Re
                     r.score
                         .clv_minor
                         .map_or(String::new(), |c| format!("{c:.0}")),
+                    r.score
+                        .priority_minor
+                        .map_or(String::new(), |c| format!("{c:.0}")),
+                    r.score.inactive_by.join(" "),
                     r.score.currency.clone().unwrap_or_default(),
                     r.score.reason.clone(),
                 ];
@@ -264,19 +357,22 @@ pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Re
         }
         Format::Table => {
             println!(
-                "{:<14} {:<24} {:<15} {:>8} {:>14}  reason",
-                "customer", "name", "stage", "P(alive)", "12-month value"
+                "{:<14} {:<24} {:<15} {:>8} {:>14} {:>12}  reason",
+                "customer", "name", "stage", "P(alive)", "value", "priority"
             );
             for r in rows {
                 let cur = r.score.currency.as_deref().unwrap_or("EUR");
                 println!(
-                    "{:<14} {:<24} {:<15} {:>8} {:>14}  {}",
+                    "{:<14} {:<24} {:<15} {:>8} {:>14} {:>12}  {}",
                     r.external_id,
                     r.name.as_deref().unwrap_or("-"),
                     r.score.stage.replace('_', " "),
                     r.score.p_alive.map_or("-".into(), |p| format!("{p:.2}")),
                     r.score
                         .clv_minor
+                        .map_or("-".into(), |c| money(c.round() as i64, cur)),
+                    r.score
+                        .priority_minor
                         .map_or("-".into(), |c| money(c.round() as i64, cur)),
                     r.score.reason
                 );

@@ -1,17 +1,23 @@
-//! `winback score`: fits the customer-base models on the shop and places every profile in a
-//! lifecycle stage with its reason, RFM segment, P(alive), expected purchases, CLV and usual
-//! reorder interval. Results are printed (and returned to the demo); storing scores and stage
-//! history per run comes with the rest of the customer-intelligence work.
+//! `winback score`: computes every profile's features in one pass over the store, fits the
+//! configured purchase model and the spend model, and gives each profile its lifecycle stage,
+//! RFM cell and segment, P(alive), expected purchases, CLV, usual reorder interval, the
+//! inactivity definitions it matches, and its attrition score and win-back priority, each with
+//! reasons. The run, the features and the model fits are saved.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use winback_domain::Timestamp;
+use winback_domain::{FactSet, Timestamp};
 use winback_scoring::{
-    BgNbd, BgNbdParams, ClvSettings, Frequency, GammaGamma, GammaGammaParams, Gaps, IntervalPrior,
-    RfmInput, Segment, SpendRecord, Stage, StageInput, StageRules, clv, group, rfm_scores,
+    ClvSettings, Exclusion, Features, Fitted, Frequency, GammaGamma, GammaGammaParams, Gaps,
+    InactivityDefinition, IntervalPrior, PriorityInput, PrioritySettings, PurchaseModel, RfmInput,
+    RfmScore, Segment, SpendRecord, Stage, StageInput, StageRules, attrition, clv, clv_at_value,
+    group, inactive_by, rfm_scores,
 };
-use winback_store::ProfileHistory;
+use winback_store::{FactScope, ModelFitRow, Store};
+
+use crate::config::Config;
 
 /// One scored profile.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -27,155 +33,236 @@ pub struct Scored {
     /// Why.
     pub reason: String,
     /// Purchase days.
-    pub purchases: usize,
+    pub purchases: u32,
     /// Total spend in minor units.
     pub spend_minor: i64,
     /// Currency of the spend.
     pub currency: Option<String>,
+    /// RFM quintile scores (buyers only).
+    pub rfm: Option<RfmScore>,
     /// RFM segment (buyers only).
     pub segment: Option<Segment>,
     /// P(alive) (buyers only).
     pub p_alive: Option<f64>,
-    /// Expected purchases in the next 90 days.
-    pub expected_purchases_90d: Option<f64>,
-    /// Predicted 12-month value in minor units.
+    /// Expected purchases within the configured horizon.
+    pub expected_purchases: Option<f64>,
+    /// Predicted value over the CLV horizon, minor units.
     pub clv_minor: Option<f64>,
     /// Usual reorder interval, in words.
     pub reorder: Option<String>,
+    /// Matched inactivity definitions: (name, why).
+    pub inactive_by: Vec<(String, String)>,
+    /// Win-back priority with its reasons, when ranked.
+    pub priority: Option<winback_scoring::Priority>,
+    /// Why the profile is not ranked for win-back.
+    pub excluded: Option<Exclusion>,
 }
 
-/// The fitted models.
+/// The fitted models of a run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Models {
-    /// BG/NBD in weeks.
-    pub bgnbd: BgNbdParams,
-    /// Its log-likelihood.
-    pub bgnbd_log_likelihood: f64,
+    /// The purchase model (in weeks).
+    pub purchase: Fitted,
     /// Gamma-Gamma on mean repeat spend (minor units), when it could be fitted.
     pub gamma_gamma: Option<GammaGammaParams>,
+    /// Why Gamma-Gamma could not be fitted, when it could not.
+    pub gamma_gamma_error: Option<String>,
     /// Interval priors per category, and the population's under `*`.
     pub interval_priors: Vec<(String, IntervalPrior)>,
 }
 
-const DAY_MICROS: i64 = 86_400_000_000;
-
-/// Mean spend of the repeat purchase days (the first purchase excluded), for repeat buyers.
-fn mean_repeat_spend(h: &ProfileHistory) -> Option<f64> {
-    let repeat = h.order_days.get(1..).filter(|r| !r.is_empty())?;
-    Some(repeat.iter().map(|d| d.1 as f64).sum::<f64>() / repeat.len() as f64)
+/// The scoring settings of `winback.toml`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Purchase model and horizon.
+    pub scoring: crate::config::ScoringConfig,
+    /// Stage thresholds.
+    pub stages: StageRules,
+    /// CLV settings.
+    pub clv: ClvSettings,
+    /// Inactivity definitions.
+    pub inactivity: Vec<InactivityDefinition>,
+    /// Priority settings.
+    pub priority: PrioritySettings,
 }
 
-/// Scores every profile as of `as_of`.
-pub fn score(histories: &[ProfileHistory], as_of: Timestamp) -> Result<(Vec<Scored>, Models)> {
-    let today = as_of.as_micros().div_euclid(DAY_MICROS);
-    let frequency = |h: &ProfileHistory| -> Option<Frequency> {
-        let first = h.order_days.first()?.0;
-        let last = h.order_days.last()?.0;
-        Some(Frequency {
-            x: (h.order_days.len() - 1) as f64,
-            t_x: (last - first) as f64 / 7.0,
-            t: ((today - first).max(last - first)) as f64 / 7.0,
-        })
+impl Settings {
+    /// The settings of a configuration.
+    pub fn of(c: &Config) -> Settings {
+        Settings {
+            scoring: c.scoring.clone(),
+            stages: c.stages,
+            clv: c.clv,
+            inactivity: c.inactivity.clone(),
+            priority: c.priority.clone(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::of(&Config::default())
+    }
+}
+
+/// A profile's model history in weeks, from its features.
+pub fn frequency(f: &Features) -> Option<Frequency> {
+    let first = f.first_order_at?.as_micros();
+    let last = f.last_order_at?.as_micros();
+    let day = |t: i64| t.div_euclid(DAY_MICROS);
+    let today = day(f.as_of.as_micros());
+    Some(Frequency {
+        x: f64::from(f.order_days.saturating_sub(1)),
+        t_x: (day(last) - day(first)) as f64 / 7.0,
+        t: ((today - day(first)).max(day(last) - day(first))) as f64 / 7.0,
+    })
+}
+
+fn gaps(f: &Features) -> Gaps {
+    let day = |t: Option<Timestamp>| t.map_or(0, |t| t.as_micros().div_euclid(DAY_MICROS));
+    Gaps {
+        n: f.order_days.saturating_sub(1),
+        total_days: (day(f.last_order_at) - day(f.first_order_at)) as f64,
+    }
+}
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Features of every profile in a fact set, computed on two threads.
+pub fn compute_features(facts: &FactSet, as_of: Timestamp) -> Vec<Features> {
+    let compute = |part: &[winback_domain::ProfileFacts]| -> Vec<Features> {
+        part.iter()
+            .map(|p| Features::compute(p, &facts.categories, as_of))
+            .collect()
     };
-    let buyers: Vec<Frequency> = histories.iter().filter_map(frequency).collect();
-    let bg =
-        BgNbd::fit(&group(&buyers)).context("fitting BG/NBD on the shop's purchase histories")?;
-    let model = BgNbd(bg.params);
-    let spend: Vec<SpendRecord> = histories
+    let (left, right) = facts.profiles.split_at(facts.profiles.len() / 2);
+    if facts.profiles.len() < 10_000 {
+        return compute(&facts.profiles);
+    }
+    std::thread::scope(|s| {
+        let h = s.spawn(|| compute(right));
+        let mut out = compute(left);
+        out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        out
+    })
+}
+
+/// Scores every profile from its features.
+pub fn score(
+    facts: &FactSet,
+    features: &[Features],
+    s: &Settings,
+) -> Result<(Vec<Scored>, Models)> {
+    let buyers: Vec<Frequency> = features.iter().filter_map(frequency).collect();
+    let fitted = s.scoring.model.fit(&group(&buyers)).with_context(|| {
+        format!(
+            "fitting {} on the shop's purchase histories",
+            s.scoring.model.label()
+        )
+    })?;
+    let model = fitted.model();
+    let spend: Vec<SpendRecord> = features
         .iter()
-        .filter_map(|h| {
-            mean_repeat_spend(h).map(|m| SpendRecord {
-                x: (h.order_days.len() - 1) as f64,
+        .filter_map(|f| {
+            f.mean_repeat_spend_minor.map(|m| SpendRecord {
+                x: f64::from(f.order_days - 1),
                 mean_value: m,
             })
         })
         .filter(|s| s.mean_value > 0.0)
         .collect();
-    let gg = GammaGamma::fit(&spend).ok().map(|f| GammaGamma(f.params));
-    // Interval priors: per category with enough repeat buyers, else the population's.
-    let gaps_of = |h: &ProfileHistory| Gaps {
-        n: h.order_days.len().saturating_sub(1) as u32,
-        total_days: h
-            .order_days
-            .last()
-            .zip(h.order_days.first())
-            .map_or(0.0, |(l, f)| (l.0 - f.0) as f64),
+    let (gg, gg_error) = match GammaGamma::fit(&spend) {
+        Ok(f) => (Some(GammaGamma(f.params)), None),
+        Err(e) => (None, Some(e.to_string())),
     };
-    // Every buyer informs the population prior; named categories also get their own.
-    let all: Vec<Gaps> = histories
-        .iter()
-        .filter(|h| !h.order_days.is_empty())
-        .map(gaps_of)
-        .collect();
-    let mut by_category: HashMap<String, Vec<Gaps>> = HashMap::new();
-    for h in histories.iter().filter(|h| !h.order_days.is_empty()) {
-        if let Some(c) = &h.category {
-            by_category.entry(c.clone()).or_default().push(gaps_of(h));
+    // Interval priors: every buyer informs the population's; named categories get their own.
+    let all: Vec<Gaps> = features.iter().filter(|f| f.orders > 0).map(gaps).collect();
+    let mut by_category: HashMap<&str, Vec<Gaps>> = HashMap::new();
+    for f in features.iter().filter(|f| f.orders > 0) {
+        if let Some(c) = &f.main_category {
+            by_category.entry(c).or_default().push(gaps(f));
         }
     }
     let population = IntervalPrior::fit(&all).ok().map(|f| f.params);
-    let mut priors: HashMap<String, IntervalPrior> = HashMap::new();
-    for (cat, gaps) in &by_category {
-        if let Ok(f) = IntervalPrior::fit(gaps) {
-            priors.insert(cat.clone(), f.params);
-        }
-    }
-    let rules = StageRules::default();
-    let settings = ClvSettings::default();
-    let rfm_inputs: Vec<(usize, RfmInput)> = histories
+    let priors: HashMap<&str, IntervalPrior> = by_category
+        .iter()
+        .filter_map(|(c, g)| IntervalPrior::fit(g).ok().map(|f| (*c, f.params)))
+        .collect();
+    let rfm_inputs: Vec<(usize, RfmInput)> = features
         .iter()
         .enumerate()
-        .filter(|(_, h)| !h.order_days.is_empty())
-        .map(|(i, h)| {
-            let last = h.order_days.last().map_or(today, |d| d.0);
-            (
+        .filter_map(|(i, f)| {
+            Some((
                 i,
                 RfmInput {
-                    recency_days: (today - last) as f64,
-                    frequency: h.order_days.len() as f64,
-                    monetary: h.order_days.iter().map(|d| d.1 as f64).sum(),
+                    recency_days: f.recency_days?,
+                    frequency: f64::from(f.order_days),
+                    monetary: f.total_spend_minor as f64,
                 },
-            )
+            ))
         })
         .collect();
     let rfm = rfm_scores(&rfm_inputs.iter().map(|(_, r)| *r).collect::<Vec<_>>());
-    let segment_of: HashMap<usize, Segment> = rfm_inputs
+    let rfm_of: HashMap<usize, RfmScore> = rfm_inputs
         .iter()
         .zip(&rfm)
-        .map(|((i, _), s)| (*i, Segment::of(*s)))
+        .map(|((i, _), s)| (*i, *s))
         .collect();
+    let horizon_weeks = s.scoring.horizon_days / 7.0;
 
-    let scored = histories
+    let scored = features
         .iter()
+        .zip(&facts.profiles)
         .enumerate()
-        .map(|(i, h)| {
-            let f = frequency(h);
-            let prior = h
-                .category
-                .as_ref()
+        .map(|(i, (f, p))| {
+            let h = frequency(f);
+            let prior = f
+                .main_category
+                .as_deref()
                 .and_then(|c| priors.get(c))
                 .or(population.as_ref());
-            let reorder = match (prior, h.order_days.last()) {
-                (Some(p), Some(last)) => p.reorder(gaps_of(h), (today - last.0) as f64),
+            let reorder = match (prior, f.recency_days) {
+                (Some(prior), Some(recency)) => prior.reorder(gaps(f), recency.floor()),
                 _ => None,
             };
-            let spend_minor: i64 = h.order_days.iter().map(|d| d.1).sum();
-            let mean_repeat = mean_repeat_spend(h).unwrap_or(0.0);
+            let p_alive = h.map(|h| model.p_alive(h));
             let input = StageInput {
-                orders: h.order_days.len() as u32,
-                days_since_first_order: h.order_days.first().map(|d| (today - d.0) as f64),
+                orders: f.order_days,
+                days_since_first_order: f.tenure_days.map(f64::floor),
                 overdue_factor: reorder.as_ref().map(|r| r.overdue_factor),
-                p_alive: f.map(|f| model.p_alive(f)),
-                days_since_human_engagement: h
-                    .last_human_engagement
-                    .map(|t| (today - t.as_micros().div_euclid(DAY_MICROS)) as f64),
-                receives_email: h.receives_email,
+                p_alive,
+                days_since_human_engagement: f.days_since(f.last_engagement_at),
+                receives_email: f.receives_email,
             };
-            let (stage, reason) = rules.stage(&input);
+            let (stage, reason) = s.stages.stage(&input);
+            // Without a spend model, each customer's own mean order value stands in.
+            let clv_minor = match (h, &gg, f.mean_order_minor) {
+                (Some(h), Some(gg), _) => Some(clv(
+                    &model,
+                    gg,
+                    h,
+                    f.mean_repeat_spend_minor.unwrap_or(0.0),
+                    &s.clv,
+                )),
+                (Some(h), None, Some(mean)) => Some(clv_at_value(&model, mean as f64, h, &s.clv)),
+                _ => None,
+            };
+            let (priority, excluded) = match s.priority.score(
+                f,
+                PriorityInput {
+                    stage,
+                    p_alive,
+                    clv_minor,
+                },
+            ) {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e)),
+            };
+            let rfm = rfm_of.get(&i).copied();
             Scored {
-                profile_id: h.profile_id,
-                external_id: h.external_id.clone(),
-                name: h.name.clone(),
+                profile_id: f.profile_id,
+                external_id: p.external_id.clone(),
+                name: p.name.clone(),
                 stage,
                 reason: reorder
                     .as_ref()
@@ -186,21 +273,23 @@ pub fn score(histories: &[ProfileHistory], as_of: Timestamp) -> Result<(Vec<Scor
                         )
                     })
                     .map_or(reason, |r| r.explanation.clone()),
-                purchases: h.order_days.len(),
-                spend_minor,
-                currency: h.currency.clone(),
-                segment: segment_of.get(&i).copied(),
-                p_alive: input.p_alive,
-                expected_purchases_90d: f.map(|f| model.expected_purchases(f, 90.0 / 7.0)),
-                clv_minor: match (f, &gg) {
-                    (Some(f), Some(gg)) => Some(clv(&model, gg, f, mean_repeat, &settings)),
-                    _ => None,
-                },
+                purchases: f.order_days,
+                spend_minor: f.total_spend_minor,
+                currency: f.currency.clone(),
+                rfm,
+                segment: rfm.map(Segment::of),
+                p_alive,
+                expected_purchases: h.map(|h| model.expected_purchases(h, horizon_weeks)),
+                clv_minor,
+                inactive_by: inactive_by(&s.inactivity, f, reorder.as_ref()),
                 reorder: reorder.map(|r| r.explanation),
+                priority,
+                excluded,
             }
         })
         .collect();
-    let mut interval_priors: Vec<(String, IntervalPrior)> = priors.into_iter().collect();
+    let mut interval_priors: Vec<(String, IntervalPrior)> =
+        priors.into_iter().map(|(c, p)| (c.to_owned(), p)).collect();
     interval_priors.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(p) = population {
         interval_priors.push(("*".into(), p));
@@ -208,9 +297,9 @@ pub fn score(histories: &[ProfileHistory], as_of: Timestamp) -> Result<(Vec<Scor
     Ok((
         scored,
         Models {
-            bgnbd: bg.params,
-            bgnbd_log_likelihood: bg.log_likelihood,
+            purchase: fitted,
             gamma_gamma: gg.map(|g| g.0),
+            gamma_gamma_error: gg_error,
             interval_priors,
         },
     ))
@@ -226,30 +315,132 @@ pub fn rows(scored: &[Scored]) -> Vec<winback_store::ScoreRow> {
             reason: s.reason.clone(),
             segment: s.segment.map(|g| g.as_str().into()),
             p_alive: s.p_alive,
-            expected_90d: s.expected_purchases_90d,
+            expected_90d: s.expected_purchases,
             clv_minor: s.clv_minor,
             reorder: s.reorder.clone(),
-            purchases: s.purchases as i64,
+            purchases: i64::from(s.purchases),
             spend_minor: s.spend_minor,
             currency: s.currency.clone(),
+            rfm: s.rfm.map(|r| format!("{}{}{}", r.r, r.f, r.m)),
+            attrition: attrition(s.p_alive),
+            priority_minor: s.priority.as_ref().map(|p| p.priority_minor),
+            inactive_by: s.inactive_by.iter().map(|(n, _)| n.clone()).collect(),
+            details: serde_json::json!({
+                "inactive_by": s.inactive_by.iter().map(|(n, why)| serde_json::json!({"name": n, "why": why})).collect::<Vec<_>>(),
+                "priority": s.priority,
+                "excluded": s.excluded,
+            }),
         })
         .collect()
 }
 
-/// Scores the store's profiles and saves the run.
-pub async fn score_and_save<S: winback_store::Store>(
+/// The persisted form of a purchase-model fit.
+pub fn fit_row(
+    f: &Fitted,
+    at: Timestamp,
+    window_start: Option<Timestamp>,
+    seconds: f64,
+) -> ModelFitRow {
+    let names = f.kind.param_names();
+    let by_name = |v: &[f64]| -> serde_json::Value {
+        names
+            .iter()
+            .zip(v)
+            .map(|(n, v)| ((*n).to_owned(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    ModelFitRow {
+        model: f.kind.as_str().into(),
+        fitted_at: at,
+        window_start,
+        window_end: at,
+        customers: f.customers as i64,
+        params: by_name(&f.params),
+        std_errors: by_name(&f.std_errors),
+        log_likelihood: Some(f.log_likelihood),
+        iterations: f.iterations as i64,
+        seconds,
+    }
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Refresh {
+    /// Profiles whose features were computed.
+    pub profiles: usize,
+    /// Orders read.
+    pub orders: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Recomputes the features of the profiles an import or resolution touched, and saves them.
+pub async fn refresh_features<S: Store>(store: &S, as_of: Timestamp) -> Result<Refresh> {
+    let started = Instant::now();
+    let dirty = store.dirty_customers().await?;
+    if dirty.is_empty() {
+        return Ok(Refresh {
+            profiles: 0,
+            orders: 0,
+            seconds: 0.0,
+        });
+    }
+    let facts = store.profile_facts(FactScope::Dirty).await?;
+    let features = compute_features(&facts, as_of);
+    save(store, as_of, &features, &dirty, false).await?;
+    Ok(Refresh {
+        profiles: features.len(),
+        orders: facts.profiles.iter().map(|p| p.orders.len()).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn save<S: Store>(
     store: &S,
     as_of: Timestamp,
+    features: &[Features],
+    cleared: &[i64],
+    replace_all: bool,
+) -> Result<()> {
+    let rows: Vec<(i64, String)> = features
+        .iter()
+        .map(|f| Ok((f.profile_id, serde_json::to_string(f)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    store
+        .save_features(as_of, &rows, cleared, replace_all)
+        .await
+        .context("saving features")
+}
+
+/// Scores the store's profiles and saves the run, the features and the model fits.
+pub async fn score_and_save<S: Store>(
+    store: &S,
+    as_of: Timestamp,
+    settings: &Settings,
 ) -> Result<(Vec<Scored>, Models, winback_store::RunStats)> {
-    let histories = store.profile_histories().await?;
-    let (scored, models) = score(&histories, as_of)?;
+    let dirty = store.dirty_customers().await?;
+    let facts = store.profile_facts(FactScope::All).await?;
+    let features = compute_features(&facts, as_of);
+    save(store, as_of, &features, &dirty, true).await?;
+    let started = Instant::now();
+    let (scored, models) = score(&facts, &features, settings)?;
+    let first = features.iter().filter_map(|f| f.first_order_at).min();
+    store
+        .save_model_fit(&fit_row(
+            &models.purchase,
+            as_of,
+            first,
+            started.elapsed().as_secs_f64(),
+        ))
+        .await?;
     let stats = store
         .save_scores(as_of, &serde_json::to_value(&models)?, &rows(&scored))
         .await?;
     Ok((scored, models, stats))
 }
 
-/// Prints the stage funnel, the models and the most valuable customers slipping away.
+/// Prints the stage funnel, the models and the customers most worth winning back.
 pub fn print(scored: &[Scored], models: &Models, top: usize) {
     use crate::report::{money, n};
     let total = scored.len().max(1);
@@ -264,16 +455,60 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
             100.0 * c as f64 / total as f64
         );
     }
-    let b = models.bgnbd;
+    let mut inactive: HashMap<&str, usize> = HashMap::new();
+    for s in scored {
+        for (name, _) in &s.inactive_by {
+            *inactive.entry(name).or_default() += 1;
+        }
+    }
+    let mut inactive: Vec<(&str, usize)> = inactive.into_iter().collect();
+    inactive.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if !inactive.is_empty() {
+        println!("Inactive by definition:");
+        for (name, c) in inactive {
+            println!(
+                "  {:<28} {:>8} {:>5.1}%",
+                name,
+                n(c as u64),
+                100.0 * c as f64 / total as f64
+            );
+        }
+    }
+    let mut segments: HashMap<Segment, usize> = HashMap::new();
+    for seg in scored.iter().filter_map(|s| s.segment) {
+        *segments.entry(seg).or_default() += 1;
+    }
+    let line: Vec<String> = Segment::ALL
+        .iter()
+        .filter_map(|s| {
+            segments
+                .get(s)
+                .map(|c| format!("{} {}", s.as_str().replace('_', " "), n(*c as u64)))
+        })
+        .collect();
+    println!("RFM segments: {}", line.join(", "));
+    let f = &models.purchase;
+    let names = f.kind.param_names();
+    let params: Vec<String> = names
+        .iter()
+        .zip(&f.params)
+        .map(|(n, v)| format!("{n} {v:.4}"))
+        .collect();
     println!(
-        "Purchase model (BG/NBD, weeks): r {:.4}, alpha {:.4}, a {:.4}, b {:.4}; log-likelihood {:.1}",
-        b.r, b.alpha, b.a, b.b, models.bgnbd_log_likelihood
+        "Purchase model ({}, weeks): {}; log-likelihood {:.1}",
+        f.kind.label(),
+        params.join(", "),
+        f.log_likelihood
     );
-    if let Some(g) = models.gamma_gamma {
-        println!(
+    match (&models.gamma_gamma, &models.gamma_gamma_error) {
+        (Some(g), _) => println!(
             "Spend model (Gamma-Gamma, minor units): p {:.3}, q {:.3}, gamma {:.1}",
             g.p, g.q, g.gamma
-        );
+        ),
+        (None, Some(e)) => println!(
+            "Spend model not fitted ({e}); predicted values use each customer's mean order value"
+        ),
+        _ => {}
     }
     for (cat, p) in &models.interval_priors {
         if let Some(d) = (p.shape > 1.0).then(|| p.rate / (p.shape - 1.0)) {
@@ -282,73 +517,80 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
             } else {
                 cat.as_str()
             };
-            println!("  usual reorder interval, {label}: {:.0} days", d);
+            println!("  usual reorder interval, {label}: {d:.0} days");
         }
     }
-    let mut slipping: Vec<&Scored> = scored
-        .iter()
-        .filter(|s| matches!(s.stage, Stage::AtRisk | Stage::Lapsed | Stage::OneTimeBuyer))
-        .collect();
-    slipping.sort_by(|a, b| {
-        b.clv_minor
-            .unwrap_or(0.0)
-            .total_cmp(&a.clv_minor.unwrap_or(0.0))
+    let mut ranked: Vec<&Scored> = scored.iter().filter(|s| s.priority.is_some()).collect();
+    ranked.sort_by(|a, b| {
+        let p = |s: &Scored| s.priority.as_ref().map_or(0.0, |p| p.priority_minor);
+        p(b).total_cmp(&p(a))
     });
     println!(
-        "The {} most valuable customers slipping away (at risk, lapsed, one-time), by predicted 12-month value:",
-        top.min(slipping.len())
+        "The {} customers most worth winning back (expected incremental margin of an offer):",
+        top.min(ranked.len())
     );
-    for s in slipping.iter().take(top) {
+    for s in ranked.iter().take(top) {
         let cur = s.currency.as_deref().unwrap_or("EUR");
+        let p = s.priority.as_ref().map_or(0.0, |p| p.priority_minor);
         println!(
-            "  {:<12} {:<22} {:<15} spent {:>12}  P(alive) {:.2}  12-month value {:>10}  {}",
+            "  {:<12} {:<22} {:<15} priority {:>9}  P(alive) {:.2}  {}",
             s.external_id,
             s.name.as_deref().unwrap_or("-"),
             s.stage.as_str().replace('_', " "),
-            money(s.spend_minor, cur),
+            money(p.round() as i64, cur),
             s.p_alive.unwrap_or(0.0),
-            money(s.clv_minor.unwrap_or(0.0).round() as i64, cur),
             s.reason
         );
+        if let Some(pr) = &s.priority {
+            println!("      why: {}", pr.reasons.join("; "));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use winback_domain::{OrderFact, ProfileFacts};
 
-    fn history(id: i64, days: &[i64], category: Option<&str>) -> ProfileHistory {
-        ProfileHistory {
+    fn profile(id: i64, days: &[i64], category: u32) -> ProfileFacts {
+        ProfileFacts {
             profile_id: id,
             external_id: format!("C{id}"),
-            name: None,
-            order_days: days.iter().map(|d| (*d, 2500)).collect(),
+            orders: days
+                .iter()
+                .map(|d| OrderFact {
+                    at: Timestamp::from_micros(d * DAY_MICROS).unwrap(),
+                    // Spend varies between customers, or the spend model has nothing to fit.
+                    total_minor: 1500 + (id * 7919 + d) % 6000,
+                    discounted: false,
+                    category,
+                })
+                .collect(),
             currency: Some("EUR".into()),
-            category: category.map(Into::into),
-            last_human_engagement: None,
             receives_email: true,
+            ..ProfileFacts::default()
         }
     }
 
     #[test]
-    fn uncategorised_orders_only_feed_the_population_prior() {
+    fn scores_stages_priors_inactivity_and_priority() {
         let base = 19_000; // days since the epoch
-        let mut histories: Vec<ProfileHistory> = (0..200)
-            .map(|i| {
-                // Customers differ a lot in rhythm, as real ones do.
-                let (g1, g2) = (2 + 3 * (1 << (i % 8)), 1 + 4 * (1 << ((i / 3) % 8)));
-                let days = [base, base + g1, base + g1 + g2, base + g1 + 2 * g2];
-                let orders = 1 + (i as usize * 7 / 3) % 4;
-                history(
-                    i,
-                    &days[..orders],
-                    if i % 2 == 0 { None } else { Some("books") },
-                )
-            })
-            .collect();
-        histories.push(history(1000, &[], None));
+        let mut facts = FactSet {
+            categories: vec![String::new(), "books".into()],
+            profiles: (0..200)
+                .map(|i| {
+                    // Customers differ a lot in rhythm, as real ones do.
+                    let (g1, g2) = (2 + 3 * (1 << (i % 8)), 1 + 4 * (1 << ((i / 3) % 8)));
+                    let days = [base, base + g1, base + g1 + g2, base + g1 + 2 * g2];
+                    let orders = 1 + (i as usize * 7 / 3) % 4;
+                    profile(i, &days[..orders], u32::from(i % 2 == 1))
+                })
+                .collect(),
+        };
+        facts.profiles.push(profile(1000, &[], 0));
         let as_of = Timestamp::from_micros((base + 400) * DAY_MICROS).unwrap();
-        let (scored, models) = score(&histories, as_of).unwrap();
+        let features = compute_features(&facts, as_of);
+        let (scored, models) = score(&facts, &features, &Settings::default()).unwrap();
         let labels: Vec<&str> = models
             .interval_priors
             .iter()
@@ -357,12 +599,51 @@ mod tests {
         assert_eq!(
             labels,
             ["books", "*"],
-            "one population prior, no stray group for missing categories"
+            "no stray group for missing categories"
         );
         assert_eq!(scored.len(), 201);
-        assert_eq!(
-            scored.iter().find(|s| s.profile_id == 1000).unwrap().stage,
-            Stage::InactiveSubscriber
+        let subscriber = scored.iter().find(|s| s.profile_id == 1000).unwrap();
+        assert_eq!(subscriber.stage, Stage::InactiveSubscriber);
+        assert!(
+            subscriber
+                .inactive_by
+                .iter()
+                .any(|(n, _)| n == "inactive_subscriber"),
+            "{:?}",
+            subscriber.inactive_by
+        );
+        let one_time = scored.iter().find(|s| s.purchases == 1).unwrap();
+        assert_eq!(one_time.stage, Stage::OneTimeBuyer);
+        assert!(
+            one_time
+                .inactive_by
+                .iter()
+                .any(|(n, _)| n == "one_time_buyer")
+        );
+        // Ranked customers are in win-back stages, with reasons; others say why not.
+        for s in &scored {
+            match &s.priority {
+                Some(p) => {
+                    assert!(matches!(
+                        s.stage,
+                        Stage::AtRisk | Stage::Lapsed | Stage::Lost | Stage::OneTimeBuyer
+                    ));
+                    assert!(p.reasons.len() >= 3, "{:?}", p.reasons);
+                }
+                None => assert!(s.excluded.is_some()),
+            }
+        }
+        let excluded: Vec<_> = scored.iter().filter_map(|s| s.excluded.clone()).collect();
+        assert!(
+            scored.iter().any(|s| s.priority.is_some()),
+            "{:?} {excluded:?}",
+            models.gamma_gamma_error
+        );
+        let rows = rows(&scored);
+        assert!(
+            rows.iter()
+                .filter(|r| r.rfm.is_some())
+                .all(|r| r.rfm.as_ref().unwrap().len() == 3)
         );
     }
 }

@@ -1,7 +1,7 @@
 //! `winback-domain` owns the vocabulary of winback: newtypes that can only hold valid values
 //! (email addresses, E.164 phone numbers, money in integer minor units, consent, time zones,
 //! locales, timestamps), the records that importers produce and the store persists (customers,
-//! orders, events), and the injected [`Clock`].
+//! orders, events), the facts feature computation reads, and the injected [`Clock`].
 //!
 //! Everything here is pure: no IO, no async runtime, no database. Values are parsed once at the
 //! boundary (`EmailAddress::parse`, `Money::parse_decimal`, …) and inner code never handles raw
@@ -13,6 +13,7 @@ mod consent;
 mod customer;
 mod email;
 mod event;
+mod facts;
 mod ids;
 mod locale;
 mod money;
@@ -26,6 +27,7 @@ pub use consent::{Channel, Consent, ConsentError, ConsentStatus};
 pub use customer::CustomerRecord;
 pub use email::{EmailAddress, EmailError};
 pub use event::{BounceKind, EventError, EventKind, EventRecord, LeaveReason};
+pub use facts::{FactSet, OrderFact, ProfileFacts, Signal, SignalFact, is_machine_open};
 pub use ids::{CustomerId, ExternalId, IdError};
 pub use locale::{Locale, LocaleError, TimeZoneName};
 pub use money::{Currency, DecimalSeparator, Money, MoneyError};

@@ -1,10 +1,11 @@
 //! Customer lifetime value: the discounted margin a customer is expected to bring over a horizon,
-//! from BG/NBD's expected purchases and Gamma-Gamma's expected spend.
+//! from a purchase model's expected purchases and Gamma-Gamma's expected spend.
 
-use crate::{BgNbd, Frequency, GammaGamma};
+use crate::{Frequency, GammaGamma, PurchaseModel};
 
 /// How CLV is computed; from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClvSettings {
     /// Horizon in months.
     pub months: u32,
@@ -32,13 +33,24 @@ impl Default for ClvSettings {
 /// to today. The same monthly stepping as lifetimes' `customer_lifetime_value`, so the figures
 /// compare one to one (with `margin = 1`).
 pub fn clv(
-    purchases: &BgNbd,
+    purchases: &impl PurchaseModel,
     spend: &GammaGamma,
     h: Frequency,
     mean_value: f64,
     s: &ClvSettings,
 ) -> f64 {
-    let value = spend.expected_value(h.x, mean_value) * s.margin;
+    clv_at_value(purchases, spend.expected_value(h.x, mean_value), h, s)
+}
+
+/// CLV with a given expected value per purchase (before margin): for shops where the spend
+/// model cannot be fitted, the customer's own mean order value stands in.
+pub fn clv_at_value(
+    purchases: &impl PurchaseModel,
+    value_per_purchase: f64,
+    h: Frequency,
+    s: &ClvSettings,
+) -> f64 {
+    let value = value_per_purchase * s.margin;
     let mut total = 0.0;
     let mut before = 0.0;
     for month in 1..=s.months {

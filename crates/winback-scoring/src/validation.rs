@@ -2,7 +2,7 @@
 //! frequency, the mean number of purchases the model predicts for the holdout period against the
 //! mean they actually made.
 
-use crate::{BgNbd, Frequency};
+use crate::{Frequency, PurchaseModel};
 
 /// One row of the holdout table.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -21,7 +21,7 @@ pub struct HoldoutRow {
 /// `actual[i]` their purchases in the `horizon` that followed. Frequencies from `top` up share
 /// the last row.
 pub fn holdout_table(
-    model: &BgNbd,
+    model: &impl PurchaseModel,
     histories: &[Frequency],
     actual: &[f64],
     horizon: f64,

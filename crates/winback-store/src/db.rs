@@ -120,6 +120,13 @@ impl DbRow {
             DbRow::P(r) => r.try_get(i)?,
         })
     }
+    /// A nullable text column, borrowed: for scans that must not allocate per row.
+    pub fn opt_str(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        Ok(match self {
+            DbRow::S(r) => r.try_get(i)?,
+            DbRow::P(r) => r.try_get(i)?,
+        })
+    }
 }
 
 /// Rewrites `$N` parameters as anonymous `?` for SQLite, repeating arguments that are used
@@ -288,6 +295,36 @@ impl Pool {
                 .map(DbRow::P)
                 .collect(),
         })
+    }
+
+    /// Runs a query and hands each row to `f` as it arrives, so a scan of millions of rows never
+    /// holds them all.
+    pub async fn for_each(
+        &self,
+        sql: &str,
+        args: &[Val],
+        mut f: impl FnMut(&DbRow) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut n = 0u64;
+        match self {
+            Pool::Sqlite(p) => {
+                let (sql, args) = sqlite_positional(sql, args)?;
+                let mut rows = bind_all!(sqlx::query(&sql), args.iter()).fetch(p);
+                while let Some(r) = rows.try_next().await? {
+                    f(&DbRow::S(r))?;
+                    n += 1;
+                }
+            }
+            Pool::Postgres(p) => {
+                let mut rows = bind_all!(sqlx::query(sql), args).fetch(p);
+                while let Some(r) = rows.try_next().await? {
+                    f(&DbRow::P(r))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Runs a query expected to return at most one row.

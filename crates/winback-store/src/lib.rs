@@ -10,6 +10,7 @@
 //! It also owns [`ingest`]: streaming a parsed file into one import transaction.
 
 pub mod db;
+mod features;
 pub mod ingest;
 mod migrate;
 mod queries;
@@ -21,11 +22,12 @@ use std::future::Future;
 use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, Timestamp};
 use winback_identity::{Identifiers, Resolution};
 
+pub use features::FactScope;
 pub use queries::{
-    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ProfileHistory,
-    ResolutionStats, Summary,
+    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
+    Summary,
 };
-pub use scores::{RunStats, ScoreRow, ScoredProfile, StageChange};
+pub use scores::{ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoredProfile, StageChange};
 pub use session::{ImportSession, WriteCounts};
 
 use db::{Backend, Pool, Val};
@@ -134,11 +136,28 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<CustomerDetail>, StoreError>> + Send;
-    /// Every merged profile's purchase days, spend, category, engagement and email permission:
-    /// the input of scoring.
-    fn profile_histories(
+    /// The orders, signals and email permission of the profiles in `scope`, in one streaming
+    /// scan per table: the input of feature computation.
+    fn profile_facts(
         &self,
-    ) -> impl Future<Output = Result<Vec<ProfileHistory>, StoreError>> + Send;
+        scope: FactScope,
+    ) -> impl Future<Output = Result<winback_domain::FactSet, StoreError>> + Send;
+    /// Customer records whose features are stale (an import or resolution touched them).
+    fn dirty_customers(&self) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+    /// Saves features (JSON per profile) and clears the given stale marks, atomically;
+    /// `replace_all` drops every other stored row first (a full recomputation).
+    fn save_features(
+        &self,
+        computed_at: Timestamp,
+        rows: &[(i64, String)],
+        cleared: &[i64],
+        replace_all: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A profile's stored features: when they were computed, and the JSON.
+    fn features_of(
+        &self,
+        profile_id: i64,
+    ) -> impl Future<Output = Result<Option<(Timestamp, String)>, StoreError>> + Send;
     /// Saves a scoring run: every profile's score, the stage changes, and the stage shares.
     fn save_scores(
         &self,
@@ -156,14 +175,24 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         profile_id: i64,
     ) -> impl Future<Output = Result<Vec<StageChange>, StoreError>> + Send;
-    /// Scored profiles in the given stages (all when empty) with at least `min_clv_minor`
-    /// predicted value, most valuable first.
+    /// Scored profiles matching the filter, by predicted value or by priority.
     fn list_scored(
         &self,
-        stages: &[String],
-        min_clv_minor: f64,
-        limit: i64,
+        filter: &ScoreFilter,
     ) -> impl Future<Output = Result<Vec<ScoredProfile>, StoreError>> + Send;
+    /// RFM segment moves between the latest run and the one before: (from, to, profiles).
+    fn segment_migration(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send;
+    /// Persists a model fit.
+    fn save_model_fit(
+        &self,
+        fit: &ModelFitRow,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The latest fit of each model, by model name.
+    fn latest_model_fits(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ModelFitRow>, StoreError>> + Send;
     /// The share of the base in each stage per run: (run time, stage, profiles).
     fn stage_shares(
         &self,
@@ -323,15 +352,18 @@ impl Store for SqlStore {
         scores::stage_history(&self.pool, profile_id).await
     }
 
-    async fn list_scored(
-        &self,
-        stages: &[String],
-        min_clv_minor: f64,
-        limit: i64,
-    ) -> Result<Vec<ScoredProfile>, StoreError> {
-        scores::list_scored(&self.pool, stages, min_clv_minor, limit).await
+    async fn list_scored(&self, filter: &ScoreFilter) -> Result<Vec<ScoredProfile>, StoreError> {
+        scores::list_scored(&self.pool, filter).await
     }
-
+    async fn segment_migration(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        scores::segment_migration(&self.pool).await
+    }
+    async fn save_model_fit(&self, fit: &ModelFitRow) -> Result<(), StoreError> {
+        scores::save_model_fit(&self.pool, fit).await
+    }
+    async fn latest_model_fits(&self) -> Result<Vec<ModelFitRow>, StoreError> {
+        scores::latest_model_fits(&self.pool).await
+    }
     async fn stage_shares(&self) -> Result<Vec<(Timestamp, String, i64)>, StoreError> {
         scores::stage_shares(&self.pool).await
     }
@@ -340,8 +372,26 @@ impl Store for SqlStore {
         queries::merged_records(&self.pool, limit).await
     }
 
-    async fn profile_histories(&self) -> Result<Vec<ProfileHistory>, StoreError> {
-        queries::profile_histories(&self.pool).await
+    async fn profile_facts(&self, scope: FactScope) -> Result<winback_domain::FactSet, StoreError> {
+        features::profile_facts(&self.pool, scope).await
+    }
+    async fn dirty_customers(&self) -> Result<Vec<i64>, StoreError> {
+        features::dirty_customers(&self.pool).await
+    }
+    async fn save_features(
+        &self,
+        computed_at: Timestamp,
+        rows: &[(i64, String)],
+        cleared: &[i64],
+        replace_all: bool,
+    ) -> Result<(), StoreError> {
+        features::save_features(&self.pool, computed_at, rows, cleared, replace_all).await
+    }
+    async fn features_of(
+        &self,
+        profile_id: i64,
+    ) -> Result<Option<(Timestamp, String)>, StoreError> {
+        features::features_of(&self.pool, profile_id).await
     }
 
     async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {

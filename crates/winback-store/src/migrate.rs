@@ -33,6 +33,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_scores.sql"),
         postgres: include_str!("../migrations/postgres/0002_scores.sql"),
     },
+    Migration {
+        version: 3,
+        name: "features and models",
+        sqlite: include_str!("../migrations/sqlite/0003_features_models.sql"),
+        postgres: include_str!("../migrations/postgres/0003_features_models.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

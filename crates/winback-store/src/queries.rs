@@ -85,6 +85,18 @@ pub(crate) async fn save_resolution(
         tx.execute(&sql, &args).await?;
     }
     if !changes.is_empty() {
+        // Features of the records that move, and of the profiles they leave, are stale.
+        // (SQLite parses an upsert after a SELECT only when the SELECT has a WHERE clause.)
+        for record in ["c.id", "COALESCE(c.profile_id, c.id)"] {
+            tx.execute(
+                &format!(
+                    "INSERT INTO feature_dirty (customer_id) SELECT DISTINCT {record} FROM winback_profile_changes p \
+                     JOIN customers c ON c.id = p.id WHERE true ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )
+            .await?;
+        }
         tx.execute(
             "UPDATE customers SET profile_id = (SELECT profile FROM winback_profile_changes p WHERE p.id = customers.id) \
              WHERE id IN (SELECT id FROM winback_profile_changes)",
@@ -202,7 +214,7 @@ async fn grouped(pool: &Pool, sql: &str) -> Result<Vec<(String, u64)>, StoreErro
 /// Folds the ledger to each customer record's consent in force (withdrawal wins until an
 /// explicit opt-in). Consent stays per record, not per merged profile: it was given for that
 /// record's address or number.
-async fn effective_consents(
+pub(crate) async fn effective_consents(
     pool: &Pool,
     customer_ids: Option<&[i64]>,
 ) -> Result<HashMap<(i64, Channel), Consent>, StoreError> {
@@ -612,121 +624,6 @@ pub(crate) async fn list_profiles(
     .iter()
     .map(customer_row)
     .collect()
-}
-
-/// What scoring needs of one merged profile.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ProfileHistory {
-    /// Profile id.
-    pub profile_id: i64,
-    /// External id of the profile's first record.
-    pub external_id: String,
-    /// First and family name, when known.
-    pub name: Option<String>,
-    /// Distinct order days (days since the Unix epoch, UTC) with the day's spend in minor units,
-    /// oldest first; refunded and cancelled orders excluded.
-    pub order_days: Vec<(i64, i64)>,
-    /// Currency of the spend (the first order's).
-    pub currency: Option<String>,
-    /// The category most of the profile's orders carry.
-    pub category: Option<String>,
-    /// Last click, visit, login, cart, quote or survey answer (opens excluded).
-    pub last_human_engagement: Option<Timestamp>,
-    /// Whether any record of the profile may receive marketing email.
-    pub receives_email: bool,
-}
-
-const DAY_MICROS: i64 = 86_400_000_000;
-
-pub(crate) async fn profile_histories(pool: &Pool) -> Result<Vec<ProfileHistory>, StoreError> {
-    let mut out: Vec<ProfileHistory> = Vec::new();
-    let mut index: HashMap<i64, usize> = HashMap::new();
-    for r in pool
-        .fetch(
-            "SELECT id, external_id, first_name, last_name FROM customers WHERE erased_at IS NULL AND COALESCE(profile_id, id) = id ORDER BY id",
-            &[],
-        )
-        .await?
-    {
-        let name = [r.opt_text(2)?, r.opt_text(3)?].into_iter().flatten().collect::<Vec<_>>().join(" ");
-        index.insert(r.i64(0)?, out.len());
-        out.push(ProfileHistory {
-            profile_id: r.i64(0)?,
-            external_id: r.text(1)?,
-            name: (!name.is_empty()).then_some(name),
-            order_days: Vec::new(),
-            currency: None,
-            category: None,
-            last_human_engagement: None,
-            receives_email: false,
-        });
-    }
-    let rows = pool
-        .fetch(
-            "SELECT COALESCE(c.profile_id, c.id), o.ordered_at, o.total_minor, o.currency, o.category FROM orders o \
-             JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') \
-             ORDER BY 1, 2",
-            &[],
-        )
-        .await?;
-    let mut categories: HashMap<i64, HashMap<String, u32>> = HashMap::new();
-    for r in &rows {
-        let Some(&i) = index.get(&r.i64(0)?) else {
-            continue;
-        };
-        let day = r.i64(1)?.div_euclid(DAY_MICROS);
-        let p = &mut out[i];
-        match p.order_days.last_mut() {
-            Some((d, spend)) if *d == day => *spend += r.i64(2)?,
-            _ => p.order_days.push((day, r.i64(2)?)),
-        }
-        p.currency.get_or_insert(r.text(3)?);
-        if let Some(c) = r.opt_text(4)? {
-            *categories
-                .entry(p.profile_id)
-                .or_default()
-                .entry(c)
-                .or_default() += 1;
-        }
-    }
-    for (profile, counts) in categories {
-        if let Some(&i) = index.get(&profile) {
-            out[i].category = counts
-                .into_iter()
-                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map(|(c, _)| c);
-        }
-    }
-    for r in pool
-        .fetch(
-            "SELECT COALESCE(c.profile_id, c.id), MAX(e.occurred_at) FROM events e JOIN customers c ON c.id = e.customer_id \
-             WHERE e.type IN ('email_clicked', 'site_visited', 'logged_in', 'cart_abandoned', 'quote_requested', 'survey_answered') GROUP BY 1",
-            &[],
-        )
-        .await?
-    {
-        if let Some(&i) = index.get(&r.i64(0)?) {
-            out[i].last_human_engagement = Some(ts(r.i64(1)?)?);
-        }
-    }
-    let mut profile_of: HashMap<i64, i64> = HashMap::new();
-    for r in pool
-        .fetch(
-            "SELECT id, COALESCE(profile_id, id) FROM customers WHERE erased_at IS NULL",
-            &[],
-        )
-        .await?
-    {
-        profile_of.insert(r.i64(0)?, r.i64(1)?);
-    }
-    for ((record, channel), c) in effective_consents(pool, None).await? {
-        if channel == Channel::Email && c.status.allows_marketing() {
-            if let Some(i) = profile_of.get(&record).and_then(|p| index.get(p)) {
-                out[*i].receives_email = true;
-            }
-        }
-    }
-    Ok(out)
 }
 
 pub(crate) async fn merged_records(pool: &Pool, limit: i64) -> Result<Vec<String>, StoreError> {

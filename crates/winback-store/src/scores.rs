@@ -36,6 +36,58 @@ pub struct ScoreRow {
     pub spend_minor: i64,
     /// Currency of the spend.
     pub currency: Option<String>,
+    /// RFM scores as three digits (recency, frequency, monetary), e.g. `"545"`.
+    pub rfm: Option<String>,
+    /// Attrition score: 1 − P(alive).
+    pub attrition: Option<f64>,
+    /// Win-back priority in minor units (expected incremental margin); `None` when not ranked.
+    pub priority_minor: Option<f64>,
+    /// Names of the inactivity definitions the profile matches.
+    pub inactive_by: Vec<String>,
+    /// Explanations: inactivity reasons, priority reasons or exclusion, reorder timing.
+    pub details: serde_json::Value,
+}
+
+/// Which scored profiles to list, and in which order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoreFilter {
+    /// Only these stages (all when empty).
+    pub stages: Vec<String>,
+    /// At least this predicted value (minor units).
+    pub min_clv_minor: Option<f64>,
+    /// At least this priority (minor units); implies ranked profiles only.
+    pub min_priority_minor: Option<f64>,
+    /// Only profiles matching this inactivity definition.
+    pub inactive: Option<String>,
+    /// Highest priority first instead of highest predicted value first.
+    pub by_priority: bool,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A persisted model fit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelFitRow {
+    /// Model name (`bgnbd`, `mbgnbd`, `pareto_nbd`, `gamma_gamma`, `interval_prior:<category>`).
+    pub model: String,
+    /// When it was fitted.
+    pub fitted_at: Timestamp,
+    /// Start of the data window (the first order), when known.
+    pub window_start: Option<Timestamp>,
+    /// End of the data window (the calibration cut-off).
+    pub window_end: Timestamp,
+    /// Customers fitted on.
+    pub customers: i64,
+    /// Parameters by name.
+    pub params: serde_json::Value,
+    /// Standard errors by name.
+    pub std_errors: serde_json::Value,
+    /// Log-likelihood at the optimum.
+    pub log_likelihood: Option<f64>,
+    /// Optimiser iterations.
+    pub iterations: i64,
+    /// Wall-clock seconds of the fit.
+    pub seconds: f64,
 }
 
 /// What a saved run changed.
@@ -73,7 +125,8 @@ pub struct ScoredProfile {
     pub score: ScoreRow,
 }
 
-const SCORE_COLS: &str = "s.profile_id, s.stage, s.reason, s.segment, s.p_alive, s.expected_90d, s.clv_minor, s.reorder, s.purchases, s.spend_minor, s.currency";
+const SCORE_COLS: &str = "s.profile_id, s.stage, s.reason, s.segment, s.p_alive, s.expected_90d, s.clv_minor, s.reorder, s.purchases, s.spend_minor, s.currency, \
+     s.rfm, s.attrition, s.priority_minor, s.inactive_by, s.details";
 
 fn score_row(r: &crate::db::DbRow, at: usize) -> Result<ScoreRow, StoreError> {
     Ok(ScoreRow {
@@ -88,6 +141,16 @@ fn score_row(r: &crate::db::DbRow, at: usize) -> Result<ScoreRow, StoreError> {
         purchases: r.i64(at + 8)?,
         spend_minor: r.i64(at + 9)?,
         currency: r.opt_text(at + 10)?,
+        rfm: r.opt_text(at + 11)?,
+        attrition: r.opt_f64(at + 12)?,
+        priority_minor: r.opt_f64(at + 13)?,
+        inactive_by: r
+            .text(at + 14)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        details: serde_json::from_str(&r.text(at + 15)?)?,
     })
 }
 
@@ -110,17 +173,22 @@ pub(crate) async fn save_run(
         .await?[0]
         .i64(0)?;
     let mut previous: HashMap<i64, String> = HashMap::new();
+    let mut previous_segment: HashMap<i64, String> = HashMap::new();
     for r in tx
-        .fetch("SELECT profile_id, stage FROM profile_scores", &[])
+        .fetch("SELECT profile_id, stage, segment FROM profile_scores", &[])
         .await?
     {
         previous.insert(r.i64(0)?, r.text(1)?);
+        if let Some(seg) = r.opt_text(2)? {
+            previous_segment.insert(r.i64(0)?, seg);
+        }
     }
     tx.execute("DELETE FROM profile_scores", &[]).await?;
-    const COLS: usize = 12;
+    const COLS: usize = 17;
     for chunk in rows.chunks(16_000 / COLS) {
         let sql = format!(
-            "INSERT INTO profile_scores (profile_id, run_id, stage, reason, segment, p_alive, expected_90d, clv_minor, reorder, purchases, spend_minor, currency) VALUES {}",
+            "INSERT INTO profile_scores (profile_id, run_id, stage, reason, segment, p_alive, expected_90d, clv_minor, reorder, purchases, spend_minor, currency, \
+             rfm, attrition, priority_minor, inactive_by, details) VALUES {}",
             values_list(chunk.len(), COLS)
         );
         let mut args = Vec::with_capacity(chunk.len() * COLS);
@@ -138,8 +206,39 @@ pub(crate) async fn save_run(
                 Val::from(s.purchases),
                 Val::from(s.spend_minor),
                 Val::from(s.currency.clone()),
+                Val::from(s.rfm.clone()),
+                Val::from(s.attrition),
+                Val::from(s.priority_minor),
+                Val::from(s.inactive_by.join(",")),
+                Val::from(s.details.to_string()),
             ]);
         }
+        tx.execute(&sql, &args).await?;
+    }
+    // RFM migration: moves between this run's segments and the previous run's.
+    let mut moves: HashMap<(&str, &str), i64> = HashMap::new();
+    for s in rows {
+        if let (Some(before), Some(now)) = (previous_segment.get(&s.profile_id), &s.segment) {
+            *moves.entry((before.as_str(), now.as_str())).or_default() += 1;
+        }
+    }
+    let moves: Vec<((&str, &str), i64)> = moves.into_iter().collect();
+    for chunk in moves.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO segment_migration (run_id, from_segment, to_segment, profiles) VALUES {}",
+            values_list(chunk.len(), 4)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|((from, to), n)| {
+                [
+                    Val::from(run),
+                    Val::from(*from),
+                    Val::from(*to),
+                    Val::from(*n),
+                ]
+            })
+            .collect();
         tx.execute(&sql, &args).await?;
     }
     let changes: Vec<(&ScoreRow, Option<&String>)> = rows
@@ -225,21 +324,48 @@ pub(crate) async fn latest_score(
 
 pub(crate) async fn list_scored(
     pool: &Pool,
-    stages: &[String],
-    min_clv_minor: f64,
-    limit: i64,
+    f: &ScoreFilter,
 ) -> Result<Vec<ScoredProfile>, StoreError> {
-    let mut args: Vec<Val> = vec![Val::from(Some(min_clv_minor)), Val::from(limit)];
-    let stage_filter = if stages.is_empty() {
+    let mut args: Vec<Val> = vec![Val::from(f.limit)];
+    let mut conditions: Vec<String> = Vec::new();
+    if let Some(min) = f.min_clv_minor {
+        args.push(Val::from(Some(min)));
+        conditions.push(format!("COALESCE(s.clv_minor, 0) >= ${}", args.len()));
+    }
+    if let Some(min) = f.min_priority_minor {
+        args.push(Val::from(Some(min)));
+        conditions.push(format!("s.priority_minor >= ${}", args.len()));
+    }
+    if let Some(name) = &f.inactive {
+        // Names are snake_case (validated with the configuration), so a comma-delimited match
+        // cannot confuse one with another.
+        args.push(Val::from(format!("%,{name},%")));
+        conditions.push(format!(
+            "(',' || s.inactive_by || ',') LIKE ${}",
+            args.len()
+        ));
+    }
+    if !f.stages.is_empty() {
+        let first = args.len() + 1;
+        args.extend(f.stages.iter().map(|s| Val::from(s.as_str())));
+        let list: Vec<String> = (first..first + f.stages.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        conditions.push(format!("s.stage IN ({})", list.join(",")));
+    }
+    let filter = if conditions.is_empty() {
         String::new()
     } else {
-        args.extend(stages.iter().map(|s| Val::from(s.as_str())));
-        let list: Vec<String> = (0..stages.len()).map(|i| format!("${}", i + 3)).collect();
-        format!("AND s.stage IN ({})", list.join(","))
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let order = if f.by_priority {
+        "s.priority_minor DESC NULLS LAST"
+    } else {
+        "COALESCE(s.clv_minor, 0) DESC"
     };
     let sql = format!(
         "SELECT c.external_id, c.first_name, c.last_name, c.email, {SCORE_COLS} FROM profile_scores s JOIN customers c ON c.id = s.profile_id \
-         WHERE COALESCE(s.clv_minor, 0) >= $1 {stage_filter} ORDER BY COALESCE(s.clv_minor, 0) DESC, s.profile_id LIMIT $2"
+         {filter} ORDER BY {order}, s.profile_id LIMIT $1"
     );
     pool.fetch(&sql, &args)
         .await?
@@ -258,6 +384,70 @@ pub(crate) async fn list_scored(
             })
         })
         .collect()
+}
+
+/// RFM segment moves of the latest run: (from, to, profiles).
+pub(crate) async fn segment_migration(
+    pool: &Pool,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    pool.fetch(
+        "SELECT from_segment, to_segment, profiles FROM segment_migration WHERE run_id = (SELECT MAX(id) FROM score_runs) ORDER BY from_segment, to_segment",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.text(1)?, r.i64(2)?)))
+    .collect()
+}
+
+pub(crate) async fn save_model_fit(pool: &Pool, m: &ModelFitRow) -> Result<(), StoreError> {
+    pool.execute(
+        "INSERT INTO model_fits (model, fitted_at, window_start, window_end, customers, params, std_errors, log_likelihood, iterations, seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            Val::from(m.model.as_str()),
+            Val::from(m.fitted_at.as_micros()),
+            Val::from(m.window_start.map(|t| t.as_micros())),
+            Val::from(m.window_end.as_micros()),
+            Val::from(m.customers),
+            Val::from(m.params.to_string()),
+            Val::from(m.std_errors.to_string()),
+            Val::from(m.log_likelihood),
+            Val::from(m.iterations),
+            Val::from(Some(m.seconds)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The latest fit of each model.
+pub(crate) async fn latest_model_fits(pool: &Pool) -> Result<Vec<ModelFitRow>, StoreError> {
+    let time = |v: i64| {
+        Timestamp::from_micros(v).ok_or_else(|| StoreError::Data("time out of range".into()))
+    };
+    pool.fetch(
+        "SELECT m.model, m.fitted_at, m.window_start, m.window_end, m.customers, m.params, m.std_errors, m.log_likelihood, m.iterations, m.seconds \
+         FROM model_fits m WHERE m.id = (SELECT MAX(n.id) FROM model_fits n WHERE n.model = m.model) ORDER BY m.model",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ModelFitRow {
+            model: r.text(0)?,
+            fitted_at: time(r.i64(1)?)?,
+            window_start: r.opt_i64(2)?.map(time).transpose()?,
+            window_end: time(r.i64(3)?)?,
+            customers: r.i64(4)?,
+            params: serde_json::from_str(&r.text(5)?)?,
+            std_errors: serde_json::from_str(&r.text(6)?)?,
+            log_likelihood: r.opt_f64(7)?,
+            iterations: r.i64(8)?,
+            seconds: r.opt_f64(9)?.unwrap_or(0.0),
+        })
+    })
+    .collect()
 }
 
 /// Share of the base in each stage, per run, oldest first: (run time, stage, profiles).

@@ -592,8 +592,12 @@ impl ImportSession {
         self.add_consents(&refs).await
     }
 
-    /// Makes everything written visible at once.
-    pub async fn commit(self) -> Result<WriteCounts, StoreError> {
+    /// Makes everything written visible at once, marking every customer record the import
+    /// touched for a feature refresh.
+    pub async fn commit(mut self) -> Result<WriteCounts, StoreError> {
+        let mut touched: Vec<i64> = self.customer_ids.values().copied().collect();
+        touched.sort_unstable();
+        crate::features::mark_dirty(&mut self.tx, &touched).await?;
         self.tx.commit().await?;
         Ok(self.counts)
     }

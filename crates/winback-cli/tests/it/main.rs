@@ -301,9 +301,115 @@ fn score_places_every_profile_in_one_stage_with_a_reason() {
             );
         }
     }
-    assert!(v["models"]["bgnbd"]["r"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["models"]["purchase"]["kind"], "bgnbd");
+    assert!(v["models"]["purchase"]["params"][0].as_f64().unwrap() > 0.0);
+    let ranked: Vec<&serde_json::Value> = profiles
+        .iter()
+        .filter(|p| p["priority"].is_object())
+        .collect();
+    assert!(!ranked.is_empty(), "some customers are worth winning back");
+    for p in &ranked {
+        assert!(
+            p["priority"]["reasons"].as_array().unwrap().len() >= 3,
+            "{p}"
+        );
+    }
     let table = env.run(&["score", "--top", "3"]);
+    let t = text(&table);
+    assert!(t.contains("customers most worth winning back"), "{t}");
+    assert!(t.contains("Inactive by definition"), "{t}");
+    // The ranked list, by priority, with a budget on the expected offer cost.
+    let out = env.run(&[
+        "customers",
+        "list",
+        "--min-priority",
+        "0.01",
+        "--format",
+        "json",
+        "--limit",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let priorities: Vec<f64> = listed
+        .iter()
+        .map(|r| r["score"]["priority_minor"].as_f64().unwrap())
+        .collect();
     assert!(
-        String::from_utf8_lossy(&table.stdout).contains("most valuable customers slipping away")
+        !priorities.is_empty() && priorities.windows(2).all(|w| w[0] >= w[1]),
+        "{priorities:?}"
+    );
+    let out = env.run(&["customers", "list", "--budget", "0.00", "--format", "json"]);
+    let none: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(none.is_empty(), "a zero budget buys no offers");
+    let out = env.run(&["customers", "list", "--inactive", "nope"]);
+    assert!(!out.status.success() && text(&out).contains("no inactivity definition `nope`"));
+    let who = listed[0]["external_id"].as_str().unwrap();
+    let show = text(&env.run(&["customers", "show", who]));
+    for part in [
+        "Features (as of",
+        "RFM ",
+        "P(alive)",
+        "Win-back priority",
+        "last human email engagement",
+    ] {
+        assert!(show.contains(part), "{part} missing from:\n{show}");
+    }
+}
+
+#[test]
+fn models_fit_reproduces_cdnow_and_reports_the_holdout() {
+    let env = Env::new();
+    let sample = shared("data/cdnow/CDNOW_sample.txt");
+    let out = env
+        .cmd()
+        .env("WINBACK_DEFAULT_TIME_ZONE", "UTC")
+        .args(["import", "cdnow", sample.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // 1998-06-30 minus 273 days is 1997-09-30, the literature's calibration end.
+    let args = [
+        "models",
+        "fit",
+        "--as-of",
+        "1998-06-30",
+        "--holdout-days",
+        "273",
+    ];
+    let out = env.run(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models = v["models"].as_array().unwrap();
+    let published = [
+        ("BG/NBD", [0.2426, 4.4135, 0.7929, 2.4258]),
+        ("Pareto/NBD", [0.5533, 10.578, 0.6062, 11.669]),
+    ];
+    for (name, params) in published {
+        let m = models.iter().find(|m| m["model"] == name).unwrap();
+        let fitted = m["calibration_fit"]["params"].as_array().unwrap();
+        for (got, want) in fitted.iter().zip(params) {
+            let got = got.as_f64().unwrap();
+            assert!(
+                ((got - want) / want).abs() < 1e-3,
+                "{name}: {got} vs {want}"
+            );
+        }
+        assert_eq!(m["holdout_actual"].as_f64().unwrap(), 1882.0, "{name}");
+    }
+    let report = text(&env.run(&[&args[..], &["--report"]].concat()));
+    for part in [
+        "Holdout check",
+        "MBG/NBD",
+        "Pareto/NBD",
+        "std err",
+        "Gamma-Gamma",
+    ] {
+        assert!(report.contains(part), "{part} missing from:\n{report}");
+    }
+    let saved = text(&env.run(&["models", "show"]));
+    assert!(
+        saved.contains("pareto_nbd") && saved.contains("gamma_gamma"),
+        "{saved}"
     );
 }

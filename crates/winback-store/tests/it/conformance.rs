@@ -1,6 +1,6 @@
 use winback_identity::{IdentityRules, resolve};
 use winback_import::SourceKind;
-use winback_store::{SqlStore, Store, ingest::Mode};
+use winback_store::{FactScope, ScoreFilter, SqlStore, Store, ingest::Mode};
 
 use crate::{conformance, dropped_session, import, now, rows};
 
@@ -392,7 +392,7 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .unwrap()[0]
         .i64(0)
         .unwrap();
-    assert_eq!(n, 2, "foundation and scores");
+    assert_eq!(n, 3, "foundation, scores, features and models");
     // Tampering with an applied migration is detected on the next connect.
     store
         .pool()
@@ -413,40 +413,101 @@ async fn migrations_are_idempotent(store: &SqlStore) {
 }
 conformance!(migrations, super::migrations_are_idempotent);
 
-async fn profile_histories_feed_scoring(store: &SqlStore) {
+async fn profile_facts_feed_features(store: &SqlStore) {
     load_and_resolve(store).await;
-    let histories = store.profile_histories().await.unwrap();
-    assert_eq!(histories.len(), 4, "one per merged profile");
-    let anna = histories.iter().find(|h| h.external_id == "C1").unwrap();
-    // O1 (C1) and O2 (C2, merged into Anna) are two purchase days.
-    assert_eq!(anna.order_days.len(), 2);
+    let set = store.profile_facts(FactScope::All).await.unwrap();
+    assert_eq!(set.profiles.len(), 4, "one per merged profile");
+    let anna = set.profiles.iter().find(|p| p.external_id == "C1").unwrap();
+    // O1 (C1) and O2 (C2, merged into Anna), in time order, with the category named.
     assert_eq!(
-        anna.order_days.iter().map(|d| d.1).sum::<i64>(),
-        5990 + 1995
+        anna.orders
+            .iter()
+            .map(|o| o.total_minor)
+            .collect::<Vec<_>>(),
+        [5990, 1995]
     );
-    assert_eq!(anna.category.as_deref(), Some("fashion"));
+    assert!(anna.orders.windows(2).all(|w| w[0].at <= w[1].at));
+    assert_eq!(set.categories[anna.orders[0].category as usize], "fashion");
     assert_eq!(anna.name.as_deref(), Some("Anna de Vries"));
-    assert_eq!(
-        anna.last_human_engagement.unwrap().to_string(),
-        "2024-03-03T10:00:00Z",
-        "the visit, not the later-imported open"
+    assert!(
+        anna.signals
+            .iter()
+            .any(|s| s.signal == winback_domain::Signal::SiteVisit
+                && s.at.to_string() == "2024-03-03T10:00:00Z"),
+        "{:?}",
+        anna.signals
     );
     assert!(anna.receives_email);
-    let bob = histories.iter().find(|h| h.external_id == "C3").unwrap();
+    let bob = set.profiles.iter().find(|p| p.external_id == "C3").unwrap();
+    assert!(bob.orders.is_empty(), "a refunded order is not a purchase");
     assert!(
-        bob.order_days.is_empty(),
-        "a refunded order is not a purchase"
-    );
-    assert!(
-        !histories
+        !set.profiles
             .iter()
-            .find(|h| h.external_id == "C5")
+            .find(|p| p.external_id == "C5")
             .unwrap()
             .receives_email,
         "Carl withdrew"
     );
 }
-conformance!(profile_histories, super::profile_histories_feed_scoring);
+conformance!(profile_facts, super::profile_facts_feed_features);
+
+async fn imports_mark_touched_profiles_for_an_incremental_refresh(store: &SqlStore) {
+    load_and_resolve(store).await;
+    let dirty = store.dirty_customers().await.unwrap();
+    assert!(!dirty.is_empty(), "the imports marked their records");
+    let all = store.profile_facts(FactScope::All).await.unwrap();
+    let rows: Vec<(i64, String)> = all
+        .profiles
+        .iter()
+        .map(|p| (p.profile_id, format!("{{\"orders\":{}}}", p.orders.len())))
+        .collect();
+    let now = winback_domain::Timestamp::from_micros(1_720_000_000_000_000).unwrap();
+    store.save_features(now, &rows, &dirty, true).await.unwrap();
+    assert!(store.dirty_customers().await.unwrap().is_empty());
+    assert!(
+        store
+            .profile_facts(FactScope::Dirty)
+            .await
+            .unwrap()
+            .profiles
+            .is_empty(),
+        "nothing stale after a full refresh"
+    );
+    // A new order for C2 (merged into Anna's profile) makes exactly that profile stale.
+    let orders = "order_id,customer_id,ordered_at,total,currency,status\nO9,C2,2024-05-01T09:00:00Z,12.50,EUR,paid\n";
+    let r = import(
+        store,
+        SourceKind::Orders,
+        "orders.csv",
+        orders,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    let stale = store.profile_facts(FactScope::Dirty).await.unwrap();
+    assert_eq!(
+        stale
+            .profiles
+            .iter()
+            .map(|p| p.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["C1"],
+        "the merged profile, recomputed with all its records"
+    );
+    assert_eq!(stale.profiles[0].orders.len(), 3);
+    let anna = all
+        .profiles
+        .iter()
+        .find(|p| p.external_id == "C1")
+        .unwrap()
+        .profile_id;
+    let (at, json) = store.features_of(anna).await.unwrap().unwrap();
+    assert_eq!((at, json.as_str()), (now, "{\"orders\":2}"));
+}
+conformance!(
+    incremental_marks,
+    super::imports_mark_touched_profiles_for_an_incremental_refresh
+);
 
 fn row(profile_id: i64, stage: &str, clv: f64) -> winback_store::ScoreRow {
     winback_store::ScoreRow {
@@ -461,6 +522,15 @@ fn row(profile_id: i64, stage: &str, clv: f64) -> winback_store::ScoreRow {
         purchases: 2,
         spend_minor: 7985,
         currency: Some("EUR".into()),
+        rfm: Some("315".into()),
+        attrition: Some(0.58),
+        priority_minor: (stage != "active").then_some(clv / 10.0),
+        inactive_by: if stage == "lapsed" {
+            vec!["lapsed_180d".into(), "overdue_buyer".into()]
+        } else {
+            Vec::new()
+        },
+        details: serde_json::json!({"priority": {"reasons": ["worth it"]}}),
     }
 }
 
@@ -517,13 +587,56 @@ async fn score_runs_record_stage_changes(store: &SqlStore) {
         (latest.stage.as_str(), latest.clv_minor, latest.p_alive),
         ("at_risk", Some(4000.0), Some(0.42))
     );
+    assert_eq!(latest.details["priority"]["reasons"][0], "worth it");
+    let filter = |f: &dyn Fn(&mut ScoreFilter)| {
+        let mut x = ScoreFilter {
+            limit: 10,
+            ..ScoreFilter::default()
+        };
+        f(&mut x);
+        x
+    };
     let lapsed = store
-        .list_scored(&["lapsed".into()], 0.0, 10)
+        .list_scored(&filter(&|f| f.stages = vec!["lapsed".into()]))
         .await
         .unwrap();
     assert_eq!(lapsed.len(), 1);
     assert_eq!(lapsed[0].external_id, "C3");
-    let valuable = store.list_scored(&[], 1000.0, 10).await.unwrap();
+    assert_eq!(
+        lapsed[0].score.inactive_by,
+        ["lapsed_180d", "overdue_buyer"]
+    );
+    let overdue = store
+        .list_scored(&filter(&|f| f.inactive = Some("overdue_buyer".into())))
+        .await
+        .unwrap();
+    assert_eq!(overdue.len(), 1, "matched by definition name");
+    let none = store
+        .list_scored(&filter(&|f| f.inactive = Some("overdue".into())))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "a prefix of a name is not the name");
+    let ranked = store
+        .list_scored(&filter(&|f| {
+            f.by_priority = true;
+            f.min_priority_minor = Some(50.0);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        ranked
+            .iter()
+            .map(|p| p.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["C1", "C3"],
+        "400 then 80"
+    );
+    let migration = store.segment_migration().await.unwrap();
+    assert_eq!(migration, [("at_risk".into(), "at_risk".into(), 2)]);
+    let valuable = store
+        .list_scored(&filter(&|f| f.min_clv_minor = Some(1000.0)))
+        .await
+        .unwrap();
     assert_eq!(
         valuable
             .iter()
@@ -536,3 +649,27 @@ async fn score_runs_record_stage_changes(store: &SqlStore) {
     assert_eq!(shares[0].0, now());
 }
 conformance!(score_runs, super::score_runs_record_stage_changes);
+
+async fn model_fits_are_persisted(store: &SqlStore) {
+    let fit = |model: &str, r: f64, at: i64| winback_store::ModelFitRow {
+        model: model.into(),
+        fitted_at: now().plus_seconds(at),
+        window_start: Some(now().plus_seconds(-86_400 * 365)),
+        window_end: now(),
+        customers: 2357,
+        params: serde_json::json!({"r": r}),
+        std_errors: serde_json::json!({"r": 0.01}),
+        log_likelihood: Some(-9582.43),
+        iterations: 24,
+        seconds: 0.01,
+    };
+    store.save_model_fit(&fit("bgnbd", 0.2, 0)).await.unwrap();
+    store.save_model_fit(&fit("bgnbd", 0.24, 60)).await.unwrap();
+    store
+        .save_model_fit(&fit("pareto_nbd", 0.55, 0))
+        .await
+        .unwrap();
+    let latest = store.latest_model_fits().await.unwrap();
+    assert_eq!(latest, [fit("bgnbd", 0.24, 60), fit("pareto_nbd", 0.55, 0)]);
+}
+conformance!(model_fits, super::model_fits_are_persisted);

@@ -1,0 +1,184 @@
+//! The purchase models behind one interface, so CLV, stages and priority work with whichever
+//! the shop configures: BG/NBD (default), MBG/NBD or Pareto/NBD.
+
+use crate::{BgNbd, BgNbdParams, Fit, FitError, Frequency, Grouped, MbgNbd, ParetoNbd};
+
+/// What a buy-till-you-die purchase model predicts for one customer.
+pub trait PurchaseModel {
+    /// The probability that the customer is still "alive" at the end of their history.
+    fn p_alive(&self, h: Frequency) -> f64;
+    /// Expected purchases in the next `horizon` time units.
+    fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64;
+}
+
+impl PurchaseModel for BgNbd {
+    fn p_alive(&self, h: Frequency) -> f64 {
+        BgNbd::p_alive(self, h)
+    }
+    fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        BgNbd::expected_purchases(self, h, horizon)
+    }
+}
+
+impl PurchaseModel for MbgNbd {
+    fn p_alive(&self, h: Frequency) -> f64 {
+        MbgNbd::p_alive(self, h)
+    }
+    fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        MbgNbd::expected_purchases(self, h, horizon)
+    }
+}
+
+impl PurchaseModel for ParetoNbd {
+    fn p_alive(&self, h: Frequency) -> f64 {
+        ParetoNbd::p_alive(self, h)
+    }
+    fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        ParetoNbd::expected_purchases(self, h, horizon)
+    }
+}
+
+/// Which purchase model to fit; `[scoring] model` in `winback.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// BG/NBD (Fader, Hardie & Lee 2005): fast and the most widely used.
+    #[default]
+    Bgnbd,
+    /// MBG/NBD (Batislam et al. 2007): one-time buyers may already be gone.
+    Mbgnbd,
+    /// Pareto/NBD (Schmittlein et al. 1987): dropout at any time, not only after purchases.
+    ParetoNbd,
+}
+
+impl ModelKind {
+    /// Every model.
+    pub const ALL: [ModelKind; 3] = [ModelKind::Bgnbd, ModelKind::Mbgnbd, ModelKind::ParetoNbd];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Bgnbd => "bgnbd",
+            ModelKind::Mbgnbd => "mbgnbd",
+            ModelKind::ParetoNbd => "pareto_nbd",
+        }
+    }
+
+    /// The name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelKind::Bgnbd => "BG/NBD",
+            ModelKind::Mbgnbd => "MBG/NBD",
+            ModelKind::ParetoNbd => "Pareto/NBD",
+        }
+    }
+
+    /// The parameter names, in the order of [`Fitted::params`].
+    pub fn param_names(self) -> [&'static str; 4] {
+        match self {
+            ModelKind::Bgnbd | ModelKind::Mbgnbd => ["r", "alpha", "a", "b"],
+            ModelKind::ParetoNbd => ["r", "alpha", "s", "beta"],
+        }
+    }
+
+    /// Fits this model on grouped histories.
+    pub fn fit(self, data: &[Grouped]) -> Result<Fitted, FitError> {
+        Ok(match self {
+            ModelKind::Bgnbd => {
+                Fitted::from_fit(self, BgNbd::fit(data)?, |p| [p.r, p.alpha, p.a, p.b])
+            }
+            ModelKind::Mbgnbd => {
+                Fitted::from_fit(self, MbgNbd::fit(data)?, |p| [p.r, p.alpha, p.a, p.b])
+            }
+            ModelKind::ParetoNbd => {
+                Fitted::from_fit(self, ParetoNbd::fit(data)?, |p| [p.r, p.alpha, p.s, p.beta])
+            }
+        })
+    }
+}
+
+/// A fitted purchase model of any kind, with its diagnostics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Fitted {
+    /// Which model.
+    pub kind: ModelKind,
+    /// Parameters in [`ModelKind::param_names`] order.
+    pub params: [f64; 4],
+    /// Their standard errors.
+    pub std_errors: Vec<f64>,
+    /// Log-likelihood at the optimum.
+    pub log_likelihood: f64,
+    /// Optimiser iterations.
+    pub iterations: u64,
+    /// Largest absolute gradient component at the optimum.
+    pub gradient_norm: f64,
+    /// Customers fitted on.
+    pub customers: f64,
+}
+
+impl Fitted {
+    fn from_fit<P>(kind: ModelKind, f: Fit<P>, params: impl Fn(&P) -> [f64; 4]) -> Fitted {
+        Fitted {
+            kind,
+            params: params(&f.params),
+            std_errors: f.std_errors,
+            log_likelihood: f.log_likelihood,
+            iterations: f.iterations,
+            gradient_norm: f.gradient_norm,
+            customers: f.customers,
+        }
+    }
+
+    /// The model, ready to predict.
+    pub fn model(&self) -> AnyModel {
+        let [p0, p1, p2, p3] = self.params;
+        match self.kind {
+            ModelKind::Bgnbd => AnyModel::Bgnbd(BgNbd(BgNbdParams {
+                r: p0,
+                alpha: p1,
+                a: p2,
+                b: p3,
+            })),
+            ModelKind::Mbgnbd => AnyModel::Mbgnbd(MbgNbd(BgNbdParams {
+                r: p0,
+                alpha: p1,
+                a: p2,
+                b: p3,
+            })),
+            ModelKind::ParetoNbd => AnyModel::ParetoNbd(ParetoNbd(crate::ParetoNbdParams {
+                r: p0,
+                alpha: p1,
+                s: p2,
+                beta: p3,
+            })),
+        }
+    }
+}
+
+/// Any of the purchase models.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AnyModel {
+    /// BG/NBD.
+    Bgnbd(BgNbd),
+    /// MBG/NBD.
+    Mbgnbd(MbgNbd),
+    /// Pareto/NBD.
+    ParetoNbd(ParetoNbd),
+}
+
+impl PurchaseModel for AnyModel {
+    fn p_alive(&self, h: Frequency) -> f64 {
+        match self {
+            AnyModel::Bgnbd(m) => m.p_alive(h),
+            AnyModel::Mbgnbd(m) => m.p_alive(h),
+            AnyModel::ParetoNbd(m) => m.p_alive(h),
+        }
+    }
+    fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        match self {
+            AnyModel::Bgnbd(m) => m.expected_purchases(h, horizon),
+            AnyModel::Mbgnbd(m) => m.expected_purchases(h, horizon),
+            AnyModel::ParetoNbd(m) => m.expected_purchases(h, horizon),
+        }
+    }
+}

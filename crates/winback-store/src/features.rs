@@ -1,0 +1,296 @@
+//! The facts feature computation reads, in one streaming scan per table, and the features it
+//! writes back.
+//!
+//! Imports mark the customer records they touch in `feature_dirty`; identity resolution marks
+//! the records whose profile changed. An incremental refresh reads the marks, scans the facts of
+//! the affected profiles only, saves their features and clears exactly the marks it read, so a
+//! mark added meanwhile survives for the next refresh.
+
+use std::collections::HashMap;
+
+use winback_domain::{
+    Channel, EventKind, FactSet, OrderFact, ProfileFacts, Signal, SignalFact, Timestamp,
+};
+
+use crate::{
+    StoreError,
+    db::{Pool, Tx, Val, values_list},
+    queries::effective_consents,
+};
+
+/// Which profiles a scan covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactScope {
+    /// Every merged profile.
+    All,
+    /// Profiles with a record marked in `feature_dirty`.
+    Dirty,
+}
+
+impl FactScope {
+    /// A condition on `COALESCE(c.profile_id, c.id)` for a query over `customers c`.
+    fn condition(self) -> &'static str {
+        match self {
+            FactScope::All => "",
+            FactScope::Dirty => {
+                "AND COALESCE(c.profile_id, c.id) IN (SELECT COALESCE(d.profile_id, d.id) FROM feature_dirty f JOIN customers d ON d.id = f.customer_id)"
+            }
+        }
+    }
+}
+
+fn time(micros: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_micros(micros).ok_or_else(|| StoreError::Data("time out of range".into()))
+}
+
+/// The signal a stored event carries; the payload is parsed only for kinds whose signal
+/// depends on it.
+fn signal_of(kind: &str, payload: &str) -> Result<Option<Signal>, StoreError> {
+    Ok(Some(match kind {
+        "email_clicked" => Signal::Click,
+        "site_visited" => Signal::SiteVisit,
+        "logged_in" => Signal::Login,
+        "cart_abandoned" => Signal::CartAbandoned,
+        "quote_requested" => Signal::QuoteRequest,
+        "subscription_started" => Signal::SubscriptionStarted,
+        "complaint_opened" => Signal::ComplaintOpened,
+        "referral_made" => Signal::Referral,
+        "email_unsubscribed" => Signal::Unsubscribed,
+        "email_complained" => Signal::SpamComplaint,
+        _ => {
+            let kind: EventKind = serde_json::from_str(payload)
+                .map_err(|e| StoreError::Data(format!("stored {kind} event: {e}")))?;
+            return Ok(Signal::of(&kind));
+        }
+    }))
+}
+
+/// Scans the facts of the profiles in `scope`.
+pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactSet, StoreError> {
+    let cond = scope.condition();
+    let mut set = FactSet {
+        categories: vec![String::new()],
+        profiles: Vec::new(),
+    };
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    pool.for_each(
+        &format!(
+            "SELECT c.id, c.external_id, c.first_name, c.last_name FROM customers c \
+             WHERE c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id {cond} ORDER BY c.id"
+        ),
+        &[],
+        |r| {
+            let name = [r.opt_str(2)?, r.opt_str(3)?]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            index.insert(r.i64(0)?, set.profiles.len());
+            set.profiles.push(ProfileFacts {
+                profile_id: r.i64(0)?,
+                external_id: r.text(1)?,
+                name: (!name.is_empty()).then_some(name),
+                ..ProfileFacts::default()
+            });
+            Ok(())
+        },
+    )
+    .await?;
+    let mut category_ids: HashMap<String, u32> = HashMap::new();
+    let profiles = &mut set.profiles;
+    let categories = &mut set.categories;
+    pool.for_each(
+        &format!(
+            "SELECT COALESCE(c.profile_id, c.id), o.ordered_at, o.total_minor, o.discount_minor, o.currency, o.category \
+             FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') {cond}"
+        ),
+        &[],
+        |r| {
+            let Some(&i) = index.get(&r.i64(0)?) else {
+                return Ok(());
+            };
+            let category = match r.opt_str(5)? {
+                None => 0,
+                Some(name) => match category_ids.get(name) {
+                    Some(&id) => id,
+                    None => {
+                        let id = categories.len() as u32;
+                        categories.push(name.to_owned());
+                        category_ids.insert(name.to_owned(), id);
+                        id
+                    }
+                },
+            };
+            let p = &mut profiles[i];
+            if p.currency.is_none() {
+                p.currency = r.opt_str(4)?.map(str::to_owned);
+            }
+            p.orders.push(OrderFact {
+                at: time(r.i64(1)?)?,
+                total_minor: r.i64(2)?,
+                discounted: r.i64(3)? > 0,
+                category,
+            });
+            Ok(())
+        },
+    )
+    .await?;
+    let types: Vec<String> = Signal::EVENT_TYPES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect();
+    pool.for_each(
+        &format!(
+            "SELECT COALESCE(c.profile_id, c.id), e.occurred_at, e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id \
+             WHERE c.erased_at IS NULL AND e.type IN ({}) {cond}",
+            types.join(", ")
+        ),
+        &[],
+        |r| {
+            let Some(&i) = index.get(&r.i64(0)?) else {
+                return Ok(());
+            };
+            let kind = r.opt_str(2)?.unwrap_or_default();
+            let payload = r.opt_str(3)?.unwrap_or_default();
+            if let Some(signal) = signal_of(kind, payload)? {
+                profiles[i].signals.push(SignalFact {
+                    at: time(r.i64(1)?)?,
+                    signal,
+                });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let mut profile_of: HashMap<i64, i64> = HashMap::new();
+    pool.for_each(
+        &format!(
+            "SELECT c.id, COALESCE(c.profile_id, c.id) FROM customers c WHERE c.erased_at IS NULL {cond}"
+        ),
+        &[],
+        |r| {
+            profile_of.insert(r.i64(0)?, r.i64(1)?);
+            Ok(())
+        },
+    )
+    .await?;
+    let consents = match scope {
+        FactScope::All => effective_consents(pool, None).await?,
+        FactScope::Dirty => {
+            // In chunks: both backends cap the parameters of one statement.
+            let ids: Vec<i64> = profile_of.keys().copied().collect();
+            let mut all = HashMap::new();
+            for chunk in ids.chunks(8000) {
+                all.extend(effective_consents(pool, Some(chunk)).await?);
+            }
+            all
+        }
+    };
+    for ((record, channel), c) in consents {
+        if channel == Channel::Email && c.status.allows_marketing() {
+            if let Some(&i) = profile_of.get(&record).and_then(|p| index.get(p)) {
+                profiles[i].receives_email = true;
+            }
+        }
+    }
+    for p in profiles.iter_mut() {
+        // Usually already in order (one record, scanned by index); sorting sorted data is linear.
+        p.orders.sort_by_key(|o| o.at);
+        p.signals.sort_by_key(|s| s.at);
+    }
+    Ok(set)
+}
+
+/// The customer records marked for a feature refresh.
+pub(crate) async fn dirty_customers(pool: &Pool) -> Result<Vec<i64>, StoreError> {
+    pool.fetch("SELECT customer_id FROM feature_dirty", &[])
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect()
+}
+
+/// Marks customer records for a feature refresh, inside the caller's transaction.
+pub(crate) async fn mark_dirty(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(8000) {
+        let sql = format!(
+            "INSERT INTO feature_dirty (customer_id) VALUES {} ON CONFLICT DO NOTHING",
+            values_list(chunk.len(), 1)
+        );
+        let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+        tx.execute(&sql, &args).await?;
+    }
+    Ok(())
+}
+
+/// Saves features (JSON per profile) and, in the same transaction, clears the given marks. A
+/// full refresh (`replace_all`) first removes every stored row, so profiles merged away or
+/// erased leave none behind; an incremental one removes the rows of profiles that no longer
+/// exist.
+pub(crate) async fn save_features(
+    pool: &Pool,
+    computed_at: Timestamp,
+    rows: &[(i64, String)],
+    cleared: &[i64],
+    replace_all: bool,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    if replace_all {
+        tx.execute("DELETE FROM profile_features", &[]).await?;
+    } else {
+        tx.execute(
+            "DELETE FROM profile_features WHERE profile_id IN (SELECT f.customer_id FROM feature_dirty f JOIN customers c ON c.id = f.customer_id \
+             WHERE c.erased_at IS NOT NULL OR COALESCE(c.profile_id, c.id) <> c.id)",
+            &[],
+        )
+        .await?;
+    }
+    for chunk in rows.chunks(3000) {
+        let sql = format!(
+            "INSERT INTO profile_features (profile_id, computed_at, data) VALUES {} \
+             ON CONFLICT (profile_id) DO UPDATE SET computed_at = excluded.computed_at, data = excluded.data",
+            values_list(chunk.len(), 3)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|(id, data)| {
+                [
+                    Val::from(*id),
+                    Val::from(computed_at.as_micros()),
+                    Val::from(data.as_str()),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &args).await?;
+    }
+    for chunk in cleared.chunks(8000) {
+        let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+        tx.execute(
+            &format!(
+                "DELETE FROM feature_dirty WHERE customer_id IN ({})",
+                crate::db::in_list(chunk.len())
+            ),
+            &args,
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A profile's stored features: (computed at, JSON).
+pub(crate) async fn features_of(
+    pool: &Pool,
+    profile_id: i64,
+) -> Result<Option<(Timestamp, String)>, StoreError> {
+    match pool
+        .fetch_optional(
+            "SELECT computed_at, data FROM profile_features WHERE profile_id = $1",
+            &[Val::from(profile_id)],
+        )
+        .await?
+    {
+        Some(r) => Ok(Some((time(r.i64(0)?)?, r.text(1)?))),
+        None => Ok(None),
+    }
+}
