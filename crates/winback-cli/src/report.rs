@@ -456,12 +456,33 @@ pub enum BenchCommand {
         #[arg(long, default_value = "target/bench")]
         dir: PathBuf,
     },
-    /// Fit BG/NBD on N synthetic customers, and lifetimes 0.11.3 on the same data, side by side.
-    Bgnbd {
+    /// Fit a purchase model on N synthetic customers and predict P(alive), expected purchases
+    /// and CLV for each, with winback and with lifetimes 0.11.3 on the same data, side by side.
+    Fit {
+        /// `bgnbd`, `mbgnbd` or `pareto_nbd`.
+        #[arg(long, value_enum, default_value = "bgnbd")]
+        model: ModelArg,
         /// Customers.
         #[arg(long, default_value_t = 1_000_000)]
         customers: usize,
         /// Python with lifetimes 0.11.3 installed (`pip install lifetimes==0.11.3`).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Folder for the generated file.
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
+    /// Compute customer features from N synthetic orders: the store's scan (SQLite) and the
+    /// computation, and lifetimes' summary_data_from_transaction_data on the same orders.
+    Features {
+        /// Order rows.
+        #[arg(long, default_value_t = 10_000_000)]
+        orders: u64,
+        /// Also import them into a fresh SQLite store and time its scan (slow for 10M: the import
+        /// alone takes minutes).
+        #[arg(long)]
+        store: bool,
+        /// Python with lifetimes 0.11.3 installed.
         #[arg(long, default_value = "python3")]
         python: String,
         /// Folder for the generated file.
@@ -567,11 +588,18 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
             );
             drop_bench_schema(&target, &store).await;
         }
-        BenchCommand::Bgnbd {
+        BenchCommand::Fit {
+            model,
             customers,
             python,
             dir,
-        } => bench_bgnbd(customers, &python, &dir)?,
+        } => bench_fit(model.0, customers, &python, &dir)?,
+        BenchCommand::Features {
+            orders,
+            store,
+            python,
+            dir,
+        } => bench_features(config, clock, orders, store, &python, &dir).await?,
         BenchCommand::Identity { customers, dir } => {
             std::fs::create_dir_all(&dir)?;
             let file = dir.join(format!("customers-{customers}.csv"));
@@ -617,18 +645,74 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// Fits BG/NBD with winback and with lifetimes on the same synthetic histories.
-fn bench_bgnbd(customers: usize, python: &str, dir: &std::path::Path) -> Result<()> {
-    use winback_scoring::{BgNbd, Frequency, group};
+/// A model for `bench fit`.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelArg(winback_scoring::ModelKind);
+
+impl clap::ValueEnum for ModelArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        use winback_scoring::ModelKind::*;
+        &[ModelArg(Bgnbd), ModelArg(Mbgnbd), ModelArg(ParetoNbd)]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.as_str()))
+    }
+}
+
+/// Runs lifetimes through `bench/lifetimes_*.py`; `None` (with the reason printed) when it
+/// cannot run.
+fn lifetimes(python: &str, script: &str, args: &[String]) -> Option<serde_json::Value> {
+    match std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+    {
+        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).ok(),
+        Ok(o) => {
+            println!(
+                "lifetimes failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+            None
+        }
+        Err(e) => {
+            println!("lifetimes not run: cannot start {python}: {e}");
+            None
+        }
+    }
+}
+
+/// Fits a purchase model with winback and with lifetimes on the same synthetic histories, and
+/// times P(alive), expected purchases and CLV for every customer at the same parameters.
+fn bench_fit(
+    kind: winback_scoring::ModelKind,
+    customers: usize,
+    python: &str,
+    dir: &std::path::Path,
+) -> Result<()> {
+    use winback_scoring::{
+        ClvSettings, Frequency, GammaGamma, GammaGammaParams, PurchaseModel, clv, group,
+    };
     std::fs::create_dir_all(dir)?;
-    // The published CDNOW parameters generate the population.
+    // The published CDNOW parameters generate the population; spend varies per customer.
     let truth = [0.2426, 4.4135, 0.7929, 2.4258];
     let histories = winback_synth::bgnbd_histories(customers, truth, 11);
-    let csv_path = dir.join(format!("bgnbd-{customers}.csv"));
+    let monetary = |i: usize, x: f64| {
+        if x > 0.0 {
+            15.0 + (i * 7919 % 6000) as f64 / 100.0
+        } else {
+            0.0
+        }
+    };
+    let csv_path = dir.join(format!("fit-{customers}.csv"));
     let mut w = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
-    writeln!(w, "frequency,recency,T")?;
-    for (x, tx, t) in &histories {
-        writeln!(w, "{x},{tx},{t}")?;
+    writeln!(w, "frequency,recency,T,monetary")?;
+    for (i, (x, tx, t)) in histories.iter().enumerate() {
+        writeln!(w, "{x},{tx},{t},{}", monetary(i, *x))?;
     }
     w.flush()?;
     let data: Vec<Frequency> = histories
@@ -637,66 +721,215 @@ fn bench_bgnbd(customers: usize, python: &str, dir: &std::path::Path) -> Result<
         .collect();
     let start = Instant::now();
     let grouped = group(&data);
-    let grouping = start.elapsed().as_secs_f64();
-    let fit = BgNbd::fit(&grouped).context("winback's BG/NBD fit")?;
+    let fit = kind
+        .fit(&grouped)
+        .with_context(|| format!("winback's {} fit", kind.label()))?;
     let ours = start.elapsed().as_secs_f64();
-    eprintln!("grouping {grouping:.3} s, fit {:.3} s", ours - grouping);
-    let p = fit.params;
+    let names = kind.param_names();
+    let shown = |p: &[f64]| -> String {
+        names
+            .iter()
+            .zip(p)
+            .map(|(n, v)| format!("{n} {v:.6}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "winback BG/NBD on {} customers ({} distinct histories): {:.3} s (grouping included), r {:.6} alpha {:.6} a {:.6} b {:.6}, log-likelihood {:.2}, {} iterations",
+        "winback {} on {} customers ({} distinct histories): fit {:.3} s (grouping included), {}, log-likelihood {:.2}, {} iterations",
+        kind.label(),
         n(customers as u64),
         n(grouped.len() as u64),
         ours,
-        p.r,
-        p.alpha,
-        p.a,
-        p.b,
+        shown(&fit.params),
         fit.log_likelihood,
         fit.iterations
     );
-    let script = std::path::Path::new("bench/lifetimes_bgnbd.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(&csv_path)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let v: serde_json::Value =
-                serde_json::from_slice(&o.stdout).context("reading lifetimes' output")?;
-            let theirs = v["seconds"].as_f64().unwrap_or(f64::NAN);
-            let get = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-            let rel = [
-                (p.r, get("r")),
-                (p.alpha, get("alpha")),
-                (p.a, get("a")),
-                (p.b, get("b")),
-            ]
+    let model = fit.model();
+    let gg_params = GammaGammaParams {
+        p: 6.25,
+        q: 3.74,
+        gamma: 15.44,
+    };
+    let gg = GammaGamma(gg_params);
+    let settings = ClvSettings::default();
+    let horizon = 90.0 / 7.0;
+    let start = Instant::now();
+    let (mut alive, mut expected, mut value) = (0.0, 0.0, 0.0);
+    for (i, h) in data.iter().enumerate() {
+        alive += model.p_alive(*h);
+        expected += model.expected_purchases(*h, horizon);
+        value += clv(&model, &gg, *h, monetary(i, h.x), &settings);
+    }
+    let predict = start.elapsed().as_secs_f64();
+    println!(
+        "winback predictions for {} customers (P(alive), expected purchases in 90 days, 12-month CLV): {:.3} s; totals {:.4} / {:.4} / {:.2}",
+        n(customers as u64),
+        predict,
+        alive,
+        expected,
+        value
+    );
+    let ours_json: serde_json::Value = names
+        .iter()
+        .zip(&fit.params)
+        .map(|(n, v)| ((*n).to_owned(), serde_json::json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let args = [
+        kind.as_str().to_owned(),
+        csv_path.display().to_string(),
+        ours_json.to_string(),
+        serde_json::json!({"p": gg_params.p, "q": gg_params.q, "v": gg_params.gamma}).to_string(),
+        horizon.to_string(),
+    ];
+    let Some(v) = lifetimes(python, "bench/lifetimes_fit.py", &args) else {
+        return Ok(());
+    };
+    let theirs: Vec<f64> = names
+        .iter()
+        .map(|k| v["params"][k].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let rel = fit
+        .params
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| ((a - b) / b).abs())
+        .fold(0.0, f64::max);
+    let get = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "lifetimes 0.11.3 on the same data: fit {:.3} s, {}",
+        get("fit_seconds"),
+        shown(&theirs)
+    );
+    println!(
+        "lifetimes predictions at winback's parameters: {:.3} s; totals {:.4} / {:.4} / {:.2}",
+        get("predict_seconds"),
+        get("p_alive_sum"),
+        get("expected_sum"),
+        get("clv_sum")
+    );
+    let diff = [
+        (alive, get("p_alive_sum")),
+        (expected, get("expected_sum")),
+        (value, get("clv_sum")),
+    ]
+    .iter()
+    .map(|(a, b)| ((a - b) / b).abs())
+    .fold(0.0, f64::max);
+    println!(
+        "ratio: fit {:.1}× faster, largest relative parameter difference {:.2e}; predictions {:.1}× faster, totals agree to {:.2e}",
+        get("fit_seconds") / ours,
+        rel,
+        get("predict_seconds") / predict,
+        diff
+    );
+    Ok(())
+}
+
+/// Computes features from synthetic orders: in memory, optionally through the store, and with
+/// lifetimes' summary on the same file.
+async fn bench_features(
+    config: &Config,
+    clock: &dyn Clock,
+    orders: u64,
+    with_store: bool,
+    python: &str,
+    dir: &std::path::Path,
+) -> Result<()> {
+    use winback_domain::{FactSet, OrderFact, ProfileFacts};
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join(format!("orders-{orders}.csv"));
+    if !file.exists() {
+        winback_synth::orders_only(orders, 7, clock.now(), &file)?;
+    }
+    // Read the file into facts the way the store's scan hands them over: grouped per profile.
+    let mut set = FactSet {
+        categories: vec![String::new()],
+        profiles: Vec::new(),
+    };
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut reader = csv::Reader::from_path(&file)?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| {
+        headers
             .iter()
-            .map(|(a, b)| ((a - b) / b).abs())
-            .fold(0.0, f64::max);
-            println!(
-                "lifetimes 0.11.3 BetaGeoFitter on the same data: {:.3} s, r {:.6} alpha {:.6} a {:.6} b {:.6}",
-                theirs,
-                get("r"),
-                get("alpha"),
-                get("a"),
-                get("b")
-            );
-            println!(
-                "ratio: winback is {:.1}× faster; largest relative parameter difference {:.2e}",
-                theirs / ours,
-                rel
-            );
-        }
-        Ok(o) => println!(
-            "lifetimes failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ),
-        Err(e) => println!("lifetimes not run: cannot start {python}: {e}"),
+            .position(|h| h == name)
+            .with_context(|| format!("no {name} column"))
+    };
+    let (c_customer, c_at, c_total) = (col("customer_id")?, col("ordered_at")?, col("total")?);
+    let mut rows = 0u64;
+    for record in reader.records() {
+        let record = record?;
+        let at: jiff::Timestamp = record[c_at].parse()?;
+        let total = (record[c_total].parse::<f64>()? * 100.0).round() as i64;
+        let i = *index
+            .entry(record[c_customer].to_owned())
+            .or_insert_with(|| {
+                set.profiles.push(ProfileFacts {
+                    profile_id: set.profiles.len() as i64 + 1,
+                    currency: Some("EUR".into()),
+                    ..ProfileFacts::default()
+                });
+                set.profiles.len() - 1
+            });
+        set.profiles[i].orders.push(OrderFact {
+            at: winback_domain::Timestamp::new(at),
+            total_minor: total,
+            discounted: false,
+            category: 0,
+        });
+        rows += 1;
+    }
+    for p in &mut set.profiles {
+        p.orders.sort_by_key(|o| o.at);
+    }
+    let now = clock.now();
+    let t = Instant::now();
+    let features = crate::score::compute_features(&set, now);
+    let compute = t.elapsed().as_secs_f64();
+    println!(
+        "winback features of {} customers from {} orders, in memory: {:.3} s = {:.1}M rows/s",
+        n(features.len() as u64),
+        n(rows),
+        compute,
+        rows as f64 / compute / 1e6
+    );
+    if with_store {
+        let (store, url) = fresh_store("sqlite", dir, "features").await?;
+        let job = import::Job {
+            kind: SourceKind::Orders,
+            file: &file,
+            mapping: None,
+            mode: Mode::Strict,
+            quiet: true,
+        };
+        let report = import::import_file(config, &store, clock, job, None).await?;
+        anyhow::ensure!(report.committed, "{:?}", report.errors);
+        let t = Instant::now();
+        let facts = store.profile_facts(winback_store::FactScope::All).await?;
+        let scan = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let f = crate::score::compute_features(&facts, now);
+        let compute = t.elapsed().as_secs_f64();
+        println!(
+            "winback through the store ({url}): scan {:.2} s = {:.2}M rows/s, compute {:.3} s; {} profiles, end to end {:.2}M rows/s",
+            scan,
+            rows as f64 / scan / 1e6,
+            compute,
+            n(f.len() as u64),
+            rows as f64 / (scan + compute) / 1e6
+        );
+        store.close().await;
+    }
+    let args = [file.display().to_string()];
+    if let Some(v) = lifetimes(python, "bench/lifetimes_summary.py", &args) {
+        let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "lifetimes 0.11.3 summary_data_from_transaction_data on the same orders: {:.2} s = {:.2}M rows/s; ratio (in memory): {:.0}×",
+            secs,
+            rows as f64 / secs / 1e6,
+            secs / compute
+        );
     }
     Ok(())
 }

@@ -264,15 +264,16 @@ pub fn score(
                 external_id: p.external_id.clone(),
                 name: p.name.clone(),
                 stage,
-                reason: reorder
-                    .as_ref()
-                    .filter(|_| {
-                        matches!(
-                            stage,
-                            Stage::Active | Stage::AtRisk | Stage::Lapsed | Stage::Lost
-                        )
-                    })
-                    .map_or(reason, |r| r.explanation.clone()),
+                // An interval-based stage is best told by the reorder rhythm itself; a
+                // P(alive)-based one keeps its reason and adds the rhythm.
+                reason: match &reorder {
+                    Some(r) if reason.contains("reorder interval") => r.explanation.clone(),
+                    Some(r) if matches!(stage, Stage::AtRisk | Stage::Lost) => {
+                        format!("{reason}; {}", r.explanation)
+                    }
+                    Some(r) if stage == Stage::Active => r.explanation.clone(),
+                    _ => reason,
+                },
                 purchases: f.order_days,
                 spend_minor: f.total_spend_minor,
                 currency: f.currency.clone(),

@@ -51,11 +51,13 @@ pub fn clv_at_value(
     s: &ClvSettings,
 ) -> f64 {
     let value = value_per_purchase * s.margin;
+    let horizons: Vec<f64> = (1..=s.months)
+        .map(|m| f64::from(m) * s.units_per_month)
+        .collect();
+    let curve = purchases.expected_purchases_curve(h, &horizons);
     let mut total = 0.0;
     let mut before = 0.0;
-    for month in 1..=s.months {
-        let t = f64::from(month) * s.units_per_month;
-        let cumulative = purchases.expected_purchases(h, t);
+    for (month, cumulative) in (1..=s.months).zip(curve) {
         total += value * (cumulative - before) / (1.0 + s.monthly_discount_rate).powi(month as i32);
         before = cumulative;
     }

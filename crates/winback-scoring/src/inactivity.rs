@@ -7,7 +7,7 @@
 //! - a repurchase cycle per product category (`category_cycle_days`, e.g. fashion 365,
 //!   appliances 2,555; `default_cycle_days` for the others);
 //! - no human email engagement for N months (`no_email_engagement_months`; seeds: 6–12);
-//!   machine opens never count;
+//!   machine opens never count, and only profiles that receive marketing email match;
 //! - no site visit, no quote request, no survey answer for N days;
 //! - loyalty points stagnating (`loyalty_stagnant`: nothing earned in 90 days);
 //! - subscription cancelled;
@@ -221,6 +221,10 @@ impl InactivityDefinition {
             ));
         }
         if let Some(months) = self.no_email_engagement_months {
+            // Only someone who receives marketing email can ignore it.
+            if !f.receives_email {
+                return None;
+            }
             why.push(silent(
                 f.last_human_email_engagement_at,
                 months * DAYS_PER_MONTH,
@@ -296,6 +300,7 @@ mod tests {
                     signal: *s,
                 })
                 .collect(),
+            receives_email: true,
             ..ProfileFacts::default()
         };
         Features::compute(

@@ -9,6 +9,14 @@ pub trait PurchaseModel {
     fn p_alive(&self, h: Frequency) -> f64;
     /// Expected purchases in the next `horizon` time units.
     fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64;
+    /// Expected purchases by each of several horizons, for CLV's monthly steps; models whose
+    /// per-customer work does not depend on the horizon do it once.
+    fn expected_purchases_curve(&self, h: Frequency, horizons: &[f64]) -> Vec<f64> {
+        horizons
+            .iter()
+            .map(|t| self.expected_purchases(h, *t))
+            .collect()
+    }
 }
 
 impl PurchaseModel for BgNbd {
@@ -35,6 +43,9 @@ impl PurchaseModel for ParetoNbd {
     }
     fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
         ParetoNbd::expected_purchases(self, h, horizon)
+    }
+    fn expected_purchases_curve(&self, h: Frequency, horizons: &[f64]) -> Vec<f64> {
+        ParetoNbd::expected_purchases_curve(self, h, horizons)
     }
 }
 
@@ -179,6 +190,15 @@ impl PurchaseModel for AnyModel {
             AnyModel::Bgnbd(m) => m.expected_purchases(h, horizon),
             AnyModel::Mbgnbd(m) => m.expected_purchases(h, horizon),
             AnyModel::ParetoNbd(m) => m.expected_purchases(h, horizon),
+        }
+    }
+    fn expected_purchases_curve(&self, h: Frequency, horizons: &[f64]) -> Vec<f64> {
+        match self {
+            AnyModel::ParetoNbd(m) => m.expected_purchases_curve(h, horizons),
+            _ => horizons
+                .iter()
+                .map(|t| self.expected_purchases(h, *t))
+                .collect(),
         }
     }
 }

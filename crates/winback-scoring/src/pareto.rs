@@ -70,10 +70,16 @@ fn ln_term(p: &[f64; 4], x: f64, t: f64) -> (f64, [f64; 4]) {
     }
 }
 
+/// A log value with its gradient in (r, α, s, β).
+type LogGrad = (f64, [f64; 4]);
+
 /// ln A₀ = ln(term(t_x) − term(T)) and its gradient; −∞ when t_x = T.
-fn ln_a0(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> (f64, [f64; 4]) {
-    let (l1, g1) = ln_term(p, x, t_x);
-    let (l2, g2) = ln_term(p, x, t);
+fn ln_a0(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> LogGrad {
+    a0_of(ln_term(p, x, t_x), ln_term(p, x, t))
+}
+
+/// ln(e^{l1} − e^{l2}) with its gradient, from the terms at t_x and at T.
+fn a0_of((l1, g1): LogGrad, (l2, g2): LogGrad) -> LogGrad {
     let ratio = (l2 - l1).exp();
     if ratio.is_nan() || ratio >= 1.0 {
         return (f64::NEG_INFINITY, [0.0; 4]);
@@ -88,7 +94,12 @@ fn ln_a0(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> (f64, [f64; 4]) {
 
 /// A group's log-likelihood without the terms of x alone, and its gradient: the log-sum of the
 /// "still alive at T" term B and the "died in (t_x, T)" term C.
-fn group_ll(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> (f64, [f64; 4]) {
+fn group_ll(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> LogGrad {
+    group_ll_with(p, x, t, ln_a0(p, x, t_x, t))
+}
+
+/// [`group_ll`] with ln A₀ already computed.
+fn group_ll_with(p: &[f64; 4], x: f64, t: f64, (la0, da0): LogGrad) -> LogGrad {
     let [r, alpha, s, beta] = *p;
     let b = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
     let db = [
@@ -98,7 +109,6 @@ fn group_ll(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> (f64, [f64; 4]) {
         -s / (beta + t),
     ];
     let rsf = r + s + x;
-    let (la0, da0) = ln_a0(p, x, t_x, t);
     let c = s.ln() - rsf.ln() + la0;
     if c == f64::NEG_INFINITY {
         return (b, db);
@@ -123,18 +133,21 @@ fn group_ll(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> (f64, [f64; 4]) {
     (lse, g)
 }
 
-/// Histories prepared for many evaluations: terms of x alone summed per x, and the groups.
+/// Histories prepared for many evaluations: terms of x alone summed per x, and each group's
+/// two ₂F₁ terms as indexes into the distinct `(x, t)` pairs, which customers share far more
+/// than whole histories (one evaluation per pair instead of two per group).
 struct Prepared {
     weight_by_x: Vec<f64>,
-    groups: Vec<Grouped>,
+    /// Distinct (x, t) pairs of recencies and ages.
+    pairs: Vec<(f64, f64)>,
+    /// (x, T, index of (x, t_x), index of (x, T), weight).
+    groups: Vec<(f64, f64, u32, u32, f64)>,
 }
 
 impl Prepared {
     fn new(data: &[Grouped]) -> Self {
         let max_x = data.iter().map(|g| g.h.x as usize).max().unwrap_or(0);
         let mut weight_by_x = vec![0.0; max_x + 1];
-        // Groups sharing (x, t_x, T) were merged by the caller; merge again in case they were
-        // not, since every group costs two ₂F₁ evaluations.
         let mut merged: HashMap<(u64, u64, u64), f64> = HashMap::new();
         for g in data {
             weight_by_x[g.h.x as usize] += g.weight;
@@ -142,25 +155,32 @@ impl Prepared {
                 .entry((g.h.x.to_bits(), g.h.t_x.to_bits(), g.h.t.to_bits()))
                 .or_default() += g.weight;
         }
-        let mut groups: Vec<Grouped> = merged
+        let mut keys: Vec<((u64, u64, u64), f64)> = merged.into_iter().collect();
+        // A fixed order makes the floating-point sum, and so the fit, reproducible.
+        keys.sort_unstable_by_key(|(k, _)| *k);
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        let mut index: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut pair = |x: u64, t: u64| -> u32 {
+            *index.entry((x, t)).or_insert_with(|| {
+                pairs.push((f64::from_bits(x), f64::from_bits(t)));
+                (pairs.len() - 1) as u32
+            })
+        };
+        let groups = keys
             .into_iter()
-            .map(|((x, t_x, t), weight)| Grouped {
-                h: Frequency {
-                    x: f64::from_bits(x),
-                    t_x: f64::from_bits(t_x),
-                    t: f64::from_bits(t),
-                },
-                weight,
+            .map(|((x, t_x, t), w)| {
+                (
+                    f64::from_bits(x),
+                    f64::from_bits(t),
+                    pair(x, t_x),
+                    pair(x, t),
+                    w,
+                )
             })
             .collect();
-        // A fixed order makes the floating-point sum, and so the fit, reproducible.
-        groups.sort_by(|a, b| {
-            (a.h.x, a.h.t_x, a.h.t)
-                .partial_cmp(&(b.h.x, b.h.t_x, b.h.t))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
         Self {
             weight_by_x,
+            pairs,
             groups,
         }
     }
@@ -182,20 +202,36 @@ impl Prepared {
             g[3] += w * s / beta;
         }
         let params = [r, alpha, s, beta];
-        let part = |groups: &[Grouped]| {
+        // The ₂F₁ terms, one per distinct pair, on two threads: this is where a fit spends
+        // its time.
+        let terms_of = |pairs: &[(f64, f64)]| -> Vec<LogGrad> {
+            pairs.iter().map(|&(x, t)| ln_term(&params, x, t)).collect()
+        };
+        let terms: Vec<LogGrad> = if self.pairs.len() > 2_000 {
+            let (left, right) = self.pairs.split_at(self.pairs.len() / 2);
+            std::thread::scope(|sc| {
+                let h = sc.spawn(|| terms_of(right));
+                let mut out = terms_of(left);
+                out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                out
+            })
+        } else {
+            terms_of(&self.pairs)
+        };
+        let part = |groups: &[(f64, f64, u32, u32, f64)]| {
             let mut ll = 0.0;
             let mut g = [0.0f64; 4];
-            for grp in groups {
-                let (v, d) = group_ll(&params, grp.h.x, grp.h.t_x, grp.h.t);
-                ll += grp.weight * v;
+            for &(x, t, i_tx, i_t, w) in groups {
+                let a0 = a0_of(terms[i_tx as usize], terms[i_t as usize]);
+                let (v, d) = group_ll_with(&params, x, t, a0);
+                ll += w * v;
                 for i in 0..4 {
-                    g[i] += grp.weight * d[i];
+                    g[i] += w * d[i];
                 }
             }
             (ll, g)
         };
-        // Two ₂F₁ evaluations per group: split the groups between two threads.
-        let (ll2, g2) = crate::fit::sum_in_two(&self.groups, 2_000, part);
+        let (ll2, g2) = crate::fit::sum_in_two(&self.groups, 20_000, part);
         ll += ll2;
         for i in 0..4 {
             g[i] += g2[i];
@@ -256,17 +292,22 @@ impl ParetoNbd {
 
     /// Expected purchases in the next `horizon` time units for a customer with this history.
     pub fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        self.expected_purchases_curve(h, &[horizon])[0]
+    }
+
+    /// Expected purchases by each horizon: the customer's likelihood is computed once.
+    pub fn expected_purchases_curve(&self, h: Frequency, horizons: &[f64]) -> Vec<f64> {
         let ParetoNbdParams { r, alpha, s, beta } = self.0;
         let Frequency { x, t_x, t } = h;
-        let likelihood = ln_gamma(r + x) - ln_gamma(r)
-            + r * alpha.ln()
-            + s * beta.ln()
-            + group_ll(&self.array(), x, t_x, t).0;
-        let first = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln()
-            - (r + x) * (alpha + t).ln()
-            - s * (beta + t).ln();
+        // first − likelihood: the x-only terms cancel.
+        let first = -(r + x) * (alpha + t).ln()
+            - s * (beta + t).ln()
+            - group_ll(&self.array(), x, t_x, t).0;
         let second = (r + x).ln() + (beta + t).ln() - (alpha + t).ln();
-        (first + second + ln_survival_integral(s, beta + t, horizon) - likelihood).exp()
+        horizons
+            .iter()
+            .map(|&horizon| (first + second + ln_survival_integral(s, beta + t, horizon)).exp())
+            .collect()
     }
 
     /// Expected purchases of a newly acquired customer within `horizon`.
