@@ -49,11 +49,16 @@ const MAX_TERMS: u32 = 60_000_000;
 
 /// ln ₂F₁(a, b; c; z) for a, b, c > 0 and 0 ≤ z < 1; NaN outside that domain.
 pub fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
-    ln_hyp2f1_grad(a, b, c, z).value
+    ln_hyp2f1_impl::<false>(a, b, c, z).value
 }
 
 /// ln ₂F₁(a, b; c; z) with its partial derivatives, for a, b, c > 0 and 0 ≤ z < 1.
 pub fn ln_hyp2f1_grad(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
+    ln_hyp2f1_impl::<true>(a, b, c, z)
+}
+
+/// Both entry points; without `GRAD` the derivative sums (three divisions a term) are skipped.
+fn ln_hyp2f1_impl<const GRAD: bool>(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
     let valid = a > 0.0 && b > 0.0 && c > 0.0 && (0.0..1.0).contains(&z) && c.is_finite();
     if !valid || !a.is_finite() || !b.is_finite() {
         return LnHyp2f1::NAN;
@@ -63,7 +68,7 @@ pub fn ln_hyp2f1_grad(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
     if a + b > c && a <= c && b <= c {
         let m = c - a - b;
         let ln1z = (-z).ln_1p();
-        let g = series(c - a, c - b, c, z);
+        let g = series::<GRAD>(c - a, c - b, c, z);
         return LnHyp2f1 {
             value: m * ln1z + g.value,
             d_a: -ln1z - g.d_a,
@@ -72,12 +77,12 @@ pub fn ln_hyp2f1_grad(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
             d_z: -m / (1.0 - z) + g.d_z,
         };
     }
-    series(a, b, c, z)
+    series::<GRAD>(a, b, c, z)
 }
 
 /// The power series with every term non-negative (a, b ≥ 0, c > 0), rescaled so it never
 /// overflows, with the derivative sums carried along: d(term n)/da = term n · Σₖ₌₀ⁿ⁻¹ 1/(a+k).
-fn series(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
+fn series<const GRAD: bool>(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
     if a == 0.0 || b == 0.0 || z == 0.0 {
         // F = 1; the derivatives are those of the first-order term at this point.
         return LnHyp2f1 {
@@ -102,9 +107,6 @@ fn series(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
     for n in 0..MAX_TERMS {
         let k = f64::from(n);
         let ratio = (a + k) * (b + k) / ((c + k) * (k + 1.0)) * z;
-        sa += 1.0 / (a + k);
-        sb += 1.0 / (b + k);
-        sc += 1.0 / (c + k);
         term *= ratio;
         // Neumaier's compensated sum: a million small terms would otherwise lose digits.
         let t = sum + term;
@@ -114,10 +116,15 @@ fn series(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
             (term - t) + sum
         };
         sum = t;
-        da += term * sa;
-        db += term * sb;
-        dc -= term * sc;
-        dz += term * (k + 1.0);
+        if GRAD {
+            sa += 1.0 / (a + k);
+            sb += 1.0 / (b + k);
+            sc += 1.0 / (c + k);
+            da += term * sa;
+            db += term * sb;
+            dc -= term * sc;
+            dz += term * (k + 1.0);
+        }
         if term > RESCALE {
             term /= RESCALE;
             sum /= RESCALE;
@@ -133,7 +140,8 @@ fn series(a: f64, b: f64, c: f64, z: f64) -> LnHyp2f1 {
         // derivative sums weigh term n by up to n + Σ 1/(a+k) + Σ 1/(b+k), hence the factor.
         let next = (a + k + 1.0) * (b + k + 1.0) / ((c + k + 1.0) * (k + 2.0)) * z;
         let bound = next.max(z);
-        if ratio <= 1.0 && term * (k + 2.0 + sa + sb) <= 1e-17 * sum * (1.0 - bound) {
+        let weight = if GRAD { k + 2.0 + sa + sb } else { 1.0 };
+        if ratio <= 1.0 && term * weight <= 1e-17 * sum * (1.0 - bound) {
             let total = sum + compensation;
             return LnHyp2f1 {
                 value: total.ln() + ln_scale,
