@@ -534,12 +534,13 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
         let cur = s.currency.as_deref().unwrap_or("EUR");
         let p = s.priority.as_ref().map_or(0.0, |p| p.priority_minor);
         println!(
-            "  {:<12} {:<22} {:<15} priority {:>9}  P(alive) {:.2}  {}",
+            "  {:<12} {:<22} {:<15} priority {:>9}  P(alive) {:.2}  CLV {:>10}  {}",
             s.external_id,
             s.name.as_deref().unwrap_or("-"),
             s.stage.as_str().replace('_', " "),
             money(p.round() as i64, cur),
             s.p_alive.unwrap_or(0.0),
+            money(s.clv_minor.unwrap_or(0.0).round() as i64, cur),
             s.reason
         );
         if let Some(pr) = &s.priority {
