@@ -564,14 +564,7 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
             }
             let (store, url) = fresh_store(&target, &dir, "import").await?;
             let t = Instant::now();
-            let job = import::Job {
-                kind: SourceKind::Orders,
-                file: &file,
-                mapping: None,
-                mode: Mode::Strict,
-                quiet: true,
-            };
-            let report = import::import_file(config, &store, clock, job, None).await?;
+            let report = import_orders(config, &store, clock, &file).await?;
             let secs = t.elapsed().as_secs_f64();
             anyhow::ensure!(
                 report.committed,
@@ -643,6 +636,23 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Imports a benchmark's orders file, strictly and without a progress bar.
+async fn import_orders(
+    config: &Config,
+    store: &SqlStore,
+    clock: &dyn Clock,
+    file: &std::path::Path,
+) -> Result<winback_store::ingest::IngestReport> {
+    let job = import::Job {
+        kind: SourceKind::Orders,
+        file,
+        mapping: None,
+        mode: Mode::Strict,
+        quiet: true,
+    };
+    import::import_file(config, store, clock, job, None).await
 }
 
 /// A model for `bench fit`.
@@ -896,14 +906,7 @@ async fn bench_features(
     );
     if with_store {
         let (store, url) = fresh_store("sqlite", dir, "features").await?;
-        let job = import::Job {
-            kind: SourceKind::Orders,
-            file: &file,
-            mapping: None,
-            mode: Mode::Strict,
-            quiet: true,
-        };
-        let report = import::import_file(config, &store, clock, job, None).await?;
+        let report = import_orders(config, &store, clock, &file).await?;
         anyhow::ensure!(report.committed, "{:?}", report.errors);
         let t = Instant::now();
         let facts = store.profile_facts(winback_store::FactScope::All).await?;

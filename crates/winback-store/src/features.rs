@@ -211,15 +211,29 @@ pub(crate) async fn dirty_customers(pool: &Pool) -> Result<Vec<i64>, StoreError>
         .collect()
 }
 
-/// Marks customer records for a feature refresh, inside the caller's transaction.
+/// Marks customer records for a feature refresh, inside the caller's transaction. The ids go
+/// over as one text parameter unpacked by the database (a multi-row VALUES insert cost 25 µs a
+/// row on SQLite, measured: +6 s on a 1M-order import).
 pub(crate) async fn mark_dirty(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
-    for chunk in ids.chunks(8000) {
-        let sql = format!(
-            "INSERT INTO feature_dirty (customer_id) VALUES {} ON CONFLICT DO NOTHING",
-            values_list(chunk.len(), 1)
-        );
-        let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
-        tx.execute(&sql, &args).await?;
+    use std::fmt::Write;
+    for chunk in ids.chunks(100_000) {
+        let mut list = String::with_capacity(chunk.len() * 8);
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            let _ = write!(list, "{id}");
+        }
+        let sql = match tx.backend() {
+            crate::db::Backend::Sqlite => {
+                list = format!("[{list}]");
+                "INSERT INTO feature_dirty (customer_id) SELECT value FROM json_each($1) WHERE true ON CONFLICT DO NOTHING"
+            }
+            crate::db::Backend::Postgres => {
+                "INSERT INTO feature_dirty (customer_id) SELECT unnest(string_to_array($1, ',')::bigint[]) ON CONFLICT DO NOTHING"
+            }
+        };
+        tx.execute(sql, &[Val::from(list)]).await?;
     }
     Ok(())
 }
