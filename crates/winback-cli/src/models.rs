@@ -44,18 +44,16 @@ pub enum ModelsCommand {
     },
 }
 
-const DAY_MICROS: i64 = 86_400_000_000;
-
 /// Histories (in weeks) of every buyer as of `cut`, counting purchase days up to it, and each
 /// buyer's purchase days after it.
 pub fn split(facts: &FactSet, cut: Timestamp) -> (Vec<Frequency>, Vec<f64>, Vec<SpendRecord>) {
-    let cut_day = cut.as_micros().div_euclid(DAY_MICROS);
+    let cut_day = cut.day_number();
     let (mut histories, mut after, mut spend) = (Vec::new(), Vec::new(), Vec::new());
     for p in &facts.profiles {
         let mut days: Vec<(i64, i64)> = Vec::new();
         let mut later: Vec<i64> = Vec::new();
         for o in &p.orders {
-            let day = o.at.as_micros().div_euclid(DAY_MICROS);
+            let day = o.at.day_number();
             if day <= cut_day {
                 match days.last_mut() {
                     Some(d) if d.0 == day => d.1 += o.total_minor,
@@ -138,11 +136,13 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
             let horizon = holdout_days as f64 / 7.0;
             let mut reports = Vec::new();
             let mut failed = false;
+            // Grouped once for all three models.
+            let (all_groups, calibration_groups) = (group(&all), group(&calibration));
             for kind in ModelKind::ALL {
                 let started = Instant::now();
-                let fit = kind.fit(&group(&all));
+                let fit = kind.fit(&all_groups);
                 let seconds = started.elapsed().as_secs_f64();
-                let cal_fit = kind.fit(&group(&calibration)).ok();
+                let cal_fit = kind.fit(&calibration_groups).ok();
                 let (holdout, predicted, actual_total) = match &cal_fit {
                     Some(cal) => {
                         let m = cal.model();

@@ -852,43 +852,42 @@ async fn bench_features(
     if !file.exists() {
         winback_synth::orders_only(orders, 7, clock.now(), &file)?;
     }
-    // Read the file into facts the way the store's scan hands them over: grouped per profile.
+    // Read the file with the orders importer into facts the way the store's scan hands them
+    // over: counted orders, grouped per customer, in time order.
     let mut set = FactSet {
         categories: vec![String::new()],
         profiles: Vec::new(),
     };
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut reader = csv::Reader::from_path(&file)?;
-    let headers = reader.headers()?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("no {name} column"))
-    };
-    let (c_customer, c_at, c_total) = (col("customer_id")?, col("ordered_at")?, col("total")?);
     let mut rows = 0u64;
-    for record in reader.records() {
-        let record = record?;
-        let at: jiff::Timestamp = record[c_at].parse()?;
-        let total = (record[c_total].parse::<f64>()? * 100.0).round() as i64;
-        let i = *index
-            .entry(record[c_customer].to_owned())
-            .or_insert_with(|| {
-                set.profiles.push(ProfileFacts {
-                    profile_id: set.profiles.len() as i64 + 1,
-                    currency: Some("EUR".into()),
-                    ..ProfileFacts::default()
+    let options = config.import_options(clock.now())?;
+    for row in winback_import::open(SourceKind::Orders, &file, &options, None)? {
+        let row = row.map_err(|r| anyhow::anyhow!("{}", r.error))?;
+        for item in row.items {
+            let winback_import::Item::Order(o) = item else {
+                continue;
+            };
+            rows += 1;
+            if !o.status.counts_as_purchase() {
+                continue;
+            }
+            let i = *index
+                .entry(o.customer.as_str().to_owned())
+                .or_insert_with(|| {
+                    set.profiles.push(ProfileFacts {
+                        profile_id: set.profiles.len() as i64 + 1,
+                        currency: Some(o.total.currency().to_string()),
+                        ..ProfileFacts::default()
+                    });
+                    set.profiles.len() - 1
                 });
-                set.profiles.len() - 1
+            set.profiles[i].orders.push(OrderFact {
+                at: o.ordered_at,
+                total_minor: o.total.minor(),
+                discounted: o.discount.minor() > 0,
+                category: 0,
             });
-        set.profiles[i].orders.push(OrderFact {
-            at: winback_domain::Timestamp::new(at),
-            total_minor: total,
-            discounted: false,
-            category: 0,
-        });
-        rows += 1;
+        }
     }
     for p in &mut set.profiles {
         p.orders.sort_by_key(|o| o.at);

@@ -107,26 +107,25 @@ impl Default for Settings {
 
 /// A profile's model history in weeks, from its features.
 pub fn frequency(f: &Features) -> Option<Frequency> {
-    let first = f.first_order_at?.as_micros();
-    let last = f.last_order_at?.as_micros();
-    let day = |t: i64| t.div_euclid(DAY_MICROS);
-    let today = day(f.as_of.as_micros());
+    let (first, last) = (
+        f.first_order_at?.day_number(),
+        f.last_order_at?.day_number(),
+    );
+    let today = f.as_of.day_number();
     Some(Frequency {
         x: f64::from(f.order_days.saturating_sub(1)),
-        t_x: (day(last) - day(first)) as f64 / 7.0,
-        t: ((today - day(first)).max(day(last) - day(first))) as f64 / 7.0,
+        t_x: (last - first) as f64 / 7.0,
+        t: ((today - first).max(last - first)) as f64 / 7.0,
     })
 }
 
 fn gaps(f: &Features) -> Gaps {
-    let day = |t: Option<Timestamp>| t.map_or(0, |t| t.as_micros().div_euclid(DAY_MICROS));
+    let day = |t: Option<Timestamp>| t.map_or(0, Timestamp::day_number);
     Gaps {
         n: f.order_days.saturating_sub(1),
         total_days: (day(f.last_order_at) - day(f.first_order_at)) as f64,
     }
 }
-
-const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Features of every profile in a fact set, computed on two threads.
 pub fn compute_features(facts: &FactSet, as_of: Timestamp) -> Vec<Features> {
@@ -561,7 +560,7 @@ mod tests {
             orders: days
                 .iter()
                 .map(|d| OrderFact {
-                    at: Timestamp::from_micros(d * DAY_MICROS).unwrap(),
+                    at: Timestamp::from_micros(d * Timestamp::DAY_MICROS).unwrap(),
                     // Spend varies between customers, or the spend model has nothing to fit.
                     total_minor: 1500 + (id * 7919 + d) % 6000,
                     discounted: false,
@@ -590,7 +589,7 @@ mod tests {
                 .collect(),
         };
         facts.profiles.push(profile(1000, &[], 0));
-        let as_of = Timestamp::from_micros((base + 400) * DAY_MICROS).unwrap();
+        let as_of = Timestamp::from_micros((base + 400) * Timestamp::DAY_MICROS).unwrap();
         let features = compute_features(&facts, as_of);
         let (scored, models) = score(&facts, &features, &Settings::default()).unwrap();
         let labels: Vec<&str> = models

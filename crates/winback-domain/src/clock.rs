@@ -28,9 +28,19 @@ impl Timestamp {
     pub fn jiff(self) -> jiff::Timestamp {
         self.0
     }
+    /// Microseconds in a day.
+    pub const DAY_MICROS: i64 = 86_400_000_000;
     /// Whole days from `self` to `later` (negative when `later` is earlier).
     pub fn days_until(self, later: Self) -> i64 {
-        (later.as_micros() - self.as_micros()).div_euclid(86_400_000_000)
+        (later.as_micros() - self.as_micros()).div_euclid(Self::DAY_MICROS)
+    }
+    /// Fractional days from `self` to `later`.
+    pub fn fractional_days_until(self, later: Self) -> f64 {
+        (later.as_micros() - self.as_micros()) as f64 / Self::DAY_MICROS as f64
+    }
+    /// The UTC day this falls on, as days since 1970-01-01: purchase days are counted by it.
+    pub fn day_number(self) -> i64 {
+        self.as_micros().div_euclid(Self::DAY_MICROS)
     }
     /// `self` plus a signed number of seconds, saturating at jiff's range.
     pub fn plus_seconds(self, seconds: i64) -> Self {

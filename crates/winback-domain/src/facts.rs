@@ -135,6 +135,25 @@ impl Signal {
         })
     }
 
+    /// The signal of an event type whose signal does not depend on its payload, so a scan of
+    /// stored events can skip parsing it; `None` for types that need the payload (opens,
+    /// survey answers, points, cancellations, resolutions) or carry no signal.
+    pub fn of_type(type_name: &str) -> Option<Signal> {
+        Some(match type_name {
+            "email_clicked" => Signal::Click,
+            "site_visited" => Signal::SiteVisit,
+            "logged_in" => Signal::Login,
+            "cart_abandoned" => Signal::CartAbandoned,
+            "quote_requested" => Signal::QuoteRequest,
+            "subscription_started" => Signal::SubscriptionStarted,
+            "complaint_opened" => Signal::ComplaintOpened,
+            "referral_made" => Signal::Referral,
+            "email_unsubscribed" => Signal::Unsubscribed,
+            "email_complained" => Signal::SpamComplaint,
+            _ => return None,
+        })
+    }
+
     /// The stored event types that carry signals, for the store's scan.
     pub const EVENT_TYPES: [&'static str; 15] = [
         "email_opened",
@@ -195,6 +214,35 @@ pub struct FactSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_type_shortcut_agrees_with_the_payload() {
+        for line in [
+            r#"{"type":"email_clicked"}"#,
+            r#"{"type":"site_visited"}"#,
+            r#"{"type":"logged_in"}"#,
+            r#"{"type":"cart_abandoned"}"#,
+            r#"{"type":"quote_requested"}"#,
+            r#"{"type":"subscription_started"}"#,
+            r#"{"type":"complaint_opened"}"#,
+            r#"{"type":"referral_made"}"#,
+            r#"{"type":"email_unsubscribed"}"#,
+            r#"{"type":"email_complained"}"#,
+        ] {
+            let kind: EventKind = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                Signal::of_type(kind.type_name()),
+                Signal::of(&kind),
+                "{line}"
+            );
+            assert!(Signal::EVENT_TYPES.contains(&kind.type_name()), "{line}");
+        }
+        assert_eq!(
+            Signal::of_type("email_opened"),
+            None,
+            "opens need the payload"
+        );
+    }
 
     #[test]
     fn machine_opens_are_told_apart() {

@@ -126,8 +126,6 @@ pub struct Features {
     pub receives_email: bool,
 }
 
-const DAY_MICROS: i64 = 86_400_000_000;
-
 fn latest(slot: &mut Option<Timestamp>, at: Timestamp) {
     if slot.is_none_or(|t| at > t) {
         *slot = Some(at);
@@ -208,7 +206,7 @@ impl Features {
         let (mut gap_sum, mut gap_last, mut gap_max) = (0i64, 0i64, 0i64);
         let mut category_counts: Vec<(u32, u32)> = Vec::new();
         for o in orders {
-            let day = o.at.as_micros().div_euclid(DAY_MICROS);
+            let day = o.at.day_number();
             if day != prev_day {
                 if days > 0 {
                     let gap = day - prev_day;
@@ -237,8 +235,7 @@ impl Features {
         self.order_days = days;
         self.first_order_at = Some(first);
         self.last_order_at = Some(last);
-        let days_to =
-            |t: Timestamp| (self.as_of.as_micros() - t.as_micros()) as f64 / DAY_MICROS as f64;
+        let days_to = |t: Timestamp| t.fractional_days_until(self.as_of);
         self.recency_days = Some(days_to(last));
         self.tenure_days = Some(days_to(first));
         self.mean_order_minor = Some(self.total_spend_minor / i64::from(n));
@@ -259,7 +256,7 @@ impl Features {
     }
 
     fn add_signals(&mut self, p: &ProfileFacts) {
-        let window = LOYALTY_WINDOW_DAYS * DAY_MICROS;
+        let window = LOYALTY_WINDOW_DAYS * Timestamp::DAY_MICROS;
         let now = self.as_of.as_micros();
         let mut points_seen = false;
         let mut balance_at: Option<Timestamp> = None;
@@ -357,7 +354,7 @@ impl Features {
 
     /// Days since a timestamp, as of these features.
     pub fn days_since(&self, t: Option<Timestamp>) -> Option<f64> {
-        t.map(|t| (self.as_of.as_micros() - t.as_micros()) as f64 / DAY_MICROS as f64)
+        t.map(|t| t.fractional_days_until(self.as_of))
     }
 }
 
@@ -367,7 +364,7 @@ mod tests {
     use winback_domain::{OrderFact, SignalFact};
 
     fn at(day: i64) -> Timestamp {
-        Timestamp::from_micros(day * DAY_MICROS + 3_600_000_000).unwrap()
+        Timestamp::from_micros(day * Timestamp::DAY_MICROS + 3_600_000_000).unwrap()
     }
 
     fn order(day: i64, minor: i64, category: u32) -> OrderFact {

@@ -276,7 +276,7 @@ mod tests {
     use super::*;
     use winback_domain::{OrderFact, ProfileFacts, Signal, SignalFact, Timestamp};
 
-    const DAY: i64 = 86_400_000_000;
+    const DAY: i64 = Timestamp::DAY_MICROS;
 
     fn at(day: i64) -> Timestamp {
         Timestamp::from_micros(day * DAY).unwrap()

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use crate::{Features, Stage};
-use winback_domain::LeaveReason;
+use winback_domain::{Currency, LeaveReason, Money};
 
 /// `[priority]` in `winback.toml`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -116,8 +116,12 @@ pub struct PriorityInput {
     pub clv_minor: Option<f64>,
 }
 
+/// An amount in the customer's currency, with that currency's minor digits.
 fn money(minor: f64, currency: Option<&str>) -> String {
-    format!("{} {:.2}", currency.unwrap_or("EUR"), minor / 100.0)
+    match currency.map(Currency::parse) {
+        Some(Ok(c)) => Money::from_minor(minor.round() as i64, c).to_string(),
+        _ => format!("{minor:.0} (minor units)"),
+    }
 }
 
 impl PrioritySettings {
@@ -251,7 +255,7 @@ mod tests {
         assert!((p.priority_minor - (0.5 * 20_000.0 * 0.08 - 48.0)).abs() < 1e-9);
         assert_eq!(
             p.reasons[0],
-            "worth EUR 200.00 over the horizon if they return"
+            "worth 200.00 EUR over the horizon if they return"
         );
     }
 

@@ -46,23 +46,12 @@ fn time(micros: i64) -> Result<Timestamp, StoreError> {
 /// The signal a stored event carries; the payload is parsed only for kinds whose signal
 /// depends on it.
 fn signal_of(kind: &str, payload: &str) -> Result<Option<Signal>, StoreError> {
-    Ok(Some(match kind {
-        "email_clicked" => Signal::Click,
-        "site_visited" => Signal::SiteVisit,
-        "logged_in" => Signal::Login,
-        "cart_abandoned" => Signal::CartAbandoned,
-        "quote_requested" => Signal::QuoteRequest,
-        "subscription_started" => Signal::SubscriptionStarted,
-        "complaint_opened" => Signal::ComplaintOpened,
-        "referral_made" => Signal::Referral,
-        "email_unsubscribed" => Signal::Unsubscribed,
-        "email_complained" => Signal::SpamComplaint,
-        _ => {
-            let kind: EventKind = serde_json::from_str(payload)
-                .map_err(|e| StoreError::Data(format!("stored {kind} event: {e}")))?;
-            return Ok(Signal::of(&kind));
-        }
-    }))
+    if let Some(signal) = Signal::of_type(kind) {
+        return Ok(Some(signal));
+    }
+    let kind: EventKind = serde_json::from_str(payload)
+        .map_err(|e| StoreError::Data(format!("stored {kind} event: {e}")))?;
+    Ok(Signal::of(&kind))
 }
 
 /// Scans the facts of the profiles in `scope`.
