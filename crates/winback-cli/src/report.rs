@@ -215,7 +215,12 @@ pub fn print_score(
             .map_or("-".into(), |c| money(c.round() as i64, cur))
     );
     if let Some(r) = &s.reorder {
-        println!("  Reorder rhythm: {r}");
+        let next = s.details["expected_next_order"]
+            .as_str()
+            .map_or(String::new(), |t| {
+                format!("; next order expected {}", t.get(..10).unwrap_or(t))
+            });
+        println!("  Reorder rhythm: {r}{next}");
     }
     for m in s.details["inactive_by"].as_array().into_iter().flatten() {
         println!(

@@ -50,6 +50,8 @@ pub struct Scored {
     pub clv_minor: Option<f64>,
     /// Usual reorder interval, in words.
     pub reorder: Option<String>,
+    /// When the next order is expected: the last order plus the usual interval.
+    pub expected_next_order: Option<Timestamp>,
     /// Matched inactivity definitions: (name, why).
     pub inactive_by: Vec<(String, String)>,
     /// Win-back priority with its reasons, when ranked.
@@ -282,6 +284,9 @@ pub fn score(
                 expected_purchases: h.map(|h| model.expected_purchases(h, horizon_weeks)),
                 clv_minor,
                 inactive_by: inactive_by(&s.inactivity, f, reorder.as_ref()),
+                expected_next_order: reorder.as_ref().zip(f.last_order_at).map(|(r, last)| {
+                    last.plus_seconds((r.usual_interval_days * 86_400.0).round() as i64)
+                }),
                 reorder: reorder.map(|r| r.explanation),
                 priority,
                 excluded,
@@ -329,6 +334,7 @@ pub fn rows(scored: &[Scored]) -> Vec<winback_store::ScoreRow> {
                 "inactive_by": s.inactive_by.iter().map(|(n, why)| serde_json::json!({"name": n, "why": why})).collect::<Vec<_>>(),
                 "priority": s.priority,
                 "excluded": s.excluded,
+                "expected_next_order": s.expected_next_order,
             }),
         })
         .collect()

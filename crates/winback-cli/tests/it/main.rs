@@ -352,6 +352,7 @@ fn score_places_every_profile_in_one_stage_with_a_reason() {
         "P(alive)",
         "Win-back priority",
         "last human email engagement",
+        "next order expected 20",
     ] {
         assert!(show.contains(part), "{part} missing from:\n{show}");
     }
