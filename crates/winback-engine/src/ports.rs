@@ -1,0 +1,349 @@
+//! The engine's ports: what it needs from storage ([`JourneyStore`]) and from a channel
+//! ([`Transport`]). `winback-store` implements the first on SQLite and PostgreSQL;
+//! `winback-channels` (and the file outbox here) implement the second. The engine never names
+//! sqlx or lettre.
+
+use std::future::Future;
+
+use winback_domain::{Channel, Timestamp};
+
+use crate::audience::AudienceRow;
+use crate::experiment::ArmStats;
+use crate::journey::{Admission, EntryHistory, Enrolment, Plan, Snapshot};
+use crate::policy::{Decision, RampState, SendContext};
+
+/// A stored campaign and its current version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRecord {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// `draft`, `active`, `paused` or `finished`.
+    pub status: String,
+    /// Current version.
+    pub version: i64,
+    /// Source text of the current version.
+    pub source: String,
+    /// File it came from.
+    pub file: String,
+}
+
+/// What applying a campaign file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// New campaign, version 1, in draft.
+    Created(i64),
+    /// A new version; running enrolments stay on theirs.
+    NewVersion(i64),
+    /// Same text as the current version.
+    Unchanged(i64),
+}
+
+/// A contact who may enter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Profile.
+    pub profile_id: i64,
+    /// Unique per entry reason: the entry count for audiences, the event key for events, the
+    /// year for dates. The store keeps (campaign, profile, key) unique, so a repeated scheduler
+    /// pass cannot enrol twice.
+    pub trigger_key: String,
+    /// When the first step is due.
+    pub start: Timestamp,
+}
+
+/// An event a trigger or a waiting step may react to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerEvent {
+    /// Cursor position (event id, or order id for orders).
+    pub cursor: i64,
+    /// Profile.
+    pub profile_id: i64,
+    /// `order_placed`, a stored type, or `custom:NAME`.
+    pub label: String,
+    /// Unique key.
+    pub key: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A claimed enrolment: the claim is valid while `fence` is the enrolment's fence and the lease
+/// has not expired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEnrolment {
+    /// Campaign id.
+    pub campaign_id: i64,
+    /// Version the enrolment runs.
+    pub version: i64,
+    /// The enrolment.
+    pub enrolment: Enrolment,
+    /// Fencing token.
+    pub fence: i64,
+    /// When the current wait began (for `until_event`).
+    pub waiting_since: Option<Timestamp>,
+    /// The event the wait listens for.
+    pub waiting_event: Option<String>,
+}
+
+/// A claimed outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedMessage {
+    /// Row id.
+    pub id: i64,
+    /// Fencing token.
+    pub fence: i64,
+    /// Idempotency key.
+    pub key: String,
+    /// Channel: `email`, `sms` or `webhook`.
+    pub channel: String,
+    /// Campaign id.
+    pub campaign_id: i64,
+    /// Enrolment id.
+    pub enrolment_id: i64,
+    /// Profile.
+    pub profile_id: i64,
+}
+
+/// Everything a transport needs to deliver one message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Dispatch {
+    /// Idempotency key (also the Message-ID's local part).
+    pub key: String,
+    /// `email`, `sms` or `webhook`.
+    pub channel: String,
+    /// Address, number or URL.
+    pub to: String,
+    /// Campaign name.
+    pub campaign: String,
+    /// Step id.
+    pub step: String,
+    /// Variant.
+    pub variant: String,
+    /// Template.
+    pub template: String,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Preheader.
+    pub preheader: Option<String>,
+    /// Sender name.
+    pub sender_name: Option<String>,
+    /// The contact's external id.
+    pub customer: String,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Locale.
+    pub locale: Option<String>,
+    /// The latest offer of the enrolment.
+    pub offer: Option<OfferView>,
+    /// Products of the last order or abandoned cart.
+    pub products: Vec<String>,
+}
+
+/// An offer as a message shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OfferView {
+    /// Code.
+    pub code: String,
+    /// `"10.00 EUR off"`.
+    pub description: String,
+    /// Valid until.
+    pub expires_at: Timestamp,
+    /// Minimum order in minor units.
+    pub min_order_minor: i64,
+}
+
+/// How a delivery attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the next hop.
+    Sent {
+        /// The provider's id, when it gives one.
+        provider_id: Option<String>,
+    },
+    /// Refused for good (SMTP 5xx): the address is suppressed at once.
+    HardBounce(String),
+    /// Refused for now (SMTP 4xx): retried with backoff; suppressed after 3.
+    SoftBounce(String),
+    /// Failed in a way that says nothing about the address.
+    Failed(String),
+}
+
+/// What happened in a crash-recovery pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Claims whose lease expired before the send began: released for another worker.
+    pub released: u64,
+    /// Sends whose lease expired after the send began: their fate is unknown, so they are
+    /// `in_doubt`, counted and never resent.
+    pub in_doubt: u64,
+}
+
+/// Storage for campaigns, enrolments and the outbox.
+pub trait JourneyStore: Send + Sync {
+    /// Stores a campaign file's text as the campaign's next version (checked by the caller).
+    fn apply_campaign(
+        &self,
+        name: &str,
+        file: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Applied, EngineError>> + Send;
+    /// Every campaign with its current version.
+    fn campaigns(&self) -> impl Future<Output = Result<Vec<CampaignRecord>, EngineError>> + Send;
+    /// The source text of one version.
+    fn campaign_source(
+        &self,
+        campaign_id: i64,
+        version: i64,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    /// Sets a campaign's status (`active`, `paused`, …).
+    fn set_campaign_status(
+        &self,
+        name: &str,
+        status: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    /// Marks active campaigns finished when every enrolment is terminal and the trigger cannot
+    /// enrol more (`closed` campaigns: paused or with a one-shot trigger are the caller's call);
+    /// returns how many were finished.
+    fn finish_campaign_if_done(
+        &self,
+        campaign_id: i64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+
+    /// Audience rows of every profile (with each profile's first order and zone).
+    fn audience_rows(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<AudienceEntry>, EngineError>> + Send;
+    /// Events and orders after `cursor` (the campaign's trigger cursor), oldest first.
+    fn trigger_events(
+        &self,
+        campaign_id: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<TriggerEvent>, EngineError>> + Send;
+    /// The campaign's trigger cursor: the last event or order consumed, or for audience
+    /// triggers the time of the last evaluation (microseconds); 0 when never run.
+    fn trigger_cursor(
+        &self,
+        campaign_id: i64,
+    ) -> impl Future<Output = Result<i64, EngineError>> + Send;
+    /// Makes enrolments waiting for an event due now when their event has arrived (for the
+    /// contact, or as a shop-wide signal). Returns how many woke.
+    fn wake_waiting(&self, now: Timestamp) -> impl Future<Output = Result<u64, EngineError>> + Send;
+    /// Moves the campaign's trigger cursor.
+    fn advance_cursor(
+        &self,
+        campaign_id: i64,
+        cursor: i64,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Enrols candidates in one transaction under the enrolment lock: reads each one's
+    /// [`EntryHistory`], asks `admit`, inserts the admitted. Returns (entered, held out).
+    fn enrol(
+        &self,
+        campaign_id: i64,
+        version: i64,
+        exclusive: bool,
+        candidates: &[Candidate],
+        now: Timestamp,
+        admit: &(dyn Fn(&Candidate, &EntryHistory) -> Admission + Sync),
+    ) -> impl Future<Output = Result<(u64, u64), EngineError>> + Send;
+    /// Enrolments and conversions per variant so far (Thompson sampling).
+    fn arm_stats(
+        &self,
+        campaign_id: i64,
+        variants: &[String],
+        window_seconds: i64,
+    ) -> impl Future<Output = Result<Vec<ArmStats>, EngineError>> + Send;
+
+    /// Claims up to `limit` due enrolments of active campaigns for `lease_seconds`.
+    fn claim_due(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ClaimedEnrolment>, EngineError>> + Send;
+    /// Snapshots of claimed enrolments; `full[i]` asks for the audience row and journey facts
+    /// (branches), else only the zone and offers are read.
+    fn snapshots(
+        &self,
+        claimed: &[ClaimedEnrolment],
+        full: &[bool],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Snapshot>, EngineError>> + Send;
+    /// Applies plans in one transaction; a plan whose fence no longer matches is skipped.
+    /// Returns how many applied.
+    fn apply_plans(
+        &self,
+        plans: &[(ClaimedEnrolment, Plan)],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, EngineError>> + Send;
+
+    /// Claims up to `limit` due outbox rows for `lease_seconds`.
+    fn claim_messages(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ClaimedMessage>, EngineError>> + Send;
+    /// In one transaction that locks the contact: reads the [`SendContext`], asks `decide`, and
+    /// records the decision (`sending`, deferred, or dropped). Returns the decision and, for
+    /// `Send`, what to deliver; `None` when the fence was lost.
+    fn prepare_send(
+        &self,
+        message: &ClaimedMessage,
+        now: Timestamp,
+        decide: &(dyn Fn(&SendContext) -> Decision + Sync),
+    ) -> impl Future<Output = Result<Option<(Decision, Option<Dispatch>)>, EngineError>> + Send;
+    /// Records the outcome of a delivery attempt (suppressing on hard bounces, retrying soft
+    /// ones), settles a sunset's unsubscribe, and moves the provider's ramp with `ramp`.
+    fn finish_send(
+        &self,
+        message: &ClaimedMessage,
+        outcome: &SendOutcome,
+        now: Timestamp,
+        ramp: &(dyn Fn(RampState, crate::policy::ProviderStats) -> RampState + Sync),
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    /// Recovers expired leases (see [`Reaped`]).
+    fn reap(&self, now: Timestamp) -> impl Future<Output = Result<Reaped, EngineError>> + Send;
+}
+
+/// One profile for audience evaluation and date triggers.
+#[derive(Debug, Clone, Default)]
+pub struct AudienceEntry {
+    /// The row.
+    pub row: AudienceRow,
+    /// First order.
+    pub first_order_at: Option<Timestamp>,
+    /// Zone.
+    pub time_zone: Option<String>,
+}
+
+/// A delivery channel.
+pub trait Transport: Send + Sync {
+    /// Delivers one message. Must not return before the next hop accepted or refused it.
+    fn deliver(&self, message: &Dispatch) -> impl Future<Output = SendOutcome> + Send;
+}
+
+/// Why the engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Storage failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// A stored campaign no longer parses (edited outside winback).
+    #[error("campaign {0}: {1}")]
+    Campaign(String, String),
+    /// No such campaign.
+    #[error("no campaign named `{0}`")]
+    UnknownCampaign(String),
+}
+
+/// Whether a channel name is a consent channel.
+pub fn consent_channel(channel: &str) -> Option<Channel> {
+    channel.parse().ok()
+}

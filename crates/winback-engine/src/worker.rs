@@ -1,0 +1,445 @@
+//! The worker: scheduling (audience, event and date triggers), stepping due enrolments into
+//! the outbox, and dispatching the outbox through a [`Transport`] with send-time policies.
+//!
+//! Every pass reads the time from the injected [`Clock`] once, so a test can "advance 14 days,
+//! run until idle, assert one email". Nothing here sleeps; the CLI's `winback worker` loops
+//! [`Engine::run_once`] with a poll interval.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use jiff::tz::TimeZone;
+use winback_domain::Clock;
+
+use crate::audience::Evaluator;
+use crate::definition::{Action, Allocation, Campaign, Trigger};
+use crate::journey::{self, Admission, Plan};
+use crate::policy::{self, Decision, PolicySettings};
+use crate::ports::{
+    Candidate, ClaimedEnrolment, EngineError, JourneyStore, SendOutcome, Transport,
+};
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Send-time policies.
+    pub policy: PolicySettings,
+    /// Key for offer codes.
+    pub secret: Vec<u8>,
+    /// Lease length for claims.
+    pub lease_seconds: i64,
+    /// Claims per batch.
+    pub batch: usize,
+    /// This worker's name (for leases and logs).
+    pub worker_id: String,
+    /// Date triggers also fire for dates this many days back (a worker that was down).
+    pub date_grace_days: i64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            policy: PolicySettings::default(),
+            secret: b"winback-development-secret".to_vec(),
+            lease_seconds: 60,
+            batch: 500,
+            worker_id: format!("worker-{}", std::process::id()),
+            date_grace_days: 2,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassStats {
+    /// Contacts enrolled (treated).
+    pub enrolled: u64,
+    /// Contacts enrolled into the holdout.
+    pub held_out: u64,
+    /// Enrolments advanced.
+    pub advanced: u64,
+    /// Journey steps executed.
+    pub steps: u64,
+    /// Messages delivered.
+    pub sent: u64,
+    /// Messages deferred by a policy.
+    pub deferred: u64,
+    /// Messages dropped by a policy.
+    pub dropped: u64,
+    /// Delivery failures (bounces included).
+    pub failed: u64,
+    /// Claims released after an expired lease.
+    pub released: u64,
+    /// Sends found in doubt.
+    pub in_doubt: u64,
+}
+
+impl PassStats {
+    /// Whether the pass did anything that may enable more work.
+    pub fn busy(&self) -> bool {
+        self.enrolled + self.held_out + self.advanced + self.sent + self.dropped + self.failed
+            + self.released
+            > 0
+    }
+
+    fn add(&mut self, o: &PassStats) {
+        self.enrolled += o.enrolled;
+        self.held_out += o.held_out;
+        self.advanced += o.advanced;
+        self.steps += o.steps;
+        self.sent += o.sent;
+        self.deferred += o.deferred;
+        self.dropped += o.dropped;
+        self.failed += o.failed;
+        self.released += o.released;
+        self.in_doubt += o.in_doubt;
+    }
+}
+
+/// The engine over a store, a transport and a clock.
+pub struct Engine<'a, S, T> {
+    store: &'a S,
+    transport: &'a T,
+    clock: &'a dyn Clock,
+    settings: EngineSettings,
+    cache: Mutex<HashMap<(i64, i64), Arc<Campaign>>>,
+}
+
+impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
+    /// An engine.
+    pub fn new(store: &'a S, transport: &'a T, clock: &'a dyn Clock, settings: EngineSettings) -> Self {
+        Self {
+            store,
+            transport,
+            clock,
+            settings,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    async fn campaign(&self, id: i64, version: i64) -> Result<Arc<Campaign>, EngineError> {
+        if let Some(c) = self.cache.lock().expect("cache lock").get(&(id, version)) {
+            return Ok(c.clone());
+        }
+        let source = self.store.campaign_source(id, version).await?;
+        let c = Campaign::parse(&format!("campaign {id} v{version}"), &source)
+            .map_err(|e| EngineError::Campaign(id.to_string(), e.to_string()))?;
+        let c = Arc::new(c);
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert((id, version), c.clone());
+        Ok(c)
+    }
+
+    /// One pass: recover leases, schedule, step, dispatch.
+    pub async fn run_once(&self) -> Result<PassStats, EngineError> {
+        let mut stats = PassStats::default();
+        let reaped = self.store.reap(self.clock.now()).await?;
+        stats.released = reaped.released;
+        stats.in_doubt = reaped.in_doubt;
+        stats.add(&self.schedule().await?);
+        loop {
+            let s = self.step_due().await?;
+            stats.add(&s);
+            if s.advanced == 0 {
+                break;
+            }
+        }
+        loop {
+            let s = self.dispatch_due().await?;
+            stats.add(&s);
+            if s.sent + s.dropped + s.failed + s.deferred == 0 {
+                break;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Passes until one does nothing new (at most `max_passes`).
+    pub async fn run_until_idle(&self, max_passes: usize) -> Result<PassStats, EngineError> {
+        let mut total = PassStats::default();
+        for _ in 0..max_passes.max(1) {
+            let s = self.run_once().await?;
+            total.add(&s);
+            if !s.busy() {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Evaluates triggers of active campaigns and enrols who qualifies.
+    pub async fn schedule(&self) -> Result<PassStats, EngineError> {
+        let now = self.clock.now();
+        let mut stats = PassStats::default();
+        let active: Vec<_> = self
+            .store
+            .campaigns()
+            .await?
+            .into_iter()
+            .filter(|c| c.status == "active")
+            .collect();
+        let mut rows: Option<Vec<crate::ports::AudienceEntry>> = None;
+        for rec in active {
+            let c = self.campaign(rec.id, rec.version).await?;
+            let mut candidates = Vec::new();
+            match &c.trigger {
+                Trigger::Audience { every } => {
+                    let last = self.store.trigger_cursor(rec.id).await?;
+                    if last != 0 && now.as_micros() - last < every.seconds() * 1_000_000 {
+                        continue;
+                    }
+                    if rows.is_none() {
+                        rows = Some(self.store.audience_rows(now).await?);
+                    }
+                    let entries = rows.as_ref().expect("loaded");
+                    let audience = c.audience.as_ref().expect("checked on load");
+                    let plain: Vec<_> = entries.iter().map(|e| e.row.clone()).collect();
+                    let hits = audience.evaluate_parallel(&plain, 2);
+                    let bucket = now.as_micros() / (every.seconds() * 1_000_000);
+                    candidates.extend(hits.matched.into_iter().map(|p| Candidate {
+                        profile_id: p,
+                        trigger_key: format!("audience:{bucket}"),
+                        start: now,
+                    }));
+                    self.store.advance_cursor(rec.id, now.as_micros()).await?;
+                }
+                Trigger::Event { event } => {
+                    let label = event.label();
+                    let events = self.store.trigger_events(rec.id, 10_000).await?;
+                    let Some(last) = events.last().map(|e| e.cursor) else {
+                        continue;
+                    };
+                    let wanted: Vec<_> = events.into_iter().filter(|e| e.label == label).collect();
+                    if let (Some(aud), false) = (&c.audience, wanted.is_empty()) {
+                        if rows.is_none() {
+                            rows = Some(self.store.audience_rows(now).await?);
+                        }
+                        let by_id: HashMap<i64, &crate::audience::AudienceRow> = rows
+                            .as_ref()
+                            .expect("loaded")
+                            .iter()
+                            .map(|e| (e.row.profile_id, &e.row))
+                            .collect();
+                        let ev = Evaluator::new();
+                        candidates.extend(wanted.into_iter().filter(|e| {
+                            by_id
+                                .get(&e.profile_id)
+                                .is_some_and(|r| aud.matches(&ev, r, None) == Ok(true))
+                        }).map(|e| Candidate {
+                            profile_id: e.profile_id,
+                            trigger_key: e.key,
+                            start: now,
+                        }));
+                    } else {
+                        candidates.extend(wanted.into_iter().map(|e| Candidate {
+                            profile_id: e.profile_id,
+                            trigger_key: e.key,
+                            start: now,
+                        }));
+                    }
+                    self.store.advance_cursor(rec.id, last).await?;
+                }
+                Trigger::Date { .. } => {
+                    if rows.is_none() {
+                        rows = Some(self.store.audience_rows(now).await?);
+                    }
+                    let ev = Evaluator::new();
+                    for e in rows.as_ref().expect("loaded") {
+                        let zone = e
+                            .time_zone
+                            .as_deref()
+                            .and_then(|z| TimeZone::get(z).ok())
+                            .unwrap_or(TimeZone::UTC);
+                        if let Some((key, start)) = journey::date_entry(
+                            &c,
+                            &e.row,
+                            e.first_order_at,
+                            &zone,
+                            now,
+                            self.settings.date_grace_days,
+                        ) {
+                            if c.audience
+                                .as_ref()
+                                .is_none_or(|a| a.matches(&ev, &e.row, None) == Ok(true))
+                            {
+                                candidates.push(Candidate {
+                                    profile_id: e.row.profile_id,
+                                    trigger_key: format!("date:{key}"),
+                                    start,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            if candidates.is_empty() {
+                continue;
+            }
+            let variants: Vec<String> = c.experiment.variants.iter().map(|(v, _)| v.clone()).collect();
+            let arms = if c.experiment.allocation == Allocation::Thompson {
+                self.store
+                    .arm_stats(rec.id, &variants, c.conversion_window.seconds())
+                    .await?
+            } else {
+                Vec::new()
+            };
+            let campaign = c.clone();
+            let admit = move |cand: &Candidate, h: &journey::EntryHistory| -> Admission {
+                journey::admit(&campaign, cand.profile_id, h, &arms, cand.start, now)
+            };
+            for chunk in candidates.chunks(5_000) {
+                let (entered, held) = self
+                    .store
+                    .enrol(rec.id, rec.version, c.exclusive, chunk, now, &admit)
+                    .await?;
+                stats.enrolled += entered;
+                stats.held_out += held;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Claims one batch of due enrolments and advances each.
+    pub async fn step_due(&self) -> Result<PassStats, EngineError> {
+        let now = self.clock.now();
+        self.store.wake_waiting(now).await?;
+        let claimed = self
+            .store
+            .claim_due(
+                &self.settings.worker_id,
+                now,
+                self.settings.lease_seconds,
+                self.settings.batch,
+            )
+            .await?;
+        if claimed.is_empty() {
+            return Ok(PassStats::default());
+        }
+        let mut campaigns = BTreeMap::new();
+        for c in &claimed {
+            if let std::collections::btree_map::Entry::Vacant(v) =
+                campaigns.entry((c.campaign_id, c.version))
+            {
+                v.insert(self.campaign(c.campaign_id, c.version).await?);
+            }
+        }
+        let full: Vec<bool> = claimed
+            .iter()
+            .map(|c| needs_full(&campaigns[&(c.campaign_id, c.version)], c))
+            .collect();
+        let snaps = self.store.snapshots(&claimed, &full, now).await?;
+        let plans: Vec<(ClaimedEnrolment, Plan)> = {
+            let eval = Evaluator::new();
+            claimed
+                .into_iter()
+                .zip(snaps)
+                .map(|(c, s)| {
+                    let campaign = &campaigns[&(c.campaign_id, c.version)];
+                    let plan = journey::advance(campaign, &c.enrolment, &s, now, &self.settings.secret, &eval);
+                    (c, plan)
+                })
+                .collect()
+        };
+        let steps: u64 = plans.iter().map(|(_, p)| u64::from(p.steps_run)).sum();
+        let applied = self.store.apply_plans(&plans, now).await?;
+        for (id, _) in campaigns.keys() {
+            self.store.finish_campaign_if_done(*id, now).await?;
+        }
+        Ok(PassStats {
+            advanced: applied,
+            steps,
+            ..PassStats::default()
+        })
+    }
+
+    /// Claims one batch of due messages, applies the send-time policies and delivers.
+    pub async fn dispatch_due(&self) -> Result<PassStats, EngineError> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .claim_messages(
+                &self.settings.worker_id,
+                now,
+                self.settings.lease_seconds,
+                self.settings.batch,
+            )
+            .await?;
+        let mut stats = PassStats::default();
+        let policy = self.settings.policy.clone();
+        let decide = move |ctx: &policy::SendContext| policy::decide(ctx, &policy);
+        let ramp_settings = self.settings.policy.ramp;
+        let ramp = move |state, stats| policy::ramp_after_attempt(state, stats, &ramp_settings);
+        for m in claimed {
+            let Some((decision, dispatch)) = self.store.prepare_send(&m, self.clock.now(), &decide).await?
+            else {
+                continue;
+            };
+            match decision {
+                Decision::Send => {
+                    let d = dispatch.expect("a send decision carries the message");
+                    let outcome = self.transport.deliver(&d).await;
+                    match outcome {
+                        SendOutcome::Sent { .. } => stats.sent += 1,
+                        _ => stats.failed += 1,
+                    }
+                    self.store.finish_send(&m, &outcome, self.clock.now(), &ramp).await?;
+                }
+                Decision::Defer { .. } => stats.deferred += 1,
+                Decision::Drop(_) => stats.dropped += 1,
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Whether advancing this enrolment may evaluate a branch (which needs the audience row and the
+/// journey facts): a walk from the current step to the next wait.
+fn needs_full(c: &Campaign, e: &ClaimedEnrolment) -> bool {
+    let mut i = e.enrolment.step;
+    let mut first = true;
+    for _ in 0..=c.steps.len() {
+        let Some(s) = c.steps.get(i) else { return false };
+        match &s.action {
+            Action::Branch { .. } => return true,
+            Action::Wait { on_timeout, .. } if first && e.enrolment.resume => {
+                // The wait ends here; both exits may lead to a branch.
+                if let Some(t) = on_timeout {
+                    if t != &s.next.unwrap_or(usize::MAX) && reaches_branch(c, *t) {
+                        return true;
+                    }
+                }
+            }
+            Action::Wait { .. } => return false,
+            _ => {}
+        }
+        first = false;
+        match s.next {
+            Some(j) => i = j,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn reaches_branch(c: &Campaign, mut i: usize) -> bool {
+    for _ in 0..=c.steps.len() {
+        let Some(s) = c.steps.get(i) else { return false };
+        match &s.action {
+            Action::Branch { .. } => return true,
+            Action::Wait { .. } => return false,
+            _ => {}
+        }
+        match s.next {
+            Some(j) => i = j,
+            None => return false,
+        }
+    }
+    false
+}
