@@ -62,7 +62,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("discounted_orders", "int", "orders placed with a discount"),
     ("main_category", "string", "most-bought category"),
     ("days_since_last_order", "int", "days since the last order"),
-    ("days_since_first_order", "int", "days since the first order"),
+    (
+        "days_since_first_order",
+        "int",
+        "days since the first order",
+    ),
     (
         "usual_gap_days",
         "double",
@@ -84,24 +88,28 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "int",
         "days since any engagement (click, human open, visit, login, cart, quote, survey)",
     ),
-    ("days_since_visit", "int", "days since the last site visit or login"),
+    (
+        "days_since_visit",
+        "int",
+        "days since the last site visit or login",
+    ),
     (
         "days_since_cart_abandoned",
         "int",
         "days since the last abandoned cart",
     ),
     ("loyalty_balance", "int", "loyalty points balance"),
-    ("points_90d", "int", "loyalty points earned in the last 90 days"),
+    (
+        "points_90d",
+        "int",
+        "loyalty points earned in the last 90 days",
+    ),
     (
         "loyalty_trend",
         "string",
-        "rising, stable, falling or stagnant",
+        "growing, steady, declining or stagnant",
     ),
-    (
-        "subscription",
-        "string",
-        "none, active or cancelled",
-    ),
+    ("subscription", "string", "none, active or cancelled"),
     ("complaints", "int", "complaints opened"),
     (
         "complaints_satisfied",
@@ -138,9 +146,17 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "bool",
         "SMS marketing is allowed (consent, not suppressed)",
     ),
-    ("email_inactive", "bool", "no human email engagement in 180 days"),
+    (
+        "email_inactive",
+        "bool",
+        "no human email engagement in 180 days",
+    ),
     ("locale", "string", "the contact's locale, e.g. nl-NL"),
-    ("country", "string", "ISO country code of the postal address"),
+    (
+        "country",
+        "string",
+        "ISO country code of the postal address",
+    ),
 ];
 
 /// Variables that exist only inside a journey, for branch expressions.
@@ -155,18 +171,18 @@ pub const JOURNEY_VARIABLES: &[(&str, &str, &str)] = &[
         "list(string)",
         "ids of this journey's send steps the contact clicked",
     ),
-    (
-        "purchased",
-        "bool",
-        "ordered since entering the journey",
-    ),
+    ("purchased", "bool", "ordered since entering the journey"),
     (
         "survey_reason",
         "string",
         "the reason for leaving given since entering the journey",
     ),
     ("days_in_journey", "int", "days since entering the journey"),
-    ("variant", "string", "the experiment variant the contact is in"),
+    (
+        "variant",
+        "string",
+        "the experiment variant the contact is in",
+    ),
 ];
 
 /// Everything an audience can ask about one contact. Built by the store from the latest
@@ -256,6 +272,42 @@ pub struct AudienceRow {
 }
 
 impl AudienceRow {
+    /// Fills the feature-derived fields from a profile's stored features, with day counts as of
+    /// `now` (features keep timestamps, so they do not age).
+    pub fn set_features(&mut self, f: &winback_scoring::Features, now: winback_domain::Timestamp) {
+        let days = |t: Option<winback_domain::Timestamp>| t.map(|t| t.days_until(now));
+        let major = |minor: i64| minor as f64 / 100.0;
+        self.orders = i64::from(f.orders);
+        self.total_spend = major(f.total_spend_minor);
+        self.mean_order = f.mean_order_minor.map(major);
+        self.currency = f.currency.clone();
+        self.discounted_orders = i64::from(f.discounted_orders);
+        self.main_category = f.main_category.clone();
+        self.days_since_last_order = days(f.last_order_at);
+        self.days_since_first_order = days(f.first_order_at);
+        self.usual_gap_days = f.gap_mean_days;
+        self.days_since_human_open = days(f.last_human_open_at);
+        self.days_since_click = days(f.last_click_at);
+        self.days_since_engagement = days(f.last_engagement_at);
+        self.days_since_visit = days(f.last_site_visit_at);
+        self.days_since_cart_abandoned = days(f.last_cart_abandoned_at);
+        self.loyalty_balance = f.loyalty_balance;
+        self.points_90d = f.points_earned_90d;
+        self.loyalty_trend = f
+            .loyalty_trend
+            .and_then(|t| serde_json::to_value(t).ok())
+            .and_then(|v| v.as_str().map(str::to_owned));
+        self.subscription = serde_json::to_value(f.subscription)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "none".into());
+        self.complaints = i64::from(f.complaints_opened);
+        self.complaints_satisfied = i64::from(f.complaints_satisfied);
+        self.spam_complaints = i64::from(f.spam_complaints);
+        self.referrals = i64::from(f.referrals);
+        self.leave_reasons = f.reasons.iter().map(|r| r.as_str().to_owned()).collect();
+    }
+
     /// No human email engagement (click or human open) in 180 days, or none ever: the
     /// "email-inactive" addresses the deliverability ramp admits slowly.
     pub fn email_inactive(&self) -> bool {
@@ -272,7 +324,9 @@ impl AudienceRow {
             v.as_deref().map_or(Value::Null, Value::from)
         }
         fn list(v: &[String]) -> Value {
-            Value::List(Arc::new(v.iter().map(|s| Value::from(s.as_str())).collect()))
+            Value::List(Arc::new(
+                v.iter().map(|s| Value::from(s.as_str())).collect(),
+            ))
         }
         let digit = |i: usize| -> Value {
             self.rfm
@@ -375,7 +429,9 @@ pub struct JourneyFacts {
 impl JourneyFacts {
     fn value(&self, name: &str) -> Option<Value> {
         let list = |v: &[String]| {
-            Value::List(Arc::new(v.iter().map(|s| Value::from(s.as_str())).collect()))
+            Value::List(Arc::new(
+                v.iter().map(|s| Value::from(s.as_str())).collect(),
+            ))
         };
         Some(match name {
             "opened" => list(&self.opened),
@@ -460,8 +516,8 @@ const FUNCTIONS: &[&str] = &[
 impl Audience {
     /// Compiles `source`; `journey` also allows the [`JOURNEY_VARIABLES`] (branch expressions).
     pub fn compile(source: &str, journey: bool) -> Result<Self, ExpressionError> {
-        let program =
-            Program::compile(source).map_err(|e| ExpressionError::Parse(one_line(&e.to_string())))?;
+        let program = Program::compile(source)
+            .map_err(|e| ExpressionError::Parse(one_line(&e.to_string())))?;
         let refs = program.references();
         for name in refs.variables() {
             let known = VARIABLES.iter().any(|(v, _, _)| *v == name)
@@ -672,10 +728,16 @@ mod tests {
         assert_eq!(eval("stage == \"lapsed\" && clv > 100.0"), Ok(true));
         assert_eq!(eval("\"vip\" in tags && orders >= 3"), Ok(true));
         assert_eq!(eval("r <= 2 && m == 5 && rfm.startsWith(\"2\")"), Ok(true));
-        assert_eq!(eval("attributes.tier == \"gold\" && attributes.age > 40"), Ok(true));
+        assert_eq!(
+            eval("attributes.tier == \"gold\" && attributes.age > 40"),
+            Ok(true)
+        );
         assert_eq!(eval("overdue_ratio > 3.0"), Ok(true));
         assert_eq!(eval("tags.exists(t, t == \"quality\")"), Ok(true));
-        assert_eq!(eval("\"too_expensive\" in leave_reasons && email_ok"), Ok(true));
+        assert_eq!(
+            eval("\"too_expensive\" in leave_reasons && email_ok"),
+            Ok(true)
+        );
         assert_eq!(eval("stage == \"active\""), Ok(false));
     }
 
@@ -685,8 +747,8 @@ mod tests {
         let out = a.evaluate(&[row()]);
         assert!(out.matched.is_empty());
         assert_eq!(out.errors, 1);
-        let guarded = Audience::compile("days_since_click != null && days_since_click < 30", false)
-            .unwrap();
+        let guarded =
+            Audience::compile("days_since_click != null && days_since_click < 30", false).unwrap();
         assert_eq!(guarded.evaluate(&[row()]).errors, 0);
     }
 
@@ -735,6 +797,9 @@ mod tests {
         let one = a.evaluate(&rows);
         let two = a.evaluate_parallel(&rows, 2);
         assert_eq!(one, two);
-        assert_eq!(one.matched.len(), rows.iter().filter(|r| r.orders == 3).count());
+        assert_eq!(
+            one.matched.len(),
+            rows.iter().filter(|r| r.orders == 3).count()
+        );
     }
 }

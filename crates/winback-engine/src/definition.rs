@@ -761,7 +761,12 @@ impl Checker<'_> {
         });
     }
 
-    fn duration(&mut self, v: &Spanned<String>, step: Option<&str>, what: &str) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        v: &Spanned<String>,
+        step: Option<&str>,
+        what: &str,
+    ) -> Option<Duration> {
         match Duration::parse(v.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -775,7 +780,10 @@ impl Checker<'_> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, column)
 }
 
@@ -892,7 +900,9 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
         ck.at(
             raw.campaign.name.span(),
             None,
-            format!("campaign name `{name}` must be lowercase letters, digits, - or _ (at most 64)"),
+            format!(
+                "campaign name `{name}` must be lowercase letters, digits, - or _ (at most 64)"
+            ),
         );
     }
     let audience = raw.campaign.audience.as_ref().and_then(|a| {
@@ -942,7 +952,9 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
         for r in &l.get_ref().rungs {
             let span = r.span();
             let r = r.get_ref();
-            let bad = |ck: &mut Checker<'_>, m: String| ck.at(span.clone(), None, format!("offers.{lname}: {m}"));
+            let bad = |ck: &mut Checker<'_>, m: String| {
+                ck.at(span.clone(), None, format!("offers.{lname}: {m}"))
+            };
             let kind = match r.kind.as_str() {
                 "fixed" => match r.amount.as_deref().map(|a| parse_minor(a, &currency)) {
                     Some(Ok(amount_minor)) if amount_minor > 0 => OfferKind::Fixed { amount_minor },
@@ -955,14 +967,20 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                         continue;
                     }
                     None => {
-                        bad(ck, "a fixed offer needs `amount`, e.g. amount = \"10.00\"".into());
+                        bad(
+                            ck,
+                            "a fixed offer needs `amount`, e.g. amount = \"10.00\"".into(),
+                        );
                         continue;
                     }
                 },
                 "percent" => match r.percent {
                     Some(p @ 1..=100) => OfferKind::Percent { percent: p },
                     _ => {
-                        bad(ck, "a percent offer needs `percent` between 1 and 100".into());
+                        bad(
+                            ck,
+                            "a percent offer needs `percent` between 1 and 100".into(),
+                        );
                         continue;
                     }
                 },
@@ -983,7 +1001,9 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                 other => {
                     bad(
                         ck,
-                        format!("unknown offer kind `{other}` (fixed, percent, free_shipping, free_product)"),
+                        format!(
+                            "unknown offer kind `{other}` (fixed, percent, free_shipping, free_product)"
+                        ),
                     );
                     continue;
                 }
@@ -1010,7 +1030,10 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             };
             let uses = r.orders.unwrap_or(1);
             if !(1..=24).contains(&uses) {
-                bad(ck, "orders (how many orders the reward covers) must be 1–24".into());
+                bad(
+                    ck,
+                    "orders (how many orders the reward covers) must be 1–24".into(),
+                );
                 continue;
             }
             rungs.push(Rung {
@@ -1021,7 +1044,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             });
         }
         if rungs.is_empty() {
-            ck.at(l.span(), None, format!("offers.{lname}: a ladder needs at least one rung"));
+            ck.at(
+                l.span(),
+                None,
+                format!("offers.{lname}: a ladder needs at least one rung"),
+            );
         }
         offers.insert(lname.clone(), Ladder { currency, rungs });
     }
@@ -1038,10 +1065,18 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             for v in &e.get_ref().variants {
                 let r = v.get_ref();
                 if !valid_name(&r.id) || !seen.insert(r.id.clone()) {
-                    ck.at(v.span(), None, format!("experiment variant `{}` is invalid or repeated", r.id));
+                    ck.at(
+                        v.span(),
+                        None,
+                        format!("experiment variant `{}` is invalid or repeated", r.id),
+                    );
                 }
                 if r.weight == 0 {
-                    ck.at(v.span(), None, format!("experiment variant `{}` has weight 0", r.id));
+                    ck.at(
+                        v.span(),
+                        None,
+                        format!("experiment variant `{}` has weight 0", r.id),
+                    );
                 }
                 variants.push((r.id.clone(), r.weight));
             }
@@ -1054,7 +1089,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     "fixed" => Allocation::Fixed,
                     "thompson" => Allocation::Thompson,
                     other => {
-                        ck.at(a.span(), None, format!("allocation `{other}` is not fixed or thompson"));
+                        ck.at(
+                            a.span(),
+                            None,
+                            format!("allocation `{other}` is not fixed or thompson"),
+                        );
                         Allocation::Fixed
                     }
                 },
@@ -1065,7 +1104,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             }
         }
     };
-    let variant_ids: BTreeSet<&str> = experiment.variants.iter().map(|(v, _)| v.as_str()).collect();
+    let variant_ids: BTreeSet<&str> = experiment
+        .variants
+        .iter()
+        .map(|(v, _)| v.as_str())
+        .collect();
 
     let mut steps = Vec::new();
     for (i, s) in raw.steps.iter().enumerate() {
@@ -1083,10 +1126,17 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
         };
         for (field, fspan) in present_fields(r) {
             if !allowed.contains(&field) {
-                ck.at(fspan, Some(id), format!("`{field}` does not belong to a {kind} step"));
+                ck.at(
+                    fspan,
+                    Some(id),
+                    format!("`{field}` does not belong to a {kind} step"),
+                );
             }
         }
-        let goto = |ck: &mut Checker<'_>, v: &Option<Spanned<String>>, what: &str| -> Option<Option<usize>> {
+        let goto = |ck: &mut Checker<'_>,
+                    v: &Option<Spanned<String>>,
+                    what: &str|
+         -> Option<Option<usize>> {
             let v = v.as_ref()?;
             if v.get_ref() == "end" {
                 return Some(None);
@@ -1094,29 +1144,49 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             match ids.get(v.get_ref()) {
                 Some(&j) => Some(Some(j)),
                 None => {
-                    ck.at(v.span(), Some(id), format!("{what} names step `{}`, which does not exist", v.get_ref()));
+                    ck.at(
+                        v.span(),
+                        Some(id),
+                        format!("{what} names step `{}`, which does not exist", v.get_ref()),
+                    );
                     Some(None)
                 }
             }
         };
-        let next = goto(ck, &r.next, "next").unwrap_or(if i + 1 < raw.steps.len() { Some(i + 1) } else { None });
+        let next = goto(ck, &r.next, "next").unwrap_or(if i + 1 < raw.steps.len() {
+            Some(i + 1)
+        } else {
+            None
+        });
         let message = |ck: &mut Checker<'_>| -> Option<Message> {
             let channel = match r.channel.as_ref() {
                 None => Channel::Email,
                 Some(c) => match c.get_ref().parse::<Channel>() {
                     Ok(ch) => ch,
                     Err(_) => {
-                        ck.at(c.span(), Some(id), format!("channel `{}` is not email or sms", c.get_ref()));
+                        ck.at(
+                            c.span(),
+                            Some(id),
+                            format!("channel `{}` is not email or sms", c.get_ref()),
+                        );
                         return None;
                     }
                 },
             };
             let Some(template) = r.template.as_ref() else {
-                ck.at(span.clone(), Some(id), format!("a {kind} step needs `template`"));
+                ck.at(
+                    span.clone(),
+                    Some(id),
+                    format!("a {kind} step needs `template`"),
+                );
                 return None;
             };
             if !valid_name(template.get_ref()) {
-                ck.at(template.span(), Some(id), "template names are lowercase letters, digits, - or _");
+                ck.at(
+                    template.span(),
+                    Some(id),
+                    "template names are lowercase letters, digits, - or _",
+                );
             }
             if channel == Channel::Sms && r.subject.is_some() {
                 ck.at(span.clone(), Some(id), "an SMS has no subject");
@@ -1132,10 +1202,16 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
         let action = match kind {
             "wait" => {
                 let Some(d) = r.duration.as_ref() else {
-                    ck.at(span.clone(), Some(id), "a wait step needs `duration` (the timeout when it waits for an event)");
+                    ck.at(
+                        span.clone(),
+                        Some(id),
+                        "a wait step needs `duration` (the timeout when it waits for an event)",
+                    );
                     continue;
                 };
-                let Some(duration) = ck.duration(d, Some(id), "duration") else { continue };
+                let Some(duration) = ck.duration(d, Some(id), "duration") else {
+                    continue;
+                };
                 let until_local = r.until_local.as_ref().and_then(|t| {
                     LocalTime::parse(t.get_ref())
                         .map_err(|e| ck.at(t.span(), Some(id), format!("until_local: {e}")))
@@ -1147,7 +1223,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                         .ok()
                 });
                 if r.on_timeout.is_some() && until_event.is_none() {
-                    ck.at(r.on_timeout.as_ref().expect("checked").span(), Some(id), "on_timeout needs until_event");
+                    ck.at(
+                        r.on_timeout.as_ref().expect("checked").span(),
+                        Some(id),
+                        "on_timeout needs until_event",
+                    );
                 }
                 let on_timeout = goto(ck, &r.on_timeout, "on_timeout").unwrap_or(next);
                 Action::Wait {
@@ -1164,7 +1244,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             "sunset" => match message(ck) {
                 Some(m) if m.channel == Channel::Email => Action::Sunset(m),
                 Some(_) => {
-                    ck.at(span.clone(), Some(id), "a sunset step says goodbye by email");
+                    ck.at(
+                        span.clone(),
+                        Some(id),
+                        "a sunset step says goodbye by email",
+                    );
                     continue;
                 }
                 None => continue,
@@ -1174,7 +1258,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     ladder: l.get_ref().clone(),
                 },
                 Some(l) => {
-                    ck.at(l.span(), Some(id), format!("no ladder `[offers.{}]` in this file", l.get_ref()));
+                    ck.at(
+                        l.span(),
+                        Some(id),
+                        format!("no ladder `[offers.{}]` in this file", l.get_ref()),
+                    );
                     continue;
                 }
                 None => {
@@ -1184,12 +1272,17 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             },
             "branch" => {
                 let mut conditions = Vec::new();
-                let step_ref = |ck: &mut Checker<'_>, v: &Spanned<String>| {
-                    match ids.get(v.get_ref()).map(|&j| &raw.steps[j].get_ref().kind) {
-                        Some(k) if matches!(k.get_ref().as_str(), "send" | "sunset") => {}
-                        Some(_) => ck.at(v.span(), Some(id), format!("`{}` is not a send step", v.get_ref())),
-                        None => ck.at(v.span(), Some(id), format!("no step `{}`", v.get_ref())),
-                    }
+                let step_ref = |ck: &mut Checker<'_>, v: &Spanned<String>| match ids
+                    .get(v.get_ref())
+                    .map(|&j| &raw.steps[j].get_ref().kind)
+                {
+                    Some(k) if matches!(k.get_ref().as_str(), "send" | "sunset") => {}
+                    Some(_) => ck.at(
+                        v.span(),
+                        Some(id),
+                        format!("`{}` is not a send step", v.get_ref()),
+                    ),
+                    None => ck.at(v.span(), Some(id), format!("no step `{}`", v.get_ref())),
                 };
                 if let Some(v) = &r.opened {
                     step_ref(ck, v);
@@ -1200,7 +1293,9 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     conditions.push(Condition::Clicked(v.get_ref().clone()));
                 }
                 if let Some(v) = &r.survey_reason {
-                    match serde_json::from_value::<LeaveReason>(serde_json::Value::String(v.get_ref().clone())) {
+                    match serde_json::from_value::<LeaveReason>(serde_json::Value::String(
+                        v.get_ref().clone(),
+                    )) {
                         Ok(reason) => conditions.push(Condition::SurveyReason(reason)),
                         Err(_) => ck.at(
                             v.span(),
@@ -1208,7 +1303,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                             format!(
                                 "survey_reason `{}` is not one of {}",
                                 v.get_ref(),
-                                LeaveReason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                                LeaveReason::ALL
+                                    .iter()
+                                    .map(|r| r.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         ),
                     }
@@ -1218,7 +1317,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                 }
                 if let Some(v) = &r.purchased {
                     if !v.get_ref() {
-                        ck.at(v.span(), Some(id), "write purchased = true and swap then/else");
+                        ck.at(
+                            v.span(),
+                            Some(id),
+                            "write purchased = true and swap then/else",
+                        );
                     }
                     conditions.push(Condition::Purchased);
                 }
@@ -1253,11 +1356,19 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     }
                 }
                 Some(t) => {
-                    ck.at(t.span(), Some(id), "tags are lowercase letters, digits, - or _");
+                    ck.at(
+                        t.span(),
+                        Some(id),
+                        "tags are lowercase letters, digits, - or _",
+                    );
                     continue;
                 }
                 None => {
-                    ck.at(span.clone(), Some(id), format!("a {kind} step needs `tags = [\"…\"]`"));
+                    ck.at(
+                        span.clone(),
+                        Some(id),
+                        format!("a {kind} step needs `tags = [\"…\"]`"),
+                    );
                     continue;
                 }
             },
@@ -1266,7 +1377,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                 Some((_, "google")) => Action::Export(ExportTarget::Google),
                 Some((_, "print")) => Action::Export(ExportTarget::Print),
                 Some((t, other)) => {
-                    ck.at(t.span(), Some(id), format!("export target `{other}` is not meta, google or print"));
+                    ck.at(
+                        t.span(),
+                        Some(id),
+                        format!("export target `{other}` is not meta, google or print"),
+                    );
                     continue;
                 }
                 None => {
@@ -1290,26 +1405,54 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             "exit" => Action::Exit,
             _ => unreachable!("allowed_fields covers every kind"),
         };
-        let next = if matches!(action, Action::Exit) { None } else { next };
+        let next = if matches!(action, Action::Exit) {
+            None
+        } else {
+            next
+        };
         // Variant overrides.
         let mut variants = BTreeMap::new();
         for (vid, o) in &r.variants {
             if !variant_ids.contains(vid.as_str()) {
-                ck.at(o.span(), Some(id), format!("variant `{vid}` is not in [experiment]"));
+                ck.at(
+                    o.span(),
+                    Some(id),
+                    format!("variant `{vid}` is not in [experiment]"),
+                );
             }
             let raw_o = o.get_ref();
             let fits = match &action {
-                Action::Send(_) | Action::Sunset(_) => raw_o.ladder.is_none() && raw_o.duration.is_none(),
-                Action::Offer { .. } => raw_o.ladder.is_some() && raw_o.template.is_none() && raw_o.subject.is_none() && raw_o.duration.is_none(),
-                Action::Wait { .. } => raw_o.duration.is_some() && raw_o.template.is_none() && raw_o.ladder.is_none() && raw_o.subject.is_none(),
+                Action::Send(_) | Action::Sunset(_) => {
+                    raw_o.ladder.is_none() && raw_o.duration.is_none()
+                }
+                Action::Offer { .. } => {
+                    raw_o.ladder.is_some()
+                        && raw_o.template.is_none()
+                        && raw_o.subject.is_none()
+                        && raw_o.duration.is_none()
+                }
+                Action::Wait { .. } => {
+                    raw_o.duration.is_some()
+                        && raw_o.template.is_none()
+                        && raw_o.ladder.is_none()
+                        && raw_o.subject.is_none()
+                }
                 _ => false,
             };
             if !fits {
-                ck.at(o.span(), Some(id), format!("variant `{vid}` overrides something a {kind} step does not have"));
+                ck.at(
+                    o.span(),
+                    Some(id),
+                    format!("variant `{vid}` overrides something a {kind} step does not have"),
+                );
             }
             if let Some(l) = &raw_o.ladder {
                 if !offers.contains_key(l) {
-                    ck.at(o.span(), Some(id), format!("variant `{vid}`: no ladder `[offers.{l}]`"));
+                    ck.at(
+                        o.span(),
+                        Some(id),
+                        format!("variant `{vid}`: no ladder `[offers.{l}]`"),
+                    );
                 }
             }
             let duration = match raw_o.duration.as_deref().map(Duration::parse) {
@@ -1345,7 +1488,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
     let trigger = match t.kind.get_ref().as_str() {
         "audience" => {
             if audience.is_none() && raw.campaign.audience.is_none() {
-                ck.at(t.kind.span(), None, "an audience trigger needs [campaign] audience = '…'");
+                ck.at(
+                    t.kind.span(),
+                    None,
+                    "an audience trigger needs [campaign] audience = '…'",
+                );
             }
             let every = t
                 .every
@@ -1376,7 +1523,9 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     ck.at(d.span(), None, format!("trigger.date `{}` is not first_purchase_anniversary (or use attribute = \"…\")", d.get_ref()));
                     return None;
                 }
-                (None, Some(a)) if !a.get_ref().is_empty() => DateRule::Attribute(a.get_ref().clone()),
+                (None, Some(a)) if !a.get_ref().is_empty() => {
+                    DateRule::Attribute(a.get_ref().clone())
+                }
                 _ => {
                     ck.at(t.kind.span(), None, "a date trigger needs date = \"first_purchase_anniversary\" or attribute = \"NAME\"");
                     return None;
@@ -1395,17 +1544,34 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             Trigger::Date { date, at }
         }
         other => {
-            ck.at(t.kind.span(), None, format!("unknown trigger type `{other}` (audience, event, date)"));
+            ck.at(
+                t.kind.span(),
+                None,
+                format!("unknown trigger type `{other}` (audience, event, date)"),
+            );
             return None;
         }
     };
     for (field, set) in [
-        ("every", t.every.is_some() && !matches!(trigger, Trigger::Audience { .. })),
-        ("event", t.event.is_some() && !matches!(trigger, Trigger::Event { .. })),
-        ("at", t.at.is_some() && !matches!(trigger, Trigger::Date { .. })),
+        (
+            "every",
+            t.every.is_some() && !matches!(trigger, Trigger::Audience { .. }),
+        ),
+        (
+            "event",
+            t.event.is_some() && !matches!(trigger, Trigger::Event { .. }),
+        ),
+        (
+            "at",
+            t.at.is_some() && !matches!(trigger, Trigger::Date { .. }),
+        ),
     ] {
         if set {
-            ck.at(t.kind.span(), None, format!("trigger field `{field}` does not belong to this trigger type"));
+            ck.at(
+                t.kind.span(),
+                None,
+                format!("trigger field `{field}` does not belong to this trigger type"),
+            );
         }
     }
 
@@ -1432,7 +1598,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
         Some(h) => {
             let share = *h.get_ref().share.get_ref();
             if !(0.0..0.9).contains(&share) {
-                ck.at(h.get_ref().share.span(), None, "holdout.share must be at least 0 and below 0.9 (0.10 is the default)");
+                ck.at(
+                    h.get_ref().share.span(),
+                    None,
+                    "holdout.share must be at least 0 and below 0.9 (0.10 is the default)",
+                );
             }
             Holdout {
                 share,
@@ -1471,7 +1641,11 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     "skip" => StaleAction::Skip,
                     "replan" => StaleAction::Replan { spread },
                     other => {
-                        ck.at(s.span(), None, format!("policy.stale `{other}` is not skip or replan"));
+                        ck.at(
+                            s.span(),
+                            None,
+                            format!("policy.stale `{other}` is not skip or replan"),
+                        );
                         StaleAction::Skip
                     }
                 },
@@ -1519,8 +1693,12 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
 
 fn successors(step: &Step) -> Vec<usize> {
     match &step.action {
-        Action::Branch { then, otherwise, .. } => then.iter().chain(otherwise.iter()).copied().collect(),
-        Action::Wait { on_timeout, .. } => step.next.iter().chain(on_timeout.iter()).copied().collect(),
+        Action::Branch {
+            then, otherwise, ..
+        } => then.iter().chain(otherwise.iter()).copied().collect(),
+        Action::Wait { on_timeout, .. } => {
+            step.next.iter().chain(on_timeout.iter()).copied().collect()
+        }
         _ => step.next.into_iter().collect(),
     }
 }

@@ -83,7 +83,10 @@ fn weighted(variants: &[(String, u32)], u: f64) -> String {
             return id.clone();
         }
     }
-    variants.last().map(|(id, _)| id.clone()).unwrap_or_default()
+    variants
+        .last()
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -109,7 +112,10 @@ mod tests {
         let moved = (0..20_000)
             .filter(|i| in_holdout(&resalted, *i) != held[*i as usize])
             .count();
-        assert!(moved > 2_000, "a new salt draws a new holdout ({moved} moved)");
+        assert!(
+            moved > 2_000,
+            "a new salt draws a new holdout ({moved} moved)"
+        );
     }
 
     #[test]

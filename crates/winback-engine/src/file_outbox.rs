@@ -49,7 +49,13 @@ impl FileOutbox {
     pub fn path_of(&self, key: &str) -> PathBuf {
         let safe: String = key
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.dir.join(format!("{safe}.json"))
     }
@@ -61,7 +67,10 @@ impl FileOutbox {
         }
         let n = self.written.load(Ordering::Relaxed) + self.repeated.load(Ordering::Relaxed);
         let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?,
+        )?;
         // A hard link fails when the target exists, so two racing deliveries cannot both win.
         match std::fs::hard_link(&tmp, &path) {
             Ok(()) => {

@@ -8,7 +8,9 @@ use jiff::tz::TimeZone;
 use winback_domain::{Channel, Timestamp};
 
 use crate::audience::{AudienceRow, Evaluator, JourneyFacts};
-use crate::definition::{Action, Campaign, Condition, DateRule, ExportTarget, StaleAction, Trigger};
+use crate::definition::{
+    Action, Campaign, Condition, DateRule, ExportTarget, StaleAction, Trigger,
+};
 use crate::experiment::{self, ArmStats};
 use crate::offer::{self, IssuedOffer};
 use crate::policy::next_local_time;
@@ -184,8 +186,8 @@ pub fn advance(
         .as_deref()
         .and_then(|z| TimeZone::get(z).ok())
         .unwrap_or(TimeZone::UTC);
-    let late = now.as_micros() - e.due_at.as_micros()
-        > campaign.policy.max_late.seconds() * 1_000_000;
+    let late =
+        now.as_micros() - e.due_at.as_micros() > campaign.policy.max_late.seconds() * 1_000_000;
     let mut stale_handled = false;
     let mut i = e.step;
     let mut resume = e.resume;
@@ -198,7 +200,12 @@ pub fn advance(
     // Journeys are acyclic (checked on load), so each step runs at most once per advance.
     for _ in 0..=campaign.steps.len() {
         let Some(step) = campaign.steps.get(i) else {
-            return done(effects, Terminal::Completed, "journey finished".into(), steps_run);
+            return done(
+                effects,
+                Terminal::Completed,
+                "journey finished".into(),
+                steps_run,
+            );
         };
         steps_run += 1;
         let mut goto = step.next;
@@ -307,7 +314,12 @@ pub fn advance(
                     subject: m.subject,
                     preheader: m.preheader,
                     sender_name: m.sender_name,
-                    idempotency_key: message_key(&campaign.name, e.id, &step.id, m.channel.as_str()),
+                    idempotency_key: message_key(
+                        &campaign.name,
+                        e.id,
+                        &step.id,
+                        m.channel.as_str(),
+                    ),
                     not_before: now,
                     sunset,
                 }));
@@ -364,7 +376,12 @@ pub fn advance(
         match goto {
             Some(j) => i = j,
             None => {
-                return done(effects, Terminal::Completed, "journey finished".into(), steps_run);
+                return done(
+                    effects,
+                    Terminal::Completed,
+                    "journey finished".into(),
+                    steps_run,
+                );
             }
         }
     }
@@ -403,7 +420,10 @@ fn test(condition: &Condition, snap: &Snapshot, eval: &Evaluator) -> (bool, Stri
         Condition::Purchased => (snap.journey.purchased, "purchased".into()),
         Condition::Expr(a) => match a.matches(eval, &snap.row, Some(&snap.journey)) {
             Ok(b) => (b, format!("`{}`", a.source())),
-            Err(err) => (false, format!("`{}` could not be evaluated ({err})", a.source())),
+            Err(err) => (
+                false,
+                format!("`{}` could not be evaluated ({err})", a.source()),
+            ),
         },
     }
 }

@@ -17,7 +17,11 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// The code for one offer step of one enrolment: `WB-` and 12 base32 characters (60 bits).
 pub fn code(secret: &[u8], campaign: &str, enrolment_id: i64, step: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    for part in [campaign.as_bytes(), &enrolment_id.to_le_bytes(), step.as_bytes()] {
+    for part in [
+        campaign.as_bytes(),
+        &enrolment_id.to_le_bytes(),
+        step.as_bytes(),
+    ] {
         mac.update(&(part.len() as u64).to_le_bytes());
         mac.update(part);
     }

@@ -226,7 +226,10 @@ pub struct SendContext {
     pub email_inactive: bool,
     /// The contact's position in [0, 1) for ramp admission (sticky).
     pub ramp_position: f64,
-    /// The provider's ramp, for email.
+    /// The mailbox provider of the address, for email.
+    pub provider: Option<String>,
+    /// The provider's ramp as stored; `None` for a provider not seen yet (it starts at the
+    /// configured share).
     pub ramp: Option<RampState>,
 }
 
@@ -310,14 +313,15 @@ pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
     }
     if let Some(open) = next_open(ctx.now, &zone, &windows) {
         if open > ctx.now {
-            return defer(open, "outside the send window in the contact's time zone".into());
+            return defer(
+                open,
+                "outside the send window in the contact's time zone".into(),
+            );
         }
     }
     if !ctx.exempt_from_caps {
         for cap in settings.caps.iter().filter(|c| c.channel == ctx.channel) {
-            let since = ctx
-                .now
-                .plus_seconds(-i64::from(cap.per_days) * 86_400);
+            let since = ctx.now.plus_seconds(-i64::from(cap.per_days) * 86_400);
             let mut within: Vec<Timestamp> = ctx
                 .recent_sends
                 .iter()
@@ -340,7 +344,12 @@ pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
         }
     }
     if ctx.channel == Channel::Email && ctx.email_inactive {
-        if let Some(ramp) = &ctx.ramp {
+        let ramp = ctx.ramp.clone().or_else(|| {
+            ctx.provider
+                .as_deref()
+                .map(|p| RampState::new(p, &settings.ramp))
+        });
+        if let Some(ramp) = &ramp {
             if let Some(why) = &ramp.paused {
                 return defer(
                     ctx.now.plus_seconds(6 * 3_600),
@@ -433,6 +442,7 @@ mod tests {
             queued_at: ts(now),
             email_inactive: false,
             ramp_position: 0.5,
+            provider: None,
             ramp: None,
         }
     }
@@ -552,7 +562,13 @@ mod tests {
             complaints: 0,
         };
         state = ramp_after_attempt(state, bouncing, &rs);
-        assert!(state.paused.as_deref().unwrap().contains("hard bounces 2.00%"));
+        assert!(
+            state
+                .paused
+                .as_deref()
+                .unwrap()
+                .contains("hard bounces 2.00%")
+        );
         let complaining = ProviderStats {
             attempts: 1_000,
             hard_bounces: 0,
@@ -566,9 +582,15 @@ mod tests {
             hard_bounces: 50,
             complaints: 5,
         };
-        assert!(ramp_after_attempt(RampState::new("x", &rs), few, &rs).paused.is_none());
+        assert!(
+            ramp_after_attempt(RampState::new("x", &rs), few, &rs)
+                .paused
+                .is_none()
+        );
         c.ramp = Some(state);
-        assert!(matches!(decide(&c, &s), Decision::Defer { reason, .. } if reason.contains("breaker")));
+        assert!(
+            matches!(decide(&c, &s), Decision::Defer { reason, .. } if reason.contains("breaker"))
+        );
     }
 
     #[test]

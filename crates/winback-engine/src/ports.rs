@@ -9,7 +9,7 @@ use winback_domain::{Channel, Timestamp};
 
 use crate::audience::AudienceRow;
 use crate::experiment::ArmStats;
-use crate::journey::{Admission, EntryHistory, Enrolment, Plan, Snapshot};
+use crate::journey::{Admission, Enrolment, EntryHistory, Plan, Snapshot};
 use crate::policy::{Decision, RampState, SendContext};
 
 /// A stored campaign and its current version.
@@ -222,6 +222,7 @@ pub trait JourneyStore: Send + Sync {
     fn trigger_events(
         &self,
         campaign_id: i64,
+        label: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<TriggerEvent>, EngineError>> + Send;
     /// The campaign's trigger cursor: the last event or order consumed, or for audience
@@ -232,7 +233,8 @@ pub trait JourneyStore: Send + Sync {
     ) -> impl Future<Output = Result<i64, EngineError>> + Send;
     /// Makes enrolments waiting for an event due now when their event has arrived (for the
     /// contact, or as a shop-wide signal). Returns how many woke.
-    fn wake_waiting(&self, now: Timestamp) -> impl Future<Output = Result<u64, EngineError>> + Send;
+    fn wake_waiting(&self, now: Timestamp)
+    -> impl Future<Output = Result<u64, EngineError>> + Send;
     /// Moves the campaign's trigger cursor.
     fn advance_cursor(
         &self,
@@ -297,6 +299,7 @@ pub trait JourneyStore: Send + Sync {
         &self,
         message: &ClaimedMessage,
         now: Timestamp,
+        lease_seconds: i64,
         decide: &(dyn Fn(&SendContext) -> Decision + Sync),
     ) -> impl Future<Output = Result<Option<(Decision, Option<Dispatch>)>, EngineError>> + Send;
     /// Records the outcome of a delivery attempt (suppressing on hard bounces, retrying soft
@@ -306,8 +309,16 @@ pub trait JourneyStore: Send + Sync {
         message: &ClaimedMessage,
         outcome: &SendOutcome,
         now: Timestamp,
-        ramp: &(dyn Fn(RampState, crate::policy::ProviderStats) -> RampState + Sync),
+        ramp: &(dyn Fn(Option<RampState>, &str, crate::policy::ProviderStats) -> RampState + Sync),
     ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    /// Ends active journeys of contacts who ordered, unsubscribed or complained since they
+    /// entered (cancelling their pending messages in the same transaction), matches offer
+    /// redemptions from imported orders' discount codes, and revokes single-use codes of
+    /// journeys an order ended. Returns how many enrolments ended.
+    fn process_exits(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, EngineError>> + Send;
     /// Recovers expired leases (see [`Reaped`]).
     fn reap(&self, now: Timestamp) -> impl Future<Output = Result<Reaped, EngineError>> + Send;
 }

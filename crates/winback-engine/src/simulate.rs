@@ -163,7 +163,11 @@ mod tests {
             sms: false,
         };
         (0..40_000)
-            .filter(|_| respond(&m, who, offer, false, &mut rng).order_after_days.is_some())
+            .filter(|_| {
+                respond(&m, who, offer, false, &mut rng)
+                    .order_after_days
+                    .is_some()
+            })
             .count()
     }
 

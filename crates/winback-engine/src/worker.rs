@@ -72,13 +72,21 @@ pub struct PassStats {
     pub released: u64,
     /// Sends found in doubt.
     pub in_doubt: u64,
+    /// Journeys ended by an order, unsubscribe or complaint.
+    pub exited: u64,
 }
 
 impl PassStats {
     /// Whether the pass did anything that may enable more work.
     pub fn busy(&self) -> bool {
-        self.enrolled + self.held_out + self.advanced + self.sent + self.dropped + self.failed
+        self.enrolled
+            + self.held_out
+            + self.advanced
+            + self.sent
+            + self.dropped
+            + self.failed
             + self.released
+            + self.exited
             > 0
     }
 
@@ -93,6 +101,7 @@ impl PassStats {
         self.failed += o.failed;
         self.released += o.released;
         self.in_doubt += o.in_doubt;
+        self.exited += o.exited;
     }
 }
 
@@ -107,7 +116,12 @@ pub struct Engine<'a, S, T> {
 
 impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
     /// An engine.
-    pub fn new(store: &'a S, transport: &'a T, clock: &'a dyn Clock, settings: EngineSettings) -> Self {
+    pub fn new(
+        store: &'a S,
+        transport: &'a T,
+        clock: &'a dyn Clock,
+        settings: EngineSettings,
+    ) -> Self {
         Self {
             store,
             transport,
@@ -141,6 +155,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
     pub async fn run_once(&self) -> Result<PassStats, EngineError> {
         let mut stats = PassStats::default();
         let reaped = self.store.reap(self.clock.now()).await?;
+        stats.exited = self.store.process_exits(self.clock.now()).await?;
         stats.released = reaped.released;
         stats.in_doubt = reaped.in_doubt;
         stats.add(&self.schedule().await?);
@@ -212,11 +227,16 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 }
                 Trigger::Event { event } => {
                     let label = event.label();
-                    let events = self.store.trigger_events(rec.id, 10_000).await?;
+                    let events = self.store.trigger_events(rec.id, &label, 10_000).await?;
                     let Some(last) = events.last().map(|e| e.cursor) else {
                         continue;
                     };
-                    let wanted: Vec<_> = events.into_iter().filter(|e| e.label == label).collect();
+                    // Old events (a history import, a backlog) do not start journeys.
+                    let oldest = now.plus_seconds(-c.policy.max_late.seconds());
+                    let wanted: Vec<_> = events
+                        .into_iter()
+                        .filter(|e| e.label == label && e.at >= oldest)
+                        .collect();
                     if let (Some(aud), false) = (&c.audience, wanted.is_empty()) {
                         if rows.is_none() {
                             rows = Some(self.store.audience_rows(now).await?);
@@ -228,15 +248,20 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                             .map(|e| (e.row.profile_id, &e.row))
                             .collect();
                         let ev = Evaluator::new();
-                        candidates.extend(wanted.into_iter().filter(|e| {
-                            by_id
-                                .get(&e.profile_id)
-                                .is_some_and(|r| aud.matches(&ev, r, None) == Ok(true))
-                        }).map(|e| Candidate {
-                            profile_id: e.profile_id,
-                            trigger_key: e.key,
-                            start: now,
-                        }));
+                        candidates.extend(
+                            wanted
+                                .into_iter()
+                                .filter(|e| {
+                                    by_id
+                                        .get(&e.profile_id)
+                                        .is_some_and(|r| aud.matches(&ev, r, None) == Ok(true))
+                                })
+                                .map(|e| Candidate {
+                                    profile_id: e.profile_id,
+                                    trigger_key: e.key,
+                                    start: now,
+                                }),
+                        );
                     } else {
                         candidates.extend(wanted.into_iter().map(|e| Candidate {
                             profile_id: e.profile_id,
@@ -282,7 +307,12 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             if candidates.is_empty() {
                 continue;
             }
-            let variants: Vec<String> = c.experiment.variants.iter().map(|(v, _)| v.clone()).collect();
+            let variants: Vec<String> = c
+                .experiment
+                .variants
+                .iter()
+                .map(|(v, _)| v.clone())
+                .collect();
             let arms = if c.experiment.allocation == Allocation::Thompson {
                 self.store
                     .arm_stats(rec.id, &variants, c.conversion_window.seconds())
@@ -342,7 +372,14 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 .zip(snaps)
                 .map(|(c, s)| {
                     let campaign = &campaigns[&(c.campaign_id, c.version)];
-                    let plan = journey::advance(campaign, &c.enrolment, &s, now, &self.settings.secret, &eval);
+                    let plan = journey::advance(
+                        campaign,
+                        &c.enrolment,
+                        &s,
+                        now,
+                        &self.settings.secret,
+                        &eval,
+                    );
                     (c, plan)
                 })
                 .collect()
@@ -372,12 +409,34 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             )
             .await?;
         let mut stats = PassStats::default();
-        let policy = self.settings.policy.clone();
-        let decide = move |ctx: &policy::SendContext| policy::decide(ctx, &policy);
+        if claimed.is_empty() {
+            return Ok(stats);
+        }
+        // Each campaign's own send window applies on top of the global one.
+        let mut windows = HashMap::new();
+        for rec in self.store.campaigns().await? {
+            if claimed.iter().any(|m| m.campaign_id == rec.id) {
+                let c = self.campaign(rec.id, rec.version).await?;
+                windows.insert(rec.id, c.policy.send_window);
+            }
+        }
         let ramp_settings = self.settings.policy.ramp;
-        let ramp = move |state, stats| policy::ramp_after_attempt(state, stats, &ramp_settings);
+        let ramp = move |state: Option<policy::RampState>, provider: &str, stats| {
+            let state = state.unwrap_or_else(|| policy::RampState::new(provider, &ramp_settings));
+            policy::ramp_after_attempt(state, stats, &ramp_settings)
+        };
         for m in claimed {
-            let Some((decision, dispatch)) = self.store.prepare_send(&m, self.clock.now(), &decide).await?
+            let policy = &self.settings.policy;
+            let window = windows.get(&m.campaign_id).copied().flatten();
+            let decide = move |ctx: &policy::SendContext| {
+                let mut ctx = ctx.clone();
+                ctx.campaign_window = window;
+                policy::decide(&ctx, policy)
+            };
+            let Some((decision, dispatch)) = self
+                .store
+                .prepare_send(&m, self.clock.now(), self.settings.lease_seconds, &decide)
+                .await?
             else {
                 continue;
             };
@@ -389,7 +448,9 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                         SendOutcome::Sent { .. } => stats.sent += 1,
                         _ => stats.failed += 1,
                     }
-                    self.store.finish_send(&m, &outcome, self.clock.now(), &ramp).await?;
+                    self.store
+                        .finish_send(&m, &outcome, self.clock.now(), &ramp)
+                        .await?;
                 }
                 Decision::Defer { .. } => stats.deferred += 1,
                 Decision::Drop(_) => stats.dropped += 1,
@@ -405,7 +466,9 @@ fn needs_full(c: &Campaign, e: &ClaimedEnrolment) -> bool {
     let mut i = e.enrolment.step;
     let mut first = true;
     for _ in 0..=c.steps.len() {
-        let Some(s) = c.steps.get(i) else { return false };
+        let Some(s) = c.steps.get(i) else {
+            return false;
+        };
         match &s.action {
             Action::Branch { .. } => return true,
             Action::Wait { on_timeout, .. } if first && e.enrolment.resume => {
@@ -430,7 +493,9 @@ fn needs_full(c: &Campaign, e: &ClaimedEnrolment) -> bool {
 
 fn reaches_branch(c: &Campaign, mut i: usize) -> bool {
     for _ in 0..=c.steps.len() {
-        let Some(s) = c.steps.get(i) else { return false };
+        let Some(s) = c.steps.get(i) else {
+            return false;
+        };
         match &s.action {
             Action::Branch { .. } => return true,
             Action::Wait { .. } => return false,

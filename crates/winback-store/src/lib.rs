@@ -12,6 +12,7 @@
 pub mod db;
 mod features;
 pub mod ingest;
+mod journeys;
 mod migrate;
 mod queries;
 mod scores;
@@ -31,6 +32,7 @@ pub use scores::{ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoredProfile, St
 pub use session::{ImportSession, WriteCounts};
 
 use db::{Backend, Pool, Val};
+use winback_engine::EngineError;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -396,5 +398,177 @@ impl Store for SqlStore {
 
     async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {
         queries::list_profiles(&self.pool, after, limit).await
+    }
+}
+
+impl SqlStore {
+    /// Records a shop-wide signal such as `assortment_updated`: waits on `custom:NAME` end.
+    pub async fn signal(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
+        journeys::signal(&self.pool, name, at).await
+    }
+}
+
+impl winback_engine::JourneyStore for SqlStore {
+    async fn apply_campaign(
+        &self,
+        name: &str,
+        file: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<winback_engine::ports::Applied, EngineError> {
+        Ok(journeys::apply_campaign(&self.pool, name, file, source, now).await?)
+    }
+    async fn campaigns(&self) -> Result<Vec<winback_engine::ports::CampaignRecord>, EngineError> {
+        Ok(journeys::campaigns(&self.pool).await?)
+    }
+    async fn campaign_source(&self, campaign_id: i64, version: i64) -> Result<String, EngineError> {
+        Ok(journeys::campaign_source(&self.pool, campaign_id, version).await?)
+    }
+    async fn set_campaign_status(
+        &self,
+        name: &str,
+        status: &str,
+        now: Timestamp,
+    ) -> Result<bool, EngineError> {
+        Ok(journeys::set_campaign_status(&self.pool, name, status, now).await?)
+    }
+    async fn finish_campaign_if_done(
+        &self,
+        campaign_id: i64,
+        now: Timestamp,
+    ) -> Result<bool, EngineError> {
+        Ok(journeys::finish_campaign_if_done(&self.pool, campaign_id, now).await?)
+    }
+    async fn audience_rows(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<winback_engine::ports::AudienceEntry>, EngineError> {
+        Ok(journeys::audience_rows(&self.pool, now, None).await?)
+    }
+    async fn trigger_cursor(&self, campaign_id: i64) -> Result<i64, EngineError> {
+        Ok(journeys::trigger_cursor(&self.pool, campaign_id).await?)
+    }
+    async fn wake_waiting(&self, now: Timestamp) -> Result<u64, EngineError> {
+        Ok(journeys::wake_waiting(&self.pool, now).await?)
+    }
+    async fn trigger_events(
+        &self,
+        campaign_id: i64,
+        label: &str,
+        limit: usize,
+    ) -> Result<Vec<winback_engine::ports::TriggerEvent>, EngineError> {
+        Ok(journeys::trigger_events(&self.pool, campaign_id, label, limit).await?)
+    }
+    async fn advance_cursor(&self, campaign_id: i64, cursor: i64) -> Result<(), EngineError> {
+        Ok(journeys::advance_cursor(&self.pool, campaign_id, cursor).await?)
+    }
+    async fn enrol(
+        &self,
+        campaign_id: i64,
+        version: i64,
+        exclusive: bool,
+        candidates: &[winback_engine::ports::Candidate],
+        now: Timestamp,
+        admit: &(
+             dyn Fn(
+            &winback_engine::ports::Candidate,
+            &winback_engine::journey::EntryHistory,
+        ) -> winback_engine::journey::Admission
+                 + Sync
+         ),
+    ) -> Result<(u64, u64), EngineError> {
+        Ok(journeys::enrol(
+            &self.pool,
+            campaign_id,
+            version,
+            exclusive,
+            candidates,
+            now,
+            admit,
+        )
+        .await?)
+    }
+    async fn arm_stats(
+        &self,
+        campaign_id: i64,
+        variants: &[String],
+        window_seconds: i64,
+    ) -> Result<Vec<winback_engine::experiment::ArmStats>, EngineError> {
+        Ok(journeys::arm_stats(&self.pool, campaign_id, variants, window_seconds).await?)
+    }
+    async fn claim_due(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: usize,
+    ) -> Result<Vec<winback_engine::ports::ClaimedEnrolment>, EngineError> {
+        Ok(journeys::claim_due(&self.pool, worker, now, lease_seconds, limit).await?)
+    }
+    async fn snapshots(
+        &self,
+        claimed: &[winback_engine::ports::ClaimedEnrolment],
+        full: &[bool],
+        now: Timestamp,
+    ) -> Result<Vec<winback_engine::journey::Snapshot>, EngineError> {
+        Ok(journeys::snapshots(&self.pool, claimed, full, now).await?)
+    }
+    async fn apply_plans(
+        &self,
+        plans: &[(
+            winback_engine::ports::ClaimedEnrolment,
+            winback_engine::journey::Plan,
+        )],
+        now: Timestamp,
+    ) -> Result<u64, EngineError> {
+        Ok(journeys::apply_plans(&self.pool, plans, now).await?)
+    }
+    async fn claim_messages(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: usize,
+    ) -> Result<Vec<winback_engine::ports::ClaimedMessage>, EngineError> {
+        Ok(journeys::claim_messages(&self.pool, worker, now, lease_seconds, limit).await?)
+    }
+    async fn prepare_send(
+        &self,
+        message: &winback_engine::ports::ClaimedMessage,
+        now: Timestamp,
+        lease_seconds: i64,
+        decide: &(
+             dyn Fn(&winback_engine::policy::SendContext) -> winback_engine::policy::Decision + Sync
+         ),
+    ) -> Result<
+        Option<(
+            winback_engine::policy::Decision,
+            Option<winback_engine::ports::Dispatch>,
+        )>,
+        EngineError,
+    > {
+        Ok(journeys::prepare_send(&self.pool, message, now, lease_seconds, decide).await?)
+    }
+    async fn finish_send(
+        &self,
+        message: &winback_engine::ports::ClaimedMessage,
+        outcome: &winback_engine::ports::SendOutcome,
+        now: Timestamp,
+        ramp: &(
+             dyn Fn(
+            Option<winback_engine::policy::RampState>,
+            &str,
+            winback_engine::policy::ProviderStats,
+        ) -> winback_engine::policy::RampState
+                 + Sync
+         ),
+    ) -> Result<bool, EngineError> {
+        Ok(journeys::finish_send(&self.pool, message, outcome, now, ramp).await?)
+    }
+    async fn process_exits(&self, now: Timestamp) -> Result<u64, EngineError> {
+        Ok(journeys::process_exits(&self.pool, now).await?)
+    }
+    async fn reap(&self, now: Timestamp) -> Result<winback_engine::ports::Reaped, EngineError> {
+        Ok(journeys::reap(&self.pool, now).await?)
     }
 }

@@ -39,6 +39,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_features_models.sql"),
         postgres: include_str!("../migrations/postgres/0003_features_models.sql"),
     },
+    Migration {
+        version: 4,
+        name: "campaigns",
+        sqlite: include_str!("../migrations/sqlite/0004_campaigns.sql"),
+        postgres: include_str!("../migrations/postgres/0004_campaigns.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

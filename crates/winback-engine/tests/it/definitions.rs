@@ -23,7 +23,8 @@ fn problems(text: &str) -> Vec<String> {
     }
 }
 
-const HEAD: &str = "[campaign]\nname = \"t\"\naudience = 'orders > 0'\n[trigger]\ntype = \"audience\"\n";
+const HEAD: &str =
+    "[campaign]\nname = \"t\"\naudience = 'orders > 0'\n[trigger]\ntype = \"audience\"\n";
 
 #[test]
 fn every_seed_flow_ships_as_a_valid_example() {
@@ -79,7 +80,10 @@ fn the_three_step_scenario_asks_why_and_says_goodbye() {
             .as_deref(),
         Some("It has been a while, {{ first_name }}")
     );
-    assert!((c.holdout.share - 0.10).abs() < 1e-12, "10% holdout by default");
+    assert!(
+        (c.holdout.share - 0.10).abs() < 1e-12,
+        "10% holdout by default"
+    );
 }
 
 #[test]
@@ -97,8 +101,14 @@ fn the_one_time_buyer_series_escalates_over_months() {
         .sum();
     assert!(waited >= 60 * 86_400, "spread over months: {waited}s");
     let fixed = &c.offers["otb-fixed"].rungs;
-    assert!(matches!(fixed[0].kind, OfferKind::Fixed { amount_minor: 500 }));
-    assert!(matches!(fixed[1].kind, OfferKind::Fixed { amount_minor: 1000 }));
+    assert!(matches!(
+        fixed[0].kind,
+        OfferKind::Fixed { amount_minor: 500 }
+    ));
+    assert!(matches!(
+        fixed[1].kind,
+        OfferKind::Fixed { amount_minor: 1000 }
+    ));
     let step = c.step_index("bigger-discount").unwrap();
     assert_eq!(c.ladder_for(step, "percent"), Some("otb-percent"));
     assert_eq!(c.ladder_for(step, "fixed"), Some("otb-fixed"));
@@ -106,17 +116,26 @@ fn the_one_time_buyer_series_escalates_over_months() {
 
 #[test]
 fn triggers_of_every_kind_parse() {
-    assert!(matches!(load("cart-reminder").trigger, Trigger::Event { .. }));
+    assert!(matches!(
+        load("cart-reminder").trigger,
+        Trigger::Event { .. }
+    ));
     assert!(matches!(
         load("first-purchase-anniversary").trigger,
         Trigger::Date { .. }
     ));
-    assert!(matches!(load("loyalty-points").trigger, Trigger::Audience { .. }));
+    assert!(matches!(
+        load("loyalty-points").trigger,
+        Trigger::Audience { .. }
+    ));
     let keep = load("keep-promises");
     let hold = &keep.steps[keep.step_index("hold").unwrap()];
     match &hold.action {
         Action::Wait { until_event, .. } => {
-            assert_eq!(until_event.as_ref().unwrap().label(), "custom:assortment_updated")
+            assert_eq!(
+                until_event.as_ref().unwrap().label(),
+                "custom:assortment_updated"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -129,7 +148,9 @@ fn mistakes_name_file_line_step_and_cause() {
     );
     let p = problems(&text);
     assert!(
-        p.contains(&"bad.toml:11:12: step `one`: `duration` does not belong to a send step".to_owned()),
+        p.contains(
+            &"bad.toml:11:12: step `one`: `duration` does not belong to a send step".to_owned()
+        ),
         "{p:#?}"
     );
     assert!(
@@ -142,7 +163,10 @@ fn mistakes_name_file_line_step_and_cause() {
         "{p:#?}"
     );
     assert!(
-        p.contains(&"bad.toml:22:8: step `three`: then names step `missing`, which does not exist".to_owned()),
+        p.contains(
+            &"bad.toml:22:8: step `three`: then names step `missing`, which does not exist"
+                .to_owned()
+        ),
         "{p:#?}"
     );
 }
@@ -150,7 +174,10 @@ fn mistakes_name_file_line_step_and_cause() {
 #[test]
 fn syntax_errors_and_unknown_fields_are_located() {
     let p = problems("[campaign]\nname = \"x\"\naudiense = 'a'\n");
-    assert!(p[0].starts_with("bad.toml:3:1: unknown field `audiense`"), "{p:?}");
+    assert!(
+        p[0].starts_with("bad.toml:3:1: unknown field `audiense`"),
+        "{p:?}"
+    );
     let p = problems("[campaign\nname = 1\n");
     assert!(p[0].starts_with("bad.toml:1:"), "{p:?}");
 }
@@ -161,7 +188,10 @@ fn audiences_are_checked_before_a_campaign_can_start() {
         "[campaign]\nname = \"t\"\naudience = 'stage == \"lapsed\" && clvv > 1.0'\n[trigger]\ntype = \"audience\"\n[[steps]]\nid = \"s\"\ntype = \"send\"\ntemplate = \"t\"\n",
     );
     assert_eq!(p.len(), 1);
-    assert!(p[0].starts_with("bad.toml:3:12: audience: unknown variable `clvv` (did you mean `clv`?)"), "{p:?}");
+    assert!(
+        p[0].starts_with("bad.toml:3:12: audience: unknown variable `clvv` (did you mean `clv`?)"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -174,8 +204,14 @@ fn loops_ladders_variants_and_channels_are_checked() {
         "{HEAD}[[steps]]\nid = \"o\"\ntype = \"offer\"\nladder = \"nope\"\n[offers.real]\ncurrency = \"EUR\"\nrungs = [{{ kind = \"percent\", percent = 150 }}]\n"
     );
     let p = problems(&ladder);
-    assert!(p.iter().any(|m| m.contains("`percent` between 1 and 100")), "{p:?}");
-    assert!(p.iter().any(|m| m.contains("no ladder `[offers.nope]`")), "{p:?}");
+    assert!(
+        p.iter().any(|m| m.contains("`percent` between 1 and 100")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.contains("no ladder `[offers.nope]`")),
+        "{p:?}"
+    );
     let variant = format!(
         "{HEAD}[experiment]\nvariants = [{{ id = \"a\" }}]\n[[steps]]\nid = \"s\"\ntype = \"send\"\ntemplate = \"t\"\n[steps.variants.z]\nsubject = \"x\"\n"
     );

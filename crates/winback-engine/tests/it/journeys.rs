@@ -5,11 +5,15 @@ use winback_domain::Timestamp;
 use winback_engine::Campaign;
 use winback_engine::audience::{Evaluator, JourneyFacts};
 use winback_engine::journey::{
-    Admission, Effect, Enrolment, EntryHistory, Next, Snapshot, Terminal, admit, advance, date_entry,
+    Admission, Effect, Enrolment, EntryHistory, Next, Snapshot, Terminal, admit, advance,
+    date_entry,
 };
 
 fn load(name: &str) -> Campaign {
-    let path = format!("{}/../../examples/campaigns/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/campaigns/{name}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     Campaign::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -51,12 +55,25 @@ fn we_miss_you_then_ask_why_then_an_offer_for_price_leavers() {
     let c = load("we-miss-you");
     let ev = Evaluator::new();
     let now = ts("2026-01-05T09:00:00Z");
-    let plan = advance(&c, &enrolment(0, false, "2026-01-05T09:00:00Z"), &snap(), now, b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(0, false, "2026-01-05T09:00:00Z"),
+        &snap(),
+        now,
+        b"k",
+        &ev,
+    );
     assert_eq!(
         messages(&plan.effects),
-        [("miss-you".to_owned(), "we-miss-you/41/miss-you/email".to_owned())]
+        [(
+            "miss-you".to_owned(),
+            "we-miss-you/41/miss-you/email".to_owned()
+        )]
     );
-    assert!(plan.effects.contains(&Effect::Tag(vec!["was-lapsed".into()])));
+    assert!(
+        plan.effects
+            .contains(&Effect::Tag(vec!["was-lapsed".into()]))
+    );
     let wait = c.step_index("wait-reaction").unwrap();
     // Ten days, then on to 10:00 Amsterdam (09:00 UTC in winter): already 10:00 then.
     assert_eq!(
@@ -71,7 +88,14 @@ fn we_miss_you_then_ask_why_then_an_offer_for_price_leavers() {
 
     // No click: ask why.
     let later = ts("2026-01-16T09:00:00Z");
-    let plan = advance(&c, &enrolment(wait, true, "2026-01-16T09:00:00Z"), &snap(), later, b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(wait, true, "2026-01-16T09:00:00Z"),
+        &snap(),
+        later,
+        b"k",
+        &ev,
+    );
     assert_eq!(messages(&plan.effects)[0].0, "ask-why");
 
     // A click ends the journey instead.
@@ -80,15 +104,35 @@ fn we_miss_you_then_ask_why_then_an_offer_for_price_leavers() {
         clicked: vec!["miss-you".into()],
         ..JourneyFacts::default()
     };
-    let plan = advance(&c, &enrolment(wait, true, "2026-01-16T09:00:00Z"), &clicked, later, b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(wait, true, "2026-01-16T09:00:00Z"),
+        &clicked,
+        later,
+        b"k",
+        &ev,
+    );
     assert!(messages(&plan.effects).is_empty());
-    assert!(matches!(plan.next, Next::Done { state: Terminal::Completed, .. }));
+    assert!(matches!(
+        plan.next,
+        Next::Done {
+            state: Terminal::Completed,
+            ..
+        }
+    ));
 
     // Answered "too expensive": an offer and the offer mail; otherwise the farewell.
     let answered_wait = c.step_index("wait-answer").unwrap();
     let mut price = snap();
     price.journey.survey_reason = Some("too_expensive".into());
-    let plan = advance(&c, &enrolment(answered_wait, true, "2026-01-31T09:00:00Z"), &price, ts("2026-01-31T09:00:00Z"), b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(answered_wait, true, "2026-01-31T09:00:00Z"),
+        &price,
+        ts("2026-01-31T09:00:00Z"),
+        b"k",
+        &ev,
+    );
     let offer = plan
         .effects
         .iter()
@@ -100,10 +144,29 @@ fn we_miss_you_then_ask_why_then_an_offer_for_price_leavers() {
     assert_eq!(offer.expires_at, ts("2026-02-21T09:00:00Z"));
     assert_eq!(messages(&plan.effects)[0].0, "send-price-offer");
     // The same enrolment and step always get the same code.
-    let again = advance(&c, &enrolment(answered_wait, true, "2026-01-31T09:00:00Z"), &price, ts("2026-01-31T09:00:00Z"), b"k", &ev);
-    assert!(again.effects.iter().any(|e| matches!(e, Effect::Offer { offer: o, .. } if o.code == offer.code)));
+    let again = advance(
+        &c,
+        &enrolment(answered_wait, true, "2026-01-31T09:00:00Z"),
+        &price,
+        ts("2026-01-31T09:00:00Z"),
+        b"k",
+        &ev,
+    );
+    assert!(
+        again
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Offer { offer: o, .. } if o.code == offer.code))
+    );
 
-    let plan = advance(&c, &enrolment(answered_wait, true, "2026-01-31T09:00:00Z"), &snap(), ts("2026-01-31T09:00:00Z"), b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(answered_wait, true, "2026-01-31T09:00:00Z"),
+        &snap(),
+        ts("2026-01-31T09:00:00Z"),
+        b"k",
+        &ev,
+    );
     match &plan.effects[..] {
         [Effect::Log { .. }, Effect::Message(m)] => {
             assert_eq!(m.step_id, "farewell");
@@ -119,11 +182,29 @@ fn steps_due_while_workers_were_down_are_skipped_or_spread_never_burst() {
     // Cart reminder: stale = skip, max_late = 12h.
     let cart = load("cart-reminder");
     let now = ts("2026-03-10T12:00:00Z");
-    let plan = advance(&cart, &enrolment(0, true, "2026-03-08T12:00:00Z"), &snap(), now, b"k", &ev);
+    let plan = advance(
+        &cart,
+        &enrolment(0, true, "2026-03-08T12:00:00Z"),
+        &snap(),
+        now,
+        b"k",
+        &ev,
+    );
     assert!(messages(&plan.effects).is_empty(), "{plan:?}");
-    assert!(plan.effects.iter().any(|e| matches!(e, Effect::Log { what, .. } if what.starts_with("skipped"))));
+    assert!(
+        plan.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Log { what, .. } if what.starts_with("skipped")))
+    );
     // On time, it sends.
-    let plan = advance(&cart, &enrolment(0, true, "2026-03-10T08:00:00Z"), &snap(), now, b"k", &ev);
+    let plan = advance(
+        &cart,
+        &enrolment(0, true, "2026-03-10T08:00:00Z"),
+        &snap(),
+        now,
+        b"k",
+        &ev,
+    );
     assert_eq!(messages(&plan.effects).len(), 1);
 
     // we-miss-you uses the default: re-plan, spread over 6 hours.
@@ -147,7 +228,11 @@ fn steps_due_while_workers_were_down_are_skipped_or_spread_never_burst() {
     }
     dues.sort();
     dues.dedup();
-    assert!(dues.len() > 150, "spread, not a burst: {} distinct times", dues.len());
+    assert!(
+        dues.len() > 150,
+        "spread, not a burst: {} distinct times",
+        dues.len()
+    );
 }
 
 #[test]
@@ -155,11 +240,22 @@ fn keep_promises_holds_until_the_assortment_is_updated() {
     let c = load("keep-promises");
     let ev = Evaluator::new();
     let now = ts("2026-05-01T08:00:00Z");
-    let plan = advance(&c, &enrolment(0, false, "2026-05-01T08:00:00Z"), &snap(), now, b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(0, false, "2026-05-01T08:00:00Z"),
+        &snap(),
+        now,
+        b"k",
+        &ev,
+    );
     assert_eq!(plan.effects, vec![Effect::Tag(vec!["quality".into()])]);
     let hold = c.step_index("hold").unwrap();
     match &plan.next {
-        Next::At { step, waiting_event, .. } => {
+        Next::At {
+            step,
+            waiting_event,
+            ..
+        } => {
             assert_eq!(*step, hold);
             assert_eq!(waiting_event.as_deref(), Some("custom:assortment_updated"));
         }
@@ -168,10 +264,27 @@ fn keep_promises_holds_until_the_assortment_is_updated() {
     let mut arrived = snap();
     arrived.event_arrived = true;
     let later = ts("2026-07-01T08:00:00Z");
-    let plan = advance(&c, &enrolment(hold, true, "2026-07-01T08:00:00Z"), &arrived, later, b"k", &ev);
+    let plan = advance(
+        &c,
+        &enrolment(hold, true, "2026-07-01T08:00:00Z"),
+        &arrived,
+        later,
+        b"k",
+        &ev,
+    );
     assert_eq!(messages(&plan.effects)[0].0, "we-fixed-it");
-    assert!(plan.effects.contains(&Effect::Untag(vec!["quality".into()])));
-    let plan = advance(&c, &enrolment(hold, true, "2027-05-01T08:00:00Z"), &snap(), ts("2027-05-01T08:00:00Z"), b"k", &ev);
+    assert!(
+        plan.effects
+            .contains(&Effect::Untag(vec!["quality".into()]))
+    );
+    let plan = advance(
+        &c,
+        &enrolment(hold, true, "2027-05-01T08:00:00Z"),
+        &snap(),
+        ts("2027-05-01T08:00:00Z"),
+        b"k",
+        &ev,
+    );
     assert!(messages(&plan.effects).is_empty());
     assert!(matches!(plan.next, Next::Done { .. }));
 }
@@ -187,21 +300,33 @@ fn entry_rules_cooldown_limits_and_exclusivity() {
         entries: 1,
         ..EntryHistory::default()
     };
-    assert_eq!(admit(&c, 5, &recent, &[], now, now), Admission::Refuse("in cooldown after the last journey"));
+    assert_eq!(
+        admit(&c, 5, &recent, &[], now, now),
+        Admission::Refuse("in cooldown after the last journey")
+    );
     let twice = EntryHistory {
         last_ended_at: Some(ts("2025-01-01T00:00:00Z")),
         entries: 2,
         ..EntryHistory::default()
     };
-    assert_eq!(admit(&c, 5, &twice, &[], now, now), Admission::Refuse("entered the maximum number of times"));
+    assert_eq!(
+        admit(&c, 5, &twice, &[], now, now),
+        Admission::Refuse("entered the maximum number of times")
+    );
     let elsewhere = EntryHistory {
         exclusive_elsewhere: Some("one-time-buyer".into()),
         ..EntryHistory::default()
     };
-    assert_eq!(admit(&c, 5, &elsewhere, &[], now, now), Admission::Refuse("already in another win-back journey"));
+    assert_eq!(
+        admit(&c, 5, &elsewhere, &[], now, now),
+        Admission::Refuse("already in another win-back journey")
+    );
     // Cart reminders are not exclusive: they run beside a win-back journey.
     let cart = load("cart-reminder");
-    assert!(matches!(admit(&cart, 5, &elsewhere, &[], now, now), Admission::Enter { .. }));
+    assert!(matches!(
+        admit(&cart, 5, &elsewhere, &[], now, now),
+        Admission::Enter { .. }
+    ));
 }
 
 #[test]

@@ -1,0 +1,429 @@
+//! The campaign engine on a real store, both backends, with the clock driven by hand:
+//! "advance 7 days, run until idle, assert one email".
+
+use winback_domain::{ManualClock, Timestamp};
+use winback_engine::file_outbox::FileOutbox;
+use winback_engine::ports::{Applied, JourneyStore, SendOutcome};
+use winback_engine::{Engine, EngineSettings};
+use winback_import::SourceKind;
+use winback_store::{FactScope, SqlStore, Store, ingest::Mode};
+
+use crate::{conformance, import};
+
+/// Monday 2024-06-03 10:00 UTC: inside the default 09:00–20:00 send window.
+/// Settings for scenarios about journeys: the deliverability ramp admits everyone (it has its
+/// own tests), so contacts without email history are not held back.
+fn settings() -> EngineSettings {
+    let mut s = EngineSettings::default();
+    s.policy.ramp.start_share = 1.0;
+    s
+}
+
+fn start() -> Timestamp {
+    Timestamp::new("2024-06-03T10:00:00Z".parse().unwrap())
+}
+
+const CUSTOMERS: &str = "customer_id,email,first_name,email_consent,time_zone\n\
+    A,ann@example.nl,Ann,yes,UTC\n\
+    B,ben@example.nl,Ben,yes,UTC\n\
+    C,cas@example.nl,Cas,withdrawn,UTC\n\
+    D,dee@example.nl,Dee,yes,UTC\n";
+
+const ORDERS: &str = "order_id,customer_id,ordered_at,total,currency,status\n\
+    O1,A,2024-01-10T10:00:00Z,40.00,EUR,paid\n\
+    O2,B,2024-01-11T10:00:00Z,50.00,EUR,paid\n\
+    O3,C,2024-01-12T10:00:00Z,60.00,EUR,paid\n";
+
+const TWO_MAILS: &str = r#"
+[campaign]
+name = "two-mails"
+audience = 'orders >= 1 && email_ok'
+[trigger]
+type = "audience"
+[holdout]
+share = 0.0
+[[steps]]
+id = "hello"
+type = "send"
+template = "hello"
+subject = "Hi {{ first_name }}"
+[[steps]]
+id = "wait"
+type = "wait"
+duration = "7d"
+[[steps]]
+id = "offer"
+type = "offer"
+ladder = "back"
+[[steps]]
+id = "again"
+type = "send"
+template = "again"
+[offers.back]
+currency = "EUR"
+rungs = [{ kind = "fixed", amount = "10.00", valid = "14d" }]
+"#;
+
+async fn features(store: &SqlStore, now: Timestamp) {
+    let facts = store.profile_facts(FactScope::All).await.unwrap();
+    let rows: Vec<(i64, String)> = facts
+        .profiles
+        .iter()
+        .map(|p| {
+            let f = winback_scoring::Features::compute(p, &facts.categories, now);
+            (p.profile_id, serde_json::to_string(&f).unwrap())
+        })
+        .collect();
+    store.save_features(now, &rows, &[], true).await.unwrap();
+}
+
+async fn shop(store: &SqlStore) {
+    for (kind, name, text) in [
+        (SourceKind::Customers, "customers.csv", CUSTOMERS),
+        (SourceKind::Orders, "orders.csv", ORDERS),
+    ] {
+        let r = import(store, kind, name, text, Mode::Strict).await;
+        assert!(r.committed, "{:?}", r.errors);
+    }
+    features(store, start()).await;
+}
+
+async fn launch(store: &SqlStore, text: &str, name: &str) {
+    winback_engine::Campaign::parse(name, text).unwrap();
+    store
+        .apply_campaign(name, "test.toml", text, start())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_campaign_status(name, "active", start())
+            .await
+            .unwrap()
+    );
+}
+
+async fn count(store: &SqlStore, sql: &str) -> i64 {
+    store.pool().fetch(sql, &[]).await.unwrap()[0]
+        .i64(0)
+        .unwrap()
+}
+
+async fn journeys_send_once_and_stop_at_a_purchase(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+
+    let s = engine.run_until_idle(10).await.unwrap();
+    // A and B bought and consented; C withdrew; D never ordered.
+    assert_eq!((s.enrolled, s.sent), (2, 2), "{s:?}");
+    let again = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(
+        (again.enrolled, again.sent),
+        (0, 0),
+        "a second pass sends nothing: {again:?}"
+    );
+
+    // B orders the next day: B's journey ends, A's goes on.
+    clock.advance_days(1);
+    let r = import(
+        store,
+        SourceKind::Orders,
+        "more.csv",
+        "order_id,customer_id,ordered_at,total,currency,status\nO9,B,2024-06-04T09:00:00Z,30.00,EUR,paid\n",
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed);
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.exited, 1, "{s:?}");
+
+    clock.advance_days(7);
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.sent, 1, "only A gets the second mail: {s:?}");
+    assert_eq!(outbox.written(), 3);
+    assert_eq!(outbox.repeated(), 0);
+    let states = store
+        .pool()
+        .fetch(
+            "SELECT e.state, e.end_reason FROM enrolments e ORDER BY e.profile_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(states[0].text(0).unwrap(), "completed");
+    assert_eq!(states[1].text(0).unwrap(), "exited");
+    assert_eq!(states[1].opt_text(1).unwrap().as_deref(), Some("purchased"));
+    // A's second mail carries the offer issued just before it.
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("again"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(json["to"], "ann@example.nl");
+    assert!(json["offer"]["code"].as_str().unwrap().starts_with("WB-"));
+    assert_eq!(json["offer"]["description"], "10.00 EUR off");
+}
+conformance!(
+    journeys_run_exactly_once,
+    super::journeys_send_once_and_stop_at_a_purchase
+);
+
+async fn expired_leases_are_fenced_and_unknown_sends_are_in_doubt(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    engine.schedule().await.unwrap();
+
+    // Worker 1 claims, stalls past its lease; worker 2 claims the same enrolments.
+    let first = store.claim_due("w1", start(), 60, 10).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let later = start().plus_seconds(120);
+    let second = store.claim_due("w2", later, 60, 10).await.unwrap();
+    assert_eq!(second.len(), 2);
+    assert!(second[0].fence > first[0].fence);
+    let plan = |c: &winback_engine::ports::ClaimedEnrolment| {
+        let campaign = winback_engine::Campaign::parse("t", TWO_MAILS).unwrap();
+        winback_engine::journey::advance(
+            &campaign,
+            &c.enrolment,
+            &winback_engine::journey::Snapshot::default(),
+            later,
+            b"k",
+            &winback_engine::Evaluator::new(),
+        )
+    };
+    let stale: Vec<_> = first.iter().map(|c| (c.clone(), plan(c))).collect();
+    assert_eq!(
+        store.apply_plans(&stale, later).await.unwrap(),
+        0,
+        "the old fence applies nothing"
+    );
+    let fresh: Vec<_> = second.iter().map(|c| (c.clone(), plan(c))).collect();
+    assert_eq!(store.apply_plans(&fresh, later).await.unwrap(), 2);
+    // Applying again inserts nothing twice.
+    assert_eq!(store.apply_plans(&fresh, later).await.unwrap(), 0);
+    assert_eq!(count(store, "SELECT COUNT(*) FROM outbox").await, 2);
+
+    // Dispatch: one message is marked sending, then its worker dies before settling it.
+    let msgs = store.claim_messages("w1", later, 60, 10).await.unwrap();
+    assert_eq!(msgs.len(), 2);
+    let decide = |ctx: &winback_engine::policy::SendContext| {
+        winback_engine::policy::decide(ctx, &settings().policy)
+    };
+    let (d, dispatch) = store
+        .prepare_send(&msgs[0], later, 60, &decide)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d, winback_engine::policy::Decision::Send);
+    assert!(dispatch.is_some());
+    // The other claim expires untouched.
+    let after = later.plus_seconds(300);
+    let reaped = store.reap(after).await.unwrap();
+    assert_eq!((reaped.released, reaped.in_doubt), (1, 1));
+    // A late finish by the dead worker does not count.
+    let ramp = |s: Option<winback_engine::policy::RampState>, p: &str, st| {
+        let rs = winback_engine::policy::RampSettings::default();
+        winback_engine::policy::ramp_after_attempt(
+            s.unwrap_or_else(|| winback_engine::policy::RampState::new(p, &rs)),
+            st,
+            &rs,
+        )
+    };
+    assert!(
+        !store
+            .finish_send(
+                &msgs[0],
+                &SendOutcome::Sent { provider_id: None },
+                after,
+                &ramp
+            )
+            .await
+            .unwrap()
+    );
+    clock.set(after);
+    let s = engine.run_until_idle(5).await.unwrap();
+    assert_eq!(
+        s.sent, 1,
+        "the released one goes out, the in-doubt one never: {s:?}"
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'in_doubt'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE state IN ('claimed', 'sending')"
+        )
+        .await,
+        0
+    );
+}
+conformance!(
+    fencing_and_in_doubt,
+    super::expired_leases_are_fenced_and_unknown_sends_are_in_doubt
+);
+
+async fn unsubscribes_and_caps_are_checked_at_send_time(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let second = TWO_MAILS
+        .replace("two-mails", "other")
+        .replace("\"hello\"", "\"hello2\"");
+    launch(store, &second, "other").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    let s = engine.run_until_idle(10).await.unwrap();
+    // Both campaigns are exclusive win-back journeys: each contact enters only one of them.
+    assert_eq!(s.enrolled, 2, "{s:?}");
+    assert_eq!(s.sent, 2);
+
+    // A unsubscribes before the second mail; the mail is never sent.
+    let r = import(
+        store,
+        SourceKind::Events,
+        "events.jsonl",
+        "{\"customer_id\":\"A\",\"at\":\"2024-06-05T10:00:00Z\",\"type\":\"email_unsubscribed\"}\n",
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    clock.advance_days(7);
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.sent, 1, "{s:?}");
+    assert_eq!(outbox.written(), 3);
+    let to_a = count(
+        store,
+        "SELECT COUNT(*) FROM outbox o JOIN customers c ON c.id = o.profile_id WHERE c.external_id = 'A' AND o.state = 'sent'",
+    )
+    .await;
+    assert_eq!(to_a, 1, "only the mail before the unsubscribe");
+}
+conformance!(
+    send_time_checks,
+    super::unsubscribes_and_caps_are_checked_at_send_time
+);
+
+async fn editing_a_running_campaign_keeps_enrolments_on_their_version(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    engine.run_until_idle(10).await.unwrap();
+    // Version 2 drops the offer and renames the last step.
+    let edited = TWO_MAILS
+        .replace(
+            "[[steps]]\nid = \"offer\"\ntype = \"offer\"\nladder = \"back\"\n",
+            "",
+        )
+        .replace("id = \"again\"", "id = \"again-v2\"");
+    assert_eq!(
+        store
+            .apply_campaign("two-mails", "test.toml", &edited, start())
+            .await
+            .unwrap(),
+        Applied::NewVersion(2)
+    );
+    assert_eq!(
+        store
+            .apply_campaign("two-mails", "test.toml", &edited, start())
+            .await
+            .unwrap(),
+        Applied::Unchanged(2)
+    );
+    clock.advance_days(7);
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.sent, 2, "{s:?}");
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM outbox WHERE step = 'again'").await,
+        2
+    );
+    assert_eq!(count(store, "SELECT COUNT(*) FROM offers").await, 2);
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM enrolments WHERE version = 1").await,
+        2
+    );
+}
+conformance!(
+    versions,
+    super::editing_a_running_campaign_keeps_enrolments_on_their_version
+);
+
+async fn offers_are_redeemed_from_imported_orders_and_booked(store: &SqlStore) {
+    shop(store).await;
+    let text = TWO_MAILS.replace(
+        "[[steps]]\nid = \"hello\"\ntype = \"send\"\ntemplate = \"hello\"\nsubject = \"Hi {{ first_name }}\"\n",
+        "",
+    );
+    launch(store, &text, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    engine.run_until_idle(10).await.unwrap();
+    clock.advance_days(7);
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.sent, 2);
+    let code = store
+        .pool()
+        .fetch(
+            "SELECT f.code FROM offers f JOIN customers c ON c.id = f.profile_id WHERE c.external_id = 'A'",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .text(0)
+        .unwrap();
+    let orders = format!(
+        "order_id,customer_id,ordered_at,total,discount,currency,discount_codes,status\nO10,A,2024-06-11T12:00:00Z,45.00,10.00,EUR,{code},paid\n"
+    );
+    let r = import(
+        store,
+        SourceKind::Orders,
+        "redeem.csv",
+        &orders,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    clock.advance_days(1);
+    engine.run_until_idle(10).await.unwrap();
+    let row = store
+        .pool()
+        .fetch(
+            "SELECT state, cost_minor, used FROM offers WHERE code = $1",
+            &[code.as_str().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row[0].text(0).unwrap(), "redeemed");
+    assert_eq!(
+        row[0].i64(1).unwrap(),
+        1000,
+        "the order's discount is booked to the offer"
+    );
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM offer_redemptions").await,
+        1
+    );
+}
+conformance!(
+    offers,
+    super::offers_are_redeemed_from_imported_orders_and_booked
+);
