@@ -41,6 +41,100 @@ pub struct Config {
     pub inactivity: Vec<InactivityDefinition>,
     /// `[priority]`: win-back priority response rates, boosts, offer cost and exclusions.
     pub priority: PrioritySettings,
+    /// `[engine]`: the worker's leases, batches and offer-code key.
+    pub engine: EngineConfig,
+    /// `[policy]`: send windows, frequency caps and the deliverability ramp.
+    pub policy: PolicyConfig,
+    /// `[simulation]`: how simulated contacts respond (`winback simulate`, `winback demo`).
+    pub simulation: winback_engine::simulate::ResponseModel,
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Key that makes offer codes unguessable; set it (`WINBACK_ENGINE__SECRET`) in production.
+    pub secret: String,
+    /// Seconds a claim is held before another worker may take it over.
+    pub lease_seconds: i64,
+    /// Claims per batch.
+    pub batch: usize,
+    /// Seconds between passes of `winback worker`.
+    pub poll_seconds: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            secret: "winback-development-secret".into(),
+            lease_seconds: 60,
+            batch: 500,
+            poll_seconds: 5,
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Local window for marketing sends, e.g. `"09:00-20:00"` (SMS never outside 08:00–21:00).
+    pub send_window: String,
+    /// Frequency caps across every campaign.
+    pub caps: Vec<winback_engine::policy::Cap>,
+    /// The deliverability ramp and breaker.
+    pub ramp: winback_engine::policy::RampSettings,
+    /// A message that cannot leave within this long is dropped as expired, e.g. `"7d"`.
+    pub max_defer: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let p = winback_engine::policy::PolicySettings::default();
+        Self {
+            send_window: p.send_window.to_string(),
+            caps: p.caps,
+            ramp: p.ramp,
+            max_defer: p.max_defer.to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// The engine's settings from `[engine]`, `[policy]` and the default zone.
+    pub fn engine_settings(&self) -> Result<winback_engine::EngineSettings> {
+        use winback_engine::duration::{Duration, LocalWindow};
+        let send_window = LocalWindow::parse(&self.policy.send_window)
+            .map_err(|e| anyhow::anyhow!("policy.send_window: {e}"))?;
+        let max_defer = Duration::parse(&self.policy.max_defer)
+            .map_err(|e| anyhow::anyhow!("policy.max_defer: {e}"))?;
+        anyhow::ensure!(
+            self.policy.ramp.step > 0.0 && self.policy.ramp.step <= 0.10,
+            "policy.ramp.step must be above 0 and at most 0.10 (seed 001: widen in steps of at most 10%)"
+        );
+        anyhow::ensure!(
+            self.engine.lease_seconds >= 5,
+            "engine.lease_seconds must be at least 5"
+        );
+        Ok(winback_engine::EngineSettings {
+            policy: winback_engine::policy::PolicySettings {
+                send_window,
+                default_zone: self.default_time_zone.clone(),
+                caps: self.policy.caps.clone(),
+                ramp: self.policy.ramp,
+                max_defer,
+            },
+            secret: self.engine.secret.as_bytes().to_vec(),
+            lease_seconds: self.engine.lease_seconds,
+            batch: self.engine.batch.max(1),
+            worker_id: format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+                std::process::id()
+            ),
+            date_grace_days: 2,
+        })
+    }
 }
 
 /// `[scoring]`
@@ -104,6 +198,9 @@ impl Default for Config {
             clv: ClvSettings::default(),
             inactivity: InactivityDefinition::defaults(),
             priority: PrioritySettings::default(),
+            engine: EngineConfig::default(),
+            policy: PolicyConfig::default(),
+            simulation: winback_engine::simulate::ResponseModel::default(),
         }
     }
 }
@@ -155,6 +252,9 @@ impl Config {
             config.scoring.horizon_days > 0.0,
             "invalid configuration: scoring.horizon_days must be positive"
         );
+        config
+            .engine_settings()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(config)
     }
 

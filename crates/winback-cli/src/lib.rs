@@ -2,12 +2,16 @@
 //! the composition of store, importers, identity resolution and the synthetic shop into
 //! commands. `main.rs` only calls [`main`].
 
+mod campaigns;
 mod config;
 mod demo;
+mod examples;
 mod import;
 mod models;
 mod report;
 mod score;
+mod sim;
+mod simulate;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -80,6 +84,17 @@ enum Command {
         #[arg(long)]
         no_events: bool,
     },
+    /// Campaign files: apply, start, pause, close, signal, list, offer codes.
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCommand),
+    /// Run the engine: schedule journeys, step them into the outbox, send with the policies.
+    Worker {
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Forecast campaigns before launch: run them over a simulated shop in virtual time.
+    Simulate(simulate::SimulateArgs),
     /// Measure import throughput and identity resolution (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(report::BenchCommand),
@@ -401,5 +416,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(cmd) => report::bench(&config, &clock, cmd).await,
+        Command::Campaigns(cmd) => campaigns::run(&config, &clock, cmd).await,
+        Command::Worker { once } => campaigns::worker(&config, once).await,
+        Command::Simulate(args) => simulate::run(&config, &clock, args).await,
     }
 }

@@ -1222,12 +1222,8 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                         .map_err(|m| ck.at(e.span(), Some(id), format!("until_event: {m}")))
                         .ok()
                 });
-                if r.on_timeout.is_some() && until_event.is_none() {
-                    ck.at(
-                        r.on_timeout.as_ref().expect("checked").span(),
-                        Some(id),
-                        "on_timeout needs until_event",
-                    );
+                if let (Some(t), None) = (&r.on_timeout, &until_event) {
+                    ck.at(t.span(), Some(id), "on_timeout needs until_event");
                 }
                 let on_timeout = goto(ck, &r.on_timeout, "on_timeout").unwrap_or(next);
                 Action::Wait {

@@ -483,8 +483,10 @@ mod tests {
 
     #[test]
     fn sms_never_leaves_outside_8_to_21_local_even_with_a_wider_window() {
-        let mut s = PolicySettings::default();
-        s.send_window = LocalWindow::parse("06:00-23:00").unwrap();
+        let s = PolicySettings {
+            send_window: LocalWindow::parse("06:00-23:00").unwrap(),
+            ..PolicySettings::default()
+        };
         let mut c = ctx("2026-07-01T05:30:00Z"); // 07:30 CEST
         c.channel = Channel::Sms;
         match decide(&c, &s) {

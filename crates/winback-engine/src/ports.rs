@@ -145,6 +145,12 @@ pub struct Dispatch {
 pub struct OfferView {
     /// Code.
     pub code: String,
+    /// `fixed`, `percent`, `free_shipping` or `free_product`.
+    pub kind: String,
+    /// The amount off (fixed) or the product's cost (free product), minor units.
+    pub amount_minor: Option<i64>,
+    /// Percent off.
+    pub percent: Option<i64>,
     /// `"10.00 EUR off"`.
     pub description: String,
     /// Valid until.

@@ -142,7 +142,7 @@ pub fn respond<R: Rng>(
 /// The chance a contact orders on one day without any message, from the purchase model's
 /// expected purchases over a horizon (`expected` purchases in `horizon_days`).
 pub fn baseline_purchase_probability(expected: f64, horizon_days: f64) -> f64 {
-    if !(expected > 0.0) || !(horizon_days > 0.0) {
+    if expected.is_nan() || horizon_days.is_nan() || expected <= 0.0 || horizon_days <= 0.0 {
         return 0.0;
     }
     // Poisson: P(at least one purchase in a day) at the mean daily rate.

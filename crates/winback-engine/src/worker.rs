@@ -272,6 +272,12 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                     self.store.advance_cursor(rec.id, last).await?;
                 }
                 Trigger::Date { .. } => {
+                    // Dates are checked once per day (the cursor holds the day number).
+                    let today = now.day_number();
+                    if self.store.trigger_cursor(rec.id).await? >= today {
+                        continue;
+                    }
+                    self.store.advance_cursor(rec.id, today).await?;
                     if rows.is_none() {
                         rows = Some(self.store.audience_rows(now).await?);
                     }
@@ -471,14 +477,14 @@ fn needs_full(c: &Campaign, e: &ClaimedEnrolment) -> bool {
         };
         match &s.action {
             Action::Branch { .. } => return true,
-            Action::Wait { on_timeout, .. } if first && e.enrolment.resume => {
-                // The wait ends here; both exits may lead to a branch.
-                if let Some(t) = on_timeout {
-                    if t != &s.next.unwrap_or(usize::MAX) && reaches_branch(c, *t) {
-                        return true;
-                    }
-                }
+            // The wait ends here; its timeout exit may lead to a branch.
+            Action::Wait {
+                on_timeout: Some(t),
+                ..
+            } if first && e.enrolment.resume && Some(*t) != s.next && reaches_branch(c, *t) => {
+                return true;
             }
+            Action::Wait { .. } if first && e.enrolment.resume => {}
             Action::Wait { .. } => return false,
             _ => {}
         }

@@ -37,6 +37,9 @@ fn ts(micros: i64) -> Result<Timestamp, StoreError> {
 }
 
 const PROFILE: &str = "COALESCE(c.profile_id, c.id)";
+// Records of one profile are matched with `(c.id = P OR c.profile_id = P)`, which both
+// databases answer from the primary key and the profile index; `COALESCE(…) = P` would scan
+// every customer. The two agree because a profile's id is its smallest record's id.
 /// Rows per multi-row statement (parameters stay far below both databases' limits).
 const CHUNK: usize = 400;
 
@@ -644,11 +647,9 @@ pub(crate) async fn arm_stats(
 ) -> Result<Vec<winback_engine::experiment::ArmStats>, StoreError> {
     let rows = pool
         .fetch(
-            &format!(
-                "SELECT e.variant, COUNT(*), COUNT(CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id \
-                 WHERE {PROFILE} = e.profile_id AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2) THEN 1 END) \
-                 FROM enrolments e WHERE e.campaign_id = $1 AND e.holdout = 0 GROUP BY e.variant"
-            ),
+            "SELECT e.variant, COUNT(*), COUNT(CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id \
+                 WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2) THEN 1 END) \
+                 FROM enrolments e WHERE e.campaign_id = $1 AND e.holdout = 0 GROUP BY e.variant",
             &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
         )
         .await?;
@@ -739,7 +740,7 @@ async fn event_since(
     let p = Val::from(profile);
     let found = if label == "order_placed" {
         pool.fetch(
-            &format!("SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE {PROFILE} = $1 AND o.ordered_at >= $2 LIMIT 1"),
+            "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.ordered_at >= $2 LIMIT 1",
             &[p, s],
         )
         .await?
@@ -753,7 +754,7 @@ async fn event_since(
         if rows.is_empty() {
             rows = pool
                 .fetch(
-                    &format!("SELECT 1 FROM events e JOIN customers c ON c.id = e.customer_id WHERE {PROFILE} = $1 AND e.occurred_at >= $2 AND e.type = 'custom' AND e.payload LIKE $3 LIMIT 1"),
+                    "SELECT 1 FROM events e JOIN customers c ON c.id = e.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND e.occurred_at >= $2 AND e.type = 'custom' AND e.payload LIKE $3 LIMIT 1",
                     &[p, s, Val::from(format!("%\"name\":\"{name}\"%"))],
                 )
                 .await?;
@@ -761,7 +762,7 @@ async fn event_since(
         rows
     } else {
         pool.fetch(
-            &format!("SELECT 1 FROM events e JOIN customers c ON c.id = e.customer_id WHERE {PROFILE} = $1 AND e.occurred_at >= $2 AND e.type = $3 LIMIT 1"),
+            "SELECT 1 FROM events e JOIN customers c ON c.id = e.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND e.occurred_at >= $2 AND e.type = $3 LIMIT 1",
             &[p, s, Val::from(label)],
         )
         .await?
@@ -884,7 +885,7 @@ async fn journey_facts(
     };
     facts.purchased = !pool
         .fetch(
-            &format!("SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE {PROFILE} = $1 AND o.ordered_at >= $2 LIMIT 1"),
+            "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.ordered_at >= $2 LIMIT 1",
             &[Val::from(e.profile_id), since.clone()],
         )
         .await?
@@ -893,10 +894,8 @@ async fn journey_facts(
     let own = own.as_str();
     for r in pool
         .fetch(
-            &format!(
-                "SELECT e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id WHERE {PROFILE} = $1 AND e.occurred_at >= $2 \
-                 AND e.type IN ('email_opened', 'email_clicked', 'survey_answered') ORDER BY e.occurred_at"
-            ),
+            "SELECT e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND e.occurred_at >= $2 \
+                 AND e.type IN ('email_opened', 'email_clicked', 'survey_answered') ORDER BY e.occurred_at",
             &[Val::from(e.profile_id), since],
         )
         .await?
@@ -1190,7 +1189,7 @@ async fn unsubscribe(
 ) -> Result<(), StoreError> {
     let record = tx
         .fetch(
-            &format!("SELECT c.id FROM customers c WHERE {PROFILE} = $1 AND c.email IS NOT NULL AND c.erased_at IS NULL ORDER BY c.id LIMIT 1"),
+            "SELECT c.id FROM customers c WHERE (c.id = $1 OR c.profile_id = $1) AND c.email IS NOT NULL AND c.erased_at IS NULL ORDER BY c.id LIMIT 1",
             &[Val::from(profile)],
         )
         .await?;
@@ -1286,7 +1285,7 @@ async fn ended_reason(
     let since = Val::from(e.i64(2)?);
     let ordered = tx
         .fetch(
-            &format!("SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE {PROFILE} = $1 AND o.ordered_at >= $2 LIMIT 1"),
+            "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.ordered_at >= $2 LIMIT 1",
             &[Val::from(profile), since.clone()],
         )
         .await?;
@@ -1295,7 +1294,7 @@ async fn ended_reason(
     }
     let left = tx
         .fetch(
-            &format!("SELECT e.type FROM events e JOIN customers c ON c.id = e.customer_id WHERE {PROFILE} = $1 AND e.occurred_at >= $2 AND e.type IN ('email_unsubscribed', 'email_complained') LIMIT 1"),
+            "SELECT e.type FROM events e JOIN customers c ON c.id = e.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND e.occurred_at >= $2 AND e.type IN ('email_unsubscribed', 'email_complained') LIMIT 1",
             &[Val::from(profile), since],
         )
         .await?;
@@ -1339,7 +1338,7 @@ pub(crate) async fn prepare_send(
     let channel: Option<Channel> = channel_name.parse().ok();
     let records = tx
         .fetch(
-            &format!("SELECT c.id, c.email, c.phone, c.first_name, c.locale, c.time_zone, c.external_id FROM customers c WHERE {PROFILE} = $1 AND c.erased_at IS NULL ORDER BY c.id"),
+            "SELECT c.id, c.email, c.phone, c.first_name, c.locale, c.time_zone, c.external_id FROM customers c WHERE (c.id = $1 OR c.profile_id = $1) AND c.erased_at IS NULL ORDER BY c.id",
             &[Val::from(m.profile_id)],
         )
         .await?;
@@ -1504,7 +1503,7 @@ pub(crate) async fn prepare_send(
                 .unwrap_or_default();
             let offer = tx
                 .fetch(
-                    "SELECT code, description, expires_at, min_order_minor FROM offers WHERE enrolment_id = $1 AND state = 'issued' ORDER BY issued_at DESC, rung DESC LIMIT 1",
+                    "SELECT code, description, expires_at, min_order_minor, kind, amount_minor, percent FROM offers WHERE enrolment_id = $1 AND state = 'issued' ORDER BY issued_at DESC, rung DESC LIMIT 1",
                     &[Val::from(m.enrolment_id)],
                 )
                 .await?
@@ -1515,6 +1514,9 @@ pub(crate) async fn prepare_send(
                         description: r.text(1)?,
                         expires_at: ts(r.i64(2)?)?,
                         min_order_minor: r.i64(3)?,
+                        kind: r.text(4)?,
+                        amount_minor: r.opt_i64(5)?,
+                        percent: r.opt_i64(6)?,
                     })
                 })
                 .transpose()?;
@@ -1753,7 +1755,7 @@ pub(crate) async fn reap(pool: &Pool, now: Timestamp) -> Result<Reaped, StoreErr
     let released = tx
         .execute(
             "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until = NULL WHERE state = 'claimed' AND lease_until < $1",
-            &[n.clone()],
+            std::slice::from_ref(&n),
         )
         .await?;
     let in_doubt = tx
@@ -1960,7 +1962,7 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
             if complained {
                 let email = tx
                     .fetch(
-                        &format!("SELECT c.email FROM customers c WHERE {PROFILE} = $1 AND c.email IS NOT NULL ORDER BY c.id LIMIT 1"),
+                        "SELECT c.email FROM customers c WHERE (c.id = $1 OR c.profile_id = $1) AND c.email IS NOT NULL ORDER BY c.id LIMIT 1",
                         &[Val::from(profile)],
                     )
                     .await?;
@@ -1979,4 +1981,127 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
         tx.commit().await?;
     }
     Ok(total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports.
+
+/// One arm of a campaign: a variant, or the holdout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArmResult {
+    /// Variant id (the holdout keeps the variant it would have had).
+    pub variant: String,
+    /// Held out.
+    pub holdout: bool,
+    /// Enrolments.
+    pub enrolled: i64,
+    /// Enrolments with an order within the conversion window after entering.
+    pub converted: i64,
+    /// Revenue of those orders within the window, minor units.
+    pub revenue_minor: i64,
+    /// Messages by outbox state (`sent`, `dropped`, `cancelled`, `in_doubt`, …).
+    pub messages: BTreeMap<String, i64>,
+    /// Offers issued.
+    pub offers: i64,
+    /// Offers redeemed.
+    pub redeemed: i64,
+    /// Discount booked to redeemed offers, minor units.
+    pub discount_minor: i64,
+}
+
+pub(crate) async fn campaign_results(
+    pool: &Pool,
+    campaign_id: i64,
+    window_seconds: i64,
+) -> Result<Vec<ArmResult>, StoreError> {
+    let rows = pool
+        .fetch(
+            "SELECT e.variant, e.holdout, COUNT(*), \
+                   COUNT(CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) \
+                     AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')) THEN 1 END), \
+                   CAST(COALESCE(SUM((SELECT SUM(o.total_minor) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) \
+                     AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded'))), 0) AS BIGINT) \
+                 FROM enrolments e WHERE e.campaign_id = $1 GROUP BY e.variant, e.holdout ORDER BY e.holdout, e.variant",
+            &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
+        )
+        .await?;
+    let mut out: Vec<ArmResult> = rows
+        .iter()
+        .map(|r| {
+            Ok(ArmResult {
+                variant: r.text(0)?,
+                holdout: r.i64(1)? != 0,
+                enrolled: r.i64(2)?,
+                converted: r.i64(3)?,
+                revenue_minor: r.i64(4)?,
+                ..ArmResult::default()
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    for r in pool
+        .fetch(
+            "SELECT variant, state, COUNT(*) FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+    {
+        let v = r.text(0)?;
+        if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
+            a.messages.insert(r.text(1)?, r.i64(2)?);
+        }
+    }
+    for r in pool
+        .fetch(
+            "SELECT variant, COUNT(*), COUNT(CASE WHEN used > 0 THEN 1 END), CAST(COALESCE(SUM(cost_minor), 0) AS BIGINT) FROM offers WHERE campaign_id = $1 GROUP BY variant",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+    {
+        let v = r.text(0)?;
+        if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
+            a.offers = r.i64(1)?;
+            a.redeemed = r.i64(2)?;
+            a.discount_minor = r.i64(3)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Rows by state.
+pub type Counts = BTreeMap<String, i64>;
+
+/// Counts of enrolments by state and of outbox rows by state, per campaign name.
+pub(crate) async fn campaign_counts(
+    pool: &Pool,
+) -> Result<Vec<(String, BTreeMap<String, i64>, BTreeMap<String, i64>)>, StoreError> {
+    let mut out: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
+    for r in pool
+        .fetch("SELECT c.name, e.state, COUNT(*) FROM enrolments e JOIN campaigns c ON c.id = e.campaign_id GROUP BY c.name, e.state", &[])
+        .await?
+    {
+        out.entry(r.text(0)?).or_default().0.insert(r.text(1)?, r.i64(2)?);
+    }
+    for r in pool
+        .fetch("SELECT c.name, o.state, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id GROUP BY c.name, o.state", &[])
+        .await?
+    {
+        out.entry(r.text(0)?).or_default().1.insert(r.text(1)?, r.i64(2)?);
+    }
+    Ok(out.into_iter().map(|(k, (a, b))| (k, a, b)).collect())
+}
+
+/// Offer codes of a campaign for the shop: code, kind, amount, currency, minimum, expiry, state.
+pub(crate) async fn offer_codes(
+    pool: &Pool,
+    campaign_id: i64,
+) -> Result<Vec<Vec<String>>, StoreError> {
+    pool.fetch(
+        "SELECT code, kind, COALESCE(CAST(amount_minor AS TEXT), ''), COALESCE(CAST(percent AS TEXT), ''), COALESCE(sku, ''), currency, \
+         CAST(min_order_minor AS TEXT), CAST(uses AS TEXT), CAST(expires_at AS TEXT), state FROM offers WHERE campaign_id = $1 ORDER BY issued_at, code",
+        &[Val::from(campaign_id)],
+    )
+    .await?
+    .iter()
+    .map(|r| (0..10).map(|i| r.text(i)).collect())
+    .collect()
 }

@@ -13,6 +13,7 @@ pub mod db;
 mod features;
 pub mod ingest;
 mod journeys;
+pub use journeys::ArmResult;
 mod migrate;
 mod queries;
 mod scores;
@@ -405,6 +406,35 @@ impl SqlStore {
     /// Records a shop-wide signal such as `assortment_updated`: waits on `custom:NAME` end.
     pub async fn signal(&self, name: &str, at: Timestamp) -> Result<(), StoreError> {
         journeys::signal(&self.pool, name, at).await
+    }
+
+    /// Each arm of a campaign (variants and holdout) with conversions within `window_seconds`.
+    pub async fn campaign_results(
+        &self,
+        campaign_id: i64,
+        window_seconds: i64,
+    ) -> Result<Vec<ArmResult>, StoreError> {
+        journeys::campaign_results(&self.pool, campaign_id, window_seconds).await
+    }
+
+    /// Enrolments and messages by state, per campaign.
+    #[allow(clippy::type_complexity)]
+    pub async fn campaign_counts(
+        &self,
+    ) -> Result<
+        Vec<(
+            String,
+            std::collections::BTreeMap<String, i64>,
+            std::collections::BTreeMap<String, i64>,
+        )>,
+        StoreError,
+    > {
+        journeys::campaign_counts(&self.pool).await
+    }
+
+    /// A campaign's offer codes as text columns (see `winback campaigns codes`).
+    pub async fn offer_codes(&self, campaign_id: i64) -> Result<Vec<Vec<String>>, StoreError> {
+        journeys::offer_codes(&self.pool, campaign_id).await
     }
 }
 

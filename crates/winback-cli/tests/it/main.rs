@@ -21,6 +21,7 @@ impl Env {
     }
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -207,7 +208,7 @@ fn an_import_killed_mid_transaction_leaves_the_store_as_it_was() {
 #[test]
 fn the_demo_tells_the_story_and_is_idempotent() {
     let env = Env::new();
-    let out = env.run(&["demo", "--customers", "300"]);
+    let out = env.run(&["demo", "--customers", "300", "--months", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     let t = String::from_utf8_lossy(&out.stdout).to_string();
     for part in [
@@ -215,14 +216,22 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "2. Importing into",
         "3. Who is who",
         "4. What the data looks like",
+        "6. Running the win-back programme (9 campaigns",
+        "we-miss-you — We miss you, then ask why",
+        "Sent twice: 0. In doubt after a crash: 0.",
         "Done in",
     ] {
         assert!(t.contains(part), "missing `{part}` in:\n{t}");
     }
     let first = env.status_json();
     assert!(first["merged_records"].as_u64().unwrap() > 0, "{first}");
-    // The same seed on the same day: re-running updates, never duplicates.
-    let out = env.run(&["demo", "--customers", "300"]);
+    // The simulated months wrote their messages to the file outbox, one file per key.
+    let outbox = env.dir.path().join("winback-demo/outbox");
+    let files = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert!(files > 0, "no messages in {}", outbox.display());
+    // The same seed on the same day: re-running updates, never duplicates; the simulation ran
+    // on a copy and left the shop's data as imported.
+    let out = env.run(&["demo", "--customers", "300", "--months", "2"]);
     assert!(out.status.success());
     let second = env.status_json();
     assert_eq!(first["orders"], second["orders"]);
@@ -272,7 +281,11 @@ fn environment_variables_override_the_config_file() {
 #[test]
 fn score_places_every_profile_in_one_stage_with_a_reason() {
     let env = Env::new();
-    assert!(env.run(&["demo", "--customers", "400"]).status.success());
+    assert!(
+        env.run(&["demo", "--customers", "400", "--months", "1"])
+            .status
+            .success()
+    );
     let out = env.run(&["score", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -412,5 +425,46 @@ fn models_fit_reproduces_cdnow_and_reports_the_holdout() {
     assert!(
         saved.contains("pareto_nbd") && saved.contains("gamma_gamma"),
         "{saved}"
+    );
+}
+
+#[test]
+fn campaign_files_are_checked_before_anything_is_applied() {
+    let env = Env::new();
+    env.write(
+        "campaigns/bad.toml",
+        "[campaign]\nname = \"bad\"\naudience = 'stage == \"lapsed\"'\n[trigger]\ntype = \"audience\"\n[[steps]]\nid = \"s\"\ntype = \"send\"\n",
+    );
+    let out = env.run(&["campaigns", "apply", "campaigns"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("campaigns/bad.toml:6:1: step `s`: a send step needs `template`"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was applied"), "{err}");
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/campaigns");
+    let out = env.run(&["campaigns", "apply", examples]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("we-miss-you"));
+    let again = env.run(&["campaigns", "apply", examples]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("unchanged (version 1)"));
+    assert!(
+        env.run(&["campaigns", "start", "we-miss-you"])
+            .status
+            .success()
+    );
+    let list = env.run(&["campaigns", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let wmy = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "we-miss-you")
+        .unwrap();
+    assert_eq!(wmy["status"], "active");
+    assert_eq!(
+        env.run(&["campaigns", "start", "nope"]).status.code(),
+        Some(3)
     );
 }

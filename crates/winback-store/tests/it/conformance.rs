@@ -392,7 +392,7 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .unwrap()[0]
         .i64(0)
         .unwrap();
-    assert_eq!(n, 3, "foundation, scores, features and models");
+    assert_eq!(n, 4, "foundation, scores, features and models, campaigns");
     // Tampering with an applied migration is detected on the next connect.
     store
         .pool()

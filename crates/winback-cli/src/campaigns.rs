@@ -1,0 +1,398 @@
+//! `winback campaigns …` and `winback worker`: applying campaign files, starting and pausing
+//! them, shop signals, offer-code exports, and the worker loop.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use winback_domain::Clock;
+use winback_engine::ports::{Applied, JourneyStore};
+use winback_engine::{Campaign, Engine};
+use winback_store::SqlStore;
+
+use crate::Config;
+use crate::report::n;
+
+/// `winback campaigns`
+#[derive(Debug, Subcommand)]
+pub enum CampaignsCommand {
+    /// Check campaign files and store them as new versions (a folder applies every `*.toml`).
+    /// Nothing is applied when any file has a problem. New campaigns start as drafts.
+    Apply {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Only check; store nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Campaigns with their status, version, journeys and messages.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start (or resume) a campaign: its trigger begins enrolling.
+    Start {
+        /// Campaign name.
+        name: String,
+    },
+    /// Pause a campaign: nothing is enrolled, stepped or sent until it is started again.
+    Pause {
+        /// Campaign name.
+        name: String,
+    },
+    /// Stop enrolling; running journeys finish, then the campaign is `finished`.
+    Close {
+        /// Campaign name.
+        name: String,
+    },
+    /// Announce a shop-wide event such as `assortment_updated`; waits on `custom:NAME` end.
+    Signal {
+        /// Event name, snake_case.
+        name: String,
+    },
+    /// The variables audience and branch expressions can use.
+    Variables,
+    /// Export a campaign's offer codes for the shop (CSV).
+    Codes {
+        /// Campaign name.
+        name: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Reads and checks campaign files; every problem of every file, or the campaigns.
+pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, Campaign)>, Vec<String>> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        problems.push(format!("{}: no *.toml campaign files", p.display()));
+                    }
+                    files.extend(found);
+                }
+                Err(e) => problems.push(format!("{}: {e}", p.display())),
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeMap::new();
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{}: {e}", f.display()));
+                continue;
+            }
+        };
+        match Campaign::parse(&f.display().to_string(), &text) {
+            Ok(c) => {
+                if let Some(other) = names.insert(c.name.clone(), f.clone()) {
+                    problems.push(format!(
+                        "{}: campaign `{}` is also defined in {}",
+                        f.display(),
+                        c.name,
+                        other.display()
+                    ));
+                }
+                out.push((f, text, c));
+            }
+            Err(e) => problems.extend(e.problems.iter().map(|p| p.to_string())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Applies checked campaigns; prints what happened to each.
+pub async fn apply(
+    store: &SqlStore,
+    clock: &dyn Clock,
+    campaigns: &[(PathBuf, String, Campaign)],
+    quiet: bool,
+) -> Result<()> {
+    for (file, text, c) in campaigns {
+        let outcome = store
+            .apply_campaign(&c.name, &file.display().to_string(), text, clock.now())
+            .await?;
+        if !quiet {
+            match outcome {
+                Applied::Created(_) => println!(
+                    "{:<28} created (version 1, draft; start it with `winback campaigns start {}`)",
+                    c.name, c.name
+                ),
+                Applied::NewVersion(v) => println!(
+                    "{:<28} version {v}: new journeys use it, running ones keep theirs",
+                    c.name
+                ),
+                Applied::Unchanged(v) => println!("{:<28} unchanged (version {v})", c.name),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `winback campaigns …`.
+pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> Result<ExitCode> {
+    if let CampaignsCommand::Variables = cmd {
+        println!("{:<28} {:<13} meaning", "variable", "type");
+        for (v, t, m) in winback_engine::audience::VARIABLES {
+            println!("{v:<28} {t:<13} {m}");
+        }
+        println!();
+        println!("In branch expressions (`expr = '…'`) also:");
+        for (v, t, m) in winback_engine::audience::JOURNEY_VARIABLES {
+            println!("{v:<28} {t:<13} {m}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let CampaignsCommand::Apply { paths, check: true } = &cmd {
+        return Ok(match load_files(paths) {
+            Ok(c) => {
+                println!("{} campaign file(s) are valid.", c.len());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                ExitCode::from(2)
+            }
+        });
+    }
+    let store = crate::open_store(config).await?;
+    let code = match cmd {
+        CampaignsCommand::Apply { paths, .. } => match load_files(&paths) {
+            Ok(campaigns) => {
+                apply(&store, clock, &campaigns, false).await?;
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s); nothing was applied.", problems.len());
+                ExitCode::from(2)
+            }
+        },
+        CampaignsCommand::List { json } => {
+            let campaigns = store.campaigns().await?;
+            let counts = store.campaign_counts().await?;
+            if json {
+                let rows: Vec<serde_json::Value> = campaigns
+                    .iter()
+                    .map(|c| {
+                        let (e, m) = counts
+                            .iter()
+                            .find(|(n, _, _)| *n == c.name)
+                            .map(|(_, e, m)| (e.clone(), m.clone()))
+                            .unwrap_or_default();
+                        serde_json::json!({"name": c.name, "status": c.status, "version": c.version, "file": c.file, "enrolments": e, "messages": m})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<28} {:<9} {:>3} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8}",
+                    "campaign",
+                    "status",
+                    "v",
+                    "active",
+                    "completed",
+                    "exited",
+                    "holdout",
+                    "sent",
+                    "in doubt"
+                );
+                for c in &campaigns {
+                    let (e, m) = counts
+                        .iter()
+                        .find(|(n, _, _)| *n == c.name)
+                        .map(|(_, e, m)| (e.clone(), m.clone()))
+                        .unwrap_or_default();
+                    let g = |map: &std::collections::BTreeMap<String, i64>, k: &str| {
+                        map.get(k).copied().unwrap_or(0)
+                    };
+                    println!(
+                        "{:<28} {:<9} {:>3} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8}",
+                        c.name,
+                        c.status,
+                        c.version,
+                        g(&e, "active"),
+                        g(&e, "completed"),
+                        g(&e, "exited"),
+                        g(&e, "held_out"),
+                        g(&m, "sent"),
+                        g(&m, "in_doubt"),
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        CampaignsCommand::Start { name } => status(&store, clock, &name, "active").await?,
+        CampaignsCommand::Pause { name } => status(&store, clock, &name, "paused").await?,
+        CampaignsCommand::Close { name } => status(&store, clock, &name, "closing").await?,
+        CampaignsCommand::Signal { name } => {
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "signal names are snake_case, e.g. assortment_updated"
+            );
+            store.signal(&name, clock.now()).await?;
+            println!(
+                "Signalled `{name}`: journeys waiting for custom:{name} continue at the next worker pass."
+            );
+            ExitCode::SUCCESS
+        }
+        CampaignsCommand::Codes { name, out } => {
+            let Some(c) = store
+                .campaigns()
+                .await?
+                .into_iter()
+                .find(|c| c.name == name)
+            else {
+                eprintln!("no campaign `{name}`");
+                return Ok(ExitCode::from(3));
+            };
+            let rows = store.offer_codes(c.id).await?;
+            write_codes(&rows, out.as_deref())?;
+            if let Some(p) = out {
+                eprintln!("{} codes written to {}", n(rows.len() as u64), p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        CampaignsCommand::Variables => unreachable!("handled above"),
+    };
+    store.close().await;
+    Ok(code)
+}
+
+async fn status(store: &SqlStore, clock: &dyn Clock, name: &str, to: &str) -> Result<ExitCode> {
+    if store.set_campaign_status(name, to, clock.now()).await? {
+        println!("{name}: {to}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("no campaign `{name}`; apply its file first (winback campaigns apply FILE)");
+        Ok(ExitCode::from(3))
+    }
+}
+
+/// Neutralises spreadsheet formulas: a cell starting with `=`, `+`, `-`, `@`, tab or carriage
+/// return is prefixed with `'` (OWASP CSV injection).
+pub fn defuse(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
+fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
+    let sink: Box<dyn std::io::Write> = match out {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let mut w = csv::Writer::from_writer(sink);
+    w.write_record([
+        "code",
+        "kind",
+        "amount_minor",
+        "percent",
+        "sku",
+        "currency",
+        "min_order_minor",
+        "uses",
+        "expires_at",
+        "state",
+    ])?;
+    for r in rows {
+        let mut cells: Vec<String> = r.iter().map(|c| defuse(c)).collect();
+        // Expiry as an RFC 3339 time rather than microseconds.
+        if let Some(t) = cells
+            .get(8)
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(winback_domain::Timestamp::from_micros)
+        {
+            cells[8] = t.to_string();
+        }
+        w.write_record(&cells)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// `winback worker`: passes until interrupted (or once).
+pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
+    let store = crate::open_store(config).await?;
+    let settings = config.engine_settings()?;
+    let outbox_dir = PathBuf::from("outbox");
+    let outbox = winback_engine::file_outbox::FileOutbox::new(&outbox_dir)
+        .with_context(|| format!("creating {}", outbox_dir.display()))?;
+    let clock = winback_domain::SystemClock;
+    let engine = Engine::new(&store, &outbox, &clock, settings);
+    let poll = std::time::Duration::from_secs(config.engine.poll_seconds.max(1));
+    loop {
+        let s = engine.run_once().await?;
+        if s.busy() || s.in_doubt > 0 {
+            println!(
+                "{}: enrolled {} (+{} held out), advanced {}, sent {}, deferred {}, dropped {}, failed {}, exited {}, in doubt {}",
+                clock.now(),
+                s.enrolled,
+                s.held_out,
+                s.advanced,
+                s.sent,
+                s.deferred,
+                s.dropped,
+                s.failed,
+                s.exited,
+                s.in_doubt
+            );
+        }
+        if once {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::signal::ctrl_c() => {
+                println!("stopping: the current pass finished; claims of this worker expire with their leases");
+                break;
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defuse;
+
+    #[test]
+    fn formulas_are_defused() {
+        assert_eq!(defuse("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defuse("+31"), "'+31");
+        assert_eq!(defuse("@SUM"), "'@SUM");
+        assert_eq!(defuse("WB-ABC"), "WB-ABC");
+    }
+}
