@@ -691,19 +691,7 @@ pub(crate) async fn claim_due(
            ORDER BY e.due_at LIMIT $4 {lock}) \
          RETURNING id, campaign_id, version, profile_id, step, resume, entered_at, due_at, variant, fence, waiting_since, waiting_event"
     );
-    let mut tx = pool.begin().await?;
-    let rows = tx
-        .fetch(
-            &sql,
-            &[
-                Val::from(worker),
-                Val::from(now.as_micros() + lease_seconds * 1_000_000),
-                Val::from(now.as_micros()),
-                Val::from(limit as i64),
-            ],
-        )
-        .await?;
-    tx.commit().await?;
+    let rows = claim_rows(pool, &sql, worker, now, lease_seconds, limit).await?;
     let mut out: Vec<ClaimedEnrolment> = rows
         .iter()
         .map(|r| {
@@ -727,6 +715,32 @@ pub(crate) async fn claim_due(
         .collect::<Result<_, StoreError>>()?;
     out.sort_by_key(|c| (c.enrolment.due_at, c.enrolment.id));
     Ok(out)
+}
+
+/// Runs a claim statement (`$1` worker, `$2` lease end, `$3` now, `$4` limit) in its own
+/// transaction, so the claim is committed before any work on the rows starts.
+async fn claim_rows(
+    pool: &Pool,
+    sql: &str,
+    worker: &str,
+    now: Timestamp,
+    lease_seconds: i64,
+    limit: usize,
+) -> Result<Vec<crate::db::DbRow>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let rows = tx
+        .fetch(
+            sql,
+            &[
+                Val::from(worker),
+                Val::from(now.as_micros() + lease_seconds * 1_000_000),
+                Val::from(now.as_micros()),
+                Val::from(limit as i64),
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Whether `label` happened for the profile (or shop-wide) at or after `since`.
@@ -1232,19 +1246,7 @@ pub(crate) async fn claim_messages(
            SELECT id FROM outbox WHERE state = 'pending' AND not_before <= $3 ORDER BY not_before, id LIMIT $4 {lock}) \
          RETURNING id, fence, idempotency_key, channel, campaign_id, enrolment_id, profile_id"
     );
-    let mut tx = pool.begin().await?;
-    let rows = tx
-        .fetch(
-            &sql,
-            &[
-                Val::from(worker),
-                Val::from(now.as_micros() + lease_seconds * 1_000_000),
-                Val::from(now.as_micros()),
-                Val::from(limit as i64),
-            ],
-        )
-        .await?;
-    tx.commit().await?;
+    let rows = claim_rows(pool, &sql, worker, now, lease_seconds, limit).await?;
     let mut out: Vec<ClaimedMessage> = rows
         .iter()
         .map(|r| {
