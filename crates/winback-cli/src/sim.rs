@@ -196,25 +196,14 @@ pub async fn run(
         for hour in [10i64] {
             let now = midnight.plus_seconds(hour * 3600);
             clock.set(now);
-            let t0 = std::time::Instant::now();
             let (o, e) = import_due(config, store, &mut queue, now).await?;
             orders += o;
             events += e;
-            let t1 = std::time::Instant::now();
             if o + e > 0 {
                 crate::score::refresh_features(store, now).await?;
             }
-            let t2 = std::time::Instant::now();
             let s = engine.run_until_idle(4).await?;
-            if std::env::var_os("SIM_TIMING").is_some() {
-                eprintln!(
-                    "day {day} {hour}h: import {:.0} ms, features {:.0} ms, engine {:.0} ms ({s:?})",
-                    (t1 - t0).as_secs_f64() * 1e3,
-                    (t2 - t1).as_secs_f64() * 1e3,
-                    t2.elapsed().as_secs_f64() * 1e3
-                );
-            }
-            add(&mut totals, &s);
+            totals.add(&s);
             let delivered: Vec<Dispatch> =
                 std::mem::take(&mut *transport.delivered.lock().expect("delivery lock"));
             for d in delivered {
@@ -492,20 +481,6 @@ async fn ingest_text(
         report.errors
     );
     Ok(())
-}
-
-fn add(t: &mut PassStats, s: &PassStats) {
-    t.enrolled += s.enrolled;
-    t.held_out += s.held_out;
-    t.advanced += s.advanced;
-    t.steps += s.steps;
-    t.sent += s.sent;
-    t.deferred += s.deferred;
-    t.dropped += s.dropped;
-    t.failed += s.failed;
-    t.released += s.released;
-    t.in_doubt += s.in_doubt;
-    t.exited += s.exited;
 }
 
 /// One arm's forecast figures.

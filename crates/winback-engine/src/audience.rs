@@ -271,6 +271,12 @@ pub struct AudienceRow {
     pub country: Option<String>,
 }
 
+impl AsRef<AudienceRow> for AudienceRow {
+    fn as_ref(&self) -> &AudienceRow {
+        self
+    }
+}
+
 impl AudienceRow {
     /// Fills the feature-derived fields from a profile's stored features, with day counts as of
     /// `now` (features keep timestamps, so they do not age).
@@ -568,11 +574,13 @@ impl Audience {
         }
     }
 
-    /// Evaluates over many rows; the matching profile ids and the number of rows that erred.
-    pub fn evaluate(&self, rows: &[AudienceRow]) -> Evaluation {
+    /// Evaluates over many rows (anything holding an [`AudienceRow`]); the matching profile
+    /// ids and the number of rows that erred.
+    pub fn evaluate<R: AsRef<AudienceRow>>(&self, rows: &[R]) -> Evaluation {
         let ctx = Evaluator::new();
         let mut out = Evaluation::default();
         for row in rows {
+            let row = row.as_ref();
             match self.matches(&ctx, row, None) {
                 Ok(true) => out.matched.push(row.profile_id),
                 Ok(false) => {}
@@ -587,7 +595,11 @@ impl Audience {
 
     /// [`evaluate`](Self::evaluate) on `threads` threads (rows split in contiguous chunks,
     /// results in row order).
-    pub fn evaluate_parallel(&self, rows: &[AudienceRow], threads: usize) -> Evaluation {
+    pub fn evaluate_parallel<R: AsRef<AudienceRow> + Sync>(
+        &self,
+        rows: &[R],
+        threads: usize,
+    ) -> Evaluation {
         let threads = threads.max(1);
         if threads == 1 || rows.len() < 10_000 {
             return self.evaluate(rows);

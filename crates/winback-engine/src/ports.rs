@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use winback_domain::{Channel, Timestamp};
+use winback_domain::Timestamp;
 
 use crate::audience::AudienceRow;
 use crate::experiment::ArmStats;
@@ -224,13 +224,14 @@ pub trait JourneyStore: Send + Sync {
         &self,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<AudienceEntry>, EngineError>> + Send;
-    /// Events and orders after `cursor` (the campaign's trigger cursor), oldest first.
+    /// Events (or orders, for `order_placed`) with `label` after the campaign's trigger
+    /// cursor, oldest first, at most `limit`.
     fn trigger_events(
         &self,
         campaign_id: i64,
         label: &str,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<TriggerEvent>, EngineError>> + Send;
+    ) -> impl Future<Output = Result<TriggerBatch, EngineError>> + Send;
     /// The campaign's trigger cursor: the last event or order consumed, or for audience
     /// triggers the time of the last evaluation (microseconds); 0 when never run.
     fn trigger_cursor(
@@ -340,6 +341,22 @@ pub struct AudienceEntry {
     pub time_zone: Option<String>,
 }
 
+impl AsRef<AudienceRow> for AudienceEntry {
+    fn as_ref(&self) -> &AudienceRow {
+        &self.row
+    }
+}
+
+/// Events after a campaign's cursor, and where the cursor goes once they are handled (past
+/// events of other kinds too, so history is not rescanned).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TriggerBatch {
+    /// Matching events, oldest first.
+    pub events: Vec<TriggerEvent>,
+    /// The new cursor; `None` when there was nothing after the old one.
+    pub cursor: Option<i64>,
+}
+
 /// A delivery channel.
 pub trait Transport: Send + Sync {
     /// Delivers one message. Must not return before the next hop accepted or refused it.
@@ -358,9 +375,4 @@ pub enum EngineError {
     /// No such campaign.
     #[error("no campaign named `{0}`")]
     UnknownCampaign(String),
-}
-
-/// Whether a channel name is a consent channel.
-pub fn consent_channel(channel: &str) -> Option<Channel> {
-    channel.parse().ok()
 }

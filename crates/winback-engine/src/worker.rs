@@ -90,7 +90,8 @@ impl PassStats {
             > 0
     }
 
-    fn add(&mut self, o: &PassStats) {
+    /// Adds another pass's counts.
+    pub fn add(&mut self, o: &PassStats) {
         self.enrolled += o.enrolled;
         self.held_out += o.held_out;
         self.advanced += o.advanced;
@@ -159,6 +160,8 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
         stats.released = reaped.released;
         stats.in_doubt = reaped.in_doubt;
         stats.add(&self.schedule().await?);
+        // Waits whose event has come become due now; once per pass, not per batch.
+        self.store.wake_waiting(self.clock.now()).await?;
         loop {
             let s = self.step_due().await?;
             stats.add(&s);
@@ -215,8 +218,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                     }
                     let entries = rows.as_ref().expect("loaded");
                     let audience = c.audience.as_ref().expect("checked on load");
-                    let plain: Vec<_> = entries.iter().map(|e| e.row.clone()).collect();
-                    let hits = audience.evaluate_parallel(&plain, 2);
+                    let hits = audience.evaluate_parallel(entries, 2);
                     let bucket = now.as_micros() / (every.seconds() * 1_000_000);
                     candidates.extend(hits.matched.into_iter().map(|p| Candidate {
                         profile_id: p,
@@ -227,15 +229,16 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 }
                 Trigger::Event { event } => {
                     let label = event.label();
-                    let events = self.store.trigger_events(rec.id, &label, 10_000).await?;
-                    let Some(last) = events.last().map(|e| e.cursor) else {
+                    let batch = self.store.trigger_events(rec.id, &label, 10_000).await?;
+                    let Some(last) = batch.cursor else {
                         continue;
                     };
                     // Old events (a history import, a backlog) do not start journeys.
                     let oldest = now.plus_seconds(-c.policy.max_late.seconds());
-                    let wanted: Vec<_> = events
+                    let wanted: Vec<_> = batch
+                        .events
                         .into_iter()
-                        .filter(|e| e.label == label && e.at >= oldest)
+                        .filter(|e| e.at >= oldest)
                         .collect();
                     if let (Some(aud), false) = (&c.audience, wanted.is_empty()) {
                         if rows.is_none() {
@@ -345,7 +348,6 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
     /// Claims one batch of due enrolments and advances each.
     pub async fn step_due(&self) -> Result<PassStats, EngineError> {
         let now = self.clock.now();
-        self.store.wake_waiting(now).await?;
         let claimed = self
             .store
             .claim_due(

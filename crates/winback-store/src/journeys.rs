@@ -19,7 +19,7 @@ use winback_engine::journey::{Admission, Effect, Enrolment, EntryHistory, Next, 
 use winback_engine::policy::{self, Decision, ProviderStats, RampState, SendContext};
 use winback_engine::ports::{
     Applied, AudienceEntry, CampaignRecord, Candidate, ClaimedEnrolment, ClaimedMessage, Dispatch,
-    EngineError, OfferView, Reaped, SendOutcome, TriggerEvent,
+    EngineError, OfferView, Reaped, SendOutcome, TriggerBatch, TriggerEvent,
 };
 
 use crate::StoreError;
@@ -447,7 +447,7 @@ pub(crate) async fn trigger_events(
     campaign_id: i64,
     label: &str,
     limit: usize,
-) -> Result<Vec<TriggerEvent>, StoreError> {
+) -> Result<TriggerBatch, StoreError> {
     let cursor = trigger_cursor(pool, campaign_id).await?;
     let lim = limit as i64;
     let rows = if label == "order_placed" {
@@ -483,7 +483,7 @@ pub(crate) async fn trigger_events(
         )
         .await?
     };
-    let mut out: Vec<TriggerEvent> = rows
+    let events: Vec<TriggerEvent> = rows
         .iter()
         .map(|r| {
             Ok(TriggerEvent {
@@ -495,33 +495,30 @@ pub(crate) async fn trigger_events(
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    if out.is_empty() {
+    let next = match events.last() {
+        // A full batch may be followed by more: continue right after it.
+        Some(e) => e.cursor,
         // Nothing of this kind after the cursor: move it past the table's end, so the next
         // pass does not rescan history.
-        let table = if label == "order_placed" {
-            "orders"
-        } else {
-            "events"
-        };
-        let max = pool
-            .fetch(&format!("SELECT MAX(id) FROM {table}"), &[])
-            .await?
-            .first()
-            .map(|r| r.opt_i64(0))
-            .transpose()?
-            .flatten()
-            .unwrap_or(0);
-        if max > cursor {
-            out.push(TriggerEvent {
-                cursor: max,
-                profile_id: 0,
-                label: String::new(),
-                key: String::new(),
-                at: Timestamp::EPOCH,
-            });
+        None => {
+            let table = if label == "order_placed" {
+                "orders"
+            } else {
+                "events"
+            };
+            pool.fetch(&format!("SELECT MAX(id) FROM {table}"), &[])
+                .await?
+                .first()
+                .map(|r| r.opt_i64(0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0)
         }
-    }
-    Ok(out)
+    };
+    Ok(TriggerBatch {
+        events,
+        cursor: (next > cursor).then_some(next),
+    })
 }
 
 async fn lock_enrolment(tx: &mut Tx) -> Result<(), StoreError> {
@@ -1432,22 +1429,7 @@ pub(crate) async fn prepare_send(
         _ => None,
     };
     let ramp = match &provider {
-        Some(p) => tx
-            .fetch(
-                "SELECT share, attempts_at_share, paused FROM provider_ramp WHERE provider = $1",
-                &[Val::from(p.as_str())],
-            )
-            .await?
-            .first()
-            .map(|r| -> Result<RampState, StoreError> {
-                Ok(RampState {
-                    provider: p.clone(),
-                    share: r.opt_f64(0)?.unwrap_or(0.0),
-                    attempts_at_share: r.i64(1)? as u64,
-                    paused: r.opt_text(2)?,
-                })
-            })
-            .transpose()?,
+        Some(p) => ramp_state(&mut tx, p).await?,
         None => None,
     };
     let ctx = SendContext {
@@ -1678,21 +1660,7 @@ pub(crate) async fn finish_send(
                 stats.complaints += 1;
             }
         }
-        let current = tx
-            .fetch(
-                "SELECT share, attempts_at_share, paused FROM provider_ramp WHERE provider = $1",
-                &[Val::from(p.as_str())],
-            )
-            .await?;
-        let state = match current.first() {
-            Some(r) => Some(RampState {
-                provider: p.clone(),
-                share: r.opt_f64(0)?.unwrap_or(0.0),
-                attempts_at_share: r.i64(1)? as u64,
-                paused: r.opt_text(2)?,
-            }),
-            None => None,
-        };
+        let state = ramp_state(&mut tx, &p).await?;
         let next = ramp(state, &p, stats);
         tx.execute(
             "INSERT INTO provider_ramp (provider, share, attempts_at_share, paused, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -1709,6 +1677,25 @@ pub(crate) async fn finish_send(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// A mailbox provider's stored ramp; `None` before its first attempt.
+async fn ramp_state(tx: &mut Tx, provider: &str) -> Result<Option<RampState>, StoreError> {
+    tx.fetch(
+        "SELECT share, attempts_at_share, paused FROM provider_ramp WHERE provider = $1",
+        &[Val::from(provider)],
+    )
+    .await?
+    .first()
+    .map(|r| {
+        Ok(RampState {
+            provider: provider.to_owned(),
+            share: r.opt_f64(0)?.unwrap_or(0.0),
+            attempts_at_share: r.i64(1)? as u64,
+            paused: r.opt_text(2)?,
+        })
+    })
+    .transpose()
 }
 
 async fn suppress(

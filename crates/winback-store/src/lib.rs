@@ -486,7 +486,7 @@ impl winback_engine::JourneyStore for SqlStore {
         campaign_id: i64,
         label: &str,
         limit: usize,
-    ) -> Result<Vec<winback_engine::ports::TriggerEvent>, EngineError> {
+    ) -> Result<winback_engine::ports::TriggerBatch, EngineError> {
         Ok(journeys::trigger_events(&self.pool, campaign_id, label, limit).await?)
     }
     async fn advance_cursor(&self, campaign_id: i64, cursor: i64) -> Result<(), EngineError> {
