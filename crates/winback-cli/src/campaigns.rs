@@ -346,11 +346,16 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
 pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
     let store = crate::open_store(config).await?;
     let settings = config.engine_settings()?;
-    let outbox_dir = PathBuf::from("outbox");
-    let outbox = winback_engine::file_outbox::FileOutbox::new(&outbox_dir)
-        .with_context(|| format!("creating {}", outbox_dir.display()))?;
     let clock = winback_domain::SystemClock;
-    let engine = Engine::new(&store, &outbox, &clock, settings);
+    // Email through the configured mailer; SMS and webhooks, whose providers are not configured
+    // here, as JSON files beside the `.eml` files.
+    let outbox_dir = PathBuf::from(&config.email.outbox_dir);
+    let transport = winback_channels::ByChannel {
+        email: config.mailer(std::sync::Arc::new(winback_domain::SystemClock))?,
+        other: winback_engine::file_outbox::FileOutbox::new(&outbox_dir)
+            .with_context(|| format!("creating {}", outbox_dir.display()))?,
+    };
+    let engine = Engine::new(&store, &transport, &clock, settings);
     let poll = std::time::Duration::from_secs(config.engine.poll_seconds.max(1));
     loop {
         let s = engine.run_once().await?;

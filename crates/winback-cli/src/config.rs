@@ -19,6 +19,8 @@ use winback_scoring::{ClvSettings, InactivityDefinition, ModelKind, PrioritySett
 pub struct Config {
     /// `sqlite://winback.db` (default) or `postgres://user@host/db`.
     pub database_url: String,
+    /// PostgreSQL schema to keep this store in (several shops or test runs in one database).
+    pub database_schema: Option<String>,
     /// Region for phone numbers without a country code.
     pub default_region: String,
     /// Zone for times without an offset, and for customers without one.
@@ -47,6 +49,88 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[simulation]`: how simulated contacts respond (`winback simulate`, `winback demo`).
     pub simulation: winback_engine::simulate::ResponseModel,
+    /// `[email]`: sender, link base and transport.
+    pub email: EmailConfig,
+    /// `[smtp]`: the relay, when `email.transport = "smtp"` (the password never printed).
+    pub smtp: winback_channels::SmtpSettings,
+    /// `[tokens]`: keys that sign links in messages.
+    pub tokens: TokensConfig,
+}
+
+/// `[email]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `eml` (one file per message in `outbox_dir`, the default) or `smtp`.
+    pub transport: String,
+    /// Folder for `.eml` files (and for SMS and webhook messages until their providers are set).
+    pub outbox_dir: String,
+    /// Sender address.
+    pub from_address: String,
+    /// Sender name.
+    pub from_name: String,
+    /// The shop's name in templates.
+    pub shop_name: String,
+    /// Public base URL of `winback serve`, for unsubscribe, preference, survey and tracking links.
+    pub public_url: String,
+    /// Where calls to action lead.
+    pub shop_url: String,
+    /// Address for mailto unsubscribes.
+    pub unsubscribe_mailto: String,
+    /// Domain for `List-Id` and `Message-ID`.
+    pub list_domain: String,
+    /// Sender id in `Feedback-ID`.
+    pub feedback_sender: String,
+    /// DKIM selector, domain and key file (RSA PKCS#1 PEM or base64 Ed25519); all or none.
+    pub dkim_selector: Option<String>,
+    /// DKIM domain.
+    pub dkim_domain: Option<String>,
+    /// DKIM key file.
+    pub dkim_key_file: Option<String>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        let d = winback_channels::EmailSettings::default();
+        Self {
+            transport: "eml".into(),
+            outbox_dir: "outbox".into(),
+            from_address: d.from_address,
+            from_name: d.from_name,
+            shop_name: d.shop_name,
+            public_url: d.public_url,
+            shop_url: d.shop_url,
+            unsubscribe_mailto: d.unsubscribe_mailto,
+            list_domain: d.list_domain,
+            feedback_sender: d.feedback_sender,
+            dkim_selector: None,
+            dkim_domain: None,
+            dkim_key_file: None,
+        }
+    }
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Id of the key that signs new links.
+    pub current: String,
+    /// Keys by id (at least 32 bytes each); keep retired ones here so old links still work.
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            current: "dev".into(),
+            keys: [(
+                "dev".to_owned(),
+                "winback-development-token-key-change-me".to_owned(),
+            )]
+            .into(),
+        }
+    }
 }
 
 /// `[engine]`
@@ -101,6 +185,64 @@ impl Default for PolicyConfig {
 }
 
 impl Config {
+    /// The signing keys from `[tokens]`.
+    pub fn keyring(&self) -> Result<winback_channels::Keyring> {
+        let secret = self
+            .tokens
+            .keys
+            .get(&self.tokens.current)
+            .with_context(|| {
+                format!(
+                    "tokens.current = `{}` names no key in tokens.keys",
+                    self.tokens.current
+                )
+            })?;
+        let mut ring = winback_channels::Keyring::new(&self.tokens.current, secret.as_bytes())?;
+        for (kid, secret) in &self.tokens.keys {
+            ring.add(kid, secret.as_bytes())?;
+        }
+        Ok(ring)
+    }
+
+    /// The email transport `[email]` and `[smtp]` describe.
+    pub fn mailer(
+        &self,
+        clock: std::sync::Arc<dyn winback_domain::Clock>,
+    ) -> Result<winback_channels::Mailer> {
+        let e = &self.email;
+        let settings = winback_channels::EmailSettings {
+            from_address: e.from_address.clone(),
+            from_name: e.from_name.clone(),
+            shop_name: e.shop_name.clone(),
+            public_url: e.public_url.clone(),
+            shop_url: e.shop_url.clone(),
+            unsubscribe_mailto: e.unsubscribe_mailto.clone(),
+            list_domain: e.list_domain.clone(),
+            feedback_sender: e.feedback_sender.clone(),
+            link_days: 365,
+        };
+        let mut composer = winback_channels::Composer::new(settings, self.keyring()?, clock);
+        match (&e.dkim_selector, &e.dkim_domain, &e.dkim_key_file) {
+            (Some(selector), Some(domain), Some(file)) => {
+                let key = std::fs::read_to_string(file)
+                    .with_context(|| format!("email.dkim_key_file {file}"))?;
+                composer = composer.with_dkim(selector, domain, key.trim())?;
+            }
+            (None, None, None) => {}
+            _ => anyhow::bail!("email.dkim_selector, dkim_domain and dkim_key_file go together"),
+        }
+        Ok(match e.transport.as_str() {
+            "eml" => winback_channels::Mailer::Eml(
+                winback_channels::EmlOutbox::new(composer, &e.outbox_dir)
+                    .with_context(|| format!("creating {}", e.outbox_dir))?,
+            ),
+            "smtp" => winback_channels::Mailer::Smtp(winback_channels::SmtpTransport::new(
+                composer, &self.smtp,
+            )?),
+            other => anyhow::bail!("email.transport = `{other}`: use eml or smtp"),
+        })
+    }
+
     /// The engine's settings from `[engine]`, `[policy]` and the default zone.
     pub fn engine_settings(&self) -> Result<winback_engine::EngineSettings> {
         use winback_engine::duration::{Duration, LocalWindow};
@@ -187,6 +329,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: "sqlite://winback.db".into(),
+            database_schema: None,
             default_region: "NL".into(),
             default_time_zone: "Europe/Amsterdam".into(),
             default_currency: "EUR".into(),
@@ -201,6 +344,9 @@ impl Default for Config {
             engine: EngineConfig::default(),
             policy: PolicyConfig::default(),
             simulation: winback_engine::simulate::ResponseModel::default(),
+            email: EmailConfig::default(),
+            smtp: winback_channels::SmtpSettings::default(),
+            tokens: TokensConfig::default(),
         }
     }
 }
@@ -238,11 +384,11 @@ impl Config {
             }
             None => fig = fig.merge(Toml::file("winback.toml")),
         }
-        fig = fig.merge(
-            Env::prefixed("WINBACK_")
-                .split("__")
-                .ignore(&["test_database_url"]),
-        );
+        fig = fig.merge(Env::prefixed("WINBACK_").split("__").ignore(&[
+            "test_database_url",
+            "crash_contacts",
+            "crash_report",
+        ]));
         let config: Config = fig
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

@@ -2,6 +2,7 @@
 //! the composition of store, importers, identity resolution and the synthetic shop into
 //! commands. `main.rs` only calls [`main`].
 
+mod bench_engine;
 mod campaigns;
 mod config;
 mod demo;
@@ -196,7 +197,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn open_store(config: &Config) -> Result<SqlStore> {
-    SqlStore::connect(&config.database_url)
+    SqlStore::connect_in_schema(&config.database_url, config.database_schema.as_deref())
         .await
         .with_context(|| {
             format!(

@@ -494,6 +494,41 @@ pub enum BenchCommand {
         #[arg(long, default_value = "target/bench")]
         dir: PathBuf,
     },
+    /// Journey steps executed into the outbox per second: N contacts enrolled in a mail-wait-
+    /// offer-mail journey, then stepped to their first wait by W workers.
+    Engine {
+        /// Contacts.
+        #[arg(long, default_value_t = 100_000)]
+        contacts: u64,
+        /// `sqlite` (a fresh file) or a `postgres://` URL (a fresh schema).
+        #[arg(long, default_value = "sqlite")]
+        target: String,
+        /// Concurrent workers (on PostgreSQL; SQLite serialises writers).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Enrolments claimed per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Also run graphile-worker on the same PostgreSQL with this many jobs (needs Node and
+        /// `npm install graphile-worker@0.18.0 pg` in `--node-dir`).
+        #[arg(long)]
+        peer_jobs: Option<u64>,
+        /// Folder holding graphile-worker's node_modules.
+        #[arg(long, default_value = "target/bench/graphile-worker")]
+        node_dir: PathBuf,
+        /// Folder for generated files.
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
+    /// Evaluate a typical win-back audience over N synthetic customers.
+    Audience {
+        /// Customers.
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        /// Threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Resolve identities of N synthetic customers, in memory and through the store.
     Identity {
         /// Customers.
@@ -505,7 +540,11 @@ pub enum BenchCommand {
     },
 }
 
-async fn fresh_store(target: &str, dir: &std::path::Path, tag: &str) -> Result<(SqlStore, String)> {
+pub(crate) async fn fresh_store(
+    target: &str,
+    dir: &std::path::Path,
+    tag: &str,
+) -> Result<(SqlStore, String)> {
     if target == "sqlite" {
         let path = dir.join(format!("bench-{tag}.db"));
         for suffix in ["", "-wal", "-shm"] {
@@ -525,7 +564,7 @@ async fn fresh_store(target: &str, dir: &std::path::Path, tag: &str) -> Result<(
     }
 }
 
-async fn drop_bench_schema(target: &str, store: &SqlStore) {
+pub(crate) async fn drop_bench_schema(target: &str, store: &SqlStore) {
     store.close().await;
     if target != "sqlite" {
         if let Ok(admin) = winback_store::db::Pool::connect(target, None).await {
@@ -598,6 +637,32 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
             python,
             dir,
         } => bench_features(config, clock, orders, store, &python, &dir).await?,
+        BenchCommand::Engine {
+            contacts,
+            target,
+            workers,
+            batch,
+            peer_jobs,
+            node_dir,
+            dir,
+        } => {
+            let ours =
+                crate::bench_engine::steps(config, &target, contacts, workers, batch, &dir).await?;
+            if let Some(jobs) = peer_jobs {
+                anyhow::ensure!(
+                    target != "sqlite",
+                    "graphile-worker runs on PostgreSQL: give --target postgres://…"
+                );
+                let peer = crate::bench_engine::graphile_worker(&target, &node_dir, jobs, 10)?;
+                println!(
+                    "ratio: winback {:.2}× graphile-worker on this machine",
+                    ours / peer
+                );
+            }
+        }
+        BenchCommand::Audience { customers, threads } => {
+            crate::bench_engine::audience(customers, threads)?;
+        }
         BenchCommand::Identity { customers, dir } => {
             std::fs::create_dir_all(&dir)?;
             let file = dir.join(format!("customers-{customers}.csv"));

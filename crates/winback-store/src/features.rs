@@ -278,7 +278,13 @@ pub(crate) async fn save_features(
         )
         .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    // As after an import: fresh statistics, so plans that join features seek rather than scan.
+    if pool.backend() == crate::db::Backend::Postgres && rows.len() >= 10_000 {
+        pool.execute("ANALYZE profile_features, feature_dirty", &[])
+            .await?;
+    }
+    Ok(())
 }
 
 /// A profile's stored features: (computed at, JSON).

@@ -680,13 +680,29 @@ pub(crate) async fn claim_due(
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
+    // The running campaigns' ids are inlined (they are integers) rather than joined: a join
+    // makes both planners read every due enrolment and sort them, per batch; a plain list lets
+    // them walk the due index in order and stop at the limit. `+` keeps SQLite off the campaign
+    // index for the same reason.
+    let running: Vec<String> = pool
+        .fetch(
+            "SELECT id FROM campaigns WHERE status IN ('active', 'closing')",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64(0).map(|i| i.to_string()))
+        .collect::<Result<_, _>>()?;
+    if running.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "UPDATE enrolments SET lease_owner = $1, lease_until = $2, fence = fence + 1 WHERE id IN ( \
            SELECT e.id FROM enrolments e WHERE e.state = 'active' AND e.due_at <= $3 \
-           AND (e.lease_until IS NULL OR e.lease_until < $3) \
-           AND e.campaign_id IN (SELECT id FROM campaigns WHERE status IN ('active', 'closing')) \
+           AND (e.lease_until IS NULL OR e.lease_until < $3) AND +e.campaign_id IN ({}) \
            ORDER BY e.due_at LIMIT $4 {lock}) \
-         RETURNING id, campaign_id, version, profile_id, step, resume, entered_at, due_at, variant, fence, waiting_since, waiting_event"
+         RETURNING id, campaign_id, version, profile_id, step, resume, entered_at, due_at, variant, fence, waiting_since, waiting_event",
+        running.join(",")
     );
     let rows = claim_rows(pool, &sql, worker, now, lease_seconds, limit).await?;
     let mut out: Vec<ClaimedEnrolment> = rows
@@ -1644,33 +1660,37 @@ pub(crate) async fn finish_send(
         unsubscribe(&mut tx, m.profile_id, m.campaign_id, now).await?;
     }
     if let Some(p) = provider {
-        let recent = tx
-            .fetch(
-                "SELECT outcome, complained FROM outbox WHERE provider = $1 AND state IN ('sent', 'failed') ORDER BY sent_at DESC LIMIT 1000",
-                &[Val::from(p.as_str())],
-            )
-            .await?;
-        let mut stats = ProviderStats::default();
-        for r in &recent {
-            stats.attempts += 1;
-            if r.opt_text(0)?.as_deref() == Some("hard_bounce") {
-                stats.hard_bounces += 1;
-            }
-            if r.i64(1)? != 0 {
-                stats.complaints += 1;
-            }
+        let hard = matches!(outcome, SendOutcome::HardBounce(_));
+        // Only settled attempts count, as the window's rates are per attempt.
+        let (state, mut window) = ramp_window(&mut tx, &p).await?;
+        if settled {
+            window.cur.attempts += 1;
+            window.cur.hard_bounces += u64::from(hard);
         }
-        let state = ramp_state(&mut tx, &p).await?;
+        let stats = window.stats();
         let next = ramp(state, &p, stats);
+        if window.cur.attempts >= RAMP_BUCKET {
+            window.prev = window.cur;
+            window.cur = ProviderStats::default();
+        }
         tx.execute(
-            "INSERT INTO provider_ramp (provider, share, attempts_at_share, paused, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (provider) DO UPDATE SET share = excluded.share, attempts_at_share = excluded.attempts_at_share, paused = excluded.paused, updated_at = excluded.updated_at",
+            "INSERT INTO provider_ramp (provider, share, attempts_at_share, paused, updated_at, cur_attempts, cur_hard, cur_complaints, prev_attempts, prev_hard, prev_complaints) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (provider) DO UPDATE SET share = excluded.share, attempts_at_share = excluded.attempts_at_share, paused = excluded.paused, updated_at = excluded.updated_at, \
+             cur_attempts = excluded.cur_attempts, cur_hard = excluded.cur_hard, cur_complaints = excluded.cur_complaints, \
+             prev_attempts = excluded.prev_attempts, prev_hard = excluded.prev_hard, prev_complaints = excluded.prev_complaints",
             &[
                 Val::from(p.as_str()),
                 Val::from(Some(next.share)),
                 Val::from(next.attempts_at_share as i64),
                 Val::from(next.paused),
                 Val::from(micros),
+                Val::from(window.cur.attempts as i64),
+                Val::from(window.cur.hard_bounces as i64),
+                Val::from(window.cur.complaints as i64),
+                Val::from(window.prev.attempts as i64),
+                Val::from(window.prev.hard_bounces as i64),
+                Val::from(window.prev.complaints as i64),
             ],
         )
         .await?;
@@ -1679,23 +1699,68 @@ pub(crate) async fn finish_send(
     Ok(true)
 }
 
+/// Attempts per bucket of the ramp's window: the window holds the current bucket and the one
+/// before, so its rates always cover at least the last 1,000 attempts once it has filled (the
+/// policy needs 500 or more).
+const RAMP_BUCKET: u64 = 1000;
+
+/// The ramp's window of recent attempts, as running counts in two buckets.
+#[derive(Debug, Clone, Copy, Default)]
+struct RampWindow {
+    cur: ProviderStats,
+    prev: ProviderStats,
+}
+
+impl RampWindow {
+    fn stats(&self) -> ProviderStats {
+        ProviderStats {
+            attempts: self.cur.attempts + self.prev.attempts,
+            hard_bounces: self.cur.hard_bounces + self.prev.hard_bounces,
+            complaints: self.cur.complaints + self.prev.complaints,
+        }
+    }
+}
+
+/// A mailbox provider's stored ramp (`None` before its first attempt) and its window.
+async fn ramp_window(
+    tx: &mut Tx,
+    provider: &str,
+) -> Result<(Option<RampState>, RampWindow), StoreError> {
+    let rows = tx
+        .fetch(
+            "SELECT share, attempts_at_share, paused, cur_attempts, cur_hard, cur_complaints, prev_attempts, prev_hard, prev_complaints \
+             FROM provider_ramp WHERE provider = $1",
+            &[Val::from(provider)],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok((None, RampWindow::default()));
+    };
+    let state = RampState {
+        provider: provider.to_owned(),
+        share: r.opt_f64(0)?.unwrap_or(0.0),
+        attempts_at_share: r.i64(1)? as u64,
+        paused: r.opt_text(2)?,
+    };
+    let bucket = |i: usize| -> Result<ProviderStats, StoreError> {
+        Ok(ProviderStats {
+            attempts: r.i64(i)? as u64,
+            hard_bounces: r.i64(i + 1)? as u64,
+            complaints: r.i64(i + 2)? as u64,
+        })
+    };
+    Ok((
+        Some(state),
+        RampWindow {
+            cur: bucket(3)?,
+            prev: bucket(6)?,
+        },
+    ))
+}
+
 /// A mailbox provider's stored ramp; `None` before its first attempt.
 async fn ramp_state(tx: &mut Tx, provider: &str) -> Result<Option<RampState>, StoreError> {
-    tx.fetch(
-        "SELECT share, attempts_at_share, paused FROM provider_ramp WHERE provider = $1",
-        &[Val::from(provider)],
-    )
-    .await?
-    .first()
-    .map(|r| {
-        Ok(RampState {
-            provider: provider.to_owned(),
-            share: r.opt_f64(0)?.unwrap_or(0.0),
-            attempts_at_share: r.i64(1)? as u64,
-            paused: r.opt_text(2)?,
-        })
-    })
-    .transpose()
+    Ok(ramp_window(tx, provider).await?.0)
 }
 
 async fn suppress(
@@ -1958,12 +2023,28 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
                 if let Some(e) = email.first() {
                     suppress(&mut tx, "email", &e.text(0)?, "complaint", now).await?;
                 }
-                // The complaint counts against the provider of the last email it could be about.
-                tx.execute(
-                    "UPDATE outbox SET complained = 1 WHERE id = (SELECT MAX(id) FROM outbox WHERE profile_id = $1 AND channel = 'email' AND state = 'sent' AND sent_at <= $2)",
-                    &[Val::from(profile), Val::from(at)],
-                )
-                .await?;
+                // The complaint counts against the provider of the last email it could be about,
+                // once, in that provider's ramp window.
+                let last = tx
+                    .fetch(
+                        "SELECT id, provider FROM outbox WHERE id = (SELECT MAX(id) FROM outbox WHERE profile_id = $1 AND channel = 'email' AND state = 'sent' AND sent_at <= $2) AND complained = 0",
+                        &[Val::from(profile), Val::from(at)],
+                    )
+                    .await?;
+                if let Some(row) = last.first() {
+                    tx.execute(
+                        "UPDATE outbox SET complained = 1 WHERE id = $1",
+                        &[Val::from(row.i64(0)?)],
+                    )
+                    .await?;
+                    if let Some(p) = row.opt_text(1)? {
+                        tx.execute(
+                            "UPDATE provider_ramp SET cur_complaints = cur_complaints + 1 WHERE provider = $1",
+                            &[Val::from(p.as_str())],
+                        )
+                        .await?;
+                    }
+                }
             }
         }
         set_cursor(&mut tx, "exit_events", last).await?;

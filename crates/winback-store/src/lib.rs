@@ -217,6 +217,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: Pool,
+    /// Enrolments written since the planner's statistics were last refreshed (PostgreSQL).
+    unanalyzed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqlStore {
@@ -244,7 +246,10 @@ impl SqlStore {
         }
         let pool = Pool::connect(url, pg_schema).await?;
         migrate::migrate(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            unanalyzed: Default::default(),
+        })
     }
 
     /// The connection pool, for backend-specific work.
@@ -297,7 +302,11 @@ impl Store for SqlStore {
     }
 
     async fn begin_import(&self, now: Timestamp) -> Result<ImportSession, StoreError> {
-        Ok(ImportSession::new(self.pool.begin().await?, now))
+        Ok(ImportSession::new(
+            self.pool.begin().await?,
+            now,
+            self.pool.clone(),
+        ))
     }
 
     async fn record_import_run(&self, run: &ImportRun) -> Result<(), StoreError> {
@@ -507,7 +516,7 @@ impl winback_engine::JourneyStore for SqlStore {
                  + Sync
          ),
     ) -> Result<(u64, u64), EngineError> {
-        Ok(journeys::enrol(
+        let (entered, held) = journeys::enrol(
             &self.pool,
             campaign_id,
             version,
@@ -516,7 +525,24 @@ impl winback_engine::JourneyStore for SqlStore {
             now,
             admit,
         )
-        .await?)
+        .await?;
+        // A bulk enrolment leaves PostgreSQL's statistics saying the table is small until
+        // autovacuum's analyze runs (up to a minute later); meanwhile the planner sorts every
+        // due enrolment per claim. Refresh them once 20,000 rows have come in.
+        let written = self
+            .unanalyzed
+            .fetch_add(entered + held, std::sync::atomic::Ordering::Relaxed)
+            + entered
+            + held;
+        if self.pool.backend() == db::Backend::Postgres && written >= 20_000 {
+            self.unanalyzed
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            self.pool
+                .execute("ANALYZE enrolments", &[])
+                .await
+                .map_err(EngineError::from)?;
+        }
+        Ok((entered, held))
     }
     async fn arm_stats(
         &self,

@@ -45,6 +45,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_campaigns.sql"),
         postgres: include_str!("../migrations/postgres/0004_campaigns.sql"),
     },
+    Migration {
+        version: 5,
+        name: "ramp window",
+        sqlite: include_str!("../migrations/sqlite/0005_ramp_window.sql"),
+        postgres: include_str!("../migrations/postgres/0005_ramp_window.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -59,6 +59,8 @@ pub struct ImportSession {
     counts: WriteCounts,
     /// Whether the PostgreSQL staging table for COPY exists in this transaction.
     pg_stage_ready: bool,
+    /// The pool, to refresh PostgreSQL's statistics after a bulk load.
+    pool: crate::db::Pool,
 }
 
 fn opt_str<T: AsRef<str>>(v: &Option<T>) -> Val {
@@ -91,13 +93,14 @@ fn unique_runs<'a, T, K: std::hash::Hash + Eq>(
 }
 
 impl ImportSession {
-    pub(crate) fn new(tx: Tx, now: Timestamp) -> Self {
+    pub(crate) fn new(tx: Tx, now: Timestamp, pool: crate::db::Pool) -> Self {
         Self {
             tx,
             now,
             customer_ids: HashMap::new(),
             counts: WriteCounts::default(),
             pg_stage_ready: false,
+            pool,
         }
     }
 
@@ -599,6 +602,20 @@ impl ImportSession {
         touched.sort_unstable();
         crate::features::mark_dirty(&mut self.tx, &touched).await?;
         self.tx.commit().await?;
+        let c = &self.counts;
+        // After a bulk load PostgreSQL's statistics still describe the small tables of before
+        // until autovacuum analyzes them (up to a minute later), and plans made meanwhile scan
+        // instead of seeking. 10,000 rows is where a stale plan starts to cost seconds.
+        if self.pool.backend() == crate::db::Backend::Postgres
+            && c.customers + c.orders + c.order_items + c.events >= 10_000
+        {
+            self.pool
+                .execute(
+                    "ANALYZE customers, orders, order_items, events, consent_ledger",
+                    &[],
+                )
+                .await?;
+        }
         Ok(self.counts)
     }
 

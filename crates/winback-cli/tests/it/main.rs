@@ -1,6 +1,8 @@
 //! End-to-end tests of the `winback` binary.
 #![allow(missing_docs)]
 
+mod crash;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

@@ -392,7 +392,10 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .unwrap()[0]
         .i64(0)
         .unwrap();
-    assert_eq!(n, 4, "foundation, scores, features and models, campaigns");
+    assert_eq!(
+        n, 5,
+        "foundation, scores, features and models, campaigns, ramp window"
+    );
     // Tampering with an applied migration is detected on the next connect.
     store
         .pool()

@@ -1,0 +1,538 @@
+//! Composing marketing email and handing it over: SMTP through lettre's async pool, or one
+//! `.eml` file per message.
+//!
+//! Every message carries a `Message-ID` derived from its idempotency key (so a receiving system
+//! can de-duplicate, and a resend after a crash would be recognisable), RFC 8058 one-click
+//! unsubscribe (`List-Unsubscribe` with an HTTPS URL and a mailto, and
+//! `List-Unsubscribe-Post: List-Unsubscribe=One-Click`), `List-Id` and `Feedback-ID`. With a
+//! DKIM key configured the signature covers both unsubscribe headers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::{PoolConfig, authentication::Credentials};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::{Digest, Sha256};
+use winback_domain::Clock;
+use winback_engine::ports::{Dispatch, SendOutcome, Transport};
+
+use crate::render::{Links, Renderer};
+use crate::tokens::{Claims, Keyring, Purpose};
+
+/// Survey reasons a message can offer (keys of `links.survey`).
+pub const SURVEY_REASONS: [&str; 6] = [
+    "too_many_emails",
+    "not_relevant",
+    "price",
+    "quality",
+    "competitor",
+    "other",
+];
+
+/// Who sends, and where links point.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// Sender address (`news@shop.example`).
+    pub from_address: String,
+    /// Sender name when the step gives none.
+    pub from_name: String,
+    /// The shop's name, for templates.
+    pub shop_name: String,
+    /// Public base URL of `winback serve` (`https://mail.shop.example`), for tracking links.
+    pub public_url: String,
+    /// Where the call to action leads.
+    pub shop_url: String,
+    /// Address that unsubscribes whoever writes to it (`unsubscribe@shop.example`).
+    pub unsubscribe_mailto: String,
+    /// Domain for `List-Id` and `Message-ID`.
+    pub list_domain: String,
+    /// Sender id in `Feedback-ID` (for Gmail's feedback loop).
+    pub feedback_sender: String,
+    /// How long links in a message stay valid, in days.
+    pub link_days: i64,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            from_address: "news@shop.example".into(),
+            from_name: "The Shop".into(),
+            shop_name: "The Shop".into(),
+            public_url: "https://mail.shop.example".into(),
+            shop_url: "https://shop.example".into(),
+            unsubscribe_mailto: "unsubscribe@shop.example".into(),
+            list_domain: "shop.example".into(),
+            feedback_sender: "winback".into(),
+            link_days: 365,
+        }
+    }
+}
+
+/// Why a message could not be composed (it is not sent; the outbox row fails with this).
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// An address or header is invalid.
+    #[error("{0}")]
+    Address(String),
+}
+
+/// A DKIM key could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("DKIM key: {0}")]
+pub struct DkimError(String);
+
+/// Renders a dispatch into a signed RFC 5322 message.
+pub struct Composer {
+    renderer: Renderer,
+    keys: Keyring,
+    settings: EmailSettings,
+    dkim: Option<DkimConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Composer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Composer")
+            .field("settings", &self.settings)
+            .field("dkim", &self.dkim.is_some())
+            .finish()
+    }
+}
+
+/// `Message-ID` local part from an idempotency key: stable, opaque, and free of characters a
+/// header cannot carry.
+pub fn message_id(key: &str, domain: &str) -> String {
+    let h = Sha256::digest(key.as_bytes());
+    format!("<wb.{}@{domain}>", &hex::encode(h)[..32])
+}
+
+fn header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+impl Composer {
+    /// A composer.
+    pub fn new(settings: EmailSettings, keys: Keyring, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            renderer: Renderer::new(&settings.shop_name),
+            keys,
+            settings,
+            dkim: None,
+            clock,
+        }
+    }
+
+    /// Signs with DKIM: an RSA key in PKCS#1 PEM, or an Ed25519 key in base64.
+    pub fn with_dkim(mut self, selector: &str, domain: &str, key: &str) -> Result<Self, DkimError> {
+        let algorithm = if key.contains("BEGIN RSA PRIVATE KEY") {
+            DkimSigningAlgorithm::Rsa
+        } else {
+            DkimSigningAlgorithm::Ed25519
+        };
+        let key = DkimSigningKey::new(key, algorithm).map_err(|e| DkimError(e.to_string()))?;
+        let headers = [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "List-Id",
+            "Feedback-ID",
+        ]
+        .into_iter()
+        .map(HeaderName::new_from_ascii_str)
+        .collect();
+        self.dkim = Some(DkimConfig::new(
+            selector.to_owned(),
+            domain.to_owned(),
+            key,
+            headers,
+            DkimCanonicalization {
+                header: DkimCanonicalizationType::Relaxed,
+                body: DkimCanonicalizationType::Relaxed,
+            },
+        ));
+        Ok(self)
+    }
+
+    /// The renderer.
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EmailSettings {
+        &self.settings
+    }
+
+    /// Signed links for a message.
+    pub fn links(&self, d: &Dispatch) -> Links {
+        let now = self.clock.now();
+        let expires = now.as_micros() / 1_000_000 + self.settings.link_days * 86_400;
+        let sign = |purpose: Purpose, extra: Option<&str>| {
+            self.keys.sign(
+                purpose,
+                &Claims {
+                    message: d.key.clone(),
+                    extra: extra.map(str::to_owned),
+                    expires,
+                },
+            )
+        };
+        let base = self.settings.public_url.trim_end_matches('/');
+        Links {
+            unsubscribe: format!("{base}/u/{}", sign(Purpose::Unsubscribe, None)),
+            preferences: format!("{base}/p/{}", sign(Purpose::Preferences, None)),
+            survey: SURVEY_REASONS
+                .iter()
+                .map(|r| {
+                    (
+                        (*r).to_owned(),
+                        format!("{base}/s/{}", sign(Purpose::Survey, Some(r))),
+                    )
+                })
+                .collect(),
+            shop: format!("{base}/c/{}", sign(Purpose::Click, Some("shop"))),
+            pixel: format!("{base}/o/{}", sign(Purpose::Open, None)),
+        }
+    }
+
+    /// Renders and builds the message (DKIM-signed when configured).
+    pub fn compose(&self, d: &Dispatch) -> Result<Message, ComposeError> {
+        let links = self.links(d);
+        let rendered = self.renderer.render(d, &links)?;
+        let s = &self.settings;
+        let from_name = d
+            .sender_name
+            .as_deref()
+            .map(|n| self.renderer.render_line(n, d))
+            .transpose()?
+            .unwrap_or_else(|| s.from_name.clone());
+        let from = Mailbox::new(
+            Some(from_name),
+            s.from_address
+                .parse()
+                .map_err(|e| ComposeError::Address(format!("from address: {e}")))?,
+        );
+        let to: Mailbox =
+            d.to.parse()
+                .map_err(|e| ComposeError::Address(format!("recipient `{}`: {e}", d.to)))?;
+        let token = links.unsubscribe.rsplit('/').next().unwrap_or_default();
+        let list_unsubscribe = format!(
+            "<{}>, <mailto:{}?subject=unsubscribe%20{}>",
+            links.unsubscribe, s.unsubscribe_mailto, token
+        );
+        let mut message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(message_id(&d.key, &s.list_domain)))
+            .date(
+                std::time::SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_micros(self.clock.now().as_micros().max(0) as u64),
+            )
+            .raw_header(header("List-Unsubscribe", list_unsubscribe))
+            .raw_header(header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ))
+            .raw_header(header(
+                "List-Id",
+                format!("{} <{}.{}>", d.campaign, d.campaign, s.list_domain),
+            ))
+            .raw_header(header(
+                "Feedback-ID",
+                format!(
+                    "{}:{}:{}:{}",
+                    d.step, d.variant, d.campaign, s.feedback_sender
+                ),
+            ))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
+            .map_err(|e| ComposeError::Address(e.to_string()))?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
+    }
+}
+
+/// SMTP connection settings (`[smtp]` in `winback.toml`). `Debug` never shows the password.
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `none` (loopback relays only), `starttls` or `tls`.
+    pub tls: String,
+    /// User name, if the relay wants one.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Connections in the pool.
+    pub pool: u32,
+    /// Seconds before a command times out.
+    pub timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("pool", &self.pool)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .finish()
+    }
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: "starttls".into(),
+            user: None,
+            password: None,
+            pool: 4,
+            timeout_seconds: 30,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("smtp: {0}")]
+pub struct SmtpConfigError(String);
+
+/// Sends through an SMTP relay with a pool of connections.
+pub struct SmtpTransport {
+    composer: Composer,
+    smtp: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl std::fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTransport")
+            .field("composer", &self.composer)
+            .finish()
+    }
+}
+
+impl SmtpTransport {
+    /// A transport to `settings`' relay.
+    pub fn new(composer: Composer, settings: &SmtpSettings) -> Result<Self, SmtpConfigError> {
+        let tls = match settings.tls.as_str() {
+            "none" => Tls::None,
+            "starttls" | "tls" => {
+                let params = TlsParameters::new(settings.host.clone())
+                    .map_err(|e| SmtpConfigError(e.to_string()))?;
+                if settings.tls == "tls" {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                }
+            }
+            other => {
+                return Err(SmtpConfigError(format!(
+                    "tls = `{other}`: use none, starttls or tls"
+                )));
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(std::time::Duration::from_secs(
+                settings.timeout_seconds,
+            )))
+            .pool_config(PoolConfig::new().max_size(settings.pool.max(1)));
+        if let (Some(u), Some(p)) = (&settings.user, &settings.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        Ok(Self {
+            composer,
+            smtp: builder.build(),
+        })
+    }
+}
+
+/// Maps an SMTP error to what it says about the address: a 5xx reply is permanent (a hard
+/// bounce), a 4xx transient (a soft bounce); anything else (connection refused, timeout, TLS)
+/// says nothing about the address.
+fn outcome_of(e: &lettre::transport::smtp::Error) -> SendOutcome {
+    let why = e.to_string();
+    if e.is_permanent() {
+        SendOutcome::HardBounce(why)
+    } else if e.is_transient() {
+        SendOutcome::SoftBounce(why)
+    } else {
+        SendOutcome::Failed(why)
+    }
+}
+
+impl Transport for SmtpTransport {
+    async fn deliver(&self, d: &Dispatch) -> SendOutcome {
+        if d.channel != "email" {
+            return SendOutcome::Failed(format!("no transport for channel `{}`", d.channel));
+        }
+        let message = match self.composer.compose(d) {
+            Ok(m) => m,
+            Err(e) => return SendOutcome::Failed(e.to_string()),
+        };
+        match self.smtp.send(message).await {
+            Ok(r) => SendOutcome::Sent {
+                provider_id: r.message().next().map(str::to_owned),
+            },
+            Err(e) => outcome_of(&e),
+        }
+    }
+}
+
+/// One `.eml` file per message in a directory, named after its idempotency key, written
+/// atomically and never overwritten: the embedded default, and what the demo writes.
+#[derive(Debug)]
+pub struct EmlOutbox {
+    composer: Composer,
+    dir: PathBuf,
+    written: AtomicU64,
+    repeated: AtomicU64,
+}
+
+impl EmlOutbox {
+    /// Writes into `dir`, creating it.
+    pub fn new(composer: Composer, dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            composer,
+            dir,
+            written: AtomicU64::new(0),
+            repeated: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Messages written.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries of a key already in the directory (should stay 0).
+    pub fn repeated(&self) -> u64 {
+        self.repeated.load(Ordering::Relaxed)
+    }
+
+    /// The file a key is written to.
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.eml"))
+    }
+
+    fn write(&self, key: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        let path = self.path_of(key);
+        let n = self.written() + self.repeated();
+        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        // A hard link fails when the target exists, so two racing deliveries cannot both win.
+        let linked = std::fs::hard_link(&tmp, &path);
+        std::fs::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Transport for EmlOutbox {
+    async fn deliver(&self, d: &Dispatch) -> SendOutcome {
+        if d.channel != "email" {
+            return SendOutcome::Failed(format!("no transport for channel `{}`", d.channel));
+        }
+        let message = match self.composer.compose(d) {
+            Ok(m) => m,
+            Err(e) => return SendOutcome::Failed(e.to_string()),
+        };
+        match self.write(&d.key, &message.formatted()) {
+            Ok(true) => {
+                self.written.fetch_add(1, Ordering::Relaxed);
+                SendOutcome::Sent { provider_id: None }
+            }
+            Ok(false) => {
+                self.repeated.fetch_add(1, Ordering::Relaxed);
+                SendOutcome::Sent { provider_id: None }
+            }
+            Err(e) => SendOutcome::Failed(format!("writing {}: {e}", self.dir.display())),
+        }
+    }
+}
+
+/// The configured email transport.
+#[derive(Debug)]
+pub enum Mailer {
+    /// `.eml` files.
+    Eml(EmlOutbox),
+    /// An SMTP relay.
+    Smtp(SmtpTransport),
+}
+
+impl Transport for Mailer {
+    async fn deliver(&self, d: &Dispatch) -> SendOutcome {
+        match self {
+            Mailer::Eml(t) => t.deliver(d).await,
+            Mailer::Smtp(t) => t.deliver(d).await,
+        }
+    }
+}
+
+/// Email to one transport, every other channel (SMS, webhooks) to another.
+#[derive(Debug)]
+pub struct ByChannel<E, O> {
+    /// Email.
+    pub email: E,
+    /// Everything else.
+    pub other: O,
+}
+
+impl<E: Transport, O: Transport> Transport for ByChannel<E, O> {
+    async fn deliver(&self, d: &Dispatch) -> SendOutcome {
+        if d.channel == "email" {
+            self.email.deliver(d).await
+        } else {
+            self.other.deliver(d).await
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Rendering in three stages: minijinja personalises an MJML template (escaping every value as
+//! HTML), mrml turns the MJML into HTML, and html2text derives the plain-text part.
+//!
+//! The sandbox: templates come only from the embedded library (no loader, so no file access),
+//! minijinja has no function that reads the environment, every render has a fuel limit, and an
+//! undefined value is an error unless the template gives an explicit default
+//! (`{{ first_name | default("there") }}`).
+
+use std::collections::BTreeMap;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, context};
+use winback_engine::ports::Dispatch;
+
+use crate::library;
+
+/// Instructions one render may spend: generous for any real message, small enough that a
+/// runaway loop stops in milliseconds.
+pub const FUEL: u64 = 200_000;
+
+/// Locales with their own templates; others fall back to English.
+pub const LOCALES: [&str; 3] = ["en", "nl", "pl"];
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rendered {
+    /// Locale the templates came from.
+    pub locale: String,
+    /// Subject.
+    pub subject: String,
+    /// Preheader (the preview line).
+    pub preheader: Option<String>,
+    /// HTML part.
+    pub html: String,
+    /// Plain-text part.
+    pub text: String,
+}
+
+/// Links a message carries; all already signed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Links {
+    /// The unsubscribe page (GET shows, POST confirms).
+    pub unsubscribe: String,
+    /// The preference centre (lower frequency, topics, channels).
+    pub preferences: String,
+    /// One-click survey answers by reason.
+    pub survey: BTreeMap<String, String>,
+    /// The call to action (a tracked click to the shop).
+    pub shop: String,
+    /// The open pixel.
+    pub pixel: String,
+}
+
+/// Why a message could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// No template of that name in any locale.
+    #[error("no template named `{0}` (see `winback templates list`)")]
+    UnknownTemplate(String),
+    /// Personalisation failed (undefined value, fuel exhausted, syntax).
+    #[error("template `{template}`: {message}")]
+    Template {
+        /// Template.
+        template: String,
+        /// What went wrong, with the line.
+        message: String,
+    },
+    /// The personalised MJML is not valid MJML.
+    #[error("template `{template}`: MJML: {message}")]
+    Mjml {
+        /// Template.
+        template: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn template_error(template: &str, e: &minijinja::Error) -> RenderError {
+    let mut message = e.to_string();
+    if let Some(line) = e.line() {
+        message = format!("line {line}: {message}");
+    }
+    RenderError::Template {
+        template: template.to_owned(),
+        message,
+    }
+}
+
+/// The renderer over the embedded template library.
+pub struct Renderer {
+    bodies: Environment<'static>,
+    subjects: Environment<'static>,
+    shop_name: String,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("shop_name", &self.shop_name)
+            .finish()
+    }
+}
+
+fn sandboxed(escape: bool) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_auto_escape_callback(move |_| {
+        if escape {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env
+}
+
+impl Renderer {
+    /// A renderer for a shop called `shop_name`.
+    pub fn new(shop_name: &str) -> Self {
+        let mut bodies = sandboxed(true);
+        for (path, source) in library::TEMPLATES {
+            bodies
+                .add_template(path, source)
+                .unwrap_or_else(|e| panic!("embedded template {path} does not parse: {e}"));
+        }
+        Self {
+            bodies,
+            subjects: sandboxed(false),
+            shop_name: shop_name.to_owned(),
+        }
+    }
+
+    /// Template names in the library (any locale).
+    pub fn templates() -> Vec<&'static str> {
+        let mut names: Vec<&str> = library::TEMPLATES
+            .iter()
+            .filter_map(|(p, _)| p.split_once('/'))
+            .map(|(_, n)| n.trim_end_matches(".mjml"))
+            .filter(|n| *n != "layout")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    fn locale_for(&self, d: &Dispatch) -> &'static str {
+        let wanted = d
+            .locale
+            .as_deref()
+            .and_then(|l| l.split(['-', '_']).next())
+            .unwrap_or("en")
+            .to_ascii_lowercase();
+        let found = LOCALES.iter().find(|l| **l == wanted).copied();
+        match found {
+            Some(l)
+                if self
+                    .bodies
+                    .get_template(&format!("{l}/{}.mjml", d.template))
+                    .is_ok() =>
+            {
+                l
+            }
+            _ => "en",
+        }
+    }
+
+    /// Renders a string (a subject, a preheader) without HTML escaping: it goes into a header.
+    pub fn render_line(&self, source: &str, d: &Dispatch) -> Result<String, RenderError> {
+        let ctx = self.context(d, None, true);
+        let out = self
+            .subjects
+            .render_str(source, ctx)
+            .map_err(|e| template_error("subject", &e))?;
+        // A header is one line.
+        Ok(out.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    fn context(&self, d: &Dispatch, links: Option<&Links>, line: bool) -> Value {
+        let mut map: BTreeMap<&str, Value> = BTreeMap::new();
+        // Absent, not null: `{{ first_name | default("there") }}` then applies, and a bare
+        // `{{ first_name }}` fails loudly under strict undefined rather than printing "none".
+        if let Some(n) = d.first_name.as_deref().filter(|n| !n.trim().is_empty()) {
+            map.insert("first_name", Value::from(n));
+        }
+        map.insert("shop", Value::from(self.shop_name.as_str()));
+        map.insert("campaign", Value::from(d.campaign.as_str()));
+        map.insert("products", Value::from_serialize(&d.products));
+        if let Some(o) = &d.offer {
+            if line {
+                map.insert("offer", Value::from(o.description.as_str()));
+            } else {
+                map.insert(
+                    "offer",
+                    context! {
+                        code => o.code.as_str(),
+                        description => o.description.as_str(),
+                        expires => o.expires_at.date_utc().to_string(),
+                        min_order_minor => o.min_order_minor,
+                        min_order => format!("{}.{:02}", o.min_order_minor / 100, o.min_order_minor % 100),
+                        kind => o.kind.as_str(),
+                    },
+                );
+            }
+        }
+        if let Some(l) = links {
+            map.insert("links", Value::from_serialize(l));
+        }
+        Value::from_iter(map)
+    }
+
+    /// Renders a message: subject and preheader lines, then the body's three stages.
+    pub fn render(&self, d: &Dispatch, links: &Links) -> Result<Rendered, RenderError> {
+        if !Self::templates().contains(&d.template.as_str()) {
+            return Err(RenderError::UnknownTemplate(d.template.clone()));
+        }
+        let locale = self.locale_for(d);
+        let name = format!("{locale}/{}.mjml", d.template);
+        let subject = match &d.subject {
+            Some(s) => self.render_line(s, d)?,
+            None => {
+                let default = library::SUBJECTS
+                    .iter()
+                    .find(|(l, n, _)| *l == locale && *n == d.template)
+                    .map_or(self.shop_name.as_str(), |(_, _, s)| s);
+                self.render_line(default, d)?
+            }
+        };
+        let preheader = d
+            .preheader
+            .as_deref()
+            .map(|p| self.render_line(p, d))
+            .transpose()?;
+        let mut ctx = self.context(d, Some(links), false);
+        if let Some(p) = &preheader {
+            ctx = context! { preheader => p.as_str(), ..ctx };
+        }
+        let mjml = self
+            .bodies
+            .get_template(&name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| template_error(&d.template, &e))?;
+        let parsed = mrml::parse(&mjml).map_err(|e| RenderError::Mjml {
+            template: d.template.clone(),
+            message: e.to_string(),
+        })?;
+        let html = parsed
+            .element
+            .render(&mrml::prelude::render::RenderOptions::default())
+            .map_err(|e| RenderError::Mjml {
+                template: d.template.clone(),
+                message: e.to_string(),
+            })?;
+        // MJML lays out with tables; their borders are noise in a text part, and a wrapped URL
+        // is a broken link.
+        let text = html2text::config::plain()
+            .no_table_borders()
+            .no_link_wrapping()
+            .string_from_read(html.as_bytes(), 78)
+            .map_err(|e| RenderError::Mjml {
+                template: d.template.clone(),
+                message: format!("text part: {e}"),
+            })?;
+        Ok(Rendered {
+            locale: locale.to_owned(),
+            subject,
+            preheader,
+            html,
+            text,
+        })
+    }
+}

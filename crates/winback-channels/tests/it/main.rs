@@ -1,0 +1,274 @@
+//! Rendering, composing and delivering email, against a real SMTP conversation on loopback.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use winback_channels::email::{ComposeError, message_id};
+use winback_channels::{
+    Composer, EmailSettings, EmlOutbox, Keyring, Links, Purpose, Renderer, SmtpSettings,
+    SmtpTransport,
+};
+use winback_domain::{ManualClock, Timestamp};
+use winback_engine::Transport;
+use winback_engine::ports::{Dispatch, OfferView, SendOutcome};
+use winback_testkit::{Reply, SmtpSink};
+
+fn now() -> Timestamp {
+    Timestamp::new("2024-06-03T10:00:00Z".parse().unwrap())
+}
+
+fn dispatch(template: &str) -> Dispatch {
+    Dispatch {
+        key: format!("we-miss-you/17/{template}/email"),
+        channel: "email".into(),
+        to: "ann@example.nl".into(),
+        campaign: "we-miss-you".into(),
+        step: "hello".into(),
+        variant: "a".into(),
+        template: template.into(),
+        subject: Some("{{ first_name }}, we miss you!".into()),
+        preheader: Some("Something for {{ first_name | default('you') }}".into()),
+        sender_name: None,
+        customer: "C17".into(),
+        first_name: Some("Ann".into()),
+        locale: Some("en-GB".into()),
+        offer: Some(OfferView {
+            code: "WB-7K3M9Q2XJ4HD".into(),
+            kind: "fixed".into(),
+            amount_minor: Some(1000),
+            percent: None,
+            description: "10.00 EUR off".into(),
+            expires_at: Timestamp::new("2024-06-17T10:00:00Z".parse().unwrap()),
+            min_order_minor: 5000,
+        }),
+        products: vec!["Linen shirt".into(), "Wool socks".into()],
+    }
+}
+
+fn keys() -> Keyring {
+    Keyring::new("k1", b"a test key that is long enough to sign").unwrap()
+}
+
+fn composer() -> Composer {
+    Composer::new(
+        EmailSettings::default(),
+        keys(),
+        Arc::new(ManualClock::new(now())),
+    )
+}
+
+fn links() -> Links {
+    composer().links(&dispatch("we-miss-you"))
+}
+
+#[test]
+fn every_template_renders_in_every_locale_with_and_without_personal_data() {
+    let r = Renderer::new("The Shop");
+    let names = Renderer::templates();
+    assert!(names.len() >= 18, "{names:?}");
+    for name in names {
+        for locale in ["en", "nl", "pl", "de"] {
+            let mut d = dispatch(name);
+            d.locale = Some(locale.into());
+            d.subject = None;
+            let full = r
+                .render(&d, &links())
+                .unwrap_or_else(|e| panic!("{name}/{locale}: {e}"));
+            assert!(!full.subject.is_empty());
+            assert!(full.html.contains("<html"), "{name}/{locale}");
+            assert!(full.text.len() > 40, "{name}/{locale}: {}", full.text);
+            assert_eq!(full.locale, if locale == "de" { "en" } else { locale });
+            // No name, no offer, no products: defaults, never "none" or an error.
+            d.first_name = None;
+            d.offer = None;
+            d.products.clear();
+            let bare = r
+                .render(&d, &links())
+                .unwrap_or_else(|e| panic!("{name}/{locale} bare: {e}"));
+            assert!(
+                !bare.text.contains("none"),
+                "{name}/{locale}: {}",
+                bare.text
+            );
+        }
+    }
+}
+
+#[test]
+fn personal_data_is_escaped_in_html() {
+    let mut d = dispatch("cart-reminder");
+    d.first_name = Some("<img src=x onerror=alert(1)>".into());
+    d.products = vec!["<script>alert(1)</script>".into()];
+    let out = Renderer::new("The Shop").render(&d, &links()).unwrap();
+    assert!(!out.html.contains("<img src=x"), "{}", out.html);
+    assert!(!out.html.contains("<script>alert"), "{}", out.html);
+    assert!(out.html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    // The subject is a header, not HTML: kept as typed.
+    assert_eq!(out.subject, "<img src=x onerror=alert(1)>, we miss you!");
+}
+
+#[test]
+fn the_sandbox_refuses_undefined_values_and_runaway_templates() {
+    let r = Renderer::new("The Shop");
+    let d = dispatch("we-miss-you");
+    let e = r.render_line("Hi {{ nickname }}", &d).unwrap_err();
+    assert!(e.to_string().contains("undefined"), "{e}");
+    let e = r
+        .render_line(
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+            &d,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("fuel"), "{e}");
+    // No loader: a template cannot include a file, and no function reads the environment.
+    assert!(r.render_line("{% include '/etc/passwd' %}", &d).is_err());
+    assert!(r.render_line("{{ env('HOME') }}", &d).is_err());
+}
+
+#[test]
+fn the_rendered_we_miss_you_mail() {
+    let out = Renderer::new("The Shop")
+        .render(&dispatch("we-miss-you"), &links())
+        .unwrap();
+    insta::assert_snapshot!(
+        "we_miss_you_en_text",
+        format!(
+            "Subject: {}\nPreheader: {}\n\n{}",
+            out.subject,
+            out.preheader.unwrap_or_default(),
+            out.text
+        )
+    );
+    let mut nl = dispatch("ask-why");
+    nl.locale = Some("nl".into());
+    nl.subject = None;
+    let out = Renderer::new("De Winkel").render(&nl, &links()).unwrap();
+    insta::assert_snapshot!(
+        "ask_why_nl_text",
+        format!("Subject: {}\n\n{}", out.subject, out.text)
+    );
+}
+
+/// A header's value, unfolded (RFC 5322 continuation lines joined).
+fn header(raw: &str, name: &str) -> Option<String> {
+    let head = raw
+        .split("\r\n\r\n")
+        .next()?
+        .replace("\r\n ", " ")
+        .replace("\r\n\t", " ");
+    head.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+#[test]
+fn every_message_carries_the_bulk_sender_headers() {
+    let d = dispatch("we-miss-you");
+    let m = composer().compose(&d).unwrap();
+    let raw = String::from_utf8(m.formatted()).unwrap();
+    assert_eq!(
+        header(&raw, "Message-ID"),
+        Some(message_id(&d.key, "shop.example"))
+    );
+    let lu = header(&raw, "List-Unsubscribe").unwrap();
+    assert!(
+        lu.starts_with("<https://mail.shop.example/u/v1.k1."),
+        "{lu}"
+    );
+    assert!(
+        lu.contains("<mailto:unsubscribe@shop.example?subject=unsubscribe"),
+        "{lu}"
+    );
+    assert_eq!(
+        header(&raw, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert_eq!(
+        header(&raw, "List-Id").as_deref(),
+        Some("we-miss-you <we-miss-you.shop.example>")
+    );
+    assert_eq!(
+        header(&raw, "Feedback-ID").as_deref(),
+        Some("hello:a:we-miss-you:winback")
+    );
+    // The unsubscribe link's token names this message and verifies for unsubscribing only.
+    let token = lu
+        .trim_start_matches("<https://mail.shop.example/u/")
+        .split('>')
+        .next()
+        .unwrap();
+    let k = keys();
+    assert_eq!(
+        k.verify(Purpose::Unsubscribe, token, now())
+            .unwrap()
+            .message,
+        d.key
+    );
+    assert!(k.verify(Purpose::Click, token, now()).is_err());
+    assert!(raw.contains("multipart/alternative"));
+}
+
+#[test]
+fn a_bad_recipient_is_a_compose_error() {
+    let mut d = dispatch("we-miss-you");
+    d.to = "not an address".into();
+    assert!(matches!(
+        composer().compose(&d),
+        Err(ComposeError::Address(_))
+    ));
+}
+
+#[tokio::test]
+async fn smtp_replies_become_outcomes() {
+    let sink = SmtpSink::with_rule(|rcpt| {
+        if rcpt.starts_with("busy") {
+            Reply::Temporary
+        } else if rcpt.starts_with("gone") {
+            Reply::Permanent
+        } else {
+            Reply::Accept
+        }
+    })
+    .await
+    .unwrap();
+    let smtp = SmtpTransport::new(
+        composer(),
+        &SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: sink.addr().port(),
+            tls: "none".into(),
+            ..SmtpSettings::default()
+        },
+    )
+    .unwrap();
+    let mut d = dispatch("we-miss-you");
+    assert!(matches!(smtp.deliver(&d).await, SendOutcome::Sent { .. }));
+    d.to = "busy@example.nl".into();
+    d.key = "k/2".into();
+    assert!(matches!(smtp.deliver(&d).await, SendOutcome::SoftBounce(_)));
+    d.to = "gone@example.nl".into();
+    d.key = "k/3".into();
+    assert!(matches!(smtp.deliver(&d).await, SendOutcome::HardBounce(_)));
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, ["ann@example.nl"]);
+    assert_eq!(
+        got[0].message_id.as_deref(),
+        Some(message_id("we-miss-you/17/we-miss-you/email", "shop.example").as_str())
+    );
+    assert_eq!(sink.refused().len(), 2);
+}
+
+#[tokio::test]
+async fn the_eml_outbox_writes_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = EmlOutbox::new(composer(), dir.path()).unwrap();
+    let d = dispatch("we-miss-you");
+    assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
+    assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
+    assert_eq!((outbox.written(), outbox.repeated()), (1, 1));
+    let raw = std::fs::read_to_string(outbox.path_of(&d.key)).unwrap();
+    assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

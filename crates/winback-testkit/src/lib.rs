@@ -1,0 +1,230 @@
+//! Test support for winback: an SMTP sink on loopback. It speaks enough SMTP for a real client
+//! (lettre) to deliver to it, records every message with its envelope, and answers each
+//! recipient as a rule says: accept, a temporary 4xx refusal, or a permanent 5xx one.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the sink answers a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// 250.
+    Accept,
+    /// 450 4.2.1: try again later (a soft bounce).
+    Temporary,
+    /// 550 5.1.1: no such user (a hard bounce).
+    Permanent,
+}
+
+/// One message the sink accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// `MAIL FROM`.
+    pub from: String,
+    /// Accepted `RCPT TO`s.
+    pub to: Vec<String>,
+    /// The message as sent, dot-unstuffed, with CRLF line ends.
+    pub data: String,
+    /// Its `Message-ID` header.
+    pub message_id: Option<String>,
+    /// When it was accepted (Unix micros).
+    pub at_micros: i64,
+}
+
+type Rule = dyn Fn(&str) -> Reply + Send + Sync;
+
+/// A running sink; it stops when dropped.
+pub struct SmtpSink {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    refused: Arc<Mutex<Vec<(String, Reply)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SmtpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSink")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpSink {
+    /// Starts a sink on 127.0.0.1 and an ephemeral port that accepts everyone.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::with_rule(|_| Reply::Accept).await
+    }
+
+    /// Starts a sink that answers each recipient by `rule`.
+    pub async fn with_rule(
+        rule: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        Self::with_rule_and_delay(rule, std::time::Duration::ZERO).await
+    }
+
+    /// Like [`SmtpSink::with_rule`], taking `delay` to accept each message's data, as a busy
+    /// relay does (a crash test needs sends in flight when it kills a worker).
+    pub async fn with_rule_and_delay(
+        rule: impl Fn(&str) -> Reply + Send + Sync + 'static,
+        delay: std::time::Duration,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let rule: Arc<Rule> = Arc::new(rule);
+        let task = {
+            let (received, refused) = (received.clone(), refused.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (received, refused, rule) =
+                        (received.clone(), refused.clone(), rule.clone());
+                    tokio::spawn(async move {
+                        // A client that vanishes mid-conversation (a killed worker) is normal.
+                        let _ = session(stream, &received, &refused, rule.as_ref(), delay).await;
+                    });
+                }
+            })
+        };
+        Ok(Self {
+            addr,
+            received,
+            refused,
+            task,
+        })
+    }
+
+    /// The address to connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Messages accepted so far.
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().expect("sink lock").clone()
+    }
+
+    /// Recipients refused so far, with the reply they got.
+    pub fn refused(&self) -> Vec<(String, Reply)> {
+        self.refused.lock().expect("sink lock").clone()
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn angle(arg: &str) -> String {
+    let s = arg.trim();
+    let s = s.split_once(':').map_or(s, |(_, r)| r).trim();
+    let s = s.split_whitespace().next().unwrap_or("");
+    s.trim_start_matches('<').trim_end_matches('>').to_owned()
+}
+
+async fn session(
+    stream: TcpStream,
+    received: &Mutex<Vec<Received>>,
+    refused: &Mutex<Vec<(String, Reply)>>,
+    rule: &Rule,
+    delay: std::time::Duration,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 sink.winback.test ESMTP\r\n").await?;
+    let (mut from, mut to) = (String::new(), Vec::<String>::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-sink.winback.test\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("HELO") {
+            b"250 sink.winback.test\r\n"
+        } else if upper.starts_with("MAIL FROM") {
+            from = angle(&line);
+            to.clear();
+            b"250 2.1.0 OK\r\n"
+        } else if upper.starts_with("RCPT TO") {
+            let rcpt = angle(&line);
+            match rule(&rcpt) {
+                Reply::Accept => {
+                    to.push(rcpt);
+                    b"250 2.1.5 OK\r\n"
+                }
+                r @ Reply::Temporary => {
+                    refused.lock().expect("sink lock").push((rcpt, r));
+                    b"450 4.2.1 Mailbox busy, try again later\r\n"
+                }
+                r @ Reply::Permanent => {
+                    refused.lock().expect("sink lock").push((rcpt, r));
+                    b"550 5.1.1 No such user\r\n"
+                }
+            }
+        } else if upper == "DATA" {
+            if to.is_empty() {
+                write
+                    .write_all(b"554 5.5.1 No valid recipients\r\n")
+                    .await?;
+                continue;
+            }
+            write
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    // Cut off mid-message: nothing was accepted.
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+
+                let l = line.strip_prefix('.').unwrap_or(&line);
+                data.push_str(l);
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let message_id = data.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("message-id")
+                    .then(|| value.trim().to_owned())
+            });
+            received.lock().expect("sink lock").push(Received {
+                from: from.clone(),
+                to: std::mem::take(&mut to),
+                data,
+                message_id,
+                at_micros: now_micros(),
+            });
+            b"250 2.0.0 Queued\r\n"
+        } else if upper == "RSET" {
+            to.clear();
+            b"250 2.0.0 OK\r\n"
+        } else if upper == "NOOP" {
+            b"250 2.0.0 OK\r\n"
+        } else if upper == "QUIT" {
+            write.write_all(b"221 2.0.0 Bye\r\n").await?;
+            return Ok(());
+        } else {
+            b"502 5.5.2 Command not recognised\r\n"
+        };
+        write.write_all(reply).await?;
+    }
+}
