@@ -7,9 +7,8 @@
 //! `List-Unsubscribe-Post: List-Unsubscribe=One-Click`), `List-Id` and `Feedback-ID`. With a
 //! DKIM key configured the signature covers both unsubscribe headers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
@@ -22,6 +21,7 @@ use lettre::transport::smtp::{PoolConfig, authentication::Credentials};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
 use winback_domain::Clock;
+use winback_engine::file_outbox::OnceDir;
 use winback_engine::ports::{Dispatch, SendOutcome, Transport};
 
 use crate::render::{Links, Renderer};
@@ -409,71 +409,30 @@ impl Transport for SmtpTransport {
 }
 
 /// One `.eml` file per message in a directory, named after its idempotency key, written
-/// atomically and never overwritten: the embedded default, and what the demo writes.
+/// atomically and never overwritten (the engine's [`OnceDir`]): the embedded default.
 #[derive(Debug)]
 pub struct EmlOutbox {
     composer: Composer,
-    dir: PathBuf,
-    written: AtomicU64,
-    repeated: AtomicU64,
+    files: OnceDir,
 }
 
 impl EmlOutbox {
     /// Writes into `dir`, creating it.
     pub fn new(composer: Composer, dir: impl Into<PathBuf>) -> std::io::Result<Self> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
         Ok(Self {
             composer,
-            dir,
-            written: AtomicU64::new(0),
-            repeated: AtomicU64::new(0),
+            files: OnceDir::new(dir)?,
         })
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Messages written.
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
-
-    /// Deliveries of a key already in the directory (should stay 0).
-    pub fn repeated(&self) -> u64 {
-        self.repeated.load(Ordering::Relaxed)
+    /// The directory and its counts of written and repeated keys.
+    pub fn files(&self) -> &OnceDir {
+        &self.files
     }
 
     /// The file a key is written to.
     pub fn path_of(&self, key: &str) -> PathBuf {
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir.join(format!("{safe}.eml"))
-    }
-
-    fn write(&self, key: &str, bytes: &[u8]) -> std::io::Result<bool> {
-        let path = self.path_of(key);
-        let n = self.written() + self.repeated();
-        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        // A hard link fails when the target exists, so two racing deliveries cannot both win.
-        let linked = std::fs::hard_link(&tmp, &path);
-        std::fs::remove_file(&tmp)?;
-        match linked {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.files.path_of(key, "eml")
     }
 }
 
@@ -486,16 +445,9 @@ impl Transport for EmlOutbox {
             Ok(m) => m,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
-        match self.write(&d.key, &message.formatted()) {
-            Ok(true) => {
-                self.written.fetch_add(1, Ordering::Relaxed);
-                SendOutcome::Sent { provider_id: None }
-            }
-            Ok(false) => {
-                self.repeated.fetch_add(1, Ordering::Relaxed);
-                SendOutcome::Sent { provider_id: None }
-            }
-            Err(e) => SendOutcome::Failed(format!("writing {}: {e}", self.dir.display())),
+        match self.files.put(&d.key, "eml", &message.formatted()) {
+            Ok(_) => SendOutcome::Sent { provider_id: None },
+            Err(e) => SendOutcome::Failed(format!("writing {}: {e}", self.files.dir().display())),
         }
     }
 }

@@ -210,7 +210,12 @@ impl Renderer {
 
     /// Renders a message: subject and preheader lines, then the body's three stages.
     pub fn render(&self, d: &Dispatch, links: &Links) -> Result<Rendered, RenderError> {
-        if !Self::templates().contains(&d.template.as_str()) {
+        // Every template exists in English, the fallback locale.
+        if self
+            .bodies
+            .get_template(&format!("en/{}.mjml", d.template))
+            .is_err()
+        {
             return Err(RenderError::UnknownTemplate(d.template.clone()));
         }
         let locale = self.locale_for(d);

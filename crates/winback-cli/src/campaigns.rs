@@ -296,16 +296,6 @@ async fn status(store: &SqlStore, clock: &dyn Clock, name: &str, to: &str) -> Re
     }
 }
 
-/// Neutralises spreadsheet formulas: a cell starting with `=`, `+`, `-`, `@`, tab or carriage
-/// return is prefixed with `'` (OWASP CSV injection).
-pub fn defuse(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_owned()
-    }
-}
-
 fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
     let sink: Box<dyn std::io::Write> = match out {
         Some(p) => {
@@ -327,7 +317,7 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
         "state",
     ])?;
     for r in rows {
-        let mut cells: Vec<String> = r.iter().map(|c| defuse(c)).collect();
+        let mut cells: Vec<String> = r.iter().map(|c| crate::import::defuse(c)).collect();
         // Expiry as an RFC 3339 time rather than microseconds.
         if let Some(t) = cells
             .get(8)
@@ -391,7 +381,7 @@ pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::defuse;
+    use crate::import::defuse;
 
     #[test]
     fn formulas_are_defused() {

@@ -323,7 +323,7 @@ pub async fn run(
         totals,
         orders,
         events,
-        repeated: transport.outbox.repeated(),
+        repeated: transport.outbox.files().repeated(),
         outbox: outbox_dir.to_path_buf(),
         end,
     })

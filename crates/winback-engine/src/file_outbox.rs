@@ -1,5 +1,5 @@
 //! The file outbox: the embedded default transport. Each message becomes one JSON file named
-//! after its idempotency key in a directory, written atomically (temporary file, then rename)
+//! after its idempotency key in a directory, written atomically (temporary file, then a hard link)
 //! and never overwritten, so a repeated delivery of one key is counted, not written twice.
 //!
 //! The file holds the message as the engine hands it over (recipient, template, subject, offer,
@@ -10,15 +10,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ports::{Dispatch, SendOutcome, Transport};
 
-/// A directory of delivered messages.
+/// A directory in which each idempotency key is written at most once: the file appears
+/// atomically (temporary file, then a hard link, which fails when the target exists, so two
+/// racing deliveries cannot both win) and is never overwritten. The JSON outbox here and the
+/// channels' `.eml` outbox both write through it.
 #[derive(Debug)]
-pub struct FileOutbox {
+pub struct OnceDir {
     dir: PathBuf,
     written: AtomicU64,
     repeated: AtomicU64,
 }
 
-impl FileOutbox {
+/// Distinguishes temporary files of concurrent writes in one process.
+static TMP: AtomicU64 = AtomicU64::new(0);
+
+impl OnceDir {
     /// Writes into `dir`, creating it.
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
@@ -35,18 +41,18 @@ impl FileOutbox {
         &self.dir
     }
 
-    /// Messages written by this instance.
+    /// Files written by this instance.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }
 
-    /// Deliveries of a key that was already in the outbox (should stay 0).
+    /// Writes of a key that was already there (should stay 0).
     pub fn repeated(&self) -> u64 {
         self.repeated.load(Ordering::Relaxed)
     }
 
-    /// The file a key is written to.
-    pub fn path_of(&self, key: &str) -> PathBuf {
+    /// The file a key is written to, with extension `ext`.
+    pub fn path_of(&self, key: &str, ext: &str) -> PathBuf {
         let safe: String = key
             .chars()
             .map(|c| {
@@ -57,51 +63,73 @@ impl FileOutbox {
                 }
             })
             .collect();
-        self.dir.join(format!("{safe}.json"))
+        self.dir.join(format!("{safe}.{ext}"))
     }
 
-    fn write(&self, m: &Dispatch) -> std::io::Result<bool> {
-        let path = self.path_of(&m.key);
-        if path.exists() {
-            return Ok(false);
-        }
-        let n = self.written.load(Ordering::Relaxed) + self.repeated.load(Ordering::Relaxed);
-        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?,
-        )?;
-        // A hard link fails when the target exists, so two racing deliveries cannot both win.
-        match std::fs::hard_link(&tmp, &path) {
-            Ok(()) => {
-                std::fs::remove_file(&tmp)?;
-                Ok(true)
+    /// Writes `bytes` for `key` unless the key is already there; `Ok(false)` when it was.
+    pub fn put(&self, key: &str, ext: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        let path = self.path_of(key, ext);
+        let fresh = if path.exists() {
+            false
+        } else {
+            let n = TMP.fetch_add(1, Ordering::Relaxed);
+            let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            let linked = std::fs::hard_link(&tmp, &path);
+            std::fs::remove_file(&tmp)?;
+            match linked {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::remove_file(&tmp)?;
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+        };
+        let counter = if fresh { &self.written } else { &self.repeated };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(fresh)
+    }
+}
+
+/// A directory of delivered messages, one JSON file each.
+#[derive(Debug)]
+pub struct FileOutbox {
+    files: OnceDir,
+}
+
+impl FileOutbox {
+    /// Writes into `dir`, creating it.
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        Ok(Self {
+            files: OnceDir::new(dir)?,
+        })
+    }
+
+    /// The directory and its counts of written and repeated keys.
+    pub fn files(&self) -> &OnceDir {
+        &self.files
+    }
+
+    /// The file a key is written to.
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.files.path_of(key, "json")
     }
 }
 
 impl Transport for FileOutbox {
     async fn deliver(&self, m: &Dispatch) -> SendOutcome {
-        match self.write(m) {
-            Ok(true) => {
-                self.written.fetch_add(1, Ordering::Relaxed);
-                SendOutcome::Sent {
-                    provider_id: Some(self.path_of(&m.key).display().to_string()),
-                }
+        let bytes = match serde_json::to_vec_pretty(m) {
+            Ok(b) => b,
+            Err(e) => return SendOutcome::Failed(format!("file outbox: {e}")),
+        };
+        match self.files.put(&m.key, "json", &bytes) {
+            Ok(true) => SendOutcome::Sent {
+                provider_id: Some(self.path_of(&m.key).display().to_string()),
+            },
+            Ok(false) => SendOutcome::Sent {
+                provider_id: Some("already in the outbox".into()),
+            },
+            Err(e) => {
+                SendOutcome::Failed(format!("file outbox {}: {e}", self.files.dir().display()))
             }
-            Ok(false) => {
-                self.repeated.fetch_add(1, Ordering::Relaxed);
-                SendOutcome::Sent {
-                    provider_id: Some("already in the outbox".into()),
-                }
-            }
-            Err(e) => SendOutcome::Failed(format!("file outbox {}: {e}", self.dir.display())),
         }
     }
 }

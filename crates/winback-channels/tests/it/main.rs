@@ -267,7 +267,10 @@ async fn the_eml_outbox_writes_each_key_once() {
     let d = dispatch("we-miss-you");
     assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
     assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
-    assert_eq!((outbox.written(), outbox.repeated()), (1, 1));
+    assert_eq!(
+        (outbox.files().written(), outbox.files().repeated()),
+        (1, 1)
+    );
     let raw = std::fs::read_to_string(outbox.path_of(&d.key)).unwrap();
     assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

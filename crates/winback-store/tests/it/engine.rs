@@ -143,8 +143,8 @@ async fn journeys_send_once_and_stop_at_a_purchase(store: &SqlStore) {
     clock.advance_days(7);
     let s = engine.run_until_idle(10).await.unwrap();
     assert_eq!(s.sent, 1, "only A gets the second mail: {s:?}");
-    assert_eq!(outbox.written(), 3);
-    assert_eq!(outbox.repeated(), 0);
+    assert_eq!(outbox.files().written(), 3);
+    assert_eq!(outbox.files().repeated(), 0);
     let states = store
         .pool()
         .fetch(
@@ -305,7 +305,7 @@ async fn unsubscribes_and_caps_are_checked_at_send_time(store: &SqlStore) {
     clock.advance_days(7);
     let s = engine.run_until_idle(10).await.unwrap();
     assert_eq!(s.sent, 1, "{s:?}");
-    assert_eq!(outbox.written(), 3);
+    assert_eq!(outbox.files().written(), 3);
     let to_a = count(
         store,
         "SELECT COUNT(*) FROM outbox o JOIN customers c ON c.id = o.profile_id WHERE c.external_id = 'A' AND o.state = 'sent'",
