@@ -1336,9 +1336,15 @@ pub(crate) async fn prepare_send(
         )
         .await?;
     }
+    // The row stays locked until commit: without the lock, a reaper could release the claim
+    // (and another worker claim and send it) between this check and the update below, and
+    // both workers would send. The crash test caught exactly that.
     let row = tx
         .fetch(
-            "SELECT state, fence, step, variant, template, subject, preheader, sender_name, url, sunset, created_at, channel FROM outbox WHERE id = $1",
+            &format!(
+                "SELECT state, fence, step, variant, template, subject, preheader, sender_name, url, sunset, created_at, channel FROM outbox WHERE id = $1{}",
+                row_lock(&tx)
+            ),
             &[Val::from(m.id)],
         )
         .await?;
@@ -1574,6 +1580,15 @@ pub(crate) async fn prepare_send(
     Ok(Some((decision, dispatch)))
 }
 
+/// `FOR UPDATE` on PostgreSQL, where a checked row must stay as read until commit; SQLite's
+/// `BEGIN IMMEDIATE` already excludes every other writer.
+fn row_lock(tx: &Tx) -> &'static str {
+    match tx.backend() {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    }
+}
+
 pub(crate) async fn finish_send(
     pool: &Pool,
     m: &ClaimedMessage,
@@ -1584,7 +1599,10 @@ pub(crate) async fn finish_send(
     let mut tx = pool.begin().await?;
     let row = tx
         .fetch(
-            "SELECT state, fence, attempts, recipient, provider, sunset, channel FROM outbox WHERE id = $1",
+            &format!(
+                "SELECT state, fence, attempts, recipient, provider, sunset, channel FROM outbox WHERE id = $1{}",
+                row_lock(&tx)
+            ),
             &[Val::from(m.id)],
         )
         .await?;
