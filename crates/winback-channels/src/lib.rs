@@ -5,17 +5,54 @@
 //! DKIM); and the email transports the engine drives through its `Transport` trait: SMTP
 //! through lettre's async pool, and an `.eml` file outbox.
 //!
+//! It also owns SMS ([`sms`]: segments, STOP footer and keywords, a signed HTTP provider),
+//! outgoing webhooks with SSRF checks ([`http`]), audience files for ads and print
+//! ([`exports`]), and the human/machine classification of opens ([`tracking`]).
+//!
 //! The engine never sees lettre: it hands a `Dispatch` to a `Transport` and gets a
 //! `SendOutcome` back (a 5xx reply is a hard bounce, a 4xx a soft one).
 
 pub mod email;
+pub mod exports;
+pub mod http;
 pub mod library;
 pub mod render;
+pub mod sms;
 pub mod subjects;
 pub mod tokens;
+pub mod tracking;
 
 pub use email::{
     ByChannel, Composer, EmailSettings, EmlOutbox, Mailer, SmtpSettings, SmtpTransport,
 };
 pub use render::{Links, RenderError, Rendered, Renderer};
 pub use tokens::{Claims, Keyring, Purpose, TokenError};
+
+/// Each channel to its own transport: what `winback worker` drives.
+#[derive(Debug)]
+pub struct Routed<E, S, W> {
+    /// Email.
+    pub email: E,
+    /// SMS.
+    pub sms: S,
+    /// Webhooks (and any other channel).
+    pub webhook: W,
+}
+
+impl<E, S, W> winback_engine::ports::Transport for Routed<E, S, W>
+where
+    E: winback_engine::ports::Transport,
+    S: winback_engine::ports::Transport,
+    W: winback_engine::ports::Transport,
+{
+    async fn deliver(
+        &self,
+        d: &winback_engine::ports::Dispatch,
+    ) -> winback_engine::ports::SendOutcome {
+        match d.channel.as_str() {
+            "email" => self.email.deliver(d).await,
+            "sms" => self.sms.deliver(d).await,
+            _ => self.webhook.deliver(d).await,
+        }
+    }
+}

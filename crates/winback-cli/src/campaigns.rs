@@ -337,14 +337,14 @@ pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
     let store = crate::open_store(config).await?;
     let settings = config.engine_settings()?;
     let clock = winback_domain::SystemClock;
-    // Email through the configured mailer; SMS and webhooks, whose providers are not configured
-    // here, as JSON files beside the `.eml` files.
-    let outbox_dir = PathBuf::from(&config.email.outbox_dir);
-    let transport = winback_channels::ByChannel {
-        email: config.mailer(std::sync::Arc::new(winback_domain::SystemClock))?,
-        other: winback_engine::file_outbox::FileOutbox::new(&outbox_dir)
-            .with_context(|| format!("creating {}", outbox_dir.display()))?,
-    };
+    let transport = config.transports(std::sync::Arc::new(winback_domain::SystemClock))?;
+    // Click tokens name a link id; `winback serve` redirects to what is stored here.
+    store
+        .set_links(
+            &[("shop".into(), config.email.shop_url.clone())],
+            clock.now(),
+        )
+        .await?;
     let engine = Engine::new(&store, &transport, &clock, settings);
     let poll = std::time::Duration::from_secs(config.engine.poll_seconds.max(1));
     loop {

@@ -55,6 +55,56 @@ pub struct Config {
     pub smtp: winback_channels::SmtpSettings,
     /// `[tokens]`: keys that sign links in messages.
     pub tokens: TokensConfig,
+    /// `[server]`: `winback serve` (tracking links and the `/v1` API).
+    pub server: ServerConfig,
+    /// `[sms]`: the generic HTTP SMS provider; without `url`, SMS go to JSON files in the outbox.
+    pub sms: winback_channels::sms::SmsSettings,
+    /// `[webhooks]`: campaign webhook steps; without `secret`, they go to JSON files.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body in bytes (413 above).
+    pub body_limit_bytes: usize,
+    /// Requests per second per API key (429 above).
+    pub rate_per_second: u32,
+    /// Burst per API key.
+    pub burst: u32,
+    /// Topics of the preference centre.
+    pub topics: Vec<String>,
+    /// Take client addresses from `X-Forwarded-For` (only behind a proxy you run).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let d = winback_server::ServerSettings::new("", "", ImportOptions::new(Timestamp::EPOCH));
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: d.body_limit,
+            rate_per_second: d.rate_per_second,
+            burst: d.burst,
+            topics: d.topics,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Signs outgoing webhook bodies (`X-Winback-Signature`); empty: webhooks go to files.
+    pub secret: String,
+    /// Hosts allowed past the SSRF check (internal services).
+    pub allow_hosts: Vec<String>,
+    /// Seconds before a webhook call times out.
+    pub timeout_seconds: Option<u64>,
 }
 
 /// `[email]`
@@ -243,6 +293,58 @@ impl Config {
         })
     }
 
+    /// Every channel's transport: email by `[email]`; SMS through `[sms]` when it has a URL;
+    /// webhooks over signed HTTP when `[webhooks]` has a secret; the rest as JSON files in the
+    /// outbox folder.
+    pub fn transports(
+        &self,
+        clock: std::sync::Arc<dyn winback_domain::Clock>,
+    ) -> Result<
+        winback_channels::Routed<
+            winback_channels::Mailer,
+            Route<winback_channels::sms::HttpSms>,
+            Route<winback_channels::http::WebhookTransport>,
+        >,
+    > {
+        let dir = std::path::PathBuf::from(&self.email.outbox_dir);
+        let files = || {
+            winback_engine::file_outbox::FileOutbox::new(&dir)
+                .with_context(|| format!("creating {}", dir.display()))
+        };
+        let sms = if self.sms.url.is_empty() {
+            Route::File(files()?)
+        } else {
+            anyhow::ensure!(
+                !self.sms.secret.is_empty(),
+                "sms.secret is required with sms.url"
+            );
+            Route::Live(winback_channels::sms::HttpSms::new(
+                self.sms.clone(),
+                &self.email.shop_name,
+                clock.clone(),
+            ))
+        };
+        let webhook = if self.webhooks.secret.is_empty() {
+            Route::File(files()?)
+        } else {
+            Route::Live(winback_channels::http::WebhookTransport::new(
+                winback_channels::http::SignedPoster::new(
+                    self.webhooks.secret.as_bytes(),
+                    self.webhooks.allow_hosts.clone(),
+                    std::time::Duration::from_secs(
+                        self.webhooks.timeout_seconds.unwrap_or(10).max(1),
+                    ),
+                ),
+                clock.clone(),
+            ))
+        };
+        Ok(winback_channels::Routed {
+            email: self.mailer(clock)?,
+            sms,
+            webhook,
+        })
+    }
+
     /// The engine's settings from `[engine]`, `[policy]` and the default zone.
     pub fn engine_settings(&self) -> Result<winback_engine::EngineSettings> {
         use winback_engine::duration::{Duration, LocalWindow};
@@ -347,6 +449,9 @@ impl Default for Config {
             email: EmailConfig::default(),
             smtp: winback_channels::SmtpSettings::default(),
             tokens: TokensConfig::default(),
+            server: ServerConfig::default(),
+            sms: winback_channels::sms::SmsSettings::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -457,5 +562,26 @@ mod tests {
             "postgres://postgres@127.0.0.1/test"
         );
         assert_eq!(redact("sqlite://winback.db"), "sqlite://winback.db");
+    }
+}
+
+/// A channel's transport, or the JSON file outbox when the channel is not configured.
+#[derive(Debug)]
+pub enum Route<T> {
+    /// The configured provider.
+    Live(T),
+    /// One JSON file per message.
+    File(winback_engine::file_outbox::FileOutbox),
+}
+
+impl<T: winback_engine::ports::Transport> winback_engine::ports::Transport for Route<T> {
+    async fn deliver(
+        &self,
+        message: &winback_engine::ports::Dispatch,
+    ) -> winback_engine::ports::SendOutcome {
+        match self {
+            Route::Live(t) => t.deliver(message).await,
+            Route::File(f) => f.deliver(message).await,
+        }
     }
 }

@@ -11,6 +11,7 @@ mod import;
 mod models;
 mod report;
 mod score;
+mod serve;
 mod sim;
 mod simulate;
 
@@ -94,6 +95,15 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Serve tracking links, the preference centre, surveys and the /v1 API.
+    Serve {
+        /// Address to listen on (default: `server.listen`, 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// API keys: create (shown once, stored hashed), list, revoke.
+    #[command(subcommand)]
+    Keys(serve::KeysCommand),
     /// Forecast campaigns before launch: run them over a simulated shop in virtual time.
     Simulate(simulate::SimulateArgs),
     /// Measure import throughput and identity resolution (see BENCHMARKS.md).
@@ -419,6 +429,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(cmd) => report::bench(&config, &clock, cmd).await,
         Command::Campaigns(cmd) => campaigns::run(&config, &clock, cmd).await,
         Command::Worker { once } => campaigns::worker(&config, once).await,
+        Command::Serve { listen } => serve::serve(&config, listen).await,
+        Command::Keys(cmd) => serve::keys(&config, &clock, cmd).await,
         Command::Simulate(args) => simulate::run(&config, &clock, args).await,
     }
 }

@@ -61,19 +61,28 @@ pub enum Signal {
 
 /// User agents of machines that fetch images without a person reading: Apple Mail Privacy
 /// Protection's proxy (a bare `Mozilla/5.0`), mail security scanners and HTTP libraries.
-const MACHINE_AGENTS: [&str; 14] = [
+const MACHINE_AGENTS: [&str; 23] = [
     "barracuda",
     "mimecast",
     "proofpoint",
     "symantec",
     "trend micro",
+    "trendmicro",
     "forcepoint",
+    "sophos",
+    "fortinet",
+    "cisco",
+    "safelinks",
+    "microsoft office protection",
+    "scanner",
     "bot",
     "crawler",
     "spider",
     "python-requests",
+    "python-urllib",
     "curl/",
     "go-http-client",
+    "java/",
     "wget",
     "headless",
 ];

@@ -231,7 +231,17 @@ pub struct SendContext {
     /// The provider's ramp as stored; `None` for a provider not seen yet (it starts at the
     /// configured share).
     pub ramp: Option<RampState>,
+    /// The contact's own cap from the preference centre ("fewer emails", seed 004), checked
+    /// beside the global caps.
+    pub personal_cap: Option<Cap>,
 }
+
+/// The cap a contact who chose "fewer emails" gets: one marketing email per two weeks.
+pub const LOW_FREQUENCY_CAP: Cap = Cap {
+    channel: Channel::Email,
+    max: 1,
+    per_days: 14,
+};
 
 /// Why a message will never be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,7 +330,12 @@ pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
         }
     }
     if !ctx.exempt_from_caps {
-        for cap in settings.caps.iter().filter(|c| c.channel == ctx.channel) {
+        for cap in settings
+            .caps
+            .iter()
+            .chain(ctx.personal_cap.iter())
+            .filter(|c| c.channel == ctx.channel)
+        {
             let since = ctx.now.plus_seconds(-i64::from(cap.per_days) * 86_400);
             let mut within: Vec<Timestamp> = ctx
                 .recent_sends
@@ -444,6 +459,7 @@ mod tests {
             ramp_position: 0.5,
             provider: None,
             ramp: None,
+            personal_cap: None,
         }
     }
 
@@ -524,6 +540,22 @@ mod tests {
         }
         c.exempt_from_caps = true;
         assert_eq!(decide(&c, &s), Decision::Send);
+    }
+
+    #[test]
+    fn fewer_emails_is_a_personal_cap_of_one_per_two_weeks() {
+        let s = PolicySettings::default();
+        let mut c = ctx("2026-03-12T10:00:00Z");
+        c.recent_sends = vec![ts("2026-03-02T10:00:00Z")];
+        assert_eq!(decide(&c, &s), Decision::Send, "global caps allow it");
+        c.personal_cap = Some(LOW_FREQUENCY_CAP);
+        match decide(&c, &s) {
+            Decision::Defer { until, reason } => {
+                assert_eq!(until, ts("2026-03-16T10:00:01Z"));
+                assert!(reason.contains("per 14 day"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

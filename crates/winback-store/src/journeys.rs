@@ -1454,6 +1454,13 @@ pub(crate) async fn prepare_send(
         Some(p) => ramp_state(&mut tx, p).await?,
         None => None,
     };
+    let low_frequency = !tx
+        .fetch(
+            "SELECT 1 FROM preferences WHERE profile_id = $1 AND frequency = 'low'",
+            &[Val::from(m.profile_id)],
+        )
+        .await?
+        .is_empty();
     let ctx = SendContext {
         now,
         channel: channel.unwrap_or(Channel::Email),
@@ -1470,6 +1477,7 @@ pub(crate) async fn prepare_send(
         ramp_position: winback_engine::experiment::unit_hash(&["ramp", &m.profile_id.to_string()]),
         provider: provider.clone(),
         ramp,
+        personal_cap: low_frequency.then_some(policy::LOW_FREQUENCY_CAP),
     };
     // A webhook is not a marketing message: only the journey's end and the address matter.
     let decision = if channel.is_none() {
@@ -1781,7 +1789,7 @@ async fn ramp_state(tx: &mut Tx, provider: &str) -> Result<Option<RampState>, St
     Ok(ramp_window(tx, provider).await?.0)
 }
 
-async fn suppress(
+pub(crate) async fn suppress(
     tx: &mut Tx,
     channel: &str,
     address: &str,
@@ -1802,7 +1810,7 @@ async fn suppress(
     Ok(())
 }
 
-async fn soft_bounce(
+pub(crate) async fn soft_bounce(
     tx: &mut Tx,
     channel: &str,
     address: &str,

@@ -16,6 +16,7 @@ mod journeys;
 pub use journeys::ArmResult;
 mod migrate;
 mod queries;
+pub mod responses;
 mod scores;
 mod session;
 
@@ -408,6 +409,156 @@ impl Store for SqlStore {
 
     async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {
         queries::list_profiles(&self.pool, after, limit).await
+    }
+}
+
+/// Responses from contacts and other systems (see [`responses`]).
+impl SqlStore {
+    /// The sent message an idempotency key names.
+    pub async fn message(&self, key: &str) -> Result<Option<responses::MessageRef>, StoreError> {
+        responses::message(&self.pool, key).await
+    }
+
+    /// Sets click destinations by link id.
+    pub async fn set_links(
+        &self,
+        links: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        responses::set_links(&self.pool, links, now).await
+    }
+
+    /// The destination of a link id.
+    pub async fn link(&self, name: &str) -> Result<Option<String>, StoreError> {
+        responses::link(&self.pool, name).await
+    }
+
+    /// Tags a profile; `false` when it had the tag already.
+    pub async fn add_tag(
+        &self,
+        profile_id: i64,
+        tag: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        responses::add_tag(&self.pool, profile_id, tag, source, now).await
+    }
+
+    /// A profile's preferences and channel consent.
+    pub async fn preferences(&self, profile_id: i64) -> Result<responses::Preferences, StoreError> {
+        responses::preferences(&self.pool, profile_id).await
+    }
+
+    /// Stores the preference centre's choices; channel changes go to the consent ledger.
+    pub async fn set_preferences(
+        &self,
+        profile_id: i64,
+        prefs: &responses::Preferences,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        responses::set_preferences(&self.pool, profile_id, prefs, now).await
+    }
+
+    /// Puts an address on the suppression list.
+    pub async fn suppress(
+        &self,
+        channel: &str,
+        address: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        responses::suppress_address(&self.pool, channel, address, reason, now).await
+    }
+
+    /// Counts a soft bounce; the third suppresses the address (returns `true` then).
+    pub async fn soft_bounce(
+        &self,
+        channel: &str,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        responses::soft_bounce_address(&self.pool, channel, address, now).await
+    }
+
+    /// Whether an address is suppressed.
+    pub async fn is_suppressed(&self, channel: &str, address: &str) -> Result<bool, StoreError> {
+        responses::is_suppressed(&self.pool, channel, address).await
+    }
+
+    /// An SMS STOP reply: suppresses the number and withdraws SMS consent of every record with
+    /// it, once per provider message id.
+    pub async fn sms_stop(
+        &self,
+        provider_id: &str,
+        number: &str,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<responses::StopOutcome, StoreError> {
+        responses::sms_stop(&self.pool, provider_id, number, body, now).await
+    }
+
+    /// Stores a new API key's hash; returns its id.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &str,
+        scopes: &[String],
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        responses::create_api_key(&self.pool, name, prefix, hash, scopes, now).await
+    }
+
+    /// The unrevoked key with this hash.
+    pub async fn api_key_by_hash(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<responses::ApiKeyRow>, StoreError> {
+        responses::api_key_by_hash(&self.pool, hash, now).await
+    }
+
+    /// Every key, revoked ones included.
+    pub async fn api_keys(&self) -> Result<Vec<responses::ApiKeyRow>, StoreError> {
+        responses::api_keys(&self.pool).await
+    }
+
+    /// Revokes keys by prefix or name; returns how many.
+    pub async fn revoke_api_key(
+        &self,
+        name_or_prefix: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        responses::revoke_api_key(&self.pool, name_or_prefix, now).await
+    }
+
+    /// Claims an Idempotency-Key for a request.
+    pub async fn idempotency_begin(
+        &self,
+        key_id: i64,
+        key: &str,
+        request_hash: &str,
+        now: Timestamp,
+    ) -> Result<responses::Idempotency, StoreError> {
+        responses::idempotency_begin(&self.pool, key_id, key, request_hash, now).await
+    }
+
+    /// Stores the response for replay, or (with `None`) releases the key after a failure.
+    pub async fn idempotency_finish(
+        &self,
+        key_id: i64,
+        key: &str,
+        response: Option<(u16, &str)>,
+    ) -> Result<(), StoreError> {
+        responses::idempotency_finish(&self.pool, key_id, key, response).await
+    }
+
+    /// The profile and its external id for an email match key.
+    pub async fn customer_by_email_key(
+        &self,
+        email_key: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        responses::customer_by_email_key(&self.pool, email_key).await
     }
 }
 

@@ -51,6 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_ramp_window.sql"),
         postgres: include_str!("../migrations/postgres/0005_ramp_window.sql"),
     },
+    Migration {
+        version: 6,
+        name: "tracking and api",
+        sqlite: include_str!("../migrations/sqlite/0006_tracking_api.sql"),
+        postgres: include_str!("../migrations/postgres/0006_tracking_api.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -470,3 +470,92 @@ fn campaign_files_are_checked_before_anything_is_applied() {
         Some(3)
     );
 }
+
+/// One HTTP/1.1 request over a plain socket (the CLI's tests carry no HTTP client).
+fn http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn keys_and_serve_take_events_and_stop_gracefully() {
+    let env = Env::new();
+    let out = env.run(&["keys", "create", "shop", "--scopes", "ingest,read"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(key.starts_with("wbk_"), "{key}");
+    let out = env.run(&["keys", "create", "bad", "--scopes", "root"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown scope `root`"),
+        "{}",
+        text(&out)
+    );
+    // The store holds the key's hash, never the key.
+    let db = std::fs::read(env.path("w.db")).unwrap();
+    let secret = key.rsplit('_').next().unwrap().as_bytes();
+    assert!(!db.windows(secret.len()).any(|w| w == secret));
+    // A free port, then the server on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = env
+        .cmd()
+        .args(["serve", "--listen", &addr])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(started.elapsed().as_secs() < 30, "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let body = "{\"event_id\":\"e1\",\"customer_id\":\"C1\",\"type\":\"logged_in\",\"occurred_at\":\"2026-01-02T10:00:00Z\"}";
+    let reply = http(
+        &addr,
+        &format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let health = http(
+        &addr,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // Revoked from another process: refused on the next request.
+    let prefix = key[..12].to_owned();
+    assert!(env.run(&["keys", "revoke", &prefix]).status.success());
+    let reply = http(
+        &addr,
+        &format!(
+            "GET /v1/customers/C1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    // SIGTERM: the server finishes and exits cleanly.
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let status = env.status_json();
+    assert_eq!(
+        status["events_by_type"],
+        serde_json::json!([["logged_in", 1]]),
+        "{status}"
+    );
+}

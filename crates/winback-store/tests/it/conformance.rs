@@ -393,8 +393,8 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .i64(0)
         .unwrap();
     assert_eq!(
-        n, 5,
-        "foundation, scores, features and models, campaigns, ramp window"
+        n, 6,
+        "foundation, scores, features and models, campaigns, ramp window, tracking and api"
     );
     // Tampering with an applied migration is detected on the next connect.
     store
@@ -676,3 +676,149 @@ async fn model_fits_are_persisted(store: &SqlStore) {
     assert_eq!(latest, [fit("bgnbd", 0.24, 60), fit("pareto_nbd", 0.55, 0)]);
 }
 conformance!(model_fits, super::model_fits_are_persisted);
+
+async fn responses_keys_idempotency_preferences_and_stop(store: &SqlStore) {
+    use winback_store::responses::Idempotency;
+    load_and_resolve(store).await;
+    let t = now();
+    // API keys: found by hash until revoked; never by anything else.
+    let id = store
+        .create_api_key(
+            "shop",
+            "wbk_0000aaaa",
+            "hash-1",
+            &["ingest".into(), "read".into()],
+            t,
+        )
+        .await
+        .unwrap();
+    let k = store.api_key_by_hash("hash-1", t).await.unwrap().unwrap();
+    assert_eq!(
+        (k.id, k.scopes.clone()),
+        (id, vec!["ingest".to_owned(), "read".to_owned()])
+    );
+    assert!(store.api_key_by_hash("hash-2", t).await.unwrap().is_none());
+    assert_eq!(store.revoke_api_key("wbk_0000aaaa", t).await.unwrap(), 1);
+    assert!(store.api_key_by_hash("hash-1", t).await.unwrap().is_none());
+    assert!(store.api_keys().await.unwrap()[0].revoked_at.is_some());
+    // Idempotency: new, in progress, replay, mismatch, released after a failure.
+    assert_eq!(
+        store.idempotency_begin(id, "k1", "h", t).await.unwrap(),
+        Idempotency::New
+    );
+    assert_eq!(
+        store.idempotency_begin(id, "k1", "h", t).await.unwrap(),
+        Idempotency::InProgress
+    );
+    store
+        .idempotency_finish(id, "k1", Some((200, "{\"ok\":1}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.idempotency_begin(id, "k1", "h", t).await.unwrap(),
+        Idempotency::Replay(200, "{\"ok\":1}".into())
+    );
+    assert_eq!(
+        store.idempotency_begin(id, "k1", "other", t).await.unwrap(),
+        Idempotency::Mismatch
+    );
+    assert_eq!(
+        store.idempotency_begin(id, "k2", "h", t).await.unwrap(),
+        Idempotency::New
+    );
+    store.idempotency_finish(id, "k2", None).await.unwrap();
+    assert_eq!(
+        store.idempotency_begin(id, "k2", "h", t).await.unwrap(),
+        Idempotency::New
+    );
+    // Preferences: C1 (Anna, merged with C2) consented to email and SMS.
+    let anna = store
+        .customer_detail("C1")
+        .await
+        .unwrap()
+        .unwrap()
+        .profile_id;
+    let p = store.preferences(anna).await.unwrap();
+    assert!(p.email && p.sms && !p.low_frequency, "{p:?}");
+    let fewer = winback_store::responses::Preferences {
+        low_frequency: true,
+        topics_off: vec!["news".into()],
+        email: true,
+        sms: false,
+    };
+    store.set_preferences(anna, &fewer, t).await.unwrap();
+    assert_eq!(store.preferences(anna).await.unwrap(), fewer);
+    assert!(
+        store
+            .add_tag(anna, "reason:price", "survey", t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_tag(anna, "reason:price", "survey", t)
+            .await
+            .unwrap()
+    );
+    // An SMS STOP from Anna's number: handled once per provider message.
+    let phone = store
+        .pool()
+        .fetch("SELECT phone FROM customers WHERE external_id = 'C1'", &[])
+        .await
+        .unwrap()[0]
+        .text(0)
+        .unwrap();
+    let first = store.sms_stop("in-1", &phone, "STOP", t).await.unwrap();
+    assert!(first.new);
+    assert!(store.is_suppressed("sms", &phone).await.unwrap());
+    assert!(!store.sms_stop("in-1", &phone, "STOP", t).await.unwrap().new);
+    // Hard bounces suppress at once; the third soft bounce does.
+    store
+        .suppress("email", "bob@example.nl", "hard_bounce", t)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .is_suppressed("email", "bob@example.nl")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .soft_bounce("email", "carl@example.nl", t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .soft_bounce("email", "carl@example.nl", t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .soft_bounce("email", "carl@example.nl", t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .is_suppressed("email", "carl@example.nl")
+            .await
+            .unwrap()
+    );
+    // Links.
+    store
+        .set_links(&[("shop".into(), "https://shop.example/".into())], t)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.link("shop").await.unwrap().as_deref(),
+        Some("https://shop.example/")
+    );
+    assert_eq!(store.link("evil").await.unwrap(), None);
+}
+conformance!(
+    responses,
+    super::responses_keys_idempotency_preferences_and_stop
+);

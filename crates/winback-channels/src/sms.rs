@@ -1,0 +1,318 @@
+//! SMS: segment counting (GSM-7 and UCS-2), the STOP footer, STOP keywords, and a generic HTTP
+//! provider that receives signed JSON (see [`crate::http`]).
+
+use std::sync::Arc;
+
+use winback_domain::Clock;
+use winback_engine::ports::{Dispatch, SendOutcome, Transport};
+
+use crate::http::{PostOutcome, SignedPoster};
+use crate::render::Renderer;
+
+/// The GSM 03.38 basic character set (one septet each).
+const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// The extension table (two septets each: escape + character).
+const GSM_EXTENDED: &str = "^{}\\[~]|€\u{000C}";
+
+/// How a text is encoded on the air.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// 7-bit GSM alphabet: 160 per single message, 153 per part.
+    Gsm7,
+    /// UTF-16: 70 per single message, 67 per part.
+    Ucs2,
+}
+
+/// A text's size on the air.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Segments {
+    /// Encoding.
+    pub encoding: Encoding,
+    /// Septets (GSM-7) or UTF-16 code units (UCS-2).
+    pub units: usize,
+    /// Messages the text is billed as.
+    pub segments: usize,
+}
+
+/// Counts the segments a text needs. One character outside GSM-7 makes the whole text UCS-2.
+pub fn segments(text: &str) -> Segments {
+    let mut septets = 0;
+    let mut gsm = true;
+    for c in text.chars() {
+        if GSM_BASIC.contains(c) {
+            septets += 1;
+        } else if GSM_EXTENDED.contains(c) {
+            septets += 2;
+        } else {
+            gsm = false;
+            break;
+        }
+    }
+    let (encoding, units, single, part) = if gsm {
+        (Encoding::Gsm7, septets, 160, 153)
+    } else {
+        (Encoding::Ucs2, text.encode_utf16().count(), 70, 67)
+    };
+    // An empty text is still one message.
+    let segments = if units <= single {
+        1
+    } else {
+        units.div_ceil(part)
+    };
+    Segments {
+        encoding,
+        units,
+        segments,
+    }
+}
+
+/// The opt-out line every marketing SMS ends with, in the contact's language.
+pub fn stop_footer(locale: Option<&str>) -> &'static str {
+    match locale.map(|l| l.get(..2).unwrap_or(l)) {
+        Some("nl") => "Afmelden? Antwoord STOP",
+        Some("pl") => "Rezygnacja? Odpisz STOP",
+        _ => "Reply STOP to opt out",
+    }
+}
+
+/// The confirmation sent, once, after a STOP reply.
+pub fn stop_confirmation(shop: &str, locale: Option<&str>) -> String {
+    match locale.map(|l| l.get(..2).unwrap_or(l)) {
+        Some("nl") => format!("{shop}: je bent afgemeld en ontvangt geen sms meer van ons."),
+        Some("pl") => format!("{shop}: wypisano Cię, nie otrzymasz od nas więcej SMS-ów."),
+        _ => format!("{shop}: you are unsubscribed and will get no more texts from us."),
+    }
+}
+
+/// Whether an inbound reply opts out: STOP, END, CANCEL, UNSUBSCRIBE or QUIT (any case, with
+/// surrounding spaces or punctuation, alone or as the first word).
+pub fn is_stop(body: &str) -> bool {
+    let first = body
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_uppercase();
+    matches!(
+        first.as_str(),
+        "STOP" | "END" | "CANCEL" | "UNSUBSCRIBE" | "QUIT" | "STOPALL"
+    )
+}
+
+/// The generic HTTP SMS provider (`[sms]` in `winback.toml`).
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The provider's endpoint (checked against SSRF).
+    pub url: String,
+    /// Shared secret for the outgoing and inbound signatures.
+    pub secret: String,
+    /// Sender id or number.
+    pub sender: String,
+    /// Hosts allowed past the SSRF check (a provider on the local network).
+    pub allow_hosts: Vec<String>,
+    /// Seconds before a request times out.
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: String::new(),
+            sender: "Shop".into(),
+            allow_hosts: Vec::new(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for SmsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsSettings")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("sender", &self.sender)
+            .field("allow_hosts", &self.allow_hosts)
+            .finish()
+    }
+}
+
+/// The body winback posts to the provider.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SmsRequest<'a> {
+    /// Idempotency key: a provider that de-duplicates on it never sends twice.
+    pub id: &'a str,
+    /// Sender.
+    pub from: &'a str,
+    /// E.164 number.
+    pub to: &'a str,
+    /// Text, footer included.
+    pub text: &'a str,
+    /// Size on the air.
+    pub segments: Segments,
+}
+
+/// Sends SMS through the generic HTTP provider.
+#[derive(Clone)]
+pub struct HttpSms {
+    settings: SmsSettings,
+    poster: SignedPoster,
+    renderer: Arc<Renderer>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for HttpSms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSms")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl HttpSms {
+    /// A provider client; `shop` names the shop in default texts.
+    pub fn new(settings: SmsSettings, shop: &str, clock: Arc<dyn Clock>) -> Self {
+        let poster = SignedPoster::new(
+            settings.secret.as_bytes(),
+            settings.allow_hosts.clone(),
+            std::time::Duration::from_secs(settings.timeout_seconds.max(1)),
+        );
+        Self {
+            settings,
+            poster,
+            renderer: Arc::new(Renderer::new(shop)),
+            clock,
+        }
+    }
+
+    /// The text of a campaign SMS: the step's `subject` as the text (a default per language
+    /// otherwise), personalised, with the STOP footer.
+    pub fn text(&self, d: &Dispatch) -> Result<String, crate::render::RenderError> {
+        let source = d.subject.clone().unwrap_or_else(|| {
+            match d.locale.as_deref().map(|l| l.get(..2).unwrap_or(l)) {
+                Some("nl") => "{{ shop }}: we missen je{% if first_name is defined %}, {{ first_name }}{% endif %}! Kom kijken wat er nieuw is.".into(),
+                Some("pl") => "{{ shop }}: tęsknimy{% if first_name is defined %}, {{ first_name }}{% endif %}! Zobacz, co nowego.".into(),
+                _ => "{{ shop }}: we miss you{% if first_name is defined %}, {{ first_name }}{% endif %}! Come and see what's new.".into(),
+            }
+        });
+        let body = self.renderer.render_line(&source, d)?;
+        Ok(format!("{body}\n{}", stop_footer(d.locale.as_deref())))
+    }
+
+    /// Sends one text.
+    pub async fn send_text(&self, id: &str, to: &str, text: &str) -> SendOutcome {
+        let request = SmsRequest {
+            id,
+            from: &self.settings.sender,
+            to,
+            text,
+            segments: segments(text),
+        };
+        let body = match serde_json::to_vec(&request) {
+            Ok(b) => b,
+            Err(e) => return SendOutcome::Failed(e.to_string()),
+        };
+        let now = self.clock.now().as_micros() / 1_000_000;
+        match self.poster.post(&self.settings.url, &body, now).await {
+            PostOutcome::Accepted(text) => SendOutcome::Sent {
+                provider_id: serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned)),
+            },
+            // The number is invalid or not reachable by SMS: suppress it.
+            PostOutcome::Refused(s @ (400 | 404 | 410 | 422), b) => SendOutcome::HardBounce(
+                format!("HTTP {s}: {}", b.chars().take(200).collect::<String>()),
+            ),
+            PostOutcome::Refused(s @ (429 | 500..=599), b) => SendOutcome::SoftBounce(format!(
+                "HTTP {s}: {}",
+                b.chars().take(200).collect::<String>()
+            )),
+            PostOutcome::Refused(s, b) => SendOutcome::Failed(format!(
+                "HTTP {s}: {}",
+                b.chars().take(200).collect::<String>()
+            )),
+            PostOutcome::Failed(e) => SendOutcome::Failed(e),
+        }
+    }
+}
+
+impl Transport for HttpSms {
+    async fn deliver(&self, message: &Dispatch) -> SendOutcome {
+        match self.text(message) {
+            Ok(text) => self.send_text(&message.key, &message.to, &text).await,
+            Err(e) => SendOutcome::Failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gsm7_and_ucs2_segments() {
+        assert_eq!(
+            segments(""),
+            Segments {
+                encoding: Encoding::Gsm7,
+                units: 0,
+                segments: 1
+            }
+        );
+        let s160 = "a".repeat(160);
+        assert_eq!(segments(&s160).segments, 1);
+        assert_eq!(
+            segments(&format!("{s160}a")).segments,
+            2,
+            "161 septets: 2 × 153"
+        );
+        assert_eq!(segments(&"a".repeat(306)).segments, 2);
+        assert_eq!(segments(&"a".repeat(307)).segments, 3);
+        // Extension characters take two septets.
+        let euro = segments(&"€".repeat(80));
+        assert_eq!(
+            (euro.encoding, euro.units, euro.segments),
+            (Encoding::Gsm7, 160, 1)
+        );
+        assert_eq!(segments(&"€".repeat(81)).segments, 2);
+        // One character outside GSM-7 (Polish ł) makes it UCS-2.
+        let pl = segments(&format!("{}ł", "a".repeat(69)));
+        assert_eq!(
+            (pl.encoding, pl.units, pl.segments),
+            (Encoding::Ucs2, 70, 1)
+        );
+        assert_eq!(segments(&format!("{}ł", "a".repeat(70))).segments, 2);
+        assert_eq!(segments(&"ł".repeat(134)).segments, 2);
+        assert_eq!(segments(&"ł".repeat(135)).segments, 3);
+        // An emoji is two UTF-16 units.
+        assert_eq!(segments("🙂").units, 2);
+    }
+
+    #[test]
+    fn stop_words() {
+        for yes in [
+            "STOP",
+            "stop",
+            " Stop. ",
+            "END",
+            "cancel",
+            "UNSUBSCRIBE",
+            "quit!",
+            "stop please",
+        ] {
+            assert!(is_stop(yes), "{yes}");
+        }
+        for no in ["", "yes", "don't stop", "STOPPED", "start"] {
+            assert!(!is_stop(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn footers_by_language() {
+        assert!(stop_footer(Some("nl-NL")).contains("STOP"));
+        assert!(stop_footer(Some("pl")).contains("STOP"));
+        assert_eq!(stop_footer(None), "Reply STOP to opt out");
+    }
+}

@@ -1,0 +1,166 @@
+//! `winback serve` (tracking links, preference centre, surveys and the `/v1` API) and
+//! `winback keys` (API keys: create, list, revoke).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use winback_domain::Clock;
+
+use crate::Config;
+
+/// `winback keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        /// A name to recognise it by.
+        name: String,
+        /// Scopes (comma-separated): ingest, webhooks, read, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys (prefix, name, scopes, created, revoked, last used).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke keys by prefix (`wbk_1a2b3c4d`) or name; refused from the next request on.
+    Revoke {
+        /// Prefix or name.
+        key: String,
+    },
+}
+
+/// Runs `winback keys …`.
+pub async fn keys(config: &Config, clock: &dyn Clock, cmd: KeysCommand) -> Result<ExitCode> {
+    let store = crate::open_store(config).await?;
+    let code = match cmd {
+        KeysCommand::Create { name, scopes } => {
+            let scopes = winback_server::auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
+            let key = winback_server::auth::generate();
+            store
+                .create_api_key(&name, &key.prefix, &key.hash, &scopes, clock.now())
+                .await?;
+            println!("{}", key.secret);
+            eprintln!(
+                "key `{name}` ({}) with scopes {}: store it now, it is not shown again",
+                key.prefix,
+                scopes.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        KeysCommand::List { json } => {
+            let list = store.api_keys().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no API keys; create one with `winback keys create NAME --scopes ingest`");
+            } else {
+                println!(
+                    "{:<14} {:<20} {:<28} {:<22} status",
+                    "prefix", "name", "scopes", "created"
+                );
+                for k in list {
+                    let status = match (k.revoked_at, k.last_used_at) {
+                        (Some(t), _) => format!("revoked {t}"),
+                        (None, Some(t)) => format!("last used {t}"),
+                        (None, None) => "never used".into(),
+                    };
+                    println!(
+                        "{:<14} {:<20} {:<28} {:<22} {status}",
+                        k.prefix,
+                        k.name,
+                        k.scopes.join(","),
+                        k.created_at.to_string()
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Revoke { key } => {
+            let n = store.revoke_api_key(&key, clock.now()).await?;
+            if n == 0 {
+                eprintln!("no active key with prefix or name `{key}`");
+                ExitCode::from(3)
+            } else {
+                println!("revoked {n} key(s)");
+                ExitCode::SUCCESS
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+/// Runs `winback serve` until Ctrl-C or SIGTERM, then lets requests in flight finish.
+pub async fn serve(config: &Config, listen: Option<String>) -> Result<ExitCode> {
+    let store = crate::open_store(config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(winback_domain::SystemClock);
+    store
+        .set_links(
+            &[("shop".into(), config.email.shop_url.clone())],
+            clock.now(),
+        )
+        .await?;
+    let mut settings = winback_server::ServerSettings::new(
+        &config.email.public_url,
+        &config.email.shop_name,
+        config.import_options(clock.now())?,
+    );
+    settings.body_limit = config.server.body_limit_bytes;
+    settings.rate_per_second = config.server.rate_per_second;
+    settings.burst = config.server.burst;
+    settings.topics = config.server.topics.clone();
+    settings.trust_forwarded_for = config.server.trust_forwarded_for;
+    let sms = if config.sms.url.is_empty() {
+        None
+    } else {
+        settings.sms_webhook_secret = Some(config.sms.secret.clone());
+        Some(winback_channels::sms::HttpSms::new(
+            config.sms.clone(),
+            &config.email.shop_name,
+            clock.clone(),
+        ))
+    };
+    let state =
+        winback_server::AppState::new(store.clone(), config.keyring()?, clock, settings, sms);
+    let addr = listen.unwrap_or_else(|| config.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    println!(
+        "winback serve: listening on http://{} (links point at {})",
+        listener.local_addr()?,
+        config.email.public_url
+    );
+    winback_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("serving")?;
+    println!("winback serve: stopped");
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,221 @@
+//! `winback-server` owns winback's HTTP service (`winback serve`):
+//!
+//! - **tracking** ([`tracking`]): the open pixel (human and machine opens told apart), click
+//!   redirects by stored link id, RFC 8058 one-click unsubscribe by POST, the unsubscribe page
+//!   (a GET that changes nothing), the preference centre with CSRF protection, and one-click
+//!   survey answers; every link carries a purpose-bound HMAC token;
+//! - **the `/v1` API** ([`api`]): upserting customers, orders and events singly or as NDJSON,
+//!   campaign files, ESP and SMS webhooks, behind hashed, scoped API keys ([`auth`]), with
+//!   `Idempotency-Key`, a body limit (413), a per-key rate limit (429), stable error codes
+//!   ([`error`]) and an OpenAPI document at `/v1/openapi.json`;
+//! - `/healthz` and Prometheus `/metrics`.
+//!
+//! [`app`] builds the router from an [`AppState`], so tests drive it in process; [`serve`] runs
+//! it with graceful shutdown.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+mod openapi;
+mod pages;
+pub mod tracking;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use winback_channels::Keyring;
+use winback_channels::sms::HttpSms;
+use winback_domain::Clock;
+use winback_import::ImportOptions;
+use winback_store::SqlStore;
+
+/// Settings of the service (`[server]` in `winback.toml`).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The public base URL links point at (`https://mail.shop.example`); POSTs to the
+    /// preference centre and surveys must come from this origin.
+    pub public_url: String,
+    /// The shop's name on pages.
+    pub shop_name: String,
+    /// Largest request body, bytes (larger: 413).
+    pub body_limit: usize,
+    /// Requests per second per API key.
+    pub rate_per_second: u32,
+    /// Burst per API key.
+    pub burst: u32,
+    /// Topics the preference centre offers (`topic_off:NAME` tags when turned off).
+    pub topics: Vec<String>,
+    /// Secret of the inbound SMS webhook's signature; `None` turns the endpoint off.
+    pub sms_webhook_secret: Option<String>,
+    /// Take the client address from `X-Forwarded-For` (behind a trusted proxy only).
+    pub trust_forwarded_for: bool,
+    /// Defaults for ingested records (currency, zone, region).
+    pub import: ImportOptions,
+}
+
+impl ServerSettings {
+    /// Settings with winback's defaults.
+    pub fn new(public_url: &str, shop_name: &str, import: ImportOptions) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            shop_name: shop_name.to_owned(),
+            body_limit: 10 * 1024 * 1024,
+            rate_per_second: 200,
+            burst: 400,
+            topics: vec!["offers".into(), "news".into(), "product_updates".into()],
+            sms_webhook_secret: None,
+            trust_forwarded_for: false,
+            import,
+        }
+    }
+
+    /// `scheme://host[:port]` of the public URL.
+    pub fn origin(&self) -> &str {
+        let s = &self.public_url;
+        let after_scheme = s.find("://").map(|i| i + 3).unwrap_or(0);
+        match s[after_scheme..].find('/') {
+            Some(i) => &s[..after_scheme + i],
+            None => s,
+        }
+    }
+}
+
+/// Everything handlers share.
+pub struct Inner {
+    /// The store.
+    pub store: SqlStore,
+    /// Token keys (the same ring the worker signs links with).
+    pub keys: Keyring,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub settings: ServerSettings,
+    /// The SMS provider, for STOP confirmations.
+    pub sms: Option<HttpSms>,
+    limiter: DefaultKeyedRateLimiter<i64>,
+    pages: pages::Pages,
+}
+
+/// Shared state of the router.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State for [`app`].
+    pub fn new(
+        store: SqlStore,
+        keys: Keyring,
+        clock: Arc<dyn Clock>,
+        settings: ServerSettings,
+        sms: Option<HttpSms>,
+    ) -> Self {
+        let per_second = NonZeroU32::new(settings.rate_per_second.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(settings.burst.max(1)).expect("at least 1");
+        let limiter = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
+        Self(Arc::new(Inner {
+            store,
+            keys,
+            clock,
+            pages: pages::Pages::new(&settings.shop_name),
+            settings,
+            sms,
+            limiter,
+        }))
+    }
+}
+
+/// The process-wide Prometheus recorder (a recorder can be installed once per process; every
+/// router built in it, tests included, shares it).
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed by an embedding program; then ours only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("winback_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("winback_http_request_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn metrics_page() -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.pool().fetch("SELECT 1", &[]).await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!("health check: {e}");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The router: tracking pages at the root, the API under `/v1`, health and metrics.
+pub fn app(state: AppState) -> Router {
+    prometheus();
+    let limit = state.settings.body_limit;
+    Router::new()
+        .merge(tracking::routes())
+        .merge(api::routes())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
+        .layer(middleware::from_fn(track_metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

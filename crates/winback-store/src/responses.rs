@@ -1,0 +1,617 @@
+//! What comes back from contacts and other systems: the message a tracking token names, click
+//! destinations, tags, the preference centre, suppressions from bounce webhooks and SMS STOP
+//! replies, API keys and idempotent API requests.
+//!
+//! Engagement itself (opens, clicks, unsubscribes, survey answers) is stored as events through
+//! the import session, so one path withdraws consent and ends journeys whatever the source.
+
+use winback_domain::{Channel, Consent, ConsentStatus, Timestamp};
+
+use crate::StoreError;
+use crate::db::{Pool, Tx, Val};
+
+fn ts(micros: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_micros(micros)
+        .ok_or_else(|| StoreError::Data(format!("timestamp {micros} out of range")))
+}
+
+/// The sent message a tracking token names.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MessageRef {
+    /// Outbox row.
+    pub outbox_id: i64,
+    /// Idempotency key.
+    pub key: String,
+    /// Profile.
+    pub profile_id: i64,
+    /// External id of the profile's first record (events are stored against it).
+    pub customer: String,
+    /// Campaign name.
+    pub campaign: String,
+    /// Step id.
+    pub step: String,
+    /// Variant.
+    pub variant: String,
+    /// Channel.
+    pub channel: String,
+    /// The address it went to.
+    pub recipient: Option<String>,
+    /// When the send began.
+    pub sent_at: Option<Timestamp>,
+    /// The contact's locale.
+    pub locale: Option<String>,
+}
+
+/// What the preference centre shows and stores.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Preferences {
+    /// `true` for "fewer emails" (at most one per two weeks).
+    pub low_frequency: bool,
+    /// Topics the contact turned off (stored as `topic_off:NAME` tags for audiences to use).
+    pub topics_off: Vec<String>,
+    /// Marketing email allowed by the consent in force.
+    pub email: bool,
+    /// Marketing SMS allowed by the consent in force.
+    pub sms: bool,
+}
+
+/// A stored API key (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiKeyRow {
+    /// Id.
+    pub id: i64,
+    /// Name given at creation.
+    pub name: String,
+    /// The public prefix of the key, shown in lists.
+    pub prefix: String,
+    /// Scopes, e.g. `ingest`, `admin`.
+    pub scopes: Vec<String>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+    /// Last used (updated at most once a minute).
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// Where an idempotent request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotency {
+    /// First time: handle it, then [`crate::SqlStore::idempotency_finish`].
+    New,
+    /// Seen with the same body: replay this status and body.
+    Replay(u16, String),
+    /// Seen with a different body.
+    Mismatch,
+    /// The first request with this key is still being handled.
+    InProgress,
+}
+
+/// What an SMS STOP reply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// First time this provider message was seen (send the confirmation only then).
+    pub new: bool,
+    /// Customer records whose SMS consent was withdrawn.
+    pub records: u64,
+}
+
+async fn profile_records(tx: &mut Tx, profile_id: i64) -> Result<Vec<i64>, StoreError> {
+    tx.fetch(
+        "SELECT id FROM customers WHERE (id = $1 OR profile_id = $1) ORDER BY id",
+        &[Val::from(profile_id)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.i64(0))
+    .collect()
+}
+
+async fn record_consent(
+    tx: &mut Tx,
+    records: &[i64],
+    channel: Channel,
+    status: ConsentStatus,
+    source: &str,
+    wording: Option<&str>,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for id in records {
+        n += tx
+            .execute(
+                "INSERT INTO consent_ledger (customer_id, channel, status, source, wording_version, recorded_at, inserted_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (customer_id, channel, status, recorded_at, source) DO NOTHING",
+                &[
+                    Val::from(*id),
+                    Val::from(channel.as_str()),
+                    Val::from(status.as_str()),
+                    Val::from(source),
+                    Val::from(wording),
+                    Val::from(now.as_micros()),
+                ],
+            )
+            .await?;
+    }
+    Ok(n)
+}
+
+async fn consent_allows(
+    tx: &mut Tx,
+    records: &[i64],
+    channel: Channel,
+) -> Result<bool, StoreError> {
+    let mut history = Vec::new();
+    for id in records {
+        for r in tx
+            .fetch(
+                "SELECT status, source, wording_version, recorded_at FROM consent_ledger WHERE customer_id = $1 AND channel = $2",
+                &[Val::from(*id), Val::from(channel.as_str())],
+            )
+            .await?
+        {
+            history.push(Consent {
+                channel,
+                status: r
+                    .text(0)?
+                    .parse()
+                    .map_err(|e: winback_domain::ConsentError| StoreError::Data(e.to_string()))?,
+                source: r.text(1)?,
+                wording_version: r.opt_text(2)?,
+                at: ts(r.i64(3)?)?,
+            });
+        }
+    }
+    history.sort_by_key(|c| c.at);
+    Ok(Consent::effective(&history).is_some_and(|c| c.status.allows_marketing()))
+}
+
+pub(crate) async fn message(pool: &Pool, key: &str) -> Result<Option<MessageRef>, StoreError> {
+    let rows = pool
+        .fetch(
+            "SELECT o.id, o.idempotency_key, o.profile_id, c.external_id, k.name, o.step, o.variant, o.channel, o.recipient, o.sent_at, c.locale \
+             FROM outbox o JOIN customers c ON c.id = o.profile_id JOIN campaigns k ON k.id = o.campaign_id \
+             WHERE o.idempotency_key = $1",
+            &[Val::from(key)],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(MessageRef {
+        outbox_id: r.i64(0)?,
+        key: r.text(1)?,
+        profile_id: r.i64(2)?,
+        customer: r.text(3)?,
+        campaign: r.text(4)?,
+        step: r.text(5)?,
+        variant: r.text(6)?,
+        channel: r.text(7)?,
+        recipient: r.opt_text(8)?,
+        sent_at: r.opt_i64(9)?.map(ts).transpose()?,
+        locale: r.opt_text(10)?,
+    }))
+}
+
+pub(crate) async fn set_links(
+    pool: &Pool,
+    links: &[(String, String)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    for (name, url) in links {
+        tx.execute(
+            "INSERT INTO links (name, url, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET url = excluded.url, updated_at = excluded.updated_at",
+            &[
+                Val::from(name.as_str()),
+                Val::from(url.as_str()),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+pub(crate) async fn link(pool: &Pool, name: &str) -> Result<Option<String>, StoreError> {
+    pool.fetch("SELECT url FROM links WHERE name = $1", &[Val::from(name)])
+        .await?
+        .first()
+        .map(|r| r.text(0))
+        .transpose()
+}
+
+pub(crate) async fn add_tag(
+    pool: &Pool,
+    profile_id: i64,
+    tag: &str,
+    source: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    Ok(pool
+        .execute(
+            "INSERT INTO contact_tags (profile_id, tag, added_at, source) VALUES ($1, $2, $3, $4) ON CONFLICT (profile_id, tag) DO NOTHING",
+            &[
+                Val::from(profile_id),
+                Val::from(tag),
+                Val::from(now.as_micros()),
+                Val::from(source),
+            ],
+        )
+        .await?
+        > 0)
+}
+
+pub(crate) async fn preferences(pool: &Pool, profile_id: i64) -> Result<Preferences, StoreError> {
+    let mut tx = pool.begin().await?;
+    let records = profile_records(&mut tx, profile_id).await?;
+    let low_frequency = tx
+        .fetch(
+            "SELECT frequency FROM preferences WHERE profile_id = $1",
+            &[Val::from(profile_id)],
+        )
+        .await?
+        .first()
+        .map(|r| r.text(0))
+        .transpose()?
+        .is_some_and(|f| f == "low");
+    let topics_off = tx
+        .fetch(
+            "SELECT tag FROM contact_tags WHERE profile_id = $1 AND tag LIKE 'topic_off:%' ORDER BY tag",
+            &[Val::from(profile_id)],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(r.text(0)?.trim_start_matches("topic_off:").to_owned()))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let email = consent_allows(&mut tx, &records, Channel::Email).await?;
+    let sms = consent_allows(&mut tx, &records, Channel::Sms).await?;
+    tx.rollback().await?;
+    Ok(Preferences {
+        low_frequency,
+        topics_off,
+        email,
+        sms,
+    })
+}
+
+/// Stores the preference centre's form. Channel switches only record a change: turning a
+/// channel off withdraws consent; turning it on records an explicit opt-in by the person.
+pub(crate) async fn set_preferences(
+    pool: &Pool,
+    profile_id: i64,
+    prefs: &Preferences,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let before = preferences(pool, profile_id).await?;
+    let mut tx = pool.begin().await?;
+    let records = profile_records(&mut tx, profile_id).await?;
+    tx.execute(
+        "INSERT INTO preferences (profile_id, frequency, topics_off, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (profile_id) DO UPDATE SET frequency = excluded.frequency, topics_off = excluded.topics_off, updated_at = excluded.updated_at",
+        &[
+            Val::from(profile_id),
+            Val::from(if prefs.low_frequency { "low" } else { "normal" }),
+            Val::from(serde_json::to_string(&prefs.topics_off)?),
+            Val::from(now.as_micros()),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM contact_tags WHERE profile_id = $1 AND tag LIKE 'topic_off:%'",
+        &[Val::from(profile_id)],
+    )
+    .await?;
+    for topic in &prefs.topics_off {
+        tx.execute(
+            "INSERT INTO contact_tags (profile_id, tag, added_at, source) VALUES ($1, $2, $3, 'preference_centre') ON CONFLICT (profile_id, tag) DO NOTHING",
+            &[
+                Val::from(profile_id),
+                Val::from(format!("topic_off:{topic}")),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?;
+    }
+    for (channel, was, wants) in [
+        (Channel::Email, before.email, prefs.email),
+        (Channel::Sms, before.sms, prefs.sms),
+    ] {
+        if was != wants {
+            let status = if wants {
+                ConsentStatus::OptIn
+            } else {
+                ConsentStatus::Withdrawn
+            };
+            record_consent(
+                &mut tx,
+                &records,
+                channel,
+                status,
+                "preference_centre",
+                Some("preferences-v1"),
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await
+}
+
+pub(crate) async fn suppress_address(
+    pool: &Pool,
+    channel: &str,
+    address: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    crate::journeys::suppress(&mut tx, channel, address, reason, now).await?;
+    tx.commit().await
+}
+
+pub(crate) async fn soft_bounce_address(
+    pool: &Pool,
+    channel: &str,
+    address: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let n = crate::journeys::soft_bounce(&mut tx, channel, address, now).await?;
+    let suppressed = n >= 3;
+    if suppressed {
+        crate::journeys::suppress(&mut tx, channel, address, "soft_bounces", now).await?;
+    }
+    tx.commit().await?;
+    Ok(suppressed)
+}
+
+pub(crate) async fn is_suppressed(
+    pool: &Pool,
+    channel: &str,
+    address: &str,
+) -> Result<bool, StoreError> {
+    Ok(!pool
+        .fetch(
+            "SELECT 1 FROM suppressions WHERE channel = $1 AND address = $2 AND active = 1",
+            &[Val::from(channel), Val::from(address)],
+        )
+        .await?
+        .is_empty())
+}
+
+pub(crate) async fn sms_stop(
+    pool: &Pool,
+    provider_id: &str,
+    number: &str,
+    body: &str,
+    now: Timestamp,
+) -> Result<StopOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let new = tx
+        .execute(
+            "INSERT INTO sms_inbound (provider_id, sender, body, action, received_at) VALUES ($1, $2, $3, 'stop', $4) ON CONFLICT (provider_id) DO NOTHING",
+            &[
+                Val::from(provider_id),
+                Val::from(number),
+                Val::from(body),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?
+        > 0;
+    if !new {
+        tx.rollback().await?;
+        return Ok(StopOutcome { new, records: 0 });
+    }
+    crate::journeys::suppress(&mut tx, "sms", number, "stop", now).await?;
+    let records: Vec<i64> = tx
+        .fetch(
+            "SELECT id FROM customers WHERE phone = $1",
+            &[Val::from(number)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<Result<_, _>>()?;
+    let n = record_consent(
+        &mut tx,
+        &records,
+        Channel::Sms,
+        ConsentStatus::Withdrawn,
+        "sms:stop",
+        None,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StopOutcome { new, records: n })
+}
+
+pub(crate) async fn create_api_key(
+    pool: &Pool,
+    name: &str,
+    prefix: &str,
+    hash: &str,
+    scopes: &[String],
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let rows = pool
+        .fetch(
+            "INSERT INTO api_keys (name, prefix, hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                Val::from(name),
+                Val::from(prefix),
+                Val::from(hash),
+                Val::from(scopes.join(",")),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?;
+    rows.first()
+        .ok_or_else(|| StoreError::Data("no id returned".into()))?
+        .i64(0)
+}
+
+fn key_row(r: &crate::db::DbRow) -> Result<ApiKeyRow, StoreError> {
+    Ok(ApiKeyRow {
+        id: r.i64(0)?,
+        name: r.text(1)?,
+        prefix: r.text(2)?,
+        scopes: r
+            .text(3)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at: ts(r.i64(4)?)?,
+        revoked_at: r.opt_i64(5)?.map(ts).transpose()?,
+        last_used_at: r.opt_i64(6)?.map(ts).transpose()?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, name, prefix, scopes, created_at, revoked_at, last_used_at";
+
+/// The active key with this hash. Read on every request, never cached, so a revocation takes
+/// effect on the next request.
+pub(crate) async fn api_key_by_hash(
+    pool: &Pool,
+    hash: &str,
+    now: Timestamp,
+) -> Result<Option<ApiKeyRow>, StoreError> {
+    let rows = pool
+        .fetch(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1 AND revoked_at IS NULL"),
+            &[Val::from(hash)],
+        )
+        .await?;
+    let Some(row) = rows.first().map(key_row).transpose()? else {
+        return Ok(None);
+    };
+    if row
+        .last_used_at
+        .is_none_or(|t| now.as_micros() - t.as_micros() > 60_000_000)
+    {
+        pool.execute(
+            "UPDATE api_keys SET last_used_at = $2 WHERE id = $1",
+            &[Val::from(row.id), Val::from(now.as_micros())],
+        )
+        .await?;
+    }
+    Ok(Some(row))
+}
+
+pub(crate) async fn api_keys(pool: &Pool) -> Result<Vec<ApiKeyRow>, StoreError> {
+    pool.fetch(
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(key_row)
+    .collect()
+}
+
+pub(crate) async fn revoke_api_key(
+    pool: &Pool,
+    name_or_prefix: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    pool.execute(
+        "UPDATE api_keys SET revoked_at = $2 WHERE (prefix = $1 OR name = $1) AND revoked_at IS NULL",
+        &[Val::from(name_or_prefix), Val::from(now.as_micros())],
+    )
+    .await
+}
+
+pub(crate) async fn idempotency_begin(
+    pool: &Pool,
+    key_id: i64,
+    key: &str,
+    request_hash: &str,
+    now: Timestamp,
+) -> Result<Idempotency, StoreError> {
+    let inserted = pool
+        .execute(
+            "INSERT INTO idempotency_keys (api_key_id, idem_key, request_hash, status, body, created_at) VALUES ($1, $2, $3, 0, '', $4) \
+             ON CONFLICT (api_key_id, idem_key) DO NOTHING",
+            &[
+                Val::from(key_id),
+                Val::from(key),
+                Val::from(request_hash),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?;
+    if inserted > 0 {
+        return Ok(Idempotency::New);
+    }
+    let rows = pool
+        .fetch(
+            "SELECT request_hash, status, body FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2",
+            &[Val::from(key_id), Val::from(key)],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        // Deleted between the two statements (the first request failed): the caller may retry.
+        return Ok(Idempotency::InProgress);
+    };
+    if r.text(0)? != request_hash {
+        return Ok(Idempotency::Mismatch);
+    }
+    let status = r.i64(1)?;
+    if status == 0 {
+        return Ok(Idempotency::InProgress);
+    }
+    Ok(Idempotency::Replay(
+        u16::try_from(status).map_err(|e| StoreError::Data(e.to_string()))?,
+        r.text(2)?,
+    ))
+}
+
+pub(crate) async fn idempotency_finish(
+    pool: &Pool,
+    key_id: i64,
+    key: &str,
+    status: Option<(u16, &str)>,
+) -> Result<(), StoreError> {
+    match status {
+        Some((status, body)) => {
+            pool.execute(
+                "UPDATE idempotency_keys SET status = $3, body = $4 WHERE api_key_id = $1 AND idem_key = $2",
+                &[
+                    Val::from(key_id),
+                    Val::from(key),
+                    Val::from(i64::from(status)),
+                    Val::from(body),
+                ],
+            )
+            .await?;
+        }
+        None => {
+            pool.execute(
+                "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2",
+                &[Val::from(key_id), Val::from(key)],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn customer_by_email_key(
+    pool: &Pool,
+    email_key: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    let rows = pool
+        .fetch(
+            "SELECT COALESCE(c.profile_id, c.id), p.external_id FROM customers c JOIN customers p ON p.id = COALESCE(c.profile_id, c.id) \
+             WHERE c.email_key = $1 AND c.erased_at IS NULL ORDER BY c.id LIMIT 1",
+            &[Val::from(email_key)],
+        )
+        .await?;
+    rows.first()
+        .map(|r| Ok((r.i64(0)?, r.text(1)?)))
+        .transpose()
+}
