@@ -55,6 +55,18 @@ pub enum CampaignsCommand {
     },
     /// The variables audience and branch expressions can use.
     Variables,
+    /// Write the contacts a campaign's export steps added: a Meta custom audience or Google
+    /// Customer Match CSV (hashed identifiers), or a print mailing list with personal codes.
+    Export {
+        /// Campaign name.
+        name: String,
+        /// meta, google or print.
+        #[arg(long, value_enum)]
+        format: ExportFormatArg,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Export a campaign's offer codes for the shop (CSV).
     Codes {
         /// Campaign name.
@@ -63,6 +75,17 @@ pub enum CampaignsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Audience file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    /// Meta custom audience.
+    Meta,
+    /// Google Customer Match.
+    Google,
+    /// Print mailing list.
+    Print,
 }
 
 /// Reads and checks campaign files; every problem of every file, or the campaigns.
@@ -280,6 +303,57 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
             }
             ExitCode::SUCCESS
         }
+        CampaignsCommand::Export { name, format, out } => {
+            let Some(c) = store
+                .campaigns()
+                .await?
+                .into_iter()
+                .find(|c| c.name == name)
+            else {
+                eprintln!("no campaign `{name}`");
+                return Ok(ExitCode::from(3));
+            };
+            use winback_channels::exports::{ExportContact, ExportFormat, write_export};
+            let (format, target) = match format {
+                ExportFormatArg::Meta => (ExportFormat::Meta, "meta"),
+                ExportFormatArg::Google => (ExportFormat::Google, "google"),
+                ExportFormatArg::Print => (ExportFormat::Print, "print"),
+            };
+            let members = store.audience_members(c.id, target, clock.now()).await?;
+            let contacts: Vec<ExportContact> = members
+                .into_iter()
+                .map(|m| ExportContact {
+                    email: m.email,
+                    phone: m.phone,
+                    first_name: m.first_name,
+                    last_name: m.last_name,
+                    address1: m.address1,
+                    address2: m.address2,
+                    postal_code: m.postal_code,
+                    city: m.city,
+                    country: m.country,
+                    code: m.code,
+                })
+                .collect();
+            // Written to a temporary file and renamed: a reader never sees half a file.
+            let dir = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let written = write_export(format, &contacts, std::io::BufWriter::new(tmp.as_file()))
+                .with_context(|| format!("writing {}", out.display()))?;
+            tmp.persist(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} of {} contacts written to {} ({target})",
+                n(written),
+                n(contacts.len() as u64),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
         CampaignsCommand::Variables => unreachable!("handled above"),
     };
     store.close().await;
@@ -334,6 +408,19 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
 
 /// `winback worker`: passes until interrupted (or once).
 pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
+    worker_until(config, once, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+/// The worker's passes until `stop` resolves (between passes: a pass in progress finishes).
+pub async fn worker_until(
+    config: &Config,
+    once: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<ExitCode> {
+    tokio::pin!(stop);
     let store = crate::open_store(config).await?;
     let settings = config.engine_settings()?;
     let clock = winback_domain::SystemClock;
@@ -369,8 +456,8 @@ pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = tokio::signal::ctrl_c() => {
-                println!("stopping: the current pass finished; claims of this worker expire with their leases");
+            _ = &mut stop => {
+                println!("worker stopping: the current pass finished; claims of this worker expire with their leases");
                 break;
             }
         }

@@ -83,7 +83,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let d = winback_server::ServerSettings::new("", "", ImportOptions::new(Timestamp::EPOCH));
+        let d = winback_http::ServerSettings::new("", "", ImportOptions::new(Timestamp::EPOCH));
         Self {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: d.body_limit,
@@ -254,11 +254,11 @@ impl Config {
         Ok(ring)
     }
 
-    /// The email transport `[email]` and `[smtp]` describe.
-    pub fn mailer(
+    /// Renders and signs messages as `[email]` and `[tokens]` describe.
+    pub fn composer(
         &self,
         clock: std::sync::Arc<dyn winback_domain::Clock>,
-    ) -> Result<winback_channels::Mailer> {
+    ) -> Result<winback_channels::Composer> {
         let e = &self.email;
         let settings = winback_channels::EmailSettings {
             from_address: e.from_address.clone(),
@@ -281,6 +281,16 @@ impl Config {
             (None, None, None) => {}
             _ => anyhow::bail!("email.dkim_selector, dkim_domain and dkim_key_file go together"),
         }
+        Ok(composer)
+    }
+
+    /// The email transport `[email]` and `[smtp]` describe.
+    pub fn mailer(
+        &self,
+        clock: std::sync::Arc<dyn winback_domain::Clock>,
+    ) -> Result<winback_channels::Mailer> {
+        let e = &self.email;
+        let composer = self.composer(clock)?;
         Ok(match e.transport.as_str() {
             "eml" => winback_channels::Mailer::Eml(
                 winback_channels::EmlOutbox::new(composer, &e.outbox_dir)

@@ -36,6 +36,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../../../examples/campaigns/review-request.toml"),
     ),
     (
+        "lost-customers-offline.toml",
+        include_str!("../../../examples/campaigns/lost-customers-offline.toml"),
+    ),
+    (
         "loyalty-points.toml",
         include_str!("../../../examples/campaigns/loyalty-points.toml"),
     ),

@@ -100,6 +100,9 @@ enum Command {
         /// Address to listen on (default: `server.listen`, 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Run the worker in the same process.
+        #[arg(long)]
+        worker: bool,
     },
     /// API keys: create (shown once, stored hashed), list, revoke.
     #[command(subcommand)]
@@ -180,13 +183,22 @@ fn amount(config: &Config, flag: &str, value: &str) -> Result<f64> {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG").unwrap_or_else(|_| "warn".into())
+    };
+    // `WINBACK_LOG_FORMAT=json`: one JSON object per line, for log collectors.
+    let _ = if std::env::var("WINBACK_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .try_init()
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .try_init()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -429,7 +441,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(cmd) => report::bench(&config, &clock, cmd).await,
         Command::Campaigns(cmd) => campaigns::run(&config, &clock, cmd).await,
         Command::Worker { once } => campaigns::worker(&config, once).await,
-        Command::Serve { listen } => serve::serve(&config, listen).await,
+        Command::Serve { listen, worker } => serve::serve(&config, listen, worker).await,
         Command::Keys(cmd) => serve::keys(&config, &clock, cmd).await,
         Command::Simulate(args) => simulate::run(&config, &clock, args).await,
     }

@@ -39,8 +39,8 @@ pub async fn keys(config: &Config, clock: &dyn Clock, cmd: KeysCommand) -> Resul
     let store = crate::open_store(config).await?;
     let code = match cmd {
         KeysCommand::Create { name, scopes } => {
-            let scopes = winback_server::auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
-            let key = winback_server::auth::generate();
+            let scopes = winback_http::auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
+            let key = winback_http::auth::generate();
             store
                 .create_api_key(&name, &key.prefix, &key.hash, &scopes, clock.now())
                 .await?;
@@ -95,8 +95,9 @@ pub async fn keys(config: &Config, clock: &dyn Clock, cmd: KeysCommand) -> Resul
     Ok(code)
 }
 
-/// Runs `winback serve` until Ctrl-C or SIGTERM, then lets requests in flight finish.
-pub async fn serve(config: &Config, listen: Option<String>) -> Result<ExitCode> {
+/// Runs `winback serve` until Ctrl-C or SIGTERM, then lets requests in flight finish; with
+/// `worker`, the engine's passes run in the same process and stop at the same signal.
+pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Result<ExitCode> {
     let store = crate::open_store(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(winback_domain::SystemClock);
     store
@@ -105,7 +106,7 @@ pub async fn serve(config: &Config, listen: Option<String>) -> Result<ExitCode> 
             clock.now(),
         )
         .await?;
-    let mut settings = winback_server::ServerSettings::new(
+    let mut settings = winback_http::ServerSettings::new(
         &config.email.public_url,
         &config.email.shop_name,
         config.import_options(clock.now())?,
@@ -125,8 +126,7 @@ pub async fn serve(config: &Config, listen: Option<String>) -> Result<ExitCode> 
             clock.clone(),
         ))
     };
-    let state =
-        winback_server::AppState::new(store.clone(), config.keyring()?, clock, settings, sms);
+    let state = winback_http::AppState::new(store.clone(), config.keyring()?, clock, settings, sms);
     let addr = listen.unwrap_or_else(|| config.server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -136,12 +136,33 @@ pub async fn serve(config: &Config, listen: Option<String>) -> Result<ExitCode> 
         listener.local_addr()?,
         config.email.public_url
     );
-    winback_server::serve(listener, state, shutdown_signal())
-        .await
-        .context("serving")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = async {
+        winback_http::serve(listener, state, stopped(stop_rx.clone()))
+            .await
+            .context("serving")
+    };
+    let code = if worker {
+        let (served, worked) = tokio::join!(
+            server,
+            crate::campaigns::worker_until(config, false, stopped(stop_rx.clone()))
+        );
+        served?;
+        worked?
+    } else {
+        server.await?;
+        ExitCode::SUCCESS
+    };
     println!("winback serve: stopped");
     store.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 async fn shutdown_signal() {

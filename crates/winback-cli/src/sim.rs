@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use winback_channels::{ByChannel, EmlOutbox};
 use winback_domain::{Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::{Dispatch, JourneyStore, SendOutcome, Transport};
@@ -26,7 +27,9 @@ use crate::score::Scored;
 /// A transport that delivers into a file outbox and remembers each delivery for the response
 /// model.
 struct Recording {
-    outbox: FileOutbox,
+    /// Email as `.eml` files (rendered, signed links, bulk-sender headers); SMS and webhooks as
+    /// JSON files; in one folder.
+    outbox: ByChannel<EmlOutbox, FileOutbox>,
     delivered: Mutex<Vec<Dispatch>>,
     hard_bounce: Mutex<ChaCha8Rng>,
     bounce_rate: f64,
@@ -105,9 +108,14 @@ pub async fn run(
         std::fs::remove_dir_all(outbox_dir)
             .with_context(|| format!("clearing {}", outbox_dir.display()))?;
     }
+    let sim_clock: std::sync::Arc<dyn winback_domain::Clock> = std::sync::Arc::new(clock.clone());
     let transport = Recording {
-        outbox: FileOutbox::new(outbox_dir)
-            .with_context(|| format!("creating {}", outbox_dir.display()))?,
+        outbox: ByChannel {
+            email: EmlOutbox::new(config.composer(sim_clock)?, outbox_dir)
+                .with_context(|| format!("creating {}", outbox_dir.display()))?,
+            other: FileOutbox::new(outbox_dir)
+                .with_context(|| format!("creating {}", outbox_dir.display()))?,
+        },
         delivered: Mutex::new(Vec::new()),
         hard_bounce: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xb0b)),
         bounce_rate: model.hard_bounce_rate,
@@ -323,7 +331,8 @@ pub async fn run(
         totals,
         orders,
         events,
-        repeated: transport.outbox.files().repeated(),
+        repeated: transport.outbox.email.files().repeated()
+            + transport.outbox.other.files().repeated(),
         outbox: outbox_dir.to_path_buf(),
         end,
     })

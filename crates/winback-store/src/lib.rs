@@ -553,6 +553,16 @@ impl SqlStore {
         responses::idempotency_finish(&self.pool, key_id, key, response).await
     }
 
+    /// The contacts a campaign's export steps added for `target`.
+    pub async fn audience_members(
+        &self,
+        campaign_id: i64,
+        target: &str,
+        now: Timestamp,
+    ) -> Result<Vec<responses::AudienceMember>, StoreError> {
+        responses::audience_members(&self.pool, campaign_id, target, now).await
+    }
+
     /// The profile and its external id for an email match key.
     pub async fn customer_by_email_key(
         &self,

@@ -615,3 +615,78 @@ pub(crate) async fn customer_by_email_key(
         .map(|r| Ok((r.i64(0)?, r.text(1)?)))
         .transpose()
 }
+
+/// A contact on an audience export, with what ads and print need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AudienceMember {
+    /// Profile.
+    pub profile_id: i64,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone (E.164).
+    pub phone: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Street and number.
+    pub address1: Option<String>,
+    /// Second address line.
+    pub address2: Option<String>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+    /// The newest unexpired offer code of the campaign for this contact (a personal code for
+    /// print).
+    pub code: Option<String>,
+}
+
+/// Everyone a campaign's export steps added for `target` (`meta`, `google` or `print`), with
+/// each field from the first of the profile's records that has it. Erased people are left out.
+pub(crate) async fn audience_members(
+    pool: &Pool,
+    campaign_id: i64,
+    target: &str,
+    now: Timestamp,
+) -> Result<Vec<AudienceMember>, StoreError> {
+    let rows = pool
+        .fetch(
+            "SELECT a.profile_id, c.email, c.phone, c.first_name, c.last_name, c.address1, c.address2, c.postal_code, c.city, c.country, \
+                    (SELECT o.code FROM offers o WHERE o.campaign_id = a.campaign_id AND o.profile_id = a.profile_id AND o.expires_at > $3 ORDER BY o.issued_at DESC LIMIT 1) \
+             FROM audience_exports a JOIN customers c ON (c.id = a.profile_id OR c.profile_id = a.profile_id) AND c.erased_at IS NULL \
+             WHERE a.campaign_id = $1 AND a.target = $2 ORDER BY a.profile_id, c.id",
+            &[Val::from(campaign_id), Val::from(target), Val::from(now.as_micros())],
+        )
+        .await?;
+    let mut out: Vec<AudienceMember> = Vec::new();
+    for r in &rows {
+        let profile_id = r.i64(0)?;
+        if out.last().is_none_or(|m| m.profile_id != profile_id) {
+            out.push(AudienceMember {
+                profile_id,
+                code: r.opt_text(10)?,
+                ..Default::default()
+            });
+        }
+        let m = out.last_mut().expect("pushed above");
+        for (slot, col) in [
+            (&mut m.email, 1),
+            (&mut m.phone, 2),
+            (&mut m.first_name, 3),
+            (&mut m.last_name, 4),
+            (&mut m.address1, 5),
+            (&mut m.address2, 6),
+            (&mut m.postal_code, 7),
+            (&mut m.city, 8),
+            (&mut m.country, 9),
+        ] {
+            if slot.is_none() {
+                *slot = r.opt_text(col)?;
+            }
+        }
+    }
+    Ok(out)
+}

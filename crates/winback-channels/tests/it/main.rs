@@ -275,3 +275,174 @@ async fn the_eml_outbox_writes_each_key_once() {
     assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// A DKIM verifier for `a=ed25519-sha256; c=relaxed/relaxed` written from RFC 6376 §3.4 and
+/// RFC 8463, independent of lettre's signer, so the test can catch a signer bug.
+mod dkim {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    use sha2::{Digest, Sha256};
+
+    fn squeeze(s: &str) -> String {
+        s.split([' ', '\t'])
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// RFC 6376 §3.4.4: WSP runs to one space, no WSP at line ends, no empty lines at the end.
+    fn body(raw: &str) -> Vec<u8> {
+        let mut lines: Vec<String> = raw
+            .split("\r\n")
+            .map(|l| {
+                let mut out = String::new();
+                let mut ws = false;
+                for c in l.chars() {
+                    if c == ' ' || c == '\t' {
+                        ws = true;
+                    } else {
+                        if ws {
+                            out.push(' ');
+                        }
+                        ws = false;
+                        out.push(c);
+                    }
+                }
+                out
+            })
+            .collect();
+        while lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        if lines.is_empty() {
+            return Vec::new();
+        }
+        format!("{}\r\n", lines.join("\r\n")).into_bytes()
+    }
+
+    /// RFC 6376 §3.4.2.
+    fn header(name: &str, value: &str) -> String {
+        format!(
+            "{}:{}",
+            name.to_ascii_lowercase(),
+            squeeze(&value.replace("\r\n", "")).trim()
+        )
+    }
+
+    /// Verifies the message's DKIM-Signature with `key`; returns the signed header names.
+    pub fn verify(message: &[u8], key: &VerifyingKey) -> Result<Vec<String>, String> {
+        let text = std::str::from_utf8(message).map_err(|e| e.to_string())?;
+        let (head, raw_body) = text.split_once("\r\n\r\n").ok_or("no body")?;
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                let last = headers.last_mut().ok_or("continuation without header")?;
+                last.1.push_str("\r\n");
+                last.1.push_str(line);
+            } else {
+                let (n, v) = line.split_once(':').ok_or("header without colon")?;
+                headers.push((n.to_owned(), v.to_owned()));
+            }
+        }
+        let (sig_name, sig_value) = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("DKIM-Signature"))
+            .ok_or("no DKIM-Signature")?
+            .clone();
+        let tags: Vec<(String, String)> = sig_value
+            .replace("\r\n", "")
+            .split(';')
+            .filter_map(|t| t.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.trim().to_owned(),
+                    v.split_whitespace().collect::<String>(),
+                )
+            })
+            .collect();
+        let tag = |k: &str| {
+            tags.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .ok_or(format!("no {k}= tag"))
+        };
+        if tag("a")? != "ed25519-sha256" || tag("c")? != "relaxed/relaxed" {
+            return Err("unexpected algorithm or canonicalization".into());
+        }
+        let bh = STANDARD.encode(Sha256::digest(body(raw_body)));
+        if bh != tag("bh")? {
+            return Err(format!("body hash {bh} != {}", tag("bh")?));
+        }
+        let signed: Vec<String> = tag("h")?.split(':').map(str::to_owned).collect();
+        let mut data = String::new();
+        for name in &signed {
+            // One instance each here; a missing header signs as empty (RFC 6376 §5.4).
+            if let Some((n, v)) = headers
+                .iter()
+                .rev()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                data.push_str(&header(n, v));
+                data.push_str("\r\n");
+            }
+        }
+        // The signature header itself, with b= emptied and no trailing CRLF. No other tag
+        // ends in "b=" (bh= is "bh="), so the last "b=" starts the signature.
+        let b_at = sig_value.rfind("b=").ok_or("no b= tag")?;
+        let without_b = format!("{}b=", &sig_value[..b_at]);
+        data.push_str(&header(&sig_name, &without_b));
+        let sig = STANDARD.decode(tag("b")?).map_err(|e| e.to_string())?;
+        let sig = Signature::from_slice(&sig).map_err(|e| e.to_string())?;
+        key.verify(&Sha256::digest(data.as_bytes()), &sig)
+            .map_err(|e| format!("signature does not verify: {e}"))?;
+        Ok(signed)
+    }
+}
+
+#[test]
+fn dkim_signatures_verify_and_cover_the_unsubscribe_headers() {
+    use base64::Engine as _;
+    let seed = [7u8; 32];
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let verifying = signing.verifying_key();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(seed);
+    let composer = composer().with_dkim("s2026", "shop.example", &b64).unwrap();
+    let message = composer
+        .compose(&dispatch("we-miss-you"))
+        .unwrap()
+        .formatted();
+    let signed = dkim::verify(&message, &verifying).unwrap();
+    for h in [
+        "From",
+        "Subject",
+        "Message-ID",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ] {
+        assert!(
+            signed.iter().any(|s| s.eq_ignore_ascii_case(h)),
+            "{h} not signed: {signed:?}"
+        );
+    }
+    // Tampering with a signed header or the body breaks it.
+    let text = String::from_utf8(message.clone()).unwrap();
+    let forged = text.replacen(
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "List-Unsubscribe-Post: List-Unsubscribe=Two-Click",
+        1,
+    );
+    assert_ne!(forged, text);
+    assert!(dkim::verify(forged.as_bytes(), &verifying).is_err());
+    let at = text.find("\r\n\r\n").unwrap() + 10;
+    let mut body_changed = text.clone();
+    body_changed.insert(at, 'X');
+    assert!(
+        dkim::verify(body_changed.as_bytes(), &verifying)
+            .unwrap_err()
+            .contains("body hash")
+    );
+    // Another key does not verify it.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]).verifying_key();
+    assert!(dkim::verify(&message, &other).is_err());
+}

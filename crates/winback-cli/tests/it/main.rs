@@ -218,7 +218,7 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "2. Importing into",
         "3. Who is who",
         "4. What the data looks like",
-        "6. Running the win-back programme (9 campaigns",
+        "6. Running the win-back programme (10 campaigns",
         "we-miss-you — We miss you, then ask why",
         "Sent twice: 0. In doubt after a crash: 0.",
         "Done in",
@@ -231,6 +231,18 @@ fn the_demo_tells_the_story_and_is_idempotent() {
     let outbox = env.dir.path().join("winback-demo/outbox");
     let files = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
     assert!(files > 0, "no messages in {}", outbox.display());
+    // Email is rendered into real messages: `.eml` files with the bulk-sender headers.
+    let eml = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .expect("an .eml file in the demo outbox");
+    let mail = std::fs::read_to_string(&eml).unwrap();
+    assert!(
+        mail.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{mail}"
+    );
+    assert!(mail.contains("Content-Type: text/html"), "{mail}");
     // The same seed on the same day: re-running updates, never duplicates; the simulation ran
     // on a copy and left the shop's data as imported.
     let out = env.run(&["demo", "--customers", "300", "--months", "2"]);
@@ -506,9 +518,9 @@ fn keys_and_serve_take_events_and_stop_gracefully() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut server = env
+    let server = env
         .cmd()
-        .args(["serve", "--listen", &addr])
+        .args(["serve", "--listen", &addr, "--worker"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -550,12 +562,108 @@ fn keys_and_serve_take_events_and_stop_gracefully() {
             .unwrap()
             .success()
     );
-    let status = server.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("worker stopping") && said.contains("winback serve: stopped"),
+        "{said}"
+    );
     let status = env.status_json();
     assert_eq!(
         status["events_by_type"],
         serde_json::json!([["logged_in", 1]]),
         "{status}"
     );
+}
+
+#[test]
+fn audience_files_for_ads_and_print() {
+    let env = Env::new();
+    env.write(
+        "customers.csv",
+        "customer_id,email,phone,first_name,last_name,address1,postal_code,city,country\n\
+         C1,Anna@Example.nl,+31612345678,Anna,de Vries,Keizersgracht 12,1015 CS,Amsterdam,NL\n\
+         C2,bob@example.nl,,=HYPERLINK(\"http://x\"),Bakker,Dorpsstraat 1,1234 AB,Gouda,NL\n",
+    );
+    assert!(
+        env.run(&["import", "customers", "customers.csv"])
+            .status
+            .success()
+    );
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/campaigns/lost-customers-offline.toml"
+    );
+    let out = env.run(&["campaigns", "apply", example]);
+    assert!(out.status.success(), "{}", text(&out));
+    // What the campaign's offer and export steps store (the engine's own tests run the steps).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = winback_store::SqlStore::connect(&format!("sqlite://{}", env.path("w.db").display()))
+            .await
+            .unwrap();
+        let far = 4_102_444_800_000_000i64; // 2100-01-01
+        for sql in [
+            "INSERT INTO audience_exports (campaign_id, step, target, profile_id, added_at) \
+             SELECT 1, 'card', 'print', id, 0 FROM customers",
+            "INSERT INTO audience_exports (campaign_id, step, target, profile_id, added_at) \
+             SELECT 1, 'ads-meta', 'meta', id, 0 FROM customers WHERE external_id = 'C1'",
+            &format!(
+                "INSERT INTO offers (code, campaign_id, enrolment_id, profile_id, step, variant, ladder, rung, kind, amount_minor, currency, min_order_minor, uses, issued_at, expires_at, state, description) \
+                 SELECT 'WB-CARD-7Q', 1, 1, id, 'card-code', 'a', 'card', 0, 'fixed', 1000, 'EUR', 4000, 1, 0, {far}, 'issued', '10.00 EUR off' FROM customers WHERE external_id = 'C1'"
+            ),
+        ] {
+            store.pool().execute(sql, &[]).await.unwrap();
+        }
+        store.close().await;
+    });
+    let out = env.run(&[
+        "campaigns",
+        "export",
+        "lost-customers-offline",
+        "--format",
+        "print",
+        "--out",
+        "print.csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("2 of 2 contacts"), "{}", text(&out));
+    let print = std::fs::read_to_string(env.path("print.csv")).unwrap();
+    assert!(
+        print.starts_with("first_name,last_name,address1,address2,postal_code,city,country,code\n"),
+        "{print}"
+    );
+    assert!(
+        print.contains("Anna,de Vries,Keizersgracht 12,,1015 CS,Amsterdam,NL,WB-CARD-7Q"),
+        "{print}"
+    );
+    assert!(
+        print.contains("\"'=HYPERLINK(\"\"http://x\"\")\""),
+        "formulas defused: {print}"
+    );
+    let out = env.run(&[
+        "campaigns",
+        "export",
+        "lost-customers-offline",
+        "--format",
+        "meta",
+        "--out",
+        "meta.csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let meta = std::fs::read_to_string(env.path("meta.csv")).unwrap();
+    let lines: Vec<&str> = meta.lines().collect();
+    assert_eq!(lines.len(), 2, "only C1 was added for meta: {meta}");
+    assert_eq!(lines[0], "email,phone,fn,ln,zip,ct,country");
+    use sha2::Digest;
+    let hashed = hex::encode(sha2::Sha256::digest(b"anna@example.nl"));
+    assert!(
+        lines[1].starts_with(&format!(
+            "{hashed},{}",
+            hex::encode(sha2::Sha256::digest(b"31612345678"))
+        )),
+        "{meta}"
+    );
+    assert!(!meta.contains("anna"), "no identifier in plain text");
 }

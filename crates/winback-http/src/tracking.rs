@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use minijinja::context;
@@ -167,6 +167,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 async fn open(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    method: Method,
     headers: HeaderMap,
     Peer(peer): Peer,
 ) -> Response {
@@ -174,6 +175,10 @@ async fn open(
         Ok(v) => v,
         Err(r) => return r,
     };
+    if method == Method::HEAD {
+        // A HEAD is a link checker, not a reader.
+        return gif();
+    }
     let now = state.clock.now();
     let ua = user_agent(&headers);
     let ip = client_ip(&state, &headers, peer);
@@ -196,6 +201,10 @@ async fn open(
     if let Err(r) = record(&state, &m, source, event, now).await {
         return r;
     }
+    gif()
+}
+
+fn gif() -> Response {
     (
         [
             (header::CONTENT_TYPE, "image/gif"),
@@ -209,6 +218,7 @@ async fn open(
 async fn click(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    method: Method,
     headers: HeaderMap,
     Peer(peer): Peer,
 ) -> Response {
@@ -228,8 +238,9 @@ async fn click(
     let ua = user_agent(&headers);
     let ip = client_ip(&state, &headers, peer);
     // Scanners follow every link on delivery; only people's clicks count as engagement. The
-    // seconds rule is left out: a person may click a link seconds after an open.
-    if classify_open(ua.as_deref(), ip, None).is_machine() {
+    // seconds rule is left out: a person may click a link seconds after an open. A HEAD is a
+    // link checker.
+    if method == Method::HEAD || classify_open(ua.as_deref(), ip, None).is_machine() {
         metrics::counter!("winback_tracking_machine_clicks_total").increment(1);
     } else {
         let source = format!("click:{}:{link}:{}", m.key, now.as_micros() / 1_000_000);

@@ -12,8 +12,8 @@ use serde_json::Value;
 use tower::ServiceExt;
 use winback_channels::{Claims, Keyring, Purpose};
 use winback_domain::{Clock, ManualClock, Timestamp};
+use winback_http::{AppState, ServerSettings, app, auth};
 use winback_import::ImportOptions;
-use winback_server::{AppState, ServerSettings, app, auth};
 use winback_store::SqlStore;
 
 fn ts(s: &str) -> Timestamp {
@@ -1065,5 +1065,157 @@ async fn pages_escape_stored_data() {
             .contains("<strong>&quot;&gt;***@example.nl</strong>"),
         "{}",
         page.body
+    );
+}
+
+/// Counts of everything a contact's state is made of.
+async fn contact_state(h: &Harness) -> Vec<i64> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM consent_ledger",
+        "SELECT COUNT(*) FROM suppressions",
+        "SELECT COUNT(*) FROM contact_tags",
+        "SELECT COUNT(*) FROM preferences",
+        "SELECT COUNT(*) FROM events WHERE type NOT IN ('email_opened', 'email_clicked')",
+    ] {
+        out.push(h.scalar(sql).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn get_and_head_on_every_link_of_1000_messages_change_no_state() {
+    let h = Harness::new().await;
+    let key = h.key(&["ingest"]).await;
+    let mut batch = String::new();
+    for i in 0..1000 {
+        batch.push_str(&format!(
+            "{{\"customer_id\":\"M{i}\",\"email\":\"m{i}@example.nl\",\"email_consent\":\"yes\"}}\n"
+        ));
+    }
+    let r = h
+        .send(
+            "POST",
+            "/v1/customers",
+            Some(&key),
+            "application/x-ndjson",
+            &batch,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    h.store
+        .pool()
+        .execute(
+            "INSERT INTO outbox (idempotency_key, campaign_id, enrolment_id, profile_id, step, variant, channel, template, state, not_before, created_at, recipient, sent_at) \
+             SELECT 'bulk-' || external_id, 1, 1, id, 'mail1', 'a', 'email', 'we_miss_you', 'sent', 0, 0, email, 0 FROM customers WHERE external_id LIKE 'M%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let before = contact_state(&h).await;
+    let engagement = h.scalar("SELECT COUNT(*) FROM events").await;
+    for i in 0..1000 {
+        let m = format!("bulk-M{i}");
+        let mut links = vec![
+            format!("/u/{}", h.token(Purpose::Unsubscribe, &m, None)),
+            format!("/p/{}", h.token(Purpose::Preferences, &m, None)),
+            format!("/o/{}", h.token(Purpose::Open, &m, None)),
+            format!("/c/{}", h.token(Purpose::Click, &m, Some("shop"))),
+        ];
+        for r in winback_channels::email::SURVEY_REASONS {
+            links.push(format!("/s/{}", h.token(Purpose::Survey, &m, Some(r))));
+        }
+        let events = h.scalar("SELECT COUNT(*) FROM events").await;
+        for l in &links {
+            let head = h
+                .send("HEAD", l, None, "", "", &[("user-agent", IPHONE)])
+                .await;
+            assert!(
+                head.status.is_success() || head.status.is_redirection(),
+                "HEAD {l}: {}",
+                head.status
+            );
+        }
+        assert_eq!(
+            h.scalar("SELECT COUNT(*) FROM events").await,
+            events,
+            "a HEAD records nothing, not even an open"
+        );
+        for l in &links {
+            let get = h.get(l, &[("user-agent", IPHONE)]).await;
+            assert!(
+                get.status.is_success() || get.status.is_redirection(),
+                "GET {l}: {}",
+                get.status
+            );
+        }
+    }
+    assert_eq!(
+        contact_state(&h).await,
+        before,
+        "no consent, suppression, tag, preference or answer changed"
+    );
+    // Only engagement was appended: one open and one click per message.
+    assert_eq!(
+        h.scalar("SELECT COUNT(*) FROM events").await,
+        engagement + 2000
+    );
+}
+
+#[tokio::test]
+async fn a_plain_one_click_post_stops_the_next_send() {
+    use winback_engine::JourneyStore;
+    let h = Harness::new().await;
+    // An active journey for Anna with a message waiting to go.
+    h.store
+        .pool()
+        .execute(
+            &format!(
+                "INSERT INTO enrolments (campaign_id, version, profile_id, trigger_key, exclusive, state, step, resume, variant, holdout, entered_at) \
+                 VALUES (1, 1, {}, 'x', 0, 'active', 1, 0, 'a', 0, 0)",
+                h.anna
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let enrolment = h.scalar("SELECT MAX(id) FROM enrolments").await;
+    h.store
+        .pool()
+        .execute(
+            &format!(
+                "INSERT INTO outbox (idempotency_key, campaign_id, enrolment_id, profile_id, step, variant, channel, template, state, not_before, created_at) \
+                 VALUES ('msg-next', 1, {enrolment}, {}, 'mail2', 'a', 'email', 'we_miss_you', 'pending', 0, 0)",
+                h.anna
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    // What `curl -X POST -d List-Unsubscribe=One-Click URL` sends.
+    let t = h.token(Purpose::Unsubscribe, "msg-1", None);
+    let r = h
+        .form(&format!("/u/{t}"), "List-Unsubscribe=One-Click", &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The very next send-time check, well within 60 seconds, refuses the message.
+    h.clock.advance_seconds(1);
+    let now = h.clock.now();
+    let claimed = h.store.claim_messages("w1", now, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let settings = winback_engine::policy::PolicySettings::default();
+    let (decision, dispatch) = h
+        .store
+        .prepare_send(&claimed[0], now, 60, &|ctx| {
+            winback_engine::policy::decide(ctx, &settings)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(dispatch.is_none());
+    assert!(
+        matches!(decision, winback_engine::policy::Decision::Drop(_)),
+        "{decision:?}"
     );
 }

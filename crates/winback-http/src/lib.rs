@@ -1,4 +1,4 @@
-//! `winback-server` owns winback's HTTP service (`winback serve`):
+//! `winback-http` owns winback's HTTP service (`winback serve`):
 //!
 //! - **tracking** ([`tracking`]): the open pixel (human and machine opens told apart), click
 //!   redirects by stored link id, RFC 8058 one-click unsubscribe by POST, the unsubscribe page
@@ -201,6 +201,22 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .layer(middleware::from_fn(track_metrics))
+        // One structured log line per request. The route pattern is logged, never the URI:
+        // tracking URIs carry tokens.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| "unmatched".into());
+                    tracing::info_span!("http", method = %req.method(), route)
+                })
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
