@@ -7,30 +7,8 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
-/// One contact to export.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExportContact {
-    /// Email as stored.
-    pub email: Option<String>,
-    /// Phone in E.164 (`+31612345678`).
-    pub phone: Option<String>,
-    /// First name.
-    pub first_name: Option<String>,
-    /// Last name.
-    pub last_name: Option<String>,
-    /// Street and number.
-    pub address1: Option<String>,
-    /// Second address line.
-    pub address2: Option<String>,
-    /// Postal code.
-    pub postal_code: Option<String>,
-    /// City.
-    pub city: Option<String>,
-    /// ISO 3166 alpha-2 country.
-    pub country: Option<String>,
-    /// The contact's offer code for print (a personal code).
-    pub code: Option<String>,
-}
+/// One contact to export (the store's audience member).
+pub use winback_engine::ports::AudienceMember as ExportContact;
 
 /// The file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

@@ -313,28 +313,14 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
                 eprintln!("no campaign `{name}`");
                 return Ok(ExitCode::from(3));
             };
-            use winback_channels::exports::{ExportContact, ExportFormat, write_export};
+            use winback_channels::exports::{ExportFormat, write_export};
             let (format, target) = match format {
                 ExportFormatArg::Meta => (ExportFormat::Meta, "meta"),
                 ExportFormatArg::Google => (ExportFormat::Google, "google"),
                 ExportFormatArg::Print => (ExportFormat::Print, "print"),
             };
             let members = store.audience_members(c.id, target, clock.now()).await?;
-            let contacts: Vec<ExportContact> = members
-                .into_iter()
-                .map(|m| ExportContact {
-                    email: m.email,
-                    phone: m.phone,
-                    first_name: m.first_name,
-                    last_name: m.last_name,
-                    address1: m.address1,
-                    address2: m.address2,
-                    postal_code: m.postal_code,
-                    city: m.city,
-                    country: m.country,
-                    code: m.code,
-                })
-                .collect();
+            let contacts = members;
             // Written to a temporary file and renamed: a reader never sees half a file.
             let dir = out
                 .parent()

@@ -357,6 +357,34 @@ pub struct TriggerBatch {
     pub cursor: Option<i64>,
 }
 
+/// A contact on an audience export, with what ads and print need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AudienceMember {
+    /// Profile.
+    pub profile_id: i64,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone (E.164).
+    pub phone: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Street and number.
+    pub address1: Option<String>,
+    /// Second address line.
+    pub address2: Option<String>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+    /// The newest unexpired offer code of the campaign for this contact (a personal code for
+    /// print).
+    pub code: Option<String>,
+}
+
 /// A delivery channel.
 pub trait Transport: Send + Sync {
     /// Delivers one message. Must not return before the next hop accepted or refused it.

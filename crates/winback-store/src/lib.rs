@@ -559,7 +559,7 @@ impl SqlStore {
         campaign_id: i64,
         target: &str,
         now: Timestamp,
-    ) -> Result<Vec<responses::AudienceMember>, StoreError> {
+    ) -> Result<Vec<winback_engine::ports::AudienceMember>, StoreError> {
         responses::audience_members(&self.pool, campaign_id, target, now).await
     }
 

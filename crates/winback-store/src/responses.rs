@@ -6,6 +6,7 @@
 //! the import session, so one path withdraws consent and ends journeys whatever the source.
 
 use winback_domain::{Channel, Consent, ConsentStatus, Timestamp};
+use winback_engine::ports::AudienceMember;
 
 use crate::StoreError;
 use crate::db::{Pool, Tx, Val};
@@ -614,34 +615,6 @@ pub(crate) async fn customer_by_email_key(
     rows.first()
         .map(|r| Ok((r.i64(0)?, r.text(1)?)))
         .transpose()
-}
-
-/// A contact on an audience export, with what ads and print need.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct AudienceMember {
-    /// Profile.
-    pub profile_id: i64,
-    /// Email.
-    pub email: Option<String>,
-    /// Phone (E.164).
-    pub phone: Option<String>,
-    /// First name.
-    pub first_name: Option<String>,
-    /// Last name.
-    pub last_name: Option<String>,
-    /// Street and number.
-    pub address1: Option<String>,
-    /// Second address line.
-    pub address2: Option<String>,
-    /// Postal code.
-    pub postal_code: Option<String>,
-    /// City.
-    pub city: Option<String>,
-    /// Country.
-    pub country: Option<String>,
-    /// The newest unexpired offer code of the campaign for this contact (a personal code for
-    /// print).
-    pub code: Option<String>,
 }
 
 /// Everyone a campaign's export steps added for `target` (`meta`, `google` or `print`), with
