@@ -488,3 +488,50 @@ impl<E: Transport, O: Transport> Transport for ByChannel<E, O> {
         }
     }
 }
+
+/// Per-recipient-domain sending rates (`[email] domain_rates = { "gmail.com" = 20 }`, messages
+/// per second): a large mailbox provider throttles or defers a sender that arrives too fast.
+/// A message to a limited domain waits for its turn (well inside its lease); other domains pass
+/// straight through.
+pub struct DomainRateLimited<T> {
+    inner: T,
+    limits: std::collections::HashMap<String, governor::DefaultDirectRateLimiter>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for DomainRateLimited<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainRateLimited")
+            .field("inner", &self.inner)
+            .field("domains", &self.limits.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<T> DomainRateLimited<T> {
+    /// Wraps `inner`; `rates` maps a recipient domain to messages per second (0 is refused).
+    pub fn new(inner: T, rates: &std::collections::BTreeMap<String, u32>) -> Result<Self, String> {
+        let mut limits = std::collections::HashMap::new();
+        for (domain, per_second) in rates {
+            let n = std::num::NonZeroU32::new(*per_second)
+                .ok_or_else(|| format!("email.domain_rates.{domain}: must be at least 1"))?;
+            limits.insert(
+                domain.to_ascii_lowercase(),
+                governor::RateLimiter::direct(governor::Quota::per_second(n)),
+            );
+        }
+        Ok(Self { inner, limits })
+    }
+}
+
+impl<T: Transport> Transport for DomainRateLimited<T> {
+    async fn deliver(&self, message: &Dispatch) -> SendOutcome {
+        if let Some(limit) = message
+            .to
+            .rsplit_once('@')
+            .and_then(|(_, d)| self.limits.get(&d.to_ascii_lowercase()))
+        {
+            limit.until_ready().await;
+        }
+        self.inner.deliver(message).await
+    }
+}

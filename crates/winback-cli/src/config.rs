@@ -137,6 +137,8 @@ pub struct EmailConfig {
     pub dkim_domain: Option<String>,
     /// DKIM key file.
     pub dkim_key_file: Option<String>,
+    /// Messages per second per recipient domain, e.g. `{ "gmail.com" = 20 }` (others unlimited).
+    pub domain_rates: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for EmailConfig {
@@ -156,6 +158,7 @@ impl Default for EmailConfig {
             dkim_selector: None,
             dkim_domain: None,
             dkim_key_file: None,
+            domain_rates: Default::default(),
         }
     }
 }
@@ -311,7 +314,7 @@ impl Config {
         clock: std::sync::Arc<dyn winback_domain::Clock>,
     ) -> Result<
         winback_channels::Routed<
-            winback_channels::Mailer,
+            winback_channels::email::DomainRateLimited<winback_channels::Mailer>,
             Route<winback_channels::sms::HttpSms>,
             Route<winback_channels::http::WebhookTransport>,
         >,
@@ -349,7 +352,11 @@ impl Config {
             ))
         };
         Ok(winback_channels::Routed {
-            email: self.mailer(clock)?,
+            email: winback_channels::email::DomainRateLimited::new(
+                self.mailer(clock)?,
+                &self.email.domain_rates,
+            )
+            .map_err(anyhow::Error::msg)?,
             sms,
             webhook,
         })

@@ -3,6 +3,7 @@
 //! commands. `main.rs` only calls [`main`].
 
 mod bench_engine;
+mod bench_http;
 mod campaigns;
 mod config;
 mod demo;

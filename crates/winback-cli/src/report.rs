@@ -529,6 +529,40 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// The HTTP service on loopback: NDJSON event ingest, then tracking redirects (throughput
+    /// and latency percentiles).
+    Http {
+        /// Events to ingest.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per NDJSON request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
+        /// Redirects to request.
+        #[arg(long, default_value_t = 100_000)]
+        redirects: u64,
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Contacts (one sent message each).
+        #[arg(long, default_value_t = 10_000)]
+        contacts: u64,
+        /// `sqlite` (a fresh file) or a `postgres://` URL (a fresh schema).
+        #[arg(long, default_value = "sqlite")]
+        target: String,
+        /// Folder for the database file.
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
+    /// Render N personalised emails (minijinja → MJML → HTML + text → signed MIME message).
+    Render {
+        /// Messages.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Threads (one per core to measure per-core throughput).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Resolve identities of N synthetic customers, in memory and through the store.
     Identity {
         /// Customers.
@@ -659,6 +693,30 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
                     ours / peer
                 );
             }
+        }
+        BenchCommand::Http {
+            events,
+            batch,
+            redirects,
+            concurrency,
+            contacts,
+            target,
+            dir,
+        } => {
+            crate::bench_http::http(
+                config,
+                &target,
+                events,
+                batch.max(1),
+                redirects,
+                concurrency.max(1),
+                contacts.max(1),
+                &dir,
+            )
+            .await?;
+        }
+        BenchCommand::Render { messages, threads } => {
+            crate::bench_http::render(config, messages, threads)?;
         }
         BenchCommand::Audience { customers, threads } => {
             crate::bench_engine::audience(customers, threads)?;

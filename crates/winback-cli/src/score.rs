@@ -63,8 +63,11 @@ pub struct Scored {
 /// The fitted models of a run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Models {
-    /// The purchase model (in weeks).
-    pub purchase: Fitted,
+    /// The purchase model (in weeks), when it could be fitted.
+    pub purchase: Option<Fitted>,
+    /// Why the purchase model could not be fitted, when it could not: stages then follow the
+    /// rules without P(alive), and expected purchases and CLV stay empty.
+    pub purchase_error: Option<String>,
     /// Gamma-Gamma on mean repeat spend (minor units), when it could be fitted.
     pub gamma_gamma: Option<GammaGammaParams>,
     /// Why Gamma-Gamma could not be fitted, when it could not.
@@ -155,13 +158,20 @@ pub fn score(
     s: &Settings,
 ) -> Result<(Vec<Scored>, Models)> {
     let buyers: Vec<Frequency> = features.iter().filter_map(frequency).collect();
-    let fitted = s.scoring.model.fit(&group(&buyers)).with_context(|| {
-        format!(
-            "fitting {} on the shop's purchase histories",
-            s.scoring.model.label()
-        )
-    })?;
-    let model = fitted.model();
+    // A shop whose histories the model cannot fit (too few repeat buyers, or histories too
+    // regular) is still scored: features, stages by rule, RFM, reorder rhythm and priority.
+    let (fitted, purchase_error) = match s.scoring.model.fit(&group(&buyers)) {
+        Ok(f) => (Some(f), None),
+        Err(e) => {
+            let why = format!(
+                "{} could not be fitted on the shop's purchase histories: {e}",
+                s.scoring.model.label()
+            );
+            tracing::warn!("{why}");
+            (None, Some(why))
+        }
+    };
+    let model = fitted.as_ref().map(|f| f.model());
     let spend: Vec<SpendRecord> = features
         .iter()
         .filter_map(|f| {
@@ -226,7 +236,7 @@ pub fn score(
                 (Some(prior), Some(recency)) => prior.reorder(gaps(f), recency.floor()),
                 _ => None,
             };
-            let p_alive = h.map(|h| model.p_alive(h));
+            let p_alive = h.zip(model.as_ref()).map(|(h, m)| m.p_alive(h));
             let input = StageInput {
                 orders: f.order_days,
                 days_since_first_order: f.tenure_days.map(f64::floor),
@@ -237,15 +247,17 @@ pub fn score(
             };
             let (stage, reason) = s.stages.stage(&input);
             // Without a spend model, each customer's own mean order value stands in.
-            let clv_minor = match (h, &gg, f.mean_order_minor) {
-                (Some(h), Some(gg), _) => Some(clv(
-                    &model,
+            let clv_minor = match (h.zip(model.as_ref()), &gg, f.mean_order_minor) {
+                (Some((h, model)), Some(gg), _) => Some(clv(
+                    model,
                     gg,
                     h,
                     f.mean_repeat_spend_minor.unwrap_or(0.0),
                     &s.clv,
                 )),
-                (Some(h), None, Some(mean)) => Some(clv_at_value(&model, mean as f64, h, &s.clv)),
+                (Some((h, model)), None, Some(mean)) => {
+                    Some(clv_at_value(model, mean as f64, h, &s.clv))
+                }
                 _ => None,
             };
             let (priority, excluded) = match s.priority.score(
@@ -281,7 +293,9 @@ pub fn score(
                 rfm,
                 segment: rfm.map(Segment::of),
                 p_alive,
-                expected_purchases: h.map(|h| model.expected_purchases(h, horizon_weeks)),
+                expected_purchases: h
+                    .zip(model.as_ref())
+                    .map(|(h, m)| m.expected_purchases(h, horizon_weeks)),
                 clv_minor,
                 inactive_by: inactive_by(&s.inactivity, f, reorder.as_ref()),
                 expected_next_order: reorder.as_ref().zip(f.last_order_at).map(|(r, last)| {
@@ -303,6 +317,7 @@ pub fn score(
         scored,
         Models {
             purchase: fitted,
+            purchase_error,
             gamma_gamma: gg.map(|g| g.0),
             gamma_gamma_error: gg_error,
             interval_priors,
@@ -432,14 +447,16 @@ pub async fn score_and_save<S: Store>(
     let started = Instant::now();
     let (scored, models) = score(&facts, &features, settings)?;
     let first = features.iter().filter_map(|f| f.first_order_at).min();
-    store
-        .save_model_fit(&fit_row(
-            &models.purchase,
-            as_of,
-            first,
-            started.elapsed().as_secs_f64(),
-        ))
-        .await?;
+    if let Some(purchase) = &models.purchase {
+        store
+            .save_model_fit(&fit_row(
+                purchase,
+                as_of,
+                first,
+                started.elapsed().as_secs_f64(),
+            ))
+            .await?;
+    }
     let stats = store
         .save_scores(as_of, &serde_json::to_value(&models)?, &rows(&scored))
         .await?;
@@ -493,19 +510,26 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
         })
         .collect();
     println!("RFM segments: {}", line.join(", "));
-    let f = &models.purchase;
-    let names = f.kind.param_names();
-    let params: Vec<String> = names
-        .iter()
-        .zip(&f.params)
-        .map(|(n, v)| format!("{n} {v:.4}"))
-        .collect();
-    println!(
-        "Purchase model ({}, weeks): {}; log-likelihood {:.1}",
-        f.kind.label(),
-        params.join(", "),
-        f.log_likelihood
-    );
+    match (&models.purchase, &models.purchase_error) {
+        (Some(f), _) => {
+            let names = f.kind.param_names();
+            let params: Vec<String> = names
+                .iter()
+                .zip(&f.params)
+                .map(|(n, v)| format!("{n} {v:.4}"))
+                .collect();
+            println!(
+                "Purchase model ({}, weeks): {}; log-likelihood {:.1}",
+                f.kind.label(),
+                params.join(", "),
+                f.log_likelihood
+            );
+        }
+        (None, Some(e)) => println!(
+            "Purchase model not fitted ({e}); stages follow the rules without P(alive), and expected purchases and CLV are left out"
+        ),
+        (None, None) => {}
+    }
     match (&models.gamma_gamma, &models.gamma_gamma_error) {
         (Some(g), _) => println!(
             "Spend model (Gamma-Gamma, minor units): p {:.3}, q {:.3}, gamma {:.1}",

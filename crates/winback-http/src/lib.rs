@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod engagement;
 pub mod error;
 mod openapi;
 mod pages;
@@ -101,6 +102,8 @@ pub struct Inner {
     pub settings: ServerSettings,
     /// The SMS provider, for STOP confirmations.
     pub sms: Option<HttpSms>,
+    /// The batch writer of opens and clicks.
+    pub engagement: engagement::Engagement,
     limiter: DefaultKeyedRateLimiter<i64>,
     pages: pages::Pages,
 }
@@ -117,7 +120,8 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State for [`app`].
+    /// State for [`app`]. Starts the engagement writer, so it must be called inside a Tokio
+    /// runtime.
     pub fn new(
         store: SqlStore,
         keys: Keyring,
@@ -128,7 +132,9 @@ impl AppState {
         let per_second = NonZeroU32::new(settings.rate_per_second.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(settings.burst.max(1)).expect("at least 1");
         let limiter = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
+        let engagement = engagement::Engagement::start(store.clone(), clock.clone());
         Self(Arc::new(Inner {
+            engagement,
             store,
             keys,
             clock,
@@ -228,10 +234,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let engagement = state.engagement.clone();
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await?;
+    // The last requests' opens and clicks are stored before the process exits.
+    engagement.flush().await;
+    Ok(())
 }

@@ -125,6 +125,27 @@ async fn record(
     Ok(counts.events > 0)
 }
 
+/// Hands an open or click to the batch writer (see [`crate::engagement`]).
+async fn record_later(
+    state: &AppState,
+    m: &MessageRef,
+    source_id: String,
+    kind: EventKind,
+    at: Timestamp,
+) -> Result<(), Response> {
+    let fail = |e: String| crate::error::ApiError::internal(e).into_response();
+    state
+        .engagement
+        .record(EventRecord {
+            source_id: Some(ExternalId::parse(&source_id).map_err(|e| fail(e.to_string()))?),
+            customer: ExternalId::parse(&m.customer).map_err(|e| fail(e.to_string()))?,
+            at,
+            kind,
+        })
+        .await;
+    Ok(())
+}
+
 /// The connection's peer address, when the server recorded one.
 struct Peer(Option<SocketAddr>);
 
@@ -198,7 +219,7 @@ async fn open(
         machine: Some(kind.is_machine()),
         user_agent: ua,
     };
-    if let Err(r) = record(&state, &m, source, event, now).await {
+    if let Err(r) = record_later(&state, &m, source, event, now).await {
         return r;
     }
     gif()
@@ -248,7 +269,7 @@ async fn click(
             message_id: Some(m.key.clone()),
             url: Some(url.clone()),
         };
-        if let Err(r) = record(&state, &m, source, event, now).await {
+        if let Err(r) = record_later(&state, &m, source, event, now).await {
             return r;
         }
     }

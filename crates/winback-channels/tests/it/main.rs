@@ -446,3 +446,31 @@ fn dkim_signatures_verify_and_cover_the_unsubscribe_headers() {
     let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]).verifying_key();
     assert!(dkim::verify(&message, &other).is_err());
 }
+
+#[tokio::test]
+async fn domain_rates_are_checked_and_pass_messages_through() {
+    use winback_channels::email::DomainRateLimited;
+    let dir = tempfile::tempdir().unwrap();
+    let eml = || EmlOutbox::new(composer(), dir.path()).unwrap();
+    let zero = [("gmail.com".to_owned(), 0u32)].into();
+    assert!(
+        DomainRateLimited::new(eml(), &zero)
+            .unwrap_err()
+            .contains("gmail.com")
+    );
+    let rates = [("Example.NL".to_owned(), 5u32)].into();
+    let limited = DomainRateLimited::new(eml(), &rates).unwrap();
+    // The first message to a limited domain and any to another domain go at once.
+    let mut d = dispatch("we-miss-you");
+    assert!(matches!(
+        limited.deliver(&d).await,
+        SendOutcome::Sent { .. }
+    ));
+    d.key = "other/1".into();
+    d.to = "ann@elsewhere.example".into();
+    assert!(matches!(
+        limited.deliver(&d).await,
+        SendOutcome::Sent { .. }
+    ));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}

@@ -24,6 +24,7 @@ const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) App
 
 struct Harness {
     app: Router,
+    state: AppState,
     store: SqlStore,
     clock: ManualClock,
     keys: Keyring,
@@ -82,7 +83,8 @@ impl Harness {
             .await
             .unwrap();
         let mut h = Self {
-            app: app(state),
+            app: app(state.clone()),
+            state,
             store,
             clock,
             keys,
@@ -205,12 +207,14 @@ impl Harness {
     }
 
     async fn scalar(&self, sql: &str) -> i64 {
+        self.state.engagement.flush().await;
         self.store.pool().fetch(sql, &[]).await.unwrap()[0]
             .i64(0)
             .unwrap()
     }
 
     async fn events(&self, kind: &str) -> Vec<Value> {
+        self.state.engagement.flush().await;
         self.store
             .pool()
             .fetch(

@@ -1,7 +1,7 @@
 //! The campaign engine on a real store, both backends, with the clock driven by hand:
 //! "advance 7 days, run until idle, assert one email".
 
-use winback_domain::{ManualClock, Timestamp};
+use winback_domain::{Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::{Applied, JourneyStore, SendOutcome};
 use winback_engine::{Engine, EngineSettings};
@@ -426,4 +426,136 @@ async fn offers_are_redeemed_from_imported_orders_and_booked(store: &SqlStore) {
 conformance!(
     offers,
     super::offers_are_redeemed_from_imported_orders_and_booked
+);
+
+const THOMPSON: &str = r#"
+[campaign]
+name = "thompson"
+audience = 'email_ok && (orders >= 1 || "wave2" in tags)'
+conversion_window = "30d"
+[trigger]
+type = "audience"
+every = "1d"
+[holdout]
+share = 0.0
+[experiment]
+allocation = "thompson"
+variants = [{ id = "a" }, { id = "b" }]
+[[steps]]
+id = "hello"
+type = "send"
+template = "hello"
+"#;
+
+/// Thompson sampling through the store: the store counts each arm's enrolments and purchases
+/// within the conversion window, and later contacts go mostly to the arm that converts.
+async fn thompson_allocation_follows_the_arm_that_converts(store: &SqlStore) {
+    let mut customers = String::from("customer_id,email,email_consent,time_zone\n");
+    let mut orders = String::from("order_id,customer_id,ordered_at,total,currency,status\n");
+    for i in 0..80 {
+        customers.push_str(&format!("T{i},t{i}@example.nl,yes,UTC\n"));
+        orders.push_str(&format!("P{i},T{i},2024-01-10T10:00:00Z,40.00,EUR,paid\n"));
+    }
+    for (kind, name, text) in [
+        (SourceKind::Customers, "customers.csv", customers.as_str()),
+        (SourceKind::Orders, "orders.csv", orders.as_str()),
+    ] {
+        assert!(
+            import(store, kind, name, text, Mode::Strict)
+                .await
+                .committed
+        );
+    }
+    features(store, start()).await;
+    launch(store, THOMPSON, "thompson").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    engine.run_until_idle(10).await.unwrap();
+    let id = store.campaigns().await.unwrap()[0].id;
+    let variants = ["a".to_owned(), "b".to_owned()];
+    let first = store.arm_stats(id, &variants, 30 * 86_400).await.unwrap();
+    assert_eq!(first[0].enrolled + first[1].enrolled, 80, "{first:?}");
+    assert!(
+        first[0].enrolled > 10 && first[1].enrolled > 10,
+        "no data: both arms tried {first:?}"
+    );
+    // Everyone who got `b` buys within the window; nobody who got `a` does.
+    let b_people = store
+        .pool()
+        .fetch(
+            "SELECT c.external_id FROM enrolments e JOIN customers c ON c.id = e.profile_id WHERE e.variant = 'b'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut more = String::from("order_id,customer_id,ordered_at,total,currency,status\n");
+    for (n, r) in b_people.iter().enumerate() {
+        more.push_str(&format!(
+            "Q{n},{},2024-06-05T10:00:00Z,30.00,EUR,paid\n",
+            r.text(0).unwrap()
+        ));
+    }
+    assert!(
+        import(store, SourceKind::Orders, "more.csv", &more, Mode::Strict)
+            .await
+            .committed
+    );
+    let stats = store.arm_stats(id, &variants, 30 * 86_400).await.unwrap();
+    assert_eq!(stats[0].converted, 0);
+    assert_eq!(stats[1].converted, stats[1].enrolled, "{stats:?}");
+    // A second wave of 80 contacts: Thompson sends nearly all of them to `b`.
+    let mut wave = String::from("customer_id,email,email_consent,time_zone\n");
+    for i in 0..80 {
+        wave.push_str(&format!("W{i},w{i}@example.nl,yes,UTC\n"));
+    }
+    assert!(
+        import(
+            store,
+            SourceKind::Customers,
+            "wave.csv",
+            &wave,
+            Mode::Strict
+        )
+        .await
+        .committed
+    );
+    for w in store
+        .pool()
+        .fetch("SELECT id FROM customers WHERE external_id LIKE 'W%'", &[])
+        .await
+        .unwrap()
+    {
+        store
+            .pool()
+            .execute(
+                "INSERT INTO contact_tags (profile_id, tag, added_at, source) VALUES ($1, 'wave2', 0, 'test')",
+                &[winback_store::db::Val::from(w.i64(0).unwrap())],
+            )
+            .await
+            .unwrap();
+    }
+    clock.advance_days(3);
+    features(store, clock.now()).await;
+    engine.run_until_idle(10).await.unwrap();
+    let wave_b = count(
+        store,
+        "SELECT COUNT(*) FROM enrolments e JOIN customers c ON c.id = e.profile_id WHERE c.external_id LIKE 'W%' AND e.variant = 'b'",
+    )
+    .await;
+    let wave_all = count(
+        store,
+        "SELECT COUNT(*) FROM enrolments e JOIN customers c ON c.id = e.profile_id WHERE c.external_id LIKE 'W%'",
+    )
+    .await;
+    assert_eq!(wave_all, 80);
+    assert!(
+        wave_b >= 72,
+        "Thompson sent {wave_b} of 80 to the converting arm"
+    );
+}
+conformance!(
+    thompson,
+    super::thompson_allocation_follows_the_arm_that_converts
 );
