@@ -544,8 +544,9 @@ pub enum BenchCommand {
         /// Concurrent client connections.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
-        /// Contacts (one sent message each).
-        #[arg(long, default_value_t = 10_000)]
+        /// Contacts (one sent message each; with as many as redirects, every click is a
+        /// different message, as in real traffic).
+        #[arg(long, default_value_t = 100_000)]
         contacts: u64,
         /// `sqlite` (a fresh file) or a `postgres://` URL (a fresh schema).
         #[arg(long, default_value = "sqlite")]

@@ -106,6 +106,37 @@ pub struct Inner {
     pub engagement: engagement::Engagement,
     limiter: DefaultKeyedRateLimiter<i64>,
     pages: pages::Pages,
+    /// Click destinations by link id, re-read from the store after [`LINK_TTL`]: a redirect
+    /// then costs one database read (the message), not two.
+    links: std::sync::RwLock<std::collections::HashMap<String, (Option<String>, Instant)>>,
+}
+
+/// How long a click destination is served from memory before the store is asked again.
+pub const LINK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Inner {
+    /// The destination of link id `name` (cached for [`LINK_TTL`]).
+    pub async fn link(&self, name: &str) -> Result<Option<String>, winback_store::StoreError> {
+        if let Some((url, at)) = self
+            .links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            if at.elapsed() < LINK_TTL {
+                return Ok(url.clone());
+            }
+        }
+        let url = self.store.link(name).await?;
+        let mut cache = self.links.write().unwrap_or_else(|p| p.into_inner());
+        // Link ids come from signed tokens, so the cache cannot be flooded with made-up ones;
+        // the bound is for safety all the same.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(name.to_owned(), (url.clone(), Instant::now()));
+        Ok(url)
+    }
 }
 
 /// Shared state of the router.
@@ -142,6 +173,7 @@ impl AppState {
             settings,
             sms,
             limiter,
+            links: Default::default(),
         }))
     }
 }

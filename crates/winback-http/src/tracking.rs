@@ -250,7 +250,7 @@ async fn click(
     let Some(link) = claims.extra.as_deref() else {
         return not_found(&state);
     };
-    let url = match state.store.link(link).await {
+    let url = match state.link(link).await {
         Ok(Some(u)) => u,
         Ok(None) => return not_found(&state),
         Err(e) => return crate::error::ApiError::internal(e).into_response(),

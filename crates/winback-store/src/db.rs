@@ -238,7 +238,7 @@ impl Pool {
                 // Checkpoint every 64 MB of WAL rather than every 4 MB: a batch of journey steps
                 // touches more than 1,000 pages, so the default checkpointed (and fsynced) on
                 // nearly every commit.
-                .pragma("wal_autocheckpoint", "16384")
+                .pragma("wal_autocheckpoint", "4096")
                 .disable_statement_logging();
             let memory = url.contains(":memory:");
             let pool = SqlitePoolOptions::new()

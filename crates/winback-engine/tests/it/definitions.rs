@@ -41,6 +41,7 @@ fn every_seed_flow_ships_as_a_valid_example() {
             "cart-reminder",
             "first-purchase-anniversary",
             "keep-promises",
+            "lost-customers-offline",
             "loyalty-points",
             "one-time-buyer",
             "re-permission",
@@ -53,6 +54,26 @@ fn every_seed_flow_ships_as_a_valid_example() {
         let c = load(n);
         assert_eq!(&c.name, n, "file name and campaign name agree");
     }
+}
+
+#[test]
+fn lost_customers_are_reached_by_ads_and_print() {
+    let c = load("lost-customers-offline");
+    let exports: Vec<String> = c
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Export(t) => Some(format!("{t:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exports, ["Meta", "Google", "Print"]);
+    assert!(
+        c.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Offer { .. })),
+        "the printed card carries a personal code"
+    );
 }
 
 #[test]
