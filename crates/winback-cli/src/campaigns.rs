@@ -287,12 +287,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
             ExitCode::SUCCESS
         }
         CampaignsCommand::Codes { name, out } => {
-            let Some(c) = store
-                .campaigns()
-                .await?
-                .into_iter()
-                .find(|c| c.name == name)
-            else {
+            let Some(c) = campaign_named(&store, &name).await? else {
                 eprintln!("no campaign `{name}`");
                 return Ok(ExitCode::from(3));
             };
@@ -304,12 +299,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
             ExitCode::SUCCESS
         }
         CampaignsCommand::Export { name, format, out } => {
-            let Some(c) = store
-                .campaigns()
-                .await?
-                .into_iter()
-                .find(|c| c.name == name)
-            else {
+            let Some(c) = campaign_named(&store, &name).await? else {
                 eprintln!("no campaign `{name}`");
                 return Ok(ExitCode::from(3));
             };
@@ -344,6 +334,17 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
     };
     store.close().await;
     Ok(code)
+}
+
+async fn campaign_named(
+    store: &SqlStore,
+    name: &str,
+) -> Result<Option<winback_engine::ports::CampaignRecord>> {
+    Ok(store
+        .campaigns()
+        .await?
+        .into_iter()
+        .find(|c| c.name == name))
 }
 
 async fn status(store: &SqlStore, clock: &dyn Clock, name: &str, to: &str) -> Result<ExitCode> {

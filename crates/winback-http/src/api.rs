@@ -258,13 +258,57 @@ fn internal_reject(reason: String) -> Rejected {
     }
 }
 
-/// Maps a CSV record's line back to the body's line.
-fn shift(mut r: Rejected, source_lines: &[usize]) -> Rejected {
-    let csv_line = r.error.line as usize;
-    if let Some(l) = csv_line.checked_sub(2).and_then(|i| source_lines.get(i)) {
-        r.error.line = *l as u64;
+/// The body line of CSV line `csv_line` (the header is line 1).
+fn body_line(csv_line: u64, source_lines: &[usize]) -> Option<u64> {
+    (csv_line as usize)
+        .checked_sub(2)
+        .and_then(|i| source_lines.get(i))
+        .map(|l| *l as u64)
+}
+
+/// Runs the CSV parser of `kind` over JSON objects, with lines and fields (prefixed with
+/// `field_prefix`, e.g. `items.`) as the body has them.
+fn parse_objects(
+    kind: SourceKind,
+    objects: &[(usize, serde_json::Map<String, Value>)],
+    field_prefix: &str,
+    options: &winback_import::ImportOptions,
+    rows: &mut Vec<ParsedRow>,
+    rejected: &mut Vec<Rejected>,
+) -> Result<(), ApiError> {
+    if objects.is_empty() {
+        return Ok(());
     }
-    r
+    let (csv, source_lines) = to_csv(objects, &["items"]).map_err(|r| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_record",
+            r.error.to_string(),
+        )
+        .with_details(error_details(std::slice::from_ref(&r)))
+    })?;
+    let parser = winback_import::from_reader(
+        kind,
+        Arc::from("request body"),
+        std::io::Cursor::new(csv),
+        options,
+        None,
+    )
+    .map_err(|e| ApiError::bad_body(e.to_string()))?;
+    for r in parser {
+        match r {
+            Ok(mut row) => {
+                row.line = body_line(row.line, &source_lines).unwrap_or(row.line);
+                rows.push(row);
+            }
+            Err(mut e) => {
+                e.error.line = body_line(e.error.line, &source_lines).unwrap_or(e.error.line);
+                e.error.field = format!("{field_prefix}{}", e.error.field);
+                rejected.push(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn error_details(rejected: &[Rejected]) -> Value {
@@ -349,66 +393,15 @@ async fn ingest_body(
                     }
                 }
             }
-            if !objects.is_empty() {
-                let (csv, source_lines) = to_csv(&objects, &["items"]).map_err(|r| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_record",
-                        r.error.to_string(),
-                    )
-                    .with_details(error_details(std::slice::from_ref(&r)))
-                })?;
-                let parser = winback_import::from_reader(
-                    kind,
-                    name.clone(),
-                    std::io::Cursor::new(csv),
-                    &options,
-                    None,
-                )
-                .map_err(|e| ApiError::bad_body(e.to_string()))?;
-                for r in parser {
-                    match r {
-                        Ok(mut row) => {
-                            if let Some(l) = (row.line as usize)
-                                .checked_sub(2)
-                                .and_then(|i| source_lines.get(i))
-                            {
-                                row.line = *l as u64;
-                            }
-                            rows.push(row)
-                        }
-                        Err(e) => rejected.push(shift(e, &source_lines)),
-                    }
-                }
-            }
-            if !item_objects.is_empty() {
-                let (csv, source_lines) = to_csv(&item_objects, &[]).map_err(|r| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_record",
-                        r.error.to_string(),
-                    )
-                    .with_details(error_details(std::slice::from_ref(&r)))
-                })?;
-                let parser = winback_import::from_reader(
-                    SourceKind::OrderItems,
-                    name.clone(),
-                    std::io::Cursor::new(csv),
-                    &options,
-                    None,
-                )
-                .map_err(|e| ApiError::bad_body(e.to_string()))?;
-                for r in parser {
-                    match r {
-                        Ok(row) => rows.push(row),
-                        Err(e) => {
-                            let mut e = shift(e, &source_lines);
-                            e.error.field = format!("items.{}", e.error.field);
-                            rejected.push(e)
-                        }
-                    }
-                }
-            }
+            parse_objects(kind, &objects, "", &options, &mut rows, &mut rejected)?;
+            parse_objects(
+                SourceKind::OrderItems,
+                &item_objects,
+                "items.",
+                &options,
+                &mut rows,
+                &mut rejected,
+            )?;
         }
     }
     rejected.sort_by_key(|r| r.error.line);

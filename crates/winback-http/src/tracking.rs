@@ -94,8 +94,24 @@ async fn resolve(
     }
 }
 
-/// Stores one engagement event against the message's contact. Returns `false` when the event's
-/// key was stored already.
+/// The event a tracked response stores against the message's contact.
+fn event_of(
+    m: &MessageRef,
+    source_id: &str,
+    kind: EventKind,
+    at: Timestamp,
+) -> Result<EventRecord, Response> {
+    let fail = |e: winback_domain::IdError| crate::error::ApiError::internal(e).into_response();
+    Ok(EventRecord {
+        source_id: Some(ExternalId::parse(source_id).map_err(fail)?),
+        customer: ExternalId::parse(&m.customer).map_err(fail)?,
+        at,
+        kind,
+    })
+}
+
+/// Stores one event before the response (unsubscribes, answers). Returns `false` when the
+/// event's key was stored already.
 async fn record(
     state: &AppState,
     m: &MessageRef,
@@ -103,23 +119,14 @@ async fn record(
     kind: EventKind,
     at: Timestamp,
 ) -> Result<bool, Response> {
-    let fail = |e: String| crate::error::ApiError::internal(e).into_response();
-    let event = EventRecord {
-        source_id: Some(ExternalId::parse(&source_id).map_err(|e| fail(e.to_string()))?),
-        customer: ExternalId::parse(&m.customer).map_err(|e| fail(e.to_string()))?,
-        at,
-        kind,
-    };
-    let mut session = state
-        .store
-        .begin_import(at)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let event = event_of(m, &source_id, kind, at)?;
+    let fail = |e: winback_store::StoreError| crate::error::ApiError::internal(e).into_response();
+    let mut session = state.store.begin_import(at).await.map_err(fail)?;
     session
         .insert_events(std::slice::from_ref(&event))
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    let counts = session.commit().await.map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
+    let counts = session.commit().await.map_err(fail)?;
     metrics::counter!("winback_tracking_events_total", "type" => event.kind.type_name())
         .increment(counts.events);
     Ok(counts.events > 0)
@@ -133,15 +140,9 @@ async fn record_later(
     kind: EventKind,
     at: Timestamp,
 ) -> Result<(), Response> {
-    let fail = |e: String| crate::error::ApiError::internal(e).into_response();
     state
         .engagement
-        .record(EventRecord {
-            source_id: Some(ExternalId::parse(&source_id).map_err(|e| fail(e.to_string()))?),
-            customer: ExternalId::parse(&m.customer).map_err(|e| fail(e.to_string()))?,
-            at,
-            kind,
-        })
+        .record(event_of(m, &source_id, kind, at)?)
         .await;
     Ok(())
 }

@@ -24,16 +24,12 @@ use winback_engine::ports::{
 
 use crate::StoreError;
 use crate::db::{Backend, Pool, Tx, Val, in_list, values_list};
+use crate::queries::ts;
 
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         EngineError::Store(e.to_string())
     }
-}
-
-fn ts(micros: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_micros(micros)
-        .ok_or_else(|| StoreError::Data(format!("timestamp {micros} out of range")))
 }
 
 const PROFILE: &str = "COALESCE(c.profile_id, c.id)";

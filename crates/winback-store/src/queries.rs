@@ -10,7 +10,7 @@ use crate::{
     db::{Pool, Val, in_list, values_list},
 };
 
-fn ts(micros: i64) -> Result<Timestamp, StoreError> {
+pub(crate) fn ts(micros: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_micros(micros)
         .ok_or_else(|| StoreError::Data(format!("timestamp {micros} out of range")))
 }

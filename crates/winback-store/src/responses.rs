@@ -10,11 +10,7 @@ use winback_engine::ports::AudienceMember;
 
 use crate::StoreError;
 use crate::db::{Pool, Tx, Val};
-
-fn ts(micros: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_micros(micros)
-        .ok_or_else(|| StoreError::Data(format!("timestamp {micros} out of range")))
-}
+use crate::queries::ts;
 
 /// The sent message a tracking token names.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
