@@ -100,8 +100,8 @@ fn event_of(
     source_id: &str,
     kind: EventKind,
     at: Timestamp,
-) -> Result<EventRecord, Response> {
-    let fail = |e: winback_domain::IdError| crate::error::ApiError::internal(e).into_response();
+) -> Result<EventRecord, crate::error::ApiError> {
+    let fail = crate::error::ApiError::internal;
     Ok(EventRecord {
         source_id: Some(ExternalId::parse(source_id).map_err(fail)?),
         customer: ExternalId::parse(&m.customer).map_err(fail)?,
@@ -119,7 +119,7 @@ async fn record(
     kind: EventKind,
     at: Timestamp,
 ) -> Result<bool, Response> {
-    let event = event_of(m, &source_id, kind, at)?;
+    let event = event_of(m, &source_id, kind, at).map_err(IntoResponse::into_response)?;
     let fail = |e: winback_store::StoreError| crate::error::ApiError::internal(e).into_response();
     let mut session = state.store.begin_import(at).await.map_err(fail)?;
     session
@@ -142,7 +142,7 @@ async fn record_later(
 ) -> Result<(), Response> {
     state
         .engagement
-        .record(event_of(m, &source_id, kind, at)?)
+        .record(event_of(m, &source_id, kind, at).map_err(IntoResponse::into_response)?)
         .await;
     Ok(())
 }
