@@ -108,7 +108,28 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
                 money(a.discount_minor, cur),
                 n(a.redeemed as u64),
             );
-            if let Some(h) = holdout.filter(|h| h.enrolled > 0) {
+            let exports_only = !c.steps.iter().any(|s| {
+                matches!(
+                    s.action,
+                    winback_engine::definition::Action::Send(_)
+                        | winback_engine::definition::Action::Sunset(_)
+                )
+            }) && c
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, winback_engine::definition::Action::Export(_)));
+            if sent == 0 {
+                // The simulated customers respond only to messages: without one, any difference
+                // from the holdout is chance, and printing it as lift would mislead.
+                println!(
+                    "         {}",
+                    if exports_only {
+                        "no messages: its audience files go to ads and print, whose effect the simulation does not model"
+                    } else {
+                        "no messages sent yet in the simulated months, so no comparison with the holdout"
+                    }
+                );
+            } else if let Some(h) = holdout.filter(|h| h.enrolled > 0) {
                 let net = f.incremental_revenue_minor * margin
                     - (a.discount_minor + f.message_cost_minor) as f64;
                 println!(
