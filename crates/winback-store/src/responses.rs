@@ -281,9 +281,11 @@ pub(crate) async fn set_preferences(
     prefs: &Preferences,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let before = preferences(pool, profile_id).await?;
     let mut tx = pool.begin().await?;
     let records = profile_records(&mut tx, profile_id).await?;
+    // The consent in force, read in the transaction that records the change.
+    let was_email = consent_allows(&mut tx, &records, Channel::Email).await?;
+    let was_sms = consent_allows(&mut tx, &records, Channel::Sms).await?;
     tx.execute(
         "INSERT INTO preferences (profile_id, frequency, topics_off, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (profile_id) DO UPDATE SET frequency = excluded.frequency, topics_off = excluded.topics_off, updated_at = excluded.updated_at",
@@ -312,8 +314,8 @@ pub(crate) async fn set_preferences(
         .await?;
     }
     for (channel, was, wants) in [
-        (Channel::Email, before.email, prefs.email),
-        (Channel::Sms, before.sms, prefs.sms),
+        (Channel::Email, was_email, prefs.email),
+        (Channel::Sms, was_sms, prefs.sms),
     ] {
         if was != wants {
             let status = if wants {
