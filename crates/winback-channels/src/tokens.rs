@@ -34,7 +34,8 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    fn as_str(self) -> &'static str {
+    /// The name signed into a token, so a token for one purpose never serves another.
+    pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Unsubscribe => "unsubscribe",
             Purpose::Preferences => "preferences",

@@ -395,22 +395,35 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
 
 /// `winback worker`: passes until interrupted (or once).
 pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
-    worker_until(config, once, async {
+    worker_until(config, once, &winback_domain::SystemClock, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
+}
+
+/// Writes a file through a temporary file and a rename: a reader never sees half a file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path)?;
+    Ok(())
 }
 
 /// The worker's passes until `stop` resolves (between passes: a pass in progress finishes).
 pub async fn worker_until(
     config: &Config,
     once: bool,
+    clock: &dyn Clock,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<ExitCode> {
     tokio::pin!(stop);
     let store = crate::open_store(config).await?;
     let settings = config.engine_settings()?;
-    let clock = winback_domain::SystemClock;
     let transport = config.transports(std::sync::Arc::new(winback_domain::SystemClock))?;
     // Click tokens name a link id; `winback serve` redirects to what is stored here.
     store
@@ -419,9 +432,21 @@ pub async fn worker_until(
             clock.now(),
         )
         .await?;
-    let engine = Engine::new(&store, &transport, &clock, settings);
+    let engine = Engine::new(&store, &transport, clock, settings);
     let poll = std::time::Duration::from_secs(config.engine.poll_seconds.max(1));
     loop {
+        // The retention policy, once a day (`[privacy] enforce`).
+        if let Some(r) = crate::privacy::scheduled_retention(&store, config, clock.now()).await? {
+            if !r.erased.is_empty() {
+                println!(
+                    "{}: retention erased {} people without activity since {} (run {})",
+                    clock.now(),
+                    r.erased.len(),
+                    r.cutoff.date_utc(),
+                    r.run_id
+                );
+            }
+        }
         let s = engine.run_once().await?;
         if s.busy() || s.in_doubt > 0 {
             println!(
@@ -451,17 +476,4 @@ pub async fn worker_until(
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::import::defuse;
-
-    #[test]
-    fn formulas_are_defused() {
-        assert_eq!(defuse("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(defuse("+31"), "'+31");
-        assert_eq!(defuse("@SUM"), "'@SUM");
-        assert_eq!(defuse("WB-ABC"), "WB-ABC");
-    }
 }

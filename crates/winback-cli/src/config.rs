@@ -61,6 +61,32 @@ pub struct Config {
     pub sms: winback_channels::sms::SmsSettings,
     /// `[webhooks]`: campaign webhook steps; without `secret`, they go to JSON files.
     pub webhooks: WebhooksConfig,
+    /// `[privacy]`: the retention policy.
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Months without customer-originated activity after which a person is erased (seed 001
+    /// cites the GDPR practice of 36).
+    pub retention_months: u32,
+    /// Days the erasure waits after the `retention-notice` campaign's "do you want to stay?"
+    /// message (0: no waiting; the campaign is only sent when applied and started).
+    pub notice_days: u32,
+    /// Whether `winback worker` runs the retention policy daily.
+    pub enforce: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            retention_months: 36,
+            notice_days: 30,
+            enforce: true,
+        }
+    }
 }
 
 /// `[server]`
@@ -469,6 +495,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             sms: winback_channels::sms::SmsSettings::default(),
             webhooks: WebhooksConfig::default(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }

@@ -393,10 +393,56 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!();
     print_outcome(config, &outcome, false);
     println!();
+    print_privacy(config, clock.now()).await?;
+    println!();
     println!(
         "Done in {:.1} s. Explore: winback campaigns list, winback score, winback customers show C0000001",
         started.elapsed().as_secs_f64()
     );
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Step 7: list hygiene and the retention policy on the shop as imported (a dry run).
+async fn print_privacy(config: &Config, now: winback_domain::Timestamp) -> Result<()> {
+    let store = crate::open_store(config).await?;
+    let h = store.hygiene(now).await?;
+    let cutoff = crate::privacy::cutoff(now, config.privacy.retention_months)?;
+    let due = store.retention_candidates(cutoff, None).await?;
+    store.close().await;
+    let share = |k: u64| {
+        if h.addresses == 0 {
+            0.0
+        } else {
+            100.0 * k as f64 / h.addresses as f64
+        }
+    };
+    println!("7. List hygiene and privacy (seeds 000, 001 and 004):");
+    println!(
+        "   {} people have an email address; {:.0}% have not clicked or opened for 6 months, {:.0}% for 12 months",
+        n(h.addresses),
+        share(h.idle_6m),
+        share(h.idle_12m)
+    );
+    println!(
+        "   ({} addresses): a spam-trap risk. The re-permission campaign asks them once; silence unsubscribes.",
+        n(h.idle_12m)
+    );
+    println!(
+        "   {} duplicate records were merged into their person; {} hard bounces are suppressed.",
+        n(h.duplicates_merged),
+        n(h.hard_bounces)
+    );
+    println!(
+        "   {} people have done nothing themselves for {} months (opens do not count): the GDPR practice seed 001",
+        n(due.len() as u64),
+        config.privacy.retention_months
+    );
+    println!(
+        "   cites says to delete them. `winback privacy retention --dry-run` lists them; the worker erases them daily,"
+    );
+    println!(
+        "   after a \"do you want to keep your account?\" mail if you start examples/campaigns/retention-notice.toml."
+    );
+    Ok(())
 }

@@ -123,14 +123,7 @@ impl RejectsFile {
     }
 }
 
-/// Prefixes a cell that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab, CR).
-pub fn defuse(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_owned()
-    }
-}
+pub use winback_channels::exports::defuse;
 
 fn progress(quiet: bool, label: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();

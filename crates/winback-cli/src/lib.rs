@@ -10,6 +10,7 @@ mod demo;
 mod examples;
 mod import;
 mod models;
+mod privacy;
 mod report;
 mod score;
 mod serve;
@@ -108,6 +109,9 @@ enum Command {
     /// API keys: create (shown once, stored hashed), list, revoke.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// Retention (36 months), access exports, erasure, objection, audit log, list hygiene.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
     /// Forecast campaigns before launch: run them over a simulated shop in virtual time.
     Simulate(simulate::SimulateArgs),
     /// Measure import throughput and identity resolution (see BENCHMARKS.md).
@@ -445,5 +449,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen, worker } => serve::serve(&config, listen, worker).await,
         Command::Keys(cmd) => serve::keys(&config, &clock, cmd).await,
         Command::Simulate(args) => simulate::run(&config, &clock, args).await,
+        Command::Privacy(cmd) => privacy::run(&config, &clock, cmd).await,
     }
 }

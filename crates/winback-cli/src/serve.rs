@@ -152,7 +152,12 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
     let code = if worker {
         let (served, worked) = tokio::join!(
             server,
-            crate::campaigns::worker_until(config, false, stopped(stop_rx.clone()))
+            crate::campaigns::worker_until(
+                config,
+                false,
+                &winback_domain::SystemClock,
+                stopped(stop_rx.clone())
+            )
         );
         served?;
         worked?

@@ -94,6 +94,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "days since the last site visit or login",
     ),
     (
+        "days_since_activity",
+        "int",
+        "days since the person last did something themselves (order, click, visit, login, cart, quote, survey; not opens): the retention clock",
+    ),
+    (
         "days_since_cart_abandoned",
         "int",
         "days since the last abandoned cart",
@@ -231,6 +236,8 @@ pub struct AudienceRow {
     pub days_since_engagement: Option<i64>,
     /// Days since the last visit or login.
     pub days_since_visit: Option<i64>,
+    /// Days since the last customer-originated activity (opens excluded).
+    pub days_since_activity: Option<i64>,
     /// Days since the last abandoned cart.
     pub days_since_cart_abandoned: Option<i64>,
     /// Loyalty balance.
@@ -296,6 +303,19 @@ impl AudienceRow {
         self.days_since_click = days(f.last_click_at);
         self.days_since_engagement = days(f.last_engagement_at);
         self.days_since_visit = days(f.last_site_visit_at);
+        self.days_since_activity = days(
+            [
+                f.last_order_at,
+                f.last_click_at,
+                f.last_site_visit_at,
+                f.last_cart_abandoned_at,
+                f.last_quote_request_at,
+                f.last_survey_at,
+            ]
+            .into_iter()
+            .flatten()
+            .max(),
+        );
         self.days_since_cart_abandoned = days(f.last_cart_abandoned_at);
         self.loyalty_balance = f.loyalty_balance;
         self.points_90d = f.points_earned_90d;
@@ -370,6 +390,7 @@ impl AudienceRow {
             "days_since_click" => opt(self.days_since_click),
             "days_since_engagement" => opt(self.days_since_engagement),
             "days_since_visit" => opt(self.days_since_visit),
+            "days_since_activity" => opt(self.days_since_activity),
             "days_since_cart_abandoned" => opt(self.days_since_cart_abandoned),
             "loyalty_balance" => opt(self.loyalty_balance),
             "points_90d" => Value::Int(self.points_90d),

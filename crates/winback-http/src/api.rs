@@ -46,6 +46,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/webhooks/esp", post(esp_webhook))
         .route("/v1/webhooks/ses", post(ses_webhook))
         .route("/v1/webhooks/sms", post(sms_webhook))
+        .route("/v1/privacy/export", post(privacy_export))
+        .route("/v1/privacy/erase", post(privacy_erase))
+        .route("/v1/privacy/object", post(privacy_object))
         .route("/v1/openapi.json", get(crate::openapi::document))
 }
 
@@ -553,6 +556,86 @@ pub async fn customer(
             format!("no customer `{who}`"),
         )),
     }
+}
+
+/// The person a privacy request names.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct PrivacyRequest {
+    /// Email address, +phone number, customer id or external id.
+    pub key: String,
+}
+
+/// Finds the person, handles the request as an audited run, answers with its outcome.
+async fn privacy(
+    state: &AppState,
+    key: &ApiKey,
+    raw: Result<Bytes, BytesRejection>,
+    request: winback_store::privacy::Request,
+) -> Result<Response, ApiError> {
+    key.require("admin")?;
+    let bytes = body(raw)?;
+    let req: PrivacyRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_body(format!("expected {{\"key\": \"…\"}}: {e}")))?;
+    let Some(profile) = state.store.find_profile(&req.key).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such person (or already erased)",
+        ));
+    };
+    let origin = format!("api key {}", key.0.prefix);
+    let outcome = state
+        .store
+        .privacy_request(request, profile, &origin, state.clock.now())
+        .await?;
+    Ok(match outcome {
+        winback_store::privacy::Outcome::Exported(data) => axum::Json(data).into_response(),
+        winback_store::privacy::Outcome::Erased(e) => {
+            axum::Json(json!({"erased": e})).into_response()
+        }
+        winback_store::privacy::Outcome::Objected(dropped) => {
+            axum::Json(json!({"profile_id": profile, "messages_dropped": dropped})).into_response()
+        }
+    })
+}
+
+/// Right of access: everything stored about one person, as JSON (audited; hence a POST).
+#[utoipa::path(post, path = "/v1/privacy/export", tag = "privacy",
+    request_body = PrivacyRequest,
+    responses((status = 200, description = "the export"), (status = 404, description = "not_found")),
+    security(("api_key" = ["admin"])))]
+pub async fn privacy_export(
+    State(state): State<AppState>,
+    key: ApiKey,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    privacy(&state, &key, raw, winback_store::privacy::Request::Export).await
+}
+
+/// Right to erasure: the person is anonymised and kept out of later imports.
+#[utoipa::path(post, path = "/v1/privacy/erase", tag = "privacy",
+    request_body = PrivacyRequest,
+    responses((status = 200, description = "erased"), (status = 404, description = "not_found")),
+    security(("api_key" = ["admin"])))]
+pub async fn privacy_erase(
+    State(state): State<AppState>,
+    key: ApiKey,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    privacy(&state, &key, raw, winback_store::privacy::Request::Erase).await
+}
+
+/// Objection to direct marketing: every channel withdrawn, queued messages dropped, at once.
+#[utoipa::path(post, path = "/v1/privacy/object", tag = "privacy",
+    request_body = PrivacyRequest,
+    responses((status = 200, description = "withdrawn"), (status = 404, description = "not_found")),
+    security(("api_key" = ["admin"])))]
+pub async fn privacy_object(
+    State(state): State<AppState>,
+    key: ApiKey,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    privacy(&state, &key, raw, winback_store::privacy::Request::Object).await
 }
 
 /// Campaigns with their status and version.

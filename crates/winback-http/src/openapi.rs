@@ -45,8 +45,11 @@ impl Modify for ApiKeyScheme {
         api::esp_webhook,
         api::ses_webhook,
         api::sms_webhook,
+        api::privacy_export,
+        api::privacy_erase,
+        api::privacy_object,
     ),
-    components(schemas(api::EspEvent, api::InboundSms)),
+    components(schemas(api::EspEvent, api::InboundSms, api::PrivacyRequest)),
     modifiers(&ApiKeyScheme),
 )]
 pub struct ApiDoc;

@@ -1318,6 +1318,7 @@ async fn ended_reason(
 
 pub(crate) async fn prepare_send(
     pool: &Pool,
+    salt: &str,
     m: &ClaimedMessage,
     now: Timestamp,
     lease_seconds: i64,
@@ -1403,10 +1404,17 @@ pub(crate) async fn prepare_send(
                 });
             }
             let ok = Consent::effective(&history).is_some_and(|c| c.status.allows_marketing());
+            // Suppressed, or an erased person's address that came back on another record.
+            let erased = crate::privacy::address_hash(salt, ch.as_str(), addr).unwrap_or_default();
             let sup = !tx
                 .fetch(
-                    "SELECT 1 FROM suppressions WHERE channel = $1 AND address = $2 AND active = 1",
-                    &[Val::from(ch.as_str()), Val::from(addr.as_str())],
+                    "SELECT 1 FROM suppressions WHERE channel = $1 AND address = $2 AND active = 1 \
+                     UNION ALL SELECT 1 FROM erased_identities WHERE hash = $3",
+                    &[
+                        Val::from(ch.as_str()),
+                        Val::from(addr.as_str()),
+                        Val::from(erased),
+                    ],
                 )
                 .await?
                 .is_empty();
@@ -1428,20 +1436,26 @@ pub(crate) async fn prepare_send(
         .iter()
         .map(|r| ts(r.i64(0)?))
         .collect::<Result<Vec<_>, _>>()?;
-    let features = tx
+    // One read for the stored features and the preference centre's frequency.
+    let profile = tx
         .fetch(
-            "SELECT data FROM profile_features WHERE profile_id = $1",
+            "SELECT (SELECT data FROM profile_features WHERE profile_id = $1), \
+                    (SELECT frequency FROM preferences WHERE profile_id = $1)",
             &[Val::from(m.profile_id)],
         )
         .await?;
-    let email_inactive = match features.first() {
-        Some(r) => {
-            let f: winback_scoring::Features = serde_json::from_str(&r.text(0)?)?;
+    let profile = profile
+        .first()
+        .ok_or_else(|| StoreError::Data("no row from a scalar select".into()))?;
+    let email_inactive = match profile.opt_text(0)? {
+        Some(data) => {
+            let f: winback_scoring::Features = serde_json::from_str(&data)?;
             let last = f.last_click_at.max(f.last_human_open_at);
             last.is_none_or(|t| t.days_until(now) > 180)
         }
         None => true,
     };
+    let low_frequency = profile.opt_text(1)?.as_deref() == Some("low");
     let provider = match (channel, &address) {
         (Some(Channel::Email), Some((_, a))) => Some(policy::mailbox_provider(a)),
         _ => None,
@@ -1450,13 +1464,6 @@ pub(crate) async fn prepare_send(
         Some(p) => ramp_state(&mut tx, p).await?,
         None => None,
     };
-    let low_frequency = !tx
-        .fetch(
-            "SELECT 1 FROM preferences WHERE profile_id = $1 AND frequency = 'low'",
-            &[Val::from(m.profile_id)],
-        )
-        .await?
-        .is_empty();
     let ctx = SendContext {
         now,
         channel: channel.unwrap_or(Channel::Email),

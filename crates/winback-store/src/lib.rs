@@ -15,6 +15,7 @@ pub mod ingest;
 mod journeys;
 pub use journeys::ArmResult;
 mod migrate;
+pub mod privacy;
 mod queries;
 pub mod responses;
 mod scores;
@@ -220,6 +221,8 @@ pub struct SqlStore {
     pool: Pool,
     /// Enrolments written since the planner's statistics were last refreshed (PostgreSQL).
     unanalyzed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// This installation's salt for the hashes of erased identities.
+    salt: std::sync::Arc<str>,
 }
 
 impl SqlStore {
@@ -247,9 +250,11 @@ impl SqlStore {
         }
         let pool = Pool::connect(url, pg_schema).await?;
         migrate::migrate(&pool).await?;
+        let salt = privacy::salt(&pool).await?.into();
         Ok(Self {
             pool,
             unanalyzed: Default::default(),
+            salt,
         })
     }
 
@@ -307,6 +312,7 @@ impl Store for SqlStore {
             self.pool.begin().await?,
             now,
             self.pool.clone(),
+            self.salt.clone(),
         ))
     }
 
@@ -409,6 +415,154 @@ impl Store for SqlStore {
 
     async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {
         queries::list_profiles(&self.pool, after, limit).await
+    }
+}
+
+/// Privacy: retention, erasure, access, objection, audit and hygiene (see [`privacy`]).
+impl SqlStore {
+    /// People whose latest customer-originated activity is before `cutoff`, oldest first;
+    /// `notice` = (notice campaign, sent after) marks those still waiting for an answer.
+    pub async fn retention_candidates(
+        &self,
+        cutoff: Timestamp,
+        notice: Option<(&str, Timestamp)>,
+    ) -> Result<Vec<privacy::RetentionCandidate>, StoreError> {
+        privacy::retention_candidates(&self.pool, cutoff, notice).await
+    }
+
+    /// The latest customer-originated activity of every person.
+    pub async fn last_activity(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, privacy::Activity>, StoreError> {
+        privacy::last_activity(&self.pool).await
+    }
+
+    /// Starts a privacy run (retention, erasure, objection, export) and returns its id.
+    pub async fn begin_privacy_run(
+        &self,
+        kind: &str,
+        dry_run: bool,
+        settings: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        privacy::begin_run(&self.pool, kind, dry_run, settings, now).await
+    }
+
+    /// Ends a privacy run.
+    pub async fn finish_privacy_run(
+        &self,
+        run_id: i64,
+        affected: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        privacy::finish_run(&self.pool, run_id, affected, now).await
+    }
+
+    /// Adds one person to a run's audit trail.
+    pub async fn privacy_audit(
+        &self,
+        run_id: i64,
+        profile_id: i64,
+        action: &str,
+        reason: &str,
+        last_activity: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        privacy::audit(
+            &self.pool,
+            run_id,
+            profile_id,
+            action,
+            reason,
+            last_activity,
+            now,
+        )
+        .await
+    }
+
+    /// The latest privacy runs and audit entries.
+    pub async fn privacy_log(
+        &self,
+        limit: i64,
+    ) -> Result<(Vec<privacy::PrivacyRun>, Vec<privacy::AuditEntry>), StoreError> {
+        privacy::audit_log(&self.pool, limit).await
+    }
+
+    /// The profile a customer id, external id, email address or +phone names (not erased).
+    pub async fn find_profile(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        privacy::find_profile(&self.pool, key).await
+    }
+
+    /// Erases one person (anonymises; see [`privacy`]); `None` when already erased or unknown.
+    pub async fn erase_profile(
+        &self,
+        profile_id: i64,
+        run_id: i64,
+        reason: &str,
+        last_activity: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Option<privacy::Erased>, StoreError> {
+        privacy::erase_profile(
+            &self.pool,
+            &self.salt,
+            profile_id,
+            run_id,
+            reason,
+            last_activity,
+            now,
+        )
+        .await
+    }
+
+    /// Objection to direct marketing: withdraws every channel at once; returns the queued
+    /// messages dropped.
+    pub async fn object(
+        &self,
+        profile_id: i64,
+        run_id: i64,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        privacy::object(&self.pool, profile_id, run_id, now).await
+    }
+
+    /// Handles an access, erasure or objection request as one audited privacy run.
+    pub async fn privacy_request(
+        &self,
+        request: privacy::Request,
+        profile_id: i64,
+        origin: &str,
+        now: Timestamp,
+    ) -> Result<privacy::Outcome, StoreError> {
+        privacy::request(&self.pool, &self.salt, request, profile_id, origin, now).await
+    }
+
+    /// Everything stored about one person, as JSON.
+    pub async fn export_profile(&self, profile_id: i64) -> Result<serde_json::Value, StoreError> {
+        privacy::export_profile(&self.pool, profile_id).await
+    }
+
+    /// The list-hygiene report.
+    pub async fn hygiene(&self, now: Timestamp) -> Result<privacy::Hygiene, StoreError> {
+        privacy::hygiene(&self.pool, now).await
+    }
+
+    /// Whether an address of a channel belongs to an erased person.
+    pub async fn is_erased_address(
+        &self,
+        channel: &str,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(hash) = privacy::address_hash(&self.salt, channel, address) else {
+            return Ok(false);
+        };
+        Ok(!self
+            .pool
+            .fetch(
+                "SELECT 1 FROM erased_identities WHERE hash = $1",
+                &[Val::from(hash)],
+            )
+            .await?
+            .is_empty())
     }
 }
 
@@ -764,7 +918,10 @@ impl winback_engine::JourneyStore for SqlStore {
         )>,
         EngineError,
     > {
-        Ok(journeys::prepare_send(&self.pool, message, now, lease_seconds, decide).await?)
+        Ok(
+            journeys::prepare_send(&self.pool, &self.salt, message, now, lease_seconds, decide)
+                .await?,
+        )
     }
     async fn finish_send(
         &self,

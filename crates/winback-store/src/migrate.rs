@@ -57,6 +57,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_tracking_api.sql"),
         postgres: include_str!("../migrations/postgres/0006_tracking_api.sql"),
     },
+    Migration {
+        version: 7,
+        name: "privacy",
+        sqlite: include_str!("../migrations/sqlite/0007_privacy.sql"),
+        postgres: include_str!("../migrations/postgres/0007_privacy.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

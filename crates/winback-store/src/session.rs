@@ -48,6 +48,9 @@ pub struct WriteCounts {
     pub duplicate_events: u64,
     /// Consent statements added to the ledger.
     pub consents: u64,
+    /// Customer records kept out because they name an erased person (their orders and events
+    /// attach to the anonymous record; nothing personal is stored).
+    pub erased_kept_out: u64,
 }
 
 /// A write transaction for imports.
@@ -61,6 +64,12 @@ pub struct ImportSession {
     pg_stage_ready: bool,
     /// The pool, to refresh PostgreSQL's statistics after a bulk load.
     pool: crate::db::Pool,
+    /// The installation's salt for erased-identity hashes.
+    salt: std::sync::Arc<str>,
+    /// The erased-identity list, loaded at the first write (`Some(None)`: nobody was erased).
+    erased: Option<Option<crate::privacy::ErasedList>>,
+    /// Anonymous records that incoming identifiers were diverted to.
+    diverted: HashSet<i64>,
 }
 
 fn opt_str<T: AsRef<str>>(v: &Option<T>) -> Val {
@@ -93,7 +102,12 @@ fn unique_runs<'a, T, K: std::hash::Hash + Eq>(
 }
 
 impl ImportSession {
-    pub(crate) fn new(tx: Tx, now: Timestamp, pool: crate::db::Pool) -> Self {
+    pub(crate) fn new(
+        tx: Tx,
+        now: Timestamp,
+        pool: crate::db::Pool,
+        salt: std::sync::Arc<str>,
+    ) -> Self {
         Self {
             tx,
             now,
@@ -101,7 +115,87 @@ impl ImportSession {
             counts: WriteCounts::default(),
             pg_stage_ready: false,
             pool,
+            salt,
+            erased: None,
+            diverted: HashSet::new(),
         }
+    }
+
+    async fn erased_list(&mut self) -> Result<Option<crate::privacy::ErasedList>, StoreError> {
+        if self.erased.is_none() {
+            self.erased = Some(crate::privacy::ErasedList::load(&mut self.tx, &self.salt).await?);
+        }
+        Ok(self.erased.clone().flatten())
+    }
+
+    /// Keeps erased people out: a record whose customer id, email or phone is on the erased
+    /// list is not stored; its id is mapped to the anonymous record so its orders and events
+    /// still count. A live record (another person) that now carries an erased address or
+    /// number keeps its other data, without that identifier.
+    async fn divert_erased(
+        &mut self,
+        records: &[CustomerRecord],
+        list: &crate::privacy::ErasedList,
+    ) -> Result<Vec<CustomerRecord>, StoreError> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            if let Some(shell) = list.find("external_id", r.external_id.as_str()) {
+                self.divert(r.external_id.as_str(), shell);
+                continue;
+            }
+            let by_email = r
+                .email
+                .as_ref()
+                .and_then(|e| list.find("email", e.match_key()));
+            let by_phone = r
+                .phone
+                .as_ref()
+                .and_then(|p| list.find("phone", p.as_str()));
+            let Some(shell) = by_email.or(by_phone) else {
+                out.push(r.clone());
+                continue;
+            };
+            let live = !self
+                .tx
+                .fetch(
+                    "SELECT 1 FROM customers WHERE external_id = $1 AND erased_at IS NULL",
+                    &[Val::from(r.external_id.as_str())],
+                )
+                .await?
+                .is_empty();
+            if live {
+                let mut kept = r.clone();
+                if by_email.is_some() {
+                    kept.email = None;
+                    kept.consents.retain(|c| c.channel != Channel::Email);
+                }
+                if by_phone.is_some() {
+                    kept.phone = None;
+                    kept.consents.retain(|c| c.channel != Channel::Sms);
+                }
+                out.push(kept);
+                continue;
+            }
+            // A new account of an erased person: remember its id (hashed) for later files.
+            self.tx
+                .execute(
+                    "INSERT INTO erased_identities (hash, kind, customer_id, erased_at) VALUES ($1, 'external_id', $2, $3) ON CONFLICT (hash) DO NOTHING",
+                    &[
+                        Val::from(list.hash("external_id", r.external_id.as_str())),
+                        Val::from(shell),
+                        Val::from(self.now.as_micros()),
+                    ],
+                )
+                .await?;
+            self.divert(r.external_id.as_str(), shell);
+        }
+        Ok(out)
+    }
+
+    fn divert(&mut self, external_id: &str, shell: i64) {
+        self.customer_ids.insert(external_id.to_owned(), shell);
+        self.diverted.insert(shell);
+        self.counts.erased_kept_out += 1;
     }
 
     /// What was written so far.
@@ -116,6 +210,14 @@ impl ImportSession {
         records: &[CustomerRecord],
         authoritative: bool,
     ) -> Result<(), StoreError> {
+        let kept;
+        let records = match self.erased_list().await? {
+            Some(list) => {
+                kept = self.divert_erased(records, &list).await?;
+                &kept[..]
+            }
+            None => records,
+        };
         const COLS: usize = 18;
         let merge = |col: &str| {
             if authoritative {
@@ -219,6 +321,13 @@ impl ImportSession {
         }
         let ids: Vec<&ExternalId> = consents.iter().map(|(id, _)| *id).collect();
         self.ensure_customers(&ids).await?;
+        // Nothing is recorded for erased people.
+        let live: Vec<(&ExternalId, &winback_domain::Consent)> = consents
+            .iter()
+            .filter(|(id, _)| !self.diverted.contains(&self.customer_ids[id.as_str()]))
+            .copied()
+            .collect();
+        let consents = &live[..];
         const COLS: usize = 7;
         for chunk in consents.chunks(CHUNK_PARAMS / COLS) {
             let sql = format!(
@@ -262,10 +371,22 @@ impl ImportSession {
                 self.customer_ids.insert(row.text(1)?, row.i64(0)?);
             }
         }
-        let absent: Vec<&str> = missing
+        let mut absent: Vec<&str> = missing
             .into_iter()
             .filter(|s| !self.customer_ids.contains_key(*s))
             .collect();
+        if !absent.is_empty() {
+            if let Some(list) = self.erased_list().await? {
+                let mut fresh = Vec::with_capacity(absent.len());
+                for s in absent {
+                    match list.find("external_id", s) {
+                        Some(shell) => self.divert(s, shell),
+                        None => fresh.push(s),
+                    }
+                }
+                absent = fresh;
+            }
+        }
         let now = self.now.as_micros();
         for chunk in absent.chunks(4000) {
             let sql = format!(

@@ -77,7 +77,8 @@ impl Shop {
                  [engine]\nlease_seconds = 5\npoll_seconds = 1\nbatch = 100\n\
                  [policy]\nsend_window = \"{}\"\nramp = {{ start_share = 1.0 }}\n\
                  [email]\ntransport = \"smtp\"\n\
-                 [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\npool = 2\ntimeout_seconds = 10\n",
+                 [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\npool = 2\ntimeout_seconds = 10\n\
+                 [privacy]\nenforce = false\n",
                 open_window()
             ),
         )

@@ -221,6 +221,8 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "6. Running the win-back programme (10 campaigns",
         "we-miss-you — We miss you, then ask why",
         "Sent twice: 0. In doubt after a crash: 0.",
+        "7. List hygiene and privacy",
+        "people have done nothing themselves for 36 months",
         "Done in",
     ] {
         assert!(t.contains(part), "missing `{part}` in:\n{t}");
@@ -666,4 +668,78 @@ fn audience_files_for_ads_and_print() {
         "{meta}"
     );
     assert!(!meta.contains("anna"), "no identifier in plain text");
+}
+
+#[test]
+fn privacy_export_erase_and_reimport_end_to_end() {
+    let env = Env::new();
+    let customers = env.write(
+        "customers.csv",
+        "customer_id,email,phone,first_name,email_consent,created_at\n\
+         C1,eva@example.nl,+31612345678,Eva,yes,2020-01-01T00:00:00Z\n\
+         C2,max@example.nl,,Max,yes,2020-01-01T00:00:00Z\n",
+    );
+    let orders = env.write(
+        "orders.csv",
+        "order_id,customer_id,ordered_at,total,currency,status\n\
+         O1,C1,2020-02-01T10:00:00Z,40.00,EUR,paid\n\
+         O2,C2,2020-02-01T10:00:00Z,50.00,EUR,paid\n",
+    );
+    for (kind, file) in [("customers", &customers), ("orders", &orders)] {
+        let out = env.run(&["import", kind, file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let json = env.path("eva.json");
+    let out = env.run(&[
+        "privacy",
+        "export",
+        "Eva@Example.nl",
+        "--out",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let export: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(export["records"][0]["email"], "eva@example.nl");
+    assert_eq!(export["orders"][0]["external_id"], "O1");
+    assert!(!export.to_string().contains("max@"), "{export}");
+
+    // Everyone ordered in 2020: a dry run lists both and changes nothing.
+    let out = env.run(&["privacy", "retention", "--dry-run", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["erased"].as_array().unwrap().len(), 2, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    let out = env.run(&["privacy", "export", "max@example.nl"]);
+    assert!(
+        out.status.success(),
+        "the dry run erased nobody: {}",
+        text(&out)
+    );
+
+    let out = env.run(&["privacy", "erase", "+31612345678"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("erased profile"), "{}", text(&out));
+    // The shop imports its files again: Eva stays erased, her order still counts.
+    for (kind, file) in [("customers", &customers), ("orders", &orders)] {
+        let out = env.run(&["import", kind, file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = env.run(&["privacy", "export", "eva@example.nl"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let status = env.status_json();
+    assert_eq!(status["orders"], 2, "{status}");
+    let out = env.run(&["privacy", "log", "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = log["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["erasure", "export", "retention", "export"]);
+    let out = env.run(&["privacy", "hygiene", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["erased_profiles"], 1, "{h}");
+    assert_eq!(h["addresses"], 1, "{h}");
 }

@@ -45,6 +45,7 @@ fn every_seed_flow_ships_as_a_valid_example() {
             "loyalty-points",
             "one-time-buyer",
             "re-permission",
+            "retention-notice",
             "review-request",
             "we-miss-you",
             "welcome-back"

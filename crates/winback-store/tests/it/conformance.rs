@@ -393,8 +393,8 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .i64(0)
         .unwrap();
     assert_eq!(
-        n, 6,
-        "foundation, scores, features and models, campaigns, ramp window, tracking and api"
+        n, 7,
+        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy"
     );
     // Tampering with an applied migration is detected on the next connect.
     store

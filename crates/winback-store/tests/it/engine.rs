@@ -64,7 +64,7 @@ currency = "EUR"
 rungs = [{ kind = "fixed", amount = "10.00", valid = "14d" }]
 "#;
 
-async fn features(store: &SqlStore, now: Timestamp) {
+pub async fn features(store: &SqlStore, now: Timestamp) {
     let facts = store.profile_facts(FactScope::All).await.unwrap();
     let rows: Vec<(i64, String)> = facts
         .profiles

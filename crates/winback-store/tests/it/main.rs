@@ -17,6 +17,7 @@ use winback_store::{
 
 mod conformance;
 mod engine;
+mod privacy;
 
 pub fn now() -> Timestamp {
     Timestamp::from_micros(1_717_200_000_000_000).unwrap() // 2024-06-01

@@ -1,0 +1,502 @@
+//! `winback privacy`: the retention policy (also run daily by `winback worker`), subject access
+//! exports, erasure, objection, the audit log and the list-hygiene report.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use winback_domain::{Clock, Timestamp};
+use winback_store::{
+    SqlStore,
+    privacy::{Outcome, Request, RetentionCandidate},
+};
+
+use crate::config::Config;
+
+/// The notice campaign the retention policy waits for (when `[privacy] notice_days` > 0 and the
+/// campaign is applied; see `examples/campaigns/retention-notice.toml`).
+pub const NOTICE_CAMPAIGN: &str = "retention-notice";
+
+/// `winback privacy …`
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Erase everyone without customer-originated activity (order, human click, visit, login,
+    /// survey answer…) for `[privacy] retention_months` (36). Opens do not count.
+    Retention {
+        /// List who would be erased and why; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Months without activity (default: `[privacy] retention_months`).
+        #[arg(long)]
+        months: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything stored about one person, as JSON (right of access).
+    Export {
+        /// Email address, +phone number, customer id or external id.
+        key: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Erase one person (right to erasure): anonymised, kept out of later imports.
+    Erase {
+        /// Email address, +phone number, customer id or external id.
+        key: String,
+    },
+    /// Objection to direct marketing: every channel withdrawn at once.
+    Object {
+        /// Email address, +phone number, customer id or external id.
+        key: String,
+    },
+    /// The latest privacy runs and the people they affected.
+    Log {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The list-hygiene report: idle addresses, spam-trap risk, bounces, complaints, merges.
+    Hygiene {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What one retention run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetentionOutcome {
+    /// The run (also for dry runs).
+    pub run_id: i64,
+    /// Activity before this instant counts as expired.
+    pub cutoff: Timestamp,
+    /// People erased (or, in a dry run, who would be).
+    pub erased: Vec<RetentionCandidate>,
+    /// People past the cutoff whose retention notice awaits an answer.
+    pub waiting_for_answer: Vec<RetentionCandidate>,
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+}
+
+/// `now` minus `months` calendar months (UTC).
+pub fn cutoff(now: Timestamp, months: u32) -> Result<Timestamp> {
+    let t = now
+        .jiff()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .checked_sub(jiff::Span::new().months(i64::from(months)))
+        .context("retention cutoff out of range")?;
+    Ok(Timestamp::new(t.timestamp()))
+}
+
+/// Runs the retention policy once: erases (or lists) everyone inactive since before the
+/// cutoff, except people whose retention notice was sent within `notice_days` or is queued.
+pub async fn retention(
+    store: &SqlStore,
+    now: Timestamp,
+    months: u32,
+    notice_days: u32,
+    dry_run: bool,
+) -> Result<RetentionOutcome> {
+    let cutoff = cutoff(now, months)?;
+    let notice_since = now.plus_seconds(-i64::from(notice_days) * 86_400);
+    let settings = serde_json::json!({
+        "retention_months": months,
+        "notice_days": notice_days,
+        "cutoff": cutoff.to_string(),
+    });
+    let run_id = store
+        .begin_privacy_run("retention", dry_run, &settings, now)
+        .await?;
+    let candidates = store
+        .retention_candidates(
+            cutoff,
+            (notice_days > 0).then_some((NOTICE_CAMPAIGN, notice_since)),
+        )
+        .await?;
+    let (waiting, due): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.notice_pending);
+    let mut erased = Vec::with_capacity(due.len());
+    for c in due {
+        let reason = format!(
+            "no customer activity for {months} months (last: {} on {})",
+            c.last_activity.basis,
+            c.last_activity.at.date_utc()
+        );
+        if dry_run {
+            store
+                .privacy_audit(
+                    run_id,
+                    c.profile_id,
+                    "would_erase",
+                    &reason,
+                    Some(c.last_activity.at),
+                    now,
+                )
+                .await?;
+            erased.push(c);
+        } else if store
+            .erase_profile(c.profile_id, run_id, &reason, Some(c.last_activity.at), now)
+            .await?
+            .is_some()
+        {
+            erased.push(c);
+        }
+    }
+    store
+        .finish_privacy_run(run_id, erased.len() as i64, now)
+        .await?;
+    Ok(RetentionOutcome {
+        run_id,
+        cutoff,
+        erased,
+        waiting_for_answer: waiting,
+        dry_run,
+    })
+}
+
+/// The worker's daily retention pass: runs when no retention run finished in the last day.
+pub async fn scheduled_retention(
+    store: &SqlStore,
+    config: &Config,
+    now: Timestamp,
+) -> Result<Option<RetentionOutcome>> {
+    if !config.privacy.enforce {
+        return Ok(None);
+    }
+    let (runs, _) = store.privacy_log(200).await?;
+    let recent = runs.iter().any(|r| {
+        r.kind == "retention"
+            && !r.dry_run
+            && r.finished_at
+                .is_some_and(|f| f.plus_seconds(86_400) > now && f <= now)
+    });
+    if recent {
+        return Ok(None);
+    }
+    retention(
+        store,
+        now,
+        config.privacy.retention_months,
+        config.privacy.notice_days,
+        false,
+    )
+    .await
+    .map(Some)
+}
+
+/// Runs `winback privacy …`.
+pub async fn run(config: &Config, clock: &dyn Clock, cmd: PrivacyCommand) -> Result<ExitCode> {
+    let store = crate::open_store(config).await?;
+    let now = clock.now();
+    let code = match cmd {
+        PrivacyCommand::Retention {
+            dry_run,
+            months,
+            json,
+        } => {
+            let months = months.unwrap_or(config.privacy.retention_months);
+            anyhow::ensure!(months >= 1, "--months: at least 1");
+            let out = retention(&store, now, months, config.privacy.notice_days, dry_run).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_retention(&out, months);
+            }
+            ExitCode::SUCCESS
+        }
+        PrivacyCommand::Export { ref key, .. }
+        | PrivacyCommand::Erase { ref key }
+        | PrivacyCommand::Object { ref key } => {
+            let request = match &cmd {
+                PrivacyCommand::Export { .. } => Request::Export,
+                PrivacyCommand::Erase { .. } => Request::Erase,
+                _ => Request::Object,
+            };
+            let Some(profile) = store.find_profile(key).await? else {
+                eprintln!(
+                    "no person `{key}` (already erased, or give an email, +phone, customer id or external id)"
+                );
+                store.close().await;
+                return Ok(ExitCode::from(3));
+            };
+            match store.privacy_request(request, profile, "cli", now).await? {
+                Outcome::Exported(data) => {
+                    let text = serde_json::to_string_pretty(&data)?;
+                    match &cmd {
+                        PrivacyCommand::Export {
+                            out: Some(path), ..
+                        } => {
+                            crate::campaigns::write_atomic(path, text.as_bytes())
+                                .with_context(|| format!("writing {}", path.display()))?;
+                            println!("wrote {} (profile {profile})", path.display());
+                        }
+                        _ => println!("{text}"),
+                    }
+                }
+                Outcome::Erased(Some(e)) => println!(
+                    "erased profile {}: {} records anonymised, {} identifiers kept only as salted hashes, {} queued messages dropped",
+                    e.profile_id, e.records, e.hashes, e.messages_dropped
+                ),
+                Outcome::Erased(None) => println!("profile {profile} was already erased"),
+                Outcome::Objected(dropped) => println!(
+                    "profile {profile}: marketing consent withdrawn on every channel, {dropped} queued messages dropped"
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        PrivacyCommand::Log { limit, json } => {
+            let (runs, entries) = store.privacy_log(limit.clamp(1, 100_000)).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"runs": runs, "entries": entries})
+                    )?
+                );
+            } else {
+                println!(
+                    "{:>5}  {:<10} {:<8} {:>8}  started",
+                    "run", "kind", "dry run", "people"
+                );
+                for r in &runs {
+                    println!(
+                        "{:>5}  {:<10} {:<8} {:>8}  {}",
+                        r.id,
+                        r.kind,
+                        if r.dry_run { "yes" } else { "no" },
+                        r.affected,
+                        r.started_at
+                    );
+                }
+                println!();
+                for e in &entries {
+                    println!(
+                        "run {:>4}  profile {:>8}  {:<12} {}",
+                        e.run_id, e.profile_id, e.action, e.reason
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        PrivacyCommand::Hygiene { json } => {
+            let h = store.hygiene(now).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                print_hygiene(&h);
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+fn print_retention(out: &RetentionOutcome, months: u32) {
+    let verb = if out.dry_run { "would erase" } else { "erased" };
+    println!(
+        "Retention ({months} months, activity before {}): {verb} {} people; {} wait for their answer to the retention notice. Run {}.",
+        out.cutoff.date_utc(),
+        out.erased.len(),
+        out.waiting_for_answer.len(),
+        out.run_id
+    );
+    for c in out.erased.iter().take(50) {
+        println!(
+            "  profile {:>8}  last activity {} ({})",
+            c.profile_id,
+            c.last_activity.at.date_utc(),
+            c.last_activity.basis
+        );
+    }
+    if out.erased.len() > 50 {
+        println!("  … and {} more (--json lists all)", out.erased.len() - 50);
+    }
+}
+
+fn pct(n: u64, of: u64) -> String {
+    if of == 0 {
+        "0.0%".into()
+    } else {
+        format!("{:.1}%", 100.0 * n as f64 / of as f64)
+    }
+}
+
+/// Prints the list-hygiene report.
+pub fn print_hygiene(h: &winback_store::privacy::Hygiene) {
+    println!(
+        "List hygiene ({} people with an email address)",
+        h.addresses
+    );
+    println!(
+        "  idle 6+ months:  {:>7}  {}",
+        h.idle_6m,
+        pct(h.idle_6m, h.addresses)
+    );
+    println!(
+        "  idle 12+ months: {:>7}  {}  ← spam-trap risk: abandoned addresses get recycled as traps",
+        h.idle_12m,
+        pct(h.idle_12m, h.addresses)
+    );
+    println!(
+        "  idle 24+ months: {:>7}  {}",
+        h.idle_24m,
+        pct(h.idle_24m, h.addresses)
+    );
+    println!(
+        "  never engaged:   {:>7}  {}",
+        h.never_engaged,
+        pct(h.never_engaged, h.addresses)
+    );
+    println!(
+        "  hard bounces suppressed {}, soft-bounce suppressions {}, complaints {} ({:.3}% of {} emails sent)",
+        h.hard_bounces,
+        h.soft_bounce_suppressions,
+        h.complaints,
+        100.0 * h.complaint_rate,
+        h.emails_sent
+    );
+    println!(
+        "  duplicates merged by identity resolution {}, unsubscribed by sunset {}, erased people {} ({} identifiers kept as salted hashes)",
+        h.duplicates_merged, h.sunset, h.erased_profiles, h.erased_identities
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use winback_domain::{ManualClock, Timestamp};
+
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        Timestamp::new(s.parse().unwrap())
+    }
+
+    async fn import(store: &SqlStore, kind: winback_import::SourceKind, text: &'static str) {
+        let opts = winback_import::ImportOptions::new(at("2021-03-01T12:00:00Z"));
+        let rows = winback_import::from_reader(
+            kind,
+            "test.csv".into(),
+            std::io::Cursor::new(text),
+            &opts,
+            None,
+        )
+        .unwrap();
+        let report = winback_store::ingest::ingest(
+            store,
+            rows,
+            &winback_store::ingest::IngestOptions {
+                file: "test.csv".into(),
+                mode: winback_store::ingest::Mode::Strict,
+                max_errors: 10,
+                batch_rows: 100,
+                now: at("2021-03-01T12:00:00Z"),
+            },
+            |_| {},
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert!(report.committed, "{:?}", report.errors);
+    }
+
+    #[test]
+    fn the_notice_example_is_the_campaign_retention_waits_for() {
+        let text = include_str!("../../../examples/campaigns/retention-notice.toml");
+        let c = winback_engine::Campaign::parse("retention-notice.toml", text).unwrap();
+        assert_eq!(c.name, NOTICE_CAMPAIGN);
+    }
+
+    #[test]
+    fn the_cutoff_is_calendar_months_in_utc() {
+        assert_eq!(
+            cutoff(at("2024-03-02T10:00:00Z"), 36).unwrap(),
+            at("2021-03-02T10:00:00Z")
+        );
+        // 29 February minus a year is 28 February.
+        assert_eq!(
+            cutoff(at("2024-02-29T00:00:00Z"), 12).unwrap(),
+            at("2023-02-28T00:00:00Z")
+        );
+    }
+
+    /// The worker runs the retention policy on its own, once a day, with the clock it is given:
+    /// 36 months and a day after the last order the customer is erased, the other is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worker_erases_after_36_months_and_a_day_once_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("w.db").display()),
+            ..Config::default()
+        };
+        config.email.outbox_dir = dir.path().join("outbox").display().to_string();
+        let store = crate::open_store(&config).await.unwrap();
+        import(
+            &store,
+            winback_import::SourceKind::Customers,
+            "customer_id,email,email_consent,created_at\nGONE,gone@example.nl,yes,2020-01-01T00:00:00Z\nSTAYS,stays@example.nl,yes,2020-01-01T00:00:00Z\n",
+        )
+        .await;
+        import(
+            &store,
+            winback_import::SourceKind::Orders,
+            "order_id,customer_id,ordered_at,total,currency,status\nO1,GONE,2021-03-01T10:00:00Z,40.00,EUR,paid\nO2,STAYS,2021-03-05T10:00:00Z,40.00,EUR,paid\n",
+        )
+        .await;
+        let clock = ManualClock::new(at("2024-03-01T10:00:00Z"));
+        let pass = |config: &Config, clock: &ManualClock| {
+            let config = config.clone();
+            let clock = clock.clone();
+            async move {
+                crate::campaigns::worker_until(&config, true, &clock, async {})
+                    .await
+                    .unwrap();
+            }
+        };
+        // Exactly 36 months: not yet.
+        pass(&config, &clock).await;
+        assert!(
+            store
+                .find_profile("gone@example.nl")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // Twelve hours later the morning's run still counts: nothing runs.
+        clock.advance_seconds(12 * 3_600);
+        pass(&config, &clock).await;
+        let (runs, _) = store.privacy_log(10).await.unwrap();
+        assert_eq!(runs.len(), 1, "one retention run per day");
+        // 36 months, a day and an hour after the last order: erased.
+        clock.advance_seconds(13 * 3_600);
+        pass(&config, &clock).await;
+        assert!(
+            store
+                .find_profile("gone@example.nl")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .find_profile("stays@example.nl")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let (runs, entries) = store.privacy_log(10).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].affected, 1);
+        assert_eq!(entries.len(), 1);
+        assert!(
+            entries[0].reason.contains("36 months"),
+            "{}",
+            entries[0].reason
+        );
+        store.close().await;
+    }
+}

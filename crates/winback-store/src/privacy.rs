@@ -1,0 +1,1104 @@
+//! Privacy: who the retention policy would delete and why, anonymising erasure, the salted
+//! hashes that keep erased people out after a re-import, the right of access (a JSON export of
+//! everything stored about one person), objection to direct marketing, the audit trail, and
+//! the list-hygiene figures.
+//!
+//! Erasure anonymises instead of deleting rows: names, addresses, numbers, attributes, event
+//! details and message recipients go, while orders, messages and events keep their pseudonymous
+//! profile id, so revenue, counts and holdout readouts stay exactly what they were.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+use winback_domain::{Channel, ConsentStatus, EmailAddress, Timestamp};
+
+use crate::StoreError;
+use crate::db::{Pool, Tx, Val, in_list};
+use crate::queries::ts;
+
+/// Event types that are a person's own doing and so keep their data alive under the retention
+/// policy. Opens are not among them (machines open mail), nor are deliveries or bounces.
+pub const ACTIVITY_EVENTS: [&str; 9] = [
+    "email_clicked",
+    "site_visited",
+    "logged_in",
+    "survey_answered",
+    "cart_abandoned",
+    "quote_requested",
+    "subscription_started",
+    "referral_made",
+    "complaint_opened",
+];
+
+/// Event payload fields kept after erasure: none of them says who the person was, and the
+/// measurement reads them (survey reasons, machine opens, cart values, the message).
+const KEPT_EVENT_FIELDS: [&str; 6] = [
+    "message_id",
+    "reason",
+    "machine",
+    "value_minor",
+    "currency",
+    "points",
+];
+
+/// A person's latest customer-originated activity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Activity {
+    /// Profile.
+    pub profile_id: i64,
+    /// When.
+    pub at: Timestamp,
+    /// What: `order`, an event type, `opt_in` (in the preference centre), or `first_seen` when
+    /// nothing else is known (the account's creation, or the first import of the record).
+    pub basis: String,
+}
+
+/// One person the retention policy would erase (or erased), with why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionCandidate {
+    /// Profile.
+    pub profile_id: i64,
+    /// The latest customer-originated activity.
+    pub last_activity: Activity,
+    /// Whether a retention notice is in flight or was sent within the notice period, so the
+    /// erasure waits for the answer.
+    pub notice_pending: bool,
+}
+
+/// How one erasure went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    /// Profile.
+    pub profile_id: i64,
+    /// Customer records anonymised.
+    pub records: u64,
+    /// Identity hashes added to the erased list.
+    pub hashes: u64,
+    /// Queued messages dropped and journeys ended.
+    pub messages_dropped: u64,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Run.
+    pub run_id: i64,
+    /// `retention`, `erasure`, `objection`, `export`.
+    pub kind: String,
+    /// Whether the run only listed.
+    pub dry_run: bool,
+    /// Profile.
+    pub profile_id: i64,
+    /// `erased`, `objected`, `exported`, `would_erase`.
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// The latest activity, for retention.
+    pub last_activity_at: Option<Timestamp>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A privacy run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PrivacyRun {
+    /// Id.
+    pub id: i64,
+    /// `retention`, `erasure`, `objection`, `export`.
+    pub kind: String,
+    /// Whether it only listed.
+    pub dry_run: bool,
+    /// Its settings as JSON.
+    pub settings: serde_json::Value,
+    /// Start.
+    pub started_at: Timestamp,
+    /// End (none while running or after a crash).
+    pub finished_at: Option<Timestamp>,
+    /// People affected.
+    pub affected: i64,
+}
+
+/// The list-hygiene figures (seeds 000 and 004): idle addresses, spam-trap risk, bounces,
+/// complaints and merged duplicates.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Hygiene {
+    /// People with an email address, not erased.
+    pub addresses: u64,
+    /// Of those, with no human engagement (click or human open) for 6 months or more.
+    pub idle_6m: u64,
+    /// … 12 months or more: a spam-trap risk (abandoned addresses get recycled as traps).
+    pub idle_12m: u64,
+    /// … 24 months or more.
+    pub idle_24m: u64,
+    /// Never engaged at all (idle counts them from when the address was first seen).
+    pub never_engaged: u64,
+    /// Addresses suppressed after a hard bounce.
+    pub hard_bounces: u64,
+    /// Addresses suppressed after soft bounces.
+    pub soft_bounce_suppressions: u64,
+    /// Spam complaints.
+    pub complaints: u64,
+    /// Email messages sent (for the complaint rate).
+    pub emails_sent: u64,
+    /// Complaints per email sent.
+    pub complaint_rate: f64,
+    /// Customer records merged into another person's profile by identity resolution.
+    pub duplicates_merged: u64,
+    /// People unsubscribed from email by a sunset (no answer to a re-permission message).
+    pub sunset: u64,
+    /// Identities kept as salted hashes after erasure.
+    pub erased_identities: u64,
+    /// Profiles erased.
+    pub erased_profiles: u64,
+    /// Active suppressions by reason.
+    pub suppressions: BTreeMap<String, u64>,
+}
+
+/// The installation's salt for identity hashes, created on first use.
+pub(crate) async fn salt(pool: &Pool) -> Result<String, StoreError> {
+    if let Some(r) = pool
+        .fetch_optional(
+            "SELECT value FROM store_secrets WHERE name = 'identity_salt'",
+            &[],
+        )
+        .await?
+    {
+        return r.text(0);
+    }
+    let mut bytes = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    // Two processes may race here; the first insert wins and both read it back.
+    pool.execute(
+        "INSERT INTO store_secrets (name, value, created_at) VALUES ('identity_salt', $1, $2) ON CONFLICT (name) DO NOTHING",
+        &[Val::from(hex::encode(bytes)), Val::from(0i64)],
+    )
+    .await?;
+    pool.fetch_optional(
+        "SELECT value FROM store_secrets WHERE name = 'identity_salt'",
+        &[],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Data("identity salt missing after insert".into()))?
+    .text(0)
+}
+
+/// The salted hash of one identifier. Emails are hashed by their match key (so `A.B+x@gmail`
+/// and `ab@gmail` are one person), phones as stored (E.164), customer ids as given.
+pub fn identity_hash(salt: &str, kind: &str, value: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(b"\0");
+    h.update(kind.as_bytes());
+    h.update(b"\0");
+    h.update(value.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The match key of an address as the hash list keys it, or the lowercased text when it does
+/// not parse (an address stored by an older version, say).
+pub fn email_key(address: &str) -> String {
+    EmailAddress::parse(address)
+        .map(|e| e.match_key().to_owned())
+        .unwrap_or_else(|_| address.trim().to_lowercase())
+}
+
+/// The erased-identity list, loaded once per import session when it is not empty.
+#[derive(Debug, Clone, Default)]
+pub struct ErasedList {
+    salt: String,
+    hashes: HashMap<String, i64>,
+}
+
+impl ErasedList {
+    /// Loads the list (`None` when nobody was ever erased: imports then skip all hashing).
+    pub(crate) async fn load(tx: &mut Tx, salt: &str) -> Result<Option<Self>, StoreError> {
+        let rows = tx
+            .fetch("SELECT hash, customer_id FROM erased_identities", &[])
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let salt = salt.to_owned();
+        let mut hashes = HashMap::with_capacity(rows.len());
+        for r in rows {
+            hashes.insert(r.text(0)?, r.i64(1)?);
+        }
+        Ok(Some(Self { salt, hashes }))
+    }
+
+    /// The erased record an identifier belongs to, if any.
+    pub fn find(&self, kind: &str, value: &str) -> Option<i64> {
+        self.hashes
+            .get(&identity_hash(&self.salt, kind, value))
+            .copied()
+    }
+
+    /// The hash of an identifier under this installation's salt.
+    pub fn hash(&self, kind: &str, value: &str) -> String {
+        identity_hash(&self.salt, kind, value)
+    }
+
+    /// Whether an address or number of a channel belongs to an erased person.
+    pub fn contains_address(&self, channel: &str, address: &str) -> bool {
+        match channel {
+            "email" => self.find("email", &email_key(address)).is_some(),
+            "sms" => self.find("phone", address).is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// The hash list key of an address of a channel (`None` for webhooks).
+pub fn address_hash(salt: &str, channel: &str, address: &str) -> Option<String> {
+    match channel {
+        "email" => Some(identity_hash(salt, "email", &email_key(address))),
+        "sms" => Some(identity_hash(salt, "phone", address)),
+        _ => None,
+    }
+}
+
+fn keep(
+    slot: &mut HashMap<i64, Activity>,
+    profile: i64,
+    at: i64,
+    basis: &str,
+) -> Result<(), StoreError> {
+    let at = ts(at)?;
+    match slot.get(&profile) {
+        Some(a) if a.at >= at => {}
+        _ => {
+            slot.insert(
+                profile,
+                Activity {
+                    profile_id: profile,
+                    at,
+                    basis: basis.to_owned(),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The latest customer-originated activity of every person not erased: orders, clicks, visits,
+/// logins, survey answers and the other [`ACTIVITY_EVENTS`], opt-ins made in the preference
+/// centre, and as a floor the account's creation (or the record's first import when the source
+/// gave no date). Imported consent statements do not count: one may be a default or a
+/// migration, not the person's act.
+pub(crate) async fn last_activity(pool: &Pool) -> Result<HashMap<i64, Activity>, StoreError> {
+    const P: &str = "COALESCE(c.profile_id, c.id)";
+    let mut out: HashMap<i64, Activity> = HashMap::new();
+    for r in pool
+        .fetch(
+            &format!("SELECT {P}, MAX(COALESCE(c.created_at, c.inserted_at)) FROM customers c WHERE c.erased_at IS NULL GROUP BY {P}"),
+            &[],
+        )
+        .await?
+    {
+        keep(&mut out, r.i64(0)?, r.i64(1)?, "first_seen")?;
+    }
+    for r in pool
+        .fetch(
+            &format!("SELECT {P}, MAX(o.ordered_at) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL GROUP BY {P}"),
+            &[],
+        )
+        .await?
+    {
+        keep(&mut out, r.i64(0)?, r.i64(1)?, "order")?;
+    }
+    let types = ACTIVITY_EVENTS.map(|t| format!("'{t}'")).join(", ");
+    for r in pool
+        .fetch(
+            &format!("SELECT {P}, e.type, MAX(e.occurred_at) FROM events e JOIN customers c ON c.id = e.customer_id WHERE c.erased_at IS NULL AND e.type IN ({types}) GROUP BY {P}, e.type"),
+            &[],
+        )
+        .await?
+    {
+        keep(&mut out, r.i64(0)?, r.i64(2)?, &r.text(1)?)?;
+    }
+    for r in pool
+        .fetch(
+            &format!("SELECT {P}, MAX(l.recorded_at) FROM consent_ledger l JOIN customers c ON c.id = l.customer_id WHERE c.erased_at IS NULL AND l.status = 'opt_in' AND l.source = 'preference_centre' GROUP BY {P}"),
+            &[],
+        )
+        .await?
+    {
+        keep(&mut out, r.i64(0)?, r.i64(1)?, "opt_in")?;
+    }
+    // Only profiles whose own id is a live record: merged-away records report through theirs.
+    Ok(out)
+}
+
+/// The people whose latest activity is before `cutoff`, oldest first. With a notice campaign,
+/// a person whose notice is queued, or was sent after `notice_since`, is marked
+/// `notice_pending` (the erasure waits for an answer).
+pub(crate) async fn retention_candidates(
+    pool: &Pool,
+    cutoff: Timestamp,
+    notice: Option<(&str, Timestamp)>,
+) -> Result<Vec<RetentionCandidate>, StoreError> {
+    let activity = last_activity(pool).await?;
+    let mut pending: HashSet<i64> = HashSet::new();
+    if let Some((campaign, since)) = notice {
+        for r in pool
+            .fetch(
+                "SELECT o.profile_id FROM outbox o JOIN campaigns k ON k.id = o.campaign_id WHERE k.name = $1 \
+                 AND (o.state IN ('pending', 'claimed', 'sending') OR (o.state IN ('sent', 'in_doubt') AND o.sent_at > $2))",
+                &[Val::from(campaign), Val::from(since.as_micros())],
+            )
+            .await?
+        {
+            pending.insert(r.i64(0)?);
+        }
+    }
+    let mut out: Vec<RetentionCandidate> = activity
+        .into_values()
+        .filter(|a| a.at < cutoff)
+        .map(|a| RetentionCandidate {
+            profile_id: a.profile_id,
+            notice_pending: pending.contains(&a.profile_id),
+            last_activity: a,
+        })
+        .collect();
+    out.sort_by_key(|c| (c.last_activity.at, c.profile_id));
+    Ok(out)
+}
+
+/// Starts a privacy run.
+pub(crate) async fn begin_run(
+    pool: &Pool,
+    kind: &str,
+    dry_run: bool,
+    settings: &serde_json::Value,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    pool.fetch(
+        "INSERT INTO privacy_runs (kind, dry_run, settings, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        &[
+            Val::from(kind),
+            Val::from(i64::from(dry_run)),
+            Val::from(settings.to_string()),
+            Val::from(now.as_micros()),
+        ],
+    )
+    .await?
+    .first()
+    .ok_or_else(|| StoreError::Data("no id from INSERT … RETURNING".into()))?
+    .i64(0)
+}
+
+/// Ends a privacy run with the number of people it affected.
+pub(crate) async fn finish_run(
+    pool: &Pool,
+    run_id: i64,
+    affected: i64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    pool.execute(
+        "UPDATE privacy_runs SET finished_at = $2, affected = $3 WHERE id = $1",
+        &[
+            Val::from(run_id),
+            Val::from(now.as_micros()),
+            Val::from(affected),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records one person in a run's audit trail.
+pub(crate) async fn audit(
+    pool: &Pool,
+    run_id: i64,
+    profile_id: i64,
+    action: &str,
+    reason: &str,
+    last_activity: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    audit_in(
+        &mut tx,
+        run_id,
+        profile_id,
+        action,
+        reason,
+        last_activity,
+        now,
+    )
+    .await?;
+    tx.commit().await
+}
+
+async fn audit_in(
+    tx: &mut Tx,
+    run_id: i64,
+    profile_id: i64,
+    action: &str,
+    reason: &str,
+    last_activity: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO privacy_audit (run_id, profile_id, action, reason, last_activity_at, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            Val::from(run_id),
+            Val::from(profile_id),
+            Val::from(action),
+            Val::from(reason),
+            Val::I(last_activity.map(Timestamp::as_micros)),
+            Val::from(now.as_micros()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs and their audit entries, newest first.
+pub(crate) async fn audit_log(
+    pool: &Pool,
+    limit: i64,
+) -> Result<(Vec<PrivacyRun>, Vec<AuditEntry>), StoreError> {
+    let runs = pool
+        .fetch(
+            "SELECT id, kind, dry_run, settings, started_at, finished_at, affected FROM privacy_runs ORDER BY id DESC LIMIT $1",
+            &[Val::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PrivacyRun {
+                id: r.i64(0)?,
+                kind: r.text(1)?,
+                dry_run: r.i64(2)? != 0,
+                settings: serde_json::from_str(&r.text(3)?)?,
+                started_at: ts(r.i64(4)?)?,
+                finished_at: r.opt_i64(5)?.map(ts).transpose()?,
+                affected: r.i64(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let entries = pool
+        .fetch(
+            "SELECT a.run_id, r.kind, r.dry_run, a.profile_id, a.action, a.reason, a.last_activity_at, a.at \
+             FROM privacy_audit a JOIN privacy_runs r ON r.id = a.run_id ORDER BY a.id DESC LIMIT $1",
+            &[Val::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                run_id: r.i64(0)?,
+                kind: r.text(1)?,
+                dry_run: r.i64(2)? != 0,
+                profile_id: r.i64(3)?,
+                action: r.text(4)?,
+                reason: r.text(5)?,
+                last_activity_at: r.opt_i64(6)?.map(ts).transpose()?,
+                at: ts(r.i64(7)?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((runs, entries))
+}
+
+/// The profile a key names: a customer id, an external id, an email address or a phone number.
+/// Erased people are not found.
+pub(crate) async fn find_profile(pool: &Pool, key: &str) -> Result<Option<i64>, StoreError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(id) = key.parse::<i64>() {
+        if let Some(r) = pool
+            .fetch_optional(
+                "SELECT COALESCE(profile_id, id) FROM customers WHERE id = $1 AND erased_at IS NULL",
+                &[Val::from(id)],
+            )
+            .await?
+        {
+            return Ok(Some(r.i64(0)?));
+        }
+    }
+    let email = EmailAddress::parse(key).ok();
+    // Only a full international number is a phone key (a bare number could be an id).
+    let phone = key
+        .starts_with('+')
+        .then(|| winback_domain::Region::parse("NL").ok())
+        .flatten()
+        .and_then(|r| winback_domain::PhoneE164::parse(key, r).ok());
+    let r = pool
+        .fetch_optional(
+            "SELECT COALESCE(profile_id, id) FROM customers WHERE erased_at IS NULL AND \
+             (external_id = $1 OR email_key = $2 OR phone = $3) ORDER BY id LIMIT 1",
+            &[
+                Val::from(key),
+                Val::from(email.as_ref().map(|e| e.match_key().to_owned())),
+                Val::from(phone.as_ref().map(|p| p.as_str().to_owned())),
+            ],
+        )
+        .await?;
+    r.map(|r| r.i64(0)).transpose()
+}
+
+/// Every customer record of a profile that is not erased.
+async fn records_of(tx: &mut Tx, profile_id: i64) -> Result<Vec<i64>, StoreError> {
+    tx.fetch(
+        "SELECT id FROM customers WHERE (id = $1 OR profile_id = $1) AND erased_at IS NULL ORDER BY id",
+        &[Val::from(profile_id)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.i64(0))
+    .collect()
+}
+
+/// Withdraws every channel's consent for `records` (source `source`), drops the profile's queued
+/// messages and ends its journeys; returns the messages dropped. Part of the caller's
+/// transaction, so the next send-time check already sees it.
+async fn stop_marketing(
+    tx: &mut Tx,
+    records: &[i64],
+    profile_id: i64,
+    source: &str,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    for channel in [Channel::Email, Channel::Sms] {
+        for id in records {
+            tx.execute(
+                "INSERT INTO consent_ledger (customer_id, channel, status, source, wording_version, recorded_at, inserted_at) VALUES ($1, $2, $3, $4, NULL, $5, $5) \
+                 ON CONFLICT (customer_id, channel, status, recorded_at, source) DO NOTHING",
+                &[
+                    Val::from(*id),
+                    Val::from(channel.as_str()),
+                    Val::from(ConsentStatus::Withdrawn.as_str()),
+                    Val::from(source),
+                    Val::from(now.as_micros()),
+                ],
+            )
+            .await?;
+        }
+    }
+    let dropped = tx
+        .execute(
+            "UPDATE outbox SET state = 'dropped', outcome = $3, settled_at = $2 WHERE profile_id = $1 AND state = 'pending'",
+            &[Val::from(profile_id), Val::from(now.as_micros()), Val::from(source)],
+        )
+        .await?;
+    tx.execute(
+        "UPDATE enrolments SET state = 'exited', end_reason = $3, ended_at = $2, due_at = NULL WHERE profile_id = $1 AND state = 'active'",
+        &[Val::from(profile_id), Val::from(now.as_micros()), Val::from(source)],
+    )
+    .await?;
+    Ok(dropped)
+}
+
+/// Erases one person: every record of the profile is anonymised, its identifiers go to the
+/// erased list as salted hashes, plain-text suppressions of its addresses are replaced by that
+/// list, queued messages are dropped and journeys ended, derived data (scores, features, tags,
+/// preferences) deleted, and the audit trail gets one entry — all in one transaction.
+pub(crate) async fn erase_profile(
+    pool: &Pool,
+    salt: &str,
+    profile_id: i64,
+    run_id: i64,
+    reason: &str,
+    last_activity: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Option<Erased>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let records = records_of(&mut tx, profile_id).await?;
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let args: Vec<Val> = records.iter().map(|i| Val::from(*i)).collect();
+    let list = in_list(records.len());
+    let mut identities: Vec<(&'static str, String)> = Vec::new();
+    let mut emails: Vec<String> = Vec::new();
+    let mut phones: Vec<String> = Vec::new();
+    for r in tx
+        .fetch(
+            &format!(
+                "SELECT external_id, email, email_key, phone FROM customers WHERE id IN ({list})"
+            ),
+            &args,
+        )
+        .await?
+    {
+        identities.push(("external_id", r.text(0)?));
+        if let Some(e) = r.opt_text(1)? {
+            identities.push(("email", email_key(&e)));
+            emails.push(e);
+        }
+        if let Some(k) = r.opt_text(2)? {
+            identities.push(("email", k));
+        }
+        if let Some(p) = r.opt_text(3)? {
+            identities.push(("phone", p.clone()));
+            phones.push(p);
+        }
+    }
+    // Addresses messages actually went to (they may differ from today's).
+    for r in tx
+        .fetch(
+            "SELECT DISTINCT channel, recipient FROM outbox WHERE profile_id = $1 AND recipient IS NOT NULL",
+            &[Val::from(profile_id)],
+        )
+        .await?
+    {
+        let to = r.text(1)?;
+        match r.text(0)?.as_str() {
+            "email" => {
+                identities.push(("email", email_key(&to)));
+                emails.push(to);
+            }
+            "sms" => {
+                identities.push(("phone", to.clone()));
+                phones.push(to);
+            }
+            _ => {}
+        }
+    }
+    identities.sort();
+    identities.dedup();
+    let mut hashes = 0;
+    for (kind, value) in &identities {
+        hashes += tx
+            .execute(
+                "INSERT INTO erased_identities (hash, kind, customer_id, erased_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
+                &[
+                    Val::from(identity_hash(salt, kind, value)),
+                    Val::from(*kind),
+                    Val::from(profile_id),
+                    Val::from(now.as_micros()),
+                ],
+            )
+            .await?;
+    }
+    // The shop's customer ids become pseudonyms; a re-import finds them through the hash list.
+    for id in &records {
+        tx.execute(
+            "UPDATE customers SET external_id = $2, email = NULL, email_key = NULL, phone = NULL, first_name = NULL, last_name = NULL, \
+             address1 = NULL, address2 = NULL, postal_code = NULL, city = NULL, address_key = NULL, attributes = '{}', \
+             erased_at = $3, updated_at = $3 WHERE id = $1",
+            &[
+                Val::from(*id),
+                Val::from(format!("erased-{id}")),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?;
+    }
+    // Event details may name the person (URLs, user agents, free text); keep what measurement
+    // reads.
+    for r in tx
+        .fetch(
+            &format!("SELECT id, payload FROM events WHERE customer_id IN ({list})"),
+            &args,
+        )
+        .await?
+    {
+        let payload: serde_json::Value = serde_json::from_str(&r.text(1)?).unwrap_or_default();
+        let kept: serde_json::Map<String, serde_json::Value> = payload
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| KEPT_EVENT_FIELDS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tx.execute(
+            "UPDATE events SET payload = $2 WHERE id = $1",
+            &[
+                Val::from(r.i64(0)?),
+                Val::from(serde_json::Value::Object(kept).to_string()),
+            ],
+        )
+        .await?;
+    }
+    for e in &emails {
+        tx.execute(
+            "DELETE FROM suppressions WHERE channel = 'email' AND address = $1",
+            &[Val::from(e.as_str())],
+        )
+        .await?;
+    }
+    for p in &phones {
+        tx.execute(
+            "DELETE FROM suppressions WHERE channel = 'sms' AND address = $1",
+            &[Val::from(p.as_str())],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE sms_inbound SET sender = 'erased', body = '' WHERE sender = $1",
+            &[Val::from(p.as_str())],
+        )
+        .await?;
+    }
+    tx.execute(
+        &format!(
+            "DELETE FROM identity_links WHERE customer_a IN ({list}) OR customer_b IN ({list})"
+        ),
+        &[args.clone(), args.clone()].concat(),
+    )
+    .await?;
+    let p = [Val::from(profile_id)];
+    for sql in [
+        "DELETE FROM contact_tags WHERE profile_id = $1",
+        "DELETE FROM preferences WHERE profile_id = $1",
+        "DELETE FROM profile_features WHERE profile_id = $1",
+        "DELETE FROM profile_scores WHERE profile_id = $1",
+    ] {
+        tx.execute(sql, &p).await?;
+    }
+    tx.execute(
+        "UPDATE outbox SET recipient = NULL WHERE profile_id = $1",
+        &p,
+    )
+    .await?;
+    let dropped = stop_marketing(&mut tx, &records, profile_id, "erasure", now).await?;
+    audit_in(
+        &mut tx,
+        run_id,
+        profile_id,
+        "erased",
+        reason,
+        last_activity,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Erased {
+        profile_id,
+        records: records.len() as u64,
+        hashes,
+        messages_dropped: dropped,
+    }))
+}
+
+/// Objection to direct marketing: every channel's consent is withdrawn for every record of the
+/// profile (source `objection`), queued marketing is dropped and journeys end, at once.
+pub(crate) async fn object(
+    pool: &Pool,
+    profile_id: i64,
+    run_id: i64,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let records = records_of(&mut tx, profile_id).await?;
+    let dropped = stop_marketing(&mut tx, &records, profile_id, "objection", now).await?;
+    tx.execute(
+        "INSERT INTO contact_tags (profile_id, tag, added_at, source) VALUES ($1, 'objected', $2, 'objection') ON CONFLICT (profile_id, tag) DO NOTHING",
+        &[Val::from(profile_id), Val::from(now.as_micros())],
+    )
+    .await?;
+    audit_in(
+        &mut tx,
+        run_id,
+        profile_id,
+        "objected",
+        "objection to direct marketing",
+        None,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(dropped)
+}
+
+/// Everything stored about one person, as JSON: records, consent history, orders with their
+/// lines and codes, events, messages, offers, tags, preferences, scores and features, journeys
+/// and survey answers. Nothing about anyone else (merge links name only this person's records).
+pub(crate) async fn export_profile(
+    pool: &Pool,
+    profile_id: i64,
+) -> Result<serde_json::Value, StoreError> {
+    use serde_json::{Value, json};
+    let records: Vec<i64> = pool
+        .fetch(
+            "SELECT id FROM customers WHERE (id = $1 OR profile_id = $1) AND erased_at IS NULL ORDER BY id",
+            &[Val::from(profile_id)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<Result<_, _>>()?;
+    let args: Vec<Val> = records.iter().map(|i| Val::from(*i)).collect();
+    let list = in_list(records.len().max(1));
+    let args_or_none = if args.is_empty() {
+        vec![Val::from(-1i64)]
+    } else {
+        args.clone()
+    };
+    let p = [Val::from(profile_id)];
+    let rows_json = |rows: Vec<crate::db::DbRow>,
+                     cols: &[&str],
+                     kinds: &[char]|
+     -> Result<Vec<Value>, StoreError> {
+        rows.iter()
+            .map(|r| {
+                let mut o = serde_json::Map::new();
+                for (i, (c, k)) in cols.iter().zip(kinds).enumerate() {
+                    let v = match k {
+                        'i' => r.opt_i64(i)?.map(Value::from).unwrap_or(Value::Null),
+                        't' => r
+                            .opt_i64(i)?
+                            .map(|v| ts(v).map(|t| Value::from(t.to_string())))
+                            .transpose()?
+                            .unwrap_or(Value::Null),
+                        'j' => r
+                            .opt_text(i)?
+                            .map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)))
+                            .unwrap_or(Value::Null),
+                        _ => r.opt_text(i)?.map(Value::from).unwrap_or(Value::Null),
+                    };
+                    o.insert((*c).to_owned(), v);
+                }
+                Ok(Value::Object(o))
+            })
+            .collect()
+    };
+    let customers = rows_json(
+        pool.fetch(&format!("SELECT id, external_id, email, phone, first_name, last_name, address1, address2, postal_code, city, country, time_zone, locale, created_at, attributes, inserted_at, updated_at FROM customers WHERE id IN ({list}) ORDER BY id"), &args_or_none).await?,
+        &["id", "external_id", "email", "phone", "first_name", "last_name", "address1", "address2", "postal_code", "city", "country", "time_zone", "locale", "created_at", "attributes", "first_stored_at", "updated_at"],
+        &['i', 's', 's', 's', 's', 's', 's', 's', 's', 's', 's', 's', 's', 't', 'j', 't', 't'],
+    )?;
+    let consents = rows_json(
+        pool.fetch(&format!("SELECT customer_id, channel, status, source, wording_version, recorded_at FROM consent_ledger WHERE customer_id IN ({list}) ORDER BY recorded_at, id"), &args_or_none).await?,
+        &["customer_id", "channel", "status", "source", "wording_version", "at"],
+        &['i', 's', 's', 's', 's', 't'],
+    )?;
+    let orders = rows_json(
+        pool.fetch(&format!("SELECT id, external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count FROM orders WHERE customer_id IN ({list}) ORDER BY ordered_at, id"), &args_or_none).await?,
+        &["id", "external_id", "customer_id", "ordered_at", "total_minor", "discount_minor", "currency", "status", "category", "item_count"],
+        &['i', 's', 'i', 't', 'i', 'i', 's', 's', 's', 'i'],
+    )?;
+    let lines = rows_json(
+        pool.fetch(&format!("SELECT i.order_id, i.line_no, i.sku, i.name, i.category, i.quantity, i.unit_price_minor, i.currency FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.customer_id IN ({list}) ORDER BY i.order_id, i.line_no"), &args_or_none).await?,
+        &["order_id", "line_no", "sku", "name", "category", "quantity", "unit_price_minor", "currency"],
+        &['i', 'i', 's', 's', 's', 'i', 'i', 's'],
+    )?;
+    let codes = rows_json(
+        pool.fetch(&format!("SELECT d.order_id, d.code FROM order_discount_codes d JOIN orders o ON o.id = d.order_id WHERE o.customer_id IN ({list}) ORDER BY d.order_id, d.code"), &args_or_none).await?,
+        &["order_id", "code"],
+        &['i', 's'],
+    )?;
+    let events = rows_json(
+        pool.fetch(&format!("SELECT event_key, customer_id, type, occurred_at, payload FROM events WHERE customer_id IN ({list}) ORDER BY occurred_at, id"), &args_or_none).await?,
+        &["key", "customer_id", "type", "at", "payload"],
+        &['s', 'i', 's', 't', 'j'],
+    )?;
+    let messages = rows_json(
+        pool.fetch("SELECT o.idempotency_key, k.name, o.step, o.variant, o.channel, o.template, o.subject, o.recipient, o.state, o.created_at, o.sent_at, o.outcome FROM outbox o JOIN campaigns k ON k.id = o.campaign_id WHERE o.profile_id = $1 ORDER BY o.id", &p).await?,
+        &["key", "campaign", "step", "variant", "channel", "template", "subject", "recipient", "state", "queued_at", "sent_at", "outcome"],
+        &['s', 's', 's', 's', 's', 's', 's', 's', 's', 't', 't', 's'],
+    )?;
+    let journeys = rows_json(
+        pool.fetch("SELECT k.name, e.variant, e.holdout, e.state, e.entered_at, e.ended_at, e.end_reason FROM enrolments e JOIN campaigns k ON k.id = e.campaign_id WHERE e.profile_id = $1 ORDER BY e.id", &p).await?,
+        &["campaign", "variant", "holdout", "state", "entered_at", "ended_at", "end_reason"],
+        &['s', 's', 'i', 's', 't', 't', 's'],
+    )?;
+    let offers = rows_json(
+        pool.fetch(
+            "SELECT code, kind, state, expires_at FROM offers WHERE profile_id = $1 ORDER BY code",
+            &p,
+        )
+        .await?,
+        &["code", "kind", "state", "expires_at"],
+        &['s', 's', 's', 't'],
+    )?;
+    let tags = rows_json(
+        pool.fetch(
+            "SELECT tag, added_at FROM contact_tags WHERE profile_id = $1 ORDER BY tag",
+            &p,
+        )
+        .await?,
+        &["tag", "added_at"],
+        &['s', 't'],
+    )?;
+    let preferences = rows_json(
+        pool.fetch(
+            "SELECT frequency, topics_off, updated_at FROM preferences WHERE profile_id = $1",
+            &p,
+        )
+        .await?,
+        &["frequency", "topics_off", "updated_at"],
+        &['s', 'j', 't'],
+    )?;
+    let scores = rows_json(
+        pool.fetch("SELECT stage, segment, rfm, p_alive, clv_minor, priority_minor FROM profile_scores WHERE profile_id = $1", &p).await?,
+        &["stage", "segment", "rfm", "p_alive", "clv_minor", "priority_minor"],
+        &['s', 's', 's', 's', 'i', 'i'],
+    )?;
+    let features = rows_json(
+        pool.fetch(
+            "SELECT data FROM profile_features WHERE profile_id = $1",
+            &p,
+        )
+        .await?,
+        &["data"],
+        &['j'],
+    )?;
+    let merges = rows_json(
+        pool.fetch(&format!("SELECT customer_a, customer_b, rule, value FROM identity_links WHERE customer_a IN ({list}) AND customer_b IN ({list})"), &[args_or_none.clone(), args_or_none.clone()].concat()).await?,
+        &["record_a", "record_b", "rule", "value"],
+        &['i', 'i', 's', 's'],
+    )?;
+    Ok(json!({
+        "format": "winback-subject-access/1",
+        "profile_id": profile_id,
+        "records": customers,
+        "consent_history": consents,
+        "orders": orders,
+        "order_lines": lines,
+        "discount_codes": codes,
+        "events": events,
+        "messages": messages,
+        "journeys": journeys,
+        "offers": offers,
+        "tags": tags,
+        "preferences": preferences.into_iter().next(),
+        "scores": scores.into_iter().next(),
+        "features": features.into_iter().next().map(|f| f["data"].clone()),
+        "identity_merges": merges,
+    }))
+}
+
+/// The list-hygiene report as of `now`.
+pub(crate) async fn hygiene(pool: &Pool, now: Timestamp) -> Result<Hygiene, StoreError> {
+    let mut h = Hygiene::default();
+    let day = 86_400_000_000i64;
+    let profiles = pool
+        .fetch(
+            "SELECT COALESCE(c.profile_id, c.id), MAX(COALESCE(c.created_at, c.inserted_at)) FROM customers c WHERE c.erased_at IS NULL AND c.email IS NOT NULL GROUP BY COALESCE(c.profile_id, c.id)",
+            &[],
+        )
+        .await?;
+    // Idle since the last click or human open, or since the address was first seen.
+    let mut last: HashMap<i64, (i64, bool)> = HashMap::new();
+    for r in &profiles {
+        last.insert(r.i64(0)?, (r.i64(1)?, false));
+    }
+    for r in pool
+        .fetch(
+            "SELECT COALESCE(c.profile_id, c.id), MAX(e.occurred_at) FROM events e JOIN customers c ON c.id = e.customer_id \
+             WHERE c.erased_at IS NULL AND (e.type = 'email_clicked' OR (e.type = 'email_opened' AND e.payload NOT LIKE '%\"machine\":true%')) \
+             GROUP BY COALESCE(c.profile_id, c.id)",
+            &[],
+        )
+        .await?
+    {
+        if let (Some(slot), Some(at)) = (last.get_mut(&r.i64(0)?), r.opt_i64(1)?) {
+            *slot = (slot.0.max(at), true);
+        }
+    }
+    h.addresses = last.len() as u64;
+    for (at, engaged) in last.into_values() {
+        h.never_engaged += u64::from(!engaged);
+        let idle = (now.as_micros() - at) / day;
+        h.idle_6m += u64::from(idle >= 182);
+        h.idle_12m += u64::from(idle >= 365);
+        h.idle_24m += u64::from(idle >= 730);
+    }
+    let count = |sql: &'static str| async move {
+        pool.fetch(sql, &[]).await?[0]
+            .i64(0)
+            .map(|n| n.max(0) as u64)
+    };
+    h.hard_bounces =
+        count("SELECT COUNT(*) FROM suppressions WHERE active = 1 AND reason = 'hard_bounce'")
+            .await?;
+    h.soft_bounce_suppressions =
+        count("SELECT COUNT(*) FROM suppressions WHERE active = 1 AND reason = 'soft_bounces'")
+            .await?;
+    h.complaints = count("SELECT COUNT(*) FROM events WHERE type = 'email_complained'").await?;
+    h.emails_sent = count(
+        "SELECT COUNT(*) FROM outbox WHERE channel = 'email' AND state IN ('sent', 'in_doubt')",
+    )
+    .await?;
+    h.complaint_rate = if h.emails_sent == 0 {
+        0.0
+    } else {
+        h.complaints as f64 / h.emails_sent as f64
+    };
+    h.duplicates_merged = count("SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND profile_id IS NOT NULL AND profile_id <> id").await?;
+    h.sunset = count(
+        "SELECT COUNT(DISTINCT customer_id) FROM consent_ledger WHERE source LIKE 'sunset:%'",
+    )
+    .await?;
+    h.erased_identities = count("SELECT COUNT(*) FROM erased_identities").await?;
+    h.erased_profiles = count("SELECT COUNT(*) FROM customers WHERE erased_at IS NOT NULL AND COALESCE(profile_id, id) = id").await?;
+    for r in pool
+        .fetch(
+            "SELECT reason, COUNT(*) FROM suppressions WHERE active = 1 GROUP BY reason ORDER BY reason",
+            &[],
+        )
+        .await?
+    {
+        h.suppressions.insert(r.text(0)?, r.i64(1)?.max(0) as u64);
+    }
+    Ok(h)
+}
+
+/// A data-subject request about one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Right of access: everything stored, as JSON.
+    Export,
+    /// Right to erasure.
+    Erase,
+    /// Objection to direct marketing.
+    Object,
+}
+
+/// What a request did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The export.
+    Exported(serde_json::Value),
+    /// The erasure (`None`: already erased).
+    Erased(Option<Erased>),
+    /// Queued messages dropped by the objection.
+    Objected(u64),
+}
+
+/// Handles one request as an audited privacy run; `origin` says who asked (`cli`, an API key's
+/// prefix).
+pub(crate) async fn request(
+    pool: &Pool,
+    salt: &str,
+    request: Request,
+    profile_id: i64,
+    origin: &str,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let settings = serde_json::json!({ "origin": origin });
+    let kind = match request {
+        Request::Export => "export",
+        Request::Erase => "erasure",
+        Request::Object => "objection",
+    };
+    let run = begin_run(pool, kind, false, &settings, now).await?;
+    let (outcome, affected) = match request {
+        Request::Export => {
+            let data = export_profile(pool, profile_id).await?;
+            let reason = format!("subject access request ({origin})");
+            audit(pool, run, profile_id, "exported", &reason, None, now).await?;
+            (Outcome::Exported(data), 1)
+        }
+        Request::Erase => {
+            let reason = format!("erasure request ({origin})");
+            let e = erase_profile(pool, salt, profile_id, run, &reason, None, now).await?;
+            let n = i64::from(e.is_some());
+            (Outcome::Erased(e), n)
+        }
+        Request::Object => (
+            Outcome::Objected(object(pool, profile_id, run, now).await?),
+            1,
+        ),
+    };
+    finish_run(pool, run, affected, now).await?;
+    Ok(outcome)
+}

@@ -1,0 +1,60 @@
+//! The template renderer: arbitrary subject templates through the sandbox (bounded fuel, no
+//! file or environment access), and arbitrary personal data through every HTML template, which
+//! must come out escaped.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use winback_channels::render::Renderer;
+use winback_engine::ports::Dispatch;
+
+fn renderer() -> &'static Renderer {
+    static R: OnceLock<Renderer> = OnceLock::new();
+    R.get_or_init(|| Renderer::new("Fuzz & Co"))
+}
+
+fn dispatch(template: &str, first_name: &str, product: &str) -> Dispatch {
+    Dispatch {
+        key: "k".into(),
+        channel: "email".into(),
+        to: "a@example.com".into(),
+        campaign: "fuzz".into(),
+        step: "s".into(),
+        variant: "a".into(),
+        template: template.into(),
+        subject: Some("Hi".into()),
+        preheader: None,
+        sender_name: None,
+        customer: "c1".into(),
+        first_name: Some(first_name.into()),
+        locale: Some("en".into()),
+        offer: None,
+        products: vec![product.into()],
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, '\u{1}');
+    let source = parts.next().unwrap_or("");
+    let name = parts.next().unwrap_or("");
+    let product = parts.next().unwrap_or("");
+    let r = renderer();
+    let _ = r.render_line(source, &dispatch("we-miss-you", name, product));
+    let templates = Renderer::templates();
+    let template = templates[name.len() % templates.len()];
+    if let Ok(out) = r.render(
+        &dispatch(template, name, product),
+        &winback_channels::render::Links::default(),
+    ) {
+        if name.contains('<') {
+            assert!(
+                !out.html.contains(name.trim()),
+                "personal data reached the HTML unescaped"
+            );
+        }
+    }
+});
