@@ -144,7 +144,17 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "email_ok",
         "bool",
-        "email marketing is allowed (consent, not suppressed)",
+        "email marketing is allowed (consent, not suppressed; a soft opt-in only for customers with an order)",
+    ),
+    (
+        "email_consent",
+        "string",
+        "the email consent in force: opt_in, soft_opt_in (existing customers, similar products only), none, withdrawn",
+    ),
+    (
+        "sms_consent",
+        "string",
+        "the SMS consent in force: opt_in, soft_opt_in, none, withdrawn",
     ),
     (
         "sms_ok",
@@ -272,6 +282,10 @@ pub struct AudienceRow {
     pub email_ok: bool,
     /// SMS marketing allowed.
     pub sms_ok: bool,
+    /// The email consent in force (`opt_in`, `soft_opt_in`, `none`, `withdrawn`).
+    pub email_consent: String,
+    /// The SMS consent in force.
+    pub sms_consent: String,
     /// Locale.
     pub locale: Option<String>,
     /// Country.
@@ -407,6 +421,8 @@ impl AudienceRow {
             "has_email" => Value::Bool(self.has_email),
             "has_phone" => Value::Bool(self.has_phone),
             "email_ok" => Value::Bool(self.email_ok),
+            "email_consent" => Value::from(self.email_consent.as_str()),
+            "sms_consent" => Value::from(self.sms_consent.as_str()),
             "sms_ok" => Value::Bool(self.sms_ok),
             "email_inactive" => Value::Bool(self.email_inactive()),
             "locale" => text(&self.locale),

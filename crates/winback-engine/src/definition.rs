@@ -88,6 +88,10 @@ pub struct Campaign {
     /// Win-back journeys exclude one another: a contact is in at most one at a time unless
     /// `exclusive = false`.
     pub exclusive: bool,
+    /// The campaign markets the shop's own range to people who bought there, so contacts with
+    /// a soft opt-in (existing customers, similar products) may enter; `similar_products =
+    /// false` limits it to explicit opt-ins.
+    pub similar_products: bool,
     /// Who may enter (also re-checked by the audience trigger's schedule).
     pub audience: Option<Audience>,
     /// What enrols contacts.
@@ -571,6 +575,8 @@ struct RawCampaign {
     audience: Option<Spanned<String>>,
     #[serde(default)]
     exclusive: Option<bool>,
+    #[serde(default)]
+    similar_products: Option<bool>,
     #[serde(default)]
     conversion_window: Option<Spanned<String>>,
 }
@@ -1675,6 +1681,7 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
         name,
         description: raw.campaign.description,
         exclusive: raw.campaign.exclusive.unwrap_or(true),
+        similar_products: raw.campaign.similar_products.unwrap_or(true),
         audience,
         trigger,
         entry,

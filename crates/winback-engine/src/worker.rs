@@ -313,6 +313,21 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                     }
                 }
             }
+            // Soft opt-ins cover similar products only: a campaign that markets something else
+            // (`similar_products = false`) reaches explicit opt-ins alone.
+            if !c.similar_products && !candidates.is_empty() {
+                if rows.is_none() {
+                    rows = Some(self.store.audience_rows(now).await?);
+                }
+                let soft: std::collections::HashSet<i64> = rows
+                    .as_ref()
+                    .expect("loaded")
+                    .iter()
+                    .filter(|e| e.row.email_consent == "soft_opt_in" || e.row.sms_consent == "soft_opt_in")
+                    .map(|e| e.row.profile_id)
+                    .collect();
+                candidates.retain(|k| !soft.contains(&k.profile_id));
+            }
             if candidates.is_empty() {
                 continue;
             }

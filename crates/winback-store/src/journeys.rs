@@ -384,6 +384,12 @@ pub(crate) async fn audience_rows(
                 && !suppressed.contains(&(channel.as_str().to_owned(), addr.clone()))
         })
     };
+    let status = |record: &Option<(i64, String)>, channel: Channel| -> ConsentStatus {
+        record
+            .as_ref()
+            .and_then(|(id, _)| consents.get(&(*id, channel)))
+            .map_or(ConsentStatus::None, |c| c.status)
+    };
     let mut out = Vec::with_capacity(contacts.len());
     for (profile, c) in &contacts {
         let mut row = AudienceRow {
@@ -392,6 +398,8 @@ pub(crate) async fn audience_rows(
             has_phone: c.phone_record.is_some(),
             email_ok: allowed(&c.email_record, Channel::Email),
             sms_ok: allowed(&c.phone_record, Channel::Sms),
+            email_consent: status(&c.email_record, Channel::Email).as_str().to_owned(),
+            sms_consent: status(&c.phone_record, Channel::Sms).as_str().to_owned(),
             locale: c.locale.clone(),
             country: c.country.clone(),
             subscription: "none".into(),
@@ -407,6 +415,12 @@ pub(crate) async fn audience_rows(
             let f: winback_scoring::Features = serde_json::from_str(data)?;
             row.set_features(&f, now);
             first_order_at = f.first_order_at;
+        }
+        // A soft opt-in covers existing customers only (someone who bought from the shop).
+        let soft = ConsentStatus::SoftOptIn.as_str();
+        if row.orders == 0 {
+            row.email_ok &= row.email_consent != soft;
+            row.sms_ok &= row.sms_consent != soft;
         }
         if let Some(s) = scores.get(profile) {
             row.stage = Some(s.text(1)?);
@@ -1403,7 +1417,18 @@ pub(crate) async fn prepare_send(
                     at: ts(l.i64(3)?)?,
                 });
             }
-            let ok = Consent::effective(&history).is_some_and(|c| c.status.allows_marketing());
+            let effective = Consent::effective(&history);
+            let mut ok = effective.is_some_and(|c| c.status.allows_marketing());
+            // A soft opt-in covers existing customers only: someone with an order.
+            if ok && effective.is_some_and(|c| c.status == ConsentStatus::SoftOptIn) {
+                ok = !tx
+                    .fetch(
+                        "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) LIMIT 1",
+                        &[Val::from(m.profile_id)],
+                    )
+                    .await?
+                    .is_empty();
+            }
             // Suppressed, or an erased person's address that came back on another record.
             let erased = crate::privacy::address_hash(salt, ch.as_str(), addr).unwrap_or_default();
             let sup = !tx

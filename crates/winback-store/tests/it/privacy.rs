@@ -524,3 +524,109 @@ conformance!(
     retention_notice,
     super::the_retention_notice_is_sent_once_and_waited_for
 );
+
+/// A soft opt-in reaches existing customers (an order) with campaigns about similar products;
+/// a subscriber with a soft opt-in, or a campaign with `similar_products = false`, needs an
+/// explicit opt-in. A later withdrawal wins over both.
+async fn soft_opt_in_is_for_customers_and_similar_products(store: &SqlStore) {
+    let customers = "customer_id,email,email_consent,email_consent_at\n\
+        BOUGHT,bought@example.nl,soft_opt_in,2024-01-01T00:00:00Z\n\
+        SUBSCRIBER,sub@example.nl,soft_opt_in,2024-01-01T00:00:00Z\n\
+        EXPLICIT,explicit@example.nl,yes,2024-01-01T00:00:00Z\n\
+        LEFT,left@example.nl,soft_opt_in,2024-01-01T00:00:00Z\n";
+    let orders = "order_id,customer_id,ordered_at,total,currency,status\n\
+        O1,BOUGHT,2024-02-01T10:00:00Z,40.00,EUR,paid\n\
+        O2,LEFT,2024-02-01T10:00:00Z,40.00,EUR,paid\n";
+    let events = "{\"customer_id\":\"LEFT\",\"at\":\"2024-03-01T10:00:00Z\",\"type\":\"email_unsubscribed\"}\n";
+    for (kind, name, text) in [
+        (SourceKind::Customers, "customers.csv", customers),
+        (SourceKind::Orders, "orders.csv", orders),
+        (SourceKind::Events, "events.jsonl", events),
+    ] {
+        let r = import(store, kind, name, text, Mode::Strict).await;
+        assert!(r.committed, "{:?}", r.errors);
+    }
+    let start = at("2024-06-03T10:00:00Z");
+    crate::engine::features(store, start).await;
+    let similar = CAMPAIGN.replace("hello", "similar");
+    let other = CAMPAIGN
+        .replace("hello", "other")
+        .replace("[campaign]\n", "[campaign]\nsimilar_products = false\nexclusive = false\n");
+    launch(store, "similar", &similar, start).await;
+    launch(store, "other", &other, start).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start);
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    engine.run_until_idle(10).await.unwrap();
+    clock.advance_days(2);
+    engine.run_until_idle(10).await.unwrap();
+    let entered = text_of(
+        store,
+        "SELECT k.name || ':' || c.external_id FROM enrolments e JOIN campaigns k ON k.id = e.campaign_id \
+         JOIN customers c ON c.id = e.profile_id ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        entered,
+        "other:EXPLICIT\nsimilar:BOUGHT\nsimilar:EXPLICIT",
+        "a soft opt-in without an order, or for other products, or withdrawn, does not enter"
+    );
+    let sent = text_of(store, "SELECT recipient FROM outbox WHERE state = 'sent'").await;
+    assert!(!sent.contains("sub@") && !sent.contains("left@"), "{sent}");
+    assert!(sent.contains("bought@"), "{sent}");
+    // The ledger keeps every statement with its source and time.
+    let ledger = text_of(
+        store,
+        "SELECT l.status, l.source FROM consent_ledger l JOIN customers c ON c.id = l.customer_id WHERE c.external_id = 'LEFT' ORDER BY l.recorded_at",
+    )
+    .await;
+    assert_eq!(
+        ledger,
+        "soft_opt_in|import:customers.csv\nwithdrawn|event:email_unsubscribed"
+    );
+}
+conformance!(
+    soft_opt_in,
+    super::soft_opt_in_is_for_customers_and_similar_products
+);
+
+/// A sunset (no answer to a re-permission message) unsubscribes from marketing email only:
+/// SMS, where consented, still reaches the person.
+async fn a_sunset_ends_email_and_leaves_other_channels(store: &SqlStore) {
+    let customers = "customer_id,email,phone,email_consent,sms_consent\n\
+        QUIET,quiet@example.nl,+31612345679,yes,yes\n";
+    let r = import(store, SourceKind::Customers, "customers.csv", customers, Mode::Strict).await;
+    assert!(r.committed, "{:?}", r.errors);
+    let start = at("2024-06-03T10:00:00Z");
+    crate::engine::features(store, start).await;
+    let sunset = r#"
+[campaign]
+name = "goodbye"
+audience = 'email_ok'
+[trigger]
+type = "audience"
+[holdout]
+share = 0.0
+[[steps]]
+id = "goodbye"
+type = "sunset"
+template = "farewell"
+subject = "There will always be a place for you"
+"#;
+    launch(store, "goodbye", sunset, start).await;
+    let quiet = profile(store, "QUIET").await.unwrap();
+    assert!(store.preferences(quiet).await.unwrap().email);
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start);
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.sent, 1, "{s:?}");
+    let prefs = store.preferences(quiet).await.unwrap();
+    assert!(!prefs.email, "unsubscribed from marketing email");
+    assert!(prefs.sms, "SMS still allowed by its own consent");
+    let h = store.hygiene(start).await.unwrap();
+    assert_eq!(h.sunset, 1);
+}
+conformance!(sunset, super::a_sunset_ends_email_and_leaves_other_channels);
