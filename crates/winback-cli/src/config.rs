@@ -63,6 +63,27 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `[privacy]`: the retention policy.
     pub privacy: PrivacyConfig,
+    /// `[measurement]`: message costs for `winback report`.
+    pub measurement: MeasurementConfig,
+}
+
+/// `[measurement]`
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeasurementConfig {
+    /// What one email costs (ESP fees), minor units of the default currency.
+    pub email_cost_minor: i64,
+    /// What one SMS costs, minor units.
+    pub sms_cost_minor: i64,
+}
+
+impl Default for MeasurementConfig {
+    fn default() -> Self {
+        Self {
+            email_cost_minor: 1,
+            sms_cost_minor: 8,
+        }
+    }
 }
 
 /// `[privacy]`
@@ -496,6 +517,7 @@ impl Default for Config {
             sms: winback_channels::sms::SmsSettings::default(),
             webhooks: WebhooksConfig::default(),
             privacy: PrivacyConfig::default(),
+            measurement: MeasurementConfig::default(),
         }
     }
 }

@@ -52,7 +52,8 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
             .campaigns
             .iter()
             .map(|(c, arms)| {
-                let holdout = arms.iter().find(|a| a.holdout);
+                let pooled = crate::kpi::pooled_holdout(arms);
+                let holdout = pooled.as_ref();
                 let arms: Vec<serde_json::Value> = arms
                     .iter()
                     .map(|a| {
@@ -83,7 +84,8 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
         o.outbox.display()
     );
     for (c, arms) in &o.campaigns {
-        let holdout = arms.iter().find(|a| a.holdout);
+        let pooled = crate::kpi::pooled_holdout(arms);
+        let holdout = pooled.as_ref();
         let enrolled: i64 = arms.iter().map(|a| a.enrolled).sum();
         println!("   {} — {}", c.name, c.description);
         if enrolled == 0 {
@@ -130,15 +132,18 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
                     }
                 );
             } else if let Some(h) = holdout.filter(|h| h.enrolled > 0) {
-                let net = f.incremental_revenue_minor * margin
-                    - (a.discount_minor + f.message_cost_minor) as f64;
-                println!(
-                    "         vs holdout {:.1}% → {:+.0} extra buyers, {} extra revenue; net {} after discounts and sending",
-                    h.converted as f64 / h.enrolled as f64 * 100.0,
-                    f.incremental_conversions,
-                    money(f.incremental_revenue_minor as i64, cur),
-                    money(net as i64, cur),
+                let r = winback_measure::Readout::new(
+                    crate::kpi::arm(a),
+                    crate::kpi::arm(h),
+                    winback_measure::Economics {
+                        margin,
+                        discount_minor: a.discount_minor,
+                        message_cost_minor: f.message_cost_minor,
+                    },
                 );
+                for line in crate::kpi::readout_lines(&r, cur, true) {
+                    println!("         {line}");
+                }
             }
         }
         if let Some(h) = holdout {
@@ -163,7 +168,14 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
         o.repeated, o.totals.in_doubt
     );
     println!(
-        "   The holdout comparison is the simulation's forecast; measured lift with confidence intervals comes from real data."
+        "   Intervals are 95%: a campaign is credited only with what its holdout shows. The full report:"
+    );
+    println!(
+        "   winback report --database sqlite://{}",
+        o.outbox
+            .parent()
+            .map(|p| p.join("programme.db").display().to_string())
+            .unwrap_or_default()
     );
 }
 

@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod examples;
 mod import;
+mod kpi;
 mod models;
 mod privacy;
 mod report;
@@ -109,6 +110,9 @@ enum Command {
     /// API keys: create (shown once, stored hashed), list, revoke.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// What the campaigns did and earned against their holdouts (95% intervals), list hygiene
+    /// and base health; `--json`, `--csv`.
+    Report(kpi::ReportArgs),
     /// Retention (36 months), access exports, erasure, objection, audit log, list hygiene.
     #[command(subcommand)]
     Privacy(privacy::PrivacyCommand),
@@ -450,5 +454,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => serve::keys(&config, &clock, cmd).await,
         Command::Simulate(args) => simulate::run(&config, &clock, args).await,
         Command::Privacy(cmd) => privacy::run(&config, &clock, cmd).await,
+        Command::Report(args) => kpi::run(&config, &clock, args).await,
     }
 }

@@ -323,7 +323,9 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                     .as_ref()
                     .expect("loaded")
                     .iter()
-                    .filter(|e| e.row.email_consent == "soft_opt_in" || e.row.sms_consent == "soft_opt_in")
+                    .filter(|e| {
+                        e.row.email_consent == "soft_opt_in" || e.row.sms_consent == "soft_opt_in"
+                    })
                     .map(|e| e.row.profile_id)
                     .collect();
                 candidates.retain(|k| !soft.contains(&k.profile_id));

@@ -2111,7 +2111,7 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
 // Reports.
 
 /// One arm of a campaign: a variant, or the holdout.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ArmResult {
     /// Variant id (the holdout keeps the variant it would have had).
     pub variant: String,
@@ -2123,6 +2123,10 @@ pub struct ArmResult {
     pub converted: i64,
     /// Revenue of those orders within the window, minor units.
     pub revenue_minor: i64,
+    /// Sum over enrolments of (their revenue in the window)², for the revenue variance.
+    pub revenue_sq: f64,
+    /// Orders within the window.
+    pub orders: i64,
     /// Messages by outbox state (`sent`, `dropped`, `cancelled`, `in_doubt`, …).
     pub messages: BTreeMap<String, i64>,
     /// Offers issued.
@@ -2137,31 +2141,45 @@ pub(crate) async fn campaign_results(
     pool: &Pool,
     campaign_id: i64,
     window_seconds: i64,
+    range: (i64, i64),
 ) -> Result<Vec<ArmResult>, StoreError> {
+    // One row per enrolment (its orders in the window), summed here: the readout needs each
+    // contact's revenue squared, which SQL would compute differently on the two backends.
+    let window = "o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')";
     let rows = pool
         .fetch(
-            "SELECT e.variant, e.holdout, COUNT(*), \
-                   COUNT(CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) \
-                     AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')) THEN 1 END), \
-                   CAST(COALESCE(SUM((SELECT SUM(o.total_minor) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) \
-                     AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded'))), 0) AS BIGINT) \
-                 FROM enrolments e WHERE e.campaign_id = $1 GROUP BY e.variant, e.holdout ORDER BY e.holdout, e.variant",
-            &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
+            &format!(
+                "SELECT e.variant, e.holdout, \
+                   (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
+                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) \
+                 FROM enrolments e WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
+            ),
+            &[
+                Val::from(campaign_id),
+                Val::from(window_seconds * 1_000_000),
+                Val::from(range.0),
+                Val::from(range.1),
+            ],
         )
         .await?;
-    let mut out: Vec<ArmResult> = rows
-        .iter()
-        .map(|r| {
-            Ok(ArmResult {
-                variant: r.text(0)?,
-                holdout: r.i64(1)? != 0,
-                enrolled: r.i64(2)?,
-                converted: r.i64(3)?,
-                revenue_minor: r.i64(4)?,
+    let mut arms: BTreeMap<(bool, String), ArmResult> = BTreeMap::new();
+    for r in &rows {
+        let (variant, holdout) = (r.text(0)?, r.i64(1)? != 0);
+        let (orders, revenue) = (r.i64(2)?, r.i64(3)?);
+        let a = arms
+            .entry((holdout, variant.clone()))
+            .or_insert_with(|| ArmResult {
+                variant,
+                holdout,
                 ..ArmResult::default()
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+            });
+        a.enrolled += 1;
+        a.converted += i64::from(orders > 0);
+        a.orders += orders;
+        a.revenue_minor += revenue;
+        a.revenue_sq += (revenue as f64).powi(2);
+    }
+    let mut out: Vec<ArmResult> = arms.into_values().collect();
     for r in pool
         .fetch(
             "SELECT variant, state, COUNT(*) FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",
@@ -2189,6 +2207,154 @@ pub(crate) async fn campaign_results(
         }
     }
     Ok(out)
+}
+
+/// What happened to one step's messages of one variant on one channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessageFunnel {
+    /// Step id.
+    pub step: String,
+    /// Variant.
+    pub variant: String,
+    /// Channel.
+    pub channel: String,
+    /// Handed to the provider (or written to the outbox folder).
+    pub sent: i64,
+    /// Sent and not bounced.
+    pub delivered: i64,
+    /// Refused for good (the address is suppressed).
+    pub hard_bounced: i64,
+    /// Refused for now.
+    pub soft_bounced: i64,
+    /// Unknown after a crash: counted, never resent.
+    pub in_doubt: i64,
+    /// Not sent at send time (consent, suppression, caps, an ended journey…).
+    pub dropped: i64,
+    /// Messages opened by a person.
+    pub opened_human: i64,
+    /// Messages opened only by a machine (privacy proxies, scanners).
+    pub opened_machine: i64,
+    /// Messages clicked.
+    pub clicked: i64,
+    /// Unsubscribes from these messages.
+    pub unsubscribed: i64,
+    /// Spam complaints about these messages.
+    pub complained: i64,
+    /// Survey answers by reason.
+    pub survey: BTreeMap<String, i64>,
+}
+
+/// Message outcomes per step, variant and channel for messages queued in `range`, with the
+/// engagement events that name them (`message_id`).
+pub(crate) async fn message_funnel(
+    pool: &Pool,
+    campaign_id: i64,
+    range: (i64, i64),
+) -> Result<Vec<MessageFunnel>, StoreError> {
+    let mut by_key: HashMap<String, (String, String, String)> = HashMap::new();
+    let mut funnels: BTreeMap<(String, String, String), MessageFunnel> = BTreeMap::new();
+    for r in pool
+        .fetch(
+            "SELECT idempotency_key, step, variant, channel, state, outcome FROM outbox WHERE campaign_id = $1 AND created_at >= $2 AND created_at < $3",
+            &[
+                Val::from(campaign_id),
+                Val::from(range.0),
+                Val::from(range.1),
+            ],
+        )
+        .await?
+    {
+        let id = (r.text(1)?, r.text(2)?, r.text(3)?);
+        let f = funnels.entry(id.clone()).or_insert_with(|| MessageFunnel {
+            step: id.0.clone(),
+            variant: id.1.clone(),
+            channel: id.2.clone(),
+            ..MessageFunnel::default()
+        });
+        let outcome = r.opt_text(5)?.unwrap_or_default();
+        match (r.text(4)?.as_str(), outcome.as_str()) {
+            ("sent", _) => {
+                f.sent += 1;
+                f.delivered += 1;
+            }
+            ("failed", "hard_bounce") => {
+                f.sent += 1;
+                f.hard_bounced += 1;
+            }
+            (_, "soft_bounce") => {
+                f.sent += 1;
+                f.soft_bounced += 1;
+            }
+            ("in_doubt", _) => {
+                f.sent += 1;
+                f.in_doubt += 1;
+            }
+            ("dropped", _) => f.dropped += 1,
+            _ => {}
+        }
+        by_key.insert(r.text(0)?, id);
+    }
+    if by_key.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Each message counts once per kind of response, however often it was opened or clicked;
+    // a message a person opened is not also counted as a machine open.
+    #[derive(Default)]
+    struct Seen {
+        open: bool,
+        machine_open: bool,
+        click: bool,
+        unsubscribe: bool,
+        complaint: bool,
+    }
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    for r in pool
+        .fetch(
+            "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'survey_answered') \
+             AND occurred_at >= $1",
+            &[Val::from(range.0)],
+        )
+        .await?
+    {
+        let payload: serde_json::Value = serde_json::from_str(&r.text(1)?).unwrap_or_default();
+        let Some(key) = payload.get("message_id").and_then(|m| m.as_str()) else {
+            continue;
+        };
+        let Some(id) = by_key.get(key) else {
+            continue;
+        };
+        let s = seen.entry(key.to_owned()).or_default();
+        match r.text(0)?.as_str() {
+            "email_opened" if payload.get("machine").and_then(|m| m.as_bool()) == Some(true) => {
+                s.machine_open = true
+            }
+            "email_opened" => s.open = true,
+            "email_clicked" => s.click = true,
+            "email_unsubscribed" => s.unsubscribe = true,
+            "email_complained" => s.complaint = true,
+            _ => {
+                let reason = payload
+                    .get("reason")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("other")
+                    .to_owned();
+                if let Some(f) = funnels.get_mut(id) {
+                    *f.survey.entry(reason).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (key, s) in &seen {
+        let Some(f) = by_key.get(key).and_then(|id| funnels.get_mut(id)) else {
+            continue;
+        };
+        f.opened_human += i64::from(s.open);
+        f.opened_machine += i64::from(s.machine_open && !s.open);
+        f.clicked += i64::from(s.click);
+        f.unsubscribed += i64::from(s.unsubscribe);
+        f.complained += i64::from(s.complaint);
+    }
+    Ok(funnels.into_values().collect())
 }
 
 /// Rows by state.

@@ -13,7 +13,7 @@ pub mod db;
 mod features;
 pub mod ingest;
 mod journeys;
-pub use journeys::ArmResult;
+pub use journeys::{ArmResult, MessageFunnel};
 mod migrate;
 pub mod privacy;
 mod queries;
@@ -738,7 +738,45 @@ impl SqlStore {
         campaign_id: i64,
         window_seconds: i64,
     ) -> Result<Vec<ArmResult>, StoreError> {
-        journeys::campaign_results(&self.pool, campaign_id, window_seconds).await
+        journeys::campaign_results(
+            &self.pool,
+            campaign_id,
+            window_seconds,
+            (i64::MIN, i64::MAX),
+        )
+        .await
+    }
+
+    /// Like [`SqlStore::campaign_results`], for the contacts who entered in `[from, until)`.
+    pub async fn campaign_results_between(
+        &self,
+        campaign_id: i64,
+        window_seconds: i64,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<ArmResult>, StoreError> {
+        journeys::campaign_results(
+            &self.pool,
+            campaign_id,
+            window_seconds,
+            (from.as_micros(), until.as_micros()),
+        )
+        .await
+    }
+
+    /// Message outcomes of a campaign per step, variant and channel (see [`MessageFunnel`]).
+    pub async fn message_funnel(
+        &self,
+        campaign_id: i64,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<MessageFunnel>, StoreError> {
+        journeys::message_funnel(
+            &self.pool,
+            campaign_id,
+            (from.as_micros(), until.as_micros()),
+        )
+        .await
     }
 
     /// Enrolments and messages by state, per campaign.

@@ -245,6 +245,72 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "{mail}"
     );
     assert!(mail.contains("Content-Type: text/html"), "{mail}");
+    // The report on the simulated programme matches the stored rows exactly.
+    let programme = env.dir.path().join("winback-demo/programme.db");
+    let url = format!("sqlite://{}", programme.display());
+    let out = env.run(&["report", "--json", "--database", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum = |f: &dyn Fn(&serde_json::Value) -> i64| -> i64 {
+        report["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(f)
+            .sum()
+    };
+    let contacts = sum(&|c| {
+        c["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["contacts"].as_i64().unwrap())
+            .sum()
+    });
+    let sent = sum(&|c| {
+        c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["delivered"].as_i64().unwrap())
+            .sum()
+    });
+    let clicked = sum(&|c| {
+        c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["clicked"].as_i64().unwrap())
+            .sum()
+    });
+    let discount = sum(&|c| {
+        c["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["discount_minor"].as_i64().unwrap())
+            .sum()
+    });
+    let stored = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = winback_store::SqlStore::connect(&url).await.unwrap();
+        let one = |sql: &'static str| {
+            let store = store.clone();
+            async move { store.pool().fetch(sql, &[]).await.unwrap()[0].i64(0).unwrap() }
+        };
+        let r = (
+            one("SELECT COUNT(*) FROM enrolments").await,
+            one("SELECT COUNT(*) FROM outbox WHERE state = 'sent'").await,
+            one("SELECT COUNT(DISTINCT o.id) FROM outbox o JOIN events e ON e.type = 'email_clicked' AND e.payload LIKE '%' || o.idempotency_key || '%'").await,
+            one("SELECT CAST(COALESCE(SUM(cost_minor), 0) AS BIGINT) FROM offers WHERE used > 0").await,
+        );
+        store.close().await;
+        r
+    });
+    assert_eq!((contacts, sent, clicked, discount), stored, "{report}");
+    assert!(sent > 0 && contacts > 0);
+    let out = env.run(&["report", "--csv", "--database", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("campaign,arm,holdout,contacts"));
     // The same seed on the same day: re-running updates, never duplicates; the simulation ran
     // on a copy and left the shop's data as imported.
     let out = env.run(&["demo", "--customers", "300", "--months", "2"]);

@@ -549,9 +549,10 @@ async fn soft_opt_in_is_for_customers_and_similar_products(store: &SqlStore) {
     let start = at("2024-06-03T10:00:00Z");
     crate::engine::features(store, start).await;
     let similar = CAMPAIGN.replace("hello", "similar");
-    let other = CAMPAIGN
-        .replace("hello", "other")
-        .replace("[campaign]\n", "[campaign]\nsimilar_products = false\nexclusive = false\n");
+    let other = CAMPAIGN.replace("hello", "other").replace(
+        "[campaign]\n",
+        "[campaign]\nsimilar_products = false\nexclusive = false\n",
+    );
     launch(store, "similar", &similar, start).await;
     launch(store, "other", &other, start).await;
     let dir = tempfile::tempdir().unwrap();
@@ -568,8 +569,7 @@ async fn soft_opt_in_is_for_customers_and_similar_products(store: &SqlStore) {
     )
     .await;
     assert_eq!(
-        entered,
-        "other:EXPLICIT\nsimilar:BOUGHT\nsimilar:EXPLICIT",
+        entered, "other:EXPLICIT\nsimilar:BOUGHT\nsimilar:EXPLICIT",
         "a soft opt-in without an order, or for other products, or withdrawn, does not enter"
     );
     let sent = text_of(store, "SELECT recipient FROM outbox WHERE state = 'sent'").await;
@@ -596,7 +596,14 @@ conformance!(
 async fn a_sunset_ends_email_and_leaves_other_channels(store: &SqlStore) {
     let customers = "customer_id,email,phone,email_consent,sms_consent\n\
         QUIET,quiet@example.nl,+31612345679,yes,yes\n";
-    let r = import(store, SourceKind::Customers, "customers.csv", customers, Mode::Strict).await;
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "customers.csv",
+        customers,
+        Mode::Strict,
+    )
+    .await;
     assert!(r.committed, "{:?}", r.errors);
     let start = at("2024-06-03T10:00:00Z");
     crate::engine::features(store, start).await;
