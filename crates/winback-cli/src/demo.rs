@@ -404,6 +404,18 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!("   ({:.1} s)", t.elapsed().as_secs_f64());
     println!();
     print_outcome(config, &outcome, false);
+    let report = crate::kpi::build(
+        &sim_config,
+        &store,
+        winback_domain::Timestamp::EPOCH,
+        crate::kpi::forever(),
+        outcome.end,
+    )
+    .await?;
+    let html = args.dir.join("report.html");
+    crate::campaigns::write_atomic(&html, crate::html_report::render(&report)?.as_bytes())
+        .with_context(|| format!("writing {}", html.display()))?;
+    println!("   The report with its charts: {}", html.display());
     println!();
     print_privacy(config, clock.now()).await?;
     println!();

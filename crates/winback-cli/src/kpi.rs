@@ -64,6 +64,8 @@ pub struct CampaignReport {
     pub messages: Vec<MessageFunnel>,
     /// Automatic winner selection (campaigns with several variants).
     pub winner: Option<Winner>,
+    /// Did they stay? Reactivated customers after their return.
+    pub stay: winback_store::stay::Stay,
 }
 
 /// The whole report.
@@ -196,6 +198,11 @@ pub fn arm_reports(
     (out, overall)
 }
 
+/// The last instant a report covers by default (a simulated programme runs ahead of the clock).
+pub fn forever() -> Timestamp {
+    Timestamp::from_micros(253_370_764_800_000_000).unwrap_or(Timestamp::EPOCH)
+}
+
 /// Gathers the report for contacts who entered in `[from, until)`.
 pub async fn build(
     config: &Config,
@@ -213,6 +220,7 @@ pub async fn build(
             .campaign_results_between(rec.id, window, from, until)
             .await?;
         let messages = store.message_funnel(rec.id, from, until).await?;
+        let stay = store.stay(rec.id, window, now).await?;
         let (arms_out, overall) = arm_reports(config, &arms, &messages);
         let variants: Vec<(String, Arm)> = arms
             .iter()
@@ -230,6 +238,7 @@ pub async fn build(
             messages,
             winner: (variants.len() > 1)
                 .then(|| winback_measure::choose_winner(&variants, &holdout)),
+            stay,
         });
     }
     let hygiene = store.hygiene(now).await?;
@@ -317,6 +326,51 @@ pub fn readout_lines(r: &Readout, cur: &str, brief: bool) -> Vec<String> {
     }
     for w in r.warnings.iter().take(if brief { 1 } else { usize::MAX }) {
         out.push(format!("note: {w}"));
+    }
+    out
+}
+
+fn share(s: &winback_store::stay::Share) -> String {
+    match s.rate() {
+        Some(r) => format!("{:.0}%", 100.0 * r),
+        None => "-".into(),
+    }
+}
+
+/// "Did they stay?" in a few lines: reactivated, holdout returners, never-lapsed.
+pub fn stay_lines(s: &winback_store::stay::Stay, cur: &str) -> Vec<String> {
+    if s.reactivated.people == 0 {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "did they stay? {:<22} {:>6} {:>8} {:>8} {:>8} {:>13} {:>14} {:>12}",
+        "", "people", "again30", "again90", "again180", "lapsed again", "revenue after", "mean CLV"
+    )];
+    for (label, c) in [
+        ("reactivated", &s.reactivated),
+        ("holdout, came back", &s.holdout_returned),
+        ("never lapsed", &s.never_lapsed),
+    ] {
+        out.push(format!(
+            "               {:<22} {:>6} {:>8} {:>8} {:>8} {:>13} {:>14} {:>12}",
+            label,
+            n(c.people),
+            share(&c.again_30d),
+            share(&c.again_90d),
+            share(&c.again_180d),
+            share(&c.lapsed_again),
+            money(c.revenue_after_minor as f64, cur),
+            c.mean_clv_minor
+                .map(|v| money(v, cur))
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if s.reactivated.reward_only.eligible > 0 {
+        out.push(format!(
+            "reward only: {} of {} who came back with the campaign's code bought nothing more within 90 days",
+            n(s.reactivated.reward_only.yes),
+            n(s.reactivated.reward_only.eligible)
+        ));
     }
     out
 }
@@ -432,6 +486,9 @@ pub fn print(r: &Report) {
             Some(Winner::NotYet { reason }) => println!("   no winner yet: {reason}"),
             None => {}
         }
+        for line in stay_lines(&c.stay, cur) {
+            println!("   {line}");
+        }
     }
     println!();
     crate::privacy::print_hygiene(&r.hygiene);
@@ -533,6 +590,12 @@ pub struct ReportArgs {
     /// Print CSV (one row per campaign arm).
     #[arg(long)]
     pub csv: bool,
+    /// Measure as of this date instead of today (a simulated programme runs ahead of the clock).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Also write the report as one self-contained HTML file with charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// Runs `winback report`.
@@ -546,12 +609,21 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: ReportArgs) -> Result
     // Without --until, everything (a simulated programme runs ahead of the clock).
     let until = match args.until.as_deref() {
         Some(s) => date("--until", s)?,
-        None => Timestamp::from_micros(253_370_764_800_000_000).context("9999-01-01")?,
+        None => forever(),
     };
     anyhow::ensure!(from < until, "--since must be before --until");
     let store = crate::open_store(config).await?;
-    let report = build(config, &store, from, until, clock.now()).await?;
+    let as_of = match args.as_of.as_deref() {
+        Some(s) => date("--as-of", s)?,
+        None => clock.now(),
+    };
+    let report = build(config, &store, from, until, as_of).await?;
     store.close().await;
+    if let Some(path) = &args.html {
+        crate::campaigns::write_atomic(path, crate::html_report::render(&report)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if args.csv {

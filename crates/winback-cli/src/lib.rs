@@ -8,6 +8,7 @@ mod campaigns;
 mod config;
 mod demo;
 mod examples;
+mod html_report;
 mod import;
 mod kpi;
 mod models;

@@ -20,6 +20,7 @@ mod queries;
 pub mod responses;
 mod scores;
 mod session;
+pub mod stay;
 
 use std::future::Future;
 
@@ -762,6 +763,17 @@ impl SqlStore {
             (from.as_micros(), until.as_micros()),
         )
         .await
+    }
+
+    /// "Did they stay?": the campaign's reactivated customers after their return, against
+    /// holdout returners and never-lapsed customers (see [`stay`]).
+    pub async fn stay(
+        &self,
+        campaign_id: i64,
+        window_seconds: i64,
+        now: Timestamp,
+    ) -> Result<stay::Stay, StoreError> {
+        stay::stay(&self.pool, campaign_id, window_seconds, now).await
     }
 
     /// Message outcomes of a campaign per step, variant and channel (see [`MessageFunnel`]).

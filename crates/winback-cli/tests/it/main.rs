@@ -221,6 +221,7 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "6. Running the win-back programme (10 campaigns",
         "we-miss-you — We miss you, then ask why",
         "Sent twice: 0. In doubt after a crash: 0.",
+        "The report with its charts:",
         "7. List hygiene and privacy",
         "people have done nothing themselves for 36 months",
         "Done in",
@@ -245,6 +246,10 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "{mail}"
     );
     assert!(mail.contains("Content-Type: text/html"), "{mail}");
+    // The demo writes the HTML report: self-contained, charts as inline SVG.
+    let html = std::fs::read_to_string(env.dir.path().join("winback-demo/report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("we-miss-you"));
+    assert!(!html.contains("<script"));
     // The report on the simulated programme matches the stored rows exactly.
     let programme = env.dir.path().join("winback-demo/programme.db");
     let url = format!("sqlite://{}", programme.display());
@@ -252,12 +257,7 @@ fn the_demo_tells_the_story_and_is_idempotent() {
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sum = |f: &dyn Fn(&serde_json::Value) -> i64| -> i64 {
-        report["campaigns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(f)
-            .sum()
+        report["campaigns"].as_array().unwrap().iter().map(f).sum()
     };
     let contacts = sum(&|c| {
         c["arms"]

@@ -17,6 +17,7 @@ use winback_store::{
 
 mod conformance;
 mod engine;
+mod measure;
 mod privacy;
 
 pub fn now() -> Timestamp {

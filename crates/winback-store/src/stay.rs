@@ -1,0 +1,234 @@
+//! "Did they stay?": what reactivated customers did after the order that brought them back,
+//! compared with holdout contacts who came back on their own and with customers who never
+//! lapsed. Seeds 001 and 002 warn of customers who take the reward and go silent again.
+
+use std::collections::{HashMap, HashSet};
+
+use winback_domain::Timestamp;
+
+use crate::StoreError;
+use crate::db::{Pool, Val};
+
+const DAY: i64 = 86_400_000_000;
+
+/// A share measured only over the people old enough to have shown it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Share {
+    /// People whose return is at least that many days ago.
+    pub eligible: u64,
+    /// Of those, how many did it.
+    pub yes: u64,
+}
+
+impl Share {
+    fn add(&mut self, eligible: bool, yes: bool) {
+        if eligible {
+            self.eligible += 1;
+            self.yes += u64::from(yes);
+        }
+    }
+
+    /// The share (`None` when nobody is eligible yet).
+    pub fn rate(&self) -> Option<f64> {
+        (self.eligible > 0).then(|| self.yes as f64 / self.eligible as f64)
+    }
+}
+
+/// One cohort's behaviour after its return order.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Cohort {
+    /// People in the cohort.
+    pub people: u64,
+    /// Ordered again within 30 days of the return order.
+    pub again_30d: Share,
+    /// … within 90 days.
+    pub again_90d: Share,
+    /// … within 180 days.
+    pub again_180d: Share,
+    /// No further order within 180 days: lapsed again.
+    pub lapsed_again: Share,
+    /// Revenue after the return order (not counting it), minor units.
+    pub revenue_after_minor: i64,
+    /// The return order used the campaign's code and nothing followed within 90 days: the
+    /// reward was the only reason (treated cohort only).
+    pub reward_only: Share,
+    /// Mean predicted CLV at the latest scoring run, minor units (scored people only).
+    pub mean_clv_minor: Option<f64>,
+}
+
+/// The three cohorts of one campaign.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Stay {
+    /// Messaged contacts who bought within the window.
+    pub reactivated: Cohort,
+    /// Holdout contacts who bought within the window on their own.
+    pub holdout_returned: Cohort,
+    /// Customers never in a win-back journey whose order in the same period followed another
+    /// within 90 days (they had not lapsed).
+    pub never_lapsed: Cohort,
+}
+
+struct Order {
+    at: i64,
+    total: i64,
+    id: i64,
+}
+
+/// Orders (not cancelled or refunded) per profile, oldest first.
+async fn orders_by_profile(pool: &Pool) -> Result<HashMap<i64, Vec<Order>>, StoreError> {
+    let mut out: HashMap<i64, Vec<Order>> = HashMap::new();
+    for r in pool
+        .fetch(
+            "SELECT COALESCE(c.profile_id, c.id), o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status NOT IN ('cancelled', 'refunded') ORDER BY o.ordered_at, o.id",
+            &[],
+        )
+        .await?
+    {
+        out.entry(r.i64(0)?).or_default().push(Order {
+            at: r.i64(1)?,
+            total: r.i64(2)?,
+            id: r.i64(3)?,
+        });
+    }
+    Ok(out)
+}
+
+fn follow(
+    cohort: &mut Cohort,
+    orders: &[Order],
+    t0: &Order,
+    now: i64,
+    used_code: Option<bool>,
+    clv: Option<f64>,
+    clv_sum: &mut (f64, u64),
+) {
+    cohort.people += 1;
+    let after: Vec<&Order> = orders.iter().filter(|o| o.at > t0.at).collect();
+    let within = |days: i64| after.iter().any(|o| o.at <= t0.at + days * DAY);
+    for (share, days) in [
+        (&mut cohort.again_30d, 30),
+        (&mut cohort.again_90d, 90),
+        (&mut cohort.again_180d, 180),
+    ] {
+        share.add(now >= t0.at + days * DAY, within(days));
+    }
+    cohort
+        .lapsed_again
+        .add(now >= t0.at + 180 * DAY, !within(180));
+    cohort.revenue_after_minor += after.iter().map(|o| o.total).sum::<i64>();
+    if let Some(used) = used_code {
+        cohort
+            .reward_only
+            .add(used && now >= t0.at + 90 * DAY, !within(90));
+    }
+    if let Some(c) = clv {
+        clv_sum.0 += c;
+        clv_sum.1 += 1;
+    }
+}
+
+/// The cohorts of one campaign as of `now`.
+pub(crate) async fn stay(
+    pool: &Pool,
+    campaign_id: i64,
+    window_seconds: i64,
+    now: Timestamp,
+) -> Result<Stay, StoreError> {
+    let now = now.as_micros();
+    let enrolments: Vec<(i64, bool, i64)> = pool
+        .fetch(
+            "SELECT profile_id, holdout, entered_at FROM enrolments WHERE campaign_id = $1",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.i64(0)?, r.i64(1)? != 0, r.i64(2)?)))
+        .collect::<Result<_, StoreError>>()?;
+    let in_any: HashSet<i64> = pool
+        .fetch("SELECT DISTINCT profile_id FROM enrolments", &[])
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<Result<_, _>>()?;
+    let orders = orders_by_profile(pool).await?;
+    let coded: HashSet<i64> = pool
+        .fetch(
+            "SELECT d.order_id FROM order_discount_codes d JOIN offers f ON f.code = d.code WHERE f.campaign_id = $1",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<Result<_, _>>()?;
+    let clv: HashMap<i64, f64> = pool
+        .fetch(
+            "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL",
+            &[],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| Some(Ok((r.i64(0).ok()?, r.opt_f64(1).ok()??))))
+        .collect::<Result<_, StoreError>>()?;
+    let mut out = Stay::default();
+    let mut sums = [(0.0, 0u64); 3];
+    let window = window_seconds * 1_000_000;
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    for (profile, holdout, entered) in &enrolments {
+        let Some(list) = orders.get(profile) else {
+            continue;
+        };
+        let Some(t0) = list
+            .iter()
+            .find(|o| o.at >= *entered && o.at < entered + window)
+        else {
+            continue;
+        };
+        first = first.min(t0.at);
+        last = last.max(t0.at);
+        let (cohort, sum, used) = if *holdout {
+            (&mut out.holdout_returned, &mut sums[1], None)
+        } else {
+            (
+                &mut out.reactivated,
+                &mut sums[0],
+                Some(coded.contains(&t0.id)),
+            )
+        };
+        follow(cohort, list, t0, now, used, clv.get(profile).copied(), sum);
+    }
+    // Never-lapsed customers: outside every win-back journey, with an order in the same period
+    // that came within 90 days of their previous one.
+    if first <= last {
+        for (profile, list) in &orders {
+            if in_any.contains(profile) {
+                continue;
+            }
+            let t0 = list.iter().enumerate().find(|(i, o)| {
+                o.at >= first && o.at <= last && *i > 0 && o.at - list[i - 1].at <= 90 * DAY
+            });
+            if let Some((_, t0)) = t0 {
+                follow(
+                    &mut out.never_lapsed,
+                    list,
+                    t0,
+                    now,
+                    None,
+                    clv.get(profile).copied(),
+                    &mut sums[2],
+                );
+            }
+        }
+    }
+    for (cohort, (sum, k)) in [
+        &mut out.reactivated,
+        &mut out.holdout_returned,
+        &mut out.never_lapsed,
+    ]
+    .into_iter()
+    .zip(sums)
+    {
+        cohort.mean_clv_minor = (k > 0).then(|| sum / k as f64);
+    }
+    Ok(out)
+}
