@@ -126,6 +126,10 @@ pub struct ServerConfig {
     pub topics: Vec<String>,
     /// Take client addresses from `X-Forwarded-For` (only behind a proxy you run).
     pub trust_forwarded_for: bool,
+    /// How long a dashboard login lasts, hours.
+    pub session_hours: i64,
+    /// Dashboard login attempts per minute per client address.
+    pub logins_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -138,6 +142,8 @@ impl Default for ServerConfig {
             burst: d.burst,
             topics: d.topics,
             trust_forwarded_for: false,
+            session_hours: d.session_hours,
+            logins_per_minute: d.logins_per_minute,
         }
     }
 }
@@ -559,6 +565,10 @@ impl Config {
             "test_database_url",
             "crash_contacts",
             "crash_report",
+            // Read by `winback admin set-password`, never part of the configuration.
+            "admin_password",
+            "chromedriver",
+            "chromium",
         ]));
         let config: Config = fig
             .extract()

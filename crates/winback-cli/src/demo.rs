@@ -419,6 +419,22 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!();
     print_privacy(config, clock.now()).await?;
     println!();
+    let url = format!("sqlite://{}", args.dir.join("programme.db").display());
+    println!(
+        "8. The report on the simulated programme, as of {}:",
+        outcome.end.date_utc()
+    );
+    crate::kpi::print_summary(&report);
+    println!(
+        "   Every figure per step, variant, channel, locale and mailbox provider, and did they stay:"
+    );
+    println!(
+        "   winback report --database {url} --as-of {}",
+        outcome.end.date_utc()
+    );
+    println!("   The dashboard: winback admin set-password you --database {url}");
+    println!("                  winback serve --database {url}   then open /admin");
+    println!();
     println!(
         "Done in {:.1} s. Explore: winback campaigns list, winback score, winback customers show C0000001",
         started.elapsed().as_secs_f64()

@@ -268,9 +268,10 @@ pub fn render(r: &Report) -> Result<String> {
         crate::report::n(h.sunset),
         crate::report::n(h.erased_profiles)
     );
-    let total: i64 = r.stages.iter().map(|(_, k)| k).sum();
+    let total: i64 = r.base.stages.iter().map(|(_, k)| k).sum();
     let mut x = 0.0;
     let stages: Vec<Bar> = r
+        .base
         .stages
         .iter()
         .enumerate()
@@ -307,7 +308,7 @@ mod tests {
     use winback_domain::Timestamp;
     use winback_measure::{Arm, Economics, Readout};
 
-    use crate::kpi::{ArmReport, CampaignReport, Report};
+    use winback_report::{ArmReport, CampaignReport, Report};
 
     fn arm(variant: &str, holdout: bool, contacts: i64, converted: i64) -> ArmReport {
         ArmReport {
@@ -363,11 +364,18 @@ mod tests {
                 arms: vec![treated, arm("a", true, 500, 25)],
                 overall: None,
                 messages: vec![],
+                journey: vec![],
+                by_locale: vec![],
+                deliverability: vec![],
                 winner: None,
                 stay: Default::default(),
             }],
             hygiene: Default::default(),
-            stages: vec![("active".into(), 3), ("lapsed".into(), 1)],
+            base: winback_report::BaseHealth {
+                stages: vec![("active".into(), 3), ("lapsed".into(), 1)],
+                ..Default::default()
+            },
+            providers: vec![],
         };
         let html = super::render(&report).unwrap();
         assert!(!html.contains(evil), "unescaped");

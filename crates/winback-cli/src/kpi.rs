@@ -1,209 +1,32 @@
-//! `winback report`: per campaign and variant, what the messages did (sent, delivered, bounced,
-//! opened by people and by machines, clicked, unsubscribed, complained, survey answers), who
-//! bought within the campaign's attribution window, revenue, average order value, discount and
-//! message cost, and the causal readout against the holdout with 95% intervals
-//! ([`winback_measure`]); then list hygiene and the shares of the base per lifecycle stage.
+//! `winback report`: prints the [`winback_report::Report`] as tables, JSON, CSV or HTML: per
+//! campaign and variant what the messages did, who bought within the attribution window, the
+//! causal readout against the holdout with 95% intervals, did they stay, deliverability per
+//! mailbox provider; then list hygiene and the health of the base.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use winback_domain::{Clock, Timestamp};
-use winback_engine::Campaign;
-use winback_engine::ports::JourneyStore;
-use winback_measure::{Arm, Economics, Readout, Winner};
-use winback_store::{ArmResult, MessageFunnel, SqlStore, Store};
+use winback_measure::{Readout, Winner};
+use winback_store::SqlStore;
+
+pub use winback_report::{Report, arm, forever, pooled_holdout};
 
 use crate::config::Config;
 use crate::report::n;
 
-/// One arm (variant or holdout) of a campaign, with its readout.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ArmReport {
-    /// Variant (the holdout keeps the variant it would have had).
-    pub variant: String,
-    /// Held out (never messaged).
-    pub holdout: bool,
-    /// Contacts who entered.
-    pub contacts: i64,
-    /// Contacts who bought within the attribution window.
-    pub converted: i64,
-    /// Their orders in the window.
-    pub orders: i64,
-    /// Revenue of those orders, minor units.
-    pub revenue_minor: i64,
-    /// Average order value, minor units.
-    pub average_order_minor: Option<i64>,
-    /// Offers issued.
-    pub offers: i64,
-    /// Offers redeemed.
-    pub redeemed: i64,
-    /// Discount on redeemed offers, minor units.
-    pub discount_minor: i64,
-    /// What the arm's messages cost, minor units (`[measurement]` costs per channel).
-    pub message_cost_minor: i64,
-    /// Against the holdout (treated arms only, when there is a holdout).
-    pub readout: Option<Readout>,
-}
-
-/// One campaign's report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CampaignReport {
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Status.
-    pub status: String,
-    /// Attribution window in days (the campaign's `conversion_window`).
-    pub window_days: f64,
-    /// Variants and holdout.
-    pub arms: Vec<ArmReport>,
-    /// The treated variants together against the holdout.
-    pub overall: Option<Readout>,
-    /// Message outcomes per step, variant and channel.
-    pub messages: Vec<MessageFunnel>,
-    /// Automatic winner selection (campaigns with several variants).
-    pub winner: Option<Winner>,
-    /// Did they stay? Reactivated customers after their return.
-    pub stay: winback_store::stay::Stay,
-}
-
-/// The whole report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
-    /// As of.
-    pub as_of: Timestamp,
-    /// Contacts who entered from here …
-    pub from: Timestamp,
-    /// … until here.
-    pub until: Timestamp,
-    /// Currency of the money figures.
-    pub currency: String,
-    /// Campaigns.
-    pub campaigns: Vec<CampaignReport>,
-    /// List hygiene.
-    pub hygiene: winback_store::privacy::Hygiene,
-    /// People per lifecycle stage at the latest scoring run.
-    pub stages: Vec<(String, i64)>,
-}
-
-/// A store arm as the statistics see it.
-pub fn arm(a: &ArmResult) -> Arm {
-    Arm {
-        contacts: a.enrolled.max(0) as u64,
-        converted: a.converted.max(0) as u64,
-        revenue_minor: a.revenue_minor,
-        revenue_sq: a.revenue_sq,
+/// The report's settings from `winback.toml`.
+pub fn settings(config: &Config) -> winback_report::Settings {
+    winback_report::Settings {
+        margin: config.clv.margin,
+        email_cost_minor: config.measurement.email_cost_minor,
+        sms_cost_minor: config.measurement.sms_cost_minor,
+        currency: config.default_currency.clone(),
+        ramp: config.policy.ramp,
     }
 }
 
-/// All holdout arms as one (each keeps the variant it would have had; they are one group).
-pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
-    let mut out: Option<ArmResult> = None;
-    for a in arms.iter().filter(|a| a.holdout) {
-        let h = out.get_or_insert_with(|| ArmResult {
-            variant: "holdout".into(),
-            holdout: true,
-            ..ArmResult::default()
-        });
-        h.enrolled += a.enrolled;
-        h.converted += a.converted;
-        h.orders += a.orders;
-        h.revenue_minor += a.revenue_minor;
-        h.revenue_sq += a.revenue_sq;
-        h.offers += a.offers;
-        h.redeemed += a.redeemed;
-        h.discount_minor += a.discount_minor;
-    }
-    out
-}
-
-/// Message cost of one variant's messages.
-fn message_cost(config: &Config, funnel: &[MessageFunnel], variant: &str) -> i64 {
-    funnel
-        .iter()
-        .filter(|f| f.variant == variant)
-        .map(|f| {
-            f.sent
-                * match f.channel.as_str() {
-                    "email" => config.measurement.email_cost_minor,
-                    "sms" => config.measurement.sms_cost_minor,
-                    _ => 0,
-                }
-        })
-        .sum()
-}
-
-/// The readouts of a campaign's arms: each treated variant and all of them together against
-/// the holdout.
-pub fn arm_reports(
-    config: &Config,
-    arms: &[ArmResult],
-    funnel: &[MessageFunnel],
-) -> (Vec<ArmReport>, Option<Readout>) {
-    let margin = config.clv.margin;
-    let pooled = pooled_holdout(arms);
-    let holdout = pooled.as_ref().filter(|h| h.enrolled > 0);
-    let arms: Vec<&ArmResult> = arms
-        .iter()
-        .filter(|a| !a.holdout)
-        .chain(pooled.iter())
-        .collect();
-    let mut out = Vec::new();
-    let mut all = Arm::default();
-    let mut all_cost = Economics {
-        margin,
-        ..Economics::default()
-    };
-    for a in arms {
-        let cost = if a.holdout {
-            0
-        } else {
-            message_cost(config, funnel, &a.variant)
-        };
-        let economics = Economics {
-            margin,
-            discount_minor: a.discount_minor,
-            message_cost_minor: cost,
-        };
-        if !a.holdout {
-            let x = arm(a);
-            all.contacts += x.contacts;
-            all.converted += x.converted;
-            all.revenue_minor += x.revenue_minor;
-            all.revenue_sq += x.revenue_sq;
-            all_cost.discount_minor += a.discount_minor;
-            all_cost.message_cost_minor += cost;
-        }
-        out.push(ArmReport {
-            variant: a.variant.clone(),
-            holdout: a.holdout,
-            contacts: a.enrolled,
-            converted: a.converted,
-            orders: a.orders,
-            revenue_minor: a.revenue_minor,
-            average_order_minor: (a.orders > 0).then(|| a.revenue_minor / a.orders),
-            offers: a.offers,
-            redeemed: a.redeemed,
-            discount_minor: a.discount_minor,
-            message_cost_minor: cost,
-            readout: holdout
-                .filter(|_| !a.holdout && a.enrolled > 0)
-                .map(|h| Readout::new(arm(a), arm(h), economics)),
-        });
-    }
-    let overall = holdout
-        .filter(|_| all.contacts > 0)
-        .map(|h| Readout::new(all, arm(h), all_cost));
-    (out, overall)
-}
-
-/// The last instant a report covers by default (a simulated programme runs ahead of the clock).
-pub fn forever() -> Timestamp {
-    Timestamp::from_micros(253_370_764_800_000_000).unwrap_or(Timestamp::EPOCH)
-}
-
-/// Gathers the report for contacts who entered in `[from, until)`.
+/// Gathers the report for contacts who entered in `[from, until)`, as of `now`.
 pub async fn build(
     config: &Config,
     store: &SqlStore,
@@ -211,53 +34,7 @@ pub async fn build(
     until: Timestamp,
     now: Timestamp,
 ) -> Result<Report> {
-    let mut campaigns = Vec::new();
-    for rec in store.campaigns().await? {
-        let c = Campaign::parse(&rec.file, &rec.source)
-            .map_err(|e| anyhow::anyhow!("stored campaign {}: {e}", rec.name))?;
-        let window = c.conversion_window.seconds();
-        let arms = store
-            .campaign_results_between(rec.id, window, from, until)
-            .await?;
-        let messages = store.message_funnel(rec.id, from, until).await?;
-        let stay = store.stay(rec.id, window, now).await?;
-        let (arms_out, overall) = arm_reports(config, &arms, &messages);
-        let variants: Vec<(String, Arm)> = arms
-            .iter()
-            .filter(|a| !a.holdout)
-            .map(|a| (a.variant.clone(), arm(a)))
-            .collect();
-        let holdout = pooled_holdout(&arms).map(|h| arm(&h)).unwrap_or_default();
-        campaigns.push(CampaignReport {
-            name: rec.name,
-            description: c.description.clone(),
-            status: rec.status,
-            window_days: window as f64 / 86_400.0,
-            arms: arms_out,
-            overall,
-            messages,
-            winner: (variants.len() > 1)
-                .then(|| winback_measure::choose_winner(&variants, &holdout)),
-            stay,
-        });
-    }
-    let hygiene = store.hygiene(now).await?;
-    let shares = store.stage_shares().await?;
-    let latest = shares.iter().map(|(t, _, _)| *t).max();
-    let stages = shares
-        .into_iter()
-        .filter(|(t, _, _)| Some(*t) == latest)
-        .map(|(_, s, k)| (s, k))
-        .collect();
-    Ok(Report {
-        as_of: now,
-        from,
-        until,
-        currency: config.default_currency.clone(),
-        campaigns,
-        hygiene,
-        stages,
-    })
+    Ok(winback_report::build(&settings(config), store, from, until, now).await?)
 }
 
 fn money(minor: f64, cur: &str) -> String {
@@ -489,22 +266,172 @@ pub fn print(r: &Report) {
         for line in stay_lines(&c.stay, cur) {
             println!("   {line}");
         }
+        if c.by_locale.len() > 1 {
+            let parts: Vec<String> = c
+                .by_locale
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {} sent, {} clicked",
+                        f.locale,
+                        n(f.sent as u64),
+                        n(f.clicked as u64)
+                    )
+                })
+                .collect();
+            println!("   by locale: {}", parts.join("; "));
+        }
+        if !c.deliverability.is_empty() {
+            println!(
+                "   {:<18} {:>7} {:>9} {:>11} {:>11}",
+                "mailbox provider", "sent", "delivered", "hard bounce", "complaints"
+            );
+            for d in &c.deliverability {
+                println!(
+                    "   {:<18} {:>7} {:>9} {:>10.2}% {:>10.3}%{}",
+                    d.provider,
+                    n(d.sent as u64),
+                    n(d.delivered as u64),
+                    100.0 * d.hard_bounce_rate,
+                    100.0 * d.complaint_rate,
+                    if d.over_threshold {
+                        format!(
+                            "  OVER the engine's limit ({:.2}% / {:.3}%)",
+                            100.0 * d.max_hard_bounce_rate,
+                            100.0 * d.max_complaint_rate
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    let paused: Vec<String> = r
+        .providers
+        .iter()
+        .filter_map(|p| {
+            p.paused
+                .as_ref()
+                .map(|why| format!("{}: {why}", p.provider))
+        })
+        .collect();
+    if !paused.is_empty() {
+        println!();
+        println!("Paused mailbox providers: {}", paused.join("; "));
     }
     println!();
     crate::privacy::print_hygiene(&r.hygiene);
-    if !r.stages.is_empty() {
-        let total: i64 = r.stages.iter().map(|(_, k)| k).sum();
-        let parts: Vec<String> = r
-            .stages
-            .iter()
-            .map(|(s, k)| format!("{s} {:.1}%", 100.0 * *k as f64 / total.max(1) as f64))
-            .collect();
+    if !r.base.stages.is_empty() {
         println!(
             "Base health (latest scoring run, {} people): {}",
-            n(total as u64),
-            parts.join(", ")
+            n(r.base.people() as u64),
+            r.base.shares_text()
         );
     }
+    let moved: Vec<String> = r
+        .base
+        .migration
+        .iter()
+        .filter(|(a, b, _)| a != b)
+        .map(|(a, b, k)| format!("{a} → {b} {}", n(*k as u64)))
+        .collect();
+    if !moved.is_empty() {
+        println!(
+            "Segment moves since the previous scoring run: {}",
+            moved.join(", ")
+        );
+    }
+    if !r.base.reasons.is_empty() {
+        let parts: Vec<String> = r
+            .base
+            .reasons
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("Reasons for leaving (survey answers): {}", parts.join(", "));
+    }
+}
+
+/// What a marketer should do about a campaign, from its readout.
+pub fn verdict(r: &Readout) -> &'static str {
+    let margin = r.incremental_margin_minor;
+    let rate = r.rate_difference;
+    if r.holdout.contacts < winback_measure::MIN_GROUP
+        || r.treated.contacts < winback_measure::MIN_GROUP
+    {
+        return "too few contacts to tell yet: let it run";
+    }
+    if margin.is_some_and(|m| m.low > 0.0) {
+        "keep it: it earns more than it costs"
+    } else if margin.is_some_and(|m| m.high < 0.0) {
+        "change or stop it: it costs more than it brings"
+    } else if rate.is_some_and(|d| d.positive()) {
+        "it brings people back; profit not proven yet"
+    } else if rate.is_some_and(|d| d.negative()) {
+        "fewer buy than in the holdout: change it"
+    } else {
+        "not proven either way yet: let it run"
+    }
+}
+
+/// The report in a dozen lines: one per campaign with its lift, margin and verdict, then the
+/// base and its hygiene.
+pub fn print_summary(r: &Report) {
+    let cur = &r.currency;
+    println!(
+        "   {:<26} {:>8} {:>7} {:>30} {:>26}  what to do",
+        "campaign", "contacts", "bought", "vs holdout, points (95% CI)", "incremental margin"
+    );
+    for c in &r.campaigns {
+        let contacts = c.treated_contacts();
+        let bought = c.treated_converted();
+        let sent: i64 = c.messages.iter().map(|f| f.sent).sum();
+        let (lift, margin, what) = match (&c.overall, sent > 0) {
+            (Some(o), true) => (
+                o.rate_difference
+                    .map(|d| {
+                        format!(
+                            "{:+.1} ({:+.1} to {:+.1})",
+                            100.0 * d.estimate,
+                            100.0 * d.low,
+                            100.0 * d.high
+                        )
+                    })
+                    .unwrap_or_default(),
+                o.incremental_margin_minor
+                    .map(|m| money(m.estimate, cur))
+                    .unwrap_or_default(),
+                verdict(o),
+            ),
+            (_, false) => (
+                String::new(),
+                String::new(),
+                "no messages sent in this period",
+            ),
+            (None, true) => (String::new(), String::new(), "no holdout: effect unknown"),
+        };
+        println!(
+            "   {:<26} {:>8} {:>6.1}% {:>30} {:>26}  {what}",
+            c.name,
+            n(contacts.max(0) as u64),
+            100.0 * bought as f64 / contacts.max(1) as f64,
+            lift,
+            margin,
+        );
+    }
+    if !r.base.stages.is_empty() {
+        println!("   The base: {}.", r.base.shares_text());
+    }
+    let h = &r.hygiene;
+    println!(
+        "   Hygiene: {} of {} addresses idle 12+ months (spam-trap risk), {} hard bounces, complaint rate {:.3}%, {} unsubscribed by sunset.",
+        n(h.idle_12m),
+        n(h.addresses),
+        n(h.hard_bounces),
+        100.0 * h.complaint_rate,
+        n(h.sunset)
+    );
 }
 
 /// One CSV row per campaign arm, with the readout's intervals.

@@ -111,6 +111,9 @@ enum Command {
     /// API keys: create (shown once, stored hashed), list, revoke.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// Dashboard administrators (`winback admin set-password NAME`).
+    #[command(subcommand)]
+    Admin(serve::AdminCommand),
     /// What the campaigns did and earned against their holdouts (95% intervals), list hygiene
     /// and base health; `--json`, `--csv`.
     Report(kpi::ReportArgs),
@@ -453,6 +456,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Worker { once } => campaigns::worker(&config, once).await,
         Command::Serve { listen, worker } => serve::serve(&config, listen, worker).await,
         Command::Keys(cmd) => serve::keys(&config, &clock, cmd).await,
+        Command::Admin(cmd) => serve::admin(&config, &clock, cmd).await,
         Command::Simulate(args) => simulate::run(&config, &clock, args).await,
         Command::Privacy(cmd) => privacy::run(&config, &clock, cmd).await,
         Command::Report(args) => kpi::run(&config, &clock, args).await,

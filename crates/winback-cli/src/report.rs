@@ -4,7 +4,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use winback_domain::{Clock, Currency};
+use winback_domain::Clock;
 use winback_import::SourceKind;
 use winback_store::{CustomerDetail, CustomerRow, SqlStore, Store, Summary, ingest::Mode};
 
@@ -21,39 +21,7 @@ pub enum Format {
     Json,
 }
 
-/// Formats minor units of a currency code, e.g. `1234.50 EUR`.
-pub fn money(minor: i64, currency: &str) -> String {
-    let Ok(c) = Currency::parse(currency) else {
-        return format!("{minor} {currency} (minor units)");
-    };
-    // Whole units grouped by thousands: 269,940.16 EUR.
-    let sign = if minor < 0 { "-" } else { "" };
-    let (abs, digits) = (minor.unsigned_abs(), u32::from(c.minor_digits()));
-    let unit = 10u64.pow(digits);
-    if digits == 0 {
-        format!("{sign}{} {c}", n(abs))
-    } else {
-        format!(
-            "{sign}{}.{:0w$} {c}",
-            n(abs / unit),
-            abs % unit,
-            w = digits as usize
-        )
-    }
-}
-
-/// Thousands separators for counts: `12,345`.
-pub fn n(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use winback_report::{money, n};
 
 /// `too_expensive 3, other 1`: non-zero counts of named groups.
 pub fn counts(v: &[(String, u64)]) -> String {

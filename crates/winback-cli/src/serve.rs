@@ -95,6 +95,52 @@ pub async fn keys(config: &Config, clock: &dyn Clock, cmd: KeysCommand) -> Resul
     Ok(code)
 }
 
+/// `winback admin`
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Create a dashboard administrator or change their password (read from standard input,
+    /// one line, or from `WINBACK_ADMIN_PASSWORD`); their sessions end.
+    SetPassword {
+        /// The administrator's name.
+        name: String,
+    },
+}
+
+/// Runs `winback admin`.
+pub async fn admin(config: &Config, clock: &dyn Clock, cmd: AdminCommand) -> Result<ExitCode> {
+    let AdminCommand::SetPassword { name } = cmd;
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
+        "the administrator's name must be 1 to 64 printable characters"
+    );
+    let password = match std::env::var("WINBACK_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("password for {name} (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    anyhow::ensure!(
+        password.chars().count() >= 12,
+        "the password must be at least 12 characters"
+    );
+    let hash = winback_http::dashboard::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let store = crate::open_store(config).await?;
+    store.set_admin_password(name, &hash, clock.now()).await?;
+    store.close().await;
+    println!(
+        "administrator {name} can log in at {}/admin",
+        config.email.public_url.trim_end_matches('/')
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `winback serve` until Ctrl-C or SIGTERM, then lets requests in flight finish; with
 /// `worker`, the engine's passes run in the same process and stop at the same signal.
 pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Result<ExitCode> {
@@ -116,6 +162,14 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
     settings.burst = config.server.burst;
     settings.topics = config.server.topics.clone();
     settings.trust_forwarded_for = config.server.trust_forwarded_for;
+    settings.session_hours = config.server.session_hours.max(1);
+    settings.logins_per_minute = config.server.logins_per_minute;
+    settings.report = crate::kpi::settings(config);
+    if !store.has_admins().await? {
+        println!(
+            "winback serve: no dashboard administrator yet; create one with `winback admin set-password NAME`"
+        );
+    }
     let sms = if config.sms.url.is_empty() {
         None
     } else {

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/orders", post(orders))
         .route("/v1/events", post(events))
         .route("/v1/campaigns", get(campaigns))
+        .route("/v1/report", get(report))
         .route("/v1/campaigns/{name}", put(apply_campaign))
         .route("/v1/campaigns/{name}/start", post(start_campaign))
         .route("/v1/campaigns/{name}/pause", post(pause_campaign))
@@ -651,6 +652,65 @@ pub async fn campaigns(State(state): State<AppState>, key: ApiKey) -> Result<Res
             .collect::<Vec<_>>(),
     )
     .into_response())
+}
+
+/// `?since=YYYY-MM-DD&until=YYYY-MM-DD` of `GET /v1/report`.
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn report_date(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
+    raw.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| Timestamp::new(z.timestamp()))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("{field}: `{raw}` is not a date (YYYY-MM-DD)"),
+            )
+        })
+}
+
+/// The campaign report as of now: KPIs per campaign, step, variant, channel, locale and
+/// mailbox provider, readouts against the holdout with 95% intervals, did they stay, list
+/// hygiene and base health. The same figures as `winback report --json` and the dashboard.
+#[utoipa::path(get, path = "/v1/report", tag = "campaigns",
+    params(("since" = Option<String>, Query, description = "contacts who entered on or after (YYYY-MM-DD)"),
+           ("until" = Option<String>, Query, description = "contacts who entered before (YYYY-MM-DD)")),
+    responses((status = 200, description = "the report"), (status = 400, description = "invalid_query")),
+    security(("api_key" = ["read"])))]
+pub async fn report(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    key.require("read")?;
+    let from = q
+        .since
+        .as_deref()
+        .map(|s| report_date("since", s))
+        .transpose()?
+        .unwrap_or(Timestamp::EPOCH);
+    let until = q
+        .until
+        .as_deref()
+        .map(|s| report_date("until", s))
+        .transpose()?
+        .unwrap_or_else(winback_report::forever);
+    let report = winback_report::build(
+        &state.settings.report,
+        &state.store,
+        from,
+        until,
+        state.clock.now(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(axum::Json(report).into_response())
 }
 
 /// Applies a campaign file (TOML body). The name in the path must match the file's.

@@ -8,6 +8,8 @@
 //!   campaign files, ESP and SMS webhooks, behind hashed, scoped API keys ([`auth`]), with
 //!   `Idempotency-Key`, a body limit (413), a per-key rate limit (429), stable error codes
 //!   ([`error`]) and an OpenAPI document at `/v1/openapi.json`;
+//! - **the dashboard** under `/admin` ([`dashboard`]): base health, campaigns with their journey
+//!   graph and holdout readouts, customer timelines, behind an administrator's login;
 //! - `/healthz` and Prometheus `/metrics`.
 //!
 //! [`app`] builds the router from an [`AppState`], so tests drive it in process; [`serve`] runs
@@ -15,6 +17,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod engagement;
 pub mod error;
 mod openapi;
@@ -61,6 +64,12 @@ pub struct ServerSettings {
     pub trust_forwarded_for: bool,
     /// Defaults for ingested records (currency, zone, region).
     pub import: ImportOptions,
+    /// What the dashboard's and `/v1/report`'s figures are computed with.
+    pub report: winback_report::Settings,
+    /// How long a dashboard login lasts, hours.
+    pub session_hours: i64,
+    /// Dashboard login attempts per minute per client address.
+    pub logins_per_minute: u32,
 }
 
 impl ServerSettings {
@@ -76,6 +85,9 @@ impl ServerSettings {
             sms_webhook_secret: None,
             trust_forwarded_for: false,
             import,
+            report: winback_report::Settings::default(),
+            session_hours: 8,
+            logins_per_minute: 10,
         }
     }
 
@@ -105,7 +117,10 @@ pub struct Inner {
     /// The batch writer of opens and clicks.
     pub engagement: engagement::Engagement,
     limiter: DefaultKeyedRateLimiter<i64>,
+    /// Dashboard login attempts per client address.
+    login_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
     pages: pages::Pages,
+    dashboard: dashboard::Templates,
     /// Click destinations by link id, re-read from the store after [`LINK_TTL`]: a redirect
     /// then costs one database read (the message), not two.
     links: std::sync::RwLock<std::collections::HashMap<String, (Option<String>, Instant)>>,
@@ -164,7 +179,10 @@ impl AppState {
         let burst = NonZeroU32::new(settings.burst.max(1)).expect("at least 1");
         let limiter = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
         let engagement = engagement::Engagement::start(store.clone(), clock.clone());
+        let logins = NonZeroU32::new(settings.logins_per_minute.max(1)).expect("at least 1");
         Self(Arc::new(Inner {
+            login_limiter: RateLimiter::keyed(Quota::per_minute(logins)),
+            dashboard: dashboard::Templates::new(),
             engagement,
             store,
             keys,
@@ -229,13 +247,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The router: tracking pages at the root, the API under `/v1`, health and metrics.
+/// The router: tracking pages at the root, the API under `/v1`, the dashboard under `/admin`,
+/// health and metrics.
 pub fn app(state: AppState) -> Router {
     prometheus();
     let limit = state.settings.body_limit;
     Router::new()
         .merge(tracking::routes())
         .merge(api::routes())
+        .merge(dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .layer(middleware::from_fn(track_metrics))

@@ -21,7 +21,7 @@ impl Modify for ApiKeyScheme {
                          Error bodies are `{\"error\": {\"code\", \"message\", \"details\"}}`; codes: \
                          unauthorized, forbidden, not_found, invalid_body, invalid_record, \
                          invalid_campaign, body_too_large, rate_limited, idempotency_key_reused, \
-                         idempotency_in_progress, bad_signature, unsupported_media_type, internal.",
+                         idempotency_in_progress, invalid_query, bad_signature, unsupported_media_type, internal.",
                     ))
                     .build(),
             ),
@@ -39,6 +39,7 @@ impl Modify for ApiKeyScheme {
         api::events,
         api::customer,
         api::campaigns,
+        api::report,
         api::apply_campaign,
         api::start_campaign,
         api::pause_campaign,

@@ -148,7 +148,7 @@ async fn record_later(
 }
 
 /// The connection's peer address, when the server recorded one.
-struct Peer(Option<SocketAddr>);
+pub(crate) struct Peer(pub(crate) Option<SocketAddr>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
@@ -165,7 +165,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
-fn client_ip(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
+pub(crate) fn client_ip(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<IpAddr> {
     if state.settings.trust_forwarded_for {
         if let Some(ip) = headers
             .get("x-forwarded-for")
@@ -325,7 +329,7 @@ fn csrf_ok(state: &AppState, key: &str, given: Option<&String>) -> bool {
 
 /// Refuses a form post from another site: `Sec-Fetch-Site: cross-site`, or an `Origin` that is
 /// not ours.
-fn cross_origin(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn cross_origin(state: &AppState, headers: &HeaderMap) -> bool {
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())

@@ -1812,6 +1812,44 @@ async fn ramp_window(
     ))
 }
 
+/// One mailbox provider's ramp and breaker window, as the engine last stored them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProviderRamp {
+    /// Provider (see `winback_engine::policy::mailbox_provider`).
+    pub provider: String,
+    /// Share of email-inactive contacts admitted.
+    pub share: f64,
+    /// Why the breaker paused the provider, if it did.
+    pub paused: Option<String>,
+    /// Attempts in the breaker's window.
+    pub window_attempts: i64,
+    /// Hard bounces in the window.
+    pub window_hard_bounces: i64,
+    /// Complaints in the window.
+    pub window_complaints: i64,
+}
+
+pub(crate) async fn provider_ramps(pool: &Pool) -> Result<Vec<ProviderRamp>, StoreError> {
+    pool.fetch(
+        "SELECT provider, share, paused, cur_attempts + prev_attempts, cur_hard + prev_hard, cur_complaints + prev_complaints \
+         FROM provider_ramp ORDER BY provider",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ProviderRamp {
+            provider: r.text(0)?,
+            share: r.opt_f64(1)?.unwrap_or(0.0),
+            paused: r.opt_text(2)?,
+            window_attempts: r.i64(3)?,
+            window_hard_bounces: r.i64(4)?,
+            window_complaints: r.i64(5)?,
+        })
+    })
+    .collect()
+}
+
 /// A mailbox provider's stored ramp; `None` before its first attempt.
 async fn ramp_state(tx: &mut Tx, provider: &str) -> Result<Option<RampState>, StoreError> {
     Ok(ramp_window(tx, provider).await?.0)
@@ -2209,7 +2247,13 @@ pub(crate) async fn campaign_results(
     Ok(out)
 }
 
-/// What happened to one step's messages of one variant on one channel.
+/// What happened to one group of a campaign's messages. [`SqlStore::message_funnel`] groups by
+/// step, variant and channel ([`MessageFunnel::locale`] and [`MessageFunnel::provider`] are then
+/// empty); [`SqlStore::message_funnel_detail`] also by locale and mailbox provider, and
+/// [`rollup`] sums the detail along any of them.
+///
+/// [`SqlStore::message_funnel`]: crate::SqlStore::message_funnel
+/// [`SqlStore::message_funnel_detail`]: crate::SqlStore::message_funnel_detail
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MessageFunnel {
     /// Step id.
@@ -2218,6 +2262,13 @@ pub struct MessageFunnel {
     pub variant: String,
     /// Channel.
     pub channel: String,
+    /// The contact's locale (`default` when none is known); empty when not grouped by it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub locale: String,
+    /// The recipient's mailbox provider (email only; `-` for other channels and messages never
+    /// attempted); empty when not grouped by it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub provider: String,
     /// Handed to the provider (or written to the outbox folder).
     pub sent: i64,
     /// Sent and not bounced.
@@ -2244,18 +2295,99 @@ pub struct MessageFunnel {
     pub survey: BTreeMap<String, i64>,
 }
 
-/// Message outcomes per step, variant and channel for messages queued in `range`, with the
-/// engagement events that name them (`message_id`).
+impl MessageFunnel {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &MessageFunnel) {
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.hard_bounced += other.hard_bounced;
+        self.soft_bounced += other.soft_bounced;
+        self.in_doubt += other.in_doubt;
+        self.dropped += other.dropped;
+        self.opened_human += other.opened_human;
+        self.opened_machine += other.opened_machine;
+        self.clicked += other.clicked;
+        self.unsubscribed += other.unsubscribed;
+        self.complained += other.complained;
+        for (k, v) in &other.survey {
+            *self.survey.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Which dimensions a [`rollup`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelKey {
+    /// Step, variant and channel (the journey view).
+    StepVariantChannel,
+    /// Locale and channel.
+    Locale,
+    /// Mailbox provider (email).
+    Provider,
+}
+
+/// Sums detailed funnels along `key`; the dimensions not kept are left empty.
+pub fn rollup(detail: &[MessageFunnel], key: FunnelKey) -> Vec<MessageFunnel> {
+    let mut out: BTreeMap<(String, String, String, String, String), MessageFunnel> =
+        BTreeMap::new();
+    for f in detail {
+        let k = match key {
+            FunnelKey::StepVariantChannel => (
+                f.step.clone(),
+                f.variant.clone(),
+                f.channel.clone(),
+                String::new(),
+                String::new(),
+            ),
+            FunnelKey::Locale => (
+                String::new(),
+                String::new(),
+                f.channel.clone(),
+                f.locale.clone(),
+                String::new(),
+            ),
+            FunnelKey::Provider => {
+                if f.channel != "email" {
+                    continue;
+                }
+                (
+                    String::new(),
+                    String::new(),
+                    f.channel.clone(),
+                    String::new(),
+                    f.provider.clone(),
+                )
+            }
+        };
+        out.entry(k.clone())
+            .or_insert_with(|| MessageFunnel {
+                step: k.0,
+                variant: k.1,
+                channel: k.2,
+                locale: k.3,
+                provider: k.4,
+                ..MessageFunnel::default()
+            })
+            .add(f);
+    }
+    out.into_values().collect()
+}
+
+/// Message outcomes per step, variant, channel, locale and mailbox provider for messages queued
+/// in `range`, with the engagement events that name them (`message_id`).
 pub(crate) async fn message_funnel(
     pool: &Pool,
     campaign_id: i64,
     range: (i64, i64),
 ) -> Result<Vec<MessageFunnel>, StoreError> {
-    let mut by_key: HashMap<String, (String, String, String)> = HashMap::new();
-    let mut funnels: BTreeMap<(String, String, String), MessageFunnel> = BTreeMap::new();
+    type Key = (String, String, String, String, String);
+    let mut by_key: HashMap<String, Key> = HashMap::new();
+    let mut funnels: BTreeMap<Key, MessageFunnel> = BTreeMap::new();
     for r in pool
         .fetch(
-            "SELECT idempotency_key, step, variant, channel, state, outcome FROM outbox WHERE campaign_id = $1 AND created_at >= $2 AND created_at < $3",
+            "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default'), COALESCE(o.provider, '-') \
+             FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
+             WHERE o.campaign_id = $1 AND o.created_at >= $2 AND o.created_at < $3",
             &[
                 Val::from(campaign_id),
                 Val::from(range.0),
@@ -2264,11 +2396,13 @@ pub(crate) async fn message_funnel(
         )
         .await?
     {
-        let id = (r.text(1)?, r.text(2)?, r.text(3)?);
+        let id = (r.text(1)?, r.text(2)?, r.text(3)?, r.text(6)?, r.text(7)?);
         let f = funnels.entry(id.clone()).or_insert_with(|| MessageFunnel {
             step: id.0.clone(),
             variant: id.1.clone(),
             channel: id.2.clone(),
+            locale: id.3.clone(),
+            provider: id.4.clone(),
             ..MessageFunnel::default()
         });
         let outcome = r.opt_text(5)?.unwrap_or_default();

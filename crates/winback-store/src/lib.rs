@@ -9,11 +9,12 @@
 //!
 //! It also owns [`ingest`]: streaming a parsed file into one import transaction.
 
+pub mod admin;
 pub mod db;
 mod features;
 pub mod ingest;
 mod journeys;
-pub use journeys::{ArmResult, MessageFunnel};
+pub use journeys::{ArmResult, FunnelKey, MessageFunnel, ProviderRamp, rollup};
 mod migrate;
 pub mod privacy;
 mod queries;
@@ -776,8 +777,21 @@ impl SqlStore {
         stay::stay(&self.pool, campaign_id, window_seconds, now).await
     }
 
-    /// Message outcomes of a campaign per step, variant and channel (see [`MessageFunnel`]).
+    /// Message outcomes of a campaign per step, variant and channel (see [`MessageFunnel`]),
+    /// for messages queued in `[from, until)`.
     pub async fn message_funnel(
+        &self,
+        campaign_id: i64,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<MessageFunnel>, StoreError> {
+        let detail = self.message_funnel_detail(campaign_id, from, until).await?;
+        Ok(journeys::rollup(&detail, FunnelKey::StepVariantChannel))
+    }
+
+    /// Message outcomes per step, variant, channel, locale and mailbox provider; sum them with
+    /// [`rollup`].
+    pub async fn message_funnel_detail(
         &self,
         campaign_id: i64,
         from: Timestamp,
@@ -789,6 +803,12 @@ impl SqlStore {
             (from.as_micros(), until.as_micros()),
         )
         .await
+    }
+
+    /// Every mailbox provider's ramp: share admitted, paused reason, and the attempts, hard
+    /// bounces and complaints of its breaker window.
+    pub async fn provider_ramps(&self) -> Result<Vec<journeys::ProviderRamp>, StoreError> {
+        journeys::provider_ramps(&self.pool).await
     }
 
     /// Enrolments and messages by state, per campaign.

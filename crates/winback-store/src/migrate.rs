@@ -63,6 +63,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_privacy.sql"),
         postgres: include_str!("../migrations/postgres/0007_privacy.sql"),
     },
+    Migration {
+        version: 8,
+        name: "dashboard",
+        sqlite: include_str!("../migrations/sqlite/0008_dashboard.sql"),
+        postgres: include_str!("../migrations/postgres/0008_dashboard.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 mod crash;
+mod dashboard;
 
 use std::{
     path::{Path, PathBuf},
@@ -223,6 +224,8 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "Sent twice: 0. In doubt after a crash: 0.",
         "The report with its charts:",
         "7. List hygiene and privacy",
+        "8. The report on the simulated programme",
+        "what to do",
         "people have done nothing themselves for 36 months",
         "Done in",
     ] {

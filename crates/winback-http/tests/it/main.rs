@@ -16,6 +16,8 @@ use winback_http::{AppState, ServerSettings, app, auth};
 use winback_import::ImportOptions;
 use winback_store::SqlStore;
 
+mod dashboard;
+
 fn ts(s: &str) -> Timestamp {
     Timestamp::new(s.parse().unwrap())
 }

@@ -393,8 +393,8 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .i64(0)
         .unwrap();
     assert_eq!(
-        n, 7,
-        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy"
+        n, 8,
+        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy, dashboard"
     );
     // Tampering with an applied migration is detected on the next connect.
     store
@@ -821,4 +821,56 @@ async fn responses_keys_idempotency_preferences_and_stop(store: &SqlStore) {
 conformance!(
     responses,
     super::responses_keys_idempotency_preferences_and_stop
+);
+
+async fn admin_sessions_expire_end_and_end_with_a_new_password(store: &SqlStore) {
+    let t = now();
+    assert!(!store.has_admins().await.unwrap());
+    store
+        .set_admin_password("marketer", "$argon2id$first", t)
+        .await
+        .unwrap();
+    assert!(store.has_admins().await.unwrap());
+    let (id, hash) = store.admin_user("marketer").await.unwrap().unwrap();
+    assert_eq!(hash, "$argon2id$first");
+    assert!(store.admin_user("nobody").await.unwrap().is_none());
+    let later = t.plus_seconds(3600);
+    store
+        .create_admin_session("h1", id, "csrf1", t, later)
+        .await
+        .unwrap();
+    let s = store.admin_session("h1", t).await.unwrap().unwrap();
+    assert_eq!(
+        (s.user_id, s.username.as_str(), s.csrf.as_str()),
+        (id, "marketer", "csrf1")
+    );
+    assert!(
+        store.admin_session("h1", later).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.admin_session("other", t).await.unwrap().is_none());
+    store.delete_admin_session("h1").await.unwrap();
+    assert!(
+        store.admin_session("h1", t).await.unwrap().is_none(),
+        "logged out"
+    );
+    // A new password replaces the hash and ends every session of that administrator.
+    store
+        .create_admin_session("h2", id, "csrf2", t, later)
+        .await
+        .unwrap();
+    store
+        .set_admin_password("marketer", "$argon2id$second", t)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.admin_user("marketer").await.unwrap().unwrap().1,
+        "$argon2id$second"
+    );
+    assert!(store.admin_session("h2", t).await.unwrap().is_none());
+    assert_eq!(rows(store, "admin_users").await, 1);
+}
+conformance!(
+    admin_sessions,
+    super::admin_sessions_expire_end_and_end_with_a_new_password
 );

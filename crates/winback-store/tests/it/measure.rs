@@ -30,8 +30,8 @@ subject = "Hi"
 "#;
 
 async fn reactivated_customers_are_followed_after_their_return(store: &SqlStore) {
-    let customers = "customer_id,email,email_consent\n\
-        A,a@example.nl,yes\nB,b@example.nl,yes\nC,c@example.nl,no\n";
+    let customers = "customer_id,email,email_consent,locale\n\
+        A,a@gmail.com,yes,nl\nB,b@example.nl,yes,\nC,c@example.nl,no,\n";
     // Everyone bought long ago; C (no consent, never in a journey) also recently.
     let history = "order_id,customer_id,ordered_at,total,currency,status\n\
         H1,A,2023-01-10T10:00:00Z,30.00,EUR,paid\n\
@@ -138,6 +138,42 @@ async fn reactivated_customers_are_followed_after_their_return(store: &SqlStore)
     assert_eq!(f.len(), 1);
     assert_eq!((f[0].sent, f[0].delivered, f[0].clicked), (2, 2, 1));
     assert_eq!((f[0].opened_human, f[0].opened_machine), (0, 1));
+    // The same messages by locale and by mailbox provider.
+    let detail = store
+        .message_funnel_detail(id, Timestamp::EPOCH, at("2030-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let by_locale: Vec<(String, i64, i64)> =
+        winback_store::rollup(&detail, winback_store::FunnelKey::Locale)
+            .iter()
+            .map(|f| (f.locale.clone(), f.sent, f.clicked))
+            .collect();
+    assert_eq!(
+        by_locale,
+        [("default".to_owned(), 1, 0), ("nl".to_owned(), 1, 1)]
+    );
+    let by_provider: Vec<(String, i64, i64)> =
+        winback_store::rollup(&detail, winback_store::FunnelKey::Provider)
+            .iter()
+            .map(|f| (f.provider.clone(), f.sent, f.opened_machine))
+            .collect();
+    assert_eq!(
+        by_provider,
+        [("example.nl".to_owned(), 1, 1), ("google".to_owned(), 1, 0)]
+    );
+    let ramps = store.provider_ramps().await.unwrap();
+    assert_eq!(
+        ramps
+            .iter()
+            .map(|r| r.provider.as_str())
+            .collect::<Vec<_>>(),
+        ["example.nl", "google"]
+    );
+    assert!(
+        ramps
+            .iter()
+            .all(|r| r.window_attempts == 1 && r.paused.is_none())
+    );
 }
 conformance!(
     stay_and_funnel,

@@ -1,0 +1,1152 @@
+//! The dashboard under `/admin`: server-rendered pages behind an administrator's login.
+//!
+//! - **Login**: argon2id password hashes ([`hash_password`]), a random session token in an
+//!   `HttpOnly; SameSite=Strict` cookie (the store keeps its SHA-256 only), a login rate limit per
+//!   client address, and the same answer for an unknown name as for a wrong password.
+//! - **CSRF**: every form carries a token (the session's, or before login a double-submit
+//!   cookie's) and every POST must come from our own origin.
+//! - **Pages**: the overview (base health over time, hygiene, campaigns), a campaign (the journey
+//!   as a graph with counts at each step, the readout against the holdout with 95% intervals,
+//!   offers, reasons, locales, deliverability per mailbox provider, did they stay) and a
+//!   customer's timeline (orders, messages, engagement, journeys, stage changes, and why the
+//!   score is what it is). The figures are those of [`winback_report::Report`], the same as
+//!   `winback report` and `GET /v1/report`.
+//! - **Safety**: minijinja escapes every value; chart data travels as JSON in
+//!   `<script type="application/json">` with `<`, `>` and `&` escaped; the Content Security
+//!   Policy allows scripts from `/admin/assets` only (uPlot, vendored, and our `dashboard.js`),
+//!   so even an escaping bug could not run an inline script.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::{AutoEscape, Environment, Value, context};
+use sha2::{Digest, Sha256};
+use winback_domain::Timestamp;
+use winback_report::{CampaignReport, Report, money, n};
+use winback_store::Store;
+use winback_store::admin::AdminSession;
+
+use crate::AppState;
+use crate::tracking::{Peer, client_ip, cross_origin};
+
+const SESSION_COOKIE: &str = "winback_admin";
+const LOGIN_COOKIE: &str = "winback_login";
+
+/// Hashes a dashboard password as an argon2id PHC string (random salt, the crate's default
+/// cost: 19 MiB, 2 passes).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A hash no password matches in practice; an unknown name is checked against it so that it
+/// takes as long as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password("winback decoy password, never valid").unwrap_or_default())
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    hex::encode(bytes)
+}
+
+fn sha256(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Compares two strings in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The headers every dashboard response carries.
+fn secure(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+fn cookie_attrs(state: &AppState) -> &'static str {
+    if state.settings.public_url.starts_with("https://") {
+        "; Path=/admin; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "; Path=/admin; HttpOnly; SameSite=Strict"
+    }
+}
+
+/// A logged-in administrator. Pages that take it send everyone else to the login page.
+pub struct Admin(pub AdminSession);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let to_login = || secure(Redirect::to("/admin/login").into_response());
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_login());
+        };
+        match state
+            .store
+            .admin_session(&sha256(token), state.clock.now())
+            .await
+        {
+            Ok(Some(s)) => Ok(Admin(s)),
+            Ok(None) => Err(to_login()),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("dashboard: {e}");
+    secure((StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response())
+}
+
+/// The dashboard's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(overview))
+        .route("/admin/login", get(login_page).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/campaigns/{name}", get(campaign))
+        .route("/admin/customers", get(customer_search))
+        .route("/admin/customers/{key}", get(customer))
+        .route("/admin/assets/{file}", get(asset))
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind): (&'static str, &str) = match file.as_str() {
+        "uPlot.iife.min.js" => (
+            include_str!("../assets/vendor/uplot/uPlot.iife.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "uPlot.min.css" => (
+            include_str!("../assets/vendor/uplot/uPlot.min.css"),
+            "text/css; charset=utf-8",
+        ),
+        "dashboard.js" => (
+            include_str!("../assets/dashboard.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "dashboard.css" => (
+            include_str!("../assets/dashboard.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => return secure((StatusCode::NOT_FOUND, "not found\n").into_response()),
+    };
+    secure(
+        (
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login and logout
+
+async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        if let Ok(Some(_)) = state
+            .store
+            .admin_session(&sha256(token), state.clock.now())
+            .await
+        {
+            return secure(Redirect::to("/admin").into_response());
+        }
+    }
+    login_form(&state, None, StatusCode::OK)
+}
+
+fn login_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
+    // Double-submit: the form's token must equal the cookie's, which another site can neither
+    // read nor set.
+    let csrf = random_token();
+    let page = state.dashboard.render(
+        "login.html",
+        context! { csrf => csrf, error => error, shop => state.settings.shop_name.clone() },
+    );
+    let mut response = (status, Html(page)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={csrf}{}; Max-Age=3600",
+        cookie_attrs(state)
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    secure(response)
+}
+
+fn forbidden() -> Response {
+    secure(
+        (
+            StatusCode::FORBIDDEN,
+            "forbidden: cross-site or stale form\n",
+        )
+            .into_response(),
+    )
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Peer(peer): Peer,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if cross_origin(&state, &headers) {
+        return forbidden();
+    }
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    let given = form.get("csrf").map(String::as_str).unwrap_or_default();
+    if expected.is_empty() || !same(expected, given) {
+        return forbidden();
+    }
+    if let Some(ip) = client_ip(&state, &headers, peer) {
+        if state.login_limiter.check_key(&ip).is_err() {
+            return login_form(
+                &state,
+                Some("Too many attempts. Wait a minute and try again."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+    }
+    let username = form.get("username").cloned().unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let user = match state.store.admin_user(username.trim()).await {
+        Ok(u) => u,
+        Err(e) => return internal(e),
+    };
+    let hash = user
+        .as_ref()
+        .map(|(_, h)| h.clone())
+        .unwrap_or_else(|| decoy_hash().to_owned());
+    // argon2 is slow on purpose; keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some((user_id, _)) = user.filter(|_| ok) else {
+        tracing::warn!(ip = ?client_ip(&state, &headers, peer), "dashboard login refused");
+        return login_form(
+            &state,
+            Some("Wrong name or password."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    let token = random_token();
+    let now = state.clock.now();
+    let expires = now.plus_seconds(state.settings.session_hours * 3600);
+    if let Err(e) = state
+        .store
+        .create_admin_session(&sha256(&token), user_id, &random_token(), now, expires)
+        .await
+    {
+        return internal(e);
+    }
+    let mut response = Redirect::to("/admin").into_response();
+    let attrs = cookie_attrs(&state);
+    for c in [
+        format!(
+            "{SESSION_COOKIE}={token}{attrs}; Max-Age={}",
+            state.settings.session_hours * 3600
+        ),
+        format!("{LOGIN_COOKIE}={attrs}; Max-Age=0"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    secure(response)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Admin(session): Admin,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if cross_origin(&state, &headers)
+        || !same(
+            &session.csrf,
+            form.get("csrf").map(String::as_str).unwrap_or_default(),
+        )
+    {
+        return forbidden();
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = state.store.delete_admin_session(&sha256(token)).await {
+            return internal(e);
+        }
+    }
+    let mut response = Redirect::to("/admin/login").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={}; Max-Age=0",
+        cookie_attrs(&state)
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    secure(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+/// JSON for a `<script type="application/json">` block: `<`, `>` and `&` are escaped so the
+/// data cannot end the element or open a comment.
+fn json_block(v: &impl serde::Serialize) -> Value {
+    let s = serde_json::to_string(v)
+        .unwrap_or_else(|_| "null".into())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
+    Value::from_safe_string(s)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn when(t: Timestamp) -> String {
+    let s = t.to_string();
+    // `2026-11-24T06:18:52Z` → `2026-11-24 06:18 UTC`
+    match (s.get(..10), s.get(11..16)) {
+        (Some(d), Some(h)) => format!("{d} {h} UTC"),
+        _ => s,
+    }
+}
+
+async fn report(state: &AppState) -> Result<Report, Response> {
+    winback_report::build(
+        &state.settings.report,
+        &state.store,
+        Timestamp::EPOCH,
+        winback_report::forever(),
+        state.clock.now(),
+    )
+    .await
+    .map_err(internal)
+}
+
+fn page(state: &AppState, session: &AdminSession, name: &str, ctx: Value) -> Response {
+    let ctx = context! {
+        user => session.username.clone(),
+        csrf => session.csrf.clone(),
+        shop => state.settings.shop_name.clone(),
+        now => when(state.clock.now()),
+        ..ctx
+    };
+    secure(Html(state.dashboard.render(name, ctx)).into_response())
+}
+
+/// A readout's rate difference as words and as the x positions of an interval bar.
+fn readout_view(r: &winback_measure::Readout, cur: &str) -> Value {
+    let d = r.rate_difference;
+    let m = r.incremental_margin_minor;
+    context! {
+        treated_rate => pct(r.treated.rate()),
+        holdout_rate => pct(r.holdout.rate()),
+        lift => d.map(|i| format!("{:+.1}", 100.0 * i.estimate)),
+        lift_low => d.map(|i| format!("{:+.1}", 100.0 * i.low)),
+        lift_high => d.map(|i| format!("{:+.1}", 100.0 * i.high)),
+        significant => d.is_some_and(|i| i.positive() || i.negative()),
+        positive => d.is_some_and(|i| i.positive()),
+        revenue => r.revenue_per_contact.map(|i| format!("{} ({} to {})", money(i.estimate.round() as i64, cur), money(i.low.round() as i64, cur), money(i.high.round() as i64, cur))),
+        margin => m.map(|i| format!("{} ({} to {})", money(i.estimate.round() as i64, cur), money(i.low.round() as i64, cur), money(i.high.round() as i64, cur))),
+        roi => r.roi.map(|i| format!("{:+.0}% ({:+.0}% to {:+.0}%)", 100.0 * i.estimate, 100.0 * i.low, 100.0 * i.high)),
+        warnings => r.warnings.clone(),
+        bar => d.map(|i| interval_bar(i.low, i.estimate, i.high)),
+    }
+}
+
+/// An SVG interval bar around zero: the x coordinates (0–300) of low, estimate, high and zero.
+fn interval_bar(low: f64, est: f64, high: f64) -> Value {
+    let span = low.abs().max(high.abs()).max(0.01) * 1.15;
+    let x = |v: f64| format!("{:.1}", 150.0 + 150.0 * v / span);
+    context! { low => x(low), est => x(est), high => x(high), zero => x(0.0) }
+}
+
+async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Response {
+    let r = match report(&state).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let cur = &r.currency;
+    let total: i64 = r.base.stages.iter().map(|(_, k)| k).sum();
+    let stages: Vec<Value> = r
+        .base
+        .stages
+        .iter()
+        .map(|(s, k)| context! { stage => s, people => n(*k as u64), raw => k, share => pct(*k as f64 / total.max(1) as f64) })
+        .collect();
+    // Stage shares per scoring run, for the uPlot chart: x = seconds, one series per stage.
+    let mut runs: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for (t, s, k) in &r.base.history {
+        runs.entry(t.as_micros() / 1_000_000)
+            .or_default()
+            .insert(s.clone(), *k);
+    }
+    let names: Vec<String> = {
+        let mut v: Vec<String> = r.base.history.iter().map(|(_, s, _)| s.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let xs: Vec<i64> = runs.keys().copied().collect();
+    let series: Vec<Vec<f64>> = names
+        .iter()
+        .map(|name| {
+            runs.values()
+                .map(|m| {
+                    let t: i64 = m.values().sum();
+                    100.0 * *m.get(name).unwrap_or(&0) as f64 / t.max(1) as f64
+                })
+                .collect()
+        })
+        .collect();
+    let health = serde_json::json!({ "x": xs, "names": names, "series": series });
+    let h = &r.hygiene;
+    let share = |x: u64| pct(x as f64 / h.addresses.max(1) as f64);
+    let hygiene = context! {
+        addresses => n(h.addresses),
+        idle_6m => share(h.idle_6m), idle_12m => share(h.idle_12m), idle_24m => share(h.idle_24m),
+        idle_12m_people => n(h.idle_12m),
+        never_engaged => n(h.never_engaged),
+        hard_bounces => n(h.hard_bounces),
+        complaints => n(h.complaints),
+        complaint_rate => format!("{:.3}%", 100.0 * h.complaint_rate),
+        duplicates_merged => n(h.duplicates_merged),
+        sunset => n(h.sunset),
+        erased => n(h.erased_profiles),
+        suppressions => h.suppressions.iter().map(|(k, v)| format!("{k} {}", n(*v))).collect::<Vec<_>>(),
+    };
+    let campaigns: Vec<Value> = r
+        .campaigns
+        .iter()
+        .map(|c| {
+            let contacts: i64 = c.arms.iter().map(|a| a.contacts).sum();
+            let sent: i64 = c.messages.iter().map(|f| f.sent).sum();
+            context! {
+                name => c.name.clone(),
+                status => c.status.clone(),
+                description => c.description.clone(),
+                contacts => n(contacts as u64),
+                contacts_raw => contacts,
+                sent => n(sent as u64),
+                readout => c.overall.as_ref().map(|o| readout_view(o, cur)),
+            }
+        })
+        .collect();
+    let mut migration: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut tos: Vec<String> = Vec::new();
+    for (a, b, k) in &r.base.migration {
+        migration
+            .entry(a.clone())
+            .or_default()
+            .insert(b.clone(), *k);
+        if !tos.contains(b) {
+            tos.push(b.clone());
+        }
+    }
+    tos.sort();
+    let matrix: Vec<Value> = migration
+        .iter()
+        .map(|(from, row)| {
+            context! { from => from, cells => tos.iter().map(|t| row.get(t).map(|k| n(*k as u64)).unwrap_or_default()).collect::<Vec<_>>() }
+        })
+        .collect();
+    let providers: Vec<Value> = r
+        .providers
+        .iter()
+        .map(|p| context! { provider => p.provider.clone(), share => pct(p.share), paused => p.paused.clone(), attempts => n(p.window_attempts as u64) })
+        .collect();
+    page(
+        &state,
+        &session,
+        "overview.html",
+        context! {
+            stages, total => n(total as u64), health => json_block(&health), hygiene,
+            spam_trap_risk => h.idle_12m > 0,
+            campaigns, matrix, tos, providers,
+            reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => k, count => v }).collect::<Vec<_>>(),
+        },
+    )
+}
+
+fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
+    let entered: i64 = c.arms.iter().map(|a| a.contacts).sum();
+    let treated = c.treated_contacts();
+    let bought = c.treated_converted();
+    // The journey as a vertical graph: one box per step, arrows to the next steps.
+    let index: HashMap<&str, usize> = c
+        .journey
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let box_h = 64.0;
+    let gap = 36.0;
+    let top = 70.0;
+    let y = |i: usize| top + i as f64 * (box_h + gap);
+    let end_y = y(c.journey.len());
+    let nodes: Vec<Value> = c
+        .journey
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let counts = if s.sent + s.dropped > 0 {
+                format!(
+                    "{} sent · {} opened · {} clicked ({})",
+                    n(s.sent as u64),
+                    n(s.opened as u64),
+                    n(s.clicked as u64),
+                    pct(s.clicked as f64 / s.sent.max(1) as f64)
+                )
+            } else {
+                String::new()
+            };
+            context! {
+                id => s.id.clone(), kind => s.kind.clone(), label => s.label.clone(), counts,
+                y => format!("{:.0}", y(i)), ty => format!("{:.0}", y(i) + 22.0), cy => format!("{:.0}", y(i) + 44.0),
+                sent => s.sent,
+            }
+        })
+        .collect();
+    let mut edges: Vec<Value> = Vec::new();
+    for (i, s) in c.journey.iter().enumerate() {
+        for (k, (to, label)) in s.next.iter().enumerate() {
+            let target = index.get(to.as_str()).copied();
+            let (y1, y2) = (y(i) + box_h, target.map(y).unwrap_or(end_y));
+            // Forward to the next box: straight; anything else: a curve out to the side.
+            let straight = target == Some(i + 1) || (target.is_none() && i + 1 == c.journey.len());
+            let side = 560.0 + 30.0 * k as f64;
+            let path = if straight {
+                format!("M300,{y1:.0} L300,{y2:.0}")
+            } else {
+                format!(
+                    "M520,{:.0} C{side:.0},{:.0} {side:.0},{:.0} 520,{:.0}",
+                    y1 - box_h / 2.0,
+                    y1 - box_h / 2.0,
+                    y2 + 20.0,
+                    y2 + 20.0
+                )
+            };
+            edges.push(context! { path, label => label.clone(), lx => if straight { "306".to_owned() } else { format!("{:.0}", side + 4.0) }, ly => format!("{:.0}", if straight { (y1 + y2) / 2.0 + 4.0 } else { (y1 + y2) / 2.0 }) });
+        }
+    }
+    let arms: Vec<Value> = c
+        .arms
+        .iter()
+        .map(|a| {
+            context! {
+                variant => if a.holdout { "holdout".to_owned() } else { a.variant.clone() },
+                holdout => a.holdout,
+                contacts => a.contacts, converted => a.converted,
+                rate => pct(a.converted as f64 / a.contacts.max(1) as f64),
+                revenue => money(a.revenue_minor, cur), revenue_minor => a.revenue_minor,
+                aov => a.average_order_minor.map(|v| money(v, cur)),
+                offers => a.offers, redeemed => a.redeemed,
+                discount => money(a.discount_minor, cur),
+                message_cost => money(a.message_cost_minor, cur),
+                readout => a.readout.as_ref().map(|r| readout_view(r, cur)),
+            }
+        })
+        .collect();
+    let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+    for f in &c.messages {
+        for (k, v) in &f.survey {
+            *reasons.entry(k.clone()).or_default() += v;
+        }
+    }
+    let stay_rows: Vec<Value> = [
+        ("reactivated", &c.stay.reactivated),
+        ("holdout, came back anyway", &c.stay.holdout_returned),
+        ("never lapsed", &c.stay.never_lapsed),
+    ]
+    .iter()
+    .map(|(label, s)| {
+        let sh = |x: &winback_store::stay::Share| x.rate().map(pct).unwrap_or_else(|| "–".into());
+        context! {
+            label => *label, people => n(s.people),
+            again_30d => sh(&s.again_30d), again_90d => sh(&s.again_90d), again_180d => sh(&s.again_180d),
+            lapsed_again => sh(&s.lapsed_again),
+            revenue_after => money(s.revenue_after_minor, cur),
+            clv => s.mean_clv_minor.map(|v| money(v.round() as i64, cur)),
+        }
+    })
+    .collect();
+    context! {
+        name => c.name.clone(), description => c.description.clone(), status => c.status.clone(),
+        window_days => format!("{:.0}", c.window_days),
+        entered => entered, treated => treated, bought => bought,
+        conversion => pct(bought as f64 / treated.max(1) as f64),
+        nodes, edges, end_y => format!("{end_y:.0}"), end_ty => format!("{:.0}", end_y + 26.0),
+        height => format!("{:.0}", end_y + 60.0),
+        arms,
+        overall => c.overall.as_ref().map(|o| readout_view(o, cur)),
+        multi => c.arms.iter().filter(|a| !a.holdout).count() > 1,
+        winner => c.winner.as_ref().map(|w| match w {
+            winback_measure::Winner::Chosen { reason, .. } => format!("Winner: {reason}"),
+            winback_measure::Winner::NotYet { reason } => format!("No winner yet: {reason}"),
+        }),
+        messages => c.messages.iter().map(|f| context! {
+            step => f.step.clone(), variant => f.variant.clone(), channel => f.channel.clone(),
+            sent => f.sent, delivered => f.delivered, hard => f.hard_bounced, soft => f.soft_bounced,
+            in_doubt => f.in_doubt, dropped => f.dropped, opened => f.opened_human, machine => f.opened_machine,
+            clicked => f.clicked, unsubscribed => f.unsubscribed, complained => f.complained,
+        }).collect::<Vec<_>>(),
+        locales => c.by_locale.iter().map(|f| context! {
+            locale => f.locale.clone(), channel => f.channel.clone(), sent => f.sent, opened => f.opened_human, clicked => f.clicked, unsubscribed => f.unsubscribed,
+        }).collect::<Vec<_>>(),
+        deliverability => c.deliverability.iter().map(|d| context! {
+            provider => d.provider.clone(), sent => d.sent, delivered => d.delivered, hard => d.hard_bounced, soft => d.soft_bounced,
+            complained => d.complained, hard_rate => format!("{:.2}%", 100.0 * d.hard_bounce_rate), complaint_rate => format!("{:.3}%", 100.0 * d.complaint_rate),
+            max_hard => format!("{:.2}%", 100.0 * d.max_hard_bounce_rate), max_complaint => format!("{:.3}%", 100.0 * d.max_complaint_rate),
+            over => d.over_threshold,
+        }).collect::<Vec<_>>(),
+        reasons => reasons.iter().map(|(k, v)| context! { reason => k, count => v }).collect::<Vec<_>>(),
+        stay => stay_rows,
+        reward_only => (c.stay.reactivated.reward_only.eligible > 0).then(|| format!("{} of {}", n(c.stay.reactivated.reward_only.yes), n(c.stay.reactivated.reward_only.eligible))),
+    }
+}
+
+async fn campaign(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Path(name): Path<String>,
+) -> Response {
+    let r = match report(&state).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let Some(c) = r.campaigns.iter().find(|c| c.name == name) else {
+        return secure(
+            (
+                StatusCode::NOT_FOUND,
+                Html(state.dashboard.render(
+                    "missing.html",
+                    context! { what => "campaign", shop => state.settings.shop_name.clone() },
+                )),
+            )
+                .into_response(),
+        );
+    };
+    let offers = match state.store.offer_codes_summary(&name).await {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
+    page(
+        &state,
+        &session,
+        "campaign.html",
+        context! { c => campaign_view(c, &r.currency), offers },
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+}
+
+async fn customer_search(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Query(query): Query<SearchQuery>,
+) -> Response {
+    let q = query.q.unwrap_or_default();
+    let q = q.trim();
+    if !q.is_empty() {
+        match state.store.customer_detail(q).await {
+            Ok(Some(d)) => {
+                return secure(
+                    Redirect::to(&format!("/admin/customers/{}", d.profile_id)).into_response(),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => return internal(e),
+        }
+    }
+    page(
+        &state,
+        &session,
+        "search.html",
+        context! { q => q, not_found => !q.is_empty() },
+    )
+}
+
+async fn customer(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Path(key): Path<String>,
+) -> Response {
+    let detail = match state.store.customer_detail(&key).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return secure(
+                (
+                    StatusCode::NOT_FOUND,
+                    Html(state.dashboard.render(
+                        "missing.html",
+                        context! { what => "customer", shop => state.settings.shop_name.clone() },
+                    )),
+                )
+                    .into_response(),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let pid = detail.profile_id;
+    let (score, stages, messages, journeys) = match async {
+        Ok::<_, winback_store::StoreError>((
+            state.store.latest_score(pid).await?,
+            state.store.stage_history(pid).await?,
+            state.store.profile_messages(pid, 200).await?,
+            state.store.profile_journeys(pid).await?,
+        ))
+    }
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    // One timeline, newest first: (time, kind, what, detail).
+    let mut items: Vec<(Timestamp, &str, String, String)> = Vec::new();
+    for o in &detail.orders {
+        items.push((
+            o.ordered_at,
+            "order",
+            format!(
+                "Order {} — {}",
+                o.external_id,
+                money(o.total_minor, &o.currency)
+            ),
+            [
+                o.category.clone().unwrap_or_default(),
+                o.status.clone(),
+                if o.discount_codes.is_empty() {
+                    String::new()
+                } else {
+                    format!("codes: {}", o.discount_codes.join(", "))
+                },
+            ]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" · "),
+        ));
+    }
+    for m in &messages {
+        items.push((
+            m.sent_at.unwrap_or(m.queued_at),
+            "message",
+            format!("{} {} — {} / {}", m.channel, m.state, m.campaign, m.step),
+            [
+                m.subject
+                    .as_ref()
+                    .map(|s| format!("subject template: {s}"))
+                    .unwrap_or_default(),
+                format!("variant {}", m.variant),
+                m.outcome.clone().unwrap_or_default(),
+            ]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" · "),
+        ));
+    }
+    for e in &detail.events {
+        let payload = match &e.payload {
+            serde_json::Value::Object(m) if !m.is_empty() => m
+                .iter()
+                // The message id is internal and the type is the line's title already.
+                .filter(|(k, v)| !matches!(k.as_str(), "message_id" | "type") && !v.is_null())
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}: {s}"),
+                    other => format!("{k}: {other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" · "),
+            _ => String::new(),
+        };
+        items.push((e.at, "engagement", e.kind.replace('_', " "), payload));
+    }
+    for s in &stages {
+        items.push((
+            s.at,
+            "stage",
+            match &s.from {
+                Some(f) => format!("Stage {f} → {}", s.to),
+                None => format!("Stage {}", s.to),
+            },
+            String::new(),
+        ));
+    }
+    for j in &journeys {
+        items.push((
+            j.entered_at,
+            "journey",
+            format!(
+                "Entered {}{}",
+                j.campaign,
+                if j.holdout {
+                    " (holdout: no messages)"
+                } else {
+                    ""
+                }
+            ),
+            format!("variant {} · {}", j.variant, j.state),
+        ));
+        if let Some(t) = j.ended_at {
+            items.push((
+                t,
+                "journey",
+                format!("Left {}", j.campaign),
+                j.end_reason.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    items.sort_by_key(|i| std::cmp::Reverse(i.0));
+    let name = detail
+        .records
+        .iter()
+        .find_map(|r| {
+            let parts: Vec<&str> = [r.first_name.as_deref(), r.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .unwrap_or_else(|| format!("Customer {pid}"));
+    page(
+        &state,
+        &session,
+        "customer.html",
+        context! {
+            name, profile_id => pid,
+            records => detail.records.iter().map(|r| context! {
+                external_id => r.external_id.clone(), email => r.email.clone(), phone => r.phone.clone(),
+                locale => r.locale.clone(), time_zone => r.time_zone.clone(),
+            }).collect::<Vec<_>>(),
+            consent => detail.consent.iter().map(|c| context! {
+                channel => c.channel.clone(), status => c.status.clone(), source => c.source.clone(), at => when(c.at),
+            }).collect::<Vec<_>>(),
+            order_count => detail.order_count,
+            score => score.map(|s| context! {
+                stage => s.stage, reason => s.reason, segment => s.segment, rfm => s.rfm,
+                p_alive => s.p_alive.map(pct), expected_90d => s.expected_90d.map(|v| format!("{v:.2}")),
+                clv => s.clv_minor.map(|v| money(v.round() as i64, s.currency.as_deref().unwrap_or("EUR"))),
+                reorder => s.reorder, purchases => s.purchases,
+                spend => money(s.spend_minor, s.currency.as_deref().unwrap_or("EUR")),
+            }),
+            timeline => items.into_iter().map(|(t, kind, what, detail)| context! { at => when(t), kind, what, detail }).collect::<Vec<_>>(),
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+const LAYOUT: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{% block title %}winback{% endblock %} · {{ shop }}</title>
+<link rel="stylesheet" href="/admin/assets/uPlot.min.css"><link rel="stylesheet" href="/admin/assets/dashboard.css">
+</head><body>
+<header><strong>winback</strong> · {{ shop }}
+{% if user %}<nav><a href="/admin">Overview</a> <a href="/admin/customers">Customers</a>
+<form class="inline" method="post" action="/admin/logout"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit" id="logout">Log out {{ user }}</button></form></nav>{% endif %}
+</header>
+<main>{% block body %}{% endblock %}</main>
+{% if now %}<footer>As of {{ now }}.</footer>{% endif %}
+<script src="/admin/assets/uPlot.iife.min.js"></script><script src="/admin/assets/dashboard.js"></script>
+</body></html>"#;
+
+const LOGIN: &str = r#"{% extends "layout.html" %}{% block title %}Log in{% endblock %}{% block body %}
+<h1>Log in</h1>
+{% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
+<form method="post" action="/admin/login" class="login">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label>Name <input name="username" id="username" autocomplete="username" required></label>
+<label>Password <input name="password" id="password" type="password" autocomplete="current-password" required></label>
+<button type="submit" id="login">Log in</button>
+</form>{% endblock %}"#;
+
+const MISSING: &str = r#"{% extends "layout.html" %}{% block body %}<h1>Not found</h1><p>No such {{ what }}.</p>{% endblock %}"#;
+
+const READOUT: &str = r#"{% macro readout(r) %}{% if r %}
+<span class="{% if r.positive %}good{% elif r.significant %}bad{% endif %}" data-k="lift">{{ r.lift }}</span> points
+<small>(95% CI {{ r.lift_low }} to {{ r.lift_high }})</small>
+{% if r.bar %}<svg class="bar" viewBox="0 0 300 16" width="300" height="16" role="img" aria-label="95% interval of the lift">
+<line x1="{{ r.bar.zero }}" y1="0" x2="{{ r.bar.zero }}" y2="16" class="zero"/><line x1="{{ r.bar.low }}" y1="8" x2="{{ r.bar.high }}" y2="8" class="ci"/>
+<circle cx="{{ r.bar.est }}" cy="8" r="4" class="est"/></svg>{% endif %}
+{% else %}<span class="muted">no holdout</span>{% endif %}{% endmacro %}"#;
+
+const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as m %}{% block title %}Overview{% endblock %}{% block body %}
+<h1>Overview</h1>
+<section><h2>Campaigns</h2>
+<table id="campaigns"><thead><tr><th>Campaign</th><th>Status</th><th>Contacts</th><th>Messages</th><th>Reactivation vs holdout</th><th>Incremental margin</th></tr></thead><tbody>
+{% for c in campaigns %}<tr data-campaign="{{ c.name }}"><td><a href="/admin/campaigns/{{ c.name }}">{{ c.name }}</a><br><small>{{ c.description }}</small></td>
+<td>{{ c.status }}</td><td class="num" data-k="contacts" data-v="{{ c.contacts_raw }}">{{ c.contacts }}</td><td class="num">{{ c.sent }}</td>
+<td>{{ m.readout(c.readout) }}</td><td>{% if c.readout and c.readout.margin %}{{ c.readout.margin }}{% endif %}</td></tr>
+{% else %}<tr><td colspan="6">No campaigns yet.</td></tr>{% endfor %}</tbody></table></section>
+
+<section><h2>Base health</h2>
+{% if stages %}<p>{{ total }} people at the latest scoring run.</p>
+<table id="stages"><thead><tr><th>Stage</th><th>People</th><th>Share</th></tr></thead><tbody>
+{% for s in stages %}<tr data-stage="{{ s.stage }}"><td>{{ s.stage }}</td><td class="num" data-v="{{ s.raw }}">{{ s.people }}</td><td class="num">{{ s.share }}</td></tr>{% endfor %}
+</tbody></table>
+<div class="chart" id="health-chart" data-chart="health-data" data-title="Share of the base per stage, per scoring run (%)"></div>
+<script type="application/json" id="health-data">{{ health }}</script>
+{% else %}<p>No scoring run yet: run <code>winback score</code>.</p>{% endif %}
+{% if matrix %}<h3>Segment moves since the previous scoring run</h3>
+<div class="scroll"><table id="migration"><thead><tr><th>from \ to</th>{% for t in tos %}<th>{{ t }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in matrix %}<tr><th>{{ row.from }}</th>{% for cell in row.cells %}<td class="num">{{ cell }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% endif %}
+{% if reasons %}<h3>Why people left (survey answers)</h3><ul id="reasons">{% for r in reasons %}<li>{{ r.reason }}: {{ r.count }}</li>{% endfor %}</ul>{% endif %}
+</section>
+
+<section><h2>List hygiene</h2>
+<table id="hygiene"><tbody>
+<tr><th>Addresses</th><td class="num">{{ hygiene.addresses }}</td></tr>
+<tr><th>Idle 6+ months</th><td class="num">{{ hygiene.idle_6m }}</td></tr>
+<tr><th>Idle 12+ months</th><td class="num">{{ hygiene.idle_12m }}{% if spam_trap_risk %} <span class="bad">spam-trap risk: {{ hygiene.idle_12m_people }} addresses</span>{% endif %}</td></tr>
+<tr><th>Idle 24+ months</th><td class="num">{{ hygiene.idle_24m }}</td></tr>
+<tr><th>Never engaged</th><td class="num">{{ hygiene.never_engaged }}</td></tr>
+<tr><th>Hard bounces</th><td class="num">{{ hygiene.hard_bounces }}</td></tr>
+<tr><th>Complaints</th><td class="num">{{ hygiene.complaints }} ({{ hygiene.complaint_rate }} of email sent)</td></tr>
+<tr><th>Duplicates merged</th><td class="num">{{ hygiene.duplicates_merged }}</td></tr>
+<tr><th>Unsubscribed by sunset</th><td class="num">{{ hygiene.sunset }}</td></tr>
+<tr><th>Erased</th><td class="num">{{ hygiene.erased }}</td></tr>
+<tr><th>Suppressions</th><td>{{ hygiene.suppressions | join(", ") }}</td></tr>
+</tbody></table></section>
+{% if providers %}<section><h2>Mailbox providers</h2><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
+{% for p in providers %}<tr><td>{{ p.provider }}</td><td class="num">{{ p.share }}</td><td class="num">{{ p.attempts }}</td><td>{% if p.paused %}<span class="bad">paused: {{ p.paused }}</span>{% else %}ok{% endif %}</td></tr>{% endfor %}
+</tbody></table></section>{% endif %}
+{% endblock %}"#;
+
+const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as m %}{% block title %}{{ c.name }}{% endblock %}{% block body %}
+<h1 id="campaign-name">{{ c.name }}</h1><p>{{ c.description }} <span class="tag">{{ c.status }}</span></p>
+<p><span data-k="entered">{{ c.entered }}</span> entered, <span data-k="treated">{{ c.treated }}</span> messaged, <span data-k="bought">{{ c.bought }}</span> bought within {{ c.window_days }} days ({{ c.conversion }}).</p>
+
+<section><h2>Journey</h2>
+<svg id="journey" viewBox="0 0 720 {{ c.height }}" width="720" height="{{ c.height }}" role="img" aria-label="the journey">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>
+<rect x="80" y="10" width="440" height="40" rx="8" class="node start"/><text x="300" y="35" text-anchor="middle">{{ c.entered }} entered · {{ c.treated }} messaged</text>
+<path d="M300,50 L300,70" class="edge" marker-end="url(#arrow)"/>
+{% for e in c.edges %}<path d="{{ e.path }}" class="edge" marker-end="url(#arrow)"/>{% if e.label %}<text x="{{ e.lx }}" y="{{ e.ly }}" class="edge-label">{{ e.label }}</text>{% endif %}
+{% endfor %}
+{% for s in c.nodes %}<g class="step" data-step="{{ s.id }}" data-sent="{{ s.sent }}"><rect x="80" y="{{ s.y }}" width="440" height="64" rx="8" class="node {{ s.kind }}"/>
+<text x="96" y="{{ s.ty }}"><tspan class="kind">{{ s.kind }}</tspan> {{ s.id }}: {{ s.label }}</text>
+<text x="96" y="{{ s.cy }}" class="counts">{{ s.counts }}</text></g>
+{% endfor %}
+<rect x="80" y="{{ c.end_y }}" width="440" height="40" rx="8" class="node end"/><text x="300" y="{{ c.end_ty }}" text-anchor="middle">{{ c.bought }} bought ({{ c.conversion }} of those messaged)</text>
+</svg></section>
+
+<section><h2>Against the holdout</h2>
+<table id="arms"><thead><tr><th>Arm</th><th>Contacts</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>AOV</th><th>Offers redeemed</th><th>Discount</th><th>Messages</th><th>Lift vs holdout</th></tr></thead><tbody>
+{% for a in c.arms %}<tr data-arm="{{ a.variant }}"><td>{{ a.variant }}</td><td class="num" data-k="contacts">{{ a.contacts }}</td><td class="num" data-k="converted">{{ a.converted }}</td><td class="num">{{ a.rate }}</td>
+<td class="num" data-k="revenue" data-v="{{ a.revenue_minor }}">{{ a.revenue }}</td><td class="num">{{ a.aov or "–" }}</td><td class="num">{{ a.redeemed }} of {{ a.offers }}</td><td class="num">{{ a.discount }}</td><td class="num">{{ a.message_cost }}</td>
+<td>{% if not a.holdout %}{{ m.readout(a.readout) }}{% endif %}</td></tr>{% endfor %}
+</tbody></table>
+{% if c.overall %}<div id="readout"><h3>{% if c.multi %}All variants together{% else %}Readout{% endif %}</h3><ul>
+<li>Reactivation {{ c.overall.treated_rate }} vs {{ c.overall.holdout_rate }} in the holdout: {{ m.readout(c.overall) }}</li>
+{% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
+{% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% endif %}</li>{% endif %}
+{% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
+</ul></div>{% endif %}
+{% if c.winner %}<p id="winner">{{ c.winner }}</p>{% endif %}
+</section>
+
+{% if offers %}<section><h2>Offers</h2><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
+{% for o in offers %}<tr><td>{{ o.0 }}</td><td>{{ o.1 }}</td><td class="num">{{ o.2 }}</td></tr>{% endfor %}</tbody></table></section>{% endif %}
+
+<section><h2>Messages</h2>
+<table id="messages"><thead><tr><th>Step</th><th>Variant</th><th>Channel</th><th>Sent</th><th>Delivered</th><th>Hard</th><th>Soft</th><th>In doubt</th><th>Dropped</th><th>Opened</th><th>Machine opens</th><th>Clicked</th><th>Unsub.</th><th>Spam</th></tr></thead><tbody>
+{% for f in c.messages %}<tr data-step="{{ f.step }}" data-variant="{{ f.variant }}" data-channel="{{ f.channel }}"><td>{{ f.step }}</td><td>{{ f.variant }}</td><td>{{ f.channel }}</td><td class="num" data-k="sent">{{ f.sent }}</td><td class="num">{{ f.delivered }}</td><td class="num">{{ f.hard }}</td><td class="num">{{ f.soft }}</td><td class="num">{{ f.in_doubt }}</td><td class="num">{{ f.dropped }}</td><td class="num">{{ f.opened }}</td><td class="num">{{ f.machine }}</td><td class="num" data-k="clicked">{{ f.clicked }}</td><td class="num">{{ f.unsubscribed }}</td><td class="num">{{ f.complained }}</td></tr>
+{% else %}<tr><td colspan="14">No messages yet.</td></tr>{% endfor %}</tbody></table>
+{% if c.locales %}<h3>By locale</h3><table id="locales"><thead><tr><th>Locale</th><th>Channel</th><th>Sent</th><th>Opened</th><th>Clicked</th><th>Unsub.</th></tr></thead><tbody>
+{% for l in c.locales %}<tr><td>{{ l.locale }}</td><td>{{ l.channel }}</td><td class="num">{{ l.sent }}</td><td class="num">{{ l.opened }}</td><td class="num">{{ l.clicked }}</td><td class="num">{{ l.unsubscribed }}</td></tr>{% endfor %}</tbody></table>{% endif %}
+</section>
+
+{% if c.deliverability %}<section><h2>Deliverability by mailbox provider</h2>
+<table id="deliverability"><thead><tr><th>Provider</th><th>Sent</th><th>Delivered</th><th>Hard bounces</th><th>Soft</th><th>Complaints</th><th>Hard-bounce rate (limit)</th><th>Complaint rate (limit)</th></tr></thead><tbody>
+{% for d in c.deliverability %}<tr{% if d.over %} class="over"{% endif %}><td>{{ d.provider }}</td><td class="num">{{ d.sent }}</td><td class="num">{{ d.delivered }}</td><td class="num">{{ d.hard }}</td><td class="num">{{ d.soft }}</td><td class="num">{{ d.complained }}</td><td class="num">{{ d.hard_rate }} ({{ d.max_hard }})</td><td class="num">{{ d.complaint_rate }} ({{ d.max_complaint }})</td></tr>{% endfor %}
+</tbody></table></section>{% endif %}
+
+{% if c.reasons %}<section><h2>Reasons given</h2><ul>{% for r in c.reasons %}<li>{{ r.reason }}: {{ r.count }}</li>{% endfor %}</ul></section>{% endif %}
+
+<section><h2>Did they stay?</h2>
+<table id="stay"><thead><tr><th></th><th>People</th><th>Again in 30 d</th><th>90 d</th><th>180 d</th><th>Lapsed again</th><th>Revenue after</th><th>Mean CLV</th></tr></thead><tbody>
+{% for s in c.stay %}<tr><th>{{ s.label }}</th><td class="num">{{ s.people }}</td><td class="num">{{ s.again_30d }}</td><td class="num">{{ s.again_90d }}</td><td class="num">{{ s.again_180d }}</td><td class="num">{{ s.lapsed_again }}</td><td class="num">{{ s.revenue_after }}</td><td class="num">{{ s.clv or "–" }}</td></tr>{% endfor %}
+</tbody></table>
+{% if c.reward_only %}<p>Reward only: {{ c.reward_only }} who came back with the campaign's code bought nothing more within 90 days.</p>{% endif %}
+</section>
+{% endblock %}"#;
+
+const SEARCH: &str = r#"{% extends "layout.html" %}{% block title %}Customers{% endblock %}{% block body %}
+<h1>Customers</h1>
+<form method="get" action="/admin/customers"><label>Email, customer id or profile number <input name="q" id="q" value="{{ q }}"></label> <button type="submit">Find</button></form>
+{% if not_found %}<p class="error">Nobody found for “{{ q }}”.</p>{% endif %}
+{% endblock %}"#;
+
+const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}{% endblock %}{% block body %}
+<h1 id="customer-name">{{ name }}</h1>
+<p>Profile {{ profile_id }} · {{ order_count }} orders</p>
+{% if score %}<section id="score"><h2>Score</h2>
+<p><span class="tag" data-k="stage">{{ score.stage }}</span> {{ score.reason }}</p>
+<table><tbody>
+<tr><th>RFM</th><td>{{ score.rfm or "–" }} {{ score.segment or "" }}</td></tr>
+<tr><th>Still a customer (P alive)</th><td>{{ score.p_alive or "–" }}</td></tr>
+<tr><th>Expected orders in 90 days</th><td>{{ score.expected_90d or "–" }}</td></tr>
+<tr><th>Predicted 12-month value</th><td>{{ score.clv or "–" }}</td></tr>
+<tr><th>Usual reorder interval</th><td>{{ score.reorder or "–" }}</td></tr>
+<tr><th>Purchase days · spend</th><td>{{ score.purchases }} · {{ score.spend }}</td></tr>
+</tbody></table></section>{% endif %}
+<section><h2>Records</h2><table id="records"><thead><tr><th>Customer id</th><th>Email</th><th>Phone</th><th>Locale</th><th>Time zone</th></tr></thead><tbody>
+{% for r in records %}<tr><td>{{ r.external_id }}</td><td>{{ r.email or "" }}</td><td>{{ r.phone or "" }}</td><td>{{ r.locale or "" }}</td><td>{{ r.time_zone or "" }}</td></tr>{% endfor %}
+</tbody></table>
+{% if consent %}<h3>Consent</h3><ul>{% for c in consent %}<li>{{ c.channel }}: {{ c.status }} ({{ c.source }}, {{ c.at }})</li>{% endfor %}</ul>{% endif %}
+</section>
+<section><h2>Timeline</h2><ol id="timeline" class="timeline">
+{% for t in timeline %}<li class="{{ t.kind }}"><time>{{ t.at }}</time> <span class="tag">{{ t.kind }}</span> {{ t.what }}{% if t.detail %}<br><small>{{ t.detail }}</small>{% endif %}</li>
+{% else %}<li>Nothing yet.</li>{% endfor %}</ol></section>
+{% endblock %}"#;
+
+/// The dashboard's templates, HTML auto-escaped.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// Loads the templates.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        for (name, src) in [
+            ("layout.html", LAYOUT),
+            ("login.html", LOGIN),
+            ("missing.html", MISSING),
+            ("readout.html", READOUT),
+            ("overview.html", OVERVIEW),
+            ("campaign.html", CAMPAIGN),
+            ("search.html", SEARCH),
+            ("customer.html", CUSTOMER),
+        ] {
+            env.add_template(name, src)
+                .expect("the dashboard's templates parse");
+        }
+        Self { env }
+    }
+
+    /// Renders a page; a rendering error is logged and shown as a short notice.
+    pub fn render(&self, name: &str, ctx: Value) -> String {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .unwrap_or_else(|e| {
+                tracing::error!("dashboard template {name}: {e:#}");
+                "<!doctype html><p>This page could not be shown; the error is in the log.</p>"
+                    .into()
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_a_salt_and_verify() {
+        let a = hash_password("correct horse").unwrap();
+        let b = hash_password("correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$"));
+        assert_ne!(a, b, "a fresh salt each time");
+        assert!(verify_password("correct horse", &a));
+        assert!(!verify_password("correct horsE", &a));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn chart_json_cannot_close_its_script_element() {
+        let v = json_block(&serde_json::json!({"name": "</script><img src=x onerror=alert(1)>&"}));
+        let s = v.to_string();
+        assert!(
+            !s.contains('<') && !s.contains('>') && !s.contains('&'),
+            "{s}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back["name"], "</script><img src=x onerror=alert(1)>&");
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("winback_admin_x=1; winback_admin=abc; other=2"),
+        );
+        assert_eq!(cookie(&h, "winback_admin"), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}

@@ -1,0 +1,330 @@
+//! The dashboard in process: login, sessions, CSRF, headers, escaping, and `GET /v1/report`.
+//! (The browser test, with Chromium, is in the CLI crate's tests: it needs the demo's data.)
+
+use super::*;
+
+const PASSWORD: &str = "a long dashboard password";
+const ORIGIN: (&str, &str) = ("origin", "https://mail.shop.example");
+
+fn set_cookie(r: &Reply, name: &str) -> Option<String> {
+    r.headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap()
+}
+
+/// Logs in and returns the session cookie header value.
+async fn log_in(h: &Harness, password: &str) -> Reply {
+    let page = h.get("/admin/login", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let login_cookie = cookie_value(&set_cookie(&page, "winback_login").unwrap());
+    assert_eq!(token, login_cookie, "double-submit: form and cookie agree");
+    let body = format!(
+        "csrf={token}&username=marketer&password={}",
+        password.replace(' ', "+")
+    );
+    h.form(
+        "/admin/login",
+        &body,
+        &[("cookie", &format!("winback_login={login_cookie}")), ORIGIN],
+    )
+    .await
+}
+
+async fn admin(h: &Harness) {
+    let hash = winback_http::dashboard::hash_password(PASSWORD).unwrap();
+    h.store
+        .set_admin_password("marketer", &hash, h.clock.now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_dashboard_needs_a_login_and_guards_every_form() {
+    let h = Harness::new().await;
+    admin(&h).await;
+    // Not logged in: every page leads to the login form.
+    for page in ["/admin", "/admin/customers/C1", "/admin/campaigns/x"] {
+        let r = h.get(page, &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(r.headers[header::LOCATION], "/admin/login");
+    }
+    let page = h.get("/admin/login", &[]).await;
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    let token = csrf(&page.body);
+    let body = format!("csrf={token}&username=marketer&password=a+long+dashboard+password");
+    let with_cookie = format!("winback_login={token}");
+    // From another site, or without the cookie that matches the form: refused.
+    let r = h
+        .form(
+            "/admin/login",
+            &body,
+            &[("cookie", &with_cookie), ("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h.form("/admin/login", &body, &[ORIGIN]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .form(
+            "/admin/login",
+            &body,
+            &[("cookie", "winback_login=someone-elses"), ORIGIN],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A wrong password and an unknown name get the same answer, and no session.
+    let wrong = log_in(&h, "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Wrong name or password."));
+    assert!(set_cookie(&wrong, "winback_admin").is_none());
+    // The right password: a session cookie the browser keeps to itself and this site.
+    let ok = log_in(&h, PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(ok.headers[header::LOCATION], "/admin");
+    let set = set_cookie(&ok, "winback_admin").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/admin"] {
+        assert!(set.contains(attr), "{attr} in {set}");
+    }
+    let token = cookie_value(&set);
+    // The store keeps the token's hash only.
+    assert_eq!(
+        h.scalar(&format!(
+            "SELECT COUNT(*) FROM admin_sessions WHERE token_hash = '{}'",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()))
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        h.scalar(&format!(
+            "SELECT COUNT(*) FROM admin_sessions WHERE token_hash = '{token}' OR csrf = '{token}'"
+        ))
+        .await,
+        0
+    );
+    let session = format!("winback_admin={token}");
+    let overview = h.get("/admin", &[("cookie", &session)]).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert!(overview.body.contains("List hygiene") && overview.body.contains("Base health"));
+    // Logging out needs the session's CSRF token and our origin.
+    let r = h
+        .form(
+            "/admin/logout",
+            "csrf=wrong",
+            &[("cookie", &session), ORIGIN],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .form(
+            "/admin/logout",
+            &format!("csrf={}", csrf(&overview.body)),
+            &[("cookie", &session), ("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .form(
+            "/admin/logout",
+            &format!("csrf={}", csrf(&overview.body)),
+            &[("cookie", &session), ORIGIN],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        set_cookie(&r, "winback_admin")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let r = h.get("/admin", &[("cookie", &session)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "the session ended");
+    // A password change ends every session.
+    let ok = log_in(&h, PASSWORD).await;
+    let session = format!(
+        "winback_admin={}",
+        cookie_value(&set_cookie(&ok, "winback_admin").unwrap())
+    );
+    assert_eq!(
+        h.get("/admin", &[("cookie", &session)]).await.status,
+        StatusCode::OK
+    );
+    admin(&h).await;
+    assert_eq!(
+        h.get("/admin", &[("cookie", &session)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Sessions expire.
+    let ok = log_in(&h, PASSWORD).await;
+    let session = format!(
+        "winback_admin={}",
+        cookie_value(&set_cookie(&ok, "winback_admin").unwrap())
+    );
+    h.clock.advance_seconds(8 * 3600 + 1);
+    assert_eq!(
+        h.get("/admin", &[("cookie", &session)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_address() {
+    let h = Harness::with(|s| {
+        s.logins_per_minute = 2;
+        s.trust_forwarded_for = true;
+    })
+    .await;
+    admin(&h).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let page = h.get("/admin/login", &[]).await;
+        let token = csrf(&page.body);
+        let r = h
+            .form(
+                "/admin/login",
+                &format!("csrf={token}&username=marketer&password=wrong"),
+                &[
+                    ("cookie", &format!("winback_login={token}")),
+                    ORIGIN,
+                    ("x-forwarded-for", "203.0.113.7"),
+                ],
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+#[tokio::test]
+async fn dashboard_pages_escape_what_people_typed_and_agree_with_the_api() {
+    let h = Harness::new().await;
+    admin(&h).await;
+    let ok = log_in(&h, PASSWORD).await;
+    let session = format!(
+        "winback_admin={}",
+        cookie_value(&set_cookie(&ok, "winback_admin").unwrap())
+    );
+    // C2's first name is `<img src=x onerror=alert(1)>`.
+    let r = h.get("/admin/customers/C2", &[("cookie", &session)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<img src=x"));
+    // Anna's timeline shows the message she was sent.
+    let r = h.get("/admin/customers/C1", &[("cookie", &session)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("id=\"timeline\""));
+    // The search leads to the person; an unknown one says so.
+    let r = h
+        .get(
+            "/admin/customers?q=anna%40example.nl",
+            &[("cookie", &session)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        format!("/admin/customers/{}", h.anna)
+    );
+    let r = h
+        .get(
+            "/admin/customers?q=nobody%40example.nl",
+            &[("cookie", &session)],
+        )
+        .await;
+    assert!(r.body.contains("Nobody found"));
+    // A campaign applied through the API appears with its journey.
+    let admin_key = h.key(&["admin", "read"]).await;
+    let source = include_str!("../../../../examples/campaigns/review-request.toml");
+    let name = source
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let r = h
+        .send(
+            "PUT",
+            &format!("/v1/campaigns/{name}"),
+            Some(&admin_key),
+            "application/toml",
+            source,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let api = h
+        .send("GET", "/v1/report", Some(&admin_key), "", "", &[])
+        .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let api = api.json();
+    let c = api["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+        .clone();
+    let page = h
+        .get(&format!("/admin/campaigns/{name}"), &[("cookie", &session)])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for step in c["journey"].as_array().unwrap() {
+        assert!(
+            page.body
+                .contains(&format!("data-step=\"{}\"", step["id"].as_str().unwrap())),
+            "step {step} drawn"
+        );
+    }
+    let overview = h.get("/admin", &[("cookie", &session)]).await;
+    assert!(overview.body.contains(&format!("data-campaign=\"{name}\"")));
+    // Nothing the dashboard serves carries an inline script.
+    for body in [&overview.body, &page.body] {
+        assert!(!body.contains("<script>") && !body.contains("onerror="));
+    }
+    let r = h
+        .send(
+            "GET",
+            "/v1/report?since=yesterday",
+            Some(&admin_key),
+            "",
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"]["code"], "invalid_query");
+    // The vendored chart library is served from the binary.
+    let r = h.get("/admin/assets/uPlot.iife.min.js", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("uPlot"));
+    assert_eq!(
+        h.get("/admin/assets/../Cargo.toml", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -1,0 +1,665 @@
+//! `winback-report` owns the model of winback's campaign report and gathers it from the store:
+//! per campaign and variant what the messages did (sent, delivered, bounced, opened by people
+//! and by machines, clicked, unsubscribed, complained, survey answers), broken down by step,
+//! variant, channel, locale and mailbox provider; who bought within the campaign's attribution
+//! window, revenue, average order value, discount and message cost; the causal readout against
+//! the holdout with 95% intervals ([`winback_measure`]); "did they stay?"; deliverability per
+//! mailbox provider against the thresholds the engine enforces; list hygiene and the health of
+//! the base over time.
+//!
+//! `winback report` prints it, writes it as JSON, CSV or HTML; the dashboard in `winback serve`
+//! and `GET /v1/report` show the same [`Report`], so the figures agree everywhere.
+
+use std::collections::BTreeMap;
+
+use winback_domain::{Currency, Timestamp};
+use winback_engine::Campaign;
+use winback_engine::policy::RampSettings;
+use winback_engine::ports::JourneyStore;
+use winback_measure::{Arm, Economics, Readout, Winner};
+use winback_store::{
+    ArmResult, FunnelKey, MessageFunnel, ProviderRamp, SqlStore, Store, StoreError,
+};
+
+/// Why a report could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored campaign could not be read.
+    #[error("stored campaign {name}: {message}")]
+    Campaign {
+        /// The campaign's name.
+        name: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// What a report needs besides the store (`[measurement]`, `[clv]`, `[policy.ramp]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Gross margin on revenue (0–1).
+    pub margin: f64,
+    /// What one email costs, minor units.
+    pub email_cost_minor: i64,
+    /// What one SMS costs, minor units.
+    pub sms_cost_minor: i64,
+    /// Currency of the money figures.
+    pub currency: String,
+    /// The deliverability thresholds the engine enforces.
+    pub ramp: RampSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            margin: 0.3,
+            email_cost_minor: 1,
+            sms_cost_minor: 8,
+            currency: "EUR".into(),
+            ramp: RampSettings::default(),
+        }
+    }
+}
+
+/// Deliverability of one mailbox provider's email, against the thresholds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Deliverability {
+    /// Provider.
+    pub provider: String,
+    /// Emails handed to the relay.
+    pub sent: i64,
+    /// Delivered.
+    pub delivered: i64,
+    /// Hard bounces.
+    pub hard_bounced: i64,
+    /// Soft bounces.
+    pub soft_bounced: i64,
+    /// Complaints.
+    pub complained: i64,
+    /// Hard bounces per email sent.
+    pub hard_bounce_rate: f64,
+    /// Complaints per email sent.
+    pub complaint_rate: f64,
+    /// The hard-bounce rate at which the engine pauses the provider.
+    pub max_hard_bounce_rate: f64,
+    /// The complaint rate at which the engine pauses the provider.
+    pub max_complaint_rate: f64,
+    /// A rate is at or above its threshold.
+    pub over_threshold: bool,
+}
+
+impl Deliverability {
+    fn new(f: &MessageFunnel, ramp: &RampSettings) -> Self {
+        let rate = |x: i64| {
+            if f.sent > 0 {
+                x as f64 / f.sent as f64
+            } else {
+                0.0
+            }
+        };
+        let hard_bounce_rate = rate(f.hard_bounced);
+        let complaint_rate = rate(f.complained);
+        Self {
+            provider: f.provider.clone(),
+            sent: f.sent,
+            delivered: f.delivered,
+            hard_bounced: f.hard_bounced,
+            soft_bounced: f.soft_bounced,
+            complained: f.complained,
+            hard_bounce_rate,
+            complaint_rate,
+            max_hard_bounce_rate: ramp.max_hard_bounce_rate,
+            max_complaint_rate: ramp.max_complaint_rate,
+            over_threshold: f.sent > 0
+                && (hard_bounce_rate >= ramp.max_hard_bounce_rate
+                    || complaint_rate >= ramp.max_complaint_rate),
+        }
+    }
+}
+
+/// One step of a campaign's journey with what its messages did, for the journey graph.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JourneyNode {
+    /// Step id.
+    pub id: String,
+    /// Step type (`send`, `wait`, `offer`, `branch`, …).
+    pub kind: String,
+    /// What it does, in a few words.
+    pub label: String,
+    /// Where it goes next: (step id or `end`, label of the edge).
+    pub next: Vec<(String, String)>,
+    /// Messages sent by this step (all variants and channels).
+    pub sent: i64,
+    /// Of them, opened by a person.
+    pub opened: i64,
+    /// Clicked.
+    pub clicked: i64,
+    /// Not sent at send time (consent, suppression, caps…).
+    pub dropped: i64,
+}
+
+/// The journey of `c` with the counts of `messages` (rolled up by step, variant, channel).
+pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
+    use winback_engine::definition::Action;
+    let id_of = |i: Option<usize>| {
+        i.and_then(|i| c.steps.get(i))
+            .map(|s| s.id.clone())
+            .unwrap_or_else(|| "end".into())
+    };
+    c.steps
+        .iter()
+        .map(|step| {
+            let (label, next) = match &step.action {
+                Action::Wait {
+                    duration,
+                    until_event,
+                    on_timeout,
+                    ..
+                } => match until_event {
+                    Some(_) => (
+                        format!("wait for an event, at most {duration}"),
+                        vec![
+                            (id_of(step.next), "event".to_owned()),
+                            (id_of(*on_timeout), "timeout".to_owned()),
+                        ],
+                    ),
+                    None => (
+                        format!("wait {duration}"),
+                        vec![(id_of(step.next), String::new())],
+                    ),
+                },
+                Action::Send(m) | Action::Sunset(m) => (
+                    format!("{} {}", m.channel, m.template),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Offer { ladder } => (
+                    format!("offer from ladder {ladder}"),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Branch {
+                    then, otherwise, ..
+                } => (
+                    "branch".to_owned(),
+                    vec![
+                        (id_of(*then), "yes".to_owned()),
+                        (id_of(*otherwise), "no".to_owned()),
+                    ],
+                ),
+                Action::Tag(t) => (
+                    format!("tag {}", t.join(", ")),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Untag(t) => (
+                    format!("untag {}", t.join(", ")),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Export(_) => (
+                    "audience export".to_owned(),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Webhook { .. } => (
+                    "webhook".to_owned(),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Exit => ("exit".to_owned(), Vec::new()),
+            };
+            let mut node = JourneyNode {
+                id: step.id.clone(),
+                kind: step.action.type_name().to_owned(),
+                label,
+                next,
+                sent: 0,
+                opened: 0,
+                clicked: 0,
+                dropped: 0,
+            };
+            for f in messages.iter().filter(|f| f.step == step.id) {
+                node.sent += f.sent;
+                node.opened += f.opened_human;
+                node.clicked += f.clicked;
+                node.dropped += f.dropped;
+            }
+            node
+        })
+        .collect()
+}
+
+impl CampaignReport {
+    /// Contacts in the messaged arms.
+    pub fn treated_contacts(&self) -> i64 {
+        self.arms
+            .iter()
+            .filter(|a| !a.holdout)
+            .map(|a| a.contacts)
+            .sum()
+    }
+
+    /// Buyers in the messaged arms.
+    pub fn treated_converted(&self) -> i64 {
+        self.arms
+            .iter()
+            .filter(|a| !a.holdout)
+            .map(|a| a.converted)
+            .sum()
+    }
+}
+
+impl BaseHealth {
+    /// People at the latest scoring run.
+    pub fn people(&self) -> i64 {
+        self.stages.iter().map(|(_, k)| k).sum()
+    }
+
+    /// `active 27.0%, at_risk 10.7%, …` at the latest scoring run.
+    pub fn shares_text(&self) -> String {
+        let total = self.people().max(1) as f64;
+        self.stages
+            .iter()
+            .map(|(s, k)| format!("{s} {:.1}%", 100.0 * *k as f64 / total))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Health of the base: lifecycle stages over time, how people moved between segments, and
+/// why leavers said they left.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct BaseHealth {
+    /// People per lifecycle stage at the latest scoring run.
+    pub stages: Vec<(String, i64)>,
+    /// People per stage at every scoring run (time, stage, people), oldest first.
+    pub history: Vec<(Timestamp, String, i64)>,
+    /// Segment migration between the last two scoring runs: (from, to, people).
+    pub migration: Vec<(String, String, i64)>,
+    /// Survey answers by reason over all campaigns (why people stopped buying).
+    pub reasons: BTreeMap<String, i64>,
+}
+
+/// One arm (variant or holdout) of a campaign, with its readout.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArmReport {
+    /// Variant (the holdout keeps the variant it would have had).
+    pub variant: String,
+    /// Held out (never messaged).
+    pub holdout: bool,
+    /// Contacts who entered.
+    pub contacts: i64,
+    /// Contacts who bought within the attribution window.
+    pub converted: i64,
+    /// Their orders in the window.
+    pub orders: i64,
+    /// Revenue of those orders, minor units.
+    pub revenue_minor: i64,
+    /// Average order value, minor units.
+    pub average_order_minor: Option<i64>,
+    /// Offers issued.
+    pub offers: i64,
+    /// Offers redeemed.
+    pub redeemed: i64,
+    /// Discount on redeemed offers, minor units.
+    pub discount_minor: i64,
+    /// What the arm's messages cost, minor units (`[measurement]` costs per channel).
+    pub message_cost_minor: i64,
+    /// Against the holdout (treated arms only, when there is a holdout).
+    pub readout: Option<Readout>,
+}
+
+/// One campaign's report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CampaignReport {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Status.
+    pub status: String,
+    /// Attribution window in days (the campaign's `conversion_window`).
+    pub window_days: f64,
+    /// Variants and holdout.
+    pub arms: Vec<ArmReport>,
+    /// The treated variants together against the holdout.
+    pub overall: Option<Readout>,
+    /// Message outcomes per step, variant and channel.
+    pub messages: Vec<MessageFunnel>,
+    /// The journey's steps with their counts.
+    pub journey: Vec<JourneyNode>,
+    /// Message outcomes per locale and channel.
+    pub by_locale: Vec<MessageFunnel>,
+    /// Email deliverability per mailbox provider against the engine's thresholds.
+    pub deliverability: Vec<Deliverability>,
+    /// Automatic winner selection (campaigns with several variants).
+    pub winner: Option<Winner>,
+    /// Did they stay? Reactivated customers after their return.
+    pub stay: winback_store::stay::Stay,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// As of.
+    pub as_of: Timestamp,
+    /// Contacts who entered from here …
+    pub from: Timestamp,
+    /// … until here.
+    pub until: Timestamp,
+    /// Currency of the money figures.
+    pub currency: String,
+    /// Campaigns.
+    pub campaigns: Vec<CampaignReport>,
+    /// List hygiene.
+    pub hygiene: winback_store::privacy::Hygiene,
+    /// Health of the base.
+    pub base: BaseHealth,
+    /// Every mailbox provider's ramp and breaker as the engine left them.
+    pub providers: Vec<ProviderRamp>,
+}
+
+/// A store arm as the statistics see it.
+pub fn arm(a: &ArmResult) -> Arm {
+    Arm {
+        contacts: a.enrolled.max(0) as u64,
+        converted: a.converted.max(0) as u64,
+        revenue_minor: a.revenue_minor,
+        revenue_sq: a.revenue_sq,
+    }
+}
+
+/// All holdout arms as one (each keeps the variant it would have had; they are one group).
+pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
+    let mut out: Option<ArmResult> = None;
+    for a in arms.iter().filter(|a| a.holdout) {
+        let h = out.get_or_insert_with(|| ArmResult {
+            variant: "holdout".into(),
+            holdout: true,
+            ..ArmResult::default()
+        });
+        h.enrolled += a.enrolled;
+        h.converted += a.converted;
+        h.orders += a.orders;
+        h.revenue_minor += a.revenue_minor;
+        h.revenue_sq += a.revenue_sq;
+        h.offers += a.offers;
+        h.redeemed += a.redeemed;
+        h.discount_minor += a.discount_minor;
+    }
+    out
+}
+
+/// Message cost of one variant's messages.
+fn message_cost(settings: &Settings, funnel: &[MessageFunnel], variant: &str) -> i64 {
+    funnel
+        .iter()
+        .filter(|f| f.variant == variant)
+        .map(|f| {
+            f.sent
+                * match f.channel.as_str() {
+                    "email" => settings.email_cost_minor,
+                    "sms" => settings.sms_cost_minor,
+                    _ => 0,
+                }
+        })
+        .sum()
+}
+
+/// The readouts of a campaign's arms: each treated variant and all of them together against
+/// the holdout.
+pub fn arm_reports(
+    settings: &Settings,
+    arms: &[ArmResult],
+    funnel: &[MessageFunnel],
+) -> (Vec<ArmReport>, Option<Readout>) {
+    let margin = settings.margin;
+    let pooled = pooled_holdout(arms);
+    let holdout = pooled.as_ref().filter(|h| h.enrolled > 0);
+    let arms: Vec<&ArmResult> = arms
+        .iter()
+        .filter(|a| !a.holdout)
+        .chain(pooled.iter())
+        .collect();
+    let mut out = Vec::new();
+    let mut all = Arm::default();
+    let mut all_cost = Economics {
+        margin,
+        ..Economics::default()
+    };
+    for a in arms {
+        let cost = if a.holdout {
+            0
+        } else {
+            message_cost(settings, funnel, &a.variant)
+        };
+        let economics = Economics {
+            margin,
+            discount_minor: a.discount_minor,
+            message_cost_minor: cost,
+        };
+        if !a.holdout {
+            let x = arm(a);
+            all.contacts += x.contacts;
+            all.converted += x.converted;
+            all.revenue_minor += x.revenue_minor;
+            all.revenue_sq += x.revenue_sq;
+            all_cost.discount_minor += a.discount_minor;
+            all_cost.message_cost_minor += cost;
+        }
+        out.push(ArmReport {
+            variant: a.variant.clone(),
+            holdout: a.holdout,
+            contacts: a.enrolled,
+            converted: a.converted,
+            orders: a.orders,
+            revenue_minor: a.revenue_minor,
+            average_order_minor: (a.orders > 0).then(|| a.revenue_minor / a.orders),
+            offers: a.offers,
+            redeemed: a.redeemed,
+            discount_minor: a.discount_minor,
+            message_cost_minor: cost,
+            readout: holdout
+                .filter(|_| !a.holdout && a.enrolled > 0)
+                .map(|h| Readout::new(arm(a), arm(h), economics)),
+        });
+    }
+    let overall = holdout
+        .filter(|_| all.contacts > 0)
+        .map(|h| Readout::new(all, arm(h), all_cost));
+    (out, overall)
+}
+
+/// The last instant a report covers by default (a simulated programme runs ahead of the clock).
+pub fn forever() -> Timestamp {
+    Timestamp::from_micros(253_370_764_800_000_000).unwrap_or(Timestamp::EPOCH)
+}
+
+/// Gathers the report for contacts who entered in `[from, until)`.
+pub async fn build(
+    settings: &Settings,
+    store: &SqlStore,
+    from: Timestamp,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<Report, ReportError> {
+    let mut campaigns = Vec::new();
+    let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+    let records = store.campaigns().await.map_err(|e| ReportError::Campaign {
+        name: "*".into(),
+        message: e.to_string(),
+    })?;
+    for rec in records {
+        let c = Campaign::parse(&rec.file, &rec.source).map_err(|e| ReportError::Campaign {
+            name: rec.name.clone(),
+            message: e.to_string(),
+        })?;
+        let window = c.conversion_window.seconds();
+        let arms = store
+            .campaign_results_between(rec.id, window, from, until)
+            .await?;
+        let detail = store.message_funnel_detail(rec.id, from, until).await?;
+        let messages = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
+        for f in &messages {
+            for (k, v) in &f.survey {
+                *reasons.entry(k.clone()).or_default() += v;
+            }
+        }
+        let stay = store.stay(rec.id, window, now).await?;
+        let (arms_out, overall) = arm_reports(settings, &arms, &messages);
+        let variants: Vec<(String, Arm)> = arms
+            .iter()
+            .filter(|a| !a.holdout)
+            .map(|a| (a.variant.clone(), arm(a)))
+            .collect();
+        let holdout = pooled_holdout(&arms).map(|h| arm(&h)).unwrap_or_default();
+        let journey_nodes = journey(&c, &messages);
+        campaigns.push(CampaignReport {
+            name: rec.name,
+            description: c.description.clone(),
+            status: rec.status,
+            window_days: window as f64 / 86_400.0,
+            arms: arms_out,
+            overall,
+            messages,
+            journey: journey_nodes,
+            by_locale: winback_store::rollup(&detail, FunnelKey::Locale),
+            deliverability: winback_store::rollup(&detail, FunnelKey::Provider)
+                .iter()
+                .map(|f| Deliverability::new(f, &settings.ramp))
+                .collect(),
+            winner: (variants.len() > 1)
+                .then(|| winback_measure::choose_winner(&variants, &holdout)),
+            stay,
+        });
+    }
+    let hygiene = store.hygiene(now).await?;
+    let shares = store.stage_shares().await?;
+    let latest = shares.iter().map(|(t, _, _)| *t).max();
+    let stages = shares
+        .iter()
+        .filter(|(t, _, _)| Some(*t) == latest)
+        .map(|(_, s, k)| (s.clone(), *k))
+        .collect();
+    let mut history = shares;
+    history.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    Ok(Report {
+        as_of: now,
+        from,
+        until,
+        currency: settings.currency.clone(),
+        campaigns,
+        hygiene,
+        base: BaseHealth {
+            stages,
+            history,
+            migration: store.segment_migration().await?,
+            reasons,
+        },
+        providers: store.provider_ramps().await?,
+    })
+}
+
+/// Formats minor units of a currency code, e.g. `1234.50 EUR`.
+pub fn money(minor: i64, currency: &str) -> String {
+    let Ok(c) = Currency::parse(currency) else {
+        return format!("{minor} {currency} (minor units)");
+    };
+    // Whole units grouped by thousands: 269,940.16 EUR.
+    let sign = if minor < 0 { "-" } else { "" };
+    let (abs, digits) = (minor.unsigned_abs(), u32::from(c.minor_digits()));
+    let unit = 10u64.pow(digits);
+    if digits == 0 {
+        format!("{sign}{} {c}", n(abs))
+    } else {
+        format!(
+            "{sign}{}.{:0w$} {c}",
+            n(abs / unit),
+            abs % unit,
+            w = digits as usize
+        )
+    }
+}
+
+/// Thousands separators for counts: `12,345`.
+pub fn n(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funnel(sent: i64, hard: i64, complained: i64) -> MessageFunnel {
+        MessageFunnel {
+            channel: "email".into(),
+            provider: "google".into(),
+            sent,
+            delivered: sent - hard,
+            hard_bounced: hard,
+            complained,
+            ..MessageFunnel::default()
+        }
+    }
+
+    #[test]
+    fn deliverability_is_flagged_at_the_engines_thresholds() {
+        let ramp = RampSettings::default(); // 2% hard bounces, 0.1% complaints
+        let ok = Deliverability::new(&funnel(1_000, 19, 0), &ramp);
+        assert!(!ok.over_threshold);
+        assert!((ok.hard_bounce_rate - 0.019).abs() < 1e-12);
+        assert!(Deliverability::new(&funnel(1_000, 20, 0), &ramp).over_threshold);
+        assert!(Deliverability::new(&funnel(1_000, 0, 1), &ramp).over_threshold);
+        assert!(!Deliverability::new(&funnel(0, 0, 0), &ramp).over_threshold);
+    }
+
+    #[test]
+    fn journeys_carry_each_steps_counts_and_edges() {
+        let c = Campaign::parse(
+            "t.toml",
+            r#"
+[campaign]
+name = "t"
+audience = 'email_ok'
+[trigger]
+type = "audience"
+[[steps]]
+id = "hello"
+type = "send"
+template = "we-miss-you"
+subject = "Hi"
+[[steps]]
+id = "pause"
+type = "wait"
+duration = "7d"
+"#,
+        )
+        .unwrap();
+        let mut f = funnel(10, 0, 0);
+        f.step = "hello".into();
+        f.clicked = 3;
+        let j = journey(&c, &[f.clone(), f]);
+        assert_eq!(j.len(), 2);
+        assert_eq!(
+            (j[0].id.as_str(), j[0].sent, j[0].clicked),
+            ("hello", 20, 6)
+        );
+        assert_eq!(j[0].next, [("pause".to_owned(), String::new())]);
+        assert_eq!(j[1].label, "wait 1w");
+        assert_eq!(j[1].next, [("end".to_owned(), String::new())]);
+    }
+
+    #[test]
+    fn money_groups_thousands_in_the_currency_s_digits() {
+        assert_eq!(money(26_994_016, "EUR"), "269,940.16 EUR");
+        assert_eq!(money(-5, "EUR"), "-0.05 EUR");
+        assert_eq!(money(1_500, "JPY"), "1,500 JPY");
+        assert_eq!(n(1_234_567), "1,234,567");
+    }
+}
