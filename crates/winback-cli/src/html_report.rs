@@ -356,6 +356,7 @@ mod tests {
             from: Timestamp::EPOCH,
             until: Timestamp::EPOCH,
             currency: "EUR".into(),
+            margin: 0.4,
             campaigns: vec![CampaignReport {
                 name: evil.into(),
                 description: format!("{evil} & friends"),
@@ -366,6 +367,8 @@ mod tests {
                 messages: vec![],
                 journey: vec![],
                 by_locale: vec![],
+                results_by_locale: vec![],
+                results_by_provider: vec![],
                 deliverability: vec![],
                 winner: None,
                 stay: Default::default(),

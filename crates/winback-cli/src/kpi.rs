@@ -266,6 +266,32 @@ pub fn print(r: &Report) {
         for line in stay_lines(&c.stay, cur) {
             println!("   {line}");
         }
+        for (label, rows) in [
+            ("locale", &c.results_by_locale),
+            ("mailbox provider", &c.results_by_provider),
+        ] {
+            if rows.len() < 2 {
+                continue;
+            }
+            let parts: Vec<String> = rows
+                .iter()
+                .map(|x| {
+                    let lift = x
+                        .readout
+                        .as_ref()
+                        .and_then(|r| r.rate_difference)
+                        .map(|d| format!(", {:+.1} points vs holdout", 100.0 * d.estimate))
+                        .unwrap_or_default();
+                    format!(
+                        "{} {} of {} bought{lift}",
+                        x.segment,
+                        n(x.converted.max(0) as u64),
+                        n(x.contacts.max(0) as u64)
+                    )
+                })
+                .collect();
+            println!("   results by {label}: {}", parts.join("; "));
+        }
         if c.by_locale.len() > 1 {
             let parts: Vec<String> = c
                 .by_locale
@@ -420,6 +446,11 @@ pub fn print_summary(r: &Report) {
             margin,
         );
     }
+    if r.margin >= 1.0 {
+        println!(
+            "   Margins count all revenue as margin: set your gross margin as `[clv] margin` (e.g. 0.4)."
+        );
+    }
     if !r.base.stages.is_empty() {
         println!("   The base: {}.", r.base.shares_text());
     }
@@ -559,4 +590,52 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: ReportArgs) -> Result
         print(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use winback_measure::{Arm, Economics, Readout};
+
+    fn readout(treated: (u64, u64), holdout: (u64, u64), discount: i64) -> Readout {
+        let arm = |(contacts, converted): (u64, u64)| Arm {
+            contacts,
+            converted,
+            revenue_minor: converted as i64 * 10_000,
+            revenue_sq: converted as f64 * 10_000f64.powi(2),
+        };
+        Readout::new(
+            arm(treated),
+            arm(holdout),
+            Economics {
+                margin: 0.4,
+                discount_minor: discount,
+                message_cost_minor: treated.0 as i64,
+            },
+        )
+    }
+
+    #[test]
+    fn the_verdict_follows_the_intervals_and_the_group_sizes() {
+        assert_eq!(
+            super::verdict(&readout((4_000, 600), (1_000, 50), 0)),
+            "keep it: it earns more than it costs"
+        );
+        assert_eq!(
+            super::verdict(&readout((4_000, 600), (1_000, 50), 50_000_000)),
+            "change or stop it: it costs more than it brings"
+        );
+        assert_eq!(
+            super::verdict(&readout((4_000, 200), (1_000, 50), 0)),
+            "not proven either way yet: let it run"
+        );
+        // Fewer buyers than the holdout, and the margin shows it too.
+        assert_eq!(
+            super::verdict(&readout((4_000, 100), (1_000, 60), 0)),
+            "change or stop it: it costs more than it brings"
+        );
+        assert_eq!(
+            super::verdict(&readout((400, 200), (50, 1), 0)),
+            "too few contacts to tell yet: let it run"
+        );
+    }
 }

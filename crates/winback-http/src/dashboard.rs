@@ -650,6 +650,17 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
             in_doubt => f.in_doubt, dropped => f.dropped, opened => f.opened_human, machine => f.opened_machine,
             clicked => f.clicked, unsubscribed => f.unsubscribed, complained => f.complained,
         }).collect::<Vec<_>>(),
+        segments => [("locale", &c.results_by_locale), ("mailbox provider", &c.results_by_provider)].iter().filter(|(_, rows)| rows.len() > 1).map(|(title, rows)| context! {
+            title => *title,
+            rows => rows.iter().map(|x| context! {
+                segment => x.segment.clone(), contacts => x.contacts, converted => x.converted,
+                rate => pct(x.converted as f64 / x.contacts.max(1) as f64),
+                holdout => x.holdout_contacts,
+                holdout_rate => pct(x.holdout_converted as f64 / x.holdout_contacts.max(1) as f64),
+                revenue => money(x.revenue_minor, cur),
+                readout => x.readout.as_ref().map(|r| readout_view(r, cur)),
+            }).collect::<Vec<_>>(),
+        }).collect::<Vec<_>>(),
         locales => c.by_locale.iter().map(|f| context! {
             locale => f.locale.clone(), channel => f.channel.clone(), sent => f.sent, opened => f.opened_human, clicked => f.clicked, unsubscribed => f.unsubscribed,
         }).collect::<Vec<_>>(),
@@ -694,7 +705,7 @@ async fn campaign(
         &state,
         &session,
         "campaign.html",
-        context! { c => campaign_view(c, &r.currency), offers },
+        context! { c => campaign_view(c, &r.currency), offers, all_margin => r.margin >= 1.0 },
     )
 }
 
@@ -886,6 +897,8 @@ async fn customer(
                 channel => c.channel.clone(), status => c.status.clone(), source => c.source.clone(), at => when(c.at),
             }).collect::<Vec<_>>(),
             order_count => detail.order_count,
+            // customer_detail returns the latest 50 orders and events; say so when there are more.
+            truncated => detail.order_count > detail.orders.len() as u64 || detail.event_count > detail.events.len() as u64 || messages.len() >= 200,
             score => score.map(|s| context! {
                 stage => s.stage, reason => s.reason, segment => s.segment, rfm => s.rfm,
                 p_alive => s.p_alive.map(pct), expected_90d => s.expected_90d.map(|v| format!("{v:.2}")),
@@ -1007,9 +1020,15 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
 {% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% endif %}</li>{% endif %}
 {% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
+{% if all_margin %}<li class="warn">Margins count all revenue as margin: set the shop's gross margin as <code>[clv] margin</code>.</li>{% endif %}
 </ul></div>{% endif %}
 {% if c.winner %}<p id="winner">{{ c.winner }}</p>{% endif %}
 </section>
+
+{% for g in c.segments %}<section><h2>Results by {{ g.title }}</h2>
+<table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
+{% for x in g.rows %}<tr><td>{{ x.segment }}</td><td class="num">{{ x.contacts }}</td><td class="num">{{ x.converted }}</td><td class="num">{{ x.rate }}</td><td class="num">{{ x.revenue }}</td><td class="num">{{ x.holdout }}</td><td class="num">{{ x.holdout_rate }}</td><td>{{ m.readout(x.readout) }}</td></tr>{% endfor %}
+</tbody></table></section>{% endfor %}
 
 {% if offers %}<section><h2>Offers</h2><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
 {% for o in offers %}<tr><td>{{ o.0 }}</td><td>{{ o.1 }}</td><td class="num">{{ o.2 }}</td></tr>{% endfor %}</tbody></table></section>{% endif %}
@@ -1061,7 +1080,7 @@ const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}
 </tbody></table>
 {% if consent %}<h3>Consent</h3><ul>{% for c in consent %}<li>{{ c.channel }}: {{ c.status }} ({{ c.source }}, {{ c.at }})</li>{% endfor %}</ul>{% endif %}
 </section>
-<section><h2>Timeline</h2><ol id="timeline" class="timeline">
+<section><h2>Timeline</h2>{% if truncated %}<p class="muted">The latest 50 orders, 50 engagement events and 200 messages.</p>{% endif %}<ol id="timeline" class="timeline">
 {% for t in timeline %}<li class="{{ t.kind }}"><time>{{ t.at }}</time> <span class="tag">{{ t.kind }}</span> {{ t.what }}{% if t.detail %}<br><small>{{ t.detail }}</small>{% endif %}</li>
 {% else %}<li>Nothing yet.</li>{% endfor %}</ol></section>
 {% endblock %}"#;

@@ -18,7 +18,7 @@ use winback_engine::policy::RampSettings;
 use winback_engine::ports::JourneyStore;
 use winback_measure::{Arm, Economics, Readout, Winner};
 use winback_store::{
-    ArmResult, FunnelKey, MessageFunnel, ProviderRamp, SqlStore, Store, StoreError,
+    ArmResult, FunnelKey, MessageFunnel, ProviderRamp, Segment, SqlStore, Store, StoreError,
 };
 
 /// Why a report could not be gathered.
@@ -227,6 +227,60 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
         .collect()
 }
 
+/// Buyers and revenue of one segment (a locale or a mailbox provider) of a campaign, messaged
+/// against held out.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SegmentReport {
+    /// The locale or provider.
+    pub segment: String,
+    /// Messaged contacts.
+    pub contacts: i64,
+    /// Of them, buyers within the window.
+    pub converted: i64,
+    /// Their revenue in the window, minor units.
+    pub revenue_minor: i64,
+    /// Held-out contacts.
+    pub holdout_contacts: i64,
+    /// Of them, buyers within the window.
+    pub holdout_converted: i64,
+    /// Messaged against held out (economics left out: offers and messages are not split by
+    /// segment).
+    pub readout: Option<Readout>,
+}
+
+fn segments(rows: &[(String, ArmResult)], margin: f64) -> Vec<SegmentReport> {
+    let mut by: BTreeMap<&str, (Arm, Arm)> = BTreeMap::new();
+    for (segment, a) in rows {
+        let (t, h) = by.entry(segment.as_str()).or_default();
+        let x = if a.holdout { h } else { t };
+        let y = arm(a);
+        x.contacts += y.contacts;
+        x.converted += y.converted;
+        x.revenue_minor += y.revenue_minor;
+        x.revenue_sq += y.revenue_sq;
+    }
+    by.into_iter()
+        .map(|(segment, (t, h))| SegmentReport {
+            segment: segment.to_owned(),
+            contacts: t.contacts as i64,
+            converted: t.converted as i64,
+            revenue_minor: t.revenue_minor,
+            holdout_contacts: h.contacts as i64,
+            holdout_converted: h.converted as i64,
+            readout: (t.contacts > 0 && h.contacts > 0).then(|| {
+                Readout::new(
+                    t,
+                    h,
+                    Economics {
+                        margin,
+                        ..Economics::default()
+                    },
+                )
+            }),
+        })
+        .collect()
+}
+
 impl CampaignReport {
     /// Contacts in the messaged arms.
     pub fn treated_contacts(&self) -> i64 {
@@ -328,6 +382,10 @@ pub struct CampaignReport {
     pub journey: Vec<JourneyNode>,
     /// Message outcomes per locale and channel.
     pub by_locale: Vec<MessageFunnel>,
+    /// Buyers and revenue per locale, messaged against held out.
+    pub results_by_locale: Vec<SegmentReport>,
+    /// Buyers and revenue per mailbox provider, messaged against held out.
+    pub results_by_provider: Vec<SegmentReport>,
     /// Email deliverability per mailbox provider against the engine's thresholds.
     pub deliverability: Vec<Deliverability>,
     /// Automatic winner selection (campaigns with several variants).
@@ -347,6 +405,8 @@ pub struct Report {
     pub until: Timestamp,
     /// Currency of the money figures.
     pub currency: String,
+    /// The gross margin on revenue the margins and ROI assume (`[clv] margin`).
+    pub margin: f64,
     /// Campaigns.
     pub campaigns: Vec<CampaignReport>,
     /// List hygiene.
@@ -512,6 +572,15 @@ pub async fn build(
             .collect();
         let holdout = pooled_holdout(&arms).map(|h| arm(&h)).unwrap_or_default();
         let journey_nodes = journey(&c, &messages);
+        let mut by_segment = Vec::new();
+        for by in [Segment::Locale, Segment::Provider] {
+            let rows = store
+                .segment_results(rec.id, window, from, until, by)
+                .await?;
+            by_segment.push(segments(&rows, settings.margin));
+        }
+        let results_by_provider = by_segment.pop().unwrap_or_default();
+        let results_by_locale = by_segment.pop().unwrap_or_default();
         campaigns.push(CampaignReport {
             name: rec.name,
             description: c.description.clone(),
@@ -522,8 +591,12 @@ pub async fn build(
             messages,
             journey: journey_nodes,
             by_locale: winback_store::rollup(&detail, FunnelKey::Locale),
+            results_by_locale,
+            results_by_provider,
             deliverability: winback_store::rollup(&detail, FunnelKey::Provider)
                 .iter()
+                // `-`: email dropped before an attempt, so no provider was ever asked.
+                .filter(|f| f.provider != "-")
                 .map(|f| Deliverability::new(f, &settings.ramp))
                 .collect(),
             winner: (variants.len() > 1)
@@ -546,6 +619,7 @@ pub async fn build(
         from,
         until,
         currency: settings.currency.clone(),
+        margin: settings.margin,
         campaigns,
         hygiene,
         base: BaseHealth {

@@ -2175,12 +2175,25 @@ pub struct ArmResult {
     pub discount_minor: i64,
 }
 
-pub(crate) async fn campaign_results(
+/// How [`segment_results`] splits a campaign's contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// Not at all: one group, named `all`.
+    All,
+    /// By the contact's locale (`default` when none is known).
+    Locale,
+    /// By the mailbox provider of the contact's email address (`none` without one).
+    Provider,
+}
+
+/// Each arm's contacts, buyers and revenue within the window, per segment: (segment, arm).
+pub(crate) async fn segment_results(
     pool: &Pool,
     campaign_id: i64,
     window_seconds: i64,
     range: (i64, i64),
-) -> Result<Vec<ArmResult>, StoreError> {
+    by: Segment,
+) -> Result<Vec<(String, ArmResult)>, StoreError> {
     // One row per enrolment (its orders in the window), summed here: the readout needs each
     // contact's revenue squared, which SQL would compute differently on the two backends.
     let window = "o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')";
@@ -2189,8 +2202,10 @@ pub(crate) async fn campaign_results(
             &format!(
                 "SELECT e.variant, e.holdout, \
                    (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
-                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) \
-                 FROM enrolments e WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
+                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
+                   p.locale, p.email \
+                 FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
+                 WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
             ),
             &[
                 Val::from(campaign_id),
@@ -2200,12 +2215,20 @@ pub(crate) async fn campaign_results(
             ],
         )
         .await?;
-    let mut arms: BTreeMap<(bool, String), ArmResult> = BTreeMap::new();
+    let mut arms: BTreeMap<(String, bool, String), ArmResult> = BTreeMap::new();
     for r in &rows {
         let (variant, holdout) = (r.text(0)?, r.i64(1)? != 0);
         let (orders, revenue) = (r.i64(2)?, r.i64(3)?);
+        let segment = match by {
+            Segment::All => "all".to_owned(),
+            Segment::Locale => r.opt_text(4)?.unwrap_or_else(|| "default".into()),
+            Segment::Provider => r
+                .opt_text(5)?
+                .map(|e| policy::mailbox_provider(&e))
+                .unwrap_or_else(|| "none".into()),
+        };
         let a = arms
-            .entry((holdout, variant.clone()))
+            .entry((segment, holdout, variant.clone()))
             .or_insert_with(|| ArmResult {
                 variant,
                 holdout,
@@ -2217,7 +2240,21 @@ pub(crate) async fn campaign_results(
         a.revenue_minor += revenue;
         a.revenue_sq += (revenue as f64).powi(2);
     }
-    let mut out: Vec<ArmResult> = arms.into_values().collect();
+    Ok(arms.into_iter().map(|((s, _, _), a)| (s, a)).collect())
+}
+
+pub(crate) async fn campaign_results(
+    pool: &Pool,
+    campaign_id: i64,
+    window_seconds: i64,
+    range: (i64, i64),
+) -> Result<Vec<ArmResult>, StoreError> {
+    let mut out: Vec<ArmResult> =
+        segment_results(pool, campaign_id, window_seconds, range, Segment::All)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
     for r in pool
         .fetch(
             "SELECT variant, state, COUNT(*) FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",

@@ -14,7 +14,7 @@ pub mod db;
 mod features;
 pub mod ingest;
 mod journeys;
-pub use journeys::{ArmResult, FunnelKey, MessageFunnel, ProviderRamp, rollup};
+pub use journeys::{ArmResult, FunnelKey, MessageFunnel, ProviderRamp, Segment, rollup};
 mod migrate;
 pub mod privacy;
 mod queries;
@@ -762,6 +762,27 @@ impl SqlStore {
             campaign_id,
             window_seconds,
             (from.as_micros(), until.as_micros()),
+        )
+        .await
+    }
+
+    /// Each arm's contacts, buyers and revenue within the window per segment (locale or
+    /// mailbox provider), for the contacts who entered in `[from, until)`: (segment, arm).
+    /// Messages and offers are not split (see [`SqlStore::campaign_results_between`]).
+    pub async fn segment_results(
+        &self,
+        campaign_id: i64,
+        window_seconds: i64,
+        from: Timestamp,
+        until: Timestamp,
+        by: Segment,
+    ) -> Result<Vec<(String, ArmResult)>, StoreError> {
+        journeys::segment_results(
+            &self.pool,
+            campaign_id,
+            window_seconds,
+            (from.as_micros(), until.as_micros()),
+            by,
         )
         .await
     }

@@ -84,6 +84,36 @@ async fn reactivated_customers_are_followed_after_their_return(store: &SqlStore)
     );
     assert_eq!(arms[0].revenue_minor, 9_000);
     assert_eq!(arms[0].revenue_sq, 5_000f64.powi(2) + 4_000f64.powi(2));
+    // The same contacts by locale and by mailbox provider.
+    let split = |by| async move {
+        store
+            .segment_results(
+                id,
+                30 * 86_400,
+                Timestamp::EPOCH,
+                at("2030-01-01T00:00:00Z"),
+                by,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, a)| (s, a.enrolled, a.converted, a.revenue_minor))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        split(winback_store::Segment::Locale).await,
+        [
+            ("default".to_owned(), 1, 1, 4_000),
+            ("nl".to_owned(), 1, 1, 5_000)
+        ]
+    );
+    assert_eq!(
+        split(winback_store::Segment::Provider).await,
+        [
+            ("example.nl".to_owned(), 1, 1, 4_000),
+            ("google".to_owned(), 1, 1, 5_000)
+        ]
+    );
 
     // 200 days after the returns: every share is measurable.
     let stay = store
