@@ -547,23 +547,36 @@ pub async fn build(
         name: "*".into(),
         message: e.to_string(),
     })?;
-    for rec in records {
-        let c = Campaign::parse(&rec.file, &rec.source).map_err(|e| ReportError::Campaign {
-            name: rec.name.clone(),
-            message: e.to_string(),
-        })?;
+    let parsed = records
+        .into_iter()
+        .map(|rec| {
+            let c = Campaign::parse(&rec.file, &rec.source).map_err(|e| ReportError::Campaign {
+                name: rec.name.clone(),
+                message: e.to_string(),
+            })?;
+            Ok((rec, c))
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
+    // The funnels and the cohorts read every engagement event and every order: once for all
+    // campaigns, not once per campaign.
+    let mut details = store.message_funnel_details(from, until).await?;
+    let windows: Vec<(i64, i64)> = parsed
+        .iter()
+        .map(|(rec, c)| (rec.id, c.conversion_window.seconds()))
+        .collect();
+    let stays = store.stays(&windows, now).await?;
+    for ((rec, c), stay) in parsed.into_iter().zip(stays) {
         let window = c.conversion_window.seconds();
         let arms = store
             .campaign_results_between(rec.id, window, from, until)
             .await?;
-        let detail = store.message_funnel_detail(rec.id, from, until).await?;
+        let detail = details.remove(&rec.id).unwrap_or_default();
         let messages = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
         for f in &messages {
             for (k, v) in &f.survey {
                 *reasons.entry(k.clone()).or_default() += v;
             }
         }
-        let stay = store.stay(rec.id, window, now).await?;
         let (arms_out, overall) = arm_reports(settings, &arms, &messages);
         let variants: Vec<(String, Arm)> = arms
             .iter()

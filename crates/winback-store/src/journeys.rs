@@ -2411,35 +2411,50 @@ pub fn rollup(detail: &[MessageFunnel], key: FunnelKey) -> Vec<MessageFunnel> {
 }
 
 /// Message outcomes per step, variant, channel, locale and mailbox provider for messages queued
-/// in `range`, with the engagement events that name them (`message_id`).
-pub(crate) async fn message_funnel(
+/// in `range`, with the engagement events that name them (`message_id`), per campaign id: one
+/// campaign's, or every campaign's when `campaign` is `None`. Every campaign at once reads the
+/// engagement events once rather than once per campaign (a report covers them all).
+pub(crate) async fn message_funnels(
     pool: &Pool,
-    campaign_id: i64,
+    campaign: Option<i64>,
     range: (i64, i64),
-) -> Result<Vec<MessageFunnel>, StoreError> {
-    type Key = (String, String, String, String, String);
+) -> Result<HashMap<i64, Vec<MessageFunnel>>, StoreError> {
+    type Key = (i64, String, String, String, String, String);
     let mut by_key: HashMap<String, Key> = HashMap::new();
     let mut funnels: BTreeMap<Key, MessageFunnel> = BTreeMap::new();
+    let mut args = vec![Val::from(range.0), Val::from(range.1)];
+    let only = match campaign {
+        Some(id) => {
+            args.push(Val::from(id));
+            " AND o.campaign_id = $3"
+        }
+        None => "",
+    };
     for r in pool
         .fetch(
-            "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default'), COALESCE(o.provider, '-') \
-             FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
-             WHERE o.campaign_id = $1 AND o.created_at >= $2 AND o.created_at < $3",
-            &[
-                Val::from(campaign_id),
-                Val::from(range.0),
-                Val::from(range.1),
-            ],
+            &format!(
+                "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default'), COALESCE(o.provider, '-'), o.campaign_id \
+                 FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
+                 WHERE o.created_at >= $1 AND o.created_at < $2{only}"
+            ),
+            &args,
         )
         .await?
     {
-        let id = (r.text(1)?, r.text(2)?, r.text(3)?, r.text(6)?, r.text(7)?);
+        let id = (
+            r.i64(8)?,
+            r.text(1)?,
+            r.text(2)?,
+            r.text(3)?,
+            r.text(6)?,
+            r.text(7)?,
+        );
         let f = funnels.entry(id.clone()).or_insert_with(|| MessageFunnel {
-            step: id.0.clone(),
-            variant: id.1.clone(),
-            channel: id.2.clone(),
-            locale: id.3.clone(),
-            provider: id.4.clone(),
+            step: id.1.clone(),
+            variant: id.2.clone(),
+            channel: id.3.clone(),
+            locale: id.4.clone(),
+            provider: id.5.clone(),
             ..MessageFunnel::default()
         });
         let outcome = r.opt_text(5)?.unwrap_or_default();
@@ -2466,7 +2481,7 @@ pub(crate) async fn message_funnel(
         by_key.insert(r.text(0)?, id);
     }
     if by_key.is_empty() {
-        return Ok(Vec::new());
+        return Ok(HashMap::new());
     }
     // Each message counts once per kind of response, however often it was opened or clicked;
     // a message a person opened is not also counted as a machine open.
@@ -2525,7 +2540,11 @@ pub(crate) async fn message_funnel(
         f.unsubscribed += i64::from(s.unsubscribe);
         f.complained += i64::from(s.complaint);
     }
-    Ok(funnels.into_values().collect())
+    let mut out: HashMap<i64, Vec<MessageFunnel>> = HashMap::new();
+    for ((campaign_id, ..), f) in funnels {
+        out.entry(campaign_id).or_default().push(f);
+    }
+    Ok(out)
 }
 
 /// Rows by state.

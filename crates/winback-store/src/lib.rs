@@ -23,6 +23,7 @@ mod scores;
 mod session;
 pub mod stay;
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, Timestamp};
@@ -795,7 +796,18 @@ impl SqlStore {
         window_seconds: i64,
         now: Timestamp,
     ) -> Result<stay::Stay, StoreError> {
-        stay::stay(&self.pool, campaign_id, window_seconds, now).await
+        let mut all = stay::stays(&self.pool, &[(campaign_id, window_seconds)], now).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`SqlStore::stay`] for several `(campaign id, window in seconds)` at once, in their order;
+    /// the orders and scores all cohorts are followed through are read once.
+    pub async fn stays(
+        &self,
+        campaigns: &[(i64, i64)],
+        now: Timestamp,
+    ) -> Result<Vec<stay::Stay>, StoreError> {
+        stay::stays(&self.pool, campaigns, now).await
     }
 
     /// Message outcomes of a campaign per step, variant and channel (see [`MessageFunnel`]),
@@ -818,12 +830,23 @@ impl SqlStore {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<MessageFunnel>, StoreError> {
-        journeys::message_funnel(
+        let mut all = journeys::message_funnels(
             &self.pool,
-            campaign_id,
+            Some(campaign_id),
             (from.as_micros(), until.as_micros()),
         )
-        .await
+        .await?;
+        Ok(all.remove(&campaign_id).unwrap_or_default())
+    }
+
+    /// [`SqlStore::message_funnel_detail`] of every campaign at once, by campaign id (campaigns
+    /// without messages in the range are absent). It reads the engagement events once.
+    pub async fn message_funnel_details(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<HashMap<i64, Vec<MessageFunnel>>, StoreError> {
+        journeys::message_funnels(&self.pool, None, (from.as_micros(), until.as_micros())).await
     }
 
     /// Every mailbox provider's ramp: share admitted, paused reason, and the attempts, hard

@@ -2,7 +2,7 @@
 //! compared with holdout contacts who came back on their own and with customers who never
 //! lapsed. Seeds 001 and 002 warn of customers who take the reward and go silent again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use winback_domain::Timestamp;
 
@@ -75,8 +75,8 @@ struct Order {
 }
 
 /// Orders (not cancelled or refunded) per profile, oldest first.
-async fn orders_by_profile(pool: &Pool) -> Result<HashMap<i64, Vec<Order>>, StoreError> {
-    let mut out: HashMap<i64, Vec<Order>> = HashMap::new();
+async fn orders_by_profile(pool: &Pool) -> Result<BTreeMap<i64, Vec<Order>>, StoreError> {
+    let mut out: BTreeMap<i64, Vec<Order>> = BTreeMap::new();
     for r in pool
         .fetch(
             "SELECT COALESCE(c.profile_id, c.id), o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
@@ -128,23 +128,25 @@ fn follow(
     }
 }
 
-/// The cohorts of one campaign as of `now`.
-pub(crate) async fn stay(
+/// What every campaign's cohorts are followed through: read once per report.
+struct Base {
+    /// Profiles ever enrolled in any campaign (not never-lapsed candidates).
+    in_any: HashSet<i64>,
+    /// Ordered by profile, so sums over never-lapsed customers come out the same every run.
+    orders: BTreeMap<i64, Vec<Order>>,
+    /// Predicted CLV at the latest scoring run.
+    clv: HashMap<i64, f64>,
+}
+
+/// The cohorts of each `(campaign id, window in seconds)` as of `now`, in the same order.
+pub(crate) async fn stays(
     pool: &Pool,
-    campaign_id: i64,
-    window_seconds: i64,
+    campaigns: &[(i64, i64)],
     now: Timestamp,
-) -> Result<Stay, StoreError> {
-    let now = now.as_micros();
-    let enrolments: Vec<(i64, bool, i64)> = pool
-        .fetch(
-            "SELECT profile_id, holdout, entered_at FROM enrolments WHERE campaign_id = $1",
-            &[Val::from(campaign_id)],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.i64(0)?, r.i64(1)? != 0, r.i64(2)?)))
-        .collect::<Result<_, StoreError>>()?;
+) -> Result<Vec<Stay>, StoreError> {
+    if campaigns.is_empty() {
+        return Ok(Vec::new());
+    }
     let in_any: HashSet<i64> = pool
         .fetch("SELECT DISTINCT profile_id FROM enrolments", &[])
         .await?
@@ -152,15 +154,6 @@ pub(crate) async fn stay(
         .map(|r| r.i64(0))
         .collect::<Result<_, _>>()?;
     let orders = orders_by_profile(pool).await?;
-    let coded: HashSet<i64> = pool
-        .fetch(
-            "SELECT d.order_id FROM order_discount_codes d JOIN offers f ON f.code = d.code WHERE f.campaign_id = $1",
-            &[Val::from(campaign_id)],
-        )
-        .await?
-        .iter()
-        .map(|r| r.i64(0))
-        .collect::<Result<_, _>>()?;
     let clv: HashMap<i64, f64> = pool
         .fetch(
             "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL",
@@ -170,6 +163,49 @@ pub(crate) async fn stay(
         .iter()
         .filter_map(|r| Some(Ok((r.i64(0).ok()?, r.opt_f64(1).ok()??))))
         .collect::<Result<_, StoreError>>()?;
+    let base = Base {
+        in_any,
+        orders,
+        clv,
+    };
+    let mut out = Vec::with_capacity(campaigns.len());
+    for &(campaign_id, window_seconds) in campaigns {
+        out.push(stay(pool, &base, campaign_id, window_seconds, now.as_micros()).await?);
+    }
+    Ok(out)
+}
+
+/// The cohorts of one campaign as of `now` (microseconds).
+async fn stay(
+    pool: &Pool,
+    base: &Base,
+    campaign_id: i64,
+    window_seconds: i64,
+    now: i64,
+) -> Result<Stay, StoreError> {
+    let Base {
+        in_any,
+        orders,
+        clv,
+    } = base;
+    let enrolments: Vec<(i64, bool, i64)> = pool
+        .fetch(
+            "SELECT profile_id, holdout, entered_at FROM enrolments WHERE campaign_id = $1",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.i64(0)?, r.i64(1)? != 0, r.i64(2)?)))
+        .collect::<Result<_, StoreError>>()?;
+    let coded: HashSet<i64> = pool
+        .fetch(
+            "SELECT d.order_id FROM order_discount_codes d JOIN offers f ON f.code = d.code WHERE f.campaign_id = $1",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<Result<_, _>>()?;
     let mut out = Stay::default();
     let mut sums = [(0.0, 0u64); 3];
     let window = window_seconds * 1_000_000;
@@ -200,7 +236,7 @@ pub(crate) async fn stay(
     // Never-lapsed customers: outside every win-back journey, with an order in the same period
     // that came within 90 days of their previous one.
     if first <= last {
-        for (profile, list) in &orders {
+        for (profile, list) in orders {
             if in_any.contains(profile) {
                 continue;
             }

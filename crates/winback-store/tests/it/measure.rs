@@ -204,6 +204,70 @@ async fn reactivated_customers_are_followed_after_their_return(store: &SqlStore)
             .iter()
             .all(|r| r.window_attempts == 1 && r.paused.is_none())
     );
+
+    // A second campaign messages the same two people three weeks later. The report reads every
+    // campaign's funnel and cohorts in one pass; each campaign keeps its own messages and
+    // responses (the clicks above stay with "hello").
+    let later = at("2024-06-24T10:00:00Z");
+    let again = CAMPAIGN.replace("name = \"hello\"", "name = \"again\"");
+    store
+        .apply_campaign("again", "again.toml", &again, later)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_campaign_status("again", "active", later)
+            .await
+            .unwrap()
+    );
+    clock.set(later);
+    let s = engine.run_until_idle(10).await.unwrap();
+    let why: Vec<String> = store
+        .pool()
+        .fetch(
+            "SELECT COALESCE(outcome, '-') FROM outbox WHERE state = 'dropped'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.text(0).unwrap())
+        .collect();
+    // A's order of 18 July is already stored, so A's journey ends as purchased before the send.
+    assert_eq!((s.enrolled, s.sent, s.dropped), (2, 1, 1), "{s:?}");
+    assert_eq!(why, ["journey_ended:purchased"]);
+    let again_id = store
+        .campaigns()
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "again")
+        .unwrap()
+        .id;
+    let (from, until) = (Timestamp::EPOCH, at("2030-01-01T00:00:00Z"));
+    let mut all = store.message_funnel_details(from, until).await.unwrap();
+    assert_eq!(all.len(), 2);
+    for cid in [id, again_id] {
+        let one = store.message_funnel_detail(cid, from, until).await.unwrap();
+        assert_eq!(all.remove(&cid).unwrap(), one);
+    }
+    let f = store.message_funnel(again_id, from, until).await.unwrap();
+    assert_eq!(
+        (f[0].sent, f[0].dropped, f[0].clicked, f[0].opened_machine),
+        (1, 1, 0, 0)
+    );
+    let now = at("2024-12-25T10:00:00Z");
+    let stays = store
+        .stays(&[(id, 30 * 86_400), (again_id, 30 * 86_400)], now)
+        .await
+        .unwrap();
+    assert_eq!(stays[0], store.stay(id, 30 * 86_400, now).await.unwrap());
+    assert_eq!(
+        stays[1],
+        store.stay(again_id, 30 * 86_400, now).await.unwrap()
+    );
+    // Only A bought within 30 days of the second message (on 18 July).
+    assert_eq!(stays[1].reactivated.people, 1);
 }
 conformance!(
     stay_and_funnel,
