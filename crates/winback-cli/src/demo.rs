@@ -457,7 +457,12 @@ async fn print_privacy(config: &Config, now: winback_domain::Timestamp) -> Resul
             100.0 * k as f64 / h.addresses as f64
         }
     };
-    println!("7. List hygiene and privacy (seeds 000, 001 and 004):");
+    // Today's shop, before the simulated year: step 8's hygiene line is a year on, when those
+    // the programme never reached have been idle longer.
+    println!(
+        "7. List hygiene and privacy on the shop as imported, today {} (seeds 000, 001 and 004):",
+        now.date_utc()
+    );
     println!(
         "   {} people have an email address; {:.0}% have not clicked or opened for 6 months, {:.0}% for 12 months",
         n(h.addresses),
