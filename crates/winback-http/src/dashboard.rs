@@ -29,6 +29,7 @@ use axum::routing::{get, post};
 use minijinja::{AutoEscape, Environment, Value, context};
 use sha2::{Digest, Sha256};
 use winback_domain::Timestamp;
+use winback_engine::ports::JourneyStore;
 use winback_report::{CampaignReport, Report, money, n};
 use winback_store::Store;
 use winback_store::admin::AdminSession;
@@ -676,26 +677,37 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
     }
 }
 
+/// The 404 page for an unknown campaign or customer.
+fn missing(state: &AppState, what: &str) -> Response {
+    secure(
+        (
+            StatusCode::NOT_FOUND,
+            Html(state.dashboard.render(
+                "missing.html",
+                context! { what => what, shop => state.settings.shop_name.clone() },
+            )),
+        )
+            .into_response(),
+    )
+}
+
 async fn campaign(
     State(state): State<AppState>,
     Admin(session): Admin,
     Path(name): Path<String>,
 ) -> Response {
+    // An unknown name is answered before the report (every campaign's) is built.
+    match state.store.campaigns().await {
+        Ok(list) if list.iter().any(|c| c.name == name) => {}
+        Ok(_) => return missing(&state, "campaign"),
+        Err(e) => return internal(e),
+    }
     let r = match report(&state).await {
         Ok(r) => r,
         Err(e) => return e,
     };
     let Some(c) = r.campaigns.iter().find(|c| c.name == name) else {
-        return secure(
-            (
-                StatusCode::NOT_FOUND,
-                Html(state.dashboard.render(
-                    "missing.html",
-                    context! { what => "campaign", shop => state.settings.shop_name.clone() },
-                )),
-            )
-                .into_response(),
-        );
+        return missing(&state, "campaign");
     };
     let offers = match state.store.offer_codes_summary(&name).await {
         Ok(o) => o,
@@ -747,18 +759,7 @@ async fn customer(
 ) -> Response {
     let detail = match state.store.customer_detail(&key).await {
         Ok(Some(d)) => d,
-        Ok(None) => {
-            return secure(
-                (
-                    StatusCode::NOT_FOUND,
-                    Html(state.dashboard.render(
-                        "missing.html",
-                        context! { what => "customer", shop => state.settings.shop_name.clone() },
-                    )),
-                )
-                    .into_response(),
-            );
-        }
+        Ok(None) => return missing(&state, "customer"),
         Err(e) => return internal(e),
     };
     let pid = detail.profile_id;

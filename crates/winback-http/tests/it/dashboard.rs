@@ -259,6 +259,19 @@ async fn dashboard_pages_escape_what_people_typed_and_agree_with_the_api() {
         )
         .await;
     assert!(r.body.contains("Nobody found"));
+    // Unknown campaigns and customers are pages that say so, with a 404.
+    for (path, what) in [
+        ("/admin/campaigns/no-such-campaign", "campaign"),
+        ("/admin/customers/NOBODY", "customer"),
+    ] {
+        let r = h.get(path, &[("cookie", &session)]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            r.body.contains(&format!("No such {what}.")),
+            "{path}: {}",
+            r.body
+        );
+    }
     // A campaign applied through the API appears with its journey.
     let admin_key = h.key(&["admin", "read"]).await;
     let source = include_str!("../../../../examples/campaigns/review-request.toml");
