@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::{AutoEscape, Environment, Value, context};
-use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use winback_domain::Timestamp;
 use winback_engine::ports::JourneyStore;
 use winback_report::{CampaignReport, Report, money, n};
@@ -35,6 +35,7 @@ use winback_store::Store;
 use winback_store::admin::AdminSession;
 
 use crate::AppState;
+use crate::auth;
 use crate::tracking::{Peer, client_ip, cross_origin};
 
 const SESSION_COOKIE: &str = "winback_admin";
@@ -72,10 +73,6 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-fn sha256(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -89,11 +86,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Compares two strings in time independent of where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// The headers every dashboard response carries.
@@ -142,7 +135,7 @@ impl FromRequestParts<AppState> for Admin {
         };
         match state
             .store
-            .admin_session(&sha256(token), state.clock.now())
+            .admin_session(&auth::hash(token), state.clock.now())
             .await
         {
             Ok(Some(s)) => Ok(Admin(s)),
@@ -208,7 +201,7 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Respon
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if let Ok(Some(_)) = state
             .store
-            .admin_session(&sha256(token), state.clock.now())
+            .admin_session(&auth::hash(token), state.clock.now())
             .await
         {
             return secure(Redirect::to("/admin").into_response());
@@ -295,7 +288,7 @@ async fn login(
     let expires = now.plus_seconds(state.settings.session_hours * 3600);
     if let Err(e) = state
         .store
-        .create_admin_session(&sha256(&token), user_id, &random_token(), now, expires)
+        .create_admin_session(&auth::hash(&token), user_id, &random_token(), now, expires)
         .await
     {
         return internal(e);
@@ -331,7 +324,7 @@ async fn logout(
         return forbidden();
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = state.store.delete_admin_session(&sha256(token)).await {
+        if let Err(e) = state.store.delete_admin_session(&auth::hash(token)).await {
             return internal(e);
         }
     }

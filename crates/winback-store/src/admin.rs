@@ -5,6 +5,7 @@
 use winback_domain::Timestamp;
 
 use crate::db::Val;
+use crate::queries::ts;
 use crate::{SqlStore, StoreError};
 
 /// A logged-in administrator's session.
@@ -60,10 +61,6 @@ pub struct JourneyView {
     pub ended_at: Option<Timestamp>,
     /// Why it ended.
     pub end_reason: Option<String>,
-}
-
-fn ts(micros: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_micros(micros).ok_or_else(|| StoreError::Data("time out of range".into()))
 }
 
 impl SqlStore {
