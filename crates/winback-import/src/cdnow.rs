@@ -1,4 +1,4 @@
-//! The CDNOW transaction files of `shared/data/cdnow`: whitespace-separated
+//! The CDNOW transaction files of `data/cdnow` (vendored): whitespace-separated
 //! `customer date(YYYYMMDD) cds dollars` (master, with a header line) or
 //! `master_id sample_id date cds dollars` (the 1/10 sample, no header). Amounts are US dollars.
 //! CDNOW has no order numbers: an order's key is `cdnow:<customer>:<date>:<n>`, `n` counting the

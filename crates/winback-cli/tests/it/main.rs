@@ -60,9 +60,9 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn shared(p: &str) -> PathBuf {
+fn repo_file(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
+        .join("../..")
         .join(p)
 }
 
@@ -132,6 +132,9 @@ fn shopify_and_cdnow_import_with_the_right_counts() {
         "shopify",
         fixture.to_str().unwrap(),
         "--skip-invalid",
+        // Rejects go beside the test's database, never into the source tree.
+        "--rejects",
+        env.path("shopify.rejects.csv").to_str().unwrap(),
         "--json",
     ]);
     assert!(out.status.success(), "{}", text(&out));
@@ -146,7 +149,7 @@ fn shopify_and_cdnow_import_with_the_right_counts() {
     let out = env.run(&[
         "import",
         "cdnow",
-        shared("data/cdnow/CDNOW_master.txt").to_str().unwrap(),
+        repo_file("data/cdnow/CDNOW_master.txt").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let s = env.status_json();
@@ -459,7 +462,7 @@ fn score_places_every_profile_in_one_stage_with_a_reason() {
 #[test]
 fn models_fit_reproduces_cdnow_and_reports_the_holdout() {
     let env = Env::new();
-    let sample = shared("data/cdnow/CDNOW_sample.txt");
+    let sample = repo_file("data/cdnow/CDNOW_sample.txt");
     let out = env
         .cmd()
         .env("WINBACK_DEFAULT_TIME_ZONE", "UTC")

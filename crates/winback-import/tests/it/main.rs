@@ -42,9 +42,9 @@ fn parse_with(
     (ok, bad)
 }
 
-fn shared(path: &str) -> PathBuf {
+fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
+        .join("../..")
         .join(path)
 }
 
@@ -314,7 +314,7 @@ fn cdnow_master_and_sample_have_the_published_counts() {
         let mut orders = 0;
         let mut customers = std::collections::HashSet::new();
         let mut cents = 0i64;
-        for r in open(SourceKind::Cdnow, &shared(file), &opts(), None).unwrap() {
+        for r in open(SourceKind::Cdnow, &repo_file(file), &opts(), None).unwrap() {
             let row = r.expect("every CDNOW row parses");
             for i in row.items {
                 if let Item::Order(o) = i {

@@ -1,6 +1,6 @@
 """Reference fits and predictions of lifetimes 0.11.3 on the CDNOW sample, for the tests.
 
-Run: python3 lifetimes_cdnow.py ../../../../../shared/data/cdnow/CDNOW_sample.txt
+Run: python3 lifetimes_cdnow.py ../../../../data/cdnow/CDNOW_sample.txt
 Calibration ends 1997-09-30; time in weeks; repeat purchases counted per distinct day.
 """
 

@@ -1,6 +1,6 @@
 //! Validation on real data: calibrating on the CDNOW 1/10 sample up to 1997-09-30, in weeks,
 //! with repeat purchases counted per distinct day, must reproduce the published figures of
-//! `shared/DESIGN.md`.
+//! the design document.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -34,7 +34,7 @@ fn cdnow_calibration() -> (Vec<Frequency>, Vec<SpendRecord>) {
 fn cdnow_split() -> (Vec<Frequency>, Vec<SpendRecord>, Vec<f64>) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/cdnow/CDNOW_sample.txt"
+        "/../../data/cdnow/CDNOW_sample.txt"
     );
     let text = std::fs::read_to_string(path).expect("CDNOW sample present");
     let end = day_number("19970930");

@@ -360,7 +360,7 @@ conformance!(
 
 async fn cdnow_sample_imports_with_the_right_counts(store: &SqlStore) {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/cdnow/CDNOW_sample.txt");
+        .join("../../data/cdnow/CDNOW_sample.txt");
     let rows_iter = winback_import::open(SourceKind::Cdnow, &path, &crate::opts(), None).unwrap();
     let options = winback_store::ingest::IngestOptions {
         file: std::sync::Arc::from("CDNOW_sample.txt"),
