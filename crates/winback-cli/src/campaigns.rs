@@ -222,18 +222,18 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
                 let rows: Vec<serde_json::Value> = campaigns
                     .iter()
                     .map(|c| {
-                        let (e, m) = counts
+                        let k = counts
                             .iter()
-                            .find(|(n, _, _)| *n == c.name)
-                            .map(|(_, e, m)| (e.clone(), m.clone()))
+                            .find(|k| k.name == c.name)
+                            .cloned()
                             .unwrap_or_default();
-                        serde_json::json!({"name": c.name, "status": c.status, "version": c.version, "file": c.file, "enrolments": e, "messages": m})
+                        serde_json::json!({"name": c.name, "status": c.status, "version": c.version, "file": c.file, "enrolments": k.enrolments, "messages": k.messages, "dropped": k.dropped})
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<28} {:<9} {:>3} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8}",
+                    "{:<28} {:<9} {:>3} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8} {:>8}",
                     "campaign",
                     "status",
                     "v",
@@ -242,29 +242,46 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
                     "exited",
                     "holdout",
                     "sent",
+                    "dropped",
                     "in doubt"
                 );
+                let mut reasons = Vec::new();
                 for c in &campaigns {
-                    let (e, m) = counts
+                    let k = counts
                         .iter()
-                        .find(|(n, _, _)| *n == c.name)
-                        .map(|(_, e, m)| (e.clone(), m.clone()))
+                        .find(|k| k.name == c.name)
+                        .cloned()
                         .unwrap_or_default();
-                    let g = |map: &std::collections::BTreeMap<String, i64>, k: &str| {
-                        map.get(k).copied().unwrap_or(0)
+                    let g = |map: &std::collections::BTreeMap<String, i64>, key: &str| {
+                        map.get(key).copied().unwrap_or(0)
                     };
                     println!(
-                        "{:<28} {:<9} {:>3} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8}",
+                        "{:<28} {:<9} {:>3} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8} {:>8}",
                         c.name,
                         c.status,
                         c.version,
-                        g(&e, "active"),
-                        g(&e, "completed"),
-                        g(&e, "exited"),
-                        g(&e, "held_out"),
-                        g(&m, "sent"),
-                        g(&m, "in_doubt"),
+                        g(&k.enrolments, "active"),
+                        g(&k.enrolments, "completed"),
+                        g(&k.enrolments, "exited"),
+                        g(&k.enrolments, "held_out"),
+                        g(&k.messages, "sent"),
+                        g(&k.messages, "dropped"),
+                        g(&k.messages, "in_doubt"),
                     );
+                    if !k.dropped.is_empty() {
+                        let why: Vec<String> = k
+                            .dropped
+                            .iter()
+                            .map(|(r, n)| format!("{n} {}", r.replace('_', " ")))
+                            .collect();
+                        reasons.push(format!("  {}: {}", c.name, why.join(", ")));
+                    }
+                }
+                if !reasons.is_empty() {
+                    println!("\nDropped messages by reason:");
+                    for r in reasons {
+                        println!("{r}");
+                    }
                 }
             }
             ExitCode::SUCCESS
@@ -394,8 +411,8 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
 }
 
 /// `winback worker`: passes until interrupted (or once).
-pub async fn worker(config: &Config, once: bool) -> Result<ExitCode> {
-    worker_until(config, once, &winback_domain::SystemClock, async {
+pub async fn worker(config: &Config, once: bool, clock: &dyn Clock) -> Result<ExitCode> {
+    worker_until(config, once, clock, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
@@ -449,8 +466,13 @@ pub async fn worker_until(
         }
         let s = engine.run_once().await?;
         if s.busy() || s.in_doubt > 0 {
+            let why = if s.dropped > 0 {
+                format!(" ({})", s.drops.describe())
+            } else {
+                String::new()
+            };
             println!(
-                "{}: enrolled {} (+{} held out), advanced {}, sent {}, deferred {}, dropped {}, failed {}, exited {}, in doubt {}",
+                "{}: enrolled {} (+{} held out), advanced {}, sent {}, deferred {}, dropped {}{why}, failed {}, exited {}, in doubt {}",
                 clock.now(),
                 s.enrolled,
                 s.held_out,

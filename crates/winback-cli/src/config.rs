@@ -459,6 +459,8 @@ pub struct ScoringConfig {
     pub model: ModelKind,
     /// Horizon of "expected purchases", in days.
     pub horizon_days: f64,
+    /// A model fit that runs longer than this is stopped with an error naming the model.
+    pub fit_time_limit_seconds: u64,
 }
 
 impl Default for ScoringConfig {
@@ -466,6 +468,7 @@ impl Default for ScoringConfig {
         Self {
             model: ModelKind::Bgnbd,
             horizon_days: 90.0,
+            fit_time_limit_seconds: 300,
         }
     }
 }
@@ -569,6 +572,8 @@ impl Config {
             "admin_password",
             "chromedriver",
             "chromium",
+            // The CLI's starting time (`WINBACK_NOW`), read before the configuration.
+            "now",
         ]));
         let config: Config = fig
             .extract()

@@ -237,6 +237,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
             mapping: None,
             mode: Mode::Strict,
             quiet: false,
+            strict: false,
         };
         let r = import::import_file(config, &store, clock, job, None).await?;
         anyhow::ensure!(

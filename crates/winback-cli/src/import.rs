@@ -61,6 +61,10 @@ pub struct ImportArgs {
     /// Check the file and report, without writing anything.
     #[arg(long, conflicts_with = "skip_invalid")]
     pub dry_run: bool,
+    /// Refuse a record for an unreadable optional field (a phone `n.v.t.`, an unknown country)
+    /// instead of leaving the field out with a warning.
+    #[arg(long)]
+    pub strict: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -150,6 +154,8 @@ pub struct Job<'a> {
     pub mode: Mode,
     /// No progress bar.
     pub quiet: bool,
+    /// Refuse records whose optional fields cannot be read.
+    pub strict: bool,
 }
 
 /// Imports one file; returns its report.
@@ -161,7 +167,8 @@ pub async fn import_file(
     mut rejects: Option<&mut RejectsFile>,
 ) -> Result<IngestReport> {
     let started = clock.now();
-    let options = config.import_options(started)?;
+    let mut options = config.import_options(started)?;
+    options.strict = job.strict;
     let rows = winback_import::open(job.kind, job.file, &options, job.mapping)?;
     let name: Arc<str> = Arc::from(job.file.display().to_string());
     let ingest_options = IngestOptions {
@@ -237,6 +244,7 @@ pub async fn run(
         mapping: mapping.as_ref(),
         mode,
         quiet: args.quiet,
+        strict: args.strict,
     };
     let main = import_file(config, store, clock, job, skip.then_some(&mut rejects)).await?;
     let ok = main.committed || (mode == Mode::DryRun && main.rows_rejected == 0);
@@ -253,6 +261,7 @@ pub async fn run(
                 mapping: None,
                 mode,
                 quiet: args.quiet,
+                strict: args.strict,
             };
             let r = import_file(config, store, clock, job, skip.then_some(&mut rejects)).await?;
             reports.push((items.clone(), r));
@@ -315,6 +324,17 @@ pub async fn run(
     Ok(all_ok)
 }
 
+/// The first messages of `total`, one a line, and how many more there were.
+fn first_of(out: &mut impl Write, shown: &[String], total: u64) -> std::io::Result<()> {
+    for m in shown {
+        writeln!(out, "  {m}")?;
+    }
+    if total as usize > shown.len() {
+        writeln!(out, "  … and {} more", total as usize - shown.len())?;
+    }
+    Ok(())
+}
+
 fn print_report(out: &mut impl Write, file: &Path, r: &IngestReport) -> std::io::Result<()> {
     let verdict = match (r.mode, r.committed) {
         (Mode::DryRun, _) if r.rows_rejected == 0 => {
@@ -338,16 +358,15 @@ fn print_report(out: &mut impl Write, file: &Path, r: &IngestReport) -> std::io:
             w.customers, w.orders, w.order_items, w.events, w.duplicate_events, w.consents
         )?;
     }
-    for e in &r.errors {
-        writeln!(out, "  {e}")?;
-    }
-    if r.rows_rejected as usize > r.errors.len() {
+    if r.fields_dropped > 0 {
         writeln!(
             out,
-            "  … and {} more",
-            r.rows_rejected as usize - r.errors.len()
+            "  {} optional fields could not be read and were left out (the records were kept; --strict refuses them):",
+            r.fields_dropped
         )?;
+        first_of(out, &r.warnings, r.fields_dropped)?;
     }
+    first_of(out, &r.errors, r.rows_rejected)?;
     if !r.committed && r.mode == Mode::Strict {
         writeln!(
             out,

@@ -247,12 +247,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(url) = cli.database {
         config.database_url = url;
     }
-    let clock = SystemClock;
+    // `WINBACK_NOW` starts the clock at a given instant (reproducible runs, tests on dated
+    // data); it then runs at real speed.
+    let shifted = match std::env::var("WINBACK_NOW") {
+        Ok(v) if !v.trim().is_empty() => {
+            let t: jiff::Timestamp = v.trim().parse().with_context(|| {
+                format!("WINBACK_NOW: `{v}` is not a UTC time such as 2025-06-02T10:00:00Z")
+            })?;
+            Some(winback_domain::ShiftedClock::starting_at(
+                winback_domain::Timestamp::new(t),
+            ))
+        }
+        _ => None,
+    };
+    let clock: &dyn Clock = match &shifted {
+        Some(c) => c,
+        None => &SystemClock,
+    };
     match cli.command {
-        Command::Demo(args) => demo::run(&config, &clock, args).await,
+        Command::Demo(args) => demo::run(&config, clock, args).await,
         Command::Import(args) => {
             let store = open_store(&config).await?;
-            let ok = import::run(&config, &store, &clock, &args).await?;
+            let ok = import::run(&config, &store, clock, &args).await?;
             store.close().await;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -267,12 +283,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
                 println!(
-                    "{} records → {} people; {} records merged into another profile ({} changed in this run); {} keys too common to merge on",
+                    "{} records → {} people; {} records merged into another profile ({} changed in this run); {} keys too common to merge on; {} links held apart (the profile would have been larger than max_group_size)",
                     stats.records,
                     stats.profiles,
                     stats.merged_records,
                     stats.changed,
-                    stats.skipped_keys
+                    stats.skipped_keys,
+                    stats.held_apart
                 );
             }
             store.close().await;
@@ -413,7 +430,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             report::print_customers(&rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Models(cmd) => models::run(&config, &clock, cmd).await,
+        Command::Models(cmd) => models::run(&config, clock, cmd).await,
         Command::Status { json } => {
             let store = open_store(&config).await?;
             let s = store.summary().await?;
@@ -451,14 +468,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(cmd) => report::bench(&config, &clock, cmd).await,
-        Command::Campaigns(cmd) => campaigns::run(&config, &clock, cmd).await,
-        Command::Worker { once } => campaigns::worker(&config, once).await,
+        Command::Bench(cmd) => report::bench(&config, clock, cmd).await,
+        Command::Campaigns(cmd) => campaigns::run(&config, clock, cmd).await,
+        Command::Worker { once } => campaigns::worker(&config, once, clock).await,
         Command::Serve { listen, worker } => serve::serve(&config, listen, worker).await,
-        Command::Keys(cmd) => serve::keys(&config, &clock, cmd).await,
-        Command::Admin(cmd) => serve::admin(&config, &clock, cmd).await,
-        Command::Simulate(args) => simulate::run(&config, &clock, args).await,
-        Command::Privacy(cmd) => privacy::run(&config, &clock, cmd).await,
-        Command::Report(args) => kpi::run(&config, &clock, args).await,
+        Command::Keys(cmd) => serve::keys(&config, clock, cmd).await,
+        Command::Admin(cmd) => serve::admin(&config, clock, cmd).await,
+        Command::Simulate(args) => simulate::run(&config, clock, args).await,
+        Command::Privacy(cmd) => privacy::run(&config, clock, cmd).await,
+        Command::Report(args) => kpi::run(&config, clock, args).await,
     }
 }

@@ -120,6 +120,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
             json,
         } => {
             anyhow::ensure!(holdout_days > 0, "--holdout-days must be positive");
+            let as_of_given = as_of.is_some();
             let now = match as_of {
                 Some(v) => parse_as_of(&v)?,
                 None => clock.now(),
@@ -130,6 +131,20 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
                 .iter()
                 .filter_map(|p| p.orders.first().map(|o| o.at))
                 .min();
+            let last = facts
+                .profiles
+                .iter()
+                .filter_map(|p| p.orders.last().map(|o| o.at))
+                .max();
+            // A cut after the data would fit on ages that never happened.
+            if let (Some(last), true) = (last, as_of_given) {
+                anyhow::ensure!(
+                    now <= last.plus_seconds(86_400),
+                    "--as-of {} is after the last order in the store ({}); choose a date within the data, or leave --as-of out to fit on everything up to now",
+                    now.date_utc(),
+                    last.date_utc()
+                );
+            }
             let (all, _, spend) = split(&facts, now);
             let cut = now.plus_seconds(-holdout_days * 86_400);
             let (calibration, actual, _) = split(&facts, cut);
@@ -138,11 +153,15 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
             let mut failed = false;
             // Grouped once for all three models.
             let (all_groups, calibration_groups) = (group(&all), group(&calibration));
+            let limits = fit_limits(config, json);
             for kind in ModelKind::ALL {
                 let started = Instant::now();
-                let fit = kind.fit(&all_groups);
+                let fit = winback_scoring::with_limits(limits.clone(), || kind.fit(&all_groups))
+                    .and_then(refuse_degenerate);
                 let seconds = started.elapsed().as_secs_f64();
-                let cal_fit = kind.fit(&calibration_groups).ok();
+                let cal_fit =
+                    winback_scoring::with_limits(limits.clone(), || kind.fit(&calibration_groups))
+                        .ok();
                 let (holdout, predicted, actual_total) = match &cal_fit {
                     Some(cal) => {
                         let m = cal.model();
@@ -242,6 +261,44 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
 }
 
 /// `--as-of`: a date (midnight UTC) or an RFC 3339 time.
+/// The limits every fit of `models fit` and `score` runs under: the evaluation budget, the
+/// configured time limit, and on a terminal a progress line per model.
+pub fn fit_limits(config: &Config, quiet: bool) -> winback_scoring::FitLimits {
+    use std::io::IsTerminal;
+    let progress: Option<winback_scoring::Progress> = if !quiet && std::io::stderr().is_terminal() {
+        Some(std::sync::Arc::new(|model, n, ll| {
+            eprint!("\r  fitting {model}: {n} likelihood evaluations, log-likelihood {ll:.2}   ");
+        }))
+    } else {
+        None
+    };
+    winback_scoring::FitLimits {
+        max_evaluations: winback_scoring::MAX_EVALUATIONS,
+        time_limit: Some(std::time::Duration::from_secs(
+            config.scoring.fit_time_limit_seconds.max(1),
+        )),
+        progress,
+    }
+}
+
+/// A fit whose parameters are absurd or whose standard errors are not numbers describes no
+/// population (30 buyers at a cut, say): refused, so it never replaces a good saved fit.
+fn refuse_degenerate(
+    fit: winback_scoring::Fitted,
+) -> Result<winback_scoring::Fitted, winback_scoring::FitError> {
+    let (params, errors) = (&fit.params, &fit.std_errors);
+    let absurd = params
+        .iter()
+        .any(|p| !p.is_finite() || *p > 1e4 || *p < 1e-6);
+    let unknown = errors.iter().any(|e| !e.is_finite());
+    if absurd || unknown {
+        return Err(winback_scoring::FitError::Invalid(format!(
+            "the fit is degenerate (parameters {params:.4?}, standard errors {errors:.3?}) and was not saved; the saved fit stays. Fit on more customers (a later --as-of, or all the data)"
+        )));
+    }
+    Ok(fit)
+}
+
 fn parse_as_of(v: &str) -> Result<Timestamp> {
     if let Ok(t) = v.parse::<jiff::Timestamp>() {
         return Ok(Timestamp::new(t));

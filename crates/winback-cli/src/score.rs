@@ -160,17 +160,26 @@ pub fn score(
     let buyers: Vec<Frequency> = features.iter().filter_map(frequency).collect();
     // A shop whose histories the model cannot fit (too few repeat buyers, or histories too
     // regular) is still scored: features, stages by rule, RFM, reorder rhythm and priority.
-    let (fitted, purchase_error) = match s.scoring.model.fit(&group(&buyers)) {
-        Ok(f) => (Some(f), None),
-        Err(e) => {
-            let why = format!(
-                "{} could not be fitted on the shop's purchase histories: {e}",
-                s.scoring.model.label()
-            );
-            tracing::warn!("{why}");
-            (None, Some(why))
-        }
+    // Every fit ends: a budget of evaluations and the configured time limit.
+    let limits = winback_scoring::FitLimits {
+        time_limit: Some(std::time::Duration::from_secs(
+            s.scoring.fit_time_limit_seconds.max(1),
+        )),
+        ..winback_scoring::FitLimits::default()
     };
+    let grouped = group(&buyers);
+    let (fitted, purchase_error) =
+        match winback_scoring::with_limits(limits, || s.scoring.model.fit(&grouped)) {
+            Ok(f) => (Some(f), None),
+            Err(e) => {
+                let why = format!(
+                    "{} could not be fitted on the shop's purchase histories: {e}",
+                    s.scoring.model.label()
+                );
+                tracing::warn!("{why}");
+                (None, Some(why))
+            }
+        };
     let model = fitted.as_ref().map(|f| f.model());
     let spend: Vec<SpendRecord> = features
         .iter()

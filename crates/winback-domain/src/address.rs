@@ -4,10 +4,135 @@ pub enum AddressError {
     /// A field is longer than 256 characters.
     #[error("address field `{0}` is longer than 256 characters")]
     TooLong(&'static str),
-    /// The country is not ISO 3166-1 alpha-2.
-    #[error("`{0}` is not a two-letter country code")]
+    /// The country is neither ISO 3166-1 alpha-2 nor a country name winback knows.
+    #[error(
+        "`{0}` is not a country (a two-letter code such as NL, or its name in English, Dutch or Polish)"
+    )]
     BadCountry(String),
 }
+
+/// Country names as shops write them, in English, Dutch and Polish (lower case, without
+/// accents), with their ISO 3166-1 alpha-2 codes: the countries of the EU, EFTA and the UK, and
+/// the usual others in a European shop's customer base.
+const COUNTRY_NAMES: &[(&str, &[&str])] = &[
+    (
+        "NL",
+        &[
+            "netherlands",
+            "the netherlands",
+            "nederland",
+            "holland",
+            "holandia",
+            "niderlandy",
+        ],
+    ),
+    ("BE", &["belgium", "belgie", "belgique", "belgia"]),
+    ("LU", &["luxembourg", "luxemburg", "luksemburg"]),
+    ("DE", &["germany", "duitsland", "deutschland", "niemcy"]),
+    ("FR", &["france", "frankrijk", "francja"]),
+    ("PL", &["poland", "polen", "polska"]),
+    (
+        "GB",
+        &[
+            "united kingdom",
+            "uk",
+            "great britain",
+            "verenigd koninkrijk",
+            "engeland",
+            "england",
+            "wielka brytania",
+        ],
+    ),
+    ("IE", &["ireland", "ierland", "irlandia"]),
+    ("ES", &["spain", "spanje", "hiszpania", "espana"]),
+    ("PT", &["portugal", "portugalia"]),
+    ("IT", &["italy", "italie", "wlochy", "italia"]),
+    ("AT", &["austria", "oostenrijk", "osterreich"]),
+    (
+        "CH",
+        &[
+            "switzerland",
+            "zwitserland",
+            "szwajcaria",
+            "schweiz",
+            "suisse",
+        ],
+    ),
+    ("DK", &["denmark", "denemarken", "dania", "danmark"]),
+    ("SE", &["sweden", "zweden", "szwecja", "sverige"]),
+    ("NO", &["norway", "noorwegen", "norwegia", "norge"]),
+    ("FI", &["finland", "finlandia", "suomi"]),
+    ("IS", &["iceland", "ijsland", "islandia"]),
+    ("CZ", &["czech republic", "czechia", "tsjechie", "czechy"]),
+    ("SK", &["slovakia", "slowakije", "slowacja"]),
+    ("HU", &["hungary", "hongarije", "wegry"]),
+    ("SI", &["slovenia", "slovenie", "slowenia"]),
+    ("HR", &["croatia", "kroatie", "chorwacja"]),
+    ("RO", &["romania", "roemenie", "rumunia"]),
+    ("BG", &["bulgaria", "bulgarije", "bulgaria"]),
+    ("GR", &["greece", "griekenland", "grecja"]),
+    ("CY", &["cyprus", "cypr"]),
+    ("MT", &["malta"]),
+    ("EE", &["estonia", "estland"]),
+    ("LV", &["latvia", "letland", "lotwa"]),
+    ("LT", &["lithuania", "litouwen", "litwa"]),
+    ("UA", &["ukraine", "oekraine", "ukraina"]),
+    ("TR", &["turkey", "turkije", "turcja", "turkiye"]),
+    (
+        "US",
+        &[
+            "united states",
+            "usa",
+            "united states of america",
+            "verenigde staten",
+            "stany zjednoczone",
+        ],
+    ),
+    ("CA", &["canada", "kanada"]),
+    ("AU", &["australia", "australie"]),
+    ("SR", &["suriname", "surinam"]),
+    ("CW", &["curacao"]),
+    ("AW", &["aruba"]),
+    ("MA", &["morocco", "marokko", "maroko"]),
+];
+
+/// The ISO 3166-1 alpha-2 code of a country written as a code or by its name in English, Dutch
+/// or Polish (`NL`, `nl`, `Nederland`, `Polska`, `Verenigd Koninkrijk`).
+pub fn country_code(raw: &str) -> Option<&'static str> {
+    let t = raw.trim();
+    if t.len() == 2 && t.chars().all(|c| c.is_ascii_alphabetic()) {
+        let up = t.to_ascii_uppercase();
+        if let Some(c) = ISO_ALPHA2.iter().copied().find(|c| *c == up) {
+            return Some(c);
+        }
+    }
+    let plain = deunicode::deunicode(t).to_lowercase();
+    let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    COUNTRY_NAMES
+        .iter()
+        .find(|(_, names)| names.contains(&plain.as_str()))
+        .map(|(c, _)| *c)
+}
+
+/// Every assigned ISO 3166-1 alpha-2 code.
+const ISO_ALPHA2: &[&str] = &[
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+];
 
 /// A postal address, used for print mailings and for linking profiles of one household
 /// (seed 000: link customers by address so that one who orders under another email address is
@@ -43,13 +168,12 @@ impl PostalAddress {
             line2: t(line2, "address2")?,
             postal_code: t(postal_code, "postal_code")?.to_uppercase(),
             city: t(city, "city")?,
-            country: {
-                let c = country.trim().to_ascii_uppercase();
-                if !c.is_empty() && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
-                {
-                    return Err(AddressError::BadCountry(country.to_owned()));
-                }
-                c
+            country: if country.trim().is_empty() {
+                String::new()
+            } else {
+                country_code(country)
+                    .ok_or_else(|| AddressError::BadCountry(country.to_owned()))?
+                    .to_owned()
             },
         };
         if a.line1.is_empty() && a.postal_code.is_empty() && a.city.is_empty() {
@@ -116,6 +240,25 @@ impl PostalAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn countries_by_code_or_name_in_three_languages() {
+        for (raw, code) in [
+            ("nl", "NL"),
+            ("Nederland", "NL"),
+            ("  the  Netherlands ", "NL"),
+            ("Polska", "PL"),
+            ("Belgi\u{eb}", "BE"),
+            ("Duitsland", "DE"),
+            ("Niemcy", "DE"),
+            ("UK", "GB"),
+            ("Verenigd Koninkrijk", "GB"),
+        ] {
+            assert_eq!(country_code(raw), Some(code), "{raw}");
+        }
+        assert_eq!(country_code("Atlantis"), None);
+        assert_eq!(country_code("XX"), None);
+    }
 
     #[test]
     fn spelling_variants_share_a_key() {

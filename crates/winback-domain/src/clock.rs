@@ -92,6 +92,29 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock, shifted: it starts at a given instant and runs at real speed from there.
+/// `WINBACK_NOW` gives the CLI one, for reproducible runs and tests on dated data.
+#[derive(Debug, Clone, Copy)]
+pub struct ShiftedClock {
+    offset_micros: i64,
+}
+
+impl ShiftedClock {
+    /// A clock that reads `start` now.
+    pub fn starting_at(start: Timestamp) -> Self {
+        Self {
+            offset_micros: start.as_micros() - SystemClock.now().as_micros(),
+        }
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        let real = SystemClock.now();
+        Timestamp::from_micros(real.as_micros() + self.offset_micros).unwrap_or(real)
+    }
+}
+
 /// A clock that only moves when told to; clones share one time.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<Timestamp>>);

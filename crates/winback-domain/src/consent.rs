@@ -96,16 +96,21 @@ impl FromStr for ConsentStatus {
             .replace(['-', ' '], "_")
             .as_str()
         {
-            "opt_in" | "optin" | "yes" | "y" | "true" | "1" | "subscribed" | "granted" => {
+            // Mail tools: Mailchimp `subscribed`, Laposta and others `active`; Dutch and Polish
+            // yes/subscribed.
+            "opt_in" | "optin" | "yes" | "y" | "true" | "1" | "subscribed" | "granted"
+            | "active" | "ja" | "aangemeld" | "ingeschreven" | "tak" | "zapisany" => {
                 Ok(ConsentStatus::OptIn)
             }
             "soft_opt_in" | "soft" | "softoptin" => Ok(ConsentStatus::SoftOptIn),
-            "none" | "" | "no" | "n" | "false" | "0" | "not_subscribed" | "unknown" => {
-                Ok(ConsentStatus::None)
-            }
-            "withdrawn" | "unsubscribed" | "opt_out" | "optout" | "revoked" => {
-                Ok(ConsentStatus::Withdrawn)
-            }
+            // `pending`: a double opt-in never confirmed; `transactional`: a contact that only
+            // receives order mail; `archived`: kept by the tool, not on the list. None of them
+            // is permission, and none is a withdrawal.
+            "none" | "" | "no" | "n" | "false" | "0" | "not_subscribed" | "unknown" | "pending"
+            | "transactional" | "archived" | "nee" | "nie" => Ok(ConsentStatus::None),
+            // `cleaned`: Mailchimp removed the address after it bounced; never mail it again.
+            "withdrawn" | "unsubscribed" | "opt_out" | "optout" | "revoked" | "cleaned"
+            | "afgemeld" | "uitgeschreven" | "wypisany" => Ok(ConsentStatus::Withdrawn),
             _ => Err(ConsentError::UnknownStatus(s.to_owned())),
         }
     }
@@ -135,13 +140,28 @@ pub struct Consent {
 }
 
 impl Consent {
-    /// Folds a history of statements for one channel into the one in force.
+    /// Folds a history of statements for one channel and one address into the one in force.
     ///
-    /// The latest statement wins, but a withdrawal can only be overridden by a later explicit
-    /// opt-in: a soft opt-in inferred from a later purchase never revives a withdrawn contact.
+    /// The rules, in order:
+    /// - the latest statement wins;
+    /// - a withdrawal can only be overridden by a later explicit opt-in: a soft opt-in inferred
+    ///   from a later purchase never revives a withdrawn contact;
+    /// - `none` is the absence of a statement (a customer export that knows nothing about the
+    ///   newsletter), so it never replaces a statement that was made;
+    /// - statements made at the same instant are read as opt-in, then soft opt-in, then
+    ///   withdrawal, so a tie can only end withdrawn, whatever order the ledger returns them in.
+    ///
+    /// The result does not depend on the order of `history`.
     pub fn effective<'a>(history: impl IntoIterator<Item = &'a Consent>) -> Option<&'a Consent> {
         let mut sorted: Vec<&Consent> = history.into_iter().collect();
-        sorted.sort_by_key(|c| c.at);
+        sorted.sort_by(|a, b| {
+            (a.at, tie_rank(a.status), &a.source, &a.wording_version).cmp(&(
+                b.at,
+                tie_rank(b.status),
+                &b.source,
+                &b.wording_version,
+            ))
+        });
         let mut current: Option<&Consent> = None;
         for c in sorted {
             current = match current {
@@ -151,10 +171,25 @@ impl Consent {
                 {
                     Some(cur)
                 }
+                Some(cur)
+                    if c.status == ConsentStatus::None && cur.status != ConsentStatus::None =>
+                {
+                    Some(cur)
+                }
                 _ => Some(c),
             };
         }
         current
+    }
+}
+
+/// The order of statements made at the same instant: a withdrawal is read last.
+fn tie_rank(s: ConsentStatus) -> u8 {
+    match s {
+        ConsentStatus::None => 0,
+        ConsentStatus::OptIn => 1,
+        ConsentStatus::SoftOptIn => 2,
+        ConsentStatus::Withdrawn => 3,
     }
 }
 
@@ -192,6 +227,72 @@ mod tests {
             ConsentStatus::OptIn
         );
         assert!(Consent::effective(&[]).is_none());
+    }
+
+    #[test]
+    fn none_is_no_statement_and_ties_end_withdrawn() {
+        let h = [c(ConsentStatus::OptIn, 1), c(ConsentStatus::None, 5)];
+        assert_eq!(Consent::effective(&h).unwrap().status, ConsentStatus::OptIn);
+        let h = [c(ConsentStatus::Withdrawn, 3), c(ConsentStatus::OptIn, 3)];
+        assert_eq!(
+            Consent::effective(&h).unwrap().status,
+            ConsentStatus::Withdrawn
+        );
+        let h = [c(ConsentStatus::None, 3)];
+        assert_eq!(Consent::effective(&h).unwrap().status, ConsentStatus::None);
+    }
+
+    #[test]
+    fn mail_tool_statuses_parse() {
+        for (word, status) in [
+            ("subscribed", ConsentStatus::OptIn),
+            ("active", ConsentStatus::OptIn),
+            ("unsubscribed", ConsentStatus::Withdrawn),
+            ("cleaned", ConsentStatus::Withdrawn),
+            ("pending", ConsentStatus::None),
+            ("transactional", ConsentStatus::None),
+            ("Uitgeschreven", ConsentStatus::Withdrawn),
+        ] {
+            assert_eq!(word.parse::<ConsentStatus>().unwrap(), status, "{word}");
+        }
+    }
+
+    fn any_status() -> impl proptest::strategy::Strategy<Value = ConsentStatus> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(ConsentStatus::OptIn),
+            proptest::strategy::Just(ConsentStatus::SoftOptIn),
+            proptest::strategy::Just(ConsentStatus::None),
+            proptest::strategy::Just(ConsentStatus::Withdrawn),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The fold does not depend on the order the ledger returns statements in, and a
+        /// withdrawal stays in force unless an explicit opt-in came strictly later.
+        #[test]
+        fn fold_is_order_free_and_withdrawal_holds(
+            statements in proptest::collection::vec((any_status(), 0i64..20), 1..12),
+            seed in 0u64..1000,
+        ) {
+            let h: Vec<Consent> = statements.iter().map(|(s, d)| c(*s, *d)).collect();
+            let mut shuffled = h.clone();
+            // A deterministic shuffle from the seed.
+            let n = shuffled.len();
+            for i in 0..n {
+                let j = (seed as usize).wrapping_mul(31).wrapping_add(i * 17) % n;
+                shuffled.swap(i, j);
+            }
+            let a = Consent::effective(&h).map(|c| c.status);
+            let b = Consent::effective(&shuffled).map(|c| c.status);
+            proptest::prop_assert_eq!(a, b);
+            let last_withdrawal = h.iter().filter(|c| c.status == ConsentStatus::Withdrawn).map(|c| c.at).max();
+            if let Some(w) = last_withdrawal {
+                let revived = h.iter().any(|c| c.status == ConsentStatus::OptIn && c.at > w);
+                if !revived {
+                    proptest::prop_assert_eq!(a, Some(ConsentStatus::Withdrawn));
+                }
+            }
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ mod name;
 mod order;
 mod phone;
 
-pub use address::{AddressError, PostalAddress};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use address::{AddressError, PostalAddress, country_code};
+pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock, Timestamp};
 pub use consent::{Channel, Consent, ConsentError, ConsentStatus};
 pub use customer::CustomerRecord;
 pub use email::{EmailAddress, EmailError};

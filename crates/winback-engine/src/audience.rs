@@ -23,12 +23,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "stage",
         "string",
-        "lifecycle stage: new, active, at_risk, lapsed, lost, subscriber",
+        "lifecycle stage: new, active, at_risk, lapsed, lost, one_time_buyer, inactive_subscriber, never_purchased",
     ),
     (
         "segment",
         "string",
-        "RFM segment, e.g. champions, cant_lose_them, hibernating",
+        "RFM segment: champions, loyal_customers, potential_loyalists, new_customers, promising, need_attention, about_to_sleep, at_risk, cant_lose_them, hibernating, lost",
     ),
     ("rfm", "string", "RFM cell as three digits, e.g. \"545\""),
     ("r", "int", "RFM recency score 1–5"),
@@ -523,6 +523,196 @@ pub enum ExpressionError {
     /// It calls a function outside CEL's standard library.
     #[error("unknown function `{0}`")]
     UnknownFunction(String),
+    /// It compares an enumerated variable with a value that variable never takes
+    /// (`stage == "lapsd"`).
+    #[error("`{variable}` is never \"{value}\"{hint}; its values are {values}")]
+    UnknownValue {
+        /// The variable.
+        variable: String,
+        /// The value written.
+        value: String,
+        /// "did you mean" text.
+        hint: String,
+        /// The values it takes, comma-separated.
+        values: String,
+    },
+}
+
+/// The values of the enumerated variables. An expression that compares one of them with any
+/// other value is refused: it can never be true (or never false), which is always a typo.
+pub const ENUMERATED: &[(&str, &[&str])] = &[
+    ("stage", STAGES),
+    (
+        "segment",
+        &[
+            "champions",
+            "loyal_customers",
+            "potential_loyalists",
+            "new_customers",
+            "promising",
+            "need_attention",
+            "about_to_sleep",
+            "at_risk",
+            "cant_lose_them",
+            "hibernating",
+            "lost",
+        ],
+    ),
+    ("email_consent", CONSENT_STATES),
+    ("sms_consent", CONSENT_STATES),
+    (
+        "loyalty_trend",
+        &["growing", "steady", "declining", "stagnant"],
+    ),
+    ("subscription", &["none", "active", "cancelled"]),
+    ("leave_reasons", REASONS),
+    ("survey_reason", REASONS),
+];
+
+/// The lifecycle stages, in funnel order.
+pub const STAGES: &[&str] = &[
+    "new",
+    "active",
+    "at_risk",
+    "lapsed",
+    "lost",
+    "one_time_buyer",
+    "inactive_subscriber",
+    "never_purchased",
+];
+const CONSENT_STATES: &[&str] = &["opt_in", "soft_opt_in", "none", "withdrawn"];
+const REASONS: &[&str] = &[
+    "too_expensive",
+    "bad_experience",
+    "hard_to_understand",
+    "forgot_us",
+    "quality",
+    "other",
+];
+
+/// The values an enumerated variable takes, or `None` for a free variable.
+pub fn values_of(variable: &str) -> Option<&'static [&'static str]> {
+    ENUMERATED
+        .iter()
+        .find(|(v, _)| *v == variable)
+        .map(|(_, vals)| *vals)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    Str(String),
+    Op(String),
+    Other(char),
+}
+
+/// A lexer just good enough to find comparisons of variables with string literals; the CEL
+/// parser has accepted the expression already, so nothing here reports syntax.
+fn tokens(source: &str) -> Vec<Token> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '"' || c == '\'' {
+            let quote = c;
+            let mut lit = String::new();
+            i += 1;
+            while i < chars.len() && chars[i] != quote {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                lit.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Token::Str(lit));
+        } else if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            out.push(Token::Ident(chars[start..i].iter().collect()));
+        } else if (c == '=' || c == '!') && chars.get(i + 1) == Some(&'=') {
+            out.push(Token::Op(format!("{c}=")));
+            i += 2;
+        } else {
+            out.push(Token::Other(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Refuses a comparison of an enumerated variable with a value it never takes:
+/// `var == "x"`, `var != "x"`, `"x" == var`, `"x" in var` and `var in ["x", …]`.
+fn check_values(source: &str) -> Result<(), ExpressionError> {
+    let t = tokens(source);
+    let is_var = |i: usize| -> Option<&'static [&'static str]> {
+        match t.get(i) {
+            // `attributes.stage` is an attribute, not the variable.
+            Some(Token::Ident(name)) if !(i > 0 && t[i - 1] == Token::Other('.')) => {
+                values_of(name)
+            }
+            _ => None,
+        }
+    };
+    let name = |i: usize| match &t[i] {
+        Token::Ident(n) => n.clone(),
+        _ => String::new(),
+    };
+    let refuse = |var: String, value: &str, values: &[&str]| {
+        let hint = values
+            .iter()
+            .map(|v| (edit_distance(value, v), *v))
+            .filter(|(d, v)| *d <= 3.max(v.len() / 3))
+            .min()
+            .map(|(_, v)| format!(" (did you mean \"{v}\"?)"))
+            .unwrap_or_default();
+        Err(ExpressionError::UnknownValue {
+            variable: var,
+            value: value.to_owned(),
+            hint,
+            values: values.join(", "),
+        })
+    };
+    let is_in = |i: usize| matches!(t.get(i), Some(Token::Ident(w)) if w == "in");
+    for i in 0..t.len() {
+        let Some(values) = is_var(i) else { continue };
+        // var == "x" / var != "x"
+        if let (Some(Token::Op(_)), Some(Token::Str(v))) = (t.get(i + 1), t.get(i + 2)) {
+            if !values.contains(&v.as_str()) {
+                return refuse(name(i), v, values);
+            }
+        }
+        // "x" == var / "x" in var
+        if i >= 2 {
+            if let Token::Str(v) = &t[i - 2] {
+                if (matches!(t[i - 1], Token::Op(_)) || is_in(i - 1))
+                    && !values.contains(&v.as_str())
+                {
+                    return refuse(name(i), v, values);
+                }
+            }
+        }
+        // var in ["x", "y"]
+        if is_in(i + 1) && t.get(i + 2) == Some(&Token::Other('[')) {
+            let mut j = i + 3;
+            while let Some(tok) = t.get(j) {
+                match tok {
+                    Token::Other(']') => break,
+                    Token::Str(v) if !values.contains(&v.as_str()) => {
+                        return refuse(name(i), v, values);
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A compiled, checked expression.
@@ -579,6 +769,7 @@ impl Audience {
                 return Err(ExpressionError::UnknownFunction(f.to_owned()));
             }
         }
+        check_values(source)?;
         Ok(Self {
             source: source.to_owned(),
             program: Arc::new(program),
@@ -808,6 +999,37 @@ mod tests {
             e.to_string(),
             "unknown variable `days_since_last_ordr` (did you mean `days_since_last_order`?); see `winback campaigns variables`"
         );
+        // The enumerations are the scoring crate's names, all of them.
+        let stages: Vec<&str> = winback_scoring::Stage::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(stages, STAGES);
+        let segments: Vec<&str> = winback_scoring::Segment::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(Some(segments.as_slice()), values_of("segment"));
+        let e = Audience::compile("stage == \"lapsd\" && email_ok", false).unwrap_err();
+        assert!(e.to_string().contains("did you mean \"lapsed\""), "{e}");
+        for bad in [
+            "\"lost\" == stage",
+            "stage in [\"lapsed\", \"gone\"]",
+            "\"too_expensiv\" in leave_reasons",
+            "email_consent != \"opt-in\"",
+            "segment == \"champion\"",
+        ] {
+            let ok = bad.contains("\"lost\" == stage");
+            assert_eq!(Audience::compile(bad, false).is_ok(), ok, "{bad}");
+        }
+        for good in [
+            "stage == \"one_time_buyer\" || stage == 'inactive_subscriber'",
+            "attributes.stage == \"whatever\"",
+            "\"quality\" in leave_reasons && loyalty_trend == \"stagnant\"",
+            "locale == \"nl\"",
+        ] {
+            assert!(Audience::compile(good, false).is_ok(), "{good}");
+        }
         assert!(matches!(
             Audience::compile("opened.size() > 0", false),
             Err(ExpressionError::UnknownVariable { .. })

@@ -212,6 +212,8 @@ pub struct SendContext {
     pub consent_ok: bool,
     /// On the suppression list (hard bounce, complaint, STOP, erased).
     pub suppressed: bool,
+    /// The address belongs to an erased person (it came back on another record).
+    pub erased: bool,
     /// Why the enrolment is no longer active, when it is not.
     pub enrolment_ended: Option<String>,
     /// The message is a farewell (sunset) or a transactional confirmation: caps do not apply.
@@ -255,8 +257,97 @@ pub enum DropReason {
     Suppressed,
     /// The journey ended (order, unsubscribe, complaint, …).
     JourneyEnded(String),
-    /// Could not be sent in time (caps, windows, ramp).
+    /// The address belongs to a person who was erased.
+    Erased,
+    /// Held back by a frequency cap until it was too late to send.
+    Capped,
+    /// Could not be sent in time (send windows, the deliverability ramp, a paused provider).
     Expired,
+}
+
+/// Dropped messages counted by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// No address for the channel.
+    pub no_address: u64,
+    /// No consent in force for the address.
+    pub no_consent: u64,
+    /// Suppressed.
+    pub suppressed: u64,
+    /// An erased person's address.
+    pub erased: u64,
+    /// The journey had ended.
+    pub journey_ended: u64,
+    /// Held back by a frequency cap too long.
+    pub cap: u64,
+    /// Not sendable in time.
+    pub expired: u64,
+}
+
+impl DropCounts {
+    /// Counts one drop.
+    pub fn count(&mut self, reason: &DropReason) {
+        *match reason {
+            DropReason::NoAddress => &mut self.no_address,
+            DropReason::NoConsent => &mut self.no_consent,
+            DropReason::Suppressed => &mut self.suppressed,
+            DropReason::Erased => &mut self.erased,
+            DropReason::JourneyEnded(_) => &mut self.journey_ended,
+            DropReason::Capped => &mut self.cap,
+            DropReason::Expired => &mut self.expired,
+        } += 1;
+    }
+
+    /// Adds another tally.
+    pub fn add(&mut self, o: &DropCounts) {
+        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
+            *a += b;
+        }
+    }
+
+    fn fields(&self) -> [u64; 7] {
+        [
+            self.no_consent,
+            self.suppressed,
+            self.erased,
+            self.expired,
+            self.cap,
+            self.no_address,
+            self.journey_ended,
+        ]
+    }
+
+    fn fields_mut(&mut self) -> [&mut u64; 7] {
+        [
+            &mut self.no_consent,
+            &mut self.suppressed,
+            &mut self.erased,
+            &mut self.expired,
+            &mut self.cap,
+            &mut self.no_address,
+            &mut self.journey_ended,
+        ]
+    }
+
+    /// The non-zero reasons in words, e.g. "12 no consent, 3 suppressed".
+    pub fn describe(&self) -> String {
+        const NAMES: [&str; 7] = [
+            "no consent",
+            "suppressed",
+            "erased",
+            "expired",
+            "cap",
+            "no address",
+            "journey ended",
+        ];
+        NAMES
+            .iter()
+            .zip(self.fields())
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl DropReason {
@@ -267,6 +358,8 @@ impl DropReason {
             Self::NoConsent => "no_consent".into(),
             Self::Suppressed => "suppressed".into(),
             Self::JourneyEnded(r) => format!("journey_ended:{r}"),
+            Self::Erased => "erased".into(),
+            Self::Capped => "cap".into(),
             Self::Expired => "expired".into(),
         }
     }
@@ -296,6 +389,9 @@ pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
     }
     if !ctx.has_address {
         return Decision::Drop(DropReason::NoAddress);
+    }
+    if ctx.erased {
+        return Decision::Drop(DropReason::Erased);
     }
     if ctx.suppressed {
         return Decision::Drop(DropReason::Suppressed);
@@ -348,6 +444,9 @@ pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
                 // Frees when the oldest counted send leaves the window.
                 let idx = within.len() - cap.max as usize;
                 let frees = within[idx].plus_seconds(i64::from(cap.per_days) * 86_400 + 1);
+                if frees > deadline {
+                    return Decision::Drop(DropReason::Capped);
+                }
                 return defer(
                     frees,
                     format!(
@@ -450,6 +549,7 @@ mod tests {
             has_address: true,
             consent_ok: true,
             suppressed: false,
+            erased: false,
             enrolment_ended: None,
             exempt_from_caps: false,
             recent_sends: vec![],
@@ -564,6 +664,11 @@ mod tests {
         let mut c = ctx("2026-03-05T10:00:00Z");
         c.queued_at = ts("2026-02-20T10:00:00Z");
         c.recent_sends = vec![ts("2026-03-05T09:00:00Z")];
+        // Held back by the cap past the deadline: dropped, and the reason says it was the cap.
+        assert_eq!(decide(&c, &s), Decision::Drop(DropReason::Capped));
+        // Outside the window past the deadline: expired.
+        let mut c = ctx("2026-03-05T23:00:00Z");
+        c.queued_at = ts("2026-02-20T10:00:00Z");
         assert_eq!(decide(&c, &s), Decision::Drop(DropReason::Expired));
     }
 

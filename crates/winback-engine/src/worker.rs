@@ -66,6 +66,8 @@ pub struct PassStats {
     pub deferred: u64,
     /// Messages dropped by a policy.
     pub dropped: u64,
+    /// The dropped messages by reason.
+    pub drops: crate::policy::DropCounts,
     /// Delivery failures (bounces included).
     pub failed: u64,
     /// Claims released after an expired lease.
@@ -99,6 +101,7 @@ impl PassStats {
         self.sent += o.sent;
         self.deferred += o.deferred;
         self.dropped += o.dropped;
+        self.drops.add(&o.drops);
         self.failed += o.failed;
         self.released += o.released;
         self.in_doubt += o.in_doubt;
@@ -478,7 +481,10 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                         .await?;
                 }
                 Decision::Defer { .. } => stats.deferred += 1,
-                Decision::Drop(_) => stats.dropped += 1,
+                Decision::Drop(reason) => {
+                    stats.dropped += 1;
+                    stats.drops.count(&reason);
+                }
             }
         }
         Ok(stats)

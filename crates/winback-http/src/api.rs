@@ -346,7 +346,14 @@ async fn ingest_body(
     let lines = json_lines(content_type, body)?;
     let mut rejected: Vec<Rejected> = Vec::new();
     let mut rows: Vec<ParsedRow> = Vec::new();
-    let options = state.settings.import.clone();
+    let mut options = state.settings.import.clone();
+    // A statement sent to the API without a time was made now: it is recorded at the time it
+    // was received (a file's undated statement counts as the oldest possible instead).
+    options.as_of = state.clock.now();
+    options.undated_consent = winback_import::UndatedConsent::Received;
+    // A program can fix what it sends: an unreadable optional field refuses the record here
+    // (a file import leaves it out with a warning instead).
+    options.strict = true;
     let name: Arc<str> = Arc::from("request body");
     match kind {
         SourceKind::Events => {

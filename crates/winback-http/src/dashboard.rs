@@ -730,7 +730,8 @@ async fn customer_search(
         match state.store.customer_detail(q).await {
             Ok(Some(d)) => {
                 return secure(
-                    Redirect::to(&format!("/admin/customers/{}", d.profile_id)).into_response(),
+                    Redirect::to(&format!("/admin/customers/profile:{}", d.profile_id))
+                        .into_response(),
                 );
             }
             Ok(None) => {}

@@ -92,5 +92,6 @@ fn parse_fields(
     Ok(ParsedRow {
         line,
         items: vec![Item::Order(order)],
+        warnings: Vec::new(),
     })
 }

@@ -112,6 +112,19 @@ impl<R: Read> Read for CrlfToLf<R> {
     }
 }
 
+/// What a mapping file says about the columns: renames, value translations and columns to
+/// ignore.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plan {
+    /// winback column name → the file's header.
+    pub renames: BTreeMap<String, String>,
+    /// winback column name → (the file's value → winback's value), compared without case and
+    /// surrounding spaces.
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// The file's headers to ignore entirely (neither a field nor an attribute).
+    pub ignore: Vec<String>,
+}
+
 pub(crate) struct CsvRows<R: Read> {
     reader: csv::Reader<CrlfToLf<R>>,
     pub ctx: Context,
@@ -121,16 +134,16 @@ pub(crate) struct CsvRows<R: Read> {
     pub headers: Vec<String>,
     /// Columns claimed by a winback field (the rest become attributes).
     used: Vec<bool>,
+    /// Column index → (lower-cased file value → winback value).
+    translate: HashMap<usize, HashMap<String, String>>,
     record: csv::StringRecord,
 }
 
 impl<R: Read> CsvRows<R> {
-    /// Reads the header row. `renames` maps winback column names to the file's headers.
-    pub fn new(
-        reader: R,
-        ctx: Context,
-        renames: &BTreeMap<String, String>,
-    ) -> Result<Self, FileError> {
+    /// Reads the header row and applies a mapping file's plan (renames, value translations,
+    /// ignored columns).
+    pub fn new(reader: R, ctx: Context, plan: &Plan) -> Result<Self, FileError> {
+        let renames = &plan.renames;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(ctx.opts.delimiter)
             .flexible(true)
@@ -144,9 +157,26 @@ impl<R: Read> CsvRows<R> {
             .iter()
             .map(|h| h.trim().trim_start_matches('\u{feff}').to_owned())
             .collect();
+        let mut used = vec![false; headers.len()];
         let mut index: HashMap<String, usize> = HashMap::new();
+        for ignored in &plan.ignore {
+            let n = normalise_header(ignored);
+            let Some(i) = headers.iter().position(|h| normalise_header(h) == n) else {
+                return Err(FileError::Header(ctx.err(
+                    1,
+                    ignored,
+                    format!(
+                        "the mapping ignores column `{ignored}`, but the file has no such column"
+                    ),
+                )));
+            };
+            // Claimed, so it is not kept as an attribute either.
+            used[i] = true;
+        }
         for (i, h) in headers.iter().enumerate() {
-            index.entry(normalise_header(h)).or_insert(i);
+            if !used[i] {
+                index.entry(normalise_header(h)).or_insert(i);
+            }
         }
         // A mapping file's renames point winback's names at the file's own headers.
         for (canonical, source) in renames {
@@ -159,13 +189,26 @@ impl<R: Read> CsvRows<R> {
             };
             index.insert(normalise_header(canonical), i);
         }
-        let used = vec![false; headers.len()];
+        let mut translate: HashMap<usize, HashMap<String, String>> = HashMap::new();
+        for (field, table) in &plan.values {
+            // A translation for a column the file lacks is harmless: nothing to translate.
+            if let Some(&i) = index.get(&normalise_header(field)) {
+                translate.insert(
+                    i,
+                    table
+                        .iter()
+                        .map(|(from, to)| (from.trim().to_lowercase(), to.clone()))
+                        .collect(),
+                );
+            }
+        }
         Ok(Self {
             reader,
             ctx,
             index,
             headers,
             used,
+            translate,
             record: csv::StringRecord::new(),
         })
     }
@@ -224,10 +267,20 @@ impl<R: Read> CsvRows<R> {
         }
     }
 
-    /// The current record's value in column `i`, trimmed; `None` when empty or absent.
+    /// The current record's value in column `i`, trimmed and translated by the mapping's
+    /// `[values]`; `None` when empty or absent.
     pub fn get(&self, i: Option<usize>) -> Option<&str> {
-        let v = self.record.get(i?)?.trim();
-        (!v.is_empty()).then_some(v)
+        let i = i?;
+        let v = self.record.get(i)?.trim();
+        if v.is_empty() {
+            return None;
+        }
+        if let Some(table) = self.translate.get(&i) {
+            if let Some(to) = table.get(&v.to_lowercase()) {
+                return (!to.is_empty()).then_some(to.as_str());
+            }
+        }
+        Some(v)
     }
 
     /// The current record's column `i`, required.

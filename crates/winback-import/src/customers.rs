@@ -83,14 +83,39 @@ pub(crate) fn parse<R: Read + Send + 'static>(
     }))
 }
 
+/// An optional field that cannot be read: left out with a warning (the record is kept), or
+/// with `strict` the record's refusal.
+fn optional<T>(
+    strict: bool,
+    warnings: &mut Vec<RowError>,
+    r: Result<Option<T>, RowError>,
+) -> Result<Option<T>, RowError> {
+    match r {
+        Err(mut e) if !strict => {
+            e.reason = format!("{}; left out, the record was kept", e.reason);
+            warnings.push(e);
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn row<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64) -> Result<ParsedRow, RowError> {
     rows.check_width(line)?;
     let ctx = &rows.ctx;
+    let strict = ctx.opts.strict;
+    let mut warnings = Vec::new();
     let email = rows
         .get(cols.email)
         .map(EmailAddress::parse)
         .transpose()
-        .map_err(|e| ctx.err(line, "email", e.to_string()))?;
+        .map_err(|e| ctx.err(line, "email", e.to_string()));
+    // The email is optional only where a customer id identifies the record.
+    let email = if rows.get(cols.id).is_some() {
+        optional(strict, &mut warnings, email)?
+    } else {
+        email?
+    };
     let external_id = match (rows.get(cols.id), &email) {
         (Some(id), _) => {
             ExternalId::parse(id).map_err(|e| ctx.err(line, "customer_id", e.to_string()))?
@@ -104,11 +129,14 @@ fn row<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64) -> Result<ParsedRow, 
             ));
         }
     };
-    let phone = rows
-        .get(cols.phone)
-        .map(|p| PhoneE164::parse(p, ctx.opts.default_region))
-        .transpose()
-        .map_err(|e| ctx.err(line, "phone", e.to_string()))?;
+    let phone = optional(
+        strict,
+        &mut warnings,
+        rows.get(cols.phone)
+            .map(|p| PhoneE164::parse(p, ctx.opts.default_region))
+            .transpose()
+            .map_err(|e| ctx.err(line, "phone", e.to_string())),
+    )?;
     let name = |i: Option<usize>, field: &str| {
         rows.get(i)
             .map(PersonName::parse)
@@ -118,27 +146,68 @@ fn row<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64) -> Result<ParsedRow, 
     let first_name = name(cols.first, "first_name")?;
     let last_name = name(cols.last, "last_name")?;
     let part = |i: Option<usize>| rows.get(i).unwrap_or("");
-    let address = PostalAddress::parse(
-        part(cols.addr[0]),
-        part(cols.addr[1]),
-        part(cols.addr[2]),
-        part(cols.addr[3]),
-        part(cols.addr[4]),
-    )
-    .map_err(|e| ctx.err(line, "address", e.to_string()))?;
-    let time_zone = rows
-        .get(cols.tz)
-        .map(TimeZoneName::parse)
-        .transpose()
-        .map_err(|e| ctx.err(line, "time_zone", e.to_string()))?;
+    let parse_address = |country: &str| {
+        PostalAddress::parse(
+            part(cols.addr[0]),
+            part(cols.addr[1]),
+            part(cols.addr[2]),
+            part(cols.addr[3]),
+            country,
+        )
+    };
+    let address = match parse_address(part(cols.addr[4])) {
+        Ok(a) => a,
+        // An unknown country loses the country, not the address.
+        Err(winback_domain::AddressError::BadCountry(c)) if !strict => {
+            warnings.push(ctx.err(
+                line,
+                "country",
+                format!(
+                    "{}; left out, the record was kept",
+                    winback_domain::AddressError::BadCountry(c)
+                ),
+            ));
+            parse_address("").map_err(|e| ctx.err(line, "address", e.to_string()))?
+        }
+        Err(e) => {
+            let field = if matches!(e, winback_domain::AddressError::BadCountry(_)) {
+                "country"
+            } else {
+                "address"
+            };
+            optional(
+                strict,
+                &mut warnings,
+                Err(ctx.err(line, field, e.to_string())),
+            )?
+        }
+    };
+    let time_zone = optional(
+        strict,
+        &mut warnings,
+        rows.get(cols.tz)
+            .map(TimeZoneName::parse)
+            .transpose()
+            .map_err(|e| ctx.err(line, "time_zone", e.to_string())),
+    )?;
     let locale = match rows.get(cols.locale) {
-        Some(l) => Some(Locale::parse(l).map_err(|e| ctx.err(line, "locale", e.to_string()))?),
+        Some(l) => optional(
+            strict,
+            &mut warnings,
+            Locale::parse(l)
+                .map(Some)
+                .map_err(|e| ctx.err(line, "locale", e.to_string())),
+        )?
+        .or_else(|| ctx.opts.default_locale.clone()),
         None => ctx.opts.default_locale.clone(),
     };
-    let created_at = rows
-        .get(cols.created)
-        .map(|d| rows.date(line, d, "created_at"))
-        .transpose()?;
+    let created_at = optional(
+        strict,
+        &mut warnings,
+        rows.get(cols.created)
+            .map(|d| rows.date(line, d, "created_at"))
+            .transpose(),
+    )?;
     let source = rows
         .get(cols.consent_source)
         .map_or_else(|| format!("import:{}", ctx.file), str::to_owned);
@@ -160,7 +229,10 @@ fn row<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64) -> Result<ParsedRow, 
             Some(d) => rows.date(line, d, &format!("{field}_at"))?,
             // An undated statement counts as the oldest possible: it never overrides a dated
             // withdrawal, and re-importing the file adds nothing to the ledger.
-            None => created_at.unwrap_or(UNDATED),
+            None => match ctx.opts.undated_consent {
+                crate::UndatedConsent::Oldest => created_at.unwrap_or(UNDATED),
+                crate::UndatedConsent::Received => ctx.opts.as_of,
+            },
         };
         consents.push(Consent {
             channel,
@@ -191,5 +263,6 @@ fn row<R: Read>(rows: &CsvRows<R>, cols: &Cols, line: u64) -> Result<ParsedRow, 
     Ok(ParsedRow {
         line,
         items: vec![Item::Customer(record)],
+        warnings,
     })
 }

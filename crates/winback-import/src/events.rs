@@ -129,5 +129,9 @@ fn parse_line(ctx: &Context, line: u64, text: &str) -> Result<ParsedRow, RowErro
         at,
         kind,
     }));
-    Ok(ParsedRow { line, items })
+    Ok(ParsedRow {
+        line,
+        items,
+        warnings: Vec::new(),
+    })
 }

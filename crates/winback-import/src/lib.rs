@@ -102,6 +102,8 @@ pub struct ParsedRow {
     pub line: u64,
     /// What to store.
     pub items: Vec<Item>,
+    /// Optional fields that could not be read and were left out (the record was kept).
+    pub warnings: Vec<RowError>,
 }
 
 /// A source record that was refused, with its raw text for the rejects file.
@@ -168,9 +170,24 @@ pub struct ImportOptions {
     pub decimal: DecimalSeparator,
     /// Field delimiter of CSV files.
     pub delimiter: u8,
-    /// The import's "now" (from the injected clock): the time of consent statements that carry
-    /// no date of their own.
+    /// The import's "now" (from the injected clock).
     pub as_of: Timestamp,
+    /// When a consent statement without a date of its own was made.
+    pub undated_consent: UndatedConsent,
+    /// Refuse a record for an unreadable optional field (a phone `n.v.t.`, an unknown country)
+    /// instead of leaving the field out with a warning.
+    pub strict: bool,
+}
+
+/// When a consent statement that carries no date was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UndatedConsent {
+    /// A file's undated statement is the oldest possible (or the record's `created_at`): it
+    /// never overrides a dated withdrawal, and re-importing the file adds nothing.
+    #[default]
+    Oldest,
+    /// A statement received live (the API) was made when it arrived: `as_of`.
+    Received,
 }
 
 impl ImportOptions {
@@ -185,6 +202,8 @@ impl ImportOptions {
             decimal: DecimalSeparator::Auto,
             delimiter: b',',
             as_of,
+            undated_consent: UndatedConsent::Oldest,
+            strict: false,
         }
     }
 }
@@ -218,7 +237,7 @@ pub fn from_reader<R: std::io::Read + Send + 'static>(
     if let Some(m) = mapping {
         m.apply_options(&mut options)?;
     }
-    let renames = mapping.map(|m| m.columns.clone()).unwrap_or_default();
+    let renames = mapping.map(Mapping::plan).unwrap_or_default();
     let date_format = mapping.and_then(|m| m.date_format.clone());
     let ctx = csvrows::Context::new(name, &options, date_format);
     Ok(match kind {

@@ -10,11 +10,18 @@
 //! time_zone = "Europe/Amsterdam"
 //! region = "NL"
 //!
+//! ignore = ["Status"]             # headers to skip (neither a field nor an attribute)
+//!
 //! [columns]                       # winback column = "the file's header"
 //! order_id = "Bestelnummer"
 //! customer_id = "Klantnummer"
 //! ordered_at = "Besteldatum"
 //! total = "Totaal"
+//! status = "Betaalstatus"
+//!
+//! [values.status]                 # the file's value = winback's
+//! voltooid = "paid"
+//! geannuleerd = "cancelled"
 //! ```
 
 use std::{collections::BTreeMap, path::Path};
@@ -67,6 +74,14 @@ pub struct Mapping {
     /// winback column name → the file's header.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// Per winback column, the file's values and what they mean to winback
+    /// (`[values.status] voltooid = "paid"`); other values pass through unchanged.
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, String>>,
+    /// Headers of the file to ignore: neither read as a field nor kept as an attribute (a
+    /// column whose name collides with a winback field it does not hold).
+    #[serde(default)]
+    pub ignore: Vec<String>,
     #[serde(skip)]
     file: String,
     #[serde(skip)]
@@ -132,6 +147,19 @@ impl Mapping {
                 ));
             }
         }
+        for name in m.values.keys() {
+            if !known.is_empty() && !known.contains(&name.as_str()) {
+                return Err(m.error_at(
+                    &format!("[values.{name}]"),
+                    name,
+                    format!(
+                        "`{name}` is not a {} column; values can be translated for: {}",
+                        m.kind.as_str(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
         if let Some(d) = &m.delimiter {
             m.delimiter_byte()
                 .map_err(|reason| m.error("delimiter", reason))?;
@@ -146,6 +174,30 @@ impl Mapping {
             }
         }
         Ok(m)
+    }
+
+    /// The plan the CSV reader applies.
+    pub(crate) fn plan(&self) -> crate::csvrows::Plan {
+        crate::csvrows::Plan {
+            renames: self.columns.clone(),
+            values: self.values.clone(),
+            ignore: self.ignore.clone(),
+        }
+    }
+
+    /// An error on the line that contains `needle` (a table header).
+    fn error_at(&self, needle: &str, field: &str, reason: String) -> MappingError {
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .map_or(0, |i| i + 1);
+        MappingError {
+            file: self.file.clone(),
+            line,
+            field: field.to_owned(),
+            reason,
+        }
     }
 
     fn error(&self, field: &str, reason: String) -> MappingError {

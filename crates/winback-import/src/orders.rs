@@ -130,7 +130,11 @@ pub(crate) fn parse_orders<R: Read + Send + 'static>(
                 discount_codes,
                 items: Vec::new(),
             }));
-            Ok(ParsedRow { line, items })
+            Ok(ParsedRow {
+                line,
+                items,
+                warnings: Vec::new(),
+            })
         },
     ))
 }
@@ -205,6 +209,7 @@ pub(crate) fn parse_items<R: Read + Send + 'static>(
                     line_no: *n,
                     item,
                 }],
+                warnings: Vec::new(),
             })
         },
     ))

@@ -121,6 +121,7 @@ fn finish(p: Pending) -> RowResult {
             Ok(ParsedRow {
                 line: p.line,
                 items,
+                warnings: Vec::new(),
             })
         }
     }

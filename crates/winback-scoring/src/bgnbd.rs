@@ -169,6 +169,7 @@ fn fit(data: &[Grouped], modified: bool) -> Result<Fit<BgNbdParams>, FitError> {
     let mean_t = data.iter().map(|g| g.h.t * g.weight).sum::<f64>() / customers;
     let prepared = Prepared::new(data, modified);
     let o = maximise(
+        if modified { "MBG/NBD" } else { "BG/NBD" },
         |p| prepared.log_likelihood(p),
         &[1.0, mean_t.max(1e-3), 1.0, 1.0],
         customers,
@@ -185,6 +186,7 @@ fn fit(data: &[Grouped], modified: bool) -> Result<Fit<BgNbdParams>, FitError> {
         log_likelihood: o.log_likelihood,
         iterations: o.iterations,
         gradient_norm: o.gradient_norm,
+        evaluations: o.evaluations,
         customers,
     })
 }

@@ -69,6 +69,7 @@ impl GammaGamma {
         }
         let mean = data.iter().map(|d| d.mean_value).sum::<f64>() / data.len() as f64;
         let o = maximise(
+            "Gamma-Gamma",
             |p| log_likelihood(p, data),
             &[1.0, 1.0, mean],
             data.len() as f64,
@@ -84,6 +85,7 @@ impl GammaGamma {
             log_likelihood: o.log_likelihood,
             iterations: o.iterations,
             gradient_norm: o.gradient_norm,
+            evaluations: o.evaluations,
             customers: data.len() as f64,
         })
     }

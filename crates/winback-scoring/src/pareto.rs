@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use statrs::function::gamma::{digamma, ln_gamma};
 
 use crate::{
-    Fit, FitError, Frequency, Grouped, data::validate, fit::maximise, hyp2f1::ln_hyp2f1_grad,
+    Fit, FitError, Frequency, Grouped, data::validate, fit::maximise, hyp2f1::ln_hyp2f1_a1_grad,
 };
 
 /// Pareto/NBD parameters.
@@ -40,7 +40,7 @@ fn ln_term(p: &[f64; 4], x: f64, t: f64) -> (f64, [f64; 4]) {
     if alpha >= beta {
         let q = alpha + t;
         let z = (alpha - beta) / q;
-        let g = ln_hyp2f1_grad(rsf, s + 1.0, rsf + 1.0, z);
+        let g = ln_hyp2f1_a1_grad(rsf, s + 1.0, z);
         let d_rsf = g.d_a + g.d_c;
         let ln_q = q.ln();
         (
@@ -55,7 +55,7 @@ fn ln_term(p: &[f64; 4], x: f64, t: f64) -> (f64, [f64; 4]) {
     } else {
         let q = beta + t;
         let z = (beta - alpha) / q;
-        let g = ln_hyp2f1_grad(rsf, r + x, rsf + 1.0, z);
+        let g = ln_hyp2f1_a1_grad(rsf, r + x, z);
         let d_rsf = g.d_a + g.d_c;
         let ln_q = q.ln();
         (
@@ -248,6 +248,7 @@ impl ParetoNbd {
         let prepared = Prepared::new(data);
         // α and β start apart: at α = β every ₂F₁ is 1 and the two branches meet.
         let o = maximise(
+            "Pareto/NBD",
             |p| prepared.log_likelihood(p),
             &[1.0, mean_t.max(1e-3), 1.0, 2.0 * mean_t.max(1e-3)],
             customers,
@@ -264,6 +265,7 @@ impl ParetoNbd {
             log_likelihood: o.log_likelihood,
             iterations: o.iterations,
             gradient_norm: o.gradient_norm,
+            evaluations: o.evaluations,
             customers,
         })
     }

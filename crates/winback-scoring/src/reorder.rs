@@ -85,6 +85,7 @@ impl IntervalPrior {
         let mean_gap = repeat.iter().map(|d| d.total_days).sum::<f64>()
             / repeat.iter().map(|d| f64::from(d.n)).sum::<f64>();
         let o = maximise(
+            "reorder-interval prior",
             |p| log_marginal(p, &repeat),
             &[2.0, mean_gap.max(1.0)],
             repeat.len() as f64,
@@ -98,6 +99,7 @@ impl IntervalPrior {
             log_likelihood: o.log_likelihood,
             iterations: o.iterations,
             gradient_norm: o.gradient_norm,
+            evaluations: o.evaluations,
             customers: repeat.len() as f64,
         })
     }

@@ -65,6 +65,10 @@ pub struct IngestReport {
     pub rows_rejected: u64,
     /// The first refusals, `file:line: field: reason`.
     pub errors: Vec<String>,
+    /// Optional fields left out of kept records because they could not be read.
+    pub fields_dropped: u64,
+    /// The first of those, `file:line: field: reason`.
+    pub warnings: Vec<String>,
     /// Whether anything was committed.
     pub committed: bool,
     /// What was written (zero when nothing was committed).
@@ -177,6 +181,8 @@ pub async fn ingest<S: Store>(
         rows_ok: 0,
         rows_rejected: 0,
         errors: Vec::new(),
+        fields_dropped: 0,
+        warnings: Vec::new(),
         committed: false,
         written: WriteCounts::default(),
         mode: options.mode,
@@ -192,8 +198,14 @@ pub async fn ingest<S: Store>(
             for r in msg {
                 report.rows_read += 1;
                 match r {
-                    Ok(row) => {
+                    Ok(mut row) => {
                         report.rows_ok += 1;
+                        report.fields_dropped += row.warnings.len() as u64;
+                        for w in row.warnings.drain(..) {
+                            if report.warnings.len() < options.max_errors {
+                                report.warnings.push(w.to_string());
+                            }
+                        }
                         batch.add(row);
                     }
                     Err(rej) => {

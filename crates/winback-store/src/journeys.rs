@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
-use winback_domain::{Channel, Consent, ConsentStatus, EventKind, Timestamp};
+use winback_domain::{Channel, ConsentStatus, EventKind, Timestamp};
 use winback_engine::audience::{AudienceRow, JourneyFacts};
 use winback_engine::journey::{Admission, Effect, Enrolment, EntryHistory, Next, Plan, Snapshot};
 use winback_engine::policy::{self, Decision, ProviderStats, RampState, SendContext};
@@ -229,8 +229,10 @@ pub(crate) async fn signal(pool: &Pool, name: &str, at: Timestamp) -> Result<(),
 // Audience rows.
 
 struct Contact {
-    email_record: Option<(i64, String)>,
-    phone_record: Option<(i64, String)>,
+    /// Every record of the profile with an email address, in record order.
+    emails: Vec<(i64, String)>,
+    /// Every record of the profile with a number, in record order.
+    phones: Vec<(i64, String)>,
     zone: Option<String>,
     locale: Option<String>,
     country: Option<String>,
@@ -266,18 +268,18 @@ async fn contacts(
         let profile = r.i64(0)?;
         let id = r.i64(1)?;
         let c = out.entry(profile).or_insert(Contact {
-            email_record: None,
-            phone_record: None,
+            emails: Vec::new(),
+            phones: Vec::new(),
             zone: None,
             locale: None,
             country: None,
             attributes: None,
         });
-        if c.email_record.is_none() {
-            c.email_record = r.opt_text(2)?.map(|e| (id, e));
+        if let Some(e) = r.opt_text(2)? {
+            c.emails.push((id, e));
         }
-        if c.phone_record.is_none() {
-            c.phone_record = r.opt_text(3)?.map(|p| (id, p));
+        if let Some(p) = r.opt_text(3)? {
+            c.phones.push((id, p));
         }
         if c.zone.is_none() {
             c.zone = r.opt_text(4)?;
@@ -359,47 +361,33 @@ pub(crate) async fn audience_rows(
     }
     let records: Vec<i64> = contacts
         .values()
-        .flat_map(|c| {
-            c.email_record
-                .iter()
-                .map(|(id, _)| *id)
-                .chain(c.phone_record.iter().map(|(id, _)| *id))
-        })
+        .flat_map(|c| c.emails.iter().chain(c.phones.iter()).map(|(id, _)| *id))
         .collect();
-    let consents = crate::queries::effective_consents(
-        pool,
-        if profiles.is_some() {
-            Some(&records)
-        } else {
-            None
-        },
-    )
-    .await?;
-    let suppressed = suppressed_set(pool).await?;
-    let allowed = |record: &Option<(i64, String)>, channel: Channel| {
-        record.as_ref().is_some_and(|(id, addr)| {
-            consents
-                .get(&(*id, channel))
-                .is_some_and(|c| c.status.allows_marketing())
-                && !suppressed.contains(&(channel.as_str().to_owned(), addr.clone()))
-        })
+    // Consent is the address's, folded from every record that carries it.
+    let consents = if profiles.is_some() {
+        crate::consent::for_records(&mut &*pool, &records).await?
+    } else {
+        crate::consent::for_all(pool).await?
     };
-    let status = |record: &Option<(i64, String)>, channel: Channel| -> ConsentStatus {
-        record
-            .as_ref()
-            .and_then(|(id, _)| consents.get(&(*id, channel)))
-            .map_or(ConsentStatus::None, |c| c.status)
+    let suppressed = suppressed_set(pool).await?;
+    // The first address the rules allow, else the first address (for its status).
+    let pick = |addresses: &[(i64, String)], channel: Channel, buyer: bool| {
+        let allowed = addresses.iter().find(|(id, addr)| {
+            crate::consent::allows(consents.for_record(*id, channel), buyer)
+                && !suppressed.contains(&(channel.as_str().to_owned(), addr.clone()))
+        });
+        let shown = allowed.or(addresses.first());
+        let status = shown
+            .and_then(|(id, _)| consents.for_record(*id, channel))
+            .map_or(ConsentStatus::None, |c| c.status);
+        (allowed.is_some(), status)
     };
     let mut out = Vec::with_capacity(contacts.len());
     for (profile, c) in &contacts {
         let mut row = AudienceRow {
             profile_id: *profile,
-            has_email: c.email_record.is_some(),
-            has_phone: c.phone_record.is_some(),
-            email_ok: allowed(&c.email_record, Channel::Email),
-            sms_ok: allowed(&c.phone_record, Channel::Sms),
-            email_consent: status(&c.email_record, Channel::Email).as_str().to_owned(),
-            sms_consent: status(&c.phone_record, Channel::Sms).as_str().to_owned(),
+            has_email: !c.emails.is_empty(),
+            has_phone: !c.phones.is_empty(),
             locale: c.locale.clone(),
             country: c.country.clone(),
             subscription: "none".into(),
@@ -417,11 +405,13 @@ pub(crate) async fn audience_rows(
             first_order_at = f.first_order_at;
         }
         // A soft opt-in covers existing customers only (someone who bought from the shop).
-        let soft = ConsentStatus::SoftOptIn.as_str();
-        if row.orders == 0 {
-            row.email_ok &= row.email_consent != soft;
-            row.sms_ok &= row.sms_consent != soft;
-        }
+        let buyer = row.orders > 0;
+        let (email_ok, email_status) = pick(&c.emails, Channel::Email, buyer);
+        let (sms_ok, sms_status) = pick(&c.phones, Channel::Sms, buyer);
+        row.email_ok = email_ok;
+        row.sms_ok = sms_ok;
+        row.email_consent = email_status.as_str().to_owned();
+        row.sms_consent = sms_status.as_str().to_owned();
         if let Some(s) = scores.get(profile) {
             row.stage = Some(s.text(1)?);
             row.segment = s.opt_text(2)?;
@@ -1374,14 +1364,6 @@ pub(crate) async fn prepare_send(
             &[Val::from(m.profile_id)],
         )
         .await?;
-    let pick = |col: usize| -> Result<Option<(i64, String)>, StoreError> {
-        for r in &records {
-            if let Some(v) = r.opt_text(col)? {
-                return Ok(Some((r.i64(0)?, v)));
-            }
-        }
-        Ok(None)
-    };
     let first_of = |col: usize| -> Result<Option<String>, StoreError> {
         for r in &records {
             if let Some(v) = r.opt_text(col)? {
@@ -1390,63 +1372,70 @@ pub(crate) async fn prepare_send(
         }
         Ok(None)
     };
-    let address = match channel {
-        Some(Channel::Email) => pick(1)?,
-        Some(Channel::Sms) => pick(2)?,
-        None => row.opt_text(8)?.map(|u| (0, u)),
-    };
+    // Every address of the profile for the channel, in record order (a private and a work
+    // address, say). Each has its own consent, folded from every record that carries it.
+    let mut candidates: Vec<(i64, String)> = Vec::new();
+    if let Some(ch) = channel {
+        let col = if ch == Channel::Email { 1 } else { 2 };
+        for r in &records {
+            if let Some(v) = r.opt_text(col)? {
+                if !candidates.iter().any(|(_, a)| *a == v) {
+                    candidates.push((r.i64(0)?, v));
+                }
+            }
+        }
+    }
     let ended = ended_reason(&mut tx, m.enrolment_id, m.profile_id).await?;
-    let (consent_ok, suppressed) = match (channel, &address) {
-        (Some(ch), Some((record, addr))) => {
-            let ledger = tx
+    let (address, consent_ok, suppressed, erased) = match channel {
+        Some(ch) if !candidates.is_empty() => {
+            let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+            let folded = crate::consent::for_records(&mut tx, &ids).await?;
+            let buyer = !tx
                 .fetch(
-                    "SELECT status, source, wording_version, recorded_at FROM consent_ledger WHERE customer_id = $1 AND channel = $2 ORDER BY recorded_at, id",
-                    &[Val::from(*record), Val::from(ch.as_str())],
-                )
-                .await?;
-            let mut history = Vec::new();
-            for l in &ledger {
-                history.push(Consent {
-                    channel: ch,
-                    status: l
-                        .text(0)?
-                        .parse::<ConsentStatus>()
-                        .map_err(|e| StoreError::Data(e.to_string()))?,
-                    source: l.text(1)?,
-                    wording_version: l.opt_text(2)?,
-                    at: ts(l.i64(3)?)?,
-                });
-            }
-            let effective = Consent::effective(&history);
-            let mut ok = effective.is_some_and(|c| c.status.allows_marketing());
-            // A soft opt-in covers existing customers only: someone with an order.
-            if ok && effective.is_some_and(|c| c.status == ConsentStatus::SoftOptIn) {
-                ok = !tx
-                    .fetch(
-                        "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) LIMIT 1",
-                        &[Val::from(m.profile_id)],
-                    )
-                    .await?
-                    .is_empty();
-            }
-            // Suppressed, or an erased person's address that came back on another record.
-            let erased = crate::privacy::address_hash(salt, ch.as_str(), addr).unwrap_or_default();
-            let sup = !tx
-                .fetch(
-                    "SELECT 1 FROM suppressions WHERE channel = $1 AND address = $2 AND active = 1 \
-                     UNION ALL SELECT 1 FROM erased_identities WHERE hash = $3",
-                    &[
-                        Val::from(ch.as_str()),
-                        Val::from(addr.as_str()),
-                        Val::from(erased),
-                    ],
+                    // A buyer as the features count one: an order that was not cancelled or
+                    // refunded (a soft opt-in comes from a sale).
+                    "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.status IN ('paid', 'pending', 'partially_refunded') LIMIT 1",
+                    &[Val::from(m.profile_id)],
                 )
                 .await?
                 .is_empty();
-            (ok, sup)
+            // The first address that consents and is not suppressed; else the first address,
+            // whose refusal is the reason recorded.
+            let mut chosen: Option<((i64, String), bool, bool)> = None;
+            let mut erased_address = false;
+            for (id, addr) in &candidates {
+                let ok = crate::consent::allows(folded.for_record(*id, ch), buyer);
+                // Suppressed, or an erased person's address that came back on another record.
+                let erased =
+                    crate::privacy::address_hash(salt, ch.as_str(), addr).unwrap_or_default();
+                let hits = tx
+                    .fetch(
+                        "SELECT 'suppressed' FROM suppressions WHERE channel = $1 AND address = $2 AND active = 1 \
+                         UNION ALL SELECT 'erased' FROM erased_identities WHERE hash = $3",
+                        &[
+                            Val::from(ch.as_str()),
+                            Val::from(addr.as_str()),
+                            Val::from(erased),
+                        ],
+                    )
+                    .await?;
+                let sup = !hits.is_empty();
+                let is_erased = hits
+                    .iter()
+                    .any(|r| r.opt_str(0).ok().flatten() == Some("erased"));
+                if chosen.is_none() || (ok && !sup) {
+                    chosen = Some(((*id, addr.clone()), ok, sup));
+                    erased_address = is_erased;
+                }
+                if ok && !sup {
+                    break;
+                }
+            }
+            let (a, ok, sup) = chosen.expect("at least one candidate address");
+            (Some(a), ok, sup, erased_address)
         }
-        (None, Some(_)) => (true, false),
-        _ => (false, false),
+        Some(_) => (None, false, false, false),
+        None => (row.opt_text(8)?.map(|u| (0, u)), true, false, false),
     };
     let recent = tx
         .fetch(
@@ -1496,6 +1485,7 @@ pub(crate) async fn prepare_send(
         has_address: address.is_some(),
         consent_ok,
         suppressed,
+        erased,
         enrolment_ended: ended,
         exempt_from_caps: sunset || channel.is_none(),
         recent_sends: recent,
@@ -1609,6 +1599,39 @@ pub(crate) async fn prepare_send(
             .await?;
             if sunset {
                 unsubscribe(&mut tx, m.profile_id, m.campaign_id, now).await?;
+            }
+            // A win-back conversation never starts in the middle: when a journey's first
+            // message is dropped (no consent, suppressed, erased, expired), the journey ends, so
+            // "tell us why" or a farewell is never the first thing a person receives. Later
+            // drops leave the journey to its own steps.
+            let message_channel = channel.is_some();
+            let ended_already = matches!(reason, policy::DropReason::JourneyEnded(_));
+            if message_channel && !ended_already {
+                let delivered_before = !tx
+                    .fetch(
+                        "SELECT 1 FROM outbox WHERE enrolment_id = $1 AND id <> $2 AND channel IN ('email', 'sms') AND state IN ('sending', 'sent', 'in_doubt') LIMIT 1",
+                        &[Val::from(m.enrolment_id), Val::from(m.id)],
+                    )
+                    .await?
+                    .is_empty();
+                if !delivered_before {
+                    tx.execute(
+                        "UPDATE enrolments SET state = 'exited', end_reason = $2, ended_at = $3, due_at = NULL, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND state = 'active'",
+                        &[
+                            Val::from(m.enrolment_id),
+                            Val::from(format!("first_message_dropped:{}", reason.label())),
+                            Val::from(now.as_micros()),
+                        ],
+                    )
+                    .await?;
+                    tx.execute(
+                        "UPDATE outbox SET state = 'cancelled', outcome = 'journey_ended:first_message_dropped', settled_at = $2, lease_owner = NULL, lease_until = NULL \
+                         WHERE enrolment_id = $1 AND state = 'pending'",
+                        &[Val::from(m.enrolment_id), Val::from(now.as_micros())],
+                    )
+                    .await?;
+                }
             }
         }
     }
@@ -2547,27 +2570,57 @@ pub(crate) async fn message_funnels(
     Ok(out)
 }
 
-/// Rows by state.
-pub type Counts = BTreeMap<String, i64>;
-
 /// Counts of enrolments by state and of outbox rows by state, per campaign name.
-pub(crate) async fn campaign_counts(
-    pool: &Pool,
-) -> Result<Vec<(String, BTreeMap<String, i64>, BTreeMap<String, i64>)>, StoreError> {
-    let mut out: BTreeMap<String, (Counts, Counts)> = BTreeMap::new();
+/// One campaign's journeys by state, messages by state, and dropped messages by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CampaignCounts {
+    /// The campaign.
+    pub name: String,
+    /// Enrolments by state (`active`, `completed`, `exited`, `held_out`).
+    pub enrolments: BTreeMap<String, i64>,
+    /// Messages by state (`sent`, `dropped`, `in_doubt`, …).
+    pub messages: BTreeMap<String, i64>,
+    /// Dropped messages by reason (`no_consent`, `suppressed`, `erased`, `expired`, `cap`,
+    /// `no_address`, `journey_ended`).
+    pub dropped: BTreeMap<String, i64>,
+}
+
+/// The reason a dropped message's outcome names, without the journey-end detail.
+pub fn drop_reason(outcome: &str) -> &str {
+    outcome.split(':').next().unwrap_or(outcome)
+}
+
+pub(crate) async fn campaign_counts(pool: &Pool) -> Result<Vec<CampaignCounts>, StoreError> {
+    let mut out: BTreeMap<String, CampaignCounts> = BTreeMap::new();
+    fn entry(out: &mut BTreeMap<String, CampaignCounts>, name: String) -> &mut CampaignCounts {
+        out.entry(name.clone()).or_insert_with(|| CampaignCounts {
+            name,
+            ..CampaignCounts::default()
+        })
+    }
     for r in pool
         .fetch("SELECT c.name, e.state, COUNT(*) FROM enrolments e JOIN campaigns c ON c.id = e.campaign_id GROUP BY c.name, e.state", &[])
         .await?
     {
-        out.entry(r.text(0)?).or_default().0.insert(r.text(1)?, r.i64(2)?);
+        entry(&mut out, r.text(0)?).enrolments.insert(r.text(1)?, r.i64(2)?);
     }
     for r in pool
         .fetch("SELECT c.name, o.state, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id GROUP BY c.name, o.state", &[])
         .await?
     {
-        out.entry(r.text(0)?).or_default().1.insert(r.text(1)?, r.i64(2)?);
+        entry(&mut out, r.text(0)?).messages.insert(r.text(1)?, r.i64(2)?);
     }
-    Ok(out.into_iter().map(|(k, (a, b))| (k, a, b)).collect())
+    for r in pool
+        .fetch("SELECT c.name, o.outcome, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id WHERE o.state = 'dropped' GROUP BY c.name, o.outcome", &[])
+        .await?
+    {
+        let reason = r.opt_text(1)?.unwrap_or_else(|| "unknown".into());
+        *entry(&mut out, r.text(0)?)
+            .dropped
+            .entry(drop_reason(&reason).to_owned())
+            .or_default() += r.i64(2)?;
+    }
+    Ok(out.into_values().collect())
 }
 
 /// Offer codes of a campaign for the shop: code, kind, amount, currency, minimum, expiry, state.

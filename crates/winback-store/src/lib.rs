@@ -10,11 +10,14 @@
 //! It also owns [`ingest`]: streaming a parsed file into one import transaction.
 
 pub mod admin;
+mod consent;
 pub mod db;
 mod features;
 pub mod ingest;
 mod journeys;
-pub use journeys::{ArmResult, FunnelKey, MessageFunnel, ProviderRamp, Segment, rollup};
+pub use journeys::{
+    ArmResult, CampaignCounts, FunnelKey, MessageFunnel, ProviderRamp, Segment, drop_reason, rollup,
+};
 mod migrate;
 pub mod privacy;
 mod queries;
@@ -857,16 +860,7 @@ impl SqlStore {
 
     /// Enrolments and messages by state, per campaign.
     #[allow(clippy::type_complexity)]
-    pub async fn campaign_counts(
-        &self,
-    ) -> Result<
-        Vec<(
-            String,
-            std::collections::BTreeMap<String, i64>,
-            std::collections::BTreeMap<String, i64>,
-        )>,
-        StoreError,
-    > {
+    pub async fn campaign_counts(&self) -> Result<Vec<journeys::CampaignCounts>, StoreError> {
         journeys::campaign_counts(&self.pool).await
     }
 

@@ -69,6 +69,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_dashboard.sql"),
         postgres: include_str!("../migrations/postgres/0008_dashboard.sql"),
     },
+    Migration {
+        version: 9,
+        name: "identity_held_apart",
+        sqlite: include_str!("../migrations/sqlite/0009_identity_held_apart.sql"),
+        postgres: include_str!("../migrations/postgres/0009_identity_held_apart.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

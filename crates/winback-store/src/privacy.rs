@@ -504,41 +504,72 @@ pub(crate) async fn audit_log(
 
 /// The profile a key names: a customer id, an external id, an email address or a phone number.
 /// Erased people are not found.
+/// The profile a key names. The one key reader of the CLI, the API, the dashboard and every
+/// privacy request, in this order:
+/// 1. `profile:N`: the internal profile (or record) number N, only in that explicit form;
+/// 2. the shop's own customer id, exactly as imported (so `7` is the shop's customer `7`, never
+///    internal row 7), then ignoring case;
+/// 3. an email address, by its matching key;
+/// 4. a phone number in international form (`+31618765432`, spaces allowed).
 pub(crate) async fn find_profile(pool: &Pool, key: &str) -> Result<Option<i64>, StoreError> {
     let key = key.trim();
     if key.is_empty() {
         return Ok(None);
     }
-    if let Ok(id) = key.parse::<i64>() {
-        if let Some(r) = pool
-            .fetch_optional(
-                "SELECT COALESCE(profile_id, id) FROM customers WHERE id = $1 AND erased_at IS NULL",
-                &[Val::from(id)],
-            )
+    let first = |sql: &'static str, arg: Val| async move {
+        pool.fetch_optional(sql, &[arg])
             .await?
-        {
-            return Ok(Some(r.i64(0)?));
+            .map(|r| r.i64(0))
+            .transpose()
+    };
+    if let Some(n) = key.strip_prefix("profile:") {
+        let Ok(id) = n.trim().parse::<i64>() else {
+            return Ok(None);
+        };
+        return first(
+            "SELECT COALESCE(profile_id, id) FROM customers WHERE id = $1 AND erased_at IS NULL",
+            Val::from(id),
+        )
+        .await;
+    }
+    if let Some(p) = first(
+        "SELECT COALESCE(profile_id, id) FROM customers WHERE external_id = $1 AND erased_at IS NULL",
+        Val::from(key),
+    )
+    .await?
+    {
+        return Ok(Some(p));
+    }
+    if let Some(p) = first(
+        "SELECT COALESCE(profile_id, id) FROM customers WHERE LOWER(external_id) = $1 AND erased_at IS NULL ORDER BY id LIMIT 1",
+        Val::from(key.to_lowercase()),
+    )
+    .await?
+    {
+        return Ok(Some(p));
+    }
+    if let Ok(email) = EmailAddress::parse(key) {
+        return first(
+            "SELECT COALESCE(profile_id, id) FROM customers WHERE email_key = $1 AND erased_at IS NULL ORDER BY id LIMIT 1",
+            Val::from(email.match_key().to_owned()),
+        )
+        .await;
+    }
+    // Only a full international number is a phone key (a bare number is a customer id); the
+    // region is unused for a number that starts with `+`.
+    if key.starts_with('+') {
+        let phone = winback_domain::Region::parse("NL")
+            .ok()
+            .and_then(|r| winback_domain::PhoneE164::parse(key, r).ok());
+        if let Some(phone) = phone {
+            return first(
+                "SELECT COALESCE(profile_id, id) FROM customers WHERE phone = $1 AND erased_at IS NULL ORDER BY id LIMIT 1",
+                Val::from(phone.as_str().to_owned()),
+            )
+            .await;
         }
     }
-    let email = EmailAddress::parse(key).ok();
-    // Only a full international number is a phone key (a bare number could be an id).
-    let phone = key
-        .starts_with('+')
-        .then(|| winback_domain::Region::parse("NL").ok())
-        .flatten()
-        .and_then(|r| winback_domain::PhoneE164::parse(key, r).ok());
-    let r = pool
-        .fetch_optional(
-            "SELECT COALESCE(profile_id, id) FROM customers WHERE erased_at IS NULL AND \
-             (external_id = $1 OR email_key = $2 OR phone = $3) ORDER BY id LIMIT 1",
-            &[
-                Val::from(key),
-                Val::from(email.as_ref().map(|e| e.match_key().to_owned())),
-                Val::from(phone.as_ref().map(|p| p.as_str().to_owned())),
-            ],
-        )
-        .await?;
-    r.map(|r| r.i64(0)).transpose()
+    Ok(None)
 }
 
 /// Every customer record of a profile that is not erased.
@@ -842,6 +873,13 @@ pub(crate) async fn export_profile(
                 for (i, (c, k)) in cols.iter().zip(kinds).enumerate() {
                     let v = match k {
                         'i' => r.opt_i64(i)?.map(Value::from).unwrap_or(Value::Null),
+                        // A probability (REAL in the store).
+                        'f' => r.opt_f64(i)?.map(Value::from).unwrap_or(Value::Null),
+                        // Money kept as REAL minor units: whole minor units in the export.
+                        'm' => r
+                            .opt_f64(i)?
+                            .map(|v| Value::from(v.round() as i64))
+                            .unwrap_or(Value::Null),
                         't' => r
                             .opt_i64(i)?
                             .map(|v| ts(v).map(|t| Value::from(t.to_string())))
@@ -929,7 +967,7 @@ pub(crate) async fn export_profile(
     let scores = rows_json(
         pool.fetch("SELECT stage, segment, rfm, p_alive, clv_minor, priority_minor FROM profile_scores WHERE profile_id = $1", &p).await?,
         &["stage", "segment", "rfm", "p_alive", "clv_minor", "priority_minor"],
-        &['s', 's', 's', 's', 'i', 'i'],
+        &['s', 's', 's', 'f', 'm', 'm'],
     )?;
     let features = rows_json(
         pool.fetch(
@@ -945,10 +983,40 @@ pub(crate) async fn export_profile(
         &["record_a", "record_b", "rule", "value"],
         &['i', 'i', 's', 's'],
     )?;
+    // The statement in force per address, folded as every send-time check folds it.
+    let folded = crate::consent::for_records(&mut &*pool, &records).await?;
+    let mut in_force: Vec<Value> = Vec::new();
+    for r in pool
+        .fetch(
+            &format!("SELECT id, email, phone FROM customers WHERE id IN ({list}) ORDER BY id"),
+            &args_or_none,
+        )
+        .await?
+    {
+        let id = r.i64(0)?;
+        for (ch, addr) in [
+            (Channel::Email, r.opt_text(1)?),
+            (Channel::Sms, r.opt_text(2)?),
+        ] {
+            let Some(addr) = addr else { continue };
+            if in_force.iter().any(|v| v["address"] == addr.as_str()) {
+                continue;
+            }
+            let c = folded.for_record(id, ch);
+            in_force.push(json!({
+                "channel": ch.as_str(),
+                "address": addr,
+                "status": c.map_or("none", |c| c.status.as_str()),
+                "source": c.map(|c| c.source.clone()),
+                "at": c.map(|c| c.at.to_string()),
+            }));
+        }
+    }
     Ok(json!({
         "format": "winback-subject-access/1",
         "profile_id": profile_id,
         "records": customers,
+        "consent_in_force": in_force,
         "consent_history": consents,
         "orders": orders,
         "order_lines": lines,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use winback_domain::{Channel, Consent, ConsentStatus, CustomerId, Timestamp};
+use winback_domain::{Channel, Consent, CustomerId, Timestamp};
 use winback_identity::{Identifiers, Resolution};
 
 use crate::{
@@ -17,7 +17,7 @@ pub(crate) fn ts(micros: i64) -> Result<Timestamp, StoreError> {
 
 pub(crate) async fn identifiers(pool: &Pool) -> Result<Vec<Identifiers>, StoreError> {
     let rows = pool
-        .fetch("SELECT id, email_key, phone, address_key FROM customers WHERE erased_at IS NULL ORDER BY id", &[])
+        .fetch("SELECT id, email_key, phone, address_key, first_name FROM customers WHERE erased_at IS NULL ORDER BY id", &[])
         .await?;
     rows.iter()
         .map(|r| {
@@ -26,6 +26,7 @@ pub(crate) async fn identifiers(pool: &Pool) -> Result<Vec<Identifiers>, StoreEr
                 email_key: r.opt_text(1)?,
                 phone: r.opt_text(2)?,
                 address_key: r.opt_text(3)?,
+                first_name: r.opt_text(4)?,
             })
         })
         .collect()
@@ -44,6 +45,8 @@ pub struct ResolutionStats {
     pub changed: u64,
     /// Keys too common to merge on.
     pub skipped_keys: u64,
+    /// Links held apart: the profile would have grown past `max_group_size`.
+    pub held_apart: u64,
 }
 
 pub(crate) async fn save_resolution(
@@ -144,6 +147,26 @@ pub(crate) async fn save_resolution(
             .collect();
         tx.execute(&sql, &args).await?;
     }
+    tx.execute("DELETE FROM identity_held_apart", &[]).await?;
+    for chunk in r.held_apart.chunks(3000) {
+        let sql = format!(
+            "INSERT INTO identity_held_apart (customer_a, customer_b, rule, value, would_be) VALUES {} ON CONFLICT DO NOTHING",
+            values_list(chunk.len(), 5)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|h| {
+                [
+                    Val::from(h.a.get()),
+                    Val::from(h.b.get()),
+                    Val::from(h.rule.as_str()),
+                    Val::from(h.value.as_str()),
+                    Val::from(h.would_be as i64),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &args).await?;
+    }
     tx.commit().await?;
     Ok(ResolutionStats {
         records: r.profile_of.len() as u64,
@@ -151,6 +174,7 @@ pub(crate) async fn save_resolution(
         merged_records: r.merged_records() as u64,
         changed: changes.len() as u64,
         skipped_keys: r.skipped.len() as u64,
+        held_apart: r.held_apart.len() as u64,
     })
 }
 
@@ -167,6 +191,9 @@ pub struct Summary {
     pub merges_by_rule: Vec<(String, u64)>,
     /// Keys too common to merge on.
     pub skipped_identity_keys: u64,
+    /// Links not applied because the merged profile would have been larger than
+    /// `max_group_size` (an oversized chain split at its weakest links).
+    pub held_apart_links: u64,
     /// Orders.
     pub orders: u64,
     /// Refunded or cancelled orders.
@@ -211,56 +238,18 @@ async fn grouped(pool: &Pool, sql: &str) -> Result<Vec<(String, u64)>, StoreErro
         .collect()
 }
 
-/// Folds the ledger to each customer record's consent in force (withdrawal wins until an
-/// explicit opt-in). Consent stays per record, not per merged profile: it was given for that
-/// record's address or number.
+/// Each customer record's consent in force: the statement in force for the record's address
+/// (email matching key) or number, folded from every record that carries it
+/// ([`crate::consent`]).
 pub(crate) async fn effective_consents(
     pool: &Pool,
     customer_ids: Option<&[i64]>,
 ) -> Result<HashMap<(i64, Channel), Consent>, StoreError> {
-    let base = "SELECT l.customer_id, l.channel, l.status, l.source, l.wording_version, l.recorded_at FROM consent_ledger l";
-    let rows = match customer_ids {
-        Some(ids) => {
-            let args: Vec<Val> = ids.iter().map(|i| Val::from(*i)).collect();
-            pool.fetch(
-                &format!(
-                    "{base} WHERE l.customer_id IN ({}) ORDER BY l.recorded_at, l.id",
-                    in_list(ids.len())
-                ),
-                &args,
-            )
-            .await?
-        }
-        None => {
-            pool.fetch(&format!("{base} ORDER BY l.recorded_at, l.id"), &[])
-                .await?
-        }
+    let folded = match customer_ids {
+        Some(ids) => crate::consent::for_records(&mut &*pool, ids).await?,
+        None => crate::consent::for_all(pool).await?,
     };
-    let mut history: HashMap<(i64, Channel), Vec<Consent>> = HashMap::new();
-    for r in rows {
-        let channel: Channel = r
-            .text(1)?
-            .parse()
-            .map_err(|e: winback_domain::ConsentError| StoreError::Data(e.to_string()))?;
-        let status: ConsentStatus = r
-            .text(2)?
-            .parse()
-            .map_err(|e: winback_domain::ConsentError| StoreError::Data(e.to_string()))?;
-        history
-            .entry((r.i64(0)?, channel))
-            .or_default()
-            .push(Consent {
-                channel,
-                status,
-                source: r.text(3)?,
-                wording_version: r.opt_text(4)?,
-                at: ts(r.i64(5)?)?,
-            });
-    }
-    Ok(history
-        .into_iter()
-        .filter_map(|(k, h)| Consent::effective(&h).cloned().map(|c| (k, c)))
-        .collect())
+    Ok(folded.into_records())
 }
 
 pub(crate) async fn summary(pool: &Pool) -> Result<Summary, StoreError> {
@@ -308,6 +297,7 @@ pub(crate) async fn summary(pool: &Pool) -> Result<Summary, StoreError> {
         merged_records: count(pool, "SELECT COUNT(*) FROM customers WHERE profile_id IS NOT NULL AND profile_id <> id").await?,
         merges_by_rule: grouped(pool, "SELECT rule, COUNT(*) FROM identity_links GROUP BY rule ORDER BY rule").await?,
         skipped_identity_keys: count(pool, "SELECT COUNT(*) FROM identity_skipped_keys").await?,
+        held_apart_links: count(pool, "SELECT COUNT(*) FROM identity_held_apart").await?,
         orders: count(pool, "SELECT COUNT(*) FROM orders").await?,
         refunded_or_cancelled_orders: count(pool, "SELECT COUNT(*) FROM orders WHERE status IN ('refunded', 'cancelled')").await?,
         zero_value_orders: count(pool, "SELECT COUNT(*) FROM orders WHERE total_minor = 0").await?,
@@ -436,6 +426,9 @@ pub struct CustomerDetail {
     pub records: Vec<CustomerRow>,
     /// Why they are one profile.
     pub links: Vec<LinkView>,
+    /// Links to other records not applied: the profile would have been larger than
+    /// `max_group_size` (`value` names the other record and the size it would have reached).
+    pub held_apart: Vec<LinkView>,
     /// Consent in force per channel.
     pub consent: Vec<ConsentView>,
     /// Number of orders.
@@ -481,23 +474,9 @@ pub(crate) async fn customer_detail(
     pool: &Pool,
     key: &str,
 ) -> Result<Option<CustomerDetail>, StoreError> {
-    let key = key.trim();
-    let found = match key.parse::<i64>() {
-        Ok(id) => pool.fetch_optional("SELECT COALESCE(profile_id, id) FROM customers WHERE id = $1 AND erased_at IS NULL", &[Val::from(id)]).await?,
-        Err(_) => None,
+    let Some(profile) = crate::privacy::find_profile(pool, key).await? else {
+        return Ok(None);
     };
-    let found = match found {
-        Some(r) => Some(r),
-        None => {
-            pool.fetch_optional(
-                "SELECT COALESCE(profile_id, id) FROM customers WHERE (external_id = $1 OR email = $2 OR email_key = $2) AND erased_at IS NULL ORDER BY id LIMIT 1",
-                &[Val::from(key), Val::from(key.to_lowercase())],
-            )
-            .await?
-        }
-    };
-    let Some(found) = found else { return Ok(None) };
-    let profile = found.i64(0)?;
     let records: Vec<CustomerRow> = pool
         .fetch(&format!("SELECT {CUSTOMER_COLS} FROM customers WHERE COALESCE(profile_id, id) = $1 AND erased_at IS NULL ORDER BY id"), &[Val::from(profile)])
         .await?
@@ -581,6 +560,25 @@ pub(crate) async fn customer_detail(
         .iter()
         .map(|r| Ok(EventView { kind: r.text(0)?, at: ts(r.i64(1)?)?, payload: serde_json::from_str(&r.text(2)?)? }))
         .collect::<Result<_, StoreError>>()?;
+    let held_apart = pool
+        .fetch(
+            &format!(
+                "SELECT a.external_id, b.external_id, h.rule, h.value, h.would_be FROM identity_held_apart h JOIN customers a ON a.id = h.customer_a \
+                 JOIN customers b ON b.id = h.customer_b WHERE h.customer_a IN ({list}) OR h.customer_b IN ({list}) ORDER BY h.customer_a, h.customer_b"
+            ),
+            &[args.clone(), args.clone()].concat(),
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(LinkView {
+                a: r.text(0)?,
+                b: r.text(1)?,
+                rule: r.text(2)?,
+                value: format!("{} (would make {} records)", r.text(3)?, r.i64(4)?),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let consents = effective_consents(pool, Some(&ids)).await?;
     let external: HashMap<i64, &str> = records
         .iter()
@@ -603,6 +601,7 @@ pub(crate) async fn customer_detail(
         profile_id: profile,
         records,
         links,
+        held_apart,
         consent,
         order_count,
         orders,

@@ -5,7 +5,7 @@
 //! Engagement itself (opens, clicks, unsubscribes, survey answers) is stored as events through
 //! the import session, so one path withdraws consent and ends journeys whatever the source.
 
-use winback_domain::{Channel, Consent, ConsentStatus, Timestamp};
+use winback_domain::{Channel, ConsentStatus, Timestamp};
 use winback_engine::ports::AudienceMember;
 
 use crate::StoreError;
@@ -133,42 +133,29 @@ async fn record_consent(
     Ok(n)
 }
 
+/// Whether any of the profile's addresses on `channel` may receive marketing: each address's
+/// statement in force, folded from every record that carries it (`crate::consent`).
 async fn consent_allows(
     tx: &mut Tx,
     records: &[i64],
     channel: Channel,
 ) -> Result<bool, StoreError> {
-    let mut history = Vec::new();
-    for id in records {
-        for r in tx
-            .fetch(
-                "SELECT status, source, wording_version, recorded_at FROM consent_ledger WHERE customer_id = $1 AND channel = $2",
-                &[Val::from(*id), Val::from(channel.as_str())],
-            )
-            .await?
-        {
-            history.push(Consent {
-                channel,
-                status: r
-                    .text(0)?
-                    .parse()
-                    .map_err(|e: winback_domain::ConsentError| StoreError::Data(e.to_string()))?,
-                source: r.text(1)?,
-                wording_version: r.opt_text(2)?,
-                at: ts(r.i64(3)?)?,
-            });
-        }
-    }
-    history.sort_by_key(|c| c.at);
-    Ok(Consent::effective(&history).is_some_and(|c| c.status.allows_marketing()))
+    let folded = crate::consent::for_records(tx, records).await?;
+    Ok(records.iter().any(|id| {
+        folded
+            .for_record(*id, channel)
+            .is_some_and(|c| c.status.allows_marketing())
+    }))
 }
 
+/// The message a tracking token names. An erased person's messages are not found: their old
+/// links answer like an unknown token and write nothing.
 pub(crate) async fn message(pool: &Pool, key: &str) -> Result<Option<MessageRef>, StoreError> {
     let rows = pool
         .fetch(
             "SELECT o.id, o.idempotency_key, o.profile_id, c.external_id, k.name, o.step, o.variant, o.channel, o.recipient, o.sent_at, c.locale \
              FROM outbox o JOIN customers c ON c.id = o.profile_id JOIN campaigns k ON k.id = o.campaign_id \
-             WHERE o.idempotency_key = $1",
+             WHERE o.idempotency_key = $1 AND c.erased_at IS NULL",
             &[Val::from(key)],
         )
         .await?;

@@ -51,6 +51,8 @@ pub struct WriteCounts {
     /// Customer records kept out because they name an erased person (their orders and events
     /// attach to the anonymous record; nothing personal is stored).
     pub erased_kept_out: u64,
+    /// Events of erased people, refused (nothing personal is stored for them).
+    pub erased_events_refused: u64,
 }
 
 /// A write transaction for imports.
@@ -668,6 +670,24 @@ impl ImportSession {
     pub async fn insert_events(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
         let ids: Vec<&ExternalId> = events.iter().map(|e| &e.customer).collect();
         self.ensure_customers(&ids).await?;
+        // An erased person's events are refused: their payloads (URLs, cart lines, survey
+        // answers) are personal data that could then be neither exported nor erased. Counted.
+        let kept: Vec<EventRecord>;
+        let events: &[EventRecord] = if self.diverted.is_empty() {
+            events
+        } else {
+            kept = events
+                .iter()
+                .filter(|e| {
+                    !self
+                        .diverted
+                        .contains(&self.customer_ids[e.customer.as_str()])
+                })
+                .cloned()
+                .collect();
+            self.counts.erased_events_refused += (events.len() - kept.len()) as u64;
+            &kept
+        };
         const COLS: usize = 6;
         let now = self.now.as_micros();
         for chunk in events.chunks(CHUNK_PARAMS / COLS) {

@@ -3,6 +3,7 @@
 
 mod crash;
 mod dashboard;
+mod dutch_shop;
 
 use std::{
     path::{Path, PathBuf},
@@ -61,9 +62,7 @@ fn text(o: &Output) -> String {
 }
 
 fn repo_file(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
 }
 
 const GOOD: &str =
@@ -154,8 +153,13 @@ fn shopify_and_cdnow_import_with_the_right_counts() {
     assert!(out.status.success(), "{}", text(&out));
     let s = env.status_json();
     assert_eq!(s["orders"], 3 + 69_659);
-    let out = env.run(&["customers", "show", "1", "--json"]);
-    assert!(out.status.success());
+    // The shop's own customer number, and winback's profile number only in its explicit form.
+    let out = env.run(&["customers", "show", "00001", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["profile"]["records"][0]["external_id"], "00001");
+    let out = env.run(&["customers", "show", "profile:1", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
     let out = env.run(&["customers", "show", "nobody@example.nl"]);
     assert_eq!(out.status.code(), Some(3));
 }

@@ -250,7 +250,7 @@ async fn dashboard_pages_escape_what_people_typed_and_agree_with_the_api() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(
         r.headers[header::LOCATION],
-        format!("/admin/customers/{}", h.anna)
+        format!("/admin/customers/profile:{}", h.anna)
     );
     let r = h
         .get(

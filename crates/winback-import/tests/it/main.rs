@@ -88,7 +88,13 @@ fn bad_rows_name_file_line_and_field_and_good_rows_still_parse() {
         C3,c3@example.nl,12,2024-01-05\n\
         C4,c4@example.nl,,03/04/2024\n\
         C5,c5@example.nl\n";
-    let (ok, bad) = parse(SourceKind::Customers, "customers.csv", text);
+    // --strict: an unreadable optional field refuses the record (the behaviour before
+    // optional fields were made lenient).
+    let strict = ImportOptions {
+        strict: true,
+        ..opts()
+    };
+    let (ok, bad) = parse_with(SourceKind::Customers, "customers.csv", text, &strict, None);
     assert_eq!(ok.len(), 1);
     let msgs: Vec<String> = bad.iter().map(|r| r.error.to_string()).collect();
     assert!(
@@ -112,6 +118,143 @@ fn bad_rows_name_file_line_and_field_and_good_rows_still_parse() {
         msgs[3]
     );
     assert_eq!(bad[0].raw, "C2,not-an-email,,2024-01-05");
+}
+
+#[test]
+fn an_unreadable_optional_field_is_left_out_and_the_record_kept() {
+    let text = "customer_id;email;telefoon;land;taal;created_at\n\
+        C1;ok@example.nl;n.v.t.;Nederland;nl;2024-01-05\n\
+        C2;not-an-email;+31 6 12345678;Atlantis;nl;03/04/2024\n\
+        C3;c3@example.nl;+3161234567890123;Polska;12345;2024-01-05\n\
+        ;broken;;;;\n";
+    let mut o = opts();
+    o.delimiter = b';';
+    let m = Mapping::parse(
+        "klanten.toml",
+        "kind = \"customers\"\ndelimiter = \";\"\n[columns]\nphone = \"telefoon\"\ncountry = \"land\"\nlocale = \"taal\"\n",
+    )
+    .unwrap();
+    let (ok, bad) = parse_with(SourceKind::Customers, "klanten.csv", text, &o, Some(&m));
+    assert_eq!(ok.len(), 3, "{bad:?}");
+    // Required fields still refuse: no customer id and no readable email.
+    assert_eq!(bad.len(), 1);
+    assert!(
+        bad[0]
+            .error
+            .to_string()
+            .starts_with("klanten.csv:5: email:"),
+        "{}",
+        bad[0].error
+    );
+    let warnings: Vec<String> = ok
+        .iter()
+        .flat_map(|r| r.warnings.iter().map(ToString::to_string))
+        .collect();
+    for expected in [
+        "klanten.csv:2: phone:",
+        "klanten.csv:3: email:",
+        "klanten.csv:3: country: `Atlantis` is not a country",
+        "klanten.csv:3: created_at:",
+        "klanten.csv:4: phone:",
+        "klanten.csv:4: locale:",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(expected)),
+            "{expected} in {warnings:#?}"
+        );
+    }
+    let Item::Customer(c1) = &ok[0].items[0] else {
+        panic!()
+    };
+    assert!(c1.phone.is_none());
+    assert_eq!(
+        c1.address.as_ref().map(|a| a.country()),
+        None,
+        "no street, no address"
+    );
+    let Item::Customer(c2) = &ok[1].items[0] else {
+        panic!()
+    };
+    assert!(c2.email.is_none() && c2.phone.is_some());
+}
+
+#[test]
+fn mapping_translates_values_and_ignores_columns() {
+    let text = "Bestelnummer;Klant;Datum;Totaal;Status;Betaalstatus\n\
+        1001;K1;05-03-2024;€ 1.234,56;verzonden;Voltooid\n\
+        1002;K2;06-03-2024;12,50;verzonden;geannuleerd\n\
+        1003;K3;07-03-2024;7,00;open;In behandeling\n";
+    let m = Mapping::parse(
+        "bestellingen.toml",
+        r#"kind = "orders"
+delimiter = ";"
+date_order = "dmy"
+decimal = "comma"
+currency = "EUR"
+ignore = ["Status"]
+
+[columns]
+order_id = "Bestelnummer"
+customer_id = "Klant"
+ordered_at = "Datum"
+total = "Totaal"
+status = "Betaalstatus"
+
+[values.status]
+voltooid = "paid"
+geannuleerd = "cancelled"
+"in behandeling" = "pending"
+"#,
+    )
+    .unwrap();
+    let (ok, bad) = parse_with(
+        SourceKind::Orders,
+        "bestellingen.csv",
+        text,
+        &opts(),
+        Some(&m),
+    );
+    assert!(bad.is_empty(), "{bad:?}");
+    let statuses: Vec<OrderStatus> = ok
+        .iter()
+        .map(|r| match &r.items[0] {
+            Item::Order(o) => o.status,
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            OrderStatus::Paid,
+            OrderStatus::Cancelled,
+            OrderStatus::Pending
+        ]
+    );
+    let Item::Order(o) = &ok[0].items[0] else {
+        panic!()
+    };
+    assert_eq!(o.total.minor(), 123_456);
+    // The ignored `Status` column is neither the status nor an attribute.
+    assert!(!format!("{o:?}").contains("verzonden"));
+    // A translation for a column that is not the kind's is refused with its line.
+    let e = Mapping::parse(
+        "m.toml",
+        "kind = \"orders\"\n[columns]\norder_id = \"x\"\n\n[values.statsu]\na = \"b\"\n",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (5, "statsu"), "{e}");
+    // Ignoring a column the file lacks names it.
+    let m = Mapping::parse("m.toml", "kind = \"orders\"\nignore = [\"Nope\"]\n").unwrap();
+    let err = from_reader(
+        SourceKind::Orders,
+        Arc::from("o.csv"),
+        Cursor::new(b"order_id,customer_id,ordered_at,total\n".to_vec()),
+        &opts(),
+        Some(&m),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("`Nope`"), "{err}");
 }
 
 #[test]

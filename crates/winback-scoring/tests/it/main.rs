@@ -313,6 +313,30 @@ fn ln_hyp2f1_matches_high_precision_references() {
         let f: Vec<&str> = line.split(',').collect();
         let v: Vec<f64> = f[1..].iter().map(|s| s.parse().unwrap()).collect();
         let (a, b, c, z) = (v[0], v[1], v[2], v[3]);
+        if f[0] == "pareto" && (c - (a + 1.0)).abs() < 1e-12 {
+            // The form Pareto/NBD evaluates, through its series-or-quadrature entry point: the
+            // derivative along c = a + 1 is d/da + d/dc.
+            let g = winback_scoring::ln_hyp2f1_a1_grad(a, b, z);
+            let tol = |expected: f64, rel: f64| rel * expected.abs().max(1.0);
+            assert!(
+                (g.value - v[4]).abs() <= tol(v[4], 1e-10),
+                "line {}: ln 2F1({a}, {b}; {c}; {z}) = {} vs {}",
+                i + 1,
+                g.value,
+                v[4]
+            );
+            for (name, actual, expected) in
+                [("a+c", g.d_a + g.d_c, v[5] + v[7]), ("b", g.d_b, v[6])]
+            {
+                assert!(
+                    (actual - expected).abs() <= tol(expected, 1e-8),
+                    "line {}: d/d{name} ln 2F1({a}, {b}; {c}; {z}) = {actual} vs {expected}",
+                    i + 1
+                );
+            }
+            accurate += 1;
+            continue;
+        }
         let g = winback_scoring::ln_hyp2f1_grad(a, b, c, z);
         if g.value.is_nan() {
             // Allowed only for general arguments so close to z = 1 that the series would need
@@ -344,7 +368,9 @@ fn ln_hyp2f1_matches_high_precision_references() {
         accurate += 1;
     }
     eprintln!("{accurate} cases accurate, {declined} declined (NaN)");
-    assert!(accurate >= 250, "{accurate} accurate, {declined} declined");
+    // Each series is bounded (2 million terms), so general arguments at 1 − z ≤ 10⁻⁵ are
+    // declined; the Pareto/NBD shapes there are integrated instead and all agree.
+    assert!(accurate >= 245, "{accurate} accurate, {declined} declined");
 }
 
 /// lifetimes 0.11.3 on the same calibration data (tests/data/lifetimes_cdnow.py; its output is
@@ -471,4 +497,70 @@ fn mbg_nbd_fits_cdnow_like_lifetimes_and_predicts_alike() {
     );
     let new = model.expected_purchases_new(39.0);
     assert!(close(new, 1.1822798470838078, 1e-9), "{new}");
+}
+
+mod fits_end {
+    //! Every fit ends: over random shops (few or many buyers, short or long histories, bulk
+    //! buyers, a rate scale far from the other), each model either fits or says why, within a
+    //! fixed number of likelihood evaluations. What a shop's export once did, a 20-minute
+    //! Pareto/NBD fit in one series, cannot come back: every evaluation is bounded
+    //! (`ln_hyp2f1_a1_grad`), and so is their number.
+    use proptest::prelude::*;
+    use winback_scoring::{
+        BgNbd, FitError, FitLimits, Frequency, MbgNbd, ParetoNbd, group, with_limits,
+    };
+
+    /// A budget well below the default: the fits converge or fail long before it.
+    const BUDGET: u64 = 4_000;
+
+    fn shop() -> impl Strategy<Value = Vec<Frequency>> {
+        proptest::collection::vec(
+            (
+                0u32..40,
+                0.0f64..1.0,
+                1.0f64..120.0,
+                proptest::bool::weighted(0.15),
+            ),
+            20..300,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .map(|(x, share, t, bulk)| {
+                    // Bulk buyers: many purchases in a short, early window.
+                    let x = if bulk {
+                        f64::from(x) * 5.0
+                    } else {
+                        f64::from(x % 6)
+                    };
+                    let t_x = if x == 0.0 { 0.0 } else { (share * t).max(0.1) };
+                    Frequency { x, t_x, t }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn every_fit_ends_within_its_budget(histories in shop()) {
+            let data = group(&histories);
+            let limits = FitLimits { max_evaluations: BUDGET, ..FitLimits::default() };
+            let results = with_limits(limits, || {
+                [
+                    BgNbd::fit(&data).map(|f| f.evaluations),
+                    MbgNbd::fit(&data).map(|f| f.evaluations),
+                    ParetoNbd::fit(&data).map(|f| f.evaluations),
+                ]
+            });
+            for (model, r) in ["BG/NBD", "MBG/NBD", "Pareto/NBD"].iter().zip(results) {
+                match r {
+                    Ok(n) => prop_assert!(n <= BUDGET, "{model}: {n} evaluations"),
+                    Err(FitError::Stopped { .. }) => {
+                        prop_assert!(false, "{model} needed more than {BUDGET} evaluations")
+                    }
+                    Err(_) => {} // refused with a reason: it ended
+                }
+            }
+        }
+    }
 }

@@ -393,8 +393,8 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .i64(0)
         .unwrap();
     assert_eq!(
-        n, 8,
-        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy, dashboard"
+        n, 9,
+        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy, dashboard, identity held apart"
     );
     // Tampering with an applied migration is detected on the next connect.
     store

@@ -16,6 +16,7 @@ use winback_store::{
 };
 
 mod conformance;
+mod consent;
 mod engine;
 mod measure;
 mod privacy;

@@ -6,7 +6,7 @@ use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::JourneyStore;
 use winback_engine::{Engine, EngineSettings};
 use winback_import::SourceKind;
-use winback_store::{SqlStore, ingest::Mode};
+use winback_store::{SqlStore, Store, ingest::Mode};
 
 use crate::{conformance, import};
 
@@ -312,6 +312,35 @@ async fn erasure_survives_reimport_and_export_is_one_persons(store: &SqlStore) {
         )
         .await,
         2
+    );
+    // Events for the erased person are refused, payloads and all; another person's are kept.
+    let events_before = count(store, "SELECT COUNT(*) FROM events").await;
+    let r = import(
+        store,
+        SourceKind::Events,
+        "events.jsonl",
+        concat!(
+            r#"{"customer_id":"OLD","at":"2024-05-02T10:00:00Z","type":"site_visited","url":"https://shop.example/olga-private"}"#,
+            "\n",
+            r#"{"customer_id":"BUYER","at":"2024-05-02T10:00:00Z","type":"site_visited","url":"https://shop.example/x"}"#,
+            "\n"
+        ),
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    assert_eq!(r.written.erased_events_refused, 1);
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM events").await,
+        events_before + 1
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM events WHERE payload LIKE '%olga-private%'"
+        )
+        .await,
+        0
     );
 }
 conformance!(
@@ -637,3 +666,67 @@ subject = "There will always be a place for you"
     assert_eq!(h.sunset, 1);
 }
 conformance!(sunset, super::a_sunset_ends_email_and_leaves_other_channels);
+
+/// Keys find the right person: the shop's customer id `7` is the shop's customer 7 even when
+/// internal row 7 is somebody else; internal numbers need `profile:N`; a phone in international
+/// form works; the access export of a scored person reads its REAL columns.
+async fn keys_name_the_shops_customer(store: &SqlStore) {
+    let mut customers = String::from("customer_id,email,phone,first_name\n");
+    for i in 1..=9 {
+        customers.push_str(&format!("K{i},k{i}@example.nl,+3161234560{i},Klant{i}\n"));
+    }
+    customers.push_str("7,seven@example.nl,+31618765432,Zeven\n");
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "c.csv",
+        &customers,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    let internal_seven = count(store, "SELECT id FROM customers WHERE external_id = 'K7'").await;
+    assert_eq!(
+        internal_seven, 7,
+        "the fixture needs internal row 7 to be K7"
+    );
+    let shop_seven = count(store, "SELECT id FROM customers WHERE external_id = '7'").await;
+    assert_eq!(store.find_profile("7").await.unwrap(), Some(shop_seven));
+    assert_eq!(store.find_profile("profile:7").await.unwrap(), Some(7));
+    assert_eq!(
+        store.find_profile("+31 6 1876 5432").await.unwrap(),
+        Some(shop_seven)
+    );
+    assert_eq!(
+        store.find_profile("SEVEN@example.nl").await.unwrap(),
+        Some(shop_seven)
+    );
+    assert_eq!(
+        store.find_profile("k7").await.unwrap(),
+        Some(7),
+        "ids ignore case"
+    );
+    assert_eq!(store.find_profile("profile:x").await.unwrap(), None);
+    assert_eq!(
+        store.find_profile("12").await.unwrap(),
+        None,
+        "no row number"
+    );
+    let detail = store.customer_detail("7").await.unwrap().unwrap();
+    assert_eq!(detail.records[0].external_id, "7");
+
+    // A scored person's export reads p_alive and CLV (REAL columns) on both backends.
+    store
+        .pool()
+        .execute(
+            &format!("INSERT INTO profile_scores (profile_id, run_id, stage, reason, p_alive, expected_90d, clv_minor, purchases, spend_minor, priority_minor) VALUES ({shop_seven}, 1, 'lapsed', 'test', 0.25, 0.5, 1234.4, 1, 100, 56.6)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let export = store.export_profile(shop_seven).await.unwrap();
+    assert_eq!(export["scores"]["p_alive"], 0.25);
+    assert_eq!(export["scores"]["clv_minor"], 1234);
+    assert_eq!(export["consent_in_force"][0]["address"], "seven@example.nl");
+}
+conformance!(keys, super::keys_name_the_shops_customer);
