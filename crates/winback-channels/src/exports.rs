@@ -26,9 +26,19 @@ pub enum ExportFormat {
 /// with an apostrophe.
 pub fn defuse(cell: &str) -> String {
     match cell.chars().next() {
+        // A signed plain number (`+31 6 12345678`, `-12.50`) cannot run as a formula: it stays
+        // as it is, so phone numbers and refunds read correctly.
+        Some('+' | '-') if is_plain_number(&cell[1..]) => cell.to_owned(),
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
         _ => cell.to_owned(),
     }
+}
+
+/// Digits with the separators people write numbers with, and at least one digit.
+fn is_plain_number(s: &str) -> bool {
+    s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | ',' | '(' | ')'))
 }
 
 fn sha256(s: &str) -> String {
@@ -213,9 +223,12 @@ mod tests {
         assert_eq!(r[0][0], "'=HYPERLINK(\"http://x\")");
         assert_eq!(r[0][5], "'@SUM(A1)");
         assert_eq!(r[0][7], "WB-7QK2");
-        for c in ["=1", "+1", "-1", "@x", "\tx", "\rx"] {
+        for c in ["=1", "+1+1", "-1-cmd", "+A1", "@x", "\tx", "\rx"] {
             assert!(defuse(c).starts_with('\''), "{c:?}");
         }
-        assert_eq!(defuse("Anna"), "Anna");
+        // A signed plain number (a phone, a refund) cannot run as a formula.
+        for c in ["Anna", "+31 6 1234 5678", "-12.50"] {
+            assert_eq!(defuse(c), c);
+        }
     }
 }

@@ -419,7 +419,19 @@ pub async fn worker(config: &Config, once: bool, clock: &dyn Clock) -> Result<Ex
 }
 
 /// Writes a file through a temporary file and a rename: a reader never sees half a file.
+/// The file stays readable by its owner only (0600): for personal data such as an access
+/// export.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file(path, bytes, false)
+}
+
+/// Like [`write_atomic`], for a file meant to be opened and shared, such as a report: created
+/// 0644 like any file the user makes.
+pub(crate) fn write_shared(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file(path, bytes, true)
+}
+
+fn write_file(path: &Path, bytes: &[u8], shared: bool) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -427,6 +439,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
     std::io::Write::write_all(&mut tmp, bytes)?;
+    #[cfg(unix)]
+    if shared {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
     tmp.persist(path)?;
     Ok(())
 }

@@ -414,7 +414,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     )
     .await?;
     let html = args.dir.join("report.html");
-    crate::campaigns::write_atomic(&html, crate::html_report::render(&report)?.as_bytes())
+    crate::campaigns::write_shared(&html, crate::html_report::render(&report)?.as_bytes())
         .with_context(|| format!("writing {}", html.display()))?;
     println!("   The report with its charts: {}", html.display());
     println!();

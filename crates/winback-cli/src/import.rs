@@ -352,10 +352,32 @@ fn print_report(out: &mut impl Write, file: &Path, r: &IngestReport) -> std::io:
     )?;
     if r.committed {
         let w = &r.written;
+        let new = w.orders + w.order_items + w.events + w.consents;
+        if new == 0 && w.customers == 0 && w.orders_unchanged + w.duplicate_events > 0 {
+            writeln!(
+                out,
+                "  nothing new: every order and event is stored already ({} orders and {} events unchanged)",
+                w.orders_unchanged, w.duplicate_events
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  written: {} customer records, {} new or changed orders ({} unchanged), {} order lines, {} events ({} already stored), {} consent statements",
+                w.customers,
+                w.orders,
+                w.orders_unchanged,
+                w.order_items,
+                w.events,
+                w.duplicate_events,
+                w.consents
+            )?;
+        }
+    }
+    if r.duplicate_rows > 0 {
         writeln!(
             out,
-            "  written: {} customer records, {} orders, {} order lines, {} events ({} already stored), {} consent statements",
-            w.customers, w.orders, w.order_items, w.events, w.duplicate_events, w.consents
+            "  {} rows repeat an order of an earlier row (the later row is kept)",
+            r.duplicate_rows
         )?;
     }
     if r.fields_dropped > 0 {
@@ -389,9 +411,26 @@ mod tests {
 
     #[test]
     fn formula_cells_are_defused() {
-        for bad in ["=1+1", "+31", "-2", "@SUM(A1)", "\tx", "\rx"] {
+        for bad in [
+            "=1+1",
+            "+1+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "+HYPERLINK(\"x\")",
+        ] {
             assert!(defuse(bad).starts_with('\''), "{bad:?}");
         }
-        assert_eq!(defuse("Anna"), "Anna");
+        // Phones and signed amounts cannot run: they stay as they are.
+        for plain in [
+            "Anna",
+            "+31612345678",
+            "+31 6 1234 5678",
+            "-12.50",
+            "-1.234,56",
+        ] {
+            assert_eq!(defuse(plain), plain);
+        }
     }
 }

@@ -463,6 +463,12 @@ pub fn print_summary(r: &Report) {
         100.0 * h.complaint_rate,
         n(h.sunset)
     );
+    if h.look_alike_addresses > 0 {
+        println!(
+            "   {} addresses use look-alike characters (another script or full-width letters); `winback privacy hygiene` lists them.",
+            n(h.look_alike_addresses)
+        );
+    }
 }
 
 /// One CSV row per campaign arm, with the readout's intervals.
@@ -578,7 +584,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: ReportArgs) -> Result
     let report = build(config, &store, from, until, as_of).await?;
     store.close().await;
     if let Some(path) = &args.html {
-        crate::campaigns::write_atomic(path, crate::html_report::render(&report)?.as_bytes())
+        crate::campaigns::write_shared(path, crate::html_report::render(&report)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -195,6 +195,21 @@ fn amount(config: &Config, flag: &str, value: &str) -> Result<f64> {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    // `winback customers list | head`: when the reader goes away, printing fails with a broken
+    // pipe; stop quietly, as Unix tools do, instead of panicking.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") || msg.contains("os error 32") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("WINBACK_LOG").unwrap_or_else(|_| "warn".into())
@@ -225,10 +240,28 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once: typed errors often carry their
+/// source's text in their own message as well (`database: …`), and anyhow's `{:#}` would then
+/// repeat it.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn open_store(config: &Config) -> Result<SqlStore> {

@@ -364,6 +364,13 @@ pub fn print_hygiene(h: &winback_store::privacy::Hygiene) {
         "  duplicates merged by identity resolution {}, unsubscribed by sunset {}, erased people {} ({} identifiers kept as salted hashes)",
         h.duplicates_merged, h.sunset, h.erased_profiles, h.erased_identities
     );
+    if h.look_alike_addresses > 0 {
+        println!(
+            "  look-alike addresses {} (letters from another script or full-width, e.g. {}): check them before mailing",
+            h.look_alike_addresses,
+            h.look_alike_examples.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]

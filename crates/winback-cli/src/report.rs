@@ -125,8 +125,8 @@ pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
             w.write_record([
-                "id",
-                "external_id",
+                "profile",
+                "customer_id",
                 "email",
                 "phone",
                 "first_name",
@@ -136,7 +136,7 @@ pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
             ])?;
             for r in rows {
                 let cells = [
-                    r.id.to_string(),
+                    format!("profile:{}", r.id),
                     r.external_id.clone(),
                     r.email.clone().unwrap_or_default(),
                     r.phone.clone().unwrap_or_default(),
@@ -305,32 +305,48 @@ pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Re
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
             w.write_record([
-                "external_id",
+                "profile",
+                "customer_id",
                 "name",
                 "email",
                 "stage",
+                "orders",
+                "last_order",
                 "p_alive",
-                "clv_minor",
-                "priority_minor",
-                "inactive_by",
+                "clv",
+                "priority",
                 "currency",
+                "inactive_by",
                 "reason",
             ])?;
+            // Money in major units with its currency, as a spreadsheet user reads it.
+            let major = |minor: Option<f64>, cur: &str| {
+                minor.filter(|m| m.is_finite()).map_or(String::new(), |m| {
+                    let digits = winback_domain::Currency::parse(cur)
+                        .map_or(2, winback_domain::Currency::minor_digits);
+                    format!(
+                        "{:.*}",
+                        usize::from(digits),
+                        m.round() / 10f64.powi(i32::from(digits))
+                    )
+                })
+            };
             for r in rows {
+                let cur = r.score.currency.clone().unwrap_or_default();
                 let cells = [
+                    format!("profile:{}", r.score.profile_id),
                     r.external_id.clone(),
                     r.name.clone().unwrap_or_default(),
                     r.email.clone().unwrap_or_default(),
                     r.score.stage.clone(),
+                    r.score.purchases.to_string(),
+                    r.last_order_at
+                        .map_or(String::new(), |t| t.date_utc().to_string()),
                     r.score.p_alive.map_or(String::new(), |p| format!("{p:.4}")),
-                    r.score
-                        .clv_minor
-                        .map_or(String::new(), |c| format!("{c:.0}")),
-                    r.score
-                        .priority_minor
-                        .map_or(String::new(), |c| format!("{c:.0}")),
+                    major(r.score.clv_minor, &cur),
+                    major(r.score.priority_minor, &cur),
+                    cur.clone(),
                     r.score.inactive_by.join(" "),
-                    r.score.currency.clone().unwrap_or_default(),
                     r.score.reason.clone(),
                 ];
                 w.write_record(cells.iter().map(|c| import::defuse(c)))?;

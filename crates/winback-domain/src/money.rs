@@ -20,10 +20,17 @@ pub enum MoneyError {
     /// Beyond what 64-bit minor units hold.
     #[error("`{0}` is out of range")]
     Overflow(String),
+    /// Larger than any real order: a broken export (sums of such amounts would overflow).
+    #[error("`{0}` is not a plausible amount (more than 10,000,000,000.00); check the export")]
+    Implausible(String),
     /// Two amounts of different currencies were combined.
     #[error("cannot combine {0} and {1}")]
     CurrencyMismatch(&'static str, &'static str),
 }
+
+/// The largest amount, in minor units, an import accepts: 10¹² (ten billion in a two-decimal
+/// currency). Ten million such orders still sum inside 64 bits.
+pub const MAX_PLAUSIBLE_MINOR: i64 = 1_000_000_000_000;
 
 /// An ISO 4217 currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -247,6 +254,11 @@ impl Money {
         let magnitude: i64 = all
             .parse()
             .map_err(|_| MoneyError::Overflow(raw.to_owned()))?;
+        // No order, refund or discount is worth 10¹² minor units (ten billion euros): such a
+        // figure is a broken export, and a few of them would overflow every sum.
+        if magnitude > MAX_PLAUSIBLE_MINOR {
+            return Err(MoneyError::Implausible(raw.to_owned()));
+        }
         Ok(Self {
             minor: if negative { -magnitude } else { magnitude },
             currency,
@@ -278,6 +290,15 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_amounts_are_refused() {
+        let eur = Currency::parse("EUR").unwrap();
+        let e = Money::parse_decimal("92233720368547758.07", eur, DecimalSeparator::Dot);
+        assert!(matches!(e, Err(MoneyError::Implausible(_))), "{e:?}");
+        assert!(Money::parse_decimal("10.000.000.000,00", eur, DecimalSeparator::Comma).is_ok());
+        assert!(Money::parse_decimal("10.000.000.000,01", eur, DecimalSeparator::Comma).is_err());
+    }
     use proptest::prelude::*;
 
     fn eur(s: &str) -> Result<i64, MoneyError> {

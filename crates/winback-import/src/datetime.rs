@@ -73,6 +73,14 @@ impl DateParser {
         let b = s.as_bytes();
         // ISO forms start with a four-digit year and a dash.
         if b.len() >= 10 && b[4] == b'-' && b[..4].iter().all(u8::is_ascii_digit) {
+            // A well-formed date far outside the range is out of range, not "not a date"
+            // (9999-12-31T23:59:59Z is valid ISO 8601 but past what a timestamp holds).
+            let year: i32 = s[..4].parse().unwrap_or(0);
+            if !(1900..=2200).contains(&year) && s[..10].parse::<civil::Date>().is_ok() {
+                return Err(format!(
+                    "`{s}` is out of range (year {year}; winback takes dates from 1900 to 2200)"
+                ));
+            }
             if let Ok(t) = s.parse::<jiff::Timestamp>() {
                 return Ok(Timestamp::new(t));
             }
@@ -190,6 +198,20 @@ mod tests {
     }
     fn iso(s: &str) -> String {
         p(None).parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn far_dates_are_out_of_range_not_unreadable() {
+        let p = DateParser::new(TimeZone::UTC, None, None);
+        for raw in ["9999-12-31T23:59:59Z", "9999-12-31", "1066-10-14"] {
+            let e = p.parse(raw).unwrap_err();
+            assert!(e.contains("out of range"), "{raw}: {e}");
+        }
+        assert!(
+            p.parse("2024-13-01")
+                .unwrap_err()
+                .contains("not a valid ISO 8601")
+        );
     }
 
     #[test]

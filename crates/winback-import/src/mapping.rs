@@ -140,8 +140,8 @@ impl Mapping {
                 return Err(m.error(
                     name,
                     format!(
-                        "`{name}` is not a {} column; known: {}",
-                        m.kind.as_str(),
+                        "`{name}` is not a column winback reads from {} files; the columns are: {}",
+                        m.kind.as_str().replace('_', " "),
                         known.join(", ")
                     ),
                 ));
@@ -153,8 +153,8 @@ impl Mapping {
                     &format!("[values.{name}]"),
                     name,
                     format!(
-                        "`{name}` is not a {} column; values can be translated for: {}",
-                        m.kind.as_str(),
+                        "`{name}` is not a column winback reads from {} files; values can be translated for: {}",
+                        m.kind.as_str().replace('_', " "),
                         known.join(", ")
                     ),
                 ));

@@ -23,6 +23,7 @@ struct Cols {
     total: usize,
     discount_code: Option<usize>,
     discount_amount: Option<usize>,
+    refunded_amount: Option<usize>,
     created: usize,
     cancelled: Option<usize>,
     qty: Option<usize>,
@@ -57,6 +58,7 @@ pub(crate) fn parse<R: Read + Send + 'static>(
         total: rows.require(&["total"])?,
         discount_code: rows.column(&["discount_code"]),
         discount_amount: rows.column(&["discount_amount"]),
+        refunded_amount: rows.column(&["refunded_amount"]),
         created: rows.require(&["created_at"])?,
         cancelled: rows.column(&["cancelled_at"]),
         qty: rows.column(&["lineitem_quantity"]),
@@ -175,6 +177,22 @@ fn first_row<R: Read>(
     if rows.get(cols.cancelled).is_some() {
         status = OrderStatus::Cancelled;
     }
+    // A partly refunded order counts for what the customer kept: Total less Refunded Amount.
+    let total = match rows.get(cols.refunded_amount) {
+        Some(r) if status == OrderStatus::PartiallyRefunded => {
+            let refunded = rows.money(line, r, "Refunded Amount", currency)?;
+            let net = total.minor() - refunded.minor();
+            if net < 0 {
+                return Err(ctx.err(
+                    line,
+                    "Refunded Amount",
+                    format!("`{r}` is more than the order's Total"),
+                ));
+            }
+            Money::from_minor(net, currency)
+        }
+        _ => total,
+    };
     let email = rows
         .get(cols.email)
         .map(EmailAddress::parse)

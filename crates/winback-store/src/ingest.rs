@@ -9,6 +9,7 @@
 //!
 //! A killed process leaves an uncommitted transaction, which both databases discard.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, Timestamp};
@@ -67,6 +68,8 @@ pub struct IngestReport {
     pub errors: Vec<String>,
     /// Optional fields left out of kept records because they could not be read.
     pub fields_dropped: u64,
+    /// Rows that repeat an order of an earlier row of the same file (the later one is kept).
+    pub duplicate_rows: u64,
     /// The first of those, `file:line: field: reason`.
     pub warnings: Vec<String>,
     /// Whether anything was committed.
@@ -182,6 +185,7 @@ pub async fn ingest<S: Store>(
         rows_rejected: 0,
         errors: Vec::new(),
         fields_dropped: 0,
+        duplicate_rows: 0,
         warnings: Vec::new(),
         committed: false,
         written: WriteCounts::default(),
@@ -192,6 +196,8 @@ pub async fn ingest<S: Store>(
         _ => Some(store.begin_import(options.now).await?),
     };
     let mut failed = false;
+    // Order number (hashed) → the line it was first seen on, to name a repeated row.
+    let mut seen_orders: HashMap<u64, u64> = HashMap::new();
     let result: Result<(), StoreError> = async {
         while let Some(msg) = rx.recv().await {
             let mut batch = Batch::default();
@@ -200,6 +206,22 @@ pub async fn ingest<S: Store>(
                 match r {
                     Ok(mut row) => {
                         report.rows_ok += 1;
+                        for item in &row.items {
+                            if let Item::Order(o) = item {
+                                let key = hash_of(o.external_id.as_str());
+                                if let Some(first) = seen_orders.insert(key, row.line) {
+                                    report.duplicate_rows += 1;
+                                    if report.warnings.len() < options.max_errors {
+                                        report.warnings.push(format!(
+                                            "{}:{}: order_id: `{}` repeats line {first}; the later row is kept",
+                                            options.file,
+                                            row.line,
+                                            o.external_id.as_str()
+                                        ));
+                                    }
+                                }
+                            }
+                        }
                         report.fields_dropped += row.warnings.len() as u64;
                         for w in row.warnings.drain(..) {
                             if report.warnings.len() < options.max_errors {
@@ -259,4 +281,10 @@ pub async fn ingest<S: Store>(
         }
         (Ok(()), None) => Ok(report),
     }
+}
+
+/// A 64-bit hash of an order number: the duplicate check keeps 16 bytes per order, not the text.
+fn hash_of(s: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(s)
 }

@@ -314,8 +314,17 @@ impl Store for SqlStore {
     }
 
     async fn begin_import(&self, now: Timestamp) -> Result<ImportSession, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if tx.backend() == Backend::Postgres {
+            // Imports run one at a time: two order imports with overlapping customers upsert
+            // the same rows in different orders and deadlock. The lock is the transaction's
+            // (released at commit or rollback); a second import waits for the first. SQLite's
+            // `BEGIN IMMEDIATE` already serialises writers.
+            tx.execute("SELECT pg_advisory_xact_lock(7201500017)", &[])
+                .await?;
+        }
         Ok(ImportSession::new(
-            self.pool.begin().await?,
+            tx,
             now,
             self.pool.clone(),
             self.salt.clone(),

@@ -152,6 +152,27 @@ pub struct Hygiene {
     pub erased_profiles: u64,
     /// Active suppressions by reason.
     pub suppressions: BTreeMap<String, u64>,
+    /// Addresses written with look-alike characters (a Cyrillic `а`, full-width letters): they
+    /// pass as someone else's address to the eye, and are typos or abuse.
+    pub look_alike_addresses: u64,
+    /// Up to ten of them, for the report.
+    pub look_alike_examples: Vec<String>,
+}
+
+/// Whether an address uses characters that look like ASCII letters or digits but are not (a
+/// Cyrillic `а`, a Greek `ο`, full-width `ａ`): non-ASCII characters whose transliteration is a
+/// single ASCII letter or digit. Accented Latin letters in an internationalised address do not
+/// count: they are not disguised as something else.
+pub fn is_look_alike(address: &str) -> bool {
+    address.chars().any(|c| {
+        if c.is_ascii() {
+            return false;
+        }
+        // Latin letters with diacritics belong to real names (é, ø, ł).
+        let latin = matches!(c, '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}');
+        let ascii = deunicode::deunicode_char(c).unwrap_or("");
+        !latin && ascii.len() == 1 && ascii.chars().all(|a| a.is_ascii_alphanumeric())
+    })
 }
 
 /// The installation's salt for identity hashes, created on first use.
@@ -1090,6 +1111,22 @@ pub(crate) async fn hygiene(pool: &Pool, now: Timestamp) -> Result<Hygiene, Stor
     } else {
         h.complaints as f64 / h.emails_sent as f64
     };
+    pool.for_each(
+        "SELECT email FROM customers WHERE erased_at IS NULL AND email IS NOT NULL",
+        &[],
+        |r| {
+            if let Some(e) = r.opt_str(0)? {
+                if is_look_alike(e) {
+                    h.look_alike_addresses += 1;
+                    if h.look_alike_examples.len() < 10 {
+                        h.look_alike_examples.push(e.to_owned());
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
     h.duplicates_merged = count("SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND profile_id IS NOT NULL AND profile_id <> id").await?;
     h.sunset = count(
         "SELECT COUNT(DISTINCT customer_id) FROM consent_ledger WHERE source LIKE 'sunset:%'",
@@ -1169,4 +1206,20 @@ pub(crate) async fn request(
     };
     finish_run(pool, run, affected, now).await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alike_addresses_are_told_from_real_names() {
+        assert!(is_look_alike("p\u{0430}ypal@example.com"), "Cyrillic a");
+        assert!(is_look_alike("\u{ff41}nna@example.nl"), "full-width a");
+        assert!(
+            !is_look_alike("jos\u{e9}@example.es"),
+            "an accent is a name"
+        );
+        assert!(!is_look_alike("anna@example.nl"));
+    }
 }

@@ -319,12 +319,15 @@ pub(crate) async fn summary(pool: &Pool) -> Result<Summary, StoreError> {
         )
         .await?,
         records_without_email: count(pool, "SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND email IS NULL").await?,
-        profiles_without_orders: count(
-            pool,
-            "SELECT COUNT(*) FROM customers p WHERE p.erased_at IS NULL AND COALESCE(p.profile_id, p.id) = p.id AND NOT EXISTS \
-             (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE COALESCE(c.profile_id, c.id) = p.id)",
-        )
-        .await?,
+        // Profiles less those with an order: one pass over the orders (a correlated NOT EXISTS
+        // on the profile expression cannot use an index and took minutes at 246k customers).
+        profiles_without_orders: profiles.saturating_sub(
+            count(
+                pool,
+                "SELECT COUNT(DISTINCT COALESCE(c.profile_id, c.id)) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL",
+            )
+            .await?,
+        ),
         email_consent: with_none(email),
         sms_consent: with_none(sms),
     })
@@ -444,12 +447,13 @@ pub struct CustomerDetail {
 const CUSTOMER_COLS: &str = "id, COALESCE(profile_id, id), external_id, email, phone, first_name, last_name, address1, postal_code, city, country, time_zone, locale, attributes";
 
 fn customer_row(r: &crate::db::DbRow) -> Result<CustomerRow, StoreError> {
-    let parts: Vec<String> = [
-        r.opt_text(7)?,
-        r.opt_text(8)?
-            .map(|p| format!("{p} {}", r.opt_text(9).ok().flatten().unwrap_or_default())),
-        r.opt_text(10)?,
-    ]
+    // "street, postal code city, country", with whichever parts are known.
+    let town = [r.opt_text(8)?, r.opt_text(9)?]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let parts: Vec<String> = [r.opt_text(7)?, Some(town), r.opt_text(10)?]
     .into_iter()
     .flatten()
     .map(|s| s.trim().to_owned())

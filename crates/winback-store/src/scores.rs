@@ -11,6 +11,14 @@ use crate::{
     db::{Pool, Val, values_list},
 };
 
+/// Money kept as a float of minor units is shown in whole minor units: no fractional cents.
+fn whole_minor<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.is_finite() => s.serialize_some(&(x.round() as i64)),
+        _ => s.serialize_none(),
+    }
+}
+
 /// One profile's score in a run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScoreRow {
@@ -26,7 +34,8 @@ pub struct ScoreRow {
     pub p_alive: Option<f64>,
     /// Expected purchases in 90 days.
     pub expected_90d: Option<f64>,
-    /// Predicted 12-month value in minor units.
+    /// Predicted 12-month value in minor units (whole minor units in JSON).
+    #[serde(serialize_with = "whole_minor")]
     pub clv_minor: Option<f64>,
     /// Usual reorder interval, in words.
     pub reorder: Option<String>,
@@ -41,6 +50,8 @@ pub struct ScoreRow {
     /// Attrition score: 1 − P(alive).
     pub attrition: Option<f64>,
     /// Win-back priority in minor units (expected incremental margin); `None` when not ranked.
+    /// Whole minor units in JSON.
+    #[serde(serialize_with = "whole_minor")]
     pub priority_minor: Option<f64>,
     /// Names of the inactivity definitions the profile matches.
     pub inactive_by: Vec<String>,
@@ -123,6 +134,8 @@ pub struct ScoredProfile {
     pub email: Option<String>,
     /// The score.
     pub score: ScoreRow,
+    /// The profile's latest order that counts (not cancelled or refunded).
+    pub last_order_at: Option<winback_domain::Timestamp>,
 }
 
 const SCORE_COLS: &str = "s.profile_id, s.stage, s.reason, s.segment, s.p_alive, s.expected_90d, s.clv_minor, s.reorder, s.purchases, s.spend_minor, s.currency, \
@@ -364,9 +377,12 @@ pub(crate) async fn list_scored(
         "COALESCE(s.clv_minor, 0) DESC"
     };
     let sql = format!(
-        "SELECT c.external_id, c.first_name, c.last_name, c.email, {SCORE_COLS} FROM profile_scores s JOIN customers c ON c.id = s.profile_id \
+        "SELECT c.external_id, c.first_name, c.last_name, c.email, {SCORE_COLS}, \
+         (SELECT MAX(o.ordered_at) FROM orders o JOIN customers r ON r.id = o.customer_id WHERE COALESCE(r.profile_id, r.id) = s.profile_id AND o.status IN ('paid', 'pending', 'partially_refunded')) \
+         FROM profile_scores s JOIN customers c ON c.id = s.profile_id \
          {filter} ORDER BY {order}, s.profile_id LIMIT $1"
     );
+    let last_col = 4 + SCORE_COLS.split(',').count();
     pool.fetch(&sql, &args)
         .await?
         .iter()
@@ -381,6 +397,7 @@ pub(crate) async fn list_scored(
                 name: (!name.is_empty()).then_some(name),
                 email: r.opt_text(3)?,
                 score: score_row(r, 4)?,
+                last_order_at: r.opt_i64(last_col)?.map(crate::queries::ts).transpose()?,
             })
         })
         .collect()

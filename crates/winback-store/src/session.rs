@@ -38,8 +38,10 @@ fn copy_escape(out: &mut String, v: &str) {
 pub struct WriteCounts {
     /// Customer records inserted or updated (including ones created for orders and events).
     pub customers: u64,
-    /// Orders inserted or updated.
+    /// Orders new or changed (a re-imported order that is the same as stored is not counted).
     pub orders: u64,
+    /// Orders already stored exactly as the file has them.
+    pub orders_unchanged: u64,
     /// Order lines inserted or updated.
     pub order_items: u64,
     /// Events inserted (a re-imported event is not counted).
@@ -53,6 +55,28 @@ pub struct WriteCounts {
     pub erased_kept_out: u64,
     /// Events of erased people, refused (nothing personal is stored for them).
     pub erased_events_refused: u64,
+}
+
+/// The condition under which an upsert touches a stored order: some value differs
+/// (`distinct` is the dialect's null-safe inequality), so an unchanged re-import writes and
+/// counts nothing.
+fn order_changed(distinct: &str) -> String {
+    [
+        "customer_id",
+        "ordered_at",
+        "total_minor",
+        "discount_minor",
+        "currency",
+        "status",
+        "item_count",
+    ]
+    .iter()
+    .map(|c| format!("orders.{c} {distinct} excluded.{c}"))
+    .chain(std::iter::once(format!(
+        "(excluded.category IS NOT NULL AND orders.category {distinct} excluded.category)"
+    )))
+    .collect::<Vec<_>>()
+    .join(" OR ")
 }
 
 /// A write transaction for imports.
@@ -250,10 +274,12 @@ impl ImportSession {
             "country",
             "address_key",
         ] {
+            // Any part given counts: a file with only a city (or a customer who moved town)
+            // replaces the stored address as a whole.
             sets.push(if authoritative {
-                format!("{c} = CASE WHEN excluded.postal_code IS NOT NULL OR excluded.address1 IS NOT NULL THEN excluded.{c} ELSE customers.{c} END")
+                format!("{c} = CASE WHEN excluded.postal_code IS NOT NULL OR excluded.address1 IS NOT NULL OR excluded.city IS NOT NULL OR excluded.country IS NOT NULL THEN excluded.{c} ELSE customers.{c} END")
             } else {
-                format!("{c} = CASE WHEN customers.postal_code IS NULL AND customers.address1 IS NULL THEN excluded.{c} ELSE customers.{c} END")
+                format!("{c} = CASE WHEN customers.postal_code IS NULL AND customers.address1 IS NULL AND customers.city IS NULL THEN excluded.{c} ELSE customers.{c} END")
             });
         }
         sets.push(if authoritative {
@@ -432,7 +458,6 @@ impl ImportSession {
             } else {
                 self.insert_orders(run, now).await?;
             }
-            self.counts.orders += run.len() as u64;
             let with_details: Vec<&OrderRecord> = run
                 .iter()
                 .filter(|o| !o.discount_codes.is_empty() || !o.items.is_empty())
@@ -452,8 +477,10 @@ impl ImportSession {
                 "INSERT INTO orders (external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at) VALUES {} \
                  ON CONFLICT (external_id) DO UPDATE SET customer_id = excluded.customer_id, ordered_at = excluded.ordered_at, \
                  total_minor = excluded.total_minor, discount_minor = excluded.discount_minor, currency = excluded.currency, \
-                 status = excluded.status, category = COALESCE(excluded.category, orders.category), item_count = excluded.item_count",
-                values_list(run.len(), COLS)
+                 status = excluded.status, category = COALESCE(excluded.category, orders.category), item_count = excluded.item_count \
+                 WHERE {}",
+                values_list(run.len(), COLS),
+                order_changed("IS NOT")
             );
             let mut args = Vec::with_capacity(run.len() * COLS);
             for o in run {
@@ -470,7 +497,9 @@ impl ImportSession {
                     Val::from(now),
                 ]);
             }
-            self.tx.execute(&sql, &args).await?;
+            let changed = self.tx.execute(&sql, &args).await?;
+            self.counts.orders += changed;
+            self.counts.orders_unchanged += run.len() as u64 - changed.min(run.len() as u64);
         }
         Ok(())
     }
@@ -520,15 +549,20 @@ impl ImportSession {
             .await?;
         copy.send(buf.into_bytes()).await?;
         copy.finish().await?;
-        sqlx::query(
+        let changed = sqlx::query(&format!(
             "INSERT INTO orders (external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at) \
              SELECT external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at \
              FROM winback_stage_orders ON CONFLICT (external_id) DO UPDATE SET customer_id = excluded.customer_id, ordered_at = excluded.ordered_at, \
              total_minor = excluded.total_minor, discount_minor = excluded.discount_minor, currency = excluded.currency, \
-             status = excluded.status, category = COALESCE(excluded.category, orders.category), item_count = excluded.item_count",
-        )
+             status = excluded.status, category = COALESCE(excluded.category, orders.category), item_count = excluded.item_count \
+             WHERE {}",
+            order_changed("IS DISTINCT FROM")
+        ))
         .execute(&mut **t)
-        .await?;
+        .await?
+        .rows_affected();
+        self.counts.orders += changed;
+        self.counts.orders_unchanged += run.len() as u64 - changed.min(run.len() as u64);
         sqlx::query("TRUNCATE winback_stage_orders")
             .execute(&mut **t)
             .await?;

@@ -820,3 +820,76 @@ fn privacy_export_erase_and_reimport_end_to_end() {
     assert_eq!(h["erased_profiles"], 1, "{h}");
     assert_eq!(h["addresses"], 1, "{h}");
 }
+
+/// The small things a new user hit: honest import reports (distinct counts, a repeated row named
+/// with its line, "nothing new" on a re-import), errors that say their cause once, a closed
+/// pipe that ends quietly, a CSV listing with the profile, orders, last order and money in major
+/// units, phones not prefixed with `'`, and an address's city written on an existing customer.
+#[test]
+fn honest_reports_and_small_things() {
+    let env = Env::new();
+    let orders = env.write(
+        "orders.csv",
+        "order_id,customer_id,ordered_at,total\nO1,C1,2024-05-01,10.00\nO2,C2,2024-05-02,12.50\nO1,C1,2024-05-01,10.00\n",
+    );
+    let out = env.run(&["import", "orders", orders.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = &r["imports"][0]["report"];
+    assert_eq!(rep["written"]["orders"], 2, "distinct orders: {rep}");
+    assert_eq!(rep["duplicate_rows"], 1);
+    assert!(
+        rep["warnings"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("orders.csv:4: order_id: `O1` repeats line 2; the later row is kept"),
+        "{rep}"
+    );
+    let out = env.run(&["import", "orders", orders.to_str().unwrap()]);
+    assert!(text(&out).contains("nothing new"), "{}", text(&out));
+
+    // The city of a customer an orders import created is written by the customer file.
+    let customers = env.write(
+        "customers.csv",
+        "customer_id,email,phone,city,country,email_consent\nC1,c1@example.nl,+31612345678,Utrecht,Nederland,yes\n",
+    );
+    let out = env.run(&["import", "customers", customers.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.run(&["customers", "show", "C1", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        shown["profile"]["records"][0]["address"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Utrecht"),
+        "{shown}"
+    );
+    let out = env.run(&["customers", "list", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("profile,customer_id,"), "{csv}");
+    assert!(
+        csv.contains(",+31612345678,"),
+        "no `'` before a phone: {csv}"
+    );
+
+    // An error names its cause once.
+    let out = env.run(&["import", "orders", "/nonexistent/orders.csv"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+
+    // A closed pipe ends quietly.
+    let mut child = env
+        .cmd()
+        .args(["customers", "list", "--format", "csv", "--limit", "100000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

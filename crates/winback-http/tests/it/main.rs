@@ -1412,3 +1412,67 @@ async fn privacy_requests_through_the_api() {
     );
     assert!(entries.iter().all(|e| e.profile_id == h.anna));
 }
+
+/// Links in an erased person's old messages answer like an unknown token and write nothing:
+/// no click, no consent, no preference, no tag.
+#[tokio::test]
+async fn an_erased_persons_old_links_write_nothing() {
+    let h = Harness::new().await;
+    let now = h.clock.now();
+    let run = h
+        .store
+        .begin_privacy_run("erasure", false, &serde_json::json!({}), now)
+        .await
+        .unwrap();
+    h.store
+        .erase_profile(h.anna, run, "erasure request", None, now)
+        .await
+        .unwrap();
+    let before = contact_state(&h).await;
+    let unknown = h
+        .get(
+            &format!("/c/{}", h.token(Purpose::Click, "msg-404", Some("shop"))),
+            &[("user-agent", IPHONE)],
+        )
+        .await;
+    for (purpose, path, extra) in [
+        (Purpose::Click, "c", Some("shop")),
+        (Purpose::Open, "o", None),
+        (Purpose::Unsubscribe, "u", None),
+        (Purpose::Preferences, "p", None),
+        (Purpose::Survey, "s", Some("too_expensive")),
+    ] {
+        let t = h.token(purpose, "msg-1", extra);
+        let r = h
+            .get(&format!("/{path}/{t}"), &[("user-agent", IPHONE)])
+            .await;
+        if purpose == Purpose::Click {
+            assert_eq!(r.status, unknown.status, "like an unknown token");
+            assert_eq!(r.body, unknown.body);
+        }
+        assert!(r.headers.get(header::LOCATION).is_none(), "/{path}");
+        let posted = h
+            .form(&format!("/{path}/{t}"), "List-Unsubscribe=One-Click", &[])
+            .await;
+        assert!(
+            !posted.status.is_success(),
+            "/{path} POST: {}",
+            posted.status
+        );
+    }
+    assert_eq!(contact_state(&h).await, before, "nothing written");
+    assert!(h.events("email_clicked").await.is_empty());
+    assert!(h.events("email_unsubscribed").await.is_empty());
+}
+
+/// Consent given through the API without a time is recorded when it was received, not at
+/// 1970-01-01.
+#[tokio::test]
+async fn api_consent_without_a_time_is_recorded_when_received() {
+    let h = Harness::new().await;
+    let received = h.clock.now().as_micros();
+    let at = h
+        .scalar("SELECT MIN(recorded_at) FROM consent_ledger WHERE channel = 'email'")
+        .await;
+    assert_eq!(at, received);
+}

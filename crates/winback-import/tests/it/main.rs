@@ -258,6 +258,37 @@ geannuleerd = "cancelled"
 }
 
 #[test]
+fn shopify_partly_refunded_orders_count_net_of_the_refund() {
+    let text = "Name,Email,Financial Status,Currency,Total,Refunded Amount,Created at,Lineitem quantity,Lineitem name,Lineitem price\n\
+        #2001,a@example.nl,partially_refunded,EUR,80.00,30.00,2024-02-01 10:00:00 +0100,1,Jas,80.00\n\
+        #2002,b@example.nl,paid,EUR,50.00,0.00,2024-02-02 10:00:00 +0100,1,Trui,50.00\n\
+        #2003,c@example.nl,partially_refunded,EUR,20.00,25.00,2024-02-03 10:00:00 +0100,1,Sok,20.00\n";
+    let (ok, bad) = parse(SourceKind::Shopify, "orders_export.csv", text);
+    let totals: Vec<i64> = ok
+        .iter()
+        .flat_map(|r| r.items.iter())
+        .filter_map(|i| match i {
+            Item::Order(o) => Some(o.total.minor()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [5_000, 5_000],
+        "80.00 less 30.00 refunded; 50.00 paid"
+    );
+    assert_eq!(bad.len(), 1);
+    assert!(
+        bad[0]
+            .error
+            .to_string()
+            .contains("Refunded Amount: `25.00` is more than"),
+        "{}",
+        bad[0].error
+    );
+}
+
+#[test]
 fn missing_required_columns_refuse_the_file() {
     let err = from_reader(
         SourceKind::Orders,
@@ -505,8 +536,9 @@ fn mapping_files_rename_columns_and_set_conventions() {
     .unwrap_err();
     assert_eq!(err.line, 4);
     assert!(
-        err.to_string()
-            .starts_with("shop.toml:4: totl: `totl` is not a orders column"),
+        err.to_string().starts_with(
+            "shop.toml:4: totl: `totl` is not a column winback reads from orders files"
+        ),
         "{err}"
     );
     let err = Mapping::parse("shop.toml", "kind = \"orders\"\nfoo = 1\n").unwrap_err();

@@ -874,3 +874,41 @@ conformance!(
     admin_sessions,
     super::admin_sessions_expire_end_and_end_with_a_new_password
 );
+
+/// Two order imports with overlapping customers at once (the second in reverse order) both
+/// commit: imports are serialised instead of deadlocking.
+async fn concurrent_imports_with_overlapping_customers_both_commit(store: &SqlStore) {
+    let mut forward = String::from("order_id,customer_id,ordered_at,total\n");
+    let mut backward = forward.clone();
+    for i in 0..1500 {
+        forward.push_str(&format!("F{i},C{},2024-05-01,10.00\n", i % 400));
+        backward.push_str(&format!("B{i},C{},2024-05-02,12.50\n", 399 - i % 400));
+    }
+    let run = |name: &'static str, text: String| async move {
+        let rows = winback_import::from_reader(
+            SourceKind::Orders,
+            std::sync::Arc::from(name),
+            std::io::Cursor::new(text.into_bytes()),
+            &crate::opts(),
+            None,
+        )
+        .unwrap();
+        let options = winback_store::ingest::IngestOptions {
+            file: std::sync::Arc::from(name),
+            mode: Mode::Strict,
+            max_errors: 20,
+            batch_rows: 300,
+            now: now(),
+        };
+        winback_store::ingest::ingest(store, rows, &options, |_| {}, |_| {}).await
+    };
+    let (a, b) = tokio::join!(run("forward.csv", forward), run("backward.csv", backward));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.committed && b.committed, "{:?} {:?}", a.errors, b.errors);
+    assert_eq!(crate::rows(store, "orders").await, 3000);
+    assert_eq!(crate::rows(store, "customers").await, 400);
+}
+conformance!(
+    concurrent_imports,
+    super::concurrent_imports_with_overlapping_customers_both_commit
+);

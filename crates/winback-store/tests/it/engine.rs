@@ -559,3 +559,73 @@ conformance!(
     thompson,
     super::thompson_allocation_follows_the_arm_that_converts
 );
+
+const ASK_WHY: &str = r#"
+[campaign]
+name = "ask-why"
+audience = 'orders >= 1'
+[trigger]
+type = "audience"
+[holdout]
+share = 0.0
+[[steps]]
+id = "miss-you"
+type = "send"
+template = "we-miss-you"
+[[steps]]
+id = "wait"
+type = "wait"
+duration = "7d"
+[[steps]]
+id = "why"
+type = "send"
+template = "tell-us-why"
+"#;
+
+/// A journey whose first message is dropped ends there: "tell us why" is never the first thing
+/// a person receives. The drop's reason is kept and counted per campaign.
+async fn a_journey_whose_first_message_is_dropped_ends(store: &SqlStore) {
+    shop(store).await;
+    launch(store, ASK_WHY, "ask-why").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    let s = engine.run_until_idle(10).await.unwrap();
+    // A, B and C bought; C withdrew consent, so C's first mail is dropped.
+    assert_eq!((s.enrolled, s.sent, s.dropped), (3, 2, 1), "{s:?}");
+    assert_eq!(s.drops.no_consent, 1, "{s:?}");
+    let c_state = store
+        .pool()
+        .fetch(
+            "SELECT e.state, e.end_reason FROM enrolments e JOIN customers c ON c.id = e.profile_id WHERE c.external_id = 'C'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(c_state[0].text(0).unwrap(), "exited");
+    assert_eq!(
+        c_state[0].opt_text(1).unwrap().as_deref(),
+        Some("first_message_dropped:no_consent")
+    );
+    clock.advance_days(8);
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!((s.sent, s.dropped), (2, 0), "only A and B hear why: {s:?}");
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox o JOIN customers c ON c.id = o.profile_id WHERE c.external_id = 'C'"
+        )
+        .await,
+        1,
+        "C never gets a second message row"
+    );
+    let counts = store.campaign_counts().await.unwrap();
+    let k = counts.iter().find(|k| k.name == "ask-why").unwrap();
+    assert_eq!(k.dropped.get("no_consent"), Some(&1), "{k:?}");
+    assert_eq!(k.messages.get("sent"), Some(&4), "{k:?}");
+}
+conformance!(
+    first_message_dropped,
+    super::a_journey_whose_first_message_is_dropped_ends
+);
