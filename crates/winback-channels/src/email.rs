@@ -376,18 +376,71 @@ impl SmtpTransport {
     }
 }
 
-/// Maps an SMTP error to what it says about the address: a 5xx reply is permanent (a hard
-/// bounce), a 4xx transient (a soft bounce); anything else (connection refused, timeout, TLS)
-/// says nothing about the address.
+/// Maps an SMTP error to what it says, by its reply code and enhanced status code (RFC 3463,
+/// RFC 5321); see [`classify_reply`]. An error without a reply (connection refused, timeout,
+/// TLS) is the transport's.
 fn outcome_of(e: &lettre::transport::smtp::Error) -> SendOutcome {
     let why = e.to_string();
-    if e.is_permanent() {
-        SendOutcome::HardBounce(why)
-    } else if e.is_transient() {
-        SendOutcome::SoftBounce(why)
-    } else {
-        SendOutcome::Failed(why)
+    match e.status() {
+        Some(code) => classify_reply(u16::from(code), &why),
+        None => SendOutcome::TransportFailure(why),
     }
+}
+
+/// What one SMTP reply means for the recipient and the relay.
+///
+/// Only a permanent failure about the recipient is a hard bounce: an enhanced status 5.1.x
+/// (bad mailbox, bad domain, bad syntax; 5.1.7 and 5.1.8 are about the *sender* and do not
+/// count), or, from a relay that gives no enhanced status, a 550/551/553 whose text names the
+/// recipient. A full or busy mailbox (x.2.x, 452) and a temporary recipient reply are soft.
+/// Everything else is the relay's: authentication (535, 5.7.8), policy and reputation (5.7.x
+/// at MAIL FROM, 554 at the greeting), throttling (421, 4.7.x), content rejections at DATA,
+/// protocol and system errors. Those pause the transport and suppress nobody: a wrong password
+/// or a blocklisted sending IP must never unsubscribe a shop's list.
+pub fn classify_reply(code: u16, text: &str) -> SendOutcome {
+    let why = text.to_owned();
+    if let Some((class, subject, detail)) = enhanced_status(text) {
+        return match (class, subject, detail) {
+            (5, 1, 7 | 8) | (4, 1, 7 | 8) => SendOutcome::TransportFailure(why),
+            (5, 1, _) => SendOutcome::HardBounce(why),
+            (4, 1, _) | (_, 2, _) => SendOutcome::SoftBounce(why),
+            _ => SendOutcome::TransportFailure(why),
+        };
+    }
+    let lower = text.to_ascii_lowercase();
+    let about_recipient = [
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "no such recipient",
+        "does not exist",
+        "mailbox unavailable",
+        "mailbox not found",
+        "invalid recipient",
+        "recipient address rejected",
+        "address rejected",
+    ]
+    .iter()
+    .any(|k| lower.contains(k));
+    match code {
+        550 | 551 | 553 if about_recipient => SendOutcome::HardBounce(why),
+        452 | 552 => SendOutcome::SoftBounce(why),
+        450 | 451 if about_recipient => SendOutcome::SoftBounce(why),
+        _ => SendOutcome::TransportFailure(why),
+    }
+}
+
+/// The enhanced status code (`5.1.1`) in a reply's text, as (class, subject, detail).
+fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
+    text.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+        .find_map(|w| {
+            let mut p = w.split('.');
+            let class: u8 = p.next()?.parse().ok()?;
+            let subject: u16 = p.next()?.parse().ok()?;
+            let detail: u16 = p.next()?.parse().ok()?;
+            (p.next().is_none() && matches!(class, 2 | 4 | 5) && subject < 10 && detail < 1000)
+                .then_some((class, subject, detail))
+        })
 }
 
 impl Transport for SmtpTransport {

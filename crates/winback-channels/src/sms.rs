@@ -221,21 +221,39 @@ impl HttpSms {
                     .ok()
                     .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned)),
             },
-            // The number is invalid or not reachable by SMS: suppress it.
-            PostOutcome::Refused(s @ (400 | 404 | 410 | 422), b) => SendOutcome::HardBounce(
-                format!("HTTP {s}: {}", b.chars().take(200).collect::<String>()),
-            ),
-            PostOutcome::Refused(s @ (429 | 500..=599), b) => SendOutcome::SoftBounce(format!(
-                "HTTP {s}: {}",
-                b.chars().take(200).collect::<String>()
-            )),
-            PostOutcome::Refused(s, b) => SendOutcome::Failed(format!(
-                "HTTP {s}: {}",
-                b.chars().take(200).collect::<String>()
-            )),
-            PostOutcome::Failed(e) => SendOutcome::Failed(e),
+            PostOutcome::Refused(s, b) => {
+                let why = format!("HTTP {s}: {}", b.chars().take(200).collect::<String>());
+                match s {
+                    // Only the provider's word that the number is invalid suppresses it.
+                    400 | 422 if says_invalid_number(&b) => SendOutcome::HardBounce(why),
+                    // The provider's own trouble (credentials, throttling, outage): pause it.
+                    401 | 403 | 429 | 500..=599 => SendOutcome::TransportFailure(why),
+                    _ => SendOutcome::Failed(why),
+                }
+            }
+            // No answer at all (connection refused, timeout): the provider's, not the number's.
+            PostOutcome::Failed(e) => SendOutcome::TransportFailure(e),
         }
     }
+}
+
+/// Whether a provider's refusal says the number itself is invalid (not a mobile number, no
+/// such subscriber), rather than that the request was wrong.
+fn says_invalid_number(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    let invalid = [
+        "invalid",
+        "not a valid",
+        "unknown subscriber",
+        "not a mobile",
+        "unreachable",
+    ]
+    .iter()
+    .any(|k| b.contains(k));
+    let number = ["number", "msisdn", "phone", "recipient", "\"to\""]
+        .iter()
+        .any(|k| b.contains(k));
+    invalid && number
 }
 
 impl Transport for HttpSms {

@@ -504,6 +504,15 @@ pub async fn worker_until(
                 s.exited,
                 s.in_doubt
             );
+            if s.transport_failures > 0 {
+                for (channel, why, until) in store.transport_pauses().await? {
+                    println!(
+                        "{}: the {channel} transport is paused until {until} after {} failure(s) of the relay or provider itself; nobody was suppressed: {why}",
+                        clock.now(),
+                        s.transport_failures
+                    );
+                }
+            }
         }
         if once {
             break;

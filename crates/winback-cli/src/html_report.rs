@@ -379,6 +379,7 @@ mod tests {
                 ..Default::default()
             },
             providers: vec![],
+            transport_pauses: Vec::new(),
         };
         let html = super::render(&report).unwrap();
         assert!(!html.contains(evil), "unescaped");

@@ -454,6 +454,11 @@ pub fn print_summary(r: &Report) {
     if !r.base.stages.is_empty() {
         println!("   The base: {}.", r.base.shares_text());
     }
+    for (channel, why, until) in &r.transport_pauses {
+        println!(
+            "   The {channel} transport is paused until {until} (its circuit breaker: the relay or provider failed about itself; nobody was suppressed): {why}"
+        );
+    }
     let h = &r.hygiene;
     println!(
         "   Hygiene: {} of {} addresses idle 12+ months (spam-trap risk), {} hard bounces, complaint rate {:.3}%, {} unsubscribed by sunset.",

@@ -236,6 +236,20 @@ pub struct SendContext {
     /// The contact's own cap from the preference centre ("fewer emails", seed 004), checked
     /// beside the global caps.
     pub personal_cap: Option<Cap>,
+    /// The channel's transport (the SMTP relay, the SMS provider) is paused after failing about
+    /// itself: until when, and why. Sends wait for it; nobody is suppressed.
+    pub transport_pause: Option<(Timestamp, String)>,
+}
+
+/// How long a transport is paused after its `failures`-th failure in a row: 15 minutes, then an
+/// hour, then four hours (the soft-bounce retry schedule, so a relay outage and a full mailbox
+/// are retried alike).
+pub fn transport_backoff_seconds(failures: i64) -> i64 {
+    match failures {
+        ..=1 => 15 * 60,
+        2 => 60 * 60,
+        _ => 4 * 60 * 60,
+    }
 }
 
 /// The cap a contact who chose "fewer emails" gets: one marketing email per two weeks.
@@ -407,6 +421,14 @@ pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
             Decision::Defer { until, reason }
         }
     };
+    if let Some((until, why)) = &ctx.transport_pause {
+        if *until > ctx.now {
+            return defer(
+                *until,
+                format!("the {} transport is paused: {why}", ctx.channel),
+            );
+        }
+    }
     let zone = ctx
         .time_zone
         .as_deref()
@@ -550,6 +572,7 @@ mod tests {
             consent_ok: true,
             suppressed: false,
             erased: false,
+            transport_pause: None,
             enrolment_ended: None,
             exempt_from_caps: false,
             recent_sends: vec![],

@@ -167,11 +167,19 @@ pub enum SendOutcome {
         /// The provider's id, when it gives one.
         provider_id: Option<String>,
     },
-    /// Refused for good (SMTP 5xx): the address is suppressed at once.
+    /// The recipient does not exist (SMTP 5.1.x at RCPT, an SMS provider's "invalid number"):
+    /// the address is suppressed at once.
     HardBounce(String),
-    /// Refused for now (SMTP 4xx): retried with backoff; suppressed after 3.
+    /// The recipient cannot take it now (mailbox full, busy, 4.x.x at RCPT): retried at 15
+    /// minutes, 1 hour and 4 hours; the address is suppressed after the third failed retry.
     SoftBounce(String),
-    /// Failed in a way that says nothing about the address.
+    /// The relay or provider failed about itself, not the recipient: connection, TLS, AUTH,
+    /// policy or reputation at MAIL FROM, throttling (421, 4.7.x), a content rejection at DATA,
+    /// an SMS provider's 401/403/429/5xx. The message is retried after the transport's pause,
+    /// the transport is paused (a circuit breaker), and no recipient is ever suppressed.
+    TransportFailure(String),
+    /// This message failed in a way that says nothing about the address or the transport (it
+    /// could not be rendered, no transport serves its channel): retried, then given up.
     Failed(String),
 }
 

@@ -70,6 +70,8 @@ pub struct PassStats {
     pub drops: crate::policy::DropCounts,
     /// Delivery failures (bounces included).
     pub failed: u64,
+    /// Of those, failures of the relay or provider itself (it is paused; nobody suppressed).
+    pub transport_failures: u64,
     /// Claims released after an expired lease.
     pub released: u64,
     /// Sends found in doubt.
@@ -103,6 +105,7 @@ impl PassStats {
         self.dropped += o.dropped;
         self.drops.add(&o.drops);
         self.failed += o.failed;
+        self.transport_failures += o.transport_failures;
         self.released += o.released;
         self.in_doubt += o.in_doubt;
         self.exited += o.exited;
@@ -474,6 +477,10 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                     let outcome = self.transport.deliver(&d).await;
                     match outcome {
                         SendOutcome::Sent { .. } => stats.sent += 1,
+                        SendOutcome::TransportFailure(_) => {
+                            stats.failed += 1;
+                            stats.transport_failures += 1;
+                        }
                         _ => stats.failed += 1,
                     }
                     self.store

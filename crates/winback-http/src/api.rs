@@ -1122,14 +1122,35 @@ pub async fn ses_webhook(
     };
     match notification {
         "Bounce" => {
-            let hard = message
+            // `Permanent` is a hard bounce only for the subtypes about the recipient, and only
+            // when the recipient's diagnostic (if any) is about the recipient too (a 5.7.1
+            // policy block is the sender's problem); `Transient` and `Undetermined` are soft.
+            let permanent_recipient = message
                 .pointer("/bounce/bounceType")
                 .and_then(Value::as_str)
-                == Some("Permanent");
+                == Some("Permanent")
+                && matches!(
+                    message
+                        .pointer("/bounce/bounceSubType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("General"),
+                    "General" | "NoEmail" | "Suppressed" | "OnAccountSuppressionList"
+                );
             for (n, (email, diag)) in recipients("/bounce/bouncedRecipients", "emailAddress")
                 .into_iter()
                 .enumerate()
             {
+                let hard = permanent_recipient
+                    && diag.as_deref().is_none_or(|d| {
+                        let code = d
+                            .split(|c: char| !c.is_ascii_digit())
+                            .find_map(|w| w.parse::<u16>().ok().filter(|c| (400..600).contains(c)))
+                            .unwrap_or(550);
+                        matches!(
+                            winback_channels::email::classify_reply(code, d),
+                            winback_engine::ports::SendOutcome::HardBounce(_)
+                        ) || !d.contains('.')
+                    });
                 list.push((
                     n + 1,
                     EspEvent {

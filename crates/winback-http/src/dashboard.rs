@@ -509,6 +509,11 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         .iter()
         .map(|p| context! { provider => p.provider.clone(), share => pct(p.share), paused => p.paused.clone(), attempts => n(p.window_attempts as u64) })
         .collect();
+    let pauses: Vec<Value> = r
+        .transport_pauses
+        .iter()
+        .map(|(channel, why, until)| context! { channel => channel, why => why, until => until.to_string() })
+        .collect();
     page(
         &state,
         &session,
@@ -516,7 +521,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         context! {
             stages, total => n(total as u64), health => json_block(&health), hygiene,
             spam_trap_risk => h.idle_12m > 0,
-            campaigns, matrix, tos, providers,
+            campaigns, matrix, tos, providers, pauses,
             reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => k, count => v }).collect::<Vec<_>>(),
         },
     )
@@ -981,6 +986,9 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <tr><th>Erased</th><td class="num">{{ hygiene.erased }}</td></tr>
 <tr><th>Suppressions</th><td>{{ hygiene.suppressions | join(", ") }}</td></tr>
 </tbody></table></section>
+{% if pauses %}<section><h2>Paused transports</h2><p>The relay or provider failed about itself (authentication, a blocklist, throttling, content); sends wait for it and nobody is suppressed.</p><table><thead><tr><th>Channel</th><th>Paused until</th><th>Why</th></tr></thead><tbody>
+{% for p in pauses %}<tr><td>{{ p.channel }}</td><td>{{ p.until }}</td><td><span class="bad">{{ p.why }}</span></td></tr>{% endfor %}
+</tbody></table></section>{% endif %}
 {% if providers %}<section><h2>Mailbox providers</h2><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
 {% for p in providers %}<tr><td>{{ p.provider }}</td><td class="num">{{ p.share }}</td><td class="num">{{ p.attempts }}</td><td>{% if p.paused %}<span class="bad">paused: {{ p.paused }}</span>{% else %}ok{% endif %}</td></tr>{% endfor %}
 </tbody></table></section>{% endif %}

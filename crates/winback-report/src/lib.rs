@@ -415,6 +415,8 @@ pub struct Report {
     pub base: BaseHealth,
     /// Every mailbox provider's ramp and breaker as the engine left them.
     pub providers: Vec<ProviderRamp>,
+    /// Transports paused by their circuit breaker: (channel, reason, until).
+    pub transport_pauses: Vec<(String, String, Timestamp)>,
 }
 
 /// A store arm as the statistics see it.
@@ -642,6 +644,7 @@ pub async fn build(
             reasons,
         },
         providers: store.provider_ramps().await?,
+        transport_pauses: store.transport_pauses().await?,
     })
 }
 

@@ -1470,6 +1470,17 @@ pub(crate) async fn prepare_send(
         None => true,
     };
     let low_frequency = profile.opt_text(1)?.as_deref() == Some("low");
+    let transport_pause = match tx
+        .fetch(
+            "SELECT paused_until, reason FROM transport_pauses WHERE channel = $1",
+            &[Val::from(channel_name.as_str())],
+        )
+        .await?
+        .first()
+    {
+        Some(r) => Some((ts(r.i64(0)?)?, r.text(1)?)),
+        None => None,
+    };
     let provider = match (channel, &address) {
         (Some(Channel::Email), Some((_, a))) => Some(policy::mailbox_provider(a)),
         _ => None,
@@ -1496,6 +1507,7 @@ pub(crate) async fn prepare_send(
         provider: provider.clone(),
         ramp,
         personal_cap: low_frequency.then_some(policy::LOW_FREQUENCY_CAP),
+        transport_pause,
     };
     // A webhook is not a marketing message: only the journey's end and the address matter.
     let decision = if channel.is_none() {
@@ -1648,6 +1660,11 @@ fn row_lock(tx: &Tx) -> &'static str {
     }
 }
 
+/// Retries of a message that soft-bounced or failed: at 15 minutes, 1 hour and 4 hours.
+const RETRIES: i64 = 3;
+/// Soft bounces of one address, across messages, after which it is suppressed.
+const SOFT_BOUNCE_LIMIT: i64 = 3;
+
 pub(crate) async fn finish_send(
     pool: &Pool,
     m: &ClaimedMessage,
@@ -1695,7 +1712,53 @@ pub(crate) async fn finish_send(
     };
     let mut settled = true;
     let (sql, args) = match outcome {
-        SendOutcome::Sent { provider_id } => settle("sent", "sent", None, provider_id.clone()),
+        SendOutcome::Sent { provider_id } => {
+            // The transport works again: its breaker closes.
+            tx.execute(
+                "DELETE FROM transport_pauses WHERE channel = $1",
+                &[Val::from(channel.as_str())],
+            )
+            .await?;
+            settle("sent", "sent", None, provider_id.clone())
+        }
+        SendOutcome::TransportFailure(why) => {
+            // About the relay or provider, not the recipient: nobody is suppressed, the
+            // attempt does not count against the message, and the channel pauses with a
+            // growing backoff (a half-open breaker: the first send after the pause probes it).
+            settled = false;
+            let failures = tx
+                .fetch(
+                    "SELECT failures FROM transport_pauses WHERE channel = $1",
+                    &[Val::from(channel.as_str())],
+                )
+                .await?
+                .first()
+                .map(|r| r.i64(0))
+                .transpose()?
+                .unwrap_or(0)
+                + 1;
+            let until = micros + policy::transport_backoff_seconds(failures) * 1_000_000;
+            tx.execute(
+                "INSERT INTO transport_pauses (channel, reason, failures, paused_since, paused_until) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (channel) DO UPDATE SET reason = excluded.reason, failures = excluded.failures, paused_until = excluded.paused_until",
+                &[
+                    Val::from(channel.as_str()),
+                    Val::from(why.chars().take(300).collect::<String>()),
+                    Val::from(failures),
+                    Val::from(micros),
+                    Val::from(until),
+                ],
+            )
+            .await?;
+            (
+                "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, attempts = attempts - 1, lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                vec![
+                    Val::from(m.id),
+                    Val::from(until),
+                    Val::from(format!("transport paused: {why}")),
+                ],
+            )
+        }
         SendOutcome::HardBounce(why) => {
             suppress(&mut tx, &channel, &recipient, "hard_bounce", now).await?;
             settle("failed", "hard_bounce", Some(why.clone()), None)
@@ -1707,7 +1770,10 @@ pub(crate) async fn finish_send(
             } else {
                 0
             };
-            if attempts >= 3 || bounces >= 3 {
+            // Retries at 15 minutes, 1 hour and 4 hours; after the third failed retry a soft
+            // bounce suppresses the address (as do SOFT_BOUNCE_LIMIT soft bounces of different
+            // messages).
+            if attempts > RETRIES || bounces > SOFT_BOUNCE_LIMIT {
                 if soft {
                     suppress(&mut tx, &channel, &recipient, "soft_bounces", now).await?;
                 }

@@ -873,6 +873,19 @@ impl SqlStore {
         journeys::campaign_counts(&self.pool).await
     }
 
+    /// Transports paused by their circuit breaker: (channel, reason, paused until).
+    pub async fn transport_pauses(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        self.pool
+            .fetch(
+                "SELECT channel, reason, paused_until FROM transport_pauses ORDER BY channel",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, queries::ts(r.i64(2)?)?)))
+            .collect()
+    }
+
     /// A campaign's offer codes as text columns (see `winback campaigns codes`).
     pub async fn offer_codes(&self, campaign_id: i64) -> Result<Vec<Vec<String>>, StoreError> {
         journeys::offer_codes(&self.pool, campaign_id).await

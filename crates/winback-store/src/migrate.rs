@@ -75,6 +75,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_identity_held_apart.sql"),
         postgres: include_str!("../migrations/postgres/0009_identity_held_apart.sql"),
     },
+    Migration {
+        version: 10,
+        name: "transport_pauses",
+        sqlite: include_str!("../migrations/sqlite/0010_transport_pauses.sql"),
+        postgres: include_str!("../migrations/postgres/0010_transport_pauses.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

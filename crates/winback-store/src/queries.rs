@@ -454,11 +454,11 @@ fn customer_row(r: &crate::db::DbRow) -> Result<CustomerRow, StoreError> {
         .collect::<Vec<_>>()
         .join(" ");
     let parts: Vec<String> = [r.opt_text(7)?, Some(town), r.opt_text(10)?]
-    .into_iter()
-    .flatten()
-    .map(|s| s.trim().to_owned())
-    .filter(|s| !s.is_empty())
-    .collect();
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     Ok(CustomerRow {
         id: r.i64(0)?,
         profile_id: r.i64(1)?,

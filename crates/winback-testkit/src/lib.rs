@@ -15,8 +15,26 @@ pub enum Reply {
     Accept,
     /// 450 4.2.1: try again later (a soft bounce).
     Temporary,
+    /// 452 4.2.2: mailbox full (a soft bounce).
+    MailboxFull,
     /// 550 5.1.1: no such user (a hard bounce).
     Permanent,
+}
+
+/// A relay-wide failure the sink can be told to answer with, at the stage real relays do:
+/// none of them is about a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `554 5.7.1` at the greeting: this client's address is blocked.
+    Greeting,
+    /// `535 5.7.8` at AUTH: wrong credentials (the sink offers AUTH PLAIN and LOGIN).
+    Auth,
+    /// `554 5.7.1` at MAIL FROM: the sending IP is on a blocklist.
+    MailFromBlocked,
+    /// `421 4.7.0` at MAIL FROM, then the connection closes: throttled.
+    Throttled,
+    /// `550 5.7.1` after DATA: the content was rejected.
+    Content,
 }
 
 /// One message the sink accepted.
@@ -41,6 +59,7 @@ pub struct SmtpSink {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     refused: Arc<Mutex<Vec<(String, Reply)>>>,
+    fault: Arc<Mutex<Option<Fault>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -81,16 +100,28 @@ impl SmtpSink {
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(Vec::new()));
+        let fault = Arc::new(Mutex::new(None));
         let rule: Arc<Rule> = Arc::new(rule);
         let task = {
-            let (received, refused) = (received.clone(), refused.clone());
+            let (received, refused, fault) = (received.clone(), refused.clone(), fault.clone());
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let (received, refused, rule) =
-                        (received.clone(), refused.clone(), rule.clone());
+                    let (received, refused, rule, fault) = (
+                        received.clone(),
+                        refused.clone(),
+                        rule.clone(),
+                        fault.clone(),
+                    );
                     tokio::spawn(async move {
+                        let ctx = Session {
+                            received: &received,
+                            refused: &refused,
+                            rule: rule.as_ref(),
+                            delay,
+                            fault: &fault,
+                        };
                         // A client that vanishes mid-conversation (a killed worker) is normal.
-                        let _ = session(stream, &received, &refused, rule.as_ref(), delay).await;
+                        let _ = session(stream, ctx).await;
                     });
                 }
             })
@@ -99,8 +130,14 @@ impl SmtpSink {
             addr,
             received,
             refused,
+            fault,
             task,
         })
+    }
+
+    /// From now on, answer every conversation with `fault` (or, with `None`, recover).
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.fault.lock().expect("sink lock") = fault;
     }
 
     /// The address to connect to.
@@ -132,15 +169,32 @@ fn angle(arg: &str) -> String {
     s.trim_start_matches('<').trim_end_matches('>').to_owned()
 }
 
-async fn session(
-    stream: TcpStream,
-    received: &Mutex<Vec<Received>>,
-    refused: &Mutex<Vec<(String, Reply)>>,
-    rule: &Rule,
+/// What one conversation shares with the sink.
+struct Session<'a> {
+    received: &'a Mutex<Vec<Received>>,
+    refused: &'a Mutex<Vec<(String, Reply)>>,
+    rule: &'a Rule,
     delay: std::time::Duration,
-) -> std::io::Result<()> {
+    fault: &'a Mutex<Option<Fault>>,
+}
+
+async fn session(stream: TcpStream, ctx: Session<'_>) -> std::io::Result<()> {
+    let Session {
+        received,
+        refused,
+        rule,
+        delay,
+        fault,
+    } = ctx;
+    let fault = || *fault.lock().expect("sink lock");
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
+    if fault() == Some(Fault::Greeting) {
+        write
+            .write_all(b"554 5.7.1 Service unavailable; client host blocked\r\n")
+            .await?;
+        return Ok(());
+    }
     write.write_all(b"220 sink.winback.test ESMTP\r\n").await?;
     let (mut from, mut to) = (String::new(), Vec::<String>::new());
     let mut line = String::new();
@@ -151,13 +205,32 @@ async fn session(
         }
         let upper = line.trim_end().to_ascii_uppercase();
         let reply: &[u8] = if upper.starts_with("EHLO") {
-            b"250-sink.winback.test\r\n250 8BITMIME\r\n"
+            b"250-sink.winback.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
         } else if upper.starts_with("HELO") {
             b"250 sink.winback.test\r\n"
+        } else if upper.starts_with("AUTH") {
+            if fault() == Some(Fault::Auth) {
+                b"535 5.7.8 Authentication credentials invalid\r\n"
+            } else {
+                b"235 2.7.0 Authentication successful\r\n"
+            }
         } else if upper.starts_with("MAIL FROM") {
-            from = angle(&line);
-            to.clear();
-            b"250 2.1.0 OK\r\n"
+            match fault() {
+                Some(Fault::MailFromBlocked) => {
+                    b"554 5.7.1 Sending IP listed on a blocklist\r\n" as &[u8]
+                }
+                Some(Fault::Throttled) => {
+                    write
+                        .write_all(b"421 4.7.0 Too many messages, try again later\r\n")
+                        .await?;
+                    return Ok(());
+                }
+                _ => {
+                    from = angle(&line);
+                    to.clear();
+                    b"250 2.1.0 OK\r\n"
+                }
+            }
         } else if upper.starts_with("RCPT TO") {
             let rcpt = angle(&line);
             match rule(&rcpt) {
@@ -168,6 +241,10 @@ async fn session(
                 r @ Reply::Temporary => {
                     refused.lock().expect("sink lock").push((rcpt, r));
                     b"450 4.2.1 Mailbox busy, try again later\r\n"
+                }
+                r @ Reply::MailboxFull => {
+                    refused.lock().expect("sink lock").push((rcpt, r));
+                    b"452 4.2.2 Mailbox full\r\n"
                 }
                 r @ Reply::Permanent => {
                     refused.lock().expect("sink lock").push((rcpt, r));
@@ -200,6 +277,13 @@ async fn session(
             }
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            if fault() == Some(Fault::Content) {
+                to.clear();
+                write
+                    .write_all(b"550 5.7.1 Message content rejected\r\n")
+                    .await?;
+                continue;
             }
             let message_id = data.lines().take_while(|l| !l.is_empty()).find_map(|l| {
                 let (name, value) = l.split_once(':')?;

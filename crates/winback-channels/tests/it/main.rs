@@ -1,6 +1,8 @@
 //! Rendering, composing and delivering email, against a real SMTP conversation on loopback.
 #![allow(missing_docs)]
 
+mod relay;
+
 use std::sync::Arc;
 
 use winback_channels::email::{ComposeError, message_id};
