@@ -133,14 +133,11 @@ impl Composer {
         }
     }
 
-    /// Signs with DKIM: an RSA key in PKCS#1 PEM, or an Ed25519 key in base64.
+    /// Signs with DKIM, with a key as people have them: what `openssl genrsa` and
+    /// `openssl genpkey -algorithm ed25519` write (PKCS#8 `BEGIN PRIVATE KEY`), an RSA key in
+    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`), or an Ed25519 seed in base64.
     pub fn with_dkim(mut self, selector: &str, domain: &str, key: &str) -> Result<Self, DkimError> {
-        let algorithm = if key.contains("BEGIN RSA PRIVATE KEY") {
-            DkimSigningAlgorithm::Rsa
-        } else {
-            DkimSigningAlgorithm::Ed25519
-        };
-        let key = DkimSigningKey::new(key, algorithm).map_err(|e| DkimError(e.to_string()))?;
+        let key = dkim_key(key)?;
         let headers = [
             "From",
             "To",
@@ -206,6 +203,7 @@ impl Composer {
                 })
                 .collect(),
             shop: format!("{base}/c/{}", sign(Purpose::Click, Some("shop"))),
+            keep: format!("{base}/c/{}", sign(Purpose::Click, Some("preferences"))),
             pixel: format!("{base}/o/{}", sign(Purpose::Open, None)),
         }
     }
@@ -374,6 +372,43 @@ impl SmtpTransport {
             smtp: builder.build(),
         })
     }
+}
+
+/// Reads a DKIM private key in any of the forms `with_dkim` takes.
+fn dkim_key(text: &str) -> Result<DkimSigningKey, DkimError> {
+    use base64::Engine as _;
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    let t = text.trim();
+    let lettre = |key: &str, algorithm| {
+        DkimSigningKey::new(key, algorithm).map_err(|e| DkimError(e.to_string()))
+    };
+    if t.contains("BEGIN RSA PRIVATE KEY") {
+        return lettre(t, DkimSigningAlgorithm::Rsa);
+    }
+    if t.contains("BEGIN PRIVATE KEY") {
+        // PKCS#8 names its algorithm: RSA or Ed25519.
+        if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(t) {
+            let pkcs1 = k
+                .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+                .map_err(|e| DkimError(e.to_string()))?;
+            return lettre(&pkcs1, DkimSigningAlgorithm::Rsa);
+        }
+        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(t) {
+            let seed = base64::engine::general_purpose::STANDARD.encode(k.to_bytes());
+            return lettre(&seed, DkimSigningAlgorithm::Ed25519);
+        }
+        return Err(DkimError(
+            "the PKCS#8 key is neither RSA nor Ed25519 (make one with `openssl genrsa 2048` or `openssl genpkey -algorithm ed25519`)".into(),
+        ));
+    }
+    if let Some(kind) = t.lines().next().and_then(|l| l.strip_prefix("-----BEGIN ")) {
+        return Err(DkimError(format!(
+            "a `{}` is not a private key winback can sign with (use an RSA or Ed25519 private key, e.g. from `openssl genrsa 2048`)",
+            kind.trim_end_matches('-')
+        )));
+    }
+    lettre(t, DkimSigningAlgorithm::Ed25519)
 }
 
 /// Maps an SMTP error to what it says, by its reply code and enhanced status code (RFC 3463,

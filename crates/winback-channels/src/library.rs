@@ -53,10 +53,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/en/re-permission-goodbye.mjml"),
     ),
     (
-        "en/retention-notice.mjml",
-        include_str!("../templates/en/retention-notice.mjml"),
-    ),
-    (
         "en/cart-reminder.mjml",
         include_str!("../templates/en/cart-reminder.mjml"),
     ),
@@ -131,10 +127,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "nl/re-permission-goodbye.mjml",
         include_str!("../templates/nl/re-permission-goodbye.mjml"),
-    ),
-    (
-        "nl/retention-notice.mjml",
-        include_str!("../templates/nl/retention-notice.mjml"),
     ),
     (
         "nl/cart-reminder.mjml",
@@ -213,10 +205,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/pl/re-permission-goodbye.mjml"),
     ),
     (
-        "pl/retention-notice.mjml",
-        include_str!("../templates/pl/retention-notice.mjml"),
-    ),
-    (
         "pl/cart-reminder.mjml",
         include_str!("../templates/pl/cart-reminder.mjml"),
     ),
@@ -289,11 +277,6 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
     ("en", "re-permission-goodbye", "We will stop emailing you"),
     (
         "en",
-        "retention-notice",
-        "Do you want to keep your account?",
-    ),
-    (
-        "en",
         "cart-reminder",
         "Don't let anyone else take your items!",
     ),
@@ -350,7 +333,6 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
         "Wil je nog steeds onze updates ontvangen?",
     ),
     ("nl", "re-permission-goodbye", "We stoppen met mailen"),
-    ("nl", "retention-notice", "Wil je je account houden?"),
     (
         "nl",
         "cart-reminder",
@@ -405,7 +387,6 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
         "Czy nadal chcesz otrzymywać nasze wiadomości?",
     ),
     ("pl", "re-permission-goodbye", "Przestajemy do Ciebie pisać"),
-    ("pl", "retention-notice", "Czy chcesz zachować swoje konto?"),
     (
         "pl",
         "cart-reminder",

@@ -46,6 +46,9 @@ pub struct Links {
     pub survey: BTreeMap<String, String>,
     /// The call to action (a tracked click to the shop).
     pub shop: String,
+    /// "Yes, keep me subscribed": a tracked click (so a journey's `clicked` branch sees it)
+    /// that opens the preference centre.
+    pub keep: String,
     /// The open pixel.
     pub pixel: String,
 }

@@ -43,9 +43,10 @@ SURVEY = {
         ("competitor", "Znalazłem inny sklep"), ("other", "Coś innego")]),
 }
 REPERMISSION = {
-    "en": ("Yes, keep me subscribed", "Fewer emails: once a month"),
-    "nl": ("Ja, ik blijf ingeschreven", "Minder e-mails: één keer per maand"),
-    "pl": ("Tak, zostaję", "Rzadziej: raz w miesiącu"),
+    # "Fewer" is the preference centre's rule: at most one marketing email per two weeks.
+    "en": ("Yes, keep me subscribed", "Fewer emails: one every two weeks"),
+    "nl": ("Ja, ik blijf ingeschreven", "Minder e-mails: één per twee weken"),
+    "pl": ("Tak, zostaję", "Rzadziej: jeden e-mail na dwa tygodnie"),
 }
 
 # name: flags, then per locale (default subject, heading, paragraphs, call to action).
@@ -182,7 +183,9 @@ def template(loc, flags, heading, paras, cta):
             out.append('        {%- endif %}')
     if "repermission" in flags:
         stay, fewer = REPERMISSION[loc]
-        out.append('        <mj-button href="{{ links.preferences }}">' + stay + '</mj-button>')
+        # "Yes" is a tracked click (the journey's `clicked` branch counts it) that opens the
+        # preference centre; "fewer" goes straight to the preference centre.
+        out.append('        <mj-button href="{{ links.keep }}">' + stay + '</mj-button>')
         out.append('        <mj-button href="{{ links.preferences }}" background-color="#eeeeee" color="#222222">' + fewer + '</mj-button>')
     out.append('        <mj-button href="{{ links.shop }}">' + cta + '</mj-button>')
     out.append('{% endblock %}')

@@ -412,6 +412,7 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
 
 /// `winback worker`: passes until interrupted (or once).
 pub async fn worker(config: &Config, once: bool, clock: &dyn Clock) -> Result<ExitCode> {
+    config.refuse_builtin_secrets()?;
     worker_until(config, once, clock, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -479,7 +480,7 @@ pub async fn worker_until(
                     "{}: retention erased {} people without activity since {} (run {})",
                     clock.now(),
                     r.erased.len(),
-                    r.cutoff.date_utc(),
+                    r.cutoff.date_local(),
                     r.run_id
                 );
             }

@@ -226,15 +226,32 @@ pub struct TokensConfig {
     pub keys: std::collections::BTreeMap<String, String>,
 }
 
+/// The link-signing key every copy of winback ships with: fine for the demo and a loopback
+/// trial, never for a server the public reaches (anyone can read it and forge links).
+pub const BUILTIN_TOKEN_KEY: &str = "winback-development-token-key-change-me";
+/// The offer-code key every copy of winback ships with.
+pub const BUILTIN_ENGINE_SECRET: &str = "winback-development-secret";
+
 impl Default for TokensConfig {
+    /// No keys: the built-in development key signs (see [`TokensConfig::effective_keys`]).
+    /// Defaults carry no key, so a configured `keys` table replaces it instead of being merged
+    /// with it (the built-in key must never keep verifying beside a real one).
     fn default() -> Self {
         Self {
             current: "dev".into(),
-            keys: [(
-                "dev".to_owned(),
-                "winback-development-token-key-change-me".to_owned(),
-            )]
-            .into(),
+            keys: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl TokensConfig {
+    /// The keys that sign and verify: the configured ones, or the built-in development key
+    /// when none is configured.
+    pub fn effective_keys(&self) -> std::collections::BTreeMap<String, String> {
+        if self.keys.is_empty() {
+            [(self.current.clone(), BUILTIN_TOKEN_KEY.to_owned())].into()
+        } else {
+            self.keys.clone()
         }
     }
 }
@@ -256,7 +273,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            secret: "winback-development-secret".into(),
+            secret: BUILTIN_ENGINE_SECRET.into(),
             lease_seconds: 60,
             batch: 500,
             poll_seconds: 5,
@@ -291,20 +308,63 @@ impl Default for PolicyConfig {
 }
 
 impl Config {
+    /// Refuses to run a server or worker that signs links or offer codes with a key from
+    /// winback's public source, unless nobody outside this machine can reach its links (the
+    /// public URL is loopback) or the store is the demo's.
+    pub fn refuse_builtin_secrets(&self) -> Result<()> {
+        let builtin_tokens = self
+            .tokens
+            .effective_keys()
+            .values()
+            .any(|k| k == BUILTIN_TOKEN_KEY);
+        let builtin_engine = self.engine.secret == BUILTIN_ENGINE_SECRET;
+        if !builtin_tokens && !builtin_engine {
+            return Ok(());
+        }
+        let host = self
+            .email
+            .public_url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or("");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let demo = self.database_url.contains("winback-demo");
+        if loopback || demo {
+            return Ok(());
+        }
+        let which = match (builtin_tokens, builtin_engine) {
+            (true, true) => "[tokens] and [engine] secret use the built-in development keys",
+            (true, false) => "[tokens] uses the built-in development key",
+            _ => "[engine] secret is the built-in development key",
+        };
+        anyhow::bail!(
+            "refusing to start: {which} (public in winback's source), so anyone could forge unsubscribe, preference and click links (and guess offer codes) for {}. Run `winback keys secret` for a fresh key and set it, e.g. WINBACK_TOKENS__CURRENT=k1 WINBACK_TOKENS__KEYS__K1=<secret> WINBACK_ENGINE__SECRET=<another secret>; README: Keys and rotation",
+            self.email.public_url
+        )
+    }
+
     /// The signing keys from `[tokens]`.
     pub fn keyring(&self) -> Result<winback_channels::Keyring> {
-        let secret = self
-            .tokens
-            .keys
-            .get(&self.tokens.current)
-            .with_context(|| {
-                format!(
-                    "tokens.current = `{}` names no key in tokens.keys",
-                    self.tokens.current
-                )
-            })?;
+        let keys = self.tokens.effective_keys();
+        let secret = keys.get(&self.tokens.current).with_context(|| {
+            format!(
+                "tokens.current = `{}` names no key in tokens.keys",
+                self.tokens.current
+            )
+        })?;
         let mut ring = winback_channels::Keyring::new(&self.tokens.current, secret.as_bytes())?;
-        for (kid, secret) in &self.tokens.keys {
+        for (kid, secret) in &keys {
             ring.add(kid, secret.as_bytes())?;
         }
         Ok(ring)

@@ -79,7 +79,7 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
     }
     println!(
         "What happened up to {} ({} messages in {}/):",
-        o.end.date_utc(),
+        o.end.date_local(),
         n(o.totals.sent),
         o.outbox.display()
     );
@@ -187,7 +187,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
         "winback demo: a web shop with {} customers (seed {}), history up to {}",
         n(args.customers),
         args.seed,
-        now.date_utc()
+        now.date_local()
     );
     println!();
 
@@ -302,7 +302,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
 
     println!("4. What the data looks like:");
     if let Some((a, b)) = summary.order_span {
-        println!("   Orders from {} to {}.", a.date_utc(), b.date_utc());
+        println!("   Orders from {} to {}.", a.date_local(), b.date_local());
     }
     for (cur, minor) in &summary.revenue_minor_by_currency {
         println!(
@@ -423,7 +423,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     let url = format!("sqlite://{}", args.dir.join("programme.db").display());
     println!(
         "8. The report on the simulated programme, as of {}:",
-        outcome.end.date_utc()
+        outcome.end.date_local()
     );
     crate::kpi::print_summary(&report);
     println!(
@@ -431,7 +431,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     );
     println!(
         "   winback report --database {url} --as-of {}",
-        outcome.end.date_utc()
+        outcome.end.date_local()
     );
     println!("   The dashboard: winback admin set-password you --database {url}");
     println!("                  winback serve --database {url}   then open /admin");
@@ -462,7 +462,7 @@ async fn print_privacy(config: &Config, now: winback_domain::Timestamp) -> Resul
     // the programme never reached have been idle longer.
     println!(
         "7. List hygiene and privacy on the shop as imported, today {} (seeds 000, 001 and 004):",
-        now.date_utc()
+        now.date_local()
     );
     println!(
         "   {} people have an email address; {:.0}% have not clicked or opened for 6 months, {:.0}% for 12 months",

@@ -292,9 +292,9 @@ pub fn render(r: &Report) -> Result<String> {
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_template("report.html", TEMPLATE)?;
     Ok(env.get_template("report.html")?.render(context! {
-        as_of => r.as_of.date_utc().to_string(),
-        from => r.from.date_utc().to_string(),
-        until => r.until.date_utc().to_string(),
+        as_of => r.as_of.date_local().to_string(),
+        from => r.from.date_local().to_string(),
+        until => r.until.date_local().to_string(),
         currency => &r.currency,
         campaigns,
         hygiene_bars,

@@ -157,9 +157,9 @@ pub fn print(r: &Report) {
     let cur = &r.currency;
     println!(
         "winback report, {} (contacts who entered {} to {})",
-        r.as_of.date_utc(),
-        r.from.date_utc(),
-        r.until.date_utc()
+        r.as_of.date_local(),
+        r.from.date_local(),
+        r.until.date_local()
     );
     for c in &r.campaigns {
         println!();

@@ -280,6 +280,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(url) = cli.database {
         config.database_url = url;
     }
+    // Days (recency, intervals, model histories, cohorts, printed dates) are the shop's
+    // calendar days.
+    winback_domain::set_shop_time_zone(
+        jiff::tz::TimeZone::get(&config.default_time_zone)
+            .with_context(|| format!("default_time_zone `{}`", config.default_time_zone))?,
+    );
     // `WINBACK_NOW` starts the clock at a given instant (reproducible runs, tests on dated
     // data); it then runs at real speed.
     let shifted = match std::env::var("WINBACK_NOW") {

@@ -141,12 +141,21 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
                 anyhow::ensure!(
                     now <= last.plus_seconds(86_400),
                     "--as-of {} is after the last order in the store ({}); choose a date within the data, or leave --as-of out to fit on everything up to now",
-                    now.date_utc(),
-                    last.date_utc()
+                    now.date_local(),
+                    last.date_local()
                 );
             }
             let (all, _, spend) = split(&facts, now);
-            let cut = now.plus_seconds(-holdout_days * 86_400);
+            // The calibration cut is a calendar day in the shop's zone, `holdout_days` before
+            // the as-of day (noon, so no daylight-saving change moves it to another day).
+            let cut = now
+                .date_local()
+                .checked_sub(jiff::Span::new().days(holdout_days))
+                .ok()
+                .and_then(Timestamp::local_midnight)
+                .map_or(now.plus_seconds(-holdout_days * 86_400), |t| {
+                    t.plus_seconds(12 * 3600)
+                });
             let (calibration, actual, _) = split(&facts, cut);
             let horizon = holdout_days as f64 / 7.0;
             let mut reports = Vec::new();
@@ -299,6 +308,8 @@ fn refuse_degenerate(
     Ok(fit)
 }
 
+/// `--as-of`: a time, or a date meaning the end of that calendar day in the shop's zone (its
+/// orders count), so the same date cuts the same days whatever the zone.
 fn parse_as_of(v: &str) -> Result<Timestamp> {
     if let Ok(t) = v.parse::<jiff::Timestamp>() {
         return Ok(Timestamp::new(t));
@@ -306,9 +317,9 @@ fn parse_as_of(v: &str) -> Result<Timestamp> {
     let date: jiff::civil::Date = v
         .parse()
         .map_err(|e| anyhow::anyhow!("--as-of: `{v}` is not a date or time: {e}"))?;
-    Ok(Timestamp::new(
-        date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp(),
-    ))
+    Timestamp::local_midnight(date)
+        .map(|t| t.plus_seconds(12 * 3600))
+        .ok_or_else(|| anyhow::anyhow!("--as-of: `{v}` is out of range"))
 }
 
 fn print_fits(
@@ -372,7 +383,7 @@ fn print_fits(
 fn print_holdout(reports: &[ModelReport], days: i64, cut: Timestamp) {
     println!(
         "Holdout check: fitted on purchases up to {}, predicted for the {days} days after; mean purchases per customer by calibration repeat purchases:",
-        cut.date_utc()
+        cut.date_local()
     );
     let Some(first) = reports.iter().find(|r| !r.holdout.is_empty()) else {
         println!("  (no model could be fitted on the calibration period)");
@@ -416,8 +427,8 @@ fn print_saved(fits: &[ModelFitRow]) {
             f.fitted_at,
             f.customers,
             f.window_start
-                .map_or("-".into(), |t| t.date_utc().to_string()),
-            f.window_end.date_utc(),
+                .map_or("-".into(), |t| t.date_local().to_string()),
+            f.window_end.date_local(),
             f.log_likelihood.map_or("-".into(), |l| format!("{l:.2}")),
             f.iterations,
             f.seconds,

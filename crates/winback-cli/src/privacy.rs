@@ -124,7 +124,7 @@ pub async fn retention(
         let reason = format!(
             "no customer activity for {months} months (last: {} on {})",
             c.last_activity.basis,
-            c.last_activity.at.date_utc()
+            c.last_activity.at.date_local()
         );
         if dry_run {
             store
@@ -300,7 +300,7 @@ fn print_retention(out: &RetentionOutcome, months: u32) {
     let verb = if out.dry_run { "would erase" } else { "erased" };
     println!(
         "Retention ({months} months, activity before {}): {verb} {} people; {} wait for their answer to the retention notice. Run {}.",
-        out.cutoff.date_utc(),
+        out.cutoff.date_local(),
         out.erased.len(),
         out.waiting_for_answer.len(),
         out.run_id
@@ -309,7 +309,7 @@ fn print_retention(out: &RetentionOutcome, months: u32) {
         println!(
             "  profile {:>8}  last activity {} ({})",
             c.profile_id,
-            c.last_activity.at.date_utc(),
+            c.last_activity.at.date_local(),
             c.last_activity.basis
         );
     }

@@ -91,7 +91,7 @@ pub fn print_customer(d: &CustomerDetail) {
                 c.channel,
                 c.status,
                 c.source,
-                c.at.date_utc()
+                c.at.date_local()
             );
         }
     }
@@ -104,7 +104,7 @@ pub fn print_customer(d: &CustomerDetail) {
         };
         println!(
             "  {}  {:<16} {:>14}  {:<10} {:<22} via {}{codes}",
-            o.ordered_at.date_utc(),
+            o.ordered_at.date_local(),
             o.external_id,
             money(o.total_minor, &o.currency),
             o.status,
@@ -232,13 +232,13 @@ pub fn print_score(
         match &c.from {
             Some(from) => println!(
                 "  {}: moved from {} to {}",
-                c.at.date_utc(),
+                c.at.date_local(),
                 from.replace('_', " "),
                 c.to.replace('_', " ")
             ),
             None => println!(
                 "  {}: first scored as {}",
-                c.at.date_utc(),
+                c.at.date_local(),
                 c.to.replace('_', " ")
             ),
         }
@@ -341,7 +341,7 @@ pub fn print_scored(rows: &[winback_store::ScoredProfile], format: Format) -> Re
                     r.score.stage.clone(),
                     r.score.purchases.to_string(),
                     r.last_order_at
-                        .map_or(String::new(), |t| t.date_utc().to_string()),
+                        .map_or(String::new(), |t| t.date_local().to_string()),
                     r.score.p_alive.map_or(String::new(), |p| format!("{p:.4}")),
                     major(r.score.clv_minor, &cur),
                     major(r.score.priority_minor, &cur),
@@ -405,7 +405,7 @@ pub fn print_summary(s: &Summary) {
     }
     let span = s
         .order_span
-        .map(|(a, b)| format!(" from {} to {}", a.date_utc(), b.date_utc()))
+        .map(|(a, b)| format!(" from {} to {}", a.date_local(), b.date_local()))
         .unwrap_or_default();
     println!(
         "Orders: {}{span}; {} order lines",

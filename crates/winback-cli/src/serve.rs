@@ -32,10 +32,23 @@ pub enum KeysCommand {
         /// Prefix or name.
         key: String,
     },
+    /// Print a fresh random secret (32 bytes, base64url) for `[tokens]` or `[engine] secret`.
+    Secret,
 }
 
 /// Runs `winback keys …`.
 pub async fn keys(config: &Config, clock: &dyn Clock, cmd: KeysCommand) -> Result<ExitCode> {
+    if let KeysCommand::Secret = cmd {
+        use base64::Engine as _;
+        use rand_core::RngCore as _;
+        let mut bytes = [0u8; 32];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        println!(
+            "{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = crate::open_store(config).await?;
     let code = match cmd {
         KeysCommand::Create { name, scopes } => {
@@ -90,6 +103,7 @@ pub async fn keys(config: &Config, clock: &dyn Clock, cmd: KeysCommand) -> Resul
                 ExitCode::SUCCESS
             }
         }
+        KeysCommand::Secret => unreachable!("answered before the store is opened"),
     };
     store.close().await;
     Ok(code)
@@ -144,6 +158,7 @@ pub async fn admin(config: &Config, clock: &dyn Clock, cmd: AdminCommand) -> Res
 /// Runs `winback serve` until Ctrl-C or SIGTERM, then lets requests in flight finish; with
 /// `worker`, the engine's passes run in the same process and stop at the same signal.
 pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Result<ExitCode> {
+    config.refuse_builtin_secrets()?;
     let store = crate::open_store(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(winback_domain::SystemClock);
     store

@@ -3,6 +3,25 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+/// The shop's calendar: `None` is UTC. Set once from the configuration's
+/// `default_time_zone` by the binary (a process serves one shop); read by every day count.
+static SHOP_ZONE: std::sync::RwLock<Option<jiff::tz::TimeZone>> = std::sync::RwLock::new(None);
+
+/// Days are counted in `tz` from now on (the configuration's `default_time_zone`).
+pub fn set_shop_time_zone(tz: jiff::tz::TimeZone) {
+    let utc = tz.to_offset(jiff::Timestamp::UNIX_EPOCH).seconds() == 0
+        && tz.iana_name().is_none_or(|n| n == "UTC" || n == "Etc/UTC");
+    *SHOP_ZONE.write().unwrap_or_else(|e| e.into_inner()) = (!utc).then_some(tz);
+}
+
+/// The shop zone's UTC offset at `t`, in seconds (0 for UTC, without a lookup).
+fn shop_offset_seconds(t: jiff::Timestamp) -> i64 {
+    match SHOP_ZONE.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(tz) => i64::from(tz.to_offset(t).seconds()),
+        None => 0,
+    }
+}
+
 /// An instant in UTC with microsecond precision: what the store keeps and the clock returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(jiff::Timestamp);
@@ -38,9 +57,29 @@ impl Timestamp {
     pub fn fractional_days_until(self, later: Self) -> f64 {
         (later.as_micros() - self.as_micros()) as f64 / Self::DAY_MICROS as f64
     }
-    /// The UTC day this falls on, as days since 1970-01-01: purchase days are counted by it.
+    /// The calendar day this falls on in the shop's time zone ([`set_shop_time_zone`]), as
+    /// days since 1970-01-01: purchase days, recency, intervals, model histories and cohort
+    /// windows are counted by it. A date-only order of 1 May in Amsterdam (stored at local
+    /// midnight, 30 April 22:00 UTC) is on 1 May, not the day before.
     pub fn day_number(self) -> i64 {
-        self.as_micros().div_euclid(Self::DAY_MICROS)
+        let offset = shop_offset_seconds(self.0);
+        (self.as_micros() + offset * 1_000_000).div_euclid(Self::DAY_MICROS)
+    }
+    /// The calendar date in the shop's time zone, for printing dates a person reads.
+    pub fn date_local(self) -> jiff::civil::Date {
+        match SHOP_ZONE.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(tz) => self.0.to_zoned(tz.clone()).date(),
+            None => self.date_utc(),
+        }
+    }
+    /// Local midnight of `date` in the shop's time zone.
+    pub fn local_midnight(date: jiff::civil::Date) -> Option<Self> {
+        let tz = SHOP_ZONE
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        date.to_zoned(tz).ok().map(|z| Self::new(z.timestamp()))
     }
     /// `self` plus a signed number of seconds, saturating at jiff's range.
     pub fn plus_seconds(self, seconds: i64) -> Self {

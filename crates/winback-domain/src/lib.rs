@@ -22,7 +22,7 @@ mod order;
 mod phone;
 
 pub use address::{AddressError, PostalAddress, country_code};
-pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock, Timestamp};
+pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock, Timestamp, set_shop_time_zone};
 pub use consent::{Channel, Consent, ConsentError, ConsentStatus};
 pub use customer::CustomerRecord;
 pub use email::{EmailAddress, EmailError};

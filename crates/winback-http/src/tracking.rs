@@ -255,10 +255,17 @@ async fn click(
     let Some(link) = claims.extra.as_deref() else {
         return not_found(&state);
     };
-    let url = match state.link(link).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return not_found(&state),
-        Err(e) => return crate::error::ApiError::internal(e).into_response(),
+    // `preferences`: "yes, keep me subscribed" in a re-permission mail. It is a click (the
+    // journey's `clicked` branch reads it), then the preference centre of the same message,
+    // where the person confirms with a POST. Our own page, so never an open redirect.
+    let url = if link == PREFERENCES_LINK {
+        link_for(&state, Purpose::Preferences, "p", &m.key)
+    } else {
+        match state.link(link).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return not_found(&state),
+            Err(e) => return crate::error::ApiError::internal(e).into_response(),
+        }
     };
     let now = state.clock.now();
     let ua = user_agent(&headers);
@@ -289,6 +296,9 @@ async fn click(
     );
     r
 }
+
+/// The click link id that records a click and opens the message's preference centre.
+pub const PREFERENCES_LINK: &str = "preferences";
 
 /// A fresh signed link for `purpose` on the same message (e.g. preferences from the
 /// unsubscribe page).

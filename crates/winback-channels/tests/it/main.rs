@@ -332,8 +332,29 @@ mod dkim {
         )
     }
 
+    /// A public key to verify with.
+    pub enum Key<'a> {
+        /// ed25519-sha256.
+        Ed(&'a VerifyingKey),
+        /// rsa-sha256.
+        Rsa(&'a rsa::RsaPublicKey),
+    }
+
+    impl<'a> From<&'a VerifyingKey> for Key<'a> {
+        fn from(k: &'a VerifyingKey) -> Self {
+            Key::Ed(k)
+        }
+    }
+
+    impl<'a> From<&'a rsa::RsaPublicKey> for Key<'a> {
+        fn from(k: &'a rsa::RsaPublicKey) -> Self {
+            Key::Rsa(k)
+        }
+    }
+
     /// Verifies the message's DKIM-Signature with `key`; returns the signed header names.
-    pub fn verify(message: &[u8], key: &VerifyingKey) -> Result<Vec<String>, String> {
+    pub fn verify<'a>(message: &[u8], key: impl Into<Key<'a>>) -> Result<Vec<String>, String> {
+        let key = key.into();
         let text = std::str::from_utf8(message).map_err(|e| e.to_string())?;
         let (head, raw_body) = text.split_once("\r\n\r\n").ok_or("no body")?;
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -369,7 +390,11 @@ mod dkim {
                 .map(|(_, v)| v.clone())
                 .ok_or(format!("no {k}= tag"))
         };
-        if tag("a")? != "ed25519-sha256" || tag("c")? != "relaxed/relaxed" {
+        let algorithm = match key {
+            Key::Ed(_) => "ed25519-sha256",
+            Key::Rsa(_) => "rsa-sha256",
+        };
+        if tag("a")? != algorithm || tag("c")? != "relaxed/relaxed" {
             return Err("unexpected algorithm or canonicalization".into());
         }
         let bh = STANDARD.encode(Sha256::digest(body(raw_body)));
@@ -395,9 +420,17 @@ mod dkim {
         let without_b = format!("{}b=", &sig_value[..b_at]);
         data.push_str(&header(&sig_name, &without_b));
         let sig = STANDARD.decode(tag("b")?).map_err(|e| e.to_string())?;
-        let sig = Signature::from_slice(&sig).map_err(|e| e.to_string())?;
-        key.verify(&Sha256::digest(data.as_bytes()), &sig)
-            .map_err(|e| format!("signature does not verify: {e}"))?;
+        let digest = Sha256::digest(data.as_bytes());
+        match key {
+            Key::Ed(k) => {
+                let sig = Signature::from_slice(&sig).map_err(|e| e.to_string())?;
+                k.verify(&digest, &sig)
+                    .map_err(|e| format!("signature does not verify: {e}"))?;
+            }
+            Key::Rsa(k) => k
+                .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, &sig)
+                .map_err(|e| format!("signature does not verify: {e}"))?,
+        }
         Ok(signed)
     }
 }
@@ -447,6 +480,75 @@ fn dkim_signatures_verify_and_cover_the_unsubscribe_headers() {
     // Another key does not verify it.
     let other = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]).verifying_key();
     assert!(dkim::verify(&message, &other).is_err());
+}
+
+/// The keys people have: what plain `openssl genrsa 2048` (PKCS#8 in OpenSSL 3), `openssl genrsa
+/// -traditional` (PKCS#1) and `openssl genpkey -algorithm ed25519` write all sign mail that an
+/// independent verifier accepts.
+#[test]
+fn dkim_keys_made_by_plain_openssl_sign() {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str], file: &str| {
+        let path = dir.path().join(file);
+        // `openssl COMMAND -out FILE OPTIONS…` (genrsa takes its size last).
+        let out = std::process::Command::new("openssl")
+            .arg(args[0])
+            .arg("-out")
+            .arg(&path)
+            .args(&args[1..])
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(path).unwrap()
+    };
+    let pkcs8 = openssl(&["genrsa", "2048"], "rsa.pem");
+    assert!(pkcs8.contains("BEGIN PRIVATE KEY"), "{pkcs8}");
+    let pkcs1 = openssl(&["genrsa", "-traditional", "2048"], "rsa1.pem");
+    assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"));
+    for pem in [&pkcs8, &pkcs1] {
+        let public = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+            .or_else(|_| {
+                use rsa::pkcs1::DecodeRsaPrivateKey as _;
+                rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+            })
+            .unwrap()
+            .to_public_key();
+        let composer = composer().with_dkim("s2026", "shop.example", pem).unwrap();
+        let message = composer
+            .compose(&dispatch("we-miss-you"))
+            .unwrap()
+            .formatted();
+        let signed = dkim::verify(&message, &public).unwrap();
+        assert!(
+            signed
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case("List-Unsubscribe"))
+        );
+    }
+    let ed = openssl(&["genpkey", "-algorithm", "ed25519"], "ed.pem");
+    let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&ed).unwrap();
+    let composer = composer().with_dkim("s2026", "shop.example", &ed).unwrap();
+    let message = composer
+        .compose(&dispatch("we-miss-you"))
+        .unwrap()
+        .formatted();
+    dkim::verify(&message, &signing.verifying_key()).unwrap();
+    // A public key or a certificate is refused with a word on what to use.
+    let e = composer_err("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n");
+    assert!(e.contains("`PUBLIC KEY` is not a private key"), "{e}");
+}
+
+fn composer_err(key: &str) -> String {
+    composer()
+        .with_dkim("s", "shop.example", key)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test]

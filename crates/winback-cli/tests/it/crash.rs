@@ -74,11 +74,12 @@ impl Shop {
             dir.join("winback.toml"),
             format!(
                 "database_url = \"{db}\"\n{schema}default_time_zone = \"UTC\"\n\
-                 [engine]\nlease_seconds = 5\npoll_seconds = 1\nbatch = 100\n\
+                 [engine]\nlease_seconds = 5\npoll_seconds = 1\nbatch = 100\nsecret = \"crash-test-engine-secret-0123456789\"\n\
                  [policy]\nsend_window = \"{}\"\nramp = {{ start_share = 1.0 }}\n\
                  [email]\ntransport = \"smtp\"\n\
                  [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\npool = 2\ntimeout_seconds = 10\n\
-                 [privacy]\nenforce = false\n",
+                 [privacy]\nenforce = false\n\
+                 [tokens]\ncurrent = \"k1\"\nkeys = {{ k1 = \"crash-test-token-key-0123456789abcdef\" }}\n",
                 open_window()
             ),
         )

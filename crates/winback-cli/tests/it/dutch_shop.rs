@@ -23,7 +23,12 @@ fn a_dutch_shops_exports_import_score_fit_and_mail_exactly_the_consenting() {
         serde_json::from_str(&std::fs::read_to_string(shop("expected.json")).unwrap()).unwrap();
     // The deliverability ramp admits everyone: this test is about consent, and a real first
     // send to an unwarmed list would start at 10% of the inactive addresses.
-    env.write("winback.toml", "[policy.ramp]\nstart_share = 1.0\n");
+    env.write(
+        "winback.toml",
+        "[policy.ramp]\nstart_share = 1.0\n\
+         [engine]\nsecret = \"dutch-shop-engine-secret-0123456789\"\n\
+         [tokens]\ncurrent = \"k1\"\nkeys = { k1 = \"dutch-shop-token-key-0123456789abcdef\" }\n",
+    );
     let run = |args: &[&str]| {
         let out = env
             .cmd()

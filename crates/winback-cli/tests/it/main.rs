@@ -465,6 +465,49 @@ fn score_places_every_profile_in_one_stage_with_a_reason() {
 
 #[test]
 fn models_fit_reproduces_cdnow_and_reports_the_holdout() {
+    // Days are calendar days in the shop's zone: the same dates give the same fit whether the
+    // shop is in London, Amsterdam or New York (CDNOW's dates have no time; each is stored at
+    // local midnight, which is the previous day in UTC east of Greenwich).
+    for zone in ["Europe/Amsterdam", "America/New_York"] {
+        let env = Env::new();
+        let sample = repo_file("data/cdnow/CDNOW_sample.txt");
+        let run = |args: &[&str]| {
+            let out = env
+                .cmd()
+                .env("WINBACK_DEFAULT_TIME_ZONE", zone)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{zone}: {}", text(&out));
+            out
+        };
+        run(&["import", "cdnow", sample.to_str().unwrap()]);
+        let out = run(&[
+            "models",
+            "fit",
+            "--as-of",
+            "1998-06-30",
+            "--holdout-days",
+            "273",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let m = v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model"] == "BG/NBD")
+            .unwrap();
+        let fitted = m["calibration_fit"]["params"].as_array().unwrap();
+        for (got, want) in fitted.iter().zip([0.2426, 4.4135, 0.7929, 2.4258]) {
+            let got = got.as_f64().unwrap();
+            assert!(
+                ((got - want) / want).abs() < 1e-3,
+                "{zone}: {got} vs {want}"
+            );
+        }
+        assert_eq!(m["holdout_actual"].as_f64().unwrap(), 1882.0, "{zone}");
+    }
     let env = Env::new();
     let sample = repo_file("data/cdnow/CDNOW_sample.txt");
     let out = env
@@ -597,8 +640,28 @@ fn keys_and_serve_take_events_and_stop_gracefully() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
+    // A server the public reaches needs its own keys (the built-in ones are refused).
+    let refused = env.run(&["serve", "--listen", &addr]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains(
+            "refusing to start: [tokens] and [engine] secret use the built-in development keys"
+        ),
+        "{}",
+        text(&refused)
+    );
+    let secret = env.run(&["keys", "secret"]);
+    let token_key = String::from_utf8_lossy(&secret.stdout).trim().to_owned();
+    assert_eq!(
+        token_key.len(),
+        43,
+        "32 random bytes, base64url: {token_key}"
+    );
     let server = env
         .cmd()
+        .env("WINBACK_TOKENS__CURRENT", "k1")
+        .env("WINBACK_TOKENS__KEYS__K1", &token_key)
+        .env("WINBACK_ENGINE__SECRET", "a-secret-of-this-shop-0123456789")
         .args(["serve", "--listen", &addr, "--worker"])
         .stdout(std::process::Stdio::piped())
         .spawn()

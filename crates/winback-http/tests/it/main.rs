@@ -1476,3 +1476,30 @@ async fn api_consent_without_a_time_is_recorded_when_received() {
         .await;
     assert_eq!(at, received);
 }
+
+/// "Yes, keep me subscribed" in a re-permission mail is a click the journey's `clicked` branch
+/// sees, then the message's own preference centre (never an open redirect).
+#[tokio::test]
+async fn keep_me_subscribed_counts_as_a_click_and_opens_the_preference_centre() {
+    let h = Harness::new().await;
+    let t = h.token(Purpose::Click, "msg-1", Some("preferences"));
+    let r = h
+        .get(
+            &format!("/c/{t}?url=https://evil.example"),
+            &[("user-agent", IPHONE)],
+        )
+        .await;
+    assert!(r.status.is_redirection(), "{}", r.status);
+    let to = r.headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(to.starts_with("https://mail.shop.example/p/"), "{to}");
+    let page = h
+        .get(
+            to.trim_start_matches("https://mail.shop.example"),
+            &[("user-agent", IPHONE)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "the preference centre opens");
+    let clicks = h.events("email_clicked").await;
+    assert_eq!(clicks.len(), 1, "the yes counts as a click");
+    assert_eq!(clicks[0]["message_id"], "msg-1");
+}

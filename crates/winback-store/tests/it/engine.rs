@@ -629,3 +629,84 @@ conformance!(
     first_message_dropped,
     super::a_journey_whose_first_message_is_dropped_ends
 );
+
+/// The whole re-permission journey of the example campaign: the one who answers "yes, keep me
+/// subscribed" (a click on the first mail) stays subscribed and is tagged; the silent one is
+/// unsubscribed from marketing email only (their SMS consent stays).
+async fn re_permission_keeps_the_yes_sayers_and_sunsets_the_silent(store: &SqlStore) {
+    let customers = "customer_id,email,phone,first_name,email_consent,sms_consent,time_zone\n\
+        Y,yes@example.nl,+31611111111,Yara,yes,yes,UTC\n\
+        S,silent@example.nl,+31622222222,Sam,yes,yes,UTC\n";
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "c.csv",
+        customers,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    features(store, start()).await;
+    // The example campaign as shipped, without its holdout (two contacts, both asked).
+    let text = format!(
+        "{}\n[holdout]\nshare = 0.0\n",
+        include_str!("../../../../examples/campaigns/re-permission.toml")
+    );
+    launch(store, &text, "re-permission").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    let s = engine.run_until_idle(10).await.unwrap();
+    assert_eq!(s.sent, 2, "both are asked: {s:?}");
+    let key = store
+        .pool()
+        .fetch(
+            "SELECT o.idempotency_key FROM outbox o JOIN customers c ON c.id = o.profile_id WHERE c.external_id = 'Y'",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .text(0)
+        .unwrap();
+    // Yara clicks "yes, keep me subscribed" (the tracking server records it like this).
+    let click = format!(
+        "{{\"customer_id\":\"Y\",\"at\":\"2024-06-04T09:00:00Z\",\"type\":\"email_clicked\",\"message_id\":\"{key}\"}}\n"
+    );
+    let r = import(store, SourceKind::Events, "e.jsonl", &click, Mode::Strict).await;
+    assert!(r.committed, "{:?}", r.errors);
+    clock.advance_days(15);
+    engine.run_until_idle(10).await.unwrap();
+    let consent = |who: &'static str, channel: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .customer_detail(who)
+                .await
+                .unwrap()
+                .unwrap()
+                .consent
+                .iter()
+                .find(|c| c.channel == channel)
+                .map(|c| c.status.clone())
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(consent("Y", "email").await, "opt_in", "the yes-sayer stays");
+    assert_eq!(
+        consent("S", "email").await,
+        "withdrawn",
+        "the silent one is sunset"
+    );
+    assert_eq!(consent("S", "sms").await, "opt_in", "from email only");
+    let tags = count(
+        store,
+        "SELECT COUNT(*) FROM contact_tags t JOIN customers c ON c.id = t.profile_id WHERE c.external_id = 'Y' AND t.tag = 're-permitted'",
+    )
+    .await;
+    assert_eq!(tags, 1);
+}
+conformance!(
+    re_permission,
+    super::re_permission_keeps_the_yes_sayers_and_sunsets_the_silent
+);
