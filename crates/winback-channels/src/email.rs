@@ -288,6 +288,14 @@ pub struct SmtpSettings {
     pub pool: u32,
     /// Seconds before a command times out.
     pub timeout_seconds: u64,
+    /// The name winback gives in EHLO (default: this machine's host name). Relays and
+    /// receivers check it against the sending IP's reverse DNS.
+    pub ehlo_name: Option<String>,
+    /// The envelope sender (return path) for bounces, e.g. `bounces@shop.example`; default:
+    /// the From address. With `+` support at the bounce mailbox, each message's return path is
+    /// `bounces+TAG@shop.example` (VERP), TAG naming the message, so an asynchronous bounce
+    /// can be matched to it.
+    pub return_path: Option<String>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -314,6 +322,8 @@ impl Default for SmtpSettings {
             password: None,
             pool: 4,
             timeout_seconds: 30,
+            ehlo_name: None,
+            return_path: None,
         }
     }
 }
@@ -327,6 +337,8 @@ pub struct SmtpConfigError(String);
 pub struct SmtpTransport {
     composer: Composer,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
+    /// The envelope sender base for VERP, when configured.
+    return_path: Option<lettre::Address>,
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -364,14 +376,56 @@ impl SmtpTransport {
                 settings.timeout_seconds,
             )))
             .pool_config(PoolConfig::new().max_size(settings.pool.max(1)));
+        if let Some(name) = settings.ehlo_name.as_deref().filter(|n| !n.is_empty()) {
+            builder = builder.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                name.to_owned(),
+            ));
+        }
+        let return_path = match settings.return_path.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => Some(
+                r.parse::<lettre::Address>()
+                    .map_err(|e| SmtpConfigError(format!("return_path `{r}`: {e}")))?,
+            ),
+            None => None,
+        };
         if let (Some(u), Some(p)) = (&settings.user, &settings.password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
         Ok(Self {
             composer,
             smtp: builder.build(),
+            return_path,
         })
     }
+}
+
+/// The envelope sender of one message: `user+TAG@domain` (VERP), TAG a short hash of the
+/// message's idempotency key, so a bounce report sent to the return path names its message.
+pub fn verp(return_path: &lettre::Address, key: &str) -> Option<lettre::Address> {
+    use sha2::{Digest, Sha256};
+    let tag = &hex::encode(Sha256::digest(key.as_bytes()))[..16];
+    format!("{}+{tag}@{}", return_path.user(), return_path.domain())
+        .parse()
+        .ok()
+}
+
+/// The relay's queue id in its acceptance reply (`250 2.0.0 Ok: queued as 4Xb2Yz`), else the
+/// reply's text: what the relay's logs know the message by.
+fn queue_id(reply: &str) -> String {
+    let lower = reply.to_ascii_lowercase();
+    for marker in ["queued as ", "queued as:", "id="] {
+        if let Some(i) = lower.find(marker) {
+            let rest = reply[i + marker.len()..].trim();
+            if let Some(id) = rest.split_whitespace().next() {
+                return id
+                    .trim_matches(|c: char| {
+                        !c.is_ascii_alphanumeric() && c != '-' && c != '.' && c != '@'
+                    })
+                    .to_owned();
+            }
+        }
+    }
+    reply.trim().to_owned()
 }
 
 /// Reads a DKIM private key in any of the forms `with_dkim` takes.
@@ -487,9 +541,19 @@ impl Transport for SmtpTransport {
             Ok(m) => m,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
-        match self.smtp.send(message).await {
+        let sent = match self.return_path.as_ref().and_then(|r| verp(r, &d.key)) {
+            Some(from) => {
+                let to: Vec<lettre::Address> = message.envelope().to().to_vec();
+                match lettre::address::Envelope::new(Some(from), to) {
+                    Ok(envelope) => self.smtp.send_raw(&envelope, &message.formatted()).await,
+                    Err(e) => return SendOutcome::Failed(format!("envelope: {e}")),
+                }
+            }
+            None => self.smtp.send(message).await,
+        };
+        match sent {
             Ok(r) => SendOutcome::Sent {
-                provider_id: r.message().next().map(str::to_owned),
+                provider_id: Some(queue_id(&r.message().collect::<Vec<_>>().join(" "))),
             },
             Err(e) => outcome_of(&e),
         }

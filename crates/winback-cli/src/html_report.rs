@@ -371,6 +371,7 @@ mod tests {
                 results_by_provider: vec![],
                 deliverability: vec![],
                 winner: None,
+                dropped_by_reason: Default::default(),
                 stay: Default::default(),
             }],
             hygiene: Default::default(),

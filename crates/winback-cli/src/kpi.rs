@@ -238,6 +238,14 @@ pub fn print(r: &Report) {
                     println!("      survey answers: {}", reasons.join(", "));
                 }
             }
+            if !c.dropped_by_reason.is_empty() {
+                let why: Vec<String> = c
+                    .dropped_by_reason
+                    .iter()
+                    .map(|(k, v)| format!("{} {}", n(*v as u64), k.replace('_', " ")))
+                    .collect();
+                println!("   dropped at send time: {}", why.join(", "));
+            }
         }
         let multi = c.arms.iter().filter(|a| !a.holdout).count() > 1;
         for a in c.arms.iter().filter(|a| !a.holdout) {

@@ -95,6 +95,41 @@ pub fn print_customer(d: &CustomerDetail) {
             );
         }
     }
+    if !d.suppressions.is_empty() {
+        println!("Suppressions:");
+        for x in &d.suppressions {
+            println!(
+                "  {:<6} {:<32} {:<14} {} since {}{}",
+                x.channel,
+                x.address,
+                x.reason.replace('_', " "),
+                if x.active { "in force" } else { "lifted" },
+                x.at.date_local(),
+                if x.soft_bounces > 0 {
+                    format!(" ({} soft bounces)", x.soft_bounces)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if !d.messages.is_empty() {
+        println!("Latest messages:");
+        for m in &d.messages {
+            println!(
+                "  {} {:<24} {:<18} {:<5} {:<9} {}{}",
+                m.sent_at.unwrap_or(m.queued_at).date_local(),
+                m.campaign,
+                m.step,
+                m.channel,
+                m.state,
+                m.outcome.as_deref().unwrap_or("").replace('_', " "),
+                m.recipient
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" to {r}"))
+            );
+        }
+    }
     println!("Orders: {} (latest first)", d.order_count);
     for o in &d.orders {
         let codes = if o.discount_codes.is_empty() {

@@ -643,6 +643,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
             winback_measure::Winner::Chosen { reason, .. } => format!("Winner: {reason}"),
             winback_measure::Winner::NotYet { reason } => format!("No winner yet: {reason}"),
         }),
+        dropped_by_reason => c.dropped_by_reason.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect::<Vec<_>>().join(", "),
         messages => c.messages.iter().map(|f| context! {
             step => f.step.clone(), variant => f.variant.clone(), channel => f.channel.clone(),
             sent => f.sent, delivered => f.delivered, hard => f.hard_bounced, soft => f.soft_bounced,
@@ -1040,6 +1041,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <table id="messages"><thead><tr><th>Step</th><th>Variant</th><th>Channel</th><th>Sent</th><th>Delivered</th><th>Hard</th><th>Soft</th><th>In doubt</th><th>Dropped</th><th>Opened</th><th>Machine opens</th><th>Clicked</th><th>Unsub.</th><th>Spam</th></tr></thead><tbody>
 {% for f in c.messages %}<tr data-step="{{ f.step }}" data-variant="{{ f.variant }}" data-channel="{{ f.channel }}"><td>{{ f.step }}</td><td>{{ f.variant }}</td><td>{{ f.channel }}</td><td class="num" data-k="sent">{{ f.sent }}</td><td class="num">{{ f.delivered }}</td><td class="num">{{ f.hard }}</td><td class="num">{{ f.soft }}</td><td class="num">{{ f.in_doubt }}</td><td class="num">{{ f.dropped }}</td><td class="num">{{ f.opened }}</td><td class="num">{{ f.machine }}</td><td class="num" data-k="clicked">{{ f.clicked }}</td><td class="num">{{ f.unsubscribed }}</td><td class="num">{{ f.complained }}</td></tr>
 {% else %}<tr><td colspan="14">No messages yet.</td></tr>{% endfor %}</tbody></table>
+{% if c.dropped_by_reason %}<p id="dropped-reasons">Dropped at send time: {{ c.dropped_by_reason }}.</p>{% endif %}
 {% if c.locales %}<h3>By locale</h3><table id="locales"><thead><tr><th>Locale</th><th>Channel</th><th>Sent</th><th>Opened</th><th>Clicked</th><th>Unsub.</th></tr></thead><tbody>
 {% for l in c.locales %}<tr><td>{{ l.locale }}</td><td>{{ l.channel }}</td><td class="num">{{ l.sent }}</td><td class="num">{{ l.opened }}</td><td class="num">{{ l.clicked }}</td><td class="num">{{ l.unsubscribed }}</td></tr>{% endfor %}</tbody></table>{% endif %}
 </section>

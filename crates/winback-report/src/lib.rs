@@ -392,6 +392,8 @@ pub struct CampaignReport {
     pub winner: Option<Winner>,
     /// Did they stay? Reactivated customers after their return.
     pub stay: winback_store::stay::Stay,
+    /// Messages dropped at send time, by reason (no consent, suppressed, erased, cap, …).
+    pub dropped_by_reason: std::collections::BTreeMap<String, i64>,
 }
 
 /// The whole report.
@@ -617,6 +619,7 @@ pub async fn build(
             winner: (variants.len() > 1)
                 .then(|| winback_measure::choose_winner(&variants, &holdout)),
             stay,
+            dropped_by_reason: store.drop_reasons(rec.id, from, until).await?,
         });
     }
     let hygiene = store.hygiene(now).await?;

@@ -34,8 +34,8 @@ use winback_identity::{Identifiers, Resolution};
 
 pub use features::FactScope;
 pub use queries::{
-    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
-    Summary,
+    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, MessageView, OrderView,
+    ResolutionStats, Summary, SuppressionView,
 };
 pub use scores::{ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoredProfile, StageChange};
 pub use session::{ImportSession, WriteCounts};
@@ -871,6 +871,34 @@ impl SqlStore {
     #[allow(clippy::type_complexity)]
     pub async fn campaign_counts(&self) -> Result<Vec<journeys::CampaignCounts>, StoreError> {
         journeys::campaign_counts(&self.pool).await
+    }
+
+    /// A campaign's dropped messages by reason (`no_consent`, `suppressed`, `erased`, `cap`,
+    /// `expired`, `no_address`, `journey_ended`), for messages queued in `[from, until)`.
+    pub async fn drop_reasons(
+        &self,
+        campaign_id: i64,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for r in self
+            .pool
+            .fetch(
+                "SELECT outcome, COUNT(*) FROM outbox WHERE campaign_id = $1 AND state = 'dropped' AND created_at >= $2 AND created_at < $3 GROUP BY outcome",
+                &[
+                    Val::from(campaign_id),
+                    Val::from(from.as_micros()),
+                    Val::from(until.as_micros()),
+                ],
+            )
+            .await?
+        {
+            let reason = r.opt_text(0)?.unwrap_or_else(|| "unknown".into());
+            *out.entry(journeys::drop_reason(&reason).to_owned())
+                .or_default() += r.i64(1)?;
+        }
+        Ok(out)
     }
 
     /// Transports paused by their circuit breaker: (channel, reason, paused until).

@@ -290,14 +290,22 @@ async fn session(stream: TcpStream, ctx: Session<'_>) -> std::io::Result<()> {
                 name.eq_ignore_ascii_case("message-id")
                     .then(|| value.trim().to_owned())
             });
-            received.lock().expect("sink lock").push(Received {
-                from: from.clone(),
-                to: std::mem::take(&mut to),
-                data,
-                message_id,
-                at_micros: now_micros(),
-            });
-            b"250 2.0.0 Queued\r\n"
+            let queue_id = {
+                let mut r = received.lock().expect("sink lock");
+                r.push(Received {
+                    from: from.clone(),
+                    to: std::mem::take(&mut to),
+                    data,
+                    message_id,
+                    at_micros: now_micros(),
+                });
+                format!("SINK{:06}", r.len())
+            };
+            // As Postfix answers: the queue id the relay's logs know the message by.
+            write
+                .write_all(format!("250 2.0.0 Ok: queued as {queue_id}\r\n").as_bytes())
+                .await?;
+            continue;
         } else if upper == "RSET" {
             to.clear();
             b"250 2.0.0 OK\r\n"

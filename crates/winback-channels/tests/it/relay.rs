@@ -262,4 +262,46 @@ async fn a_relay_outage_suppresses_nobody_and_everyone_gets_one_message_after_re
         .unwrap();
     assert_eq!(suppressed.len(), 1);
     assert_eq!(suppressed[0].text(0).unwrap(), "gone@example.nl");
+    // `customers show` tells the story: the suppression and the message's outcome.
+    let d = store.customer_detail("C0").await.unwrap().unwrap();
+    assert_eq!(d.suppressions[0].reason, "hard_bounce");
+    assert!(d.suppressions[0].active);
+    assert_eq!(d.messages[0].outcome.as_deref(), Some("hard_bounce"));
+    let d = store.customer_detail("C1").await.unwrap().unwrap();
+    assert!(d.suppressions.is_empty());
+    assert_eq!(d.messages[0].state, "sent");
+}
+
+/// The envelope sender is the configured return path with a tag naming the message (VERP), and
+/// the relay's queue id is kept as the provider id.
+#[tokio::test]
+async fn return_path_carries_the_message_tag_and_the_queue_id_is_kept() {
+    let sink = SmtpSink::start().await.unwrap();
+    let relay = SmtpTransport::new(
+        composer(),
+        &SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: sink.addr().port(),
+            tls: "none".into(),
+            ehlo_name: Some("mail.shop.example".into()),
+            return_path: Some("bounces@shop.example".into()),
+            ..SmtpSettings::default()
+        },
+    )
+    .unwrap();
+    let d = dispatch("we-miss-you");
+    let out = relay.deliver(&d).await;
+    let SendOutcome::Sent { provider_id } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(provider_id.as_deref(), Some("SINK000001"));
+    let from = &sink.messages()[0].from;
+    let expected = winback_channels::email::verp(&"bounces@shop.example".parse().unwrap(), &d.key)
+        .unwrap()
+        .to_string();
+    assert_eq!(from, &expected);
+    assert!(
+        from.starts_with("bounces+") && from.ends_with("@shop.example"),
+        "{from}"
+    );
 }

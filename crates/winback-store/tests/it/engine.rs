@@ -624,6 +624,13 @@ async fn a_journey_whose_first_message_is_dropped_ends(store: &SqlStore) {
     let k = counts.iter().find(|k| k.name == "ask-why").unwrap();
     assert_eq!(k.dropped.get("no_consent"), Some(&1), "{k:?}");
     assert_eq!(k.messages.get("sent"), Some(&4), "{k:?}");
+    // The report's figure: dropped by reason in its window.
+    let id = store.campaigns().await.unwrap()[0].id;
+    let reasons = store
+        .drop_reasons(id, start(), clock.now().plus_seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(reasons.get("no_consent"), Some(&1), "{reasons:?}");
 }
 conformance!(
     first_message_dropped,
@@ -705,6 +712,42 @@ async fn re_permission_keeps_the_yes_sayers_and_sunsets_the_silent(store: &SqlSt
     )
     .await;
     assert_eq!(tags, 1);
+
+    // The access export of this scored, enrolled, messaged and merged person works on both
+    // backends (its REAL columns once failed to decode).
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "newsletter.csv",
+        "email,first_name,email_consent\nYES@example.nl,Yara,subscribed\n",
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    let ids = store.identifiers().await.unwrap();
+    store
+        .save_resolution(
+            &winback_identity::resolve(&winback_identity::IdentityRules::default(), &ids),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    let yara = store.find_profile("Y").await.unwrap().unwrap();
+    store
+        .pool()
+        .execute(
+            &format!("INSERT INTO profile_scores (profile_id, run_id, stage, reason, p_alive, expected_90d, clv_minor, purchases, spend_minor, priority_minor) VALUES ({yara}, 1, 'inactive_subscriber', 'test', 0.4, 0.1, 2500.7, 0, 0, 12.2)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let export = store.export_profile(yara).await.unwrap();
+    assert_eq!(export["records"].as_array().unwrap().len(), 2, "{export}");
+    assert_eq!(export["scores"]["p_alive"], 0.4);
+    assert_eq!(export["scores"]["clv_minor"], 2501);
+    assert!(!export["messages"].as_array().unwrap().is_empty());
+    assert!(!export["journeys"].as_array().unwrap().is_empty());
+    assert_eq!(export["identity_merges"].as_array().unwrap().len(), 1);
 }
 conformance!(
     re_permission,
