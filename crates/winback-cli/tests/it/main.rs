@@ -956,3 +956,60 @@ fn honest_reports_and_small_things() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Calendar days in the shop's zone, checked against lifetimes 0.11.3 on the CDNOW master at
+/// several calibration cuts (tests/data/lifetimes_cuts.py wrote tests/data/lifetimes_cuts.txt):
+/// in Amsterdam, where every date-only order is stored at 22:00 or 23:00 UTC the day before,
+/// the calibration fits equal lifetimes' at the same observation_period_end.
+#[test]
+fn cdnow_master_cuts_fit_like_lifetimes_in_the_shops_zone() {
+    let env = Env::new();
+    let master = repo_file("data/cdnow/CDNOW_master.txt");
+    let run = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env("WINBACK_DEFAULT_TIME_ZONE", "Europe/Amsterdam")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        out
+    };
+    run(&["import", "cdnow", master.to_str().unwrap(), "--quiet"]);
+    let reference = include_str!("../data/lifetimes_cuts.txt");
+    let end: jiff::civil::Date = "1998-06-30".parse().unwrap();
+    for line in reference.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let cut: jiff::civil::Date = f[0].parse().unwrap();
+        let want: Vec<f64> = f[1..].iter().map(|v| v.parse().unwrap()).collect();
+        let holdout = (end - cut).get_days().to_string();
+        let out = run(&[
+            "models",
+            "fit",
+            "--as-of",
+            "1998-06-30",
+            "--holdout-days",
+            &holdout,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let m = v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model"] == "BG/NBD")
+            .unwrap();
+        let got: Vec<f64> = m["calibration_fit"]["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        for (name, (g, w)) in ["r", "alpha", "a", "b"].iter().zip(got.iter().zip(&want)) {
+            assert!(
+                ((g - w) / w).abs() < 1e-4,
+                "cut {cut}: {name} {g} vs lifetimes {w}"
+            );
+        }
+    }
+}
