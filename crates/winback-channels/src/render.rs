@@ -223,8 +223,12 @@ impl Renderer {
         }
         let locale = self.locale_for(d);
         let name = format!("{locale}/{}.mjml", d.template);
-        let subject = match &d.subject {
-            Some(s) => self.render_line(s, d)?,
+        // A campaign's line is one text for everyone, or one per language (stored as a JSON
+        // object): the contact's language is taken, else the library's subject in it, so a
+        // Dutch body never gets an English subject from a table that lacks Dutch.
+        let own_subject = d.subject.as_deref().and_then(|s| line_for(s, locale));
+        let subject = match own_subject {
+            Some(s) => self.render_line(&s, d)?,
             None => {
                 let default = library::SUBJECTS
                     .iter()
@@ -236,7 +240,8 @@ impl Renderer {
         let preheader = d
             .preheader
             .as_deref()
-            .map(|p| self.render_line(p, d))
+            .and_then(|p| line_for(p, locale))
+            .map(|p| self.render_line(&p, d))
             .transpose()?;
         let mut ctx = self.context(d, Some(links), false);
         if let Some(p) = &preheader {
@@ -278,6 +283,31 @@ impl Renderer {
             text,
         })
     }
+}
+
+/// A stored message line as a person reads it: the text, or each language's text.
+pub fn display_line(stored: &str) -> String {
+    if stored.trim_start().starts_with('{') {
+        if let Ok(table) = serde_json::from_str::<BTreeMap<String, String>>(stored) {
+            return table
+                .iter()
+                .map(|(l, t)| format!("{l}: {t}"))
+                .collect::<Vec<_>>()
+                .join(" · ");
+        }
+    }
+    stored.to_owned()
+}
+
+/// A campaign's message line for `locale`: a plain text applies to everyone; a per-language
+/// table (a JSON object) gives the contact's language or nothing.
+fn line_for(stored: &str, locale: &str) -> Option<String> {
+    if stored.trim_start().starts_with('{') {
+        if let Ok(table) = serde_json::from_str::<BTreeMap<String, String>>(stored) {
+            return table.get(locale).cloned();
+        }
+    }
+    Some(stored.to_owned())
 }
 
 /// The value of attribute `name` in one tag's source.

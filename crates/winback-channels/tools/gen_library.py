@@ -125,7 +125,7 @@ T = {
    "pl": ("Napisałeś nam o jakości. Posłuchaliśmy.", "Posłuchaliśmy", ["Napisałeś, że jakość Cię rozczarowała. Od tego czasu odnowiliśmy asortyment — przekonaj się sam."], "Zobacz nowy asortyment")}),
 }
 
-LAYOUT = """<mjml>
+LAYOUT = """<mjml lang="LANG">
   <mj-head>
     <mj-title>{{ shop }}</mj-title>
     {%- if preheader is defined %}
@@ -199,7 +199,7 @@ def main():
         d = os.path.join(ROOT, "templates", loc)
         os.makedirs(d, exist_ok=True)
         f1, f2, f3 = FOOTER[loc]
-        layout = LAYOUT.replace("HELLO", HELLO[loc]).replace("FOOT1", f1).replace("FOOT2", f2).replace("FOOT3", f3)
+        layout = LAYOUT.replace("LANG", loc).replace("HELLO", HELLO[loc]).replace("FOOT1", f1).replace("FOOT2", f2).replace("FOOT3", f3)
         open(os.path.join(d, "layout.mjml"), "w").write(layout)
         entries.append(f"{loc}/layout.mjml")
         for name, (flags, texts) in T.items():

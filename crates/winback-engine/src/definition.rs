@@ -675,12 +675,46 @@ struct RawRung {
     orders: Option<u32>,
 }
 
+/// A message line (subject, preheader) as a campaign file gives it: one text for every
+/// contact, or one per language (`subject = { en = "…", nl = "…", pl = "…" }`).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawText {
+    Plain(String),
+    PerLocale(BTreeMap<String, String>),
+}
+
+/// The languages message lines can be given in (the template library's).
+const TEXT_LOCALES: [&str; 3] = ["en", "nl", "pl"];
+
+impl RawText {
+    /// The stored form: a plain text as it is, per-language texts as a JSON object that the
+    /// renderer picks from by the contact's language (falling back to the library's subject).
+    fn stored(&self) -> Result<String, String> {
+        match self {
+            RawText::Plain(s) => Ok(s.clone()),
+            RawText::PerLocale(m) => {
+                if let Some(bad) = m.keys().find(|k| !TEXT_LOCALES.contains(&k.as_str())) {
+                    return Err(format!(
+                        "`{bad}` is not a language of the template library ({})",
+                        TEXT_LOCALES.join(", ")
+                    ));
+                }
+                if m.is_empty() {
+                    return Err("give at least one language".into());
+                }
+                serde_json::to_string(m).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOverride {
     template: Option<String>,
-    subject: Option<String>,
-    preheader: Option<String>,
+    subject: Option<RawText>,
+    preheader: Option<RawText>,
     sender_name: Option<String>,
     ladder: Option<String>,
     duration: Option<String>,
@@ -709,9 +743,9 @@ struct RawStep {
     #[serde(default)]
     template: Option<Spanned<String>>,
     #[serde(default)]
-    subject: Option<String>,
+    subject: Option<RawText>,
     #[serde(default)]
-    preheader: Option<String>,
+    preheader: Option<RawText>,
     #[serde(default)]
     sender_name: Option<String>,
     // offer
@@ -1197,11 +1231,22 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
             if channel == Channel::Sms && r.subject.is_some() {
                 ck.at(span.clone(), Some(id), "an SMS has no subject");
             }
+            let mut line = |field: &str, t: &Option<RawText>| match t.as_ref().map(RawText::stored)
+            {
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    ck.at(span.clone(), Some(id), format!("{field}: {e}"));
+                    None
+                }
+                None => None,
+            };
+            let subject = line("subject", &r.subject);
+            let preheader = line("preheader", &r.preheader);
             Some(Message {
                 channel,
                 template: template.get_ref().clone(),
-                subject: r.subject.clone(),
-                preheader: r.preheader.clone(),
+                subject,
+                preheader,
                 sender_name: r.sender_name.clone(),
             })
         };
@@ -1465,12 +1510,23 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                 }
                 None => None,
             };
+            let mut line = |field: &str, t: &Option<RawText>| match t.as_ref().map(RawText::stored)
+            {
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    ck.at(o.span(), Some(id), format!("variant `{vid}` {field}: {e}"));
+                    None
+                }
+                None => None,
+            };
+            let subject = line("subject", &raw_o.subject);
+            let preheader = line("preheader", &raw_o.preheader);
             variants.insert(
                 vid.clone(),
                 Override {
                     template: raw_o.template.clone(),
-                    subject: raw_o.subject.clone(),
-                    preheader: raw_o.preheader.clone(),
+                    subject,
+                    preheader,
                     sender_name: raw_o.sender_name.clone(),
                     ladder: raw_o.ladder.clone(),
                     duration,

@@ -810,7 +810,12 @@ async fn customer(
             [
                 m.subject
                     .as_ref()
-                    .map(|s| format!("subject template: {s}"))
+                    .map(|s| {
+                        format!(
+                            "subject template: {}",
+                            winback_channels::render::display_line(s)
+                        )
+                    })
                     .unwrap_or_default(),
                 format!("variant {}", m.variant),
                 m.outcome.clone().unwrap_or_default(),

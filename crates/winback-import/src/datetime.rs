@@ -76,7 +76,10 @@ impl DateParser {
             // A well-formed date far outside the range is out of range, not "not a date"
             // (9999-12-31T23:59:59Z is valid ISO 8601 but past what a timestamp holds).
             let year: i32 = s[..4].parse().unwrap_or(0);
-            if !(1900..=2200).contains(&year) && s[..10].parse::<civil::Date>().is_ok() {
+            if !(1900..=2200).contains(&year)
+                && s.get(..10)
+                    .is_some_and(|d| d.parse::<civil::Date>().is_ok())
+            {
                 return Err(format!(
                     "`{s}` is out of range (year {year}; winback takes dates from 1900 to 2200)"
                 ));

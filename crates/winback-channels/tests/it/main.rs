@@ -551,6 +551,42 @@ fn composer_err(key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Mail in the reader's language: a campaign's per-language subject is taken in the contact's
+/// language, a language the table lacks gets the library's subject (never another language's),
+/// and the HTML says its language.
+#[test]
+fn subjects_and_html_are_in_the_readers_language() {
+    let c = composer();
+    let mut d = dispatch("we-miss-you");
+    d.subject = Some(
+        r#"{"en":"{{ first_name }}, we miss you!","nl":"{{ first_name }}, we missen je!"}"#.into(),
+    );
+    d.locale = Some("nl-NL".into());
+    let nl = c.renderer().render(&d, &links()).unwrap();
+    assert!(nl.subject.ends_with("we missen je!"), "{}", nl.subject);
+    assert!(nl.html.contains("lang=\"nl\""), "html lang");
+    d.locale = Some("pl".into());
+    let pl = c.renderer().render(&d, &links()).unwrap();
+    assert!(
+        !pl.subject.contains("miss you"),
+        "no English subject over Polish: {}",
+        pl.subject
+    );
+    let library_pl = winback_channels::library::SUBJECTS
+        .iter()
+        .find(|(l, n, _)| *l == "pl" && *n == "we-miss-you")
+        .unwrap()
+        .2;
+    assert_eq!(
+        pl.subject,
+        c.renderer().render_line(library_pl, &d).unwrap()
+    );
+    assert!(pl.html.contains("lang=\"pl\""));
+    // A plain subject is the shop's choice for everyone.
+    d.subject = Some("Plain".into());
+    assert_eq!(c.renderer().render(&d, &links()).unwrap().subject, "Plain");
+}
+
 #[tokio::test]
 async fn domain_rates_are_checked_and_pass_messages_through() {
     use winback_channels::email::DomainRateLimited;

@@ -95,13 +95,17 @@ fn the_three_step_scenario_asks_why_and_says_goodbye() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(c.steps.last().unwrap().action, Action::Sunset(_)));
-    assert_eq!(
-        c.message_for(c.step_index("miss-you").unwrap(), "b")
-            .unwrap()
-            .subject
-            .as_deref(),
-        Some("It has been a while, {{ first_name }}")
-    );
+    // Variant b's subject, in each language of the template library.
+    let b_subject = c
+        .message_for(c.step_index("miss-you").unwrap(), "b")
+        .unwrap()
+        .subject
+        .unwrap();
+    let table: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&b_subject).unwrap();
+    assert_eq!(table["en"], "It has been a while, {{ first_name }}");
+    assert_eq!(table["nl"], "Het is alweer even geleden, {{ first_name }}");
+    assert!(table.contains_key("pl"));
     assert!(
         (c.holdout.share - 0.10).abs() < 1e-12,
         "10% holdout by default"
@@ -247,4 +251,23 @@ fn loops_ladders_variants_and_channels_are_checked() {
     );
     let c = Campaign::parse("t.toml", &thompson).unwrap();
     assert_eq!(c.experiment.allocation, Allocation::Thompson);
+}
+
+#[test]
+fn subjects_can_be_given_per_language_and_unknown_languages_are_refused() {
+    let ok = Campaign::parse(
+        "ok.toml",
+        "[campaign]\nname = \"t\"\naudience = 'email_ok'\n[trigger]\ntype = \"audience\"\n[[steps]]\nid = \"s\"\ntype = \"send\"\ntemplate = \"t\"\nsubject = { en = \"Hi\", nl = \"Hoi\" }\n",
+    )
+    .unwrap();
+    let subject = ok.message_for(0, "a").unwrap().subject.unwrap();
+    assert_eq!(subject, r#"{"en":"Hi","nl":"Hoi"}"#);
+    let p = problems(
+        "[campaign]\nname = \"t\"\naudience = 'email_ok'\n[trigger]\ntype = \"audience\"\n[[steps]]\nid = \"s\"\ntype = \"send\"\ntemplate = \"t\"\nsubject = { en = \"Hi\", de = \"Hallo\" }\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("subject: `de` is not a language of the template library (en, nl, pl)"),
+        "{p:?}"
+    );
 }
