@@ -465,8 +465,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let store = open_store(&config).await?;
             let rows = store.list_profiles(after, limit.clamp(1, 100_000)).await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let orders = store.order_summary(&ids).await?;
             store.close().await;
-            report::print_customers(&rows, format)?;
+            report::print_customers(&rows, &orders, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Models(cmd) => models::run(&config, clock, cmd).await,

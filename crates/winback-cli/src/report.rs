@@ -4,7 +4,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use winback_domain::Clock;
+use winback_domain::{Clock, Timestamp};
 use winback_import::SourceKind;
 use winback_store::{CustomerDetail, CustomerRow, SqlStore, Store, Summary, ingest::Mode};
 
@@ -154,9 +154,26 @@ pub fn print_customer(d: &CustomerDetail) {
 }
 
 /// Prints `winback customers list`.
-pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
+pub fn print_customers(
+    rows: &[CustomerRow],
+    orders: &std::collections::HashMap<i64, (i64, Option<Timestamp>)>,
+    format: Format,
+) -> Result<()> {
+    let summary = |id: i64| orders.get(&id).copied().unwrap_or((0, None));
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Format::Json => {
+            let out: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let (n, last) = summary(r.id);
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["orders"] = n.into();
+                    v["last_order"] = last.map(|t| t.date_local().to_string()).into();
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?)
+        }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
             w.write_record([
@@ -166,10 +183,13 @@ pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
                 "phone",
                 "first_name",
                 "last_name",
+                "orders",
+                "last_order",
                 "locale",
                 "time_zone",
             ])?;
             for r in rows {
+                let (n, last) = summary(r.id);
                 let cells = [
                     format!("profile:{}", r.id),
                     r.external_id.clone(),
@@ -177,6 +197,8 @@ pub fn print_customers(rows: &[CustomerRow], format: Format) -> Result<()> {
                     r.phone.clone().unwrap_or_default(),
                     r.first_name.clone().unwrap_or_default(),
                     r.last_name.clone().unwrap_or_default(),
+                    n.to_string(),
+                    last.map_or(String::new(), |t| t.date_local().to_string()),
                     r.locale.clone().unwrap_or_default(),
                     r.time_zone.clone().unwrap_or_default(),
                 ];

@@ -901,6 +901,37 @@ impl SqlStore {
         Ok(out)
     }
 
+    /// For each profile of `profiles`: its orders that count (not cancelled or refunded) and
+    /// the latest of them, for listings.
+    pub async fn order_summary(
+        &self,
+        profiles: &[i64],
+    ) -> Result<HashMap<i64, (i64, Option<Timestamp>)>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in profiles.chunks(2000) {
+            let args: Vec<Val> = chunk.iter().map(|p| Val::from(*p)).collect();
+            let list = db::in_list(chunk.len());
+            for r in self
+                .pool
+                .fetch(
+                    &format!(
+                        "SELECT COALESCE(c.profile_id, c.id), COUNT(*), MAX(o.ordered_at) FROM orders o JOIN customers c ON c.id = o.customer_id \
+                         WHERE (c.id IN ({list}) OR c.profile_id IN ({list})) AND o.status IN ('paid', 'pending', 'partially_refunded') \
+                         GROUP BY COALESCE(c.profile_id, c.id)"
+                    ),
+                    &[args.clone(), args].concat(),
+                )
+                .await?
+            {
+                out.insert(
+                    r.i64(0)?,
+                    (r.i64(1)?, r.opt_i64(2)?.map(queries::ts).transpose()?),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Transports paused by their circuit breaker: (channel, reason, paused until).
     pub async fn transport_pauses(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
         self.pool

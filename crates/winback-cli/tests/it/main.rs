@@ -929,7 +929,14 @@ fn honest_reports_and_small_things() {
     );
     let out = env.run(&["customers", "list", "--format", "csv"]);
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(csv.starts_with("profile,customer_id,"), "{csv}");
+    assert!(
+        csv.starts_with("profile,customer_id,email,phone,first_name,last_name,orders,last_order,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",1,2024-05-01,"),
+        "C1's one order and its date: {csv}"
+    );
     assert!(
         csv.contains(",+31612345678,"),
         "no `'` before a phone: {csv}"
