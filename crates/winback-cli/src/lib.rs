@@ -354,13 +354,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Customers(CustomersCommand::Show { key, json }) => {
             let store = open_store(&config).await?;
             let detail = store.customer_detail(&key).await?;
-            let (score, history, features) = match &detail {
+            let (score, history, features, messages) = match &detail {
                 Some(d) => (
                     store.latest_score(d.profile_id).await?,
                     store.stage_history(d.profile_id).await?,
                     store.features_of(d.profile_id).await?,
+                    store.profile_messages(d.profile_id, 20).await?,
                 ),
-                None => (None, Vec::new(), None),
+                None => (None, Vec::new(), None, Vec::new()),
             };
             let features: Option<serde_json::Value> = features
                 .map(|(_, json)| serde_json::from_str(&json))
@@ -371,17 +372,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     println!(
                         "{}",
                         serde_json::to_string_pretty(
-                            &serde_json::json!({"profile": d, "features": features, "score": score, "stage_history": history})
+                            &serde_json::json!({"profile": d, "features": features, "score": score, "stage_history": history, "messages": messages})
                         )?
                     )
                 }
                 Some(d) => {
-                    report::print_customer(&d);
+                    report::print_customer(&d, &messages);
                     report::print_features(features.as_ref());
                     report::print_score(score.as_ref(), &history);
                 }
                 None => {
-                    eprintln!("no customer `{key}` (give a customer id, external id or email)");
+                    eprintln!(
+                        "no customer `{key}` (give the shop's customer id, an email, a +phone or profile:N)"
+                    );
                     return Ok(ExitCode::from(3));
                 }
             }

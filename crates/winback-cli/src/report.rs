@@ -42,7 +42,7 @@ fn full_name(r: &CustomerRow) -> String {
 }
 
 /// Prints a profile for `winback customers show`.
-pub fn print_customer(d: &CustomerDetail) {
+pub fn print_customer(d: &CustomerDetail, messages: &[winback_store::admin::MessageView]) {
     println!("Profile {} — {} record(s)", d.profile_id, d.records.len());
     for r in &d.records {
         let name = full_name(r);
@@ -113,9 +113,9 @@ pub fn print_customer(d: &CustomerDetail) {
             );
         }
     }
-    if !d.messages.is_empty() {
+    if !messages.is_empty() {
         println!("Latest messages:");
-        for m in &d.messages {
+        for m in messages {
             println!(
                 "  {} {:<24} {:<18} {:<5} {:<9} {}{}",
                 m.sent_at.unwrap_or(m.queued_at).date_local(),

@@ -38,6 +38,8 @@ pub struct MessageView {
     pub state: String,
     /// Outcome or the reason it was dropped.
     pub outcome: Option<String>,
+    /// Where it went, once handed to the transport.
+    pub recipient: Option<String>,
     /// Queued at.
     pub queued_at: Timestamp,
     /// Handed to the provider at.
@@ -183,7 +185,7 @@ impl SqlStore {
     ) -> Result<Vec<MessageView>, StoreError> {
         self.pool
             .fetch(
-                "SELECT k.name, o.step, o.variant, o.channel, o.subject, o.state, COALESCE(o.outcome, o.detail), o.created_at, o.sent_at \
+                "SELECT k.name, o.step, o.variant, o.channel, o.subject, o.state, COALESCE(o.outcome, o.detail), o.created_at, o.sent_at, o.recipient \
                  FROM outbox o JOIN campaigns k ON k.id = o.campaign_id WHERE o.profile_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
                 &[Val::from(profile_id), Val::from(limit)],
             )
@@ -198,6 +200,7 @@ impl SqlStore {
                     subject: r.opt_text(4)?,
                     state: r.text(5)?,
                     outcome: r.opt_text(6)?,
+                    recipient: r.opt_text(9)?,
                     queued_at: ts(r.i64(7)?)?,
                     sent_at: r.opt_i64(8)?.map(ts).transpose()?,
                 })

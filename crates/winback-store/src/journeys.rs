@@ -1450,12 +1450,15 @@ pub(crate) async fn prepare_send(
         .iter()
         .map(|r| ts(r.i64(0)?))
         .collect::<Result<Vec<_>, _>>()?;
-    // One read for the stored features and the preference centre's frequency.
+    // One read for the stored features, the preference centre's frequency and the channel's
+    // transport pause (a round trip per message matters on this path).
     let profile = tx
         .fetch(
             "SELECT (SELECT data FROM profile_features WHERE profile_id = $1), \
-                    (SELECT frequency FROM preferences WHERE profile_id = $1)",
-            &[Val::from(m.profile_id)],
+                    (SELECT frequency FROM preferences WHERE profile_id = $1), \
+                    (SELECT paused_until FROM transport_pauses WHERE channel = $2), \
+                    (SELECT reason FROM transport_pauses WHERE channel = $2)",
+            &[Val::from(m.profile_id), Val::from(channel_name.as_str())],
         )
         .await?;
     let profile = profile
@@ -1470,16 +1473,9 @@ pub(crate) async fn prepare_send(
         None => true,
     };
     let low_frequency = profile.opt_text(1)?.as_deref() == Some("low");
-    let transport_pause = match tx
-        .fetch(
-            "SELECT paused_until, reason FROM transport_pauses WHERE channel = $1",
-            &[Val::from(channel_name.as_str())],
-        )
-        .await?
-        .first()
-    {
-        Some(r) => Some((ts(r.i64(0)?)?, r.text(1)?)),
-        None => None,
+    let transport_pause = match (profile.opt_i64(2)?, profile.opt_text(3)?) {
+        (Some(until), Some(why)) => Some((ts(until)?, why)),
+        _ => None,
     };
     let provider = match (channel, &address) {
         (Some(Channel::Email), Some((_, a))) => Some(policy::mailbox_provider(a)),

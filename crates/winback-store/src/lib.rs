@@ -34,8 +34,8 @@ use winback_identity::{Identifiers, Resolution};
 
 pub use features::FactScope;
 pub use queries::{
-    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, MessageView, OrderView,
-    ResolutionStats, Summary, SuppressionView,
+    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
+    Summary, SuppressionView,
 };
 pub use scores::{ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoredProfile, StageChange};
 pub use session::{ImportSession, WriteCounts};

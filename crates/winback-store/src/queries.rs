@@ -445,8 +445,6 @@ pub struct CustomerDetail {
     /// Suppressions of the profile's addresses and numbers (active or lifted), with soft
     /// bounces counted.
     pub suppressions: Vec<SuppressionView>,
-    /// The latest messages (up to 20), newest first, with their outcome.
-    pub messages: Vec<MessageView>,
 }
 
 /// A suppression of one of a profile's addresses.
@@ -464,27 +462,6 @@ pub struct SuppressionView {
     pub active: bool,
     /// Since when.
     pub at: Timestamp,
-}
-
-/// One message to a profile and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MessageView {
-    /// The campaign.
-    pub campaign: String,
-    /// The step.
-    pub step: String,
-    /// The channel.
-    pub channel: String,
-    /// `pending`, `sent`, `dropped`, `failed`, `in_doubt`, …
-    pub state: String,
-    /// The outcome or drop reason (`sent`, `hard_bounce`, `no_consent`, …).
-    pub outcome: Option<String>,
-    /// Where it went.
-    pub recipient: Option<String>,
-    /// When it was queued.
-    pub queued_at: Timestamp,
-    /// When it was handed to the transport.
-    pub sent_at: Option<Timestamp>,
 }
 
 const CUSTOMER_COLS: &str = "id, COALESCE(profile_id, id), external_id, email, phone, first_name, last_name, address1, postal_code, city, country, time_zone, locale, attributes";
@@ -655,27 +632,6 @@ pub(crate) async fn customer_detail(
         })
         .collect::<Result<_, StoreError>>()?
     };
-    let messages = pool
-        .fetch(
-            "SELECT k.name, o.step, o.channel, o.state, o.outcome, o.recipient, o.created_at, o.sent_at FROM outbox o JOIN campaigns k ON k.id = o.campaign_id \
-             WHERE o.profile_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT 20",
-            &[Val::from(profile)],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(MessageView {
-                campaign: r.text(0)?,
-                step: r.text(1)?,
-                channel: r.text(2)?,
-                state: r.text(3)?,
-                outcome: r.opt_text(4)?,
-                recipient: r.opt_text(5)?,
-                queued_at: ts(r.i64(6)?)?,
-                sent_at: r.opt_i64(7)?.map(ts).transpose()?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
     let consents = effective_consents(pool, Some(&ids)).await?;
     let external: HashMap<i64, &str> = records
         .iter()
@@ -705,7 +661,6 @@ pub(crate) async fn customer_detail(
         event_count,
         events,
         suppressions,
-        messages,
     }))
 }
 

@@ -266,10 +266,13 @@ async fn a_relay_outage_suppresses_nobody_and_everyone_gets_one_message_after_re
     let d = store.customer_detail("C0").await.unwrap().unwrap();
     assert_eq!(d.suppressions[0].reason, "hard_bounce");
     assert!(d.suppressions[0].active);
-    assert_eq!(d.messages[0].outcome.as_deref(), Some("hard_bounce"));
+    let messages = store.profile_messages(d.profile_id, 20).await.unwrap();
+    assert_eq!(messages[0].outcome.as_deref(), Some("hard_bounce"));
     let d = store.customer_detail("C1").await.unwrap().unwrap();
     assert!(d.suppressions.is_empty());
-    assert_eq!(d.messages[0].state, "sent");
+    let messages = store.profile_messages(d.profile_id, 20).await.unwrap();
+    assert_eq!(messages[0].state, "sent");
+    assert_eq!(messages[0].recipient.as_deref(), Some("c1@example.nl"));
 }
 
 /// The envelope sender is the configured return path with a tag naming the message (VERP), and
