@@ -4,16 +4,13 @@
 //! Every message carries a `Message-ID` derived from its idempotency key (so a receiving system
 //! can de-duplicate, and a resend after a crash would be recognisable), RFC 8058 one-click
 //! unsubscribe (`List-Unsubscribe` with an HTTPS URL and a mailto, and
-//! `List-Unsubscribe-Post: List-Unsubscribe=One-Click`), `List-Id` and `Feedback-ID`. With a
-//! DKIM key configured the signature covers both unsubscribe headers.
+//! `List-Unsubscribe-Post: List-Unsubscribe=One-Click`), `List-Id` and `Feedback-ID`. With DKIM
+//! keys configured each signs it ([`crate::dkim`]), covering and oversigning both unsubscribe
+//! headers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -85,19 +82,38 @@ pub enum ComposeError {
     /// An address or header is invalid.
     #[error("{0}")]
     Address(String),
+    /// Signing failed.
+    #[error(transparent)]
+    Dkim(#[from] DkimError),
 }
 
-/// A DKIM key could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("DKIM key: {0}")]
-pub struct DkimError(String);
+pub use crate::dkim::DkimError;
+
+/// A composed message: its envelope and its bytes as they go on the wire, DKIM-signed.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    envelope: lettre::address::Envelope,
+    bytes: Vec<u8>,
+}
+
+impl Composed {
+    /// The bytes (RFC 5322, CRLF line ends), signatures first.
+    pub fn formatted(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+
+    /// The envelope: the From address as sender, the To address as recipient.
+    pub fn envelope(&self) -> &lettre::address::Envelope {
+        &self.envelope
+    }
+}
 
 /// Renders a dispatch into a signed RFC 5322 message.
 pub struct Composer {
     renderer: Renderer,
     keys: Keyring,
     settings: EmailSettings,
-    dkim: Option<DkimConfig>,
+    dkim: Vec<crate::dkim::DkimSigner>,
     clock: Arc<dyn Clock>,
 }
 
@@ -105,7 +121,7 @@ impl std::fmt::Debug for Composer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Composer")
             .field("settings", &self.settings)
-            .field("dkim", &self.dkim.is_some())
+            .field("dkim", &self.dkim)
             .finish()
     }
 }
@@ -128,40 +144,21 @@ impl Composer {
             renderer: Renderer::new(&settings.shop_name),
             keys,
             settings,
-            dkim: None,
+            dkim: Vec::new(),
             clock,
         }
     }
 
     /// Signs with DKIM, with a key as people have them: what `openssl genrsa` and
     /// `openssl genpkey -algorithm ed25519` write (PKCS#8 `BEGIN PRIVATE KEY`), an RSA key in
-    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`), or an Ed25519 seed in base64.
+    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`), or an Ed25519 seed in base64. Called again with
+    /// another key (an Ed25519 key beside an RSA one), each message carries both signatures.
     pub fn with_dkim(mut self, selector: &str, domain: &str, key: &str) -> Result<Self, DkimError> {
-        let key = dkim_key(key)?;
-        let headers = [
-            "From",
-            "To",
-            "Subject",
-            "Date",
-            "Message-ID",
-            "List-Unsubscribe",
-            "List-Unsubscribe-Post",
-            "List-Id",
-            "Feedback-ID",
-        ]
-        .into_iter()
-        .map(HeaderName::new_from_ascii_str)
-        .collect();
-        self.dkim = Some(DkimConfig::new(
-            selector.to_owned(),
-            domain.to_owned(),
-            key,
-            headers,
-            DkimCanonicalization {
-                header: DkimCanonicalizationType::Relaxed,
-                body: DkimCanonicalizationType::Relaxed,
-            },
-        ));
+        self.dkim.push(crate::dkim::DkimSigner {
+            selector: selector.to_owned(),
+            domain: domain.to_owned(),
+            key: crate::dkim::DkimKey::parse(key)?,
+        });
         Ok(self)
     }
 
@@ -208,8 +205,8 @@ impl Composer {
         }
     }
 
-    /// Renders and builds the message (DKIM-signed when configured).
-    pub fn compose(&self, d: &Dispatch) -> Result<Message, ComposeError> {
+    /// Renders and builds the message, DKIM-signed with every configured key.
+    pub fn compose(&self, d: &Dispatch) -> Result<Composed, ComposeError> {
         let links = self.links(d);
         let rendered = self.renderer.render(d, &links)?;
         let s = &self.settings;
@@ -233,7 +230,7 @@ impl Composer {
             "<{}>, <mailto:{}?subject=unsubscribe%20{}>",
             links.unsubscribe, s.unsubscribe_mailto, token
         );
-        let mut message = Message::builder()
+        let message = Message::builder()
             .from(from)
             .to(to)
             .subject(rendered.subject)
@@ -263,10 +260,15 @@ impl Composer {
                 rendered.html,
             ))
             .map_err(|e| ComposeError::Address(e.to_string()))?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        Ok(message)
+        let bytes = crate::dkim::sign_all(
+            &self.dkim,
+            message.formatted(),
+            self.clock.now().as_micros() / 1_000_000,
+        )?;
+        Ok(Composed {
+            envelope: message.envelope().clone(),
+            bytes,
+        })
     }
 }
 
@@ -428,43 +430,6 @@ fn queue_id(reply: &str) -> String {
     reply.trim().to_owned()
 }
 
-/// Reads a DKIM private key in any of the forms `with_dkim` takes.
-fn dkim_key(text: &str) -> Result<DkimSigningKey, DkimError> {
-    use base64::Engine as _;
-    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-    use rsa::pkcs1::EncodeRsaPrivateKey as _;
-    let t = text.trim();
-    let lettre = |key: &str, algorithm| {
-        DkimSigningKey::new(key, algorithm).map_err(|e| DkimError(e.to_string()))
-    };
-    if t.contains("BEGIN RSA PRIVATE KEY") {
-        return lettre(t, DkimSigningAlgorithm::Rsa);
-    }
-    if t.contains("BEGIN PRIVATE KEY") {
-        // PKCS#8 names its algorithm: RSA or Ed25519.
-        if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(t) {
-            let pkcs1 = k
-                .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-                .map_err(|e| DkimError(e.to_string()))?;
-            return lettre(&pkcs1, DkimSigningAlgorithm::Rsa);
-        }
-        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(t) {
-            let seed = base64::engine::general_purpose::STANDARD.encode(k.to_bytes());
-            return lettre(&seed, DkimSigningAlgorithm::Ed25519);
-        }
-        return Err(DkimError(
-            "the PKCS#8 key is neither RSA nor Ed25519 (make one with `openssl genrsa 2048` or `openssl genpkey -algorithm ed25519`)".into(),
-        ));
-    }
-    if let Some(kind) = t.lines().next().and_then(|l| l.strip_prefix("-----BEGIN ")) {
-        return Err(DkimError(format!(
-            "a `{}` is not a private key winback can sign with (use an RSA or Ed25519 private key, e.g. from `openssl genrsa 2048`)",
-            kind.trim_end_matches('-')
-        )));
-    }
-    lettre(t, DkimSigningAlgorithm::Ed25519)
-}
-
 /// Maps an SMTP error to what it says, by its reply code and enhanced status code (RFC 3463,
 /// RFC 5321); see [`classify_reply`]. An error without a reply (connection refused, timeout,
 /// TLS) is the transport's.
@@ -541,16 +506,17 @@ impl Transport for SmtpTransport {
             Ok(m) => m,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
-        let sent = match self.return_path.as_ref().and_then(|r| verp(r, &d.key)) {
+        let envelope = match self.return_path.as_ref().and_then(|r| verp(r, &d.key)) {
             Some(from) => {
                 let to: Vec<lettre::Address> = message.envelope().to().to_vec();
                 match lettre::address::Envelope::new(Some(from), to) {
-                    Ok(envelope) => self.smtp.send_raw(&envelope, &message.formatted()).await,
+                    Ok(envelope) => envelope,
                     Err(e) => return SendOutcome::Failed(format!("envelope: {e}")),
                 }
             }
-            None => self.smtp.send(message).await,
+            None => message.envelope().clone(),
         };
+        let sent = self.smtp.send_raw(&envelope, &message.bytes).await;
         match sent {
             Ok(r) => SendOutcome::Sent {
                 provider_id: Some(queue_id(&r.message().collect::<Vec<_>>().join(" "))),

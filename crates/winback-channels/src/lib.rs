@@ -12,11 +12,14 @@
 //! The engine never sees lettre: it hands a `Dispatch` to a `Transport` and gets a
 //! `SendOutcome` back (a 5xx reply is a hard bounce, a 4xx a soft one).
 
+pub mod dkim;
 pub mod email;
 pub mod exports;
 pub mod http;
 pub mod library;
+pub mod locale;
 pub mod render;
+pub mod reports;
 pub mod sms;
 pub mod subjects;
 pub mod tokens;

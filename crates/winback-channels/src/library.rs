@@ -361,7 +361,7 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
     (
         "pl",
         "price-offer",
-        "Powiedziałeś nam dlaczego. To dla Ciebie",
+        "Dziękujemy za odpowiedź. To dla Ciebie",
     ),
     ("pl", "farewell", "Zawsze będzie tu dla Ciebie miejsce"),
     ("pl", "otb-loyalty-benefits", "Twoje korzyści czekają"),
@@ -408,6 +408,6 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
     (
         "pl",
         "assortment-updated",
-        "Napisałeś nam o jakości. Posłuchaliśmy.",
+        "Twoja opinia o jakości: posłuchaliśmy.",
     ),
 ];

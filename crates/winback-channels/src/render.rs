@@ -189,17 +189,27 @@ impl Renderer {
         map.insert("campaign", Value::from(d.campaign.as_str()));
         map.insert("products", Value::from_serialize(&d.products));
         if let Some(o) = &d.offer {
+            // Worded, priced and dated in the language the body is rendered in.
+            let lang = self.locale_for(d);
+            let description = crate::locale::offer(
+                lang,
+                &o.kind,
+                o.amount_minor,
+                o.percent,
+                &o.currency,
+                o.sku.as_deref(),
+            );
             if line {
-                map.insert("offer", Value::from(o.description.as_str()));
+                map.insert("offer", Value::from(description));
             } else {
                 map.insert(
                     "offer",
                     context! {
                         code => o.code.as_str(),
-                        description => o.description.as_str(),
-                        expires => o.expires_at.date_utc().to_string(),
+                        description => description,
+                        expires => crate::locale::date(o.expires_at.date_local(), lang),
                         min_order_minor => o.min_order_minor,
-                        min_order => format!("{}.{:02}", o.min_order_minor / 100, o.min_order_minor % 100),
+                        min_order => crate::locale::money(o.min_order_minor, &o.currency, lang),
                         kind => o.kind.as_str(),
                     },
                 );

@@ -8,6 +8,7 @@ use winback_engine::ports::{Dispatch, SendOutcome, Transport};
 
 use crate::http::{PostOutcome, SignedPoster};
 use crate::render::Renderer;
+use winback_engine::file_outbox::OnceDir;
 
 /// The GSM 03.38 basic character set (one septet each).
 const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
@@ -187,18 +188,9 @@ impl HttpSms {
         }
     }
 
-    /// The text of a campaign SMS: the step's `subject` as the text (a default per language
-    /// otherwise), personalised, with the STOP footer.
+    /// The text of a campaign SMS (see [`compose`]), footer included.
     pub fn text(&self, d: &Dispatch) -> Result<String, crate::render::RenderError> {
-        let source = d.subject.clone().unwrap_or_else(|| {
-            match d.locale.as_deref().map(|l| l.get(..2).unwrap_or(l)) {
-                Some("nl") => "{{ shop }}: we missen je{% if first_name is defined %}, {{ first_name }}{% endif %}! Kom kijken wat er nieuw is.".into(),
-                Some("pl") => "{{ shop }}: tęsknimy{% if first_name is defined %}, {{ first_name }}{% endif %}! Zobacz, co nowego.".into(),
-                _ => "{{ shop }}: we miss you{% if first_name is defined %}, {{ first_name }}{% endif %}! Come and see what's new.".into(),
-            }
-        });
-        let body = self.renderer.render_line(&source, d)?;
-        Ok(format!("{body}\n{}", stop_footer(d.locale.as_deref())))
+        compose(&self.renderer, d).map(|c| c.text)
     }
 
     /// Sends one text.
@@ -254,6 +246,132 @@ fn says_invalid_number(body: &str) -> bool {
         .iter()
         .any(|k| b.contains(k));
     invalid && number
+}
+
+/// A campaign SMS as it goes on the air.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComposedSms {
+    /// The personalised message, without the footer.
+    pub body: String,
+    /// The STOP footer in the contact's language.
+    pub footer: &'static str,
+    /// Body and footer, as sent.
+    pub text: String,
+    /// Its size on the air.
+    pub segments: Segments,
+}
+
+/// The text of a campaign SMS: the step's `subject` as the text (a default per language
+/// otherwise), personalised in the contact's language, with the STOP footer.
+pub fn compose(
+    renderer: &Renderer,
+    d: &Dispatch,
+) -> Result<ComposedSms, crate::render::RenderError> {
+    let lang = crate::locale::language(d.locale.as_deref().unwrap_or("en"));
+    let stored = d.subject.as_deref().and_then(|s| {
+        // A per-language table (`subject = { en = …, nl = … }`) is stored as JSON.
+        if s.trim_start().starts_with('{') {
+            serde_json::from_str::<std::collections::BTreeMap<String, String>>(s)
+                .ok()
+                .and_then(|t| t.get(lang).or_else(|| t.get("en")).cloned())
+        } else {
+            Some(s.to_owned())
+        }
+    });
+    let source = stored.unwrap_or_else(|| match lang {
+        "nl" => "{{ shop }}: we missen je{% if first_name is defined %}, {{ first_name }}{% endif %}! Kom kijken wat er nieuw is.".into(),
+        "pl" => "{{ shop }}: tęsknimy{% if first_name is defined %}, {{ first_name }}{% endif %}! Zobacz, co nowego.".into(),
+        _ => "{{ shop }}: we miss you{% if first_name is defined %}, {{ first_name }}{% endif %}! Come and see what's new.".into(),
+    });
+    // A no-break space (Polish amounts) is outside GSM-7 and would make the whole text UCS-2,
+    // 70 characters a segment instead of 160: on the air it is a plain space.
+    let body = renderer.render_line(&source, d)?.replace('\u{a0}', " ");
+    let footer = stop_footer(d.locale.as_deref());
+    let text = format!("{body}\n{footer}");
+    Ok(ComposedSms {
+        segments: segments(&text),
+        body,
+        footer,
+        text,
+    })
+}
+
+/// SMS without a provider: each message as the provider would get it (rendered text, footer,
+/// segments) in `KEY.sms.json` in the outbox folder, written once per key.
+#[derive(Debug)]
+pub struct SmsOutbox {
+    files: OnceDir,
+    renderer: Renderer,
+    sender: String,
+}
+
+impl SmsOutbox {
+    /// Writes into `dir`; `shop` names the shop in default texts, `sender` is the `from`.
+    pub fn new(
+        dir: impl Into<std::path::PathBuf>,
+        shop: &str,
+        sender: &str,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            files: OnceDir::new(dir)?,
+            renderer: Renderer::new(shop),
+            sender: sender.to_owned(),
+        })
+    }
+
+    /// The folder.
+    pub fn files(&self) -> &OnceDir {
+        &self.files
+    }
+}
+
+impl Transport for SmsOutbox {
+    async fn deliver(&self, message: &Dispatch) -> SendOutcome {
+        let sms = match compose(&self.renderer, message) {
+            Ok(s) => s,
+            Err(e) => return SendOutcome::Failed(e.to_string()),
+        };
+        let json = serde_json::json!({
+            "id": message.key,
+            "from": self.sender,
+            "to": message.to,
+            "campaign": message.campaign,
+            "step": message.step,
+            "locale": message.locale,
+            "body": sms.body,
+            "footer": sms.footer,
+            "text": sms.text,
+            "segments": sms.segments,
+        });
+        let bytes = match serde_json::to_vec_pretty(&json) {
+            Ok(b) => b,
+            Err(e) => return SendOutcome::Failed(e.to_string()),
+        };
+        match self.files.put(&message.key, "sms.json", &bytes) {
+            // Written now, or by an earlier attempt that crashed before recording it: the
+            // message exists once either way.
+            Ok(_) => SendOutcome::Sent { provider_id: None },
+            Err(e) => SendOutcome::TransportFailure(format!("writing the SMS outbox: {e}")),
+        }
+    }
+}
+
+/// SMS through the HTTP provider when one is configured, else into the outbox folder.
+#[derive(Debug)]
+pub enum SmsTransport {
+    /// The provider.
+    Http(HttpSms),
+    /// The outbox folder (boxed: the renderer holds two template environments).
+    Folder(Box<SmsOutbox>),
+}
+
+impl Transport for SmsTransport {
+    async fn deliver(&self, message: &Dispatch) -> SendOutcome {
+        match self {
+            Self::Http(t) => t.deliver(message).await,
+            Self::Folder(t) => t.deliver(message).await,
+        }
+    }
 }
 
 impl Transport for HttpSms {

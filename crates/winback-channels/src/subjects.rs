@@ -1,6 +1,8 @@
 //! Subject lines for win-back mails from seed 001 ("24 onderwerpregels voor reactivatie-e-mails"),
 //! in the original Dutch with English and Polish versions, ready for A/B/n variants. `{{voornaam}}`
-//! became `{{ first_name }}`; a default keeps a line readable when the name is unknown.
+//! became `{{ first_name }}`; a default keeps a line readable when the name is unknown. Polish
+//! has gendered past tenses and nouns (`wybrałeś`/`wybrałaś`, `klientem`/`klientką`): the Polish
+//! lines are written in forms that fit every reader rather than assuming a man.
 
 /// (Dutch original, English, Polish).
 pub const SEED_001: &[(&str, &str, &str)] = &[
@@ -22,7 +24,7 @@ pub const SEED_001: &[(&str, &str, &str)] = &[
     (
         "Bedankt dat je onze klant bent",
         "Thank you for being our customer",
-        "Dziękujemy, że jesteś naszym klientem",
+        "Dziękujemy, że jesteś z nami",
     ),
     (
         "Gelukkige eerste verjaardag aan ons",
@@ -32,7 +34,7 @@ pub const SEED_001: &[(&str, &str, &str)] = &[
     (
         "Het is een tijdje geleden, {{ first_name | default('vriend') }}",
         "It has been a while, {{ first_name | default('friend') }}",
-        "Minęło trochę czasu, {{ first_name | default('przyjacielu') }}",
+        "{{ first_name | default('Hej') }}, minęło trochę czasu",
     ),
     (
         "Laten we even bijpraten...",
@@ -42,7 +44,7 @@ pub const SEED_001: &[(&str, &str, &str)] = &[
     (
         "Bedankt dat je voor ons hebt gekozen",
         "Thank you for choosing us",
-        "Dziękujemy, że nas wybrałeś",
+        "Dziękujemy za Twój wybór",
     ),
     (
         "Weet je zeker dat je dit achter je wilt laten?",
@@ -52,7 +54,7 @@ pub const SEED_001: &[(&str, &str, &str)] = &[
     (
         "We willen dat je terugkomt!",
         "We want you back!",
-        "Chcemy, żebyś wrócił!",
+        "Czekamy na Twój powrót!",
     ),
     (
         "Laat niemand anders jouw artikelen pakken!",

@@ -14,7 +14,7 @@ FOOTER = {
            "Email preferences (fewer emails is an option)", "Unsubscribe"),
     "nl": ("Je ontvangt deze e-mail omdat je klant bent bij {{ shop }}.",
            "E-mailvoorkeuren (minder e-mails kan ook)", "Afmelden"),
-    "pl": ("Otrzymujesz tę wiadomość, ponieważ jesteś klientem {{ shop }}.",
+    "pl": ("Otrzymujesz tę wiadomość, ponieważ robisz zakupy w {{ shop }}.",
            "Preferencje e-mail (możesz wybrać rzadsze wiadomości)", "Wypisz się"),
 }
 HELLO = {
@@ -27,7 +27,7 @@ OFFER = {
     "nl": ("Jouw code", "geldig tot", "bij bestellingen vanaf"),
     "pl": ("Twój kod", "ważny do", "przy zamówieniach od"),
 }
-PRODUCTS = {"en": "You looked at:", "nl": "Je bekeek:", "pl": "Oglądałeś:"}
+PRODUCTS = {"en": "You looked at:", "nl": "Je bekeek:", "pl": "Oglądane produkty:"}
 SURVEY = {
     "en": ("Why did you stop shopping with us? One click is enough:", [
         ("too_many_emails", "Too many emails"), ("not_relevant", "Not relevant for me"),
@@ -37,10 +37,10 @@ SURVEY = {
         ("too_many_emails", "Te veel e-mails"), ("not_relevant", "Niet relevant voor mij"),
         ("price", "Te duur"), ("quality", "De kwaliteit viel tegen"),
         ("competitor", "Ik heb een andere winkel gevonden"), ("other", "Iets anders")]),
-    "pl": ("Dlaczego przestałeś u nas kupować? Wystarczy jedno kliknięcie:", [
+    "pl": ("Co sprawiło, że nie robisz już u nas zakupów? Wystarczy jedno kliknięcie:", [
         ("too_many_emails", "Za dużo e-maili"), ("not_relevant", "Nieistotne dla mnie"),
         ("price", "Za drogo"), ("quality", "Jakość mnie rozczarowała"),
-        ("competitor", "Znalazłem inny sklep"), ("other", "Coś innego")]),
+        ("competitor", "Kupuję w innym sklepie"), ("other", "Coś innego")]),
 }
 REPERMISSION = {
     # "Fewer" is the preference centre's rule: at most one marketing email per two weeks.
@@ -58,11 +58,11 @@ T = {
  "ask-why": ("survey", {
    "en": ("Can we ask you something?", "Tell us what we can do better", ["We noticed you have not shopped with us for a while. Your answer helps us improve — and we read every one."], "Visit the shop"),
    "nl": ("Mogen we je iets vragen?", "Geef ons je mening", ["We merken dat je al een tijd niet meer bij ons hebt besteld. Jouw antwoord helpt ons beter te worden — we lezen ze allemaal."], "Naar de winkel"),
-   "pl": ("Czy możemy o coś zapytać?", "Powiedz nam, co możemy poprawić", ["Zauważyliśmy, że od dawna nie robiłeś u nas zakupów. Twoja odpowiedź pomoże nam się poprawić — czytamy każdą."], "Odwiedź sklep")}),
+   "pl": ("Czy możemy o coś zapytać?", "Powiedz nam, co możemy poprawić", ["Zauważyliśmy, że od dawna nie było Cię u nas na zakupach. Twoja odpowiedź pomoże nam się poprawić — czytamy każdą."], "Odwiedź sklep")}),
  "price-offer": ("offer", {
    "en": ("You told us why. Here is something for you", "Thank you for telling us", ["You told us the price held you back. Here is a discount on your next order."], "Use my discount"),
    "nl": ("Je vertelde ons waarom. Dit is voor jou", "Bedankt voor je antwoord", ["Je gaf aan dat de prijs je tegenhield. Hier is korting op je volgende bestelling."], "Gebruik mijn korting"),
-   "pl": ("Powiedziałeś nam dlaczego. To dla Ciebie", "Dziękujemy za odpowiedź", ["Napisałeś, że powstrzymywała Cię cena. Oto rabat na następne zamówienie."], "Użyj rabatu")}),
+   "pl": ("Dziękujemy za odpowiedź. To dla Ciebie", "Dziękujemy za odpowiedź", ["Dziękujemy za odpowiedź: powstrzymywała Cię cena. Oto rabat na następne zamówienie."], "Użyj rabatu")}),
  "farewell": ("", {
    "en": ("There will always be a place for you", "There will always be a place for you", ["We will stop sending you our newsletter, so your inbox stays calm.", "If you ever want to come back, you are always welcome: your account stays as it is."], "Visit us any time"),
    "nl": ("Er zal altijd een plek voor je zijn", "Er zal altijd een plek voor je zijn", ["We sturen je onze nieuwsbrief niet meer, zodat je inbox rustig blijft.", "Wil je ooit terugkomen? Je bent altijd welkom: je account blijft zoals het is."], "Kom gerust langs"),
@@ -90,19 +90,19 @@ T = {
  "re-permission": ("repermission", {
    "en": ("Do you still want to hear from us?", "Do you still want our emails?", ["We have not heard from you in a while. We only want to write to people who like hearing from us.", "Fewer emails is an option too."], "Visit the shop"),
    "nl": ("Wil je nog steeds onze updates ontvangen?", "Wil je onze e-mails nog ontvangen?", ["We hebben al een tijd niets van je gehoord. We schrijven alleen graag aan wie dat leuk vindt.", "Minder e-mails kan ook."], "Naar de winkel"),
-   "pl": ("Czy nadal chcesz otrzymywać nasze wiadomości?", "Czy nadal chcesz naszych e-maili?", ["Dawno się nie odzywałeś. Chcemy pisać tylko do osób, które tego chcą.", "Możesz też wybrać rzadsze wiadomości."], "Odwiedź sklep")}),
+   "pl": ("Czy nadal chcesz otrzymywać nasze wiadomości?", "Czy nadal chcesz naszych e-maili?", ["Dawno nie mieliśmy od Ciebie wiadomości. Chcemy pisać tylko do osób, które tego chcą.", "Możesz też wybrać rzadsze wiadomości."], "Odwiedź sklep")}),
  "re-permission-goodbye": ("", {
    "en": ("We will stop emailing you", "We will stop emailing you", ["You did not answer, so we will stop sending you marketing emails.", "There will always be a place for you — you can subscribe again any time."], "Visit the shop"),
    "nl": ("We stoppen met mailen", "We stoppen met mailen", ["Je hebt niet gereageerd, dus we sturen je geen marketingmails meer.", "Er zal altijd een plek voor je zijn — je kunt je altijd opnieuw aanmelden."], "Naar de winkel"),
-   "pl": ("Przestajemy do Ciebie pisać", "Przestajemy do Ciebie pisać", ["Nie odpowiedziałeś, więc przestajemy wysyłać wiadomości marketingowe.", "Zawsze będzie tu dla Ciebie miejsce — możesz zapisać się ponownie w każdej chwili."], "Odwiedź sklep")}),
+   "pl": ("Przestajemy do Ciebie pisać", "Przestajemy do Ciebie pisać", ["Nie dostaliśmy odpowiedzi, więc przestajemy wysyłać wiadomości marketingowe.", "Zawsze będzie tu dla Ciebie miejsce — możesz zapisać się ponownie w każdej chwili."], "Odwiedź sklep")}),
  "cart-reminder": ("products", {
    "en": ("Don't let anyone else take your items!", "You left something behind", ["Your basket is still waiting. Complete your order before your items sell out."], "Complete my order"),
    "nl": ("Laat niemand anders jouw artikelen pakken!", "Je hebt iets laten liggen", ["Je winkelwagen wacht nog op je. Rond je bestelling af voordat je artikelen uitverkocht zijn."], "Bestelling afronden"),
-   "pl": ("Nie pozwól, by ktoś inny zabrał Twoje produkty!", "Coś zostawiłeś", ["Twój koszyk wciąż czeka. Dokończ zamówienie, zanim produkty się wyprzedadzą."], "Dokończ zamówienie")}),
+   "pl": ("Nie pozwól, by ktoś inny zabrał Twoje produkty!", "Coś czeka w Twoim koszyku", ["Twój koszyk wciąż czeka. Dokończ zamówienie, zanim produkty się wyprzedadzą."], "Dokończ zamówienie")}),
  "anniversary": ("offer", {
    "en": ("Happy first anniversary to us", "Happy anniversary!", ["A year ago you placed your first order with us. Thank you for choosing us — here is a small gift to celebrate."], "Celebrate with us"),
    "nl": ("Gelukkige eerste verjaardag aan ons", "Gefeliciteerd!", ["Een jaar geleden plaatste je je eerste bestelling bij ons. Bedankt dat je voor ons hebt gekozen — hier is een klein cadeau."], "Vier het met ons"),
-   "pl": ("Wszystkiego najlepszego z okazji naszej pierwszej rocznicy", "Wszystkiego najlepszego!", ["Rok temu złożyłeś u nas pierwsze zamówienie. Dziękujemy, że nas wybrałeś — oto mały prezent."], "Świętuj z nami")}),
+   "pl": ("Wszystkiego najlepszego z okazji naszej pierwszej rocznicy", "Wszystkiego najlepszego!", ["Rok temu przyszło od Ciebie pierwsze zamówienie. Dziękujemy za zaufanie — oto mały prezent."], "Świętuj z nami")}),
  "welcome-back": ("offer", {
    "en": ("Welcome back!", "Welcome back!", ["It is good to see you again. Here is a little something for your next order."], "Shop again"),
    "nl": ("Welkom terug!", "Welkom terug!", ["Fijn je weer te zien. Hier is een kleinigheid voor je volgende bestelling."], "Opnieuw shoppen"),
@@ -122,7 +122,7 @@ T = {
  "assortment-updated": ("", {
    "en": ("You told us about quality. We listened.", "We listened", ["You told us the quality disappointed you. We have renewed our assortment since — come and see for yourself."], "See the new assortment"),
    "nl": ("Je vertelde ons over de kwaliteit. We hebben geluisterd.", "We hebben geluisterd", ["Je gaf aan dat de kwaliteit tegenviel. Sindsdien hebben we ons assortiment vernieuwd — kom zelf kijken."], "Bekijk het nieuwe assortiment"),
-   "pl": ("Napisałeś nam o jakości. Posłuchaliśmy.", "Posłuchaliśmy", ["Napisałeś, że jakość Cię rozczarowała. Od tego czasu odnowiliśmy asortyment — przekonaj się sam."], "Zobacz nowy asortyment")}),
+   "pl": ("Twoja opinia o jakości: posłuchaliśmy.", "Posłuchaliśmy", ["Dziękujemy za opinię o jakości. Od tego czasu odnowiliśmy asortyment — zobacz, co się zmieniło."], "Zobacz nowy asortyment")}),
 }
 
 LAYOUT = """<mjml lang="LANG">

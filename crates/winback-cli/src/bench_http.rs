@@ -273,6 +273,8 @@ pub fn render(config: &Config, messages: usize, threads: usize) -> Result<()> {
             kind: "percent".into(),
             amount_minor: None,
             percent: Some(15),
+            currency: "EUR".into(),
+            sku: None,
             description: "15% off".into(),
             expires_at: winback_domain::Timestamp::new(
                 "2027-01-01T00:00:00Z".parse().expect("valid"),

@@ -57,7 +57,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// `[server]`: `winback serve` (tracking links and the `/v1` API).
     pub server: ServerConfig,
-    /// `[sms]`: the generic HTTP SMS provider; without `url`, SMS go to JSON files in the outbox.
+    /// `[sms]`: the generic HTTP SMS provider; without `url`, SMS go to `KEY.sms.json` files in
+    /// the outbox.
     pub sms: winback_channels::sms::SmsSettings,
     /// `[webhooks]`: campaign webhook steps; without `secret`, they go to JSON files.
     pub webhooks: WebhooksConfig,
@@ -148,6 +149,19 @@ impl Default for ServerConfig {
     }
 }
 
+/// One more DKIM key (`[[email.dkim_more]]`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKeyConfig {
+    /// `s=`.
+    pub selector: String,
+    /// `d=`; `email.dkim_domain` when absent.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The private key file.
+    pub key_file: String,
+}
+
 /// `[webhooks]`
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,12 +198,17 @@ pub struct EmailConfig {
     pub list_domain: String,
     /// Sender id in `Feedback-ID`.
     pub feedback_sender: String,
-    /// DKIM selector, domain and key file (RSA PKCS#1 PEM or base64 Ed25519); all or none.
+    /// DKIM selector, domain and key file (RSA or Ed25519 PEM as openssl writes it, or a base64
+    /// Ed25519 seed); all or none.
     pub dkim_selector: Option<String>,
     /// DKIM domain.
     pub dkim_domain: Option<String>,
     /// DKIM key file.
     pub dkim_key_file: Option<String>,
+    /// Further DKIM keys, each a signature of its own (an Ed25519 key beside the RSA one):
+    /// `dkim_more = [{ selector = "ed1", key_file = "ed25519.pem" }]`; `domain` defaults to
+    /// `dkim_domain`.
+    pub dkim_more: Vec<DkimKeyConfig>,
     /// Messages per second per recipient domain, e.g. `{ "gmail.com" = 20 }` (others unlimited).
     pub domain_rates: std::collections::BTreeMap<String, u32>,
 }
@@ -211,6 +230,7 @@ impl Default for EmailConfig {
             dkim_selector: None,
             dkim_domain: None,
             dkim_key_file: None,
+            dkim_more: Vec::new(),
             domain_rates: Default::default(),
         }
     }
@@ -397,6 +417,18 @@ impl Config {
             (None, None, None) => {}
             _ => anyhow::bail!("email.dkim_selector, dkim_domain and dkim_key_file go together"),
         }
+        for (i, more) in e.dkim_more.iter().enumerate() {
+            let domain = more
+                .domain
+                .as_ref()
+                .or(e.dkim_domain.as_ref())
+                .with_context(|| format!("email.dkim_more[{i}]: domain (or email.dkim_domain)"))?;
+            let key = std::fs::read_to_string(&more.key_file)
+                .with_context(|| format!("email.dkim_more[{i}].key_file {}", more.key_file))?;
+            composer = composer
+                .with_dkim(&more.selector, domain, key.trim())
+                .with_context(|| format!("email.dkim_more[{i}].key_file {}", more.key_file))?;
+        }
         Ok(composer)
     }
 
@@ -428,7 +460,7 @@ impl Config {
     ) -> Result<
         winback_channels::Routed<
             winback_channels::email::DomainRateLimited<winback_channels::Mailer>,
-            Route<winback_channels::sms::HttpSms>,
+            winback_channels::sms::SmsTransport,
             Route<winback_channels::http::WebhookTransport>,
         >,
     > {
@@ -438,13 +470,20 @@ impl Config {
                 .with_context(|| format!("creating {}", dir.display()))
         };
         let sms = if self.sms.url.is_empty() {
-            Route::File(files()?)
+            winback_channels::sms::SmsTransport::Folder(Box::new(
+                winback_channels::sms::SmsOutbox::new(
+                    &dir,
+                    &self.email.shop_name,
+                    &self.sms.sender,
+                )
+                .with_context(|| format!("creating {}", dir.display()))?,
+            ))
         } else {
             anyhow::ensure!(
                 !self.sms.secret.is_empty(),
                 "sms.secret is required with sms.url"
             );
-            Route::Live(winback_channels::sms::HttpSms::new(
+            winback_channels::sms::SmsTransport::Http(winback_channels::sms::HttpSms::new(
                 self.sms.clone(),
                 &self.email.shop_name,
                 clock.clone(),

@@ -4,6 +4,7 @@
 
 mod bench_engine;
 mod bench_http;
+mod bounces;
 mod campaigns;
 mod config;
 mod demo;
@@ -125,6 +126,9 @@ enum Command {
     /// Measure import throughput and identity resolution (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(report::BenchCommand),
+    /// Bounce and complaint mail: `bounces import MAILBOX…` (mbox, Maildir, .eml).
+    #[command(subcommand)]
+    Bounces(bounces::BouncesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +318,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(2)
             })
+        }
+        Command::Bounces(command) => {
+            let store = open_store(&config).await?;
+            bounces::run(&store, clock, command).await?;
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Resolve { json } => {
             let store = open_store(&config).await?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use winback_channels::{ByChannel, EmlOutbox};
+use winback_channels::EmlOutbox;
 use winback_domain::{Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::{Dispatch, JourneyStore, SendOutcome, Transport};
@@ -27,9 +27,9 @@ use crate::score::Scored;
 /// A transport that delivers into a file outbox and remembers each delivery for the response
 /// model.
 struct Recording {
-    /// Email as `.eml` files (rendered, signed links, bulk-sender headers); SMS and webhooks as
-    /// JSON files; in one folder.
-    outbox: ByChannel<EmlOutbox, FileOutbox>,
+    /// Email as `.eml` files (rendered, signed links, bulk-sender headers), SMS as the provider
+    /// would get them (rendered text, footer, segments), webhooks as JSON files; in one folder.
+    outbox: winback_channels::Routed<EmlOutbox, winback_channels::sms::SmsOutbox, FileOutbox>,
     delivered: Mutex<Vec<Dispatch>>,
     hard_bounce: Mutex<ChaCha8Rng>,
     bounce_rate: f64,
@@ -110,10 +110,16 @@ pub async fn run(
     }
     let sim_clock: std::sync::Arc<dyn winback_domain::Clock> = std::sync::Arc::new(clock.clone());
     let transport = Recording {
-        outbox: ByChannel {
+        outbox: winback_channels::Routed {
             email: EmlOutbox::new(config.composer(sim_clock)?, outbox_dir)
                 .with_context(|| format!("creating {}", outbox_dir.display()))?,
-            other: FileOutbox::new(outbox_dir)
+            sms: winback_channels::sms::SmsOutbox::new(
+                outbox_dir,
+                &config.email.shop_name,
+                &config.sms.sender,
+            )
+            .with_context(|| format!("creating {}", outbox_dir.display()))?,
+            webhook: FileOutbox::new(outbox_dir)
                 .with_context(|| format!("creating {}", outbox_dir.display()))?,
         },
         delivered: Mutex::new(Vec::new()),
@@ -332,7 +338,8 @@ pub async fn run(
         orders,
         events,
         repeated: transport.outbox.email.files().repeated()
-            + transport.outbox.other.files().repeated(),
+            + transport.outbox.sms.files().repeated()
+            + transport.outbox.webhook.files().repeated(),
         outbox: outbox_dir.to_path_buf(),
         end,
     })

@@ -151,7 +151,12 @@ pub struct OfferView {
     pub amount_minor: Option<i64>,
     /// Percent off.
     pub percent: Option<i64>,
-    /// `"10.00 EUR off"`.
+    /// Currency of the amounts.
+    pub currency: String,
+    /// The free product, for `free_product`.
+    pub sku: Option<String>,
+    /// `"10.00 EUR off"`, as stored for the shop's code list; a message words the offer in its
+    /// reader's language from the fields above.
     pub description: String,
     /// Valid until.
     pub expires_at: Timestamp,

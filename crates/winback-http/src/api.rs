@@ -19,7 +19,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use winback_domain::{BounceKind, EmailAddress, EventKind, EventRecord, ExternalId, Timestamp};
+use winback_domain::{BounceKind, EmailAddress, EventKind, Timestamp};
 use winback_engine::JourneyStore;
 use winback_engine::definition::Campaign;
 use winback_engine::ports::Applied;
@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/campaigns/{name}/pause", post(pause_campaign))
         .route("/v1/webhooks/esp", post(esp_webhook))
         .route("/v1/webhooks/ses", post(ses_webhook))
+        .route("/v1/webhooks/dsn", post(dsn_webhook))
         .route("/v1/webhooks/sms", post(sms_webhook))
         .route("/v1/privacy/export", post(privacy_export))
         .route("/v1/privacy/erase", post(privacy_erase))
@@ -858,21 +859,11 @@ pub struct EspEvent {
     pub url: Option<String>,
 }
 
-/// What applying provider events did.
-#[derive(Debug, Default, serde::Serialize)]
-struct WebhookReport {
-    events: u64,
-    duplicates: u64,
-    unknown_recipients: u64,
-    suppressed: u64,
-}
-
 async fn apply_esp_events(
     state: &AppState,
     list: Vec<(usize, EspEvent)>,
 ) -> Result<(StatusCode, Value), ApiError> {
     let now = state.clock.now();
-    let mut report = WebhookReport::default();
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for (line, e) in list {
@@ -942,60 +933,18 @@ async fn apply_esp_events(
         )
         .with_details(Value::Array(problems)));
     }
-    let mut events = Vec::new();
-    for (id, email, at, kind) in &records {
-        // Suppression first and regardless of whether the address is a known customer: an
-        // address that bounced must never be mailed, even after a later import adds it.
-        match kind {
-            EventKind::EmailBounced {
-                bounce: BounceKind::Hard,
-                ..
-            } => {
-                state
-                    .store
-                    .suppress("email", email.as_str(), "hard_bounce", now)
-                    .await?;
-                report.suppressed += 1;
-            }
-            EventKind::EmailBounced {
-                bounce: BounceKind::Soft,
-                ..
-            } => {
-                let third = state
-                    .store
-                    .soft_bounce("email", email.as_str(), now)
-                    .await?;
-                report.suppressed += u64::from(third);
-            }
-            EventKind::EmailComplained { .. } => {
-                state
-                    .store
-                    .suppress("email", email.as_str(), "complaint", now)
-                    .await?;
-                report.suppressed += 1;
-            }
-            _ => {}
-        }
-        match state.store.customer_by_email_key(email.match_key()).await? {
-            Some((_, external)) => events.push(EventRecord {
-                source_id: Some(
-                    ExternalId::parse(&format!("esp:{id}"))
-                        .map_err(|e| ApiError::bad_body(e.to_string()))?,
-                ),
-                customer: ExternalId::parse(&external).map_err(ApiError::internal)?,
-                at: *at,
-                kind: kind.clone(),
-            }),
-            None => report.unknown_recipients += 1,
-        }
-    }
-    if !events.is_empty() {
-        let mut session = state.store.begin_import(now).await?;
-        session.insert_events(&events).await?;
-        let counts = session.commit().await?;
-        report.events = counts.events;
-        report.duplicates = counts.duplicate_events;
-    }
+    let list = records
+        .into_iter()
+        .map(|(id, email, at, kind)| crate::mail_events::MailEvent {
+            id,
+            email,
+            at,
+            kind,
+            about_sender: false,
+            customer: None,
+        })
+        .collect();
+    let report = crate::mail_events::apply(&state.store, now, list).await?;
     Ok((
         StatusCode::OK,
         serde_json::to_value(&report).map_err(ApiError::internal)?,
@@ -1224,6 +1173,42 @@ pub async fn ses_webhook(
         Err(e) => return Err(e),
     };
     Ok((status, axum::Json(v)).into_response())
+}
+
+/// A bounce (RFC 3464 delivery status notification) or complaint (RFC 5965 ARF report) as the
+/// raw mail message, for a mail server that pipes the return-path mailbox here. The message is
+/// found by the VERP tag of the address the report was mailed to, else by the Message-ID of
+/// the enclosed original. Only a 5.1.x failure suppresses (hard); a full mailbox or a
+/// temporary failure counts toward the soft-bounce limit; a policy or reputation failure is
+/// recorded and suppresses nobody; a complaint suppresses marketing email.
+#[utoipa::path(post, path = "/v1/webhooks/dsn", tag = "webhooks",
+    request_body(content_type = "message/rfc822", description = "one raw mail message"),
+    responses((status = 200, description = "applied"), (status = 422, description = "not_a_report")),
+    security(("api_key" = ["webhooks"])))]
+pub async fn dsn_webhook(
+    State(state): State<AppState>,
+    key: ApiKey,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    key.require("webhooks")?;
+    let bytes = body(raw)?;
+    let report = winback_channels::reports::parse(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_report",
+            format!("body: {e}"),
+        )
+    })?;
+    let now = state.clock.now();
+    let reports = vec![("webhook".to_owned(), report)];
+    let (list, read) = crate::mail_events::from_reports(&state.store, now, &reports).await?;
+    let applied = crate::mail_events::apply(&state.store, now, list).await?;
+    Ok(axum::Json(json!({
+        "report": reports[0].1,
+        "read": read,
+        "applied": applied,
+    }))
+    .into_response())
 }
 
 /// An inbound SMS from the provider.

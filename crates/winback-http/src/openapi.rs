@@ -45,6 +45,7 @@ impl Modify for ApiKeyScheme {
         api::pause_campaign,
         api::esp_webhook,
         api::ses_webhook,
+        api::dsn_webhook,
         api::sms_webhook,
         api::privacy_export,
         api::privacy_erase,

@@ -47,7 +47,7 @@ pub fn routes() -> Router<AppState> {
 fn not_found(state: &AppState) -> Response {
     let body = state
         .pages
-        .render("not_found.html", context! {})
+        .render("not_found.html", "en", context! {})
         .unwrap_or_default();
     (
         StatusCode::NOT_FOUND,
@@ -57,8 +57,12 @@ fn not_found(state: &AppState) -> Response {
         .into_response()
 }
 
-fn page(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
-    match state.pages.render(name, ctx) {
+/// A page about message `m`, in its contact's language.
+fn page(state: &AppState, m: &MessageRef, name: &str, ctx: minijinja::Value) -> Response {
+    match state
+        .pages
+        .render(name, m.locale.as_deref().unwrap_or("en"), ctx)
+    {
         Ok(html) => (
             [
                 (header::CACHE_CONTROL, "no-store"),
@@ -406,6 +410,7 @@ async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<Strin
     };
     page(
         &state,
+        &m,
         "unsubscribe.html",
         context! {
             recipient => masked(m.recipient.as_deref()),
@@ -446,6 +451,7 @@ async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -
     }
     page(
         &state,
+        &m,
         "unsubscribed.html",
         context! { preferences => link_for(&state, Purpose::Preferences, "p", &m.key) },
     )
@@ -462,6 +468,7 @@ async fn preferences_page(State(state): State<AppState>, Path(token): Path<Strin
     };
     page(
         &state,
+        &m,
         "preferences.html",
         context! {
             recipient => masked(m.recipient.as_deref()),
@@ -503,7 +510,7 @@ async fn save_preferences(
     {
         return crate::error::ApiError::internal(e).into_response();
     }
-    page(&state, "saved.html", context! {})
+    page(&state, &m, "saved.html", context! {})
 }
 
 fn survey_reason(claims: &Claims) -> Option<&str> {
@@ -523,9 +530,10 @@ async fn survey_page(State(state): State<AppState>, Path(token): Path<String>) -
     };
     page(
         &state,
+        &m,
         "survey.html",
         context! {
-            label => crate::pages::reason_label(reason),
+            label => crate::pages::reason_label(reason, m.locale.as_deref().unwrap_or("en")),
             action => format!("{}/s/{token}", state.settings.public_url),
             csrf => csrf_token(&state, &m.key),
         },
@@ -579,7 +587,7 @@ async fn answer_survey(
     {
         return crate::error::ApiError::internal(e).into_response();
     }
-    page(&state, "thanks.html", context! {})
+    page(&state, &m, "thanks.html", context! {})
 }
 
 #[cfg(test)]

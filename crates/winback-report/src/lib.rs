@@ -93,15 +93,13 @@ pub struct Deliverability {
 
 impl Deliverability {
     fn new(f: &MessageFunnel, ramp: &RampSettings) -> Self {
-        let rate = |x: i64| {
-            if f.sent > 0 {
-                x as f64 / f.sent as f64
-            } else {
-                0.0
-            }
-        };
-        let hard_bounce_rate = rate(f.hard_bounced);
-        let complaint_rate = rate(f.complained);
+        let rate = |x: i64, of: i64| if of > 0 { x as f64 / of as f64 } else { 0.0 };
+        // Bounces over every message the relay was asked to take: the accepted (`sent`
+        // includes those that bounced later) plus those it refused at once. Complaints over
+        // the accepted.
+        let attempted = f.delivered + f.hard_bounced + f.soft_bounced + f.in_doubt;
+        let hard_bounce_rate = rate(f.hard_bounced, attempted);
+        let complaint_rate = rate(f.complained, f.sent);
         Self {
             provider: f.provider.clone(),
             sent: f.sent,
@@ -113,7 +111,7 @@ impl Deliverability {
             complaint_rate,
             max_hard_bounce_rate: ramp.max_hard_bounce_rate,
             max_complaint_rate: ramp.max_complaint_rate,
-            over_threshold: f.sent > 0
+            over_threshold: attempted > 0
                 && (hard_bounce_rate >= ramp.max_hard_bounce_rate
                     || complaint_rate >= ramp.max_complaint_rate),
         }

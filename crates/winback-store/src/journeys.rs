@@ -1047,6 +1047,7 @@ pub(crate) async fn apply_plans(
             match effect {
                 Effect::Message(m) => outbox.push(vec![
                     Val::from(m.idempotency_key.as_str()),
+                    Val::from(crate::migrate::key_digest(&m.idempotency_key)),
                     Val::from(c.campaign_id),
                     Val::from(e.id),
                     Val::from(e.profile_id),
@@ -1069,6 +1070,7 @@ pub(crate) async fn apply_plans(
                     idempotency_key,
                 } => outbox.push(vec![
                     Val::from(idempotency_key.as_str()),
+                    Val::from(crate::migrate::key_digest(idempotency_key)),
                     Val::from(c.campaign_id),
                     Val::from(e.id),
                     Val::from(e.profile_id),
@@ -1161,9 +1163,9 @@ pub(crate) async fn apply_plans(
     }
     insert_rows(
         &mut tx,
-        "INSERT INTO outbox (idempotency_key, campaign_id, enrolment_id, profile_id, step, variant, channel, template, subject, preheader, sender_name, url, sunset, not_before, created_at, state) \
+        "INSERT INTO outbox (idempotency_key, key_digest, campaign_id, enrolment_id, profile_id, step, variant, channel, template, subject, preheader, sender_name, url, sunset, not_before, created_at, state) \
          VALUES {} ON CONFLICT (idempotency_key) DO NOTHING",
-        16,
+        17,
         &outbox,
     )
     .await?;
@@ -1543,7 +1545,7 @@ pub(crate) async fn prepare_send(
                 .unwrap_or_default();
             let offer = tx
                 .fetch(
-                    "SELECT code, description, expires_at, min_order_minor, kind, amount_minor, percent FROM offers WHERE enrolment_id = $1 AND state = 'issued' ORDER BY issued_at DESC, rung DESC LIMIT 1",
+                    "SELECT code, description, expires_at, min_order_minor, kind, amount_minor, percent, currency, sku FROM offers WHERE enrolment_id = $1 AND state = 'issued' ORDER BY issued_at DESC, rung DESC LIMIT 1",
                     &[Val::from(m.enrolment_id)],
                 )
                 .await?
@@ -1557,6 +1559,8 @@ pub(crate) async fn prepare_send(
                         kind: r.text(4)?,
                         amount_minor: r.opt_i64(5)?,
                         percent: r.opt_i64(6)?,
+                        currency: r.text(7)?,
+                        sku: r.opt_text(8)?,
                     })
                 })
                 .transpose()?;
@@ -2391,15 +2395,17 @@ pub struct MessageFunnel {
     /// attempted); empty when not grouped by it.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub provider: String,
-    /// Handed to the provider (or written to the outbox folder).
+    /// Accepted by the relay or provider (or written to the outbox folder).
     pub sent: i64,
-    /// Sent and not bounced.
+    /// Sent and not bounced afterwards.
     pub delivered: i64,
-    /// Refused for good (the address is suppressed).
+    /// Refused for good about the recipient, at send time or by a later bounce report (the
+    /// address is suppressed).
     pub hard_bounced: i64,
-    /// Refused for now.
+    /// Refused for now (full mailbox, temporary recipient failure), or bounced later for a
+    /// reason that is not the recipient's for good.
     pub soft_bounced: i64,
-    /// Unknown after a crash: counted, never resent.
+    /// Unknown after a crash (neither sent nor bounced): counted, never resent.
     pub in_doubt: i64,
     /// Not sent at send time (consent, suppression, caps, an ended journey…).
     pub dropped: i64,
@@ -2507,6 +2513,7 @@ pub(crate) async fn message_funnels(
     type Key = (i64, String, String, String, String, String);
     let mut by_key: HashMap<String, Key> = HashMap::new();
     let mut funnels: BTreeMap<Key, MessageFunnel> = BTreeMap::new();
+    let mut accepted: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut args = vec![Val::from(range.0), Val::from(range.1)];
     let only = match campaign {
         Some(id) => {
@@ -2543,23 +2550,20 @@ pub(crate) async fn message_funnels(
             ..MessageFunnel::default()
         });
         let outcome = r.opt_text(5)?.unwrap_or_default();
-        match (r.text(4)?.as_str(), outcome.as_str()) {
+        // `sent` is what the relay or provider accepted; a message it refused is counted as
+        // bounced instead, and one whose fate a crash left unknown as in doubt. A bounce
+        // reported later (a DSN, a webhook) moves an accepted message from delivered to
+        // bounced below.
+        let state = r.text(4)?;
+        match (state.as_str(), outcome.as_str()) {
             ("sent", _) => {
                 f.sent += 1;
                 f.delivered += 1;
+                accepted.insert(r.text(0)?);
             }
-            ("failed", "hard_bounce") => {
-                f.sent += 1;
-                f.hard_bounced += 1;
-            }
-            (_, "soft_bounce") => {
-                f.sent += 1;
-                f.soft_bounced += 1;
-            }
-            ("in_doubt", _) => {
-                f.sent += 1;
-                f.in_doubt += 1;
-            }
+            ("failed", "hard_bounce") => f.hard_bounced += 1,
+            (_, "soft_bounce") => f.soft_bounced += 1,
+            ("in_doubt", _) => f.in_doubt += 1,
             ("dropped", _) => f.dropped += 1,
             _ => {}
         }
@@ -2572,6 +2576,8 @@ pub(crate) async fn message_funnels(
     // a message a person opened is not also counted as a machine open.
     #[derive(Default)]
     struct Seen {
+        hard_bounce: bool,
+        soft_bounce: bool,
         open: bool,
         machine_open: bool,
         click: bool,
@@ -2581,7 +2587,7 @@ pub(crate) async fn message_funnels(
     let mut seen: HashMap<String, Seen> = HashMap::new();
     for r in pool
         .fetch(
-            "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'survey_answered') \
+            "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered') \
              AND occurred_at >= $1",
             &[Val::from(range.0)],
         )
@@ -2603,6 +2609,14 @@ pub(crate) async fn message_funnels(
             "email_clicked" => s.click = true,
             "email_unsubscribed" => s.unsubscribe = true,
             "email_complained" => s.complaint = true,
+            "email_bounced" if accepted.contains(key) => {
+                if payload.get("bounce").and_then(|b| b.as_str()) == Some("soft") {
+                    s.soft_bounce = true;
+                } else {
+                    s.hard_bounce = true;
+                }
+            }
+            "email_bounced" => {}
             _ => {
                 let reason = payload
                     .get("reason")
@@ -2619,6 +2633,15 @@ pub(crate) async fn message_funnels(
         let Some(f) = by_key.get(key).and_then(|id| funnels.get_mut(id)) else {
             continue;
         };
+        // An accepted message bounced afterwards: once, hard over soft.
+        if s.hard_bounce || s.soft_bounce {
+            f.delivered -= 1;
+            if s.hard_bounce {
+                f.hard_bounced += 1;
+            } else {
+                f.soft_bounced += 1;
+            }
+        }
         f.opened_human += i64::from(s.open);
         f.opened_machine += i64::from(s.machine_open && !s.open);
         f.clicked += i64::from(s.click);

@@ -588,6 +588,26 @@ impl SqlStore {
         responses::message(&self.pool, key).await
     }
 
+    /// The message a bounce or complaint report names by a prefix of its key digest (the VERP
+    /// tag of the envelope sender, or the hash in its `Message-ID`); `recipient` finds messages
+    /// stored before digests were kept.
+    pub async fn message_by_digest(
+        &self,
+        prefix: &str,
+        recipient: Option<&str>,
+    ) -> Result<Option<responses::MessageRef>, StoreError> {
+        responses::message_by_digest(&self.pool, prefix, recipient).await
+    }
+
+    /// Which of these event keys (`id:SOURCE`, see `EventRecord::natural_key`) are stored
+    /// already: a provider report read twice must not count a soft bounce twice.
+    pub async fn stored_event_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        responses::stored_event_keys(&self.pool, keys).await
+    }
+
     /// Sets click destinations by link id.
     pub async fn set_links(
         &self,

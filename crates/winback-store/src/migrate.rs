@@ -81,7 +81,36 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_transport_pauses.sql"),
         postgres: include_str!("../migrations/postgres/0010_transport_pauses.sql"),
     },
+    Migration {
+        version: 11,
+        name: "outbox_key_digest",
+        sqlite: include_str!("../migrations/sqlite/0011_outbox_key_digest.sql"),
+        postgres: include_str!("../migrations/postgres/0011_outbox_key_digest.sql"),
+    },
 ];
+
+/// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.
+pub(crate) fn key_digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Fills `outbox.key_digest` for the rows written before migration 11.
+async fn fill_key_digests(tx: &mut crate::db::Tx) -> Result<(), StoreError> {
+    let rows = tx
+        .fetch(
+            "SELECT id, idempotency_key FROM outbox WHERE key_digest IS NULL",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        tx.execute(
+            "UPDATE outbox SET key_digest = $2 WHERE id = $1",
+            &[Val::from(r.i64(0)?), Val::from(key_digest(&r.text(1)?))],
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
@@ -130,6 +159,9 @@ pub async fn migrate(pool: &Pool) -> Result<u32, StoreError> {
         tx.execute_script(sql).await.map_err(|e| {
             StoreError::Migration(format!("migration {} ({}): {e}", m.version, m.name))
         })?;
+        if m.version == 11 {
+            fill_key_digests(&mut tx).await?;
+        }
         tx.execute(
             "INSERT INTO winback_migrations (version, name, checksum) VALUES ($1, $2, $3)",
             &[Val::from(m.version), Val::from(m.name), Val::from(sum)],

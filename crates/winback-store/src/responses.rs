@@ -150,19 +150,11 @@ async fn consent_allows(
 
 /// The message a tracking token names. An erased person's messages are not found: their old
 /// links answer like an unknown token and write nothing.
-pub(crate) async fn message(pool: &Pool, key: &str) -> Result<Option<MessageRef>, StoreError> {
-    let rows = pool
-        .fetch(
-            "SELECT o.id, o.idempotency_key, o.profile_id, c.external_id, k.name, o.step, o.variant, o.channel, o.recipient, o.sent_at, c.locale \
-             FROM outbox o JOIN customers c ON c.id = o.profile_id JOIN campaigns k ON k.id = o.campaign_id \
-             WHERE o.idempotency_key = $1 AND c.erased_at IS NULL",
-            &[Val::from(key)],
-        )
-        .await?;
-    let Some(r) = rows.first() else {
-        return Ok(None);
-    };
-    Ok(Some(MessageRef {
+const MESSAGE: &str = "SELECT o.id, o.idempotency_key, o.profile_id, c.external_id, k.name, o.step, o.variant, o.channel, o.recipient, o.sent_at, c.locale \
+     FROM outbox o JOIN customers c ON c.id = o.profile_id JOIN campaigns k ON k.id = o.campaign_id";
+
+fn message_ref(r: &crate::db::DbRow) -> Result<MessageRef, StoreError> {
+    Ok(MessageRef {
         outbox_id: r.i64(0)?,
         key: r.text(1)?,
         profile_id: r.i64(2)?,
@@ -174,7 +166,90 @@ pub(crate) async fn message(pool: &Pool, key: &str) -> Result<Option<MessageRef>
         recipient: r.opt_text(8)?,
         sent_at: r.opt_i64(9)?.map(ts).transpose()?,
         locale: r.opt_text(10)?,
-    }))
+    })
+}
+
+pub(crate) async fn message(pool: &Pool, key: &str) -> Result<Option<MessageRef>, StoreError> {
+    let rows = pool
+        .fetch(
+            &format!("{MESSAGE} WHERE o.idempotency_key = $1 AND c.erased_at IS NULL"),
+            &[Val::from(key)],
+        )
+        .await?;
+    rows.first().map(message_ref).transpose()
+}
+
+/// The message whose key digest starts with `prefix` (lower-case hex: a VERP tag or the hash
+/// in a `Message-ID`), falling back, for rows written without a digest, to the messages sent to
+/// `recipient`. `None` when nothing matches or the prefix is ambiguous.
+pub(crate) async fn message_by_digest(
+    pool: &Pool,
+    prefix: &str,
+    recipient: Option<&str>,
+) -> Result<Option<MessageRef>, StoreError> {
+    let prefix = prefix.to_ascii_lowercase();
+    if prefix.len() < 16 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    // `[prefix, prefix + "g")` is every lower-case hex string starting with the prefix, and a
+    // range an index serves on both backends (LIKE would not on PostgreSQL's default collation).
+    let rows = pool
+        .fetch(
+            &format!(
+                "{MESSAGE} WHERE o.key_digest >= $1 AND o.key_digest < $2 AND c.erased_at IS NULL LIMIT 2"
+            ),
+            &[Val::from(prefix.as_str()), Val::from(format!("{prefix}g"))],
+        )
+        .await?;
+    if rows.len() == 1 {
+        return rows.first().map(message_ref).transpose();
+    }
+    if !rows.is_empty() {
+        return Ok(None);
+    }
+    let Some(recipient) = recipient else {
+        return Ok(None);
+    };
+    let rows = pool
+        .fetch(
+            &format!(
+                "{MESSAGE} WHERE o.recipient = $1 AND o.key_digest IS NULL AND c.erased_at IS NULL"
+            ),
+            &[Val::from(recipient)],
+        )
+        .await?;
+    for r in &rows {
+        let m = message_ref(r)?;
+        if crate::migrate::key_digest(&m.key).starts_with(&prefix) {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+/// Which of these event keys (`id:SOURCE`) are stored already.
+pub(crate) async fn stored_event_keys(
+    pool: &Pool,
+    keys: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in keys.chunks(500) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let args: Vec<Val> = chunk.iter().map(|k| Val::from(k.as_str())).collect();
+        for r in pool
+            .fetch(
+                &format!("SELECT event_key FROM events WHERE event_key IN ({list})"),
+                &args,
+            )
+            .await?
+        {
+            out.insert(r.text(0)?);
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) async fn set_links(

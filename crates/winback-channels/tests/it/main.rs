@@ -39,6 +39,8 @@ fn dispatch(template: &str) -> Dispatch {
             kind: "fixed".into(),
             amount_minor: Some(1000),
             percent: None,
+            currency: "EUR".into(),
+            sku: None,
             description: "10.00 EUR off".into(),
             expires_at: Timestamp::new("2024-06-17T10:00:00Z".parse().unwrap()),
             min_order_minor: 5000,
@@ -141,6 +143,32 @@ fn the_rendered_we_miss_you_mail() {
             out.text
         )
     );
+    // Dutch and Polish mail is Dutch and Polish from subject to footer: the offer worded,
+    // priced and dated as each language writes it.
+    for lang in ["nl", "pl"] {
+        let mut d = dispatch("we-miss-you");
+        d.locale = Some(lang.into());
+        d.subject = None;
+        d.preheader = None;
+        let out = Renderer::new("De Winkel").render(&d, &links()).unwrap();
+        insta::assert_snapshot!(
+            format!("we_miss_you_{lang}_text"),
+            format!("Subject: {}\n\n{}", out.subject, out.text)
+        );
+        for english in [
+            "EUR off",
+            "valid until",
+            "Your code",
+            "Unsubscribe",
+            "2024-06-17",
+        ] {
+            assert!(
+                !out.text.contains(english),
+                "{lang}: `{english}` in {}",
+                out.text
+            );
+        }
+    }
     let mut nl = dispatch("ask-why");
     nl.locale = Some("nl".into());
     nl.subject = None;
@@ -403,14 +431,16 @@ mod dkim {
         }
         let signed: Vec<String> = tag("h")?.split(':').map(str::to_owned).collect();
         let mut data = String::new();
+        let mut used = vec![false; headers.len()];
         for name in &signed {
-            // One instance each here; a missing header signs as empty (RFC 6376 §5.4).
-            if let Some((n, v)) = headers
-                .iter()
+            // Instances from the bottom up; a name listed more often than it occurs signs the
+            // rest as nothing (RFC 6376 §5.4.2).
+            if let Some(i) = (0..headers.len())
                 .rev()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .find(|&i| !used[i] && headers[i].0.eq_ignore_ascii_case(name))
             {
-                data.push_str(&header(n, v));
+                used[i] = true;
+                data.push_str(&header(&headers[i].0, &headers[i].1));
                 data.push_str("\r\n");
             }
         }
@@ -482,6 +512,24 @@ fn dkim_signatures_verify_and_cover_the_unsubscribe_headers() {
     assert!(dkim::verify(&message, &other).is_err());
 }
 
+/// A key written by plain `openssl COMMAND -out FILE OPTIONS…` (genrsa takes its size last).
+fn openssl_key(dir: &std::path::Path, args: &[&str], file: &str) -> String {
+    let path = dir.join(file);
+    let out = std::process::Command::new("openssl")
+        .arg(args[0])
+        .arg("-out")
+        .arg(&path)
+        .args(&args[1..])
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
 /// The keys people have: what plain `openssl genrsa 2048` (PKCS#8 in OpenSSL 3), `openssl genrsa
 /// -traditional` (PKCS#1) and `openssl genpkey -algorithm ed25519` write all sign mail that an
 /// independent verifier accepts.
@@ -489,23 +537,7 @@ fn dkim_signatures_verify_and_cover_the_unsubscribe_headers() {
 fn dkim_keys_made_by_plain_openssl_sign() {
     use rsa::pkcs8::DecodePrivateKey as _;
     let dir = tempfile::tempdir().unwrap();
-    let openssl = |args: &[&str], file: &str| {
-        let path = dir.path().join(file);
-        // `openssl COMMAND -out FILE OPTIONS…` (genrsa takes its size last).
-        let out = std::process::Command::new("openssl")
-            .arg(args[0])
-            .arg("-out")
-            .arg(&path)
-            .args(&args[1..])
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read_to_string(path).unwrap()
-    };
+    let openssl = |args: &[&str], file: &str| openssl_key(dir.path(), args, file);
     let pkcs8 = openssl(&["genrsa", "2048"], "rsa.pem");
     assert!(pkcs8.contains("BEGIN PRIVATE KEY"), "{pkcs8}");
     let pkcs1 = openssl(&["genrsa", "-traditional", "2048"], "rsa1.pem");
@@ -613,4 +645,186 @@ async fn domain_rates_are_checked_and_pass_messages_through() {
         SendOutcome::Sent { .. }
     ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+/// Polish has gendered past tenses and nouns; the library's Polish copy (bodies, buttons and
+/// subjects, the seed's subject lines) uses forms that fit every reader.
+#[test]
+fn the_polish_copy_does_not_assume_a_gender() {
+    let mut texts: Vec<(String, String)> = winback_channels::library::TEMPLATES
+        .iter()
+        .filter(|(p, _)| p.starts_with("pl/"))
+        .map(|(p, s)| ((*p).to_owned(), (*s).to_owned()))
+        .collect();
+    texts.extend(
+        winback_channels::library::SUBJECTS
+            .iter()
+            .filter(|(l, _, _)| *l == "pl")
+            .map(|(_, n, s)| (format!("subject {n}"), (*s).to_owned())),
+    );
+    texts.extend(
+        winback_channels::subjects::SEED_001
+            .iter()
+            .map(|(nl, _, pl)| (format!("seed subject {nl}"), (*pl).to_owned())),
+    );
+    // Second-person and first-person past forms of either gender, and masculine nouns or
+    // adjectives addressing the reader.
+    let gendered_endings = ["łeś", "łaś", "łem", "łam", "łbyś", "łabyś"];
+    let gendered_words = [
+        "wrócił",
+        "klientem",
+        "przyjacielu",
+        "sam",
+        "zadowolony",
+        "gotowy",
+    ];
+    let mut found = Vec::new();
+    for (origin, text) in &texts {
+        for word in text.split(|c: char| !c.is_alphabetic()) {
+            let w = word.to_lowercase();
+            if gendered_endings.iter().any(|e| w.ends_with(e))
+                || gendered_words.contains(&w.as_str())
+            {
+                found.push(format!("{origin}: {word}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "gendered Polish: {found:?}");
+}
+
+/// Without a provider, an SMS lands in the outbox as the provider would get it: the text
+/// rendered in the contact's language from a per-language campaign line, the STOP footer,
+/// and its segments; once per key.
+#[tokio::test]
+async fn the_sms_outbox_holds_the_rendered_text_footer_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = winback_channels::sms::SmsOutbox::new(dir.path(), "De Winkel", "Winkel").unwrap();
+    let mut d = dispatch("we-miss-you");
+    d.key = "we-miss-you/17/sms1/sms".into();
+    d.channel = "sms".into();
+    d.to = "+48600123456".into();
+    d.locale = Some("pl".into());
+    d.subject = Some(
+        r#"{"en":"{{ shop }}: {{ offer }} for you","pl":"{{ shop }}: {{ offer }} dla Ciebie"}"#
+            .into(),
+    );
+    assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
+    assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
+    assert_eq!(outbox.files().written(), 1);
+    let file = outbox.files().path_of(&d.key, "sms.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(v["body"], "De Winkel: -10,00 € dla Ciebie", "{v}");
+    assert_eq!(v["footer"], "Rezygnacja? Odpisz STOP");
+    assert_eq!(
+        v["text"],
+        "De Winkel: -10,00 € dla Ciebie\nRezygnacja? Odpisz STOP"
+    );
+    assert_eq!(v["to"], "+48600123456");
+    // `€` is in GSM-7's extension table, and the amount's no-break space became a space: one
+    // GSM-7 segment, not UCS-2.
+    assert_eq!(v["segments"]["segments"], 1, "{v}");
+    assert_eq!(v["segments"]["encoding"], "gsm7", "{v}");
+}
+
+/// RSA and Ed25519 signatures together, checked by dkimpy (an independent DKIM verifier): both
+/// verify; a prepended Subject or From (oversigned) and a changed Content-Type (signed) break
+/// both.
+#[test]
+fn dual_dkim_signatures_verify_independently_and_oversigning_holds() {
+    use base64::Engine as _;
+    use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import dkim, nacl"])
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI needs python3 with dkimpy and pynacl (`pip install dkimpy pynacl`)"
+        );
+        eprintln!(
+            "skipping: python3 with dkimpy and pynacl is not installed (`pip install dkimpy pynacl`)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str], file: &str| openssl_key(dir.path(), args, file);
+    let rsa_pem = openssl(&["genrsa", "2048"], "rsa.pem");
+    let ed_pem = openssl(&["genpkey", "-algorithm", "ed25519"], "ed.pem");
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let rsa_public = rsa::RsaPrivateKey::from_pkcs8_pem(&rsa_pem)
+        .unwrap()
+        .to_public_key()
+        .to_public_key_der()
+        .unwrap();
+    let ed_public = ed25519_dalek::SigningKey::from_pkcs8_pem(&ed_pem)
+        .unwrap()
+        .verifying_key()
+        .to_bytes();
+    let records = serde_json::json!({
+        "rsa2026._domainkey.shop.example.": format!("v=DKIM1; k=rsa; p={}", b64(rsa_public.as_bytes())),
+        "ed2026._domainkey.shop.example.": format!("v=DKIM1; k=ed25519; p={}", b64(&ed_public)),
+    });
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, records.to_string()).unwrap();
+    let composer = composer()
+        .with_dkim("rsa2026", "shop.example", &rsa_pem)
+        .unwrap()
+        .with_dkim("ed2026", "shop.example", &ed_pem)
+        .unwrap();
+    let message = composer
+        .compose(&dispatch("we-miss-you"))
+        .unwrap()
+        .formatted();
+    let verify = |bytes: &[u8]| -> String {
+        let file = dir.path().join("m.eml");
+        std::fs::write(&file, bytes).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/dkim_verify.py"
+            ))
+            .arg(&file)
+            .arg(&keys)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        verify(&message),
+        "ok a=rsa-sha256 s=rsa2026\nok a=ed25519-sha256 s=ed2026\n"
+    );
+    let text = String::from_utf8(message).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let both_fail = "fail a=rsa-sha256 s=rsa2026\nfail a=ed25519-sha256 s=ed2026\n";
+    // A second Subject or From added above the original (after the signatures).
+    for extra in [
+        "Subject: You won a prize",
+        "From: Bank <alerts@bank.example>",
+    ] {
+        let sigs_end = head.rfind("DKIM-Signature:").unwrap();
+        let after = head[sigs_end..].find("\r\n").unwrap() + sigs_end;
+        // Past the last signature's folded lines.
+        let mut at = after;
+        while head[at + 2..].starts_with([' ', '\t']) {
+            at += 2 + head[at + 2..].find("\r\n").unwrap();
+        }
+        let forged = format!("{}\r\n{extra}{}\r\n\r\n{body}", &head[..at], &head[at..]);
+        assert_eq!(verify(forged.as_bytes()), both_fail, "{extra}");
+    }
+    let forged = text.replacen(
+        "Content-Type: multipart/alternative;",
+        "Content-Type: multipart/mixed;",
+        1,
+    );
+    assert_ne!(
+        forged, text,
+        "the message has a multipart/alternative Content-Type"
+    );
+    assert_eq!(verify(forged.as_bytes()), both_fail);
 }

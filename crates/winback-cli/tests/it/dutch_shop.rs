@@ -149,4 +149,167 @@ fn a_dutch_shops_exports_import_score_fit_and_mail_exactly_the_consenting() {
         Vec::<&String>::new(),
         "consenting addresses not mailed"
     );
+
+    // Bounce mail comes back to the return path hours later: a 5.1.1 DSN, a policy DSN and an
+    // ARF complaint with the recipient redacted, each quoting its message's headers, beside an
+    // out-of-office reply. Only the unknown user and the complainer are suppressed.
+    let mut emls: Vec<PathBuf> = std::fs::read_dir(env.path("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    emls.sort();
+    let header = |mail: &str, name: &str| -> String {
+        mail.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_owned()
+    };
+    let addr_of = |to: &str| -> String {
+        to.rsplit('<')
+            .next()
+            .unwrap()
+            .trim_end_matches('>')
+            .trim()
+            .to_lowercase()
+    };
+    let mails: Vec<String> = emls[..3]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let to: Vec<String> = mails.iter().map(|m| addr_of(&header(m, "To"))).collect();
+    let dsn = |i: usize, status: &str, diag: &str| {
+        format!(
+            "From MAILER-DAEMON Tue Jun  3 08:00:00 2025\n\
+From: Mail Delivery System <MAILER-DAEMON@mx.example.nl>\n\
+To: bounces@winkel.example\n\
+Date: Tue, 03 Jun 2025 08:00:0{i} +0000\n\
+Message-ID: <dsn-{i}@mx.example.nl>\n\
+Subject: Undelivered Mail Returned to Sender\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B{i}\"\n\
+\n\
+--B{i}\n\
+Content-Type: text/plain\n\
+\n\
+Delivery failed.\n\
+\n\
+--B{i}\n\
+Content-Type: message/delivery-status\n\
+\n\
+Reporting-MTA: dns; mx.example.nl\n\
+\n\
+Final-Recipient: rfc822; {to}\n\
+Action: failed\n\
+Status: {status}\n\
+Diagnostic-Code: smtp; {diag}\n\
+\n\
+--B{i}\n\
+Content-Type: text/rfc822-headers\n\
+\n\
+To: {to}\n\
+Message-ID: {mid}\n\
+\n\
+--B{i}--\n\n",
+            to = to[i],
+            mid = header(&mails[i], "Message-ID"),
+        )
+    };
+    let arf = format!(
+        "From fbl@fbl.example.com Wed Jun  4 09:00:00 2025\n\
+From: fbl@fbl.example.com\n\
+To: abuse@winkel.example\n\
+Date: Wed, 04 Jun 2025 09:00:00 +0000\n\
+Message-ID: <arf-1@fbl.example.com>\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\
+\n\
+--F\n\
+Content-Type: text/plain\n\
+\n\
+Abuse report.\n\
+--F\n\
+Content-Type: message/feedback-report\n\
+\n\
+Feedback-Type: abuse\n\
+Version: 1\n\
+Original-Rcpt-To: redacted\n\
+\n\
+--F\n\
+Content-Type: text/rfc822-headers\n\
+\n\
+Message-ID: {}\n\
+\n\
+--F--\n\n",
+        header(&mails[2], "Message-ID")
+    );
+    let reply = "From jan@example.nl Wed Jun  4 10:00:00 2025\nFrom: jan@example.nl\nTo: bounces@winkel.example\nSubject: Afwezig\n\nTot maandag.\n\n";
+    let mbox = env.write(
+        "bounces.mbox",
+        &format!(
+            "{}{}{arf}{reply}",
+            dsn(0, "5.1.1", "550 5.1.1 User unknown"),
+            dsn(
+                1,
+                "5.7.1",
+                "554 5.7.1 Service unavailable; client host blocked using a blocklist"
+            )
+        ),
+    );
+    let out = run(&["bounces", "import", mbox.to_str().unwrap(), "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["messages"], 4, "{r}");
+    assert_eq!(r["read"]["reports"], 3, "{r}");
+    assert_eq!(r["read"]["matched_messages"], 3, "{r}");
+    assert_eq!(r["read"]["verdicts"]["hard"], 1, "{r}");
+    assert_eq!(r["read"]["verdicts"]["sender"], 1, "{r}");
+    assert_eq!(r["read"]["verdicts"]["complaint"], 1, "{r}");
+    assert_eq!(r["applied"]["suppressed"], 2, "{r}");
+    assert_eq!(r["skipped"].as_array().unwrap().len(), 1, "{r}");
+    let suppressions = |addr: &str| -> String {
+        let out = run(&["customers", "show", addr, "--json"]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        v["profile"]["suppressions"].to_string()
+    };
+    assert!(
+        suppressions(&to[0]).contains("hard_bounce"),
+        "{}: {}",
+        to[0],
+        text(&run(&["customers", "show", &to[0], "--json"]))
+    );
+    assert!(
+        !suppressions(&to[1]).contains("bounce"),
+        "a blocklisted sender suppresses nobody: {}",
+        suppressions(&to[1])
+    );
+    assert!(suppressions(&to[2]).contains("complaint"), "{}", to[2]);
+    // The report counts the later bounces apart from what was delivered.
+    let out = run(&["report", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let funnel = report["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "eerste-campagne")
+        .map(|c| c["messages"].clone())
+        .expect("the campaign in the report");
+    let total = |k: &str| -> i64 {
+        funnel
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f[k].as_i64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(total("sent"), sent.len() as i64, "{funnel}");
+    assert_eq!(total("hard_bounced"), 1, "{funnel}");
+    assert_eq!(total("soft_bounced"), 1, "{funnel}");
+    assert_eq!(total("delivered"), sent.len() as i64 - 2, "{funnel}");
+    assert_eq!(total("complained"), 1, "{funnel}");
+    // Reading the mailbox again applies nothing twice.
+    let out = run(&["bounces", "import", mbox.to_str().unwrap(), "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["applied"]["duplicates"], 3, "{r}");
+    assert_eq!(r["applied"]["suppressed"], 0, "{r}");
 }

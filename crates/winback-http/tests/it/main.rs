@@ -1034,6 +1034,7 @@ async fn openapi_documents_every_api_route_and_health_and_metrics_answer() {
         "/v1/campaigns/{name}/pause",
         "/v1/webhooks/esp",
         "/v1/webhooks/ses",
+        "/v1/webhooks/dsn",
         "/v1/webhooks/sms",
     ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
@@ -1502,4 +1503,145 @@ async fn keep_me_subscribed_counts_as_a_click_and_opens_the_preference_centre() 
     let clicks = h.events("email_clicked").await;
     assert_eq!(clicks.len(), 1, "the yes counts as a click");
     assert_eq!(clicks[0]["message_id"], "msg-1");
+}
+
+/// A bounce mailed back to the return path hours after the relay accepted the message, piped
+/// to `/v1/webhooks/dsn`: found by the VERP tag, the unknown user suppressed once, a full
+/// mailbox counted as soft, ordinary mail refused with a stable code.
+#[tokio::test]
+async fn dsn_mail_finds_its_message_and_suppresses_only_the_unknown_user() {
+    use sha2::Digest;
+    let h = Harness::new().await;
+    let key = h.key(&["webhooks"]).await;
+    let tag = &hex::encode(sha2::Sha256::digest(b"msg-1"))[..16];
+    let dsn = |rcpt: &str, status: &str, id: &str| {
+        format!(
+            "From: MAILER-DAEMON@mx.example.nl\r\nTo: bounces+{tag}@shop.example\r\n\
+Date: Mon, 02 Mar 2026 09:00:00 +0000\r\nMessage-ID: <{id}@mx.example.nl>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example.nl\r\n\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {status}\r\n\r\n--b--\r\n"
+        )
+    };
+    let post = |body: String, key: Option<String>| {
+        let h = &h;
+        async move {
+            h.send(
+                "POST",
+                "/v1/webhooks/dsn",
+                key.as_deref(),
+                "message/rfc822",
+                &body,
+                &[],
+            )
+            .await
+        }
+    };
+    let r = post(dsn("anna@example.nl", "5.1.1", "d1"), Some(key.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["read"]["matched_messages"], 1, "{v}");
+    assert_eq!(v["applied"]["suppressed"], 1, "{v}");
+    assert!(
+        h.store
+            .is_suppressed("email", "anna@example.nl")
+            .await
+            .unwrap()
+    );
+    let bounced = h.events("email_bounced").await;
+    assert_eq!(bounced.len(), 1);
+    assert_eq!(bounced[0]["message_id"], "msg-1", "{bounced:?}");
+    assert_eq!(bounced[0]["bounce"], "hard");
+    // The same report again changes nothing.
+    let again = post(dsn("anna@example.nl", "5.1.1", "d1"), Some(key.clone())).await;
+    assert_eq!(again.json()["applied"]["duplicates"], 1, "{}", again.body);
+    assert_eq!(again.json()["applied"]["suppressed"], 0);
+    // A full mailbox is soft: counted, not suppressed.
+    let r = post(dsn("bob@example.nl", "4.2.2", "d2"), Some(key.clone())).await;
+    assert_eq!(r.json()["read"]["verdicts"]["soft"], 1, "{}", r.body);
+    assert!(
+        !h.store
+            .is_suppressed("email", "bob@example.nl")
+            .await
+            .unwrap()
+    );
+    // Ordinary mail is not a report; without the webhooks scope nothing is read.
+    let r = post(
+        "From: a@example.nl\r\nSubject: Afwezig\r\n\r\nTot maandag\r\n".into(),
+        Some(key.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["error"]["code"], "not_a_report", "{}", r.body);
+    let ingest = h.key(&["ingest"]).await;
+    let r = post(dsn("bob@example.nl", "5.1.1", "d3"), Some(ingest)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        !h.store
+            .is_suppressed("email", "bob@example.nl")
+            .await
+            .unwrap()
+    );
+}
+
+/// The pages a contact opens from a message speak the contact's language.
+#[tokio::test]
+async fn pages_speak_the_contacts_language() {
+    let h = Harness::new().await;
+    let set_locale = |l: &'static str| {
+        let h = &h;
+        async move {
+            h.store
+                .pool()
+                .execute(
+                    &format!("UPDATE customers SET locale = '{l}' WHERE external_id = 'C1'"),
+                    &[],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set_locale("nl-NL").await;
+    let u = h
+        .get(
+            &format!("/u/{}", h.token(Purpose::Unsubscribe, "msg-1", None)),
+            &[],
+        )
+        .await;
+    assert!(u.body.contains("<html lang=\"nl\">"), "{}", u.body);
+    assert!(
+        u.body.contains("afmelden voor de marketingmails"),
+        "{}",
+        u.body
+    );
+    let p = h
+        .get(
+            &format!("/p/{}", h.token(Purpose::Preferences, "msg-1", None)),
+            &[],
+        )
+        .await;
+    assert!(p.body.contains("Je voorkeuren voor"), "{}", p.body);
+    set_locale("pl").await;
+    let s = h
+        .get(
+            &format!("/s/{}", h.token(Purpose::Survey, "msg-1", Some("price"))),
+            &[],
+        )
+        .await;
+    assert!(s.body.contains("<html lang=\"pl\">"), "{}", s.body);
+    assert!(
+        s.body.contains("Twój wybór: <strong>Za drogo</strong>"),
+        "{}",
+        s.body
+    );
+    // A language the pages lack falls back to English.
+    set_locale("de").await;
+    let u = h
+        .get(
+            &format!("/u/{}", h.token(Purpose::Unsubscribe, "msg-1", None)),
+            &[],
+        )
+        .await;
+    assert!(u.body.contains("<html lang=\"en\">"), "{}", u.body);
+    assert!(u.body.contains("marketing email?"), "{}", u.body);
 }
