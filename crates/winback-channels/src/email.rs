@@ -162,6 +162,15 @@ impl Composer {
         Ok(self)
     }
 
+    /// Adds the shop's own templates (see [`Renderer::with_templates_dir`]).
+    pub fn with_templates_dir(
+        mut self,
+        dir: &std::path::Path,
+    ) -> Result<Self, crate::render::RenderError> {
+        self.renderer = self.renderer.with_templates_dir(dir)?;
+        Ok(self)
+    }
+
     /// The renderer.
     pub fn renderer(&self) -> &Renderer {
         &self.renderer

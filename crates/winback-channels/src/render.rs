@@ -67,6 +67,14 @@ pub enum RenderError {
         /// What went wrong, with the line.
         message: String,
     },
+    /// A file of the shop's own templates folder could not be read or is not a template.
+    #[error("{path}: {message}")]
+    Folder {
+        /// The file or folder.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The personalised MJML is not valid MJML.
     #[error("template `{template}`: MJML: {message}")]
     Mjml {
@@ -131,6 +139,104 @@ impl Renderer {
             subjects: sandboxed(false),
             shop_name: shop_name.to_owned(),
         }
+    }
+
+    /// Adds the shop's own templates from `dir`: `en/NAME.mjml`, `nl/NAME.mjml`,
+    /// `pl/NAME.mjml` (minijinja over MJML, like the library's, and free to
+    /// `{% extends "nl/layout.mjml" %}`). A file named like a library template replaces it; a
+    /// new name needs an English version, the fallback of every language. Each file is
+    /// parsed now, so a broken template stops the worker at start, not a send.
+    pub fn with_templates_dir(mut self, dir: &std::path::Path) -> Result<Self, RenderError> {
+        let folder_error = |path: &std::path::Path, message: String| RenderError::Folder {
+            path: path.display().to_string(),
+            message,
+        };
+        if !dir.is_dir() {
+            return Err(folder_error(dir, "not a folder".into()));
+        }
+        let mut added = Vec::new();
+        for lang in LOCALES {
+            let sub = dir.join(lang);
+            if !sub.is_dir() {
+                continue;
+            }
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&sub)
+                .map_err(|e| folder_error(&sub, e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "mjml"))
+                .collect();
+            files.sort();
+            for path in files {
+                let name = path
+                    .file_stem()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+                    || name.is_empty()
+                {
+                    return Err(folder_error(
+                        &path,
+                        "template names are lowercase letters, digits, - or _".into(),
+                    ));
+                }
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| folder_error(&path, e.to_string()))?;
+                self.bodies
+                    .add_template_owned(format!("{lang}/{name}.mjml"), source)
+                    .map_err(|e| {
+                        let line = e.line().map(|l| format!("line {l}: ")).unwrap_or_default();
+                        folder_error(&path, format!("{line}{e}"))
+                    })?;
+                added.push((lang, name, path));
+            }
+        }
+        for (lang, name, path) in &added {
+            if name != "layout"
+                && self
+                    .bodies
+                    .get_template(&format!("en/{name}.mjml"))
+                    .is_err()
+            {
+                return Err(folder_error(
+                    path,
+                    format!(
+                        "`{name}` has no English version (en/{name}.mjml): English is every language's fallback ({lang} given)"
+                    ),
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether an email template of this name exists (in English, every language's fallback).
+    pub fn has_template(&self, name: &str) -> bool {
+        name != "layout" && self.bodies.get_template(&format!("en/{name}.mjml")).is_ok()
+    }
+
+    /// Every template name this renderer knows, with the languages it has (the library's and
+    /// the shop's own).
+    pub fn template_languages(&self) -> BTreeMap<String, Vec<&'static str>> {
+        let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+        for (path, _) in self.bodies.templates() {
+            let Some((lang, file)) = path.split_once('/') else {
+                continue;
+            };
+            let Some(lang) = LOCALES.iter().find(|l| **l == lang) else {
+                continue;
+            };
+            let name = file.trim_end_matches(".mjml");
+            if name != "layout" {
+                out.entry(name.to_owned()).or_default().push(lang);
+            }
+        }
+        for langs in out.values_mut() {
+            langs.sort_unstable();
+            langs.dedup();
+        }
+        out
     }
 
     /// Template names in the library (any locale).

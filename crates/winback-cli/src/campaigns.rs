@@ -89,7 +89,10 @@ pub enum ExportFormatArg {
 }
 
 /// Reads and checks campaign files; every problem of every file, or the campaigns.
-pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, Campaign)>, Vec<String>> {
+pub fn load_files(
+    paths: &[PathBuf],
+    template_exists: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(PathBuf, String, Campaign)>, Vec<String>> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for p in paths {
@@ -122,7 +125,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String, Campaign)>,
                 continue;
             }
         };
-        match Campaign::parse(&f.display().to_string(), &text) {
+        match Campaign::parse_with_templates(&f.display().to_string(), &text, template_exists) {
             Ok(c) => {
                 if let Some(other) = names.insert(c.name.clone(), f.clone()) {
                     problems.push(format!(
@@ -187,7 +190,8 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
         return Ok(ExitCode::SUCCESS);
     }
     if let CampaignsCommand::Apply { paths, check: true } = &cmd {
-        return Ok(match load_files(paths) {
+        let renderer = config.renderer()?;
+        return Ok(match load_files(paths, &|t| renderer.has_template(t)) {
             Ok(c) => {
                 println!("{} campaign file(s) are valid.", c.len());
                 ExitCode::SUCCESS
@@ -201,20 +205,23 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
         });
     }
     let store = crate::open_store(config).await?;
+    let renderer = config.renderer()?;
     let code = match cmd {
-        CampaignsCommand::Apply { paths, .. } => match load_files(&paths) {
-            Ok(campaigns) => {
-                apply(&store, clock, &campaigns, false).await?;
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                for p in &problems {
-                    eprintln!("{p}");
+        CampaignsCommand::Apply { paths, .. } => {
+            match load_files(&paths, &|t| renderer.has_template(t)) {
+                Ok(campaigns) => {
+                    apply(&store, clock, &campaigns, false).await?;
+                    ExitCode::SUCCESS
                 }
-                eprintln!("{} problem(s); nothing was applied.", problems.len());
-                ExitCode::from(2)
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    eprintln!("{} problem(s); nothing was applied.", problems.len());
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         CampaignsCommand::List { json } => {
             let campaigns = store.campaigns().await?;
             let counts = store.campaign_counts().await?;

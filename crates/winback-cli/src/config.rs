@@ -205,6 +205,9 @@ pub struct EmailConfig {
     pub dkim_domain: Option<String>,
     /// DKIM key file.
     pub dkim_key_file: Option<String>,
+    /// The shop's own email templates: `en/NAME.mjml`, `nl/NAME.mjml`, `pl/NAME.mjml` beside
+    /// the library's (a library name replaces its template); read at start.
+    pub templates_dir: Option<String>,
     /// Further DKIM keys, each a signature of its own (an Ed25519 key beside the RSA one):
     /// `dkim_more = [{ selector = "ed1", key_file = "ed25519.pem" }]`; `domain` defaults to
     /// `dkim_domain`.
@@ -231,6 +234,7 @@ impl Default for EmailConfig {
             dkim_domain: None,
             dkim_key_file: None,
             dkim_more: Vec::new(),
+            templates_dir: None,
             domain_rates: Default::default(),
         }
     }
@@ -390,6 +394,17 @@ impl Config {
         Ok(ring)
     }
 
+    /// The renderer of email bodies: the library and `[email] templates_dir`.
+    pub fn renderer(&self) -> Result<winback_channels::Renderer> {
+        let r = winback_channels::Renderer::new(&self.email.shop_name);
+        Ok(match &self.email.templates_dir {
+            Some(dir) => r
+                .with_templates_dir(std::path::Path::new(dir))
+                .context("email.templates_dir")?,
+            None => r,
+        })
+    }
+
     /// Renders and signs messages as `[email]` and `[tokens]` describe.
     pub fn composer(
         &self,
@@ -408,6 +423,11 @@ impl Config {
             link_days: 365,
         };
         let mut composer = winback_channels::Composer::new(settings, self.keyring()?, clock);
+        if let Some(dir) = &e.templates_dir {
+            composer = composer
+                .with_templates_dir(std::path::Path::new(dir))
+                .context("email.templates_dir")?;
+        }
         match (&e.dkim_selector, &e.dkim_domain, &e.dkim_key_file) {
             (Some(selector), Some(domain), Some(file)) => {
                 let key = std::fs::read_to_string(file)

@@ -19,6 +19,7 @@ mod score;
 mod serve;
 mod sim;
 mod simulate;
+mod templates;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -129,6 +130,9 @@ enum Command {
     /// Bounce and complaint mail: `bounces import MAILBOX…` (mbox, Maildir, .eml).
     #[command(subcommand)]
     Bounces(bounces::BouncesCommand),
+    /// Email templates: `templates list`, `templates show NAME --locale nl`.
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +322,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(2)
             })
+        }
+        Command::Templates(command) => {
+            templates::run(&config, command)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bounces(command) => {
             let store = open_store(&config).await?;

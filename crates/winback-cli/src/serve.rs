@@ -180,6 +180,11 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
     settings.session_hours = config.server.session_hours.max(1);
     settings.logins_per_minute = config.server.logins_per_minute;
     settings.report = crate::kpi::settings(config);
+    settings.templates = config
+        .renderer()?
+        .template_languages()
+        .into_keys()
+        .collect();
     if !store.has_admins().await? {
         println!(
             "winback serve: no dashboard administrator yet; create one with `winback admin set-password NAME`"

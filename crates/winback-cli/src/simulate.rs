@@ -37,15 +37,17 @@ pub struct SimulateArgs {
 
 /// Runs `winback simulate`.
 pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Result<ExitCode> {
-    let campaigns = match crate::campaigns::load_files(&args.campaigns) {
-        Ok(c) => c,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{p}");
+    let renderer = config.renderer()?;
+    let campaigns =
+        match crate::campaigns::load_files(&args.campaigns, &|t| renderer.has_template(t)) {
+            Ok(c) => c,
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                return Ok(ExitCode::from(2));
             }
-            return Ok(ExitCode::from(2));
-        }
-    };
+        };
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let mut cfg = config.clone();
     cfg.database_url = format!(

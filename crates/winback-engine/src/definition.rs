@@ -787,6 +787,8 @@ struct Checker<'a> {
     file: &'a str,
     text: &'a str,
     problems: Vec<Problem>,
+    /// Whether an email template of this name exists (the library and the shop's own folder).
+    template_exists: &'a dyn Fn(&str) -> bool,
 }
 
 impl Checker<'_> {
@@ -907,12 +909,25 @@ fn present_fields(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
 }
 
 impl Campaign {
-    /// Parses and checks one campaign file. `file` names it in errors.
+    /// Parses and checks one campaign file. `file` names it in errors. Template names are
+    /// checked for their form only; [`Campaign::parse_with_templates`] also checks that they
+    /// exist.
     pub fn parse(file: &str, text: &str) -> Result<Campaign, DefinitionError> {
+        Self::parse_with_templates(file, text, &|_| true)
+    }
+
+    /// Parses and checks one campaign file, and that every email step's template exists
+    /// (`template_exists` knows the library and the shop's own templates).
+    pub fn parse_with_templates(
+        file: &str,
+        text: &str,
+        template_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Campaign, DefinitionError> {
         let mut ck = Checker {
             file,
             text,
             problems: Vec::new(),
+            template_exists,
         };
         let raw: RawFile = match toml::from_str(text) {
             Ok(r) => r,
@@ -1226,6 +1241,15 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     template.span(),
                     Some(id),
                     "template names are lowercase letters, digits, - or _",
+                );
+            } else if channel == Channel::Email && !(ck.template_exists)(template.get_ref()) {
+                ck.at(
+                    template.span(),
+                    Some(id),
+                    format!(
+                        "no email template `{}` in the library or `[email] templates_dir` (see `winback templates list`)",
+                        template.get_ref()
+                    ),
                 );
             }
             if channel == Channel::Sms && r.subject.is_some() {

@@ -741,19 +741,21 @@ pub async fn apply_campaign(
         let text =
             std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_body("the body is not UTF-8"))?;
         let file = format!("api:{name}.toml");
-        let campaign = Campaign::parse(&file, text).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_campaign",
-                format!("{} problem(s) in the campaign file", e.problems.len()),
-            )
-            .with_details(Value::Array(
-                e.problems
-                    .iter()
-                    .map(|p| Value::String(p.to_string()))
-                    .collect(),
-            ))
-        })?;
+        let campaign =
+            Campaign::parse_with_templates(&file, text, &|t| state.settings.templates.contains(t))
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_campaign",
+                        format!("{} problem(s) in the campaign file", e.problems.len()),
+                    )
+                    .with_details(Value::Array(
+                        e.problems
+                            .iter()
+                            .map(|p| Value::String(p.to_string()))
+                            .collect(),
+                    ))
+                })?;
         if campaign.name != name {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

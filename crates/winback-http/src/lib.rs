@@ -71,6 +71,9 @@ pub struct ServerSettings {
     pub session_hours: i64,
     /// Dashboard login attempts per minute per client address.
     pub logins_per_minute: u32,
+    /// Email template names a campaign applied through the API may use (the library's, plus
+    /// the shop's `[email] templates_dir`).
+    pub templates: std::collections::BTreeSet<String>,
 }
 
 impl ServerSettings {
@@ -89,6 +92,10 @@ impl ServerSettings {
             report: winback_report::Settings::default(),
             session_hours: 8,
             logins_per_minute: 10,
+            templates: winback_channels::Renderer::templates()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 

@@ -1020,3 +1020,89 @@ fn cdnow_master_cuts_fit_like_lifetimes_in_the_shops_zone() {
         }
     }
 }
+
+/// A shop's own templates: listed beside the library's, previewed in a language, accepted by
+/// `campaigns apply` only when they exist, and a broken one refused at start with its file and
+/// line.
+#[test]
+fn the_shops_own_templates_are_listed_previewed_and_checked() {
+    let env = Env::new();
+    env.write(
+        "templates/en/spring-sale.mjml",
+        "{% extends \"en/layout.mjml\" %}{% block heading %}Spring is here{% endblock %}{% block body %}<mj-text>Our spring collection has arrived.</mj-text><mj-button href=\"{{ links.shop }}\">See it</mj-button>{% endblock %}",
+    );
+    env.write(
+        "templates/nl/spring-sale.mjml",
+        "{% extends \"nl/layout.mjml\" %}{% block heading %}De lente is er{% endblock %}{% block body %}<mj-text>Onze voorjaarscollectie is binnen.</mj-text><mj-button href=\"{{ links.shop }}\">Bekijk</mj-button>{% endblock %}",
+    );
+    let campaign = env.write(
+        "spring.toml",
+        "[campaign]\nname = \"spring\"\naudience = 'stage == \"lapsed\" && email_ok'\n\n[trigger]\ntype = \"audience\"\n\n[[steps]]\nid = \"hello\"\ntype = \"send\"\ntemplate = \"spring-sale\"\nsubject = { en = \"Spring is here\", nl = \"De lente is er\" }\n",
+    );
+    // Without the folder the template does not exist: the file, line and step are named.
+    let out = env.run(&["campaigns", "apply", "--check", campaign.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("spring.toml:11:12: step `hello`: no email template `spring-sale`"),
+        "{}",
+        text(&out)
+    );
+    env.write("winback.toml", "[email]\ntemplates_dir = \"templates\"\n");
+    let out = env.run(&["campaigns", "apply", "--check", campaign.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.run(&["templates", "list"]);
+    let list = text(&out);
+    assert!(
+        list.lines().any(|l| l.starts_with("spring-sale")
+            && l.contains("en,nl")
+            && l.ends_with("templates_dir")),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|l| l.starts_with("we-miss-you")
+            && l.contains("en,nl,pl")
+            && l.ends_with("library")),
+        "{list}"
+    );
+    let out = env.run(&["templates", "show", "spring-sale", "--locale", "nl"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("Onze voorjaarscollectie is binnen."),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Afmelden"),
+        "the library's Dutch footer: {shown}"
+    );
+    // Polish falls back to English, the language every template has.
+    let out = env.run(&["templates", "show", "spring-sale", "--locale", "pl"]);
+    assert!(text(&out).contains("Our spring collection has arrived."));
+    // A broken template stops every command that renders, naming the file and line.
+    env.write(
+        "templates/nl/spring-sale.mjml",
+        "{% extends \"nl/layout.mjml\" %}\n{% block body %}{% if %}{% endblock %}",
+    );
+    let out = env.run(&["templates", "list"]);
+    assert!(!out.status.success());
+    let err = text(&out);
+    assert!(
+        err.contains("templates/nl/spring-sale.mjml: line 2:"),
+        "{err}"
+    );
+    // A language without the English fallback is refused too.
+    env.write(
+        "templates/nl/spring-sale.mjml",
+        "{% extends \"nl/layout.mjml\" %}{% block body %}<mj-text>Hoi</mj-text>{% endblock %}",
+    );
+    env.write(
+        "templates/nl/only-dutch.mjml",
+        "{% extends \"nl/layout.mjml\" %}{% block body %}<mj-text>Hoi</mj-text>{% endblock %}",
+    );
+    let out = env.run(&["templates", "list"]);
+    assert!(
+        text(&out).contains("`only-dutch` has no English version"),
+        "{}",
+        text(&out)
+    );
+}

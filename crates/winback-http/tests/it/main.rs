@@ -968,6 +968,21 @@ async fn campaigns_are_applied_started_and_paused_over_the_api() {
         "{}",
         r.body
     );
+    // A template that does not exist is refused as `campaigns apply` refuses it.
+    let unknown = file.replacen("template = \"", "template = \"no-such-", 1);
+    assert_ne!(unknown, file);
+    let r = h
+        .send(
+            "PUT",
+            &format!("/v1/campaigns/{name}"),
+            Some(&admin),
+            "application/toml",
+            &unknown,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("no email template `no-such-"), "{}", r.body);
     let r = h
         .send(
             "POST",
