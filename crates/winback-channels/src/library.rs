@@ -21,6 +21,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/en/price-offer.mjml"),
     ),
     (
+        "en/retention-notice.mjml",
+        include_str!("../templates/en/retention-notice.mjml"),
+    ),
+    (
         "en/farewell.mjml",
         include_str!("../templates/en/farewell.mjml"),
     ),
@@ -95,6 +99,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "nl/price-offer.mjml",
         include_str!("../templates/nl/price-offer.mjml"),
+    ),
+    (
+        "nl/retention-notice.mjml",
+        include_str!("../templates/nl/retention-notice.mjml"),
     ),
     (
         "nl/farewell.mjml",
@@ -173,6 +181,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/pl/price-offer.mjml"),
     ),
     (
+        "pl/retention-notice.mjml",
+        include_str!("../templates/pl/retention-notice.mjml"),
+    ),
+    (
         "pl/farewell.mjml",
         include_str!("../templates/pl/farewell.mjml"),
     ),
@@ -247,6 +259,11 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
         "price-offer",
         "You told us why. Here is something for you",
     ),
+    (
+        "en",
+        "retention-notice",
+        "Do you want to keep your account?",
+    ),
     ("en", "farewell", "There will always be a place for you"),
     (
         "en",
@@ -305,6 +322,7 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
         "price-offer",
         "Je vertelde ons waarom. Dit is voor jou",
     ),
+    ("nl", "retention-notice", "Wil je je account houden?"),
     ("nl", "farewell", "Er zal altijd een plek voor je zijn"),
     (
         "nl",
@@ -363,6 +381,7 @@ pub const SUBJECTS: &[(&str, &str, &str)] = &[
         "price-offer",
         "Dziękujemy za odpowiedź. To dla Ciebie",
     ),
+    ("pl", "retention-notice", "Czy chcesz zachować swoje konto?"),
     ("pl", "farewell", "Zawsze będzie tu dla Ciebie miejsce"),
     ("pl", "otb-loyalty-benefits", "Twoje korzyści czekają"),
     (

@@ -315,7 +315,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo::run(&config, clock, args).await,
         Command::Import(args) => {
             let store = open_store(&config).await?;
-            let ok = import::run(&config, &store, clock, &args).await?;
+            let ok = match import::run(&config, &store, clock, &args).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let disk_full = e.chain().any(|c| {
+                        matches!(
+                            c.downcast_ref::<winback_store::StoreError>(),
+                            Some(winback_store::StoreError::DiskFull(_))
+                        )
+                    });
+                    if disk_full {
+                        // The rolled-back import's pages are still in the write-ahead log:
+                        // give the disk that space back so the next command can open the store.
+                        let released = store.release_space().await;
+                        store.close().await;
+                        return Err(match released {
+                            Ok(()) => e.context(
+                                "the import was rolled back and its write-ahead log truncated: the store is as it was",
+                            ),
+                            Err(_) => e.context(
+                                "the import was rolled back: the store is as it was (its write-ahead log gives the space back once the disk has a little room)",
+                            ),
+                        });
+                    }
+                    return Err(e);
+                }
+            };
             store.close().await;
             Ok(if ok {
                 ExitCode::SUCCESS

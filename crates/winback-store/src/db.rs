@@ -202,6 +202,72 @@ pub enum Pool {
     Postgres(PgPool),
 }
 
+/// Refuses to open a SQLite database whose write-ahead log the disk has no room to index.
+///
+/// Opening replays a left-over WAL into its index, the `-shm` file SQLite memory-maps, at 32 KiB
+/// per 4,096 pages of log. When a failed import filled the disk, that file cannot grow, and a
+/// write to the mapped page kills the process with SIGBUS and no message. Checking first turns
+/// that into an error that says what to do.
+fn room_for_the_wal(db: &std::path::Path) -> Result<(), StoreError> {
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    let Ok(meta) = std::fs::metadata(&wal) else {
+        return Ok(());
+    };
+    // Frames of the default 4 KiB page plus their 24-byte headers.
+    let frames = meta.len() / (4096 + 24) + 1;
+    let index = (frames / 4096 + 1) * 32 * 1024;
+    // What of the index file is on disk already (a sparse file's holes need new blocks).
+    let shm = std::fs::metadata(format!("{}-shm", db.display()))
+        .map(|m| allocated(&m))
+        .unwrap_or(0);
+    if index <= shm {
+        return Ok(());
+    }
+    let need = index - shm + 64 * 1024;
+    let Some(free) = free_bytes(db) else {
+        return Ok(());
+    };
+    if free < need {
+        return Err(StoreError::DiskFull(format!(
+            "{} has {} MB of write-ahead log to replay and its disk has {} KB free (it needs about {} KB): free space on that disk, then run the command again; the database itself is intact",
+            db.display(),
+            meta.len() / (1024 * 1024),
+            free / 1024,
+            need / 1024
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes a file occupies on disk.
+#[cfg(unix)]
+fn allocated(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    m.blocks().saturating_mul(512)
+}
+
+#[cfg(not(unix))]
+fn allocated(m: &std::fs::Metadata) -> u64 {
+    m.len()
+}
+
+/// Bytes available to this user on the file system holding `path`.
+#[cfg(unix)]
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    rustix::fs::statvfs(dir)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_: &std::path::Path) -> Option<u64> {
+    None
+}
+
 impl Pool {
     /// Connects to `url` (`sqlite://file.db`, `sqlite::memory:`, `postgres://…`). A PostgreSQL
     /// `schema` isolates a store in one database (tests, several shops).
@@ -241,6 +307,9 @@ impl Pool {
                 .pragma("wal_autocheckpoint", "4096")
                 .disable_statement_logging();
             let memory = url.contains(":memory:");
+            if !memory {
+                room_for_the_wal(opts.get_filename())?;
+            }
             let pool = SqlitePoolOptions::new()
                 // An in-memory database lives in one connection.
                 .max_connections(if memory { 1 } else { 4 })

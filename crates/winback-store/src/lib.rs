@@ -54,10 +54,26 @@ pub enum StoreError {
     Migration(String),
     /// The database refused or failed a query.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The disk holding the database is full (SQLite's `SQLITE_FULL`, PostgreSQL's
+    /// `disk_full`), or too full to open it safely. What was being written is rolled back.
+    #[error("the disk holding the database is full: {0}")]
+    DiskFull(String),
     /// A stored value could not be encoded or read back.
     #[error("stored data: {0}")]
     Data(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLITE_FULL is 13; PostgreSQL's disk_full is SQLSTATE 53100.
+        match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("13") | Some("53100") => StoreError::DiskFull(format!(
+                "{e}; nothing of this write was stored: free space and run it again"
+            )),
+            _ => StoreError::Database(e),
+        }
+    }
 }
 
 impl From<serde_json::Error> for StoreError {
@@ -272,6 +288,18 @@ impl SqlStore {
     /// Closes the pool (SQLite checkpoints its WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Gives the space of a failed write back: on SQLite, truncates the write-ahead log (a
+    /// rolled-back import leaves its pages there, and on a full disk the next open would have
+    /// to index them). PostgreSQL needs nothing.
+    pub async fn release_space(&self) -> Result<(), StoreError> {
+        if self.pool.backend() == db::Backend::Sqlite {
+            self.pool
+                .fetch("PRAGMA wal_checkpoint(TRUNCATE)", &[])
+                .await?;
+        }
+        Ok(())
     }
 }
 

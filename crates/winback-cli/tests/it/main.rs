@@ -256,6 +256,54 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "{mail}"
     );
     assert!(mail.contains("Content-Type: text/html"), "{mail}");
+    // Dutch and Polish mail is Dutch and Polish from subject to footer.
+    let mut read = std::collections::BTreeMap::new();
+    for p in std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+    {
+        if p.extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        let raw = std::fs::read(&p).unwrap();
+        let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let html = m.body_html(0).unwrap_or_default().into_owned();
+        let words = format!(
+            "{}\n{}\n{html}",
+            m.subject().unwrap_or_default(),
+            m.body_text(0).unwrap_or_default()
+        );
+        let lang = ["nl", "pl", "en"]
+            .into_iter()
+            .find(|l| html.contains(&format!("lang=\"{l}\"")))
+            .unwrap_or("?");
+        *read.entry(lang).or_insert(0) += 1;
+        if lang == "nl" || lang == "pl" {
+            for english in [
+                "Unsubscribe",
+                "valid until",
+                "Your code",
+                "You receive this",
+                "EUR off",
+                "Email preferences",
+                " off",
+            ] {
+                assert!(
+                    !words.contains(english),
+                    "`{english}` in a {lang} message {}:\n{words}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(
+        read.get("nl").is_some_and(|n| *n > 0) && read.get("pl").is_some_and(|n| *n > 0),
+        "{read:?}"
+    );
+    assert!(
+        !read.contains_key("?"),
+        "every message says its language: {read:?}"
+    );
     // The demo writes the HTML report: self-contained, charts as inline SVG.
     let html = std::fs::read_to_string(env.dir.path().join("winback-demo/report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("we-miss-you"));
@@ -1104,5 +1152,82 @@ fn the_shops_own_templates_are_listed_previewed_and_checked() {
         text(&out).contains("`only-dutch` has no English version"),
         "{}",
         text(&out)
+    );
+}
+
+/// A full disk: the import fails with a message that says so, nothing of it is stored, later
+/// commands open the store (no SIGBUS replaying the log), and with room again the same import
+/// succeeds. Needs a small file system of its own: a tmpfs mount, so root.
+#[test]
+fn a_full_disk_fails_the_import_clearly_and_leaves_the_store_usable() {
+    let env = Env::new();
+    let out = env.run(&[
+        "synth",
+        "--customers",
+        "20000",
+        "--no-events",
+        "--out",
+        env.path("shop").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let small = env.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .output();
+    if !mount.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "skipping: cannot mount a 4 MB tmpfs here (needs root): {}",
+            mount
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_else(|e| e.to_string())
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let url = format!("sqlite://{}", small.join("w.db").display());
+    let run = |args: &[&str]| {
+        env.cmd()
+            .env("WINBACK_DATABASE_URL", &url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let customers = env.path("shop/customers.csv");
+    let out = run(&["import", "customers", customers.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the disk holding the database is full"),
+        "{err}"
+    );
+    assert!(err.contains("the store is as it was"), "{err}");
+    assert!(err.contains("customers.csv"), "{err}");
+    // The next command opens the store: nothing half-imported.
+    let out = run(&["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["customer_records"], 0, "{status}");
+    // With room, the same import goes through.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=96m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let out = run(&["import", "customers", customers.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status["customer_records"].as_u64().unwrap() > 19_000,
+        "{status}"
     );
 }
