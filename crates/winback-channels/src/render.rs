@@ -297,14 +297,25 @@ impl Renderer {
         if let Some(o) = &d.offer {
             // Worded, priced and dated in the language the body is rendered in.
             let lang = self.locale_for(d);
-            let description = crate::locale::offer(
-                lang,
-                &o.kind,
-                o.amount_minor,
-                o.percent,
-                &o.currency,
-                o.sku.as_deref(),
-            );
+            // The shop's words when the rung gives them in this language (a JSON table),
+            // else the kind worded as the language words it.
+            let description = o
+                .description
+                .trim_start()
+                .starts_with('{')
+                .then(|| serde_json::from_str::<BTreeMap<String, String>>(&o.description).ok())
+                .flatten()
+                .and_then(|t| t.get(lang).cloned())
+                .unwrap_or_else(|| {
+                    crate::locale::offer(
+                        lang,
+                        &o.kind,
+                        o.amount_minor,
+                        o.percent,
+                        &o.currency,
+                        o.sku.as_deref(),
+                    )
+                });
             if line {
                 map.insert("offer", Value::from(description));
             } else {

@@ -267,6 +267,20 @@ pub struct Rung {
     pub min_order_minor: i64,
     /// Orders the code covers (multi-purchase rewards cover several).
     pub uses: u32,
+    /// The shop's own words for the offer (`wording = "…"` or `{ en = "…", nl = "…" }`),
+    /// stored as a JSON table by language; without them (or for a language the table lacks)
+    /// each language's wording is derived from the kind.
+    pub wording: Option<String>,
+}
+
+impl Rung {
+    /// What the offers table stores as the description: the shop's wording (a text, or a JSON
+    /// table by language), else the kind described in English for the shop's code list.
+    pub fn description(&self, currency: &str) -> String {
+        self.wording
+            .clone()
+            .unwrap_or_else(|| self.kind.describe(currency))
+    }
 }
 
 /// The kinds of offer (seed 003).
@@ -673,6 +687,8 @@ struct RawRung {
     min_order: Option<String>,
     #[serde(default)]
     orders: Option<u32>,
+    #[serde(default)]
+    wording: Option<RawText>,
 }
 
 /// A message line (subject, preheader) as a campaign file gives it: one text for every
@@ -1091,11 +1107,31 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                 );
                 continue;
             }
+            // Stored as a table by language even when one text is given, so a message tells the
+            // shop's words (a JSON table) from the derived English description of the code list.
+            let wording = match r.wording.as_ref().map(|w| match w {
+                RawText::Plain(t) => RawText::PerLocale(
+                    TEXT_LOCALES
+                        .iter()
+                        .map(|l| ((*l).to_owned(), t.clone()))
+                        .collect(),
+                )
+                .stored(),
+                table => table.stored(),
+            }) {
+                Some(Ok(w)) => Some(w),
+                Some(Err(e)) => {
+                    bad(ck, format!("wording: {e}"));
+                    continue;
+                }
+                None => None,
+            };
             rungs.push(Rung {
                 kind,
                 valid_for,
                 min_order_minor,
                 uses,
+                wording,
             });
         }
         if rungs.is_empty() {

@@ -1115,7 +1115,7 @@ pub(crate) async fn apply_plans(
                         Val::from(i64::from(offer.details.uses)),
                         Val::from(now.as_micros()),
                         Val::from(offer.expires_at.as_micros()),
-                        Val::from(offer.details.kind.describe(&offer.currency)),
+                        Val::from(offer.details.description(&offer.currency)),
                         Val::from("issued"),
                     ]);
                 }

@@ -828,3 +828,27 @@ fn dual_dkim_signatures_verify_independently_and_oversigning_holds() {
     );
     assert_eq!(verify(forged.as_bytes()), both_fail);
 }
+
+/// A rung's own wording is used in each language it gives; a language it lacks gets the kind
+/// worded in that language, never another language's words.
+#[test]
+fn an_offers_own_wording_is_used_per_language() {
+    let mut d = dispatch("we-miss-you");
+    d.subject = Some("{{ offer }}".into());
+    let o = d.offer.as_mut().unwrap();
+    o.kind = "free_product".into();
+    o.amount_minor = Some(300);
+    o.sku = Some("TAS-1".into());
+    o.description = r#"{"en":"a free tote bag","nl":"een gratis tas"}"#.into();
+    let r = Renderer::new("De Winkel");
+    for (locale, want) in [
+        ("nl", "een gratis tas"),
+        ("en", "a free tote bag"),
+        ("pl", "gratis: TAS-1"),
+    ] {
+        d.locale = Some(locale.into());
+        let out = r.render(&d, &links()).unwrap();
+        assert_eq!(out.subject, want, "{locale}");
+        assert!(out.text.contains(want), "{locale}: {}", out.text);
+    }
+}

@@ -271,3 +271,37 @@ fn subjects_can_be_given_per_language_and_unknown_languages_are_refused() {
         "{p:?}"
     );
 }
+
+#[test]
+fn offers_can_be_worded_per_language() {
+    let file = |wording: &str| {
+        format!(
+            "{HEAD}[[steps]]\nid = \"o\"\ntype = \"offer\"\nladder = \"gift\"\n[offers.gift]\ncurrency = \"EUR\"\nrungs = [{{ kind = \"free_product\", sku = \"TAS-1\", cost = \"3.00\"{wording} }}]\n"
+        )
+    };
+    let c = Campaign::parse(
+        "ok.toml",
+        &file(", wording = { en = \"a free tote bag\", nl = \"een gratis tas\" }"),
+    )
+    .unwrap();
+    let rung = &c.offers["gift"].rungs[0];
+    assert_eq!(
+        rung.description("EUR"),
+        r#"{"en":"a free tote bag","nl":"een gratis tas"}"#
+    );
+    // One text is every language's.
+    let c = Campaign::parse("ok.toml", &file(", wording = \"Tote bag\"")).unwrap();
+    assert_eq!(
+        c.offers["gift"].rungs[0].description("EUR"),
+        r#"{"en":"Tote bag","nl":"Tote bag","pl":"Tote bag"}"#
+    );
+    // Without wording, the code list's English description.
+    let c = Campaign::parse("ok.toml", &file("")).unwrap();
+    assert_eq!(c.offers["gift"].rungs[0].description("EUR"), "free TAS-1");
+    let p = problems(&file(", wording = { de = \"Gratis Tasche\" }"));
+    assert!(
+        p.iter()
+            .any(|p| p.contains("wording: `de` is not a language")),
+        "{p:?}"
+    );
+}
