@@ -479,7 +479,35 @@ pub async fn worker_until(
         .await?;
     let engine = Engine::new(&store, &transport, clock, settings);
     let poll = std::time::Duration::from_secs(config.engine.poll_seconds.max(1));
+    let schedule = config.schedule()?;
+    // Names this worker in the schedule's leases.
+    let owner = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+        std::process::id()
+    );
     loop {
+        // The schedule: the profiles ingests touched, and the nightly scoring run.
+        let jobs = winback_app::schedule::run_due(&store, clock.now(), &owner, &schedule).await?;
+        if let Some(stats) = &jobs.scored {
+            println!(
+                "{}: the nightly scoring run staged {} profiles ({} changed stage)",
+                clock.now(),
+                stats.profiles,
+                stats.stage_changes
+            );
+        }
+        if let Some(r) = &jobs.refreshed {
+            println!(
+                "{}: refreshed the features of {} profiles touched by ingests{}",
+                clock.now(),
+                r.features.profiles,
+                r.resolution
+                    .as_ref()
+                    .map(|s| format!(" ({} records → {} people)", s.records, s.profiles))
+                    .unwrap_or_default()
+            );
+        }
         // The retention policy, once a day (`[privacy] enforce`).
         if let Some(r) = crate::privacy::scheduled_retention(&store, config, clock.now()).await? {
             if !r.erased.is_empty() {

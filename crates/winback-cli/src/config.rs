@@ -11,7 +11,7 @@ use figment::{
 use winback_domain::{Currency, DecimalSeparator, Locale, Region, TimeZoneName, Timestamp};
 use winback_identity::IdentityRules;
 use winback_import::{DateOrder, ImportOptions};
-use winback_scoring::{ClvSettings, InactivityDefinition, ModelKind, PrioritySettings, StageRules};
+use winback_scoring::{ClvSettings, InactivityDefinition, PrioritySettings, StageRules};
 
 /// Everything `winback.toml` can set.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -64,6 +64,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `[privacy]`: the retention policy.
     pub privacy: PrivacyConfig,
+    /// `[schedule]`: what the worker runs by itself (nightly scoring, refreshes after ingests).
+    pub schedule: winback_app::schedule::ScheduleConfig,
     /// `[measurement]`: message costs for `winback report`.
     pub measurement: MeasurementConfig,
 }
@@ -394,6 +396,15 @@ impl Config {
         Ok(ring)
     }
 
+    /// The worker's schedule (`[schedule]`, with `[identity]` and the scoring settings).
+    pub fn schedule(&self) -> Result<winback_app::schedule::Schedule> {
+        self.schedule.schedule(
+            self.identity.auto_resolve,
+            self.identity.rules.clone(),
+            crate::score::settings(self),
+        )
+    }
+
     /// The renderer of email bodies: the library and `[email] templates_dir`.
     pub fn renderer(&self) -> Result<winback_channels::Renderer> {
         let r = winback_channels::Renderer::new(&self.email.shop_name);
@@ -570,27 +581,7 @@ impl Config {
     }
 }
 
-/// `[scoring]`
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ScoringConfig {
-    /// `bgnbd` (default), `mbgnbd` or `pareto_nbd`.
-    pub model: ModelKind,
-    /// Horizon of "expected purchases", in days.
-    pub horizon_days: f64,
-    /// A model fit that runs longer than this is stopped with an error naming the model.
-    pub fit_time_limit_seconds: u64,
-}
-
-impl Default for ScoringConfig {
-    fn default() -> Self {
-        Self {
-            model: ModelKind::Bgnbd,
-            horizon_days: 90.0,
-            fit_time_limit_seconds: 300,
-        }
-    }
-}
+pub use winback_app::scoring::ScoringConfig;
 
 /// `[import]`
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -645,6 +636,7 @@ impl Default for Config {
             sms: winback_channels::sms::SmsSettings::default(),
             webhooks: WebhooksConfig::default(),
             privacy: PrivacyConfig::default(),
+            schedule: winback_app::schedule::ScheduleConfig::default(),
             measurement: MeasurementConfig::default(),
         }
     }

@@ -342,8 +342,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!();
     println!("5. Who is slipping away, and who is worth winning back:");
     let (scored, models, _) =
-        crate::score::score_and_save(&store, clock.now(), &crate::score::Settings::of(config))
-            .await?;
+        crate::score::score_and_save(&store, clock.now(), &crate::score::settings(config)).await?;
     crate::score::print(&scored, &models, 5);
     println!();
 

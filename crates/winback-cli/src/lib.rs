@@ -380,7 +380,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Score { top, json } => {
             let store = open_store(&config).await?;
             let (scored, models, run) =
-                score::score_and_save(&store, clock.now(), &score::Settings::of(&config)).await?;
+                score::score_and_save(&store, clock.now(), &score::settings(&config)).await?;
             store.close().await;
             if json {
                 let out = serde_json::json!({"run": run, "models": models, "profiles": scored});

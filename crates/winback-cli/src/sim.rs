@@ -310,7 +310,7 @@ pub async fn run(
         }
         if day % 30 == 29 {
             // Month end: the shop re-scores, so stages follow what customers did.
-            crate::score::score_and_save(store, clock.now(), &crate::score::Settings::of(config))
+            crate::score::score_and_save(store, clock.now(), &crate::score::settings(config))
                 .await?;
             progress(day / 30 + 1, &totals);
         }

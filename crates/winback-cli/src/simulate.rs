@@ -86,7 +86,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Resu
     }
     import::resolve(&cfg, &store, now).await?;
     let (scored, _, _) =
-        crate::score::score_and_save(&store, now, &crate::score::Settings::of(&cfg)).await?;
+        crate::score::score_and_save(&store, now, &crate::score::settings(&cfg)).await?;
     if !args.json {
         println!(
             "Simulating {} campaign(s) for {} months over a shop of {} customers (seed {})…",

@@ -514,6 +514,24 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         .iter()
         .map(|(channel, why, until)| context! { channel => channel, why => why, until => until.to_string() })
         .collect();
+    // The worker's schedule: what runs by itself, and when it last did.
+    let jobs: Vec<Value> = match state.store.jobs().await {
+        Ok(j) => j,
+        Err(e) => return crate::error::ApiError::internal(e).into_response(),
+    }
+    .iter()
+    .map(|j| {
+        let what = j.last_outcome.clone().unwrap_or_default();
+        context! {
+            name => j.name.clone(),
+            finished => j.last_finished.map(|t| t.to_string()).unwrap_or_else(|| "never".into()),
+            running => j.running_on.clone(),
+            runs => n(j.runs as u64),
+            failed => what.starts_with("failed"),
+            what => what.chars().take(200).collect::<String>(),
+        }
+    })
+    .collect();
     page(
         &state,
         &session,
@@ -521,7 +539,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         context! {
             stages, total => n(total as u64), health => json_block(&health), hygiene,
             spam_trap_risk => h.idle_12m > 0,
-            campaigns, matrix, tos, providers, pauses,
+            campaigns, matrix, tos, providers, pauses, jobs,
             reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => k, count => v }).collect::<Vec<_>>(),
         },
     )
@@ -994,6 +1012,9 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 </tbody></table></section>
 {% if pauses %}<section><h2>Paused transports</h2><p>The relay or provider failed about itself (authentication, a blocklist, throttling, content); sends wait for it and nobody is suppressed.</p><table><thead><tr><th>Channel</th><th>Paused until</th><th>Why</th></tr></thead><tbody>
 {% for p in pauses %}<tr><td>{{ p.channel }}</td><td>{{ p.until }}</td><td><span class="bad">{{ p.why }}</span></td></tr>{% endfor %}
+</tbody></table></section>{% endif %}
+{% if jobs %}<section><h2>Scheduled jobs</h2><p>What the worker runs by itself: features of the profiles an ingest touched, and the nightly scoring run.</p><table><thead><tr><th>Job</th><th>Last finished</th><th>Runs</th><th>Now</th><th>Last outcome</th></tr></thead><tbody>
+{% for j in jobs %}<tr><td>{{ j.name }}</td><td>{{ j.finished }}</td><td class="num">{{ j.runs }}</td><td>{% if j.running %}running on {{ j.running }}{% else %}idle{% endif %}</td><td>{% if j.failed %}<span class="bad">{{ j.what }}</span>{% else %}{{ j.what }}{% endif %}</td></tr>{% endfor %}
 </tbody></table></section>{% endif %}
 {% if providers %}<section><h2>Mailbox providers</h2><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
 {% for p in providers %}<tr><td>{{ p.provider }}</td><td class="num">{{ p.share }}</td><td class="num">{{ p.attempts }}</td><td>{% if p.paused %}<span class="bad">paused: {{ p.paused }}</span>{% else %}ok{% endif %}</td></tr>{% endfor %}

@@ -234,7 +234,28 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     response
 }
 
-async fn metrics_page() -> impl IntoResponse {
+async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
+    // The schedule's jobs as the store knows them, whichever worker ran them.
+    if let Ok(jobs) = state.store.jobs().await {
+        for j in jobs {
+            let at = j.last_finished.map_or(0.0, |t| t.as_micros() as f64 / 1e6);
+            metrics::gauge!("winback_job_last_finished_timestamp_seconds", "job" => j.name.clone())
+                .set(at);
+            metrics::gauge!("winback_job_runs", "job" => j.name.clone()).set(j.runs as f64);
+            metrics::gauge!("winback_job_running", "job" => j.name.clone())
+                .set(if j.running_on.is_some() { 1.0 } else { 0.0 });
+            metrics::gauge!("winback_job_last_failed", "job" => j.name).set(
+                if j.last_outcome
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("failed"))
+                {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+        }
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
         prometheus().render(),

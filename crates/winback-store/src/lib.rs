@@ -18,6 +18,7 @@ mod journeys;
 pub use journeys::{
     ArmResult, CampaignCounts, FunnelKey, MessageFunnel, ProviderRamp, Segment, drop_reason, rollup,
 };
+pub mod jobs;
 mod migrate;
 pub mod privacy;
 mod queries;
@@ -288,6 +289,44 @@ impl SqlStore {
     /// Closes the pool (SQLite checkpoints its WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Claims the schedule's job `name` for `owner` until `lease_until`, unless another worker
+    /// holds a live lease or it finished since `not_finished_since`; `true` when this worker
+    /// runs it now.
+    pub async fn claim_job(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        not_finished_since: Timestamp,
+    ) -> Result<bool, StoreError> {
+        jobs::claim(
+            &self.pool,
+            name,
+            owner,
+            now,
+            lease_until,
+            not_finished_since,
+        )
+        .await
+    }
+
+    /// Records the end of a job's run (`outcome`: JSON of what it did, or why it failed).
+    pub async fn finish_job(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        jobs::finish(&self.pool, name, owner, now, outcome).await
+    }
+
+    /// Every job's last run.
+    pub async fn jobs(&self) -> Result<Vec<jobs::JobRow>, StoreError> {
+        jobs::list(&self.pool).await
     }
 
     /// Gives the space of a failed write back: on SQLite, truncates the write-ahead log (a

@@ -87,6 +87,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_outbox_key_digest.sql"),
         postgres: include_str!("../migrations/postgres/0011_outbox_key_digest.sql"),
     },
+    Migration {
+        version: 12,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0012_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0012_jobs.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

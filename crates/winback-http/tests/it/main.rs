@@ -1058,6 +1058,22 @@ async fn openapi_documents_every_api_route_and_health_and_metrics_answer() {
     assert_eq!(h.get("/healthz", &[]).await.status, StatusCode::OK);
     let m = h.get("/metrics", &[]).await;
     assert!(m.body.contains("winback_http_requests_total"), "{}", m.body);
+    // The schedule's jobs, as the store knows them, whichever worker ran them.
+    let now = h.clock.now();
+    let lease = Timestamp::from_micros(now.as_micros() + 60_000_000).unwrap();
+    assert!(
+        h.store
+            .claim_job("score", "w1", now, lease, now)
+            .await
+            .unwrap()
+    );
+    h.store.finish_job("score", "w1", now, "{}").await.unwrap();
+    let m = h.get("/metrics", &[]).await;
+    assert!(
+        m.body.contains("winback_job_runs{job=\"score\"} 1"),
+        "{}",
+        m.body
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,191 @@
+//! The always-on schedule: what a shop needs done without cron or manual commands, run by every
+//! worker (`winback worker`, `winback serve --worker`, several on PostgreSQL) between engine
+//! passes. Each job is claimed under a lease in the store, so of several workers exactly one
+//! runs a due job, and its last run is kept for `/metrics`, the dashboard and the worker's
+//! output:
+//!
+//! - `refresh`: identities and features of the profiles any ingest touched (a CLI import, the
+//!   `/v1` API, a webhook), at most `refresh_seconds` after the ingest;
+//! - `score`: the whole scoring run once a day at `score_at` in the shop's time zone, so a
+//!   contact whose last order ages past a stage's threshold is re-staged (and an audience on
+//!   `stage` enrols them on the next pass).
+
+use anyhow::{Context, Result};
+use jiff::civil::Time;
+use winback_domain::Timestamp;
+use winback_identity::IdentityRules;
+use winback_store::{ResolutionStats, SqlStore, Store};
+
+use crate::scoring::{Refresh, Settings as ScoringSettings, refresh_features, score_and_save};
+
+/// `[schedule]` in `winback.toml`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Local time of the nightly scoring run (`"03:00"`), or `"off"`.
+    pub score: String,
+    /// Longest delay, in seconds, between an ingest and the refresh of the profiles it touched.
+    pub refresh_seconds: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            score: "03:00".into(),
+            refresh_seconds: 60,
+        }
+    }
+}
+
+/// A checked schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// When the nightly scoring runs, local time; `None`: never.
+    pub score_at: Option<Time>,
+    /// Longest delay of a refresh, seconds.
+    pub refresh_seconds: i64,
+    /// Resolve identities before refreshing (`[identity] auto_resolve`).
+    pub resolve: bool,
+    /// The merge rules.
+    pub rules: IdentityRules,
+    /// How scoring runs.
+    pub scoring: ScoringSettings,
+}
+
+impl ScheduleConfig {
+    /// Checks the configuration.
+    pub fn schedule(
+        &self,
+        resolve: bool,
+        rules: IdentityRules,
+        scoring: ScoringSettings,
+    ) -> Result<Schedule> {
+        let score_at = match self.score.trim() {
+            "off" | "" => None,
+            t => Some(t.parse::<Time>().with_context(|| {
+                format!("schedule.score: `{t}` is not a time such as \"03:00\" (or \"off\")")
+            })?),
+        };
+        Ok(Schedule {
+            score_at,
+            refresh_seconds: i64::try_from(self.refresh_seconds.clamp(1, 86_400)).unwrap_or(60),
+            resolve,
+            rules,
+            scoring,
+        })
+    }
+}
+
+/// What a run of the schedule did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JobsRun {
+    /// Identities and features refreshed for the touched profiles.
+    pub refreshed: Option<Refreshed>,
+    /// The nightly scoring run.
+    pub scored: Option<winback_store::RunStats>,
+}
+
+/// What the refresh job did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refreshed {
+    /// The resolution, when `auto_resolve` is on.
+    pub resolution: Option<ResolutionStats>,
+    /// The features refresh.
+    pub features: Refresh,
+}
+
+/// A lease outlives any run of a job by far; a worker killed mid-run frees its job when the
+/// lease ends.
+const LEASE_SECONDS: i64 = 3_600;
+
+fn at(t: Timestamp, seconds: i64) -> Timestamp {
+    Timestamp::from_micros(
+        t.as_micros()
+            .saturating_add(seconds.saturating_mul(1_000_000)),
+    )
+    .unwrap_or(t)
+}
+
+/// The last instant the nightly run was due at or before `now`: today's `score_at` in the
+/// shop's zone when that has passed, else yesterday's.
+pub fn last_due(now: Timestamp, score_at: Time) -> Timestamp {
+    let today = now.date_local();
+    let due_on = |date: jiff::civil::Date| {
+        Timestamp::local_midnight(date).map(|m| {
+            at(
+                m,
+                i64::from(score_at.hour()) * 3_600 + i64::from(score_at.minute()) * 60,
+            )
+        })
+    };
+    match due_on(today) {
+        Some(t) if t <= now => t,
+        _ => today
+            .yesterday()
+            .ok()
+            .and_then(due_on)
+            .unwrap_or(Timestamp::EPOCH),
+    }
+}
+
+/// Runs the jobs that are due at `now` and that this worker (`owner`) wins the lease of.
+pub async fn run_due(
+    store: &SqlStore,
+    now: Timestamp,
+    owner: &str,
+    schedule: &Schedule,
+) -> Result<JobsRun> {
+    let mut run = JobsRun::default();
+    // The nightly run first: it refreshes every profile's features as well.
+    if let Some(score_at) = schedule.score_at {
+        let due = last_due(now, score_at);
+        if store
+            .claim_job("score", owner, now, at(now, LEASE_SECONDS), due)
+            .await?
+        {
+            let outcome = score_and_save(store, now, &schedule.scoring).await;
+            let text = match &outcome {
+                Ok((_, _, stats)) => serde_json::to_string(stats)?,
+                Err(e) => format!("failed: {e:#}"),
+            };
+            store.finish_job("score", owner, now, &text).await?;
+            run.scored = Some(outcome.context("the nightly scoring run")?.2);
+        }
+    }
+    let dirty = store.dirty_customers().await?;
+    if !dirty.is_empty()
+        && store
+            .claim_job(
+                "refresh",
+                owner,
+                now,
+                at(now, LEASE_SECONDS),
+                at(now, -schedule.refresh_seconds),
+            )
+            .await?
+    {
+        let outcome = refresh(store, now, schedule).await;
+        let text = match &outcome {
+            Ok(r) => serde_json::to_string(r)?,
+            Err(e) => format!("failed: {e:#}"),
+        };
+        store.finish_job("refresh", owner, now, &text).await?;
+        run.refreshed = Some(outcome.context("refreshing the touched profiles")?);
+    }
+    Ok(run)
+}
+
+async fn refresh(store: &SqlStore, now: Timestamp, schedule: &Schedule) -> Result<Refreshed> {
+    let resolution = if schedule.resolve {
+        let ids = store.identifiers().await?;
+        let r = winback_identity::resolve(&schedule.rules, &ids);
+        Some(store.save_resolution(&r, now).await?)
+    } else {
+        None
+    };
+    let features = refresh_features(store, now).await?;
+    Ok(Refreshed {
+        resolution,
+        features,
+    })
+}

@@ -1,0 +1,4 @@
+//! The use cases against a real store with a driven clock.
+#![allow(missing_docs)]
+
+mod schedule;

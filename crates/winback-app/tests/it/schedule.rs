@@ -1,0 +1,272 @@
+//! The always-on schedule with the clock driven: nobody runs `winback score` or `resolve`, yet a
+//! contact whose last order ages past a stage's threshold is re-staged overnight and enrolled on
+//! the next pass, and an order that arrives through an ingest refreshes their features and ends
+//! their journey.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use winback_app::schedule::{ScheduleConfig, last_due};
+use winback_app::scoring::Settings;
+use winback_domain::{Clock, ManualClock, Timestamp};
+use winback_engine::file_outbox::FileOutbox;
+use winback_engine::{Engine, EngineSettings, JourneyStore};
+use winback_import::{ImportOptions, SourceKind, from_reader};
+use winback_store::ingest::{IngestOptions, Mode, ingest};
+use winback_store::{SqlStore, Store};
+
+fn ts(s: &str) -> Timestamp {
+    Timestamp::new(s.parse().unwrap())
+}
+
+async fn import(store: &SqlStore, kind: SourceKind, text: &str, now: Timestamp) {
+    let rows = from_reader(
+        kind,
+        Arc::from("test.csv"),
+        Cursor::new(text.as_bytes().to_vec()),
+        &ImportOptions::new(now),
+        None,
+    )
+    .unwrap();
+    let options = IngestOptions {
+        file: Arc::from("test.csv"),
+        mode: Mode::Strict,
+        max_errors: 20,
+        batch_rows: 100,
+        now,
+    };
+    let r = ingest(store, rows, &options, |_| {}, |_| {}).await.unwrap();
+    assert_eq!(r.rows_rejected, 0, "{:?}", r.errors);
+}
+
+async fn stage(store: &SqlStore, external: &str) -> String {
+    store
+        .pool()
+        .fetch(
+            &format!(
+                "SELECT s.stage FROM profile_scores s JOIN customers c ON c.id = s.profile_id WHERE c.external_id = '{external}'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .first()
+        .map(|r| r.text(0).unwrap())
+        .unwrap_or_default()
+}
+
+const CAMPAIGN: &str = r#"
+[campaign]
+name = "one-timers"
+audience = 'stage == "one_time_buyer" && email_ok'
+[trigger]
+type = "audience"
+every = "1d"
+[holdout]
+share = 0.0
+[[steps]]
+id = "hello"
+type = "send"
+template = "we-miss-you"
+[[steps]]
+id = "wait"
+type = "wait"
+duration = "30d"
+"#;
+
+#[tokio::test]
+async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
+        .await
+        .unwrap();
+    // Monday 2 June 2025, 10:00 UTC. Anna's only order is 179 days old: a one-time buyer from
+    // 180 days.
+    let clock = ManualClock::new(ts("2025-06-02T10:00:00Z"));
+    import(
+        &store,
+        SourceKind::Customers,
+        "customer_id,email,first_name,email_consent\nC1,anna@example.nl,Anna,yes\nC2,bram@example.nl,Bram,yes\n",
+        clock.now(),
+    )
+    .await;
+    import(
+        &store,
+        SourceKind::Orders,
+        "order_id,customer_id,ordered_at,total\nO1,C1,2024-12-05T10:00:00Z,40.00\nO2,C2,2025-05-01T10:00:00Z,25.00\nO3,C2,2025-05-20T10:00:00Z,30.00\n",
+        clock.now(),
+    )
+    .await;
+    store
+        .apply_campaign("one-timers", "one-timers.toml", CAMPAIGN, clock.now())
+        .await
+        .unwrap();
+    store
+        .set_campaign_status("one-timers", "active", clock.now())
+        .await
+        .unwrap();
+    let schedule = ScheduleConfig::default()
+        .schedule(true, Default::default(), Settings::default())
+        .unwrap();
+    let outbox = FileOutbox::new(dir.path().join("outbox")).unwrap();
+    let engine = Engine::new(&store, &outbox, &clock, EngineSettings::default());
+
+    // Day 0: the first pass scores (the nightly run was due at 03:00 and never ran); Anna is not
+    // a one-time buyer yet, so nobody enrols.
+    let run = winback_app::schedule::run_due(&store, clock.now(), "w1", &schedule)
+        .await
+        .unwrap();
+    assert!(
+        run.scored.is_some(),
+        "the first pass runs the due nightly score"
+    );
+    assert_ne!(stage(&store, "C1").await, "one_time_buyer");
+    let pass = engine.run_once().await.unwrap();
+    assert_eq!(pass.enrolled + pass.held_out, 0);
+    // Later the same day nothing is due again, on this worker or another.
+    clock.advance_seconds(3_600);
+    for owner in ["w1", "w2"] {
+        let run = winback_app::schedule::run_due(&store, clock.now(), owner, &schedule)
+            .await
+            .unwrap();
+        assert!(run.scored.is_none() && run.refreshed.is_none(), "{owner}");
+    }
+
+    // Day 1, 10:00: the nightly run at 03:00 re-staged Anna; the pass enrols her.
+    clock.set(ts("2025-06-03T10:00:00Z"));
+    let run = winback_app::schedule::run_due(&store, clock.now(), "w2", &schedule)
+        .await
+        .unwrap();
+    assert!(run.scored.is_some());
+    assert_eq!(stage(&store, "C1").await, "one_time_buyer");
+    let pass = engine.run_once().await.unwrap();
+    assert_eq!(pass.enrolled, 1, "{pass:?}");
+
+    // Anna orders through an ingest (what POST /v1/orders does). Within the refresh delay the
+    // worker refreshes her features, and the next pass ends her journey: no command was run.
+    clock.advance_seconds(600);
+    import(
+        &store,
+        SourceKind::Orders,
+        "order_id,customer_id,ordered_at,total\nO4,C1,2025-06-03T10:05:00Z,55.00\n",
+        clock.now(),
+    )
+    .await;
+    assert!(!store.dirty_customers().await.unwrap().is_empty());
+    let run = winback_app::schedule::run_due(&store, clock.now(), "w1", &schedule)
+        .await
+        .unwrap();
+    let refreshed = run.refreshed.expect("the touched profile is refreshed");
+    assert!(refreshed.features.profiles >= 1, "{refreshed:?}");
+    assert!(store.dirty_customers().await.unwrap().is_empty());
+    let features = store
+        .pool()
+        .fetch(
+            "SELECT f.data FROM profile_features f JOIN customers c ON c.id = f.profile_id WHERE c.external_id = 'C1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let f: serde_json::Value = serde_json::from_str(&features[0].text(0).unwrap()).unwrap();
+    assert_eq!(f["order_days"], 2, "{f}");
+    clock.advance_seconds(60);
+    engine.run_once().await.unwrap();
+    let state = store
+        .pool()
+        .fetch("SELECT state FROM enrolments", &[])
+        .await
+        .unwrap()[0]
+        .text(0)
+        .unwrap();
+    assert_ne!(state, "active", "the order ended the journey");
+    // The jobs' last runs are kept for /metrics and the dashboard.
+    let jobs = store.jobs().await.unwrap();
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["refresh", "score"]);
+    assert!(jobs.iter().all(|j| j.running_on.is_none() && j.runs >= 1));
+}
+
+#[test]
+fn the_nightly_run_is_due_at_its_local_time() {
+    let at = "03:00".parse().unwrap();
+    assert_eq!(
+        last_due(ts("2025-06-03T10:00:00Z"), at),
+        ts("2025-06-03T03:00:00Z")
+    );
+    assert_eq!(
+        last_due(ts("2025-06-03T02:00:00Z"), at),
+        ts("2025-06-02T03:00:00Z")
+    );
+    assert!(
+        ScheduleConfig {
+            score: "25:00".into(),
+            ..ScheduleConfig::default()
+        }
+        .schedule(true, Default::default(), Settings::default())
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn of_two_workers_one_runs_a_due_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
+        .await
+        .unwrap();
+    let now = ts("2025-06-03T10:00:00Z");
+    let due = ts("2025-06-03T03:00:00Z");
+    let later = ts("2025-06-03T11:00:00Z");
+    assert!(
+        store
+            .claim_job("score", "a", now, later, due)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_job("score", "b", now, later, due)
+            .await
+            .unwrap()
+    );
+    store.finish_job("score", "a", now, "{}").await.unwrap();
+    assert!(
+        !store
+            .claim_job("score", "b", now, later, due)
+            .await
+            .unwrap(),
+        "done for this due time"
+    );
+    // A worker that died holding a lease frees the job when the lease ends.
+    let next_due = ts("2025-06-04T03:00:00Z");
+    let t = ts("2025-06-04T04:00:00Z");
+    assert!(
+        store
+            .claim_job("score", "a", t, ts("2025-06-04T05:00:00Z"), next_due)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_job(
+                "score",
+                "b",
+                ts("2025-06-04T04:30:00Z"),
+                ts("2025-06-04T06:00:00Z"),
+                next_due
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_job(
+                "score",
+                "b",
+                ts("2025-06-04T05:01:00Z"),
+                ts("2025-06-04T06:00:00Z"),
+                next_due
+            )
+            .await
+            .unwrap()
+    );
+}
