@@ -8,15 +8,17 @@
 //!   `/v1` API, a webhook), at most `refresh_seconds` after the ingest;
 //! - `score`: the whole scoring run once a day at `score_at` in the shop's time zone, so a
 //!   contact whose last order ages past a stage's threshold is re-staged (and an audience on
-//!   `stage` enrols them on the next pass).
+//!   `stage` enrols them on the next pass);
+//! - `retention`: the retention policy once a day, when `[privacy] enforce` is on.
 
 use anyhow::{Context, Result};
 use jiff::civil::Time;
 use winback_domain::Timestamp;
 use winback_identity::IdentityRules;
-use winback_store::{ResolutionStats, SqlStore, Store};
+use winback_store::{SqlStore, Store};
 
-use crate::scoring::{Refresh, Settings as ScoringSettings, refresh_features, score_and_save};
+use crate::ingest::{Settled, after_ingest};
+use crate::scoring::{Settings as ScoringSettings, score_and_save};
 
 /// `[schedule]` in `winback.toml`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -50,6 +52,9 @@ pub struct Schedule {
     pub rules: IdentityRules,
     /// How scoring runs.
     pub scoring: ScoringSettings,
+    /// The retention policy, run daily: (months without activity, days a notice is awaited);
+    /// `None` when `[privacy] enforce` is off.
+    pub retention: Option<(u32, u32)>,
 }
 
 impl ScheduleConfig {
@@ -72,6 +77,7 @@ impl ScheduleConfig {
             resolve,
             rules,
             scoring,
+            retention: None,
         })
     }
 }
@@ -80,18 +86,11 @@ impl ScheduleConfig {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct JobsRun {
     /// Identities and features refreshed for the touched profiles.
-    pub refreshed: Option<Refreshed>,
+    pub refreshed: Option<Settled>,
     /// The nightly scoring run.
     pub scored: Option<winback_store::RunStats>,
-}
-
-/// What the refresh job did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Refreshed {
-    /// The resolution, when `auto_resolve` is on.
-    pub resolution: Option<ResolutionStats>,
-    /// The features refresh.
-    pub features: Refresh,
+    /// The daily retention run.
+    pub retention: Option<crate::retention::RetentionOutcome>,
 }
 
 /// A lease outlives any run of a job by far; a worker killed mid-run frees its job when the
@@ -136,6 +135,27 @@ pub async fn run_due(
     schedule: &Schedule,
 ) -> Result<JobsRun> {
     let mut run = JobsRun::default();
+    // Retention first: nothing is scored or refreshed for people it erases.
+    if let Some((months, notice_days)) = schedule.retention {
+        if store
+            .claim_job(
+                "retention",
+                owner,
+                now,
+                at(now, LEASE_SECONDS),
+                at(now, -86_400),
+            )
+            .await?
+        {
+            let outcome = crate::retention::retention(store, now, months, notice_days, false).await;
+            let text = match &outcome {
+                Ok(r) => serde_json::json!({"run_id": r.run_id, "erased": r.erased.len(), "waiting_for_answer": r.waiting_for_answer.len()}).to_string(),
+                Err(e) => format!("failed: {e:#}"),
+            };
+            store.finish_job("retention", owner, now, &text).await?;
+            run.retention = Some(outcome.context("the daily retention run")?);
+        }
+    }
     // The nightly run first: it refreshes every profile's features as well.
     if let Some(score_at) = schedule.score_at {
         let due = last_due(now, score_at);
@@ -164,7 +184,7 @@ pub async fn run_due(
             )
             .await?
     {
-        let outcome = refresh(store, now, schedule).await;
+        let outcome = after_ingest(store, schedule.resolve.then_some(&schedule.rules), now).await;
         let text = match &outcome {
             Ok(r) => serde_json::to_string(r)?,
             Err(e) => format!("failed: {e:#}"),
@@ -173,19 +193,4 @@ pub async fn run_due(
         run.refreshed = Some(outcome.context("refreshing the touched profiles")?);
     }
     Ok(run)
-}
-
-async fn refresh(store: &SqlStore, now: Timestamp, schedule: &Schedule) -> Result<Refreshed> {
-    let resolution = if schedule.resolve {
-        let ids = store.identifiers().await?;
-        let r = winback_identity::resolve(&schedule.rules, &ids);
-        Some(store.save_resolution(&r, now).await?)
-    } else {
-        None
-    };
-    let features = refresh_features(store, now).await?;
-    Ok(Refreshed {
-        resolution,
-        features,
-    })
 }

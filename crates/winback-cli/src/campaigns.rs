@@ -489,6 +489,17 @@ pub async fn worker_until(
     loop {
         // The schedule: the profiles ingests touched, and the nightly scoring run.
         let jobs = winback_app::schedule::run_due(&store, clock.now(), &owner, &schedule).await?;
+        if let Some(r) = &jobs.retention {
+            if !r.erased.is_empty() {
+                println!(
+                    "{}: retention erased {} people without activity since {} (run {})",
+                    clock.now(),
+                    r.erased.len(),
+                    r.cutoff.date_local(),
+                    r.run_id
+                );
+            }
+        }
         if let Some(stats) = &jobs.scored {
             println!(
                 "{}: the nightly scoring run staged {} profiles ({} changed stage)",
@@ -507,18 +518,6 @@ pub async fn worker_until(
                     .map(|s| format!(" ({} records → {} people)", s.records, s.profiles))
                     .unwrap_or_default()
             );
-        }
-        // The retention policy, once a day (`[privacy] enforce`).
-        if let Some(r) = crate::privacy::scheduled_retention(&store, config, clock.now()).await? {
-            if !r.erased.is_empty() {
-                println!(
-                    "{}: retention erased {} people without activity since {} (run {})",
-                    clock.now(),
-                    r.erased.len(),
-                    r.cutoff.date_local(),
-                    r.run_id
-                );
-            }
         }
         let s = engine.run_once().await?;
         if s.busy() || s.in_doubt > 0 {

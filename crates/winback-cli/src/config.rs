@@ -398,11 +398,16 @@ impl Config {
 
     /// The worker's schedule (`[schedule]`, with `[identity]` and the scoring settings).
     pub fn schedule(&self) -> Result<winback_app::schedule::Schedule> {
-        self.schedule.schedule(
+        let mut s = self.schedule.schedule(
             self.identity.auto_resolve,
             self.identity.rules.clone(),
             crate::score::settings(self),
-        )
+        )?;
+        s.retention = self
+            .privacy
+            .enforce
+            .then_some((self.privacy.retention_months, self.privacy.notice_days));
+        Ok(s)
     }
 
     /// The renderer of email bodies: the library and `[email] templates_dir`.

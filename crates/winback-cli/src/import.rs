@@ -271,16 +271,14 @@ pub async fn run(
     let all_ok = reports
         .iter()
         .all(|(_, r)| r.committed || (mode == Mode::DryRun && r.rows_rejected == 0));
-    let resolution = if all_ok && mode != Mode::DryRun && config.identity.auto_resolve {
-        Some(resolve(config, store, clock.now()).await?)
+    // What follows every ingest, the same as the worker does after an API ingest: identities
+    // resolved, the touched profiles' features recomputed.
+    let (resolution, refresh) = if reports.iter().any(|(_, r)| r.committed) {
+        let rules = (all_ok && config.identity.auto_resolve).then_some(&config.identity.rules);
+        let settled = winback_app::ingest::after_ingest(store, rules, clock.now()).await?;
+        (settled.resolution, Some(settled.features))
     } else {
-        None
-    };
-    // New orders and events make the touched profiles' features stale: recompute just those.
-    let refresh = if reports.iter().any(|(_, r)| r.committed) {
-        Some(crate::score::refresh_features(store, clock.now()).await?)
-    } else {
-        None
+        (None, None)
     };
     if args.json {
         let out: Vec<_> = reports
@@ -400,9 +398,7 @@ fn print_report(out: &mut impl Write, file: &Path, r: &IngestReport) -> std::io:
 
 /// Resolves identities over the whole store and saves the result.
 pub async fn resolve(config: &Config, store: &SqlStore, now: Timestamp) -> Result<ResolutionStats> {
-    let ids = store.identifiers().await?;
-    let resolution = winback_identity::resolve(&config.identity.rules, &ids);
-    Ok(store.save_resolution(&resolution, now).await?)
+    winback_app::ingest::resolve(store, &config.identity.rules, now).await
 }
 
 #[cfg(test)]

@@ -1,21 +1,17 @@
-//! `winback privacy`: the retention policy (also run daily by `winback worker`), subject access
-//! exports, erasure, objection, the audit log and the list-hygiene report.
+//! `winback privacy`: the retention policy (`winback_app::retention`, also run daily by the
+//! worker's schedule), subject access exports, erasure, objection, the audit log and the
+//! list-hygiene report.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use winback_domain::{Clock, Timestamp};
-use winback_store::{
-    SqlStore,
-    privacy::{Outcome, Request, RetentionCandidate},
-};
+use winback_domain::Clock;
+use winback_store::privacy::{Outcome, Request};
 
 use crate::config::Config;
 
-/// The notice campaign the retention policy waits for (when `[privacy] notice_days` > 0 and the
-/// campaign is applied; see `examples/campaigns/retention-notice.toml`).
-pub const NOTICE_CAMPAIGN: &str = "retention-notice";
+pub use winback_app::retention::{RetentionOutcome, cutoff, retention};
 
 /// `winback privacy …`
 #[derive(Debug, Subcommand)]
@@ -66,126 +62,6 @@ pub enum PrivacyCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// What one retention run did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RetentionOutcome {
-    /// The run (also for dry runs).
-    pub run_id: i64,
-    /// Activity before this instant counts as expired.
-    pub cutoff: Timestamp,
-    /// People erased (or, in a dry run, who would be).
-    pub erased: Vec<RetentionCandidate>,
-    /// People past the cutoff whose retention notice awaits an answer.
-    pub waiting_for_answer: Vec<RetentionCandidate>,
-    /// Whether nothing was changed.
-    pub dry_run: bool,
-}
-
-/// `now` minus `months` calendar months (UTC).
-pub fn cutoff(now: Timestamp, months: u32) -> Result<Timestamp> {
-    let t = now
-        .jiff()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .checked_sub(jiff::Span::new().months(i64::from(months)))
-        .context("retention cutoff out of range")?;
-    Ok(Timestamp::new(t.timestamp()))
-}
-
-/// Runs the retention policy once: erases (or lists) everyone inactive since before the
-/// cutoff, except people whose retention notice was sent within `notice_days` or is queued.
-pub async fn retention(
-    store: &SqlStore,
-    now: Timestamp,
-    months: u32,
-    notice_days: u32,
-    dry_run: bool,
-) -> Result<RetentionOutcome> {
-    let cutoff = cutoff(now, months)?;
-    let notice_since = now.plus_seconds(-i64::from(notice_days) * 86_400);
-    let settings = serde_json::json!({
-        "retention_months": months,
-        "notice_days": notice_days,
-        "cutoff": cutoff.to_string(),
-    });
-    let run_id = store
-        .begin_privacy_run("retention", dry_run, &settings, now)
-        .await?;
-    let candidates = store
-        .retention_candidates(
-            cutoff,
-            (notice_days > 0).then_some((NOTICE_CAMPAIGN, notice_since)),
-        )
-        .await?;
-    let (waiting, due): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.notice_pending);
-    let mut erased = Vec::with_capacity(due.len());
-    for c in due {
-        let reason = format!(
-            "no customer activity for {months} months (last: {} on {})",
-            c.last_activity.basis,
-            c.last_activity.at.date_local()
-        );
-        if dry_run {
-            store
-                .privacy_audit(
-                    run_id,
-                    c.profile_id,
-                    "would_erase",
-                    &reason,
-                    Some(c.last_activity.at),
-                    now,
-                )
-                .await?;
-            erased.push(c);
-        } else if store
-            .erase_profile(c.profile_id, run_id, &reason, Some(c.last_activity.at), now)
-            .await?
-            .is_some()
-        {
-            erased.push(c);
-        }
-    }
-    store
-        .finish_privacy_run(run_id, erased.len() as i64, now)
-        .await?;
-    Ok(RetentionOutcome {
-        run_id,
-        cutoff,
-        erased,
-        waiting_for_answer: waiting,
-        dry_run,
-    })
-}
-
-/// The worker's daily retention pass: runs when no retention run finished in the last day.
-pub async fn scheduled_retention(
-    store: &SqlStore,
-    config: &Config,
-    now: Timestamp,
-) -> Result<Option<RetentionOutcome>> {
-    if !config.privacy.enforce {
-        return Ok(None);
-    }
-    let (runs, _) = store.privacy_log(200).await?;
-    let recent = runs.iter().any(|r| {
-        r.kind == "retention"
-            && !r.dry_run
-            && r.finished_at
-                .is_some_and(|f| f.plus_seconds(86_400) > now && f <= now)
-    });
-    if recent {
-        return Ok(None);
-    }
-    retention(
-        store,
-        now,
-        config.privacy.retention_months,
-        config.privacy.notice_days,
-        false,
-    )
-    .await
-    .map(Some)
 }
 
 /// Runs `winback privacy …`.
@@ -376,6 +252,7 @@ pub fn print_hygiene(h: &winback_store::privacy::Hygiene) {
 #[cfg(test)]
 mod tests {
     use winback_domain::{ManualClock, Timestamp};
+    use winback_store::SqlStore;
 
     use super::*;
 
@@ -415,7 +292,7 @@ mod tests {
     fn the_notice_example_is_the_campaign_retention_waits_for() {
         let text = include_str!("../../../examples/campaigns/retention-notice.toml");
         let c = winback_engine::Campaign::parse("retention-notice.toml", text).unwrap();
-        assert_eq!(c.name, NOTICE_CAMPAIGN);
+        assert_eq!(c.name, winback_app::retention::NOTICE_CAMPAIGN);
     }
 
     #[test]

@@ -105,9 +105,11 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
         .set_campaign_status("one-timers", "active", clock.now())
         .await
         .unwrap();
-    let schedule = ScheduleConfig::default()
+    let mut schedule = ScheduleConfig::default()
         .schedule(true, Default::default(), Settings::default())
         .unwrap();
+    // The retention policy daily (`[privacy] enforce`): 36 months, no notice.
+    schedule.retention = Some((36, 0));
     let outbox = FileOutbox::new(dir.path().join("outbox")).unwrap();
     let engine = Engine::new(&store, &outbox, &clock, EngineSettings::default());
 
@@ -120,6 +122,10 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
         run.scored.is_some(),
         "the first pass runs the due nightly score"
     );
+    let retention = run
+        .retention
+        .expect("the first pass runs the daily retention");
+    assert!(retention.erased.is_empty(), "everyone is recent");
     assert_ne!(stage(&store, "C1").await, "one_time_buyer");
     let pass = engine.run_once().await.unwrap();
     assert_eq!(pass.enrolled + pass.held_out, 0);
@@ -129,7 +135,10 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
         let run = winback_app::schedule::run_due(&store, clock.now(), owner, &schedule)
             .await
             .unwrap();
-        assert!(run.scored.is_none() && run.refreshed.is_none(), "{owner}");
+        assert!(
+            run.scored.is_none() && run.refreshed.is_none() && run.retention.is_none(),
+            "{owner}"
+        );
     }
 
     // Day 1, 10:00: the nightly run at 03:00 re-staged Anna; the pass enrols her.
@@ -182,7 +191,7 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
     // The jobs' last runs are kept for /metrics and the dashboard.
     let jobs = store.jobs().await.unwrap();
     let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
-    assert_eq!(names, ["refresh", "score"]);
+    assert_eq!(names, ["refresh", "retention", "score"]);
     assert!(jobs.iter().all(|j| j.running_on.is_none() && j.runs >= 1));
 }
 
@@ -204,69 +213,5 @@ fn the_nightly_run_is_due_at_its_local_time() {
         }
         .schedule(true, Default::default(), Settings::default())
         .is_err()
-    );
-}
-
-#[tokio::test]
-async fn of_two_workers_one_runs_a_due_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
-        .await
-        .unwrap();
-    let now = ts("2025-06-03T10:00:00Z");
-    let due = ts("2025-06-03T03:00:00Z");
-    let later = ts("2025-06-03T11:00:00Z");
-    assert!(
-        store
-            .claim_job("score", "a", now, later, due)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .claim_job("score", "b", now, later, due)
-            .await
-            .unwrap()
-    );
-    store.finish_job("score", "a", now, "{}").await.unwrap();
-    assert!(
-        !store
-            .claim_job("score", "b", now, later, due)
-            .await
-            .unwrap(),
-        "done for this due time"
-    );
-    // A worker that died holding a lease frees the job when the lease ends.
-    let next_due = ts("2025-06-04T03:00:00Z");
-    let t = ts("2025-06-04T04:00:00Z");
-    assert!(
-        store
-            .claim_job("score", "a", t, ts("2025-06-04T05:00:00Z"), next_due)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .claim_job(
-                "score",
-                "b",
-                ts("2025-06-04T04:30:00Z"),
-                ts("2025-06-04T06:00:00Z"),
-                next_due
-            )
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_job(
-                "score",
-                "b",
-                ts("2025-06-04T05:01:00Z"),
-                ts("2025-06-04T06:00:00Z"),
-                next_due
-            )
-            .await
-            .unwrap()
     );
 }

@@ -912,3 +912,75 @@ conformance!(
     concurrent_imports,
     super::concurrent_imports_with_overlapping_customers_both_commit
 );
+
+/// The schedule's job leases: of two workers one claims a due job; a finished job is not due
+/// again until its next due time; a dead worker's lease frees the job when it ends.
+async fn job_leases_hold_on_both_backends(store: &SqlStore) {
+    let t = |s: &str| winback_domain::Timestamp::new(s.parse().unwrap());
+    let (now, lease, due) = (
+        t("2025-06-03T10:00:00Z"),
+        t("2025-06-03T11:00:00Z"),
+        t("2025-06-03T03:00:00Z"),
+    );
+    assert!(
+        store
+            .claim_job("score", "a", now, lease, due)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_job("score", "b", now, lease, due)
+            .await
+            .unwrap()
+    );
+    store.finish_job("score", "a", now, "{}").await.unwrap();
+    assert!(
+        !store
+            .claim_job("score", "b", now, lease, due)
+            .await
+            .unwrap()
+    );
+    let next = t("2025-06-04T03:00:00Z");
+    assert!(
+        store
+            .claim_job(
+                "score",
+                "a",
+                t("2025-06-04T04:00:00Z"),
+                t("2025-06-04T05:00:00Z"),
+                next
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_job(
+                "score",
+                "b",
+                t("2025-06-04T04:30:00Z"),
+                t("2025-06-04T06:00:00Z"),
+                next
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_job(
+                "score",
+                "b",
+                t("2025-06-04T05:01:00Z"),
+                t("2025-06-04T06:00:00Z"),
+                next
+            )
+            .await
+            .unwrap()
+    );
+    let jobs = store.jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].running_on.as_deref(), Some("b"));
+    assert_eq!(jobs[0].runs, 1);
+}
+conformance!(job_leases, super::job_leases_hold_on_both_backends);
