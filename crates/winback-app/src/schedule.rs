@@ -194,3 +194,52 @@ pub async fn run_due(
     }
     Ok(run)
 }
+
+/// This worker's clock and the database's disagree by more than the allowed skew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockSkew {
+    /// The worker's clock minus the database's, seconds.
+    pub ahead_seconds: i64,
+    /// The allowed difference, seconds.
+    pub max_seconds: u64,
+}
+
+impl std::fmt::Display for ClockSkew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (word, by) = if self.ahead_seconds >= 0 {
+            ("ahead of", self.ahead_seconds)
+        } else {
+            ("behind", -self.ahead_seconds)
+        };
+        write!(
+            f,
+            "this worker's clock is {by} s {word} the database's (more than [engine] max_clock_skew_seconds = {}): its leases and due times would lock the other workers out or run work early; set the clock right (NTP) and start it again",
+            self.max_seconds
+        )
+    }
+}
+
+impl std::error::Error for ClockSkew {}
+
+/// Refuses a worker whose clock is off the database's by more than `max_seconds` (0: no
+/// check). Every worker writes leases and due times with its own clock, so they only agree
+/// while the clocks do.
+pub async fn check_clock(
+    store: &SqlStore,
+    worker_now: Timestamp,
+    max_seconds: u64,
+) -> Result<(), anyhow::Error> {
+    if max_seconds == 0 {
+        return Ok(());
+    }
+    let db = store.database_now().await?;
+    let ahead = (worker_now.as_micros() - db.as_micros()) / 1_000_000;
+    if ahead.unsigned_abs() > max_seconds {
+        return Err(ClockSkew {
+            ahead_seconds: ahead,
+            max_seconds,
+        }
+        .into());
+    }
+    Ok(())
+}

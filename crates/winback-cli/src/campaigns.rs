@@ -487,6 +487,14 @@ pub async fn worker_until(
         std::process::id()
     );
     loop {
+        // Leases and due times are written with this worker's clock: refuse to run on one
+        // that disagrees with the database's (and so with every other worker's).
+        winback_app::schedule::check_clock(
+            &store,
+            clock.now(),
+            config.engine.max_clock_skew_seconds,
+        )
+        .await?;
         // The schedule: the profiles ingests touched, and the nightly scoring run.
         let jobs = winback_app::schedule::run_due(&store, clock.now(), &owner, &schedule).await?;
         if let Some(r) = &jobs.retention {

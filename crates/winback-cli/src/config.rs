@@ -294,6 +294,11 @@ pub struct EngineConfig {
     pub batch: usize,
     /// Seconds between passes of `winback worker`.
     pub poll_seconds: u64,
+    /// A worker whose clock differs from the database's by more than this refuses to run: its
+    /// leases and due times would lock other workers out (a clock 30 days fast leases a claim
+    /// for 30 days). 0 turns the check off: only for simulations (`WINBACK_NOW`) on a store no
+    /// other worker uses.
+    pub max_clock_skew_seconds: u64,
 }
 
 impl Default for EngineConfig {
@@ -303,6 +308,7 @@ impl Default for EngineConfig {
             lease_seconds: 60,
             batch: 500,
             poll_seconds: 5,
+            max_clock_skew_seconds: 60,
         }
     }
 }

@@ -324,6 +324,20 @@ impl SqlStore {
         jobs::finish(&self.pool, name, owner, now, outcome).await
     }
 
+    /// The database's clock: what the workers sharing this store can agree on.
+    pub async fn database_now(&self) -> Result<Timestamp, StoreError> {
+        let sql = match self.pool.backend() {
+            db::Backend::Sqlite => {
+                "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)"
+            }
+            db::Backend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
+            }
+        };
+        let micros = self.pool.fetch(sql, &[]).await?[0].i64(0)?;
+        queries::ts(micros)
+    }
+
     /// Every job's last run.
     pub async fn jobs(&self) -> Result<Vec<jobs::JobRow>, StoreError> {
         jobs::list(&self.pool).await

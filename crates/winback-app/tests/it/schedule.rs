@@ -215,3 +215,34 @@ fn the_nightly_run_is_due_at_its_local_time() {
         .is_err()
     );
 }
+
+/// A worker whose clock disagrees with the database's is refused before it writes a lease.
+#[tokio::test]
+async fn a_worker_with_a_wrong_clock_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
+        .await
+        .unwrap();
+    let db = store.database_now().await.unwrap();
+    let system = winback_domain::SystemClock.now();
+    assert!(
+        (db.as_micros() - system.as_micros()).abs() < 5_000_000,
+        "the database's clock is this machine's"
+    );
+    winback_app::schedule::check_clock(&store, system, 60)
+        .await
+        .unwrap();
+    let fast = Timestamp::from_micros(system.as_micros() + 30 * 86_400 * 1_000_000).unwrap();
+    let e = winback_app::schedule::check_clock(&store, fast, 60)
+        .await
+        .unwrap_err();
+    let skew = e
+        .downcast_ref::<winback_app::schedule::ClockSkew>()
+        .expect("a ClockSkew");
+    assert!((skew.ahead_seconds - 30 * 86_400).abs() < 10, "{skew:?}");
+    assert!(e.to_string().contains("s ahead of the database's"), "{e}");
+    // 0 turns the check off, for a simulation on a store no other worker uses.
+    winback_app::schedule::check_clock(&store, fast, 0)
+        .await
+        .unwrap();
+}

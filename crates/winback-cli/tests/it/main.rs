@@ -1231,3 +1231,26 @@ fn a_full_disk_fails_the_import_clearly_and_leaves_the_store_usable() {
         "{status}"
     );
 }
+
+/// One worker's clock moved 30 days ahead: it refuses to run and leases nothing, so the
+/// healthy workers keep sending.
+#[test]
+fn a_worker_whose_clock_is_off_refuses_to_run() {
+    let env = Env::new();
+    env.write(
+        "winback.toml",
+        "[email]\npublic_url = \"http://127.0.0.1:8080\"\n",
+    );
+    let ahead = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)).to_string();
+    let out = env
+        .cmd()
+        .env("WINBACK_NOW", &ahead)
+        .args(["worker", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s ahead of the database's"), "{err}");
+    let out = env.run(&["worker", "--once"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
