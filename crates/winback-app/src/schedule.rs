@@ -91,6 +91,9 @@ pub struct JobsRun {
     pub scored: Option<winback_store::RunStats>,
     /// The daily retention run.
     pub retention: Option<crate::retention::RetentionOutcome>,
+    /// Jobs that failed this time, with why: recorded in the job's last run and retried when
+    /// next due; the worker keeps running.
+    pub failed: Vec<String>,
 }
 
 /// A lease outlives any run of a job by far; a worker killed mid-run frees its job when the
@@ -127,7 +130,10 @@ pub fn last_due(now: Timestamp, score_at: Time) -> Timestamp {
     }
 }
 
-/// Runs the jobs that are due at `now` and that this worker (`owner`) wins the lease of.
+/// Runs the jobs that are due at `now` and that this worker (`owner`) wins the lease of. A job
+/// that fails is recorded as failed (its last run, `/metrics`, the dashboard) and listed in
+/// [`JobsRun::failed`]; it does not stop the others or the worker. Only the store failing to
+/// hand out or record a lease is an error.
 pub async fn run_due(
     store: &SqlStore,
     now: Timestamp,
@@ -153,7 +159,10 @@ pub async fn run_due(
                 Err(e) => format!("failed: {e:#}"),
             };
             store.finish_job("retention", owner, now, &text).await?;
-            run.retention = Some(outcome.context("the daily retention run")?);
+            match outcome {
+                Ok(r) => run.retention = Some(r),
+                Err(e) => run.failed.push(format!("the daily retention run: {e:#}")),
+            }
         }
     }
     // The nightly run first: it refreshes every profile's features as well.
@@ -169,7 +178,10 @@ pub async fn run_due(
                 Err(e) => format!("failed: {e:#}"),
             };
             store.finish_job("score", owner, now, &text).await?;
-            run.scored = Some(outcome.context("the nightly scoring run")?.2);
+            match outcome {
+                Ok((_, _, stats)) => run.scored = Some(stats),
+                Err(e) => run.failed.push(format!("the nightly scoring run: {e:#}")),
+            }
         }
     }
     let dirty = store.dirty_customers().await?;
@@ -190,7 +202,12 @@ pub async fn run_due(
             Err(e) => format!("failed: {e:#}"),
         };
         store.finish_job("refresh", owner, now, &text).await?;
-        run.refreshed = Some(outcome.context("refreshing the touched profiles")?);
+        match outcome {
+            Ok(r) => run.refreshed = Some(r),
+            Err(e) => run
+                .failed
+                .push(format!("refreshing the touched profiles: {e:#}")),
+        }
     }
     Ok(run)
 }

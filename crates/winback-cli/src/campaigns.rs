@@ -497,6 +497,12 @@ pub async fn worker_until(
         .await?;
         // The schedule: the profiles ingests touched, and the nightly scoring run.
         let jobs = winback_app::schedule::run_due(&store, clock.now(), &owner, &schedule).await?;
+        for why in &jobs.failed {
+            eprintln!(
+                "{}: a scheduled job failed (it runs again when next due): {why}",
+                clock.now()
+            );
+        }
         if let Some(r) = &jobs.retention {
             if !r.erased.is_empty() {
                 println!(

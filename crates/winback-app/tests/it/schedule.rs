@@ -246,3 +246,59 @@ async fn a_worker_with_a_wrong_clock_is_refused() {
         .await
         .unwrap();
 }
+
+/// A job that fails is recorded as failed and does not stop the other jobs or the worker.
+#[tokio::test]
+async fn a_failing_job_is_recorded_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
+        .await
+        .unwrap();
+    let now = ts("2025-06-02T10:00:00Z");
+    import(
+        &store,
+        SourceKind::Customers,
+        "customer_id,email,email_consent\nC1,anna@example.nl,yes\n",
+        now,
+    )
+    .await;
+    import(
+        &store,
+        SourceKind::Orders,
+        "order_id,customer_id,ordered_at,total\nO1,C1,2025-05-01T10:00:00Z,40.00\n",
+        now,
+    )
+    .await;
+    // The retention run cannot record itself.
+    store
+        .pool()
+        .execute("DROP TABLE privacy_runs", &[])
+        .await
+        .unwrap();
+    let mut schedule = ScheduleConfig::default()
+        .schedule(true, Default::default(), Settings::default())
+        .unwrap();
+    schedule.retention = Some((36, 0));
+    let run = winback_app::schedule::run_due(&store, now, "w1", &schedule)
+        .await
+        .unwrap();
+    assert!(run.retention.is_none());
+    assert_eq!(run.failed.len(), 1, "{:?}", run.failed);
+    assert!(
+        run.failed[0].starts_with("the daily retention run:"),
+        "{:?}",
+        run.failed
+    );
+    assert!(run.scored.is_some(), "the nightly scoring still ran");
+    let jobs = store.jobs().await.unwrap();
+    let retention = jobs.iter().find(|j| j.name == "retention").unwrap();
+    assert!(
+        retention
+            .last_outcome
+            .as_deref()
+            .unwrap()
+            .starts_with("failed:"),
+        "{retention:?}"
+    );
+    assert!(retention.running_on.is_none(), "the lease is released");
+}
