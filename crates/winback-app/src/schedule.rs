@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use jiff::civil::Time;
 use winback_domain::Timestamp;
 use winback_identity::IdentityRules;
-use winback_store::{SqlStore, Store};
+use winback_store::SqlStore;
 
 use crate::ingest::{Settled, after_ingest};
 use crate::scoring::{Settings as ScoringSettings, score_and_save};
@@ -184,8 +184,7 @@ pub async fn run_due(
             }
         }
     }
-    let dirty = store.dirty_customers().await?;
-    if !dirty.is_empty()
+    if store.has_dirty_customers().await?
         && store
             .claim_job(
                 "refresh",

@@ -428,7 +428,7 @@ pub fn display_line(stored: &str) -> String {
 
 /// A campaign's message line for `locale`: a plain text applies to everyone; a per-language
 /// table (a JSON object) gives the contact's language or nothing.
-fn line_for(stored: &str, locale: &str) -> Option<String> {
+pub(crate) fn line_for(stored: &str, locale: &str) -> Option<String> {
     if stored.trim_start().starts_with('{') {
         if let Ok(table) = serde_json::from_str::<BTreeMap<String, String>>(stored) {
             return table.get(locale).cloned();

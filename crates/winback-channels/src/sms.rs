@@ -268,16 +268,12 @@ pub fn compose(
     d: &Dispatch,
 ) -> Result<ComposedSms, crate::render::RenderError> {
     let lang = crate::locale::language(d.locale.as_deref().unwrap_or("en"));
-    let stored = d.subject.as_deref().and_then(|s| {
-        // A per-language table (`subject = { en = …, nl = … }`) is stored as JSON.
-        if s.trim_start().starts_with('{') {
-            serde_json::from_str::<std::collections::BTreeMap<String, String>>(s)
-                .ok()
-                .and_then(|t| t.get(lang).or_else(|| t.get("en")).cloned())
-        } else {
-            Some(s.to_owned())
-        }
-    });
+    // The campaign's line in the contact's language (one text, or a table by language), as
+    // an email's subject is picked; a table without it gets the default in that language.
+    let stored = d
+        .subject
+        .as_deref()
+        .and_then(|s| crate::render::line_for(s, lang));
     let source = stored.unwrap_or_else(|| match lang {
         "nl" => "{{ shop }}: we missen je{% if first_name is defined %}, {{ first_name }}{% endif %}! Kom kijken wat er nieuw is.".into(),
         "pl" => "{{ shop }}: tęsknimy{% if first_name is defined %}, {{ first_name }}{% endif %}! Zobacz, co nowego.".into(),

@@ -338,6 +338,16 @@ impl SqlStore {
         queries::ts(micros)
     }
 
+    /// Whether any customer record awaits a features refresh: one row read, for the worker's
+    /// check on every pass (the ids themselves can be millions after a large import).
+    pub async fn has_dirty_customers(&self) -> Result<bool, StoreError> {
+        Ok(!self
+            .pool
+            .fetch("SELECT 1 FROM feature_dirty LIMIT 1", &[])
+            .await?
+            .is_empty())
+    }
+
     /// Every job's last run.
     pub async fn jobs(&self) -> Result<Vec<jobs::JobRow>, StoreError> {
         jobs::list(&self.pool).await
