@@ -1,4 +1,4 @@
-//! `winback-app` owns winback's use cases, between the store and channels below and the
+//! `winback-app` owns winback's use cases and builds everything from configuration ([`config`]), between the store and channels below and the
 //! command line and HTTP service above: what follows an ingest ([`ingest`]: identities resolved,
 //! the touched profiles' features refreshed), scoring ([`scoring`]: features, model fits,
 //! stages, priorities), the retention policy ([`retention`]), and the always-on schedule ([`schedule`]: identities and features of the
@@ -6,7 +6,9 @@
 //! workers never run a job twice). `winback-cli` keeps clap and printing; `winback-http` and the
 //! worker call the same functions, so no use case is written twice.
 
+pub mod config;
 pub mod ingest;
 pub mod retention;
 pub mod schedule;
 pub mod scoring;
+pub mod worker;

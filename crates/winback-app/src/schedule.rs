@@ -96,6 +96,16 @@ pub struct JobsRun {
     pub failed: Vec<String>,
 }
 
+impl JobsRun {
+    /// Whether any job ran (or failed).
+    pub fn did_anything(&self) -> bool {
+        self.refreshed.is_some()
+            || self.scored.is_some()
+            || self.retention.is_some()
+            || !self.failed.is_empty()
+    }
+}
+
 /// A lease outlives any run of a job by far; a worker killed mid-run frees its job when the
 /// lease ends.
 const LEASE_SECONDS: i64 = 3_600;

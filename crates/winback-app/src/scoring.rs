@@ -465,19 +465,23 @@ pub async fn score_and_save<S: Store>(
 ) -> Result<(Vec<Scored>, Models, winback_store::RunStats)> {
     let dirty = store.dirty_customers().await?;
     let facts = store.profile_facts(FactScope::All).await?;
-    let features = compute_features(&facts, as_of);
+    // The features and the model fit are minutes of CPU for a large shop: they run on a
+    // blocking thread, so a worker's engine passes go on meanwhile.
+    let s = settings.clone();
+    let (features, fitted, fit_seconds) = tokio::task::spawn_blocking(move || {
+        let features = compute_features(&facts, as_of);
+        let started = Instant::now();
+        let fitted = score(&facts, &features, &s);
+        (features, fitted, started.elapsed().as_secs_f64())
+    })
+    .await
+    .context("the scoring thread")?;
     save(store, as_of, &features, &dirty, true).await?;
-    let started = Instant::now();
-    let (scored, models) = score(&facts, &features, settings)?;
+    let (scored, models) = fitted?;
     let first = features.iter().filter_map(|f| f.first_order_at).min();
     if let Some(purchase) = &models.purchase {
         store
-            .save_model_fit(&fit_row(
-                purchase,
-                as_of,
-                first,
-                started.elapsed().as_secs_f64(),
-            ))
+            .save_model_fit(&fit_row(purchase, as_of, first, fit_seconds))
             .await?;
     }
     let stats = store

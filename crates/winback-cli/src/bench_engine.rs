@@ -97,15 +97,14 @@ pub async fn steps(
         (SourceKind::Customers, &customers),
         (SourceKind::Orders, &orders),
     ] {
-        let job = import::Job {
+        let job = winback_app::ingest::FileJob {
             kind,
             file,
             mapping: None,
             mode: Mode::Strict,
-            quiet: true,
             strict: false,
         };
-        let r = import::import_file(config, &store, &clock, job, None).await?;
+        let r = import::import_file(config, &store, &clock, job, true, None).await?;
         anyhow::ensure!(r.committed, "bench import refused: {:?}", r.errors);
     }
     let facts = store.profile_facts(FactScope::All).await?;

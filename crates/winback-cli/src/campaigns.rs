@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use winback_domain::Clock;
+use winback_engine::Campaign;
 use winback_engine::ports::{Applied, JourneyStore};
-use winback_engine::{Campaign, Engine};
 use winback_store::SqlStore;
 
 use crate::Config;
@@ -420,9 +420,15 @@ fn write_codes(rows: &[Vec<String>], out: Option<&Path>) -> Result<()> {
 /// `winback worker`: passes until interrupted (or once).
 pub async fn worker(config: &Config, once: bool, clock: &dyn Clock) -> Result<ExitCode> {
     config.refuse_builtin_secrets()?;
-    worker_until(config, once, clock, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    worker_until(
+        config,
+        winback_app::worker::Role::Full,
+        once,
+        clock,
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
     .await
 }
 
@@ -459,90 +465,63 @@ fn write_file(path: &Path, bytes: &[u8], shared: bool) -> Result<()> {
     Ok(())
 }
 
-/// The worker's passes until `stop` resolves (between passes: a pass in progress finishes).
+/// The worker (`winback_app::worker::run`) until `stop` resolves, printing what it does.
 pub async fn worker_until(
     config: &Config,
+    role: winback_app::worker::Role,
     once: bool,
     clock: &dyn Clock,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<ExitCode> {
-    tokio::pin!(stop);
     let store = crate::open_store(config).await?;
-    let settings = config.engine_settings()?;
-    let transport = config.transports(std::sync::Arc::new(winback_domain::SystemClock))?;
-    // Click tokens name a link id; `winback serve` redirects to what is stored here.
-    store
-        .set_links(
-            &[("shop".into(), config.email.shop_url.clone())],
-            clock.now(),
-        )
-        .await?;
-    let engine = Engine::new(&store, &transport, clock, settings);
-    let poll = std::time::Duration::from_secs(config.engine.poll_seconds.max(1));
-    let schedule = config.schedule()?;
-    // Names this worker in the schedule's leases.
-    let owner = format!(
-        "{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
-        std::process::id()
-    );
-    loop {
-        // Leases and due times are written with this worker's clock: refuse to run on one
-        // that disagrees with the database's (and so with every other worker's).
-        winback_app::schedule::check_clock(
-            &store,
-            clock.now(),
-            config.engine.max_clock_skew_seconds,
-        )
-        .await?;
-        // The schedule: the profiles ingests touched, and the nightly scoring run.
-        let jobs = winback_app::schedule::run_due(&store, clock.now(), &owner, &schedule).await?;
-        for why in &jobs.failed {
-            eprintln!(
-                "{}: a scheduled job failed (it runs again when next due): {why}",
-                clock.now()
-            );
-        }
-        if let Some(r) = &jobs.retention {
-            if !r.erased.is_empty() {
+    let result =
+        winback_app::worker::run(config, &store, clock, role, once, stop, &print_event).await;
+    store.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one of the worker's events: what a shop reads in its logs.
+fn print_event(event: winback_app::worker::Event<'_>) {
+    use winback_app::worker::Event;
+    match event {
+        Event::Jobs(at, jobs) => {
+            for why in &jobs.failed {
+                eprintln!("{at}: a scheduled job failed (it runs again when next due): {why}");
+            }
+            if let Some(r) = jobs.retention.as_ref().filter(|r| !r.erased.is_empty()) {
                 println!(
-                    "{}: retention erased {} people without activity since {} (run {})",
-                    clock.now(),
+                    "{at}: retention erased {} people without activity since {} (run {})",
                     r.erased.len(),
                     r.cutoff.date_local(),
                     r.run_id
                 );
             }
+            if let Some(stats) = &jobs.scored {
+                println!(
+                    "{at}: the nightly scoring run staged {} profiles ({} changed stage)",
+                    stats.profiles, stats.stage_changes
+                );
+            }
+            if let Some(r) = &jobs.refreshed {
+                println!(
+                    "{at}: refreshed the features of {} profiles touched by ingests{}",
+                    r.features.profiles,
+                    r.resolution
+                        .as_ref()
+                        .map(|s| format!(" ({} records → {} people)", s.records, s.profiles))
+                        .unwrap_or_default()
+                );
+            }
         }
-        if let Some(stats) = &jobs.scored {
-            println!(
-                "{}: the nightly scoring run staged {} profiles ({} changed stage)",
-                clock.now(),
-                stats.profiles,
-                stats.stage_changes
-            );
-        }
-        if let Some(r) = &jobs.refreshed {
-            println!(
-                "{}: refreshed the features of {} profiles touched by ingests{}",
-                clock.now(),
-                r.features.profiles,
-                r.resolution
-                    .as_ref()
-                    .map(|s| format!(" ({} records → {} people)", s.records, s.profiles))
-                    .unwrap_or_default()
-            );
-        }
-        let s = engine.run_once().await?;
-        if s.busy() || s.in_doubt > 0 {
+        Event::Pass(at, s) => {
             let why = if s.dropped > 0 {
                 format!(" ({})", s.drops.describe())
             } else {
                 String::new()
             };
             println!(
-                "{}: enrolled {} (+{} held out), advanced {}, sent {}, deferred {}, dropped {}{why}, failed {}, exited {}, in doubt {}",
-                clock.now(),
+                "{at}: enrolled {} (+{} held out), advanced {}, sent {}, deferred {}, dropped {}{why}, failed {}, exited {}, in doubt {}",
                 s.enrolled,
                 s.held_out,
                 s.advanced,
@@ -553,27 +532,18 @@ pub async fn worker_until(
                 s.exited,
                 s.in_doubt
             );
-            if s.transport_failures > 0 {
-                for (channel, why, until) in store.transport_pauses().await? {
-                    println!(
-                        "{}: the {channel} transport is paused until {until} after {} failure(s) of the relay or provider itself; nobody was suppressed: {why}",
-                        clock.now(),
-                        s.transport_failures
-                    );
-                }
-            }
         }
-        if once {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = &mut stop => {
-                println!("worker stopping: the current pass finished; claims of this worker expire with their leases");
-                break;
-            }
-        }
+        Event::Paused {
+            at,
+            channel,
+            why,
+            until,
+            failures,
+        } => println!(
+            "{at}: the {channel} transport is paused until {until} after {failures} failure(s) of the relay or provider itself; nobody was suppressed: {why}"
+        ),
+        Event::Stopping => println!(
+            "worker stopping: the current pass finished; claims of this worker expire with their leases"
+        ),
     }
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
 }

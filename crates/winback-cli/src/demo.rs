@@ -231,15 +231,14 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     ];
     for (kind, file) in steps {
         let t = Instant::now();
-        let job = import::Job {
+        let job = winback_app::ingest::FileJob {
             kind,
             file: &file,
             mapping: None,
             mode: Mode::Strict,
-            quiet: false,
             strict: false,
         };
-        let r = import::import_file(config, &store, clock, job, None).await?;
+        let r = import::import_file(config, &store, clock, job, false, None).await?;
         anyhow::ensure!(
             r.committed,
             "{} was refused: {:?}",
@@ -342,7 +341,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!();
     println!("5. Who is slipping away, and who is worth winning back:");
     let (scored, models, _) =
-        crate::score::score_and_save(&store, clock.now(), &crate::score::settings(config)).await?;
+        crate::score::score_and_save(&store, clock.now(), &config.scoring_settings()).await?;
     crate::score::print(&scored, &models, 5);
     println!();
 

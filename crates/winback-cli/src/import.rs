@@ -1,20 +1,20 @@
-//! `winback import`: stream a file into the store, with a progress bar on a terminal, a
-//! rejects file for `--skip-invalid`, and identity resolution afterwards.
+//! `winback import`: the use case is `winback_app::ingest::import`; this adds the progress bar
+//! on a terminal, the rejects file of `--skip-invalid`, and the printed report.
 
 use std::{
     io::{IsTerminal, Write},
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use winback_app::ingest::FileJob;
 use winback_domain::{Clock, Timestamp};
 use winback_import::{Mapping, Rejected, SourceKind};
 use winback_store::{
-    ImportRun, ResolutionStats, SqlStore, Store,
-    ingest::{IngestOptions, IngestReport, Mode, ingest},
+    ResolutionStats, SqlStore,
+    ingest::{IngestReport, Mode},
 };
 
 use crate::Config;
@@ -142,48 +142,23 @@ fn progress(quiet: bool, label: &str) -> ProgressBar {
     pb
 }
 
-/// One file to import.
-pub struct Job<'a> {
-    /// What it holds.
-    pub kind: SourceKind,
-    /// The file.
-    pub file: &'a Path,
-    /// Its column mapping.
-    pub mapping: Option<&'a Mapping>,
-    /// Strict, skip-invalid or dry-run.
-    pub mode: Mode,
-    /// No progress bar.
-    pub quiet: bool,
-    /// Refuse records whose optional fields cannot be read.
-    pub strict: bool,
-}
-
-/// Imports one file; returns its report.
+/// Imports one file with a progress bar (unless `quiet`); returns its report. The use case is
+/// `winback_app::ingest::import_file`; nothing follows it here.
 pub async fn import_file(
     config: &Config,
     store: &SqlStore,
     clock: &dyn Clock,
-    job: Job<'_>,
+    job: FileJob<'_>,
+    quiet: bool,
     mut rejects: Option<&mut RejectsFile>,
 ) -> Result<IngestReport> {
-    let started = clock.now();
-    let mut options = config.import_options(started)?;
-    options.strict = job.strict;
-    let rows = winback_import::open(job.kind, job.file, &options, job.mapping)?;
-    let name: Arc<str> = Arc::from(job.file.display().to_string());
-    let ingest_options = IngestOptions {
-        file: name,
-        mode: job.mode,
-        max_errors: config.import.max_errors,
-        batch_rows: config.import.batch_rows,
-        now: started,
-    };
-    let pb = progress(job.quiet, &format!("importing {}", job.file.display()));
+    let pb = progress(quiet, &format!("importing {}", job.file.display()));
     let mut sink_error = None;
-    let report = ingest(
+    let report = winback_app::ingest::import_file(
+        config,
         store,
-        rows,
-        &ingest_options,
+        clock,
+        job,
         |n| pb.set_position(n),
         |r| {
             if let Some(sink) = rejects.as_deref_mut() {
@@ -193,29 +168,16 @@ pub async fn import_file(
             }
         },
     )
-    .await
-    .with_context(|| format!("importing {}", job.file.display()))?;
+    .await?;
     pb.finish_and_clear();
     if let Some(e) = sink_error {
         return Err(e).context("writing the rejects file");
     }
-    if report.committed {
-        store
-            .record_import_run(&ImportRun {
-                kind: job.kind.as_str().into(),
-                file: job.file.display().to_string(),
-                started_at: started,
-                finished_at: clock.now(),
-                rows_ok: report.rows_ok,
-                rows_rejected: report.rows_rejected,
-                mode: job.mode.as_str().into(),
-            })
-            .await?;
-    }
     Ok(report)
 }
 
-/// Runs `winback import`; `Ok(false)` when the file was refused.
+/// Runs `winback import` (`winback_app::ingest::import`) and prints its report; `Ok(false)`
+/// when the file was refused.
 pub async fn run(
     config: &Config,
     store: &SqlStore,
@@ -237,48 +199,43 @@ pub async fn run(
         PathBuf::from(p)
     }));
     let skip = mode == Mode::SkipInvalid;
-    let mut reports = Vec::new();
-    let job = Job {
+    let job = FileJob {
         kind,
         file: &args.file,
         mapping: mapping.as_ref(),
         mode,
-        quiet: args.quiet,
         strict: args.strict,
     };
-    let main = import_file(config, store, clock, job, skip.then_some(&mut rejects)).await?;
-    let ok = main.committed || (mode == Mode::DryRun && main.rows_rejected == 0);
-    reports.push((args.file.clone(), main));
-    if let Some(items) = &args.items {
-        anyhow::ensure!(
-            kind == SourceKind::Orders,
-            "--items goes with `import orders`"
-        );
-        if ok {
-            let job = Job {
-                kind: SourceKind::OrderItems,
-                file: items,
-                mapping: None,
-                mode,
-                quiet: args.quiet,
-                strict: args.strict,
-            };
-            let r = import_file(config, store, clock, job, skip.then_some(&mut rejects)).await?;
-            reports.push((items.clone(), r));
-        }
+    let pb = progress(args.quiet, "importing");
+    let mut sink_error = None;
+    let imported = winback_app::ingest::import(
+        config,
+        store,
+        clock,
+        job,
+        args.items.as_deref(),
+        |file, n| {
+            pb.set_message(format!("importing {}", file.display()));
+            pb.set_position(n);
+        },
+        |r| {
+            if skip {
+                if let Err(e) = rejects.write(r) {
+                    sink_error.get_or_insert(e);
+                }
+            }
+        },
+    )
+    .await?;
+    pb.finish_and_clear();
+    if let Some(e) = sink_error {
+        return Err(e).context("writing the rejects file");
     }
     rejects.finish()?;
-    let all_ok = reports
-        .iter()
-        .all(|(_, r)| r.committed || (mode == Mode::DryRun && r.rows_rejected == 0));
-    // What follows every ingest, the same as the worker does after an API ingest: identities
-    // resolved, the touched profiles' features recomputed.
-    let (resolution, refresh) = if reports.iter().any(|(_, r)| r.committed) {
-        let rules = (all_ok && config.identity.auto_resolve).then_some(&config.identity.rules);
-        let settled = winback_app::ingest::after_ingest(store, rules, clock.now()).await?;
-        (settled.resolution, Some(settled.features))
-    } else {
-        (None, None)
+    let reports = &imported.reports;
+    let (resolution, refresh) = match imported.settled {
+        Some(s) => (s.resolution, Some(s.features)),
+        None => (None, None),
     };
     if args.json {
         let out: Vec<_> = reports
@@ -293,7 +250,7 @@ pub async fn run(
         );
     } else {
         let mut out = std::io::stdout().lock();
-        for (file, r) in &reports {
+        for (file, r) in reports {
             print_report(&mut out, file, r)?;
         }
         if rejects.count > 0 {
@@ -319,7 +276,7 @@ pub async fn run(
             )?;
         }
     }
-    Ok(all_ok)
+    Ok(imported.all_ok)
 }
 
 /// The first messages of `total`, one a line, and how many more there were.

@@ -15,17 +15,6 @@ pub use winback_report::{Report, arm, forever, pooled_holdout};
 use crate::config::Config;
 use crate::report::n;
 
-/// The report's settings from `winback.toml`.
-pub fn settings(config: &Config) -> winback_report::Settings {
-    winback_report::Settings {
-        margin: config.clv.margin,
-        email_cost_minor: config.measurement.email_cost_minor,
-        sms_cost_minor: config.measurement.sms_cost_minor,
-        currency: config.default_currency.clone(),
-        ramp: config.policy.ramp,
-    }
-}
-
 /// Gathers the report for contacts who entered in `[from, until)`, as of `now`.
 pub async fn build(
     config: &Config,
@@ -34,7 +23,7 @@ pub async fn build(
     until: Timestamp,
     now: Timestamp,
 ) -> Result<Report> {
-    Ok(winback_report::build(&settings(config), store, from, until, now).await?)
+    Ok(winback_report::build(&config.report_settings(), store, from, until, now).await?)
 }
 
 fn money(minor: f64, cur: &str) -> String {

@@ -6,7 +6,7 @@ mod bench_engine;
 mod bench_http;
 mod bounces;
 mod campaigns;
-mod config;
+pub use winback_app::config;
 mod demo;
 mod examples;
 mod html_report;
@@ -273,14 +273,7 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 }
 
 async fn open_store(config: &Config) -> Result<SqlStore> {
-    SqlStore::connect_in_schema(&config.database_url, config.database_schema.as_deref())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                config::redact(&config.database_url)
-            )
-        })
+    config.open_store().await
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -380,7 +373,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Score { top, json } => {
             let store = open_store(&config).await?;
             let (scored, models, run) =
-                score::score_and_save(&store, clock.now(), &score::settings(&config)).await?;
+                score::score_and_save(&store, clock.now(), &config.scoring_settings()).await?;
             store.close().await;
             if json {
                 let out = serde_json::json!({"run": run, "models": models, "profiles": scored});

@@ -338,9 +338,15 @@ mod tests {
             let config = config.clone();
             let clock = clock.clone();
             async move {
-                crate::campaigns::worker_until(&config, true, &clock, async {})
-                    .await
-                    .unwrap();
+                crate::campaigns::worker_until(
+                    &config,
+                    winback_app::worker::Role::Full,
+                    true,
+                    &clock,
+                    async {},
+                )
+                .await
+                .unwrap();
             }
         };
         // Exactly 36 months: not yet.

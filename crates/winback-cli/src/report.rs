@@ -784,15 +784,14 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
             write_identity_customers(customers, &file)?;
             let (store, url) = fresh_store("sqlite", &dir, "identity").await?;
             let t = Instant::now();
-            let job = import::Job {
+            let job = winback_app::ingest::FileJob {
                 kind: SourceKind::Customers,
                 file: &file,
                 mapping: None,
                 mode: Mode::Strict,
-                quiet: true,
                 strict: false,
             };
-            let report = import::import_file(config, &store, clock, job, None).await?;
+            let report = import::import_file(config, &store, clock, job, true, None).await?;
             anyhow::ensure!(report.committed, "{:?}", report.errors);
             eprintln!(
                 "imported {} customers in {:.1} s",
@@ -831,15 +830,14 @@ async fn import_orders(
     clock: &dyn Clock,
     file: &std::path::Path,
 ) -> Result<winback_store::ingest::IngestReport> {
-    let job = import::Job {
+    let job = winback_app::ingest::FileJob {
         kind: SourceKind::Orders,
         file,
         mapping: None,
         mode: Mode::Strict,
-        quiet: true,
         strict: false,
     };
-    import::import_file(config, store, clock, job, None).await
+    import::import_file(config, store, clock, job, true, None).await
 }
 
 /// A model for `bench fit`.

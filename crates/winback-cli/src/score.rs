@@ -6,19 +6,6 @@ use winback_scoring::{Segment, Stage};
 
 pub use winback_app::scoring::*;
 
-use crate::config::Config;
-
-/// The scoring settings of a configuration.
-pub fn settings(c: &Config) -> Settings {
-    Settings {
-        scoring: c.scoring.clone(),
-        stages: c.stages,
-        clv: c.clv,
-        inactivity: c.inactivity.clone(),
-        priority: c.priority.clone(),
-    }
-}
-
 /// Prints the stage funnel, the models and the customers most worth winning back.
 pub fn print(scored: &[Scored], models: &Models, top: usize) {
     use crate::report::{money, n};

@@ -167,24 +167,7 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
             clock.now(),
         )
         .await?;
-    let mut settings = winback_http::ServerSettings::new(
-        &config.email.public_url,
-        &config.email.shop_name,
-        config.import_options(clock.now())?,
-    );
-    settings.body_limit = config.server.body_limit_bytes;
-    settings.rate_per_second = config.server.rate_per_second;
-    settings.burst = config.server.burst;
-    settings.topics = config.server.topics.clone();
-    settings.trust_forwarded_for = config.server.trust_forwarded_for;
-    settings.session_hours = config.server.session_hours.max(1);
-    settings.logins_per_minute = config.server.logins_per_minute;
-    settings.report = crate::kpi::settings(config);
-    settings.templates = config
-        .renderer()?
-        .template_languages()
-        .into_keys()
-        .collect();
+    let settings = winback_http::ServerSettings::from_config(config, clock.now())?;
     if !store.has_admins().await? {
         println!(
             "winback serve: no dashboard administrator yet; create one with `winback admin set-password NAME`"
@@ -193,7 +176,6 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
     let sms = if config.sms.url.is_empty() {
         None
     } else {
-        settings.sms_webhook_secret = Some(config.sms.secret.clone());
         Some(winback_channels::sms::HttpSms::new(
             config.sms.clone(),
             &config.email.shop_name,
@@ -223,22 +205,24 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
             .await
             .context("serving")
     };
-    let code = if worker {
-        let (served, worked) = tokio::join!(
-            server,
-            crate::campaigns::worker_until(
-                config,
-                false,
-                &winback_domain::SystemClock,
-                stopped(stop_rx.clone())
-            )
-        );
-        served?;
-        worked?
+    // With `--worker`, everything a worker does; without, the refresh of what the API
+    // ingests (a separate `winback worker` sends, scores and enforces retention).
+    let role = if worker {
+        winback_app::worker::Role::Full
     } else {
-        server.await?;
-        ExitCode::SUCCESS
+        winback_app::worker::Role::RefreshOnly
     };
+    // A worker that fails (a clock off the database's) stops the service too.
+    let ((), code) = tokio::try_join!(
+        server,
+        crate::campaigns::worker_until(
+            config,
+            role,
+            false,
+            &winback_domain::SystemClock,
+            stopped(stop_rx.clone())
+        )
+    )?;
     println!("winback serve: stopped");
     store.close().await;
     Ok(code)

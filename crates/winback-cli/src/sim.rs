@@ -310,8 +310,7 @@ pub async fn run(
         }
         if day % 30 == 29 {
             // Month end: the shop re-scores, so stages follow what customers did.
-            crate::score::score_and_save(store, clock.now(), &crate::score::settings(config))
-                .await?;
+            crate::score::score_and_save(store, clock.now(), &config.scoring_settings()).await?;
             progress(day / 30 + 1, &totals);
         }
     }

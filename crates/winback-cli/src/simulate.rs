@@ -73,20 +73,18 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Resu
         steps.push((SourceKind::Events, e));
     }
     for (kind, file) in steps {
-        let job = import::Job {
+        let job = winback_app::ingest::FileJob {
             kind,
             file: &file,
             mapping: None,
             mode: Mode::Strict,
-            quiet: true,
             strict: false,
         };
-        let r = import::import_file(&cfg, &store, clock, job, None).await?;
+        let r = import::import_file(&cfg, &store, clock, job, true, None).await?;
         anyhow::ensure!(r.committed, "{} was refused", file.display());
     }
     import::resolve(&cfg, &store, now).await?;
-    let (scored, _, _) =
-        crate::score::score_and_save(&store, now, &crate::score::settings(&cfg)).await?;
+    let (scored, _, _) = crate::score::score_and_save(&store, now, &cfg.scoring_settings()).await?;
     if !args.json {
         println!(
             "Simulating {} campaign(s) for {} months over a shop of {} customers (seed {})…",

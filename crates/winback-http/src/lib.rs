@@ -77,26 +77,58 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
-    /// Settings with winback's defaults.
+    /// Settings with winback's defaults (those of `[server]`).
     pub fn new(public_url: &str, shop_name: &str, import: ImportOptions) -> Self {
+        let d = winback_app::config::ServerConfig::default();
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
             shop_name: shop_name.to_owned(),
-            body_limit: 10 * 1024 * 1024,
-            rate_per_second: 200,
-            burst: 400,
-            topics: vec!["offers".into(), "news".into(), "product_updates".into()],
+            body_limit: d.body_limit_bytes,
+            rate_per_second: d.rate_per_second,
+            burst: d.burst,
+            topics: d.topics,
             sms_webhook_secret: None,
-            trust_forwarded_for: false,
+            trust_forwarded_for: d.trust_forwarded_for,
             import,
             report: winback_report::Settings::default(),
-            session_hours: 8,
-            logins_per_minute: 10,
+            session_hours: d.session_hours,
+            logins_per_minute: d.logins_per_minute,
             templates: winback_channels::Renderer::templates()
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
         }
+    }
+
+    /// The settings `winback.toml` describes (`[server]`, `[email]`, `[sms]`, the import
+    /// defaults and the report's costs), as of `now`.
+    pub fn from_config(
+        config: &winback_app::config::Config,
+        now: winback_domain::Timestamp,
+    ) -> anyhow::Result<Self> {
+        let mut s = Self::new(
+            &config.email.public_url,
+            &config.email.shop_name,
+            config.import_options(now)?,
+        );
+        let c = &config.server;
+        s.body_limit = c.body_limit_bytes;
+        s.rate_per_second = c.rate_per_second;
+        s.burst = c.burst;
+        s.topics = c.topics.clone();
+        s.trust_forwarded_for = c.trust_forwarded_for;
+        s.session_hours = c.session_hours.max(1);
+        s.logins_per_minute = c.logins_per_minute;
+        s.report = config.report_settings();
+        s.templates = config
+            .renderer()?
+            .template_languages()
+            .into_keys()
+            .collect();
+        if !config.sms.url.is_empty() {
+            s.sms_webhook_secret = Some(config.sms.secret.clone());
+        }
+        Ok(s)
     }
 
     /// `scheme://host[:port]` of the public URL.

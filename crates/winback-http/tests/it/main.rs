@@ -16,6 +16,7 @@ use winback_http::{AppState, ServerSettings, app, auth};
 use winback_import::ImportOptions;
 use winback_store::SqlStore;
 
+mod always_on;
 mod dashboard;
 
 fn ts(s: &str) -> Timestamp {

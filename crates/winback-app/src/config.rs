@@ -1,4 +1,8 @@
-//! Configuration: built-in defaults, then `winback.toml`, then `WINBACK_…` environment variables
+//! Configuration (`winback.toml`), and what it builds: the engine's settings, the schedule, the
+//! renderer, composer and every channel's transport. One place, so the CLI, the HTTP service
+//! and the worker are built alike.
+//!
+//! Sources: built-in defaults, then `winback.toml`, then `WINBACK_…` environment variables
 //! (`WINBACK_DATABASE_URL`, `WINBACK_IMPORT__MAX_ERRORS`, `WINBACK_IDENTITY__PHONE=false`, …).
 
 use std::path::Path;
@@ -65,7 +69,7 @@ pub struct Config {
     /// `[privacy]`: the retention policy.
     pub privacy: PrivacyConfig,
     /// `[schedule]`: what the worker runs by itself (nightly scoring, refreshes after ingests).
-    pub schedule: winback_app::schedule::ScheduleConfig,
+    pub schedule: crate::schedule::ScheduleConfig,
     /// `[measurement]`: message costs for `winback report`.
     pub measurement: MeasurementConfig,
 }
@@ -137,16 +141,16 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let d = winback_http::ServerSettings::new("", "", ImportOptions::new(Timestamp::EPOCH));
+        // The HTTP service's defaults (`winback_http::ServerSettings::new`) are these.
         Self {
             listen: "127.0.0.1:8080".into(),
-            body_limit_bytes: d.body_limit,
-            rate_per_second: d.rate_per_second,
-            burst: d.burst,
-            topics: d.topics,
+            body_limit_bytes: 10 * 1024 * 1024,
+            rate_per_second: 200,
+            burst: 400,
+            topics: vec!["offers".into(), "news".into(), "product_updates".into()],
             trust_forwarded_for: false,
-            session_hours: d.session_hours,
-            logins_per_minute: d.logins_per_minute,
+            session_hours: 8,
+            logins_per_minute: 10,
         }
     }
 }
@@ -402,12 +406,34 @@ impl Config {
         Ok(ring)
     }
 
+    /// The scoring settings: `[scoring]`, `[stages]`, `[clv]`, `[[inactivity]]`, `[priority]`.
+    pub fn scoring_settings(&self) -> crate::scoring::Settings {
+        crate::scoring::Settings {
+            scoring: self.scoring.clone(),
+            stages: self.stages,
+            clv: self.clv,
+            inactivity: self.inactivity.clone(),
+            priority: self.priority.clone(),
+        }
+    }
+
+    /// What the report's figures are computed with: margin, message costs, currency, ramp.
+    pub fn report_settings(&self) -> winback_report::Settings {
+        winback_report::Settings {
+            margin: self.clv.margin,
+            email_cost_minor: self.measurement.email_cost_minor,
+            sms_cost_minor: self.measurement.sms_cost_minor,
+            currency: self.default_currency.clone(),
+            ramp: self.policy.ramp,
+        }
+    }
+
     /// The worker's schedule (`[schedule]`, with `[identity]` and the scoring settings).
-    pub fn schedule(&self) -> Result<winback_app::schedule::Schedule> {
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule> {
         let mut s = self.schedule.schedule(
             self.identity.auto_resolve,
             self.identity.rules.clone(),
-            crate::score::settings(self),
+            self.scoring_settings(),
         )?;
         s.retention = self
             .privacy
@@ -592,7 +618,7 @@ impl Config {
     }
 }
 
-pub use winback_app::scoring::ScoringConfig;
+pub use crate::scoring::ScoringConfig;
 
 /// `[import]`
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -647,7 +673,7 @@ impl Default for Config {
             sms: winback_channels::sms::SmsSettings::default(),
             webhooks: WebhooksConfig::default(),
             privacy: PrivacyConfig::default(),
-            schedule: winback_app::schedule::ScheduleConfig::default(),
+            schedule: crate::schedule::ScheduleConfig::default(),
             measurement: MeasurementConfig::default(),
         }
     }
@@ -710,6 +736,16 @@ impl Config {
             .engine_settings()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(config)
+    }
+
+    /// Opens (creating and migrating when needed) the store `database_url` names.
+    pub async fn open_store(&self) -> Result<winback_store::SqlStore> {
+        winback_store::SqlStore::connect_in_schema(
+            &self.database_url,
+            self.database_schema.as_deref(),
+        )
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&self.database_url)))
     }
 
     /// The import options these settings give, as of `now`.
