@@ -59,6 +59,7 @@ pub async fn retention(
         .retention_candidates(
             cutoff,
             (notice_days > 0).then_some((NOTICE_CAMPAIGN, notice_since)),
+            &winback_domain::ACTIVITY_EVENTS,
         )
         .await?;
     let (waiting, due): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.notice_pending);

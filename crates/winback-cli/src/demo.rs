@@ -447,7 +447,9 @@ async fn print_privacy(config: &Config, now: winback_domain::Timestamp) -> Resul
     let store = crate::open_store(config).await?;
     let h = store.hygiene(now).await?;
     let cutoff = crate::privacy::cutoff(now, config.privacy.retention_months)?;
-    let due = store.retention_candidates(cutoff, None).await?;
+    let due = store
+        .retention_candidates(cutoff, None, &winback_domain::ACTIVITY_EVENTS)
+        .await?;
     store.close().await;
     let share = |k: u64| {
         if h.addresses == 0 {

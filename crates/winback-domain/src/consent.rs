@@ -140,6 +140,17 @@ pub struct Consent {
 }
 
 impl Consent {
+    /// Whether marketing may go to an address whose statement in force is `consent`: the
+    /// statement allows it, and a soft opt-in counts only for a buyer (someone whose profile
+    /// has an order: the soft opt-in covers existing customers, seed 001). The one place the
+    /// rule lives: audiences and the send-time check both ask it.
+    pub fn allows_marketing_to(consent: Option<&Consent>, buyer: bool) -> bool {
+        consent.is_some_and(|c| match c.status {
+            ConsentStatus::SoftOptIn => buyer,
+            s => s.allows_marketing(),
+        })
+    }
+
     /// Folds a history of statements for one channel and one address into the one in force.
     ///
     /// The rules, in order:

@@ -228,6 +228,21 @@ pub enum EventKind {
     },
 }
 
+/// Event types that are a person's own doing, and so keep their data alive under the retention
+/// policy (with orders and preference-centre opt-ins). Opens are not among them (machines open
+/// mail), nor are deliveries or bounces.
+pub const ACTIVITY_EVENTS: [&str; 9] = [
+    "email_clicked",
+    "site_visited",
+    "logged_in",
+    "survey_answered",
+    "cart_abandoned",
+    "quote_requested",
+    "subscription_started",
+    "referral_made",
+    "complaint_opened",
+];
+
 impl EventKind {
     /// The stored type name, e.g. `email_opened`.
     pub fn type_name(&self) -> &'static str {

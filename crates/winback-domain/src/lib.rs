@@ -26,7 +26,7 @@ pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock, Timestamp, set_sh
 pub use consent::{Channel, Consent, ConsentError, ConsentStatus};
 pub use customer::CustomerRecord;
 pub use email::{EmailAddress, EmailError};
-pub use event::{BounceKind, EventError, EventKind, EventRecord, LeaveReason};
+pub use event::{ACTIVITY_EVENTS, BounceKind, EventError, EventKind, EventRecord, LeaveReason};
 pub use facts::{FactSet, OrderFact, ProfileFacts, Signal, SignalFact, is_machine_open};
 pub use ids::{CustomerId, ExternalId, IdError};
 pub use locale::{Locale, LocaleError, TimeZoneName};

@@ -395,6 +395,25 @@ pub enum Decision {
     Drop(DropReason),
 }
 
+/// Retries of a message that soft-bounced or failed (at 15 minutes, an hour and four hours).
+pub const RETRIES: i64 = 3;
+
+/// Soft bounces of one address, counted across messages and retries, at sending and in later
+/// reports (DSNs, ESP webhooks) alike, at which the address is suppressed: as many as one
+/// message's first attempt and its three retries.
+pub const SOFT_BOUNCES_SUPPRESS: i64 = RETRIES + 1;
+
+/// Seconds until a message whose `attempt`-th attempt (from 1) soft-bounced or failed is tried
+/// again: 15 minutes, then an hour, then four; `None` once its retries are spent.
+pub fn retry_after_seconds(attempt: i64) -> Option<i64> {
+    (attempt <= RETRIES).then(|| 15 * 60 * 4i64.pow((attempt.max(1) - 1) as u32))
+}
+
+/// Whether an address with `count` soft bounces is suppressed.
+pub fn soft_bounces_suppress(count: i64) -> bool {
+    count >= SOFT_BOUNCES_SUPPRESS
+}
+
 /// Decides one message. Hard rules (address, consent, suppression, exit) come first; then the
 /// ones that only delay (window, cap, ramp); a message delayed past `max_defer` expires.
 pub fn decide(ctx: &SendContext, settings: &PolicySettings) -> Decision {
@@ -760,5 +779,13 @@ mod tests {
         assert_eq!(mailbox_provider("a@GMail.com"), "google");
         assert_eq!(mailbox_provider("a@hotmail.nl"), "microsoft");
         assert_eq!(mailbox_provider("a@shop.example"), "shop.example");
+    }
+
+    #[test]
+    fn a_failed_message_is_retried_three_times_and_the_fourth_soft_bounce_suppresses() {
+        let waits: Vec<Option<i64>> = (1..=4).map(retry_after_seconds).collect();
+        assert_eq!(waits, [Some(900), Some(3_600), Some(14_400), None]);
+        assert!(!soft_bounces_suppress(3));
+        assert!(soft_bounces_suppress(4));
     }
 }

@@ -955,7 +955,7 @@ async fn apply_esp_events(
 
 /// Delivery, bounce, complaint, open, click and unsubscribe notices in winback's generic format
 /// (one JSON object, or NDJSON). Hard bounces and complaints suppress the address at once; the
-/// third soft bounce does.
+/// fourth soft bounce does.
 #[utoipa::path(post, path = "/v1/webhooks/esp", tag = "webhooks",
     request_body(content = EspEvent, content_type = "application/json", description = "one event; application/x-ndjson for a batch"),
     responses((status = 200, description = "applied"), (status = 422, description = "invalid_record")),

@@ -36,13 +36,13 @@ pub struct Applied {
     pub duplicates: u64,
     /// Notices about an address that is no customer's (still suppressed when they say so).
     pub unknown_recipients: u64,
-    /// Addresses suppressed (hard bounces, complaints, a third soft bounce).
+    /// Addresses suppressed (hard bounces, complaints, a fourth soft bounce).
     pub suppressed: u64,
 }
 
 /// Suppresses, counts and stores `list`. Hard bounces and complaints suppress the address at
 /// once, whether or not it is a customer's; a soft bounce about the recipient counts toward
-/// the third that suppresses; a bounce caused by the sender suppresses nobody.
+/// the fourth that suppresses; a bounce caused by the sender suppresses nobody.
 pub async fn apply(
     store: &SqlStore,
     now: Timestamp,
@@ -71,8 +71,8 @@ pub async fn apply(
                 report.suppressed += 1;
             }
             EventKind::EmailBounced { .. } if !e.about_sender => {
-                let third = store.soft_bounce("email", email.as_str(), now).await?;
-                report.suppressed += u64::from(third);
+                let fourth = store.soft_bounce("email", email.as_str(), now).await?;
+                report.suppressed += u64::from(fourth);
             }
             EventKind::EmailComplained { .. } => {
                 store

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
-use winback_domain::{Channel, Consent, ConsentStatus};
+use winback_domain::{Channel, Consent};
 
 use crate::{
     StoreError,
@@ -259,15 +259,5 @@ pub(crate) async fn for_all(pool: &Pool) -> Result<Folded, StoreError> {
     Ok(Folded {
         by_address: fold(history),
         keys,
-    })
-}
-
-/// Whether marketing on `channel` may go to the address of `record`: the statement in force
-/// for that address allows it, and a soft opt-in counts only for a buyer (someone whose profile
-/// has an order). The one place the rule lives.
-pub(crate) fn allows(consent: Option<&Consent>, buyer: bool) -> bool {
-    consent.is_some_and(|c| match c.status {
-        ConsentStatus::SoftOptIn => buyer,
-        s => s.allows_marketing(),
     })
 }

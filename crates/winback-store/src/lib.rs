@@ -527,20 +527,23 @@ impl Store for SqlStore {
 /// Privacy: retention, erasure, access, objection, audit and hygiene (see [`privacy`]).
 impl SqlStore {
     /// People whose latest customer-originated activity is before `cutoff`, oldest first;
-    /// `notice` = (notice campaign, sent after) marks those still waiting for an answer.
+    /// `notice` = (notice campaign, sent after) marks those still waiting for an answer;
+    /// `activity`: the event types that count as the person's own doing.
     pub async fn retention_candidates(
         &self,
         cutoff: Timestamp,
         notice: Option<(&str, Timestamp)>,
+        activity: &[&str],
     ) -> Result<Vec<privacy::RetentionCandidate>, StoreError> {
-        privacy::retention_candidates(&self.pool, cutoff, notice).await
+        privacy::retention_candidates(&self.pool, cutoff, notice, activity).await
     }
 
     /// The latest customer-originated activity of every person.
     pub async fn last_activity(
         &self,
+        activity: &[&str],
     ) -> Result<std::collections::HashMap<i64, privacy::Activity>, StoreError> {
-        privacy::last_activity(&self.pool).await
+        privacy::last_activity(&self.pool, activity).await
     }
 
     /// Starts a privacy run (retention, erasure, objection, export) and returns its id.
@@ -750,7 +753,8 @@ impl SqlStore {
         responses::suppress_address(&self.pool, channel, address, reason, now).await
     }
 
-    /// Counts a soft bounce; the third suppresses the address (returns `true` then).
+    /// Counts a soft bounce; the fourth (`winback_engine::policy::SOFT_BOUNCES_SUPPRESS`)
+    /// suppresses the address (returns `true` then).
     pub async fn soft_bounce(
         &self,
         channel: &str,

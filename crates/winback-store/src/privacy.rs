@@ -16,20 +16,6 @@ use crate::StoreError;
 use crate::db::{Pool, Tx, Val, in_list};
 use crate::queries::ts;
 
-/// Event types that are a person's own doing and so keep their data alive under the retention
-/// policy. Opens are not among them (machines open mail), nor are deliveries or bounces.
-pub const ACTIVITY_EVENTS: [&str; 9] = [
-    "email_clicked",
-    "site_visited",
-    "logged_in",
-    "survey_answered",
-    "cart_abandoned",
-    "quote_requested",
-    "subscription_started",
-    "referral_made",
-    "complaint_opened",
-];
-
 /// Event payload fields kept after erasure: none of them says who the person was, and the
 /// measurement reads them (survey reasons, machine opens, cart values, the message).
 const KEPT_EVENT_FIELDS: [&str; 6] = [
@@ -302,11 +288,15 @@ fn keep(
 }
 
 /// The latest customer-originated activity of every person not erased: orders, clicks, visits,
-/// logins, survey answers and the other [`ACTIVITY_EVENTS`], opt-ins made in the preference
+/// logins, survey answers and the other `activity` event types (the retention policy's:
+/// `winback_domain::ACTIVITY_EVENTS`), opt-ins made in the preference
 /// centre, and as a floor the account's creation (or the record's first import when the source
 /// gave no date). Imported consent statements do not count: one may be a default or a
 /// migration, not the person's act.
-pub(crate) async fn last_activity(pool: &Pool) -> Result<HashMap<i64, Activity>, StoreError> {
+pub(crate) async fn last_activity(
+    pool: &Pool,
+    activity: &[&str],
+) -> Result<HashMap<i64, Activity>, StoreError> {
     const P: &str = "COALESCE(c.profile_id, c.id)";
     let mut out: HashMap<i64, Activity> = HashMap::new();
     for r in pool
@@ -327,7 +317,18 @@ pub(crate) async fn last_activity(pool: &Pool) -> Result<HashMap<i64, Activity>,
     {
         keep(&mut out, r.i64(0)?, r.i64(1)?, "order")?;
     }
-    let types = ACTIVITY_EVENTS.map(|t| format!("'{t}'")).join(", ");
+    // Event type names are a fixed vocabulary, never input: only letters and `_` pass.
+    let types = activity
+        .iter()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let types = if types.is_empty() {
+        "''".to_owned()
+    } else {
+        types
+    };
     for r in pool
         .fetch(
             &format!("SELECT {P}, e.type, MAX(e.occurred_at) FROM events e JOIN customers c ON c.id = e.customer_id WHERE c.erased_at IS NULL AND e.type IN ({types}) GROUP BY {P}, e.type"),
@@ -357,8 +358,9 @@ pub(crate) async fn retention_candidates(
     pool: &Pool,
     cutoff: Timestamp,
     notice: Option<(&str, Timestamp)>,
+    activity: &[&str],
 ) -> Result<Vec<RetentionCandidate>, StoreError> {
-    let activity = last_activity(pool).await?;
+    let activity = last_activity(pool, activity).await?;
     let mut pending: HashSet<i64> = HashSet::new();
     if let Some((campaign, since)) = notice {
         for r in pool

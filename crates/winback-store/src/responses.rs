@@ -420,7 +420,7 @@ pub(crate) async fn soft_bounce_address(
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
     let n = crate::journeys::soft_bounce(&mut tx, channel, address, now).await?;
-    let suppressed = n >= 3;
+    let suppressed = winback_engine::policy::soft_bounces_suppress(n);
     if suppressed {
         crate::journeys::suppress(&mut tx, channel, address, "soft_bounces", now).await?;
     }

@@ -1,7 +1,7 @@
 //! Privacy on both backends: retention with the clock moved 36 months, erasure that survives
 //! a re-import, the subject access export, objection, and the hygiene figures.
 
-use winback_domain::{Clock, ManualClock, Timestamp};
+use winback_domain::{ACTIVITY_EVENTS, Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::JourneyStore;
 use winback_engine::{Engine, EngineSettings};
@@ -89,7 +89,11 @@ async fn run_retention(store: &SqlStore, now: Timestamp) -> Vec<i64> {
         .await
         .unwrap();
     let mut erased = Vec::new();
-    for c in store.retention_candidates(cutoff, None).await.unwrap() {
+    for c in store
+        .retention_candidates(cutoff, None, &ACTIVITY_EVENTS)
+        .await
+        .unwrap()
+    {
         if store
             .erase_profile(c.profile_id, run, "test", Some(c.last_activity.at), now)
             .await
@@ -516,7 +520,7 @@ async fn the_retention_notice_is_sent_once_and_waited_for(store: &SqlStore) {
     let now = shifted(at("2021-03-01T10:00:00Z"), 36, 2);
     let notice = Some(("retention-notice", now.plus_seconds(-30 * 86_400)));
     let due = store
-        .retention_candidates(shifted(now, -36, 0), notice)
+        .retention_candidates(shifted(now, -36, 0), notice, &ACTIVITY_EVENTS)
         .await
         .unwrap();
     let old_c = due
@@ -533,7 +537,7 @@ async fn the_retention_notice_is_sent_once_and_waited_for(store: &SqlStore) {
     let later = at("2024-03-08T10:00:00Z");
     let notice = Some(("retention-notice", later.plus_seconds(-30 * 86_400)));
     let due = store
-        .retention_candidates(shifted(later, -36, 0), notice)
+        .retention_candidates(shifted(later, -36, 0), notice, &ACTIVITY_EVENTS)
         .await
         .unwrap();
     let old_c = due

@@ -1,0 +1,215 @@
+//! The audience's rows: every contact with the facts an audience expression reads (stage, features,
+//! consent, suppression, tags), for the engine to evaluate.
+
+use super::*;
+
+pub(super) struct Contact {
+    /// Every record of the profile with an email address, in record order.
+    emails: Vec<(i64, String)>,
+    /// Every record of the profile with a number, in record order.
+    phones: Vec<(i64, String)>,
+    zone: Option<String>,
+    locale: Option<String>,
+    country: Option<String>,
+    attributes: Option<String>,
+}
+
+pub(super) async fn contacts(
+    pool: &Pool,
+    profiles: Option<&[i64]>,
+) -> Result<BTreeMap<i64, Contact>, StoreError> {
+    let base = format!(
+        "SELECT {PROFILE}, c.id, c.email, c.phone, c.time_zone, c.locale, c.country, c.attributes FROM customers c WHERE c.erased_at IS NULL"
+    );
+    let mut rows = Vec::new();
+    match profiles {
+        None => rows = pool.fetch(&format!("{base} ORDER BY c.id"), &[]).await?,
+        Some(ids) => {
+            for chunk in ids.chunks(CHUNK) {
+                let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+                let list = in_list(chunk.len());
+                rows.extend(
+                    pool.fetch(
+                        &format!("{base} AND (c.id IN ({list}) OR c.profile_id IN ({list})) ORDER BY c.id"),
+                        &args,
+                    )
+                    .await?,
+                );
+            }
+        }
+    }
+    let mut out: BTreeMap<i64, Contact> = BTreeMap::new();
+    for r in rows {
+        let profile = r.i64(0)?;
+        let id = r.i64(1)?;
+        let c = out.entry(profile).or_insert(Contact {
+            emails: Vec::new(),
+            phones: Vec::new(),
+            zone: None,
+            locale: None,
+            country: None,
+            attributes: None,
+        });
+        if let Some(e) = r.opt_text(2)? {
+            c.emails.push((id, e));
+        }
+        if let Some(p) = r.opt_text(3)? {
+            c.phones.push((id, p));
+        }
+        if c.zone.is_none() {
+            c.zone = r.opt_text(4)?;
+        }
+        if c.locale.is_none() {
+            c.locale = r.opt_text(5)?;
+        }
+        if c.country.is_none() {
+            c.country = r.opt_text(6)?;
+        }
+        if c.attributes.is_none() {
+            c.attributes = r.opt_text(7)?.filter(|a| a != "{}");
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn suppressed_set(pool: &Pool) -> Result<HashSet<(String, String)>, StoreError> {
+    pool.fetch(
+        "SELECT channel, address FROM suppressions WHERE active = 1",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.text(1)?)))
+    .collect()
+}
+
+pub(crate) async fn audience_rows(
+    pool: &Pool,
+    now: Timestamp,
+    profiles: Option<&[i64]>,
+) -> Result<Vec<AudienceEntry>, StoreError> {
+    let contacts = contacts(pool, profiles).await?;
+    let ids: Vec<i64> = contacts.keys().copied().collect();
+    let filter = |col: &str, n: usize| format!("{col} IN ({})", in_list(n));
+    let mut features: HashMap<i64, String> = HashMap::new();
+    let mut scores: HashMap<i64, crate::db::DbRow> = HashMap::new();
+    let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+    let chunks: Vec<Option<&[i64]>> = match profiles {
+        None => vec![None],
+        Some(_) => ids.chunks(CHUNK).map(Some).collect(),
+    };
+    for chunk in chunks {
+        let (cond, args): (String, Vec<Val>) = match chunk {
+            None => ("1 = 1".into(), vec![]),
+            Some(c) => (
+                filter("profile_id", c.len()),
+                c.iter().map(|i| Val::from(*i)).collect(),
+            ),
+        };
+        for r in pool
+            .fetch(
+                &format!("SELECT profile_id, data FROM profile_features WHERE {cond}"),
+                &args,
+            )
+            .await?
+        {
+            features.insert(r.i64(0)?, r.text(1)?);
+        }
+        for r in pool
+            .fetch(
+                &format!("SELECT profile_id, stage, segment, rfm, p_alive, clv_minor, priority_minor, expected_90d, inactive_by FROM profile_scores WHERE {cond}"),
+                &args,
+            )
+            .await?
+        {
+            scores.insert(r.i64(0)?, r);
+        }
+        for r in pool
+            .fetch(
+                &format!("SELECT profile_id, tag FROM contact_tags WHERE {cond} ORDER BY tag"),
+                &args,
+            )
+            .await?
+        {
+            tags.entry(r.i64(0)?).or_default().push(r.text(1)?);
+        }
+    }
+    let records: Vec<i64> = contacts
+        .values()
+        .flat_map(|c| c.emails.iter().chain(c.phones.iter()).map(|(id, _)| *id))
+        .collect();
+    // Consent is the address's, folded from every record that carries it.
+    let consents = if profiles.is_some() {
+        crate::consent::for_records(&mut &*pool, &records).await?
+    } else {
+        crate::consent::for_all(pool).await?
+    };
+    let suppressed = suppressed_set(pool).await?;
+    // The first address the rules allow, else the first address (for its status).
+    let pick = |addresses: &[(i64, String)], channel: Channel, buyer: bool| {
+        let allowed = addresses.iter().find(|(id, addr)| {
+            winback_domain::Consent::allows_marketing_to(consents.for_record(*id, channel), buyer)
+                && !suppressed.contains(&(channel.as_str().to_owned(), addr.clone()))
+        });
+        let shown = allowed.or(addresses.first());
+        let status = shown
+            .and_then(|(id, _)| consents.for_record(*id, channel))
+            .map_or(ConsentStatus::None, |c| c.status);
+        (allowed.is_some(), status)
+    };
+    let mut out = Vec::with_capacity(contacts.len());
+    for (profile, c) in &contacts {
+        let mut row = AudienceRow {
+            profile_id: *profile,
+            has_email: !c.emails.is_empty(),
+            has_phone: !c.phones.is_empty(),
+            locale: c.locale.clone(),
+            country: c.country.clone(),
+            subscription: "none".into(),
+            ..AudienceRow::default()
+        };
+        if let Some(a) = &c.attributes {
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(a) {
+                row.attributes = m;
+            }
+        }
+        let mut first_order_at = None;
+        if let Some(data) = features.get(profile) {
+            let f: winback_scoring::Features = serde_json::from_str(data)?;
+            row.set_features(&f, now);
+            first_order_at = f.first_order_at;
+        }
+        // A soft opt-in covers existing customers only (someone who bought from the shop).
+        let buyer = row.orders > 0;
+        let (email_ok, email_status) = pick(&c.emails, Channel::Email, buyer);
+        let (sms_ok, sms_status) = pick(&c.phones, Channel::Sms, buyer);
+        row.email_ok = email_ok;
+        row.sms_ok = sms_ok;
+        row.email_consent = email_status.as_str().to_owned();
+        row.sms_consent = sms_status.as_str().to_owned();
+        if let Some(s) = scores.get(profile) {
+            row.stage = Some(s.text(1)?);
+            row.segment = s.opt_text(2)?;
+            row.rfm = s.opt_text(3)?;
+            row.p_alive = s.opt_f64(4)?;
+            row.clv = s.opt_f64(5)?.map(|v| v / 100.0);
+            row.priority = s.opt_f64(6)?.map(|v| v / 100.0);
+            row.expected_90d = s.opt_f64(7)?;
+            row.inactive_by = s
+                .text(8)?
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(t) = tags.get(profile) {
+            row.tags = t.clone();
+        }
+        out.push(AudienceEntry {
+            row,
+            first_order_at,
+            time_zone: c.zone.clone(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,235 @@
+//! Exits: journeys ended by an order, an unsubscribe or a complaint since they entered (the exit
+//! sweep over the event cursor), their pending messages cancelled.
+
+use super::*;
+
+pub(super) async fn cursor(tx: &mut Tx, name: &str) -> Result<i64, StoreError> {
+    Ok(tx
+        .fetch(
+            "SELECT value FROM engine_cursors WHERE name = $1",
+            &[Val::from(name)],
+        )
+        .await?
+        .first()
+        .map(|r| r.i64(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+pub(super) async fn set_cursor(tx: &mut Tx, name: &str, value: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO engine_cursors (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        &[Val::from(name), Val::from(value)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends the active journeys of `profile` entered at or before `at`, cancelling their pending
+/// messages; returns the enrolments ended.
+pub(super) async fn exit_profile(
+    tx: &mut Tx,
+    profile: i64,
+    at: i64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Vec<i64>, StoreError> {
+    let ended: Vec<i64> = tx
+        .fetch(
+            "UPDATE enrolments SET state = 'exited', end_reason = $3, ended_at = $4, due_at = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE profile_id = $1 AND state = 'active' AND entered_at <= $2 RETURNING id",
+            &[
+                Val::from(profile),
+                Val::from(at),
+                Val::from(reason),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<Result<_, _>>()?;
+    for id in &ended {
+        tx.execute(
+            "UPDATE outbox SET state = 'cancelled', outcome = $2, settled_at = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE enrolment_id = $1 AND state IN ('pending', 'claimed')",
+            &[
+                Val::from(*id),
+                Val::from(format!("journey_ended:{reason}")),
+                Val::from(now.as_micros()),
+            ],
+        )
+        .await?;
+    }
+    Ok(ended)
+}
+
+pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        lock_enrolment(&mut tx).await?;
+        let from = cursor(&mut tx, "exit_orders").await?;
+        let orders = tx
+            .fetch(
+                &format!(
+                    "SELECT o.id, {PROFILE}, o.ordered_at, o.discount_minor, o.status FROM orders o JOIN customers c ON c.id = o.customer_id \
+                     WHERE o.id > $1 ORDER BY o.id LIMIT 2000"
+                ),
+                &[Val::from(from)],
+            )
+            .await?;
+        let Some(last) = orders.last().map(|r| r.i64(0)).transpose()? else {
+            tx.commit().await?;
+            break;
+        };
+        let profiles: Vec<i64> = {
+            let mut v = orders
+                .iter()
+                .map(|r| r.i64(1))
+                .collect::<Result<Vec<_>, _>>()?;
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut engaged: HashSet<i64> = HashSet::new();
+        for chunk in profiles.chunks(CHUNK) {
+            let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+            for r in tx
+                .fetch(
+                    &format!("SELECT DISTINCT profile_id FROM enrolments WHERE profile_id IN ({}) AND (state = 'active' OR EXISTS (SELECT 1 FROM offers f WHERE f.profile_id = enrolments.profile_id AND f.state = 'issued'))", in_list(chunk.len())),
+                    &args,
+                )
+                .await?
+            {
+                engaged.insert(r.i64(0)?);
+            }
+        }
+        for r in &orders {
+            let (order_id, profile, at) = (r.i64(0)?, r.i64(1)?, r.i64(2)?);
+            if !engaged.contains(&profile) {
+                continue;
+            }
+            let status = r.text(4)?;
+            if matches!(status.as_str(), "cancelled" | "refunded") {
+                continue;
+            }
+            // Redemptions: codes on the order that winback issued to this profile.
+            let codes = tx
+                .fetch(
+                    "SELECT f.code FROM order_discount_codes d JOIN offers f ON f.code = d.code \
+                     WHERE d.order_id = $1 AND f.state = 'issued' AND f.expires_at >= $2 AND f.issued_at <= $2",
+                    &[Val::from(order_id), Val::from(at)],
+                )
+                .await?;
+            let discount = r.i64(3)?;
+            for c in &codes {
+                let code = c.text(0)?;
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO offer_redemptions (code, order_id, redeemed_at, discount_minor) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        &[Val::from(code.as_str()), Val::from(order_id), Val::from(at), Val::from(discount)],
+                    )
+                    .await?;
+                if inserted > 0 {
+                    tx.execute(
+                        "UPDATE offers SET used = used + 1, cost_minor = cost_minor + $2, state = CASE WHEN used + 1 >= uses THEN 'redeemed' ELSE state END WHERE code = $1",
+                        &[Val::from(code.as_str()), Val::from(discount)],
+                    )
+                    .await?;
+                }
+            }
+            let ended = exit_profile(&mut tx, profile, at, "purchased", now).await?;
+            total += ended.len() as u64;
+            // Single-use codes of the journeys the order ended are revoked: the goal is met.
+            for id in &ended {
+                tx.execute(
+                    "UPDATE offers SET state = 'revoked' WHERE enrolment_id = $1 AND state = 'issued' AND uses = 1",
+                    &[Val::from(*id)],
+                )
+                .await?;
+            }
+        }
+        set_cursor(&mut tx, "exit_orders", last).await?;
+        tx.commit().await?;
+    }
+    loop {
+        let mut tx = pool.begin().await?;
+        lock_enrolment(&mut tx).await?;
+        let from = cursor(&mut tx, "exit_events").await?;
+        let events = tx
+            .fetch(
+                &format!(
+                    "SELECT e.id, {PROFILE}, e.occurred_at, e.type FROM events e JOIN customers c ON c.id = e.customer_id \
+                     WHERE e.id > $1 AND e.type IN ('email_unsubscribed', 'email_complained') ORDER BY e.id LIMIT 2000"
+                ),
+                &[Val::from(from)],
+            )
+            .await?;
+        let last = match events.last() {
+            Some(r) => r.i64(0)?,
+            None => {
+                // Skip past events of other types in one step.
+                let max = tx
+                    .fetch("SELECT MAX(id) FROM events", &[])
+                    .await?
+                    .first()
+                    .map(|r| r.opt_i64(0))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or(0);
+                if max > from {
+                    set_cursor(&mut tx, "exit_events", max).await?;
+                }
+                tx.commit().await?;
+                break;
+            }
+        };
+        for r in &events {
+            let (profile, at) = (r.i64(1)?, r.i64(2)?);
+            let complained = r.text(3)? == "email_complained";
+            let reason = if complained {
+                "complained"
+            } else {
+                "unsubscribed"
+            };
+            total += exit_profile(&mut tx, profile, at, reason, now).await?.len() as u64;
+            if complained {
+                let email = tx
+                    .fetch(
+                        "SELECT c.email FROM customers c WHERE (c.id = $1 OR c.profile_id = $1) AND c.email IS NOT NULL ORDER BY c.id LIMIT 1",
+                        &[Val::from(profile)],
+                    )
+                    .await?;
+                if let Some(e) = email.first() {
+                    suppress(&mut tx, "email", &e.text(0)?, "complaint", now).await?;
+                }
+                // The complaint counts against the provider of the last email it could be about,
+                // once, in that provider's ramp window.
+                let last = tx
+                    .fetch(
+                        "SELECT id, provider FROM outbox WHERE id = (SELECT MAX(id) FROM outbox WHERE profile_id = $1 AND channel = 'email' AND state = 'sent' AND sent_at <= $2) AND complained = 0",
+                        &[Val::from(profile), Val::from(at)],
+                    )
+                    .await?;
+                if let Some(row) = last.first() {
+                    tx.execute(
+                        "UPDATE outbox SET complained = 1 WHERE id = $1",
+                        &[Val::from(row.i64(0)?)],
+                    )
+                    .await?;
+                    if let Some(p) = row.opt_text(1)? {
+                        tx.execute(
+                            "UPDATE provider_ramp SET cur_complaints = cur_complaints + 1 WHERE provider = $1",
+                            &[Val::from(p.as_str())],
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        set_cursor(&mut tx, "exit_events", last).await?;
+        tx.commit().await?;
+    }
+    Ok(total)
+}

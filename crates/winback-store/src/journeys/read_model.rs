@@ -1,0 +1,491 @@
+//! The report's read model: each arm's contacts, buyers and revenue, message funnels by step,
+//! variant, channel, locale and provider, campaign counts and offer codes.
+
+use super::*;
+
+/// One arm of a campaign: a variant, or the holdout.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ArmResult {
+    /// Variant id (the holdout keeps the variant it would have had).
+    pub variant: String,
+    /// Held out.
+    pub holdout: bool,
+    /// Enrolments.
+    pub enrolled: i64,
+    /// Enrolments with an order within the conversion window after entering.
+    pub converted: i64,
+    /// Revenue of those orders within the window, minor units.
+    pub revenue_minor: i64,
+    /// Sum over enrolments of (their revenue in the window)², for the revenue variance.
+    pub revenue_sq: f64,
+    /// Orders within the window.
+    pub orders: i64,
+    /// Messages by outbox state (`sent`, `dropped`, `cancelled`, `in_doubt`, …).
+    pub messages: BTreeMap<String, i64>,
+    /// Offers issued.
+    pub offers: i64,
+    /// Offers redeemed.
+    pub redeemed: i64,
+    /// Discount booked to redeemed offers, minor units.
+    pub discount_minor: i64,
+}
+
+/// How [`segment_results`] splits a campaign's contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// Not at all: one group, named `all`.
+    All,
+    /// By the contact's locale (`default` when none is known).
+    Locale,
+    /// By the mailbox provider of the contact's email address (`none` without one).
+    Provider,
+}
+
+/// Each arm's contacts, buyers and revenue within the window, per segment: (segment, arm).
+pub(crate) async fn segment_results(
+    pool: &Pool,
+    campaign_id: i64,
+    window_seconds: i64,
+    range: (i64, i64),
+    by: Segment,
+) -> Result<Vec<(String, ArmResult)>, StoreError> {
+    // One row per enrolment (its orders in the window), summed here: the readout needs each
+    // contact's revenue squared, which SQL would compute differently on the two backends.
+    let window = "o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')";
+    let rows = pool
+        .fetch(
+            &format!(
+                "SELECT e.variant, e.holdout, \
+                   (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
+                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
+                   p.locale, p.email \
+                 FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
+                 WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
+            ),
+            &[
+                Val::from(campaign_id),
+                Val::from(window_seconds * 1_000_000),
+                Val::from(range.0),
+                Val::from(range.1),
+            ],
+        )
+        .await?;
+    let mut arms: BTreeMap<(String, bool, String), ArmResult> = BTreeMap::new();
+    for r in &rows {
+        let (variant, holdout) = (r.text(0)?, r.i64(1)? != 0);
+        let (orders, revenue) = (r.i64(2)?, r.i64(3)?);
+        let segment = match by {
+            Segment::All => "all".to_owned(),
+            Segment::Locale => r.opt_text(4)?.unwrap_or_else(|| "default".into()),
+            Segment::Provider => r
+                .opt_text(5)?
+                .map(|e| policy::mailbox_provider(&e))
+                .unwrap_or_else(|| "none".into()),
+        };
+        let a = arms
+            .entry((segment, holdout, variant.clone()))
+            .or_insert_with(|| ArmResult {
+                variant,
+                holdout,
+                ..ArmResult::default()
+            });
+        a.enrolled += 1;
+        a.converted += i64::from(orders > 0);
+        a.orders += orders;
+        a.revenue_minor += revenue;
+        a.revenue_sq += (revenue as f64).powi(2);
+    }
+    Ok(arms.into_iter().map(|((s, _, _), a)| (s, a)).collect())
+}
+
+pub(crate) async fn campaign_results(
+    pool: &Pool,
+    campaign_id: i64,
+    window_seconds: i64,
+    range: (i64, i64),
+) -> Result<Vec<ArmResult>, StoreError> {
+    let mut out: Vec<ArmResult> =
+        segment_results(pool, campaign_id, window_seconds, range, Segment::All)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+    for r in pool
+        .fetch(
+            "SELECT variant, state, COUNT(*) FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+    {
+        let v = r.text(0)?;
+        if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
+            a.messages.insert(r.text(1)?, r.i64(2)?);
+        }
+    }
+    for r in pool
+        .fetch(
+            "SELECT variant, COUNT(*), COUNT(CASE WHEN used > 0 THEN 1 END), CAST(COALESCE(SUM(cost_minor), 0) AS BIGINT) FROM offers WHERE campaign_id = $1 GROUP BY variant",
+            &[Val::from(campaign_id)],
+        )
+        .await?
+    {
+        let v = r.text(0)?;
+        if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
+            a.offers = r.i64(1)?;
+            a.redeemed = r.i64(2)?;
+            a.discount_minor = r.i64(3)?;
+        }
+    }
+    Ok(out)
+}
+
+/// What happened to one group of a campaign's messages. [`SqlStore::message_funnel`] groups by
+/// step, variant and channel ([`MessageFunnel::locale`] and [`MessageFunnel::provider`] are then
+/// empty); [`SqlStore::message_funnel_detail`] also by locale and mailbox provider, and
+/// [`rollup`] sums the detail along any of them.
+///
+/// [`SqlStore::message_funnel`]: crate::SqlStore::message_funnel
+/// [`SqlStore::message_funnel_detail`]: crate::SqlStore::message_funnel_detail
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessageFunnel {
+    /// Step id.
+    pub step: String,
+    /// Variant.
+    pub variant: String,
+    /// Channel.
+    pub channel: String,
+    /// The contact's locale (`default` when none is known); empty when not grouped by it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub locale: String,
+    /// The recipient's mailbox provider (email only; `-` for other channels and messages never
+    /// attempted); empty when not grouped by it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub provider: String,
+    /// Accepted by the relay or provider (or written to the outbox folder).
+    pub sent: i64,
+    /// Sent and not bounced afterwards.
+    pub delivered: i64,
+    /// Refused for good about the recipient, at send time or by a later bounce report (the
+    /// address is suppressed).
+    pub hard_bounced: i64,
+    /// Refused for now (full mailbox, temporary recipient failure), or bounced later for a
+    /// reason that is not the recipient's for good.
+    pub soft_bounced: i64,
+    /// Unknown after a crash (neither sent nor bounced): counted, never resent.
+    pub in_doubt: i64,
+    /// Not sent at send time (consent, suppression, caps, an ended journey…).
+    pub dropped: i64,
+    /// Messages opened by a person.
+    pub opened_human: i64,
+    /// Messages opened only by a machine (privacy proxies, scanners).
+    pub opened_machine: i64,
+    /// Messages clicked.
+    pub clicked: i64,
+    /// Unsubscribes from these messages.
+    pub unsubscribed: i64,
+    /// Spam complaints about these messages.
+    pub complained: i64,
+    /// Survey answers by reason.
+    pub survey: BTreeMap<String, i64>,
+}
+
+impl MessageFunnel {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &MessageFunnel) {
+        self.sent += other.sent;
+        self.delivered += other.delivered;
+        self.hard_bounced += other.hard_bounced;
+        self.soft_bounced += other.soft_bounced;
+        self.in_doubt += other.in_doubt;
+        self.dropped += other.dropped;
+        self.opened_human += other.opened_human;
+        self.opened_machine += other.opened_machine;
+        self.clicked += other.clicked;
+        self.unsubscribed += other.unsubscribed;
+        self.complained += other.complained;
+        for (k, v) in &other.survey {
+            *self.survey.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Which dimensions a [`rollup`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelKey {
+    /// Step, variant and channel (the journey view).
+    StepVariantChannel,
+    /// Locale and channel.
+    Locale,
+    /// Mailbox provider (email).
+    Provider,
+}
+
+/// Sums detailed funnels along `key`; the dimensions not kept are left empty.
+pub fn rollup(detail: &[MessageFunnel], key: FunnelKey) -> Vec<MessageFunnel> {
+    let mut out: BTreeMap<(String, String, String, String, String), MessageFunnel> =
+        BTreeMap::new();
+    for f in detail {
+        let k = match key {
+            FunnelKey::StepVariantChannel => (
+                f.step.clone(),
+                f.variant.clone(),
+                f.channel.clone(),
+                String::new(),
+                String::new(),
+            ),
+            FunnelKey::Locale => (
+                String::new(),
+                String::new(),
+                f.channel.clone(),
+                f.locale.clone(),
+                String::new(),
+            ),
+            FunnelKey::Provider => {
+                if f.channel != "email" {
+                    continue;
+                }
+                (
+                    String::new(),
+                    String::new(),
+                    f.channel.clone(),
+                    String::new(),
+                    f.provider.clone(),
+                )
+            }
+        };
+        out.entry(k.clone())
+            .or_insert_with(|| MessageFunnel {
+                step: k.0,
+                variant: k.1,
+                channel: k.2,
+                locale: k.3,
+                provider: k.4,
+                ..MessageFunnel::default()
+            })
+            .add(f);
+    }
+    out.into_values().collect()
+}
+
+/// Message outcomes per step, variant, channel, locale and mailbox provider for messages queued
+/// in `range`, with the engagement events that name them (`message_id`), per campaign id: one
+/// campaign's, or every campaign's when `campaign` is `None`. Every campaign at once reads the
+/// engagement events once rather than once per campaign (a report covers them all).
+pub(crate) async fn message_funnels(
+    pool: &Pool,
+    campaign: Option<i64>,
+    range: (i64, i64),
+) -> Result<HashMap<i64, Vec<MessageFunnel>>, StoreError> {
+    type Key = (i64, String, String, String, String, String);
+    let mut by_key: HashMap<String, Key> = HashMap::new();
+    let mut funnels: BTreeMap<Key, MessageFunnel> = BTreeMap::new();
+    let mut accepted: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut args = vec![Val::from(range.0), Val::from(range.1)];
+    let only = match campaign {
+        Some(id) => {
+            args.push(Val::from(id));
+            " AND o.campaign_id = $3"
+        }
+        None => "",
+    };
+    for r in pool
+        .fetch(
+            &format!(
+                "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default'), COALESCE(o.provider, '-'), o.campaign_id \
+                 FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
+                 WHERE o.created_at >= $1 AND o.created_at < $2{only}"
+            ),
+            &args,
+        )
+        .await?
+    {
+        let id = (
+            r.i64(8)?,
+            r.text(1)?,
+            r.text(2)?,
+            r.text(3)?,
+            r.text(6)?,
+            r.text(7)?,
+        );
+        let f = funnels.entry(id.clone()).or_insert_with(|| MessageFunnel {
+            step: id.1.clone(),
+            variant: id.2.clone(),
+            channel: id.3.clone(),
+            locale: id.4.clone(),
+            provider: id.5.clone(),
+            ..MessageFunnel::default()
+        });
+        let outcome = r.opt_text(5)?.unwrap_or_default();
+        // `sent` is what the relay or provider accepted; a message it refused is counted as
+        // bounced instead, and one whose fate a crash left unknown as in doubt. A bounce
+        // reported later (a DSN, a webhook) moves an accepted message from delivered to
+        // bounced below.
+        let state = r.text(4)?;
+        match (state.as_str(), outcome.as_str()) {
+            ("sent", _) => {
+                f.sent += 1;
+                f.delivered += 1;
+                accepted.insert(r.text(0)?);
+            }
+            ("failed", "hard_bounce") => f.hard_bounced += 1,
+            (_, "soft_bounce") => f.soft_bounced += 1,
+            ("in_doubt", _) => f.in_doubt += 1,
+            ("dropped", _) => f.dropped += 1,
+            _ => {}
+        }
+        by_key.insert(r.text(0)?, id);
+    }
+    if by_key.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Each message counts once per kind of response, however often it was opened or clicked;
+    // a message a person opened is not also counted as a machine open.
+    #[derive(Default)]
+    struct Seen {
+        hard_bounce: bool,
+        soft_bounce: bool,
+        open: bool,
+        machine_open: bool,
+        click: bool,
+        unsubscribe: bool,
+        complaint: bool,
+    }
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    for r in pool
+        .fetch(
+            "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered') \
+             AND occurred_at >= $1",
+            &[Val::from(range.0)],
+        )
+        .await?
+    {
+        let payload: serde_json::Value = serde_json::from_str(&r.text(1)?).unwrap_or_default();
+        let Some(key) = payload.get("message_id").and_then(|m| m.as_str()) else {
+            continue;
+        };
+        let Some(id) = by_key.get(key) else {
+            continue;
+        };
+        let s = seen.entry(key.to_owned()).or_default();
+        match r.text(0)?.as_str() {
+            "email_opened" if payload.get("machine").and_then(|m| m.as_bool()) == Some(true) => {
+                s.machine_open = true
+            }
+            "email_opened" => s.open = true,
+            "email_clicked" => s.click = true,
+            "email_unsubscribed" => s.unsubscribe = true,
+            "email_complained" => s.complaint = true,
+            "email_bounced" if accepted.contains(key) => {
+                if payload.get("bounce").and_then(|b| b.as_str()) == Some("soft") {
+                    s.soft_bounce = true;
+                } else {
+                    s.hard_bounce = true;
+                }
+            }
+            "email_bounced" => {}
+            _ => {
+                let reason = payload
+                    .get("reason")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("other")
+                    .to_owned();
+                if let Some(f) = funnels.get_mut(id) {
+                    *f.survey.entry(reason).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (key, s) in &seen {
+        let Some(f) = by_key.get(key).and_then(|id| funnels.get_mut(id)) else {
+            continue;
+        };
+        // An accepted message bounced afterwards: once, hard over soft.
+        if s.hard_bounce || s.soft_bounce {
+            f.delivered -= 1;
+            if s.hard_bounce {
+                f.hard_bounced += 1;
+            } else {
+                f.soft_bounced += 1;
+            }
+        }
+        f.opened_human += i64::from(s.open);
+        f.opened_machine += i64::from(s.machine_open && !s.open);
+        f.clicked += i64::from(s.click);
+        f.unsubscribed += i64::from(s.unsubscribe);
+        f.complained += i64::from(s.complaint);
+    }
+    let mut out: HashMap<i64, Vec<MessageFunnel>> = HashMap::new();
+    for ((campaign_id, ..), f) in funnels {
+        out.entry(campaign_id).or_default().push(f);
+    }
+    Ok(out)
+}
+
+/// Counts of enrolments by state and of outbox rows by state, per campaign name.
+/// One campaign's journeys by state, messages by state, and dropped messages by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CampaignCounts {
+    /// The campaign.
+    pub name: String,
+    /// Enrolments by state (`active`, `completed`, `exited`, `held_out`).
+    pub enrolments: BTreeMap<String, i64>,
+    /// Messages by state (`sent`, `dropped`, `in_doubt`, …).
+    pub messages: BTreeMap<String, i64>,
+    /// Dropped messages by reason (`no_consent`, `suppressed`, `erased`, `expired`, `cap`,
+    /// `no_address`, `journey_ended`).
+    pub dropped: BTreeMap<String, i64>,
+}
+
+/// The reason a dropped message's outcome names, without the journey-end detail.
+pub fn drop_reason(outcome: &str) -> &str {
+    outcome.split(':').next().unwrap_or(outcome)
+}
+
+pub(crate) async fn campaign_counts(pool: &Pool) -> Result<Vec<CampaignCounts>, StoreError> {
+    let mut out: BTreeMap<String, CampaignCounts> = BTreeMap::new();
+    fn entry(out: &mut BTreeMap<String, CampaignCounts>, name: String) -> &mut CampaignCounts {
+        out.entry(name.clone()).or_insert_with(|| CampaignCounts {
+            name,
+            ..CampaignCounts::default()
+        })
+    }
+    for r in pool
+        .fetch("SELECT c.name, e.state, COUNT(*) FROM enrolments e JOIN campaigns c ON c.id = e.campaign_id GROUP BY c.name, e.state", &[])
+        .await?
+    {
+        entry(&mut out, r.text(0)?).enrolments.insert(r.text(1)?, r.i64(2)?);
+    }
+    for r in pool
+        .fetch("SELECT c.name, o.state, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id GROUP BY c.name, o.state", &[])
+        .await?
+    {
+        entry(&mut out, r.text(0)?).messages.insert(r.text(1)?, r.i64(2)?);
+    }
+    for r in pool
+        .fetch("SELECT c.name, o.outcome, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id WHERE o.state = 'dropped' GROUP BY c.name, o.outcome", &[])
+        .await?
+    {
+        let reason = r.opt_text(1)?.unwrap_or_else(|| "unknown".into());
+        *entry(&mut out, r.text(0)?)
+            .dropped
+            .entry(drop_reason(&reason).to_owned())
+            .or_default() += r.i64(2)?;
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Offer codes of a campaign for the shop: code, kind, amount, currency, minimum, expiry, state.
+pub(crate) async fn offer_codes(
+    pool: &Pool,
+    campaign_id: i64,
+) -> Result<Vec<Vec<String>>, StoreError> {
+    pool.fetch(
+        "SELECT code, kind, COALESCE(CAST(amount_minor AS TEXT), ''), COALESCE(CAST(percent AS TEXT), ''), COALESCE(sku, ''), currency, \
+         CAST(min_order_minor AS TEXT), CAST(uses AS TEXT), CAST(expires_at AS TEXT), state FROM offers WHERE campaign_id = $1 ORDER BY issued_at, code",
+        &[Val::from(campaign_id)],
+    )
+    .await?
+    .iter()
+    .map(|r| (0..10).map(|i| r.text(i)).collect())
+    .collect()
+}
