@@ -150,7 +150,7 @@ fn gaps(f: &Features) -> Gaps {
 pub fn compute_features(facts: &FactSet, as_of: Timestamp) -> Vec<Features> {
     let compute = |part: &[winback_domain::ProfileFacts]| -> Vec<Features> {
         part.iter()
-            .map(|p| Features::compute(p, &facts.categories, as_of))
+            .map(|p| winback_scoring::features_of(p, &facts.categories, as_of))
             .collect()
     };
     let (left, right) = facts.profiles.split_at(facts.profiles.len() / 2);
@@ -447,12 +447,8 @@ async fn save<S: Store>(
     cleared: &[i64],
     replace_all: bool,
 ) -> Result<()> {
-    let rows: Vec<(i64, String)> = features
-        .iter()
-        .map(|f| Ok((f.profile_id, serde_json::to_string(f)?)))
-        .collect::<Result<_, serde_json::Error>>()?;
     store
-        .save_features(as_of, &rows, cleared, replace_all)
+        .save_features(as_of, features, cleared, replace_all)
         .await
         .context("saving features")
 }

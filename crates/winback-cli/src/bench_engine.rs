@@ -109,11 +109,7 @@ pub async fn steps(
     }
     let facts = store.profile_facts(FactScope::All).await?;
     let features = crate::score::compute_features(&facts, start);
-    let rows: Vec<(i64, String)> = features
-        .iter()
-        .map(|f| Ok((f.profile_id, serde_json::to_string(f)?)))
-        .collect::<Result<_, serde_json::Error>>()?;
-    store.save_features(start, &rows, &[], true).await?;
+    store.save_features(start, &features, &[], true).await?;
     store
         .apply_campaign("bench", "bench.toml", JOURNEY, start)
         .await?;

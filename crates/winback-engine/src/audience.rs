@@ -301,7 +301,7 @@ impl AsRef<AudienceRow> for AudienceRow {
 impl AudienceRow {
     /// Fills the feature-derived fields from a profile's stored features, with day counts as of
     /// `now` (features keep timestamps, so they do not age).
-    pub fn set_features(&mut self, f: &winback_scoring::Features, now: winback_domain::Timestamp) {
+    pub fn set_features(&mut self, f: &winback_domain::Features, now: winback_domain::Timestamp) {
         let days = |t: Option<winback_domain::Timestamp>| t.map(|t| t.days_until(now));
         let major = |minor: i64| minor as f64 / 100.0;
         self.orders = i64::from(f.orders);

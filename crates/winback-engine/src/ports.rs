@@ -407,9 +407,10 @@ pub trait Transport: Send + Sync {
 /// Why the engine failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// Storage failed.
-    #[error("store: {0}")]
-    Store(String),
+    /// Storage failed; the store's own error is the source (a full disk, a lost connection),
+    /// so a caller can still tell them apart.
+    #[error("the store failed")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A stored campaign no longer parses (edited outside winback).
     #[error("campaign {0}: {1}")]
     Campaign(String, String),

@@ -7,124 +7,8 @@
 //! drives inactivity rules. Times are kept as timestamps, so readers can recompute recency
 //! against their own clock; `recency_days` and `tenure_days` are as of `as_of`.
 
+pub use winback_domain::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState};
 use winback_domain::{LeaveReason, ProfileFacts, Signal, Timestamp};
-
-/// Whether the profile has a subscription running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionState {
-    /// Never subscribed.
-    None,
-    /// Subscribed.
-    Active,
-    /// Cancelled its subscription.
-    Cancelled,
-}
-
-/// How loyalty points move: points earned in the last 90 days against the 90 before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoyaltyTrend {
-    /// Earning more than before.
-    Growing,
-    /// Earning about as before (within 20%).
-    Steady,
-    /// Earning less than before.
-    Declining,
-    /// Earned nothing in the last 90 days.
-    Stagnant,
-}
-
-/// The window of the loyalty trend, in days.
-pub const LOYALTY_WINDOW_DAYS: i64 = 90;
-
-/// One profile's features.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Features {
-    /// The profile.
-    pub profile_id: i64,
-    /// The time the features were computed for.
-    pub as_of: Timestamp,
-    /// Counted orders.
-    pub orders: u32,
-    /// Distinct order days (purchase occasions).
-    pub order_days: u32,
-    /// First order.
-    pub first_order_at: Option<Timestamp>,
-    /// Last order.
-    pub last_order_at: Option<Timestamp>,
-    /// Days from the last order to `as_of`.
-    pub recency_days: Option<f64>,
-    /// Days from the first order to `as_of`.
-    pub tenure_days: Option<f64>,
-    /// Total spend in minor units.
-    pub total_spend_minor: i64,
-    /// Mean order value in minor units.
-    pub mean_order_minor: Option<i64>,
-    /// Mean spend per repeat order day (first day excluded), for the spend model.
-    pub mean_repeat_spend_minor: Option<f64>,
-    /// Currency of the spend.
-    pub currency: Option<String>,
-    /// Orders with a discount.
-    pub discounted_orders: u32,
-    /// Mean gap between order days.
-    pub gap_mean_days: Option<f64>,
-    /// The latest gap.
-    pub gap_last_days: Option<f64>,
-    /// The longest gap.
-    pub gap_max_days: Option<f64>,
-    /// The category ordered most (ties: the first in name order).
-    pub main_category: Option<String>,
-    /// Last click or human open of an email.
-    pub last_human_email_engagement_at: Option<Timestamp>,
-    /// Last click in an email.
-    pub last_click_at: Option<Timestamp>,
-    /// Last open by a person.
-    pub last_human_open_at: Option<Timestamp>,
-    /// Last open by a machine (privacy proxy, scanner): never engagement.
-    pub last_machine_open_at: Option<Timestamp>,
-    /// Last visit to the shop or login.
-    pub last_site_visit_at: Option<Timestamp>,
-    /// Last abandoned cart.
-    pub last_cart_abandoned_at: Option<Timestamp>,
-    /// Last quote request.
-    pub last_quote_request_at: Option<Timestamp>,
-    /// Last survey answer.
-    pub last_survey_at: Option<Timestamp>,
-    /// Last human engagement of any kind: email click or human open, visit, login, cart, quote,
-    /// survey or order.
-    pub last_engagement_at: Option<Timestamp>,
-    /// Loyalty balance after the last change that reported one.
-    pub loyalty_balance: Option<i64>,
-    /// Points earned in the last 90 days.
-    pub points_earned_90d: i64,
-    /// Points earned in the 90 days before those.
-    pub points_earned_prior_90d: i64,
-    /// Last time points were earned.
-    pub last_points_earned_at: Option<Timestamp>,
-    /// How earning moves; `None` without any loyalty activity.
-    pub loyalty_trend: Option<LoyaltyTrend>,
-    /// Subscription state.
-    pub subscription: SubscriptionState,
-    /// When the subscription last started or was cancelled.
-    pub subscription_changed_at: Option<Timestamp>,
-    /// Complaints opened.
-    pub complaints_opened: u32,
-    /// Complaints resolved.
-    pub complaints_resolved: u32,
-    /// Complaints resolved to the customer's satisfaction.
-    pub complaints_satisfied: u32,
-    /// Messages marked as spam.
-    pub spam_complaints: u32,
-    /// Last unsubscribe from marketing email.
-    pub unsubscribed_at: Option<Timestamp>,
-    /// People referred.
-    pub referrals: u32,
-    /// Reasons for leaving given in surveys or cancellations, distinct, in survey order.
-    pub reasons: Vec<LeaveReason>,
-    /// Whether marketing email may be sent.
-    pub receives_email: bool,
-}
 
 fn latest(slot: &mut Option<Timestamp>, at: Timestamp) {
     if slot.is_none_or(|t| at > t) {
@@ -132,230 +16,223 @@ fn latest(slot: &mut Option<Timestamp>, at: Timestamp) {
     }
 }
 
-impl Features {
-    /// Computes the features of one profile as of `as_of`; `categories` names the category
-    /// indexes of its orders. Orders and signals may come in any order.
-    pub fn compute(p: &ProfileFacts, categories: &[String], as_of: Timestamp) -> Features {
-        let mut f = Features::empty(p, as_of);
-        f.add_orders(p, categories);
-        f.add_signals(p);
-        f
-    }
+/// Computes the features of one profile as of `as_of`; `categories` names the category
+/// indexes of its orders. Orders and signals may come in any order.
+pub fn features_of(p: &ProfileFacts, categories: &[String], as_of: Timestamp) -> Features {
+    let mut f = empty(p, as_of);
+    add_orders(&mut f, p, categories);
+    add_signals(&mut f, p);
+    f
+}
 
-    fn empty(p: &ProfileFacts, as_of: Timestamp) -> Features {
-        Features {
-            profile_id: p.profile_id,
-            as_of,
-            orders: 0,
-            order_days: 0,
-            first_order_at: None,
-            last_order_at: None,
-            recency_days: None,
-            tenure_days: None,
-            total_spend_minor: 0,
-            mean_order_minor: None,
-            mean_repeat_spend_minor: None,
-            currency: p.currency.clone(),
-            discounted_orders: 0,
-            gap_mean_days: None,
-            gap_last_days: None,
-            gap_max_days: None,
-            main_category: None,
-            last_human_email_engagement_at: None,
-            last_click_at: None,
-            last_human_open_at: None,
-            last_machine_open_at: None,
-            last_site_visit_at: None,
-            last_cart_abandoned_at: None,
-            last_quote_request_at: None,
-            last_survey_at: None,
-            last_engagement_at: None,
-            loyalty_balance: None,
-            points_earned_90d: 0,
-            points_earned_prior_90d: 0,
-            last_points_earned_at: None,
-            loyalty_trend: None,
-            subscription: SubscriptionState::None,
-            subscription_changed_at: None,
-            complaints_opened: 0,
-            complaints_resolved: 0,
-            complaints_satisfied: 0,
-            spam_complaints: 0,
-            unsubscribed_at: None,
-            referrals: 0,
-            reasons: Vec::new(),
-            receives_email: p.receives_email,
+fn empty(p: &ProfileFacts, as_of: Timestamp) -> Features {
+    Features {
+        profile_id: p.profile_id,
+        as_of,
+        orders: 0,
+        order_days: 0,
+        first_order_at: None,
+        last_order_at: None,
+        recency_days: None,
+        tenure_days: None,
+        total_spend_minor: 0,
+        mean_order_minor: None,
+        mean_repeat_spend_minor: None,
+        currency: p.currency.clone(),
+        discounted_orders: 0,
+        gap_mean_days: None,
+        gap_last_days: None,
+        gap_max_days: None,
+        main_category: None,
+        last_human_email_engagement_at: None,
+        last_click_at: None,
+        last_human_open_at: None,
+        last_machine_open_at: None,
+        last_site_visit_at: None,
+        last_cart_abandoned_at: None,
+        last_quote_request_at: None,
+        last_survey_at: None,
+        last_engagement_at: None,
+        loyalty_balance: None,
+        points_earned_90d: 0,
+        points_earned_prior_90d: 0,
+        last_points_earned_at: None,
+        loyalty_trend: None,
+        subscription: SubscriptionState::None,
+        subscription_changed_at: None,
+        complaints_opened: 0,
+        complaints_resolved: 0,
+        complaints_satisfied: 0,
+        spam_complaints: 0,
+        unsubscribed_at: None,
+        referrals: 0,
+        reasons: Vec::new(),
+        receives_email: p.receives_email,
+    }
+}
+
+fn add_orders(feat: &mut Features, p: &ProfileFacts, categories: &[String]) {
+    if p.orders.is_empty() {
+        return;
+    }
+    // Facts normally arrive in time order; sort a copy only when they do not.
+    let sorted;
+    let orders = if p.orders.is_sorted_by_key(|o| o.at) {
+        &p.orders
+    } else {
+        let mut v = p.orders.clone();
+        v.sort_by_key(|o| o.at);
+        sorted = v;
+        &sorted
+    };
+    let (mut days, mut first_day_spend, mut prev_day) = (0u32, 0i64, i64::MIN);
+    let (mut gap_sum, mut gap_last, mut gap_max) = (0i64, 0i64, 0i64);
+    let mut category_counts: Vec<(u32, u32)> = Vec::new();
+    for o in orders {
+        let day = o.at.day_number();
+        if day != prev_day {
+            if days > 0 {
+                let gap = day - prev_day;
+                gap_sum += gap;
+                gap_last = gap;
+                gap_max = gap_max.max(gap);
+            }
+            days += 1;
+            prev_day = day;
+        }
+        if days == 1 {
+            first_day_spend += o.total_minor;
+        }
+        feat.total_spend_minor += o.total_minor;
+        feat.discounted_orders += u32::from(o.discounted);
+        if o.category != 0 {
+            match category_counts.iter_mut().find(|c| c.0 == o.category) {
+                Some(c) => c.1 += 1,
+                None => category_counts.push((o.category, 1)),
+            }
         }
     }
+    let n = orders.len() as u32;
+    let (first, last) = (orders[0].at, orders[orders.len() - 1].at);
+    feat.orders = n;
+    feat.order_days = days;
+    feat.first_order_at = Some(first);
+    feat.last_order_at = Some(last);
+    let days_to = |t: Timestamp| t.fractional_days_until(feat.as_of);
+    feat.recency_days = Some(days_to(last));
+    feat.tenure_days = Some(days_to(first));
+    feat.mean_order_minor = Some(feat.total_spend_minor / i64::from(n));
+    if days > 1 {
+        let repeat = f64::from(days - 1);
+        feat.mean_repeat_spend_minor =
+            Some((feat.total_spend_minor - first_day_spend) as f64 / repeat);
+        feat.gap_mean_days = Some(gap_sum as f64 / repeat);
+        feat.gap_last_days = Some(gap_last as f64);
+        feat.gap_max_days = Some(gap_max as f64);
+    }
+    feat.main_category = category_counts
+        .iter()
+        .filter_map(|&(c, count)| categories.get(c as usize).map(|name| (name, count)))
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(name, _)| name.clone());
+    latest(&mut feat.last_engagement_at, last);
+}
 
-    fn add_orders(&mut self, p: &ProfileFacts, categories: &[String]) {
-        if p.orders.is_empty() {
-            return;
+fn add_signals(feat: &mut Features, p: &ProfileFacts) {
+    let window = LOYALTY_WINDOW_DAYS * Timestamp::DAY_MICROS;
+    let now = feat.as_of.as_micros();
+    let mut points_seen = false;
+    let mut balance_at: Option<Timestamp> = None;
+    let mut reasons = [false; LeaveReason::ALL.len()];
+    let mut note_reason = |r: Option<LeaveReason>| {
+        if let Some(r) = r {
+            reasons[LeaveReason::ALL.iter().position(|x| *x == r).unwrap_or(0)] = true;
         }
-        // Facts normally arrive in time order; sort a copy only when they do not.
-        let sorted;
-        let orders = if p.orders.is_sorted_by_key(|o| o.at) {
-            &p.orders
-        } else {
-            let mut v = p.orders.clone();
-            v.sort_by_key(|o| o.at);
-            sorted = v;
-            &sorted
-        };
-        let (mut days, mut first_day_spend, mut prev_day) = (0u32, 0i64, i64::MIN);
-        let (mut gap_sum, mut gap_last, mut gap_max) = (0i64, 0i64, 0i64);
-        let mut category_counts: Vec<(u32, u32)> = Vec::new();
-        for o in orders {
-            let day = o.at.day_number();
-            if day != prev_day {
-                if days > 0 {
-                    let gap = day - prev_day;
-                    gap_sum += gap;
-                    gap_last = gap;
-                    gap_max = gap_max.max(gap);
+    };
+    for s in &p.signals {
+        let at = s.at;
+        match s.signal {
+            Signal::HumanOpen => latest(&mut feat.last_human_open_at, at),
+            Signal::MachineOpen => latest(&mut feat.last_machine_open_at, at),
+            Signal::Click => latest(&mut feat.last_click_at, at),
+            Signal::SiteVisit | Signal::Login => latest(&mut feat.last_site_visit_at, at),
+            Signal::CartAbandoned => latest(&mut feat.last_cart_abandoned_at, at),
+            Signal::QuoteRequest => latest(&mut feat.last_quote_request_at, at),
+            Signal::SurveyAnswer(reason) => {
+                latest(&mut feat.last_survey_at, at);
+                note_reason(reason);
+            }
+            Signal::Points { delta, balance } => {
+                points_seen = true;
+                if let Some(b) = balance {
+                    if balance_at.is_none_or(|t| at >= t) {
+                        feat.loyalty_balance = Some(b);
+                        balance_at = Some(at);
+                    }
                 }
-                days += 1;
-                prev_day = day;
-            }
-            if days == 1 {
-                first_day_spend += o.total_minor;
-            }
-            self.total_spend_minor += o.total_minor;
-            self.discounted_orders += u32::from(o.discounted);
-            if o.category != 0 {
-                match category_counts.iter_mut().find(|c| c.0 == o.category) {
-                    Some(c) => c.1 += 1,
-                    None => category_counts.push((o.category, 1)),
+                if delta > 0 {
+                    latest(&mut feat.last_points_earned_at, at);
+                    let age = now - at.as_micros();
+                    if (0..window).contains(&age) {
+                        feat.points_earned_90d += delta;
+                    } else if (window..2 * window).contains(&age) {
+                        feat.points_earned_prior_90d += delta;
+                    }
                 }
             }
-        }
-        let n = orders.len() as u32;
-        let (first, last) = (orders[0].at, orders[orders.len() - 1].at);
-        self.orders = n;
-        self.order_days = days;
-        self.first_order_at = Some(first);
-        self.last_order_at = Some(last);
-        let days_to = |t: Timestamp| t.fractional_days_until(self.as_of);
-        self.recency_days = Some(days_to(last));
-        self.tenure_days = Some(days_to(first));
-        self.mean_order_minor = Some(self.total_spend_minor / i64::from(n));
-        if days > 1 {
-            let repeat = f64::from(days - 1);
-            self.mean_repeat_spend_minor =
-                Some((self.total_spend_minor - first_day_spend) as f64 / repeat);
-            self.gap_mean_days = Some(gap_sum as f64 / repeat);
-            self.gap_last_days = Some(gap_last as f64);
-            self.gap_max_days = Some(gap_max as f64);
-        }
-        self.main_category = category_counts
-            .iter()
-            .filter_map(|&(c, count)| categories.get(c as usize).map(|name| (name, count)))
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-            .map(|(name, _)| name.clone());
-        latest(&mut self.last_engagement_at, last);
-    }
-
-    fn add_signals(&mut self, p: &ProfileFacts) {
-        let window = LOYALTY_WINDOW_DAYS * Timestamp::DAY_MICROS;
-        let now = self.as_of.as_micros();
-        let mut points_seen = false;
-        let mut balance_at: Option<Timestamp> = None;
-        let mut reasons = [false; LeaveReason::ALL.len()];
-        let mut note_reason = |r: Option<LeaveReason>| {
-            if let Some(r) = r {
-                reasons[LeaveReason::ALL.iter().position(|x| *x == r).unwrap_or(0)] = true;
-            }
-        };
-        for s in &p.signals {
-            let at = s.at;
-            match s.signal {
-                Signal::HumanOpen => latest(&mut self.last_human_open_at, at),
-                Signal::MachineOpen => latest(&mut self.last_machine_open_at, at),
-                Signal::Click => latest(&mut self.last_click_at, at),
-                Signal::SiteVisit | Signal::Login => latest(&mut self.last_site_visit_at, at),
-                Signal::CartAbandoned => latest(&mut self.last_cart_abandoned_at, at),
-                Signal::QuoteRequest => latest(&mut self.last_quote_request_at, at),
-                Signal::SurveyAnswer(reason) => {
-                    latest(&mut self.last_survey_at, at);
+            Signal::SubscriptionStarted | Signal::SubscriptionCancelled(_) => {
+                if let Signal::SubscriptionCancelled(reason) = s.signal {
                     note_reason(reason);
                 }
-                Signal::Points { delta, balance } => {
-                    points_seen = true;
-                    if let Some(b) = balance {
-                        if balance_at.is_none_or(|t| at >= t) {
-                            self.loyalty_balance = Some(b);
-                            balance_at = Some(at);
-                        }
-                    }
-                    if delta > 0 {
-                        latest(&mut self.last_points_earned_at, at);
-                        let age = now - at.as_micros();
-                        if (0..window).contains(&age) {
-                            self.points_earned_90d += delta;
-                        } else if (window..2 * window).contains(&age) {
-                            self.points_earned_prior_90d += delta;
-                        }
-                    }
+                if feat.subscription_changed_at.is_none_or(|t| at >= t) {
+                    feat.subscription_changed_at = Some(at);
+                    feat.subscription = if s.signal == Signal::SubscriptionStarted {
+                        SubscriptionState::Active
+                    } else {
+                        SubscriptionState::Cancelled
+                    };
                 }
-                Signal::SubscriptionStarted | Signal::SubscriptionCancelled(_) => {
-                    if let Signal::SubscriptionCancelled(reason) = s.signal {
-                        note_reason(reason);
-                    }
-                    if self.subscription_changed_at.is_none_or(|t| at >= t) {
-                        self.subscription_changed_at = Some(at);
-                        self.subscription = if s.signal == Signal::SubscriptionStarted {
-                            SubscriptionState::Active
-                        } else {
-                            SubscriptionState::Cancelled
-                        };
-                    }
-                }
-                Signal::ComplaintOpened => self.complaints_opened += 1,
-                Signal::ComplaintResolved(satisfied) => {
-                    self.complaints_resolved += 1;
-                    self.complaints_satisfied += u32::from(satisfied == Some(true));
-                }
-                Signal::Referral => self.referrals += 1,
-                Signal::Unsubscribed => latest(&mut self.unsubscribed_at, at),
-                Signal::SpamComplaint => self.spam_complaints += 1,
             }
+            Signal::ComplaintOpened => feat.complaints_opened += 1,
+            Signal::ComplaintResolved(satisfied) => {
+                feat.complaints_resolved += 1;
+                feat.complaints_satisfied += u32::from(satisfied == Some(true));
+            }
+            Signal::Referral => feat.referrals += 1,
+            Signal::Unsubscribed => latest(&mut feat.unsubscribed_at, at),
+            Signal::SpamComplaint => feat.spam_complaints += 1,
         }
-        self.last_human_email_engagement_at = self.last_click_at.max(self.last_human_open_at);
-        for t in [
-            self.last_human_email_engagement_at,
-            self.last_site_visit_at,
-            self.last_cart_abandoned_at,
-            self.last_quote_request_at,
-            self.last_survey_at,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            latest(&mut self.last_engagement_at, t);
-        }
-        if points_seen {
-            let (now, before) = (self.points_earned_90d, self.points_earned_prior_90d);
-            self.loyalty_trend = Some(if now == 0 {
-                LoyaltyTrend::Stagnant
-            } else if (now as f64) > 1.2 * before as f64 {
-                LoyaltyTrend::Growing
-            } else if (now as f64) < 0.8 * before as f64 {
-                LoyaltyTrend::Declining
-            } else {
-                LoyaltyTrend::Steady
-            });
-        }
-        self.reasons = LeaveReason::ALL
-            .iter()
-            .zip(reasons)
-            .filter_map(|(r, seen)| seen.then_some(*r))
-            .collect();
     }
-
-    /// Days since a timestamp, as of these features.
-    pub fn days_since(&self, t: Option<Timestamp>) -> Option<f64> {
-        t.map(|t| t.fractional_days_until(self.as_of))
+    feat.last_human_email_engagement_at = feat.last_click_at.max(feat.last_human_open_at);
+    for t in [
+        feat.last_human_email_engagement_at,
+        feat.last_site_visit_at,
+        feat.last_cart_abandoned_at,
+        feat.last_quote_request_at,
+        feat.last_survey_at,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        latest(&mut feat.last_engagement_at, t);
     }
+    if points_seen {
+        let (now, before) = (feat.points_earned_90d, feat.points_earned_prior_90d);
+        feat.loyalty_trend = Some(if now == 0 {
+            LoyaltyTrend::Stagnant
+        } else if (now as f64) > 1.2 * before as f64 {
+            LoyaltyTrend::Growing
+        } else if (now as f64) < 0.8 * before as f64 {
+            LoyaltyTrend::Declining
+        } else {
+            LoyaltyTrend::Steady
+        });
+    }
+    feat.reasons = LeaveReason::ALL
+        .iter()
+        .zip(reasons)
+        .filter_map(|(r, seen)| seen.then_some(*r))
+        .collect();
 }
 
 #[cfg(test)]
@@ -399,7 +276,7 @@ mod tests {
             currency: Some("EUR".into()),
             ..ProfileFacts::default()
         };
-        let f = Features::compute(&p, &cats, at(200));
+        let f = features_of(&p, &cats, at(200));
         assert_eq!((f.orders, f.order_days), (5, 4));
         assert_eq!(f.total_spend_minor, 12_000);
         assert_eq!(f.mean_order_minor, Some(2_400));
@@ -455,7 +332,7 @@ mod tests {
             receives_email: true,
             ..ProfileFacts::default()
         };
-        let f = Features::compute(&p, &[], at(200));
+        let f = features_of(&p, &[], at(200));
         assert_eq!(f.last_human_email_engagement_at, Some(at(20)));
         assert_eq!(f.last_machine_open_at, Some(at(50)));
         assert_eq!(f.last_site_visit_at, Some(at(30)));

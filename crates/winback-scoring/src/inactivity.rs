@@ -303,7 +303,7 @@ mod tests {
             receives_email: true,
             ..ProfileFacts::default()
         };
-        Features::compute(
+        crate::features_of(
             &p,
             &["".into(), "fashion".into(), "appliances".into()],
             at(1000),

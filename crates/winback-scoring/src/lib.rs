@@ -29,7 +29,7 @@ mod validation;
 pub use bgnbd::{BgNbd, BgNbdParams, MbgNbd};
 pub use clv::{ClvSettings, clv, clv_at_value};
 pub use data::{Frequency, Grouped, SpendRecord, group};
-pub use features::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState};
+pub use features::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState, features_of};
 pub use fit::{Fit, FitError, FitLimits, MAX_EVALUATIONS, Progress, with_limits};
 pub use gammagamma::{GammaGamma, GammaGammaParams};
 pub use hyp2f1::{LnHyp2f1, hyp2f1, ln_hyp2f1, ln_hyp2f1_a1_grad, ln_hyp2f1_grad};

@@ -231,7 +231,7 @@ mod tests {
     use winback_domain::{ProfileFacts, Timestamp};
 
     fn features() -> Features {
-        let mut f = Features::compute(&ProfileFacts::default(), &[], Timestamp::EPOCH);
+        let mut f = crate::features_of(&ProfileFacts::default(), &[], Timestamp::EPOCH);
         f.mean_order_minor = Some(4000);
         f.currency = Some("EUR".into());
         f

@@ -234,10 +234,15 @@ pub(crate) async fn mark_dirty(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreErro
 pub(crate) async fn save_features(
     pool: &Pool,
     computed_at: Timestamp,
-    rows: &[(i64, String)],
+    features: &[winback_domain::Features],
     cleared: &[i64],
     replace_all: bool,
 ) -> Result<(), StoreError> {
+    // Kept as JSON: audiences read every field, and new fields need no migration.
+    let rows: Vec<(i64, String)> = features
+        .iter()
+        .map(|f| Ok((f.profile_id, serde_json::to_string(f)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
     let mut tx = pool.begin().await?;
     if replace_all {
         tx.execute("DELETE FROM profile_features", &[]).await?;

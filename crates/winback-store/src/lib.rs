@@ -177,7 +177,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn save_features(
         &self,
         computed_at: Timestamp,
-        rows: &[(i64, String)],
+        features: &[winback_domain::Features],
         cleared: &[i64],
         replace_all: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -506,11 +506,11 @@ impl Store for SqlStore {
     async fn save_features(
         &self,
         computed_at: Timestamp,
-        rows: &[(i64, String)],
+        features: &[winback_domain::Features],
         cleared: &[i64],
         replace_all: bool,
     ) -> Result<(), StoreError> {
-        features::save_features(&self.pool, computed_at, rows, cleared, replace_all).await
+        features::save_features(&self.pool, computed_at, features, cleared, replace_all).await
     }
     async fn features_of(
         &self,

@@ -169,13 +169,10 @@ async fn a_relay_outage_suppresses_nobody_and_everyone_gets_one_message_after_re
             .committed
     );
     let facts = store.profile_facts(FactScope::All).await.unwrap();
-    let features: Vec<(i64, String)> = facts
+    let features: Vec<_> = facts
         .profiles
         .iter()
-        .map(|p| {
-            let f = winback_scoring::Features::compute(p, &facts.categories, start);
-            (p.profile_id, serde_json::to_string(&f).unwrap())
-        })
+        .map(|p| winback_scoring::features_of(p, &facts.categories, start))
         .collect();
     store
         .save_features(start, &features, &[], true)

@@ -175,7 +175,7 @@ pub(crate) async fn audience_rows(
         }
         let mut first_order_at = None;
         if let Some(data) = features.get(profile) {
-            let f: winback_scoring::Features = serde_json::from_str(data)?;
+            let f: winback_domain::Features = serde_json::from_str(data)?;
             row.set_features(&f, now);
             first_order_at = f.first_order_at;
         }

@@ -45,7 +45,7 @@ use crate::queries::ts;
 
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
-        EngineError::Store(e.to_string())
+        EngineError::Store(Box::new(e))
     }
 }
 

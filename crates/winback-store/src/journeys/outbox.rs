@@ -228,7 +228,7 @@ pub(crate) async fn prepare_send(
         .ok_or_else(|| StoreError::Data("no row from a scalar select".into()))?;
     let email_inactive = match profile.opt_text(0)? {
         Some(data) => {
-            let f: winback_scoring::Features = serde_json::from_str(&data)?;
+            let f: winback_domain::Features = serde_json::from_str(&data)?;
             let last = f.last_click_at.max(f.last_human_open_at);
             last.is_none_or(|t| t.days_until(now) > 180)
         }

@@ -66,13 +66,10 @@ rungs = [{ kind = "fixed", amount = "10.00", valid = "14d" }]
 
 pub async fn features(store: &SqlStore, now: Timestamp) {
     let facts = store.profile_facts(FactScope::All).await.unwrap();
-    let rows: Vec<(i64, String)> = facts
+    let rows: Vec<_> = facts
         .profiles
         .iter()
-        .map(|p| {
-            let f = winback_scoring::Features::compute(p, &facts.categories, now);
-            (p.profile_id, serde_json::to_string(&f).unwrap())
-        })
+        .map(|p| winback_scoring::features_of(p, &facts.categories, now))
         .collect();
     store.save_features(now, &rows, &[], true).await.unwrap();
 }
