@@ -19,7 +19,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
 use winback_domain::Clock;
 use winback_engine::file_outbox::OnceDir;
-use winback_engine::ports::{Dispatch, SendOutcome, Transport};
+use winback_engine::ports::{Dispatch, MessageChannel, SendOutcome, Transport};
 
 use crate::render::{Links, Renderer};
 use crate::tokens::{Claims, Keyring, Purpose};
@@ -508,7 +508,7 @@ fn enhanced_status(text: &str) -> Option<(u8, u16, u16)> {
 
 impl Transport for SmtpTransport {
     async fn deliver(&self, d: &Dispatch) -> SendOutcome {
-        if d.channel != "email" {
+        if d.channel != MessageChannel::Email {
             return SendOutcome::Failed(format!("no transport for channel `{}`", d.channel));
         }
         let message = match self.composer.compose(d) {
@@ -565,7 +565,7 @@ impl EmlOutbox {
 
 impl Transport for EmlOutbox {
     async fn deliver(&self, d: &Dispatch) -> SendOutcome {
-        if d.channel != "email" {
+        if d.channel != MessageChannel::Email {
             return SendOutcome::Failed(format!("no transport for channel `{}`", d.channel));
         }
         let message = match self.composer.compose(d) {
@@ -608,7 +608,7 @@ pub struct ByChannel<E, O> {
 
 impl<E: Transport, O: Transport> Transport for ByChannel<E, O> {
     async fn deliver(&self, d: &Dispatch) -> SendOutcome {
-        if d.channel == "email" {
+        if d.channel == MessageChannel::Email {
             self.email.deliver(d).await
         } else {
             self.other.deliver(d).await

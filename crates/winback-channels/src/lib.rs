@@ -52,10 +52,10 @@ where
         &self,
         d: &winback_engine::ports::Dispatch,
     ) -> winback_engine::ports::SendOutcome {
-        match d.channel.as_str() {
-            "email" => self.email.deliver(d).await,
-            "sms" => self.sms.deliver(d).await,
-            _ => self.webhook.deliver(d).await,
+        match d.channel {
+            winback_engine::MessageChannel::Email => self.email.deliver(d).await,
+            winback_engine::MessageChannel::Sms => self.sms.deliver(d).await,
+            winback_engine::MessageChannel::Webhook => self.webhook.deliver(d).await,
         }
     }
 }

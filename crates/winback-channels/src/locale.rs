@@ -7,6 +7,7 @@
 //! a table. A language the library does not know falls back to English, as templates do.
 
 use jiff::civil::Date;
+use winback_engine::definition::OfferKind;
 
 /// The library's language for a locale tag (`nl-NL` → `nl`), English when unknown.
 pub fn language(locale: &str) -> &'static str {
@@ -77,33 +78,24 @@ pub fn money(minor: i64, currency: &str, lang: &str) -> String {
 /// An offer's short description in `lang`, written to fit inside a sentence ("Here is
 /// {{ offer }} on your next order", "Hier is {{ offer }} op je volgende bestelling", "Oto
 /// {{ offer }} na kolejne zamówienie").
-pub fn offer(
-    lang: &str,
-    kind: &str,
-    amount_minor: Option<i64>,
-    percent: Option<i64>,
-    currency: &str,
-    sku: Option<&str>,
-) -> String {
+pub fn offer(lang: &str, kind: &OfferKind, currency: &str) -> String {
     let lang = language(lang);
-    let amount = || money(amount_minor.unwrap_or(0), currency, lang);
-    let p = percent.unwrap_or(0);
-    let sku = sku.unwrap_or("");
+    let amount = |minor: i64| money(minor, currency, lang);
     match (lang, kind) {
-        ("nl", "fixed") => format!("{} korting", amount()),
-        ("nl", "percent") => format!("{p}% korting"),
-        ("nl", "free_shipping") => "gratis verzending".into(),
-        ("nl", _) => format!("gratis {sku}"),
+        ("nl", OfferKind::Fixed { amount_minor }) => format!("{} korting", amount(*amount_minor)),
+        ("nl", OfferKind::Percent { percent }) => format!("{percent}% korting"),
+        ("nl", OfferKind::FreeShipping) => "gratis verzending".into(),
+        ("nl", OfferKind::FreeProduct { sku, .. }) => format!("gratis {sku}"),
         // Polish shops write a discount as a minus amount ("-15%"): it reads in every case of
         // the sentence around it, where "rabat" would need declining.
-        ("pl", "fixed") => format!("-{}", amount()),
-        ("pl", "percent") => format!("-{p}%"),
-        ("pl", "free_shipping") => "darmowa dostawa".into(),
-        ("pl", _) => format!("gratis: {sku}"),
-        (_, "fixed") => format!("{} off", amount()),
-        (_, "percent") => format!("{p}% off"),
-        (_, "free_shipping") => "free shipping".into(),
-        _ => format!("a free {sku}"),
+        ("pl", OfferKind::Fixed { amount_minor }) => format!("-{}", amount(*amount_minor)),
+        ("pl", OfferKind::Percent { percent }) => format!("-{percent}%"),
+        ("pl", OfferKind::FreeShipping) => "darmowa dostawa".into(),
+        ("pl", OfferKind::FreeProduct { sku, .. }) => format!("gratis: {sku}"),
+        (_, OfferKind::Fixed { amount_minor }) => format!("{} off", amount(*amount_minor)),
+        (_, OfferKind::Percent { percent }) => format!("{percent}% off"),
+        (_, OfferKind::FreeShipping) => "free shipping".into(),
+        (_, OfferKind::FreeProduct { sku, .. }) => format!("a free {sku}"),
     }
 }
 
@@ -187,20 +179,30 @@ mod tests {
     #[test]
     fn offers_read_inside_a_sentence() {
         assert_eq!(
-            offer("nl", "fixed", Some(500), None, "EUR", None),
+            offer("nl", &OfferKind::Fixed { amount_minor: 500 }, "EUR"),
             "€ 5,00 korting"
         );
-        assert_eq!(offer("pl", "percent", None, Some(15), "PLN", None), "-15%");
         assert_eq!(
-            offer("pl", "fixed", Some(2000), None, "PLN", None),
+            offer("pl", &OfferKind::Percent { percent: 15 }, "PLN"),
+            "-15%"
+        );
+        assert_eq!(
+            offer("pl", &OfferKind::Fixed { amount_minor: 2000 }, "PLN"),
             "-20,00\u{a0}zł"
         );
         assert_eq!(
-            offer("en", "free_shipping", None, None, "EUR", None),
+            offer("en", &OfferKind::FreeShipping, "EUR"),
             "free shipping"
         );
         assert_eq!(
-            offer("nl", "free_product", Some(300), None, "EUR", Some("TAS-1")),
+            offer(
+                "nl",
+                &OfferKind::FreeProduct {
+                    sku: "TAS-1".into(),
+                    cost_minor: 300
+                },
+                "EUR"
+            ),
             "gratis TAS-1"
         );
     }

@@ -306,16 +306,7 @@ impl Renderer {
                 .then(|| serde_json::from_str::<BTreeMap<String, String>>(&o.description).ok())
                 .flatten()
                 .and_then(|t| t.get(lang).cloned())
-                .unwrap_or_else(|| {
-                    crate::locale::offer(
-                        lang,
-                        &o.kind,
-                        o.amount_minor,
-                        o.percent,
-                        &o.currency,
-                        o.sku.as_deref(),
-                    )
-                });
+                .unwrap_or_else(|| crate::locale::offer(lang, &o.kind, &o.currency));
             if line {
                 map.insert("offer", Value::from(description));
             } else {

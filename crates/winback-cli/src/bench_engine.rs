@@ -113,7 +113,9 @@ pub async fn steps(
     store
         .apply_campaign("bench", "bench.toml", JOURNEY, start)
         .await?;
-    store.set_campaign_status("bench", "active", start).await?;
+    store
+        .set_campaign_status("bench", winback_engine::CampaignStatus::Active, start)
+        .await?;
 
     let outbox_dir = tempfile::tempdir()?;
     let outbox = FileOutbox::new(outbox_dir.path())?;

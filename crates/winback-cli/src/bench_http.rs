@@ -256,7 +256,7 @@ pub fn render(config: &Config, messages: usize, threads: usize) -> Result<()> {
     let locales = ["en-GB", "nl-NL", "pl-PL"];
     let dispatch = |i: usize| Dispatch {
         key: format!("bench/{i}/email"),
-        channel: "email".into(),
+        channel: winback_engine::MessageChannel::Email,
         to: format!("c{i}@example.nl"),
         campaign: "we-miss-you".into(),
         step: "miss-you".into(),
@@ -270,11 +270,8 @@ pub fn render(config: &Config, messages: usize, threads: usize) -> Result<()> {
         locale: Some(locales[i % 3].into()),
         offer: Some(OfferView {
             code: format!("WB-{i:08}"),
-            kind: "percent".into(),
-            amount_minor: None,
-            percent: Some(15),
+            kind: winback_engine::definition::OfferKind::Percent { percent: 15 },
             currency: "EUR".into(),
-            sku: None,
             description: "15% off".into(),
             expires_at: winback_domain::Timestamp::new(
                 "2027-01-01T00:00:00Z".parse().expect("valid"),

@@ -293,9 +293,21 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
             }
             ExitCode::SUCCESS
         }
-        CampaignsCommand::Start { name } => status(&store, clock, &name, "active").await?,
-        CampaignsCommand::Pause { name } => status(&store, clock, &name, "paused").await?,
-        CampaignsCommand::Close { name } => status(&store, clock, &name, "closing").await?,
+        CampaignsCommand::Start { name } => {
+            status(&store, clock, &name, winback_engine::CampaignStatus::Active).await?
+        }
+        CampaignsCommand::Pause { name } => {
+            status(&store, clock, &name, winback_engine::CampaignStatus::Paused).await?
+        }
+        CampaignsCommand::Close { name } => {
+            status(
+                &store,
+                clock,
+                &name,
+                winback_engine::CampaignStatus::Closing,
+            )
+            .await?
+        }
         CampaignsCommand::Signal { name } => {
             anyhow::ensure!(
                 !name.is_empty()
@@ -371,7 +383,12 @@ async fn campaign_named(
         .find(|c| c.name == name))
 }
 
-async fn status(store: &SqlStore, clock: &dyn Clock, name: &str, to: &str) -> Result<ExitCode> {
+async fn status(
+    store: &SqlStore,
+    clock: &dyn Clock,
+    name: &str,
+    to: winback_engine::CampaignStatus,
+) -> Result<ExitCode> {
     if store.set_campaign_status(name, to, clock.now()).await? {
         println!("{name}: {to}");
         Ok(ExitCode::SUCCESS)

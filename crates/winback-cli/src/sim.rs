@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use winback_channels::EmlOutbox;
 use winback_domain::{Clock, ManualClock, Timestamp};
+use winback_engine::definition::OfferKind;
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::{Dispatch, JourneyStore, SendOutcome, Transport};
 use winback_engine::simulate::{Recipient, ResponseModel, baseline_purchase_probability, respond};
@@ -37,7 +38,7 @@ struct Recording {
 
 impl Transport for Recording {
     async fn deliver(&self, m: &Dispatch) -> SendOutcome {
-        if m.channel == "email" {
+        if m.channel == winback_engine::MessageChannel::Email {
             let dead = self
                 .hard_bounce
                 .lock()
@@ -102,7 +103,9 @@ pub async fn run(
     let clock = ManualClock::new(start);
     crate::campaigns::apply(store, &clock, campaigns, true).await?;
     for (_, _, c) in campaigns {
-        store.set_campaign_status(&c.name, "active", start).await?;
+        store
+            .set_campaign_status(&c.name, winback_engine::CampaignStatus::Active, start)
+            .await?;
     }
     if outbox_dir.exists() {
         std::fs::remove_dir_all(outbox_dir)
@@ -227,9 +230,9 @@ pub async fn run(
                 let who = Recipient {
                     p_alive: p.p_alive,
                     email_inactive: p.p_alive < 0.2,
-                    sms: d.channel == "sms",
+                    sms: d.channel == winback_engine::MessageChannel::Sms,
                 };
-                let offer_kind = d.offer.as_ref().map(offer_kind);
+                let offer_kind = d.offer.as_ref().map(|o| o.kind.clone());
                 let asks = d.template.contains("ask-why") || d.template.contains("survey");
                 let r = respond(model, who, offer_kind.as_ref(), asks, &mut rng);
                 let base = now;
@@ -277,11 +280,11 @@ pub async fn run(
                     if let Some(o) = &d.offer {
                         if o.expires_at >= at {
                             total = total.max(o.min_order_minor);
-                            discount = match o.kind.as_str() {
-                                "fixed" => o.amount_minor.unwrap_or(0).min(total),
-                                "percent" => total * o.percent.unwrap_or(0) / 100,
-                                "free_shipping" => 495,
-                                _ => o.amount_minor.unwrap_or(0),
+                            discount = match &o.kind {
+                                OfferKind::Fixed { amount_minor } => (*amount_minor).min(total),
+                                OfferKind::Percent { percent } => total * i64::from(*percent) / 100,
+                                OfferKind::FreeShipping => 495,
+                                OfferKind::FreeProduct { cost_minor, .. } => *cost_minor,
                             };
                             code = o.code.clone();
                         }
@@ -347,19 +350,6 @@ pub async fn run(
 enum Row {
     Order(String),
     Event(String),
-}
-
-fn offer_kind(o: &winback_engine::ports::OfferView) -> winback_engine::definition::OfferKind {
-    use winback_engine::definition::OfferKind;
-    match o.kind.as_str() {
-        "fixed" => OfferKind::Fixed {
-            amount_minor: o.amount_minor.unwrap_or(0),
-        },
-        "percent" => OfferKind::Percent {
-            percent: o.percent.unwrap_or(0) as u32,
-        },
-        _ => OfferKind::FreeShipping,
-    }
 }
 
 fn jitter(rng: &mut ChaCha8Rng, mean: i64) -> i64 {

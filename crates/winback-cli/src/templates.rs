@@ -99,7 +99,7 @@ fn sample(template: &str, locale: &str, name: bool) -> Dispatch {
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 14);
     Dispatch {
         key: format!("preview/{template}"),
-        channel: "email".into(),
+        channel: winback_engine::MessageChannel::Email,
         to: "anna@example.nl".into(),
         campaign: "preview".into(),
         step: "preview".into(),
@@ -113,11 +113,8 @@ fn sample(template: &str, locale: &str, name: bool) -> Dispatch {
         locale: Some(locale.into()),
         offer: Some(OfferView {
             code: "WB-PREVIEW".into(),
-            kind: "fixed".into(),
-            amount_minor: Some(1000),
-            percent: None,
+            kind: winback_engine::definition::OfferKind::Fixed { amount_minor: 1000 },
             currency: "EUR".into(),
-            sku: None,
             description: "10.00 EUR off".into(),
             expires_at: winback_domain::Timestamp::new(expires),
             min_order_minor: 5000,

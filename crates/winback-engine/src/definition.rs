@@ -283,8 +283,9 @@ impl Rung {
     }
 }
 
-/// The kinds of offer (seed 003).
-#[derive(Debug, Clone, PartialEq)]
+/// The kinds of offer (seed 003). Serialised as `{"kind": "fixed", "amount_minor": 1000}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OfferKind {
     /// A fixed amount off, minor units.
     Fixed {
@@ -330,6 +331,30 @@ impl OfferKind {
             Self::FreeShipping => "free_shipping",
             Self::FreeProduct { .. } => "free_product",
         }
+    }
+
+    /// An issued offer's stored columns read back (the amount is the product's cost for a
+    /// free product); `None` for a kind this version does not know, or a missing amount.
+    pub fn from_stored(
+        kind: &str,
+        amount_minor: Option<i64>,
+        percent: Option<i64>,
+        sku: Option<String>,
+    ) -> Option<Self> {
+        Some(match kind {
+            "fixed" => Self::Fixed {
+                amount_minor: amount_minor?,
+            },
+            "percent" => Self::Percent {
+                percent: u32::try_from(percent?).ok()?,
+            },
+            "free_shipping" => Self::FreeShipping,
+            "free_product" => Self::FreeProduct {
+                sku: sku?,
+                cost_minor: amount_minor.unwrap_or(0),
+            },
+            _ => return None,
+        })
     }
 }
 

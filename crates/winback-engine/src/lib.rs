@@ -22,5 +22,5 @@ pub mod worker;
 
 pub use audience::{Audience, AudienceRow, Evaluator, JourneyFacts};
 pub use definition::{Campaign, DefinitionError, Problem};
-pub use ports::{EngineError, JourneyStore, Transport};
+pub use ports::{CampaignStatus, EngineError, JourneyStore, MessageChannel, Transport};
 pub use worker::{Engine, EngineSettings, PassStats};

@@ -12,6 +12,111 @@ use crate::experiment::ArmStats;
 use crate::journey::{Admission, Enrolment, EntryHistory, Plan, Snapshot};
 use crate::policy::{Decision, RampState, SendContext};
 
+/// The channel a message goes out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageChannel {
+    /// Email.
+    Email,
+    /// SMS.
+    Sms,
+    /// A signed HTTP call to the shop's system (a campaign's webhook step).
+    Webhook,
+}
+
+impl MessageChannel {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    /// Reads a stored name; `None` for one this version does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "email" => Some(Self::Email),
+            "sms" => Some(Self::Sms),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+
+    /// The consent channel a marketing message on it needs; `None` for a webhook.
+    pub fn consent(self) -> Option<winback_domain::Channel> {
+        match self {
+            Self::Email => Some(winback_domain::Channel::Email),
+            Self::Sms => Some(winback_domain::Channel::Sms),
+            Self::Webhook => None,
+        }
+    }
+}
+
+impl From<winback_domain::Channel> for MessageChannel {
+    fn from(c: winback_domain::Channel) -> Self {
+        match c {
+            winback_domain::Channel::Email => Self::Email,
+            winback_domain::Channel::Sms => Self::Sms,
+        }
+    }
+}
+
+impl std::fmt::Display for MessageChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a campaign is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Applied, not started: enrols nobody.
+    Draft,
+    /// Enrols and steps its journeys.
+    Active,
+    /// Enrols nobody and sends nothing until started again.
+    Paused,
+    /// Enrols nobody; the journeys under way run to their end.
+    Closing,
+    /// Closed, and every journey has ended.
+    Finished,
+}
+
+impl CampaignStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Closing => "closing",
+            Self::Finished => "finished",
+        }
+    }
+
+    /// Reads a stored name; `None` for one this version does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Draft,
+            Self::Active,
+            Self::Paused,
+            Self::Closing,
+            Self::Finished,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for CampaignStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A stored campaign and its current version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignRecord {
@@ -20,7 +125,7 @@ pub struct CampaignRecord {
     /// Name.
     pub name: String,
     /// `draft`, `active`, `paused` or `finished`.
-    pub status: String,
+    pub status: CampaignStatus,
     /// Current version.
     pub version: i64,
     /// Source text of the current version.
@@ -95,8 +200,8 @@ pub struct ClaimedMessage {
     pub fence: i64,
     /// Idempotency key.
     pub key: String,
-    /// Channel: `email`, `sms` or `webhook`.
-    pub channel: String,
+    /// Channel.
+    pub channel: MessageChannel,
     /// Campaign id.
     pub campaign_id: i64,
     /// Enrolment id.
@@ -110,8 +215,8 @@ pub struct ClaimedMessage {
 pub struct Dispatch {
     /// Idempotency key (also the Message-ID's local part).
     pub key: String,
-    /// `email`, `sms` or `webhook`.
-    pub channel: String,
+    /// Channel.
+    pub channel: MessageChannel,
     /// Address, number or URL.
     pub to: String,
     /// Campaign name.
@@ -145,16 +250,11 @@ pub struct Dispatch {
 pub struct OfferView {
     /// Code.
     pub code: String,
-    /// `fixed`, `percent`, `free_shipping` or `free_product`.
-    pub kind: String,
-    /// The amount off (fixed) or the product's cost (free product), minor units.
-    pub amount_minor: Option<i64>,
-    /// Percent off.
-    pub percent: Option<i64>,
+    /// What it gives, with its amount, percent or product.
+    #[serde(flatten)]
+    pub kind: crate::definition::OfferKind,
     /// Currency of the amounts.
     pub currency: String,
-    /// The free product, for `free_product`.
-    pub sku: Option<String>,
     /// `"10.00 EUR off"`, as stored for the shop's code list; a message words the offer in its
     /// reader's language from the fields above.
     pub description: String,
@@ -216,11 +316,11 @@ pub trait JourneyStore: Send + Sync {
         campaign_id: i64,
         version: i64,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
-    /// Sets a campaign's status (`active`, `paused`, …).
+    /// Sets a campaign's status.
     fn set_campaign_status(
         &self,
         name: &str,
-        status: &str,
+        status: CampaignStatus,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, EngineError>> + Send;
     /// Marks active campaigns finished when every enrolment is terminal and the trigger cannot

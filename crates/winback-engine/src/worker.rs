@@ -207,7 +207,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             .campaigns()
             .await?
             .into_iter()
-            .filter(|c| c.status == "active")
+            .filter(|c| c.status == crate::CampaignStatus::Active)
             .collect();
         let mut rows: Option<Vec<crate::ports::AudienceEntry>> = None;
         for rec in active {

@@ -788,7 +788,7 @@ async fn set_status(
     state: &AppState,
     key: &ApiKey,
     name: &str,
-    to: &str,
+    to: winback_engine::CampaignStatus,
 ) -> Result<Response, ApiError> {
     key.require("admin")?;
     if state
@@ -817,7 +817,7 @@ pub async fn start_campaign(
     key: ApiKey,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    set_status(&state, &key, &name, "active").await
+    set_status(&state, &key, &name, winback_engine::CampaignStatus::Active).await
 }
 
 /// Pauses a campaign: nothing is planned or sent until it is started again.
@@ -830,7 +830,7 @@ pub async fn pause_campaign(
     key: ApiKey,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    set_status(&state, &key, &name, "paused").await
+    set_status(&state, &key, &name, winback_engine::CampaignStatus::Paused).await
 }
 
 /// One delivery notice from an email provider, in winback's generic format.

@@ -599,7 +599,7 @@ pub async fn build(
         campaigns.push(CampaignReport {
             name: rec.name,
             description: c.description.clone(),
-            status: rec.status,
+            status: rec.status.to_string(),
             window_days: window as f64 / 86_400.0,
             arms: arms_out,
             overall,

@@ -1085,7 +1085,7 @@ impl winback_engine::JourneyStore for SqlStore {
     async fn set_campaign_status(
         &self,
         name: &str,
-        status: &str,
+        status: winback_engine::CampaignStatus,
         now: Timestamp,
     ) -> Result<bool, EngineError> {
         Ok(journeys::set_campaign_status(&self.pool, name, status, now).await?)

@@ -102,7 +102,11 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
         .await
         .unwrap();
     store
-        .set_campaign_status("one-timers", "active", clock.now())
+        .set_campaign_status(
+            "one-timers",
+            winback_engine::CampaignStatus::Active,
+            clock.now(),
+        )
         .await
         .unwrap();
     let mut schedule = ScheduleConfig::default()

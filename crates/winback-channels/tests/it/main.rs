@@ -22,7 +22,7 @@ fn now() -> Timestamp {
 fn dispatch(template: &str) -> Dispatch {
     Dispatch {
         key: format!("we-miss-you/17/{template}/email"),
-        channel: "email".into(),
+        channel: winback_engine::MessageChannel::Email,
         to: "ann@example.nl".into(),
         campaign: "we-miss-you".into(),
         step: "hello".into(),
@@ -36,11 +36,8 @@ fn dispatch(template: &str) -> Dispatch {
         locale: Some("en-GB".into()),
         offer: Some(OfferView {
             code: "WB-7K3M9Q2XJ4HD".into(),
-            kind: "fixed".into(),
-            amount_minor: Some(1000),
-            percent: None,
+            kind: winback_engine::definition::OfferKind::Fixed { amount_minor: 1000 },
             currency: "EUR".into(),
-            sku: None,
             description: "10.00 EUR off".into(),
             expires_at: Timestamp::new("2024-06-17T10:00:00Z".parse().unwrap()),
             min_order_minor: 5000,
@@ -701,7 +698,7 @@ async fn the_sms_outbox_holds_the_rendered_text_footer_and_segments() {
     let outbox = winback_channels::sms::SmsOutbox::new(dir.path(), "De Winkel", "Winkel").unwrap();
     let mut d = dispatch("we-miss-you");
     d.key = "we-miss-you/17/sms1/sms".into();
-    d.channel = "sms".into();
+    d.channel = winback_engine::MessageChannel::Sms;
     d.to = "+48600123456".into();
     d.locale = Some("pl".into());
     d.subject = Some(
@@ -836,9 +833,10 @@ fn an_offers_own_wording_is_used_per_language() {
     let mut d = dispatch("we-miss-you");
     d.subject = Some("{{ offer }}".into());
     let o = d.offer.as_mut().unwrap();
-    o.kind = "free_product".into();
-    o.amount_minor = Some(300);
-    o.sku = Some("TAS-1".into());
+    o.kind = winback_engine::definition::OfferKind::FreeProduct {
+        sku: "TAS-1".into(),
+        cost_minor: 300,
+    };
     o.description = r#"{"en":"a free tote bag","nl":"een gratis tas"}"#.into();
     let r = Renderer::new("De Winkel");
     for (locale, want) in [

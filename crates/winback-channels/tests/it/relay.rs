@@ -185,7 +185,7 @@ async fn a_relay_outage_suppresses_nobody_and_everyone_gets_one_message_after_re
         .await
         .unwrap();
     store
-        .set_campaign_status("hello", "active", start)
+        .set_campaign_status("hello", winback_engine::CampaignStatus::Active, start)
         .await
         .unwrap();
 

@@ -111,7 +111,11 @@ async fn serve_with_a_worker_restages_enrols_and_ends_a_journey_on_a_posted_orde
         .await
         .unwrap();
     store
-        .set_campaign_status("one-timers", "active", clock.now())
+        .set_campaign_status(
+            "one-timers",
+            winback_engine::CampaignStatus::Active,
+            clock.now(),
+        )
         .await
         .unwrap();
     let stage = |who: &'static str| {

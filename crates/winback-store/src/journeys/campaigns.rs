@@ -93,7 +93,11 @@ pub(crate) async fn campaigns(pool: &Pool) -> Result<Vec<CampaignRecord>, StoreE
         Ok(CampaignRecord {
             id: r.i64(0)?,
             name: r.text(1)?,
-            status: r.text(2)?,
+            status: {
+                let s = r.text(2)?;
+                winback_engine::CampaignStatus::parse(&s)
+                    .ok_or_else(|| StoreError::Data(format!("campaign with unknown status `{s}`")))?
+            },
             version: r.i64(3)?,
             source: r.text(4)?,
             file: r.text(5)?,
@@ -121,7 +125,7 @@ pub(crate) async fn campaign_source(
 pub(crate) async fn set_campaign_status(
     pool: &Pool,
     name: &str,
-    status: &str,
+    status: winback_engine::CampaignStatus,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     Ok(pool
@@ -129,7 +133,7 @@ pub(crate) async fn set_campaign_status(
             "UPDATE campaigns SET status = $2, updated_at = $3 WHERE name = $1",
             &[
                 Val::from(name),
-                Val::from(status),
+                Val::from(status.as_str()),
                 Val::from(now.as_micros()),
             ],
         )

@@ -36,7 +36,7 @@ use winback_engine::journey::{Admission, Effect, Enrolment, EntryHistory, Next, 
 use winback_engine::policy::{self, Decision, ProviderStats, RampState, SendContext};
 use winback_engine::ports::{
     Applied, AudienceEntry, CampaignRecord, Candidate, ClaimedEnrolment, ClaimedMessage, Dispatch,
-    EngineError, OfferView, Reaped, SendOutcome, TriggerBatch, TriggerEvent,
+    EngineError, MessageChannel, OfferView, Reaped, SendOutcome, TriggerBatch, TriggerEvent,
 };
 
 use crate::StoreError;

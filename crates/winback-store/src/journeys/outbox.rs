@@ -4,6 +4,13 @@
 
 use super::*;
 
+/// A stored channel name as the engine's type; an unknown one is corrupt data, never a
+/// webhook by default.
+pub(super) fn message_channel(name: &str) -> Result<MessageChannel, StoreError> {
+    MessageChannel::parse(name)
+        .ok_or_else(|| StoreError::Data(format!("outbox row with unknown channel `{name}`")))
+}
+
 pub(crate) async fn claim_messages(
     pool: &Pool,
     worker: &str,
@@ -28,7 +35,7 @@ pub(crate) async fn claim_messages(
                 id: r.i64(0)?,
                 fence: r.i64(1)?,
                 key: r.text(2)?,
-                channel: r.text(3)?,
+                channel: message_channel(&r.text(3)?)?,
                 campaign_id: r.i64(4)?,
                 enrolment_id: r.i64(5)?,
                 profile_id: r.i64(6)?,
@@ -117,8 +124,9 @@ pub(crate) async fn prepare_send(
         return Ok(None);
     }
     let sunset = row.i64(9)? != 0;
-    let channel_name = row.text(11)?;
-    let channel: Option<Channel> = channel_name.parse().ok();
+    let message_channel = message_channel(&row.text(11)?)?;
+    let channel_name = message_channel.as_str();
+    let channel: Option<Channel> = message_channel.consent();
     let records = tx
         .fetch(
             "SELECT c.id, c.email, c.phone, c.first_name, c.locale, c.time_zone, c.external_id FROM customers c WHERE (c.id = $1 OR c.profile_id = $1) AND c.erased_at IS NULL ORDER BY c.id",
@@ -204,7 +212,7 @@ pub(crate) async fn prepare_send(
             "SELECT sent_at FROM outbox WHERE profile_id = $1 AND channel = $2 AND sunset = 0 AND sent_at > $3 AND state IN ('sending', 'sent', 'in_doubt') ORDER BY sent_at DESC",
             &[
                 Val::from(m.profile_id),
-                Val::from(channel_name.as_str()),
+                Val::from(channel_name),
                 Val::from(now.as_micros() - 31 * 86_400_000_000),
             ],
         )
@@ -220,7 +228,7 @@ pub(crate) async fn prepare_send(
                     (SELECT frequency FROM preferences WHERE profile_id = $1), \
                     (SELECT paused_until FROM transport_pauses WHERE channel = $2), \
                     (SELECT reason FROM transport_pauses WHERE channel = $2)",
-            &[Val::from(m.profile_id), Val::from(channel_name.as_str())],
+            &[Val::from(m.profile_id), Val::from(channel_name)],
         )
         .await?;
     let profile = profile
@@ -311,22 +319,28 @@ pub(crate) async fn prepare_send(
                 .await?
                 .first()
                 .map(|r| -> Result<OfferView, StoreError> {
+                    let kind = r.text(4)?;
                     Ok(OfferView {
                         code: r.text(0)?,
                         description: r.text(1)?,
                         expires_at: ts(r.i64(2)?)?,
                         min_order_minor: r.i64(3)?,
-                        kind: r.text(4)?,
-                        amount_minor: r.opt_i64(5)?,
-                        percent: r.opt_i64(6)?,
+                        kind: winback_engine::definition::OfferKind::from_stored(
+                            &kind,
+                            r.opt_i64(5)?,
+                            r.opt_i64(6)?,
+                            r.opt_text(8)?,
+                        )
+                        .ok_or_else(|| {
+                            StoreError::Data(format!("offer of unknown kind `{kind}` or without its amount"))
+                        })?,
                         currency: r.text(7)?,
-                        sku: r.opt_text(8)?,
                     })
                 })
                 .transpose()?;
             dispatch = Some(Dispatch {
                 key: m.key.clone(),
-                channel: channel_name.clone(),
+                channel: message_channel,
                 to,
                 campaign,
                 step: row.text(2)?,

@@ -176,7 +176,7 @@ async fn run(store: &SqlStore, recs: &[Rec]) -> (HashMap<String, bool>, Vec<Stri
         .await
         .unwrap();
     store
-        .set_campaign_status("everyone", "active", start())
+        .set_campaign_status("everyone", winback_engine::CampaignStatus::Active, start())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();

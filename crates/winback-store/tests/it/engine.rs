@@ -93,7 +93,7 @@ async fn launch(store: &SqlStore, text: &str, name: &str) {
         .unwrap();
     assert!(
         store
-            .set_campaign_status(name, "active", start())
+            .set_campaign_status(name, winback_engine::CampaignStatus::Active, start())
             .await
             .unwrap()
     );

@@ -53,7 +53,7 @@ async fn reactivated_customers_are_followed_after_their_return(store: &SqlStore)
         .unwrap();
     assert!(
         store
-            .set_campaign_status("hello", "active", start)
+            .set_campaign_status("hello", winback_engine::CampaignStatus::Active, start)
             .await
             .unwrap()
     );
@@ -216,7 +216,7 @@ async fn reactivated_customers_are_followed_after_their_return(store: &SqlStore)
         .unwrap();
     assert!(
         store
-            .set_campaign_status("again", "active", later)
+            .set_campaign_status("again", winback_engine::CampaignStatus::Active, later)
             .await
             .unwrap()
     );

@@ -367,7 +367,7 @@ async fn launch(store: &SqlStore, name: &str, text: &str, start: Timestamp) {
         .unwrap();
     assert!(
         store
-            .set_campaign_status(name, "active", start)
+            .set_campaign_status(name, winback_engine::CampaignStatus::Active, start)
             .await
             .unwrap()
     );
