@@ -196,12 +196,7 @@ pub fn render(r: &Report) -> Result<String> {
                     } else {
                         "#57606a"
                     },
-                    text: format!(
-                        "{:+.1} pts ({:+.1} to {:+.1})",
-                        100.0 * d.estimate,
-                        100.0 * d.low,
-                        100.0 * d.high
-                    ),
+                    text: winback_report::present::Figure::points(&d).text,
                 })
             })
             .collect();
@@ -392,7 +387,7 @@ mod tests {
         );
         assert!(html.contains("<svg"), "charts are inline SVG");
         assert!(
-            html.contains("+5.0 pts"),
+            html.contains("+5.0 points (95% CI"),
             "the interval chart labels the lift"
         );
         assert!(html.contains("active 75.0%"));

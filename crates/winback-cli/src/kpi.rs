@@ -30,70 +30,10 @@ fn money(minor: f64, cur: &str) -> String {
     crate::report::money(minor.round() as i64, cur)
 }
 
-fn points(i: &winback_measure::Interval) -> String {
-    format!(
-        "{:+.1} points (95% CI {:+.1} to {:+.1})",
-        100.0 * i.estimate,
-        100.0 * i.low,
-        100.0 * i.high
-    )
-}
-
-fn money_interval(i: &winback_measure::Interval, cur: &str) -> String {
-    format!(
-        "{} ({} to {})",
-        money(i.estimate, cur),
-        money(i.low, cur),
-        money(i.high, cur)
-    )
-}
-
 /// One line per readout figure, in words a marketer reads; `brief` keeps the rate, the margin
-/// and the first warning.
+/// and the first warning (`winback_report::present` words them, for every view).
 pub fn readout_lines(r: &Readout, cur: &str, brief: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(d) = &r.rate_difference {
-        out.push(format!(
-            "reactivation {:.1}% vs {:.1}% in the holdout: {}{}",
-            100.0 * r.treated.rate(),
-            100.0 * r.holdout.rate(),
-            points(d),
-            if d.positive() {
-                " — the campaign brought people back"
-            } else if d.negative() {
-                " — fewer bought than in the holdout"
-            } else {
-                ""
-            }
-        ));
-    }
-    if let Some(v) = r.revenue_per_contact.as_ref().filter(|_| !brief) {
-        out.push(format!(
-            "incremental revenue {} per contact, {} in all",
-            money_interval(v, cur),
-            r.incremental_revenue_minor
-                .map(|t| money_interval(&t, cur))
-                .unwrap_or_default()
-        ));
-    }
-    if let Some(m) = &r.incremental_margin_minor {
-        out.push(format!(
-            "incremental margin after discounts and sending {}{}",
-            money_interval(m, cur),
-            r.roi
-                .map(|x| format!(
-                    "; ROI {:+.0}% ({:+.0}% to {:+.0}%)",
-                    100.0 * x.estimate,
-                    100.0 * x.low,
-                    100.0 * x.high
-                ))
-                .unwrap_or_default()
-        ));
-    }
-    for w in r.warnings.iter().take(if brief { 1 } else { usize::MAX }) {
-        out.push(format!("note: {w}"));
-    }
-    out
+    winback_report::present::ReadoutView::new(r, cur).lines(brief)
 }
 
 fn share(s: &winback_store::stay::Share) -> String {
@@ -413,14 +353,8 @@ pub fn print_summary(r: &Report) {
         let (lift, margin, what) = match (&c.overall, sent > 0) {
             (Some(o), true) => (
                 o.rate_difference
-                    .map(|d| {
-                        format!(
-                            "{:+.1} ({:+.1} to {:+.1})",
-                            100.0 * d.estimate,
-                            100.0 * d.low,
-                            100.0 * d.high
-                        )
-                    })
+                    .as_ref()
+                    .map(|d| winback_report::present::Figure::points(d).short)
                     .unwrap_or_default(),
                 o.incremental_margin_minor
                     .map(|m| money(m.estimate, cur))

@@ -390,20 +390,20 @@ fn page(state: &AppState, session: &AdminSession, name: &str, ctx: Value) -> Res
 
 /// A readout's rate difference as words and as the x positions of an interval bar.
 fn readout_view(r: &winback_measure::Readout, cur: &str) -> Value {
+    // Every figure as `winback_report::present` words it (the CLI and report.html too).
+    let v = winback_report::present::ReadoutView::new(r, cur);
     let d = r.rate_difference;
-    let m = r.incremental_margin_minor;
     context! {
-        treated_rate => pct(r.treated.rate()),
-        holdout_rate => pct(r.holdout.rate()),
-        lift => d.map(|i| format!("{:+.1}", 100.0 * i.estimate)),
-        lift_low => d.map(|i| format!("{:+.1}", 100.0 * i.low)),
-        lift_high => d.map(|i| format!("{:+.1}", 100.0 * i.high)),
-        significant => d.is_some_and(|i| i.positive() || i.negative()),
-        positive => d.is_some_and(|i| i.positive()),
-        revenue => r.revenue_per_contact.map(|i| format!("{} ({} to {})", money(i.estimate.round() as i64, cur), money(i.low.round() as i64, cur), money(i.high.round() as i64, cur))),
-        margin => m.map(|i| format!("{} ({} to {})", money(i.estimate.round() as i64, cur), money(i.low.round() as i64, cur), money(i.high.round() as i64, cur))),
-        roi => r.roi.map(|i| format!("{:+.0}% ({:+.0}% to {:+.0}%)", 100.0 * i.estimate, 100.0 * i.low, 100.0 * i.high)),
-        warnings => r.warnings.clone(),
+        treated_rate => v.treated_rate,
+        holdout_rate => v.holdout_rate,
+        lift => v.lift.as_ref().map(|f| f.estimate.clone()),
+        lift_interval => v.lift.as_ref().map(|f| f.interval.clone()),
+        significant => v.lift.as_ref().is_some_and(|f| f.positive || f.negative),
+        positive => v.lift.as_ref().is_some_and(|f| f.positive),
+        revenue => v.revenue_per_contact.map(|f| f.text),
+        margin => v.margin.map(|f| f.text),
+        roi => v.roi.map(|f| f.text),
+        warnings => v.warnings,
         bar => d.map(|i| interval_bar(i.low, i.estimate, i.high)),
     }
 }
@@ -967,7 +967,7 @@ const MISSING: &str = r#"{% extends "layout.html" %}{% block body %}<h1>Not foun
 
 const READOUT: &str = r#"{% macro readout(r) %}{% if r %}
 <span class="{% if r.positive %}good{% elif r.significant %}bad{% endif %}" data-k="lift">{{ r.lift }}</span> points
-<small>(95% CI {{ r.lift_low }} to {{ r.lift_high }})</small>
+<small>({{ r.lift_interval }})</small>
 {% if r.bar %}<svg class="bar" viewBox="0 0 300 16" width="300" height="16" role="img" aria-label="95% interval of the lift">
 <line x1="{{ r.bar.zero }}" y1="0" x2="{{ r.bar.zero }}" y2="16" class="zero"/><line x1="{{ r.bar.low }}" y1="8" x2="{{ r.bar.high }}" y2="8" class="ci"/>
 <circle cx="{{ r.bar.est }}" cy="8" r="4" class="est"/></svg>{% endif %}

@@ -10,6 +10,8 @@
 //! `winback report` prints it, writes it as JSON, CSV or HTML; the dashboard in `winback serve`
 //! and `GET /v1/report` show the same [`Report`], so the figures agree everywhere.
 
+pub mod present;
+
 use std::collections::BTreeMap;
 
 use winback_domain::{Currency, Timestamp};
