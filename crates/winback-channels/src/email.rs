@@ -189,7 +189,7 @@ impl Composer {
             self.keys.sign(
                 purpose,
                 &Claims {
-                    message: d.key.clone(),
+                    message: d.key.to_string(),
                     extra: extra.map(str::to_owned),
                     expires,
                 },
@@ -243,7 +243,7 @@ impl Composer {
             .from(from)
             .to(to)
             .subject(rendered.subject)
-            .message_id(Some(message_id(&d.key, &s.list_domain)))
+            .message_id(Some(message_id(d.key.as_str(), &s.list_domain)))
             .date(
                 std::time::SystemTime::UNIX_EPOCH
                     + std::time::Duration::from_micros(self.clock.now().as_micros().max(0) as u64),
@@ -515,7 +515,11 @@ impl Transport for SmtpTransport {
             Ok(m) => m,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
-        let envelope = match self.return_path.as_ref().and_then(|r| verp(r, &d.key)) {
+        let envelope = match self
+            .return_path
+            .as_ref()
+            .and_then(|r| verp(r, d.key.as_str()))
+        {
             Some(from) => {
                 let to: Vec<lettre::Address> = message.envelope().to().to_vec();
                 match lettre::address::Envelope::new(Some(from), to) {
@@ -572,7 +576,7 @@ impl Transport for EmlOutbox {
             Ok(m) => m,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
-        match self.files.put(&d.key, "eml", &message.formatted()) {
+        match self.files.put(d.key.as_str(), "eml", &message.formatted()) {
             Ok(_) => SendOutcome::Sent { provider_id: None },
             Err(e) => SendOutcome::Failed(format!("writing {}: {e}", self.files.dir().display())),
         }

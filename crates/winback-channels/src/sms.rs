@@ -343,7 +343,7 @@ impl Transport for SmsOutbox {
             Ok(b) => b,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
-        match self.files.put(&message.key, "sms.json", &bytes) {
+        match self.files.put(message.key.as_str(), "sms.json", &bytes) {
             // Written now, or by an earlier attempt that crashed before recording it: the
             // message exists once either way.
             Ok(_) => SendOutcome::Sent { provider_id: None },
@@ -373,7 +373,10 @@ impl Transport for SmsTransport {
 impl Transport for HttpSms {
     async fn deliver(&self, message: &Dispatch) -> SendOutcome {
         match self.text(message) {
-            Ok(text) => self.send_text(&message.key, &message.to, &text).await,
+            Ok(text) => {
+                self.send_text(message.key.as_str(), &message.to, &text)
+                    .await
+            }
             Err(e) => SendOutcome::Failed(e.to_string()),
         }
     }

@@ -199,7 +199,7 @@ pub fn audience_rows(count: usize, seed: u64) -> Vec<AudienceRow> {
         .map(|i| {
             let orders = rng.gen_range(0..12);
             AudienceRow {
-                profile_id: i as i64 + 1,
+                profile_id: winback_domain::ProfileId::new(i as i64 + 1),
                 stage: Some(STAGES[rng.gen_range(0..STAGES.len())].to_owned()),
                 clv: (orders > 0).then(|| rng.gen_range(0.0..400.0)),
                 p_alive: (orders > 0).then(|| rng.gen_range(0.0..1.0)),

@@ -255,7 +255,7 @@ pub fn render(config: &Config, messages: usize, threads: usize) -> Result<()> {
     let templates = winback_channels::Renderer::templates();
     let locales = ["en-GB", "nl-NL", "pl-PL"];
     let dispatch = |i: usize| Dispatch {
-        key: format!("bench/{i}/email"),
+        key: winback_domain::MessageKey::stored(format!("bench/{i}/email")),
         channel: winback_engine::MessageChannel::Email,
         to: format!("c{i}@example.nl"),
         campaign: "we-miss-you".into(),

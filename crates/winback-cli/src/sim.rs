@@ -385,12 +385,12 @@ fn event_row(d: &Dispatch, kind: &str, at: Timestamp, extra: &str) -> String {
     } else {
         format!(
             ",\"message_id\":{}",
-            serde_json::Value::String(d.key.clone())
+            serde_json::Value::String(d.key.to_string())
         )
     };
     format!(
         "{{\"event_id\":\"sim-{kind}-{}\",\"customer_id\":{},\"at\":\"{at}\",\"type\":\"{kind}\"{message}{sep}{extra}}}\n",
-        d.key.replace('/', "-"),
+        d.key.as_str().replace('/', "-"),
         serde_json::Value::String(d.customer.clone()),
     )
 }

@@ -98,7 +98,7 @@ pub fn run(config: &Config, command: TemplatesCommand) -> Result<()> {
 fn sample(template: &str, locale: &str, name: bool) -> Dispatch {
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 14);
     Dispatch {
-        key: format!("preview/{template}"),
+        key: winback_domain::MessageKey::stored(format!("preview/{template}")),
         channel: winback_engine::MessageChannel::Email,
         to: "anna@example.nl".into(),
         campaign: "preview".into(),

@@ -98,6 +98,89 @@ impl fmt::Display for CustomerId {
     }
 }
 
+/// A store row id with its own type, so that a profile's id is never passed where a campaign's
+/// or an enrolment's is expected. Only the store makes them from rows.
+macro_rules! row_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            /// Wraps a stored id.
+            pub const fn new(raw: i64) -> Self {
+                Self(raw)
+            }
+            /// The stored id.
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+row_id!(
+    /// A merged profile (one person): its smallest customer record's id.
+    ProfileId
+);
+row_id!(
+    /// A campaign.
+    CampaignId
+);
+row_id!(
+    /// An enrolment: one contact's journey through one campaign.
+    EnrolmentId
+);
+
+/// A message's idempotency key, `campaign/enrolment/step/channel`: one per message, for ever,
+/// and the local part of its `Message-ID`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct MessageKey(String);
+
+impl MessageKey {
+    /// The key of the message `step` of `enrolment` in `campaign` sends on `channel`.
+    pub fn new(campaign: &str, enrolment: EnrolmentId, step: &str, channel: &str) -> Self {
+        Self(format!("{campaign}/{enrolment}/{step}/{channel}"))
+    }
+    /// A key as stored (the store's outbox rows, a report's `message_id`).
+    pub fn stored(key: String) -> Self {
+        Self(key)
+    }
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for MessageKey {
+    fn from(key: &str) -> Self {
+        Self(key.to_owned())
+    }
+}
+
+impl From<String> for MessageKey {
+    fn from(key: String) -> Self {
+        Self(key)
+    }
+}
+
+impl fmt::Display for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ pub use email::{EmailAddress, EmailError};
 pub use event::{ACTIVITY_EVENTS, BounceKind, EventError, EventKind, EventRecord, LeaveReason};
 pub use facts::{FactSet, OrderFact, ProfileFacts, Signal, SignalFact, is_machine_open};
 pub use features::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState};
-pub use ids::{CustomerId, ExternalId, IdError};
+pub use ids::{CampaignId, CustomerId, EnrolmentId, ExternalId, IdError, MessageKey, ProfileId};
 pub use locale::{Locale, LocaleError, TimeZoneName};
 pub use money::{Currency, DecimalSeparator, Money, MoneyError};
 pub use name::{NameError, PersonName};

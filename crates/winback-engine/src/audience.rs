@@ -205,7 +205,7 @@ pub const JOURNEY_VARIABLES: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone, Default)]
 pub struct AudienceRow {
     /// Profile id.
-    pub profile_id: i64,
+    pub profile_id: winback_domain::ProfileId,
     /// Lifecycle stage.
     pub stage: Option<String>,
     /// RFM segment.
@@ -375,7 +375,7 @@ impl AudienceRow {
                 .map_or(Value::Null, |b| Value::Int(i64::from(b - b'0')))
         };
         Some(match name {
-            "profile_id" => Value::Int(self.profile_id),
+            "profile_id" => Value::Int(self.profile_id.get()),
             "stage" => text(&self.stage),
             "segment" => text(&self.segment),
             "rfm" => text(&self.rfm),
@@ -859,7 +859,7 @@ impl Audience {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evaluation {
     /// Matching profile ids, in row order.
-    pub matched: Vec<i64>,
+    pub matched: Vec<winback_domain::ProfileId>,
     /// Rows whose evaluation erred (counted as not in the audience).
     pub errors: usize,
     /// The first error, for the report.
@@ -940,7 +940,7 @@ mod tests {
 
     fn row() -> AudienceRow {
         AudienceRow {
-            profile_id: 7,
+            profile_id: winback_domain::ProfileId::new(7),
             stage: Some("lapsed".into()),
             rfm: Some("245".into()),
             clv: Some(120.5),
@@ -1059,7 +1059,7 @@ mod tests {
     fn parallel_evaluation_keeps_row_order() {
         let rows: Vec<AudienceRow> = (0..25_000)
             .map(|i| AudienceRow {
-                profile_id: i,
+                profile_id: winback_domain::ProfileId::new(i),
                 orders: i % 7,
                 ..AudienceRow::default()
             })

@@ -24,7 +24,7 @@ pub fn unit_hash(parts: &[&str]) -> f64 {
 
 /// Whether the contact is in the campaign's holdout. Reproducible from (campaign, contact,
 /// salt): the same contact is held out on every entry until the salt changes.
-pub fn in_holdout(campaign: &Campaign, profile_id: i64) -> bool {
+pub fn in_holdout(campaign: &Campaign, profile_id: winback_domain::ProfileId) -> bool {
     campaign.holdout.share > 0.0
         && unit_hash(&[
             "holdout",
@@ -47,7 +47,11 @@ pub struct ArmStats {
 /// (campaign, contact, salt); with Thompson sampling it is the arm with the highest draw from
 /// Beta(1 + converted, 1 + enrolled − converted), the draw seeded by the same hash so a replay
 /// gives the same answer.
-pub fn assign_variant(campaign: &Campaign, profile_id: i64, stats: &[ArmStats]) -> String {
+pub fn assign_variant(
+    campaign: &Campaign,
+    profile_id: winback_domain::ProfileId,
+    stats: &[ArmStats],
+) -> String {
     let variants = &campaign.experiment.variants;
     if variants.len() == 1 {
         return variants[0].0.clone();
@@ -103,14 +107,20 @@ mod tests {
     #[test]
     fn holdout_is_sticky_and_close_to_its_share() {
         let c = campaign("");
-        let held: Vec<bool> = (0..20_000).map(|i| in_holdout(&c, i)).collect();
-        let again: Vec<bool> = (0..20_000).map(|i| in_holdout(&c, i)).collect();
+        let held: Vec<bool> = (0..20_000)
+            .map(|i| in_holdout(&c, winback_domain::ProfileId::new(i)))
+            .collect();
+        let again: Vec<bool> = (0..20_000)
+            .map(|i| in_holdout(&c, winback_domain::ProfileId::new(i)))
+            .collect();
         assert_eq!(held, again);
         let share = held.iter().filter(|h| **h).count() as f64 / 20_000.0;
         assert!((share - 0.10).abs() < 0.01, "share {share}");
         let resalted = campaign("[holdout]\nshare = 0.1\nsalt = \"other\"");
         let moved = (0..20_000)
-            .filter(|i| in_holdout(&resalted, *i) != held[*i as usize])
+            .filter(|i| {
+                in_holdout(&resalted, winback_domain::ProfileId::new(*i)) != held[*i as usize]
+            })
             .count();
         assert!(
             moved > 2_000,
@@ -123,10 +133,15 @@ mod tests {
         let c = campaign(
             "[experiment]\nvariants = [{ id = \"a\", weight = 3 }, { id = \"b\", weight = 1 }]",
         );
-        let picks: Vec<String> = (0..8_000).map(|i| assign_variant(&c, i, &[])).collect();
+        let picks: Vec<String> = (0..8_000)
+            .map(|i| assign_variant(&c, winback_domain::ProfileId::new(i), &[]))
+            .collect();
         let b = picks.iter().filter(|v| *v == "b").count() as f64 / 8_000.0;
         assert!((b - 0.25).abs() < 0.02, "b share {b}");
-        assert_eq!(picks[17], assign_variant(&c, 17, &[]));
+        assert_eq!(
+            picks[17],
+            assign_variant(&c, winback_domain::ProfileId::new(17), &[])
+        );
     }
 
     #[test]
@@ -145,11 +160,17 @@ mod tests {
             },
         ];
         let b = (0..2_000)
-            .filter(|i| assign_variant(&c, *i, &stats) == "b")
+            .filter(|i| assign_variant(&c, winback_domain::ProfileId::new(*i), &stats) == "b")
             .count();
         assert!(b > 1_900, "b chosen {b} of 2000");
         let even = (0..2_000)
-            .filter(|i| assign_variant(&c, *i, &[ArmStats::default(); 2]) == "b")
+            .filter(|i| {
+                assign_variant(
+                    &c,
+                    winback_domain::ProfileId::new(*i),
+                    &[ArmStats::default(); 2],
+                ) == "b"
+            })
             .count();
         assert!((700..1_300).contains(&even), "no data: {even} of 2000");
     }

@@ -120,9 +120,9 @@ impl Transport for FileOutbox {
             Ok(b) => b,
             Err(e) => return SendOutcome::Failed(format!("file outbox: {e}")),
         };
-        match self.files.put(&m.key, "json", &bytes) {
+        match self.files.put(m.key.as_str(), "json", &bytes) {
             Ok(true) => SendOutcome::Sent {
-                provider_id: Some(self.path_of(&m.key).display().to_string()),
+                provider_id: Some(self.path_of(m.key.as_str()).display().to_string()),
             },
             Ok(false) => SendOutcome::Sent {
                 provider_id: Some("already in the outbox".into()),

@@ -5,7 +5,7 @@
 //! fencing token, so a step's state change and its messages are written together or not at all.
 
 use jiff::tz::TimeZone;
-use winback_domain::{Channel, Timestamp};
+use winback_domain::{Channel, EnrolmentId, MessageKey, ProfileId, Timestamp};
 
 use crate::audience::{AudienceRow, Evaluator, JourneyFacts};
 use crate::definition::{
@@ -19,9 +19,9 @@ use crate::policy::next_local_time;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enrolment {
     /// Id.
-    pub id: i64,
+    pub id: EnrolmentId,
     /// The contact (merged profile).
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// The current step.
     pub step: usize,
     /// `true` when the current step is a wait that has started: being due means it is over.
@@ -65,7 +65,7 @@ pub struct OutgoingMessage {
     /// Sender name.
     pub sender_name: Option<String>,
     /// `campaign/enrolment/step/channel`: unique per message, for ever.
-    pub idempotency_key: String,
+    pub idempotency_key: MessageKey,
     /// Not before.
     pub not_before: Timestamp,
     /// A farewell: unsubscribe from marketing email once it is settled.
@@ -107,7 +107,7 @@ pub enum Effect {
         /// URL.
         url: String,
         /// Idempotency key.
-        idempotency_key: String,
+        idempotency_key: MessageKey,
     },
     /// A line for the journey log.
     Log {
@@ -395,8 +395,13 @@ pub fn advance(
 
 /// The idempotency key of a message: one per (campaign, enrolment, step, channel), where the
 /// enrolment stands for (campaign, contact, entry).
-pub fn message_key(campaign: &str, enrolment_id: i64, step: &str, channel: &str) -> String {
-    format!("{campaign}/{enrolment_id}/{step}/{channel}")
+pub fn message_key(
+    campaign: &str,
+    enrolment_id: EnrolmentId,
+    step: &str,
+    channel: &str,
+) -> MessageKey {
+    MessageKey::new(campaign, enrolment_id, step, channel)
 }
 
 fn test(condition: &Condition, snap: &Snapshot, eval: &Evaluator) -> (bool, String) {
@@ -460,7 +465,7 @@ pub enum Admission {
 /// Decides an entry at `now` (first step due at `start`).
 pub fn admit(
     campaign: &Campaign,
-    profile_id: i64,
+    profile_id: ProfileId,
     history: &EntryHistory,
     arms: &[ArmStats],
     start: Timestamp,

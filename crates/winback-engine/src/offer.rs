@@ -15,11 +15,16 @@ use crate::definition::{Ladder, Rung};
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// The code for one offer step of one enrolment: `WB-` and 12 base32 characters (60 bits).
-pub fn code(secret: &[u8], campaign: &str, enrolment_id: i64, step: &str) -> String {
+pub fn code(
+    secret: &[u8],
+    campaign: &str,
+    enrolment_id: winback_domain::EnrolmentId,
+    step: &str,
+) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     for part in [
         campaign.as_bytes(),
-        &enrolment_id.to_le_bytes(),
+        &enrolment_id.get().to_le_bytes(),
         step.as_bytes(),
     ] {
         mac.update(&(part.len() as u64).to_le_bytes());
@@ -66,11 +71,34 @@ mod tests {
 
     #[test]
     fn codes_are_stable_distinct_and_secret_bound() {
-        let a = code(b"secret", "we-miss-you", 1, "offer-1");
-        assert_eq!(a, code(b"secret", "we-miss-you", 1, "offer-1"));
+        let a = code(
+            b"secret",
+            "we-miss-you",
+            winback_domain::EnrolmentId::new(1),
+            "offer-1",
+        );
+        assert_eq!(
+            a,
+            code(
+                b"secret",
+                "we-miss-you",
+                winback_domain::EnrolmentId::new(1),
+                "offer-1"
+            )
+        );
         assert!(a.starts_with("WB-") && a.len() == 15);
-        assert_ne!(a, code(b"other", "we-miss-you", 1, "offer-1"));
-        let many: HashSet<String> = (0..50_000).map(|i| code(b"s", "c", i, "o")).collect();
+        assert_ne!(
+            a,
+            code(
+                b"other",
+                "we-miss-you",
+                winback_domain::EnrolmentId::new(1),
+                "offer-1"
+            )
+        );
+        let many: HashSet<String> = (0..50_000)
+            .map(|i| code(b"s", "c", winback_domain::EnrolmentId::new(i), "o"))
+            .collect();
         assert_eq!(many.len(), 50_000);
         assert!(
             a[3..]

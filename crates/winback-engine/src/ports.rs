@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use winback_domain::Timestamp;
+use winback_domain::{CampaignId, EnrolmentId, MessageKey, ProfileId, Timestamp};
 
 use crate::audience::AudienceRow;
 use crate::experiment::ArmStats;
@@ -121,7 +121,7 @@ impl std::fmt::Display for CampaignStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignRecord {
     /// Id.
-    pub id: i64,
+    pub id: CampaignId,
     /// Name.
     pub name: String,
     /// `draft`, `active`, `paused` or `finished`.
@@ -149,7 +149,7 @@ pub enum Applied {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// Unique per entry reason: the entry count for audiences, the event key for events, the
     /// year for dates. The store keeps (campaign, profile, key) unique, so a repeated scheduler
     /// pass cannot enrol twice.
@@ -164,7 +164,7 @@ pub struct TriggerEvent {
     /// Cursor position (event id, or order id for orders).
     pub cursor: i64,
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// `order_placed`, a stored type, or `custom:NAME`.
     pub label: String,
     /// Unique key.
@@ -178,7 +178,7 @@ pub struct TriggerEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedEnrolment {
     /// Campaign id.
-    pub campaign_id: i64,
+    pub campaign_id: CampaignId,
     /// Version the enrolment runs.
     pub version: i64,
     /// The enrolment.
@@ -199,22 +199,22 @@ pub struct ClaimedMessage {
     /// Fencing token.
     pub fence: i64,
     /// Idempotency key.
-    pub key: String,
+    pub key: MessageKey,
     /// Channel.
     pub channel: MessageChannel,
     /// Campaign id.
-    pub campaign_id: i64,
+    pub campaign_id: CampaignId,
     /// Enrolment id.
-    pub enrolment_id: i64,
+    pub enrolment_id: EnrolmentId,
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
 }
 
 /// Everything a transport needs to deliver one message.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Dispatch {
     /// Idempotency key (also the Message-ID's local part).
-    pub key: String,
+    pub key: MessageKey,
     /// Channel.
     pub channel: MessageChannel,
     /// Address, number or URL.
@@ -313,7 +313,7 @@ pub trait JourneyStore: Send + Sync {
     /// The source text of one version.
     fn campaign_source(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         version: i64,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
     /// Sets a campaign's status.
@@ -328,7 +328,7 @@ pub trait JourneyStore: Send + Sync {
     /// returns how many were finished.
     fn finish_campaign_if_done(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, EngineError>> + Send;
 
@@ -341,7 +341,7 @@ pub trait JourneyStore: Send + Sync {
     /// cursor, oldest first, at most `limit`.
     fn trigger_events(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         label: &str,
         limit: usize,
     ) -> impl Future<Output = Result<TriggerBatch, EngineError>> + Send;
@@ -349,7 +349,7 @@ pub trait JourneyStore: Send + Sync {
     /// triggers the time of the last evaluation (microseconds); 0 when never run.
     fn trigger_cursor(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
     ) -> impl Future<Output = Result<i64, EngineError>> + Send;
     /// Makes enrolments waiting for an event due now when their event has arrived (for the
     /// contact, or as a shop-wide signal). Returns how many woke.
@@ -358,14 +358,14 @@ pub trait JourneyStore: Send + Sync {
     /// Moves the campaign's trigger cursor.
     fn advance_cursor(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         cursor: i64,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Enrols candidates in one transaction under the enrolment lock: reads each one's
     /// [`EntryHistory`], asks `admit`, inserts the admitted. Returns (entered, held out).
     fn enrol(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         version: i64,
         exclusive: bool,
         candidates: &[Candidate],
@@ -375,7 +375,7 @@ pub trait JourneyStore: Send + Sync {
     /// Enrolments and conversions per variant so far (Thompson sampling).
     fn arm_stats(
         &self,
-        campaign_id: i64,
+        campaign_id: CampaignId,
         variants: &[String],
         window_seconds: i64,
     ) -> impl Future<Output = Result<Vec<ArmStats>, EngineError>> + Send;
@@ -474,7 +474,7 @@ pub struct TriggerBatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AudienceMember {
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// Email.
     pub email: Option<String>,
     /// Phone (E.164).

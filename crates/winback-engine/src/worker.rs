@@ -118,7 +118,7 @@ pub struct Engine<'a, S, T> {
     transport: &'a T,
     clock: &'a dyn Clock,
     settings: EngineSettings,
-    cache: Mutex<HashMap<(i64, i64), Arc<Campaign>>>,
+    cache: Mutex<HashMap<(winback_domain::CampaignId, i64), Arc<Campaign>>>,
 }
 
 impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
@@ -143,7 +143,11 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
         &self.settings
     }
 
-    async fn campaign(&self, id: i64, version: i64) -> Result<Arc<Campaign>, EngineError> {
+    async fn campaign(
+        &self,
+        id: winback_domain::CampaignId,
+        version: i64,
+    ) -> Result<Arc<Campaign>, EngineError> {
         if let Some(c) = self.cache.lock().expect("cache lock").get(&(id, version)) {
             return Ok(c.clone());
         }
@@ -250,7 +254,10 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                         if rows.is_none() {
                             rows = Some(self.store.audience_rows(now).await?);
                         }
-                        let by_id: HashMap<i64, &crate::audience::AudienceRow> = rows
+                        let by_id: HashMap<
+                            winback_domain::ProfileId,
+                            &crate::audience::AudienceRow,
+                        > = rows
                             .as_ref()
                             .expect("loaded")
                             .iter()
@@ -325,7 +332,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 if rows.is_none() {
                     rows = Some(self.store.audience_rows(now).await?);
                 }
-                let soft: std::collections::HashSet<i64> = rows
+                let soft: std::collections::HashSet<winback_domain::ProfileId> = rows
                     .as_ref()
                     .expect("loaded")
                     .iter()

@@ -564,7 +564,7 @@ pub async fn build(
     // The funnels and the cohorts read every engagement event and every order: once for all
     // campaigns, not once per campaign.
     let mut details = store.message_funnel_details(from, until).await?;
-    let windows: Vec<(i64, i64)> = parsed
+    let windows: Vec<(winback_domain::CampaignId, i64)> = parsed
         .iter()
         .map(|(rec, c)| (rec.id, c.conversion_window.seconds()))
         .collect();

@@ -45,6 +45,26 @@ impl From<i64> for Val {
         Val::I(Some(v))
     }
 }
+// The typed row ids bind as the integers they are.
+macro_rules! id_val {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Val {
+            fn from(v: $t) -> Self {
+                Val::I(Some(v.get()))
+            }
+        }
+    )*};
+}
+id_val!(
+    winback_domain::ProfileId,
+    winback_domain::CampaignId,
+    winback_domain::EnrolmentId
+);
+impl From<&winback_domain::MessageKey> for Val {
+    fn from(v: &winback_domain::MessageKey) -> Self {
+        Val::from(v.as_str())
+    }
+}
 impl From<Option<i64>> for Val {
     fn from(v: Option<i64>) -> Self {
         Val::I(v)

@@ -840,7 +840,7 @@ impl SqlStore {
     /// The contacts a campaign's export steps added for `target`.
     pub async fn audience_members(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         target: &str,
         now: Timestamp,
     ) -> Result<Vec<winback_engine::ports::AudienceMember>, StoreError> {
@@ -865,7 +865,7 @@ impl SqlStore {
     /// Each arm of a campaign (variants and holdout) with conversions within `window_seconds`.
     pub async fn campaign_results(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
     ) -> Result<Vec<ArmResult>, StoreError> {
         journeys::campaign_results(
@@ -880,7 +880,7 @@ impl SqlStore {
     /// Like [`SqlStore::campaign_results`], for the contacts who entered in `[from, until)`.
     pub async fn campaign_results_between(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
         from: Timestamp,
         until: Timestamp,
@@ -899,7 +899,7 @@ impl SqlStore {
     /// Messages and offers are not split (see [`SqlStore::campaign_results_between`]).
     pub async fn segment_results(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
         from: Timestamp,
         until: Timestamp,
@@ -919,7 +919,7 @@ impl SqlStore {
     /// holdout returners and never-lapsed customers (see [`stay`]).
     pub async fn stay(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
         now: Timestamp,
     ) -> Result<stay::Stay, StoreError> {
@@ -931,7 +931,7 @@ impl SqlStore {
     /// the orders and scores all cohorts are followed through are read once.
     pub async fn stays(
         &self,
-        campaigns: &[(i64, i64)],
+        campaigns: &[(winback_domain::CampaignId, i64)],
         now: Timestamp,
     ) -> Result<Vec<stay::Stay>, StoreError> {
         stay::stays(&self.pool, campaigns, now).await
@@ -941,7 +941,7 @@ impl SqlStore {
     /// for messages queued in `[from, until)`.
     pub async fn message_funnel(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<MessageFunnel>, StoreError> {
@@ -953,7 +953,7 @@ impl SqlStore {
     /// [`rollup`].
     pub async fn message_funnel_detail(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<MessageFunnel>, StoreError> {
@@ -972,7 +972,7 @@ impl SqlStore {
         &self,
         from: Timestamp,
         until: Timestamp,
-    ) -> Result<HashMap<i64, Vec<MessageFunnel>>, StoreError> {
+    ) -> Result<HashMap<winback_domain::CampaignId, Vec<MessageFunnel>>, StoreError> {
         journeys::message_funnels(&self.pool, None, (from.as_micros(), until.as_micros())).await
     }
 
@@ -992,7 +992,7 @@ impl SqlStore {
     /// `expired`, `no_address`, `journey_ended`), for messages queued in `[from, until)`.
     pub async fn drop_reasons(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         from: Timestamp,
         until: Timestamp,
     ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
@@ -1061,7 +1061,10 @@ impl SqlStore {
     }
 
     /// A campaign's offer codes as text columns (see `winback campaigns codes`).
-    pub async fn offer_codes(&self, campaign_id: i64) -> Result<Vec<Vec<String>>, StoreError> {
+    pub async fn offer_codes(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
         journeys::offer_codes(&self.pool, campaign_id).await
     }
 }
@@ -1079,7 +1082,11 @@ impl winback_engine::JourneyStore for SqlStore {
     async fn campaigns(&self) -> Result<Vec<winback_engine::ports::CampaignRecord>, EngineError> {
         Ok(journeys::campaigns(&self.pool).await?)
     }
-    async fn campaign_source(&self, campaign_id: i64, version: i64) -> Result<String, EngineError> {
+    async fn campaign_source(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        version: i64,
+    ) -> Result<String, EngineError> {
         Ok(journeys::campaign_source(&self.pool, campaign_id, version).await?)
     }
     async fn set_campaign_status(
@@ -1092,7 +1099,7 @@ impl winback_engine::JourneyStore for SqlStore {
     }
     async fn finish_campaign_if_done(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         now: Timestamp,
     ) -> Result<bool, EngineError> {
         Ok(journeys::finish_campaign_if_done(&self.pool, campaign_id, now).await?)
@@ -1103,7 +1110,10 @@ impl winback_engine::JourneyStore for SqlStore {
     ) -> Result<Vec<winback_engine::ports::AudienceEntry>, EngineError> {
         Ok(journeys::audience_rows(&self.pool, now, None).await?)
     }
-    async fn trigger_cursor(&self, campaign_id: i64) -> Result<i64, EngineError> {
+    async fn trigger_cursor(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+    ) -> Result<i64, EngineError> {
         Ok(journeys::trigger_cursor(&self.pool, campaign_id).await?)
     }
     async fn wake_waiting(&self, now: Timestamp) -> Result<u64, EngineError> {
@@ -1111,18 +1121,22 @@ impl winback_engine::JourneyStore for SqlStore {
     }
     async fn trigger_events(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         label: &str,
         limit: usize,
     ) -> Result<winback_engine::ports::TriggerBatch, EngineError> {
         Ok(journeys::trigger_events(&self.pool, campaign_id, label, limit).await?)
     }
-    async fn advance_cursor(&self, campaign_id: i64, cursor: i64) -> Result<(), EngineError> {
+    async fn advance_cursor(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        cursor: i64,
+    ) -> Result<(), EngineError> {
         Ok(journeys::advance_cursor(&self.pool, campaign_id, cursor).await?)
     }
     async fn enrol(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         version: i64,
         exclusive: bool,
         candidates: &[winback_engine::ports::Candidate],
@@ -1165,7 +1179,7 @@ impl winback_engine::JourneyStore for SqlStore {
     }
     async fn arm_stats(
         &self,
-        campaign_id: i64,
+        campaign_id: winback_domain::CampaignId,
         variants: &[String],
         window_seconds: i64,
     ) -> Result<Vec<winback_engine::experiment::ArmStats>, EngineError> {

@@ -681,7 +681,7 @@ pub(crate) async fn customer_by_email_key(
 /// each field from the first of the profile's records that has it. Erased people are left out.
 pub(crate) async fn audience_members(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
     target: &str,
     now: Timestamp,
 ) -> Result<Vec<AudienceMember>, StoreError> {
@@ -697,9 +697,12 @@ pub(crate) async fn audience_members(
     let mut out: Vec<AudienceMember> = Vec::new();
     for r in &rows {
         let profile_id = r.i64(0)?;
-        if out.last().is_none_or(|m| m.profile_id != profile_id) {
+        if out
+            .last()
+            .is_none_or(|m| m.profile_id != winback_domain::ProfileId::new(profile_id))
+        {
             out.push(AudienceMember {
-                profile_id,
+                profile_id: winback_domain::ProfileId::new(profile_id),
                 code: r.opt_text(10)?,
                 ..Default::default()
             });

@@ -141,7 +141,7 @@ struct Base {
 /// The cohorts of each `(campaign id, window in seconds)` as of `now`, in the same order.
 pub(crate) async fn stays(
     pool: &Pool,
-    campaigns: &[(i64, i64)],
+    campaigns: &[(winback_domain::CampaignId, i64)],
     now: Timestamp,
 ) -> Result<Vec<Stay>, StoreError> {
     if campaigns.is_empty() {
@@ -170,7 +170,16 @@ pub(crate) async fn stays(
     };
     let mut out = Vec::with_capacity(campaigns.len());
     for &(campaign_id, window_seconds) in campaigns {
-        out.push(stay(pool, &base, campaign_id, window_seconds, now.as_micros()).await?);
+        out.push(
+            stay(
+                pool,
+                &base,
+                campaign_id.get(),
+                window_seconds,
+                now.as_micros(),
+            )
+            .await?,
+        );
     }
     Ok(out)
 }

@@ -21,7 +21,7 @@ fn now() -> Timestamp {
 
 fn dispatch(template: &str) -> Dispatch {
     Dispatch {
-        key: format!("we-miss-you/17/{template}/email"),
+        key: winback_domain::MessageKey::stored(format!("we-miss-you/17/{template}/email")),
         channel: winback_engine::MessageChannel::Email,
         to: "ann@example.nl".into(),
         campaign: "we-miss-you".into(),
@@ -196,7 +196,7 @@ fn every_message_carries_the_bulk_sender_headers() {
     let raw = String::from_utf8(m.formatted()).unwrap();
     assert_eq!(
         header(&raw, "Message-ID"),
-        Some(message_id(&d.key, "shop.example"))
+        Some(message_id(d.key.as_str(), "shop.example"))
     );
     let lu = header(&raw, "List-Unsubscribe").unwrap();
     assert!(
@@ -230,7 +230,7 @@ fn every_message_carries_the_bulk_sender_headers() {
         k.verify(Purpose::Unsubscribe, token, now())
             .unwrap()
             .message,
-        d.key
+        d.key.as_str()
     );
     assert!(k.verify(Purpose::Click, token, now()).is_err());
     assert!(raw.contains("multipart/alternative"));
@@ -298,7 +298,7 @@ async fn the_eml_outbox_writes_each_key_once() {
         (outbox.files().written(), outbox.files().repeated()),
         (1, 1)
     );
-    let raw = std::fs::read_to_string(outbox.path_of(&d.key)).unwrap();
+    let raw = std::fs::read_to_string(outbox.path_of(d.key.as_str())).unwrap();
     assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -708,7 +708,7 @@ async fn the_sms_outbox_holds_the_rendered_text_footer_and_segments() {
     assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
     assert!(matches!(outbox.deliver(&d).await, SendOutcome::Sent { .. }));
     assert_eq!(outbox.files().written(), 1);
-    let file = outbox.files().path_of(&d.key, "sms.json");
+    let file = outbox.files().path_of(d.key.as_str(), "sms.json");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(v["body"], "De Winkel: -10,00 € dla Ciebie", "{v}");

@@ -78,7 +78,7 @@ async fn every_stage_fails_the_transport_not_the_recipient() {
     .enumerate()
     {
         sink.set_fault(Some(fault));
-        d.key = format!("k/fault/{i}");
+        d.key = winback_domain::MessageKey::stored(format!("k/fault/{i}"));
         let out = smtp(&sink, None).deliver(&d).await;
         assert!(
             matches!(out, SendOutcome::TransportFailure(_)),
@@ -296,9 +296,10 @@ async fn return_path_carries_the_message_tag_and_the_queue_id_is_kept() {
     };
     assert_eq!(provider_id.as_deref(), Some("SINK000001"));
     let from = &sink.messages()[0].from;
-    let expected = winback_channels::email::verp(&"bounces@shop.example".parse().unwrap(), &d.key)
-        .unwrap()
-        .to_string();
+    let expected =
+        winback_channels::email::verp(&"bounces@shop.example".parse().unwrap(), d.key.as_str())
+            .unwrap()
+            .to_string();
     assert_eq!(from, &expected);
     assert!(
         from.starts_with("bounces+") && from.ends_with("@shop.example"),

@@ -23,8 +23,8 @@ fn ts(s: &str) -> Timestamp {
 
 fn enrolment(step: usize, resume: bool, due: &str) -> Enrolment {
     Enrolment {
-        id: 41,
-        profile_id: 7,
+        id: winback_domain::EnrolmentId::new(41),
+        profile_id: winback_domain::ProfileId::new(7),
         step,
         resume,
         entered_at: ts("2026-01-05T09:00:00Z"),
@@ -44,7 +44,7 @@ fn messages(effects: &[Effect]) -> Vec<(String, String)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Message(m) => Some((m.step_id.clone(), m.idempotency_key.clone())),
+            Effect::Message(m) => Some((m.step_id.clone(), m.idempotency_key.to_string())),
             _ => None,
         })
         .collect()
@@ -213,7 +213,7 @@ fn steps_due_while_workers_were_down_are_skipped_or_spread_never_burst() {
     let mut dues = Vec::new();
     for id in 0..200 {
         let mut e = enrolment(wait, true, "2026-03-01T09:00:00Z");
-        e.id = id;
+        e.id = winback_domain::EnrolmentId::new(id);
         let plan = advance(&c, &e, &snap(), now, b"k", &ev);
         assert!(messages(&plan.effects).is_empty());
         match plan.next {
@@ -293,7 +293,14 @@ fn keep_promises_holds_until_the_assortment_is_updated() {
 fn entry_rules_cooldown_limits_and_exclusivity() {
     let c = load("we-miss-you");
     let now = ts("2026-06-01T00:00:00Z");
-    let ok = admit(&c, 5, &EntryHistory::default(), &[], now, now);
+    let ok = admit(
+        &c,
+        winback_domain::ProfileId::new(5),
+        &EntryHistory::default(),
+        &[],
+        now,
+        now,
+    );
     assert!(matches!(ok, Admission::Enter { .. }));
     let recent = EntryHistory {
         last_ended_at: Some(ts("2026-03-01T00:00:00Z")),
@@ -301,7 +308,14 @@ fn entry_rules_cooldown_limits_and_exclusivity() {
         ..EntryHistory::default()
     };
     assert_eq!(
-        admit(&c, 5, &recent, &[], now, now),
+        admit(
+            &c,
+            winback_domain::ProfileId::new(5),
+            &recent,
+            &[],
+            now,
+            now
+        ),
         Admission::Refuse("in cooldown after the last journey")
     );
     let twice = EntryHistory {
@@ -310,7 +324,7 @@ fn entry_rules_cooldown_limits_and_exclusivity() {
         ..EntryHistory::default()
     };
     assert_eq!(
-        admit(&c, 5, &twice, &[], now, now),
+        admit(&c, winback_domain::ProfileId::new(5), &twice, &[], now, now),
         Admission::Refuse("entered the maximum number of times")
     );
     let elsewhere = EntryHistory {
@@ -318,13 +332,27 @@ fn entry_rules_cooldown_limits_and_exclusivity() {
         ..EntryHistory::default()
     };
     assert_eq!(
-        admit(&c, 5, &elsewhere, &[], now, now),
+        admit(
+            &c,
+            winback_domain::ProfileId::new(5),
+            &elsewhere,
+            &[],
+            now,
+            now
+        ),
         Admission::Refuse("already in another win-back journey")
     );
     // Cart reminders are not exclusive: they run beside a win-back journey.
     let cart = load("cart-reminder");
     assert!(matches!(
-        admit(&cart, 5, &elsewhere, &[], now, now),
+        admit(
+            &cart,
+            winback_domain::ProfileId::new(5),
+            &elsewhere,
+            &[],
+            now,
+            now
+        ),
         Admission::Enter { .. }
     ));
 }

@@ -160,7 +160,7 @@ pub(crate) async fn audience_rows(
     let mut out = Vec::with_capacity(contacts.len());
     for (profile, c) in &contacts {
         let mut row = AudienceRow {
-            profile_id: *profile,
+            profile_id: winback_domain::ProfileId::new(*profile),
             has_email: !c.emails.is_empty(),
             has_phone: !c.phones.is_empty(),
             locale: c.locale.clone(),

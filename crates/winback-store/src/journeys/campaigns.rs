@@ -91,7 +91,7 @@ pub(crate) async fn campaigns(pool: &Pool) -> Result<Vec<CampaignRecord>, StoreE
     .iter()
     .map(|r| {
         Ok(CampaignRecord {
-            id: r.i64(0)?,
+            id: winback_domain::CampaignId::new(r.i64(0)?),
             name: r.text(1)?,
             status: {
                 let s = r.text(2)?;
@@ -108,7 +108,7 @@ pub(crate) async fn campaigns(pool: &Pool) -> Result<Vec<CampaignRecord>, StoreE
 
 pub(crate) async fn campaign_source(
     pool: &Pool,
-    id: i64,
+    id: winback_domain::CampaignId,
     version: i64,
 ) -> Result<String, StoreError> {
     pool.fetch(
@@ -143,7 +143,7 @@ pub(crate) async fn set_campaign_status(
 
 pub(crate) async fn finish_campaign_if_done(
     pool: &Pool,
-    id: i64,
+    id: winback_domain::CampaignId,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     Ok(pool
@@ -157,7 +157,10 @@ pub(crate) async fn finish_campaign_if_done(
         > 0)
 }
 
-pub(crate) async fn trigger_cursor(pool: &Pool, id: i64) -> Result<i64, StoreError> {
+pub(crate) async fn trigger_cursor(
+    pool: &Pool,
+    id: winback_domain::CampaignId,
+) -> Result<i64, StoreError> {
     Ok(pool
         .fetch(
             "SELECT trigger_cursor FROM campaigns WHERE id = $1",
@@ -170,7 +173,11 @@ pub(crate) async fn trigger_cursor(pool: &Pool, id: i64) -> Result<i64, StoreErr
         .unwrap_or(0))
 }
 
-pub(crate) async fn advance_cursor(pool: &Pool, id: i64, cursor: i64) -> Result<(), StoreError> {
+pub(crate) async fn advance_cursor(
+    pool: &Pool,
+    id: winback_domain::CampaignId,
+    cursor: i64,
+) -> Result<(), StoreError> {
     pool.execute(
         "UPDATE campaigns SET trigger_cursor = $2 WHERE id = $1",
         &[Val::from(id), Val::from(cursor)],

@@ -5,7 +5,7 @@ use super::*;
 
 pub(crate) async fn trigger_events(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
     label: &str,
     limit: usize,
 ) -> Result<TriggerBatch, StoreError> {
@@ -49,7 +49,7 @@ pub(crate) async fn trigger_events(
         .map(|r| {
             Ok(TriggerEvent {
                 cursor: r.i64(0)?,
-                profile_id: r.i64(1)?,
+                profile_id: winback_domain::ProfileId::new(r.i64(1)?),
                 key: r.text(2)?,
                 at: ts(r.i64(3)?)?,
                 label: r.text(4)?,
@@ -93,7 +93,7 @@ pub(super) async fn lock_enrolment(tx: &mut Tx) -> Result<(), StoreError> {
 
 pub(crate) async fn enrol(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
     version: i64,
     exclusive: bool,
     candidates: &[Candidate],
@@ -104,7 +104,7 @@ pub(crate) async fn enrol(
     lock_enrolment(&mut tx).await?;
     let mut histories: HashMap<i64, EntryHistory> = HashMap::new();
     let ids: Vec<i64> = {
-        let mut v: Vec<i64> = candidates.iter().map(|c| c.profile_id).collect();
+        let mut v: Vec<i64> = candidates.iter().map(|c| c.profile_id.get()).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -148,7 +148,10 @@ pub(crate) async fn enrol(
         if !seen.insert(cand.profile_id) {
             continue;
         }
-        let h = histories.get(&cand.profile_id).cloned().unwrap_or_default();
+        let h = histories
+            .get(&cand.profile_id.get())
+            .cloned()
+            .unwrap_or_default();
         if let Admission::Enter {
             variant,
             holdout,
@@ -199,7 +202,7 @@ pub(crate) async fn enrol(
 
 pub(crate) async fn arm_stats(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
     variants: &[String],
     window_seconds: i64,
 ) -> Result<Vec<winback_engine::experiment::ArmStats>, StoreError> {

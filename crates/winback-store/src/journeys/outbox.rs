@@ -34,11 +34,11 @@ pub(crate) async fn claim_messages(
             Ok(ClaimedMessage {
                 id: r.i64(0)?,
                 fence: r.i64(1)?,
-                key: r.text(2)?,
+                key: winback_domain::MessageKey::stored(r.text(2)?),
                 channel: message_channel(&r.text(3)?)?,
-                campaign_id: r.i64(4)?,
-                enrolment_id: r.i64(5)?,
-                profile_id: r.i64(6)?,
+                campaign_id: winback_domain::CampaignId::new(r.i64(4)?),
+                enrolment_id: winback_domain::EnrolmentId::new(r.i64(5)?),
+                profile_id: winback_domain::ProfileId::new(r.i64(6)?),
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -154,7 +154,7 @@ pub(crate) async fn prepare_send(
             }
         }
     }
-    let ended = ended_reason(&mut tx, m.enrolment_id, m.profile_id).await?;
+    let ended = ended_reason(&mut tx, m.enrolment_id.get(), m.profile_id.get()).await?;
     let (address, consent_ok, suppressed, erased) = match channel {
         Some(ch) if !candidates.is_empty() => {
             let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
@@ -384,7 +384,7 @@ pub(crate) async fn prepare_send(
             )
             .await?;
             if sunset {
-                unsubscribe(&mut tx, m.profile_id, m.campaign_id, now).await?;
+                unsubscribe(&mut tx, m.profile_id.get(), m.campaign_id.get(), now).await?;
             }
             // A win-back conversation never starts in the middle: when a journey's first
             // message is dropped (no consent, suppressed, erased, expired), the journey ends, so
@@ -569,7 +569,7 @@ pub(crate) async fn finish_send(
     };
     tx.execute(sql, &args).await?;
     if settled && sunset {
-        unsubscribe(&mut tx, m.profile_id, m.campaign_id, now).await?;
+        unsubscribe(&mut tx, m.profile_id.get(), m.campaign_id.get(), now).await?;
     }
     if let Some(p) = provider {
         let hard = matches!(outcome, SendOutcome::HardBounce(_));

@@ -44,7 +44,7 @@ pub enum Segment {
 /// Each arm's contacts, buyers and revenue within the window, per segment: (segment, arm).
 pub(crate) async fn segment_results(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
     window_seconds: i64,
     range: (i64, i64),
     by: Segment,
@@ -100,7 +100,7 @@ pub(crate) async fn segment_results(
 
 pub(crate) async fn campaign_results(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
     window_seconds: i64,
     range: (i64, i64),
 ) -> Result<Vec<ArmResult>, StoreError> {
@@ -273,9 +273,9 @@ pub fn rollup(detail: &[MessageFunnel], key: FunnelKey) -> Vec<MessageFunnel> {
 /// engagement events once rather than once per campaign (a report covers them all).
 pub(crate) async fn message_funnels(
     pool: &Pool,
-    campaign: Option<i64>,
+    campaign: Option<winback_domain::CampaignId>,
     range: (i64, i64),
-) -> Result<HashMap<i64, Vec<MessageFunnel>>, StoreError> {
+) -> Result<HashMap<winback_domain::CampaignId, Vec<MessageFunnel>>, StoreError> {
     type Key = (i64, String, String, String, String, String);
     let mut by_key: HashMap<String, Key> = HashMap::new();
     let mut funnels: BTreeMap<Key, MessageFunnel> = BTreeMap::new();
@@ -414,9 +414,11 @@ pub(crate) async fn message_funnels(
         f.unsubscribed += i64::from(s.unsubscribe);
         f.complained += i64::from(s.complaint);
     }
-    let mut out: HashMap<i64, Vec<MessageFunnel>> = HashMap::new();
+    let mut out: HashMap<winback_domain::CampaignId, Vec<MessageFunnel>> = HashMap::new();
     for ((campaign_id, ..), f) in funnels {
-        out.entry(campaign_id).or_default().push(f);
+        out.entry(winback_domain::CampaignId::new(campaign_id))
+            .or_default()
+            .push(f);
     }
     Ok(out)
 }
@@ -477,7 +479,7 @@ pub(crate) async fn campaign_counts(pool: &Pool) -> Result<Vec<CampaignCounts>, 
 /// Offer codes of a campaign for the shop: code, kind, amount, currency, minimum, expiry, state.
 pub(crate) async fn offer_codes(
     pool: &Pool,
-    campaign_id: i64,
+    campaign_id: winback_domain::CampaignId,
 ) -> Result<Vec<Vec<String>>, StoreError> {
     pool.fetch(
         "SELECT code, kind, COALESCE(CAST(amount_minor AS TEXT), ''), COALESCE(CAST(percent AS TEXT), ''), COALESCE(sku, ''), currency, \

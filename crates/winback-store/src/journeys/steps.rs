@@ -43,11 +43,11 @@ pub(crate) async fn claim_due(
         .iter()
         .map(|r| {
             Ok(ClaimedEnrolment {
-                campaign_id: r.i64(1)?,
+                campaign_id: winback_domain::CampaignId::new(r.i64(1)?),
                 version: r.i64(2)?,
                 enrolment: Enrolment {
-                    id: r.i64(0)?,
-                    profile_id: r.i64(3)?,
+                    id: winback_domain::EnrolmentId::new(r.i64(0)?),
+                    profile_id: winback_domain::ProfileId::new(r.i64(3)?),
                     step: r.i64(4)? as usize,
                     resume: r.i64(5)? != 0,
                     entered_at: ts(r.i64(6)?)?,
@@ -160,7 +160,10 @@ pub(crate) async fn snapshots(
     now: Timestamp,
 ) -> Result<Vec<Snapshot>, StoreError> {
     let profiles: Vec<i64> = {
-        let mut v: Vec<i64> = claimed.iter().map(|c| c.enrolment.profile_id).collect();
+        let mut v: Vec<i64> = claimed
+            .iter()
+            .map(|c| c.enrolment.profile_id.get())
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -180,7 +183,7 @@ pub(crate) async fn snapshots(
         }
     }
     let mut offers: HashMap<i64, BTreeMap<String, usize>> = HashMap::new();
-    let enrolment_ids: Vec<i64> = claimed.iter().map(|c| c.enrolment.id).collect();
+    let enrolment_ids: Vec<i64> = claimed.iter().map(|c| c.enrolment.id.get()).collect();
     for chunk in enrolment_ids.chunks(CHUNK) {
         let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
         for r in pool
@@ -197,7 +200,7 @@ pub(crate) async fn snapshots(
         .iter()
         .zip(full)
         .filter(|(_, f)| **f)
-        .map(|(c, _)| c.enrolment.profile_id)
+        .map(|(c, _)| c.enrolment.profile_id.get())
         .collect();
     let rows: HashMap<i64, AudienceRow> = if full_profiles.is_empty() {
         HashMap::new()
@@ -205,7 +208,7 @@ pub(crate) async fn snapshots(
         audience_rows(pool, now, Some(&full_profiles))
             .await?
             .into_iter()
-            .map(|e| (e.row.profile_id, e.row))
+            .map(|e| (e.row.profile_id.get(), e.row))
             .collect()
     };
     let mut out = Vec::with_capacity(claimed.len());
@@ -213,18 +216,18 @@ pub(crate) async fn snapshots(
         let e = &c.enrolment;
         let event_arrived = match (&c.waiting_event, c.waiting_since) {
             (Some(label), Some(since)) if e.resume => {
-                event_since(pool, e.profile_id, label, since).await?
+                event_since(pool, e.profile_id.get(), label, since).await?
             }
             _ => false,
         };
         let mut snap = Snapshot {
-            offers_issued: offers.remove(&e.id).unwrap_or_default(),
+            offers_issued: offers.remove(&e.id.get()).unwrap_or_default(),
             event_arrived,
-            time_zone: zones.get(&e.profile_id).cloned(),
+            time_zone: zones.get(&e.profile_id.get()).cloned(),
             ..Snapshot::default()
         };
         if *f {
-            snap.row = rows.get(&e.profile_id).cloned().unwrap_or_default();
+            snap.row = rows.get(&e.profile_id.get()).cloned().unwrap_or_default();
             snap.journey = journey_facts(pool, c, now).await?;
         }
         out.push(snap);
@@ -374,14 +377,14 @@ pub(crate) async fn apply_plans(
     let mut exports: Vec<Vec<Val>> = Vec::new();
     for (c, plan) in plans {
         let e = &c.enrolment;
-        if !applied.contains(&e.id) {
+        if !applied.contains(&e.id.get()) {
             continue;
         }
         for effect in &plan.effects {
             match effect {
                 Effect::Message(m) => outbox.push(vec![
                     Val::from(m.idempotency_key.as_str()),
-                    Val::from(crate::migrate::key_digest(&m.idempotency_key)),
+                    Val::from(crate::migrate::key_digest(m.idempotency_key.as_str())),
                     Val::from(c.campaign_id),
                     Val::from(e.id),
                     Val::from(e.profile_id),
@@ -404,7 +407,7 @@ pub(crate) async fn apply_plans(
                     idempotency_key,
                 } => outbox.push(vec![
                     Val::from(idempotency_key.as_str()),
-                    Val::from(crate::migrate::key_digest(idempotency_key)),
+                    Val::from(crate::migrate::key_digest(idempotency_key.as_str())),
                     Val::from(c.campaign_id),
                     Val::from(e.id),
                     Val::from(e.profile_id),
@@ -477,7 +480,7 @@ pub(crate) async fn apply_plans(
                     }
                 }
                 Effect::Unsubscribe { .. } => {
-                    unsubscribe(&mut tx, e.profile_id, c.campaign_id, now).await?;
+                    unsubscribe(&mut tx, e.profile_id.get(), c.campaign_id.get(), now).await?;
                 }
                 Effect::Export { step_id, target } => exports.push(vec![
                     Val::from(c.campaign_id),

@@ -166,7 +166,10 @@ async fn run(store: &SqlStore, recs: &[Rec]) -> (HashMap<String, bool>, Vec<Stri
     for e in &emails {
         let profile = e.i64(0).unwrap();
         let k = e.text(1).unwrap();
-        let row = rows.iter().find(|r| r.row.profile_id == profile).unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.row.profile_id == winback_domain::ProfileId::new(profile))
+            .unwrap();
         ok_by_key.insert(k, row.row.email_ok);
     }
 
