@@ -6,9 +6,11 @@
 //! workers never run a job twice). `winback-cli` keeps clap and printing; `winback-http` and the
 //! worker call the same functions, so no use case is written twice.
 
+pub mod campaigns;
 pub mod config;
 pub mod ingest;
 pub mod retention;
 pub mod schedule;
 pub mod scoring;
+pub mod simulate;
 pub mod worker;

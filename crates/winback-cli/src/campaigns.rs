@@ -88,77 +88,18 @@ pub enum ExportFormatArg {
     Print,
 }
 
-/// Reads and checks campaign files; every problem of every file, or the campaigns.
-pub fn load_files(
-    paths: &[PathBuf],
-    template_exists: &dyn Fn(&str) -> bool,
-) -> Result<Vec<(PathBuf, String, Campaign)>, Vec<String>> {
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| f.extension().is_some_and(|x| x == "toml"))
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        problems.push(format!("{}: no *.toml campaign files", p.display()));
-                    }
-                    files.extend(found);
-                }
-                Err(e) => problems.push(format!("{}: {e}", p.display())),
-            }
-        } else {
-            files.push(p.clone());
-        }
-    }
-    let mut out = Vec::new();
-    let mut names = std::collections::BTreeMap::new();
-    for f in files {
-        let text = match std::fs::read_to_string(&f) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!("{}: {e}", f.display()));
-                continue;
-            }
-        };
-        match Campaign::parse_with_templates(&f.display().to_string(), &text, template_exists) {
-            Ok(c) => {
-                if let Some(other) = names.insert(c.name.clone(), f.clone()) {
-                    problems.push(format!(
-                        "{}: campaign `{}` is also defined in {}",
-                        f.display(),
-                        c.name,
-                        other.display()
-                    ));
-                }
-                out.push((f, text, c));
-            }
-            Err(e) => problems.extend(e.problems.iter().map(|p| p.to_string())),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
-}
+pub use winback_app::campaigns::load_files;
 
-/// Applies checked campaigns; prints what happened to each.
+/// Applies checked campaigns (`winback_app::campaigns::apply`); prints what happened to each.
 pub async fn apply(
     store: &SqlStore,
     clock: &dyn Clock,
     campaigns: &[(PathBuf, String, Campaign)],
     quiet: bool,
 ) -> Result<()> {
-    for (file, text, c) in campaigns {
-        let outcome = store
-            .apply_campaign(&c.name, &file.display().to_string(), text, clock.now())
-            .await?;
-        if !quiet {
+    let outcomes = winback_app::campaigns::apply(store, clock.now(), campaigns).await?;
+    if !quiet {
+        for ((_, _, c), outcome) in campaigns.iter().zip(outcomes) {
             match outcome {
                 Applied::Created(_) => println!(
                     "{:<28} created (version 1, draft; start it with `winback campaigns start {}`)",

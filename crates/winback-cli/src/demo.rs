@@ -43,7 +43,7 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 /// Prints what a simulated programme did, per campaign and arm.
-pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
+pub fn print_outcome(config: &Config, o: &winback_app::simulate::Outcome, json: bool) {
     let model = &config.simulation;
     let margin = config.clv.margin;
     let cur = &config.default_currency;
@@ -57,7 +57,7 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
                 let arms: Vec<serde_json::Value> = arms
                     .iter()
                     .map(|a| {
-                        let f = crate::sim::forecast(a, holdout, model, margin);
+                        let f = winback_app::simulate::forecast(a, holdout, model, margin);
                         serde_json::json!({
                             "arm": a, "conversion_rate": f.rate,
                             "incremental_conversions": f.incremental_conversions,
@@ -93,7 +93,7 @@ pub fn print_outcome(config: &Config, o: &crate::sim::Outcome, json: bool) {
             continue;
         }
         for a in arms.iter().filter(|a| !a.holdout) {
-            let f = crate::sim::forecast(a, holdout, model, margin);
+            let f = winback_app::simulate::forecast(a, holdout, model, margin);
             let sent = a.messages.get("sent").copied().unwrap_or(0);
             let label = if c.experiment.variants.len() > 1 {
                 format!("variant {}", a.variant)
@@ -379,7 +379,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     let mut sim_config = config.clone();
     sim_config.database_url = format!("sqlite://{}", copy.display());
     let store = crate::open_store(&sim_config).await?;
-    let outcome = crate::sim::run(
+    let outcome = winback_app::simulate::run(
         &sim_config,
         &store,
         &scored,

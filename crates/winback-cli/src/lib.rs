@@ -17,7 +17,6 @@ mod privacy;
 mod report;
 mod score;
 mod serve;
-mod sim;
 mod simulate;
 mod templates;
 

@@ -94,7 +94,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Resu
             args.seed
         );
     }
-    let outcome = crate::sim::run(
+    let outcome = winback_app::simulate::run(
         &cfg,
         &store,
         &scored,

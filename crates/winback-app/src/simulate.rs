@@ -22,8 +22,8 @@ use winback_engine::{Campaign, Engine, PassStats};
 use winback_import::SourceKind;
 use winback_store::{ArmResult, SqlStore, ingest};
 
-use crate::Config;
-use crate::score::Scored;
+use crate::config::Config;
+use crate::scoring::Scored;
 
 /// A transport that delivers into a file outbox and remembers each delivery for the response
 /// model.
@@ -101,7 +101,7 @@ pub async fn run(
     let settings = config.engine_settings()?;
     let model: &ResponseModel = &config.simulation;
     let clock = ManualClock::new(start);
-    crate::campaigns::apply(store, &clock, campaigns, true).await?;
+    crate::campaigns::apply(store, clock.now(), campaigns).await?;
     for (_, _, c) in campaigns {
         store
             .set_campaign_status(&c.name, winback_engine::CampaignStatus::Active, start)
@@ -217,7 +217,7 @@ pub async fn run(
             orders += o;
             events += e;
             if o + e > 0 {
-                crate::score::refresh_features(store, now).await?;
+                crate::scoring::refresh_features(store, now).await?;
             }
             let s = engine.run_until_idle(4).await?;
             totals.add(&s);
@@ -313,7 +313,7 @@ pub async fn run(
         }
         if day % 30 == 29 {
             // Month end: the shop re-scores, so stages follow what customers did.
-            crate::score::score_and_save(store, clock.now(), &config.scoring_settings()).await?;
+            crate::scoring::score_and_save(store, clock.now(), &config.scoring_settings()).await?;
             progress(day / 30 + 1, &totals);
         }
     }
