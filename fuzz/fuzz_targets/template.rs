@@ -17,7 +17,7 @@ fn renderer() -> &'static Renderer {
 fn dispatch(template: &str, first_name: &str, product: &str) -> Dispatch {
     Dispatch {
         key: "k".into(),
-        channel: "email".into(),
+        channel: winback_engine::MessageChannel::Email,
         to: "a@example.com".into(),
         campaign: "fuzz".into(),
         step: "s".into(),

@@ -96,6 +96,17 @@ impl From<Option<&str>> for Val {
     }
 }
 
+/// A column of a result row, by name (`r.text("step")`, preferred: adding a column to the
+/// `SELECT` cannot shift it) or by position (`r.text(2)`).
+pub trait Col:
+    sqlx::ColumnIndex<SqliteRow> + sqlx::ColumnIndex<PgRow> + std::fmt::Debug + Copy
+{
+}
+impl<T> Col for T where
+    T: sqlx::ColumnIndex<SqliteRow> + sqlx::ColumnIndex<PgRow> + std::fmt::Debug + Copy
+{
+}
+
 /// A result row of either backend.
 pub enum DbRow {
     /// SQLite.
@@ -106,42 +117,42 @@ pub enum DbRow {
 
 impl DbRow {
     /// A non-null integer column.
-    pub fn i64(&self, i: usize) -> Result<i64, StoreError> {
+    pub fn i64(&self, i: impl Col) -> Result<i64, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
         })
     }
     /// A nullable integer column.
-    pub fn opt_i64(&self, i: usize) -> Result<Option<i64>, StoreError> {
+    pub fn opt_i64(&self, i: impl Col) -> Result<Option<i64>, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
         })
     }
     /// A non-null text column.
-    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+    pub fn text(&self, i: impl Col) -> Result<String, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
         })
     }
     /// A nullable double column.
-    pub fn opt_f64(&self, i: usize) -> Result<Option<f64>, StoreError> {
+    pub fn opt_f64(&self, i: impl Col) -> Result<Option<f64>, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
         })
     }
     /// A nullable text column.
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+    pub fn opt_text(&self, i: impl Col) -> Result<Option<String>, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
         })
     }
     /// A nullable text column, borrowed: for scans that must not allocate per row.
-    pub fn opt_str(&self, i: usize) -> Result<Option<&str>, StoreError> {
+    pub fn opt_str(&self, i: impl Col) -> Result<Option<&str>, StoreError> {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,

@@ -32,13 +32,13 @@ pub(crate) async fn claim_messages(
         .iter()
         .map(|r| {
             Ok(ClaimedMessage {
-                id: r.i64(0)?,
-                fence: r.i64(1)?,
-                key: winback_domain::MessageKey::stored(r.text(2)?),
-                channel: message_channel(&r.text(3)?)?,
-                campaign_id: winback_domain::CampaignId::new(r.i64(4)?),
-                enrolment_id: winback_domain::EnrolmentId::new(r.i64(5)?),
-                profile_id: winback_domain::ProfileId::new(r.i64(6)?),
+                id: r.i64("id")?,
+                fence: r.i64("fence")?,
+                key: winback_domain::MessageKey::stored(r.text("idempotency_key")?),
+                channel: message_channel(&r.text("channel")?)?,
+                campaign_id: winback_domain::CampaignId::new(r.i64("campaign_id")?),
+                enrolment_id: winback_domain::EnrolmentId::new(r.i64("enrolment_id")?),
+                profile_id: winback_domain::ProfileId::new(r.i64("profile_id")?),
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -120,11 +120,11 @@ pub(crate) async fn prepare_send(
     let Some(row) = row.first() else {
         return Ok(None);
     };
-    if row.text(0)? != "claimed" || row.i64(1)? != m.fence {
+    if row.text("state")? != "claimed" || row.i64("fence")? != m.fence {
         return Ok(None);
     }
-    let sunset = row.i64(9)? != 0;
-    let message_channel = message_channel(&row.text(11)?)?;
+    let sunset = row.i64("sunset")? != 0;
+    let message_channel = message_channel(&row.text("channel")?)?;
     let channel_name = message_channel.as_str();
     let channel: Option<Channel> = message_channel.consent();
     let records = tx
@@ -133,7 +133,7 @@ pub(crate) async fn prepare_send(
             &[Val::from(m.profile_id)],
         )
         .await?;
-    let first_of = |col: usize| -> Result<Option<String>, StoreError> {
+    let first_of = |col: &str| -> Result<Option<String>, StoreError> {
         for r in &records {
             if let Some(v) = r.opt_text(col)? {
                 return Ok(Some(v));
@@ -145,11 +145,15 @@ pub(crate) async fn prepare_send(
     // address, say). Each has its own consent, folded from every record that carries it.
     let mut candidates: Vec<(i64, String)> = Vec::new();
     if let Some(ch) = channel {
-        let col = if ch == Channel::Email { 1 } else { 2 };
+        let col = if ch == Channel::Email {
+            "email"
+        } else {
+            "phone"
+        };
         for r in &records {
             if let Some(v) = r.opt_text(col)? {
                 if !candidates.iter().any(|(_, a)| *a == v) {
-                    candidates.push((r.i64(0)?, v));
+                    candidates.push((r.i64("id")?, v));
                 }
             }
         }
@@ -205,7 +209,7 @@ pub(crate) async fn prepare_send(
             (Some(a), ok, sup, erased_address)
         }
         Some(_) => (None, false, false, false),
-        None => (row.opt_text(8)?.map(|u| (0, u)), true, false, false),
+        None => (row.opt_text("url")?.map(|u| (0, u)), true, false, false),
     };
     let recent = tx
         .fetch(
@@ -224,17 +228,17 @@ pub(crate) async fn prepare_send(
     // transport pause (a round trip per message matters on this path).
     let profile = tx
         .fetch(
-            "SELECT (SELECT data FROM profile_features WHERE profile_id = $1), \
-                    (SELECT frequency FROM preferences WHERE profile_id = $1), \
-                    (SELECT paused_until FROM transport_pauses WHERE channel = $2), \
-                    (SELECT reason FROM transport_pauses WHERE channel = $2)",
+            "SELECT (SELECT data FROM profile_features WHERE profile_id = $1) AS features, \
+                    (SELECT frequency FROM preferences WHERE profile_id = $1) AS frequency, \
+                    (SELECT paused_until FROM transport_pauses WHERE channel = $2) AS paused_until, \
+                    (SELECT reason FROM transport_pauses WHERE channel = $2) AS paused_why",
             &[Val::from(m.profile_id), Val::from(channel_name)],
         )
         .await?;
     let profile = profile
         .first()
         .ok_or_else(|| StoreError::Data("no row from a scalar select".into()))?;
-    let email_inactive = match profile.opt_text(0)? {
+    let email_inactive = match profile.opt_text("features")? {
         Some(data) => {
             let f: winback_domain::Features = serde_json::from_str(&data)?;
             let last = f.last_click_at.max(f.last_human_open_at);
@@ -242,8 +246,11 @@ pub(crate) async fn prepare_send(
         }
         None => true,
     };
-    let low_frequency = profile.opt_text(1)?.as_deref() == Some("low");
-    let transport_pause = match (profile.opt_i64(2)?, profile.opt_text(3)?) {
+    let low_frequency = profile.opt_text("frequency")?.as_deref() == Some("low");
+    let transport_pause = match (
+        profile.opt_i64("paused_until")?,
+        profile.opt_text("paused_why")?,
+    ) {
         (Some(until), Some(why)) => Some((ts(until)?, why)),
         _ => None,
     };
@@ -258,7 +265,7 @@ pub(crate) async fn prepare_send(
     let ctx = SendContext {
         now,
         channel: channel.unwrap_or(Channel::Email),
-        time_zone: first_of(5)?,
+        time_zone: first_of("time_zone")?,
         has_address: address.is_some(),
         consent_ok,
         suppressed,
@@ -267,7 +274,7 @@ pub(crate) async fn prepare_send(
         exempt_from_caps: sunset || channel.is_none(),
         recent_sends: recent,
         campaign_window: None,
-        queued_at: ts(row.i64(10)?)?,
+        queued_at: ts(row.i64("created_at")?)?,
         email_inactive,
         ramp_position: winback_engine::experiment::unit_hash(&["ramp", &m.profile_id.to_string()]),
         provider: provider.clone(),
@@ -319,22 +326,22 @@ pub(crate) async fn prepare_send(
                 .await?
                 .first()
                 .map(|r| -> Result<OfferView, StoreError> {
-                    let kind = r.text(4)?;
+                    let kind = r.text("kind")?;
                     Ok(OfferView {
-                        code: r.text(0)?,
-                        description: r.text(1)?,
-                        expires_at: ts(r.i64(2)?)?,
-                        min_order_minor: r.i64(3)?,
+                        code: r.text("code")?,
+                        description: r.text("description")?,
+                        expires_at: ts(r.i64("expires_at")?)?,
+                        min_order_minor: r.i64("min_order_minor")?,
                         kind: winback_engine::definition::OfferKind::from_stored(
                             &kind,
-                            r.opt_i64(5)?,
-                            r.opt_i64(6)?,
-                            r.opt_text(8)?,
+                            r.opt_i64("amount_minor")?,
+                            r.opt_i64("percent")?,
+                            r.opt_text("sku")?,
                         )
                         .ok_or_else(|| {
                             StoreError::Data(format!("offer of unknown kind `{kind}` or without its amount"))
                         })?,
-                        currency: r.text(7)?,
+                        currency: r.text("currency")?,
                     })
                 })
                 .transpose()?;
@@ -343,19 +350,19 @@ pub(crate) async fn prepare_send(
                 channel: message_channel,
                 to,
                 campaign,
-                step: row.text(2)?,
-                variant: row.text(3)?,
-                template: row.text(4)?,
-                subject: row.opt_text(5)?,
-                preheader: row.opt_text(6)?,
-                sender_name: row.opt_text(7)?,
+                step: row.text("step")?,
+                variant: row.text("variant")?,
+                template: row.text("template")?,
+                subject: row.opt_text("subject")?,
+                preheader: row.opt_text("preheader")?,
+                sender_name: row.opt_text("sender_name")?,
                 customer: records
                     .first()
-                    .map(|r| r.text(6))
+                    .map(|r| r.text("external_id"))
                     .transpose()?
                     .unwrap_or_default(),
-                first_name: first_of(3)?,
-                locale: first_of(4)?,
+                first_name: first_of("first_name")?,
+                locale: first_of("locale")?,
                 offer,
                 products: Vec::new(),
             });
@@ -454,14 +461,14 @@ pub(crate) async fn finish_send(
     let Some(row) = row.first() else {
         return Ok(false);
     };
-    if row.text(0)? != "sending" || row.i64(1)? != m.fence {
+    if row.text("state")? != "sending" || row.i64("fence")? != m.fence {
         return Ok(false);
     }
-    let attempts = row.i64(2)?;
-    let recipient = row.opt_text(3)?.unwrap_or_default();
-    let provider = row.opt_text(4)?;
-    let sunset = row.i64(5)? != 0;
-    let channel = row.text(6)?;
+    let attempts = row.i64("attempts")?;
+    let recipient = row.opt_text("recipient")?.unwrap_or_default();
+    let provider = row.opt_text("provider")?;
+    let sunset = row.i64("sunset")? != 0;
+    let channel = row.text("channel")?;
     let micros = now.as_micros();
     let settle = |state: &str,
                   outcome: &str,
