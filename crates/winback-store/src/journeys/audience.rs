@@ -19,7 +19,7 @@ pub(super) async fn contacts(
     profiles: Option<&[i64]>,
 ) -> Result<BTreeMap<i64, Contact>, StoreError> {
     let base = format!(
-        "SELECT {PROFILE}, c.id, c.email, c.phone, c.time_zone, c.locale, c.country, c.attributes FROM customers c WHERE c.erased_at IS NULL"
+        "SELECT {PROFILE} AS profile, c.id, c.email, c.phone, c.time_zone, c.locale, c.country, c.attributes FROM customers c WHERE c.erased_at IS NULL"
     );
     let mut rows = Vec::new();
     match profiles {
@@ -40,8 +40,8 @@ pub(super) async fn contacts(
     }
     let mut out: BTreeMap<i64, Contact> = BTreeMap::new();
     for r in rows {
-        let profile = r.i64(0)?;
-        let id = r.i64(1)?;
+        let profile = r.i64("profile")?;
+        let id = r.i64("id")?;
         let c = out.entry(profile).or_insert(Contact {
             emails: Vec::new(),
             phones: Vec::new(),
@@ -50,23 +50,23 @@ pub(super) async fn contacts(
             country: None,
             attributes: None,
         });
-        if let Some(e) = r.opt_text(2)? {
+        if let Some(e) = r.opt_text("email")? {
             c.emails.push((id, e));
         }
-        if let Some(p) = r.opt_text(3)? {
+        if let Some(p) = r.opt_text("phone")? {
             c.phones.push((id, p));
         }
         if c.zone.is_none() {
-            c.zone = r.opt_text(4)?;
+            c.zone = r.opt_text("time_zone")?;
         }
         if c.locale.is_none() {
-            c.locale = r.opt_text(5)?;
+            c.locale = r.opt_text("locale")?;
         }
         if c.country.is_none() {
-            c.country = r.opt_text(6)?;
+            c.country = r.opt_text("country")?;
         }
         if c.attributes.is_none() {
-            c.attributes = r.opt_text(7)?.filter(|a| a != "{}");
+            c.attributes = r.opt_text("attributes")?.filter(|a| a != "{}");
         }
     }
     Ok(out)
@@ -188,15 +188,15 @@ pub(crate) async fn audience_rows(
         row.email_consent = email_status.as_str().to_owned();
         row.sms_consent = sms_status.as_str().to_owned();
         if let Some(s) = scores.get(profile) {
-            row.stage = Some(s.text(1)?);
-            row.segment = s.opt_text(2)?;
-            row.rfm = s.opt_text(3)?;
-            row.p_alive = s.opt_f64(4)?;
-            row.clv = s.opt_f64(5)?.map(|v| v / 100.0);
-            row.priority = s.opt_f64(6)?.map(|v| v / 100.0);
-            row.expected_90d = s.opt_f64(7)?;
+            row.stage = Some(s.text("stage")?);
+            row.segment = s.opt_text("segment")?;
+            row.rfm = s.opt_text("rfm")?;
+            row.p_alive = s.opt_f64("p_alive")?;
+            row.clv = s.opt_f64("clv_minor")?.map(|v| v / 100.0);
+            row.priority = s.opt_f64("priority_minor")?.map(|v| v / 100.0);
+            row.expected_90d = s.opt_f64("expected_90d")?;
             row.inactive_by = s
-                .text(8)?
+                .text("inactive_by")?
                 .split(',')
                 .filter(|x| !x.is_empty())
                 .map(str::to_owned)

@@ -14,7 +14,7 @@ pub(crate) async fn trigger_events(
     let rows = if label == "order_placed" {
         pool.fetch(
             &format!(
-                "SELECT o.id, {PROFILE}, 'order:' || o.external_id, o.ordered_at, 'order_placed' FROM orders o JOIN customers c ON c.id = o.customer_id \
+                "SELECT o.id AS cursor, {PROFILE} AS profile, 'order:' || o.external_id AS trigger_key, o.ordered_at AS at, 'order_placed' AS label FROM orders o JOIN customers c ON c.id = o.customer_id \
                  WHERE o.id > $1 AND o.status NOT IN ('cancelled', 'refunded') ORDER BY o.id LIMIT $2"
             ),
             &[Val::from(cursor), Val::from(lim)],
@@ -23,7 +23,7 @@ pub(crate) async fn trigger_events(
     } else if let Some(name) = label.strip_prefix("custom:") {
         pool.fetch(
             &format!(
-                "SELECT e.id, {PROFILE}, 'event:' || e.event_key, e.occurred_at, 'custom:' || $3 FROM events e JOIN customers c ON c.id = e.customer_id \
+                "SELECT e.id AS cursor, {PROFILE} AS profile, 'event:' || e.event_key AS trigger_key, e.occurred_at AS at, 'custom:' || $3 AS label FROM events e JOIN customers c ON c.id = e.customer_id \
                  WHERE e.id > $1 AND e.type = 'custom' AND e.payload LIKE $4 ORDER BY e.id LIMIT $2"
             ),
             &[
@@ -37,7 +37,7 @@ pub(crate) async fn trigger_events(
     } else {
         pool.fetch(
             &format!(
-                "SELECT e.id, {PROFILE}, 'event:' || e.event_key, e.occurred_at, e.type FROM events e JOIN customers c ON c.id = e.customer_id \
+                "SELECT e.id AS cursor, {PROFILE} AS profile, 'event:' || e.event_key AS trigger_key, e.occurred_at AS at, e.type AS label FROM events e JOIN customers c ON c.id = e.customer_id \
                  WHERE e.id > $1 AND e.type = $3 ORDER BY e.id LIMIT $2"
             ),
             &[Val::from(cursor), Val::from(lim), Val::from(label)],
@@ -48,11 +48,11 @@ pub(crate) async fn trigger_events(
         .iter()
         .map(|r| {
             Ok(TriggerEvent {
-                cursor: r.i64(0)?,
-                profile_id: winback_domain::ProfileId::new(r.i64(1)?),
-                key: r.text(2)?,
-                at: ts(r.i64(3)?)?,
-                label: r.text(4)?,
+                cursor: r.i64("cursor")?,
+                profile_id: winback_domain::ProfileId::new(r.i64("profile")?),
+                key: r.text("trigger_key")?,
+                at: ts(r.i64("at")?)?,
+                label: r.text("label")?,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -119,25 +119,25 @@ pub(crate) async fn enrol(
         for r in tx
             .fetch(
                 &format!(
-                    "SELECT e.profile_id, CAST(CASE WHEN e.campaign_id = $1 THEN 1 ELSE 0 END AS BIGINT), e.state, e.ended_at, e.exclusive, c.name FROM enrolments e \
+                    "SELECT e.profile_id, CAST(CASE WHEN e.campaign_id = $1 THEN 1 ELSE 0 END AS BIGINT) AS here, e.state, e.ended_at, e.exclusive, c.name AS campaign FROM enrolments e \
                      JOIN campaigns c ON c.id = e.campaign_id WHERE e.profile_id IN ({list})"
                 ),
                 &args,
             )
             .await?
         {
-            let h = histories.entry(r.i64(0)?).or_default();
-            let here = r.i64(1)? != 0;
-            let active = r.text(2)? == "active";
+            let h = histories.entry(r.i64("profile_id")?).or_default();
+            let here = r.i64("here")? != 0;
+            let active = r.text("state")? == "active";
             if here {
                 h.entries += 1;
                 h.active_here |= active;
-                if let Some(end) = r.opt_i64(3)? {
+                if let Some(end) = r.opt_i64("ended_at")? {
                     let end = ts(end)?;
                     h.last_ended_at = Some(h.last_ended_at.map_or(end, |t| t.max(end)));
                 }
-            } else if active && r.i64(4)? != 0 {
-                h.exclusive_elsewhere = Some(r.text(5)?);
+            } else if active && r.i64("exclusive")? != 0 {
+                h.exclusive_elsewhere = Some(r.text("campaign")?);
             }
         }
     }

@@ -43,20 +43,20 @@ pub(crate) async fn claim_due(
         .iter()
         .map(|r| {
             Ok(ClaimedEnrolment {
-                campaign_id: winback_domain::CampaignId::new(r.i64(1)?),
-                version: r.i64(2)?,
+                campaign_id: winback_domain::CampaignId::new(r.i64("campaign_id")?),
+                version: r.i64("version")?,
                 enrolment: Enrolment {
-                    id: winback_domain::EnrolmentId::new(r.i64(0)?),
-                    profile_id: winback_domain::ProfileId::new(r.i64(3)?),
-                    step: r.i64(4)? as usize,
-                    resume: r.i64(5)? != 0,
-                    entered_at: ts(r.i64(6)?)?,
-                    due_at: ts(r.opt_i64(7)?.unwrap_or(0))?,
-                    variant: r.text(8)?,
+                    id: winback_domain::EnrolmentId::new(r.i64("id")?),
+                    profile_id: winback_domain::ProfileId::new(r.i64("profile_id")?),
+                    step: r.i64("step")? as usize,
+                    resume: r.i64("resume")? != 0,
+                    entered_at: ts(r.i64("entered_at")?)?,
+                    due_at: ts(r.opt_i64("due_at")?.unwrap_or(0))?,
+                    variant: r.text("variant")?,
                 },
-                fence: r.i64(9)?,
-                waiting_since: r.opt_i64(10)?.map(ts).transpose()?,
-                waiting_event: r.opt_text(11)?,
+                fence: r.i64("fence")?,
+                waiting_since: r.opt_i64("waiting_since")?.map(ts).transpose()?,
+                waiting_event: r.opt_text("waiting_event")?,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -140,12 +140,12 @@ pub(crate) async fn wake_waiting(pool: &Pool, now: Timestamp) -> Result<u64, Sto
         .await?;
     let mut woke = 0;
     for r in waiting {
-        let since = ts(r.opt_i64(3)?.unwrap_or(0))?;
-        if event_since(pool, r.i64(1)?, &r.text(2)?, since).await? {
+        let since = ts(r.opt_i64("waiting_since")?.unwrap_or(0))?;
+        if event_since(pool, r.i64("profile_id")?, &r.text("waiting_event")?, since).await? {
             woke += pool
                 .execute(
                     "UPDATE enrolments SET due_at = $2 WHERE id = $1 AND state = 'active'",
-                    &[Val::from(r.i64(0)?), Val::from(now.as_micros())],
+                    &[Val::from(r.i64("id")?), Val::from(now.as_micros())],
                 )
                 .await?;
         }
@@ -188,12 +188,12 @@ pub(crate) async fn snapshots(
         let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
         for r in pool
             .fetch(
-                &format!("SELECT enrolment_id, ladder, COUNT(*) FROM offers WHERE enrolment_id IN ({}) GROUP BY enrolment_id, ladder", in_list(chunk.len())),
+                &format!("SELECT enrolment_id, ladder, COUNT(*) AS offers FROM offers WHERE enrolment_id IN ({}) GROUP BY enrolment_id, ladder", in_list(chunk.len())),
                 &args,
             )
             .await?
         {
-            offers.entry(r.i64(0)?).or_default().insert(r.text(1)?, r.i64(2)? as usize);
+            offers.entry(r.i64("enrolment_id")?).or_default().insert(r.text("ladder")?, r.i64("offers")? as usize);
         }
     }
     let full_profiles: Vec<i64> = claimed
