@@ -30,7 +30,7 @@ pub(crate) async fn apply_campaign(
             Applied::Created(1)
         }
         Some(r) => {
-            let (id, version) = (r.i64(0)?, r.i64(1)?);
+            let (id, version) = (r.i64("id")?, r.i64("version")?);
             let current = tx
                 .fetch(
                     "SELECT checksum FROM campaign_versions WHERE campaign_id = $1 AND version = $2",
@@ -91,16 +91,16 @@ pub(crate) async fn campaigns(pool: &Pool) -> Result<Vec<CampaignRecord>, StoreE
     .iter()
     .map(|r| {
         Ok(CampaignRecord {
-            id: winback_domain::CampaignId::new(r.i64(0)?),
-            name: r.text(1)?,
+            id: winback_domain::CampaignId::new(r.i64("id")?),
+            name: r.text("name")?,
             status: {
-                let s = r.text(2)?;
+                let s = r.text("status")?;
                 winback_engine::CampaignStatus::parse(&s)
                     .ok_or_else(|| StoreError::Data(format!("campaign with unknown status `{s}`")))?
             },
-            version: r.i64(3)?,
-            source: r.text(4)?,
-            file: r.text(5)?,
+            version: r.i64("version")?,
+            source: r.text("source")?,
+            file: r.text("file")?,
         })
     })
     .collect()

@@ -73,20 +73,20 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
         let orders = tx
             .fetch(
                 &format!(
-                    "SELECT o.id, {PROFILE}, o.ordered_at, o.discount_minor, o.status FROM orders o JOIN customers c ON c.id = o.customer_id \
+                    "SELECT o.id, {PROFILE} AS profile, o.ordered_at, o.discount_minor, o.status FROM orders o JOIN customers c ON c.id = o.customer_id \
                      WHERE o.id > $1 ORDER BY o.id LIMIT 2000"
                 ),
                 &[Val::from(from)],
             )
             .await?;
-        let Some(last) = orders.last().map(|r| r.i64(0)).transpose()? else {
+        let Some(last) = orders.last().map(|r| r.i64("id")).transpose()? else {
             tx.commit().await?;
             break;
         };
         let profiles: Vec<i64> = {
             let mut v = orders
                 .iter()
-                .map(|r| r.i64(1))
+                .map(|r| r.i64("profile"))
                 .collect::<Result<Vec<_>, _>>()?;
             v.sort_unstable();
             v.dedup();
@@ -102,15 +102,15 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
                 )
                 .await?
             {
-                engaged.insert(r.i64(0)?);
+                engaged.insert(r.i64("profile_id")?);
             }
         }
         for r in &orders {
-            let (order_id, profile, at) = (r.i64(0)?, r.i64(1)?, r.i64(2)?);
+            let (order_id, profile, at) = (r.i64("id")?, r.i64("profile")?, r.i64("ordered_at")?);
             if !engaged.contains(&profile) {
                 continue;
             }
-            let status = r.text(4)?;
+            let status = r.text("status")?;
             if matches!(status.as_str(), "cancelled" | "refunded") {
                 continue;
             }
@@ -122,7 +122,7 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
                     &[Val::from(order_id), Val::from(at)],
                 )
                 .await?;
-            let discount = r.i64(3)?;
+            let discount = r.i64("discount_minor")?;
             for c in &codes {
                 let code = c.text(0)?;
                 let inserted = tx
@@ -160,14 +160,14 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
         let events = tx
             .fetch(
                 &format!(
-                    "SELECT e.id, {PROFILE}, e.occurred_at, e.type FROM events e JOIN customers c ON c.id = e.customer_id \
+                    "SELECT e.id, {PROFILE} AS profile, e.occurred_at, e.type FROM events e JOIN customers c ON c.id = e.customer_id \
                      WHERE e.id > $1 AND e.type IN ('email_unsubscribed', 'email_complained') ORDER BY e.id LIMIT 2000"
                 ),
                 &[Val::from(from)],
             )
             .await?;
         let last = match events.last() {
-            Some(r) => r.i64(0)?,
+            Some(r) => r.i64("id")?,
             None => {
                 // Skip past events of other types in one step.
                 let max = tx
@@ -186,8 +186,8 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
             }
         };
         for r in &events {
-            let (profile, at) = (r.i64(1)?, r.i64(2)?);
-            let complained = r.text(3)? == "email_complained";
+            let (profile, at) = (r.i64("profile")?, r.i64("occurred_at")?);
+            let complained = r.text("type")? == "email_complained";
             let reason = if complained {
                 "complained"
             } else {
@@ -215,10 +215,10 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
                 if let Some(row) = last.first() {
                     tx.execute(
                         "UPDATE outbox SET complained = 1 WHERE id = $1",
-                        &[Val::from(row.i64(0)?)],
+                        &[Val::from(row.i64("id")?)],
                     )
                     .await?;
-                    if let Some(p) = row.opt_text(1)? {
+                    if let Some(p) = row.opt_text("provider")? {
                         tx.execute(
                             "UPDATE provider_ramp SET cur_complaints = cur_complaints + 1 WHERE provider = $1",
                             &[Val::from(p.as_str())],

@@ -56,8 +56,8 @@ pub(crate) async fn segment_results(
         .fetch(
             &format!(
                 "SELECT e.variant, e.holdout, \
-                   (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
-                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}), \
+                   (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS orders, \
+                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS revenue, \
                    p.locale, p.email \
                  FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
                  WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
@@ -72,13 +72,13 @@ pub(crate) async fn segment_results(
         .await?;
     let mut arms: BTreeMap<(String, bool, String), ArmResult> = BTreeMap::new();
     for r in &rows {
-        let (variant, holdout) = (r.text(0)?, r.i64(1)? != 0);
-        let (orders, revenue) = (r.i64(2)?, r.i64(3)?);
+        let (variant, holdout) = (r.text("variant")?, r.i64("holdout")? != 0);
+        let (orders, revenue) = (r.i64("orders")?, r.i64("revenue")?);
         let segment = match by {
             Segment::All => "all".to_owned(),
-            Segment::Locale => r.opt_text(4)?.unwrap_or_else(|| "default".into()),
+            Segment::Locale => r.opt_text("locale")?.unwrap_or_else(|| "default".into()),
             Segment::Provider => r
-                .opt_text(5)?
+                .opt_text("email")?
                 .map(|e| policy::mailbox_provider(&e))
                 .unwrap_or_else(|| "none".into()),
         };
@@ -112,28 +112,28 @@ pub(crate) async fn campaign_results(
             .collect();
     for r in pool
         .fetch(
-            "SELECT variant, state, COUNT(*) FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",
+            "SELECT variant, state, COUNT(*) AS n FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",
             &[Val::from(campaign_id)],
         )
         .await?
     {
-        let v = r.text(0)?;
+        let v = r.text("variant")?;
         if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
-            a.messages.insert(r.text(1)?, r.i64(2)?);
+            a.messages.insert(r.text("state")?, r.i64("n")?);
         }
     }
     for r in pool
         .fetch(
-            "SELECT variant, COUNT(*), COUNT(CASE WHEN used > 0 THEN 1 END), CAST(COALESCE(SUM(cost_minor), 0) AS BIGINT) FROM offers WHERE campaign_id = $1 GROUP BY variant",
+            "SELECT variant, COUNT(*) AS offers, COUNT(CASE WHEN used > 0 THEN 1 END) AS redeemed, CAST(COALESCE(SUM(cost_minor), 0) AS BIGINT) AS discount_minor FROM offers WHERE campaign_id = $1 GROUP BY variant",
             &[Val::from(campaign_id)],
         )
         .await?
     {
-        let v = r.text(0)?;
+        let v = r.text("variant")?;
         if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
-            a.offers = r.i64(1)?;
-            a.redeemed = r.i64(2)?;
-            a.discount_minor = r.i64(3)?;
+            a.offers = r.i64("offers")?;
+            a.redeemed = r.i64("redeemed")?;
+            a.discount_minor = r.i64("discount_minor")?;
         }
     }
     Ok(out)
@@ -291,7 +291,7 @@ pub(crate) async fn message_funnels(
     for r in pool
         .fetch(
             &format!(
-                "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default'), COALESCE(o.provider, '-'), o.campaign_id \
+                "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default') AS locale, COALESCE(o.provider, '-') AS provider, o.campaign_id \
                  FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
                  WHERE o.created_at >= $1 AND o.created_at < $2{only}"
             ),
@@ -300,12 +300,12 @@ pub(crate) async fn message_funnels(
         .await?
     {
         let id = (
-            r.i64(8)?,
-            r.text(1)?,
-            r.text(2)?,
-            r.text(3)?,
-            r.text(6)?,
-            r.text(7)?,
+            r.i64("campaign_id")?,
+            r.text("step")?,
+            r.text("variant")?,
+            r.text("channel")?,
+            r.text("locale")?,
+            r.text("provider")?,
         );
         let f = funnels.entry(id.clone()).or_insert_with(|| MessageFunnel {
             step: id.1.clone(),
@@ -315,17 +315,17 @@ pub(crate) async fn message_funnels(
             provider: id.5.clone(),
             ..MessageFunnel::default()
         });
-        let outcome = r.opt_text(5)?.unwrap_or_default();
+        let outcome = r.opt_text("outcome")?.unwrap_or_default();
         // `sent` is what the relay or provider accepted; a message it refused is counted as
         // bounced instead, and one whose fate a crash left unknown as in doubt. A bounce
         // reported later (a DSN, a webhook) moves an accepted message from delivered to
         // bounced below.
-        let state = r.text(4)?;
+        let state = r.text("state")?;
         match (state.as_str(), outcome.as_str()) {
             ("sent", _) => {
                 f.sent += 1;
                 f.delivered += 1;
-                accepted.insert(r.text(0)?);
+                accepted.insert(r.text("idempotency_key")?);
             }
             ("failed", "hard_bounce") => f.hard_bounced += 1,
             (_, "soft_bounce") => f.soft_bounced += 1,
@@ -333,7 +333,7 @@ pub(crate) async fn message_funnels(
             ("dropped", _) => f.dropped += 1,
             _ => {}
         }
-        by_key.insert(r.text(0)?, id);
+        by_key.insert(r.text("idempotency_key")?, id);
     }
     if by_key.is_empty() {
         return Ok(HashMap::new());
@@ -359,7 +359,7 @@ pub(crate) async fn message_funnels(
         )
         .await?
     {
-        let payload: serde_json::Value = serde_json::from_str(&r.text(1)?).unwrap_or_default();
+        let payload: serde_json::Value = serde_json::from_str(&r.text("payload")?).unwrap_or_default();
         let Some(key) = payload.get("message_id").and_then(|m| m.as_str()) else {
             continue;
         };
@@ -367,7 +367,7 @@ pub(crate) async fn message_funnels(
             continue;
         };
         let s = seen.entry(key.to_owned()).or_default();
-        match r.text(0)?.as_str() {
+        match r.text("type")?.as_str() {
             "email_opened" if payload.get("machine").and_then(|m| m.as_bool()) == Some(true) => {
                 s.machine_open = true
             }
@@ -452,26 +452,26 @@ pub(crate) async fn campaign_counts(pool: &Pool) -> Result<Vec<CampaignCounts>, 
         })
     }
     for r in pool
-        .fetch("SELECT c.name, e.state, COUNT(*) FROM enrolments e JOIN campaigns c ON c.id = e.campaign_id GROUP BY c.name, e.state", &[])
+        .fetch("SELECT c.name AS campaign, e.state, COUNT(*) AS n FROM enrolments e JOIN campaigns c ON c.id = e.campaign_id GROUP BY c.name, e.state", &[])
         .await?
     {
-        entry(&mut out, r.text(0)?).enrolments.insert(r.text(1)?, r.i64(2)?);
+        entry(&mut out, r.text("campaign")?).enrolments.insert(r.text("state")?, r.i64("n")?);
     }
     for r in pool
-        .fetch("SELECT c.name, o.state, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id GROUP BY c.name, o.state", &[])
+        .fetch("SELECT c.name AS campaign, o.state, COUNT(*) AS n FROM outbox o JOIN campaigns c ON c.id = o.campaign_id GROUP BY c.name, o.state", &[])
         .await?
     {
-        entry(&mut out, r.text(0)?).messages.insert(r.text(1)?, r.i64(2)?);
+        entry(&mut out, r.text("campaign")?).messages.insert(r.text("state")?, r.i64("n")?);
     }
     for r in pool
-        .fetch("SELECT c.name, o.outcome, COUNT(*) FROM outbox o JOIN campaigns c ON c.id = o.campaign_id WHERE o.state = 'dropped' GROUP BY c.name, o.outcome", &[])
+        .fetch("SELECT c.name AS campaign, o.outcome AS reason, COUNT(*) AS n FROM outbox o JOIN campaigns c ON c.id = o.campaign_id WHERE o.state = 'dropped' GROUP BY c.name, o.outcome", &[])
         .await?
     {
-        let reason = r.opt_text(1)?.unwrap_or_else(|| "unknown".into());
-        *entry(&mut out, r.text(0)?)
+        let reason = r.opt_text("reason")?.unwrap_or_else(|| "unknown".into());
+        *entry(&mut out, r.text("campaign")?)
             .dropped
             .entry(drop_reason(&reason).to_owned())
-            .or_default() += r.i64(2)?;
+            .or_default() += r.i64("n")?;
     }
     Ok(out.into_values().collect())
 }
