@@ -22,11 +22,11 @@ pub(crate) async fn identifiers(pool: &Pool) -> Result<Vec<Identifiers>, StoreEr
     rows.iter()
         .map(|r| {
             Ok(Identifiers {
-                customer: Some(CustomerId::new(r.i64(0)?)),
-                email_key: r.opt_text(1)?,
-                phone: r.opt_text(2)?,
-                address_key: r.opt_text(3)?,
-                first_name: r.opt_text(4)?,
+                customer: Some(CustomerId::new(r.i64("id")?)),
+                email_key: r.opt_text("email_key")?,
+                phone: r.opt_text("phone")?,
+                address_key: r.opt_text("address_key")?,
+                first_name: r.opt_text("first_name")?,
             })
         })
         .collect()
@@ -63,7 +63,7 @@ pub(crate) async fn save_resolution(
         .await?;
     let mut existing: HashMap<i64, Option<i64>> = HashMap::with_capacity(current.len());
     for row in current {
-        existing.insert(row.i64(0)?, row.opt_i64(1)?);
+        existing.insert(row.i64("id")?, row.opt_i64("profile_id")?);
     }
     let changes: Vec<(i64, i64)> = r
         .profile_of
@@ -464,33 +464,33 @@ pub struct SuppressionView {
     pub at: Timestamp,
 }
 
-const CUSTOMER_COLS: &str = "id, COALESCE(profile_id, id), external_id, email, phone, first_name, last_name, address1, postal_code, city, country, time_zone, locale, attributes";
+const CUSTOMER_COLS: &str = "id, COALESCE(profile_id, id) AS profile, external_id, email, phone, first_name, last_name, address1, postal_code, city, country, time_zone, locale, attributes";
 
 fn customer_row(r: &crate::db::DbRow) -> Result<CustomerRow, StoreError> {
     // "street, postal code city, country", with whichever parts are known.
-    let town = [r.opt_text(8)?, r.opt_text(9)?]
+    let town = [r.opt_text("postal_code")?, r.opt_text("city")?]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-    let parts: Vec<String> = [r.opt_text(7)?, Some(town), r.opt_text(10)?]
+    let parts: Vec<String> = [r.opt_text("address1")?, Some(town), r.opt_text("country")?]
         .into_iter()
         .flatten()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
     Ok(CustomerRow {
-        id: r.i64(0)?,
-        profile_id: r.i64(1)?,
-        external_id: r.text(2)?,
-        email: r.opt_text(3)?,
-        phone: r.opt_text(4)?,
-        first_name: r.opt_text(5)?,
-        last_name: r.opt_text(6)?,
+        id: r.i64("id")?,
+        profile_id: r.i64("profile")?,
+        external_id: r.text("external_id")?,
+        email: r.opt_text("email")?,
+        phone: r.opt_text("phone")?,
+        first_name: r.opt_text("first_name")?,
+        last_name: r.opt_text("last_name")?,
         address: (!parts.is_empty()).then(|| parts.join(", ")),
-        time_zone: r.opt_text(11)?,
-        locale: r.opt_text(12)?,
-        attributes: serde_json::from_str(&r.text(13)?)?,
+        time_zone: r.opt_text("time_zone")?,
+        locale: r.opt_text("locale")?,
+        attributes: serde_json::from_str(&r.text("attributes")?)?,
     })
 }
 
@@ -513,14 +513,14 @@ pub(crate) async fn customer_detail(
     let links = pool
         .fetch(
             &format!(
-                "SELECT a.external_id, b.external_id, l.rule, l.value FROM identity_links l JOIN customers a ON a.id = l.customer_a \
+                "SELECT a.external_id AS a, b.external_id AS b, l.rule, l.value FROM identity_links l JOIN customers a ON a.id = l.customer_a \
                  JOIN customers b ON b.id = l.customer_b WHERE l.customer_a IN ({list}) ORDER BY l.customer_a, l.customer_b"
             ),
             &args,
         )
         .await?
         .iter()
-        .map(|r| Ok(LinkView { a: r.text(0)?, b: r.text(1)?, rule: r.text(2)?, value: r.text(3)? }))
+        .map(|r| Ok(LinkView { a: r.text("a")?, b: r.text("b")?, rule: r.text("rule")?, value: r.text("value")? }))
         .collect::<Result<_, StoreError>>()?;
     let order_count = pool
         .fetch(
@@ -532,7 +532,7 @@ pub(crate) async fn customer_detail(
     let order_rows = pool
         .fetch(
             &format!(
-                "SELECT o.id, o.external_id, c.external_id, o.ordered_at, o.total_minor, o.currency, o.status, o.category FROM orders o \
+                "SELECT o.id, o.external_id, c.external_id AS customer, o.ordered_at, o.total_minor, o.currency, o.status, o.category FROM orders o \
                  JOIN customers c ON c.id = o.customer_id WHERE o.customer_id IN ({list}) ORDER BY o.ordered_at DESC, o.id DESC LIMIT 50"
             ),
             &args,
@@ -550,21 +550,24 @@ pub(crate) async fn customer_detail(
             in_list(order_ids.len())
         );
         for c in pool.fetch(&sql, &order_ids).await? {
-            codes.entry(c.i64(0)?).or_default().push(c.text(1)?);
+            codes
+                .entry(c.i64("order_id")?)
+                .or_default()
+                .push(c.text("code")?);
         }
     }
     let orders = order_rows
         .iter()
         .map(|r| {
             Ok(OrderView {
-                external_id: r.text(1)?,
-                customer_external_id: r.text(2)?,
-                ordered_at: ts(r.i64(3)?)?,
-                total_minor: r.i64(4)?,
-                currency: r.text(5)?,
-                status: r.text(6)?,
-                category: r.opt_text(7)?,
-                discount_codes: codes.remove(&r.i64(0)?).unwrap_or_default(),
+                external_id: r.text("external_id")?,
+                customer_external_id: r.text("customer")?,
+                ordered_at: ts(r.i64("ordered_at")?)?,
+                total_minor: r.i64("total_minor")?,
+                currency: r.text("currency")?,
+                status: r.text("status")?,
+                category: r.opt_text("category")?,
+                discount_codes: codes.remove(&r.i64("id")?).unwrap_or_default(),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -582,12 +585,12 @@ pub(crate) async fn customer_detail(
         )
         .await?
         .iter()
-        .map(|r| Ok(EventView { kind: r.text(0)?, at: ts(r.i64(1)?)?, payload: serde_json::from_str(&r.text(2)?)? }))
+        .map(|r| Ok(EventView { kind: r.text("type")?, at: ts(r.i64("occurred_at")?)?, payload: serde_json::from_str(&r.text("payload")?)? }))
         .collect::<Result<_, StoreError>>()?;
     let held_apart = pool
         .fetch(
             &format!(
-                "SELECT a.external_id, b.external_id, h.rule, h.value, h.would_be FROM identity_held_apart h JOIN customers a ON a.id = h.customer_a \
+                "SELECT a.external_id AS a, b.external_id AS b, h.rule, h.value, h.would_be FROM identity_held_apart h JOIN customers a ON a.id = h.customer_a \
                  JOIN customers b ON b.id = h.customer_b WHERE h.customer_a IN ({list}) OR h.customer_b IN ({list}) ORDER BY h.customer_a, h.customer_b"
             ),
             &[args.clone(), args.clone()].concat(),
@@ -596,10 +599,10 @@ pub(crate) async fn customer_detail(
         .iter()
         .map(|r| {
             Ok(LinkView {
-                a: r.text(0)?,
-                b: r.text(1)?,
-                rule: r.text(2)?,
-                value: format!("{} (would make {} records)", r.text(3)?, r.i64(4)?),
+                a: r.text("a")?,
+                b: r.text("b")?,
+                rule: r.text("rule")?,
+                value: format!("{} (would make {} records)", r.text("value")?, r.i64("would_be")?),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -622,12 +625,12 @@ pub(crate) async fn customer_detail(
         .iter()
         .map(|r| {
             Ok(SuppressionView {
-                channel: r.text(0)?,
-                address: r.text(1)?,
-                reason: r.text(2)?,
-                soft_bounces: r.i64(3)?,
-                active: r.i64(4)? != 0,
-                at: ts(r.i64(5)?)?,
+                channel: r.text("channel")?,
+                address: r.text("address")?,
+                reason: r.text("reason")?,
+                soft_bounces: r.i64("soft_bounces")?,
+                active: r.i64("active")? != 0,
+                at: ts(r.i64("created_at")?)?,
             })
         })
         .collect::<Result<_, StoreError>>()?
