@@ -228,7 +228,7 @@ impl ErasedList {
         let salt = salt.to_owned();
         let mut hashes = HashMap::with_capacity(rows.len());
         for r in rows {
-            hashes.insert(r.text(0)?, r.i64(1)?);
+            hashes.insert(r.text("hash")?, r.i64("customer_id")?);
         }
         Ok(Some(Self { salt, hashes }))
     }
@@ -301,21 +301,21 @@ pub(crate) async fn last_activity(
     let mut out: HashMap<i64, Activity> = HashMap::new();
     for r in pool
         .fetch(
-            &format!("SELECT {P}, MAX(COALESCE(c.created_at, c.inserted_at)) FROM customers c WHERE c.erased_at IS NULL GROUP BY {P}"),
+            &format!("SELECT {P} AS profile, MAX(COALESCE(c.created_at, c.inserted_at)) AS at FROM customers c WHERE c.erased_at IS NULL GROUP BY {P}"),
             &[],
         )
         .await?
     {
-        keep(&mut out, r.i64(0)?, r.i64(1)?, "first_seen")?;
+        keep(&mut out, r.i64("profile")?, r.i64("at")?, "first_seen")?;
     }
     for r in pool
         .fetch(
-            &format!("SELECT {P}, MAX(o.ordered_at) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL GROUP BY {P}"),
+            &format!("SELECT {P} AS profile, MAX(o.ordered_at) AS at FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL GROUP BY {P}"),
             &[],
         )
         .await?
     {
-        keep(&mut out, r.i64(0)?, r.i64(1)?, "order")?;
+        keep(&mut out, r.i64("profile")?, r.i64("at")?, "order")?;
     }
     // Event type names are a fixed vocabulary, never input: only letters and `_` pass.
     let types = activity
@@ -331,21 +331,21 @@ pub(crate) async fn last_activity(
     };
     for r in pool
         .fetch(
-            &format!("SELECT {P}, e.type, MAX(e.occurred_at) FROM events e JOIN customers c ON c.id = e.customer_id WHERE c.erased_at IS NULL AND e.type IN ({types}) GROUP BY {P}, e.type"),
+            &format!("SELECT {P} AS profile, e.type, MAX(e.occurred_at) AS at FROM events e JOIN customers c ON c.id = e.customer_id WHERE c.erased_at IS NULL AND e.type IN ({types}) GROUP BY {P}, e.type"),
             &[],
         )
         .await?
     {
-        keep(&mut out, r.i64(0)?, r.i64(2)?, &r.text(1)?)?;
+        keep(&mut out, r.i64("profile")?, r.i64("at")?, &r.text("type")?)?;
     }
     for r in pool
         .fetch(
-            &format!("SELECT {P}, MAX(l.recorded_at) FROM consent_ledger l JOIN customers c ON c.id = l.customer_id WHERE c.erased_at IS NULL AND l.status = 'opt_in' AND l.source = 'preference_centre' GROUP BY {P}"),
+            &format!("SELECT {P} AS profile, MAX(l.recorded_at) AS at FROM consent_ledger l JOIN customers c ON c.id = l.customer_id WHERE c.erased_at IS NULL AND l.status = 'opt_in' AND l.source = 'preference_centre' GROUP BY {P}"),
             &[],
         )
         .await?
     {
-        keep(&mut out, r.i64(0)?, r.i64(1)?, "opt_in")?;
+        keep(&mut out, r.i64("profile")?, r.i64("at")?, "opt_in")?;
     }
     // Only profiles whose own id is a live record: merged-away records report through theirs.
     Ok(out)
@@ -491,13 +491,13 @@ pub(crate) async fn audit_log(
         .iter()
         .map(|r| {
             Ok(PrivacyRun {
-                id: r.i64(0)?,
-                kind: r.text(1)?,
-                dry_run: r.i64(2)? != 0,
-                settings: serde_json::from_str(&r.text(3)?)?,
-                started_at: ts(r.i64(4)?)?,
-                finished_at: r.opt_i64(5)?.map(ts).transpose()?,
-                affected: r.i64(6)?,
+                id: r.i64("id")?,
+                kind: r.text("kind")?,
+                dry_run: r.i64("dry_run")? != 0,
+                settings: serde_json::from_str(&r.text("settings")?)?,
+                started_at: ts(r.i64("started_at")?)?,
+                finished_at: r.opt_i64("finished_at")?.map(ts).transpose()?,
+                affected: r.i64("affected")?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -511,14 +511,14 @@ pub(crate) async fn audit_log(
         .iter()
         .map(|r| {
             Ok(AuditEntry {
-                run_id: r.i64(0)?,
-                kind: r.text(1)?,
-                dry_run: r.i64(2)? != 0,
-                profile_id: r.i64(3)?,
-                action: r.text(4)?,
-                reason: r.text(5)?,
-                last_activity_at: r.opt_i64(6)?.map(ts).transpose()?,
-                at: ts(r.i64(7)?)?,
+                run_id: r.i64("run_id")?,
+                kind: r.text("kind")?,
+                dry_run: r.i64("dry_run")? != 0,
+                profile_id: r.i64("profile_id")?,
+                action: r.text("action")?,
+                reason: r.text("reason")?,
+                last_activity_at: r.opt_i64("last_activity_at")?.map(ts).transpose()?,
+                at: ts(r.i64("at")?)?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -679,15 +679,15 @@ pub(crate) async fn erase_profile(
         )
         .await?
     {
-        identities.push(("external_id", r.text(0)?));
-        if let Some(e) = r.opt_text(1)? {
+        identities.push(("external_id", r.text("external_id")?));
+        if let Some(e) = r.opt_text("email")? {
             identities.push(("email", email_key(&e)));
             emails.push(e);
         }
-        if let Some(k) = r.opt_text(2)? {
+        if let Some(k) = r.opt_text("email_key")? {
             identities.push(("email", k));
         }
-        if let Some(p) = r.opt_text(3)? {
+        if let Some(p) = r.opt_text("phone")? {
             identities.push(("phone", p.clone()));
             phones.push(p);
         }
@@ -700,8 +700,8 @@ pub(crate) async fn erase_profile(
         )
         .await?
     {
-        let to = r.text(1)?;
-        match r.text(0)?.as_str() {
+        let to = r.text("recipient")?;
+        match r.text("channel")?.as_str() {
             "email" => {
                 identities.push(("email", email_key(&to)));
                 emails.push(to);
@@ -752,7 +752,8 @@ pub(crate) async fn erase_profile(
         )
         .await?
     {
-        let payload: serde_json::Value = serde_json::from_str(&r.text(1)?).unwrap_or_default();
+        let payload: serde_json::Value =
+            serde_json::from_str(&r.text("payload")?).unwrap_or_default();
         let kept: serde_json::Map<String, serde_json::Value> = payload
             .as_object()
             .map(|o| {
@@ -1016,10 +1017,10 @@ pub(crate) async fn export_profile(
         )
         .await?
     {
-        let id = r.i64(0)?;
+        let id = r.i64("id")?;
         for (ch, addr) in [
-            (Channel::Email, r.opt_text(1)?),
-            (Channel::Sms, r.opt_text(2)?),
+            (Channel::Email, r.opt_text("email")?),
+            (Channel::Sms, r.opt_text("phone")?),
         ] {
             let Some(addr) = addr else { continue };
             if in_force.iter().any(|v| v["address"] == addr.as_str()) {
