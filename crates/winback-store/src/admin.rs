@@ -157,10 +157,10 @@ impl SqlStore {
             .await?
             .map(|r| {
                 Ok(AdminSession {
-                    user_id: r.i64(0)?,
-                    username: r.text(1)?,
-                    csrf: r.text(2)?,
-                    expires_at: ts(r.i64(3)?)?,
+                    user_id: r.i64("user_id")?,
+                    username: r.text("username")?,
+                    csrf: r.text("csrf")?,
+                    expires_at: ts(r.i64("expires_at")?)?,
                 })
             })
             .transpose()
@@ -185,7 +185,7 @@ impl SqlStore {
     ) -> Result<Vec<MessageView>, StoreError> {
         self.pool
             .fetch(
-                "SELECT k.name, o.step, o.variant, o.channel, o.subject, o.state, COALESCE(o.outcome, o.detail), o.created_at, o.sent_at, o.recipient \
+                "SELECT k.name AS campaign, o.step, o.variant, o.channel, o.subject, o.state, COALESCE(o.outcome, o.detail) AS outcome, o.created_at, o.sent_at, o.recipient \
                  FROM outbox o JOIN campaigns k ON k.id = o.campaign_id WHERE o.profile_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
                 &[Val::from(profile_id), Val::from(limit)],
             )
@@ -193,16 +193,16 @@ impl SqlStore {
             .iter()
             .map(|r| {
                 Ok(MessageView {
-                    campaign: r.text(0)?,
-                    step: r.text(1)?,
-                    variant: r.text(2)?,
-                    channel: r.text(3)?,
-                    subject: r.opt_text(4)?,
-                    state: r.text(5)?,
-                    outcome: r.opt_text(6)?,
-                    recipient: r.opt_text(9)?,
-                    queued_at: ts(r.i64(7)?)?,
-                    sent_at: r.opt_i64(8)?.map(ts).transpose()?,
+                    campaign: r.text("campaign")?,
+                    step: r.text("step")?,
+                    variant: r.text("variant")?,
+                    channel: r.text("channel")?,
+                    subject: r.opt_text("subject")?,
+                    state: r.text("state")?,
+                    outcome: r.opt_text("outcome")?,
+                    recipient: r.opt_text("recipient")?,
+                    queued_at: ts(r.i64("created_at")?)?,
+                    sent_at: r.opt_i64("sent_at")?.map(ts).transpose()?,
                 })
             })
             .collect()
@@ -212,7 +212,7 @@ impl SqlStore {
     pub async fn profile_journeys(&self, profile_id: i64) -> Result<Vec<JourneyView>, StoreError> {
         self.pool
             .fetch(
-                "SELECT k.name, e.variant, e.holdout, e.state, e.entered_at, e.ended_at, e.end_reason \
+                "SELECT k.name AS campaign, e.variant, e.holdout, e.state, e.entered_at, e.ended_at, e.end_reason \
                  FROM enrolments e JOIN campaigns k ON k.id = e.campaign_id WHERE e.profile_id = $1 ORDER BY e.entered_at DESC, e.id DESC",
                 &[Val::from(profile_id)],
             )
@@ -220,13 +220,13 @@ impl SqlStore {
             .iter()
             .map(|r| {
                 Ok(JourneyView {
-                    campaign: r.text(0)?,
-                    variant: r.text(1)?,
-                    holdout: r.i64(2)? != 0,
-                    state: r.text(3)?,
-                    entered_at: ts(r.i64(4)?)?,
-                    ended_at: r.opt_i64(5)?.map(ts).transpose()?,
-                    end_reason: r.opt_text(6)?,
+                    campaign: r.text("campaign")?,
+                    variant: r.text("variant")?,
+                    holdout: r.i64("holdout")? != 0,
+                    state: r.text("state")?,
+                    entered_at: ts(r.i64("entered_at")?)?,
+                    ended_at: r.opt_i64("ended_at")?.map(ts).transpose()?,
+                    end_reason: r.opt_text("end_reason")?,
                 })
             })
             .collect()

@@ -141,29 +141,29 @@ pub struct ScoredProfile {
 const SCORE_COLS: &str = "s.profile_id, s.stage, s.reason, s.segment, s.p_alive, s.expected_90d, s.clv_minor, s.reorder, s.purchases, s.spend_minor, s.currency, \
      s.rfm, s.attrition, s.priority_minor, s.inactive_by, s.details";
 
-fn score_row(r: &crate::db::DbRow, at: usize) -> Result<ScoreRow, StoreError> {
+fn score_row(r: &crate::db::DbRow) -> Result<ScoreRow, StoreError> {
     Ok(ScoreRow {
-        profile_id: r.i64(at)?,
-        stage: r.text(at + 1)?,
-        reason: r.text(at + 2)?,
-        segment: r.opt_text(at + 3)?,
-        p_alive: r.opt_f64(at + 4)?,
-        expected_90d: r.opt_f64(at + 5)?,
-        clv_minor: r.opt_f64(at + 6)?,
-        reorder: r.opt_text(at + 7)?,
-        purchases: r.i64(at + 8)?,
-        spend_minor: r.i64(at + 9)?,
-        currency: r.opt_text(at + 10)?,
-        rfm: r.opt_text(at + 11)?,
-        attrition: r.opt_f64(at + 12)?,
-        priority_minor: r.opt_f64(at + 13)?,
+        profile_id: r.i64("profile_id")?,
+        stage: r.text("stage")?,
+        reason: r.text("reason")?,
+        segment: r.opt_text("segment")?,
+        p_alive: r.opt_f64("p_alive")?,
+        expected_90d: r.opt_f64("expected_90d")?,
+        clv_minor: r.opt_f64("clv_minor")?,
+        reorder: r.opt_text("reorder")?,
+        purchases: r.i64("purchases")?,
+        spend_minor: r.i64("spend_minor")?,
+        currency: r.opt_text("currency")?,
+        rfm: r.opt_text("rfm")?,
+        attrition: r.opt_f64("attrition")?,
+        priority_minor: r.opt_f64("priority_minor")?,
         inactive_by: r
-            .text(at + 14)?
+            .text("inactive_by")?
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        details: serde_json::from_str(&r.text(at + 15)?)?,
+        details: serde_json::from_str(&r.text("details")?)?,
     })
 }
 
@@ -191,9 +191,9 @@ pub(crate) async fn save_run(
         .fetch("SELECT profile_id, stage, segment FROM profile_scores", &[])
         .await?
     {
-        previous.insert(r.i64(0)?, r.text(1)?);
-        if let Some(seg) = r.opt_text(2)? {
-            previous_segment.insert(r.i64(0)?, seg);
+        previous.insert(r.i64("profile_id")?, r.text("stage")?);
+        if let Some(seg) = r.opt_text("segment")? {
+            previous_segment.insert(r.i64("profile_id")?, seg);
         }
     }
     tx.execute("DELETE FROM profile_scores", &[]).await?;
@@ -314,9 +314,9 @@ pub(crate) async fn stage_history(
     .iter()
     .map(|r| {
         Ok(StageChange {
-            at: Timestamp::from_micros(r.i64(0)?).ok_or_else(|| StoreError::Data("time out of range".into()))?,
-            from: r.opt_text(1)?,
-            to: r.text(2)?,
+            at: Timestamp::from_micros(r.i64("changed_at")?).ok_or_else(|| StoreError::Data("time out of range".into()))?,
+            from: r.opt_text("from_stage")?,
+            to: r.text("to_stage")?,
         })
     })
     .collect()
@@ -332,7 +332,7 @@ pub(crate) async fn latest_score(
             &[Val::from(profile_id)],
         )
         .await?;
-    rows.first().map(|r| score_row(r, 0)).transpose()
+    rows.first().map(score_row).transpose()
 }
 
 pub(crate) async fn list_scored(
@@ -378,26 +378,28 @@ pub(crate) async fn list_scored(
     };
     let sql = format!(
         "SELECT c.external_id, c.first_name, c.last_name, c.email, {SCORE_COLS}, \
-         (SELECT MAX(o.ordered_at) FROM orders o JOIN customers r ON r.id = o.customer_id WHERE COALESCE(r.profile_id, r.id) = s.profile_id AND o.status IN ('paid', 'pending', 'partially_refunded')) \
+         (SELECT MAX(o.ordered_at) FROM orders o JOIN customers r ON r.id = o.customer_id WHERE COALESCE(r.profile_id, r.id) = s.profile_id AND o.status IN ('paid', 'pending', 'partially_refunded')) AS last_order_at \
          FROM profile_scores s JOIN customers c ON c.id = s.profile_id \
          {filter} ORDER BY {order}, s.profile_id LIMIT $1"
     );
-    let last_col = 4 + SCORE_COLS.split(',').count();
     pool.fetch(&sql, &args)
         .await?
         .iter()
         .map(|r| {
-            let name = [r.opt_text(1)?, r.opt_text(2)?]
+            let name = [r.opt_text("first_name")?, r.opt_text("last_name")?]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(" ");
             Ok(ScoredProfile {
-                external_id: r.text(0)?,
+                external_id: r.text("external_id")?,
                 name: (!name.is_empty()).then_some(name),
-                email: r.opt_text(3)?,
-                score: score_row(r, 4)?,
-                last_order_at: r.opt_i64(last_col)?.map(crate::queries::ts).transpose()?,
+                email: r.opt_text("email")?,
+                score: score_row(r)?,
+                last_order_at: r
+                    .opt_i64("last_order_at")?
+                    .map(crate::queries::ts)
+                    .transpose()?,
             })
         })
         .collect()
@@ -452,16 +454,16 @@ pub(crate) async fn latest_model_fits(pool: &Pool) -> Result<Vec<ModelFitRow>, S
     .iter()
     .map(|r| {
         Ok(ModelFitRow {
-            model: r.text(0)?,
-            fitted_at: time(r.i64(1)?)?,
-            window_start: r.opt_i64(2)?.map(time).transpose()?,
-            window_end: time(r.i64(3)?)?,
-            customers: r.i64(4)?,
-            params: serde_json::from_str(&r.text(5)?)?,
-            std_errors: serde_json::from_str(&r.text(6)?)?,
-            log_likelihood: r.opt_f64(7)?,
-            iterations: r.i64(8)?,
-            seconds: r.opt_f64(9)?.unwrap_or(0.0),
+            model: r.text("model")?,
+            fitted_at: time(r.i64("fitted_at")?)?,
+            window_start: r.opt_i64("window_start")?.map(time).transpose()?,
+            window_end: time(r.i64("window_end")?)?,
+            customers: r.i64("customers")?,
+            params: serde_json::from_str(&r.text("params")?)?,
+            std_errors: serde_json::from_str(&r.text("std_errors")?)?,
+            log_likelihood: r.opt_f64("log_likelihood")?,
+            iterations: r.i64("iterations")?,
+            seconds: r.opt_f64("seconds")?.unwrap_or(0.0),
         })
     })
     .collect()
