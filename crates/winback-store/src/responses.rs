@@ -150,22 +150,22 @@ async fn consent_allows(
 
 /// The message a tracking token names. An erased person's messages are not found: their old
 /// links answer like an unknown token and write nothing.
-const MESSAGE: &str = "SELECT o.id, o.idempotency_key, o.profile_id, c.external_id, k.name, o.step, o.variant, o.channel, o.recipient, o.sent_at, c.locale \
+const MESSAGE: &str = "SELECT o.id, o.idempotency_key, o.profile_id, c.external_id, k.name AS campaign, o.step, o.variant, o.channel, o.recipient, o.sent_at, c.locale \
      FROM outbox o JOIN customers c ON c.id = o.profile_id JOIN campaigns k ON k.id = o.campaign_id";
 
 fn message_ref(r: &crate::db::DbRow) -> Result<MessageRef, StoreError> {
     Ok(MessageRef {
-        outbox_id: r.i64(0)?,
-        key: r.text(1)?,
-        profile_id: r.i64(2)?,
-        customer: r.text(3)?,
-        campaign: r.text(4)?,
-        step: r.text(5)?,
-        variant: r.text(6)?,
-        channel: r.text(7)?,
-        recipient: r.opt_text(8)?,
-        sent_at: r.opt_i64(9)?.map(ts).transpose()?,
-        locale: r.opt_text(10)?,
+        outbox_id: r.i64("id")?,
+        key: r.text("idempotency_key")?,
+        profile_id: r.i64("profile_id")?,
+        customer: r.text("external_id")?,
+        campaign: r.text("campaign")?,
+        step: r.text("step")?,
+        variant: r.text("variant")?,
+        channel: r.text("channel")?,
+        recipient: r.opt_text("recipient")?,
+        sent_at: r.opt_i64("sent_at")?.map(ts).transpose()?,
+        locale: r.opt_text("locale")?,
     })
 }
 
@@ -517,18 +517,18 @@ pub(crate) async fn create_api_key(
 
 fn key_row(r: &crate::db::DbRow) -> Result<ApiKeyRow, StoreError> {
     Ok(ApiKeyRow {
-        id: r.i64(0)?,
-        name: r.text(1)?,
-        prefix: r.text(2)?,
+        id: r.i64("id")?,
+        name: r.text("name")?,
+        prefix: r.text("prefix")?,
         scopes: r
-            .text(3)?
+            .text("scopes")?
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        created_at: ts(r.i64(4)?)?,
-        revoked_at: r.opt_i64(5)?.map(ts).transpose()?,
-        last_used_at: r.opt_i64(6)?.map(ts).transpose()?,
+        created_at: ts(r.i64("created_at")?)?,
+        revoked_at: r.opt_i64("revoked_at")?.map(ts).transpose()?,
+        last_used_at: r.opt_i64("last_used_at")?.map(ts).transpose()?,
     })
 }
 
@@ -618,16 +618,16 @@ pub(crate) async fn idempotency_begin(
         // Deleted between the two statements (the first request failed): the caller may retry.
         return Ok(Idempotency::InProgress);
     };
-    if r.text(0)? != request_hash {
+    if r.text("request_hash")? != request_hash {
         return Ok(Idempotency::Mismatch);
     }
-    let status = r.i64(1)?;
+    let status = r.i64("status")?;
     if status == 0 {
         return Ok(Idempotency::InProgress);
     }
     Ok(Idempotency::Replay(
         u16::try_from(status).map_err(|e| StoreError::Data(e.to_string()))?,
-        r.text(2)?,
+        r.text("body")?,
     ))
 }
 
@@ -688,7 +688,7 @@ pub(crate) async fn audience_members(
     let rows = pool
         .fetch(
             "SELECT a.profile_id, c.email, c.phone, c.first_name, c.last_name, c.address1, c.address2, c.postal_code, c.city, c.country, \
-                    (SELECT o.code FROM offers o WHERE o.campaign_id = a.campaign_id AND o.profile_id = a.profile_id AND o.expires_at > $3 ORDER BY o.issued_at DESC LIMIT 1) \
+                    (SELECT o.code FROM offers o WHERE o.campaign_id = a.campaign_id AND o.profile_id = a.profile_id AND o.expires_at > $3 ORDER BY o.issued_at DESC LIMIT 1) AS code \
              FROM audience_exports a JOIN customers c ON (c.id = a.profile_id OR c.profile_id = a.profile_id) AND c.erased_at IS NULL \
              WHERE a.campaign_id = $1 AND a.target = $2 ORDER BY a.profile_id, c.id",
             &[Val::from(campaign_id), Val::from(target), Val::from(now.as_micros())],
@@ -696,28 +696,28 @@ pub(crate) async fn audience_members(
         .await?;
     let mut out: Vec<AudienceMember> = Vec::new();
     for r in &rows {
-        let profile_id = r.i64(0)?;
+        let profile_id = r.i64("profile_id")?;
         if out
             .last()
             .is_none_or(|m| m.profile_id != winback_domain::ProfileId::new(profile_id))
         {
             out.push(AudienceMember {
                 profile_id: winback_domain::ProfileId::new(profile_id),
-                code: r.opt_text(10)?,
+                code: r.opt_text("code")?,
                 ..Default::default()
             });
         }
         let m = out.last_mut().expect("pushed above");
         for (slot, col) in [
-            (&mut m.email, 1),
-            (&mut m.phone, 2),
-            (&mut m.first_name, 3),
-            (&mut m.last_name, 4),
-            (&mut m.address1, 5),
-            (&mut m.address2, 6),
-            (&mut m.postal_code, 7),
-            (&mut m.city, 8),
-            (&mut m.country, 9),
+            (&mut m.email, "email"),
+            (&mut m.phone, "phone"),
+            (&mut m.first_name, "first_name"),
+            (&mut m.last_name, "last_name"),
+            (&mut m.address1, "address1"),
+            (&mut m.address2, "address2"),
+            (&mut m.postal_code, "postal_code"),
+            (&mut m.city, "city"),
+            (&mut m.country, "country"),
         ] {
             if slot.is_none() {
                 *slot = r.opt_text(col)?;
