@@ -79,14 +79,15 @@ impl AddressKey {
     }
 }
 
-fn statement(r: &DbRow, channel_col: usize) -> Result<Consent, StoreError> {
+/// A ledger row's statement (columns `channel, status, source, wording_version, recorded_at`).
+fn statement(r: &DbRow) -> Result<Consent, StoreError> {
     let data = |e: winback_domain::ConsentError| StoreError::Data(e.to_string());
     Ok(Consent {
-        channel: r.text(channel_col)?.parse().map_err(data)?,
-        status: r.text(channel_col + 1)?.parse().map_err(data)?,
-        source: r.text(channel_col + 2)?,
-        wording_version: r.opt_text(channel_col + 3)?,
-        at: ts(r.i64(channel_col + 4)?)?,
+        channel: r.text("channel")?.parse().map_err(data)?,
+        status: r.text("status")?.parse().map_err(data)?,
+        source: r.text("source")?,
+        wording_version: r.opt_text("wording_version")?,
+        at: ts(r.i64("recorded_at")?)?,
     })
 }
 
@@ -141,8 +142,8 @@ pub(crate) async fn for_records(
             )
             .await?
         {
-            let id = r.i64(0)?;
-            let (email, phone) = (r.opt_text(1)?, r.opt_text(2)?);
+            let id = r.i64("id")?;
+            let (email, phone) = (r.opt_text("email_key")?, r.opt_text("phone")?);
             for ch in Channel::ALL {
                 keys.insert(
                     (id, ch),
@@ -170,8 +171,13 @@ pub(crate) async fn for_records(
     let cols = "c.id, c.email_key, c.phone, l.channel, l.status, l.source, l.wording_version, l.recorded_at";
     let mut history: HashMap<AddressKey, Vec<Consent>> = HashMap::new();
     let mut add = |r: &DbRow| -> Result<(), StoreError> {
-        let c = statement(r, 3)?;
-        let key = AddressKey::of(r.i64(0)?, c.channel, r.opt_str(1)?, r.opt_str(2)?);
+        let c = statement(r)?;
+        let key = AddressKey::of(
+            r.i64("id")?,
+            c.channel,
+            r.opt_str("email_key")?,
+            r.opt_str("phone")?,
+        );
         history.entry(key).or_default().push(c);
         Ok(())
     };
@@ -209,12 +215,12 @@ pub(crate) async fn for_records(
             .await?
         {
             // Only the record's own statements for a channel it has no address on.
-            let c = statement(&r, 3)?;
+            let c = statement(&r)?;
             let key = AddressKey::of(
-                r.i64(0)?,
+                r.i64("id")?,
                 c.channel,
-                r.opt_str(1)?,
-                r.opt_str(2)?,
+                r.opt_str("email_key")?,
+                r.opt_str("phone")?,
             );
             if matches!(key, AddressKey::Record(..)) {
                 history.entry(key).or_default().push(c);
@@ -234,12 +240,12 @@ pub(crate) async fn for_all(pool: &Pool) -> Result<Folded, StoreError> {
         "SELECT c.id, c.email_key, c.phone, l.channel, l.status, l.source, l.wording_version, l.recorded_at FROM consent_ledger l JOIN customers c ON c.id = l.customer_id",
         &[],
         |r| {
-            let c = statement(r, 3)?;
+            let c = statement(r)?;
             let key = AddressKey::of(
-                r.i64(0)?,
+                r.i64("id")?,
                 c.channel,
-                r.opt_str(1)?,
-                r.opt_str(2)?,
+                r.opt_str("email_key")?,
+                r.opt_str("phone")?,
             );
             history.entry(key).or_default().push(c);
             Ok(())
@@ -248,8 +254,8 @@ pub(crate) async fn for_all(pool: &Pool) -> Result<Folded, StoreError> {
     .await?;
     let mut keys = HashMap::new();
     pool.for_each("SELECT id, email_key, phone FROM customers", &[], |r| {
-        let id = r.i64(0)?;
-        let (email, phone) = (r.opt_str(1)?, r.opt_str(2)?);
+        let id = r.i64("id")?;
+        let (email, phone) = (r.opt_str("email_key")?, r.opt_str("phone")?);
         for ch in Channel::ALL {
             keys.insert((id, ch), AddressKey::of(id, ch, email, phone));
         }

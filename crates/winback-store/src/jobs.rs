@@ -89,12 +89,12 @@ pub(crate) async fn list(pool: &Pool) -> Result<Vec<JobRow>, StoreError> {
     .iter()
     .map(|r| {
         Ok(JobRow {
-            name: r.text(0)?,
-            running_on: r.opt_text(1)?,
-            last_started: r.opt_i64(2)?.map(ts).transpose()?,
-            last_finished: r.opt_i64(3)?.map(ts).transpose()?,
-            last_outcome: r.opt_text(4)?,
-            runs: r.i64(5)?,
+            name: r.text("name")?,
+            running_on: r.opt_text("lease_owner")?,
+            last_started: r.opt_i64("last_started")?.map(ts).transpose()?,
+            last_finished: r.opt_i64("last_finished")?.map(ts).transpose()?,
+            last_outcome: r.opt_text("last_outcome")?,
+            runs: r.i64("runs")?,
         })
     })
     .collect()

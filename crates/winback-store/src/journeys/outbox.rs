@@ -62,10 +62,12 @@ pub(super) async fn ended_reason(
     let Some(e) = e.first() else {
         return Ok(Some("unknown enrolment".into()));
     };
-    if e.text(0)? == "exited" {
-        return Ok(Some(e.opt_text(1)?.unwrap_or_else(|| "exited".into())));
+    if e.text("state")? == "exited" {
+        return Ok(Some(
+            e.opt_text("end_reason")?.unwrap_or_else(|| "exited".into()),
+        ));
     }
-    let since = Val::from(e.i64(2)?);
+    let since = Val::from(e.i64("entered_at")?);
     let ordered = tx
         .fetch(
             "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.ordered_at >= $2 LIMIT 1",
@@ -657,22 +659,23 @@ pub(super) async fn ramp_window(
     };
     let state = RampState {
         provider: provider.to_owned(),
-        share: r.opt_f64(0)?.unwrap_or(0.0),
-        attempts_at_share: r.i64(1)? as u64,
-        paused: r.opt_text(2)?,
+        share: r.opt_f64("share")?.unwrap_or(0.0),
+        attempts_at_share: r.i64("attempts_at_share")? as u64,
+        paused: r.opt_text("paused")?,
     };
-    let bucket = |i: usize| -> Result<ProviderStats, StoreError> {
+    // The window's two buckets: `cur_…` and `prev_…` columns.
+    let bucket = |b: &str| -> Result<ProviderStats, StoreError> {
         Ok(ProviderStats {
-            attempts: r.i64(i)? as u64,
-            hard_bounces: r.i64(i + 1)? as u64,
-            complaints: r.i64(i + 2)? as u64,
+            attempts: r.i64(format!("{b}_attempts").as_str())? as u64,
+            hard_bounces: r.i64(format!("{b}_hard").as_str())? as u64,
+            complaints: r.i64(format!("{b}_complaints").as_str())? as u64,
         })
     };
     Ok((
         Some(state),
         RampWindow {
-            cur: bucket(3)?,
-            prev: bucket(6)?,
+            cur: bucket("cur")?,
+            prev: bucket("prev")?,
         },
     ))
 }
@@ -696,7 +699,7 @@ pub struct ProviderRamp {
 
 pub(crate) async fn provider_ramps(pool: &Pool) -> Result<Vec<ProviderRamp>, StoreError> {
     pool.fetch(
-        "SELECT provider, share, paused, cur_attempts + prev_attempts, cur_hard + prev_hard, cur_complaints + prev_complaints \
+        "SELECT provider, share, paused, cur_attempts + prev_attempts AS attempts, cur_hard + prev_hard AS hard, cur_complaints + prev_complaints AS complaints \
          FROM provider_ramp ORDER BY provider",
         &[],
     )
@@ -704,12 +707,12 @@ pub(crate) async fn provider_ramps(pool: &Pool) -> Result<Vec<ProviderRamp>, Sto
     .iter()
     .map(|r| {
         Ok(ProviderRamp {
-            provider: r.text(0)?,
-            share: r.opt_f64(1)?.unwrap_or(0.0),
-            paused: r.opt_text(2)?,
-            window_attempts: r.i64(3)?,
-            window_hard_bounces: r.i64(4)?,
-            window_complaints: r.i64(5)?,
+            provider: r.text("provider")?,
+            share: r.opt_f64("share")?.unwrap_or(0.0),
+            paused: r.opt_text("paused")?,
+            window_attempts: r.i64("attempts")?,
+            window_hard_bounces: r.i64("hard")?,
+            window_complaints: r.i64("complaints")?,
         })
     })
     .collect()
