@@ -79,6 +79,19 @@ impl AddressKey {
     }
 }
 
+/// A ledger row's statement and the address it folds under (columns `id, email_key, phone,
+/// channel, status, source, wording_version, recorded_at`).
+fn keyed_statement(r: &DbRow) -> Result<(AddressKey, Consent), StoreError> {
+    let c = statement(r)?;
+    let key = AddressKey::of(
+        r.i64("id")?,
+        c.channel,
+        r.opt_str("email_key")?,
+        r.opt_str("phone")?,
+    );
+    Ok((key, c))
+}
+
 /// A ledger row's statement (columns `channel, status, source, wording_version, recorded_at`).
 fn statement(r: &DbRow) -> Result<Consent, StoreError> {
     let data = |e: winback_domain::ConsentError| StoreError::Data(e.to_string());
@@ -171,13 +184,7 @@ pub(crate) async fn for_records(
     let cols = "c.id, c.email_key, c.phone, l.channel, l.status, l.source, l.wording_version, l.recorded_at";
     let mut history: HashMap<AddressKey, Vec<Consent>> = HashMap::new();
     let mut add = |r: &DbRow| -> Result<(), StoreError> {
-        let c = statement(r)?;
-        let key = AddressKey::of(
-            r.i64("id")?,
-            c.channel,
-            r.opt_str("email_key")?,
-            r.opt_str("phone")?,
-        );
+        let (key, c) = keyed_statement(r)?;
         history.entry(key).or_default().push(c);
         Ok(())
     };
@@ -215,13 +222,7 @@ pub(crate) async fn for_records(
             .await?
         {
             // Only the record's own statements for a channel it has no address on.
-            let c = statement(&r)?;
-            let key = AddressKey::of(
-                r.i64("id")?,
-                c.channel,
-                r.opt_str("email_key")?,
-                r.opt_str("phone")?,
-            );
+            let (key, c) = keyed_statement(&r)?;
             if matches!(key, AddressKey::Record(..)) {
                 history.entry(key).or_default().push(c);
             }
@@ -240,13 +241,7 @@ pub(crate) async fn for_all(pool: &Pool) -> Result<Folded, StoreError> {
         "SELECT c.id, c.email_key, c.phone, l.channel, l.status, l.source, l.wording_version, l.recorded_at FROM consent_ledger l JOIN customers c ON c.id = l.customer_id",
         &[],
         |r| {
-            let c = statement(r)?;
-            let key = AddressKey::of(
-                r.i64("id")?,
-                c.channel,
-                r.opt_str("email_key")?,
-                r.opt_str("phone")?,
-            );
+            let (key, c) = keyed_statement(r)?;
             history.entry(key).or_default().push(c);
             Ok(())
         },
