@@ -15,7 +15,7 @@ use winback_engine::{Engine, PassStats};
 use winback_store::SqlStore;
 
 use crate::config::Config;
-use crate::schedule::{JobsRun, check_clock, run_due};
+use crate::schedule::{ClockSkew, JobsRun, check_clock, run_due};
 
 /// What the worker did, for its output (the CLI prints these; the HTTP service's worker too).
 #[derive(Debug)]
@@ -37,6 +37,9 @@ pub enum Event<'a> {
         /// Failures in the pass.
         failures: u64,
     },
+    /// A round failed (the database unreachable, a relay down at connect): it runs again after
+    /// the next nap. Only a clock off the database's stops the worker.
+    Failed(Timestamp, &'a anyhow::Error),
     /// Stopped after finishing the round in progress.
     Stopping,
 }
@@ -74,22 +77,25 @@ pub async fn run(
     stop: impl Future<Output = ()>,
     on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<()> {
-    let settings = config.engine_settings()?;
-    // Only a worker that sends builds the transports (a refresh-only service needs no relay).
+    // Only a worker that sends builds the engine, its transports and the links it redirects
+    // to (a refresh-only service needs no relay; `winback serve` stores the links itself).
     let transport = match role {
-        Role::Full => Some(config.transports(std::sync::Arc::new(winback_domain::SystemClock))?),
+        Role::Full => {
+            // Click tokens name a link id; `winback serve` redirects to what is stored here.
+            store
+                .set_links(
+                    &[("shop".into(), config.email.shop_url.clone())],
+                    clock.now(),
+                )
+                .await?;
+            Some(config.transports(std::sync::Arc::new(winback_domain::SystemClock))?)
+        }
         Role::RefreshOnly => None,
     };
-    // Click tokens name a link id; `winback serve` redirects to what is stored here.
-    store
-        .set_links(
-            &[("shop".into(), config.email.shop_url.clone())],
-            clock.now(),
-        )
-        .await?;
-    let engine = transport
-        .as_ref()
-        .map(|t| Engine::new(store, t, clock, settings));
+    let engine = match &transport {
+        Some(t) => Some(Engine::new(store, t, clock, config.engine_settings()?)),
+        None => None,
+    };
     let mut schedule = config.schedule()?;
     if role == Role::RefreshOnly {
         schedule.score_at = None;
@@ -145,16 +151,26 @@ pub async fn run(
             _ = rx.wait_for(|s| *s) => {}
         }
     };
+    // A failed round is reported and tried again after the nap: a database outage must not
+    // end the worker, nor the `winback serve` it runs in. A wrong clock does end it.
+    let survive = |r: Result<()>| match r {
+        Err(e) if e.downcast_ref::<ClockSkew>().is_some() => Err(e),
+        Err(e) => {
+            on_event(Event::Failed(clock.now(), &e));
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    };
     let jobs_loop = async {
         while !*stopped_rx.borrow() {
-            jobs_round().await?;
+            survive(jobs_round().await)?;
             nap(stopped_rx.clone()).await;
         }
         anyhow::Ok(())
     };
     let engine_loop = async {
         while !*stopped_rx.borrow() {
-            pass().await?;
+            survive(pass().await)?;
             nap(stopped_rx.clone()).await;
         }
         anyhow::Ok(())

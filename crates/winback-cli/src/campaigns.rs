@@ -500,6 +500,9 @@ fn print_event(event: winback_app::worker::Event<'_>) {
         } => println!(
             "{at}: the {channel} transport is paused until {until} after {failures} failure(s) of the relay or provider itself; nobody was suppressed: {why}"
         ),
+        Event::Failed(at, e) => {
+            eprintln!("{at}: a worker round failed; it runs again at the next poll: {e:#}")
+        }
         Event::Stopping => println!(
             "worker stopping: the current pass finished; claims of this worker expire with their leases"
         ),

@@ -34,6 +34,17 @@ type = "wait"
 duration = "30d"
 "#;
 
+/// The scheduled jobs that have run, by name.
+async fn job_names(store: &SqlStore) -> Vec<String> {
+    store
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.name)
+        .collect()
+}
+
 async fn one_round(config: &Config, store: &SqlStore, clock: &ManualClock) {
     run(config, store, clock, Role::Full, true, async {}, &|_| {})
         .await
@@ -197,14 +208,7 @@ async fn serve_with_a_worker_restages_enrols_and_ends_a_journey_on_a_posted_orde
         "the order ended the journey"
     );
     // The jobs' last runs, for /metrics and the dashboard.
-    let names: Vec<String> = store
-        .jobs()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.name)
-        .collect();
-    assert_eq!(names, ["refresh", "retention", "score"]);
+    assert_eq!(job_names(&store).await, ["refresh", "retention", "score"]);
 }
 
 #[tokio::test]
@@ -242,13 +246,6 @@ async fn serve_without_a_worker_still_refreshes_what_the_api_ingests() {
     let features = h.scalar("SELECT COUNT(*) FROM profile_features").await;
     assert_eq!(features, 1);
     // A refresh-only service neither scores, nor enforces retention, nor sends.
-    let names: Vec<String> = store
-        .jobs()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.name)
-        .collect();
-    assert_eq!(names, ["refresh"]);
+    assert_eq!(job_names(&store).await, ["refresh"]);
     assert!(!std::path::Path::new(&config.email.outbox_dir).exists());
 }
