@@ -7,7 +7,6 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use winback_domain::Clock;
-use winback_import::SourceKind;
 use winback_store::{Store, ingest::Mode};
 
 use crate::{
@@ -31,15 +30,6 @@ pub struct DemoArgs {
     /// Simulated months of the win-back programme.
     #[arg(long, default_value_t = 12)]
     pub months: u32,
-}
-
-/// The file of a `sqlite://FILE` URL.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
 
 /// Prints what a simulated programme did, per campaign and arm.
@@ -192,16 +182,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!();
 
     let t = Instant::now();
-    let spec = winback_synth::ShopSpec {
-        customers: args.customers,
-        seed: args.seed,
-        as_of: now,
-        years: 3,
-        events: true,
-        items: true,
-    };
-    let (files, truth) = winback_synth::generate(&spec, &args.dir)
-        .with_context(|| format!("writing {}", args.dir.display()))?;
+    let (files, truth) = winback_app::demo::export(args.customers, args.seed, now, &args.dir)?;
     println!(
         "1. The shop exported its data to {}/ ({:.1} s):",
         args.dir.display(),
@@ -221,14 +202,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
         "2. Importing into {} (re-running the demo updates, never duplicates):",
         crate::config::redact(&config.database_url)
     );
-    let items = files.items.clone().context("items were generated")?;
-    let events = files.events.clone().context("events were generated")?;
-    let steps = [
-        (SourceKind::Customers, files.customers.clone()),
-        (SourceKind::Orders, files.orders.clone()),
-        (SourceKind::OrderItems, items),
-        (SourceKind::Events, events),
-    ];
+    let steps = winback_app::demo::load_order(&files)?;
     for (kind, file) in steps {
         let t = Instant::now();
         let job = winback_app::ingest::FileJob {
@@ -362,23 +336,14 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     let outbox = args.dir.join("outbox");
     // The simulated months write future orders and events; they run on a copy of the demo
     // database so the shop's own data stays as imported.
-    let Some(db_file) = sqlite_file(&config.database_url) else {
+    store.close().await;
+    let Some((sim_config, store)) = winback_app::demo::programme_store(config, &args.dir).await?
+    else {
         println!(
             "   (the programme simulation runs on the embedded SQLite default; on this database use `winback simulate`)"
         );
-        store.close().await;
         return Ok(ExitCode::SUCCESS);
     };
-    store.close().await;
-    let copy = args.dir.join("programme.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
-    }
-    std::fs::copy(&db_file, &copy)
-        .with_context(|| format!("copying {} to {}", db_file.display(), copy.display()))?;
-    let mut sim_config = config.clone();
-    sim_config.database_url = format!("sqlite://{}", copy.display());
-    let store = crate::open_store(&sim_config).await?;
     let outcome = winback_app::simulate::run(
         &sim_config,
         &store,
@@ -444,13 +409,8 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
 
 /// Step 7: list hygiene and the retention policy on the shop as imported (a dry run).
 async fn print_privacy(config: &Config, now: winback_domain::Timestamp) -> Result<()> {
-    let store = crate::open_store(config).await?;
-    let h = store.hygiene(now).await?;
-    let cutoff = crate::privacy::cutoff(now, config.privacy.retention_months)?;
-    let due = store
-        .retention_candidates(cutoff, None, &winback_domain::ACTIVITY_EVENTS)
-        .await?;
-    store.close().await;
+    let snapshot = winback_app::demo::privacy_snapshot(config, now).await?;
+    let h = &snapshot.hygiene;
     let share = |k: u64| {
         if h.addresses == 0 {
             0.0
@@ -481,7 +441,7 @@ async fn print_privacy(config: &Config, now: winback_domain::Timestamp) -> Resul
     );
     println!(
         "   {} people have done nothing themselves for {} months (opens do not count): the GDPR practice seed 001",
-        n(due.len() as u64),
+        n(snapshot.due_for_erasure),
         config.privacy.retention_months
     );
     println!(

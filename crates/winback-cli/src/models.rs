@@ -1,19 +1,14 @@
-//! `winback models`: fits every purchase model (BG/NBD, MBG/NBD, Pareto/NBD) and the spend model
-//! on the shop, persists the fits with their data window and fit time, and reports the
-//! parameters with standard errors, log-likelihoods, convergence, and the holdout check of the
-//! literature: fitted on all but the last N days, predicted against the purchases actually made
-//! in them.
+//! `winback models`: runs `winback_app::models::fit_all` (every purchase model and the spend
+//! model fitted, saved, and checked against a holdout period) and prints the parameters with
+//! standard errors, log-likelihoods, convergence, and the holdout table.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Result;
 use clap::Subcommand;
-use winback_domain::{Clock, FactSet, Timestamp};
-use winback_scoring::{
-    Fitted, Frequency, GammaGamma, HoldoutRow, ModelKind, SpendRecord, group, holdout_table,
-};
-use winback_store::{FactScope, ModelFitRow, Store};
+use winback_app::models::ModelReport;
+use winback_domain::{Clock, Timestamp};
+use winback_store::{ModelFitRow, Store};
 
 use crate::config::Config;
 
@@ -44,62 +39,6 @@ pub enum ModelsCommand {
     },
 }
 
-/// Histories (in weeks) of every buyer as of `cut`, counting purchase days up to it, and each
-/// buyer's purchase days after it.
-pub fn split(facts: &FactSet, cut: Timestamp) -> (Vec<Frequency>, Vec<f64>, Vec<SpendRecord>) {
-    let cut_day = cut.day_number();
-    let (mut histories, mut after, mut spend) = (Vec::new(), Vec::new(), Vec::new());
-    for p in &facts.profiles {
-        let mut days: Vec<(i64, i64)> = Vec::new();
-        let mut later: Vec<i64> = Vec::new();
-        for o in &p.orders {
-            let day = o.at.day_number();
-            if day <= cut_day {
-                match days.last_mut() {
-                    Some(d) if d.0 == day => d.1 += o.total_minor,
-                    _ => days.push((day, o.total_minor)),
-                }
-            } else if later.last() != Some(&day) {
-                later.push(day);
-            }
-        }
-        let (Some(first), Some(last)) = (days.first(), days.last()) else {
-            continue;
-        };
-        let x = (days.len() - 1) as f64;
-        histories.push(Frequency {
-            x,
-            t_x: (last.0 - first.0) as f64 / 7.0,
-            t: (cut_day - first.0) as f64 / 7.0,
-        });
-        after.push(later.len() as f64);
-        if x > 0.0 {
-            let mean = days[1..].iter().map(|d| d.1 as f64).sum::<f64>() / x;
-            if mean > 0.0 {
-                spend.push(SpendRecord {
-                    x,
-                    mean_value: mean,
-                });
-            }
-        }
-    }
-    (histories, after, spend)
-}
-
-/// One model's line of the report.
-#[derive(Debug, serde::Serialize)]
-struct ModelReport {
-    model: &'static str,
-    fit: Option<Fitted>,
-    error: Option<String>,
-    /// The fit on the calibration period (all but the holdout days).
-    calibration_fit: Option<Fitted>,
-    seconds: f64,
-    holdout: Vec<HoldoutRow>,
-    holdout_predicted: f64,
-    holdout_actual: f64,
-}
-
 /// Runs `winback models`.
 pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Result<ExitCode> {
     let store = crate::open_store(config).await?;
@@ -119,125 +58,21 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
             as_of,
             json,
         } => {
-            anyhow::ensure!(holdout_days > 0, "--holdout-days must be positive");
             let as_of_given = as_of.is_some();
             let now = match as_of {
                 Some(v) => parse_as_of(&v)?,
                 None => clock.now(),
             };
-            let facts = store.profile_facts(FactScope::All).await?;
-            let first = facts
-                .profiles
-                .iter()
-                .filter_map(|p| p.orders.first().map(|o| o.at))
-                .min();
-            let last = facts
-                .profiles
-                .iter()
-                .filter_map(|p| p.orders.last().map(|o| o.at))
-                .max();
-            // A cut after the data would fit on ages that never happened.
-            if let (Some(last), true) = (last, as_of_given) {
-                anyhow::ensure!(
-                    now <= last.plus_seconds(86_400),
-                    "--as-of {} is after the last order in the store ({}); choose a date within the data, or leave --as-of out to fit on everything up to now",
-                    now.date_local(),
-                    last.date_local()
-                );
-            }
-            let (all, _, spend) = split(&facts, now);
-            // The calibration cut is a calendar day in the shop's zone, `holdout_days` before
-            // the as-of day (noon, so no daylight-saving change moves it to another day).
-            let cut = now
-                .date_local()
-                .checked_sub(jiff::Span::new().days(holdout_days))
-                .ok()
-                .and_then(Timestamp::local_midnight)
-                .map_or(now.plus_seconds(-holdout_days * 86_400), |t| {
-                    t.plus_seconds(12 * 3600)
-                });
-            let (calibration, actual, _) = split(&facts, cut);
-            let horizon = holdout_days as f64 / 7.0;
-            let mut reports = Vec::new();
-            let mut failed = false;
-            // Grouped once for all three models.
-            let (all_groups, calibration_groups) = (group(&all), group(&calibration));
-            let limits = fit_limits(config, json);
-            for kind in ModelKind::ALL {
-                let started = Instant::now();
-                let fit = winback_scoring::with_limits(limits.clone(), || kind.fit(&all_groups))
-                    .and_then(refuse_degenerate);
-                let seconds = started.elapsed().as_secs_f64();
-                let cal_fit =
-                    winback_scoring::with_limits(limits.clone(), || kind.fit(&calibration_groups))
-                        .ok();
-                let (holdout, predicted, actual_total) = match &cal_fit {
-                    Some(cal) => {
-                        let m = cal.model();
-                        let predicted: f64 = calibration
-                            .iter()
-                            .map(|h| {
-                                winback_scoring::PurchaseModel::expected_purchases(&m, *h, horizon)
-                            })
-                            .sum();
-                        (
-                            holdout_table(&m, &calibration, &actual, horizon, 7),
-                            predicted,
-                            actual.iter().sum(),
-                        )
-                    }
-                    None => (Vec::new(), f64::NAN, actual.iter().sum()),
-                };
-                match fit {
-                    Ok(f) => {
-                        store
-                            .save_model_fit(&crate::score::fit_row(&f, now, first, seconds))
-                            .await?;
-                        reports.push(ModelReport {
-                            model: kind.label(),
-                            fit: Some(f),
-                            error: None,
-                            calibration_fit: cal_fit,
-                            seconds,
-                            holdout,
-                            holdout_predicted: predicted,
-                            holdout_actual: actual_total,
-                        });
-                    }
-                    Err(e) => {
-                        failed = true;
-                        reports.push(ModelReport {
-                            model: kind.label(),
-                            fit: None,
-                            error: Some(e.to_string()),
-                            calibration_fit: cal_fit,
-                            seconds,
-                            holdout,
-                            holdout_predicted: predicted,
-                            holdout_actual: actual_total,
-                        });
-                    }
-                }
-            }
-            let gg = GammaGamma::fit(&spend);
-            if let Ok(f) = &gg {
-                store
-                    .save_model_fit(&ModelFitRow {
-                        model: "gamma_gamma".into(),
-                        fitted_at: now,
-                        window_start: first,
-                        window_end: now,
-                        customers: f.customers as i64,
-                        params: serde_json::json!({"p": f.params.p, "q": f.params.q, "gamma": f.params.gamma}),
-                        std_errors: serde_json::json!({"p": f.std_errors[0], "q": f.std_errors[1], "gamma": f.std_errors[2]}),
-                        log_likelihood: Some(f.log_likelihood),
-                        iterations: f.iterations as i64,
-                        seconds: 0.0,
-                    })
-                    .await?;
-            }
+            let out = winback_app::models::fit_all(
+                &store,
+                now,
+                as_of_given,
+                holdout_days,
+                fit_limits(config, json),
+            )
+            .await?;
             if json {
-                let gg = match &gg {
+                let gg = match &out.gamma_gamma {
                     Ok(f) => {
                         serde_json::json!({"params": f.params, "std_errors": f.std_errors, "log_likelihood": f.log_likelihood})
                     }
@@ -246,19 +81,19 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: ModelsCommand) -> Resu
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
-                        "customers": all.len(),
+                        "customers": out.customers,
                         "holdout_days": holdout_days,
-                        "models": reports,
+                        "models": out.reports,
                         "gamma_gamma": gg,
                     }))?
                 );
             } else {
-                print_fits(&reports, all.len(), &gg);
+                print_fits(&out.reports, out.customers, &out.gamma_gamma);
                 if report {
-                    print_holdout(&reports, holdout_days, cut);
+                    print_holdout(&out.reports, holdout_days, out.cut);
                 }
             }
-            if failed {
+            if out.failed() {
                 ExitCode::from(4)
             } else {
                 ExitCode::SUCCESS
@@ -288,24 +123,6 @@ pub fn fit_limits(config: &Config, quiet: bool) -> winback_scoring::FitLimits {
         )),
         progress,
     }
-}
-
-/// A fit whose parameters are absurd or whose standard errors are not numbers describes no
-/// population (30 buyers at a cut, say): refused, so it never replaces a good saved fit.
-fn refuse_degenerate(
-    fit: winback_scoring::Fitted,
-) -> Result<winback_scoring::Fitted, winback_scoring::FitError> {
-    let (params, errors) = (&fit.params, &fit.std_errors);
-    let absurd = params
-        .iter()
-        .any(|p| !p.is_finite() || *p > 1e4 || *p < 1e-6);
-    let unknown = errors.iter().any(|e| !e.is_finite());
-    if absurd || unknown {
-        return Err(winback_scoring::FitError::Invalid(format!(
-            "the fit is degenerate (parameters {params:.4?}, standard errors {errors:.3?}) and was not saved; the saved fit stays. Fit on more customers (a later --as-of, or all the data)"
-        )));
-    }
-    Ok(fit)
 }
 
 /// `--as-of`: a time, or a date meaning the end of that calendar day in the shop's zone (its

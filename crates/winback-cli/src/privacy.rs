@@ -11,7 +11,7 @@ use winback_store::privacy::{Outcome, Request};
 
 use crate::config::Config;
 
-pub use winback_app::retention::{RetentionOutcome, cutoff, retention};
+pub use winback_app::retention::{RetentionOutcome, retention};
 
 /// `winback privacy …`
 #[derive(Debug, Subcommand)]
@@ -298,12 +298,12 @@ mod tests {
     #[test]
     fn the_cutoff_is_calendar_months_in_utc() {
         assert_eq!(
-            cutoff(at("2024-03-02T10:00:00Z"), 36).unwrap(),
+            winback_app::retention::cutoff(at("2024-03-02T10:00:00Z"), 36).unwrap(),
             at("2021-03-02T10:00:00Z")
         );
         // 29 February minus a year is 28 February.
         assert_eq!(
-            cutoff(at("2024-02-29T00:00:00Z"), 12).unwrap(),
+            winback_app::retention::cutoff(at("2024-02-29T00:00:00Z"), 12).unwrap(),
             at("2023-02-28T00:00:00Z")
         );
     }
