@@ -22,7 +22,7 @@ use winback_store::{FactScope, ModelFitRow, Store};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Scored {
     /// Profile id.
-    pub profile_id: i64,
+    pub profile_id: winback_domain::ProfileId,
     /// External id of its first record.
     pub external_id: String,
     /// Name, when known.
@@ -296,7 +296,7 @@ pub fn score(
             };
             let rfm = rfm_of.get(&i).copied();
             Scored {
-                profile_id: f.profile_id,
+                profile_id: winback_domain::ProfileId::new(f.profile_id),
                 external_id: p.external_id.clone(),
                 name: p.name.clone(),
                 stage,
@@ -541,7 +541,7 @@ mod tests {
             "no stray group for missing categories"
         );
         assert_eq!(scored.len(), 201);
-        let subscriber = scored.iter().find(|s| s.profile_id == 1000).unwrap();
+        let subscriber = scored.iter().find(|s| s.profile_id.get() == 1000).unwrap();
         assert_eq!(subscriber.stage, Stage::InactiveSubscriber);
         assert!(
             subscriber

@@ -140,7 +140,7 @@ pub async fn run(
                 4_500
             };
             (
-                s.profile_id,
+                s.profile_id.get(),
                 Person {
                     external_id: s.external_id.clone(),
                     p_alive: s.p_alive.unwrap_or(0.5),

@@ -2,7 +2,7 @@
 //! needs. The store keeps only hashes: argon2id PHC strings of passwords (made by the HTTP
 //! crate) and SHA-256 of session tokens.
 
-use winback_domain::Timestamp;
+use winback_domain::{ProfileId, Timestamp};
 
 use crate::db::Val;
 use crate::queries::ts;
@@ -180,9 +180,10 @@ impl SqlStore {
     /// A person's latest messages, newest first.
     pub async fn profile_messages(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
         limit: i64,
     ) -> Result<Vec<MessageView>, StoreError> {
+        let profile_id = profile_id.get();
         self.pool
             .fetch(
                 "SELECT k.name AS campaign, o.step, o.variant, o.channel, o.subject, o.state, COALESCE(o.outcome, o.detail) AS outcome, o.created_at, o.sent_at, o.recipient \
@@ -209,7 +210,11 @@ impl SqlStore {
     }
 
     /// A person's journeys, newest first.
-    pub async fn profile_journeys(&self, profile_id: i64) -> Result<Vec<JourneyView>, StoreError> {
+    pub async fn profile_journeys(
+        &self,
+        profile_id: ProfileId,
+    ) -> Result<Vec<JourneyView>, StoreError> {
+        let profile_id = profile_id.get();
         self.pool
             .fetch(
                 "SELECT k.name AS campaign, e.variant, e.holdout, e.state, e.entered_at, e.ended_at, e.end_reason \
@@ -239,12 +244,12 @@ impl SqlStore {
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.pool
             .fetch(
-                "SELECT o.kind, o.state, COUNT(*) FROM offers o JOIN campaigns k ON k.id = o.campaign_id WHERE k.name = $1 GROUP BY o.kind, o.state ORDER BY o.kind, o.state",
+                "SELECT o.kind, o.state, COUNT(*) AS n FROM offers o JOIN campaigns k ON k.id = o.campaign_id WHERE k.name = $1 GROUP BY o.kind, o.state ORDER BY o.kind, o.state",
                 &[Val::from(campaign)],
             )
             .await?
             .iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?, r.i64(2)?)))
+            .map(|r| Ok((r.text("kind")?, r.text("state")?, r.i64("n")?)))
             .collect()
     }
 }

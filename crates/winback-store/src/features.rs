@@ -69,15 +69,15 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
         ),
         &[],
         |r| {
-            let name = [r.opt_str(2)?, r.opt_str(3)?]
+            let name = [r.opt_str("first_name")?, r.opt_str("last_name")?]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(" ");
-            index.insert(r.i64(0)?, set.profiles.len());
+            index.insert(r.i64("id")?, set.profiles.len());
             set.profiles.push(ProfileFacts {
-                profile_id: r.i64(0)?,
-                external_id: r.text(1)?,
+                profile_id: r.i64("id")?,
+                external_id: r.text("external_id")?,
                 name: (!name.is_empty()).then_some(name),
                 ..ProfileFacts::default()
             });
@@ -90,16 +90,16 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
     let categories = &mut set.categories;
     pool.for_each(
         &format!(
-            "SELECT COALESCE(c.profile_id, c.id), o.ordered_at, o.total_minor, o.discount_minor, o.currency, o.category \
+            "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.discount_minor, o.currency, o.category \
              FROM orders o JOIN customers c ON c.id = o.customer_id \
              WHERE c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') {cond}"
         ),
         &[],
         |r| {
-            let Some(&i) = index.get(&r.i64(0)?) else {
+            let Some(&i) = index.get(&r.i64("profile")?) else {
                 return Ok(());
             };
-            let category = match r.opt_str(5)? {
+            let category = match r.opt_str("category")? {
                 None => 0,
                 Some(name) => match category_ids.get(name) {
                     Some(&id) => id,
@@ -113,12 +113,12 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
             };
             let p = &mut profiles[i];
             if p.currency.is_none() {
-                p.currency = r.opt_str(4)?.map(str::to_owned);
+                p.currency = r.opt_str("currency")?.map(str::to_owned);
             }
             p.orders.push(OrderFact {
-                at: time(r.i64(1)?)?,
-                total_minor: r.i64(2)?,
-                discounted: r.i64(3)? > 0,
+                at: time(r.i64("ordered_at")?)?,
+                total_minor: r.i64("total_minor")?,
+                discounted: r.i64("discount_minor")? > 0,
                 category,
             });
             Ok(())
@@ -131,20 +131,20 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
         .collect();
     pool.for_each(
         &format!(
-            "SELECT COALESCE(c.profile_id, c.id), e.occurred_at, e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id \
+            "SELECT COALESCE(c.profile_id, c.id) AS profile, e.occurred_at, e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id \
              WHERE c.erased_at IS NULL AND e.type IN ({}) {cond}",
             types.join(", ")
         ),
         &[],
         |r| {
-            let Some(&i) = index.get(&r.i64(0)?) else {
+            let Some(&i) = index.get(&r.i64("profile")?) else {
                 return Ok(());
             };
-            let kind = r.opt_str(2)?.unwrap_or_default();
-            let payload = r.opt_str(3)?.unwrap_or_default();
+            let kind = r.opt_str("type")?.unwrap_or_default();
+            let payload = r.opt_str("payload")?.unwrap_or_default();
             if let Some(signal) = signal_of(kind, payload)? {
                 profiles[i].signals.push(SignalFact {
-                    at: time(r.i64(1)?)?,
+                    at: time(r.i64("occurred_at")?)?,
                     signal,
                 });
             }
@@ -155,11 +155,11 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
     let mut profile_of: HashMap<i64, i64> = HashMap::new();
     pool.for_each(
         &format!(
-            "SELECT c.id, COALESCE(c.profile_id, c.id) FROM customers c WHERE c.erased_at IS NULL {cond}"
+            "SELECT c.id, COALESCE(c.profile_id, c.id) AS profile FROM customers c WHERE c.erased_at IS NULL {cond}"
         ),
         &[],
         |r| {
-            profile_of.insert(r.i64(0)?, r.i64(1)?);
+            profile_of.insert(r.i64("id")?, r.i64("profile")?);
             Ok(())
         },
     )
@@ -304,7 +304,7 @@ pub(crate) async fn features_of(
         )
         .await?
     {
-        Some(r) => Ok(Some((time(r.i64(0)?)?, r.text(1)?))),
+        Some(r) => Ok(Some((time(r.i64("computed_at")?)?, r.text("data")?))),
         None => Ok(None),
     }
 }

@@ -30,7 +30,9 @@ pub mod stay;
 use std::collections::HashMap;
 use std::future::Future;
 
-use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, Timestamp};
+use winback_domain::{
+    CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, ProfileId, Timestamp,
+};
 use winback_identity::{Identifiers, Resolution};
 
 pub use features::FactScope;
@@ -184,7 +186,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// A profile's stored features: when they were computed, and the JSON.
     fn features_of(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
     ) -> impl Future<Output = Result<Option<(Timestamp, String)>, StoreError>> + Send;
     /// Saves a scoring run: every profile's score, the stage changes, and the stage shares.
     fn save_scores(
@@ -196,12 +198,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// A profile's latest score.
     fn latest_score(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
     ) -> impl Future<Output = Result<Option<ScoreRow>, StoreError>> + Send;
     /// A profile's stage changes, oldest first.
     fn stage_history(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
     ) -> impl Future<Output = Result<Vec<StageChange>, StoreError>> + Send;
     /// Scored profiles matching the filter, by predicted value or by priority.
     fn list_scored(
@@ -469,11 +471,13 @@ impl Store for SqlStore {
         scores::save_run(&self.pool, at, models, rows).await
     }
 
-    async fn latest_score(&self, profile_id: i64) -> Result<Option<ScoreRow>, StoreError> {
+    async fn latest_score(&self, profile_id: ProfileId) -> Result<Option<ScoreRow>, StoreError> {
+        let profile_id = profile_id.get();
         scores::latest_score(&self.pool, profile_id).await
     }
 
-    async fn stage_history(&self, profile_id: i64) -> Result<Vec<StageChange>, StoreError> {
+    async fn stage_history(&self, profile_id: ProfileId) -> Result<Vec<StageChange>, StoreError> {
+        let profile_id = profile_id.get();
         scores::stage_history(&self.pool, profile_id).await
     }
 
@@ -514,8 +518,9 @@ impl Store for SqlStore {
     }
     async fn features_of(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
     ) -> Result<Option<(Timestamp, String)>, StoreError> {
+        let profile_id = profile_id.get();
         features::features_of(&self.pool, profile_id).await
     }
 
@@ -571,12 +576,13 @@ impl SqlStore {
     pub async fn privacy_audit(
         &self,
         run_id: i64,
-        profile_id: i64,
+        profile_id: ProfileId,
         action: &str,
         reason: &str,
         last_activity: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let profile_id = profile_id.get();
         privacy::audit(
             &self.pool,
             run_id,
@@ -598,19 +604,22 @@ impl SqlStore {
     }
 
     /// The profile a customer id, external id, email address or +phone names (not erased).
-    pub async fn find_profile(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        privacy::find_profile(&self.pool, key).await
+    pub async fn find_profile(&self, key: &str) -> Result<Option<ProfileId>, StoreError> {
+        Ok(privacy::find_profile(&self.pool, key)
+            .await?
+            .map(ProfileId::new))
     }
 
     /// Erases one person (anonymises; see [`privacy`]); `None` when already erased or unknown.
     pub async fn erase_profile(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
         run_id: i64,
         reason: &str,
         last_activity: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Option<privacy::Erased>, StoreError> {
+        let profile_id = profile_id.get();
         privacy::erase_profile(
             &self.pool,
             &self.salt,
@@ -627,10 +636,11 @@ impl SqlStore {
     /// messages dropped.
     pub async fn object(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
         run_id: i64,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        let profile_id = profile_id.get();
         privacy::object(&self.pool, profile_id, run_id, now).await
     }
 
@@ -638,15 +648,20 @@ impl SqlStore {
     pub async fn privacy_request(
         &self,
         request: privacy::Request,
-        profile_id: i64,
+        profile_id: ProfileId,
         origin: &str,
         now: Timestamp,
     ) -> Result<privacy::Outcome, StoreError> {
+        let profile_id = profile_id.get();
         privacy::request(&self.pool, &self.salt, request, profile_id, origin, now).await
     }
 
     /// Everything stored about one person, as JSON.
-    pub async fn export_profile(&self, profile_id: i64) -> Result<serde_json::Value, StoreError> {
+    pub async fn export_profile(
+        &self,
+        profile_id: ProfileId,
+    ) -> Result<serde_json::Value, StoreError> {
+        let profile_id = profile_id.get();
         privacy::export_profile(&self.pool, profile_id).await
     }
 
@@ -719,26 +734,32 @@ impl SqlStore {
     /// Tags a profile; `false` when it had the tag already.
     pub async fn add_tag(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
         tag: &str,
         source: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        let profile_id = profile_id.get();
         responses::add_tag(&self.pool, profile_id, tag, source, now).await
     }
 
     /// A profile's preferences and channel consent.
-    pub async fn preferences(&self, profile_id: i64) -> Result<responses::Preferences, StoreError> {
+    pub async fn preferences(
+        &self,
+        profile_id: ProfileId,
+    ) -> Result<responses::Preferences, StoreError> {
+        let profile_id = profile_id.get();
         responses::preferences(&self.pool, profile_id).await
     }
 
     /// Stores the preference centre's choices; channel changes go to the consent ledger.
     pub async fn set_preferences(
         &self,
-        profile_id: i64,
+        profile_id: ProfileId,
         prefs: &responses::Preferences,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let profile_id = profile_id.get();
         responses::set_preferences(&self.pool, profile_id, prefs, now).await
     }
 
@@ -1030,7 +1051,7 @@ impl SqlStore {
                 .pool
                 .fetch(
                     &format!(
-                        "SELECT COALESCE(c.profile_id, c.id), COUNT(*), MAX(o.ordered_at) FROM orders o JOIN customers c ON c.id = o.customer_id \
+                        "SELECT COALESCE(c.profile_id, c.id) AS profile, COUNT(*) AS orders, MAX(o.ordered_at) AS latest FROM orders o JOIN customers c ON c.id = o.customer_id \
                          WHERE (c.id IN ({list}) OR c.profile_id IN ({list})) AND o.status IN ('paid', 'pending', 'partially_refunded') \
                          GROUP BY COALESCE(c.profile_id, c.id)"
                     ),
@@ -1039,8 +1060,11 @@ impl SqlStore {
                 .await?
             {
                 out.insert(
-                    r.i64(0)?,
-                    (r.i64(1)?, r.opt_i64(2)?.map(queries::ts).transpose()?),
+                    r.i64("profile")?,
+                    (
+                        r.i64("orders")?,
+                        r.opt_i64("latest")?.map(queries::ts).transpose()?,
+                    ),
                 );
             }
         }
@@ -1056,7 +1080,13 @@ impl SqlStore {
             )
             .await?
             .iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?, queries::ts(r.i64(2)?)?)))
+            .map(|r| {
+                Ok((
+                    r.text("channel")?,
+                    r.text("reason")?,
+                    queries::ts(r.i64("paused_until")?)?,
+                ))
+            })
             .collect()
     }
 

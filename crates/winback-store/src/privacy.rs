@@ -8,6 +8,7 @@
 //! profile id, so revenue, counts and holdout readouts stay exactly what they were.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use winback_domain::ProfileId;
 
 use sha2::{Digest, Sha256};
 use winback_domain::{Channel, ConsentStatus, EmailAddress, Timestamp};
@@ -31,7 +32,7 @@ const KEPT_EVENT_FIELDS: [&str; 6] = [
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Activity {
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// When.
     pub at: Timestamp,
     /// What: `order`, an event type, `opt_in` (in the preference centre), or `first_seen` when
@@ -43,7 +44,7 @@ pub struct Activity {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionCandidate {
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// The latest customer-originated activity.
     pub last_activity: Activity,
     /// Whether a retention notice is in flight or was sent within the notice period, so the
@@ -55,7 +56,7 @@ pub struct RetentionCandidate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Erased {
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// Customer records anonymised.
     pub records: u64,
     /// Identity hashes added to the erased list.
@@ -74,7 +75,7 @@ pub struct AuditEntry {
     /// Whether the run only listed.
     pub dry_run: bool,
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// `erased`, `objected`, `exported`, `would_erase`.
     pub action: String,
     /// Why.
@@ -277,7 +278,7 @@ fn keep(
             slot.insert(
                 profile,
                 Activity {
-                    profile_id: profile,
+                    profile_id: ProfileId::new(profile),
                     at,
                     basis: basis.to_owned(),
                 },
@@ -379,7 +380,7 @@ pub(crate) async fn retention_candidates(
         .filter(|a| a.at < cutoff)
         .map(|a| RetentionCandidate {
             profile_id: a.profile_id,
-            notice_pending: pending.contains(&a.profile_id),
+            notice_pending: pending.contains(&a.profile_id.get()),
             last_activity: a,
         })
         .collect();
@@ -514,7 +515,7 @@ pub(crate) async fn audit_log(
                 run_id: r.i64("run_id")?,
                 kind: r.text("kind")?,
                 dry_run: r.i64("dry_run")? != 0,
-                profile_id: r.i64("profile_id")?,
+                profile_id: ProfileId::new(r.i64("profile_id")?),
                 action: r.text("action")?,
                 reason: r.text("reason")?,
                 last_activity_at: r.opt_i64("last_activity_at")?.map(ts).transpose()?,
@@ -825,7 +826,7 @@ pub(crate) async fn erase_profile(
     .await?;
     tx.commit().await?;
     Ok(Some(Erased {
-        profile_id,
+        profile_id: ProfileId::new(profile_id),
         records: records.len() as u64,
         hashes,
         messages_dropped: dropped,

@@ -1,6 +1,7 @@
 //! Identity persistence and the read models of the CLI: summary, profile detail, listings.
 
 use std::collections::HashMap;
+use winback_domain::ProfileId;
 
 use winback_domain::{Channel, Consent, CustomerId, Timestamp};
 use winback_identity::{Identifiers, Resolution};
@@ -339,7 +340,7 @@ pub struct CustomerRow {
     /// Row id.
     pub id: i64,
     /// The profile it belongs to.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// The source's key.
     pub external_id: String,
     /// Email.
@@ -424,7 +425,7 @@ pub struct ConsentView {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CustomerDetail {
     /// Profile id.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// Its records (identifiers).
     pub records: Vec<CustomerRow>,
     /// Why they are one profile.
@@ -481,7 +482,7 @@ fn customer_row(r: &crate::db::DbRow) -> Result<CustomerRow, StoreError> {
         .collect();
     Ok(CustomerRow {
         id: r.i64("id")?,
-        profile_id: r.i64("profile")?,
+        profile_id: ProfileId::new(r.i64("profile")?),
         external_id: r.text("external_id")?,
         email: r.opt_text("email")?,
         phone: r.opt_text("phone")?,
@@ -654,7 +655,7 @@ pub(crate) async fn customer_detail(
         (&a.customer_external_id, &a.channel).cmp(&(&b.customer_external_id, &b.channel))
     });
     Ok(Some(CustomerDetail {
-        profile_id: profile,
+        profile_id: ProfileId::new(profile),
         records,
         links,
         held_apart,

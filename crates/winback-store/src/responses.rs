@@ -5,6 +5,7 @@
 //! Engagement itself (opens, clicks, unsubscribes, survey answers) is stored as events through
 //! the import session, so one path withdraws consent and ends journeys whatever the source.
 
+use winback_domain::ProfileId;
 use winback_domain::{Channel, ConsentStatus, Timestamp};
 use winback_engine::ports::AudienceMember;
 
@@ -20,7 +21,7 @@ pub struct MessageRef {
     /// Idempotency key.
     pub key: String,
     /// Profile.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// External id of the profile's first record (events are stored against it).
     pub customer: String,
     /// Campaign name.
@@ -157,7 +158,7 @@ fn message_ref(r: &crate::db::DbRow) -> Result<MessageRef, StoreError> {
     Ok(MessageRef {
         outbox_id: r.i64("id")?,
         key: r.text("idempotency_key")?,
-        profile_id: r.i64("profile_id")?,
+        profile_id: ProfileId::new(r.i64("profile_id")?),
         customer: r.text("external_id")?,
         campaign: r.text("campaign")?,
         step: r.text("step")?,

@@ -3,6 +3,7 @@
 //! base in each stage (the "% inactive" KPI over time). One transaction per run.
 
 use std::collections::HashMap;
+use winback_domain::ProfileId;
 
 use winback_domain::Timestamp;
 
@@ -23,7 +24,7 @@ fn whole_minor<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScoreRow {
     /// Profile id.
-    pub profile_id: i64,
+    pub profile_id: ProfileId,
     /// Lifecycle stage name.
     pub stage: String,
     /// Why, in words.
@@ -143,7 +144,7 @@ const SCORE_COLS: &str = "s.profile_id, s.stage, s.reason, s.segment, s.p_alive,
 
 fn score_row(r: &crate::db::DbRow) -> Result<ScoreRow, StoreError> {
     Ok(ScoreRow {
-        profile_id: r.i64("profile_id")?,
+        profile_id: ProfileId::new(r.i64("profile_id")?),
         stage: r.text("stage")?,
         reason: r.text("reason")?,
         segment: r.opt_text("segment")?,
@@ -231,7 +232,7 @@ pub(crate) async fn save_run(
     // RFM migration: moves between this run's segments and the previous run's.
     let mut moves: HashMap<(&str, &str), i64> = HashMap::new();
     for s in rows {
-        if let (Some(before), Some(now)) = (previous_segment.get(&s.profile_id), &s.segment) {
+        if let (Some(before), Some(now)) = (previous_segment.get(&s.profile_id.get()), &s.segment) {
             *moves.entry((before.as_str(), now.as_str())).or_default() += 1;
         }
     }
@@ -256,7 +257,7 @@ pub(crate) async fn save_run(
     }
     let changes: Vec<(&ScoreRow, Option<&String>)> = rows
         .iter()
-        .map(|s| (s, previous.get(&s.profile_id)))
+        .map(|s| (s, previous.get(&s.profile_id.get())))
         .filter(|(s, before)| before.is_none_or(|b| *b != s.stage))
         .collect();
     for chunk in changes.chunks(3000) {
@@ -415,7 +416,7 @@ pub(crate) async fn segment_migration(
     )
     .await?
     .iter()
-    .map(|r| Ok((r.text(0)?, r.text(1)?, r.i64(2)?)))
+    .map(|r| Ok((r.text("from_segment")?, r.text("to_segment")?, r.i64("profiles")?)))
     .collect()
 }
 
@@ -477,6 +478,10 @@ pub(crate) async fn stage_shares(pool: &Pool) -> Result<Vec<(Timestamp, String, 
     )
     .await?
     .iter()
-    .map(|r| Ok((Timestamp::from_micros(r.i64(0)?).ok_or_else(|| StoreError::Data("time out of range".into()))?, r.text(1)?, r.i64(2)?)))
+    .map(|r| {
+        let at = Timestamp::from_micros(r.i64("scored_at")?)
+            .ok_or_else(|| StoreError::Data("time out of range".into()))?;
+        Ok((at, r.text("stage")?, r.i64("profiles")?))
+    })
     .collect()
 }

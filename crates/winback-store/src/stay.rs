@@ -79,16 +79,16 @@ async fn orders_by_profile(pool: &Pool) -> Result<BTreeMap<i64, Vec<Order>>, Sto
     let mut out: BTreeMap<i64, Vec<Order>> = BTreeMap::new();
     for r in pool
         .fetch(
-            "SELECT COALESCE(c.profile_id, c.id), o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
+            "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
              WHERE o.status NOT IN ('cancelled', 'refunded') ORDER BY o.ordered_at, o.id",
             &[],
         )
         .await?
     {
-        out.entry(r.i64(0)?).or_default().push(Order {
-            at: r.i64(1)?,
-            total: r.i64(2)?,
-            id: r.i64(3)?,
+        out.entry(r.i64("profile")?).or_default().push(Order {
+            at: r.i64("ordered_at")?,
+            total: r.i64("total_minor")?,
+            id: r.i64("id")?,
         });
     }
     Ok(out)
@@ -204,7 +204,13 @@ async fn stay(
         )
         .await?
         .iter()
-        .map(|r| Ok((r.i64(0)?, r.i64(1)? != 0, r.i64(2)?)))
+        .map(|r| {
+            Ok((
+                r.i64("profile_id")?,
+                r.i64("holdout")? != 0,
+                r.i64("entered_at")?,
+            ))
+        })
         .collect::<Result<_, StoreError>>()?;
     let coded: HashSet<i64> = pool
         .fetch(

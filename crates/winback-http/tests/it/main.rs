@@ -347,7 +347,11 @@ async fn unsubscribe_page_changes_nothing_and_one_click_post_is_idempotent() {
     );
     assert!(!page.body.contains("anna@example.nl"));
     assert!(
-        h.store.preferences(h.anna).await.unwrap().email,
+        h.store
+            .preferences(winback_domain::ProfileId::new(h.anna))
+            .await
+            .unwrap()
+            .email,
         "a GET changes nothing"
     );
     assert!(h.events("email_unsubscribed").await.is_empty());
@@ -364,7 +368,13 @@ async fn unsubscribe_page_changes_nothing_and_one_click_post_is_idempotent() {
     assert_eq!(h.events("email_unsubscribed").await.len(), 1, "idempotent");
     // The consent ledger now withdraws email: the next send-time check refuses (the engine
     // reads the ledger in the send transaction).
-    assert!(!h.store.preferences(h.anna).await.unwrap().email);
+    assert!(
+        !h.store
+            .preferences(winback_domain::ProfileId::new(h.anna))
+            .await
+            .unwrap()
+            .email
+    );
     let withdrawn = h
         .scalar(
             "SELECT COUNT(*) FROM consent_ledger WHERE channel = 'email' AND status = 'withdrawn'",
@@ -414,7 +424,11 @@ async fn preference_centre_needs_its_csrf_token_and_our_origin() {
             .status,
         StatusCode::FORBIDDEN
     );
-    let prefs = h.store.preferences(h.anna).await.unwrap();
+    let prefs = h
+        .store
+        .preferences(winback_domain::ProfileId::new(h.anna))
+        .await
+        .unwrap();
     assert!(
         !prefs.low_frequency && prefs.email,
         "refused posts changed nothing"
@@ -423,7 +437,11 @@ async fn preference_centre_needs_its_csrf_token_and_our_origin() {
         .form(&uri, &fewer, &[("origin", "https://mail.shop.example")])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let prefs = h.store.preferences(h.anna).await.unwrap();
+    let prefs = h
+        .store
+        .preferences(winback_domain::ProfileId::new(h.anna))
+        .await
+        .unwrap();
     assert!(prefs.low_frequency);
     assert_eq!(prefs.topics_off, ["news"]);
     assert!(!prefs.email, "email unticked: consent withdrawn");
@@ -766,7 +784,13 @@ async fn esp_webhooks_suppress_bounces_and_complaints() {
     let bob = h
         .scalar("SELECT id FROM customers WHERE external_id = 'C2'")
         .await;
-    assert!(!h.store.preferences(bob).await.unwrap().email);
+    assert!(
+        !h.store
+            .preferences(winback_domain::ProfileId::new(bob))
+            .await
+            .unwrap()
+            .email
+    );
     // A retried webhook changes nothing.
     let r = h
         .send(
@@ -910,7 +934,13 @@ async fn sms_stop_suppresses_once_and_confirms_once() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
     assert!(h.store.is_suppressed("sms", "+31612345678").await.unwrap());
-    assert!(!h.store.preferences(h.anna).await.unwrap().sms);
+    assert!(
+        !h.store
+            .preferences(winback_domain::ProfileId::new(h.anna))
+            .await
+            .unwrap()
+            .sms
+    );
     let sent = got.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "one confirmation for a retried webhook");
     let (sig, text) = &sent[0];
@@ -1380,7 +1410,11 @@ async fn privacy_requests_through_the_api() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let prefs = h.store.preferences(h.anna).await.unwrap();
+    let prefs = h
+        .store
+        .preferences(winback_domain::ProfileId::new(h.anna))
+        .await
+        .unwrap();
     assert!(!prefs.email && !prefs.sms);
 
     let r = h
@@ -1443,7 +1477,11 @@ async fn privacy_requests_through_the_api() {
         runs.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
         ["erasure", "objection", "export"]
     );
-    assert!(entries.iter().all(|e| e.profile_id == h.anna));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.profile_id == winback_domain::ProfileId::new(h.anna))
+    );
 }
 
 /// Links in an erased person's old messages answer like an unknown token and write nothing:
@@ -1458,7 +1496,13 @@ async fn an_erased_persons_old_links_write_nothing() {
         .await
         .unwrap();
     h.store
-        .erase_profile(h.anna, run, "erasure request", None, now)
+        .erase_profile(
+            winback_domain::ProfileId::new(h.anna),
+            run,
+            "erasure request",
+            None,
+            now,
+        )
         .await
         .unwrap();
     let before = contact_state(&h).await;

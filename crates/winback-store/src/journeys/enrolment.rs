@@ -208,15 +208,18 @@ pub(crate) async fn arm_stats(
 ) -> Result<Vec<winback_engine::experiment::ArmStats>, StoreError> {
     let rows = pool
         .fetch(
-            "SELECT e.variant, COUNT(*), COUNT(CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id \
-                 WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2) THEN 1 END) \
+            "SELECT e.variant, COUNT(*) AS entered, COUNT(CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id \
+                 WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2) THEN 1 END) AS buyers \
                  FROM enrolments e WHERE e.campaign_id = $1 AND e.holdout = 0 GROUP BY e.variant",
             &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
         )
         .await?;
     let mut by: HashMap<String, (u64, u64)> = HashMap::new();
     for r in rows {
-        by.insert(r.text(0)?, (r.i64(1)? as u64, r.i64(2)? as u64));
+        by.insert(
+            r.text("variant")?,
+            (r.i64("entered")? as u64, r.i64("buyers")? as u64),
+        );
     }
     Ok(variants
         .iter()

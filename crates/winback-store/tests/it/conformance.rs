@@ -504,7 +504,11 @@ async fn imports_mark_touched_profiles_for_an_incremental_refresh(store: &SqlSto
         .find(|p| p.external_id == "C1")
         .unwrap()
         .profile_id;
-    let (at, json) = store.features_of(anna).await.unwrap().unwrap();
+    let (at, json) = store
+        .features_of(winback_domain::ProfileId::new(anna))
+        .await
+        .unwrap()
+        .unwrap();
     let kept: winback_domain::Features = serde_json::from_str(&json).unwrap();
     assert_eq!(
         (at, kept.orders),
@@ -519,7 +523,7 @@ conformance!(
 
 fn row(profile_id: i64, stage: &str, clv: f64) -> winback_store::ScoreRow {
     winback_store::ScoreRow {
-        profile_id,
+        profile_id: winback_domain::ProfileId::new(profile_id),
         stage: stage.into(),
         reason: format!("because {stage}"),
         segment: Some("at_risk".into()),
@@ -561,7 +565,10 @@ async fn score_runs_record_stage_changes(store: &SqlStore) {
         .save_scores(
             now(),
             &models,
-            &[row(anna, "active", 5000.0), row(bob, "lapsed", 900.0)],
+            &[
+                row(anna.get(), "active", 5000.0),
+                row(bob.get(), "lapsed", 900.0),
+            ],
         )
         .await
         .unwrap();
@@ -575,12 +582,18 @@ async fn score_runs_record_stage_changes(store: &SqlStore) {
         .save_scores(
             later,
             &models,
-            &[row(anna, "at_risk", 4000.0), row(bob, "lapsed", 800.0)],
+            &[
+                row(anna.get(), "at_risk", 4000.0),
+                row(bob.get(), "lapsed", 800.0),
+            ],
         )
         .await
         .unwrap();
     assert_eq!(second.stage_changes, 1, "only Anna moved");
-    let history = store.stage_history(anna).await.unwrap();
+    let history = store
+        .stage_history(winback_domain::ProfileId::new(anna.get()))
+        .await
+        .unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(
         (history[1].from.as_deref(), history[1].to.as_str()),
@@ -590,7 +603,11 @@ async fn score_runs_record_stage_changes(store: &SqlStore) {
         history[1].at, later,
         "moved from active to at risk on the second run's date"
     );
-    let latest = store.latest_score(anna).await.unwrap().unwrap();
+    let latest = store
+        .latest_score(winback_domain::ProfileId::new(anna.get()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (latest.stage.as_str(), latest.clv_minor, latest.p_alive),
         ("at_risk", Some(4000.0), Some(0.42))
@@ -743,7 +760,10 @@ async fn responses_keys_idempotency_preferences_and_stop(store: &SqlStore) {
         .unwrap()
         .unwrap()
         .profile_id;
-    let p = store.preferences(anna).await.unwrap();
+    let p = store
+        .preferences(winback_domain::ProfileId::new(anna.get()))
+        .await
+        .unwrap();
     assert!(p.email && p.sms && !p.low_frequency, "{p:?}");
     let fewer = winback_store::responses::Preferences {
         low_frequency: true,
@@ -751,17 +771,36 @@ async fn responses_keys_idempotency_preferences_and_stop(store: &SqlStore) {
         email: true,
         sms: false,
     };
-    store.set_preferences(anna, &fewer, t).await.unwrap();
-    assert_eq!(store.preferences(anna).await.unwrap(), fewer);
+    store
+        .set_preferences(winback_domain::ProfileId::new(anna.get()), &fewer, t)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .preferences(winback_domain::ProfileId::new(anna.get()))
+            .await
+            .unwrap(),
+        fewer
+    );
     assert!(
         store
-            .add_tag(anna, "reason:price", "survey", t)
+            .add_tag(
+                winback_domain::ProfileId::new(anna.get()),
+                "reason:price",
+                "survey",
+                t
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .add_tag(anna, "reason:price", "survey", t)
+            .add_tag(
+                winback_domain::ProfileId::new(anna.get()),
+                "reason:price",
+                "survey",
+                t
+            )
             .await
             .unwrap()
     );

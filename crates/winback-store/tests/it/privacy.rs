@@ -79,7 +79,11 @@ async fn load(store: &SqlStore) {
 }
 
 async fn profile(store: &SqlStore, key: &str) -> Option<i64> {
-    store.find_profile(key).await.unwrap()
+    store
+        .find_profile(key)
+        .await
+        .unwrap()
+        .map(winback_domain::ProfileId::get)
 }
 
 async fn run_retention(store: &SqlStore, now: Timestamp) -> Vec<i64> {
@@ -100,7 +104,7 @@ async fn run_retention(store: &SqlStore, now: Timestamp) -> Vec<i64> {
             .unwrap()
             .is_some()
         {
-            erased.push(c.profile_id);
+            erased.push(c.profile_id.get());
         }
     }
     store
@@ -183,7 +187,10 @@ async fn retention_erases_exactly_the_inactive_and_keeps_aggregates(store: &SqlS
     );
     assert_eq!(entries.len(), 4);
     assert!(entries.iter().all(|e| e.action == "erased"));
-    let opener = entries.iter().find(|e| e.profile_id == ids[1]).unwrap();
+    let opener = entries
+        .iter()
+        .find(|e| e.profile_id == winback_domain::ProfileId::new(ids[1]))
+        .unwrap();
     assert_eq!(opener.last_activity_at, Some(last));
 }
 conformance!(
@@ -198,7 +205,10 @@ async fn erasure_survives_reimport_and_export_is_one_persons(store: &SqlStore) {
     assert_eq!(profile(store, "+31612345678").await, Some(old));
 
     // Access: everything about OLD, nothing about anyone else.
-    let export = store.export_profile(old).await.unwrap();
+    let export = store
+        .export_profile(winback_domain::ProfileId::new(old))
+        .await
+        .unwrap();
     let text = export.to_string();
     for own in [
         "old@example.nl",
@@ -221,7 +231,13 @@ async fn erasure_survives_reimport_and_export_is_one_persons(store: &SqlStore) {
         .await
         .unwrap();
     let e = store
-        .erase_profile(old, run, "erasure request", None, now)
+        .erase_profile(
+            winback_domain::ProfileId::new(old),
+            run,
+            "erasure request",
+            None,
+            now,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -411,9 +427,18 @@ async fn objection_and_erasure_stop_queued_messages_at_once(store: &SqlStore) {
         .begin_privacy_run("objection", false, &serde_json::json!({}), now)
         .await
         .unwrap();
-    store.object(buyer, run, now).await.unwrap();
     store
-        .erase_profile(visitor, run, "erasure request", None, now)
+        .object(winback_domain::ProfileId::new(buyer), run, now)
+        .await
+        .unwrap();
+    store
+        .erase_profile(
+            winback_domain::ProfileId::new(visitor),
+            run,
+            "erasure request",
+            None,
+            now,
+        )
         .await
         .unwrap();
     // A later soft opt-in (a purchase) does not undo the objection.
@@ -426,7 +451,10 @@ async fn objection_and_erasure_stop_queued_messages_at_once(store: &SqlStore) {
     )
     .await;
     assert!(r.committed, "{:?}", r.errors);
-    let prefs = store.preferences(buyer).await.unwrap();
+    let prefs = store
+        .preferences(winback_domain::ProfileId::new(buyer))
+        .await
+        .unwrap();
     assert!(!prefs.email && !prefs.sms, "{prefs:?}");
 
     clock.advance_days(2);
@@ -525,14 +553,18 @@ async fn the_retention_notice_is_sent_once_and_waited_for(store: &SqlStore) {
         .unwrap();
     let old_c = due
         .iter()
-        .find(|c| c.profile_id == old)
+        .find(|c| c.profile_id == winback_domain::ProfileId::new(old))
         .expect("OLD is due");
     assert!(old_c.notice_pending, "{old_c:?}");
     assert!(
-        due.iter().all(|c| c.profile_id != opener),
+        due.iter()
+            .all(|c| c.profile_id != winback_domain::ProfileId::new(opener)),
         "the click kept OPENER"
     );
-    assert!(due.iter().all(|c| c.profile_id != buyer));
+    assert!(
+        due.iter()
+            .all(|c| c.profile_id != winback_domain::ProfileId::new(buyer))
+    );
     // 31 days after the notice: no longer waiting.
     let later = at("2024-03-08T10:00:00Z");
     let notice = Some(("retention-notice", later.plus_seconds(-30 * 86_400)));
@@ -542,7 +574,7 @@ async fn the_retention_notice_is_sent_once_and_waited_for(store: &SqlStore) {
         .unwrap();
     let old_c = due
         .iter()
-        .find(|c| c.profile_id == old)
+        .find(|c| c.profile_id == winback_domain::ProfileId::new(old))
         .expect("OLD is due");
     assert!(!old_c.notice_pending);
     // One notice per person, ever (the engine's once-only send).
@@ -656,14 +688,23 @@ subject = "There will always be a place for you"
 "#;
     launch(store, "goodbye", sunset, start).await;
     let quiet = profile(store, "QUIET").await.unwrap();
-    assert!(store.preferences(quiet).await.unwrap().email);
+    assert!(
+        store
+            .preferences(winback_domain::ProfileId::new(quiet))
+            .await
+            .unwrap()
+            .email
+    );
     let dir = tempfile::tempdir().unwrap();
     let outbox = FileOutbox::new(dir.path()).unwrap();
     let clock = ManualClock::new(start);
     let engine = Engine::new(store, &outbox, &clock, settings());
     let s = engine.run_until_idle(10).await.unwrap();
     assert_eq!(s.sent, 1, "{s:?}");
-    let prefs = store.preferences(quiet).await.unwrap();
+    let prefs = store
+        .preferences(winback_domain::ProfileId::new(quiet))
+        .await
+        .unwrap();
     assert!(!prefs.email, "unsubscribed from marketing email");
     assert!(prefs.sms, "SMS still allowed by its own consent");
     let h = store.hygiene(start).await.unwrap();
@@ -695,19 +736,25 @@ async fn keys_name_the_shops_customer(store: &SqlStore) {
         "the fixture needs internal row 7 to be K7"
     );
     let shop_seven = count(store, "SELECT id FROM customers WHERE external_id = '7'").await;
-    assert_eq!(store.find_profile("7").await.unwrap(), Some(shop_seven));
-    assert_eq!(store.find_profile("profile:7").await.unwrap(), Some(7));
+    assert_eq!(
+        store.find_profile("7").await.unwrap(),
+        Some(winback_domain::ProfileId::new(shop_seven))
+    );
+    assert_eq!(
+        store.find_profile("profile:7").await.unwrap(),
+        Some(winback_domain::ProfileId::new(7))
+    );
     assert_eq!(
         store.find_profile("+31 6 1876 5432").await.unwrap(),
-        Some(shop_seven)
+        Some(winback_domain::ProfileId::new(shop_seven))
     );
     assert_eq!(
         store.find_profile("SEVEN@example.nl").await.unwrap(),
-        Some(shop_seven)
+        Some(winback_domain::ProfileId::new(shop_seven))
     );
     assert_eq!(
         store.find_profile("k7").await.unwrap(),
-        Some(7),
+        Some(winback_domain::ProfileId::new(7)),
         "ids ignore case"
     );
     assert_eq!(store.find_profile("profile:x").await.unwrap(), None);
@@ -728,7 +775,10 @@ async fn keys_name_the_shops_customer(store: &SqlStore) {
         )
         .await
         .unwrap();
-    let export = store.export_profile(shop_seven).await.unwrap();
+    let export = store
+        .export_profile(winback_domain::ProfileId::new(shop_seven))
+        .await
+        .unwrap();
     assert_eq!(export["scores"]["p_alive"], 0.25);
     assert_eq!(export["scores"]["clv_minor"], 1234);
     assert_eq!(export["consent_in_force"][0]["address"], "seven@example.nl");
