@@ -226,7 +226,7 @@ pub fn render(r: &Report) -> Result<String> {
             winner,
             winner_chosen: chosen,
             funnel: &c.messages,
-            stay: crate::kpi::stay_lines(&c.stay, cur),
+            stay: winback_report::present::stay_lines(&c.stay, cur),
         });
     }
     let h = &r.hygiene;

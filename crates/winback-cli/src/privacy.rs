@@ -194,14 +194,6 @@ fn print_retention(out: &RetentionOutcome, months: u32) {
     }
 }
 
-fn pct(n: u64, of: u64) -> String {
-    if of == 0 {
-        "0.0%".into()
-    } else {
-        format!("{:.1}%", 100.0 * n as f64 / of as f64)
-    }
-}
-
 /// Prints the list-hygiene report.
 pub fn print_hygiene(h: &winback_store::privacy::Hygiene) {
     println!(
@@ -211,22 +203,22 @@ pub fn print_hygiene(h: &winback_store::privacy::Hygiene) {
     println!(
         "  idle 6+ months:  {:>7}  {}",
         h.idle_6m,
-        pct(h.idle_6m, h.addresses)
+        winback_report::present::percent_of(h.idle_6m, h.addresses)
     );
     println!(
         "  idle 12+ months: {:>7}  {}  ← spam-trap risk: abandoned addresses get recycled as traps",
         h.idle_12m,
-        pct(h.idle_12m, h.addresses)
+        winback_report::present::percent_of(h.idle_12m, h.addresses)
     );
     println!(
         "  idle 24+ months: {:>7}  {}",
         h.idle_24m,
-        pct(h.idle_24m, h.addresses)
+        winback_report::present::percent_of(h.idle_24m, h.addresses)
     );
     println!(
         "  never engaged:   {:>7}  {}",
         h.never_engaged,
-        pct(h.never_engaged, h.addresses)
+        winback_report::present::percent_of(h.never_engaged, h.addresses)
     );
     println!(
         "  hard bounces suppressed {}, soft-bounce suppressions {}, complaints {} ({:.3}% of {} emails sent)",

@@ -167,8 +167,86 @@ impl ReadoutView {
     }
 }
 
+/// `n` of `of` as a percentage with one decimal (`0.0%` of nothing).
+pub fn percent_of(n: u64, of: u64) -> String {
+    if of == 0 {
+        percent(0.0)
+    } else {
+        percent(n as f64 / of as f64)
+    }
+}
+
+/// What a marketer should do about a campaign, from its readout.
+pub fn verdict(r: &Readout) -> &'static str {
+    let margin = r.incremental_margin_minor;
+    let rate = r.rate_difference;
+    if r.holdout.contacts < winback_measure::MIN_GROUP
+        || r.treated.contacts < winback_measure::MIN_GROUP
+    {
+        return "too few contacts to tell yet: let it run";
+    }
+    if margin.is_some_and(|m| m.low > 0.0) {
+        "keep it: it earns more than it costs"
+    } else if margin.is_some_and(|m| m.high < 0.0) {
+        "change or stop it: it costs more than it brings"
+    } else if rate.is_some_and(|d| d.positive()) {
+        "it brings people back; profit not proven yet"
+    } else if rate.is_some_and(|d| d.negative()) {
+        "fewer buy than in the holdout: change it"
+    } else {
+        "not proven either way yet: let it run"
+    }
+}
+
+fn share(s: &winback_store::stay::Share) -> String {
+    match s.rate() {
+        Some(r) => format!("{:.0}%", 100.0 * r),
+        None => "-".into(),
+    }
+}
+
+/// "Did they stay?" in a few lines: reactivated, holdout returners, never-lapsed.
+pub fn stay_lines(s: &winback_store::stay::Stay, cur: &str) -> Vec<String> {
+    if s.reactivated.people == 0 {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "did they stay? {:<22} {:>6} {:>8} {:>8} {:>8} {:>13} {:>14} {:>12}",
+        "", "people", "again30", "again90", "again180", "lapsed again", "revenue after", "mean CLV"
+    )];
+    for (label, c) in [
+        ("reactivated", &s.reactivated),
+        ("holdout, came back", &s.holdout_returned),
+        ("never lapsed", &s.never_lapsed),
+    ] {
+        out.push(format!(
+            "               {:<22} {:>6} {:>8} {:>8} {:>8} {:>13} {:>14} {:>12}",
+            label,
+            n(c.people),
+            share(&c.again_30d),
+            share(&c.again_90d),
+            share(&c.again_180d),
+            share(&c.lapsed_again),
+            money(c.revenue_after_minor, cur),
+            c.mean_clv_minor
+                .map(|v| money(v.round() as i64, cur))
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if s.reactivated.reward_only.eligible > 0 {
+        out.push(format!(
+            "reward only: {} of {} who came back with the campaign's code bought nothing more within 90 days",
+            n(s.reactivated.reward_only.yes),
+            n(s.reactivated.reward_only.eligible)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use winback_measure::{Arm, Economics};
+
     use super::*;
 
     #[test]
@@ -198,5 +276,48 @@ mod tests {
             high: 0.3,
         });
         assert_eq!(r.text, "+12% (95% CI -4% to +30%)");
+    }
+
+    fn readout(treated: (u64, u64), holdout: (u64, u64), discount: i64) -> Readout {
+        let arm = |(contacts, converted): (u64, u64)| Arm {
+            contacts,
+            converted,
+            revenue_minor: converted as i64 * 10_000,
+            revenue_sq: converted as f64 * 10_000f64.powi(2),
+        };
+        Readout::new(
+            arm(treated),
+            arm(holdout),
+            Economics {
+                margin: 0.4,
+                discount_minor: discount,
+                message_cost_minor: treated.0 as i64,
+            },
+        )
+    }
+
+    #[test]
+    fn the_verdict_follows_the_intervals_and_the_group_sizes() {
+        assert_eq!(
+            verdict(&readout((4_000, 600), (1_000, 50), 0)),
+            "keep it: it earns more than it costs"
+        );
+        assert_eq!(
+            verdict(&readout((4_000, 600), (1_000, 50), 50_000_000)),
+            "change or stop it: it costs more than it brings"
+        );
+        assert_eq!(
+            verdict(&readout((4_000, 200), (1_000, 50), 0)),
+            "not proven either way yet: let it run"
+        );
+        // Fewer buyers than the holdout, and the margin shows it too.
+        assert_eq!(
+            verdict(&readout((4_000, 100), (1_000, 60), 0)),
+            "change or stop it: it costs more than it brings"
+        );
+        assert_eq!(
+            verdict(&readout((400, 200), (50, 1), 0)),
+            "too few contacts to tell yet: let it run"
+        );
     }
 }
