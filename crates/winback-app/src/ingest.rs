@@ -12,7 +12,7 @@ use winback_domain::{Clock, Timestamp};
 use winback_identity::IdentityRules;
 use winback_import::{Mapping, Rejected, SourceKind};
 use winback_store::ingest::{IngestOptions, IngestReport, Mode, ingest};
-use winback_store::{ImportRun, ResolutionStats, SqlStore, Store};
+use winback_store::{ImportRun, ResolutionStats, SqlStore};
 
 use crate::config::Config;
 

@@ -11,7 +11,7 @@ use winback_scoring::{
     Fit, FitError, FitLimits, Fitted, Frequency, GammaGamma, GammaGammaParams, HoldoutRow,
     ModelKind, SpendRecord, group, holdout_table,
 };
-use winback_store::{FactScope, ModelFitRow, Store};
+use winback_store::{FactScope, ModelFitRow};
 
 /// Histories (in weeks) of every buyer as of `cut`, counting purchase days up to it, and each
 /// buyer's purchase days after it.
@@ -99,8 +99,8 @@ impl FitOutcome {
 /// Fits every model on the histories up to `now` and saves each fit that is sane; runs the
 /// holdout check with the last `holdout_days` (positive) as the holdout. With `as_of_given`, a
 /// `now` after the last order is refused: it would fit on ages that never happened.
-pub async fn fit_all<S: Store>(
-    store: &S,
+pub async fn fit_all(
+    store: &winback_store::SqlStore,
     now: Timestamp,
     as_of_given: bool,
     holdout_days: i64,

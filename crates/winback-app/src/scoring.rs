@@ -16,7 +16,7 @@ use winback_scoring::{
     RfmScore, Segment, SpendRecord, Stage, StageInput, StageRules, attrition, clv, clv_at_value,
     group, inactive_by, rfm_scores,
 };
-use winback_store::{FactScope, ModelFitRow, Store};
+use winback_store::{FactScope, ModelFitRow};
 
 /// One scored profile.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -420,7 +420,10 @@ pub struct Refresh {
 }
 
 /// Recomputes the features of the profiles an import or resolution touched, and saves them.
-pub async fn refresh_features<S: Store>(store: &S, as_of: Timestamp) -> Result<Refresh> {
+pub async fn refresh_features(
+    store: &winback_store::SqlStore,
+    as_of: Timestamp,
+) -> Result<Refresh> {
     let started = Instant::now();
     let dirty = store.dirty_customers().await?;
     if dirty.is_empty() {
@@ -440,8 +443,8 @@ pub async fn refresh_features<S: Store>(store: &S, as_of: Timestamp) -> Result<R
     })
 }
 
-async fn save<S: Store>(
-    store: &S,
+async fn save(
+    store: &winback_store::SqlStore,
     as_of: Timestamp,
     features: &[Features],
     cleared: &[i64],
@@ -454,8 +457,8 @@ async fn save<S: Store>(
 }
 
 /// Scores the store's profiles and saves the run, the features and the model fits.
-pub async fn score_and_save<S: Store>(
-    store: &S,
+pub async fn score_and_save(
+    store: &winback_store::SqlStore,
     as_of: Timestamp,
     settings: &Settings,
 ) -> Result<(Vec<Scored>, Models, winback_store::RunStats)> {

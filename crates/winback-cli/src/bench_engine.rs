@@ -13,7 +13,7 @@ use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::JourneyStore;
 use winback_engine::{Engine, EngineSettings, PassStats};
 use winback_import::SourceKind;
-use winback_store::{FactScope, Store, ingest::Mode};
+use winback_store::{FactScope, ingest::Mode};
 
 use crate::report::n;
 use crate::{Config, import};

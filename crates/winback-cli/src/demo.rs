@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use winback_domain::Clock;
-use winback_store::{Store, ingest::Mode};
+use winback_store::ingest::Mode;
 
 use crate::{
     Config, import,

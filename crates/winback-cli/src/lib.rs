@@ -25,7 +25,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use winback_domain::{Clock, SystemClock};
-use winback_store::{SqlStore, Store};
+use winback_store::SqlStore;
 
 pub use config::Config;
 

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use winback_app::models::ModelReport;
 use winback_domain::{Clock, Timestamp};
-use winback_store::{ModelFitRow, Store};
+use winback_store::ModelFitRow;
 
 use crate::config::Config;
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use winback_domain::{Clock, Timestamp};
 use winback_import::SourceKind;
-use winback_store::{CustomerDetail, CustomerRow, SqlStore, Store, Summary, ingest::Mode};
+use winback_store::{CustomerDetail, CustomerRow, SqlStore, Summary, ingest::Mode};
 
 use crate::{Config, import};
 

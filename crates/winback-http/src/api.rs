@@ -24,7 +24,6 @@ use winback_engine::JourneyStore;
 use winback_engine::definition::Campaign;
 use winback_engine::ports::Applied;
 use winback_import::{ParsedRow, Rejected, RowIter, SourceKind};
-use winback_store::Store;
 use winback_store::ingest::{IngestOptions, Mode, ingest};
 use winback_store::responses::Idempotency;
 

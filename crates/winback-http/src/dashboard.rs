@@ -31,7 +31,6 @@ use subtle::ConstantTimeEq;
 use winback_domain::Timestamp;
 use winback_engine::ports::JourneyStore;
 use winback_report::{CampaignReport, Report, money, n};
-use winback_store::Store;
 use winback_store::admin::AdminSession;
 
 use crate::AppState;
@@ -352,10 +351,6 @@ fn json_block(v: &impl serde::Serialize) -> Value {
     Value::from_safe_string(s)
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
-}
-
 fn when(t: Timestamp) -> String {
     let s = t.to_string();
     // `2026-11-24T06:18:52Z` → `2026-11-24 06:18 UTC`
@@ -426,7 +421,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         .base
         .stages
         .iter()
-        .map(|(s, k)| context! { stage => s, people => n(*k as u64), raw => k, share => pct(*k as f64 / total.max(1) as f64) })
+        .map(|(s, k)| context! { stage => s, people => n(*k as u64), raw => k, share => winback_report::present::percent(*k as f64 / total.max(1) as f64) })
         .collect();
     // Stage shares per scoring run, for the uPlot chart: x = seconds, one series per stage.
     let mut runs: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
@@ -455,7 +450,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         .collect();
     let health = serde_json::json!({ "x": xs, "names": names, "series": series });
     let h = &r.hygiene;
-    let share = |x: u64| pct(x as f64 / h.addresses.max(1) as f64);
+    let share = |x: u64| winback_report::present::percent(x as f64 / h.addresses.max(1) as f64);
     let hygiene = context! {
         addresses => n(h.addresses),
         idle_6m => share(h.idle_6m), idle_12m => share(h.idle_12m), idle_24m => share(h.idle_24m),
@@ -507,7 +502,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
     let providers: Vec<Value> = r
         .providers
         .iter()
-        .map(|p| context! { provider => p.provider.clone(), share => pct(p.share), paused => p.paused.clone(), attempts => n(p.window_attempts as u64) })
+        .map(|p| context! { provider => p.provider.clone(), share => winback_report::present::percent(p.share), paused => p.paused.clone(), attempts => n(p.window_attempts as u64) })
         .collect();
     let pauses: Vec<Value> = r
         .transport_pauses
@@ -572,7 +567,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
                     n(s.sent as u64),
                     n(s.opened as u64),
                     n(s.clicked as u64),
-                    pct(s.clicked as f64 / s.sent.max(1) as f64)
+                    winback_report::present::percent(s.clicked as f64 / s.sent.max(1) as f64)
                 )
             } else {
                 String::new()
@@ -614,7 +609,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
                 variant => if a.holdout { "holdout".to_owned() } else { a.variant.clone() },
                 holdout => a.holdout,
                 contacts => a.contacts, converted => a.converted,
-                rate => pct(a.converted as f64 / a.contacts.max(1) as f64),
+                rate => winback_report::present::percent(a.converted as f64 / a.contacts.max(1) as f64),
                 revenue => money(a.revenue_minor, cur), revenue_minor => a.revenue_minor,
                 aov => a.average_order_minor.map(|v| money(v, cur)),
                 offers => a.offers, redeemed => a.redeemed,
@@ -637,7 +632,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
     ]
     .iter()
     .map(|(label, s)| {
-        let sh = |x: &winback_store::stay::Share| x.rate().map(pct).unwrap_or_else(|| "–".into());
+        let sh = |x: &winback_store::stay::Share| x.rate().map(winback_report::present::percent).unwrap_or_else(|| "–".into());
         context! {
             label => *label, people => n(s.people),
             again_30d => sh(&s.again_30d), again_90d => sh(&s.again_90d), again_180d => sh(&s.again_180d),
@@ -651,7 +646,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
         name => c.name.clone(), description => c.description.clone(), status => c.status.clone(),
         window_days => format!("{:.0}", c.window_days),
         entered => entered, treated => treated, bought => bought,
-        conversion => pct(bought as f64 / treated.max(1) as f64),
+        conversion => winback_report::present::percent(bought as f64 / treated.max(1) as f64),
         nodes, edges, end_y => format!("{end_y:.0}"), end_ty => format!("{:.0}", end_y + 26.0),
         height => format!("{:.0}", end_y + 60.0),
         arms,
@@ -672,9 +667,9 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
             title => *title,
             rows => rows.iter().map(|x| context! {
                 segment => x.segment.clone(), contacts => x.contacts, converted => x.converted,
-                rate => pct(x.converted as f64 / x.contacts.max(1) as f64),
+                rate => winback_report::present::percent(x.converted as f64 / x.contacts.max(1) as f64),
                 holdout => x.holdout_contacts,
-                holdout_rate => pct(x.holdout_converted as f64 / x.holdout_contacts.max(1) as f64),
+                holdout_rate => winback_report::present::percent(x.holdout_converted as f64 / x.holdout_contacts.max(1) as f64),
                 revenue => money(x.revenue_minor, cur),
                 readout => x.readout.as_ref().map(|r| readout_view(r, cur)),
             }).collect::<Vec<_>>(),
@@ -925,7 +920,7 @@ async fn customer(
             truncated => detail.order_count > detail.orders.len() as u64 || detail.event_count > detail.events.len() as u64 || messages.len() >= 200,
             score => score.map(|s| context! {
                 stage => s.stage, reason => s.reason, segment => s.segment, rfm => s.rfm,
-                p_alive => s.p_alive.map(pct), expected_90d => s.expected_90d.map(|v| format!("{v:.2}")),
+                p_alive => s.p_alive.map(winback_report::present::percent), expected_90d => s.expected_90d.map(|v| format!("{v:.2}")),
                 clv => s.clv_minor.map(|v| money(v.round() as i64, s.currency.as_deref().unwrap_or("EUR"))),
                 reorder => s.reorder, purchases => s.purchases,
                 spend => money(s.spend_minor, s.currency.as_deref().unwrap_or("EUR")),

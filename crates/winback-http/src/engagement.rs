@@ -106,7 +106,6 @@ async fn store_batch(
     now: winback_domain::Timestamp,
     batch: &[EventRecord],
 ) -> Result<(), winback_store::StoreError> {
-    use winback_store::Store as _;
     let mut session = store.begin_import(now).await?;
     session.insert_events(batch).await?;
     let counts = session.commit().await?;

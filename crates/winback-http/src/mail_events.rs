@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use winback_channels::reports::{Report, Verdict};
 use winback_domain::{BounceKind, EmailAddress, EventKind, EventRecord, ExternalId, Timestamp};
-use winback_store::{SqlStore, Store, StoreError};
+use winback_store::{SqlStore, StoreError};
 
 /// One validated notice about an email message.
 #[derive(Debug, Clone)]

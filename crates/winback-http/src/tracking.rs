@@ -21,7 +21,6 @@ use minijinja::context;
 use winback_channels::tracking::classify_open;
 use winback_channels::{Claims, Purpose};
 use winback_domain::{EventKind, EventRecord, ExternalId, LeaveReason, Timestamp};
-use winback_store::Store;
 use winback_store::responses::{MessageRef, Preferences};
 
 use crate::AppState;

@@ -20,7 +20,7 @@ use winback_engine::policy::RampSettings;
 use winback_engine::ports::JourneyStore;
 use winback_measure::{Arm, Economics, Readout, Winner};
 use winback_store::{
-    ArmResult, FunnelKey, MessageFunnel, ProviderRamp, Segment, SqlStore, Store, StoreError,
+    ArmResult, FunnelKey, MessageFunnel, ProviderRamp, Segment, SqlStore, StoreError,
 };
 
 /// Why a report could not be gathered.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use winback_domain::{CustomerRecord, EventRecord, ExternalId, LineItem, OrderRecord, Timestamp};
 use winback_import::{Item, ParsedRow, Rejected, RowError, RowIter};
 
-use crate::{ImportSink, Store, StoreError, WriteCounts};
+use crate::{ImportSink, SqlStore, StoreError, WriteCounts};
 
 /// How an import treats refused records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -153,8 +153,8 @@ type Message = Vec<Result<ParsedRow, Rejected>>;
 
 /// Imports `rows` into `store`. `on_progress` gets the number of records read so far;
 /// `on_reject` every refused record (for the rejects file in skip-invalid mode).
-pub async fn ingest<S: Store>(
-    store: &S,
+pub async fn ingest(
+    store: &SqlStore,
     rows: RowIter,
     options: &IngestOptions,
     mut on_progress: impl FnMut(u64) + Send,

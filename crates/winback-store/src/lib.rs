@@ -1,6 +1,7 @@
-//! `winback-store` owns persistence: the [`Store`] and [`ImportSink`] traits the rest of winback
-//! programs against, and [`SqlStore`], their implementation on SQLite (the embedded default: one
-//! file, WAL) and PostgreSQL (the scale path), with per-backend migrations applied on connect.
+//! `winback-store` owns persistence: [`SqlStore`] on SQLite (the embedded default: one file,
+//! WAL) and PostgreSQL (the scale path), with per-backend migrations applied on connect. It
+//! implements the ports its consumers own (the engine's `JourneyStore`, the ingest driver's
+//! [`ImportSink`]); everything else is a plain method, since it has one implementation.
 //!
 //! Both backends run the same queries through a small dialect layer ([`db`]): the schemas use
 //! only 64-bit integers and text, and both drivers take `$1` parameters. Where the databases
@@ -133,111 +134,6 @@ pub struct ImportRun {
     pub rows_rejected: u64,
     /// `strict`, `skip_invalid`.
     pub mode: String,
-}
-
-/// Everything winback persists, as the engine and the CLI see it.
-pub trait Store: Clone + Send + Sync + 'static {
-    /// The import transaction type.
-    type Session: ImportSink;
-    /// Which database this is.
-    fn backend(&self) -> Backend;
-    /// Opens an import transaction; `now` stamps what it writes.
-    fn begin_import(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Self::Session, StoreError>> + Send;
-    /// Records a finished import.
-    fn record_import_run(
-        &self,
-        run: &ImportRun,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The identifiers of every customer record, for identity resolution.
-    fn identifiers(&self) -> impl Future<Output = Result<Vec<Identifiers>, StoreError>> + Send;
-    /// Stores a resolution: profile ids, links and skipped keys, atomically.
-    fn save_resolution(
-        &self,
-        resolution: &Resolution,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<ResolutionStats, StoreError>> + Send;
-    /// Counts and data-quality figures of the whole store.
-    fn summary(&self) -> impl Future<Output = Result<Summary, StoreError>> + Send;
-    /// One merged profile by customer id, external id or email, with why it was merged.
-    fn customer_detail(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<CustomerDetail>, StoreError>> + Send;
-    /// The orders, signals and email permission of the profiles in `scope`, in one streaming
-    /// scan per table: the input of feature computation.
-    fn profile_facts(
-        &self,
-        scope: FactScope,
-    ) -> impl Future<Output = Result<winback_domain::FactSet, StoreError>> + Send;
-    /// Customer records whose features are stale (an import or resolution touched them).
-    fn dirty_customers(&self) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
-    /// Saves features (JSON per profile) and clears the given stale marks, atomically;
-    /// `replace_all` drops every other stored row first (a full recomputation).
-    fn save_features(
-        &self,
-        computed_at: Timestamp,
-        features: &[winback_domain::Features],
-        cleared: &[i64],
-        replace_all: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A profile's stored features: when they were computed, and the JSON.
-    fn features_of(
-        &self,
-        profile_id: ProfileId,
-    ) -> impl Future<Output = Result<Option<(Timestamp, String)>, StoreError>> + Send;
-    /// Saves a scoring run: every profile's score, the stage changes, and the stage shares.
-    fn save_scores(
-        &self,
-        at: Timestamp,
-        models: &serde_json::Value,
-        rows: &[ScoreRow],
-    ) -> impl Future<Output = Result<RunStats, StoreError>> + Send;
-    /// A profile's latest score.
-    fn latest_score(
-        &self,
-        profile_id: ProfileId,
-    ) -> impl Future<Output = Result<Option<ScoreRow>, StoreError>> + Send;
-    /// A profile's stage changes, oldest first.
-    fn stage_history(
-        &self,
-        profile_id: ProfileId,
-    ) -> impl Future<Output = Result<Vec<StageChange>, StoreError>> + Send;
-    /// Scored profiles matching the filter, by predicted value or by priority.
-    fn list_scored(
-        &self,
-        filter: &ScoreFilter,
-    ) -> impl Future<Output = Result<Vec<ScoredProfile>, StoreError>> + Send;
-    /// RFM segment moves between the latest run and the one before: (from, to, profiles).
-    fn segment_migration(
-        &self,
-    ) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send;
-    /// Persists a model fit.
-    fn save_model_fit(
-        &self,
-        fit: &ModelFitRow,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The latest fit of each model, by model name.
-    fn latest_model_fits(
-        &self,
-    ) -> impl Future<Output = Result<Vec<ModelFitRow>, StoreError>> + Send;
-    /// The share of the base in each stage per run: (run time, stage, profiles).
-    fn stage_shares(
-        &self,
-    ) -> impl Future<Output = Result<Vec<(Timestamp, String, i64)>, StoreError>> + Send;
-    /// External ids of records merged into another record's profile, oldest first.
-    fn merged_records(
-        &self,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-    /// Customers, one row per merged profile, in id order, from `after` on.
-    fn list_profiles(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<CustomerRow>, StoreError>> + Send;
 }
 
 /// The store on SQLite or PostgreSQL.
@@ -399,14 +295,18 @@ impl ImportSink for ImportSession {
     }
 }
 
-impl Store for SqlStore {
-    type Session = ImportSession;
-
-    fn backend(&self) -> Backend {
+/// The store's operations used by import, identity resolution, scoring and the CLI. An honest
+/// concrete type rather than a trait: it had one implementation, no fake used it, and each
+/// consumer with a real second implementation owns its own port (the engine's `JourneyStore`,
+/// the ingest driver's `ImportSink`).
+impl SqlStore {
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
         self.pool.backend()
     }
 
-    async fn begin_import(&self, now: Timestamp) -> Result<ImportSession, StoreError> {
+    /// Opens an import transaction; `now` stamps what it writes.
+    pub async fn begin_import(&self, now: Timestamp) -> Result<ImportSession, StoreError> {
         let mut tx = self.pool.begin().await?;
         if tx.backend() == Backend::Postgres {
             // Imports run one at a time: two order imports with overlapping customers upsert
@@ -424,7 +324,8 @@ impl Store for SqlStore {
         ))
     }
 
-    async fn record_import_run(&self, run: &ImportRun) -> Result<(), StoreError> {
+    /// Records a finished import.
+    pub async fn record_import_run(&self, run: &ImportRun) -> Result<(), StoreError> {
         self.pool
             .execute(
                 "INSERT INTO import_runs (kind, file, started_at, finished_at, rows_ok, rows_rejected, mode) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -442,11 +343,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn identifiers(&self) -> Result<Vec<Identifiers>, StoreError> {
+    /// The identifiers of every customer record, for identity resolution.
+    pub async fn identifiers(&self) -> Result<Vec<Identifiers>, StoreError> {
         queries::identifiers(&self.pool).await
     }
 
-    async fn save_resolution(
+    /// Stores a resolution: profile ids, links and skipped keys, atomically.
+    pub async fn save_resolution(
         &self,
         resolution: &Resolution,
         now: Timestamp,
@@ -454,15 +357,18 @@ impl Store for SqlStore {
         queries::save_resolution(&self.pool, resolution, now).await
     }
 
-    async fn summary(&self) -> Result<Summary, StoreError> {
+    /// Counts and data-quality figures of the whole store.
+    pub async fn summary(&self) -> Result<Summary, StoreError> {
         queries::summary(&self.pool).await
     }
 
-    async fn customer_detail(&self, key: &str) -> Result<Option<CustomerDetail>, StoreError> {
+    /// One merged profile by customer id, external id or email, with why it was merged.
+    pub async fn customer_detail(&self, key: &str) -> Result<Option<CustomerDetail>, StoreError> {
         queries::customer_detail(&self.pool, key).await
     }
 
-    async fn save_scores(
+    /// Saves a scoring run: every profile's score, the stage changes, and the stage shares.
+    pub async fn save_scores(
         &self,
         at: Timestamp,
         models: &serde_json::Value,
@@ -471,43 +377,68 @@ impl Store for SqlStore {
         scores::save_run(&self.pool, at, models, rows).await
     }
 
-    async fn latest_score(&self, profile_id: ProfileId) -> Result<Option<ScoreRow>, StoreError> {
+    /// A profile's latest score.
+    pub async fn latest_score(
+        &self,
+        profile_id: ProfileId,
+    ) -> Result<Option<ScoreRow>, StoreError> {
         let profile_id = profile_id.get();
         scores::latest_score(&self.pool, profile_id).await
     }
 
-    async fn stage_history(&self, profile_id: ProfileId) -> Result<Vec<StageChange>, StoreError> {
+    /// A profile's stage changes, oldest first.
+    pub async fn stage_history(
+        &self,
+        profile_id: ProfileId,
+    ) -> Result<Vec<StageChange>, StoreError> {
         let profile_id = profile_id.get();
         scores::stage_history(&self.pool, profile_id).await
     }
 
-    async fn list_scored(&self, filter: &ScoreFilter) -> Result<Vec<ScoredProfile>, StoreError> {
+    /// Scored profiles matching the filter, by predicted value or by priority.
+    pub async fn list_scored(
+        &self,
+        filter: &ScoreFilter,
+    ) -> Result<Vec<ScoredProfile>, StoreError> {
         scores::list_scored(&self.pool, filter).await
     }
-    async fn segment_migration(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+    /// RFM segment moves between the latest run and the one before: (from, to, profiles).
+    pub async fn segment_migration(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         scores::segment_migration(&self.pool).await
     }
-    async fn save_model_fit(&self, fit: &ModelFitRow) -> Result<(), StoreError> {
+    /// Persists a model fit.
+    pub async fn save_model_fit(&self, fit: &ModelFitRow) -> Result<(), StoreError> {
         scores::save_model_fit(&self.pool, fit).await
     }
-    async fn latest_model_fits(&self) -> Result<Vec<ModelFitRow>, StoreError> {
+    /// The latest fit of each model, by model name.
+    pub async fn latest_model_fits(&self) -> Result<Vec<ModelFitRow>, StoreError> {
         scores::latest_model_fits(&self.pool).await
     }
-    async fn stage_shares(&self) -> Result<Vec<(Timestamp, String, i64)>, StoreError> {
+    /// The share of the base in each stage per run: (run time, stage, profiles).
+    pub async fn stage_shares(&self) -> Result<Vec<(Timestamp, String, i64)>, StoreError> {
         scores::stage_shares(&self.pool).await
     }
 
-    async fn merged_records(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+    /// External ids of records merged into another record's profile, oldest first.
+    pub async fn merged_records(&self, limit: i64) -> Result<Vec<String>, StoreError> {
         queries::merged_records(&self.pool, limit).await
     }
 
-    async fn profile_facts(&self, scope: FactScope) -> Result<winback_domain::FactSet, StoreError> {
+    /// The orders, signals and email permission of the profiles in `scope`, in one streaming
+    /// scan per table: the input of feature computation.
+    pub async fn profile_facts(
+        &self,
+        scope: FactScope,
+    ) -> Result<winback_domain::FactSet, StoreError> {
         features::profile_facts(&self.pool, scope).await
     }
-    async fn dirty_customers(&self) -> Result<Vec<i64>, StoreError> {
+    /// Customer records whose features are stale (an import or resolution touched them).
+    pub async fn dirty_customers(&self) -> Result<Vec<i64>, StoreError> {
         features::dirty_customers(&self.pool).await
     }
-    async fn save_features(
+    /// Saves features (JSON per profile) and clears the given stale marks, atomically;
+    /// `replace_all` drops every other stored row first (a full recomputation).
+    pub async fn save_features(
         &self,
         computed_at: Timestamp,
         features: &[winback_domain::Features],
@@ -516,7 +447,8 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         features::save_features(&self.pool, computed_at, features, cleared, replace_all).await
     }
-    async fn features_of(
+    /// A profile's stored features: when they were computed, and the JSON.
+    pub async fn features_of(
         &self,
         profile_id: ProfileId,
     ) -> Result<Option<(Timestamp, String)>, StoreError> {
@@ -524,7 +456,12 @@ impl Store for SqlStore {
         features::features_of(&self.pool, profile_id).await
     }
 
-    async fn list_profiles(&self, after: i64, limit: i64) -> Result<Vec<CustomerRow>, StoreError> {
+    /// Customers, one row per merged profile, in id order, from `after` on.
+    pub async fn list_profiles(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<CustomerRow>, StoreError> {
         queries::list_profiles(&self.pool, after, limit).await
     }
 }

@@ -12,8 +12,8 @@ use winback_domain::{Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::{Engine, EngineSettings, JourneyStore};
 use winback_import::{ImportOptions, SourceKind, from_reader};
+use winback_store::SqlStore;
 use winback_store::ingest::{IngestOptions, Mode, ingest};
-use winback_store::{SqlStore, Store};
 
 fn ts(s: &str) -> Timestamp {
     Timestamp::new(s.parse().unwrap())

@@ -7,7 +7,7 @@ use winback_domain::{ManualClock, Timestamp};
 use winback_engine::ports::SendOutcome;
 use winback_engine::{Engine, EngineSettings, Transport};
 use winback_import::{ImportOptions, SourceKind, from_reader};
-use winback_store::{FactScope, SqlStore, Store, ingest};
+use winback_store::{FactScope, SqlStore, ingest};
 use winback_testkit::{Fault, Reply, SmtpSink};
 
 use crate::{composer, dispatch};

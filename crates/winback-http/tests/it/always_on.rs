@@ -11,7 +11,7 @@ use winback_app::worker::{Role, run};
 use winback_domain::{Clock, ManualClock};
 use winback_engine::JourneyStore;
 use winback_http::{AppState, ServerSettings, app};
-use winback_store::{SqlStore, Store};
+use winback_store::SqlStore;
 
 use super::{Harness, ts};
 

@@ -1,6 +1,6 @@
 use winback_identity::{IdentityRules, resolve};
 use winback_import::SourceKind;
-use winback_store::{FactScope, ScoreFilter, SqlStore, Store, ingest::Mode};
+use winback_store::{FactScope, ScoreFilter, SqlStore, ingest::Mode};
 
 use crate::{conformance, dropped_session, import, now, rows};
 

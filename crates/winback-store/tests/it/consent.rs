@@ -12,7 +12,7 @@ use winback_engine::ports::JourneyStore;
 use winback_engine::{Engine, EngineSettings};
 use winback_identity::{IdentityRules, resolve};
 use winback_import::SourceKind;
-use winback_store::{SqlStore, Store, ingest::Mode};
+use winback_store::{SqlStore, ingest::Mode};
 
 use crate::{TestDb, conformance, import};
 

@@ -6,7 +6,7 @@ use winback_engine::file_outbox::FileOutbox;
 use winback_engine::ports::{Applied, JourneyStore, SendOutcome};
 use winback_engine::{Engine, EngineSettings};
 use winback_import::SourceKind;
-use winback_store::{FactScope, SqlStore, Store, ingest::Mode};
+use winback_store::{FactScope, SqlStore, ingest::Mode};
 
 use crate::{conformance, import};
 

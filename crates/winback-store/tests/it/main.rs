@@ -11,7 +11,7 @@ use std::{io::Cursor, sync::Arc};
 use winback_domain::Timestamp;
 use winback_import::{ImportOptions, SourceKind, from_reader};
 use winback_store::{
-    SqlStore, Store,
+    SqlStore,
     ingest::{IngestOptions, IngestReport, Mode, ingest},
 };
 
