@@ -44,8 +44,8 @@ pub async fn run(store: &SqlStore, clock: &dyn Clock, command: BouncesCommand) -
                 }
             }
             let now = clock.now();
-            let (list, read) = winback_http::mail_events::from_reports(store, now, &parsed).await?;
-            let applied = winback_http::mail_events::apply(store, now, list).await?;
+            let (list, read) = winback_app::mail_events::from_reports(store, now, &parsed).await?;
+            let applied = winback_app::mail_events::apply(store, now, list).await?;
             if json {
                 println!(
                     "{}",

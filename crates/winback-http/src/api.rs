@@ -936,16 +936,18 @@ async fn apply_esp_events(
     }
     let list = records
         .into_iter()
-        .map(|(id, email, at, kind)| crate::mail_events::MailEvent {
-            id,
-            email,
-            at,
-            kind,
-            about_sender: false,
-            customer: None,
-        })
+        .map(
+            |(id, email, at, kind)| winback_app::mail_events::MailEvent {
+                id,
+                email,
+                at,
+                kind,
+                about_sender: false,
+                customer: None,
+            },
+        )
         .collect();
-    let report = crate::mail_events::apply(&state.store, now, list).await?;
+    let report = winback_app::mail_events::apply(&state.store, now, list).await?;
     Ok((
         StatusCode::OK,
         serde_json::to_value(&report).map_err(ApiError::internal)?,
@@ -1202,8 +1204,8 @@ pub async fn dsn_webhook(
     })?;
     let now = state.clock.now();
     let reports = vec![("webhook".to_owned(), report)];
-    let (list, read) = crate::mail_events::from_reports(&state.store, now, &reports).await?;
-    let applied = crate::mail_events::apply(&state.store, now, list).await?;
+    let (list, read) = winback_app::mail_events::from_reports(&state.store, now, &reports).await?;
+    let applied = winback_app::mail_events::apply(&state.store, now, list).await?;
     Ok(axum::Json(json!({
         "report": reports[0].1,
         "read": read,

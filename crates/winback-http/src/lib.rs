@@ -20,7 +20,6 @@ pub mod auth;
 pub mod dashboard;
 pub mod engagement;
 pub mod error;
-pub mod mail_events;
 mod openapi;
 mod pages;
 pub mod tracking;
