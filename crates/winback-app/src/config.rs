@@ -722,6 +722,11 @@ impl Config {
             "chromium",
             // The CLI's starting time (`WINBACK_NOW`), read before the configuration.
             "now",
+            // The CLI's logging (`WINBACK_LOG`, `WINBACK_LOG_FORMAT`), set up before it.
+            "log",
+            "log_format",
+            // Where a `winback bench cycle` step reports its peak memory at exit.
+            "peak_memory_file",
         ]));
         let config: Config = fig
             .extract()

@@ -2,6 +2,7 @@
 //! the composition of store, importers, identity resolution and the synthetic shop into
 //! commands. `main.rs` only calls [`main`].
 
+mod bench_cycle;
 mod bench_engine;
 mod bench_http;
 mod bounces;
@@ -244,13 +245,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(runtime);
+    bench_cycle::report_peak_memory();
+    code
 }
 
 /// An error and its causes on one line, each cause said once: typed errors often carry their

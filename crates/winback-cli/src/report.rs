@@ -620,6 +620,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// The whole life of a shop, each step a process of its own with its wall time and peak
+    /// memory: synthesis, initial load, scoring, campaigns and the first worker pass, the report
+    /// and dashboard pages, then a day's delta through files and the API and two daily passes.
+    Cycle(crate::bench_cycle::CycleArgs),
     /// Resolve identities of N synthetic customers, in memory and through the store.
     Identity {
         /// Customers.
@@ -772,6 +776,7 @@ pub async fn bench(config: &Config, clock: &dyn Clock, cmd: BenchCommand) -> Res
             )
             .await?;
         }
+        BenchCommand::Cycle(args) => crate::bench_cycle::run(args).await?,
         BenchCommand::Render { messages, threads } => {
             crate::bench_http::render(config, messages, threads)?;
         }

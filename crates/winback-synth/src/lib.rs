@@ -745,6 +745,167 @@ pub fn generate(spec: &ShopSpec, dir: &Path) -> io::Result<(ShopFiles, ShopStats
     Ok((files, stats))
 }
 
+/// One simulated day's files of an existing shop ([`daily_delta`]).
+#[derive(Debug, Clone)]
+pub struct DayFiles {
+    /// `day-orders.csv`: the day's orders, in the shop export's columns.
+    pub orders: PathBuf,
+    /// `day-order_items.csv`: their lines.
+    pub items: PathBuf,
+    /// `day-events.jsonl`: half the day's engagement, for `winback import events`.
+    pub events: PathBuf,
+    /// `day-api-events.ndjson`: the other half, in the `/v1/events` body's shape.
+    pub api_events: PathBuf,
+}
+
+/// What [`daily_delta`] wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DayStats {
+    /// Orders.
+    pub orders: u64,
+    /// Order lines.
+    pub items: u64,
+    /// Events in the file.
+    pub file_events: u64,
+    /// Events for the API.
+    pub api_events: u64,
+}
+
+/// One day of an existing shop of `customers` (ids `C0000001`…, as [`generate`] writes them):
+/// about 1% of customers order and about 10% engage (email opens and clicks, site visits), all
+/// within the 24 hours from `day`. Order and event ids carry the day, so the same day written
+/// twice is the same data, and another day never collides with the history.
+pub fn daily_delta(
+    customers: u64,
+    seed: u64,
+    day: Timestamp,
+    dir: &Path,
+) -> io::Result<(DayFiles, DayStats)> {
+    std::fs::create_dir_all(dir)?;
+    let files = DayFiles {
+        orders: dir.join("day-orders.csv"),
+        items: dir.join("day-order_items.csv"),
+        events: dir.join("day-events.jsonl"),
+        api_events: dir.join("day-api-events.ndjson"),
+    };
+    let start = day.as_micros().div_euclid(1_000_000);
+    let tag = start.div_euclid(DAY);
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (tag as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut orders = csv::Writer::from_writer(BufWriter::with_capacity(
+        1 << 20,
+        File::create(&files.orders)?,
+    ));
+    orders.write_record([
+        "order_id",
+        "customer_id",
+        "ordered_at",
+        "total",
+        "currency",
+        "discount",
+        "discount_codes",
+        "status",
+        "category",
+        "item_count",
+    ])?;
+    let mut items = csv::Writer::from_writer(BufWriter::with_capacity(
+        1 << 20,
+        File::create(&files.items)?,
+    ));
+    items.write_record([
+        "order_id",
+        "sku",
+        "name",
+        "category",
+        "quantity",
+        "unit_price",
+        "currency",
+    ])?;
+    let mut events = BufWriter::with_capacity(1 << 20, File::create(&files.events)?);
+    let mut api = BufWriter::with_capacity(1 << 20, File::create(&files.api_events)?);
+    let mut stats = DayStats::default();
+    let value_factor = LogNormal::new(0.0, 0.4).expect("valid lognormal");
+    for i in 1..=customers {
+        let id = format!("C{i:07}");
+        if rng.gen_bool(0.01) {
+            stats.orders += 1;
+            let cat = pick(&mut rng, &CATEGORIES);
+            let at = start + rng.gen_range(0..DAY);
+            let value = ((cat.mean_value * value_factor.sample(&mut rng)) as i64).max(100);
+            let n_items = rng.gen_range(1..=3u32);
+            let order_id = format!("D{tag}-{}", stats.orders);
+            orders.write_record([
+                order_id.as_str(),
+                &id,
+                &iso(at),
+                &money(value),
+                "EUR",
+                &money(0),
+                "",
+                "paid",
+                cat.name,
+                &n_items.to_string(),
+            ])?;
+            let mut left = value;
+            for line in 0..n_items {
+                let price = if line + 1 == n_items {
+                    left
+                } else {
+                    left / i64::from(n_items - line)
+                };
+                left -= price;
+                let product = one(&mut rng, cat.products);
+                items.write_record([
+                    order_id.as_str(),
+                    &format!("{}-{}", &cat.name[..2].to_uppercase(), product.len()),
+                    product,
+                    cat.name,
+                    "1",
+                    &money(price),
+                    "EUR",
+                ])?;
+                stats.items += 1;
+            }
+        }
+        if rng.gen_bool(0.10) {
+            let at = start + rng.gen_range(0..DAY);
+            let message = format!("day{tag}-{i}");
+            let mut kinds = vec![
+                serde_json::json!({"type": "email_opened", "message_id": message, "user_agent": "Mozilla/5.0"}),
+            ];
+            if rng.gen_bool(0.3) {
+                kinds.push(serde_json::json!({"type": "email_clicked", "message_id": message, "url": "https://shop.example/new"}));
+            }
+            if rng.gen_bool(0.5) {
+                kinds.push(serde_json::json!({"type": "site_visited", "url": "/new"}));
+            }
+            for (k, body) in kinds.into_iter().enumerate() {
+                let event_id = format!("day{tag}-{i}-{k}");
+                let at = iso(at + 60 * k as i64);
+                // Every other customer's engagement arrives through the API.
+                let (w, key, n) = if i % 2 == 0 {
+                    (&mut api, "occurred_at", &mut stats.api_events)
+                } else {
+                    (&mut events, "at", &mut stats.file_events)
+                };
+                let mut obj = serde_json::json!({"event_id": event_id, "customer_id": id});
+                if let (Some(o), serde_json::Value::Object(b)) = (obj.as_object_mut(), body) {
+                    o.insert(key.into(), at.into());
+                    o.extend(b);
+                }
+                serde_json::to_writer(&mut *w, &obj)?;
+                w.write_all(b"\n")?;
+                *n += 1;
+            }
+        }
+    }
+    orders.flush()?;
+    items.flush()?;
+    events.flush()?;
+    api.flush()?;
+    Ok((files, stats))
+}
+
 /// Writes an `orders.csv` of exactly `n` orders (no other files): the import benchmark's input.
 pub fn orders_only(n: u64, seed: u64, as_of: Timestamp, path: &Path) -> io::Result<u64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -890,5 +1051,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 1235);
+    }
+
+    #[test]
+    fn a_day_is_one_percent_ordering_ten_percent_engaging_within_the_day_and_repeatable() {
+        let day = Timestamp::from_micros(1_717_243_200_000_000).unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (files, stats) = daily_delta(20_000, 7, day, a.path()).unwrap();
+        let (_, again) = daily_delta(20_000, 7, day, b.path()).unwrap();
+        assert_eq!(
+            std::fs::read(&files.orders).unwrap(),
+            std::fs::read(b.path().join("day-orders.csv")).unwrap(),
+            "the same day twice is the same data"
+        );
+        assert_eq!(stats.orders, again.orders);
+        // 1% of 20,000 order (binomial: 200 ± 3σ ≈ 42).
+        assert!((158..=242).contains(&stats.orders), "{stats:?}");
+        // Every engaged customer opens; ~10% engage.
+        let text = std::fs::read_to_string(&files.events).unwrap()
+            + &std::fs::read_to_string(&files.api_events).unwrap();
+        let opens = text.matches("email_opened").count();
+        assert!((1_800..=2_200).contains(&opens), "{opens}");
+        let start = day.as_micros() / 1_000_000;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let at = v["at"].as_str().or(v["occurred_at"].as_str()).unwrap();
+            let t = at.parse::<jiff::Timestamp>().unwrap().as_second();
+            assert!((start..start + DAY + 600).contains(&t), "{line}");
+            assert!(v["customer_id"].as_str().unwrap().starts_with('C'));
+        }
+        let mut rows = csv::Reader::from_path(&files.orders).unwrap();
+        for r in rows.records() {
+            let r = r.unwrap();
+            assert!(
+                r[0].starts_with('D'),
+                "order ids cannot collide with the history"
+            );
+        }
     }
 }

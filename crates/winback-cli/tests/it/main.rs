@@ -1,6 +1,7 @@
 //! End-to-end tests of the `winback` binary.
 #![allow(missing_docs)]
 
+mod bench_cycle;
 mod crash;
 mod dashboard;
 mod dutch_shop;

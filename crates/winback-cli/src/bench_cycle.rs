@@ -1,0 +1,865 @@
+//! `winback bench cycle`: the whole life of a shop, measured step by step. Every step is a
+//! `winback` process of its own, started from this binary as a user would start it, so that its
+//! wall time and its peak resident memory are its own (each reports its kernel high-water mark,
+//! `VmHWM`, at exit), and nothing is shared between steps but the database:
+//!
+//! 1. synthesise a shop with events;
+//! 2. the initial load (customers, orders with lines, events; each import resolves identities
+//!    and refreshes features), then scoring;
+//! 3. the example campaigns applied and started, and the first worker pass (W workers at once);
+//! 4. the report (JSON and HTML), then `winback serve` with each dashboard page and
+//!    `GET /v1/report` timed through HTTP;
+//! 5. a daily delta: one simulated day's orders and events (about 1% of customers ordering, 10%
+//!    engaging), half the events through files and half through `POST /v1/events`, the worker's
+//!    pass that day, and the next day's pass.
+//!
+//! The table goes to standard output and to `--out` (Markdown), ready for `BENCHMARKS.md`.
+
+use std::{
+    fmt::Write as _,
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use winback_domain::Timestamp;
+
+/// `winback bench cycle`
+#[derive(Debug, Args)]
+pub struct CycleArgs {
+    /// Customers in the synthetic shop.
+    #[arg(long, default_value_t = 100_000)]
+    pub customers: u64,
+    /// `sqlite` (a fresh file in `--dir`) or a `postgres://` URL (a fresh database is created
+    /// next to the one named, and dropped at the end unless `--keep`).
+    #[arg(long, default_value = "sqlite")]
+    pub target: String,
+    /// Worker processes for each worker pass (PostgreSQL; SQLite serialises writers).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Folder for the shop's files, the database and the logs.
+    #[arg(long, default_value = "target/bench/cycle")]
+    pub dir: PathBuf,
+    /// The campaign files to apply and start.
+    #[arg(long, default_value = "examples/campaigns")]
+    pub campaigns: PathBuf,
+    /// Random seed of the shop.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Reuse the shop's files in `--dir` when they are there (synthesis is then not measured).
+    #[arg(long)]
+    pub reuse_files: bool,
+    /// Keep the PostgreSQL database afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Where to write the Markdown table (default: DIR/cycle-TARGET-N.md).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// One measured step.
+#[derive(Debug, Clone)]
+struct Step {
+    name: String,
+    seconds: f64,
+    /// Peak resident memory of the step's process(es), in KiB; the largest of them when several
+    /// ran at once.
+    peak_kib: u64,
+    note: String,
+}
+
+/// A finished child process.
+struct Finished {
+    seconds: f64,
+    peak_kib: u64,
+    stdout: String,
+}
+
+/// The shop's clock: the synthetic history ends at `day0`, the delta is the day after.
+struct Clocks {
+    day0: Timestamp,
+}
+
+impl Clocks {
+    fn at(&self, days: i64) -> String {
+        self.day0.plus_seconds(days * 86_400).to_string()
+    }
+}
+
+struct Runner {
+    exe: PathBuf,
+    database: String,
+    /// Fresh link and engine keys for this run (the built-in development keys are refused).
+    secrets: [String; 2],
+    outbox: PathBuf,
+    logs: PathBuf,
+    clocks: Clocks,
+    steps: Vec<Step>,
+}
+
+impl Runner {
+    fn command(&self, day: i64, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.args(args)
+            .env("WINBACK_DATABASE_URL", &self.database)
+            .env("WINBACK_NOW", self.clocks.at(day))
+            // The shop's clock is not the database's: the skew check would refuse it.
+            .env("WINBACK_ENGINE__MAX_CLOCK_SKEW_SECONDS", "0")
+            .env("WINBACK_TOKENS__CURRENT", "k1")
+            .env("WINBACK_TOKENS__KEYS__K1", &self.secrets[0])
+            .env("WINBACK_ENGINE__SECRET", &self.secrets[1])
+            .env("WINBACK_EMAIL__OUTBOX_DIR", &self.outbox)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn log(&self, name: &str, stream: &str) -> Result<File> {
+        let path = self.logs.join(format!("{}.{stream}", slug(name)));
+        File::create(&path).with_context(|| format!("creating {}", path.display()))
+    }
+
+    /// Runs `args` in `n` processes at once and waits for all; fails if any fails.
+    fn run_n(&self, name: &str, day: i64, n: usize, args: &[&str]) -> Result<Finished> {
+        let started = Instant::now();
+        let mut children = Vec::new();
+        for i in 0..n.max(1) {
+            let tag = if n > 1 {
+                format!("{name}-{i}")
+            } else {
+                name.to_owned()
+            };
+            let out_path = self.logs.join(format!("{}.out", slug(&tag)));
+            let peak_path = self.logs.join(format!("{}.peak", slug(&tag)));
+            let child = self
+                .command(day, args)
+                .env(PEAK_FILE_ENV, &peak_path)
+                .stdout(Stdio::from(self.log(&tag, "out")?))
+                .stderr(Stdio::from(self.log(&tag, "err")?))
+                .spawn()
+                .with_context(|| format!("starting {}", self.exe.display()))?;
+            children.push((tag, child, out_path, peak_path));
+        }
+        let mut peak = 0;
+        let mut stdout = String::new();
+        for (tag, child, out_path, peak_path) in children {
+            let (ok, kib) = wait(child, &peak_path)?;
+            peak = peak.max(kib);
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if !ok {
+                let err = std::fs::read_to_string(self.logs.join(format!("{}.err", slug(&tag))))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "step `{tag}` (winback {}) failed:\n{}",
+                    args.join(" "),
+                    err.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+                );
+            }
+            stdout.push_str(&text);
+        }
+        Ok(Finished {
+            seconds: started.elapsed().as_secs_f64(),
+            peak_kib: peak,
+            stdout,
+        })
+    }
+
+    fn step(
+        &mut self,
+        name: &str,
+        day: i64,
+        args: &[&str],
+        note: impl FnOnce(&Finished) -> String,
+    ) -> Result<Finished> {
+        self.step_n(name, day, 1, args, note)
+    }
+
+    fn step_n(
+        &mut self,
+        name: &str,
+        day: i64,
+        n: usize,
+        args: &[&str],
+        note: impl FnOnce(&Finished) -> String,
+    ) -> Result<Finished> {
+        eprintln!("  {name} …");
+        let f = self.run_n(name, day, n, args)?;
+        let step = Step {
+            name: name.to_owned(),
+            seconds: f.seconds,
+            peak_kib: f.peak_kib,
+            note: note(&f),
+        };
+        eprintln!(
+            "  {name}: {:.1} s, {:.0} MB{}",
+            step.seconds,
+            step.peak_kib as f64 / 1024.0,
+            if step.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", step.note)
+            }
+        );
+        self.steps.push(step);
+        Ok(f)
+    }
+}
+
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// The environment variable naming the file where a `winback` process writes its peak resident
+/// memory when it ends (see [`report_peak_memory`]).
+pub const PEAK_FILE_ENV: &str = "WINBACK_PEAK_MEMORY_FILE";
+
+/// At exit, when [`PEAK_FILE_ENV`] names a file: writes this process's peak resident memory in
+/// KiB (`VmHWM` of `/proc/self/status`, the kernel's high-water mark) to it. The cycle reads it
+/// after each step; `wait4`'s `ru_maxrss` would need `unsafe`, which the workspace forbids.
+pub fn report_peak_memory() {
+    let Some(path) = std::env::var_os(PEAK_FILE_ENV) else {
+        return;
+    };
+    if let Some(kib) = peak_kib_of("self") {
+        // Best effort: a step without the figure shows none.
+        let _ = std::fs::write(path, kib.to_string());
+    }
+}
+
+fn peak_kib_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Waits for `child`; (success, peak resident KiB as the child reported it in `peak_file`).
+fn wait(mut child: std::process::Child, peak_file: &Path) -> Result<(bool, u64)> {
+    let status = child.wait().context("waiting for a step's process")?;
+    let kib = std::fs::read_to_string(peak_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(peak_file);
+    Ok((status.success(), kib))
+}
+
+fn rows_ok(import_json: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(import_json)
+        .ok()
+        .and_then(|v| {
+            v["imports"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|i| i["report"]["rows_ok"].as_u64())
+                    .sum()
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn rate(n: u64, f: &Finished) -> String {
+    format!(
+        "{} rows, {}/s",
+        crate::report::n(n),
+        crate::report::n((n as f64 / f.seconds.max(1e-9)) as u64)
+    )
+}
+
+/// Creates a fresh PostgreSQL database beside the one `url` names; returns its URL and name.
+async fn fresh_postgres(url: &str) -> Result<(String, String)> {
+    let name = format!("winback_cycle_{}", std::process::id());
+    let admin = winback_store::db::Pool::connect(url, None)
+        .await
+        .context("connecting to PostgreSQL")?;
+    admin
+        .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
+        .await?;
+    admin
+        .execute(&format!("CREATE DATABASE {name}"), &[])
+        .await?;
+    admin.close().await;
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    Ok((format!("{prefix}/{name}{query}"), name))
+}
+
+async fn drop_postgres(url: &str, name: &str) {
+    if let Ok(admin) = winback_store::db::Pool::connect(url, None).await {
+        let _ = admin
+            .execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[])
+            .await;
+        admin.close().await;
+    }
+}
+
+/// Runs `winback bench cycle`.
+pub async fn run(args: CycleArgs) -> Result<()> {
+    let dir = std::path::absolute(&args.dir)?;
+    let shop = dir.join(format!("shop-{}", args.customers));
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let exe = std::env::current_exe().context("finding the winback binary")?;
+    let (database, pg) = if args.target == "sqlite" {
+        let path = dir.join(format!("cycle-{}.db", args.customers));
+        for suffix in ["", "-wal", "-shm"] {
+            // A previous run's database; absent on the first run.
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        (format!("sqlite://{}", path.display()), None)
+    } else {
+        let (url, name) = fresh_postgres(&args.target).await?;
+        (url, Some(name))
+    };
+    // Noon UTC today: the history ends here, the delta is tomorrow.
+    let today = jiff::Timestamp::now().as_second().div_euclid(86_400) * 86_400 + 12 * 3600;
+    let day0 = Timestamp::new(jiff::Timestamp::from_second(today)?);
+    let secret = || {
+        use base64::Engine as _;
+        use rand_core::RngCore as _;
+        let mut bytes = [0u8; 32];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let outbox = dir.join("outbox");
+    // A previous run's messages; absent on the first run.
+    let _ = std::fs::remove_dir_all(&outbox);
+    let mut r = Runner {
+        exe,
+        database: database.clone(),
+        secrets: [secret(), secret()],
+        outbox,
+        logs,
+        clocks: Clocks { day0 },
+        steps: Vec::new(),
+    };
+    let result = cycle(&mut r, &args, &shop).await;
+    if let (Some(name), false) = (&pg, args.keep) {
+        drop_postgres(&args.target, name).await;
+    }
+    result?;
+
+    let table = markdown(&r.steps, &args, &database);
+    println!("{table}");
+    let out = args.out.clone().unwrap_or_else(|| {
+        let target = if args.target == "sqlite" {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        dir.join(format!(
+            "cycle-{target}-{}-w{}.md",
+            args.customers, args.workers
+        ))
+    });
+    std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
+    let n = args.customers.to_string();
+    let seed = args.seed.to_string();
+    let shop_s = shop.display().to_string();
+    let files_there = shop.join("events.jsonl").exists() && shop.join("customers.csv").exists();
+    if !(args.reuse_files && files_there) {
+        r.step(
+            "synthesise the shop",
+            0,
+            &[
+                "synth",
+                "--customers",
+                &n,
+                "--seed",
+                &seed,
+                "--out",
+                &shop_s,
+            ],
+            |f| f.stdout.trim().to_owned(),
+        )?;
+    }
+    let path = |f: &str| shop.join(f).display().to_string();
+    let (customers, orders, items, events) = (
+        path("customers.csv"),
+        path("orders.csv"),
+        path("order_items.csv"),
+        path("events.jsonl"),
+    );
+    r.step(
+        "import customers (+ resolve, features)",
+        0,
+        &["import", "customers", &customers, "--json", "--quiet"],
+        |f| rate(rows_ok(&f.stdout), f),
+    )?;
+    r.step(
+        "import orders with lines (+ resolve, features)",
+        0,
+        &[
+            "import", "orders", &orders, "--items", &items, "--json", "--quiet",
+        ],
+        |f| rate(rows_ok(&f.stdout), f),
+    )?;
+    r.step(
+        "import events (+ resolve, features)",
+        0,
+        &["import", "events", &events, "--json", "--quiet"],
+        |f| rate(rows_ok(&f.stdout), f),
+    )?;
+    r.step("score (fit, stages, priorities)", 0, &["score"], |_| {
+        String::new()
+    })?;
+    let campaigns = args.campaigns.display().to_string();
+    r.step(
+        "apply the example campaigns",
+        0,
+        &["campaigns", "apply", &campaigns],
+        |_| String::new(),
+    )?;
+    let list = r.run_n("list", 0, 1, &["campaigns", "list", "--json"])?;
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&list.stdout)
+        .ok()
+        .and_then(|v| {
+            v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    anyhow::ensure!(
+        !names.is_empty(),
+        "no campaigns were applied from {campaigns}"
+    );
+    let started = Instant::now();
+    let mut peak = 0;
+    let mut count = 0;
+    for name in &names {
+        // The retention notice is the shop's choice (the README); the rest run.
+        if name == winback_app::retention::NOTICE_CAMPAIGN {
+            continue;
+        }
+        let f = r.run_n(
+            &format!("start {name}"),
+            0,
+            1,
+            &["campaigns", "start", name],
+        )?;
+        peak = peak.max(f.peak_kib);
+        count += 1;
+    }
+    r.steps.push(Step {
+        name: "start the campaigns".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        peak_kib: peak,
+        note: format!("{count} campaigns"),
+    });
+    let workers = args.workers;
+    r.step_n(
+        "first worker pass (with the nightly scoring and retention it finds due)",
+        0,
+        workers,
+        &["worker", "--once"],
+        |f| worker_lines(&f.stdout),
+    )?;
+    let counts = r.run_n("counts", 0, 1, &["campaigns", "list", "--json"])?;
+    if let Some(last) = r.steps.last_mut() {
+        let (enrolled, messages) = totals(&counts.stdout);
+        last.note = format!(
+            "{}; in all {} journeys, {} messages",
+            last.note,
+            crate::report::n(enrolled),
+            crate::report::n(messages)
+        );
+    }
+    r.step("report --json", 0, &["report", "--json"], |_| String::new())?;
+    let html = r.logs.join("report.html").display().to_string();
+    r.step("report --html", 0, &["report", "--html", &html], |_| {
+        String::new()
+    })?;
+
+    // The service: dashboard pages and the report through HTTP, as of day 0.
+    let port = free_port()?;
+    let mut serve = Serve::start(r, 0, port)?;
+    let pages = pages(&serve, &names).await;
+    let peak = serve.stop()?;
+    let pages = pages?;
+    for (page, secs) in &pages {
+        r.steps.push(Step {
+            name: format!("page {page}"),
+            seconds: *secs,
+            peak_kib: 0,
+            note: String::new(),
+        });
+    }
+    r.steps.push(Step {
+        name: "winback serve (all pages above)".into(),
+        seconds: pages.iter().map(|p| p.1).sum(),
+        peak_kib: peak,
+        note: "peak of the service process".into(),
+    });
+
+    // Day 1: the delta.
+    let day_dir = shop.join("day1");
+    let t = Instant::now();
+    let (day, stats) = winback_synth::daily_delta(
+        args.customers,
+        args.seed,
+        r.clocks.day0.plus_seconds(12 * 3600),
+        &day_dir,
+    )?;
+    r.steps.push(Step {
+        name: "synthesise day 1".into(),
+        seconds: t.elapsed().as_secs_f64(),
+        peak_kib: 0,
+        note: format!(
+            "{} orders, {} lines, {} file events, {} API events",
+            stats.orders, stats.items, stats.file_events, stats.api_events
+        ),
+    });
+    let (orders, items, events) = (
+        day.orders.display().to_string(),
+        day.items.display().to_string(),
+        day.events.display().to_string(),
+    );
+    r.step(
+        "day 1: import orders",
+        1,
+        &[
+            "import", "orders", &orders, "--items", &items, "--json", "--quiet",
+        ],
+        |f| rate(rows_ok(&f.stdout), f),
+    )?;
+    r.step(
+        "day 1: import events",
+        1,
+        &["import", "events", &events, "--json", "--quiet"],
+        |f| rate(rows_ok(&f.stdout), f),
+    )?;
+    let port = free_port()?;
+    let mut serve = Serve::start(r, 1, port)?;
+    let posted = post_events(&serve, &day.api_events).await;
+    let peak = serve.stop()?;
+    let (sent, secs) = posted?;
+    r.steps.push(Step {
+        name: "day 1: POST /v1/events (NDJSON, 1,000 per request, 4 clients)".into(),
+        seconds: secs,
+        peak_kib: peak,
+        note: format!(
+            "{} events, {}/s",
+            crate::report::n(sent),
+            crate::report::n((sent as f64 / secs.max(1e-9)) as u64)
+        ),
+    });
+    r.step_n(
+        "day 1: worker pass",
+        1,
+        workers,
+        &["worker", "--once"],
+        |f| worker_lines(&f.stdout),
+    )?;
+    r.step_n(
+        "day 2: worker pass",
+        2,
+        workers,
+        &["worker", "--once"],
+        |f| worker_lines(&f.stdout),
+    )?;
+    let counts = r.run_n("counts-2", 2, 1, &["campaigns", "list", "--json"])?;
+    let (enrolled, messages) = totals(&counts.stdout);
+    if let Some(last) = r.steps.last_mut() {
+        last.note = format!(
+            "{}; in all {} journeys, {} messages",
+            last.note,
+            crate::report::n(enrolled),
+            crate::report::n(messages)
+        );
+    }
+    Ok(())
+}
+
+fn totals(list_json: &str) -> (u64, u64) {
+    let v: serde_json::Value = serde_json::from_str(list_json).unwrap_or_default();
+    let a = v.as_array().cloned().unwrap_or_default();
+    // Each campaign's counts are by state: {"active": 10, "held_out": 4}.
+    let sum = |key: &str| -> u64 {
+        a.iter()
+            .filter_map(|c| c[key].as_object())
+            .flat_map(|m| m.values().filter_map(serde_json::Value::as_u64))
+            .sum()
+    };
+    (sum("enrolments"), sum("messages"))
+}
+
+/// What the worker pass(es) printed about the engine: "enrolled …, sent …" per worker.
+fn worker_lines(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| l.contains("enrolled"))
+        .filter_map(|l| l.split_once(": ").map(|(_, rest)| rest.to_owned()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `winback serve` as a child process, with an administrator and an API key.
+struct Serve {
+    child: Option<std::process::Child>,
+    peak_file: PathBuf,
+    base: String,
+    key: String,
+    password: String,
+}
+
+impl Serve {
+    fn start(r: &Runner, day: i64, port: u16) -> Result<Self> {
+        let base = format!("http://127.0.0.1:{port}");
+        let password = "bench-cycle-password".to_owned();
+        let mut admin = r.command(day, &["admin", "set-password", "bench"]);
+        let status = admin
+            .env("WINBACK_ADMIN_PASSWORD", &password)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "winback admin set-password failed");
+        let key = r
+            .command(
+                day,
+                &["keys", "create", "bench-cycle", "--scopes", "ingest,read"],
+            )
+            .stderr(Stdio::null())
+            .output()?;
+        anyhow::ensure!(key.status.success(), "winback keys create failed");
+        let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+        let listen = format!("127.0.0.1:{port}");
+        let peak_file = r.logs.join(format!("serve-{port}.peak"));
+        let child = r
+            .command(day, &["serve", "--listen", &listen])
+            .env("WINBACK_EMAIL__PUBLIC_URL", &base)
+            .env(PEAK_FILE_ENV, &peak_file)
+            .stdout(Stdio::from(r.log(&format!("serve-{port}"), "out")?))
+            .stderr(Stdio::from(r.log(&format!("serve-{port}"), "err")?))
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "winback serve did not listen on {listen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            child: Some(child),
+            peak_file,
+            base,
+            key,
+            password,
+        })
+    }
+
+    /// Stops the service (SIGTERM) and returns its peak resident KiB.
+    fn stop(&mut self) -> Result<u64> {
+        let Some(child) = self.child.take() else {
+            return Ok(0);
+        };
+        // SIGTERM, so that it shuts down as in production and reports its peak; std's `kill`
+        // sends SIGKILL.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        Ok(wait(child, &self.peak_file)?.1)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let first = v.split(';').next()?;
+            let (k, val) = first.split_once('=')?;
+            (k.trim() == name).then(|| val.to_owned())
+        })
+}
+
+/// Logs in as an administrator would and times each page once, cold: (page, seconds).
+async fn pages(serve: &Serve, campaigns: &[String]) -> Result<Vec<(String, f64)>> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(3600))
+        .build()?;
+    let base = &serve.base;
+    let login = client.get(format!("{base}/admin/login")).send().await?;
+    let login_cookie = cookie(&login, "winback_login").context("no login cookie")?;
+    let body = login.text().await?;
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .context("no CSRF field on the login page")?
+        .to_owned();
+    let resp = client
+        .post(format!("{base}/admin/login"))
+        .header("origin", base.as_str())
+        .header("cookie", format!("winback_login={login_cookie}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "bench"),
+            ("password", serve.password.as_str()),
+        ])
+        .send()
+        .await?;
+    let session = cookie(&resp, "winback_admin")
+        .with_context(|| format!("the dashboard login was refused ({})", resp.status()))?;
+    let mut paths = vec![("overview".to_owned(), "/admin".to_owned())];
+    for name in campaigns.iter().take(3) {
+        paths.push((
+            format!("campaign {name}"),
+            format!("/admin/campaigns/{name}"),
+        ));
+    }
+    paths.push((
+        "customer search".into(),
+        "/admin/customers?q=C0000042".into(),
+    ));
+    paths.push((
+        "customer C0000042".into(),
+        "/admin/customers/C0000042".into(),
+    ));
+    let mut out = Vec::new();
+    for (label, path) in paths {
+        let t = Instant::now();
+        let resp = client
+            .get(format!("{base}{path}"))
+            .header("cookie", format!("winback_admin={session}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        let _ = resp.bytes().await?;
+        // The search answers an exact customer id with a redirect to that customer.
+        anyhow::ensure!(
+            status.is_success() || status.is_redirection(),
+            "{path}: {status}"
+        );
+        out.push((label, t.elapsed().as_secs_f64()));
+    }
+    let t = Instant::now();
+    let resp = client
+        .get(format!("{base}/v1/report"))
+        .bearer_auth(&serve.key)
+        .send()
+        .await?;
+    let status = resp.status();
+    let _ = resp.bytes().await?;
+    anyhow::ensure!(status.is_success(), "/v1/report: {status}");
+    out.push(("GET /v1/report".into(), t.elapsed().as_secs_f64()));
+    Ok(out)
+}
+
+/// Posts the NDJSON file in batches of 1,000 from 4 clients: (events, seconds).
+async fn post_events(serve: &Serve, file: &Path) -> Result<(u64, f64)> {
+    let text = std::fs::read_to_string(file)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let batches: Vec<String> = lines.chunks(1_000).map(|c| c.join("\n") + "\n").collect();
+    let client = reqwest::Client::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let batches = std::sync::Arc::new(batches);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, next, batches) = (client.clone(), next.clone(), batches.clone());
+        let url = format!("{}/v1/events", serve.base);
+        let auth = format!("Bearer {}", serve.key);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = batches.get(i) else {
+                    return anyhow::Ok(());
+                };
+                let resp = client
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let status = resp.status();
+                anyhow::ensure!(
+                    status.is_success(),
+                    "/v1/events: {status}: {}",
+                    resp.text().await?
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok((lines.len() as u64, t.elapsed().as_secs_f64()))
+}
+
+fn markdown(steps: &[Step], args: &CycleArgs, database: &str) -> String {
+    let target = if args.target == "sqlite" {
+        "SQLite".to_owned()
+    } else {
+        "PostgreSQL".to_owned()
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### {} customers, {target}, {} worker(s) per pass\n",
+        crate::report::n(args.customers),
+        args.workers
+    );
+    let _ = writeln!(
+        s,
+        "`winback bench cycle --customers {} --target {} --workers {}`, release build, {} cores; database `{}`.\n",
+        args.customers,
+        if args.target == "sqlite" {
+            "sqlite"
+        } else {
+            "postgres://…"
+        },
+        args.workers,
+        std::thread::available_parallelism().map_or(0, usize::from),
+        crate::config::redact(database)
+    );
+    let _ = writeln!(s, "| step | wall time | peak memory | notes |");
+    let _ = writeln!(s, "| --- | ---: | ---: | --- |");
+    for st in steps {
+        let peak = if st.peak_kib == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.0} MB", st.peak_kib as f64 / 1024.0)
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} s | {} | {} |",
+            st.name, st.seconds, peak, st.note
+        );
+    }
+    s
+}

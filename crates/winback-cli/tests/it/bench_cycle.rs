@@ -1,0 +1,63 @@
+//! `winback bench cycle` on a tiny shop: every step runs as its own process, reports its peak
+//! memory, and the table has a row per step, so the benchmark cannot rot between measurements.
+
+use super::{Env, repo_file, text};
+
+#[test]
+fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
+    let env = Env::new();
+    let dir = env.path("cycle");
+    let out = env
+        .cmd()
+        .env_remove("WINBACK_DATABASE_URL")
+        .args([
+            "bench",
+            "cycle",
+            "--customers",
+            "300",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--campaigns",
+            repo_file("examples/campaigns").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let table = std::fs::read_to_string(dir.join("cycle-sqlite-300-w1.md")).unwrap();
+    for step in [
+        "synthesise the shop",
+        "import customers",
+        "import orders with lines",
+        "import events",
+        "score",
+        "start the campaigns",
+        "first worker pass",
+        "report --json",
+        "report --html",
+        "page overview",
+        "page GET /v1/report",
+        "winback serve",
+        "day 1: import orders",
+        "day 1: import events",
+        "day 1: POST /v1/events",
+        "day 1: worker pass",
+        "day 2: worker pass",
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {step}")))
+            .unwrap_or_else(|| panic!("no row for {step}:\n{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert!(cells[2].ends_with(" s"), "{row}");
+        // Every process step reports its own peak; timed pages are requests, not processes.
+        if !step.starts_with("page") {
+            assert!(cells[3].ends_with(" MB"), "no peak memory: {row}");
+        }
+    }
+    // The shop really went through: people were enrolled and messages sent.
+    let first = table
+        .lines()
+        .find(|l| l.starts_with("| first worker pass"))
+        .unwrap();
+    assert!(first.contains("enrolled"), "{first}");
+}
