@@ -11,7 +11,7 @@ use winback_scoring::{
     Fit, FitError, FitLimits, Fitted, Frequency, GammaGamma, GammaGammaParams, HoldoutRow,
     ModelKind, SpendRecord, group, holdout_table,
 };
-use winback_store::{FactScope, ModelFitRow};
+use winback_store::ModelFitRow;
 
 /// Histories (in weeks) of every buyer as of `cut`, counting purchase days up to it, and each
 /// buyer's purchase days after it.
@@ -107,26 +107,6 @@ pub async fn fit_all(
     limits: FitLimits,
 ) -> Result<FitOutcome> {
     anyhow::ensure!(holdout_days > 0, "--holdout-days must be positive");
-    let facts = store.profile_facts(FactScope::All).await?;
-    let first = facts
-        .profiles
-        .iter()
-        .filter_map(|p| p.orders.first().map(|o| o.at))
-        .min();
-    let last = facts
-        .profiles
-        .iter()
-        .filter_map(|p| p.orders.last().map(|o| o.at))
-        .max();
-    if let (Some(last), true) = (last, as_of_given) {
-        anyhow::ensure!(
-            now <= last.plus_seconds(86_400),
-            "--as-of {} is after the last order in the store ({}); choose a date within the data, or leave --as-of out to fit on everything up to now",
-            now.date_local(),
-            last.date_local()
-        );
-    }
-    let (all, _, spend) = split(&facts, now);
     // The calibration cut is a calendar day in the shop's zone, `holdout_days` before the as-of
     // day (noon, so no daylight-saving change moves it to another day).
     let cut = now
@@ -137,8 +117,33 @@ pub async fn fit_all(
         .map_or(now.plus_seconds(-holdout_days * 86_400), |t| {
             t.plus_seconds(12 * 3600)
         });
-    let (calibration, actual, _) = split(&facts, cut);
-    drop(facts);
+    // The histories a chunk of profiles at a time: only the three numbers per buyer are kept.
+    let (mut all, mut spend) = (Vec::new(), Vec::new());
+    let (mut calibration, mut actual) = (Vec::new(), Vec::new());
+    let (mut first, mut last) = (None::<Timestamp>, None::<Timestamp>);
+    for scope in store.fact_chunks(false, crate::scoring::FACT_CHUNK).await? {
+        let facts = store.profile_facts(scope).await?;
+        for p in &facts.profiles {
+            if let (Some(a), Some(b)) = (p.orders.first(), p.orders.last()) {
+                first = Some(first.map_or(a.at, |f| f.min(a.at)));
+                last = Some(last.map_or(b.at, |l| l.max(b.at)));
+            }
+        }
+        let (h, _, s) = split(&facts, now);
+        all.extend(h);
+        spend.extend(s);
+        let (c, a, _) = split(&facts, cut);
+        calibration.extend(c);
+        actual.extend(a);
+    }
+    if let (Some(last), true) = (last, as_of_given) {
+        anyhow::ensure!(
+            now <= last.plus_seconds(86_400),
+            "--as-of {} is after the last order in the store ({}); choose a date within the data, or leave --as-of out to fit on everything up to now",
+            now.date_local(),
+            last.date_local()
+        );
+    }
     let horizon = holdout_days as f64 / 7.0;
     let mut reports = Vec::new();
     // Grouped once for all three models.

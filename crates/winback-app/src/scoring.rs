@@ -16,7 +16,7 @@ use winback_scoring::{
     RfmScore, Segment, SpendRecord, Stage, StageInput, StageRules, attrition, clv, clv_at_value,
     group, inactive_by, rfm_scores,
 };
-use winback_store::{FactScope, ModelFitRow};
+use winback_store::ModelFitRow;
 
 /// One scored profile.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -165,9 +165,36 @@ pub fn compute_features(facts: &FactSet, as_of: Timestamp) -> Vec<Features> {
     })
 }
 
-/// Scores every profile from its features.
+/// Who a profile is, for the scored list: its own record's external id and the name.
+#[derive(Debug, Clone, Default)]
+pub struct Label {
+    /// External id of the profile's own record.
+    pub external_id: String,
+    /// Name, when known.
+    pub name: Option<String>,
+}
+
+/// The labels of the profiles in `facts`, in their order.
+pub fn labels(facts: &FactSet) -> Vec<Label> {
+    facts
+        .profiles
+        .iter()
+        .map(|p| Label {
+            external_id: p.external_id.clone(),
+            name: p.name.clone(),
+        })
+        .collect()
+}
+
+/// Profiles whose facts a scan of the whole base holds in memory at once: the facts of a
+/// million profiles (orders and engagement signals) would be gigabytes, 20,000 are a few dozen
+/// megabytes.
+pub const FACT_CHUNK: usize = 20_000;
+
+/// Scores every profile from its features; `labels` are the profiles' labels, in the same
+/// order.
 pub fn score(
-    facts: &FactSet,
+    labels: &[Label],
     features: &[Features],
     s: &Settings,
 ) -> Result<(Vec<Scored>, Models)> {
@@ -246,7 +273,7 @@ pub fn score(
 
     let scored = features
         .iter()
-        .zip(&facts.profiles)
+        .zip(labels)
         .enumerate()
         .map(|(i, (f, p))| {
             let h = frequency(f);
@@ -433,12 +460,24 @@ pub async fn refresh_features(
             seconds: 0.0,
         });
     }
-    let facts = store.profile_facts(FactScope::Dirty).await?;
-    let features = compute_features(&facts, as_of);
-    save(store, as_of, &features, &dirty, false).await?;
+    let (mut profiles, mut orders) = (0, 0);
+    // A chunk at a time: an import that touched the whole base refreshes it in bounded memory.
+    for scope in store.fact_chunks(true, FACT_CHUNK).await? {
+        let facts = store.profile_facts(scope).await?;
+        orders += facts.profiles.iter().map(|p| p.orders.len()).sum::<usize>();
+        let features = compute_features(&facts, as_of);
+        drop(facts);
+        profiles += features.len();
+        store
+            .upsert_features(as_of, &features)
+            .await
+            .context("saving features")?;
+    }
+    // Removes the rows of profiles merged away or erased, and exactly the marks read above.
+    save(store, as_of, &[], &dirty, false).await?;
     Ok(Refresh {
-        profiles: features.len(),
-        orders: facts.profiles.iter().map(|p| p.orders.len()).sum(),
+        profiles,
+        orders,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -463,14 +502,24 @@ pub async fn score_and_save(
     settings: &Settings,
 ) -> Result<(Vec<Scored>, Models, winback_store::RunStats)> {
     let dirty = store.dirty_customers().await?;
-    let facts = store.profile_facts(FactScope::All).await?;
-    // The features and the model fit are minutes of CPU for a large shop: they run on a
-    // blocking thread, so a worker's engine passes go on meanwhile.
+    // Facts a chunk at a time; only the features (and labels) of the whole base are kept.
+    let (mut features, mut labels_all) = (Vec::new(), Vec::new());
+    for scope in store.fact_chunks(false, FACT_CHUNK).await? {
+        let facts = store.profile_facts(scope).await?;
+        // Feature computation is CPU work: off the async workers, so a worker's engine passes
+        // go on meanwhile.
+        let (f, l) =
+            tokio::task::spawn_blocking(move || (compute_features(&facts, as_of), labels(&facts)))
+                .await
+                .context("the scoring thread")?;
+        features.extend(f);
+        labels_all.extend(l);
+    }
+    // The model fit is minutes of CPU for a large shop: on a blocking thread too.
     let s = settings.clone();
     let (features, fitted, fit_seconds) = tokio::task::spawn_blocking(move || {
-        let features = compute_features(&facts, as_of);
         let started = Instant::now();
-        let fitted = score(&facts, &features, &s);
+        let fitted = score(&labels_all, &features, &s);
         (features, fitted, started.elapsed().as_secs_f64())
     })
     .await
@@ -532,7 +581,7 @@ mod tests {
         facts.profiles.push(profile(1000, &[], 0));
         let as_of = Timestamp::from_micros((base + 400) * Timestamp::DAY_MICROS).unwrap();
         let features = compute_features(&facts, as_of);
-        let (scored, models) = score(&facts, &features, &Settings::default()).unwrap();
+        let (scored, models) = score(&labels(&facts), &features, &Settings::default()).unwrap();
         let labels: Vec<&str> = models
             .interval_priors
             .iter()

@@ -329,8 +329,8 @@ impl Pool {
                 .busy_timeout(std::time::Duration::from_secs(30))
                 // 256 MB of page cache and memory-mapped reads: large imports insert into
                 // indexes at random, and a small cache turns each insert into read syscalls.
-                .pragma("cache_size", "-262144")
-                .pragma("mmap_size", "1073741824")
+                .pragma("cache_size", "-65536")
+                .pragma("mmap_size", "0")
                 .pragma("temp_store", "memory")
                 // Checkpoint every 64 MB of WAL rather than every 4 MB: a batch of journey steps
                 // touches more than 1,000 pages, so the default checkpointed (and fsynced) on

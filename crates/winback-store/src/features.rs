@@ -25,15 +25,55 @@ pub enum FactScope {
     All,
     /// Profiles with a record marked in `feature_dirty`.
     Dirty,
+    /// The profiles with ids from `first` to `last` (inclusive), all of them or only those with
+    /// a marked record: one chunk of a scan that holds a bounded number of profiles in memory
+    /// (see [`crate::SqlStore::fact_chunks`]).
+    Profiles {
+        /// The first profile id.
+        first: i64,
+        /// The last profile id.
+        last: i64,
+        /// Only profiles with a record marked in `feature_dirty`.
+        dirty_only: bool,
+    },
 }
 
+const DIRTY: &str = "AND COALESCE(c.profile_id, c.id) IN (SELECT COALESCE(d.profile_id, d.id) FROM feature_dirty f JOIN customers d ON d.id = f.customer_id)";
+
 impl FactScope {
-    /// A condition on `COALESCE(c.profile_id, c.id)` for a query over `customers c`.
-    fn condition(self) -> &'static str {
+    /// `table` joined to its customers `c`. A chunk reads its few customers first and their
+    /// rows by the customer index (SQLite's `CROSS JOIN` fixes that order; PostgreSQL plans it
+    /// from the condition): left to itself, SQLite's planner walks every event of the wanted
+    /// types through the type index, the whole table for each chunk. A whole scan joins freely.
+    fn join(self, table: &str, alias: &str) -> String {
         match self {
-            FactScope::All => "",
-            FactScope::Dirty => {
-                "AND COALESCE(c.profile_id, c.id) IN (SELECT COALESCE(d.profile_id, d.id) FROM feature_dirty f JOIN customers d ON d.id = f.customer_id)"
+            FactScope::Profiles { .. } => {
+                format!("customers c CROSS JOIN {table} WHERE {alias}.customer_id = c.id AND")
+            }
+            FactScope::All | FactScope::Dirty => {
+                format!("{table} JOIN customers c ON c.id = {alias}.customer_id WHERE")
+            }
+        }
+    }
+
+    /// A condition on `COALESCE(c.profile_id, c.id)` for a query over `customers c`.
+    fn condition(self) -> String {
+        match self {
+            FactScope::All => String::new(),
+            FactScope::Dirty => DIRTY.to_owned(),
+            FactScope::Profiles {
+                first,
+                last,
+                dirty_only,
+            } => {
+                // A profile's id is the smallest of its records' ids, so its records have ids
+                // from `first` on: the OR lets both backends seek the primary key and the
+                // profile index instead of scanning every customer; the COALESCE decides.
+                format!(
+                    "AND (c.id BETWEEN {first} AND {last} OR c.profile_id BETWEEN {first} AND {last}) \
+                     AND COALESCE(c.profile_id, c.id) BETWEEN {first} AND {last} {}",
+                    if dirty_only { DIRTY } else { "" }
+                )
             }
         }
     }
@@ -91,8 +131,9 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
     pool.for_each(
         &format!(
             "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.discount_minor, o.currency, o.category \
-             FROM orders o JOIN customers c ON c.id = o.customer_id \
-             WHERE c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') {cond}"
+             FROM {} \
+             c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') {cond}",
+            scope.join("orders o", "o")
         ),
         &[],
         |r| {
@@ -131,8 +172,9 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
         .collect();
     pool.for_each(
         &format!(
-            "SELECT COALESCE(c.profile_id, c.id) AS profile, e.occurred_at, e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id \
-             WHERE c.erased_at IS NULL AND e.type IN ({}) {cond}",
+            "SELECT COALESCE(c.profile_id, c.id) AS profile, e.occurred_at, e.type, e.payload FROM {} \
+             c.erased_at IS NULL AND e.type IN ({}) {cond}",
+            scope.join("events e", "e"),
             types.join(", ")
         ),
         &[],
@@ -166,7 +208,7 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
     .await?;
     let consents = match scope {
         FactScope::All => effective_consents(pool, None).await?,
-        FactScope::Dirty => {
+        FactScope::Dirty | FactScope::Profiles { .. } => {
             // In chunks: both backends cap the parameters of one statement.
             let ids: Vec<i64> = profile_of.keys().copied().collect();
             let mut all = HashMap::new();
@@ -189,6 +231,23 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
         p.signals.sort_by_key(|s| s.at);
     }
     Ok(set)
+}
+
+/// The profile ids a scan of `dirty_only` profiles (or all) covers, ascending.
+pub(crate) async fn fact_profiles(pool: &Pool, dirty_only: bool) -> Result<Vec<i64>, StoreError> {
+    let sql = if dirty_only {
+        "SELECT DISTINCT COALESCE(d.profile_id, d.id) AS profile FROM feature_dirty f JOIN customers d ON d.id = f.customer_id \
+         WHERE d.erased_at IS NULL ORDER BY 1"
+    } else {
+        "SELECT id AS profile FROM customers WHERE erased_at IS NULL AND COALESCE(profile_id, id) = id ORDER BY id"
+    };
+    let mut out = Vec::new();
+    pool.for_each(sql, &[], |r| {
+        out.push(r.i64("profile")?);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
 }
 
 /// The customer records marked for a feature refresh.
@@ -238,11 +297,6 @@ pub(crate) async fn save_features(
     cleared: &[i64],
     replace_all: bool,
 ) -> Result<(), StoreError> {
-    // Kept as JSON: audiences read every field, and new fields need no migration.
-    let rows: Vec<(i64, String)> = features
-        .iter()
-        .map(|f| Ok((f.profile_id, serde_json::to_string(f)?)))
-        .collect::<Result<_, serde_json::Error>>()?;
     let mut tx = pool.begin().await?;
     if replace_all {
         tx.execute("DELETE FROM profile_features", &[]).await?;
@@ -254,24 +308,7 @@ pub(crate) async fn save_features(
         )
         .await?;
     }
-    for chunk in rows.chunks(3000) {
-        let sql = format!(
-            "INSERT INTO profile_features (profile_id, computed_at, data) VALUES {} \
-             ON CONFLICT (profile_id) DO UPDATE SET computed_at = excluded.computed_at, data = excluded.data",
-            values_list(chunk.len(), 3)
-        );
-        let args: Vec<Val> = chunk
-            .iter()
-            .flat_map(|(id, data)| {
-                [
-                    Val::from(*id),
-                    Val::from(computed_at.as_micros()),
-                    Val::from(data.as_str()),
-                ]
-            })
-            .collect();
-        tx.execute(&sql, &args).await?;
-    }
+    upsert_features(&mut tx, computed_at, features).await?;
     for chunk in cleared.chunks(8000) {
         let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
         tx.execute(
@@ -285,9 +322,42 @@ pub(crate) async fn save_features(
     }
     tx.commit().await?;
     // As after an import: fresh statistics, so plans that join features seek rather than scan.
-    if pool.backend() == crate::db::Backend::Postgres && rows.len() >= 10_000 {
+    if pool.backend() == crate::db::Backend::Postgres && features.len() >= 10_000 {
         pool.execute("ANALYZE profile_features, feature_dirty", &[])
             .await?;
+    }
+    Ok(())
+}
+
+/// Writes features (JSON per profile) over the stored ones, in statements of 3,000 rows, each
+/// serialised only when its statement is built: a million profiles' JSON is a gigabyte.
+pub(crate) async fn upsert_features(
+    tx: &mut Tx,
+    computed_at: Timestamp,
+    features: &[winback_domain::Features],
+) -> Result<(), StoreError> {
+    for chunk in features.chunks(3000) {
+        // Kept as JSON: audiences read every field, and new fields need no migration.
+        let rows: Vec<(i64, String)> = chunk
+            .iter()
+            .map(|f| Ok((f.profile_id, serde_json::to_string(f)?)))
+            .collect::<Result<_, serde_json::Error>>()?;
+        let sql = format!(
+            "INSERT INTO profile_features (profile_id, computed_at, data) VALUES {} \
+             ON CONFLICT (profile_id) DO UPDATE SET computed_at = excluded.computed_at, data = excluded.data",
+            values_list(rows.len(), 3)
+        );
+        let args: Vec<Val> = rows
+            .iter()
+            .flat_map(|(id, data)| {
+                [
+                    Val::from(*id),
+                    Val::from(computed_at.as_micros()),
+                    Val::from(data.as_str()),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &args).await?;
     }
     Ok(())
 }

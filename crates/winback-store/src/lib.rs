@@ -432,6 +432,37 @@ impl SqlStore {
     ) -> Result<winback_domain::FactSet, StoreError> {
         features::profile_facts(&self.pool, scope).await
     }
+    /// The scan of all profiles (or only those with a stale mark) cut into chunks of at most
+    /// `profiles` profiles each, in id order: a scan that reads them one chunk at a time with
+    /// [`SqlStore::profile_facts`] holds one chunk's facts in memory, whatever the shop's size.
+    pub async fn fact_chunks(
+        &self,
+        dirty_only: bool,
+        profiles: usize,
+    ) -> Result<Vec<FactScope>, StoreError> {
+        let ids = features::fact_profiles(&self.pool, dirty_only).await?;
+        Ok(ids
+            .chunks(profiles.max(1))
+            .filter_map(|c| {
+                Some(FactScope::Profiles {
+                    first: *c.first()?,
+                    last: *c.last()?,
+                    dirty_only,
+                })
+            })
+            .collect())
+    }
+    /// Writes features (JSON per profile) over the stored ones, atomically; marks and other
+    /// rows stay (a chunk of a refresh; [`SqlStore::save_features`] ends it).
+    pub async fn upsert_features(
+        &self,
+        computed_at: Timestamp,
+        features: &[winback_domain::Features],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        features::upsert_features(&mut tx, computed_at, features).await?;
+        tx.commit().await
+    }
     /// Customer records whose features are stale (an import or resolution touched them).
     pub async fn dirty_customers(&self) -> Result<Vec<i64>, StoreError> {
         features::dirty_customers(&self.pool).await

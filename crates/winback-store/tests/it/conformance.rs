@@ -454,6 +454,56 @@ async fn profile_facts_feed_features(store: &SqlStore) {
 }
 conformance!(profile_facts, super::profile_facts_feed_features);
 
+/// A profile's facts with category names instead of a chunk's own category indexes.
+fn comparable(set: &winback_domain::FactSet) -> Vec<String> {
+    set.profiles
+        .iter()
+        .map(|p| {
+            let orders: Vec<String> = p
+                .orders
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} {} {} {}",
+                        o.at, o.total_minor, o.discounted, set.categories[o.category as usize]
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} {:?} {:?} {:?} {} {orders:?} {:?}",
+                p.profile_id,
+                p.external_id,
+                p.name,
+                p.currency,
+                p.receives_email,
+                p.signals.len(),
+                p.signals
+            )
+        })
+        .collect()
+}
+
+/// Whole-base scans read a chunk of profiles at a time; the chunks together are exactly the
+/// one scan, for every chunk size, for all profiles and for the stale ones.
+async fn fact_chunks_are_the_whole_scan(store: &SqlStore) {
+    load_and_resolve(store).await;
+    let whole = comparable(&store.profile_facts(FactScope::All).await.unwrap());
+    let stale = comparable(&store.profile_facts(FactScope::Dirty).await.unwrap());
+    assert!(!stale.is_empty());
+    for size in [1, 2, 3, 1000] {
+        for (dirty_only, expected) in [(false, &whole), (true, &stale)] {
+            let mut got = Vec::new();
+            let chunks = store.fact_chunks(dirty_only, size).await.unwrap();
+            assert!(chunks.len() >= expected.len().div_ceil(size));
+            for scope in chunks {
+                got.extend(comparable(&store.profile_facts(scope).await.unwrap()));
+            }
+            assert_eq!(&got, expected, "chunks of {size}, dirty only: {dirty_only}");
+        }
+    }
+}
+conformance!(fact_chunks, super::fact_chunks_are_the_whole_scan);
+
 async fn imports_mark_touched_profiles_for_an_incremental_refresh(store: &SqlStore) {
     load_and_resolve(store).await;
     let dirty = store.dirty_customers().await.unwrap();
