@@ -332,10 +332,21 @@ pub trait JourneyStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<bool, EngineError>> + Send;
 
-    /// Audience rows of every profile (with each profile's first order and zone).
-    fn audience_rows(
+    /// Audience rows (with each profile's first order and zone) of at most `limit` profiles
+    /// with ids after `after` (from the first when `None`), in profile id order: a scan of the
+    /// whole base one page at a time, so a pass holds one page in memory.
+    fn audience_page(
         &self,
         now: Timestamp,
+        after: Option<ProfileId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AudienceEntry>, EngineError>> + Send;
+    /// Audience rows of the given profiles (ids of profiles, not of merged-away records), in
+    /// profile id order; unknown or erased ones have none.
+    fn audience_rows_of(
+        &self,
+        now: Timestamp,
+        profiles: &[ProfileId],
     ) -> impl Future<Output = Result<Vec<AudienceEntry>, EngineError>> + Send;
     /// Events (or orders, for `order_placed`) with `label` after the campaign's trigger
     /// cursor, oldest first, at most `limit`.

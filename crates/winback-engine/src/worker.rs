@@ -12,6 +12,10 @@ use jiff::tz::TimeZone;
 use winback_domain::Clock;
 
 use crate::audience::Evaluator;
+
+/// Profiles whose audience rows a scan of the whole base holds at once: a million rows with
+/// their features are gigabytes; 20,000 are tens of megabytes and one round trip per page.
+pub const AUDIENCE_PAGE: usize = 20_000;
 use crate::definition::{Action, Allocation, Campaign, Trigger};
 use crate::journey::{self, Admission, Plan};
 use crate::policy::{self, Decision, PolicySettings};
@@ -202,40 +206,110 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
         Ok(total)
     }
 
-    /// Evaluates triggers of active campaigns and enrols who qualifies.
+    /// Evaluates triggers of active campaigns and enrols who qualifies. Audience and date
+    /// triggers that are due read the whole base once, a page of [`AUDIENCE_PAGE`] profiles at
+    /// a time, for all of them together; event triggers read only the rows of the profiles
+    /// their events name. A pass holds one page and the candidates, never the whole base.
     pub async fn schedule(&self) -> Result<PassStats, EngineError> {
         let now = self.clock.now();
+        let today = now.day_number();
         let mut stats = PassStats::default();
-        let active: Vec<_> = self
-            .store
-            .campaigns()
-            .await?
-            .into_iter()
-            .filter(|c| c.status == crate::CampaignStatus::Active)
-            .collect();
-        let mut rows: Option<Vec<crate::ports::AudienceEntry>> = None;
-        for rec in active {
-            let c = self.campaign(rec.id, rec.version).await?;
-            let mut candidates = Vec::new();
-            match &c.trigger {
+        let mut active = Vec::new();
+        for rec in self.store.campaigns().await? {
+            if rec.status == crate::CampaignStatus::Active {
+                let c = self.campaign(rec.id, rec.version).await?;
+                active.push((rec, c));
+            }
+        }
+        // Which campaigns scan the base this pass.
+        let mut scans: Vec<bool> = Vec::with_capacity(active.len());
+        for (rec, c) in &active {
+            let due = match &c.trigger {
                 Trigger::Audience { every } => {
                     let last = self.store.trigger_cursor(rec.id).await?;
-                    if last != 0 && now.as_micros() - last < every.seconds() * 1_000_000 {
+                    last == 0 || now.as_micros() - last >= every.seconds() * 1_000_000
+                }
+                // Dates are checked once per day (the cursor holds the day number).
+                Trigger::Date { .. } => self.store.trigger_cursor(rec.id).await? < today,
+                Trigger::Event { .. } => false,
+            };
+            scans.push(due);
+        }
+        let mut found: Vec<Vec<Candidate>> = vec![Vec::new(); active.len()];
+        if scans.iter().any(|s| *s) {
+            let ev = Evaluator::new();
+            let mut after = None;
+            loop {
+                let page = self.store.audience_page(now, after, AUDIENCE_PAGE).await?;
+                let Some(last) = page.last() else {
+                    break;
+                };
+                after = Some(last.row.profile_id);
+                for (i, (_, c)) in active.iter().enumerate() {
+                    if !scans[i] {
                         continue;
                     }
-                    if rows.is_none() {
-                        rows = Some(self.store.audience_rows(now).await?);
+                    match &c.trigger {
+                        Trigger::Audience { every } => {
+                            let audience = c.audience.as_ref().expect("checked on load");
+                            let hits = audience.evaluate_parallel(&page, 2);
+                            let bucket = now.as_micros() / (every.seconds() * 1_000_000);
+                            found[i].extend(hits.matched.into_iter().map(|p| Candidate {
+                                profile_id: p,
+                                trigger_key: format!("audience:{bucket}"),
+                                start: now,
+                            }));
+                        }
+                        Trigger::Date { .. } => {
+                            for e in &page {
+                                let zone = e
+                                    .time_zone
+                                    .as_deref()
+                                    .and_then(|z| TimeZone::get(z).ok())
+                                    .unwrap_or(TimeZone::UTC);
+                                if let Some((key, start)) = journey::date_entry(
+                                    c,
+                                    &e.row,
+                                    e.first_order_at,
+                                    &zone,
+                                    now,
+                                    self.settings.date_grace_days,
+                                ) {
+                                    if c.audience
+                                        .as_ref()
+                                        .is_none_or(|a| a.matches(&ev, &e.row, None) == Ok(true))
+                                    {
+                                        found[i].push(Candidate {
+                                            profile_id: e.row.profile_id,
+                                            trigger_key: format!("date:{key}"),
+                                            start,
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                        Trigger::Event { .. } => {}
                     }
-                    let entries = rows.as_ref().expect("loaded");
-                    let audience = c.audience.as_ref().expect("checked on load");
-                    let hits = audience.evaluate_parallel(entries, 2);
-                    let bucket = now.as_micros() / (every.seconds() * 1_000_000);
-                    candidates.extend(hits.matched.into_iter().map(|p| Candidate {
-                        profile_id: p,
-                        trigger_key: format!("audience:{bucket}"),
-                        start: now,
-                    }));
+                }
+                if page.len() < AUDIENCE_PAGE {
+                    break;
+                }
+            }
+        }
+        for (i, (rec, c)) in active.into_iter().enumerate() {
+            let mut candidates = std::mem::take(&mut found[i]);
+            match &c.trigger {
+                Trigger::Audience { .. } => {
+                    if !scans[i] {
+                        continue;
+                    }
                     self.store.advance_cursor(rec.id, now.as_micros()).await?;
+                }
+                Trigger::Date { .. } => {
+                    if !scans[i] {
+                        continue;
+                    }
+                    self.store.advance_cursor(rec.id, today).await?;
                 }
                 Trigger::Event { event } => {
                     let label = event.label();
@@ -251,18 +325,13 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                         .filter(|e| e.at >= oldest)
                         .collect();
                     if let (Some(aud), false) = (&c.audience, wanted.is_empty()) {
-                        if rows.is_none() {
-                            rows = Some(self.store.audience_rows(now).await?);
-                        }
+                        let rows = self
+                            .rows_of(now, wanted.iter().map(|e| e.profile_id))
+                            .await?;
                         let by_id: HashMap<
                             winback_domain::ProfileId,
                             &crate::audience::AudienceRow,
-                        > = rows
-                            .as_ref()
-                            .expect("loaded")
-                            .iter()
-                            .map(|e| (e.row.profile_id, &e.row))
-                            .collect();
+                        > = rows.iter().map(|e| (e.row.profile_id, &e.row)).collect();
                         let ev = Evaluator::new();
                         candidates.extend(
                             wanted
@@ -287,54 +356,14 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                     }
                     self.store.advance_cursor(rec.id, last).await?;
                 }
-                Trigger::Date { .. } => {
-                    // Dates are checked once per day (the cursor holds the day number).
-                    let today = now.day_number();
-                    if self.store.trigger_cursor(rec.id).await? >= today {
-                        continue;
-                    }
-                    self.store.advance_cursor(rec.id, today).await?;
-                    if rows.is_none() {
-                        rows = Some(self.store.audience_rows(now).await?);
-                    }
-                    let ev = Evaluator::new();
-                    for e in rows.as_ref().expect("loaded") {
-                        let zone = e
-                            .time_zone
-                            .as_deref()
-                            .and_then(|z| TimeZone::get(z).ok())
-                            .unwrap_or(TimeZone::UTC);
-                        if let Some((key, start)) = journey::date_entry(
-                            &c,
-                            &e.row,
-                            e.first_order_at,
-                            &zone,
-                            now,
-                            self.settings.date_grace_days,
-                        ) {
-                            if c.audience
-                                .as_ref()
-                                .is_none_or(|a| a.matches(&ev, &e.row, None) == Ok(true))
-                            {
-                                candidates.push(Candidate {
-                                    profile_id: e.row.profile_id,
-                                    trigger_key: format!("date:{key}"),
-                                    start,
-                                });
-                            }
-                        }
-                    }
-                }
             }
             // Soft opt-ins cover similar products only: a campaign that markets something else
             // (`similar_products = false`) reaches explicit opt-ins alone.
             if !c.similar_products && !candidates.is_empty() {
-                if rows.is_none() {
-                    rows = Some(self.store.audience_rows(now).await?);
-                }
+                let rows = self
+                    .rows_of(now, candidates.iter().map(|k| k.profile_id))
+                    .await?;
                 let soft: std::collections::HashSet<winback_domain::ProfileId> = rows
-                    .as_ref()
-                    .expect("loaded")
                     .iter()
                     .filter(|e| {
                         e.row.email_consent == "soft_opt_in" || e.row.sms_consent == "soft_opt_in"
@@ -373,6 +402,22 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             }
         }
         Ok(stats)
+    }
+
+    /// Audience rows of `profiles` (each once), read a page at a time.
+    async fn rows_of(
+        &self,
+        now: winback_domain::Timestamp,
+        profiles: impl Iterator<Item = winback_domain::ProfileId>,
+    ) -> Result<Vec<crate::ports::AudienceEntry>, EngineError> {
+        let mut ids: Vec<winback_domain::ProfileId> = profiles.collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(AUDIENCE_PAGE) {
+            rows.extend(self.store.audience_rows_of(now, chunk).await?);
+        }
+        Ok(rows)
     }
 
     /// Claims one batch of due enrolments and advances each.

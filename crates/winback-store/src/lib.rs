@@ -1102,11 +1102,21 @@ impl winback_engine::JourneyStore for SqlStore {
     ) -> Result<bool, EngineError> {
         Ok(journeys::finish_campaign_if_done(&self.pool, campaign_id, now).await?)
     }
-    async fn audience_rows(
+    async fn audience_page(
         &self,
         now: Timestamp,
+        after: Option<ProfileId>,
+        limit: usize,
     ) -> Result<Vec<winback_engine::ports::AudienceEntry>, EngineError> {
-        Ok(journeys::audience_rows(&self.pool, now, None).await?)
+        Ok(journeys::audience_page(&self.pool, now, after.map(ProfileId::get), limit).await?)
+    }
+    async fn audience_rows_of(
+        &self,
+        now: Timestamp,
+        profiles: &[ProfileId],
+    ) -> Result<Vec<winback_engine::ports::AudienceEntry>, EngineError> {
+        let ids: Vec<i64> = profiles.iter().map(|p| p.get()).collect();
+        Ok(journeys::audience_rows(&self.pool, now, Some(&ids)).await?)
     }
     async fn trigger_cursor(
         &self,

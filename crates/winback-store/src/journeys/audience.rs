@@ -83,6 +83,29 @@ pub(super) async fn suppressed_set(pool: &Pool) -> Result<HashSet<(String, Strin
     .collect()
 }
 
+/// One page of the whole base's audience rows: the profiles after `after`, at most `limit`.
+pub(crate) async fn audience_page(
+    pool: &Pool,
+    now: Timestamp,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<AudienceEntry>, StoreError> {
+    let ids: Vec<i64> = pool
+        .fetch(
+            "SELECT id FROM customers WHERE erased_at IS NULL AND COALESCE(profile_id, id) = id AND id > $1 ORDER BY id LIMIT $2",
+            &[Val::from(after.unwrap_or(i64::MIN)), Val::from(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.i64("id"))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    audience_rows(pool, now, Some(&ids)).await
+}
+
+/// Audience rows of the given profile ids (all profiles with `None`), in profile id order.
 pub(crate) async fn audience_rows(
     pool: &Pool,
     now: Timestamp,

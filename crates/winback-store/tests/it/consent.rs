@@ -154,7 +154,23 @@ async fn run(store: &SqlStore, recs: &[Rec]) -> (HashMap<String, bool>, Vec<Stri
     crate::engine::features(store, start()).await;
 
     let mut ok_by_key = HashMap::new();
-    let rows = store.audience_rows(start()).await.unwrap();
+    // The whole base, read in small pages as the engine's pass reads it.
+    let mut rows = Vec::new();
+    loop {
+        let after = rows
+            .last()
+            .map(|e: &winback_engine::ports::AudienceEntry| e.row.profile_id);
+        let page = store.audience_page(start(), after, 7).await.unwrap();
+        let done = page.len() < 7;
+        rows.extend(page);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        rows.windows(2).all(|w| w[0].row.profile_id < w[1].row.profile_id),
+        "pages follow each other in profile order, each profile once"
+    );
     let emails = store
         .pool()
         .fetch(
