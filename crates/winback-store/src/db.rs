@@ -327,8 +327,12 @@ impl Pool {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(30))
-                // 256 MB of page cache and memory-mapped reads: large imports insert into
-                // indexes at random, and a small cache turns each insert into read syscalls.
+                // 64 MB of page cache per connection, and no memory-mapped reads. Imports
+                // insert into indexes at random and want a large cache; but every page of a
+                // map counts as resident, and at 100,000 customers 256 MB of cache and a 1 GB
+                // map took a scan of the events to 2 GB. Measured at 100k: the report 10 s ->
+                // 17-21 s, the events import about the same; the report's speed is to come
+                // from rollups, not from caching the whole file (BENCHMARKS.md, issue 20).
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "0")
                 .pragma("temp_store", "memory")

@@ -77,19 +77,25 @@ struct Order {
 /// Orders (not cancelled or refunded) per profile, oldest first.
 async fn orders_by_profile(pool: &Pool) -> Result<BTreeMap<i64, Vec<Order>>, StoreError> {
     let mut out: BTreeMap<i64, Vec<Order>> = BTreeMap::new();
-    for r in pool
-        .fetch(
-            "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
-             WHERE o.status NOT IN ('cancelled', 'refunded') ORDER BY o.ordered_at, o.id",
-            &[],
-        )
-        .await?
-    {
-        out.entry(r.i64("profile")?).or_default().push(Order {
-            at: r.i64("ordered_at")?,
-            total: r.i64("total_minor")?,
-            id: r.i64("id")?,
-        });
+    // Streamed: a whole shop's orders as result rows would be many times their 24 bytes each.
+    pool.for_each(
+        "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.status NOT IN ('cancelled', 'refunded')",
+        &[],
+        |r| {
+            out.entry(r.i64("profile")?).or_default().push(Order {
+                at: r.i64("ordered_at")?,
+                total: r.i64("total_minor")?,
+                id: r.i64("id")?,
+            });
+            Ok(())
+        },
+    )
+    .await?;
+    // Each profile's few orders sorted here, not the whole table by the database (an in-memory
+    // sort of every order).
+    for list in out.values_mut() {
+        list.sort_unstable_by_key(|o| (o.at, o.id));
     }
     Ok(out)
 }
@@ -154,15 +160,18 @@ pub(crate) async fn stays(
         .map(|r| r.i64(0))
         .collect::<Result<_, _>>()?;
     let orders = orders_by_profile(pool).await?;
-    let clv: HashMap<i64, f64> = pool
-        .fetch(
-            "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL",
-            &[],
-        )
-        .await?
-        .iter()
-        .filter_map(|r| Some(Ok((r.i64(0).ok()?, r.opt_f64(1).ok()??))))
-        .collect::<Result<_, StoreError>>()?;
+    let mut clv: HashMap<i64, f64> = HashMap::new();
+    pool.for_each(
+        "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL",
+        &[],
+        |r| {
+            if let Some(v) = r.opt_f64("clv_minor")? {
+                clv.insert(r.i64("profile_id")?, v);
+            }
+            Ok(())
+        },
+    )
+    .await?;
     let base = Base {
         in_any,
         orders,

@@ -288,17 +288,16 @@ pub(crate) async fn message_funnels(
         }
         None => "",
     };
-    for r in pool
-        .fetch(
-            &format!(
-                "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default') AS locale, COALESCE(o.provider, '-') AS provider, o.campaign_id \
-                 FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
-                 WHERE o.created_at >= $1 AND o.created_at < $2{only}"
-            ),
-            &args,
-        )
-        .await?
-    {
+    // Both scans stream: the outbox and the engagement events of a large shop are millions of
+    // rows, and only the counts and the message keys are kept.
+    pool.for_each(
+        &format!(
+            "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default') AS locale, COALESCE(o.provider, '-') AS provider, o.campaign_id \
+             FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
+             WHERE o.created_at >= $1 AND o.created_at < $2{only}"
+        ),
+        &args,
+        |r| {
         let id = (
             r.i64("campaign_id")?,
             r.text("step")?,
@@ -334,7 +333,9 @@ pub(crate) async fn message_funnels(
             _ => {}
         }
         by_key.insert(r.text("idempotency_key")?, id);
-    }
+        Ok(())
+    })
+    .await?;
     if by_key.is_empty() {
         return Ok(HashMap::new());
     }
@@ -351,20 +352,17 @@ pub(crate) async fn message_funnels(
         complaint: bool,
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
-    for r in pool
-        .fetch(
-            "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered') \
-             AND occurred_at >= $1",
-            &[Val::from(range.0)],
-        )
-        .await?
-    {
-        let payload: serde_json::Value = serde_json::from_str(&r.text("payload")?).unwrap_or_default();
+    pool.for_each(
+        "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered') \
+         AND occurred_at >= $1",
+        &[Val::from(range.0)],
+        |r| {
+        let payload: serde_json::Value = serde_json::from_str(r.opt_str("payload")?.unwrap_or_default()).unwrap_or_default();
         let Some(key) = payload.get("message_id").and_then(|m| m.as_str()) else {
-            continue;
+            return Ok(());
         };
         let Some(id) = by_key.get(key) else {
-            continue;
+            return Ok(());
         };
         let s = seen.entry(key.to_owned()).or_default();
         match r.text("type")?.as_str() {
@@ -394,7 +392,9 @@ pub(crate) async fn message_funnels(
                 }
             }
         }
-    }
+        Ok(())
+    })
+    .await?;
     for (key, s) in &seen {
         let Some(f) = by_key.get(key).and_then(|id| funnels.get_mut(id)) else {
             continue;

@@ -168,7 +168,8 @@ async fn run(store: &SqlStore, recs: &[Rec]) -> (HashMap<String, bool>, Vec<Stri
         }
     }
     assert!(
-        rows.windows(2).all(|w| w[0].row.profile_id < w[1].row.profile_id),
+        rows.windows(2)
+            .all(|w| w[0].row.profile_id < w[1].row.profile_id),
         "pages follow each other in profile order, each profile once"
     );
     let emails = store
