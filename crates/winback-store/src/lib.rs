@@ -1,7 +1,7 @@
 //! `winback-store` owns persistence: [`SqlStore`] on SQLite (the embedded default: one file,
 //! WAL) and PostgreSQL (the scale path), with per-backend migrations applied on connect. It
-//! implements the ports its consumers own (the engine's `JourneyStore`, the ingest driver's
-//! [`ImportSink`]); everything else is a plain method, since it has one implementation.
+//! implements the port the engine owns (`JourneyStore`); everything else is a plain method,
+//! since it has one implementation. The ingest driver writes through [`ImportSink`].
 //!
 //! Both backends run the same queries through a small dialect layer ([`db`]): the schemas use
 //! only 64-bit integers and text, and both drivers take `$1` parameters. Where the databases
@@ -295,10 +295,10 @@ impl ImportSink for ImportSession {
     }
 }
 
-/// The store's operations used by import, identity resolution, scoring and the CLI. An honest
-/// concrete type rather than a trait: it had one implementation, no fake used it, and each
-/// consumer with a real second implementation owns its own port (the engine's `JourneyStore`,
-/// the ingest driver's `ImportSink`).
+/// The store's operations used by import, identity resolution, scoring, the report and the
+/// CLI. A concrete type rather than a trait: the trait had one implementation and no fake used
+/// it. The port that stays is the engine's `JourneyStore`, which the engine owns so that it
+/// builds without sqlx.
 impl SqlStore {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
