@@ -125,8 +125,8 @@ pub struct Imported {
 
 /// `winback import`: the file, then (with orders) its order lines when the orders were
 /// written, then what follows every ingest. Identities are resolved only when every file was
-/// written (a half-imported pair would merge on half the data) and `[identity] auto_resolve`
-/// is on. `on_progress` gets the file and its records read so far.
+/// written (a half-imported pair would merge on half the data), `[identity] auto_resolve` is on
+/// and the file can change them (not events or order lines alone). `on_progress` gets the file and its records read so far.
 pub async fn import(
     config: &Config,
     store: &SqlStore,
@@ -175,7 +175,12 @@ pub async fn import(
     }
     let all_ok = reports.iter().all(|(_, r)| ok(r, main.mode));
     let settled = if reports.iter().any(|(_, r)| r.committed) {
-        let rules = (all_ok && config.identity.auto_resolve).then_some(&config.identity.rules);
+        // Events and order lines carry no identifiers (an unknown customer becomes a bare record,
+        // a profile of its own), so they cannot change who is who: resolving over the whole
+        // store after them would only cost time and, at a million customers, a gigabyte.
+        let identities = !matches!(main.kind, SourceKind::Events | SourceKind::OrderItems);
+        let rules = (all_ok && identities && config.identity.auto_resolve)
+            .then_some(&config.identity.rules);
         Some(after_ingest(store, rules, clock.now()).await?)
     } else {
         None
