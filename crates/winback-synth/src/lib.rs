@@ -239,6 +239,63 @@ fn one<'a>(rng: &mut ChaCha8Rng, items: &'a [&'a str]) -> &'a str {
     items[rng.gen_range(0..items.len())]
 }
 
+/// The columns of `orders.csv`, as a shop's export has them.
+const ORDER_COLUMNS: [&str; 10] = [
+    "order_id",
+    "customer_id",
+    "ordered_at",
+    "total",
+    "currency",
+    "discount",
+    "discount_codes",
+    "status",
+    "category",
+    "item_count",
+];
+
+/// The columns of `order_items.csv`.
+const ITEM_COLUMNS: [&str; 7] = [
+    "order_id",
+    "sku",
+    "name",
+    "category",
+    "quantity",
+    "unit_price",
+    "currency",
+];
+
+/// Writes an order's `n_items` lines, one product each from its category, splitting `value`
+/// (minor units) so that the lines add up to it; returns how many were written.
+fn write_lines<W: Write>(
+    w: &mut csv::Writer<W>,
+    rng: &mut ChaCha8Rng,
+    order_id: &str,
+    cat: &Category,
+    value: i64,
+    n_items: u32,
+) -> io::Result<u64> {
+    let mut left = value;
+    for line in 0..n_items {
+        let price = if line + 1 == n_items {
+            left
+        } else {
+            left / i64::from(n_items - line)
+        };
+        left -= price;
+        let product = one(rng, cat.products);
+        w.write_record([
+            order_id,
+            &format!("{}-{}", &cat.name[..2].to_uppercase(), product.len()),
+            product,
+            cat.name,
+            "1",
+            &money(price),
+            "EUR",
+        ])?;
+    }
+    Ok(u64::from(n_items))
+}
+
 fn money(cents: i64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
@@ -287,31 +344,12 @@ pub fn generate(spec: &ShopSpec, dir: &Path) -> io::Result<(ShopFiles, ShopStats
         1 << 20,
         File::create(&files.orders)?,
     ));
-    orders.write_record([
-        "order_id",
-        "customer_id",
-        "ordered_at",
-        "total",
-        "currency",
-        "discount",
-        "discount_codes",
-        "status",
-        "category",
-        "item_count",
-    ])?;
+    orders.write_record(ORDER_COLUMNS)?;
     let mut items = match &files.items {
         Some(p) => {
             let mut w =
                 csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, File::create(p)?));
-            w.write_record([
-                "order_id",
-                "sku",
-                "name",
-                "category",
-                "quantity",
-                "unit_price",
-                "currency",
-            ])?;
+            w.write_record(ITEM_COLUMNS)?;
             Some(w)
         }
         None => None,
@@ -572,26 +610,7 @@ pub fn generate(spec: &ShopSpec, dir: &Path) -> io::Result<(ShopFiles, ShopStats
             ])?;
             stats.orders += 1;
             if let Some(w) = items.as_mut() {
-                let mut left = value;
-                for line in 0..n_items {
-                    let price = if line + 1 == n_items {
-                        left
-                    } else {
-                        left / i64::from(n_items - line)
-                    };
-                    left -= price;
-                    let product = one(&mut rng, cat.products);
-                    w.write_record([
-                        order_id.as_str(),
-                        &format!("{}-{}", &cat.name[..2].to_uppercase(), product.len()),
-                        product,
-                        cat.name,
-                        "1",
-                        &money(price),
-                        "EUR",
-                    ])?;
-                    stats.items += 1;
-                }
+                stats.items += write_lines(w, &mut rng, &order_id, cat, value, n_items)?;
             }
             ev(
                 &mut events,
@@ -796,31 +815,12 @@ pub fn daily_delta(
         1 << 20,
         File::create(&files.orders)?,
     ));
-    orders.write_record([
-        "order_id",
-        "customer_id",
-        "ordered_at",
-        "total",
-        "currency",
-        "discount",
-        "discount_codes",
-        "status",
-        "category",
-        "item_count",
-    ])?;
+    orders.write_record(ORDER_COLUMNS)?;
     let mut items = csv::Writer::from_writer(BufWriter::with_capacity(
         1 << 20,
         File::create(&files.items)?,
     ));
-    items.write_record([
-        "order_id",
-        "sku",
-        "name",
-        "category",
-        "quantity",
-        "unit_price",
-        "currency",
-    ])?;
+    items.write_record(ITEM_COLUMNS)?;
     let mut events = BufWriter::with_capacity(1 << 20, File::create(&files.events)?);
     let mut api = BufWriter::with_capacity(1 << 20, File::create(&files.api_events)?);
     let mut stats = DayStats::default();
@@ -846,26 +846,7 @@ pub fn daily_delta(
                 cat.name,
                 &n_items.to_string(),
             ])?;
-            let mut left = value;
-            for line in 0..n_items {
-                let price = if line + 1 == n_items {
-                    left
-                } else {
-                    left / i64::from(n_items - line)
-                };
-                left -= price;
-                let product = one(&mut rng, cat.products);
-                items.write_record([
-                    order_id.as_str(),
-                    &format!("{}-{}", &cat.name[..2].to_uppercase(), product.len()),
-                    product,
-                    cat.name,
-                    "1",
-                    &money(price),
-                    "EUR",
-                ])?;
-                stats.items += 1;
-            }
+            stats.items += write_lines(&mut items, &mut rng, &order_id, cat, value, n_items)?;
         }
         if rng.gen_bool(0.10) {
             let at = start + rng.gen_range(0..DAY);
