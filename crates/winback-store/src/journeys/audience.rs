@@ -72,15 +72,36 @@ pub(super) async fn contacts(
     Ok(out)
 }
 
-pub(super) async fn suppressed_set(pool: &Pool) -> Result<HashSet<(String, String)>, StoreError> {
-    pool.fetch(
-        "SELECT channel, address FROM suppressions WHERE active = 1",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok((r.text(0)?, r.text(1)?)))
-    .collect()
+/// The active suppressions among `addresses` (every one with `None`): a page of the base asks
+/// only about its own addresses, not for the whole list again.
+pub(super) async fn suppressed_set(
+    pool: &Pool,
+    addresses: Option<&[&str]>,
+) -> Result<HashSet<(String, String)>, StoreError> {
+    let base = "SELECT channel, address FROM suppressions WHERE active = 1";
+    let mut out = HashSet::new();
+    let keep = |out: &mut HashSet<(String, String)>, rows: Vec<crate::db::DbRow>| {
+        for r in rows {
+            out.insert((r.text("channel")?, r.text("address")?));
+        }
+        Ok::<_, StoreError>(())
+    };
+    match addresses {
+        None => keep(&mut out, pool.fetch(base, &[]).await?)?,
+        Some(list) => {
+            for chunk in list.chunks(CHUNK) {
+                let args: Vec<Val> = chunk.iter().map(|a| Val::from(*a)).collect();
+                // Both key columns constrained, so both backends seek the primary key; the
+                // audience checks only these two channels.
+                let sql = format!(
+                    "{base} AND channel IN ('email', 'sms') AND address IN ({})",
+                    in_list(chunk.len())
+                );
+                keep(&mut out, pool.fetch(&sql, &args).await?)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One page of the whole base's audience rows: the profiles after `after`, at most `limit`.
@@ -167,7 +188,16 @@ pub(crate) async fn audience_rows(
     } else {
         crate::consent::for_all(pool).await?
     };
-    let suppressed = suppressed_set(pool).await?;
+    let addresses: Vec<&str> = contacts
+        .values()
+        .flat_map(|c| {
+            c.emails
+                .iter()
+                .chain(c.phones.iter())
+                .map(|(_, a)| a.as_str())
+        })
+        .collect();
+    let suppressed = suppressed_set(pool, profiles.map(|_| addresses.as_slice())).await?;
     // The first address the rules allow, else the first address (for its status).
     let pick = |addresses: &[(i64, String)], channel: Channel, buyer: bool| {
         let allowed = addresses.iter().find(|(id, addr)| {

@@ -169,6 +169,44 @@ conformance!(
     super::journeys_send_once_and_stop_at_a_purchase
 );
 
+/// A page of the base asks only about its own addresses' suppressions; a suppressed address is
+/// still never `email_ok`, on a page of the whole base and for named profiles alike.
+async fn a_page_knows_its_suppressed_addresses(store: &SqlStore) {
+    shop(store).await;
+    store
+        .suppress("email", "ben@example.nl", "hard_bounce", start())
+        .await
+        .unwrap();
+    let mut page = Vec::new();
+    let mut after = None;
+    loop {
+        let part = store.audience_page(start(), after, 2).await.unwrap();
+        after = part.last().map(|e| e.row.profile_id);
+        let done = part.len() < 2;
+        page.extend(part);
+        if done {
+            break;
+        }
+    }
+    let ok: Vec<(bool, bool)> = page
+        .iter()
+        .map(|e| (e.row.has_email, e.row.email_ok))
+        .collect();
+    // Ann yes; Ben suppressed; Cas withdrew; Dee yes.
+    assert_eq!(
+        ok,
+        [(true, true), (true, false), (true, false), (true, true)]
+    );
+    let ids: Vec<_> = page.iter().map(|e| e.row.profile_id).collect();
+    let named = store.audience_rows_of(start(), &ids[1..2]).await.unwrap();
+    assert_eq!(named.len(), 1);
+    assert!(!named[0].row.email_ok, "Ben is suppressed when named too");
+}
+conformance!(
+    suppressions_on_a_page,
+    super::a_page_knows_its_suppressed_addresses
+);
+
 async fn expired_leases_are_fenced_and_unknown_sends_are_in_doubt(store: &SqlStore) {
     shop(store).await;
     launch(store, TWO_MAILS, "two-mails").await;
