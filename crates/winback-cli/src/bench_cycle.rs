@@ -4,8 +4,8 @@
 //! `VmHWM`, at exit), and nothing is shared between steps but the database:
 //!
 //! 1. synthesise a shop with events;
-//! 2. the initial load (customers, orders with lines, events; each import resolves identities
-//!    and refreshes features), then scoring;
+//! 2. the initial load (customers, orders with lines, events; each import refreshes the
+//!    features it touched, and customers and orders also resolve identities), then scoring;
 //! 3. the example campaigns applied and started, and the first worker pass (W workers at once);
 //! 4. the report (JSON and HTML), then `winback serve` with each dashboard page and
 //!    `GET /v1/report` timed through HTTP;
@@ -208,6 +208,37 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// An import step, noted with its rows per second.
+    fn import(&mut self, name: &str, day: i64, args: &[&str]) -> Result<()> {
+        let mut full = vec!["import"];
+        full.extend_from_slice(args);
+        full.extend(["--json", "--quiet"]);
+        self.step(name, day, &full, |f| rate(rows_ok(&f.stdout), f))?;
+        Ok(())
+    }
+
+    /// Adds the store's journeys and messages so far to the last step's note.
+    fn add_totals(&mut self, day: i64) -> Result<()> {
+        let counts = self.run_n(
+            &format!("counts-{day}"),
+            day,
+            1,
+            &["campaigns", "list", "--json"],
+        )?;
+        let (enrolled, messages) = totals(&counts.stdout);
+        if let Some(last) = self.steps.last_mut() {
+            last.note = format!(
+                "{}; in all {} journeys, {} messages",
+                last.note,
+                crate::report::n(enrolled),
+                crate::report::n(messages)
+            );
+        }
+        Ok(())
+    }
+}
+
 fn slug(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -396,26 +427,18 @@ async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
         path("order_items.csv"),
         path("events.jsonl"),
     );
-    r.step(
+    r.import(
         "import customers (+ resolve, features)",
         0,
-        &["import", "customers", &customers, "--json", "--quiet"],
-        |f| rate(rows_ok(&f.stdout), f),
+        &["customers", &customers],
     )?;
-    r.step(
+    r.import(
         "import orders with lines (+ resolve, features)",
         0,
-        &[
-            "import", "orders", &orders, "--items", &items, "--json", "--quiet",
-        ],
-        |f| rate(rows_ok(&f.stdout), f),
+        &["orders", &orders, "--items", &items],
     )?;
-    r.step(
-        "import events (+ resolve, features)",
-        0,
-        &["import", "events", &events, "--json", "--quiet"],
-        |f| rate(rows_ok(&f.stdout), f),
-    )?;
+    // Events carry no identifiers: their import refreshes features only.
+    r.import("import events (+ features)", 0, &["events", &events])?;
     r.step("score (fit, stages, priorities)", 0, &["score"], |_| {
         String::new()
     })?;
@@ -472,16 +495,7 @@ async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
         &["worker", "--once"],
         |f| worker_lines(&f.stdout),
     )?;
-    let counts = r.run_n("counts", 0, 1, &["campaigns", "list", "--json"])?;
-    if let Some(last) = r.steps.last_mut() {
-        let (enrolled, messages) = totals(&counts.stdout);
-        last.note = format!(
-            "{}; in all {} journeys, {} messages",
-            last.note,
-            crate::report::n(enrolled),
-            crate::report::n(messages)
-        );
-    }
+    r.add_totals(0)?;
     r.step("report --json", 0, &["report", "--json"], |_| String::new())?;
     let html = r.logs.join("report.html").display().to_string();
     r.step("report --html", 0, &["report", "--html", &html], |_| {
@@ -532,20 +546,12 @@ async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
         day.items.display().to_string(),
         day.events.display().to_string(),
     );
-    r.step(
+    r.import(
         "day 1: import orders",
         1,
-        &[
-            "import", "orders", &orders, "--items", &items, "--json", "--quiet",
-        ],
-        |f| rate(rows_ok(&f.stdout), f),
+        &["orders", &orders, "--items", &items],
     )?;
-    r.step(
-        "day 1: import events",
-        1,
-        &["import", "events", &events, "--json", "--quiet"],
-        |f| rate(rows_ok(&f.stdout), f),
-    )?;
+    r.import("day 1: import events", 1, &["events", &events])?;
     let port = free_port()?;
     let mut serve = Serve::start(r, 1, port)?;
     let posted = post_events(&serve, &day.api_events).await;
@@ -575,16 +581,7 @@ async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
         &["worker", "--once"],
         |f| worker_lines(&f.stdout),
     )?;
-    let counts = r.run_n("counts-2", 2, 1, &["campaigns", "list", "--json"])?;
-    let (enrolled, messages) = totals(&counts.stdout);
-    if let Some(last) = r.steps.last_mut() {
-        last.note = format!(
-            "{}; in all {} journeys, {} messages",
-            last.note,
-            crate::report::n(enrolled),
-            crate::report::n(messages)
-        );
-    }
+    r.add_totals(2)?;
     Ok(())
 }
 

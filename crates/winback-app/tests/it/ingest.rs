@@ -1,19 +1,29 @@
 //! `winback_app::ingest::import`, as `winback import` runs it: a file, then what follows.
 
 use winback_app::config::Config;
-use winback_app::ingest::{FileJob, import};
+use winback_app::ingest::{FileJob, Imported, import};
 use winback_domain::{ManualClock, Timestamp};
 use winback_import::SourceKind;
 use winback_store::ingest::Mode;
 
-fn job(kind: SourceKind, file: &std::path::Path) -> FileJob<'_> {
-    FileJob {
+/// `winback import KIND FILE`, strict, without progress or rejects.
+async fn run(
+    config: &Config,
+    store: &winback_store::SqlStore,
+    clock: &ManualClock,
+    kind: SourceKind,
+    file: &std::path::Path,
+) -> Imported {
+    let job = FileJob {
         kind,
         file,
         mapping: None,
         mode: Mode::Strict,
         strict: false,
-    }
+    };
+    import(config, store, clock, job, None, |_, _| {}, |_| {})
+        .await
+        .unwrap()
 }
 
 /// Customers and orders can change who is who, so identities are resolved after them; events
@@ -34,17 +44,7 @@ async fn identities_are_resolved_after_files_that_carry_them_and_features_after_
         "customer_id,email,phone\nC1,anna@example.nl,+31612345678\nC2,anna.work@example.nl,+31612345678\nC3,bob@example.nl,\n",
     )
     .unwrap();
-    let done = import(
-        &config,
-        &store,
-        &clock,
-        job(SourceKind::Customers, &customers),
-        None,
-        |_, _| {},
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let done = run(&config, &store, &clock, SourceKind::Customers, &customers).await;
     let settled = done.settled.unwrap();
     let resolution = settled.resolution.expect("customers carry identifiers");
     assert_eq!(
@@ -60,17 +60,7 @@ async fn identities_are_resolved_after_files_that_carry_them_and_features_after_
          {\"event_id\":\"e2\",\"customer_id\":\"C9\",\"at\":\"2024-05-30T11:00:00Z\",\"type\":\"site_visited\",\"url\":\"/\"}\n",
     )
     .unwrap();
-    let done = import(
-        &config,
-        &store,
-        &clock,
-        job(SourceKind::Events, &events),
-        None,
-        |_, _| {},
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let done = run(&config, &store, &clock, SourceKind::Events, &events).await;
     let settled = done.settled.unwrap();
     assert!(settled.resolution.is_none(), "events change no identities");
     // Anna's profile (C2 is merged into C1) and the bare record C9 the event created.
@@ -86,17 +76,7 @@ async fn identities_are_resolved_after_files_that_carry_them_and_features_after_
 
     // A later customer file still merges: a new record with Bob's address.
     std::fs::write(&customers, "customer_id,email\nC4,BOB@example.nl\n").unwrap();
-    let done = import(
-        &config,
-        &store,
-        &clock,
-        job(SourceKind::Customers, &customers),
-        None,
-        |_, _| {},
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let done = run(&config, &store, &clock, SourceKind::Customers, &customers).await;
     let resolution = done.settled.unwrap().resolution.expect("resolved");
     assert_eq!(
         resolution.profiles, 3,
