@@ -141,10 +141,7 @@ pub fn render(r: &Report) -> Result<String> {
                 },
                 contacts: crate::report::n(a.contacts as u64),
                 converted: crate::report::n(a.converted as u64),
-                rate: format!(
-                    "{:.1}%",
-                    100.0 * a.converted as f64 / a.contacts.max(1) as f64
-                ),
+                rate: winback_report::present::percent_of(a.converted as u64, a.contacts as u64),
                 revenue: money(a.revenue_minor),
                 aov: a
                     .average_order_minor
@@ -248,7 +245,11 @@ pub fn render(r: &Report) -> Result<String> {
         label: label.into(),
         width: 400.0 * share(k),
         colour,
-        text: format!("{} ({:.1}%)", crate::report::n(k), 100.0 * share(k)),
+        text: format!(
+            "{} ({})",
+            crate::report::n(k),
+            winback_report::present::percent(share(k))
+        ),
         x: 0.0,
     })
     .collect();
@@ -273,7 +274,10 @@ pub fn render(r: &Report) -> Result<String> {
         .map(|(i, (s, k))| {
             let width = 620.0 * *k as f64 / total.max(1) as f64;
             let bar = Bar {
-                label: format!("{s} {:.1}%", 100.0 * *k as f64 / total.max(1) as f64),
+                label: format!(
+                    "{s} {}",
+                    winback_report::present::percent_of(*k as u64, total as u64)
+                ),
                 width,
                 colour: PALETTE[i % PALETTE.len()],
                 text: String::new(),

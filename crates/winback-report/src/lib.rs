@@ -312,7 +312,7 @@ impl BaseHealth {
         let total = self.people().max(1) as f64;
         self.stages
             .iter()
-            .map(|(s, k)| format!("{s} {:.1}%", 100.0 * *k as f64 / total))
+            .map(|(s, k)| format!("{s} {}", present::percent(*k as f64 / total)))
             .collect::<Vec<_>>()
             .join(", ")
     }
