@@ -50,6 +50,8 @@ pub async fn after_ingest(
         None => None,
     };
     let features = refresh_features(store, now).await?;
+    // Engagement the files carried moved the message rollups; keep their unfolded part small.
+    store.fold_rollups().await?;
     Ok(Settled {
         resolution,
         features,

@@ -24,6 +24,7 @@ mod migrate;
 pub mod privacy;
 mod queries;
 pub mod responses;
+mod rollups;
 mod scores;
 mod session;
 pub mod stay;
@@ -927,7 +928,8 @@ impl SqlStore {
     }
 
     /// Message outcomes of a campaign per step, variant and channel (see [`MessageFunnel`]),
-    /// for messages queued in `[from, until)`.
+    /// for messages queued in the UTC days covering `[from, until)` (the rollups' grain is a
+    /// day; reports and the dashboard ask for whole days).
     pub async fn message_funnel(
         &self,
         campaign_id: winback_domain::CampaignId,
@@ -946,7 +948,7 @@ impl SqlStore {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<MessageFunnel>, StoreError> {
-        let mut all = journeys::message_funnels(
+        let mut all = rollups::message_funnels(
             &self.pool,
             Some(campaign_id),
             (from.as_micros(), until.as_micros()),
@@ -962,7 +964,30 @@ impl SqlStore {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<HashMap<winback_domain::CampaignId, Vec<MessageFunnel>>, StoreError> {
-        journeys::message_funnels(&self.pool, None, (from.as_micros(), until.as_micros())).await
+        rollups::message_funnels(&self.pool, None, (from.as_micros(), until.as_micros())).await
+    }
+
+    /// [`SqlStore::message_funnel_details`] recomputed from every message and every engagement
+    /// event instead of the rollups: slow at a large shop, and the definition the rollups are
+    /// checked against (`winback admin check-rollups`, and the store's tests).
+    pub async fn message_funnel_details_recomputed(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<HashMap<winback_domain::CampaignId, Vec<MessageFunnel>>, StoreError> {
+        journeys::message_funnels_recomputed(
+            &self.pool,
+            None,
+            (from.as_micros(), until.as_micros()),
+        )
+        .await
+    }
+
+    /// Moves the rollups' pending deltas into their folded rows; returns how many it moved.
+    /// Readers add both, so this changes no figure: it keeps what a reader adds up small. The
+    /// worker calls it after each pass and the imports after each file.
+    pub async fn fold_rollups(&self) -> Result<u64, StoreError> {
+        rollups::fold(&self.pool).await
     }
 
     /// Every mailbox provider's ramp: share admitted, paused reason, and the attempts, hard
@@ -978,31 +1003,21 @@ impl SqlStore {
     }
 
     /// A campaign's dropped messages by reason (`no_consent`, `suppressed`, `erased`, `cap`,
-    /// `expired`, `no_address`, `journey_ended`), for messages queued in `[from, until)`.
+    /// `expired`, `no_address`, `journey_ended`), for messages queued in the UTC days covering
+    /// `[from, until)`.
     pub async fn drop_reasons(
         &self,
         campaign_id: winback_domain::CampaignId,
         from: Timestamp,
         until: Timestamp,
     ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-        let mut out = std::collections::BTreeMap::new();
-        for r in self
-            .pool
-            .fetch(
-                "SELECT outcome, COUNT(*) FROM outbox WHERE campaign_id = $1 AND state = 'dropped' AND created_at >= $2 AND created_at < $3 GROUP BY outcome",
-                &[
-                    Val::from(campaign_id),
-                    Val::from(from.as_micros()),
-                    Val::from(until.as_micros()),
-                ],
-            )
-            .await?
-        {
-            let reason = r.opt_text(0)?.unwrap_or_else(|| "unknown".into());
-            *out.entry(journeys::drop_reason(&reason).to_owned())
-                .or_default() += r.i64(1)?;
-        }
-        Ok(out)
+        let mut all = rollups::drop_reasons(
+            &self.pool,
+            Some(campaign_id),
+            (from.as_micros(), until.as_micros()),
+        )
+        .await?;
+        Ok(all.remove(&campaign_id).unwrap_or_default())
     }
 
     /// For each profile of `profiles`: its orders that count (not cancelled or refunded) and

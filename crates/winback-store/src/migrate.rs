@@ -93,6 +93,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0012_jobs.sql"),
     },
+    Migration {
+        version: 13,
+        name: "message_rollup",
+        sqlite: include_str!("../migrations/sqlite/0013_message_rollup.sql"),
+        postgres: include_str!("../migrations/postgres/0013_message_rollup.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

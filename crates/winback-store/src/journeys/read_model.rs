@@ -269,9 +269,10 @@ pub fn rollup(detail: &[MessageFunnel], key: FunnelKey) -> Vec<MessageFunnel> {
 
 /// Message outcomes per step, variant, channel, locale and mailbox provider for messages queued
 /// in `range`, with the engagement events that name them (`message_id`), per campaign id: one
-/// campaign's, or every campaign's when `campaign` is `None`. Every campaign at once reads the
-/// engagement events once rather than once per campaign (a report covers them all).
-pub(crate) async fn message_funnels(
+/// campaign's, or every campaign's when `campaign` is `None`, recomputed from every message and
+/// every engagement event. Reports read the rollups instead (`crate::rollups`); this is the
+/// definition they are checked against.
+pub(crate) async fn message_funnels_recomputed(
     pool: &Pool,
     campaign: Option<winback_domain::CampaignId>,
     range: (i64, i64),
@@ -292,8 +293,8 @@ pub(crate) async fn message_funnels(
     // rows, and only the counts and the message keys are kept.
     pool.for_each(
         &format!(
-            "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, COALESCE(c.locale, 'default') AS locale, COALESCE(o.provider, '-') AS provider, o.campaign_id \
-             FROM outbox o LEFT JOIN customers c ON c.id = o.profile_id \
+            "SELECT o.idempotency_key, o.step, o.variant, o.channel, o.state, o.outcome, o.locale, COALESCE(o.provider, '-') AS provider, o.campaign_id \
+             FROM outbox o \
              WHERE o.created_at >= $1 AND o.created_at < $2{only}"
         ),
         &args,
@@ -353,9 +354,8 @@ pub(crate) async fn message_funnels(
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     pool.for_each(
-        "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered') \
-         AND occurred_at >= $1",
-        &[Val::from(range.0)],
+        "SELECT type, payload FROM events WHERE type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered')",
+        &[],
         |r| {
         let payload: serde_json::Value = serde_json::from_str(r.opt_str("payload")?.unwrap_or_default()).unwrap_or_default();
         let Some(key) = payload.get("message_id").and_then(|m| m.as_str()) else {
@@ -457,21 +457,25 @@ pub(crate) async fn campaign_counts(pool: &Pool) -> Result<Vec<CampaignCounts>, 
     {
         entry(&mut out, r.text("campaign")?).enrolments.insert(r.text("state")?, r.i64("n")?);
     }
-    for r in pool
-        .fetch("SELECT c.name AS campaign, o.state, COUNT(*) AS n FROM outbox o JOIN campaigns c ON c.id = o.campaign_id GROUP BY c.name, o.state", &[])
+    // Messages come from the rollups (migration 13): a campaign's outbox is millions of rows.
+    let names: HashMap<i64, String> = pool
+        .fetch("SELECT id, name FROM campaigns", &[])
         .await?
-    {
-        entry(&mut out, r.text("campaign")?).messages.insert(r.text("state")?, r.i64("n")?);
+        .iter()
+        .map(|r| Ok((r.i64("id")?, r.text("name")?)))
+        .collect::<Result<_, StoreError>>()?;
+    let name = |id: winback_domain::CampaignId| names.get(&id.get()).cloned();
+    for (id, states) in crate::rollups::message_states(pool).await? {
+        if let Some(n) = name(id) {
+            entry(&mut out, n).messages = states;
+        }
     }
-    for r in pool
-        .fetch("SELECT c.name AS campaign, o.outcome AS reason, COUNT(*) AS n FROM outbox o JOIN campaigns c ON c.id = o.campaign_id WHERE o.state = 'dropped' GROUP BY c.name, o.outcome", &[])
-        .await?
+    for (id, reasons) in
+        crate::rollups::drop_reasons(pool, None, (i64::MIN / 2, i64::MAX / 2)).await?
     {
-        let reason = r.opt_text("reason")?.unwrap_or_else(|| "unknown".into());
-        *entry(&mut out, r.text("campaign")?)
-            .dropped
-            .entry(drop_reason(&reason).to_owned())
-            .or_default() += r.i64("n")?;
+        if let Some(n) = name(id) {
+            entry(&mut out, n).dropped = reasons;
+        }
     }
     Ok(out.into_values().collect())
 }

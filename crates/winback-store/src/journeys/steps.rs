@@ -371,6 +371,45 @@ pub(crate) async fn apply_plans(
             applied.insert(r.i64(0)?);
         }
     }
+    // Each message is counted under the contact's locale as it was when the message was queued
+    // (the rollups key on it; see migration 13).
+    let mut messaged: Vec<i64> = plans
+        .iter()
+        .filter(|(c, plan)| {
+            applied.contains(&c.enrolment.id.get())
+                && plan
+                    .effects
+                    .iter()
+                    .any(|f| matches!(f, Effect::Message(_) | Effect::Webhook { .. }))
+        })
+        .map(|(c, _)| c.enrolment.profile_id.get())
+        .collect();
+    messaged.sort_unstable();
+    messaged.dedup();
+    let mut locales: HashMap<i64, String> = HashMap::new();
+    for chunk in messaged.chunks(CHUNK) {
+        let args: Vec<Val> = chunk.iter().map(|&id| Val::from(id)).collect();
+        for r in tx
+            .fetch(
+                &format!(
+                    "SELECT id, locale FROM customers WHERE id IN ({}) AND locale IS NOT NULL",
+                    in_list(chunk.len())
+                ),
+                &args,
+            )
+            .await?
+        {
+            locales.insert(r.i64("id")?, r.text("locale")?);
+        }
+    }
+    let locale_of = |profile: i64| -> Val {
+        Val::from(
+            locales
+                .get(&profile)
+                .map_or("default", String::as_str)
+                .to_owned(),
+        )
+    };
     let mut outbox: Vec<Vec<Val>> = Vec::new();
     let mut offers: Vec<Vec<Val>> = Vec::new();
     let mut logs: Vec<Vec<Val>> = Vec::new();
@@ -400,6 +439,7 @@ pub(crate) async fn apply_plans(
                     Val::from(m.not_before.as_micros()),
                     Val::from(now.as_micros()),
                     Val::from("pending"),
+                    locale_of(e.profile_id.get()),
                 ]),
                 Effect::Webhook {
                     step_id,
@@ -423,6 +463,7 @@ pub(crate) async fn apply_plans(
                     Val::from(now.as_micros()),
                     Val::from(now.as_micros()),
                     Val::from("pending"),
+                    locale_of(e.profile_id.get()),
                 ]),
                 Effect::Offer { step_id, offer } => {
                     use winback_engine::definition::OfferKind;
@@ -500,9 +541,9 @@ pub(crate) async fn apply_plans(
     }
     insert_rows(
         &mut tx,
-        "INSERT INTO outbox (idempotency_key, key_digest, campaign_id, enrolment_id, profile_id, step, variant, channel, template, subject, preheader, sender_name, url, sunset, not_before, created_at, state) \
+        "INSERT INTO outbox (idempotency_key, key_digest, campaign_id, enrolment_id, profile_id, step, variant, channel, template, subject, preheader, sender_name, url, sunset, not_before, created_at, state, locale) \
          VALUES {} ON CONFLICT (idempotency_key) DO NOTHING",
-        17,
+        18,
         &outbox,
     )
     .await?;

@@ -20,6 +20,7 @@ mod consent;
 mod engine;
 mod measure;
 mod privacy;
+mod rollups;
 
 pub fn now() -> Timestamp {
     Timestamp::from_micros(1_717_200_000_000_000).unwrap() // 2024-06-01

@@ -1,0 +1,407 @@
+//! The message rollups are exact: after random sequences of message writes, state changes,
+//! engagement events, deletions and folds, on both backends, every funnel, state count and drop
+//! reason equals a full recomputation from the messages and events themselves.
+
+use std::collections::{BTreeMap, HashMap};
+
+use winback_domain::{CampaignId, Timestamp};
+use winback_store::{MessageFunnel, SqlStore, db::Val};
+
+use crate::conformance;
+
+const DAY: i64 = 86_400_000_000;
+
+/// splitmix64: a seeded sequence, so a failure names the seed that reproduces it.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const STATES: [&str; 8] = [
+    "pending",
+    "claimed",
+    "sending",
+    "sent",
+    "failed",
+    "dropped",
+    "cancelled",
+    "in_doubt",
+];
+const OUTCOMES: [&str; 7] = [
+    "",
+    "hard_bounce",
+    "soft_bounce",
+    "no_consent",
+    "journey_ended:exit",
+    "cap",
+    "accepted",
+];
+const PROVIDERS: [&str; 4] = ["", "gmail", "outlook", "kpn"];
+
+/// Every funnel of every campaign, keyed for comparison (the order rows come back in is not
+/// part of the answer).
+fn keyed(
+    all: HashMap<CampaignId, Vec<MessageFunnel>>,
+) -> BTreeMap<(i64, String, String, String, String, String), String> {
+    let mut out = BTreeMap::new();
+    for (id, funnels) in all {
+        for f in funnels {
+            out.insert(
+                (
+                    id.get(),
+                    f.step.clone(),
+                    f.variant.clone(),
+                    f.channel.clone(),
+                    f.locale.clone(),
+                    f.provider.clone(),
+                ),
+                format!("{f:?}"),
+            );
+        }
+    }
+    out
+}
+
+async fn insert_message(store: &SqlStore, rng: &mut Rng, n: u64) {
+    let state = rng.pick(&STATES);
+    let outcome = rng.pick(&OUTCOMES);
+    let provider = rng.pick(&PROVIDERS);
+    store
+        .pool()
+        .execute(
+            "INSERT INTO outbox (idempotency_key, campaign_id, enrolment_id, profile_id, step, variant, channel, template, state, outcome, provider, locale, not_before, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 't', $8, $9, $10, $11, $12, $12)",
+            &[
+                Val::from(format!("c/{n}/s/email")),
+                Val::from(1 + rng.below(3) as i64),
+                Val::from(n as i64),
+                Val::from(n as i64),
+                Val::from(rng.pick(&["first", "second"])),
+                Val::from(rng.pick(&["a", "b"])),
+                Val::from(rng.pick(&["email", "sms"])),
+                Val::from(state),
+                Val::from((!outcome.is_empty()).then(|| outcome.to_owned())),
+                Val::from((!provider.is_empty()).then(|| provider.to_owned())),
+                Val::from(rng.pick(&["nl", "pl", "default"])),
+                Val::from(1_717_200_000_000_000 + rng.below(5) as i64 * DAY + rng.below(DAY as u64) as i64),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+/// An event that names one of the messages `first..first + messages`, or one that never exists.
+/// (An event is never about a message not queued yet: a message's id exists only once it is.)
+async fn event(store: &SqlStore, rng: &mut Rng, n: u64, first: u64, messages: u64) {
+    let target = match rng.below(messages + 1) {
+        i if i < messages => format!("c/{}/s/email", first + i),
+        _ => "c/none/s/email".to_owned(),
+    };
+    let payload = match rng.below(9) {
+        0 => serde_json::json!({"type": "email_opened", "message_id": target}),
+        1 => serde_json::json!({"type": "email_opened", "message_id": target, "machine": true}),
+        2 => serde_json::json!({"type": "email_clicked", "message_id": target}),
+        3 => serde_json::json!({"type": "email_unsubscribed", "message_id": target}),
+        4 => serde_json::json!({"type": "email_complained", "message_id": target}),
+        5 => serde_json::json!({"type": "email_bounced", "message_id": target, "bounce": "soft"}),
+        6 => serde_json::json!({"type": "email_bounced", "message_id": target}),
+        7 => {
+            serde_json::json!({"type": "survey_answered", "message_id": target, "reason": rng.pick(&["price", "too_often"])})
+        }
+        // An open of a newsletter winback never sent, and a survey answer without a reason.
+        _ => match rng.below(2) {
+            0 => serde_json::json!({"type": "email_opened", "message_id": "nl-44"}),
+            _ => serde_json::json!({"type": "survey_answered", "message_id": target}),
+        },
+    };
+    let kind = payload["type"].as_str().unwrap().to_owned();
+    // A survey is answered after the message was sent, so its provider is known.
+    let mut payload = payload;
+    if kind == "survey_answered" {
+        let sent = store
+            .pool()
+            .fetch(
+                "SELECT idempotency_key FROM outbox WHERE provider IS NOT NULL ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap();
+        payload["message_id"] = match sent.len() {
+            0 => "c/none/s/email".into(),
+            n => sent[rng.below(n as u64) as usize]
+                .text("idempotency_key")
+                .unwrap()
+                .into(),
+        };
+    }
+    store
+        .pool()
+        .execute(
+            "INSERT INTO events (event_key, customer_id, type, occurred_at, payload, inserted_at) VALUES ($1, 1, $2, $3, $4, $3) ON CONFLICT DO NOTHING",
+            &[
+                // Now and then a key already taken: a duplicate delivery changes nothing.
+                Val::from(format!("ev{}", if rng.below(10) == 0 { n / 2 } else { n })),
+                Val::from(kind),
+                Val::from(1_717_200_000_000_000i64),
+                Val::from(payload.to_string()),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+async fn change_message(store: &SqlStore, rng: &mut Rng, first: u64, messages: u64) {
+    let key = format!("c/{}/s/email", first + rng.below(messages));
+    let outcome = rng.pick(&OUTCOMES);
+    let provider = rng.pick(&PROVIDERS);
+    let state = Val::from(rng.pick(&STATES));
+    let outcome = Val::from((!outcome.is_empty()).then(|| outcome.to_owned()));
+    let provider = Val::from((!provider.is_empty()).then(|| provider.to_owned()));
+    let key = Val::from(key);
+    let (sql, args) = match rng.below(5) {
+        0 => (
+            "UPDATE outbox SET state = $2, outcome = $3 WHERE idempotency_key = $1",
+            vec![key, state, outcome],
+        ),
+        // The provider is chosen once, when a message is sent, before anyone can answer it; a
+        // locale is fixed when it is queued. (Survey answers are counted under the message as it
+        // was when they came.)
+        1 => (
+            "UPDATE outbox SET state = $2, provider = $3 WHERE idempotency_key = $1 AND provider IS NULL",
+            vec![key, state, provider],
+        ),
+        // Leases and attempts: no counter moves.
+        2 => (
+            "UPDATE outbox SET attempts = attempts + 1, lease_owner = 'w' WHERE idempotency_key = $1",
+            vec![key],
+        ),
+        3 => (
+            "UPDATE outbox SET state = $2, outcome = $3, provider = $4 WHERE idempotency_key = $1 AND provider IS NULL",
+            vec![key, state, outcome, provider],
+        ),
+        // Only a message nobody could answer yet (survey answers stay counted with the message
+        // they answered).
+        _ => (
+            "DELETE FROM outbox WHERE idempotency_key = $1 AND provider IS NULL",
+            vec![key],
+        ),
+    };
+    store.pool().execute(sql, &args).await.unwrap();
+}
+
+/// Messages by state and dropped messages by reason, counted from the outbox itself.
+async fn counted(store: &SqlStore) -> (BTreeMap<(i64, String), i64>, BTreeMap<(i64, String), i64>) {
+    let mut states = BTreeMap::new();
+    for r in store
+        .pool()
+        .fetch(
+            "SELECT campaign_id, state, COUNT(*) AS n FROM outbox GROUP BY campaign_id, state",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        states.insert(
+            (r.i64("campaign_id").unwrap(), r.text("state").unwrap()),
+            r.i64("n").unwrap(),
+        );
+    }
+    let mut dropped: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for r in store
+        .pool()
+        .fetch(
+            "SELECT campaign_id, outcome FROM outbox WHERE state = 'dropped'",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let outcome = r.opt_text("outcome").unwrap().unwrap_or("unknown".into());
+        *dropped
+            .entry((
+                r.i64("campaign_id").unwrap(),
+                winback_store::drop_reason(&outcome).to_owned(),
+            ))
+            .or_default() += 1;
+    }
+    (states, dropped)
+}
+
+async fn assert_exact(store: &SqlStore, seed: u64, round: usize) {
+    let epoch = Timestamp::EPOCH;
+    let forever = Timestamp::from_micros(4_102_444_800_000_000).unwrap(); // 2100
+    let kept = keyed(store.message_funnel_details(epoch, forever).await.unwrap());
+    let recomputed = keyed(
+        store
+            .message_funnel_details_recomputed(epoch, forever)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        seed == 0 || !recomputed.is_empty(),
+        "seed {seed}: nothing to compare"
+    );
+    assert_eq!(kept, recomputed, "seed {seed}, round {round}: funnels");
+    // One day's range too: the rollups' grain.
+    let day = Timestamp::from_micros(1_717_200_000_000_000 / DAY * DAY + 2 * DAY).unwrap();
+    let next = Timestamp::from_micros(day.as_micros() + DAY).unwrap();
+    assert_eq!(
+        keyed(store.message_funnel_details(day, next).await.unwrap()),
+        keyed(
+            store
+                .message_funnel_details_recomputed(day, next)
+                .await
+                .unwrap()
+        ),
+        "seed {seed}, round {round}: one day's funnels"
+    );
+    let (states, dropped) = counted(store).await;
+    let names: HashMap<String, i64> = store
+        .pool()
+        .fetch("SELECT id, name FROM campaigns", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.text("name").unwrap(), r.i64("id").unwrap()))
+        .collect();
+    let mut kept_states = BTreeMap::new();
+    let mut kept_dropped = BTreeMap::new();
+    for c in store.campaign_counts().await.unwrap() {
+        let Some(&id) = names.get(&c.name) else {
+            continue;
+        };
+        for (s, n) in c.messages {
+            kept_states.insert((id, s), n);
+        }
+        for (r, n) in c.dropped {
+            kept_dropped.insert((id, r), n);
+        }
+    }
+    assert_eq!(kept_states, states, "seed {seed}, round {round}: states");
+    assert_eq!(kept_dropped, dropped, "seed {seed}, round {round}: drops");
+    for id in 1..=3 {
+        let by_reason = store
+            .drop_reasons(CampaignId::new(id), epoch, forever)
+            .await
+            .unwrap();
+        let expected: BTreeMap<String, i64> = dropped
+            .iter()
+            .filter(|((c, _), _)| *c == id)
+            .map(|((_, r), n)| (r.clone(), *n))
+            .collect();
+        assert_eq!(
+            by_reason, expected,
+            "seed {seed}, round {round}: drop reasons of {id}"
+        );
+    }
+}
+
+async fn rollups_equal_a_recomputation(store: &SqlStore) {
+    // Campaign rows so that the counts by campaign name have names to go by.
+    for id in 1..=3 {
+        store
+            .pool()
+            .execute(
+                "INSERT INTO campaigns (id, name, status, version, file, created_at, updated_at) VALUES ($1, $2, 'active', 1, 'c.toml', 0, 0)",
+                &[Val::from(id), Val::from(format!("campaign-{id}"))],
+            )
+            .await
+            .unwrap();
+    }
+    for seed in 1..=4u64 {
+        let mut rng = Rng(seed);
+        let base = seed * 10_000;
+        let mut messages = 0u64;
+        for round in 0..6 {
+            for i in 0..25 {
+                match rng.below(10) {
+                    0..=2 => {
+                        insert_message(store, &mut rng, base + messages).await;
+                        messages += 1;
+                    }
+                    3..=4 if messages > 0 => change_message(store, &mut rng, base, messages).await,
+                    _ => {
+                        let n = base * 100 + round * 100 + i;
+                        event(store, &mut rng, n, base, messages).await
+                    }
+                }
+            }
+            if rng.below(2) == 0 {
+                store.fold_rollups().await.unwrap();
+            }
+            assert_exact(store, seed, round as usize).await;
+        }
+    }
+    // Folding everything changes no figure, and leaves no delta behind.
+    store.fold_rollups().await.unwrap();
+    assert_exact(store, 0, 99).await;
+    assert_eq!(crate::rows(store, "message_rollup_delta").await, 0);
+    assert_eq!(crate::rows(store, "survey_rollup_delta").await, 0);
+}
+
+conformance!(rollups_exact, super::rollups_equal_a_recomputation);
+
+/// Writers and folds at once (several PostgreSQL connections): no delta is lost or folded twice.
+async fn concurrent_folds_lose_nothing(store: &SqlStore) {
+    store
+        .pool()
+        .execute(
+            "INSERT INTO campaigns (id, name, status, version, file, created_at, updated_at) VALUES (1, 'campaign-1', 'active', 1, 'c.toml', 0, 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(100 + w);
+            for i in 0..40u64 {
+                let n = w * 1_000 + i;
+                insert_message(&store, &mut rng, n).await;
+                store
+                    .pool()
+                    .execute(
+                        "UPDATE outbox SET state = 'sent', provider = 'gmail', campaign_id = 1 WHERE idempotency_key = $1",
+                        &[Val::from(format!("c/{n}/s/email"))],
+                    )
+                    .await
+                    .unwrap();
+                if i % 5 == 0 {
+                    store.fold_rollups().await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_exact(store, 0, 0).await;
+    let sent: i64 = store
+        .message_funnel_details(
+            Timestamp::EPOCH,
+            Timestamp::from_micros(4_102_444_800_000_000).unwrap(),
+        )
+        .await
+        .unwrap()
+        .values()
+        .flatten()
+        .map(|f| f.sent)
+        .sum();
+    assert_eq!(sent, 160, "every message written by the four writers, once");
+}
+
+conformance!(rollups_concurrent, super::concurrent_folds_lose_nothing);
