@@ -571,8 +571,14 @@ pub async fn build(
     let stays = store.stays(&windows, now).await?;
     for ((rec, c), stay) in parsed.into_iter().zip(stays) {
         let window = c.conversion_window.seconds();
-        let arms = store
-            .campaign_results_between(rec.id, window, from, until)
+        let (arms, mut by_segment) = store
+            .campaign_arms(
+                rec.id,
+                window,
+                from,
+                until,
+                &[Segment::Locale, Segment::Provider],
+            )
             .await?;
         let detail = details.remove(&rec.id).unwrap_or_default();
         let messages = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
@@ -589,15 +595,8 @@ pub async fn build(
             .collect();
         let holdout = pooled_holdout(&arms).map(|h| arm(&h)).unwrap_or_default();
         let journey_nodes = journey(&c, &messages);
-        let mut by_segment = Vec::new();
-        for by in [Segment::Locale, Segment::Provider] {
-            let rows = store
-                .segment_results(rec.id, window, from, until, by)
-                .await?;
-            by_segment.push(segments(&rows, settings.margin));
-        }
-        let results_by_provider = by_segment.pop().unwrap_or_default();
-        let results_by_locale = by_segment.pop().unwrap_or_default();
+        let results_by_provider = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
+        let results_by_locale = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
         campaigns.push(CampaignReport {
             name: rec.name,
             description: c.description.clone(),

@@ -858,13 +858,15 @@ impl SqlStore {
         campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
     ) -> Result<Vec<ArmResult>, StoreError> {
-        journeys::campaign_results(
+        Ok(journeys::campaign_results(
             &self.pool,
             campaign_id,
             window_seconds,
             (i64::MIN, i64::MAX),
+            &[],
         )
-        .await
+        .await?
+        .0)
     }
 
     /// Like [`SqlStore::campaign_results`], for the contacts who entered in `[from, until)`.
@@ -875,11 +877,30 @@ impl SqlStore {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<ArmResult>, StoreError> {
+        Ok(self
+            .campaign_arms(campaign_id, window_seconds, from, until, &[])
+            .await?
+            .0)
+    }
+
+    /// [`SqlStore::campaign_results_between`] and, for each of `by`, the arms per segment
+    /// (locale or mailbox provider): (segment, arm). One scan of the campaign's enrolments
+    /// serves them all. Messages and offers are not split by segment.
+    #[allow(clippy::type_complexity)]
+    pub async fn campaign_arms(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        window_seconds: i64,
+        from: Timestamp,
+        until: Timestamp,
+        by: &[Segment],
+    ) -> Result<(Vec<ArmResult>, Vec<Vec<(String, ArmResult)>>), StoreError> {
         journeys::campaign_results(
             &self.pool,
             campaign_id,
             window_seconds,
             (from.as_micros(), until.as_micros()),
+            by,
         )
         .await
     }
@@ -895,14 +916,16 @@ impl SqlStore {
         until: Timestamp,
         by: Segment,
     ) -> Result<Vec<(String, ArmResult)>, StoreError> {
-        journeys::segment_results(
+        Ok(journeys::segment_results(
             &self.pool,
             campaign_id,
             window_seconds,
             (from.as_micros(), until.as_micros()),
-            by,
+            &[by],
         )
-        .await
+        .await?
+        .pop()
+        .unwrap_or_default())
     }
 
     /// "Did they stay?": the campaign's reactivated customers after their return, against

@@ -99,6 +99,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_message_rollup.sql"),
         postgres: include_str!("../migrations/postgres/0013_message_rollup.sql"),
     },
+    Migration {
+        version: 14,
+        name: "last_engaged",
+        sqlite: include_str!("../migrations/sqlite/0014_last_engaged.sql"),
+        postgres: include_str!("../migrations/postgres/0014_last_engaged.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

@@ -1062,32 +1062,42 @@ pub(crate) async fn export_profile(
 pub(crate) async fn hygiene(pool: &Pool, now: Timestamp) -> Result<Hygiene, StoreError> {
     let mut h = Hygiene::default();
     let day = 86_400_000_000i64;
-    let profiles = pool
-        .fetch(
-            "SELECT COALESCE(c.profile_id, c.id), MAX(COALESCE(c.created_at, c.inserted_at)) FROM customers c WHERE c.erased_at IS NULL AND c.email IS NOT NULL GROUP BY COALESCE(c.profile_id, c.id)",
-            &[],
-        )
-        .await?;
-    // Idle since the last click or human open, or since the address was first seen.
-    let mut last: HashMap<i64, (i64, bool)> = HashMap::new();
-    for r in &profiles {
-        last.insert(r.i64(0)?, (r.i64(1)?, false));
-    }
-    for r in pool
-        .fetch(
-            "SELECT COALESCE(c.profile_id, c.id), MAX(e.occurred_at) FROM events e JOIN customers c ON c.id = e.customer_id \
-             WHERE c.erased_at IS NULL AND (e.type = 'email_clicked' OR (e.type = 'email_opened' AND e.payload NOT LIKE '%\"machine\":true%')) \
-             GROUP BY COALESCE(c.profile_id, c.id)",
-            &[],
-        )
-        .await?
-    {
-        if let (Some(slot), Some(at)) = (last.get_mut(&r.i64(0)?), r.opt_i64(1)?) {
-            *slot = (slot.0.max(at), true);
-        }
-    }
+    // Idle since the last click or human open of any of the profile's records
+    // (`last_engaged_at`, kept as events arrive), or since its address was first seen; over the
+    // profiles with an address. The look-alike check reads the same rows: one scan of the
+    // customers.
+    let mut seen: HashMap<i64, (Option<i64>, Option<i64>)> = HashMap::new();
+    pool.for_each(
+        "SELECT COALESCE(profile_id, id) AS profile, COALESCE(created_at, inserted_at) AS seen, last_engaged_at, email \
+         FROM customers WHERE erased_at IS NULL",
+        &[],
+        |r| {
+            let slot = seen.entry(r.i64("profile")?).or_default();
+            if let Some(at) = r.opt_i64("last_engaged_at")? {
+                slot.1 = slot.1.max(Some(at));
+            }
+            if let Some(e) = r.opt_str("email")? {
+                slot.0 = slot.0.max(Some(r.i64("seen")?));
+                if is_look_alike(e) {
+                    h.look_alike_addresses += 1;
+                    if h.look_alike_examples.len() < 10 {
+                        h.look_alike_examples.push(e.to_owned());
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let last: Vec<(i64, bool)> = seen
+        .into_values()
+        .filter_map(|(seen, engaged)| {
+            let seen = seen?;
+            Some(engaged.map_or((seen, false), |at| (seen.max(at), true)))
+        })
+        .collect();
     h.addresses = last.len() as u64;
-    for (at, engaged) in last.into_values() {
+    for (at, engaged) in last {
         h.never_engaged += u64::from(!engaged);
         let idle = (now.as_micros() - at) / day;
         h.idle_6m += u64::from(idle >= 182);
@@ -1106,31 +1116,14 @@ pub(crate) async fn hygiene(pool: &Pool, now: Timestamp) -> Result<Hygiene, Stor
         count("SELECT COUNT(*) FROM suppressions WHERE active = 1 AND reason = 'soft_bounces'")
             .await?;
     h.complaints = count("SELECT COUNT(*) FROM events WHERE type = 'email_complained'").await?;
-    h.emails_sent = count(
-        "SELECT COUNT(*) FROM outbox WHERE channel = 'email' AND state IN ('sent', 'in_doubt')",
-    )
-    .await?;
+    h.emails_sent =
+        crate::rollups::message_count(pool, "channel = 'email' AND state IN ('sent', 'in_doubt')")
+            .await?;
     h.complaint_rate = if h.emails_sent == 0 {
         0.0
     } else {
         h.complaints as f64 / h.emails_sent as f64
     };
-    pool.for_each(
-        "SELECT email FROM customers WHERE erased_at IS NULL AND email IS NOT NULL",
-        &[],
-        |r| {
-            if let Some(e) = r.opt_str(0)? {
-                if is_look_alike(e) {
-                    h.look_alike_addresses += 1;
-                    if h.look_alike_examples.len() < 10 {
-                        h.look_alike_examples.push(e.to_owned());
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
-    .await?;
     h.duplicates_merged = count("SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND profile_id IS NOT NULL AND profile_id <> id").await?;
     h.sunset = count(
         "SELECT COUNT(DISTINCT customer_id) FROM consent_ledger WHERE source LIKE 'sunset:%'",

@@ -317,6 +317,45 @@ async fn messages_by(
     Ok(out)
 }
 
+/// Messages matching `filter` (over the rollups' dimensions), every campaign and day.
+pub(crate) async fn message_count(pool: &Pool, filter: &str) -> Result<u64, StoreError> {
+    let rows = pool
+        .fetch(
+            &format!(
+                "SELECT CAST(COALESCE(SUM(messages), 0) AS BIGINT) AS n FROM ({rows}) r",
+                rows = messages_now("campaign_id", filter)
+            ),
+            &[],
+        )
+        .await?;
+    first_count(&rows)
+}
+
+/// One campaign's messages per variant and state.
+pub(crate) async fn messages_by_variant(
+    pool: &Pool,
+    campaign: CampaignId,
+) -> Result<BTreeMap<(String, String), i64>, StoreError> {
+    let mut out = BTreeMap::new();
+    for r in pool
+        .fetch(
+            &format!(
+                "SELECT variant, state, CAST(SUM(messages) AS BIGINT) AS n FROM ({rows}) r \
+                 GROUP BY variant, state",
+                rows = messages_now("variant, state", "campaign_id = $1")
+            ),
+            &[Val::from(campaign)],
+        )
+        .await?
+    {
+        let n = r.i64("n")?;
+        if n != 0 {
+            out.insert((r.text("variant")?, r.text("state")?), n);
+        }
+    }
+    Ok(out)
+}
+
 /// Messages per campaign id and state.
 pub(crate) async fn message_states(
     pool: &Pool,

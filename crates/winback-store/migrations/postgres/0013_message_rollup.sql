@@ -154,35 +154,26 @@ FOR EACH ROW WHEN (
 )
 EXECUTE FUNCTION winback_outbox_rollup();
 
--- An engagement event that names a message sets the message's bit (once); a survey answer that
--- names one is counted by reason.
-CREATE FUNCTION winback_events_rollup() RETURNS trigger
+-- An engagement event that names a message sets the message's bit in the statement that stores
+-- it (`ImportSession::insert_events`); a survey answer that names a message is counted by
+-- reason here.
+CREATE FUNCTION winback_survey_rollup() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     p JSONB;
-    b BIGINT;
 BEGIN
     p := NEW.payload::jsonb;
-    IF jsonb_typeof(p -> 'message_id') IS DISTINCT FROM 'string' THEN
-        RETURN NULL;
-    END IF;
-    IF NEW.type = 'survey_answered' THEN
+    IF jsonb_typeof(p -> 'message_id') = 'string' THEN
         INSERT INTO survey_rollup_delta
         SELECT o.campaign_id, o.created_at / 86400000000, o.step, o.variant, o.channel, o.locale,
             COALESCE(o.provider, '-'),
             CASE WHEN jsonb_typeof(p -> 'reason') = 'string' THEN p ->> 'reason' ELSE 'other' END
         FROM outbox o WHERE o.idempotency_key = p ->> 'message_id';
-        RETURN NULL;
-    END IF;
-    b := winback_engagement_bit(NEW.type, p);
-    IF b <> 0 THEN
-        UPDATE outbox SET engagement = engagement | b
-        WHERE idempotency_key = p ->> 'message_id' AND (engagement & b) = 0;
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER events_rollup AFTER INSERT ON events
-FOR EACH ROW WHEN (NEW.type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced', 'survey_answered'))
-EXECUTE FUNCTION winback_events_rollup();
+CREATE TRIGGER events_survey AFTER INSERT ON events
+FOR EACH ROW WHEN (NEW.type = 'survey_answered')
+EXECUTE FUNCTION winback_survey_rollup();

@@ -3,9 +3,9 @@
 --
 -- A report, `GET /v1/report` and the dashboard read these counters (a few thousand rows)
 -- instead of every message and every engagement event (millions at a large shop). Triggers
--- record every change of a counted column in the same transaction as the change, so no write
--- path (the worker, tracking, an events import, a bounce webhook, an erasure) can leave them
--- behind.
+-- on the outbox record every change of a counted column in the same transaction as the change,
+-- so no write path (the worker, tracking, an events import, a bounce webhook, an erasure) can
+-- leave them behind.
 --
 -- The triggers only append: a row as it is now (+1) and as it was (-1), with the columns the
 -- counters are computed from. Nothing contends for a shared counter row (several PostgreSQL
@@ -177,25 +177,10 @@ BEGIN
     FROM outbox_counted WHERE idempotency_key = NEW.idempotency_key;
 END;
 
--- An engagement event that names a message sets the message's bit (once: a second open of the
--- same message changes nothing, so it writes nothing).
-CREATE TRIGGER events_engagement AFTER INSERT ON events
-WHEN NEW.type IN ('email_opened', 'email_clicked', 'email_unsubscribed', 'email_complained', 'email_bounced')
-  AND json_type(NEW.payload, '$.message_id') = 'text'
-BEGIN
-    UPDATE outbox SET engagement = engagement | b.bit
-    FROM (
-        SELECT CASE NEW.type
-            WHEN 'email_opened' THEN CASE WHEN json_extract(NEW.payload, '$.machine') IS 1 THEN 2 ELSE 1 END
-            WHEN 'email_clicked' THEN 4
-            WHEN 'email_unsubscribed' THEN 8
-            WHEN 'email_complained' THEN 16
-            ELSE CASE WHEN json_extract(NEW.payload, '$.bounce') IS 'soft' THEN 64 ELSE 32 END
-        END AS bit
-    ) b
-    WHERE outbox.idempotency_key = json_extract(NEW.payload, '$.message_id') AND (outbox.engagement & b.bit) = 0;
-END;
-
+-- An engagement event that names a message sets the message's bit in the statement that
+-- stores it (`ImportSession::insert_events`, the only writer of events): from the typed event,
+-- without parsing the payload of every open of every newsletter in a trigger. A survey answer
+-- that names a message is counted by reason here.
 CREATE TRIGGER events_survey AFTER INSERT ON events
 WHEN NEW.type = 'survey_answered' AND json_type(NEW.payload, '$.message_id') = 'text'
 BEGIN

@@ -41,85 +41,92 @@ pub enum Segment {
     Provider,
 }
 
-/// Each arm's contacts, buyers and revenue within the window, per segment: (segment, arm).
+/// Each arm's contacts, buyers and revenue within the window, per segment: (segment, arm), for
+/// each of `by` in its order. One scan of the campaign's enrolments serves every segmentation.
 pub(crate) async fn segment_results(
     pool: &Pool,
     campaign_id: winback_domain::CampaignId,
     window_seconds: i64,
     range: (i64, i64),
-    by: Segment,
-) -> Result<Vec<(String, ArmResult)>, StoreError> {
+    by: &[Segment],
+) -> Result<Vec<Vec<(String, ArmResult)>>, StoreError> {
     // One row per enrolment (its orders in the window), summed here: the readout needs each
     // contact's revenue squared, which SQL would compute differently on the two backends.
     let window = "o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')";
-    let rows = pool
-        .fetch(
-            &format!(
-                "SELECT e.variant, e.holdout, \
-                   (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS orders, \
-                   (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS revenue, \
-                   p.locale, p.email \
-                 FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
-                 WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
-            ),
-            &[
-                Val::from(campaign_id),
-                Val::from(window_seconds * 1_000_000),
-                Val::from(range.0),
-                Val::from(range.1),
-            ],
-        )
-        .await?;
-    let mut arms: BTreeMap<(String, bool, String), ArmResult> = BTreeMap::new();
-    for r in &rows {
-        let (variant, holdout) = (r.text("variant")?, r.i64("holdout")? != 0);
-        let (orders, revenue) = (r.i64("orders")?, r.i64("revenue")?);
-        let segment = match by {
-            Segment::All => "all".to_owned(),
-            Segment::Locale => r.opt_text("locale")?.unwrap_or_else(|| "default".into()),
-            Segment::Provider => r
-                .opt_text("email")?
-                .map(|e| policy::mailbox_provider(&e))
-                .unwrap_or_else(|| "none".into()),
-        };
-        let a = arms
-            .entry((segment, holdout, variant.clone()))
-            .or_insert_with(|| ArmResult {
-                variant,
-                holdout,
-                ..ArmResult::default()
-            });
-        a.enrolled += 1;
-        a.converted += i64::from(orders > 0);
-        a.orders += orders;
-        a.revenue_minor += revenue;
-        a.revenue_sq += (revenue as f64).powi(2);
-    }
-    Ok(arms.into_iter().map(|((s, _, _), a)| (s, a)).collect())
+    let mut arms: Vec<BTreeMap<(String, bool, String), ArmResult>> =
+        vec![BTreeMap::new(); by.len()];
+    pool.for_each(
+        &format!(
+            "SELECT e.variant, e.holdout, \
+               (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS orders, \
+               (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS revenue, \
+               p.locale, p.email \
+             FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
+             WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
+        ),
+        &[
+            Val::from(campaign_id),
+            Val::from(window_seconds * 1_000_000),
+            Val::from(range.0),
+            Val::from(range.1),
+        ],
+        |r| {
+            let (variant, holdout) = (r.text("variant")?, r.i64("holdout")? != 0);
+            let (orders, revenue) = (r.i64("orders")?, r.i64("revenue")?);
+            for (segmentation, arms) in by.iter().zip(arms.iter_mut()) {
+                let segment = match segmentation {
+                    Segment::All => "all".to_owned(),
+                    Segment::Locale => r.opt_text("locale")?.unwrap_or_else(|| "default".into()),
+                    Segment::Provider => r
+                        .opt_text("email")?
+                        .map(|e| policy::mailbox_provider(&e))
+                        .unwrap_or_else(|| "none".into()),
+                };
+                let a = arms
+                    .entry((segment, holdout, variant.clone()))
+                    .or_insert_with(|| ArmResult {
+                        variant: variant.clone(),
+                        holdout,
+                        ..ArmResult::default()
+                    });
+                a.enrolled += 1;
+                a.converted += i64::from(orders > 0);
+                a.orders += orders;
+                a.revenue_minor += revenue;
+                a.revenue_sq += (revenue as f64).powi(2);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(arms
+        .into_iter()
+        .map(|a| a.into_iter().map(|((s, _, _), a)| (s, a)).collect())
+        .collect())
 }
 
+/// Each arm of a campaign (segment `all`), with its messages and offers, followed by the arms
+/// per segment of each of `by`: one scan of the enrolments for all of them.
 pub(crate) async fn campaign_results(
     pool: &Pool,
     campaign_id: winback_domain::CampaignId,
     window_seconds: i64,
     range: (i64, i64),
-) -> Result<Vec<ArmResult>, StoreError> {
-    let mut out: Vec<ArmResult> =
-        segment_results(pool, campaign_id, window_seconds, range, Segment::All)
-            .await?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-    for r in pool
-        .fetch(
-            "SELECT variant, state, COUNT(*) AS n FROM outbox WHERE campaign_id = $1 GROUP BY variant, state",
-            &[Val::from(campaign_id)],
-        )
-        .await?
-    {
-        let v = r.text("variant")?;
-        if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == v) {
-            a.messages.insert(r.text("state")?, r.i64("n")?);
+    by: &[Segment],
+) -> Result<(Vec<ArmResult>, Vec<Vec<(String, ArmResult)>>), StoreError> {
+    let mut all = vec![Segment::All];
+    all.extend_from_slice(by);
+    let mut results = segment_results(pool, campaign_id, window_seconds, range, &all).await?;
+    let segments = results.split_off(1);
+    let mut out: Vec<ArmResult> = results
+        .pop()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    for ((variant, state), n) in crate::rollups::messages_by_variant(pool, campaign_id).await? {
+        if let Some(a) = out.iter_mut().find(|a| !a.holdout && a.variant == variant) {
+            a.messages.insert(state, n);
         }
     }
     for r in pool
@@ -136,7 +143,7 @@ pub(crate) async fn campaign_results(
             a.discount_minor = r.i64("discount_minor")?;
         }
     }
-    Ok(out)
+    Ok((out, segments))
 }
 
 /// What happened to one group of a campaign's messages. [`SqlStore::message_funnel`] groups by
