@@ -161,6 +161,23 @@ impl MessageKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `key` has the shape of a key [`MessageKey::new`] makes
+    /// (`campaign/enrolment/step/channel`, the enrolment a number). An event naming anything
+    /// else (a newsletter's id from the shop's mail tool) cannot be about a win-back message,
+    /// so the store need not look it up.
+    pub fn is_winback_shaped(key: &str) -> bool {
+        let mut parts = key.rsplitn(4, '/');
+        let (Some(channel), Some(step), Some(enrolment), Some(campaign)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        !channel.is_empty()
+            && !step.is_empty()
+            && !campaign.is_empty()
+            && enrolment.parse::<u64>().is_ok()
+    }
 }
 
 impl From<&str> for MessageKey {
@@ -184,6 +201,23 @@ impl fmt::Display for MessageKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_keys_are_recognised_by_shape() {
+        let key = MessageKey::new("we-miss-you", EnrolmentId::new(42), "first", "email");
+        assert!(MessageKey::is_winback_shaped(key.as_str()));
+        for other in [
+            "nl-44",
+            "",
+            "a/b/c",
+            "c/x/s/email",
+            "/1/s/email",
+            "c/1//email",
+            "c/1/s/",
+        ] {
+            assert!(!MessageKey::is_winback_shaped(other), "{other}");
+        }
+    }
 
     #[test]
     fn trims_and_refuses_empty_or_control() {

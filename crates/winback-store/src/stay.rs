@@ -74,14 +74,17 @@ struct Order {
     id: i64,
 }
 
-/// Orders (not cancelled or refunded) per profile, oldest first.
-async fn orders_by_profile(pool: &Pool) -> Result<BTreeMap<i64, Vec<Order>>, StoreError> {
+/// Orders (not cancelled or refunded) per profile, oldest first, from `since` (microseconds).
+async fn orders_by_profile(
+    pool: &Pool,
+    since: i64,
+) -> Result<BTreeMap<i64, Vec<Order>>, StoreError> {
     let mut out: BTreeMap<i64, Vec<Order>> = BTreeMap::new();
     // Streamed: a whole shop's orders as result rows would be many times their 24 bytes each.
     pool.for_each(
         "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
-         WHERE o.status NOT IN ('cancelled', 'refunded')",
-        &[],
+         WHERE o.status NOT IN ('cancelled', 'refunded') AND o.ordered_at >= $1",
+        &[Val::from(since)],
         |r| {
             out.entry(r.i64("profile")?).or_default().push(Order {
                 at: r.i64("ordered_at")?,
@@ -159,7 +162,20 @@ pub(crate) async fn stays(
         .iter()
         .map(|r| r.i64(0))
         .collect::<Result<_, _>>()?;
-    let orders = orders_by_profile(pool).await?;
+    // Every cohort starts at an order on or after someone's entry, and the never-lapsed one
+    // looks 90 days back from such an order; nothing older can change a figure, so a shop's
+    // history before its win-back programme is not read.
+    let first_entry = pool
+        .fetch("SELECT MIN(entered_at) AS first FROM enrolments", &[])
+        .await?
+        .first()
+        .map(|r| r.opt_i64("first"))
+        .transpose()?
+        .flatten();
+    let Some(first_entry) = first_entry else {
+        return Ok(vec![Stay::default(); campaigns.len()]);
+    };
+    let orders = orders_by_profile(pool, first_entry - 90 * DAY).await?;
     let mut clv: HashMap<i64, f64> = HashMap::new();
     pool.for_each(
         "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL",
