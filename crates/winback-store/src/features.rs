@@ -38,7 +38,14 @@ pub enum FactScope {
     },
 }
 
-const DIRTY: &str = "AND COALESCE(c.profile_id, c.id) IN (SELECT COALESCE(d.profile_id, d.id) FROM feature_dirty f JOIN customers d ON d.id = f.customer_id)";
+/// The profile of `c` has a marked record: the profile's own (its id is its root record's) or
+/// one merged into it. Two index probes per row. The `IN (SELECT … FROM feature_dirty JOIN
+/// customers)` this replaces made PostgreSQL, which estimates one row for the chunk's
+/// COALESCE conditions, rerun the whole subquery for every profile of a chunk: 36 s and more
+/// per chunk at 100,000 customers (measured), where this takes 0.5 s; SQLite answers both in
+/// tens of milliseconds.
+const DIRTY: &str = "AND (EXISTS (SELECT 1 FROM feature_dirty f WHERE f.customer_id = COALESCE(c.profile_id, c.id)) \
+                     OR EXISTS (SELECT 1 FROM customers d JOIN feature_dirty f ON f.customer_id = d.id WHERE d.profile_id = COALESCE(c.profile_id, c.id)))";
 
 impl FactScope {
     /// `table` joined to its customers `c`. A chunk reads its few customers first and their
