@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use winback_domain::{FactSet, Timestamp};
 use winback_scoring::{
     ClvSettings, Exclusion, Features, Fitted, Frequency, GammaGamma, GammaGammaParams, Gaps,
-    InactivityDefinition, IntervalPrior, PriorityInput, PrioritySettings, PurchaseModel, RfmInput,
-    RfmScore, Segment, SpendRecord, Stage, StageInput, StageRules, attrition, clv, clv_at_value,
-    group, inactive_by, rfm_scores,
+    InactivityDefinition, IntervalPrior, Predictor, PriorityInput, PrioritySettings, RfmInput,
+    RfmScore, Segment, SpendRecord, Stage, StageInput, StageRules, attrition, group, inactive_by,
+    rfm_scores,
 };
 use winback_store::ModelFitRow;
 
@@ -270,6 +270,10 @@ pub fn score(
         .map(|((i, _), s)| (*i, *s))
         .collect();
     let horizon_weeks = s.scoring.horizon_days / 7.0;
+    // Once per distinct history, not once per customer.
+    let mut predictor = model
+        .as_ref()
+        .map(|m| Predictor::new(m, horizon_weeks, s.clv));
 
     let scored = features
         .iter()
@@ -286,7 +290,8 @@ pub fn score(
                 (Some(prior), Some(recency)) => prior.reorder(gaps(f), recency.floor()),
                 _ => None,
             };
-            let p_alive = h.zip(model.as_ref()).map(|(h, m)| m.p_alive(h));
+            let predicted = h.zip(predictor.as_mut()).map(|(h, p)| p.predict(h));
+            let p_alive = predicted.map(|p| p.p_alive);
             let input = StageInput {
                 orders: f.order_days,
                 days_since_first_order: f.tenure_days.map(f64::floor),
@@ -297,17 +302,12 @@ pub fn score(
             };
             let (stage, reason) = s.stages.stage(&input);
             // Without a spend model, each customer's own mean order value stands in.
-            let clv_minor = match (h.zip(model.as_ref()), &gg, f.mean_order_minor) {
-                (Some((h, model)), Some(gg), _) => Some(clv(
-                    model,
-                    gg,
-                    h,
-                    f.mean_repeat_spend_minor.unwrap_or(0.0),
+            let clv_minor = match (predicted.zip(h), &gg, f.mean_order_minor) {
+                (Some((p, h)), Some(gg), _) => Some(p.clv(
+                    gg.expected_value(h.x, f.mean_repeat_spend_minor.unwrap_or(0.0)),
                     &s.clv,
                 )),
-                (Some((h, model)), None, Some(mean)) => {
-                    Some(clv_at_value(model, mean as f64, h, &s.clv))
-                }
+                (Some((p, _)), None, Some(mean)) => Some(p.clv(mean as f64, &s.clv)),
                 _ => None,
             };
             let (priority, excluded) = match s.priority.score(
@@ -343,9 +343,7 @@ pub fn score(
                 rfm,
                 segment: rfm.map(Segment::of),
                 p_alive,
-                expected_purchases: h
-                    .zip(model.as_ref())
-                    .map(|(h, m)| m.expected_purchases(h, horizon_weeks)),
+                expected_purchases: predicted.map(|p| p.expected_purchases),
                 clv_minor,
                 inactive_by: inactive_by(&s.inactivity, f, reorder.as_ref()),
                 expected_next_order: reorder.as_ref().zip(f.last_order_at).map(|(r, last)| {

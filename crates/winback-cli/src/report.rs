@@ -894,9 +894,7 @@ fn bench_fit(
     python: &str,
     dir: &std::path::Path,
 ) -> Result<()> {
-    use winback_scoring::{
-        ClvSettings, Frequency, GammaGamma, GammaGammaParams, PurchaseModel, clv, group,
-    };
+    use winback_scoring::{ClvSettings, Frequency, GammaGamma, GammaGammaParams, Predictor, group};
     std::fs::create_dir_all(dir)?;
     // The published CDNOW parameters generate the population; spend varies per customer.
     let truth = [0.2426, 4.4135, 0.7929, 2.4258];
@@ -955,10 +953,13 @@ fn bench_fit(
     let horizon = 90.0 / 7.0;
     let start = Instant::now();
     let (mut alive, mut expected, mut value) = (0.0, 0.0, 0.0);
+    // As scoring predicts: once per distinct history.
+    let mut predictor = Predictor::new(&model, horizon, settings);
     for (i, h) in data.iter().enumerate() {
-        alive += model.p_alive(*h);
-        expected += model.expected_purchases(*h, horizon);
-        value += clv(&model, &gg, *h, monetary(i, h.x), &settings);
+        let p = predictor.predict(*h);
+        alive += p.p_alive;
+        expected += p.expected_purchases;
+        value += p.clv(gg.expected_value(h.x, monetary(i, h.x)), &settings);
     }
     let predict = start.elapsed().as_secs_f64();
     println!(

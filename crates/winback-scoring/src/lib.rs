@@ -27,7 +27,7 @@ mod stage;
 mod validation;
 
 pub use bgnbd::{BgNbd, BgNbdParams, MbgNbd};
-pub use clv::{ClvSettings, clv, clv_at_value};
+pub use clv::{ClvSettings, Prediction, Predictor, clv, clv_at_value};
 pub use data::{Frequency, Grouped, SpendRecord, group};
 pub use features::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState, features_of};
 pub use fit::{Fit, FitError, FitLimits, MAX_EVALUATIONS, Progress, with_limits};
