@@ -992,7 +992,7 @@ impl SqlStore {
 
     /// [`SqlStore::message_funnel_details`] recomputed from every message and every engagement
     /// event instead of the rollups: slow at a large shop, and the definition the rollups are
-    /// checked against (`winback admin check-rollups`, and the store's tests).
+    /// checked against (the store's test `rollups`, on both backends).
     pub async fn message_funnel_details_recomputed(
         &self,
         from: Timestamp,
