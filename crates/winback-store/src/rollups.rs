@@ -110,6 +110,19 @@ fn days(range: (i64, i64)) -> (i64, i64) {
     (range.0.div_euclid(DAY), (range.1 + DAY - 1).div_euclid(DAY))
 }
 
+/// The rollup rows of the UTC days covering `range` (and of one campaign, when given): the
+/// condition and its arguments.
+fn days_of(campaign: Option<CampaignId>, range: (i64, i64)) -> (String, Vec<Val>) {
+    let (from, until) = days(range);
+    let mut args = vec![Val::from(from), Val::from(until)];
+    let mut filter = "day >= $1 AND day < $2".to_owned();
+    if let Some(id) = campaign {
+        args.push(Val::from(id));
+        filter.push_str(" AND campaign_id = $3");
+    }
+    (filter, args)
+}
+
 /// Moves the unfolded deltas into the folded tables and returns how many were moved.
 ///
 /// PostgreSQL: one `DELETE … RETURNING` statement per table takes exactly the deltas its
@@ -200,17 +213,8 @@ pub(crate) async fn message_funnels(
     campaign: Option<CampaignId>,
     range: (i64, i64),
 ) -> Result<HashMap<CampaignId, Vec<MessageFunnel>>, StoreError> {
-    let (from, until) = days(range);
-    let mut args = vec![Val::from(from), Val::from(until)];
-    let only = match campaign {
-        Some(id) => {
-            args.push(Val::from(id));
-            " AND campaign_id = $3"
-        }
-        None => "",
-    };
+    let (filter, args) = days_of(campaign, range);
     let dims = "campaign_id, step, variant, channel, locale, provider";
-    let filter = format!("day >= $1 AND day < $2{only}");
     let sums = counters(|name, _| format!("CAST(SUM({name}) AS BIGINT) AS {name}"));
     type Key = (i64, String, String, String, String, String);
     let mut funnels: BTreeMap<Key, MessageFunnel> = BTreeMap::new();
@@ -370,19 +374,11 @@ pub(crate) async fn drop_reasons(
     campaign: Option<CampaignId>,
     range: (i64, i64),
 ) -> Result<HashMap<CampaignId, BTreeMap<String, i64>>, StoreError> {
-    let (from, until) = days(range);
-    let mut args = vec![Val::from(from), Val::from(until)];
-    let only = match campaign {
-        Some(id) => {
-            args.push(Val::from(id));
-            " AND campaign_id = $3"
-        }
-        None => "",
-    };
+    let (filter, args) = days_of(campaign, range);
     messages_by(
         pool,
         "reason",
-        &format!("state = 'dropped' AND day >= $1 AND day < $2{only}"),
+        &format!("state = 'dropped' AND {filter}"),
         &args,
     )
     .await
