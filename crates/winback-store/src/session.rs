@@ -739,7 +739,9 @@ impl ImportSession {
                 *bits.entry(key.as_str()).or_default() |= bit;
             }
         }
-        let bits: Vec<(&str, i64)> = bits.into_iter().collect();
+        // In key order: two writers at once then lock the rows they share in the same order.
+        let mut bits: Vec<(&str, i64)> = bits.into_iter().collect();
+        bits.sort_unstable();
         for chunk in bits.chunks(CHUNK_PARAMS / 2) {
             let mut args = Vec::with_capacity(chunk.len() * 2);
             for (key, bit) in chunk {
@@ -777,7 +779,8 @@ impl ImportSession {
                 *at = (*at).max(e.at.as_micros());
             }
         }
-        let latest: Vec<(i64, i64)> = latest.into_iter().collect();
+        let mut latest: Vec<(i64, i64)> = latest.into_iter().collect();
+        latest.sort_unstable();
         for chunk in latest.chunks(CHUNK_PARAMS / 2) {
             let mut args = Vec::with_capacity(chunk.len() * 2);
             for (id, at) in chunk {
