@@ -219,18 +219,28 @@ impl BgNbd {
 
     /// Expected purchases in the next `horizon` time units for a customer with this history.
     pub fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        self.expected_numerator(h.x, h.t, horizon) / self.expected_denominator(h)
+    }
+
+    /// The numerator of [`BgNbd::expected_purchases`]: it depends on `x`, `T` and the horizon
+    /// only, not on `t_x`, so customers who share `(x, T)` share it (and its ₂F₁).
+    pub fn expected_numerator(&self, x: f64, t: f64, horizon: f64) -> f64 {
         let BgNbdParams { r, alpha, a, b } = self.0;
-        let Frequency { x, t_x, t } = h;
         let z = horizon / (alpha + t + horizon);
         let f = hyp2f1(r + x, b + x, a + b + x - 1.0, z);
         let lead = (a + b + x - 1.0) / (a - 1.0);
-        let numerator = lead * (1.0 - ((alpha + t) / (alpha + t + horizon)).powf(r + x) * f);
-        let denominator = if x > 0.0 {
+        lead * (1.0 - ((alpha + t) / (alpha + t + horizon)).powf(r + x) * f)
+    }
+
+    /// The denominator of [`BgNbd::expected_purchases`] (1 / P(alive), computed directly).
+    pub fn expected_denominator(&self, h: Frequency) -> f64 {
+        let BgNbdParams { r, alpha, a, b } = self.0;
+        let Frequency { x, t_x, t } = h;
+        if x > 0.0 {
             1.0 + a / (b + x - 1.0) * ((alpha + t) / (alpha + t_x)).powf(r + x)
         } else {
             1.0
-        };
-        numerator / denominator
+        }
     }
 
     /// Expected purchases of a newly acquired customer within `horizon` (the population curve).
@@ -267,13 +277,22 @@ impl MbgNbd {
 
     /// Expected purchases in the next `horizon` time units for a customer with this history.
     pub fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
+        self.expected_numerator(h.x, h.t, horizon) / self.expected_denominator(h)
+    }
+
+    /// The numerator of [`MbgNbd::expected_purchases`]: it depends on `x`, `T` and the horizon
+    /// only.
+    pub fn expected_numerator(&self, x: f64, t: f64, horizon: f64) -> f64 {
         let BgNbdParams { r, alpha, a, b } = self.0;
-        let Frequency { x, t_x, t } = h;
         let z = horizon / (alpha + t + horizon);
         let f = hyp2f1(r + x, b + x + 1.0, a + b + x, z);
-        let numerator =
-            (a + b + x) / (a - 1.0) * (1.0 - ((alpha + t) / (alpha + t + horizon)).powf(r + x) * f);
-        numerator / (1.0 + a / (b + x) * ((alpha + t) / (alpha + t_x)).powf(r + x))
+        (a + b + x) / (a - 1.0) * (1.0 - ((alpha + t) / (alpha + t + horizon)).powf(r + x) * f)
+    }
+
+    /// The denominator of [`MbgNbd::expected_purchases`].
+    pub fn expected_denominator(&self, h: Frequency) -> f64 {
+        let BgNbdParams { r, alpha, a, b } = self.0;
+        1.0 + a / (b + h.x) * ((alpha + h.t) / (alpha + h.t_x)).powf(r + h.x)
     }
 
     /// Expected purchases of a newly acquired customer within `horizon`.

@@ -17,6 +17,17 @@ pub trait PurchaseModel {
             .map(|t| self.expected_purchases(h, *t))
             .collect()
     }
+    /// For models whose expected purchases are `numerator(x, T, horizon) / denominator(h)`
+    /// (BG/NBD and MBG/NBD): the numerator, which customers sharing `(x, T)` share. `None` for
+    /// the others. [`PurchaseModel::expected_purchases`] must equal the numerator divided by
+    /// [`PurchaseModel::expected_denominator`], to the bit.
+    fn expected_numerator(&self, _x: f64, _t: f64, _horizon: f64) -> Option<f64> {
+        None
+    }
+    /// The denominator that goes with [`PurchaseModel::expected_numerator`].
+    fn expected_denominator(&self, _h: Frequency) -> f64 {
+        1.0
+    }
 }
 
 impl PurchaseModel for BgNbd {
@@ -26,6 +37,12 @@ impl PurchaseModel for BgNbd {
     fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
         BgNbd::expected_purchases(self, h, horizon)
     }
+    fn expected_numerator(&self, x: f64, t: f64, horizon: f64) -> Option<f64> {
+        Some(BgNbd::expected_numerator(self, x, t, horizon))
+    }
+    fn expected_denominator(&self, h: Frequency) -> f64 {
+        BgNbd::expected_denominator(self, h)
+    }
 }
 
 impl PurchaseModel for MbgNbd {
@@ -34,6 +51,12 @@ impl PurchaseModel for MbgNbd {
     }
     fn expected_purchases(&self, h: Frequency, horizon: f64) -> f64 {
         MbgNbd::expected_purchases(self, h, horizon)
+    }
+    fn expected_numerator(&self, x: f64, t: f64, horizon: f64) -> Option<f64> {
+        Some(MbgNbd::expected_numerator(self, x, t, horizon))
+    }
+    fn expected_denominator(&self, h: Frequency) -> f64 {
+        MbgNbd::expected_denominator(self, h)
     }
 }
 
@@ -199,6 +222,20 @@ impl PurchaseModel for AnyModel {
                 .iter()
                 .map(|t| self.expected_purchases(h, *t))
                 .collect(),
+        }
+    }
+    fn expected_numerator(&self, x: f64, t: f64, horizon: f64) -> Option<f64> {
+        match self {
+            AnyModel::Bgnbd(m) => Some(m.expected_numerator(x, t, horizon)),
+            AnyModel::Mbgnbd(m) => Some(m.expected_numerator(x, t, horizon)),
+            AnyModel::ParetoNbd(_) => None,
+        }
+    }
+    fn expected_denominator(&self, h: Frequency) -> f64 {
+        match self {
+            AnyModel::Bgnbd(m) => m.expected_denominator(h),
+            AnyModel::Mbgnbd(m) => m.expected_denominator(h),
+            AnyModel::ParetoNbd(_) => 1.0,
         }
     }
 }

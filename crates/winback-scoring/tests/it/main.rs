@@ -565,8 +565,9 @@ mod fits_end {
     }
 }
 
-/// Predicting once per distinct history gives every CDNOW customer exactly what predicting them
-/// one by one gives, for each model, and computes far fewer predictions than customers.
+/// Predicting once per distinct history (and, for BG/NBD and MBG/NBD, the costly part once per
+/// `(x, T)`) gives every CDNOW customer exactly what predicting them one by one gives, for each
+/// model, and computes far fewer predictions than customers.
 #[test]
 fn predictions_once_per_history_equal_predictions_per_customer() {
     use winback_scoring::{Predictor, PurchaseModel, clv_at_value};
@@ -601,7 +602,14 @@ fn predictions_once_per_history_equal_predictions_per_customer() {
         }
         predictor.distinct()
     }
+    let mbg = MbgNbd(BgNbdParams {
+        r: 0.2426,
+        alpha: 4.4135,
+        a: 0.7929,
+        b: 2.4258,
+    });
     let distinct = check(&bg, &data, settings);
+    assert_eq!(distinct, check(&mbg, &data, settings));
     assert_eq!(distinct, check(&pareto, &data, settings));
     assert_eq!(distinct, group(&data).len());
     assert!(distinct < data.len() / 2, "{distinct} of {}", data.len());
