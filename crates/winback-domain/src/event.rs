@@ -173,6 +173,11 @@ pub enum EventKind {
         /// Free text.
         #[serde(default)]
         answer: Option<String>,
+        /// The message whose survey link was answered, when known: the report counts reasons
+        /// per campaign and step by it. Left out of the stored payload when absent, so the
+        /// content key of an answer imported before this field existed does not change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
     },
     /// Loyalty points were earned or spent.
     LoyaltyPointsChanged {

@@ -574,6 +574,7 @@ async fn answer_survey(
         survey: Some("leave_reason".into()),
         reason: Some(leave_reason(reason)),
         answer: Some(answer),
+        message_id: Some(m.key.clone()),
     };
     // One answer per message and reason; a second click on the same answer changes nothing.
     if let Err(r) = record(&state, &m, format!("survey:{}:{reason}", m.key), event, now).await {

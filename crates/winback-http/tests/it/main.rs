@@ -486,6 +486,19 @@ async fn a_survey_answer_becomes_a_tag_and_an_event_after_a_post() {
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0]["reason"], "too_expensive");
     assert_eq!(answers[0]["answer"], "price: <b>too dear</b>");
+    // The answer names its message, so the report counts it under the message's campaign.
+    assert_eq!(answers[0]["message_id"], "msg-1");
+    let funnels = h
+        .store
+        .message_funnel_details(winback_domain::Timestamp::EPOCH, winback_report::forever())
+        .await
+        .unwrap();
+    let reasons: Vec<_> = funnels
+        .values()
+        .flatten()
+        .flat_map(|f| f.survey.clone())
+        .collect();
+    assert_eq!(reasons, vec![("too_expensive".to_owned(), 1)]);
     // A reason that is not on the list is a bad token.
     let odd = h.token(Purpose::Survey, "msg-1", Some("<script>"));
     assert_eq!(
