@@ -136,15 +136,14 @@ impl<'m, M: PurchaseModel> Predictor<'m, M> {
         let model = self.model;
         let xt = (h.x.to_bits(), h.t.to_bits());
         if !self.numerators.contains_key(&xt) {
-            if let Some(at_horizon) = model.expected_numerator(h.x, h.t, self.horizon) {
-                let numerators = std::iter::once(at_horizon)
-                    .chain(
-                        self.month_ends
-                            .iter()
-                            .map(|&m| model.expected_numerator(h.x, h.t, m).unwrap_or(f64::NAN)),
-                    )
-                    .collect();
-                self.numerators.insert(xt, numerators);
+            // The horizon's numerator, then each month end's; `None` when the model does not
+            // split its expected purchases that way.
+            let numerators: Option<Vec<f64>> = std::iter::once(self.horizon)
+                .chain(self.month_ends.iter().copied())
+                .map(|t| model.expected_numerator(h.x, h.t, t))
+                .collect();
+            if let Some(n) = numerators {
+                self.numerators.insert(xt, n);
             }
         }
         let p = match self.numerators.get(&xt) {

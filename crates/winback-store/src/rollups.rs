@@ -107,7 +107,10 @@ fn messages_now(dims: &str, filter: &str) -> String {
 
 /// The days covering `[from, until)` (microseconds), rounded outwards to whole UTC days.
 fn days(range: (i64, i64)) -> (i64, i64) {
-    (range.0.div_euclid(DAY), (range.1 + DAY - 1).div_euclid(DAY))
+    (
+        range.0.div_euclid(DAY),
+        range.1.saturating_add(DAY - 1).div_euclid(DAY),
+    )
 }
 
 /// The rollup rows of the UTC days covering `range` (and of one campaign, when given): the
