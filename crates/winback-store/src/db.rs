@@ -520,6 +520,35 @@ impl Tx {
         })
     }
 
+    /// Runs a query and hands each row to `f` as it arrives (see [`Pool::for_each`]).
+    pub async fn for_each(
+        &mut self,
+        sql: &str,
+        args: &[Val],
+        mut f: impl FnMut(&DbRow) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut n = 0u64;
+        match self {
+            Tx::Sqlite(t) => {
+                let (sql, args) = sqlite_positional(sql, args)?;
+                let mut rows = bind_all!(sqlx::query(&sql), args.iter()).fetch(&mut **t);
+                while let Some(r) = rows.try_next().await? {
+                    f(&DbRow::S(r))?;
+                    n += 1;
+                }
+            }
+            Tx::Postgres(t) => {
+                let mut rows = bind_all!(sqlx::query(sql), args).fetch(&mut **t);
+                while let Some(r) = rows.try_next().await? {
+                    f(&DbRow::P(r))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Runs several `;`-separated statements without parameters (migrations).
     pub async fn execute_script(&mut self, sql: &str) -> Result<(), StoreError> {
         match self {

@@ -16,21 +16,26 @@ pub(crate) fn ts(micros: i64) -> Result<Timestamp, StoreError> {
         .ok_or_else(|| StoreError::Data(format!("timestamp {micros} out of range")))
 }
 
+/// Every record's identifiers, streamed: a million driver rows held at once would be several
+/// times the identifiers themselves.
 pub(crate) async fn identifiers(pool: &Pool) -> Result<Vec<Identifiers>, StoreError> {
-    let rows = pool
-        .fetch("SELECT id, email_key, phone, address_key, first_name FROM customers WHERE erased_at IS NULL ORDER BY id", &[])
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Identifiers {
+    let mut out = Vec::new();
+    pool.for_each(
+        "SELECT id, email_key, phone, address_key, first_name FROM customers WHERE erased_at IS NULL ORDER BY id",
+        &[],
+        |r| {
+            out.push(Identifiers {
                 customer: Some(CustomerId::new(r.i64("id")?)),
                 email_key: r.opt_text("email_key")?,
                 phone: r.opt_text("phone")?,
                 address_key: r.opt_text("address_key")?,
                 first_name: r.opt_text("first_name")?,
-            })
-        })
-        .collect()
+            });
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 /// What a resolution run changed.
@@ -56,22 +61,38 @@ pub(crate) async fn save_resolution(
     now: Timestamp,
 ) -> Result<ResolutionStats, StoreError> {
     let mut tx = pool.begin().await?;
-    let current = tx
-        .fetch(
-            "SELECT id, profile_id FROM customers WHERE erased_at IS NULL",
-            &[],
-        )
-        .await?;
-    let mut existing: HashMap<i64, Option<i64>> = HashMap::with_capacity(current.len());
-    for row in current {
-        existing.insert(row.i64("id")?, row.opt_i64("profile_id")?);
-    }
-    let changes: Vec<(i64, i64)> = r
+    // The resolution's records are in id order (as `identifiers` reads them); the stored
+    // profiles stream in the same order and are compared as they come, without a map of
+    // a million entries.
+    let mut wanted: Vec<(i64, i64)> = r
         .profile_of
         .iter()
         .map(|(c, p)| (c.get(), p.get()))
-        .filter(|(c, p)| existing.get(c).copied().flatten() != Some(*p))
         .collect();
+    if !wanted.is_sorted_by_key(|(c, _)| *c) {
+        wanted.sort_unstable_by_key(|(c, _)| *c);
+    }
+    let mut changes: Vec<(i64, i64)> = Vec::new();
+    let mut next = 0usize;
+    tx.for_each(
+        "SELECT id, profile_id FROM customers WHERE erased_at IS NULL ORDER BY id",
+        &[],
+        |row| {
+            let (id, stored) = (row.i64("id")?, row.opt_i64("profile_id")?);
+            while next < wanted.len() && wanted[next].0 < id {
+                // A record resolved but gone from the table meanwhile: nothing to update.
+                next += 1;
+            }
+            if let Some(&(c, p)) = wanted.get(next).filter(|(c, _)| *c == id) {
+                if stored != Some(p) {
+                    changes.push((c, p));
+                }
+                next += 1;
+            }
+            Ok(())
+        },
+    )
+    .await?;
     // Changes go through a keyed temporary table, so the update is one indexed lookup per row on
     // both backends (a correlated lookup into a VALUES list would scan it for every row).
     tx.execute("CREATE TEMP TABLE IF NOT EXISTS winback_profile_changes (id BIGINT PRIMARY KEY, profile BIGINT NOT NULL)", &[]).await?;
