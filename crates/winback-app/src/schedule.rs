@@ -182,14 +182,14 @@ pub async fn run_due(
             .claim_job("score", owner, now, at(now, LEASE_SECONDS), due)
             .await?
         {
-            let outcome = score_and_save(store, now, &schedule.scoring).await;
+            let outcome = score_and_save(store, now, &schedule.scoring, 0, |_| {}).await;
             let text = match &outcome {
-                Ok((_, _, stats)) => serde_json::to_string(stats)?,
+                Ok(o) => serde_json::to_string(&o.stats)?,
                 Err(e) => format!("failed: {e:#}"),
             };
             store.finish_job("score", owner, now, &text).await?;
             match outcome {
-                Ok((_, _, stats)) => run.scored = Some(stats),
+                Ok(o) => run.scored = Some(o.stats),
                 Err(e) => run.failed.push(format!("the nightly scoring run: {e:#}")),
             }
         }

@@ -191,186 +191,379 @@ pub fn labels(facts: &FactSet) -> Vec<Label> {
 /// megabytes.
 pub const FACT_CHUNK: usize = 20_000;
 
-/// Scores every profile from its features; `labels` are the profiles' labels, in the same
-/// order.
+/// What scoring learns from the whole base before it scores anyone, gathered a page of
+/// features at a time: the histories the purchase model is fitted on, the repeat spend of
+/// Gamma-Gamma, the gaps between orders of the reorder priors, and the RFM inputs (quintiles
+/// rank every buyer against the others). A few dozen bytes per buyer, where the features
+/// themselves are about a kilobyte.
+#[derive(Debug, Default)]
+pub struct Population {
+    buyers: Vec<Frequency>,
+    spend: Vec<SpendRecord>,
+    gaps: Vec<Gaps>,
+    by_category: HashMap<String, Vec<Gaps>>,
+    rfm: Vec<(i64, RfmInput)>,
+    first_order: Option<Timestamp>,
+}
+
+impl Population {
+    /// Adds a page of profiles' features.
+    pub fn add(&mut self, features: &[Features]) {
+        for f in features {
+            self.buyers.extend(frequency(f));
+            if let Some(m) = f.mean_repeat_spend_minor.filter(|m| *m > 0.0) {
+                self.spend.push(SpendRecord {
+                    x: f64::from(f.order_days - 1),
+                    mean_value: m,
+                });
+            }
+            if f.orders > 0 {
+                // Every buyer informs the population's prior; named categories get their own.
+                self.gaps.push(gaps(f));
+                if let Some(c) = &f.main_category {
+                    match self.by_category.get_mut(c.as_str()) {
+                        Some(g) => g.push(gaps(f)),
+                        None => {
+                            self.by_category.insert(c.clone(), vec![gaps(f)]);
+                        }
+                    }
+                }
+            }
+            if let Some(recency_days) = f.recency_days {
+                self.rfm.push((
+                    f.profile_id,
+                    RfmInput {
+                        recency_days,
+                        frequency: f64::from(f.order_days),
+                        monetary: f.total_spend_minor as f64,
+                    },
+                ));
+            }
+            if let Some(first) = f.first_order_at {
+                self.first_order = Some(self.first_order.map_or(first, |t| t.min(first)));
+            }
+        }
+    }
+
+    /// Fits the models and ranks the buyers: the [`Scorer`] that then scores each profile on
+    /// its own. CPU work (a minute for a million customers' model fit): call it off the async
+    /// workers.
+    pub fn fit(self, s: &Settings) -> Scorer {
+        // A shop whose histories the model cannot fit (too few repeat buyers, or histories too
+        // regular) is still scored: features, stages by rule, RFM, reorder rhythm and priority.
+        // Every fit ends: a budget of evaluations and the configured time limit.
+        let limits = winback_scoring::FitLimits {
+            time_limit: Some(std::time::Duration::from_secs(
+                s.scoring.fit_time_limit_seconds.max(1),
+            )),
+            ..winback_scoring::FitLimits::default()
+        };
+        let grouped = group(&self.buyers);
+        let (fitted, purchase_error) =
+            match winback_scoring::with_limits(limits, || s.scoring.model.fit(&grouped)) {
+                Ok(f) => (Some(f), None),
+                Err(e) => {
+                    let why = format!(
+                        "{} could not be fitted on the shop's purchase histories: {e}",
+                        s.scoring.model.label()
+                    );
+                    tracing::warn!("{why}");
+                    (None, Some(why))
+                }
+            };
+        let model = fitted.as_ref().map(Fitted::model);
+        let (gg, gg_error) = match GammaGamma::fit(&self.spend) {
+            Ok(f) => (Some(GammaGamma(f.params)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let population = IntervalPrior::fit(&self.gaps).ok().map(|f| f.params);
+        let priors: HashMap<String, IntervalPrior> = self
+            .by_category
+            .iter()
+            .filter_map(|(c, g)| IntervalPrior::fit(g).ok().map(|f| (c.clone(), f.params)))
+            .collect();
+        let scores = rfm_scores(&self.rfm.iter().map(|(_, r)| *r).collect::<Vec<_>>());
+        let mut rfm: Vec<(i64, RfmScore)> = self
+            .rfm
+            .iter()
+            .zip(scores)
+            .map(|((id, _), s)| (*id, s))
+            .collect();
+        rfm.sort_unstable_by_key(|(id, _)| *id);
+        let horizon_weeks = s.scoring.horizon_days / 7.0;
+        // Once per distinct history, not once per customer: the groups the model was fitted on
+        // are exactly the histories there are.
+        let predictions = model
+            .as_ref()
+            .map(|m| {
+                let mut predictor = Predictor::new(m, horizon_weeks, s.clv);
+                grouped
+                    .iter()
+                    .map(|g| (history_key(g.h), predictor.predict(g.h)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut interval_priors: Vec<(String, IntervalPrior)> =
+            priors.iter().map(|(c, p)| (c.clone(), *p)).collect();
+        interval_priors.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(p) = population {
+            interval_priors.push(("*".into(), p));
+        }
+        Scorer {
+            settings: s.clone(),
+            model,
+            gg,
+            priors,
+            population,
+            rfm,
+            predictions,
+            first_order: self.first_order,
+            models: Models {
+                purchase: fitted,
+                purchase_error,
+                gamma_gamma: gg.map(|g| g.0),
+                gamma_gamma_error: gg_error,
+                interval_priors,
+            },
+        }
+    }
+}
+
+fn history_key(h: Frequency) -> (u64, u64, u64) {
+    (h.x.to_bits(), h.t_x.to_bits(), h.t.to_bits())
+}
+
+/// The fitted models and the population's ranks: scores any profile from its features alone,
+/// so a base is scored a page at a time.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    settings: Settings,
+    model: Option<winback_scoring::AnyModel>,
+    gg: Option<GammaGamma>,
+    priors: HashMap<String, IntervalPrior>,
+    population: Option<IntervalPrior>,
+    /// RFM scores by profile id, ascending.
+    rfm: Vec<(i64, RfmScore)>,
+    /// Predictions per distinct history of the fitted population.
+    predictions: HashMap<(u64, u64, u64), winback_scoring::Prediction>,
+    first_order: Option<Timestamp>,
+    models: Models,
+}
+
+impl Scorer {
+    /// The fitted models.
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    /// The earliest order of the population.
+    pub fn first_order(&self) -> Option<Timestamp> {
+        self.first_order
+    }
+
+    /// Scores profiles from their features; `labels` are the profiles' labels, in the same
+    /// order.
+    pub fn score(&self, labels: &[Label], features: &[Features]) -> Vec<Scored> {
+        // A history the fit did not see (features refreshed since) is predicted here.
+        let mut fallback = self.model.as_ref().map(|m| {
+            Predictor::new(
+                m,
+                self.settings.scoring.horizon_days / 7.0,
+                self.settings.clv,
+            )
+        });
+        features
+            .iter()
+            .zip(labels)
+            .map(|(f, l)| self.score_one(&mut fallback, l, f))
+            .collect()
+    }
+
+    /// Scores stored features (a page of [`winback_store::SqlStore::features_page`]).
+    pub fn score_stored(&self, page: &[winback_store::StoredFeatures]) -> Vec<Scored> {
+        let mut fallback = self.model.as_ref().map(|m| {
+            Predictor::new(
+                m,
+                self.settings.scoring.horizon_days / 7.0,
+                self.settings.clv,
+            )
+        });
+        page.iter()
+            .map(|p| {
+                let label = Label {
+                    external_id: p.external_id.clone(),
+                    name: p.name.clone(),
+                };
+                self.score_one(&mut fallback, &label, &p.features)
+            })
+            .collect()
+    }
+
+    fn score_one(
+        &self,
+        fallback: &mut Option<Predictor<'_, winback_scoring::AnyModel>>,
+        p: &Label,
+        f: &Features,
+    ) -> Scored {
+        let s = &self.settings;
+        let h = frequency(f);
+        let prior = f
+            .main_category
+            .as_deref()
+            .and_then(|c| self.priors.get(c))
+            .or(self.population.as_ref());
+        let reorder = match (prior, f.recency_days) {
+            (Some(prior), Some(recency)) => prior.reorder(gaps(f), recency.floor()),
+            _ => None,
+        };
+        let predicted = h.and_then(|h| match self.predictions.get(&history_key(h)) {
+            Some(p) => Some(*p),
+            None => fallback.as_mut().map(|p| p.predict(h)),
+        });
+        let p_alive = predicted.map(|p| p.p_alive);
+        let input = StageInput {
+            orders: f.order_days,
+            days_since_first_order: f.tenure_days.map(f64::floor),
+            overdue_factor: reorder.as_ref().map(|r| r.overdue_factor),
+            p_alive,
+            days_since_human_engagement: f.days_since(f.last_engagement_at),
+            receives_email: f.receives_email,
+        };
+        let (stage, reason) = s.stages.stage(&input);
+        // Without a spend model, each customer's own mean order value stands in.
+        let clv_minor = match (predicted.zip(h), &self.gg, f.mean_order_minor) {
+            (Some((p, h)), Some(gg), _) => Some(p.clv(
+                gg.expected_value(h.x, f.mean_repeat_spend_minor.unwrap_or(0.0)),
+                &s.clv,
+            )),
+            (Some((p, _)), None, Some(mean)) => Some(p.clv(mean as f64, &s.clv)),
+            _ => None,
+        };
+        let (priority, excluded) = match s.priority.score(
+            f,
+            PriorityInput {
+                stage,
+                p_alive,
+                clv_minor,
+            },
+        ) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        };
+        let rfm = self
+            .rfm
+            .binary_search_by_key(&f.profile_id, |(id, _)| *id)
+            .ok()
+            .map(|i| self.rfm[i].1);
+        Scored {
+            profile_id: winback_domain::ProfileId::new(f.profile_id),
+            external_id: p.external_id.clone(),
+            name: p.name.clone(),
+            stage,
+            // An interval-based stage is best told by the reorder rhythm itself; a
+            // P(alive)-based one keeps its reason and adds the rhythm.
+            reason: match &reorder {
+                Some(r) if reason.contains("reorder interval") => r.explanation.clone(),
+                Some(r) if matches!(stage, Stage::AtRisk | Stage::Lost) => {
+                    format!("{reason}; {}", r.explanation)
+                }
+                Some(r) if stage == Stage::Active => r.explanation.clone(),
+                _ => reason,
+            },
+            purchases: f.order_days,
+            spend_minor: f.total_spend_minor,
+            currency: f.currency.clone(),
+            rfm,
+            segment: rfm.map(Segment::of),
+            p_alive,
+            expected_purchases: predicted.map(|p| p.expected_purchases),
+            clv_minor,
+            inactive_by: inactive_by(&s.inactivity, f, reorder.as_ref()),
+            expected_next_order: reorder.as_ref().zip(f.last_order_at).map(|(r, last)| {
+                last.plus_seconds((r.usual_interval_days * 86_400.0).round() as i64)
+            }),
+            reorder: reorder.map(|r| r.explanation),
+            priority,
+            excluded,
+        }
+    }
+}
+
+/// Scores every profile from its features held in memory; `labels` are the profiles' labels,
+/// in the same order. A store's base is scored a page at a time by [`score_and_save`].
 pub fn score(
     labels: &[Label],
     features: &[Features],
     s: &Settings,
 ) -> Result<(Vec<Scored>, Models)> {
-    let buyers: Vec<Frequency> = features.iter().filter_map(frequency).collect();
-    // A shop whose histories the model cannot fit (too few repeat buyers, or histories too
-    // regular) is still scored: features, stages by rule, RFM, reorder rhythm and priority.
-    // Every fit ends: a budget of evaluations and the configured time limit.
-    let limits = winback_scoring::FitLimits {
-        time_limit: Some(std::time::Duration::from_secs(
-            s.scoring.fit_time_limit_seconds.max(1),
-        )),
-        ..winback_scoring::FitLimits::default()
-    };
-    let grouped = group(&buyers);
-    let (fitted, purchase_error) =
-        match winback_scoring::with_limits(limits, || s.scoring.model.fit(&grouped)) {
-            Ok(f) => (Some(f), None),
-            Err(e) => {
-                let why = format!(
-                    "{} could not be fitted on the shop's purchase histories: {e}",
-                    s.scoring.model.label()
-                );
-                tracing::warn!("{why}");
-                (None, Some(why))
-            }
-        };
-    let model = fitted.as_ref().map(|f| f.model());
-    let spend: Vec<SpendRecord> = features
-        .iter()
-        .filter_map(|f| {
-            f.mean_repeat_spend_minor.map(|m| SpendRecord {
-                x: f64::from(f.order_days - 1),
-                mean_value: m,
-            })
-        })
-        .filter(|s| s.mean_value > 0.0)
-        .collect();
-    let (gg, gg_error) = match GammaGamma::fit(&spend) {
-        Ok(f) => (Some(GammaGamma(f.params)), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    // Interval priors: every buyer informs the population's; named categories get their own.
-    let all: Vec<Gaps> = features.iter().filter(|f| f.orders > 0).map(gaps).collect();
-    let mut by_category: HashMap<&str, Vec<Gaps>> = HashMap::new();
-    for f in features.iter().filter(|f| f.orders > 0) {
-        if let Some(c) = &f.main_category {
-            by_category.entry(c).or_default().push(gaps(f));
+    let mut population = Population::default();
+    population.add(features);
+    let scorer = population.fit(s);
+    let scored = scorer.score(labels, features);
+    Ok((scored, scorer.models))
+}
+
+/// A scoring run in figures: how many people are in each stage, segment and inactivity
+/// definition, and the ones most worth winning back. Kept as the run goes, so a run over a
+/// million profiles never holds them all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Profiles scored.
+    pub profiles: usize,
+    /// Profiles per lifecycle stage, in [`Stage::ALL`] order.
+    pub stages: Vec<(Stage, usize)>,
+    /// Profiles per matched inactivity definition, by name.
+    pub inactive_by: std::collections::BTreeMap<String, usize>,
+    /// Buyers per RFM segment, in [`Segment::ALL`] order.
+    pub segments: Vec<(Segment, usize)>,
+    /// The profiles most worth winning back, by priority (ties in profile order).
+    pub top: Vec<Scored>,
+    #[serde(skip)]
+    keep: usize,
+}
+
+impl Summary {
+    /// An empty summary that keeps the `top` profiles most worth winning back.
+    pub fn new(top: usize) -> Self {
+        Self {
+            profiles: 0,
+            stages: Stage::ALL.iter().map(|s| (*s, 0)).collect(),
+            inactive_by: std::collections::BTreeMap::new(),
+            segments: Segment::ALL.iter().map(|s| (*s, 0)).collect(),
+            top: Vec::new(),
+            keep: top,
         }
     }
-    let population = IntervalPrior::fit(&all).ok().map(|f| f.params);
-    let priors: HashMap<&str, IntervalPrior> = by_category
-        .iter()
-        .filter_map(|(c, g)| IntervalPrior::fit(g).ok().map(|f| (*c, f.params)))
-        .collect();
-    let rfm_inputs: Vec<(usize, RfmInput)> = features
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            Some((
-                i,
-                RfmInput {
-                    recency_days: f.recency_days?,
-                    frequency: f64::from(f.order_days),
-                    monetary: f.total_spend_minor as f64,
-                },
-            ))
-        })
-        .collect();
-    let rfm = rfm_scores(&rfm_inputs.iter().map(|(_, r)| *r).collect::<Vec<_>>());
-    let rfm_of: HashMap<usize, RfmScore> = rfm_inputs
-        .iter()
-        .zip(&rfm)
-        .map(|((i, _), s)| (*i, *s))
-        .collect();
-    let horizon_weeks = s.scoring.horizon_days / 7.0;
-    // Once per distinct history, not once per customer.
-    let mut predictor = model
-        .as_ref()
-        .map(|m| Predictor::new(m, horizon_weeks, s.clv));
 
-    let scored = features
-        .iter()
-        .zip(labels)
-        .enumerate()
-        .map(|(i, (f, p))| {
-            let h = frequency(f);
-            let prior = f
-                .main_category
-                .as_deref()
-                .and_then(|c| priors.get(c))
-                .or(population.as_ref());
-            let reorder = match (prior, f.recency_days) {
-                (Some(prior), Some(recency)) => prior.reorder(gaps(f), recency.floor()),
-                _ => None,
-            };
-            let predicted = h.zip(predictor.as_mut()).map(|(h, p)| p.predict(h));
-            let p_alive = predicted.map(|p| p.p_alive);
-            let input = StageInput {
-                orders: f.order_days,
-                days_since_first_order: f.tenure_days.map(f64::floor),
-                overdue_factor: reorder.as_ref().map(|r| r.overdue_factor),
-                p_alive,
-                days_since_human_engagement: f.days_since(f.last_engagement_at),
-                receives_email: f.receives_email,
-            };
-            let (stage, reason) = s.stages.stage(&input);
-            // Without a spend model, each customer's own mean order value stands in.
-            let clv_minor = match (predicted.zip(h), &gg, f.mean_order_minor) {
-                (Some((p, h)), Some(gg), _) => Some(p.clv(
-                    gg.expected_value(h.x, f.mean_repeat_spend_minor.unwrap_or(0.0)),
-                    &s.clv,
-                )),
-                (Some((p, _)), None, Some(mean)) => Some(p.clv(mean as f64, &s.clv)),
-                _ => None,
-            };
-            let (priority, excluded) = match s.priority.score(
-                f,
-                PriorityInput {
-                    stage,
-                    p_alive,
-                    clv_minor,
-                },
-            ) {
-                Ok(p) => (Some(p), None),
-                Err(e) => (None, Some(e)),
-            };
-            let rfm = rfm_of.get(&i).copied();
-            Scored {
-                profile_id: winback_domain::ProfileId::new(f.profile_id),
-                external_id: p.external_id.clone(),
-                name: p.name.clone(),
-                stage,
-                // An interval-based stage is best told by the reorder rhythm itself; a
-                // P(alive)-based one keeps its reason and adds the rhythm.
-                reason: match &reorder {
-                    Some(r) if reason.contains("reorder interval") => r.explanation.clone(),
-                    Some(r) if matches!(stage, Stage::AtRisk | Stage::Lost) => {
-                        format!("{reason}; {}", r.explanation)
-                    }
-                    Some(r) if stage == Stage::Active => r.explanation.clone(),
-                    _ => reason,
-                },
-                purchases: f.order_days,
-                spend_minor: f.total_spend_minor,
-                currency: f.currency.clone(),
-                rfm,
-                segment: rfm.map(Segment::of),
-                p_alive,
-                expected_purchases: predicted.map(|p| p.expected_purchases),
-                clv_minor,
-                inactive_by: inactive_by(&s.inactivity, f, reorder.as_ref()),
-                expected_next_order: reorder.as_ref().zip(f.last_order_at).map(|(r, last)| {
-                    last.plus_seconds((r.usual_interval_days * 86_400.0).round() as i64)
-                }),
-                reorder: reorder.map(|r| r.explanation),
-                priority,
-                excluded,
-            }
-        })
-        .collect();
-    let mut interval_priors: Vec<(String, IntervalPrior)> =
-        priors.into_iter().map(|(c, p)| (c.to_owned(), p)).collect();
-    interval_priors.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(p) = population {
-        interval_priors.push(("*".into(), p));
+    /// Counts one scored profile.
+    pub fn add(&mut self, s: &Scored) {
+        self.profiles += 1;
+        if let Some(c) = self.stages.iter_mut().find(|(st, _)| *st == s.stage) {
+            c.1 += 1;
+        }
+        for (name, _) in &s.inactive_by {
+            *self.inactive_by.entry(name.clone()).or_default() += 1;
+        }
+        if let Some(c) = s
+            .segment
+            .and_then(|seg| self.segments.iter_mut().find(|(g, _)| *g == seg))
+        {
+            c.1 += 1;
+        }
+        let Some(priority) = s.priority.as_ref().map(|p| p.priority_minor) else {
+            return;
+        };
+        // After every kept profile of equal or higher priority: ties stay in profile order.
+        let at = self.top.partition_point(|t| {
+            t.priority
+                .as_ref()
+                .is_some_and(|p| p.priority_minor.total_cmp(&priority).is_ge())
+        });
+        if at < self.keep {
+            self.top.insert(at, s.clone());
+            self.top.truncate(self.keep);
+        }
     }
-    Ok((
-        scored,
-        Models {
-            purchase: fitted,
-            purchase_error,
-            gamma_gamma: gg.map(|g| g.0),
-            gamma_gamma_error: gg_error,
-            interval_priors,
-        },
-    ))
 }
 
 /// The rows the store keeps for a run.
@@ -472,7 +665,10 @@ pub async fn refresh_features(
             .context("saving features")?;
     }
     // Removes the rows of profiles merged away or erased, and exactly the marks read above.
-    save(store, as_of, &[], &dirty, false).await?;
+    store
+        .save_features(as_of, &[], &dirty, false)
+        .await
+        .context("saving features")?;
     Ok(Refresh {
         profiles,
         orders,
@@ -480,60 +676,112 @@ pub async fn refresh_features(
     })
 }
 
-async fn save(
-    store: &winback_store::SqlStore,
-    as_of: Timestamp,
-    features: &[Features],
-    cleared: &[i64],
-    replace_all: bool,
-) -> Result<()> {
-    store
-        .save_features(as_of, features, cleared, replace_all)
-        .await
-        .context("saving features")
+/// What a saved scoring run gives back.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The run in figures, with the profiles most worth winning back.
+    pub summary: Summary,
+    /// The fitted models.
+    pub models: Models,
+    /// What the store recorded.
+    pub stats: winback_store::RunStats,
 }
 
-/// Scores the store's profiles and saves the run, the features and the model fits.
+/// Scores the store's profiles and saves the run, the features and the model fits, a page of
+/// profiles at a time: features from the facts of [`FACT_CHUNK`] profiles at a time (written
+/// as they are computed, while the population's histories are gathered), the models fitted
+/// once, then every profile scored from its stored features and written a page at a time.
+/// Memory holds one page and the population's few dozen bytes per buyer, whatever the base's
+/// size. `each` sees every scored profile in profile order; the summary keeps the `top` most
+/// worth winning back.
 pub async fn score_and_save(
     store: &winback_store::SqlStore,
     as_of: Timestamp,
     settings: &Settings,
-) -> Result<(Vec<Scored>, Models, winback_store::RunStats)> {
+    top: usize,
+    each: impl FnMut(&Scored),
+) -> Result<Outcome> {
+    score_and_save_in_pages(store, as_of, settings, FACT_CHUNK, top, each).await
+}
+
+/// [`score_and_save`] with pages of `page` profiles (tests use small ones).
+pub async fn score_and_save_in_pages(
+    store: &winback_store::SqlStore,
+    as_of: Timestamp,
+    settings: &Settings,
+    page: usize,
+    top: usize,
+    mut each: impl FnMut(&Scored),
+) -> Result<Outcome> {
+    let page_size = page.max(1);
     let dirty = store.dirty_customers().await?;
-    // Facts a chunk at a time; only the features (and labels) of the whole base are kept.
-    let (mut features, mut labels_all) = (Vec::new(), Vec::new());
-    for scope in store.fact_chunks(false, FACT_CHUNK).await? {
+    let mut population = Population::default();
+    for scope in store.fact_chunks(false, page_size).await? {
         let facts = store.profile_facts(scope).await?;
         // Feature computation is CPU work: off the async workers, so a worker's engine passes
         // go on meanwhile.
-        let (f, l) =
-            tokio::task::spawn_blocking(move || (compute_features(&facts, as_of), labels(&facts)))
-                .await
-                .context("the scoring thread")?;
-        features.extend(f);
-        labels_all.extend(l);
+        let (features, pop) = tokio::task::spawn_blocking(move || {
+            let features = compute_features(&facts, as_of);
+            population.add(&features);
+            (features, population)
+        })
+        .await
+        .context("the scoring thread")?;
+        population = pop;
+        store
+            .upsert_features(as_of, &features)
+            .await
+            .context("saving features")?;
     }
+    // Drops the rows of profiles merged away or erased, and exactly the marks read above.
+    store
+        .prune_features(&dirty)
+        .await
+        .context("saving features")?;
     // The model fit is minutes of CPU for a large shop: on a blocking thread too.
     let s = settings.clone();
-    let (features, fitted, fit_seconds) = tokio::task::spawn_blocking(move || {
+    let (scorer, fit_seconds) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let fitted = score(&labels_all, &features, &s);
-        (features, fitted, started.elapsed().as_secs_f64())
+        let scorer = population.fit(&s);
+        (scorer, started.elapsed().as_secs_f64())
     })
     .await
     .context("the scoring thread")?;
-    save(store, as_of, &features, &dirty, true).await?;
-    let (scored, models) = fitted?;
-    let first = features.iter().filter_map(|f| f.first_order_at).min();
-    if let Some(purchase) = &models.purchase {
+    if let Some(purchase) = &scorer.models().purchase {
         store
-            .save_model_fit(&fit_row(purchase, as_of, first, fit_seconds))
+            .save_model_fit(&fit_row(purchase, as_of, scorer.first_order(), fit_seconds))
             .await?;
     }
-    let stats = store
-        .save_scores(as_of, &serde_json::to_value(&models)?, &rows(&scored))
+    let scorer = std::sync::Arc::new(scorer);
+    let mut run = store
+        .begin_score_run(as_of, &serde_json::to_value(scorer.models())?)
         .await?;
-    Ok((scored, models, stats))
+    let mut summary = Summary::new(top);
+    let mut after = None;
+    loop {
+        let page = store.features_page(after, page_size).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.features.profile_id);
+        let scorer = scorer.clone();
+        let scored = tokio::task::spawn_blocking(move || scorer.score_stored(&page))
+            .await
+            .context("the scoring thread")?;
+        for s in &scored {
+            summary.add(s);
+            each(s);
+        }
+        store
+            .write_scores(&mut run, &rows(&scored))
+            .await
+            .context("saving scores")?;
+    }
+    let stats = store.finish_score_run(run).await?;
+    let models = std::sync::Arc::unwrap_or_clone(scorer).models;
+    Ok(Outcome {
+        summary,
+        models,
+        stats,
+    })
 }
 
 #[cfg(test)]

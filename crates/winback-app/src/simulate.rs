@@ -313,7 +313,14 @@ pub async fn run(
         }
         if day % 30 == 29 {
             // Month end: the shop re-scores, so stages follow what customers did.
-            crate::scoring::score_and_save(store, clock.now(), &config.scoring_settings()).await?;
+            crate::scoring::score_and_save(
+                store,
+                clock.now(),
+                &config.scoring_settings(),
+                0,
+                |_| {},
+            )
+            .await?;
             progress(day / 30 + 1, &totals);
         }
     }

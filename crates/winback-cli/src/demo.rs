@@ -314,9 +314,15 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     );
     println!();
     println!("5. Who is slipping away, and who is worth winning back:");
-    let (scored, models, _) =
-        crate::score::score_and_save(&store, clock.now(), &config.scoring_settings()).await?;
-    crate::score::print(&scored, &models, 5);
+    // The simulated programme below gives every customer a behaviour from its score: all kept
+    // (the demo's shop is small).
+    let mut scored = Vec::new();
+    let outcome =
+        crate::score::score_and_save(&store, clock.now(), &config.scoring_settings(), 5, |s| {
+            scored.push(s.clone())
+        })
+        .await?;
+    crate::score::print(&outcome.summary, &outcome.models);
     println!();
 
     let t = Instant::now();

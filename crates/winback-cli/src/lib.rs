@@ -61,7 +61,8 @@ enum Command {
         /// How many win-back candidates to list.
         #[arg(long, default_value_t = 10)]
         top: usize,
-        /// Print every scored profile as JSON.
+        /// Print every scored profile as JSON, each as it is scored, then the run, the models
+        /// and the summary.
         #[arg(long)]
         json: bool,
     },
@@ -375,14 +376,59 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Score { top, json } => {
             let store = open_store(&config).await?;
-            let (scored, models, run) =
-                score::score_and_save(&store, clock.now(), &config.scoring_settings()).await?;
-            store.close().await;
-            if json {
-                let out = serde_json::json!({"run": run, "models": models, "profiles": scored});
-                println!("{}", serde_json::to_string_pretty(&out)?);
+            let outcome = if json {
+                // Every profile as it is scored: a million of them are never held at once.
+                use std::io::Write as _;
+                let mut out = std::io::BufWriter::new(std::io::stdout());
+                write!(out, "{{\"profiles\": [")?;
+                let mut first = true;
+                let mut failed = None;
+                let outcome = score::score_and_save(
+                    &store,
+                    clock.now(),
+                    &config.scoring_settings(),
+                    top,
+                    |s| {
+                        let sep = if std::mem::take(&mut first) {
+                            "\n"
+                        } else {
+                            ",\n"
+                        };
+                        let line = serde_json::to_string(s).map_err(anyhow::Error::from);
+                        if let Err(e) = line.and_then(|l| Ok(write!(out, "{sep}{l}")?)) {
+                            failed.get_or_insert(e);
+                        }
+                    },
+                )
+                .await?;
+                if let Some(e) = failed {
+                    return Err(e.context("writing the scored profiles"));
+                }
+                writeln!(
+                    out,
+                    "\n], \"run\": {}, \"models\": {}, \"summary\": {}}}",
+                    serde_json::to_string(&outcome.stats)?,
+                    serde_json::to_string(&outcome.models)?,
+                    serde_json::to_string(&outcome.summary)?
+                )?;
+                out.flush()?;
+                None
             } else {
-                score::print(&scored, &models, top);
+                Some(
+                    score::score_and_save(
+                        &store,
+                        clock.now(),
+                        &config.scoring_settings(),
+                        top,
+                        |_| {},
+                    )
+                    .await?,
+                )
+            };
+            store.close().await;
+            if let Some(outcome) = outcome {
+                let run = &outcome.stats;
+                score::print(&outcome.summary, &outcome.models);
                 println!(
                     "Saved as scoring run {}: {} of {} people changed stage since the previous run.",
                     run.run_id, run.stage_changes, run.profiles

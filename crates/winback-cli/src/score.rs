@@ -1,18 +1,14 @@
 //! `winback score`: the scoring use case is `winback_app::scoring`; this prints it.
 
-use std::collections::HashMap;
-
-use winback_scoring::{Segment, Stage};
-
 pub use winback_app::scoring::*;
 
 /// Prints the stage funnel, the models and the customers most worth winning back.
-pub fn print(scored: &[Scored], models: &Models, top: usize) {
+pub fn print(summary: &Summary, models: &Models) {
     use crate::report::{money, n};
-    let total = scored.len().max(1);
-    println!("Lifecycle stages of {} people:", n(scored.len() as u64));
-    for stage in Stage::ALL {
-        let c = scored.iter().filter(|s| s.stage == stage).count();
+    let total = summary.profiles.max(1);
+    println!("Lifecycle stages of {} people:", n(summary.profiles as u64));
+    for (stage, c) in &summary.stages {
+        let c = *c;
         let bar = "█".repeat((c * 40).div_ceil(total).min(40));
         println!(
             "  {:<20} {:>8} {:>5.1}%  {bar}",
@@ -21,13 +17,11 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
             100.0 * c as f64 / total as f64
         );
     }
-    let mut inactive: HashMap<&str, usize> = HashMap::new();
-    for s in scored {
-        for (name, _) in &s.inactive_by {
-            *inactive.entry(name).or_default() += 1;
-        }
-    }
-    let mut inactive: Vec<(&str, usize)> = inactive.into_iter().collect();
+    let mut inactive: Vec<(&str, usize)> = summary
+        .inactive_by
+        .iter()
+        .map(|(name, c)| (name.as_str(), *c))
+        .collect();
     inactive.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     if !inactive.is_empty() {
         println!("Inactive by definition:");
@@ -40,17 +34,11 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
             );
         }
     }
-    let mut segments: HashMap<Segment, usize> = HashMap::new();
-    for seg in scored.iter().filter_map(|s| s.segment) {
-        *segments.entry(seg).or_default() += 1;
-    }
-    let line: Vec<String> = Segment::ALL
+    let line: Vec<String> = summary
+        .segments
         .iter()
-        .filter_map(|s| {
-            segments
-                .get(s)
-                .map(|c| format!("{} {}", s.as_str().replace('_', " "), n(*c as u64)))
-        })
+        .filter(|(_, c)| *c > 0)
+        .map(|(s, c)| format!("{} {}", s.as_str().replace('_', " "), n(*c as u64)))
         .collect();
     println!("RFM segments: {}", line.join(", "));
     match (&models.purchase, &models.purchase_error) {
@@ -93,16 +81,11 @@ pub fn print(scored: &[Scored], models: &Models, top: usize) {
             println!("  usual reorder interval, {label}: {d:.0} days");
         }
     }
-    let mut ranked: Vec<&Scored> = scored.iter().filter(|s| s.priority.is_some()).collect();
-    ranked.sort_by(|a, b| {
-        let p = |s: &Scored| s.priority.as_ref().map_or(0.0, |p| p.priority_minor);
-        p(b).total_cmp(&p(a))
-    });
     println!(
         "The {} customers most worth winning back (expected incremental margin of an offer):",
-        top.min(ranked.len())
+        summary.top.len()
     );
-    for s in ranked.iter().take(top) {
+    for s in &summary.top {
         let cur = s.currency.as_deref().unwrap_or("EUR");
         let p = s.priority.as_ref().map_or(0.0, |p| p.priority_minor);
         println!(

@@ -84,7 +84,11 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Resu
         anyhow::ensure!(r.committed, "{} was refused", file.display());
     }
     import::resolve(&cfg, &store, now).await?;
-    let (scored, _, _) = crate::score::score_and_save(&store, now, &cfg.scoring_settings()).await?;
+    let mut scored = Vec::new();
+    crate::score::score_and_save(&store, now, &cfg.scoring_settings(), 0, |s| {
+        scored.push(s.clone());
+    })
+    .await?;
     if !args.json {
         println!(
             "Simulating {} campaign(s) for {} months over a shop of {} customers (seed {})…",

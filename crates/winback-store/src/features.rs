@@ -116,16 +116,11 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
         ),
         &[],
         |r| {
-            let name = [r.opt_str("first_name")?, r.opt_str("last_name")?]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" ");
             index.insert(r.i64("id")?, set.profiles.len());
             set.profiles.push(ProfileFacts {
                 profile_id: r.i64("id")?,
                 external_id: r.text("external_id")?,
-                name: (!name.is_empty()).then_some(name),
+                name: display_name(r.opt_str("first_name")?, r.opt_str("last_name")?),
                 ..ProfileFacts::default()
             });
             Ok(())
@@ -316,6 +311,18 @@ pub(crate) async fn save_features(
         .await?;
     }
     upsert_features(&mut tx, computed_at, features).await?;
+    clear_marks(&mut tx, cleared).await?;
+    tx.commit().await?;
+    // As after an import: fresh statistics, so plans that join features seek rather than scan.
+    if pool.backend() == crate::db::Backend::Postgres && features.len() >= 10_000 {
+        pool.execute("ANALYZE profile_features, feature_dirty", &[])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Clears exactly the given marks; one added meanwhile stays for the next refresh.
+async fn clear_marks(tx: &mut Tx, cleared: &[i64]) -> Result<(), StoreError> {
     for chunk in cleared.chunks(8000) {
         let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
         tx.execute(
@@ -326,12 +333,6 @@ pub(crate) async fn save_features(
             &args,
         )
         .await?;
-    }
-    tx.commit().await?;
-    // As after an import: fresh statistics, so plans that join features seek rather than scan.
-    if pool.backend() == crate::db::Backend::Postgres && features.len() >= 10_000 {
-        pool.execute("ANALYZE profile_features, feature_dirty", &[])
-            .await?;
     }
     Ok(())
 }
@@ -384,4 +385,78 @@ pub(crate) async fn features_of(
         Some(r) => Ok(Some((time(r.i64("computed_at")?)?, r.text("data")?))),
         None => Ok(None),
     }
+}
+
+/// Ends a scan of the whole base whose pages were written with [`upsert_features`]: removes
+/// the rows of profiles that no longer exist (merged away or erased) and clears the given
+/// marks, in one transaction.
+pub(crate) async fn prune_features(pool: &Pool, cleared: &[i64]) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    // NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join whatever the base's size.
+    tx.execute(
+        "DELETE FROM profile_features WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = profile_features.profile_id \
+         AND c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id)",
+        &[],
+    )
+    .await?;
+    clear_marks(&mut tx, cleared).await?;
+    tx.commit().await?;
+    if pool.backend() == crate::db::Backend::Postgres {
+        pool.execute("ANALYZE profile_features, feature_dirty", &[])
+            .await?;
+    }
+    Ok(())
+}
+
+/// A profile's stored features with who it is.
+#[derive(Debug, Clone)]
+pub struct StoredFeatures {
+    /// The features.
+    pub features: winback_domain::Features,
+    /// External id of the profile's own record.
+    pub external_id: String,
+    /// Its name, when known.
+    pub name: Option<String>,
+}
+
+/// "First Last", either alone, or `None`.
+pub(crate) fn display_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+    let name = [first, last]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+/// The stored features of existing profiles with ids above `after`, ascending, at most
+/// `limit`: a keyset page, so a scan of a million profiles holds one page at a time.
+pub(crate) async fn features_page(
+    pool: &Pool,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<StoredFeatures>, StoreError> {
+    pool.fetch(
+        "SELECT f.profile_id, f.data, c.external_id, c.first_name, c.last_name FROM profile_features f \
+         JOIN customers c ON c.id = f.profile_id \
+         WHERE f.profile_id > $1 AND c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id \
+         ORDER BY f.profile_id LIMIT $2",
+        &[
+            Val::from(after.unwrap_or(i64::MIN)),
+            Val::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let id = r.i64("profile_id")?;
+        let features = serde_json::from_str(&r.text("data")?)
+            .map_err(|e| StoreError::Data(format!("stored features of profile {id}: {e}")))?;
+        Ok(StoredFeatures {
+            features,
+            external_id: r.text("external_id")?,
+            name: display_name(r.opt_str("first_name")?, r.opt_str("last_name")?),
+        })
+    })
+    .collect()
 }

@@ -37,12 +37,14 @@ use winback_domain::{
 };
 use winback_identity::{Identifiers, Resolution};
 
-pub use features::FactScope;
+pub use features::{FactScope, StoredFeatures};
 pub use queries::{
     ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
     Summary, SuppressionView,
 };
-pub use scores::{ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoredProfile, StageChange};
+pub use scores::{
+    ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoreRun, ScoredProfile, StageChange,
+};
 pub use session::{ImportSession, WriteCounts};
 
 use db::{Backend, Pool, Val};
@@ -368,7 +370,9 @@ impl SqlStore {
         queries::customer_detail(&self.pool, key).await
     }
 
-    /// Saves a scoring run: every profile's score, the stage changes, and the stage shares.
+    /// Saves a scoring run given whole: every profile's score, the stage changes, and the stage
+    /// shares (a run of a large base is saved a page at a time with
+    /// [`SqlStore::begin_score_run`]).
     pub async fn save_scores(
         &self,
         at: Timestamp,
@@ -376,6 +380,31 @@ impl SqlStore {
         rows: &[ScoreRow],
     ) -> Result<RunStats, StoreError> {
         scores::save_run(&self.pool, at, models, rows).await
+    }
+
+    /// Starts a scoring run with the models it scores by.
+    pub async fn begin_score_run(
+        &self,
+        at: Timestamp,
+        models: &serde_json::Value,
+    ) -> Result<ScoreRun, StoreError> {
+        scores::begin_run(&self.pool, at, models).await
+    }
+
+    /// Writes one page of a run's scores (a range of profiles, each once) with their stage
+    /// changes, in one transaction.
+    pub async fn write_scores(
+        &self,
+        run: &mut ScoreRun,
+        rows: &[ScoreRow],
+    ) -> Result<(), StoreError> {
+        scores::write_run(&self.pool, run, rows).await
+    }
+
+    /// Finishes a run: drops the scores of profiles merged away or erased, and records its
+    /// size, segment moves and stage shares.
+    pub async fn finish_score_run(&self, run: ScoreRun) -> Result<RunStats, StoreError> {
+        scores::finish_run(&self.pool, run).await
     }
 
     /// A profile's latest score.
@@ -478,6 +507,21 @@ impl SqlStore {
         replace_all: bool,
     ) -> Result<(), StoreError> {
         features::save_features(&self.pool, computed_at, features, cleared, replace_all).await
+    }
+    /// Ends a scan of the whole base written page by page with
+    /// [`SqlStore::upsert_features`]: drops the rows of profiles merged away or erased and
+    /// clears the given marks, atomically.
+    pub async fn prune_features(&self, cleared: &[i64]) -> Result<(), StoreError> {
+        features::prune_features(&self.pool, cleared).await
+    }
+    /// The stored features of existing profiles with ids above `after`, ascending, at most
+    /// `limit`, with who each is: one keyset page of a scan of the whole base.
+    pub async fn features_page(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredFeatures>, StoreError> {
+        features::features_page(&self.pool, after, limit).await
     }
     /// A profile's stored features: when they were computed, and the JSON.
     pub async fn features_of(

@@ -1,6 +1,7 @@
 //! Scoring runs: each run replaces every profile's latest score, records the profiles whose
 //! stage changed (so "moved from active to at risk on date D" can be asked), and the share of the
-//! base in each stage (the "% inactive" KPI over time). One transaction per run.
+//! base in each stage (the "% inactive" KPI over time). A run is saved a page of profiles at a
+//! time, one transaction per page, and finished in one more: its stage shares mark it finished.
 
 use std::collections::HashMap;
 use winback_domain::ProfileId;
@@ -168,48 +169,98 @@ fn score_row(r: &crate::db::DbRow) -> Result<ScoreRow, StoreError> {
     })
 }
 
-pub(crate) async fn save_run(
+/// A scoring run being saved a page of profiles at a time ([`crate::SqlStore::begin_score_run`]).
+///
+/// Each page is its own transaction, so a million profiles never sit in memory at once and no
+/// write lock is held while the next page is scored. Until [`crate::SqlStore::finish_score_run`]
+/// a reader sees each profile's latest score, from this run or the one before; the run's
+/// segment moves and stage shares appear when it finishes, so the "latest run" readers see only
+/// finished runs.
+#[derive(Debug)]
+pub struct ScoreRun {
+    run_id: i64,
+    at: Timestamp,
+    profiles: u64,
+    stage_changes: u64,
+    moves: HashMap<(String, String), i64>,
+    shares: HashMap<String, i64>,
+}
+
+impl ScoreRun {
+    /// The run's id.
+    pub fn id(&self) -> i64 {
+        self.run_id
+    }
+}
+
+pub(crate) async fn begin_run(
     pool: &Pool,
     at: Timestamp,
     models: &serde_json::Value,
-    rows: &[ScoreRow],
-) -> Result<RunStats, StoreError> {
-    let mut tx = pool.begin().await?;
-    let run = tx
+) -> Result<ScoreRun, StoreError> {
+    // `profiles` is set when the run finishes.
+    let run_id = pool
         .fetch(
-            "INSERT INTO score_runs (scored_at, profiles, models) VALUES ($1, $2, $3) RETURNING id",
-            &[
-                Val::from(at.as_micros()),
-                Val::from(rows.len() as i64),
-                Val::from(models.to_string()),
-            ],
+            "INSERT INTO score_runs (scored_at, profiles, models) VALUES ($1, 0, $2) RETURNING id",
+            &[Val::from(at.as_micros()), Val::from(models.to_string())],
         )
         .await?[0]
         .i64(0)?;
-    let mut previous: HashMap<i64, String> = HashMap::new();
-    let mut previous_segment: HashMap<i64, String> = HashMap::new();
+    Ok(ScoreRun {
+        run_id,
+        at,
+        profiles: 0,
+        stage_changes: 0,
+        moves: HashMap::new(),
+        shares: HashMap::new(),
+    })
+}
+
+/// Writes one page of a run's scores over the stored ones, with the stage changes against
+/// what was stored, in one transaction.
+pub(crate) async fn write_run(
+    pool: &Pool,
+    run: &mut ScoreRun,
+    rows: &[ScoreRow],
+) -> Result<(), StoreError> {
+    const COLS: usize = 17;
+    let Some((lo, hi)) =
+        rows.iter()
+            .map(|r| r.profile_id.get())
+            .fold(None, |acc: Option<(i64, i64)>, id| {
+                Some(acc.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))))
+            })
+    else {
+        return Ok(());
+    };
+    let mut tx = pool.begin().await?;
+    // What each profile was before this page: a page is a range of profile ids.
+    let mut previous: HashMap<i64, (String, Option<String>)> = HashMap::new();
     for r in tx
-        .fetch("SELECT profile_id, stage, segment FROM profile_scores", &[])
+        .fetch(
+            "SELECT profile_id, stage, segment FROM profile_scores WHERE profile_id BETWEEN $1 AND $2",
+            &[Val::from(lo), Val::from(hi)],
+        )
         .await?
     {
-        previous.insert(r.i64("profile_id")?, r.text("stage")?);
-        if let Some(seg) = r.opt_text("segment")? {
-            previous_segment.insert(r.i64("profile_id")?, seg);
-        }
+        previous.insert(r.i64("profile_id")?, (r.text("stage")?, r.opt_text("segment")?));
     }
-    tx.execute("DELETE FROM profile_scores", &[]).await?;
-    const COLS: usize = 17;
     for chunk in rows.chunks(16_000 / COLS) {
         let sql = format!(
             "INSERT INTO profile_scores (profile_id, run_id, stage, reason, segment, p_alive, expected_90d, clv_minor, reorder, purchases, spend_minor, currency, \
-             rfm, attrition, priority_minor, inactive_by, details) VALUES {}",
+             rfm, attrition, priority_minor, inactive_by, details) VALUES {} \
+             ON CONFLICT (profile_id) DO UPDATE SET run_id = excluded.run_id, stage = excluded.stage, reason = excluded.reason, \
+             segment = excluded.segment, p_alive = excluded.p_alive, expected_90d = excluded.expected_90d, clv_minor = excluded.clv_minor, \
+             reorder = excluded.reorder, purchases = excluded.purchases, spend_minor = excluded.spend_minor, currency = excluded.currency, \
+             rfm = excluded.rfm, attrition = excluded.attrition, priority_minor = excluded.priority_minor, inactive_by = excluded.inactive_by, \
+             details = excluded.details",
             values_list(chunk.len(), COLS)
         );
         let mut args = Vec::with_capacity(chunk.len() * COLS);
         for s in chunk {
             args.extend([
                 Val::from(s.profile_id),
-                Val::from(run),
+                Val::from(run.run_id),
                 Val::from(s.stage.as_str()),
                 Val::from(s.reason.as_str()),
                 Val::from(s.segment.clone()),
@@ -229,36 +280,13 @@ pub(crate) async fn save_run(
         }
         tx.execute(&sql, &args).await?;
     }
-    // RFM migration: moves between this run's segments and the previous run's.
-    let mut moves: HashMap<(&str, &str), i64> = HashMap::new();
-    for s in rows {
-        if let (Some(before), Some(now)) = (previous_segment.get(&s.profile_id.get()), &s.segment) {
-            *moves.entry((before.as_str(), now.as_str())).or_default() += 1;
-        }
-    }
-    let moves: Vec<((&str, &str), i64)> = moves.into_iter().collect();
-    for chunk in moves.chunks(1000) {
-        let sql = format!(
-            "INSERT INTO segment_migration (run_id, from_segment, to_segment, profiles) VALUES {}",
-            values_list(chunk.len(), 4)
-        );
-        let args: Vec<Val> = chunk
-            .iter()
-            .flat_map(|((from, to), n)| {
-                [
-                    Val::from(run),
-                    Val::from(*from),
-                    Val::from(*to),
-                    Val::from(*n),
-                ]
-            })
-            .collect();
-        tx.execute(&sql, &args).await?;
-    }
-    let changes: Vec<(&ScoreRow, Option<&String>)> = rows
+    let changes: Vec<(&ScoreRow, Option<&str>)> = rows
         .iter()
-        .map(|s| (s, previous.get(&s.profile_id.get())))
-        .filter(|(s, before)| before.is_none_or(|b| *b != s.stage))
+        .map(|s| {
+            let before = previous.get(&s.profile_id.get());
+            (s, before.map(|(stage, _)| stage.as_str()))
+        })
+        .filter(|(s, before)| before.is_none_or(|b| b != s.stage))
         .collect();
     for chunk in changes.chunks(3000) {
         let sql = format!(
@@ -270,20 +298,66 @@ pub(crate) async fn save_run(
             .flat_map(|(s, before)| {
                 [
                     Val::from(s.profile_id),
-                    Val::from(run),
-                    Val::from(at.as_micros()),
-                    Val::from(before.map(|b| b.as_str())),
+                    Val::from(run.run_id),
+                    Val::from(run.at.as_micros()),
+                    Val::from(*before),
                     Val::from(s.stage.as_str()),
                 ]
             })
             .collect();
         tx.execute(&sql, &args).await?;
     }
-    let mut shares: HashMap<&str, i64> = HashMap::new();
+    tx.commit().await?;
+    // Counted once the page is stored: a failed page counts nothing.
+    run.profiles += rows.len() as u64;
+    run.stage_changes += changes.len() as u64;
     for s in rows {
-        *shares.entry(s.stage.as_str()).or_default() += 1;
+        *run.shares.entry(s.stage.clone()).or_default() += 1;
+        // RFM migration: moves between this run's segments and the previous run's.
+        if let (Some((_, Some(before))), Some(now)) =
+            (previous.get(&s.profile_id.get()), &s.segment)
+        {
+            *run.moves.entry((before.clone(), now.clone())).or_default() += 1;
+        }
     }
-    let shares: Vec<(&str, i64)> = shares.into_iter().collect();
+    Ok(())
+}
+
+/// Ends a run: removes the scores of profiles that no longer exist (merged away or erased),
+/// and records the run's size, segment moves and stage shares.
+pub(crate) async fn finish_run(pool: &Pool, run: ScoreRun) -> Result<RunStats, StoreError> {
+    let mut tx = pool.begin().await?;
+    tx.execute(
+        "DELETE FROM profile_scores WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = profile_scores.profile_id \
+         AND c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id)",
+        &[],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE score_runs SET profiles = $1 WHERE id = $2",
+        &[Val::from(run.profiles as i64), Val::from(run.run_id)],
+    )
+    .await?;
+    let moves: Vec<(&(String, String), &i64)> = run.moves.iter().collect();
+    for chunk in moves.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO segment_migration (run_id, from_segment, to_segment, profiles) VALUES {}",
+            values_list(chunk.len(), 4)
+        );
+        let args: Vec<Val> = chunk
+            .iter()
+            .flat_map(|((from, to), n)| {
+                [
+                    Val::from(run.run_id),
+                    Val::from(from.as_str()),
+                    Val::from(to.as_str()),
+                    Val::from(**n),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &args).await?;
+    }
+    let shares: Vec<(&String, &i64)> = run.shares.iter().collect();
     if !shares.is_empty() {
         let sql = format!(
             "INSERT INTO stage_shares (run_id, stage, profiles) VALUES {}",
@@ -291,16 +365,39 @@ pub(crate) async fn save_run(
         );
         let args: Vec<Val> = shares
             .iter()
-            .flat_map(|(st, c)| [Val::from(run), Val::from(*st), Val::from(*c)])
+            .flat_map(|(st, c)| {
+                [
+                    Val::from(run.run_id),
+                    Val::from(st.as_str()),
+                    Val::from(**c),
+                ]
+            })
             .collect();
         tx.execute(&sql, &args).await?;
     }
     tx.commit().await?;
     Ok(RunStats {
-        run_id: run,
-        profiles: rows.len() as u64,
-        stage_changes: changes.len() as u64,
+        run_id: run.run_id,
+        profiles: run.profiles,
+        stage_changes: run.stage_changes,
     })
+}
+
+/// Saves a whole run given at once: [`begin_run`], its rows in pages, [`finish_run`].
+pub(crate) async fn save_run(
+    pool: &Pool,
+    at: Timestamp,
+    models: &serde_json::Value,
+    rows: &[ScoreRow],
+) -> Result<RunStats, StoreError> {
+    let mut sorted: Vec<&ScoreRow> = rows.iter().collect();
+    sorted.sort_by_key(|r| r.profile_id.get());
+    let mut run = begin_run(pool, at, models).await?;
+    for page in sorted.chunks(20_000) {
+        let page: Vec<ScoreRow> = page.iter().map(|r| (*r).clone()).collect();
+        write_run(pool, &mut run, &page).await?;
+    }
+    finish_run(pool, run).await
 }
 
 pub(crate) async fn stage_history(
@@ -406,12 +503,12 @@ pub(crate) async fn list_scored(
         .collect()
 }
 
-/// RFM segment moves of the latest run: (from, to, profiles).
+/// RFM segment moves of the latest finished run: (from, to, profiles).
 pub(crate) async fn segment_migration(
     pool: &Pool,
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
     pool.fetch(
-        "SELECT from_segment, to_segment, profiles FROM segment_migration WHERE run_id = (SELECT MAX(id) FROM score_runs) ORDER BY from_segment, to_segment",
+        "SELECT from_segment, to_segment, profiles FROM segment_migration WHERE run_id = (SELECT MAX(run_id) FROM stage_shares) ORDER BY from_segment, to_segment",
         &[],
     )
     .await?

@@ -3,41 +3,16 @@
 //! the next pass, and an order that arrives through an ingest refreshes their features and ends
 //! their journey.
 
-use std::io::Cursor;
-use std::sync::Arc;
 
 use winback_app::schedule::{ScheduleConfig, last_due};
 use winback_app::scoring::Settings;
 use winback_domain::{Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
 use winback_engine::{Engine, EngineSettings, JourneyStore};
-use winback_import::{ImportOptions, SourceKind, from_reader};
+use winback_import::SourceKind;
 use winback_store::SqlStore;
-use winback_store::ingest::{IngestOptions, Mode, ingest};
 
-fn ts(s: &str) -> Timestamp {
-    Timestamp::new(s.parse().unwrap())
-}
-
-async fn import(store: &SqlStore, kind: SourceKind, text: &str, now: Timestamp) {
-    let rows = from_reader(
-        kind,
-        Arc::from("test.csv"),
-        Cursor::new(text.as_bytes().to_vec()),
-        &ImportOptions::new(now),
-        None,
-    )
-    .unwrap();
-    let options = IngestOptions {
-        file: Arc::from("test.csv"),
-        mode: Mode::Strict,
-        max_errors: 20,
-        batch_rows: 100,
-        now,
-    };
-    let r = ingest(store, rows, &options, |_| {}, |_| {}).await.unwrap();
-    assert_eq!(r.rows_rejected, 0, "{:?}", r.errors);
-}
+use super::{import, ts};
 
 async fn stage(store: &SqlStore, external: &str) -> String {
     store
