@@ -158,11 +158,15 @@ impl<'m, M: PurchaseModel> Predictor<'m, M> {
                     ),
                 }
             }
-            None => Prediction {
-                p_alive: model.p_alive(h),
-                expected_purchases: model.expected_purchases(h, self.horizon),
-                discounted_purchases: discounted_purchases(model, h, &self.settings),
-            },
+            None => {
+                let (p_alive, expected_purchases, curve) =
+                    model.prediction(h, self.horizon, &self.month_ends);
+                Prediction {
+                    p_alive,
+                    expected_purchases,
+                    discounted_purchases: discounted(curve, &self.settings),
+                }
+            }
         };
         self.memo.insert(key, p);
         p

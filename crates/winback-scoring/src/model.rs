@@ -28,6 +28,16 @@ pub trait PurchaseModel {
     fn expected_denominator(&self, _h: Frequency) -> f64 {
         1.0
     }
+    /// P(alive), expected purchases within `horizon`, and expected purchases by each of
+    /// `horizons`, for one history. Models whose three share costly work (Pareto/NBD's
+    /// likelihood) do it once; the results equal the three methods', to the bit.
+    fn prediction(&self, h: Frequency, horizon: f64, horizons: &[f64]) -> (f64, f64, Vec<f64>) {
+        (
+            self.p_alive(h),
+            self.expected_purchases(h, horizon),
+            self.expected_purchases_curve(h, horizons),
+        )
+    }
 }
 
 impl PurchaseModel for BgNbd {
@@ -69,6 +79,9 @@ impl PurchaseModel for ParetoNbd {
     }
     fn expected_purchases_curve(&self, h: Frequency, horizons: &[f64]) -> Vec<f64> {
         ParetoNbd::expected_purchases_curve(self, h, horizons)
+    }
+    fn prediction(&self, h: Frequency, horizon: f64, horizons: &[f64]) -> (f64, f64, Vec<f64>) {
+        ParetoNbd::prediction(self, h, horizon, horizons)
     }
 }
 
@@ -222,6 +235,16 @@ impl PurchaseModel for AnyModel {
                 .iter()
                 .map(|t| self.expected_purchases(h, *t))
                 .collect(),
+        }
+    }
+    fn prediction(&self, h: Frequency, horizon: f64, horizons: &[f64]) -> (f64, f64, Vec<f64>) {
+        match self {
+            AnyModel::ParetoNbd(m) => m.prediction(h, horizon, horizons),
+            _ => (
+                self.p_alive(h),
+                self.expected_purchases(h, horizon),
+                self.expected_purchases_curve(h, horizons),
+            ),
         }
     }
     fn expected_numerator(&self, x: f64, t: f64, horizon: f64) -> Option<f64> {

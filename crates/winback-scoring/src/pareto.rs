@@ -92,13 +92,8 @@ fn a0_of((l1, g1): LogGrad, (l2, g2): LogGrad) -> LogGrad {
     (value, g)
 }
 
-/// A group's log-likelihood without the terms of x alone, and its gradient: the log-sum of the
-/// "still alive at T" term B and the "died in (t_x, T)" term C.
-fn group_ll(p: &[f64; 4], x: f64, t_x: f64, t: f64) -> LogGrad {
-    group_ll_with(p, x, t, ln_a0(p, x, t_x, t))
-}
-
-/// [`group_ll`] with ln A₀ already computed.
+/// A group's log-likelihood without the terms of x alone, and its gradient, from its ln A₀:
+/// the log-sum of the "still alive at T" term B and the "died in (t_x, T)" term C.
 fn group_ll_with(p: &[f64; 4], x: f64, t: f64, (la0, da0): LogGrad) -> LogGrad {
     let [r, alpha, s, beta] = *p;
     let b = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
@@ -282,14 +277,30 @@ impl ParetoNbd {
 
     /// The probability that a customer with this history is still alive at the end of it.
     pub fn p_alive(&self, h: Frequency) -> f64 {
-        let p = self.array();
+        self.p_alive_with(h, ln_a0(&self.array(), h.x, h.t_x, h.t).0)
+    }
+
+    /// [`ParetoNbd::p_alive`] with ln A₀ already computed.
+    fn p_alive_with(&self, h: Frequency, la0: f64) -> f64 {
         let ParetoNbdParams { r, alpha, s, beta } = self.0;
-        let (la0, _) = ln_a0(&p, h.x, h.t_x, h.t);
         let exponent = s.ln() - (r + s + h.x).ln()
             + (r + h.x) * (alpha + h.t).ln()
             + s * (beta + h.t).ln()
             + la0;
         1.0 / (1.0 + exponent.exp())
+    }
+
+    /// P(alive), expected purchases within `horizon` and by each of `horizons`, from one
+    /// evaluation of the history's ₂F₁ terms (the three methods would each evaluate them):
+    /// the same figures to the bit, a third of the work.
+    pub fn prediction(&self, h: Frequency, horizon: f64, horizons: &[f64]) -> (f64, f64, Vec<f64>) {
+        let a0 = ln_a0(&self.array(), h.x, h.t_x, h.t);
+        let at = self.curve_with(h, a0);
+        (
+            self.p_alive_with(h, a0.0),
+            at(horizon),
+            horizons.iter().map(|&t| at(t)).collect(),
+        )
     }
 
     /// Expected purchases in the next `horizon` time units for a customer with this history.
@@ -299,17 +310,20 @@ impl ParetoNbd {
 
     /// Expected purchases by each horizon: the customer's likelihood is computed once.
     pub fn expected_purchases_curve(&self, h: Frequency, horizons: &[f64]) -> Vec<f64> {
+        let at = self.curve_with(h, ln_a0(&self.array(), h.x, h.t_x, h.t));
+        horizons.iter().map(|&t| at(t)).collect()
+    }
+
+    /// Expected purchases by a horizon, for a history whose ln A₀ is known.
+    fn curve_with(&self, h: Frequency, a0: LogGrad) -> impl Fn(f64) -> f64 {
         let ParetoNbdParams { r, alpha, s, beta } = self.0;
-        let Frequency { x, t_x, t } = h;
+        let Frequency { x, t, .. } = h;
         // first − likelihood: the x-only terms cancel.
         let first = -(r + x) * (alpha + t).ln()
             - s * (beta + t).ln()
-            - group_ll(&self.array(), x, t_x, t).0;
+            - group_ll_with(&self.array(), x, t, a0).0;
         let second = (r + x).ln() + (beta + t).ln() - (alpha + t).ln();
-        horizons
-            .iter()
-            .map(|&horizon| (first + second + ln_survival_integral(s, beta + t, horizon)).exp())
-            .collect()
+        move |horizon| (first + second + ln_survival_integral(s, beta + t, horizon)).exp()
     }
 
     /// Expected purchases of a newly acquired customer within `horizon`.
