@@ -43,9 +43,10 @@ pub struct CycleArgs {
     /// Folder for the shop's files, the database and the logs.
     #[arg(long, default_value = "target/bench/cycle")]
     pub dir: PathBuf,
-    /// The campaign files to apply and start.
-    #[arg(long, default_value = "examples/campaigns")]
-    pub campaigns: PathBuf,
+    /// A folder of campaign files to apply and start (default: the example programme built
+    /// into the binary, written to DIR/campaigns).
+    #[arg(long)]
+    pub campaigns: Option<PathBuf>,
     /// Random seed of the shop.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -341,6 +342,28 @@ pub async fn run(args: CycleArgs) -> Result<()> {
     let shop = dir.join(format!("shop-{}", args.customers));
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
+    // Found before an hour of imports, not after: a path relative to another folder than the
+    // one the run started in once failed there.
+    let campaigns = match &args.campaigns {
+        Some(given) => {
+            let given = std::path::absolute(given)?;
+            anyhow::ensure!(
+                given.is_dir(),
+                "--campaigns {}: no such folder",
+                given.display()
+            );
+            given
+        }
+        None => {
+            let built_in = dir.join("campaigns");
+            std::fs::create_dir_all(&built_in)?;
+            for (name, text) in crate::examples::EXAMPLES {
+                std::fs::write(built_in.join(name), text)
+                    .with_context(|| format!("writing {}", built_in.join(name).display()))?;
+            }
+            built_in
+        }
+    };
     let exe = std::env::current_exe().context("finding the winback binary")?;
     let (database, pg) = if args.target == "sqlite" {
         let path = dir.join(format!("cycle-{}.db", args.customers));
@@ -375,7 +398,7 @@ pub async fn run(args: CycleArgs) -> Result<()> {
         clocks: Clocks { day0 },
         steps: Vec::new(),
     };
-    let result = cycle(&mut r, &args, &shop).await;
+    let result = cycle(&mut r, &args, &shop, &campaigns).await;
     if let (Some(name), false) = (&pg, args.keep) {
         drop_postgres(&args.target, name).await;
     }
@@ -399,7 +422,7 @@ pub async fn run(args: CycleArgs) -> Result<()> {
     Ok(())
 }
 
-async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
+async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path, campaigns: &Path) -> Result<()> {
     let n = args.customers.to_string();
     let seed = args.seed.to_string();
     let shop_s = shop.display().to_string();
@@ -442,7 +465,7 @@ async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path) -> Result<()> {
     r.step("score (fit, stages, priorities)", 0, &["score"], |_| {
         String::new()
     })?;
-    let campaigns = args.campaigns.display().to_string();
+    let campaigns = campaigns.display().to_string();
     r.step(
         "apply the example campaigns",
         0,

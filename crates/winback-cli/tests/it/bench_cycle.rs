@@ -1,7 +1,7 @@
 //! `winback bench cycle` on a tiny shop: every step runs as its own process, reports its peak
 //! memory, and the table has a row per step, so the benchmark cannot rot between measurements.
 
-use super::{Env, repo_file, text};
+use super::{Env, text};
 
 #[test]
 fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
@@ -17,8 +17,6 @@ fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
             "300",
             "--dir",
             dir.to_str().unwrap(),
-            "--campaigns",
-            repo_file("examples/campaigns").to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -60,4 +58,32 @@ fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
         .find(|l| l.starts_with("| first worker pass"))
         .unwrap();
     assert!(first.contains("enrolled"), "{first}");
+}
+
+#[test]
+fn a_missing_campaigns_folder_stops_the_cycle_before_it_starts() {
+    let env = Env::new();
+    let dir = env.path("cycle");
+    let out = env
+        .cmd()
+        .env_remove("WINBACK_DATABASE_URL")
+        .args([
+            "bench",
+            "cycle",
+            "--customers",
+            "300",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--campaigns",
+            "no/such/campaigns",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("no/such/campaigns: no such folder"), "{t}");
+    assert!(
+        !t.contains("synthesise the shop"),
+        "nothing ran before the check: {t}"
+    );
 }
