@@ -3,7 +3,6 @@
 //! the next pass, and an order that arrives through an ingest refreshes their features and ends
 //! their journey.
 
-
 use winback_app::schedule::{ScheduleConfig, last_due};
 use winback_app::scoring::Settings;
 use winback_domain::{Clock, ManualClock, Timestamp};
