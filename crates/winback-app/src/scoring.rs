@@ -375,7 +375,7 @@ impl Scorer {
         features
             .iter()
             .zip(labels)
-            .map(|(f, l)| self.score_one(&mut fallback, l, f))
+            .map(|(f, l)| self.score_one(&mut fallback, &l.external_id, l.name.as_deref(), f))
             .collect()
     }
 
@@ -390,11 +390,12 @@ impl Scorer {
         });
         page.iter()
             .map(|p| {
-                let label = Label {
-                    external_id: p.external_id.clone(),
-                    name: p.name.clone(),
-                };
-                self.score_one(&mut fallback, &label, &p.features)
+                self.score_one(
+                    &mut fallback,
+                    &p.external_id,
+                    p.name.as_deref(),
+                    &p.features,
+                )
             })
             .collect()
     }
@@ -402,7 +403,8 @@ impl Scorer {
     fn score_one(
         &self,
         fallback: &mut Option<Predictor<'_, winback_scoring::AnyModel>>,
-        p: &Label,
+        external_id: &str,
+        name: Option<&str>,
         f: &Features,
     ) -> Scored {
         let s = &self.settings;
@@ -457,8 +459,8 @@ impl Scorer {
             .map(|i| self.rfm[i].1);
         Scored {
             profile_id: winback_domain::ProfileId::new(f.profile_id),
-            external_id: p.external_id.clone(),
-            name: p.name.clone(),
+            external_id: external_id.to_owned(),
+            name: name.map(str::to_owned),
             stage,
             // An interval-based stage is best told by the reorder rhythm itself; a
             // P(alive)-based one keeps its reason and adds the rhythm.

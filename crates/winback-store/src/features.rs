@@ -387,6 +387,11 @@ pub(crate) async fn features_of(
     }
 }
 
+/// The condition that customer record `c` is a current profile: not erased, not merged into
+/// another. Every whole-base scan and prune says it the same way.
+pub(crate) const CURRENT_PROFILE: &str =
+    "c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id";
+
 /// Ends a scan of the whole base whose pages were written with [`upsert_features`]: removes
 /// the rows of profiles that no longer exist (merged away or erased) and clears the given
 /// marks, in one transaction.
@@ -394,8 +399,10 @@ pub(crate) async fn prune_features(pool: &Pool, cleared: &[i64]) -> Result<(), S
     let mut tx = pool.begin().await?;
     // NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join whatever the base's size.
     tx.execute(
-        "DELETE FROM profile_features WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = profile_features.profile_id \
-         AND c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id)",
+        &format!(
+            "DELETE FROM profile_features WHERE NOT EXISTS \
+             (SELECT 1 FROM customers c WHERE c.id = profile_features.profile_id AND {CURRENT_PROFILE})"
+        ),
         &[],
     )
     .await?;
@@ -437,10 +444,11 @@ pub(crate) async fn features_page(
     limit: usize,
 ) -> Result<Vec<StoredFeatures>, StoreError> {
     pool.fetch(
-        "SELECT f.profile_id, f.data, c.external_id, c.first_name, c.last_name FROM profile_features f \
-         JOIN customers c ON c.id = f.profile_id \
-         WHERE f.profile_id > $1 AND c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id \
-         ORDER BY f.profile_id LIMIT $2",
+        &format!(
+            "SELECT f.profile_id, f.data, c.external_id, c.first_name, c.last_name FROM profile_features f \
+             JOIN customers c ON c.id = f.profile_id \
+             WHERE f.profile_id > $1 AND {CURRENT_PROFILE} ORDER BY f.profile_id LIMIT $2"
+        ),
         &[
             Val::from(after.unwrap_or(i64::MIN)),
             Val::from(i64::try_from(limit).unwrap_or(i64::MAX)),

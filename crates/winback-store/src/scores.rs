@@ -328,8 +328,11 @@ pub(crate) async fn write_run(
 pub(crate) async fn finish_run(pool: &Pool, run: ScoreRun) -> Result<RunStats, StoreError> {
     let mut tx = pool.begin().await?;
     tx.execute(
-        "DELETE FROM profile_scores WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = profile_scores.profile_id \
-         AND c.erased_at IS NULL AND COALESCE(c.profile_id, c.id) = c.id)",
+        &format!(
+            "DELETE FROM profile_scores WHERE NOT EXISTS \
+             (SELECT 1 FROM customers c WHERE c.id = profile_scores.profile_id AND {})",
+            crate::features::CURRENT_PROFILE
+        ),
         &[],
     )
     .await?;
