@@ -678,6 +678,29 @@ pub async fn refresh_features(
     })
 }
 
+/// Seconds per part of a scoring run.
+#[derive(Debug, Default)]
+struct ScorePhases {
+    plan: f64,
+    read_facts: f64,
+    features: f64,
+    write_features: f64,
+    prune: f64,
+    fit: f64,
+    read_features: f64,
+    score: f64,
+    write_scores: f64,
+    finish: f64,
+}
+
+impl ScorePhases {
+    /// Adds the time since `clock` to the slot `pick` names, and restarts the clock.
+    fn lap(&mut self, clock: &mut Instant, pick: impl FnOnce(&mut Self) -> &mut f64) {
+        *pick(self) += clock.elapsed().as_secs_f64();
+        *clock = Instant::now();
+    }
+}
+
 /// What a saved scoring run gives back.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -716,10 +739,16 @@ pub async fn score_and_save_in_pages(
     mut each: impl FnMut(&Scored),
 ) -> Result<Outcome> {
     let page_size = page.max(1);
+    // Where a run's time goes, logged at the end (`WINBACK_LOG=winback::score=info`).
+    let mut phases = ScorePhases::default();
+    let mut clock = Instant::now();
     let dirty = store.dirty_customers().await?;
     let mut population = Population::default();
-    for scope in store.fact_chunks(false, page_size).await? {
+    let scopes = store.fact_chunks(false, page_size).await?;
+    phases.lap(&mut clock, |p| &mut p.plan);
+    for scope in scopes {
         let facts = store.profile_facts(scope).await?;
+        phases.lap(&mut clock, |p| &mut p.read_facts);
         // Feature computation is CPU work: off the async workers, so a worker's engine passes
         // go on meanwhile.
         let (features, pop) = tokio::task::spawn_blocking(move || {
@@ -730,16 +759,19 @@ pub async fn score_and_save_in_pages(
         .await
         .context("the scoring thread")?;
         population = pop;
+        phases.lap(&mut clock, |p| &mut p.features);
         store
             .upsert_features(as_of, &features)
             .await
             .context("saving features")?;
+        phases.lap(&mut clock, |p| &mut p.write_features);
     }
     // Drops the rows of profiles merged away or erased, and exactly the marks read above.
     store
         .prune_features(&dirty)
         .await
         .context("saving features")?;
+    phases.lap(&mut clock, |p| &mut p.prune);
     // The model fit is minutes of CPU for a large shop: on a blocking thread too.
     let s = settings.clone();
     let (scorer, fit_seconds) = tokio::task::spawn_blocking(move || {
@@ -760,8 +792,10 @@ pub async fn score_and_save_in_pages(
         .await?;
     let mut summary = Summary::new(top);
     let mut after = None;
+    phases.lap(&mut clock, |p| &mut p.fit);
     loop {
         let page = store.features_page(after, page_size).await?;
+        phases.lap(&mut clock, |p| &mut p.read_features);
         let Some(last) = page.last() else { break };
         after = Some(last.features.profile_id);
         let scorer = scorer.clone();
@@ -772,12 +806,29 @@ pub async fn score_and_save_in_pages(
             summary.add(s);
             each(s);
         }
+        phases.lap(&mut clock, |p| &mut p.score);
         store
             .write_scores(&mut run, &rows(&scored))
             .await
             .context("saving scores")?;
+        phases.lap(&mut clock, |p| &mut p.write_scores);
     }
     let stats = store.finish_score_run(run).await?;
+    phases.lap(&mut clock, |p| &mut p.finish);
+    tracing::info!(
+        target: "winback::score",
+        plan_s = phases.plan,
+        read_facts_s = phases.read_facts,
+        features_s = phases.features,
+        write_features_s = phases.write_features,
+        prune_s = phases.prune,
+        fit_s = phases.fit,
+        read_features_s = phases.read_features,
+        score_s = phases.score,
+        write_scores_s = phases.write_scores,
+        finish_s = phases.finish,
+        "scoring run saved"
+    );
     let models = std::sync::Arc::unwrap_or_clone(scorer).models;
     Ok(Outcome {
         summary,

@@ -59,7 +59,14 @@ pub struct CycleArgs {
     /// Where to write the Markdown table (default: DIR/cycle-TARGET-N.md).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The Python that runs the database's own ceiling for the events import (its standard
+    /// `sqlite3` module; `psql` for PostgreSQL). When it cannot run, the step says so.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }
+
+/// The ceiling measurement: the same events by the database's plainest fast path.
+const CEILING_SCRIPT: &str = include_str!("../../../bench/ingest_ceiling.py");
 
 /// One measured step.
 #[derive(Debug, Clone)]
@@ -113,7 +120,11 @@ impl Runner {
             .env("WINBACK_TOKENS__KEYS__K1", &self.secrets[0])
             .env("WINBACK_ENGINE__SECRET", &self.secrets[1])
             .env("WINBACK_EMAIL__OUTBOX_DIR", &self.outbox)
-            .env("RUST_LOG", "warn")
+            // Imports and scoring log where their time went; the notes show it.
+            .env(
+                "WINBACK_LOG",
+                "warn,winback::import=info,winback::score=info",
+            )
             .stdin(Stdio::null());
         c
     }
@@ -210,12 +221,100 @@ impl Runner {
 }
 
 impl Runner {
-    /// An import step, noted with its rows per second.
-    fn import(&mut self, name: &str, day: i64, args: &[&str]) -> Result<()> {
+    /// An import step, noted with its rows per second, the features refresh's share and where
+    /// the import session's time went. Returns (rows, seconds without the refresh).
+    fn import(&mut self, name: &str, day: i64, args: &[&str]) -> Result<(u64, f64)> {
         let mut full = vec!["import"];
         full.extend_from_slice(args);
         full.extend(["--json", "--quiet"]);
-        self.step(name, day, &full, |f| rate(rows_ok(&f.stdout), f))?;
+        let err_log = self.logs.join(format!("{}.err", slug(name)));
+        let mut out = (0, 0.0);
+        self.step(name, day, &full, |f| {
+            let rows = rows_ok(&f.stdout);
+            let refresh = features_seconds(&f.stdout);
+            out = (rows, f.seconds - refresh);
+            let mut note = rate(rows, f);
+            if refresh > 0.0 {
+                let _ = write!(
+                    note,
+                    "; features refresh {refresh:.1} s, so {}/s without it",
+                    crate::report::n((rows as f64 / (f.seconds - refresh).max(1e-9)) as u64)
+                );
+            }
+            let phases = logged_phases(&std::fs::read_to_string(&err_log).unwrap_or_default());
+            if !phases.is_empty() {
+                let _ = write!(note, "; {phases}");
+            }
+            note
+        })?;
+        Ok(out)
+    }
+
+    /// The database's own ceiling for the rows the events import stored (`bench/
+    /// ingest_ceiling.py`), as a step of its own, with winback's rate as a ratio to it.
+    fn ceiling(&mut self, dir: &Path, python: &str, winback: (u64, f64)) -> Result<()> {
+        let script = dir.join("ingest_ceiling.py");
+        std::fs::write(&script, CEILING_SCRIPT)
+            .with_context(|| format!("writing {}", script.display()))?;
+        let (kind, source, scratch) = match self.database.strip_prefix("sqlite://") {
+            Some(path) => ("sqlite", path.to_owned(), dir.join("ceiling.db")),
+            None => (
+                "postgres",
+                self.database.clone(),
+                dir.join("ceiling-events.tsv"),
+            ),
+        };
+        let name = if kind == "sqlite" {
+            "ceiling: the same events by plain executemany (Python sqlite3, same schema)"
+        } else {
+            "ceiling: the same events by plain COPY (psql \\copy, same table definition)"
+        };
+        eprintln!("  {name} …");
+        let output = Command::new(python)
+            .arg(&script)
+            .args([kind, &source])
+            .arg(&scratch)
+            .stdin(Stdio::null())
+            .output();
+        let (seconds, note) = match output {
+            Ok(o) if o.status.success() => {
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+                    .context("reading the ceiling script's JSON")?;
+                let rows = v["rows"].as_u64().unwrap_or(0);
+                let seconds = v["seconds"].as_f64().unwrap_or(0.0);
+                let ceiling = rows as f64 / seconds.max(1e-9);
+                let ours = winback.0 as f64 / winback.1.max(1e-9);
+                (
+                    seconds,
+                    format!(
+                        "{} rows, {}/s; winback's import without the refresh: {}/s = {:.2} of it",
+                        crate::report::n(rows),
+                        crate::report::n(ceiling as u64),
+                        crate::report::n(ours as u64),
+                        ours / ceiling.max(1e-9)
+                    ),
+                )
+            }
+            Ok(o) => (
+                0.0,
+                format!(
+                    "not measured: the script failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .replace('|', "/")
+                ),
+            ),
+            Err(e) => (0.0, format!("not measured: cannot run {python}: {e}")),
+        };
+        eprintln!("  {name}: {seconds:.1} s ({note})");
+        self.steps.push(Step {
+            name: name.to_owned(),
+            seconds,
+            peak_kib: 0,
+            note,
+        });
         Ok(())
     }
 
@@ -293,6 +392,51 @@ fn rows_ok(import_json: &str) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// Seconds the features refresh after an import took (`winback import --json`).
+fn features_seconds(import_json: &str) -> f64 {
+    serde_json::from_str::<serde_json::Value>(import_json)
+        .ok()
+        .and_then(|v| v["features"]["seconds"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// A step's phases from its `winback::import` and `winback::score` log lines
+/// (`name_s=seconds` fields), summed over the lines, as "event rows 12.3 s, ids 0.4 s, …".
+fn logged_phases(log: &str) -> String {
+    let mut phases: Vec<(String, f64)> = Vec::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("winback::import") || l.contains("winback::score"))
+    {
+        for field in line.split_whitespace() {
+            let Some((key, value)) = field.split_once('=') else {
+                continue;
+            };
+            let (Some(key), Ok(value)) = (key.strip_suffix("_s"), value.parse::<f64>()) else {
+                continue;
+            };
+            let key = key.replace('_', " ");
+            match phases.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, total)) => *total += value,
+                None => phases.push((key, value)),
+            }
+        }
+    }
+    // Parts that took no time (the events parts of a customers import) say nothing.
+    phases
+        .iter()
+        .filter(|(_, v)| *v >= 0.001)
+        .map(|(k, v)| {
+            if *v >= 0.1 {
+                format!("{k} {v:.1} s")
+            } else {
+                format!("{k} {v:.3} s")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn rate(n: u64, f: &Finished) -> String {
@@ -398,7 +542,7 @@ pub async fn run(args: CycleArgs) -> Result<()> {
         clocks: Clocks { day0 },
         steps: Vec::new(),
     };
-    let result = cycle(&mut r, &args, &shop, &campaigns).await;
+    let result = cycle(&mut r, &args, &dir, &shop, &campaigns).await;
     if let (Some(name), false) = (&pg, args.keep) {
         drop_postgres(&args.target, name).await;
     }
@@ -422,7 +566,13 @@ pub async fn run(args: CycleArgs) -> Result<()> {
     Ok(())
 }
 
-async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path, campaigns: &Path) -> Result<()> {
+async fn cycle(
+    r: &mut Runner,
+    args: &CycleArgs,
+    dir: &Path,
+    shop: &Path,
+    campaigns: &Path,
+) -> Result<()> {
     let n = args.customers.to_string();
     let seed = args.seed.to_string();
     let shop_s = shop.display().to_string();
@@ -461,9 +611,13 @@ async fn cycle(r: &mut Runner, args: &CycleArgs, shop: &Path, campaigns: &Path) 
         &["orders", &orders, "--items", &items],
     )?;
     // Events carry no identifiers: their import refreshes features only.
-    r.import("import events (+ features)", 0, &["events", &events])?;
+    let events_import = r.import("import events (+ features)", 0, &["events", &events])?;
+    r.ceiling(dir, &args.python, events_import)?;
+    let score_log = r
+        .logs
+        .join(format!("{}.err", slug("score (fit, stages, priorities)")));
     r.step("score (fit, stages, priorities)", 0, &["score"], |_| {
-        String::new()
+        logged_phases(&std::fs::read_to_string(&score_log).unwrap_or_default())
     })?;
     let campaigns = campaigns.display().to_string();
     r.step(
@@ -882,4 +1036,31 @@ fn markdown(steps: &[Step], args: &CycleArgs, database: &str) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_read_from_plain_log_lines_and_summed() {
+        let log = "2026-12-06T04:23:34Z  INFO winback::import: import read file=\"e.jsonl\" waited_for_parser_s=0.25\n\
+                   2026-12-06T04:23:42Z  INFO winback::import: import session committed ids_s=1.5 event_rows_s=30.31 engagement_s=0.0 commit_s=2.975e-6\n\
+                   2026-12-06T04:23:50Z  INFO winback::import: import read file=\"f.jsonl\" waited_for_parser_s=0.0625\n\
+                   2026-12-06T04:23:51Z  WARN winback::other: unrelated slow_s=99\n";
+        assert_eq!(
+            logged_phases(log),
+            "waited for parser 0.3 s, ids 1.5 s, event rows 30.3 s"
+        );
+        assert_eq!(logged_phases(""), "");
+    }
+
+    #[test]
+    fn the_features_refresh_is_read_from_the_import_report() {
+        assert_eq!(
+            features_seconds(r#"{"imports": [], "features": {"profiles": 3, "seconds": 2.5}}"#),
+            2.5
+        );
+        assert_eq!(features_seconds("not json"), 0.0);
+    }
 }

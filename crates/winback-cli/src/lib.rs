@@ -231,8 +231,10 @@ pub fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .try_init()
     } else {
+        // Colours only on a terminal: a log file or collector gets plain `key=value` text.
         tracing_subscriber::fmt()
             .with_env_filter(filter())
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .try_init()
     };

@@ -335,7 +335,10 @@ impl Pool {
                 // from rollups, not from caching the whole file (BENCHMARKS.md, issue 20).
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "0")
-                .pragma("temp_store", "memory")
+                // Sorts and temporary b-trees spill to files past the cache, not into memory
+                // without bound: a first events load at a million customers sorts a gigabyte
+                // of index (`ImportSession`), and a large ORDER BY would hold as much.
+                .pragma("temp_store", "file")
                 // Checkpoint every 64 MB of WAL rather than every 4 MB: a batch of journey steps
                 // touches more than 1,000 pages, so the default checkpointed (and fsynced) on
                 // nearly every commit.

@@ -198,8 +198,13 @@ pub async fn ingest(
     let mut failed = false;
     // Order number (hashed) → the line it was first seen on, to name a repeated row.
     let mut seen_orders: HashMap<u64, u64> = HashMap::new();
+    // Time the writer spent waiting for parsed rows: the parser's share of a slow import.
+    let mut waited = std::time::Duration::ZERO;
     let result: Result<(), StoreError> = async {
-        while let Some(msg) = rx.recv().await {
+        loop {
+            let start = std::time::Instant::now();
+            let Some(msg) = rx.recv().await else { break };
+            waited += start.elapsed();
             let mut batch = Batch::default();
             for r in msg {
                 report.rows_read += 1;
@@ -264,6 +269,12 @@ pub async fn ingest(
     .await;
     drop(rx);
     let _ = parser.join();
+    tracing::info!(
+        target: "winback::import",
+        file = &*options.file,
+        waited_for_parser_s = waited.as_secs_f64(),
+        "import read"
+    );
     match (result, session) {
         (Err(e), Some(s)) => {
             let _ = s.rollback().await;

@@ -17,8 +17,14 @@ use crate::{
 /// Rows per multi-row statement: well under both backends' parameter limits.
 const CHUNK_PARAMS: usize = 4_000;
 
-/// Orders per PostgreSQL COPY round.
+/// Orders or events per PostgreSQL COPY round.
 const PG_COPY_ROWS: usize = 50_000;
+
+/// Customers whose latest engagement a session notes before writing them out.
+const ENGAGED_FLUSH: usize = 100_000;
+
+/// Columns of an events row as imports write it.
+const EVENT_COLS: usize = 6;
 
 /// Escapes a value for COPY's text format.
 fn copy_escape(out: &mut String, v: &str) {
@@ -88,6 +94,15 @@ pub struct ImportSession {
     counts: WriteCounts,
     /// Whether the PostgreSQL staging table for COPY exists in this transaction.
     pg_stage_ready: bool,
+    /// Whether the PostgreSQL staging table for events exists in this transaction.
+    pg_events_stage_ready: bool,
+    /// SQLite, a first load of events: the secondary indexes of `events` dropped inside this
+    /// transaction, to be created again before it commits. `None` until the first events write
+    /// decides.
+    events_indexes_deferred: Option<Vec<String>>,
+    /// Customer record → its latest click or human open among the events written so far and
+    /// not yet applied to `customers.last_engaged_at`.
+    engaged: HashMap<i64, i64>,
     /// The pool, to refresh PostgreSQL's statistics after a bulk load.
     pool: crate::db::Pool,
     /// The installation's salt for erased-identity hashes.
@@ -96,6 +111,26 @@ pub struct ImportSession {
     erased: Option<Option<crate::privacy::ErasedList>>,
     /// Anonymous records that incoming identifiers were diverted to.
     diverted: HashSet<i64>,
+    /// Where the session's time went, logged at commit (`WINBACK_LOG=winback::import=info`).
+    phases: Phases,
+}
+
+/// Wall time per part of an import, to tell which part a slow import waits on.
+#[derive(Debug, Default)]
+struct Phases {
+    ids: std::time::Duration,
+    rows: std::time::Duration,
+    engagement: std::time::Duration,
+    last_engaged: std::time::Duration,
+    consents: std::time::Duration,
+}
+
+/// Runs `f` and adds its wall time to `slot`.
+async fn timed<T>(slot: &mut std::time::Duration, f: impl std::future::Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    let out = f.await;
+    *slot += start.elapsed();
+    out
 }
 
 fn opt_str<T: AsRef<str>>(v: &Option<T>) -> Val {
@@ -140,10 +175,14 @@ impl ImportSession {
             customer_ids: HashMap::new(),
             counts: WriteCounts::default(),
             pg_stage_ready: false,
+            pg_events_stage_ready: false,
+            events_indexes_deferred: None,
+            engaged: HashMap::new(),
             pool,
             salt,
             erased: None,
             diverted: HashSet::new(),
+            phases: Phases::default(),
         }
     }
 
@@ -762,10 +801,9 @@ impl ImportSession {
         Ok(())
     }
 
-    /// Moves each customer record's `last_engaged_at` (migration 14) to its latest click or
-    /// human open among `events`, in one statement per chunk.
-    async fn mark_engaged_customers(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
-        let mut latest: HashMap<i64, i64> = HashMap::new();
+    /// Notes each customer record's latest click or human open among `events`, for
+    /// [`Self::apply_engaged_customers`].
+    fn note_engaged_customers(&mut self, events: &[EventRecord]) {
         for e in events {
             let human = match &e.kind {
                 EventKind::EmailClicked { .. } => true,
@@ -773,13 +811,20 @@ impl ImportSession {
                 _ => false,
             };
             if human {
-                let at = latest
+                let at = self
+                    .engaged
                     .entry(self.customer_ids[e.customer.as_str()])
                     .or_insert(i64::MIN);
                 *at = (*at).max(e.at.as_micros());
             }
         }
-        let mut latest: Vec<(i64, i64)> = latest.into_iter().collect();
+    }
+
+    /// Moves each noted customer record's `last_engaged_at` (migration 14) to its latest
+    /// engagement, in record order, a chunk per statement. Gathered over many batches: a
+    /// customer's opens and clicks of a year come in one statement, not one per batch.
+    async fn apply_engaged_customers(&mut self) -> Result<(), StoreError> {
+        let mut latest: Vec<(i64, i64)> = std::mem::take(&mut self.engaged).into_iter().collect();
         latest.sort_unstable();
         for chunk in latest.chunks(CHUNK_PARAMS / 2) {
             let mut args = Vec::with_capacity(chunk.len() * 2);
@@ -801,11 +846,145 @@ impl ImportSession {
         Ok(())
     }
 
+    /// SQLite, when `events` is empty (a shop's first load, tens of millions of rows): drops
+    /// its secondary indexes inside the import's transaction and returns their definitions, for
+    /// [`Self::commit`] to create them again from the loaded rows. Keeping them up to date row
+    /// by row costs random writes all over an index larger than the page cache: on 7.5M events
+    /// a plain insert with them ran at 42k rows/s, without them and rebuilding at the end at
+    /// 155k/s (BENCHMARKS.md). The unique key stays: it is what skips repeated events. Readers
+    /// keep seeing the committed store, indexes included; a failed import rolls the drop back.
+    /// PostgreSQL keeps its indexes: dropping one would lock out readers until commit.
+    async fn defer_events_indexes(&mut self) -> Result<Vec<String>, StoreError> {
+        if self.tx.backend() != Backend::Sqlite {
+            return Ok(Vec::new());
+        }
+        let empty = self
+            .tx
+            .fetch("SELECT NOT EXISTS (SELECT 1 FROM events)", &[])
+            .await?;
+        if empty.first().map(|r| r.i64(0)).transpose()? != Some(1) {
+            return Ok(Vec::new());
+        }
+        // Named indexes only: the UNIQUE constraint's own index has no SQL and stays.
+        let rows = self
+            .tx
+            .fetch(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name",
+                &[],
+            )
+            .await?;
+        let mut definitions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name = row.text(0)?;
+            self.tx
+                .execute(
+                    &format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")),
+                    &[],
+                )
+                .await?;
+            definitions.push(row.text(1)?);
+        }
+        Ok(definitions)
+    }
+
+    /// Creates again the indexes [`Self::defer_events_indexes`] dropped. The sort spills to
+    /// temporary files (the pool's `temp_store = FILE`; `SQLITE_TMPDIR` chooses where, as for
+    /// every SQLite program), not memory: at a million customers an index is over a gigabyte.
+    async fn restore_events_indexes(&mut self) -> Result<(), StoreError> {
+        let definitions = self.events_indexes_deferred.take().unwrap_or_default();
+        if definitions.is_empty() {
+            return Ok(());
+        }
+        // A helper thread sorts beside the main one (the machine's second core).
+        self.tx.execute("PRAGMA threads = 2", &[]).await?;
+        let mut built = Ok(());
+        for sql in &definitions {
+            built = self.tx.execute(sql, &[]).await.map(|_| ());
+            if built.is_err() {
+                break;
+            }
+        }
+        // The connection goes back to the pool with its usual setting, whatever happened.
+        self.tx.execute("PRAGMA threads = 0", &[]).await?;
+        built
+    }
+
+    /// Stores `events` whose keys are not stored yet; returns how many were new.
+    async fn write_event_rows(&mut self, events: &[EventRecord]) -> Result<u64, StoreError> {
+        let now = self.now.as_micros();
+        if let Tx::Postgres(_) = self.tx {
+            return self.copy_events(events, now).await;
+        }
+        let sql = format!(
+            "INSERT INTO events (event_key, customer_id, type, occurred_at, payload, inserted_at) VALUES {} \
+             ON CONFLICT (event_key) DO NOTHING",
+            values_list(events.len(), EVENT_COLS)
+        );
+        let mut args = Vec::with_capacity(events.len() * EVENT_COLS);
+        for e in events {
+            args.extend([
+                Val::from(e.natural_key()),
+                Val::from(self.customer_ids[e.customer.as_str()]),
+                Val::from(e.kind.type_name()),
+                Val::from(e.at.as_micros()),
+                Val::from(serde_json::to_string(&e.kind)?),
+                Val::from(now),
+            ]);
+        }
+        self.tx.execute(&sql, &args).await
+    }
+
+    /// PostgreSQL: `COPY` into a staging table dropped at commit, then one set-based insert
+    /// that skips stored keys (and repeats within the round).
+    async fn copy_events(&mut self, events: &[EventRecord], now: i64) -> Result<u64, StoreError> {
+        use std::fmt::Write as _;
+        let mut buf = String::with_capacity(events.len() * 160);
+        for e in events {
+            copy_escape(&mut buf, &e.natural_key());
+            let _ = write!(buf, "\t{}\t", self.customer_ids[e.customer.as_str()]);
+            copy_escape(&mut buf, e.kind.type_name());
+            let _ = write!(buf, "\t{}\t", e.at.as_micros());
+            copy_escape(&mut buf, &serde_json::to_string(&e.kind)?);
+            let _ = writeln!(buf, "\t{now}");
+        }
+        let Tx::Postgres(t) = &mut self.tx else {
+            return Err(StoreError::Data("COPY is PostgreSQL-only".into()));
+        };
+        if !self.pg_events_stage_ready {
+            sqlx::query(
+                "CREATE TEMP TABLE winback_stage_events (event_key TEXT, customer_id BIGINT, type TEXT, \
+                 occurred_at BIGINT, payload TEXT, inserted_at BIGINT) ON COMMIT DROP",
+            )
+            .execute(&mut **t)
+            .await?;
+            self.pg_events_stage_ready = true;
+        }
+        let mut copy = t
+            .copy_in_raw("COPY winback_stage_events FROM STDIN")
+            .await?;
+        copy.send(buf.into_bytes()).await?;
+        copy.finish().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (event_key, customer_id, type, occurred_at, payload, inserted_at) \
+             SELECT event_key, customer_id, type, occurred_at, payload, inserted_at FROM winback_stage_events \
+             ON CONFLICT (event_key) DO NOTHING",
+        )
+        .execute(&mut **t)
+        .await?
+        .rows_affected();
+        sqlx::query("TRUNCATE winback_stage_events")
+            .execute(&mut **t)
+            .await?;
+        Ok(inserted)
+    }
+
     /// Inserts events; an event whose natural key is stored already is skipped. Unsubscribes and
     /// complaints also withdraw email consent in the ledger.
     pub async fn insert_events(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
         let ids: Vec<&ExternalId> = events.iter().map(|e| &e.customer).collect();
-        self.ensure_customers(&ids).await?;
+        let mut slot = self.phases.ids;
+        timed(&mut slot, self.ensure_customers(&ids)).await?;
+        self.phases.ids = slot;
         // An erased person's events are refused: their payloads (URLs, cart lines, survey
         // answers) are personal data that could then be neither exported nor erased. Counted.
         let kept: Vec<EventRecord>;
@@ -824,34 +1003,34 @@ impl ImportSession {
             self.counts.erased_events_refused += (events.len() - kept.len()) as u64;
             &kept
         };
-        const COLS: usize = 6;
-        let now = self.now.as_micros();
-        for chunk in events.chunks(CHUNK_PARAMS / COLS) {
-            let sql = format!(
-                "INSERT INTO events (event_key, customer_id, type, occurred_at, payload, inserted_at) VALUES {} \
-                 ON CONFLICT (event_key) DO NOTHING",
-                values_list(chunk.len(), COLS)
-            );
-            let mut args = Vec::with_capacity(chunk.len() * COLS);
-            for e in chunk {
-                args.extend([
-                    Val::from(e.natural_key()),
-                    Val::from(self.customer_ids[e.customer.as_str()]),
-                    Val::from(e.kind.type_name()),
-                    Val::from(e.at.as_micros()),
-                    Val::from(serde_json::to_string(&e.kind)?),
-                    Val::from(now),
-                ]);
-            }
-            let inserted = self.tx.execute(&sql, &args).await?;
+        if self.events_indexes_deferred.is_none() {
+            self.events_indexes_deferred = Some(self.defer_events_indexes().await?);
+        }
+        // PostgreSQL takes a COPY round at a time; SQLite a multi-row statement.
+        let rows = match self.tx {
+            Tx::Postgres(_) => PG_COPY_ROWS,
+            Tx::Sqlite(_) => CHUNK_PARAMS / EVENT_COLS,
+        };
+        for chunk in events.chunks(rows) {
+            let mut slot = self.phases.rows;
+            let inserted = timed(&mut slot, self.write_event_rows(chunk)).await?;
+            self.phases.rows = slot;
             self.counts.events += inserted;
             self.counts.duplicate_events += chunk.len() as u64 - inserted;
             // Duplicates too: a key names one event (the source's id, or a hash of the content),
             // so a duplicate's bit and time are its first copy's, and setting them again
             // changes nothing. (Asking the insert which rows it stored cost an eighth of the
             // import's time.)
-            self.mark_engagement(chunk).await?;
-            self.mark_engaged_customers(chunk).await?;
+            let mut slot = self.phases.engagement;
+            timed(&mut slot, self.mark_engagement(chunk)).await?;
+            self.phases.engagement = slot;
+            self.note_engaged_customers(chunk);
+        }
+        // Bounded: past this many customers the noted times are written out.
+        if self.engaged.len() >= ENGAGED_FLUSH {
+            let mut slot = self.phases.last_engaged;
+            timed(&mut slot, self.apply_engaged_customers()).await?;
+            self.phases.last_engaged = slot;
         }
         let withdrawals: Vec<(&ExternalId, winback_domain::Consent)> = events
             .iter()
@@ -875,7 +1054,10 @@ impl ImportSession {
             .collect();
         let refs: Vec<(&ExternalId, &winback_domain::Consent)> =
             withdrawals.iter().map(|(id, c)| (*id, c)).collect();
-        self.add_consents(&refs).await
+        let mut slot = self.phases.consents;
+        let out = timed(&mut slot, self.add_consents(&refs)).await;
+        self.phases.consents = slot;
+        out
     }
 
     /// Makes everything written visible at once, marking every customer record the import
@@ -883,8 +1065,30 @@ impl ImportSession {
     pub async fn commit(mut self) -> Result<WriteCounts, StoreError> {
         let mut touched: Vec<i64> = self.customer_ids.values().copied().collect();
         touched.sort_unstable();
+        let start = std::time::Instant::now();
+        self.apply_engaged_customers().await?;
+        self.phases.last_engaged += start.elapsed();
+        let start = std::time::Instant::now();
+        self.restore_events_indexes().await?;
+        let indexes = start.elapsed();
+        let start = std::time::Instant::now();
         crate::features::mark_dirty(&mut self.tx, &touched).await?;
+        let dirty = start.elapsed();
+        let start = std::time::Instant::now();
         self.tx.commit().await?;
+        let p = &self.phases;
+        tracing::info!(
+            target: "winback::import",
+            ids_s = p.ids.as_secs_f64(),
+            event_rows_s = p.rows.as_secs_f64(),
+            engagement_s = p.engagement.as_secs_f64(),
+            last_engaged_s = p.last_engaged.as_secs_f64(),
+            consents_s = p.consents.as_secs_f64(),
+            events_indexes_s = indexes.as_secs_f64(),
+            mark_dirty_s = dirty.as_secs_f64(),
+            commit_s = start.elapsed().as_secs_f64(),
+            "import session committed"
+        );
         let c = &self.counts;
         // After a bulk load PostgreSQL's statistics still describe the small tables of before
         // until autovacuum analyzes them (up to a minute later), and plans made meanwhile scan

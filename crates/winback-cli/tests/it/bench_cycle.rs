@@ -58,6 +58,21 @@ fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
         .find(|l| l.starts_with("| first worker pass"))
         .unwrap();
     assert!(first.contains("enrolled"), "{first}");
+    // The events import says where its time went, and stands beside the database's own
+    // ceiling for the same rows, measured in the same run.
+    let events = row(&table, "import events");
+    assert!(events.contains("event rows "), "{events}");
+    assert!(events.contains("features refresh "), "{events}");
+    let ceiling = row(&table, "ceiling: the same events by plain executemany");
+    assert!(ceiling.contains(" of it"), "{ceiling}");
+    assert!(!ceiling.contains("not measured"), "{ceiling}");
+}
+
+fn row<'a>(table: &'a str, start: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {start}")))
+        .unwrap_or_else(|| panic!("no row for {start}:\n{table}"))
 }
 
 #[test]

@@ -1074,3 +1074,182 @@ async fn job_leases_hold_on_both_backends(store: &SqlStore) {
     assert_eq!(jobs[0].runs, 1);
 }
 conformance!(job_leases, super::job_leases_hold_on_both_backends);
+
+/// The named indexes of `events` (SQLite defers them during a first load and builds them
+/// again before commit; PostgreSQL keeps them).
+async fn events_indexes(store: &SqlStore) -> Vec<String> {
+    let sql = match store.backend() {
+        winback_store::db::Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name"
+        }
+        winback_store::db::Backend::Postgres => {
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'events' \
+             AND indexname IN ('events_customer_time', 'events_type_time') ORDER BY indexname"
+        }
+    };
+    store
+        .pool()
+        .fetch(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.text(0).unwrap())
+        .collect()
+}
+
+async fn a_first_events_load_leaves_the_store_indexed(store: &SqlStore) {
+    let indexed = vec![
+        "events_customer_time".to_owned(),
+        "events_type_time".to_owned(),
+    ];
+    // A first load that fails half-way (strict; the good batches before the bad row were
+    // written) leaves nothing, and the indexes as they were.
+    let bad = format!(
+        "{EVENTS}{{\"customer_id\":\"C1\",\"at\":\"yesterday\",\"type\":\"site_visited\"}}\n"
+    );
+    let r = import(store, SourceKind::Events, "bad.jsonl", &bad, Mode::Strict).await;
+    assert!(!r.committed, "{r:?}");
+    assert_eq!(rows(store, "events").await, 0);
+    assert_eq!(events_indexes(store).await, indexed);
+    // A first load with a repeated event: the repeat is still skipped, and the indexes are
+    // there after commit, with every row in them.
+    let repeated = format!("{EVENTS}{}\n", EVENTS.lines().next().unwrap());
+    let r = import(
+        store,
+        SourceKind::Events,
+        "events.jsonl",
+        &repeated,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    assert_eq!((r.written.events, r.written.duplicate_events), (3, 1));
+    assert_eq!(events_indexes(store).await, indexed);
+    let by_index = store
+        .pool()
+        .fetch(
+            "SELECT COUNT(*) FROM events WHERE type IN ('email_opened', 'email_unsubscribed', 'site_visited') AND occurred_at > 0",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .i64(0)
+        .unwrap();
+    assert_eq!(by_index, 3);
+    // A later load goes into the indexed table as it is.
+    let more = "{\"event_id\":\"e9\",\"customer_id\":\"C2\",\"at\":\"2024-03-09T10:00:00Z\",\"type\":\"site_visited\"}\n";
+    let r = import(store, SourceKind::Events, "more.jsonl", more, Mode::Strict).await;
+    assert!(r.committed && r.written.events == 1, "{r:?}");
+    assert_eq!(events_indexes(store).await, indexed);
+}
+conformance!(
+    first_events_load_indexes,
+    super::a_first_events_load_leaves_the_store_indexed
+);
+
+/// Opens, clicks, visits, complaints, referrals, points, answers and subscription changes of
+/// two profiles (Anna's across her two records), with machine opens told by flag and by agent.
+const SIGNAL_EVENTS: &str = r#"{"customer_id":"C1","at":"2024-05-01T10:00:00Z","type":"email_opened","machine":true}
+{"customer_id":"C1","at":"2024-05-02T10:00:00Z","type":"email_opened","user_agent":"Mozilla/5.0"}
+{"customer_id":"C1","at":"2024-04-02T10:00:00Z","type":"email_opened","user_agent":"Mozilla/5.0 (iPhone) Mobile"}
+{"customer_id":"C2","at":"2024-04-20T10:00:00Z","type":"email_opened","machine":false,"user_agent":"Mozilla/5.0"}
+{"customer_id":"C1","at":"2024-03-20T10:00:00Z","type":"email_opened"}
+{"customer_id":"C1","at":"2024-04-03T10:00:00Z","type":"email_clicked","url":"https://shop.example/a"}
+{"customer_id":"C2","at":"2024-04-05T10:00:00Z","type":"email_clicked"}
+{"customer_id":"C1","at":"2024-04-06T10:00:00Z","type":"complaint_opened"}
+{"customer_id":"C2","at":"2024-04-07T10:00:00Z","type":"complaint_opened"}
+{"customer_id":"C1","at":"2024-04-08T10:00:00Z","type":"complaint_resolved","satisfied":true}
+{"customer_id":"C1","at":"2024-04-09T10:00:00Z","type":"complaint_resolved","satisfied":false}
+{"customer_id":"C1","at":"2024-04-10T10:00:00Z","type":"referral_made"}
+{"customer_id":"C1","at":"2024-04-11T10:00:00Z","type":"referral_made"}
+{"customer_id":"C2","at":"2024-04-12T10:00:00Z","type":"referral_made"}
+{"customer_id":"C1","at":"2024-04-13T10:00:00Z","type":"loyalty_points_changed","delta":50,"balance":150}
+{"customer_id":"C1","at":"2024-01-13T10:00:00Z","type":"loyalty_points_changed","delta":30}
+{"customer_id":"C2","at":"2024-05-13T10:00:00Z","type":"loyalty_points_changed","delta":-20,"balance":130}
+{"customer_id":"C1","at":"2024-04-14T10:00:00Z","type":"survey_answered","reason":"too_expensive"}
+{"customer_id":"C2","at":"2024-04-15T10:00:00Z","type":"survey_answered","reason":"quality"}
+{"customer_id":"C1","at":"2024-04-16T10:00:00Z","type":"subscription_started"}
+{"customer_id":"C1","at":"2024-04-17T10:00:00Z","type":"subscription_cancelled","reason":"forgot_us"}
+{"customer_id":"C1","at":"2024-04-18T10:00:00Z","type":"email_complained"}
+{"customer_id":"C2","at":"2024-04-19T10:00:00Z","type":"email_complained"}
+{"customer_id":"C3","at":"2024-04-21T10:00:00Z","type":"logged_in"}
+{"customer_id":"C3","at":"2024-04-22T10:00:00Z","type":"site_visited"}
+{"customer_id":"C3","at":"2024-04-23T10:00:00Z","type":"cart_abandoned","value_minor":2500,"currency":"EUR"}
+{"customer_id":"C3","at":"2024-04-24T10:00:00Z","type":"quote_requested"}
+{"customer_id":"C3","at":"2024-04-25T10:00:00Z","type":"email_opened","user_agent":"GoogleImageProxy"}
+{"customer_id":"C3","at":"2024-04-26T10:00:00Z","type":"email_unsubscribed"}
+"#;
+
+/// The facts scan reads events through its own type filter and payload rules (and may one day
+/// read them grouped): every feature must come out as from every stored event read and
+/// classified one by one.
+async fn scanned_signals_give_the_features_of_every_event(store: &SqlStore) {
+    load_and_resolve(store).await;
+    let r = import(
+        store,
+        SourceKind::Events,
+        "signals.jsonl",
+        SIGNAL_EVENTS,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    let set = store.profile_facts(FactScope::All).await.unwrap();
+    // Each stored event, read and classified on its own.
+    let mut reference: std::collections::HashMap<i64, Vec<winback_domain::SignalFact>> =
+        std::collections::HashMap::new();
+    for row in store
+        .pool()
+        .fetch(
+            "SELECT COALESCE(c.profile_id, c.id), e.occurred_at, e.payload FROM events e JOIN customers c ON c.id = e.customer_id",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let kind: winback_domain::EventKind = serde_json::from_str(&row.text(2).unwrap()).unwrap();
+        if let Some(signal) = winback_domain::Signal::of(&kind) {
+            reference
+                .entry(row.i64(0).unwrap())
+                .or_default()
+                .push(winback_domain::SignalFact {
+                    at: winback_domain::Timestamp::from_micros(row.i64(1).unwrap()).unwrap(),
+                    signal,
+                });
+        }
+    }
+    let mut compared = 0;
+    for p in &set.profiles {
+        let mut one_by_one = p.clone();
+        one_by_one.signals = reference.remove(&p.profile_id).unwrap_or_default();
+        one_by_one.signals.sort_by_key(|s| s.at);
+        let got = winback_scoring::features_of(p, &set.categories, now());
+        let want = winback_scoring::features_of(&one_by_one, &set.categories, now());
+        assert_eq!(got, want, "profile {}", p.external_id);
+        compared += usize::from(!one_by_one.signals.is_empty());
+    }
+    assert!(
+        reference.is_empty(),
+        "every profile with events was scanned"
+    );
+    assert_eq!(compared, 2, "Anna's and Bob's signals were compared");
+    // And they are not empty: machine and human opens told apart, counts counted.
+    let anna = set.profiles.iter().find(|p| p.external_id == "C1").unwrap();
+    let f = winback_scoring::features_of(anna, &set.categories, now());
+    assert_eq!(
+        (f.complaints_opened, f.referrals, f.spam_complaints),
+        (2, 3, 2)
+    );
+    assert_eq!(
+        f.last_machine_open_at.unwrap().to_string(),
+        "2024-05-02T10:00:00Z"
+    );
+    assert_eq!(
+        f.last_human_open_at.unwrap().to_string(),
+        "2024-04-20T10:00:00Z"
+    );
+}
+conformance!(
+    scanned_signals,
+    super::scanned_signals_give_the_features_of_every_event
+);
