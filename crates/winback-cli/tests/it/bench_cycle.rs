@@ -102,3 +102,32 @@ fn a_missing_campaigns_folder_stops_the_cycle_before_it_starts() {
         "nothing ran before the check: {t}"
     );
 }
+
+#[test]
+fn no_ceiling_leaves_the_ceiling_out_and_says_so() {
+    let env = Env::new();
+    let dir = env.path("cycle");
+    let out = env
+        .cmd()
+        .env_remove("WINBACK_DATABASE_URL")
+        .args([
+            "bench",
+            "cycle",
+            "--customers",
+            "200",
+            "--no-ceiling",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let table = std::fs::read_to_string(dir.join("cycle-sqlite-200-w1.md")).unwrap();
+    let ceiling = row(&table, "ceiling for the same events");
+    assert!(
+        ceiling.contains("not measured: left out with --no-ceiling"),
+        "{ceiling}"
+    );
+    assert!(!table.contains("plain executemany"), "{table}");
+    assert!(!dir.join("ceiling.db").exists());
+}
