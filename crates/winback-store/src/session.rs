@@ -39,6 +39,29 @@ fn copy_escape(out: &mut String, v: &str) {
     }
 }
 
+/// PostgreSQL: creates the staging table `table` (dropped at commit) unless `ready`, and
+/// `COPY`s `rows` (COPY's text format) into it.
+async fn copy_to_stage(
+    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    ready: &mut bool,
+    table: &str,
+    columns: &str,
+    rows: String,
+) -> Result<(), StoreError> {
+    if !*ready {
+        sqlx::query(&format!(
+            "CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP"
+        ))
+        .execute(&mut **t)
+        .await?;
+        *ready = true;
+    }
+    let mut copy = t.copy_in_raw(&format!("COPY {table} FROM STDIN")).await?;
+    copy.send(rows.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
 /// What a session wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriteCounts {
@@ -123,14 +146,6 @@ struct Phases {
     engagement: std::time::Duration,
     last_engaged: std::time::Duration,
     consents: std::time::Duration,
-}
-
-/// Runs `f` and adds its wall time to `slot`.
-async fn timed<T>(slot: &mut std::time::Duration, f: impl std::future::Future<Output = T>) -> T {
-    let start = std::time::Instant::now();
-    let out = f.await;
-    *slot += start.elapsed();
-    out
 }
 
 fn opt_str<T: AsRef<str>>(v: &Option<T>) -> Val {
@@ -574,20 +589,15 @@ impl ImportSession {
         let Tx::Postgres(t) = &mut self.tx else {
             return Err(StoreError::Data("COPY is PostgreSQL-only".into()));
         };
-        if !self.pg_stage_ready {
-            sqlx::query(
-                "CREATE TEMP TABLE winback_stage_orders (external_id TEXT, customer_id BIGINT, ordered_at BIGINT, total_minor BIGINT, \
-                 discount_minor BIGINT, currency TEXT, status TEXT, category TEXT, item_count BIGINT, inserted_at BIGINT) ON COMMIT DROP",
-            )
-            .execute(&mut **t)
-            .await?;
-            self.pg_stage_ready = true;
-        }
-        let mut copy = t
-            .copy_in_raw("COPY winback_stage_orders FROM STDIN")
-            .await?;
-        copy.send(buf.into_bytes()).await?;
-        copy.finish().await?;
+        copy_to_stage(
+            t,
+            &mut self.pg_stage_ready,
+            "winback_stage_orders",
+            "external_id TEXT, customer_id BIGINT, ordered_at BIGINT, total_minor BIGINT, discount_minor BIGINT, \
+             currency TEXT, status TEXT, category TEXT, item_count BIGINT, inserted_at BIGINT",
+            buf,
+        )
+        .await?;
         let changed = sqlx::query(&format!(
             "INSERT INTO orders (external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at) \
              SELECT external_id, customer_id, ordered_at, total_minor, discount_minor, currency, status, category, item_count, inserted_at \
@@ -950,20 +960,14 @@ impl ImportSession {
         let Tx::Postgres(t) = &mut self.tx else {
             return Err(StoreError::Data("COPY is PostgreSQL-only".into()));
         };
-        if !self.pg_events_stage_ready {
-            sqlx::query(
-                "CREATE TEMP TABLE winback_stage_events (event_key TEXT, customer_id BIGINT, type TEXT, \
-                 occurred_at BIGINT, payload TEXT, inserted_at BIGINT) ON COMMIT DROP",
-            )
-            .execute(&mut **t)
-            .await?;
-            self.pg_events_stage_ready = true;
-        }
-        let mut copy = t
-            .copy_in_raw("COPY winback_stage_events FROM STDIN")
-            .await?;
-        copy.send(buf.into_bytes()).await?;
-        copy.finish().await?;
+        copy_to_stage(
+            t,
+            &mut self.pg_events_stage_ready,
+            "winback_stage_events",
+            "event_key TEXT, customer_id BIGINT, type TEXT, occurred_at BIGINT, payload TEXT, inserted_at BIGINT",
+            buf,
+        )
+        .await?;
         let inserted = sqlx::query(
             "INSERT INTO events (event_key, customer_id, type, occurred_at, payload, inserted_at) \
              SELECT event_key, customer_id, type, occurred_at, payload, inserted_at FROM winback_stage_events \
@@ -982,9 +986,9 @@ impl ImportSession {
     /// complaints also withdraw email consent in the ledger.
     pub async fn insert_events(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
         let ids: Vec<&ExternalId> = events.iter().map(|e| &e.customer).collect();
-        let mut slot = self.phases.ids;
-        timed(&mut slot, self.ensure_customers(&ids)).await?;
-        self.phases.ids = slot;
+        let start = std::time::Instant::now();
+        self.ensure_customers(&ids).await?;
+        self.phases.ids += start.elapsed();
         // An erased person's events are refused: their payloads (URLs, cart lines, survey
         // answers) are personal data that could then be neither exported nor erased. Counted.
         let kept: Vec<EventRecord>;
@@ -1012,25 +1016,25 @@ impl ImportSession {
             Tx::Sqlite(_) => CHUNK_PARAMS / EVENT_COLS,
         };
         for chunk in events.chunks(rows) {
-            let mut slot = self.phases.rows;
-            let inserted = timed(&mut slot, self.write_event_rows(chunk)).await?;
-            self.phases.rows = slot;
+            let start = std::time::Instant::now();
+            let inserted = self.write_event_rows(chunk).await?;
+            self.phases.rows += start.elapsed();
             self.counts.events += inserted;
             self.counts.duplicate_events += chunk.len() as u64 - inserted;
             // Duplicates too: a key names one event (the source's id, or a hash of the content),
             // so a duplicate's bit and time are its first copy's, and setting them again
             // changes nothing. (Asking the insert which rows it stored cost an eighth of the
             // import's time.)
-            let mut slot = self.phases.engagement;
-            timed(&mut slot, self.mark_engagement(chunk)).await?;
-            self.phases.engagement = slot;
+            let start = std::time::Instant::now();
+            self.mark_engagement(chunk).await?;
+            self.phases.engagement += start.elapsed();
             self.note_engaged_customers(chunk);
         }
         // Bounded: past this many customers the noted times are written out.
         if self.engaged.len() >= ENGAGED_FLUSH {
-            let mut slot = self.phases.last_engaged;
-            timed(&mut slot, self.apply_engaged_customers()).await?;
-            self.phases.last_engaged = slot;
+            let start = std::time::Instant::now();
+            self.apply_engaged_customers().await?;
+            self.phases.last_engaged += start.elapsed();
         }
         let withdrawals: Vec<(&ExternalId, winback_domain::Consent)> = events
             .iter()
@@ -1054,10 +1058,10 @@ impl ImportSession {
             .collect();
         let refs: Vec<(&ExternalId, &winback_domain::Consent)> =
             withdrawals.iter().map(|(id, c)| (*id, c)).collect();
-        let mut slot = self.phases.consents;
-        let out = timed(&mut slot, self.add_consents(&refs)).await;
-        self.phases.consents = slot;
-        out
+        let start = std::time::Instant::now();
+        self.add_consents(&refs).await?;
+        self.phases.consents += start.elapsed();
+        Ok(())
     }
 
     /// Makes everything written visible at once, marking every customer record the import

@@ -3,23 +3,28 @@
 
 use super::{Env, text};
 
+/// Runs `winback bench cycle --customers N --dir DIR` with `extra` arguments on the built-in
+/// SQLite default.
+fn cycle(
+    env: &Env,
+    dir: &std::path::Path,
+    customers: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    env.cmd()
+        .env_remove("WINBACK_DATABASE_URL")
+        .args(["bench", "cycle", "--customers", customers, "--dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
     let env = Env::new();
     let dir = env.path("cycle");
-    let out = env
-        .cmd()
-        .env_remove("WINBACK_DATABASE_URL")
-        .args([
-            "bench",
-            "cycle",
-            "--customers",
-            "300",
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = cycle(&env, &dir, "300", &[]);
     assert!(out.status.success(), "{}", text(&out));
     let table = std::fs::read_to_string(dir.join("cycle-sqlite-300-w1.md")).unwrap();
     for step in [
@@ -41,10 +46,7 @@ fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
         "day 1: worker pass",
         "day 2: worker pass",
     ] {
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(&format!("| {step}")))
-            .unwrap_or_else(|| panic!("no row for {step}:\n{table}"));
+        let row = row(&table, step);
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         assert!(cells[2].ends_with(" s"), "{row}");
         // Every process step reports its own peak; timed pages are requests, not processes.
@@ -53,10 +55,7 @@ fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
         }
     }
     // The shop really went through: people were enrolled and messages sent.
-    let first = table
-        .lines()
-        .find(|l| l.starts_with("| first worker pass"))
-        .unwrap();
+    let first = row(&table, "first worker pass");
     assert!(first.contains("enrolled"), "{first}");
     // The events import says where its time went, and stands beside the database's own
     // ceiling for the same rows, measured in the same run.
@@ -79,21 +78,7 @@ fn row<'a>(table: &'a str, start: &str) -> &'a str {
 fn a_missing_campaigns_folder_stops_the_cycle_before_it_starts() {
     let env = Env::new();
     let dir = env.path("cycle");
-    let out = env
-        .cmd()
-        .env_remove("WINBACK_DATABASE_URL")
-        .args([
-            "bench",
-            "cycle",
-            "--customers",
-            "300",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--campaigns",
-            "no/such/campaigns",
-        ])
-        .output()
-        .unwrap();
+    let out = cycle(&env, &dir, "300", &["--campaigns", "no/such/campaigns"]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("no/such/campaigns: no such folder"), "{t}");
@@ -107,20 +92,7 @@ fn a_missing_campaigns_folder_stops_the_cycle_before_it_starts() {
 fn no_ceiling_leaves_the_ceiling_out_and_says_so() {
     let env = Env::new();
     let dir = env.path("cycle");
-    let out = env
-        .cmd()
-        .env_remove("WINBACK_DATABASE_URL")
-        .args([
-            "bench",
-            "cycle",
-            "--customers",
-            "200",
-            "--no-ceiling",
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = cycle(&env, &dir, "200", &["--no-ceiling"]);
     assert!(out.status.success(), "{}", text(&out));
     let table = std::fs::read_to_string(dir.join("cycle-sqlite-200-w1.md")).unwrap();
     let ceiling = row(&table, "ceiling for the same events");
