@@ -296,6 +296,9 @@ pub struct EngineConfig {
     pub lease_seconds: i64,
     /// Claims per batch.
     pub batch: usize,
+    /// Deliveries in flight at once per worker; match `[smtp] pool` (an SMTP relay's
+    /// round trips, not winback, bound a sequential sender).
+    pub send_concurrency: usize,
     /// Seconds between passes of `winback worker`.
     pub poll_seconds: u64,
     /// A worker whose clock differs from the database's by more than this refuses to run: its
@@ -311,6 +314,7 @@ impl Default for EngineConfig {
             secret: BUILTIN_ENGINE_SECRET.into(),
             lease_seconds: 60,
             batch: 500,
+            send_concurrency: 4,
             poll_seconds: 5,
             max_clock_skew_seconds: 60,
         }
@@ -614,6 +618,7 @@ impl Config {
                 std::process::id()
             ),
             date_grace_days: 2,
+            send_concurrency: self.engine.send_concurrency.max(1),
         })
     }
 }

@@ -88,6 +88,8 @@ struct Finished {
     seconds: f64,
     peak_kib: u64,
     stdout: String,
+    /// Every process's log, one after the other (the phases they logged).
+    stderr: String,
 }
 
 /// The shop's clock: the synthetic history ends at `day0`, the delta is the day after.
@@ -127,7 +129,7 @@ impl Runner {
             // Imports and scoring log where their time went; the notes show it.
             .env(
                 "WINBACK_LOG",
-                "warn,winback::import=info,winback::score=info",
+                "warn,winback::import=info,winback::score=info,winback::worker=info",
             )
             .stdin(Stdio::null());
         c
@@ -161,13 +163,14 @@ impl Runner {
         }
         let mut peak = 0;
         let mut stdout = String::new();
+        let mut stderr = String::new();
         for (tag, child, out_path, peak_path) in children {
             let (ok, kib) = wait(child, &peak_path)?;
             peak = peak.max(kib);
             let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            let err = std::fs::read_to_string(self.logs.join(format!("{}.err", slug(&tag))))
+                .unwrap_or_default();
             if !ok {
-                let err = std::fs::read_to_string(self.logs.join(format!("{}.err", slug(&tag))))
-                    .unwrap_or_default();
                 anyhow::bail!(
                     "step `{tag}` (winback {}) failed:\n{}",
                     args.join(" "),
@@ -175,11 +178,13 @@ impl Runner {
                 );
             }
             stdout.push_str(&text);
+            stderr.push_str(&err);
         }
         Ok(Finished {
             seconds: started.elapsed().as_secs_f64(),
             peak_kib: peak,
             stdout,
+            stderr,
         })
     }
 
@@ -410,10 +415,11 @@ fn features_seconds(import_json: &str) -> f64 {
 /// (`name_s=seconds` fields), summed over the lines, as "event rows 12.3 s, ids 0.4 s, …".
 fn logged_phases(log: &str) -> String {
     let mut phases: Vec<(String, f64)> = Vec::new();
-    for line in log
-        .lines()
-        .filter(|l| l.contains("winback::import") || l.contains("winback::score"))
-    {
+    for line in log.lines().filter(|l| {
+        ["winback::import", "winback::score", "winback::worker"]
+            .iter()
+            .any(|t| l.contains(t))
+    }) {
         for field in line.split_whitespace() {
             let Some((key, value)) = field.split_once('=') else {
                 continue;
@@ -683,7 +689,7 @@ async fn cycle(
         0,
         workers,
         &["worker", "--once"],
-        |f| worker_lines(&f.stdout),
+        worker_note,
     )?;
     r.add_totals(0)?;
     r.step("report --json", 0, &["report", "--json"], |_| String::new())?;
@@ -762,14 +768,14 @@ async fn cycle(
         1,
         workers,
         &["worker", "--once"],
-        |f| worker_lines(&f.stdout),
+        worker_note,
     )?;
     r.step_n(
         "day 2: worker pass",
         2,
         workers,
         &["worker", "--once"],
-        |f| worker_lines(&f.stdout),
+        worker_note,
     )?;
     r.add_totals(2)?;
     Ok(())
@@ -786,6 +792,17 @@ fn totals(list_json: &str) -> (u64, u64) {
             .sum()
     };
     (sum("enrolments"), sum("messages"))
+}
+
+/// A worker step's note: what the engine did, then where the time went (the nightly scoring's
+/// parts and the engine's: exits, schedule, step, dispatch with its claim, prepare, deliver and
+/// finish), summed over the workers.
+fn worker_note(f: &Finished) -> String {
+    let phases = logged_phases(&f.stderr);
+    match (worker_lines(&f.stdout), phases.is_empty()) {
+        (lines, true) => lines,
+        (lines, false) => format!("{lines}; {phases}"),
+    }
 }
 
 /// What the worker pass(es) printed about the engine: "enrolled …, sent …" per worker.

@@ -210,6 +210,18 @@ pub struct ClaimedMessage {
     pub profile_id: ProfileId,
 }
 
+/// What the send-time checks made of one claimed message of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// The claim is no longer this worker's (its lease expired and the row moved on).
+    Lost,
+    /// An earlier message of the batch is for the same contact or address: left claimed, to be
+    /// prepared after that one's outcome is recorded.
+    Later,
+    /// Decided and recorded; a `Send` carries what to deliver.
+    Decided(Decision, Option<Box<Dispatch>>),
+}
+
 /// Everything a transport needs to deliver one message.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Dispatch {
@@ -423,25 +435,28 @@ pub trait JourneyStore: Send + Sync {
         lease_seconds: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<ClaimedMessage>, EngineError>> + Send;
-    /// In one transaction that locks the contact: reads the [`SendContext`], asks `decide`, and
-    /// records the decision (`sending`, deferred, or dropped). Returns the decision and, for
-    /// `Send`, what to deliver; `None` when the fence was lost.
-    fn prepare_send(
+    /// In one transaction that locks the contacts: reads the [`SendContext`] of each claimed
+    /// message, asks `decide`, and records the decision (`sending`, deferred, or dropped).
+    /// Answers each message in order: [`Prepared::Decided`] with what to deliver for `Send`,
+    /// [`Prepared::Lost`] when its fence was lost, [`Prepared::Later`] when an earlier message
+    /// of the batch has its contact or an address (prepare it again after that one's outcome).
+    fn prepare_sends(
         &self,
-        message: &ClaimedMessage,
+        messages: &[ClaimedMessage],
         now: Timestamp,
         lease_seconds: i64,
-        decide: &(dyn Fn(&SendContext) -> Decision + Sync),
-    ) -> impl Future<Output = Result<Option<(Decision, Option<Dispatch>)>, EngineError>> + Send;
-    /// Records the outcome of a delivery attempt (suppressing on hard bounces, retrying soft
-    /// ones), settles a sunset's unsubscribe, and moves the provider's ramp with `ramp`.
-    fn finish_send(
+        decide: &(dyn Fn(&ClaimedMessage, &SendContext) -> Decision + Sync),
+    ) -> impl Future<Output = Result<Vec<Prepared>, EngineError>> + Send;
+    /// Records the outcomes of delivery attempts in one transaction (suppressing on hard
+    /// bounces, retrying soft ones), settles sunsets' unsubscribes, and moves the providers'
+    /// ramps with `ramp`. `None`: the transport was never handed the message (it goes back to
+    /// pending). Returns how many were recorded.
+    fn finish_sends(
         &self,
-        message: &ClaimedMessage,
-        outcome: &SendOutcome,
+        outcomes: &[(ClaimedMessage, Option<SendOutcome>)],
         now: Timestamp,
         ramp: &(dyn Fn(Option<RampState>, &str, crate::policy::ProviderStats) -> RampState + Sync),
-    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    ) -> impl Future<Output = Result<u64, EngineError>> + Send;
     /// Ends active journeys of contacts who ordered, unsubscribed or complained since they
     /// entered (cancelling their pending messages in the same transaction), matches offer
     /// redemptions from imported orders' discount codes, and revokes single-use codes of

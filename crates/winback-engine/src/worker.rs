@@ -5,9 +5,10 @@
 //! run until idle, assert one email". Nothing here sleeps; the CLI's `winback worker` loops
 //! [`Engine::run_once`] with a poll interval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use jiff::tz::TimeZone;
 use winback_domain::Clock;
 
@@ -20,8 +21,14 @@ use crate::definition::{Action, Allocation, Campaign, Trigger};
 use crate::journey::{self, Admission, Plan};
 use crate::policy::{self, Decision, PolicySettings};
 use crate::ports::{
-    Candidate, ClaimedEnrolment, EngineError, JourneyStore, SendOutcome, Transport,
+    Candidate, ClaimedEnrolment, ClaimedMessage, EngineError, JourneyStore, Prepared, SendOutcome,
+    Transport,
 };
+
+/// Messages prepared, delivered and recorded together: two transactions per chunk instead of
+/// two per message. A crash between a chunk's prepare and its outcomes leaves at most this many
+/// messages `in_doubt` (never resent), and a chunk's deliveries stay well inside a lease.
+pub const SEND_CHUNK: usize = 100;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -38,6 +45,9 @@ pub struct EngineSettings {
     pub worker_id: String,
     /// Date triggers also fire for dates this many days back (a worker that was down).
     pub date_grace_days: i64,
+    /// Deliveries in flight at once (an SMTP relay's round trips are most of a send: match the
+    /// relay's connection pool).
+    pub send_concurrency: usize,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +59,7 @@ impl Default for EngineSettings {
             batch: 500,
             worker_id: format!("worker-{}", std::process::id()),
             date_grace_days: 2,
+            send_concurrency: 4,
         }
     }
 }
@@ -123,6 +134,18 @@ pub struct Engine<'a, S, T> {
     clock: &'a dyn Clock,
     settings: EngineSettings,
     cache: Mutex<HashMap<(winback_domain::CampaignId, i64), Arc<Campaign>>>,
+    /// Where a pass's dispatch time went, for the `winback::worker` log line.
+    dispatch_phases: Mutex<DispatchPhases>,
+}
+
+/// Wall time of a pass's dispatch by part (measured, not read from the injected clock: these
+/// say how long the machine took, not what time it is in the journey).
+#[derive(Debug, Default, Clone, Copy)]
+struct DispatchPhases {
+    claim: std::time::Duration,
+    prepare: std::time::Duration,
+    deliver: std::time::Duration,
+    finish: std::time::Duration,
 }
 
 impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
@@ -139,6 +162,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             clock,
             settings,
             cache: Mutex::new(HashMap::new()),
+            dispatch_phases: Mutex::new(DispatchPhases::default()),
         }
     }
 
@@ -169,11 +193,16 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
     /// One pass: recover leases, schedule, step, dispatch.
     pub async fn run_once(&self) -> Result<PassStats, EngineError> {
         let mut stats = PassStats::default();
+        let start = std::time::Instant::now();
         let reaped = self.store.reap(self.clock.now()).await?;
         stats.exited = self.store.process_exits(self.clock.now()).await?;
         stats.released = reaped.released;
         stats.in_doubt = reaped.in_doubt;
+        let exits = start.elapsed();
+        let start = std::time::Instant::now();
         stats.add(&self.schedule().await?);
+        let schedule = start.elapsed();
+        let start = std::time::Instant::now();
         // Waits whose event has come become due now; once per pass, not per batch.
         self.store.wake_waiting(self.clock.now()).await?;
         loop {
@@ -183,6 +212,9 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 break;
             }
         }
+        let step = start.elapsed();
+        let start = std::time::Instant::now();
+        *self.dispatch_phases.lock().expect("phases lock") = DispatchPhases::default();
         loop {
             let s = self.dispatch_due().await?;
             stats.add(&s);
@@ -190,6 +222,22 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 break;
             }
         }
+        let d = *self.dispatch_phases.lock().expect("phases lock");
+        tracing::info!(
+            target: "winback::worker",
+            exits_s = exits.as_secs_f64(),
+            schedule_s = schedule.as_secs_f64(),
+            step_s = step.as_secs_f64(),
+            dispatch_s = start.elapsed().as_secs_f64(),
+            claim_s = d.claim.as_secs_f64(),
+            prepare_s = d.prepare.as_secs_f64(),
+            deliver_s = d.deliver.as_secs_f64(),
+            outcomes_s = d.finish.as_secs_f64(),
+            sent = stats.sent,
+            dropped = stats.dropped,
+            deferred = stats.deferred,
+            "engine pass"
+        );
         Ok(stats)
     }
 
@@ -479,9 +527,13 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
         })
     }
 
-    /// Claims one batch of due messages, applies the send-time policies and delivers.
+    /// Claims one batch of due messages, applies the send-time policies and delivers, a chunk
+    /// of [`SEND_CHUNK`] at a time: the chunk's checks and decisions in one transaction, its
+    /// deliveries, then its outcomes in one more.
     pub async fn dispatch_due(&self) -> Result<PassStats, EngineError> {
         let now = self.clock.now();
+        let mut phases = DispatchPhases::default();
+        let start = std::time::Instant::now();
         let claimed = self
             .store
             .claim_messages(
@@ -491,8 +543,10 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 self.settings.batch,
             )
             .await?;
+        phases.claim += start.elapsed();
         let mut stats = PassStats::default();
         if claimed.is_empty() {
+            self.add_phases(&phases);
             return Ok(stats);
         }
         // Each campaign's own send window applies on top of the global one.
@@ -508,45 +562,96 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             let state = state.unwrap_or_else(|| policy::RampState::new(provider, &ramp_settings));
             policy::ramp_after_attempt(state, stats, &ramp_settings)
         };
-        for m in claimed {
-            let policy = &self.settings.policy;
-            let window = windows.get(&m.campaign_id).copied().flatten();
-            let decide = move |ctx: &policy::SendContext| {
-                let mut ctx = ctx.clone();
-                ctx.campaign_window = window;
-                policy::decide(&ctx, policy)
-            };
-            let Some((decision, dispatch)) = self
+        let policy = &self.settings.policy;
+        let decide = |m: &ClaimedMessage, ctx: &policy::SendContext| {
+            let mut ctx = ctx.clone();
+            ctx.campaign_window = windows.get(&m.campaign_id).copied().flatten();
+            policy::decide(&ctx, policy)
+        };
+        let mut queue: VecDeque<ClaimedMessage> = claimed.into();
+        while !queue.is_empty() {
+            let chunk: Vec<ClaimedMessage> = queue.drain(..queue.len().min(SEND_CHUNK)).collect();
+            let start = std::time::Instant::now();
+            let prepared = self
                 .store
-                .prepare_send(&m, self.clock.now(), self.settings.lease_seconds, &decide)
-                .await?
-            else {
-                continue;
-            };
-            match decision {
-                Decision::Send => {
-                    let d = dispatch.expect("a send decision carries the message");
-                    let outcome = self.transport.deliver(&d).await;
-                    match outcome {
-                        SendOutcome::Sent { .. } => stats.sent += 1,
-                        SendOutcome::TransportFailure(_) => {
-                            stats.failed += 1;
-                            stats.transport_failures += 1;
-                        }
-                        _ => stats.failed += 1,
+                .prepare_sends(
+                    &chunk,
+                    self.clock.now(),
+                    self.settings.lease_seconds,
+                    &decide,
+                )
+                .await?;
+            phases.prepare += start.elapsed();
+            let mut later = Vec::new();
+            let mut to_deliver = Vec::new();
+            for (m, p) in chunk.into_iter().zip(prepared) {
+                match p {
+                    Prepared::Lost => {}
+                    Prepared::Later => later.push(m),
+                    Prepared::Decided(Decision::Send, d) => {
+                        to_deliver.push((m, d.expect("a send decision carries the message")));
                     }
-                    self.store
-                        .finish_send(&m, &outcome, self.clock.now(), &ramp)
-                        .await?;
-                }
-                Decision::Defer { .. } => stats.deferred += 1,
-                Decision::Drop(reason) => {
-                    stats.dropped += 1;
-                    stats.drops.count(&reason);
+                    Prepared::Decided(Decision::Defer { .. }, _) => stats.deferred += 1,
+                    Prepared::Decided(Decision::Drop(reason), _) => {
+                        stats.dropped += 1;
+                        stats.drops.count(&reason);
+                    }
                 }
             }
+            // Held back behind an earlier message to the same contact: first in the next chunk.
+            for m in later.into_iter().rev() {
+                queue.push_front(m);
+            }
+            let start = std::time::Instant::now();
+            // After the relay or provider itself failed, the rest of the chunk is not
+            // attempted: it goes back to pending, and the channel's pause defers it.
+            let halted = std::sync::atomic::AtomicBool::new(false);
+            let outcomes: Vec<(ClaimedMessage, Option<SendOutcome>)> =
+                futures_util::stream::iter(to_deliver)
+                    .map(|(m, d)| {
+                        let halted = &halted;
+                        async move {
+                            if halted.load(std::sync::atomic::Ordering::SeqCst) {
+                                return (m, None);
+                            }
+                            let outcome = self.transport.deliver(&d).await;
+                            if matches!(outcome, SendOutcome::TransportFailure(_)) {
+                                halted.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            (m, Some(outcome))
+                        }
+                    })
+                    .buffered(self.settings.send_concurrency.max(1))
+                    .collect()
+                    .await;
+            for (_, outcome) in &outcomes {
+                match outcome {
+                    None => stats.deferred += 1,
+                    Some(SendOutcome::Sent { .. }) => stats.sent += 1,
+                    Some(SendOutcome::TransportFailure(_)) => {
+                        stats.failed += 1;
+                        stats.transport_failures += 1;
+                    }
+                    Some(_) => stats.failed += 1,
+                }
+            }
+            phases.deliver += start.elapsed();
+            let start = std::time::Instant::now();
+            self.store
+                .finish_sends(&outcomes, self.clock.now(), &ramp)
+                .await?;
+            phases.finish += start.elapsed();
         }
+        self.add_phases(&phases);
         Ok(stats)
+    }
+
+    fn add_phases(&self, p: &DispatchPhases) {
+        let mut d = self.dispatch_phases.lock().expect("phases lock");
+        d.claim += p.claim;
+        d.prepare += p.prepare;
+        d.deliver += p.deliver;
+        d.finish += p.finish;
     }
 }
 

@@ -1311,30 +1311,30 @@ impl winback_engine::JourneyStore for SqlStore {
     ) -> Result<Vec<winback_engine::ports::ClaimedMessage>, EngineError> {
         Ok(journeys::claim_messages(&self.pool, worker, now, lease_seconds, limit).await?)
     }
-    async fn prepare_send(
+    async fn prepare_sends(
         &self,
-        message: &winback_engine::ports::ClaimedMessage,
+        messages: &[winback_engine::ports::ClaimedMessage],
         now: Timestamp,
         lease_seconds: i64,
         decide: &(
-             dyn Fn(&winback_engine::policy::SendContext) -> winback_engine::policy::Decision + Sync
+             dyn Fn(
+            &winback_engine::ports::ClaimedMessage,
+            &winback_engine::policy::SendContext,
+        ) -> winback_engine::policy::Decision
+                 + Sync
          ),
-    ) -> Result<
-        Option<(
-            winback_engine::policy::Decision,
-            Option<winback_engine::ports::Dispatch>,
-        )>,
-        EngineError,
-    > {
+    ) -> Result<Vec<winback_engine::ports::Prepared>, EngineError> {
         Ok(
-            journeys::prepare_send(&self.pool, &self.salt, message, now, lease_seconds, decide)
+            journeys::prepare_sends(&self.pool, &self.salt, messages, now, lease_seconds, decide)
                 .await?,
         )
     }
-    async fn finish_send(
+    async fn finish_sends(
         &self,
-        message: &winback_engine::ports::ClaimedMessage,
-        outcome: &winback_engine::ports::SendOutcome,
+        outcomes: &[(
+            winback_engine::ports::ClaimedMessage,
+            Option<winback_engine::ports::SendOutcome>,
+        )],
         now: Timestamp,
         ramp: &(
              dyn Fn(
@@ -1344,8 +1344,8 @@ impl winback_engine::JourneyStore for SqlStore {
         ) -> winback_engine::policy::RampState
                  + Sync
          ),
-    ) -> Result<bool, EngineError> {
-        Ok(journeys::finish_send(&self.pool, message, outcome, now, ramp).await?)
+    ) -> Result<u64, EngineError> {
+        Ok(journeys::finish_sends(&self.pool, outcomes, now, ramp).await?)
     }
     async fn process_exits(&self, now: Timestamp) -> Result<u64, EngineError> {
         Ok(journeys::process_exits(&self.pool, now).await?)

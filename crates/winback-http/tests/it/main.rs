@@ -1291,14 +1291,16 @@ async fn a_plain_one_click_post_stops_the_next_send() {
     let claimed = h.store.claim_messages("w1", now, 60, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let settings = winback_engine::policy::PolicySettings::default();
-    let (decision, dispatch) = h
+    let prepared = h
         .store
-        .prepare_send(&claimed[0], now, 60, &|ctx| {
+        .prepare_sends(&claimed, now, 60, &|_, ctx| {
             winback_engine::policy::decide(ctx, &settings)
         })
         .await
-        .unwrap()
         .unwrap();
+    let [winback_engine::ports::Prepared::Decided(decision, dispatch)] = &prepared[..] else {
+        panic!("{prepared:?}");
+    };
     assert!(dispatch.is_none());
     assert!(
         matches!(decision, winback_engine::policy::Decision::Drop(_)),

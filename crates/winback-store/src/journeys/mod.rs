@@ -36,7 +36,8 @@ use winback_engine::journey::{Admission, Effect, Enrolment, EntryHistory, Next, 
 use winback_engine::policy::{self, Decision, ProviderStats, RampState, SendContext};
 use winback_engine::ports::{
     Applied, AudienceEntry, CampaignRecord, Candidate, ClaimedEnrolment, ClaimedMessage, Dispatch,
-    EngineError, MessageChannel, OfferView, Reaped, SendOutcome, TriggerBatch, TriggerEvent,
+    EngineError, MessageChannel, OfferView, Prepared, Reaped, SendOutcome, TriggerBatch,
+    TriggerEvent,
 };
 
 use crate::StoreError;

@@ -1,5 +1,5 @@
 //! The outbox: claiming due messages, the send-time checks under the contact's lock
-//! (`prepare_send`), the outcome (`finish_send`: retries, bounces, suppression), the deliverability
+//! (`prepare_sends`, a batch at a time), the outcomes (`finish_sends`: retries, bounces, suppression), the deliverability
 //! ramp's window, and the reaper of expired leases.
 
 use super::*;
@@ -46,228 +46,499 @@ pub(crate) async fn claim_messages(
     Ok(out)
 }
 
-/// Why the contact's journey has ended, checked at send time: the enrolment's own end, or an
-/// order, unsubscribe or complaint since it entered that the exit sweep has not seen yet.
-pub(super) async fn ended_reason(
-    tx: &mut Tx,
-    enrolment_id: i64,
-    profile: i64,
-) -> Result<Option<String>, StoreError> {
-    let e = tx
-        .fetch(
-            "SELECT state, end_reason, entered_at FROM enrolments WHERE id = $1",
-            &[Val::from(enrolment_id)],
-        )
-        .await?;
-    let Some(e) = e.first() else {
-        return Ok(Some("unknown enrolment".into()));
-    };
-    if e.text("state")? == "exited" {
-        return Ok(Some(
-            e.opt_text("end_reason")?.unwrap_or_else(|| "exited".into()),
-        ));
-    }
-    let since = Val::from(e.i64("entered_at")?);
-    let ordered = tx
-        .fetch(
-            "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.ordered_at >= $2 LIMIT 1",
-            &[Val::from(profile), since.clone()],
-        )
-        .await?;
-    if !ordered.is_empty() {
-        return Ok(Some("purchased".into()));
-    }
-    let left = tx
-        .fetch(
-            "SELECT e.type FROM events e JOIN customers c ON c.id = e.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND e.occurred_at >= $2 AND e.type IN ('email_unsubscribed', 'email_complained') LIMIT 1",
-            &[Val::from(profile), since],
-        )
-        .await?;
-    Ok(match left.first() {
-        Some(r) if r.text(0)? == "email_complained" => Some("complained".into()),
-        Some(_) => Some("unsubscribed".into()),
-        None => None,
-    })
+/// `$first, $first+1, …`: an `IN` list of `n` parameters after `first - 1` others.
+fn params_from(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-pub(crate) async fn prepare_send(
+/// Reads the rows keyed by an `IN` list of `keys` (chunked under both databases' parameter
+/// limits), `sql` holding `{ids}` where the list goes.
+async fn fetch_in<K: Clone + Into<Val>>(
+    tx: &mut Tx,
+    sql: &str,
+    keys: &[K],
+) -> Result<Vec<crate::db::DbRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(CHUNK) {
+        let args: Vec<Val> = chunk.iter().cloned().map(Into::into).collect();
+        out.extend(
+            tx.fetch(&sql.replace("{ids}", &in_list(chunk.len())), &args)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// One customer record of a profile, as the send-time checks read it.
+struct Record {
+    id: i64,
+    email: Option<String>,
+    email_key: Option<String>,
+    phone: Option<String>,
+    first_name: Option<String>,
+    locale: Option<String>,
+    time_zone: Option<String>,
+    external_id: String,
+}
+
+/// What one batch's reads found, by profile, enrolment and address, before any decision.
+#[derive(Default)]
+struct BatchFacts {
+    rows: HashMap<i64, crate::db::DbRow>,
+    records: HashMap<i64, Vec<Record>>,
+    /// Per message: the journey's end already known (exited), or since entry.
+    ended: HashMap<i64, Option<String>>,
+    buyers: HashSet<i64>,
+    suppressed: HashSet<(String, String)>,
+    erased: HashSet<String>,
+    recent: HashMap<(i64, String), Vec<Timestamp>>,
+    features: HashMap<i64, String>,
+    frequency: HashMap<i64, String>,
+    pauses: HashMap<String, (i64, String)>,
+    offers: HashMap<i64, OfferView>,
+    campaigns: HashMap<i64, String>,
+    /// Consent folded for every record of the batch's profiles. Read once: a decision that
+    /// changes consent (a sunset's unsubscribe) holds back every later message of its contact
+    /// and addresses to the next batch.
+    consent: Option<crate::consent::Folded>,
+}
+
+/// Every read the send-time checks of `batch` need, one statement per kind for the whole batch
+/// (a round trip per check per message was most of a send's time).
+async fn batch_facts(
+    tx: &mut Tx,
+    salt: &str,
+    batch: &[ClaimedMessage],
+    now: Timestamp,
+) -> Result<BatchFacts, StoreError> {
+    let mut f = BatchFacts::default();
+    let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+    let mut profiles: Vec<i64> = batch.iter().map(|m| m.profile_id.get()).collect();
+    profiles.sort_unstable();
+    profiles.dedup();
+    let mut enrolments: Vec<i64> = batch.iter().map(|m| m.enrolment_id.get()).collect();
+    enrolments.sort_unstable();
+    enrolments.dedup();
+    if tx.backend() == Backend::Postgres {
+        // Serialises every send to one contact: caps and unsubscribes are exact across workers.
+        // In id order, so that two workers' batches never wait for each other in a cycle.
+        fetch_in(
+            tx,
+            "SELECT id FROM customers WHERE id IN ({ids}) ORDER BY id FOR UPDATE",
+            &profiles,
+        )
+        .await?;
+    }
+    // The rows stay locked until commit: without the lock, a reaper could release a claim (and
+    // another worker claim and send it) between this check and the update, and both workers
+    // would send. The crash test caught exactly that.
+    let sql = format!(
+        "SELECT id, state, fence, step, variant, template, subject, preheader, sender_name, url, sunset, created_at, channel \
+         FROM outbox WHERE id IN ({{ids}}){}",
+        row_lock(tx)
+    );
+    for r in fetch_in(tx, &sql, &ids).await? {
+        f.rows.insert(r.i64("id")?, r);
+    }
+    // A profile's records are its own row and the rows merged into it, in record order.
+    for r in fetch_in(
+        tx,
+        &"SELECT c.id, c.profile_id, c.email, c.email_key, c.phone, c.first_name, c.locale, c.time_zone, c.external_id \
+          FROM customers c WHERE (c.id IN ({ids}) OR c.profile_id IN ({ids2})) AND c.erased_at IS NULL ORDER BY c.id"
+            .replace("{ids2}", "{ids}"),
+        &profiles,
+    )
+    .await?
+    {
+        let id = r.i64("id")?;
+        let owner = r.opt_i64("profile_id")?;
+        let rec = || -> Result<Record, StoreError> {
+            Ok(Record {
+                id,
+                email: r.opt_text("email")?,
+                email_key: r.opt_text("email_key")?,
+                phone: r.opt_text("phone")?,
+                first_name: r.opt_text("first_name")?,
+                locale: r.opt_text("locale")?,
+                time_zone: r.opt_text("time_zone")?,
+                external_id: r.text("external_id")?,
+            })
+        };
+        if profiles.binary_search(&id).is_ok() {
+            f.records.entry(id).or_default().push(rec()?);
+        }
+        if let Some(p) = owner.filter(|p| *p != id && profiles.binary_search(p).is_ok()) {
+            f.records.entry(p).or_default().push(rec()?);
+        }
+    }
+    // Why a journey has ended, checked at send time: the enrolment's own end, or an order,
+    // unsubscribe or complaint since it entered that the exit sweep has not seen yet.
+    let of_profile = "(c.id = ob.profile_id OR c.profile_id = ob.profile_id)";
+    for r in fetch_in(
+        tx,
+        &format!(
+            "SELECT ob.id, e.state, e.end_reason, \
+               CASE WHEN EXISTS (SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE {of_profile} AND o.ordered_at >= e.entered_at) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS ordered, \
+               CASE WHEN EXISTS (SELECT 1 FROM events v JOIN customers c ON c.id = v.customer_id WHERE {of_profile} AND v.occurred_at >= e.entered_at AND v.type = 'email_complained') THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS complained, \
+               CASE WHEN EXISTS (SELECT 1 FROM events v JOIN customers c ON c.id = v.customer_id WHERE {of_profile} AND v.occurred_at >= e.entered_at AND v.type = 'email_unsubscribed') THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END AS unsubscribed \
+             FROM outbox ob JOIN enrolments e ON e.id = ob.enrolment_id WHERE ob.id IN ({{ids}})"
+        ),
+        &ids,
+    )
+    .await?
+    {
+        let reason = if r.text("state")? == "exited" {
+            Some(r.opt_text("end_reason")?.unwrap_or_else(|| "exited".into()))
+        } else if r.i64("ordered")? != 0 {
+            Some("purchased".into())
+        } else if r.i64("complained")? != 0 {
+            Some("complained".into())
+        } else if r.i64("unsubscribed")? != 0 {
+            Some("unsubscribed".into())
+        } else {
+            None
+        };
+        f.ended.insert(r.i64("id")?, reason);
+    }
+    let mut record_ids: Vec<i64> = f.records.values().flatten().map(|r| r.id).collect();
+    record_ids.sort_unstable();
+    record_ids.dedup();
+    f.consent = Some(crate::consent::for_records(tx, &record_ids).await?);
+    // A buyer as the features count one: an order that was not cancelled or refunded (a soft
+    // opt-in comes from a sale).
+    for r in fetch_in(
+        tx,
+        "SELECT c.id, c.profile_id FROM customers c WHERE (c.id IN ({ids}) OR c.profile_id IN ({ids})) \
+         AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.status IN ('paid', 'pending', 'partially_refunded'))",
+        &profiles,
+    )
+    .await?
+    {
+        let id = r.i64("id")?;
+        if profiles.binary_search(&id).is_ok() {
+            f.buyers.insert(id);
+        }
+        if let Some(p) = r.opt_i64("profile_id")? {
+            f.buyers.insert(p);
+        }
+    }
+    // Suppressions and erased people's addresses, for every address the batch may use.
+    let mut addresses: Vec<String> = Vec::new();
+    let mut hashes: Vec<String> = Vec::new();
+    for recs in f.records.values() {
+        for r in recs {
+            if let Some(e) = &r.email {
+                addresses.push(e.clone());
+                hashes.extend(crate::privacy::address_hash(salt, "email", e));
+            }
+            if let Some(p) = &r.phone {
+                addresses.push(p.clone());
+                hashes.extend(crate::privacy::address_hash(salt, "sms", p));
+            }
+        }
+    }
+    addresses.sort_unstable();
+    addresses.dedup();
+    hashes.sort_unstable();
+    hashes.dedup();
+    for r in fetch_in(
+        tx,
+        "SELECT channel, address FROM suppressions WHERE active = 1 AND address IN ({ids})",
+        &addresses,
+    )
+    .await?
+    {
+        f.suppressed
+            .insert((r.text("channel")?, r.text("address")?));
+    }
+    for r in fetch_in(
+        tx,
+        "SELECT hash FROM erased_identities WHERE hash IN ({ids})",
+        &hashes,
+    )
+    .await?
+    {
+        f.erased.insert(r.text(0)?);
+    }
+    // Sends of the last 31 days, for the frequency caps.
+    for chunk in profiles.chunks(CHUNK) {
+        let mut args: Vec<Val> = vec![Val::from(now.as_micros() - 31 * 86_400_000_000)];
+        args.extend(chunk.iter().map(|i| Val::from(*i)));
+        for r in tx
+            .fetch(
+                &format!(
+                    "SELECT profile_id, channel, sent_at FROM outbox WHERE profile_id IN ({}) AND sunset = 0 AND sent_at > $1 \
+                     AND state IN ('sending', 'sent', 'in_doubt') ORDER BY sent_at DESC",
+                    params_from(2, chunk.len())
+                ),
+                &args,
+            )
+            .await?
+        {
+            f.recent
+                .entry((r.i64("profile_id")?, r.text("channel")?))
+                .or_default()
+                .push(ts(r.i64("sent_at")?)?);
+        }
+    }
+    for r in fetch_in(
+        tx,
+        "SELECT profile_id, data FROM profile_features WHERE profile_id IN ({ids})",
+        &profiles,
+    )
+    .await?
+    {
+        f.features.insert(r.i64("profile_id")?, r.text("data")?);
+    }
+    for r in fetch_in(
+        tx,
+        "SELECT profile_id, frequency FROM preferences WHERE profile_id IN ({ids})",
+        &profiles,
+    )
+    .await?
+    {
+        if let Some(freq) = r.opt_text("frequency")? {
+            f.frequency.insert(r.i64("profile_id")?, freq);
+        }
+    }
+    for r in tx
+        .fetch(
+            "SELECT channel, paused_until, reason FROM transport_pauses",
+            &[],
+        )
+        .await?
+    {
+        f.pauses.insert(
+            r.text("channel")?,
+            (r.i64("paused_until")?, r.text("reason")?),
+        );
+    }
+    for r in tx.fetch("SELECT id, name FROM campaigns", &[]).await? {
+        f.campaigns.insert(r.i64("id")?, r.text("name")?);
+    }
+    // The newest issued offer of each journey.
+    for r in fetch_in(
+        tx,
+        "SELECT enrolment_id, code, description, expires_at, min_order_minor, kind, amount_minor, percent, currency, sku \
+         FROM offers WHERE enrolment_id IN ({ids}) AND state = 'issued' ORDER BY enrolment_id, issued_at DESC, rung DESC",
+        &enrolments,
+    )
+    .await?
+    {
+        let enrolment = r.i64("enrolment_id")?;
+        if f.offers.contains_key(&enrolment) {
+            continue;
+        }
+        let kind = r.text("kind")?;
+        f.offers.insert(
+            enrolment,
+            OfferView {
+                code: r.text("code")?,
+                description: r.text("description")?,
+                expires_at: ts(r.i64("expires_at")?)?,
+                min_order_minor: r.i64("min_order_minor")?,
+                kind: winback_engine::definition::OfferKind::from_stored(
+                    &kind,
+                    r.opt_i64("amount_minor")?,
+                    r.opt_i64("percent")?,
+                    r.opt_text("sku")?,
+                )
+                .ok_or_else(|| {
+                    StoreError::Data(format!("offer of unknown kind `{kind}` or without its amount"))
+                })?,
+                currency: r.text("currency")?,
+            },
+        );
+    }
+    Ok(f)
+}
+
+/// The send-time checks of a batch of claimed messages, in one transaction that locks their
+/// contacts: reads every fact once for the batch, asks `decide` about each message in order,
+/// and records the decisions (`sending`, deferred, dropped).
+///
+/// A message whose contact, or one of whose addresses, an earlier message of the batch already
+/// has is left claimed and answered [`Prepared::Later`]: the caller prepares it after the
+/// earlier one's outcome is recorded, so one contact's caps, unsubscribes and suppressions read
+/// exactly as they would one message at a time.
+pub(crate) async fn prepare_sends(
     pool: &Pool,
     salt: &str,
+    batch: &[ClaimedMessage],
+    now: Timestamp,
+    lease_seconds: i64,
+    decide: &(dyn Fn(&ClaimedMessage, &SendContext) -> Decision + Sync),
+) -> Result<Vec<Prepared>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await?;
+    let facts = batch_facts(&mut tx, salt, batch, now).await?;
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut ramps: HashMap<String, Option<RampState>> = HashMap::new();
+    let mut out = Vec::with_capacity(batch.len());
+    for m in batch {
+        let Some(row) = facts.rows.get(&m.id) else {
+            out.push(Prepared::Lost);
+            continue;
+        };
+        if row.text("state")? != "claimed" || row.i64("fence")? != m.fence {
+            out.push(Prepared::Lost);
+            continue;
+        }
+        let records: &[Record] = facts
+            .records
+            .get(&m.profile_id.get())
+            .map_or(&[], Vec::as_slice);
+        // The contact and every address it may be reached on: one message each per batch.
+        let mut keys = vec![format!("profile:{}", m.profile_id.get())];
+        for r in records {
+            keys.extend(r.email.iter().map(|e| format!("email:{e}")));
+            keys.extend(r.email_key.iter().map(|e| format!("email_key:{e}")));
+            keys.extend(r.phone.iter().map(|p| format!("phone:{p}")));
+        }
+        if keys.iter().any(|k| taken.contains(k)) {
+            out.push(Prepared::Later);
+            continue;
+        }
+        taken.extend(keys);
+        let (decision, dispatch) = decide_one(
+            &mut tx,
+            &facts,
+            &mut ramps,
+            salt,
+            row,
+            records,
+            m,
+            now,
+            lease_seconds,
+            decide,
+        )
+        .await?;
+        out.push(Prepared::Decided(decision, dispatch));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// One message's checks from the batch's facts, and its decision recorded.
+#[allow(clippy::too_many_arguments)]
+async fn decide_one(
+    tx: &mut Tx,
+    facts: &BatchFacts,
+    ramps: &mut HashMap<String, Option<RampState>>,
+    salt: &str,
+    row: &crate::db::DbRow,
+    records: &[Record],
     m: &ClaimedMessage,
     now: Timestamp,
     lease_seconds: i64,
-    decide: &(dyn Fn(&SendContext) -> Decision + Sync),
-) -> Result<Option<(Decision, Option<Dispatch>)>, StoreError> {
-    let mut tx = pool.begin().await?;
-    if tx.backend() == Backend::Postgres {
-        // Serialises every send to one contact: caps and unsubscribes are exact across workers.
-        tx.execute(
-            "SELECT id FROM customers WHERE id = $1 FOR UPDATE",
-            &[Val::from(m.profile_id)],
-        )
-        .await?;
-    }
-    // The row stays locked until commit: without the lock, a reaper could release the claim
-    // (and another worker claim and send it) between this check and the update below, and
-    // both workers would send. The crash test caught exactly that.
-    let row = tx
-        .fetch(
-            &format!(
-                "SELECT state, fence, step, variant, template, subject, preheader, sender_name, url, sunset, created_at, channel FROM outbox WHERE id = $1{}",
-                row_lock(&tx)
-            ),
-            &[Val::from(m.id)],
-        )
-        .await?;
-    let Some(row) = row.first() else {
-        return Ok(None);
-    };
-    if row.text("state")? != "claimed" || row.i64("fence")? != m.fence {
-        return Ok(None);
-    }
+    decide: &(dyn Fn(&ClaimedMessage, &SendContext) -> Decision + Sync),
+) -> Result<(Decision, Option<Box<Dispatch>>), StoreError> {
+    let profile_id = m.profile_id.get();
     let sunset = row.i64("sunset")? != 0;
     let message_channel = message_channel(&row.text("channel")?)?;
     let channel_name = message_channel.as_str();
     let channel: Option<Channel> = message_channel.consent();
-    let records = tx
-        .fetch(
-            "SELECT c.id, c.email, c.phone, c.first_name, c.locale, c.time_zone, c.external_id FROM customers c WHERE (c.id = $1 OR c.profile_id = $1) AND c.erased_at IS NULL ORDER BY c.id",
-            &[Val::from(m.profile_id)],
-        )
-        .await?;
-    let first_of = |col: &str| -> Result<Option<String>, StoreError> {
-        for r in &records {
-            if let Some(v) = r.opt_text(col)? {
-                return Ok(Some(v));
-            }
-        }
-        Ok(None)
+    let first_of = |get: fn(&Record) -> &Option<String>| -> Option<String> {
+        records.iter().find_map(|r| get(r).clone())
     };
     // Every address of the profile for the channel, in record order (a private and a work
     // address, say). Each has its own consent, folded from every record that carries it.
     let mut candidates: Vec<(i64, String)> = Vec::new();
     if let Some(ch) = channel {
-        let col = if ch == Channel::Email {
-            "email"
-        } else {
-            "phone"
-        };
-        for r in &records {
-            if let Some(v) = r.opt_text(col)? {
-                if !candidates.iter().any(|(_, a)| *a == v) {
-                    candidates.push((r.i64("id")?, v));
+        for r in records {
+            let v = if ch == Channel::Email {
+                &r.email
+            } else {
+                &r.phone
+            };
+            if let Some(v) = v {
+                if !candidates.iter().any(|(_, a)| a == v) {
+                    candidates.push((r.id, v.clone()));
                 }
             }
         }
     }
-    let ended = ended_reason(&mut tx, m.enrolment_id.get(), m.profile_id.get()).await?;
+    let ended = facts
+        .ended
+        .get(&m.id)
+        .cloned()
+        .unwrap_or_else(|| Some("unknown enrolment".into()));
     let (address, consent_ok, suppressed, erased) = match channel {
         Some(ch) if !candidates.is_empty() => {
-            let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
-            let folded = crate::consent::for_records(&mut tx, &ids).await?;
-            let buyer = !tx
-                .fetch(
-                    // A buyer as the features count one: an order that was not cancelled or
-                    // refunded (a soft opt-in comes from a sale).
-                    "SELECT 1 FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND o.status IN ('paid', 'pending', 'partially_refunded') LIMIT 1",
-                    &[Val::from(m.profile_id)],
-                )
-                .await?
-                .is_empty();
+            let folded = facts
+                .consent
+                .as_ref()
+                .expect("consent is read with the batch");
+            let buyer = facts.buyers.contains(&profile_id);
             // The first address that consents and is not suppressed; else the first address,
             // whose refusal is the reason recorded.
-            let mut chosen: Option<((i64, String), bool, bool)> = None;
-            let mut erased_address = false;
+            let mut chosen: Option<((i64, String), bool, bool, bool)> = None;
             for (id, addr) in &candidates {
                 let ok =
                     winback_domain::Consent::allows_marketing_to(folded.for_record(*id, ch), buyer);
                 // Suppressed, or an erased person's address that came back on another record.
-                let erased =
-                    crate::privacy::address_hash(salt, ch.as_str(), addr).unwrap_or_default();
-                let hits = tx
-                    .fetch(
-                        "SELECT 'suppressed' FROM suppressions WHERE channel = $1 AND address = $2 AND active = 1 \
-                         UNION ALL SELECT 'erased' FROM erased_identities WHERE hash = $3",
-                        &[
-                            Val::from(ch.as_str()),
-                            Val::from(addr.as_str()),
-                            Val::from(erased),
-                        ],
-                    )
-                    .await?;
-                let sup = !hits.is_empty();
-                let is_erased = hits
-                    .iter()
-                    .any(|r| r.opt_str(0).ok().flatten() == Some("erased"));
+                let hash = crate::privacy::address_hash(salt, ch.as_str(), addr);
+                let is_erased = hash.is_some_and(|h| facts.erased.contains(&h));
+                let sup = is_erased
+                    || facts
+                        .suppressed
+                        .contains(&(ch.as_str().to_owned(), addr.clone()));
                 if chosen.is_none() || (ok && !sup) {
-                    chosen = Some(((*id, addr.clone()), ok, sup));
-                    erased_address = is_erased;
+                    chosen = Some(((*id, addr.clone()), ok, sup, is_erased));
                 }
                 if ok && !sup {
                     break;
                 }
             }
-            let (a, ok, sup) = chosen.expect("at least one candidate address");
-            (Some(a), ok, sup, erased_address)
+            let (a, ok, sup, is_erased) = chosen.expect("at least one candidate address");
+            (Some(a), ok, sup, is_erased)
         }
         Some(_) => (None, false, false, false),
         None => (row.opt_text("url")?.map(|u| (0, u)), true, false, false),
     };
-    let recent = tx
-        .fetch(
-            "SELECT sent_at FROM outbox WHERE profile_id = $1 AND channel = $2 AND sunset = 0 AND sent_at > $3 AND state IN ('sending', 'sent', 'in_doubt') ORDER BY sent_at DESC",
-            &[
-                Val::from(m.profile_id),
-                Val::from(channel_name),
-                Val::from(now.as_micros() - 31 * 86_400_000_000),
-            ],
-        )
-        .await?
-        .iter()
-        .map(|r| ts(r.i64(0)?))
-        .collect::<Result<Vec<_>, _>>()?;
-    // One read for the stored features, the preference centre's frequency and the channel's
-    // transport pause (a round trip per message matters on this path).
-    let profile = tx
-        .fetch(
-            "SELECT (SELECT data FROM profile_features WHERE profile_id = $1) AS features, \
-                    (SELECT frequency FROM preferences WHERE profile_id = $1) AS frequency, \
-                    (SELECT paused_until FROM transport_pauses WHERE channel = $2) AS paused_until, \
-                    (SELECT reason FROM transport_pauses WHERE channel = $2) AS paused_why",
-            &[Val::from(m.profile_id), Val::from(channel_name)],
-        )
-        .await?;
-    let profile = profile
-        .first()
-        .ok_or_else(|| StoreError::Data("no row from a scalar select".into()))?;
-    let email_inactive = match profile.opt_text("features")? {
+    let recent = facts
+        .recent
+        .get(&(profile_id, channel_name.to_owned()))
+        .cloned()
+        .unwrap_or_default();
+    let email_inactive = match facts.features.get(&profile_id) {
         Some(data) => {
-            let f: winback_domain::Features = serde_json::from_str(&data)?;
+            let f: winback_domain::Features = serde_json::from_str(data)?;
             let last = f.last_click_at.max(f.last_human_open_at);
             last.is_none_or(|t| t.days_until(now) > 180)
         }
         None => true,
     };
-    let low_frequency = profile.opt_text("frequency")?.as_deref() == Some("low");
-    let transport_pause = match (
-        profile.opt_i64("paused_until")?,
-        profile.opt_text("paused_why")?,
-    ) {
-        (Some(until), Some(why)) => Some((ts(until)?, why)),
-        _ => None,
+    let low_frequency = facts.frequency.get(&profile_id).map(String::as_str) == Some("low");
+    let transport_pause = match facts.pauses.get(channel_name) {
+        Some((until, why)) => Some((ts(*until)?, why.clone())),
+        None => None,
     };
     let provider = match (channel, &address) {
         (Some(Channel::Email), Some((_, a))) => Some(policy::mailbox_provider(a)),
         _ => None,
     };
+    // A provider's ramp moves only when outcomes are recorded, after the batch.
     let ramp = match &provider {
-        Some(p) => ramp_state(&mut tx, p).await?,
+        Some(p) => match ramps.get(p) {
+            Some(r) => r.clone(),
+            None => {
+                let r = ramp_state(tx, p).await?;
+                ramps.insert(p.clone(), r.clone());
+                r
+            }
+        },
         None => None,
     };
     let ctx = SendContext {
         now,
         channel: channel.unwrap_or(Channel::Email),
-        time_zone: first_of("time_zone")?,
+        time_zone: first_of(|r| &r.time_zone),
         has_address: address.is_some(),
         consent_ok,
         suppressed,
@@ -278,7 +549,7 @@ pub(crate) async fn prepare_send(
         campaign_window: None,
         queued_at: ts(row.i64("created_at")?)?,
         email_inactive,
-        ramp_position: winback_engine::experiment::unit_hash(&["ramp", &m.profile_id.to_string()]),
+        ramp_position: winback_engine::experiment::unit_hash(&["ramp", &profile_id.to_string()]),
         provider: provider.clone(),
         ramp,
         personal_cap: low_frequency.then_some(policy::LOW_FREQUENCY_CAP),
@@ -292,7 +563,7 @@ pub(crate) async fn prepare_send(
             (None, true) => Decision::Send,
         }
     } else {
-        decide(&ctx)
+        decide(m, &ctx)
     };
     let mut dispatch = None;
     match &decision {
@@ -310,48 +581,15 @@ pub(crate) async fn prepare_send(
                 ],
             )
             .await?;
-            let campaign = tx
-                .fetch(
-                    "SELECT name FROM campaigns WHERE id = $1",
-                    &[Val::from(m.campaign_id)],
-                )
-                .await?
-                .first()
-                .map(|r| r.text(0))
-                .transpose()?
-                .unwrap_or_default();
-            let offer = tx
-                .fetch(
-                    "SELECT code, description, expires_at, min_order_minor, kind, amount_minor, percent, currency, sku FROM offers WHERE enrolment_id = $1 AND state = 'issued' ORDER BY issued_at DESC, rung DESC LIMIT 1",
-                    &[Val::from(m.enrolment_id)],
-                )
-                .await?
-                .first()
-                .map(|r| -> Result<OfferView, StoreError> {
-                    let kind = r.text("kind")?;
-                    Ok(OfferView {
-                        code: r.text("code")?,
-                        description: r.text("description")?,
-                        expires_at: ts(r.i64("expires_at")?)?,
-                        min_order_minor: r.i64("min_order_minor")?,
-                        kind: winback_engine::definition::OfferKind::from_stored(
-                            &kind,
-                            r.opt_i64("amount_minor")?,
-                            r.opt_i64("percent")?,
-                            r.opt_text("sku")?,
-                        )
-                        .ok_or_else(|| {
-                            StoreError::Data(format!("offer of unknown kind `{kind}` or without its amount"))
-                        })?,
-                        currency: r.text("currency")?,
-                    })
-                })
-                .transpose()?;
-            dispatch = Some(Dispatch {
+            dispatch = Some(Box::new(Dispatch {
                 key: m.key.clone(),
                 channel: message_channel,
                 to,
-                campaign,
+                campaign: facts
+                    .campaigns
+                    .get(&m.campaign_id.get())
+                    .cloned()
+                    .unwrap_or_default(),
                 step: row.text("step")?,
                 variant: row.text("variant")?,
                 template: row.text("template")?,
@@ -360,14 +598,13 @@ pub(crate) async fn prepare_send(
                 sender_name: row.opt_text("sender_name")?,
                 customer: records
                     .first()
-                    .map(|r| r.text("external_id"))
-                    .transpose()?
+                    .map(|r| r.external_id.clone())
                     .unwrap_or_default(),
-                first_name: first_of("first_name")?,
-                locale: first_of("locale")?,
-                offer,
+                first_name: first_of(|r| &r.first_name),
+                locale: first_of(|r| &r.locale),
+                offer: facts.offers.get(&m.enrolment_id.get()).cloned(),
                 products: Vec::new(),
-            });
+            }));
         }
         Decision::Defer { until, reason } => {
             tx.execute(
@@ -393,7 +630,7 @@ pub(crate) async fn prepare_send(
             )
             .await?;
             if sunset {
-                unsubscribe(&mut tx, m.profile_id.get(), m.campaign_id.get(), now).await?;
+                unsubscribe(tx, profile_id, m.campaign_id.get(), now).await?;
             }
             // A win-back conversation never starts in the middle: when a journey's first
             // message is dropped (no consent, suppressed, erased, expired), the journey ends, so
@@ -430,8 +667,7 @@ pub(crate) async fn prepare_send(
             }
         }
     }
-    tx.commit().await?;
-    Ok(Some((decision, dispatch)))
+    Ok((decision, dispatch))
 }
 
 /// `FOR UPDATE` on PostgreSQL, where a checked row must stay as read until commit; SQLite's
@@ -443,157 +679,203 @@ pub(super) fn row_lock(tx: &Tx) -> &'static str {
     }
 }
 
-pub(crate) async fn finish_send(
+/// Records the outcomes of a batch's delivery attempts in one transaction: each message's
+/// settlement, retry or release exactly as one at a time, the transport's breaker, and each
+/// provider's ramp window read once and written once. `None` is a message the transport was
+/// never handed (the batch stopped at a failure of the relay): it goes back to pending, its
+/// attempt uncounted. Returns how many were recorded (a lost fence records nothing).
+pub(crate) async fn finish_sends(
     pool: &Pool,
-    m: &ClaimedMessage,
-    outcome: &SendOutcome,
+    outcomes: &[(ClaimedMessage, Option<SendOutcome>)],
     now: Timestamp,
     ramp: &(dyn Fn(Option<RampState>, &str, ProviderStats) -> RampState + Sync),
-) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let row = tx
-        .fetch(
-            &format!(
-                "SELECT state, fence, attempts, recipient, provider, sunset, channel FROM outbox WHERE id = $1{}",
-                row_lock(&tx)
-            ),
-            &[Val::from(m.id)],
-        )
-        .await?;
-    let Some(row) = row.first() else {
-        return Ok(false);
-    };
-    if row.text("state")? != "sending" || row.i64("fence")? != m.fence {
-        return Ok(false);
+) -> Result<u64, StoreError> {
+    if outcomes.is_empty() {
+        return Ok(0);
     }
-    let attempts = row.i64("attempts")?;
-    let recipient = row.opt_text("recipient")?.unwrap_or_default();
-    let provider = row.opt_text("provider")?;
-    let sunset = row.i64("sunset")? != 0;
-    let channel = row.text("channel")?;
+    let mut tx = pool.begin().await?;
+    if tx.backend() == Backend::Postgres {
+        // One batch's outcomes at a time across workers: a batch writes several channels'
+        // breakers, providers' ramps and addresses' suppressions, and two batches doing so in
+        // different orders could deadlock. A batch records in milliseconds; SQLite's
+        // `BEGIN IMMEDIATE` already serialises writers.
+        tx.execute("SELECT pg_advisory_xact_lock(7201500018)", &[])
+            .await?;
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|(m, _)| m.id).collect();
+    let mut rows: HashMap<i64, crate::db::DbRow> = HashMap::new();
+    let sql = format!(
+        "SELECT id, state, fence, attempts, recipient, provider, sunset, channel FROM outbox WHERE id IN ({{ids}}){}",
+        row_lock(&tx)
+    );
+    for r in fetch_in(&mut tx, &sql, &ids).await? {
+        rows.insert(r.i64("id")?, r);
+    }
+    // Channels whose breaker may hold a pause (every one, until a send clears it here).
+    let mut cleared: HashSet<String> = HashSet::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    let mut windows: BTreeMap<String, (Option<RampState>, RampWindow)> = BTreeMap::new();
     let micros = now.as_micros();
-    let settle = |state: &str,
-                  outcome: &str,
-                  detail: Option<String>,
-                  provider_id: Option<String>| {
-        (
-            "UPDATE outbox SET state = $2, outcome = $3, detail = $4, provider_id = $5, settled_at = $6, lease_owner = NULL, lease_until = NULL WHERE id = $1",
-            vec![
-                Val::from(m.id),
-                Val::from(state),
-                Val::from(outcome),
-                Val::from(detail),
-                Val::from(provider_id),
-                Val::from(micros),
-            ],
-        )
-    };
-    let mut settled = true;
-    let (sql, args) = match outcome {
-        SendOutcome::Sent { provider_id } => {
-            // The transport works again: its breaker closes.
-            tx.execute(
-                "DELETE FROM transport_pauses WHERE channel = $1",
-                &[Val::from(channel.as_str())],
-            )
-            .await?;
-            settle("sent", "sent", None, provider_id.clone())
+    let mut recorded = 0;
+    for (m, outcome) in outcomes {
+        let Some(row) = rows.get(&m.id) else {
+            continue;
+        };
+        if row.text("state")? != "sending" || row.i64("fence")? != m.fence {
+            continue;
         }
-        SendOutcome::TransportFailure(why) => {
-            // About the relay or provider, not the recipient: nobody is suppressed, the
-            // attempt does not count against the message, and the channel pauses with a
-            // growing backoff (a half-open breaker: the first send after the pause probes it).
-            settled = false;
-            let failures = tx
-                .fetch(
-                    "SELECT failures FROM transport_pauses WHERE channel = $1",
-                    &[Val::from(channel.as_str())],
-                )
-                .await?
-                .first()
-                .map(|r| r.i64(0))
-                .transpose()?
-                .unwrap_or(0)
-                + 1;
-            let until = micros + policy::transport_backoff_seconds(failures) * 1_000_000;
+        recorded += 1;
+        let Some(outcome) = outcome else {
             tx.execute(
-                "INSERT INTO transport_pauses (channel, reason, failures, paused_since, paused_until) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (channel) DO UPDATE SET reason = excluded.reason, failures = excluded.failures, paused_until = excluded.paused_until",
-                &[
-                    Val::from(channel.as_str()),
-                    Val::from(why.chars().take(300).collect::<String>()),
-                    Val::from(failures),
-                    Val::from(micros),
-                    Val::from(until),
-                ],
+                "UPDATE outbox SET state = 'pending', detail = 'not attempted: the transport failed before it', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                &[Val::from(m.id)],
             )
             .await?;
+            continue;
+        };
+        let attempts = row.i64("attempts")?;
+        let recipient = row.opt_text("recipient")?.unwrap_or_default();
+        let provider = row.opt_text("provider")?;
+        let sunset = row.i64("sunset")? != 0;
+        let channel = row.text("channel")?;
+        let settle = |state: &str,
+                      outcome: &str,
+                      detail: Option<String>,
+                      provider_id: Option<String>| {
             (
-                "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, attempts = attempts - 1, lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                "UPDATE outbox SET state = $2, outcome = $3, detail = $4, provider_id = $5, settled_at = $6, lease_owner = NULL, lease_until = NULL WHERE id = $1",
                 vec![
                     Val::from(m.id),
-                    Val::from(until),
-                    Val::from(format!("transport paused: {why}")),
+                    Val::from(state),
+                    Val::from(outcome),
+                    Val::from(detail),
+                    Val::from(provider_id),
+                    Val::from(micros),
                 ],
             )
-        }
-        SendOutcome::HardBounce(why) => {
-            suppress(&mut tx, &channel, &recipient, "hard_bounce", now).await?;
-            settle("failed", "hard_bounce", Some(why.clone()), None)
-        }
-        SendOutcome::SoftBounce(why) | SendOutcome::Failed(why) => {
-            let soft = matches!(outcome, SendOutcome::SoftBounce(_));
-            let bounces = if soft {
-                soft_bounce(&mut tx, &channel, &recipient, now).await?
-            } else {
-                0
-            };
-            // The engine's policy: retries at 15 minutes, 1 hour and 4 hours; a soft bounce
-            // after the third failed retry suppresses the address, as does its fourth soft
-            // bounce across messages.
-            let retry = policy::retry_after_seconds(attempts);
-            if retry.is_none() || policy::soft_bounces_suppress(bounces) {
-                if soft {
-                    suppress(&mut tx, &channel, &recipient, "soft_bounces", now).await?;
+        };
+        let mut settled = true;
+        let (sql, args) = match outcome {
+            SendOutcome::Sent { provider_id } => {
+                // The transport works again: its breaker closes.
+                if cleared.insert(channel.clone()) {
+                    tx.execute(
+                        "DELETE FROM transport_pauses WHERE channel = $1",
+                        &[Val::from(channel.as_str())],
+                    )
+                    .await?;
                 }
-                settle(
-                    "failed",
-                    if soft { "soft_bounce" } else { "failed" },
-                    Some(why.clone()),
-                    None,
-                )
-            } else {
+                settle("sent", "sent", None, provider_id.clone())
+            }
+            SendOutcome::TransportFailure(why) => {
+                // About the relay or provider, not the recipient: nobody is suppressed, the
+                // attempt does not count against the message, and the channel pauses with a
+                // growing backoff (a half-open breaker: the first send after the pause probes
+                // it).
                 settled = false;
-                let wait = retry.unwrap_or_default();
+                cleared.remove(&channel);
+                // Deliveries in flight together fail together: one failure of the channel per
+                // batch, or the backoff would jump to hours at the first refusal.
+                let counted = !failed.insert(channel.clone());
+                let failures = tx
+                    .fetch(
+                        "SELECT failures FROM transport_pauses WHERE channel = $1",
+                        &[Val::from(channel.as_str())],
+                    )
+                    .await?
+                    .first()
+                    .map(|r| r.i64(0))
+                    .transpose()?
+                    .unwrap_or(0)
+                    + i64::from(!counted);
+                let until = micros + policy::transport_backoff_seconds(failures.max(1)) * 1_000_000;
+                tx.execute(
+                    "INSERT INTO transport_pauses (channel, reason, failures, paused_since, paused_until) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (channel) DO UPDATE SET reason = excluded.reason, failures = excluded.failures, paused_until = excluded.paused_until",
+                    &[
+                        Val::from(channel.as_str()),
+                        Val::from(why.chars().take(300).collect::<String>()),
+                        Val::from(failures),
+                        Val::from(micros),
+                        Val::from(until),
+                    ],
+                )
+                .await?;
                 (
-                    "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                    "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, attempts = attempts - 1, lease_owner = NULL, lease_until = NULL WHERE id = $1",
                     vec![
                         Val::from(m.id),
-                        Val::from(micros + wait * 1_000_000),
-                        Val::from(why.as_str()),
+                        Val::from(until),
+                        Val::from(format!("transport paused: {why}")),
                     ],
                 )
             }
+            SendOutcome::HardBounce(why) => {
+                suppress(&mut tx, &channel, &recipient, "hard_bounce", now).await?;
+                settle("failed", "hard_bounce", Some(why.clone()), None)
+            }
+            SendOutcome::SoftBounce(why) | SendOutcome::Failed(why) => {
+                let soft = matches!(outcome, SendOutcome::SoftBounce(_));
+                let bounces = if soft {
+                    soft_bounce(&mut tx, &channel, &recipient, now).await?
+                } else {
+                    0
+                };
+                // The engine's policy: retries at 15 minutes, 1 hour and 4 hours; a soft bounce
+                // after the third failed retry suppresses the address, as does its fourth soft
+                // bounce across messages.
+                let retry = policy::retry_after_seconds(attempts);
+                if retry.is_none() || policy::soft_bounces_suppress(bounces) {
+                    if soft {
+                        suppress(&mut tx, &channel, &recipient, "soft_bounces", now).await?;
+                    }
+                    settle(
+                        "failed",
+                        if soft { "soft_bounce" } else { "failed" },
+                        Some(why.clone()),
+                        None,
+                    )
+                } else {
+                    settled = false;
+                    let wait = retry.unwrap_or_default();
+                    (
+                        "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                        vec![
+                            Val::from(m.id),
+                            Val::from(micros + wait * 1_000_000),
+                            Val::from(why.as_str()),
+                        ],
+                    )
+                }
+            }
+        };
+        tx.execute(sql, &args).await?;
+        if settled && sunset {
+            unsubscribe(&mut tx, m.profile_id.get(), m.campaign_id.get(), now).await?;
         }
-    };
-    tx.execute(sql, &args).await?;
-    if settled && sunset {
-        unsubscribe(&mut tx, m.profile_id.get(), m.campaign_id.get(), now).await?;
+        if let Some(p) = provider {
+            let hard = matches!(outcome, SendOutcome::HardBounce(_));
+            if !windows.contains_key(&p) {
+                let w = ramp_window(&mut tx, &p).await?;
+                windows.insert(p.clone(), w);
+            }
+            let (state, window) = windows.get_mut(&p).expect("read just above");
+            // Only settled attempts count, as the window's rates are per attempt.
+            if settled {
+                window.cur.attempts += 1;
+                window.cur.hard_bounces += u64::from(hard);
+            }
+            let next = ramp(state.take(), &p, window.stats());
+            if window.cur.attempts >= RAMP_BUCKET {
+                window.prev = window.cur;
+                window.cur = ProviderStats::default();
+            }
+            *state = Some(next);
+        }
     }
-    if let Some(p) = provider {
-        let hard = matches!(outcome, SendOutcome::HardBounce(_));
-        // Only settled attempts count, as the window's rates are per attempt.
-        let (state, mut window) = ramp_window(&mut tx, &p).await?;
-        if settled {
-            window.cur.attempts += 1;
-            window.cur.hard_bounces += u64::from(hard);
-        }
-        let stats = window.stats();
-        let next = ramp(state, &p, stats);
-        if window.cur.attempts >= RAMP_BUCKET {
-            window.prev = window.cur;
-            window.cur = ProviderStats::default();
-        }
+    // Each provider's ramp as the last outcome left it: one write per provider per batch.
+    for (p, (state, window)) in &windows {
+        let Some(next) = state else { continue };
         tx.execute(
             "INSERT INTO provider_ramp (provider, share, attempts_at_share, paused, updated_at, cur_attempts, cur_hard, cur_complaints, prev_attempts, prev_hard, prev_complaints) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -604,7 +886,7 @@ pub(crate) async fn finish_send(
                 Val::from(p.as_str()),
                 Val::from(Some(next.share)),
                 Val::from(next.attempts_at_share as i64),
-                Val::from(next.paused),
+                Val::from(next.paused.clone()),
                 Val::from(micros),
                 Val::from(window.cur.attempts as i64),
                 Val::from(window.cur.hard_bounces as i64),
@@ -617,7 +899,7 @@ pub(crate) async fn finish_send(
         .await?;
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(recorded)
 }
 
 /// Attempts per bucket of the ramp's window: the window holds the current bucket and the one

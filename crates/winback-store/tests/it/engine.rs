@@ -3,7 +3,7 @@
 
 use winback_domain::{Clock, ManualClock, Timestamp};
 use winback_engine::file_outbox::FileOutbox;
-use winback_engine::ports::{Applied, JourneyStore, SendOutcome};
+use winback_engine::ports::{Applied, ClaimedMessage, JourneyStore, Prepared, SendOutcome};
 use winback_engine::{Engine, EngineSettings};
 use winback_import::SourceKind;
 use winback_store::{FactScope, SqlStore, ingest::Mode};
@@ -249,15 +249,17 @@ async fn expired_leases_are_fenced_and_unknown_sends_are_in_doubt(store: &SqlSto
     // Dispatch: one message is marked sending, then its worker dies before settling it.
     let msgs = store.claim_messages("w1", later, 60, 10).await.unwrap();
     assert_eq!(msgs.len(), 2);
-    let decide = |ctx: &winback_engine::policy::SendContext| {
+    let decide = |_: &ClaimedMessage, ctx: &winback_engine::policy::SendContext| {
         winback_engine::policy::decide(ctx, &settings().policy)
     };
-    let (d, dispatch) = store
-        .prepare_send(&msgs[0], later, 60, &decide)
+    let prepared = store
+        .prepare_sends(&msgs[..1], later, 60, &decide)
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(d, winback_engine::policy::Decision::Send);
+    let [Prepared::Decided(d, dispatch)] = &prepared[..] else {
+        panic!("{prepared:?}");
+    };
+    assert_eq!(*d, winback_engine::policy::Decision::Send);
     assert!(dispatch.is_some());
     // The other claim expires untouched.
     let after = later.plus_seconds(300);
@@ -272,16 +274,19 @@ async fn expired_leases_are_fenced_and_unknown_sends_are_in_doubt(store: &SqlSto
             &rs,
         )
     };
-    assert!(
-        !store
-            .finish_send(
-                &msgs[0],
-                &SendOutcome::Sent { provider_id: None },
+    assert_eq!(
+        store
+            .finish_sends(
+                &[(
+                    msgs[0].clone(),
+                    Some(SendOutcome::Sent { provider_id: None })
+                )],
                 after,
                 &ramp
             )
             .await
-            .unwrap()
+            .unwrap(),
+        0
     );
     clock.set(after);
     let s = engine.run_until_idle(5).await.unwrap();
@@ -787,4 +792,129 @@ async fn re_permission_keeps_the_yes_sayers_and_sunsets_the_silent(store: &SqlSt
 conformance!(
     re_permission,
     super::re_permission_keeps_the_yes_sayers_and_sunsets_the_silent
+);
+
+/// `TWO_MAILS` under another name, open to contacts already in another journey.
+fn open_campaign(name: &str) -> String {
+    TWO_MAILS.replace(
+        "name = \"two-mails\"",
+        &format!("name = \"{name}\"\nexclusive = false"),
+    )
+}
+
+/// Two campaigns mail the same two contacts in one pass, so one batch holds two messages for
+/// each. A batch's checks hold a contact's second message back until the first one's outcome is
+/// recorded: the daily email cap defers it, exactly as one message at a time would.
+async fn a_batch_checks_one_message_per_contact_at_a_time(store: &SqlStore) {
+    shop(store).await;
+    launch(store, &open_campaign("first"), "first").await;
+    launch(store, &open_campaign("second"), "second").await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    let s = engine.run_once().await.unwrap();
+    // A and B have ordered and consent; each is in both journeys.
+    assert_eq!(s.enrolled, 4, "{s:?}");
+    assert_eq!((s.sent, s.deferred), (2, 2), "{s:?}");
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(DISTINCT profile_id) FROM outbox WHERE state = 'sent'"
+        )
+        .await,
+        2,
+        "one message per contact today"
+    );
+    // The next day the cap allows the second.
+    clock.advance_days(1);
+    clock.advance_seconds(3600);
+    let s = engine.run_once().await.unwrap();
+    assert_eq!(s.sent, 2, "{s:?}");
+    assert_eq!(outbox.files().written(), 4);
+    assert_eq!(outbox.files().repeated(), 0);
+}
+conformance!(
+    one_message_per_contact_per_batch,
+    super::a_batch_checks_one_message_per_contact_at_a_time
+);
+
+/// A relay that answers `421` while `down`, and counts what it was handed.
+struct Relay<'a> {
+    files: &'a FileOutbox,
+    down: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl winback_engine::ports::Transport for Relay<'_> {
+    async fn deliver(&self, d: &winback_engine::ports::Dispatch) -> SendOutcome {
+        use std::sync::atomic::Ordering;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            SendOutcome::TransportFailure("421 4.3.0 service not available".into())
+        } else {
+            winback_engine::ports::Transport::deliver(self.files, d).await
+        }
+    }
+}
+
+/// The relay fails the first message of a batch: the rest of the batch is never handed to it,
+/// goes back to pending with its attempt uncounted, and nobody is suppressed. After the pause
+/// every message goes out exactly once.
+async fn a_relay_failure_stops_the_batch_and_loses_nothing(store: &SqlStore) {
+    use std::sync::atomic::Ordering;
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = FileOutbox::new(dir.path()).unwrap();
+    let relay = Relay {
+        files: &files,
+        down: true.into(),
+        calls: 0.into(),
+    };
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &relay, &clock, settings());
+    let s = engine.run_once().await.unwrap();
+    assert_eq!(s.enrolled, 2, "{s:?}");
+    assert_eq!((s.sent, s.transport_failures), (0, 1), "{s:?}");
+    assert_eq!(
+        relay.calls.load(Ordering::SeqCst),
+        1,
+        "the rest was not tried"
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts = 0"
+        )
+        .await,
+        2,
+        "both wait, neither attempt counted"
+    );
+    assert_eq!(count(store, "SELECT COUNT(*) FROM suppressions").await, 0);
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM transport_pauses").await,
+        1
+    );
+    // Within the pause nothing is tried.
+    clock.advance_seconds(60);
+    let s = engine.run_until_idle(5).await.unwrap();
+    assert_eq!(s.sent, 0, "{s:?}");
+    assert_eq!(relay.calls.load(Ordering::SeqCst), 1);
+    // The relay is back; after the pause both go out, once.
+    relay.down.store(false, Ordering::SeqCst);
+    clock.advance_seconds(15 * 60);
+    let s = engine.run_until_idle(5).await.unwrap();
+    assert_eq!(s.sent, 2, "{s:?}");
+    assert_eq!(files.files().written(), 2);
+    assert_eq!(files.files().repeated(), 0);
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM transport_pauses").await,
+        0,
+        "a send closes the breaker"
+    );
+}
+conformance!(
+    relay_failure_mid_batch,
+    super::a_relay_failure_stops_the_batch_and_loses_nothing
 );
