@@ -682,6 +682,7 @@ pub async fn refresh_features(
 #[derive(Debug, Default)]
 struct ScorePhases {
     plan: f64,
+    rederive: f64,
     read_facts: f64,
     features: f64,
     write_features: f64,
@@ -710,6 +711,9 @@ pub struct Outcome {
     pub models: Models,
     /// What the store recorded.
     pub stats: winback_store::RunStats,
+    /// Profiles whose features were re-derived from the stored ones instead of read from their
+    /// facts ([`Facts::Changed`]).
+    pub rederived: usize,
 }
 
 /// Scores the store's profiles and saves the run, the features and the model fits, a page of
@@ -726,14 +730,52 @@ pub async fn score_and_save(
     top: usize,
     each: impl FnMut(&Scored),
 ) -> Result<Outcome> {
-    score_and_save_in_pages(store, as_of, settings, FACT_CHUNK, top, each).await
+    score_and_save_in_pages(store, as_of, settings, Facts::All, FACT_CHUNK, top, each).await
 }
 
-/// [`score_and_save`] with pages of `page` profiles (tests use small ones).
+/// Which profiles' facts a scoring run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    /// Every profile's (`winback score`).
+    All,
+    /// Only what may have changed (the worker's nightly run): profiles marked since their
+    /// features were computed, profiles without features, profiles whose loyalty windows move,
+    /// and one [`RENEW_DAYS`]th of the base by turns, so that every profile is renewed from its
+    /// facts within that many days whatever else happens. The others' features are re-derived
+    /// from what is stored ([`winback_scoring::rederive`]: only recency and tenure move), which
+    /// gives the same features without reading a million profiles' orders and events.
+    Changed,
+}
+
+/// A nightly run renews this share (1 in `RENEW_DAYS`) of the base from its facts by turns.
+pub const RENEW_DAYS: usize = 7;
+
+/// [`score_and_save`] for the worker's nightly run: [`Facts::Changed`].
+pub async fn rescore_and_save(
+    store: &winback_store::SqlStore,
+    as_of: Timestamp,
+    settings: &Settings,
+    top: usize,
+    each: impl FnMut(&Scored),
+) -> Result<Outcome> {
+    score_and_save_in_pages(
+        store,
+        as_of,
+        settings,
+        Facts::Changed,
+        FACT_CHUNK,
+        top,
+        each,
+    )
+    .await
+}
+
+/// [`score_and_save`] reading `facts`, with pages of `page` profiles (tests use small ones).
 pub async fn score_and_save_in_pages(
     store: &winback_store::SqlStore,
     as_of: Timestamp,
     settings: &Settings,
+    facts: Facts,
     page: usize,
     top: usize,
     mut each: impl FnMut(&Scored),
@@ -742,23 +784,93 @@ pub async fn score_and_save_in_pages(
     // Where a run's time goes, logged at the end (`WINBACK_LOG=winback::score=info`).
     let mut phases = ScorePhases::default();
     let mut clock = Instant::now();
-    let dirty = store.dirty_customers().await?;
+    let mut dirty = store.dirty_customers().await?;
     let mut population = Population::default();
-    let scopes = store.fact_chunks(false, page_size).await?;
+    let mut rederived = 0;
+    let chunks: Vec<Vec<i64>> = store
+        .fact_profile_ids(false)
+        .await?
+        .chunks(page_size)
+        .map(<[i64]>::to_vec)
+        .collect();
+    let changed: std::collections::HashSet<i64> = match facts {
+        Facts::All => Default::default(),
+        Facts::Changed => store.fact_profile_ids(true).await?.into_iter().collect(),
+    };
+    let base: usize = chunks.iter().map(Vec::len).sum();
+    let turn = as_of.day_number().rem_euclid(RENEW_DAYS as i64) as usize;
+    let renew = base * turn / RENEW_DAYS..base * (turn + 1) / RENEW_DAYS;
     phases.lap(&mut clock, |p| &mut p.plan);
-    for scope in scopes {
-        let facts = store.profile_facts(scope).await?;
-        phases.lap(&mut clock, |p| &mut p.read_facts);
-        // Feature computation is CPU work: off the async workers, so a worker's engine passes
-        // go on meanwhile.
-        let (features, pop) = tokio::task::spawn_blocking(move || {
-            let features = compute_features(&facts, as_of);
-            population.add(&features);
-            (features, population)
-        })
-        .await
-        .context("the scoring thread")?;
-        population = pop;
+    let mut offset = 0;
+    for ids in chunks {
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            continue;
+        };
+        // What can be re-derived from the stored features; the rest is read from its facts.
+        let mut derived: HashMap<i64, Features> = HashMap::new();
+        let mut to_mark = Vec::new();
+        if facts == Facts::Changed {
+            let stored: HashMap<i64, Features> = store
+                .features_page(Some(first - 1), ids.len())
+                .await?
+                .into_iter()
+                .map(|s| (s.features.profile_id, s.features))
+                .filter(|(id, _)| *id <= last)
+                .collect();
+            for (k, id) in ids.iter().enumerate() {
+                if changed.contains(id) {
+                    continue;
+                }
+                let again = (!renew.contains(&(offset + k)))
+                    .then(|| {
+                        stored
+                            .get(id)
+                            .and_then(|f| winback_scoring::rederive(f, as_of))
+                    })
+                    .flatten();
+                match again {
+                    Some(f) => {
+                        derived.insert(*id, f);
+                    }
+                    None => to_mark.push(*id),
+                }
+            }
+            rederived += derived.len();
+        }
+        offset += ids.len();
+        phases.lap(&mut clock, |p| &mut p.rederive);
+        let computed = if derived.len() < ids.len() {
+            // Marked like an import's records, so the facts scan takes exactly these; the
+            // marks are cleared with the run's own below.
+            store.mark_for_refresh(&to_mark).await?;
+            dirty.extend(to_mark);
+            let facts_of = store
+                .profile_facts(winback_store::FactScope::Profiles {
+                    first,
+                    last,
+                    dirty_only: facts == Facts::Changed,
+                })
+                .await?;
+            phases.lap(&mut clock, |p| &mut p.read_facts);
+            // Feature computation is CPU work: off the async workers, so a worker's engine
+            // passes go on meanwhile.
+            tokio::task::spawn_blocking(move || compute_features(&facts_of, as_of))
+                .await
+                .context("the scoring thread")?
+        } else {
+            Vec::new()
+        };
+        // In profile order, as a whole scan gives them: the models see the same population.
+        let features: Vec<Features> = if derived.is_empty() {
+            computed
+        } else {
+            let mut computed: HashMap<i64, Features> =
+                computed.into_iter().map(|f| (f.profile_id, f)).collect();
+            ids.iter()
+                .filter_map(|id| computed.remove(id).or_else(|| derived.remove(id)))
+                .collect()
+        };
+        population.add(&features);
         phases.lap(&mut clock, |p| &mut p.features);
         store
             .upsert_features(as_of, &features)
@@ -818,6 +930,8 @@ pub async fn score_and_save_in_pages(
     tracing::info!(
         target: "winback::score",
         plan_s = phases.plan,
+        rederive_s = phases.rederive,
+        rederived = rederived,
         read_facts_s = phases.read_facts,
         features_s = phases.features,
         write_features_s = phases.write_features,
@@ -834,6 +948,7 @@ pub async fn score_and_save_in_pages(
         summary,
         models,
         stats,
+        rederived,
     })
 }
 

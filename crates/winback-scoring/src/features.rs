@@ -235,10 +235,107 @@ fn add_signals(feat: &mut Features, p: &ProfileFacts) {
         .collect();
 }
 
+/// The features of a profile whose facts have not changed since `f` was computed, as of a
+/// later `as_of`, without reading its facts again: only the recency and tenure move with time,
+/// and the loyalty windows when points were earned in the last two windows (or after `f`'s
+/// `as_of`). `None` when those windows may move (or `as_of` is earlier): read the facts then.
+pub fn rederive(f: &Features, as_of: Timestamp) -> Option<Features> {
+    let windows_still = f.points_earned_90d == 0
+        && f.points_earned_prior_90d == 0
+        && f.last_points_earned_at.is_none_or(|t| t <= f.as_of);
+    if as_of < f.as_of || !windows_still {
+        return None;
+    }
+    let mut g = f.clone();
+    g.as_of = as_of;
+    g.recency_days = f.last_order_at.map(|t| t.fractional_days_until(as_of));
+    g.tenure_days = f.first_order_at.map(|t| t.fractional_days_until(as_of));
+    Some(g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use winback_domain::{OrderFact, SignalFact};
+
+    fn any_signal() -> impl Strategy<Value = Signal> {
+        prop_oneof![
+            Just(Signal::HumanOpen),
+            Just(Signal::MachineOpen),
+            Just(Signal::Click),
+            Just(Signal::Login),
+            Just(Signal::CartAbandoned),
+            Just(Signal::SubscriptionStarted),
+            Just(Signal::SubscriptionCancelled(None)),
+            Just(Signal::ComplaintOpened),
+            Just(Signal::Unsubscribed),
+            (-50i64..200, proptest::option::of(0i64..5000))
+                .prop_map(|(delta, balance)| Signal::Points { delta, balance }),
+        ]
+    }
+
+    proptest! {
+        /// Whenever `rederive` answers, it answers exactly what reading the facts again would:
+        /// orders and signals over three years (some after the first `as_of`), loyalty points
+        /// in and out of the windows, any later `as_of`.
+        #[test]
+        fn rederived_features_equal_features_read_again(
+            orders in proptest::collection::vec((0i64..1100, 100i64..50_000, 0u32..3), 0..8),
+            signals in proptest::collection::vec((0i64..1100, any_signal()), 0..10),
+            first in 300i64..1000,
+            later in 0i64..400,
+        ) {
+            let cats = vec![String::new(), "books".into(), "toys".into()];
+            let mut p = ProfileFacts {
+                profile_id: 1,
+                orders: orders
+                    .iter()
+                    .map(|&(d, minor, c)| order(d, minor, c))
+                    .collect(),
+                signals: signals.iter().map(|&(d, s)| signal(d, s)).collect(),
+                currency: Some("EUR".into()),
+                ..ProfileFacts::default()
+            };
+            p.orders.sort_by_key(|o| o.at);
+            p.signals.sort_by_key(|s| s.at);
+            let before = features_of(&p, &cats, at(first));
+            let again = features_of(&p, &cats, at(first + later));
+            let points = signals.iter().any(|(_, s)| matches!(s, Signal::Points { .. }));
+            match rederive(&before, at(first + later)) {
+                Some(derived) => prop_assert_eq!(derived, again),
+                // Without loyalty points nothing but recency and tenure ever moves.
+                None => prop_assert!(points),
+            }
+        }
+    }
+
+    #[test]
+    fn rederive_refuses_moving_loyalty_windows_and_an_earlier_as_of() {
+        let p = ProfileFacts {
+            profile_id: 1,
+            orders: vec![order(10, 2000, 0)],
+            signals: vec![signal(
+                100,
+                Signal::Points {
+                    delta: 50,
+                    balance: None,
+                },
+            )],
+            ..ProfileFacts::default()
+        };
+        let cats = vec![String::new()];
+        // Points 50 days ago: the windows move as time passes.
+        assert!(rederive(&features_of(&p, &cats, at(150)), at(151)).is_none());
+        // Points long ago: nothing moves but recency and tenure.
+        let old = features_of(&p, &cats, at(400));
+        let derived = rederive(&old, at(430)).unwrap();
+        assert_eq!(derived.recency_days, Some(420.0));
+        assert_eq!(derived, features_of(&p, &cats, at(430)));
+        // Points earned after the first as_of enter the windows later.
+        assert!(rederive(&features_of(&p, &cats, at(50)), at(120)).is_none());
+        assert!(rederive(&old, at(399)).is_none());
+    }
 
     fn at(day: i64) -> Timestamp {
         Timestamp::from_micros(day * Timestamp::DAY_MICROS + 3_600_000_000).unwrap()

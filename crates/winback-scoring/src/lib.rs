@@ -29,7 +29,9 @@ mod validation;
 pub use bgnbd::{BgNbd, BgNbdParams, MbgNbd};
 pub use clv::{ClvSettings, Prediction, Predictor, clv, clv_at_value};
 pub use data::{Frequency, Grouped, SpendRecord, group};
-pub use features::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState, features_of};
+pub use features::{
+    Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState, features_of, rederive,
+};
 pub use fit::{Fit, FitError, FitLimits, MAX_EVALUATIONS, Progress, with_limits};
 pub use gammagamma::{GammaGamma, GammaGammaParams};
 pub use hyp2f1::{LnHyp2f1, hyp2f1, ln_hyp2f1, ln_hyp2f1_a1_grad, ln_hyp2f1_grad};

@@ -493,6 +493,21 @@ impl SqlStore {
         features::upsert_features(&mut tx, computed_at, features).await?;
         tx.commit().await
     }
+    /// The profile ids a scan of the marked profiles (`dirty_only`) or of all covers,
+    /// ascending.
+    pub async fn fact_profile_ids(&self, dirty_only: bool) -> Result<Vec<i64>, StoreError> {
+        features::fact_profiles(&self.pool, dirty_only).await
+    }
+    /// Marks customer records (a profile's id is its own record's) for a feature refresh from
+    /// their facts.
+    pub async fn mark_for_refresh(&self, records: &[i64]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        features::mark_dirty(&mut tx, records).await?;
+        tx.commit().await
+    }
     /// Customer records whose features are stale (an import or resolution touched them).
     pub async fn dirty_customers(&self) -> Result<Vec<i64>, StoreError> {
         features::dirty_customers(&self.pool).await

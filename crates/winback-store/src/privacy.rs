@@ -634,6 +634,8 @@ async fn stop_marketing(
             .await?;
         }
     }
+    // Features carry whether marketing email may be sent: refreshed from the facts.
+    crate::features::mark_dirty(tx, records).await?;
     let dropped = tx
         .execute(
             "UPDATE outbox SET state = 'dropped', outcome = $3, settled_at = $2 WHERE profile_id = $1 AND state = 'pending'",

@@ -131,6 +131,8 @@ async fn record_consent(
             )
             .await?;
     }
+    // Features carry whether marketing email may be sent: refreshed from the facts.
+    crate::features::mark_dirty(tx, records).await?;
     Ok(n)
 }
 
