@@ -18,7 +18,7 @@ use winback_identity::IdentityRules;
 use winback_store::SqlStore;
 
 use crate::ingest::{Settled, after_ingest};
-use crate::scoring::{Settings as ScoringSettings, rescore_and_save};
+use crate::scoring::{Facts, Settings as ScoringSettings, score_and_save};
 
 /// `[schedule]` in `winback.toml`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -183,7 +183,8 @@ pub async fn run_due(
             .claim_job("score", owner, now, at(now, LEASE_SECONDS), due)
             .await?
         {
-            let outcome = rescore_and_save(store, now, &schedule.scoring, 0, |_| {}).await;
+            let outcome =
+                score_and_save(store, now, &schedule.scoring, Facts::Changed, 0, |_| {}).await;
             let text = match &outcome {
                 Ok(o) => serde_json::to_string(&o.stats)?,
                 Err(e) => format!("failed: {e:#}"),

@@ -727,10 +727,11 @@ pub async fn score_and_save(
     store: &winback_store::SqlStore,
     as_of: Timestamp,
     settings: &Settings,
+    facts: Facts,
     top: usize,
     each: impl FnMut(&Scored),
 ) -> Result<Outcome> {
-    score_and_save_in_pages(store, as_of, settings, Facts::All, FACT_CHUNK, top, each).await
+    score_and_save_in_pages(store, as_of, settings, facts, FACT_CHUNK, top, each).await
 }
 
 /// Which profiles' facts a scoring run reads.
@@ -749,26 +750,6 @@ pub enum Facts {
 
 /// A nightly run renews this share (1 in `RENEW_DAYS`) of the base from its facts by turns.
 pub const RENEW_DAYS: usize = 7;
-
-/// [`score_and_save`] for the worker's nightly run: [`Facts::Changed`].
-pub async fn rescore_and_save(
-    store: &winback_store::SqlStore,
-    as_of: Timestamp,
-    settings: &Settings,
-    top: usize,
-    each: impl FnMut(&Scored),
-) -> Result<Outcome> {
-    score_and_save_in_pages(
-        store,
-        as_of,
-        settings,
-        Facts::Changed,
-        FACT_CHUNK,
-        top,
-        each,
-    )
-    .await
-}
 
 /// [`score_and_save`] reading `facts`, with pages of `page` profiles (tests use small ones).
 pub async fn score_and_save_in_pages(

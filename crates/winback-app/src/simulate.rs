@@ -317,6 +317,7 @@ pub async fn run(
                 store,
                 clock.now(),
                 &config.scoring_settings(),
+                crate::scoring::Facts::All,
                 0,
                 |_| {},
             )

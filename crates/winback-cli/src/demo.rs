@@ -317,11 +317,15 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     // The simulated programme below gives every customer a behaviour from its score: all kept
     // (the demo's shop is small).
     let mut scored = Vec::new();
-    let outcome =
-        crate::score::score_and_save(&store, clock.now(), &config.scoring_settings(), 5, |s| {
-            scored.push(s.clone())
-        })
-        .await?;
+    let outcome = crate::score::score_and_save(
+        &store,
+        clock.now(),
+        &config.scoring_settings(),
+        crate::score::Facts::All,
+        5,
+        |s| scored.push(s.clone()),
+    )
+    .await?;
     crate::score::print(&outcome.summary, &outcome.models);
     println!();
 

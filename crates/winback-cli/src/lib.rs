@@ -389,6 +389,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     &store,
                     clock.now(),
                     &config.scoring_settings(),
+                    score::Facts::All,
                     top,
                     |s| {
                         let sep = if std::mem::take(&mut first) {
@@ -421,6 +422,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         &store,
                         clock.now(),
                         &config.scoring_settings(),
+                        score::Facts::All,
                         top,
                         |_| {},
                     )

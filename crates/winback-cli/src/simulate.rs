@@ -85,9 +85,16 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Resu
     }
     import::resolve(&cfg, &store, now).await?;
     let mut scored = Vec::new();
-    crate::score::score_and_save(&store, now, &cfg.scoring_settings(), 0, |s| {
-        scored.push(s.clone());
-    })
+    crate::score::score_and_save(
+        &store,
+        now,
+        &cfg.scoring_settings(),
+        crate::score::Facts::All,
+        0,
+        |s| {
+            scored.push(s.clone());
+        },
+    )
     .await?;
     if !args.json {
         println!(
