@@ -378,7 +378,7 @@ pub(crate) async fn prepare_sends(
     let mut tx = pool.begin().await?;
     let facts = batch_facts(&mut tx, salt, batch, now).await?;
     let mut taken: HashSet<String> = HashSet::new();
-    let mut ramps: HashMap<String, Option<RampState>> = HashMap::new();
+    let mut state = BatchState::default();
     let mut out = Vec::with_capacity(batch.len());
     for m in batch {
         let Some(row) = facts.rows.get(&m.id) else {
@@ -406,22 +406,61 @@ pub(crate) async fn prepare_sends(
         }
         taken.extend(keys);
         let (decision, dispatch) = decide_one(
-            &mut tx,
-            &facts,
-            &mut ramps,
-            salt,
-            row,
-            records,
-            m,
-            now,
-            lease_seconds,
-            decide,
+            &mut tx, &facts, &mut state, salt, row, records, m, now, decide,
         )
         .await?;
         out.push(Prepared::Decided(decision, dispatch));
     }
+    mark_sending(&mut tx, &state.sends, now, lease_seconds).await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// What a batch's decisions carry from one message to the next.
+#[derive(Default)]
+struct BatchState {
+    /// Each mailbox provider's ramp, read once: it moves only when outcomes are recorded.
+    ramps: HashMap<String, Option<RampState>>,
+    /// The sends decided: (id, fence, recipient, provider).
+    sends: Vec<(i64, i64, String, Option<String>)>,
+}
+
+/// Marks a batch's sends `sending` in one statement per hundred (one round trip per message
+/// was a third of a batch's checks). The rows are locked and checked in this transaction; the
+/// fence is checked again all the same.
+async fn mark_sending(
+    tx: &mut Tx,
+    sends: &[(i64, i64, String, Option<String>)],
+    now: Timestamp,
+    lease_seconds: i64,
+) -> Result<(), StoreError> {
+    for chunk in sends.chunks(CHUNK / 4) {
+        let n = chunk.len() * 4;
+        let mut args: Vec<Val> = Vec::with_capacity(n + 2);
+        for (id, fence, to, provider) in chunk {
+            args.extend([
+                Val::from(*id),
+                Val::from(*fence),
+                Val::from(to.as_str()),
+                Val::from(provider.clone()),
+            ]);
+        }
+        args.push(Val::from(now.as_micros()));
+        args.push(Val::from(now.as_micros() + lease_seconds * 1_000_000));
+        tx.execute(
+            &format!(
+                "UPDATE outbox SET state = 'sending', sent_at = ${}, lease_until = ${}, attempts = attempts + 1, \
+                 recipient = v.column3, provider = v.column4 FROM (VALUES {}) AS v \
+                 WHERE outbox.id = v.column1 AND outbox.fence = v.column2",
+                n + 1,
+                n + 2,
+                values_list(chunk.len(), 4)
+            ),
+            &args,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// One message's checks from the batch's facts, and its decision recorded.
@@ -429,13 +468,12 @@ pub(crate) async fn prepare_sends(
 async fn decide_one(
     tx: &mut Tx,
     facts: &BatchFacts,
-    ramps: &mut HashMap<String, Option<RampState>>,
+    state: &mut BatchState,
     salt: &str,
     row: &crate::db::DbRow,
     records: &[Record],
     m: &ClaimedMessage,
     now: Timestamp,
-    lease_seconds: i64,
     decide: &(dyn Fn(&ClaimedMessage, &SendContext) -> Decision + Sync),
 ) -> Result<(Decision, Option<Box<Dispatch>>), StoreError> {
     let profile_id = m.profile_id.get();
@@ -525,11 +563,11 @@ async fn decide_one(
     };
     // A provider's ramp moves only when outcomes are recorded, after the batch.
     let ramp = match &provider {
-        Some(p) => match ramps.get(p) {
+        Some(p) => match state.ramps.get(p) {
             Some(r) => r.clone(),
             None => {
                 let r = ramp_state(tx, p).await?;
-                ramps.insert(p.clone(), r.clone());
+                state.ramps.insert(p.clone(), r.clone());
                 r
             }
         },
@@ -569,18 +607,10 @@ async fn decide_one(
     match &decision {
         Decision::Send => {
             let (_, to) = address.clone().expect("a send decision has an address");
-            tx.execute(
-                "UPDATE outbox SET state = 'sending', sent_at = $2, lease_until = $3, attempts = attempts + 1, recipient = $4, provider = $5 WHERE id = $1 AND fence = $6",
-                &[
-                    Val::from(m.id),
-                    Val::from(now.as_micros()),
-                    Val::from(now.as_micros() + lease_seconds * 1_000_000),
-                    Val::from(to.as_str()),
-                    Val::from(provider),
-                    Val::from(m.fence),
-                ],
-            )
-            .await?;
+            // Marked `sending` with the batch's others before commit (see `mark_sending`).
+            state
+                .sends
+                .push((m.id, m.fence, to.clone(), provider.clone()));
             dispatch = Some(Box::new(Dispatch {
                 key: m.key.clone(),
                 channel: message_channel,
@@ -714,6 +744,7 @@ pub(crate) async fn finish_sends(
     // Channels whose breaker may hold a pause (every one, until a send clears it here).
     let mut cleared: HashSet<String> = HashSet::new();
     let mut failed: HashSet<String> = HashSet::new();
+    let mut sent: Vec<(i64, Option<String>)> = Vec::new();
     let mut windows: BTreeMap<String, (Option<RampState>, RampWindow)> = BTreeMap::new();
     let micros = now.as_micros();
     let mut recorded = 0;
@@ -755,7 +786,8 @@ pub(crate) async fn finish_sends(
             )
         };
         let mut settled = true;
-        let (sql, args) = match outcome {
+        // The row's own update; a send is settled with the batch's others (`settle_sent`).
+        let update: Option<(&str, Vec<Val>)> = match outcome {
             SendOutcome::Sent { provider_id } => {
                 // The transport works again: its breaker closes.
                 if cleared.insert(channel.clone()) {
@@ -765,7 +797,8 @@ pub(crate) async fn finish_sends(
                     )
                     .await?;
                 }
-                settle("sent", "sent", None, provider_id.clone())
+                sent.push((m.id, provider_id.clone()));
+                None
             }
             SendOutcome::TransportFailure(why) => {
                 // About the relay or provider, not the recipient: nobody is suppressed, the
@@ -801,18 +834,18 @@ pub(crate) async fn finish_sends(
                     ],
                 )
                 .await?;
-                (
+                Some((
                     "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, attempts = attempts - 1, lease_owner = NULL, lease_until = NULL WHERE id = $1",
                     vec![
                         Val::from(m.id),
                         Val::from(until),
                         Val::from(format!("transport paused: {why}")),
                     ],
-                )
+                ))
             }
             SendOutcome::HardBounce(why) => {
                 suppress(&mut tx, &channel, &recipient, "hard_bounce", now).await?;
-                settle("failed", "hard_bounce", Some(why.clone()), None)
+                Some(settle("failed", "hard_bounce", Some(why.clone()), None))
             }
             SendOutcome::SoftBounce(why) | SendOutcome::Failed(why) => {
                 let soft = matches!(outcome, SendOutcome::SoftBounce(_));
@@ -829,27 +862,29 @@ pub(crate) async fn finish_sends(
                     if soft {
                         suppress(&mut tx, &channel, &recipient, "soft_bounces", now).await?;
                     }
-                    settle(
+                    Some(settle(
                         "failed",
                         if soft { "soft_bounce" } else { "failed" },
                         Some(why.clone()),
                         None,
-                    )
+                    ))
                 } else {
                     settled = false;
                     let wait = retry.unwrap_or_default();
-                    (
+                    Some((
                         "UPDATE outbox SET state = 'pending', not_before = $2, detail = $3, lease_owner = NULL, lease_until = NULL WHERE id = $1",
                         vec![
                             Val::from(m.id),
                             Val::from(micros + wait * 1_000_000),
                             Val::from(why.as_str()),
                         ],
-                    )
+                    ))
                 }
             }
         };
-        tx.execute(sql, &args).await?;
+        if let Some((sql, args)) = update {
+            tx.execute(sql, &args).await?;
+        }
         if settled && sunset {
             unsubscribe(&mut tx, m.profile_id.get(), m.campaign_id.get(), now).await?;
         }
@@ -873,6 +908,7 @@ pub(crate) async fn finish_sends(
             *state = Some(next);
         }
     }
+    settle_sent(&mut tx, &sent, now).await?;
     // Each provider's ramp as the last outcome left it: one write per provider per batch.
     for (p, (state, window)) in &windows {
         let Some(next) = state else { continue };
@@ -900,6 +936,33 @@ pub(crate) async fn finish_sends(
     }
     tx.commit().await?;
     Ok(recorded)
+}
+
+/// Settles a batch's accepted messages `sent` in one statement per hundred.
+async fn settle_sent(
+    tx: &mut Tx,
+    sent: &[(i64, Option<String>)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for chunk in sent.chunks(CHUNK / 2) {
+        let n = chunk.len() * 2;
+        let mut args: Vec<Val> = Vec::with_capacity(n + 1);
+        for (id, provider_id) in chunk {
+            args.extend([Val::from(*id), Val::from(provider_id.clone())]);
+        }
+        args.push(Val::from(now.as_micros()));
+        tx.execute(
+            &format!(
+                "UPDATE outbox SET state = 'sent', outcome = 'sent', detail = NULL, provider_id = v.column2, settled_at = ${}, \
+                 lease_owner = NULL, lease_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
+                n + 1,
+                values_list(chunk.len(), 2)
+            ),
+            &args,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Attempts per bucket of the ramp's window: the window holds the current bucket and the one
