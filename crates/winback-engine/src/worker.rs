@@ -604,14 +604,22 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             }
             let start = std::time::Instant::now();
             // After the relay or provider itself failed, the rest of the chunk is not
-            // attempted: it goes back to pending, and the channel's pause defers it.
+            // attempted: it goes back to pending, and the channel's pause defers it. So is
+            // what a slow relay (or a domain's rate limit) has not reached by half the lease:
+            // its `sending` rows must be recorded before the lease ends, or another worker's
+            // reaper would call them in doubt.
             let halted = std::sync::atomic::AtomicBool::new(false);
+            let budget = std::time::Duration::from_secs(
+                u64::try_from(self.settings.lease_seconds / 2).unwrap_or(0),
+            );
             let outcomes: Vec<(ClaimedMessage, Option<SendOutcome>)> =
                 futures_util::stream::iter(to_deliver)
                     .map(|(m, d)| {
                         let halted = &halted;
                         async move {
-                            if halted.load(std::sync::atomic::Ordering::SeqCst) {
+                            if halted.load(std::sync::atomic::Ordering::SeqCst)
+                                || start.elapsed() > budget
+                            {
                                 return (m, None);
                             }
                             let outcome = self.transport.deliver(&d).await;

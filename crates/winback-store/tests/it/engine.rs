@@ -918,3 +918,65 @@ conformance!(
     relay_failure_mid_batch,
     super::a_relay_failure_stops_the_batch_and_loses_nothing
 );
+
+/// A relay that takes `delay` per message.
+struct Slow<'a> {
+    files: &'a FileOutbox,
+    delay: std::time::Duration,
+}
+
+impl winback_engine::ports::Transport for Slow<'_> {
+    async fn deliver(&self, d: &winback_engine::ports::Dispatch) -> SendOutcome {
+        tokio::time::sleep(self.delay).await;
+        winback_engine::ports::Transport::deliver(self.files, d).await
+    }
+}
+
+/// A relay slower than half the lease per batch: what it has not reached by then goes back to
+/// pending unattempted (its `sending` rows are recorded before the lease ends, so no reaper
+/// calls a delivered message in doubt), and the next batch sends it, once.
+async fn a_slow_relay_leaves_the_rest_of_the_batch_for_the_next_pass(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = FileOutbox::new(dir.path()).unwrap();
+    let relay = Slow {
+        files: &files,
+        delay: std::time::Duration::from_millis(1100),
+    };
+    let clock = ManualClock::new(start());
+    let mut s = settings();
+    s.lease_seconds = 2;
+    s.send_concurrency = 1;
+    let engine = Engine::new(store, &relay, &clock, s);
+    let pass = engine.run_once().await.unwrap();
+    // The second message was handed back once (counted deferred) and sent by the next batch.
+    assert_eq!(
+        (pass.enrolled, pass.sent, pass.deferred),
+        (2, 2, 1),
+        "{pass:?}"
+    );
+    assert_eq!(files.files().written(), 2);
+    assert_eq!(files.files().repeated(), 0);
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'sent' AND attempts = 1"
+        )
+        .await,
+        2,
+        "the handed-back attempt is not counted"
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'in_doubt'"
+        )
+        .await,
+        0
+    );
+}
+conformance!(
+    slow_relay_half_lease,
+    super::a_slow_relay_leaves_the_rest_of_the_batch_for_the_next_pass
+);
