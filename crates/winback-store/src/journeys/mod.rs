@@ -9,7 +9,8 @@
 //! - a message is marked `sending` (committed) before the transport is called; a `sending` row
 //!   whose lease expires is `in_doubt`, never resent;
 //! - send-time checks run in the transaction that marks `sending`, under a lock on the contact
-//!   (PostgreSQL: the profile's customer row; SQLite: the database write lock).
+//!   (PostgreSQL: the profile's customer row; SQLite: the database write lock). A batch checks
+//!   at most one message per contact and address; the next waits for the first's outcome.
 
 mod audience;
 mod campaigns;

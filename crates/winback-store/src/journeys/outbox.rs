@@ -1,6 +1,6 @@
-//! The outbox: claiming due messages, the send-time checks under the contact's lock
-//! (`prepare_sends`, a batch at a time), the outcomes (`finish_sends`: retries, bounces, suppression), the deliverability
-//! ramp's window, and the reaper of expired leases.
+//! The outbox: claiming due messages, the send-time checks under the contacts' locks
+//! (`prepare_sends`, a batch at a time), the outcomes (`finish_sends`: retries, bounces,
+//! suppression), the deliverability ramp's window, and the reaper of expired leases.
 
 use super::*;
 
