@@ -608,20 +608,23 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             // what a slow relay (or a domain's rate limit) has not reached by half the lease:
             // its `sending` rows must be recorded before the lease ends, or another worker's
             // reaper would call them in doubt.
+            // The chunk's first delivery always goes, so every chunk makes progress.
             let halted = std::sync::atomic::AtomicBool::new(false);
+            let started = std::sync::atomic::AtomicUsize::new(0);
             let budget = std::time::Duration::from_secs(
                 u64::try_from(self.settings.lease_seconds / 2).unwrap_or(0),
             );
             let outcomes: Vec<(ClaimedMessage, Option<SendOutcome>)> =
                 futures_util::stream::iter(to_deliver)
                     .map(|(m, d)| {
-                        let halted = &halted;
+                        let (halted, started) = (&halted, &started);
                         async move {
-                            if halted.load(std::sync::atomic::Ordering::SeqCst)
-                                || start.elapsed() > budget
-                            {
+                            let late = started.load(std::sync::atomic::Ordering::SeqCst) > 0
+                                && start.elapsed() > budget;
+                            if halted.load(std::sync::atomic::Ordering::SeqCst) || late {
                                 return (m, None);
                             }
+                            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             let outcome = self.transport.deliver(&d).await;
                             if matches!(outcome, SendOutcome::TransportFailure(_)) {
                                 halted.store(true, std::sync::atomic::Ordering::SeqCst);
