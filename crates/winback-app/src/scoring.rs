@@ -739,7 +739,8 @@ pub async fn score_and_save(
 pub enum Facts {
     /// Every profile's (`winback score`).
     All,
-    /// Only what may have changed (the worker's nightly run): profiles marked since their
+    /// Only what may have changed (the worker's nightly run; on PostgreSQL, whose scan of only
+    /// the marked profiles is the slower, the same as `All`): profiles marked since their
     /// features were computed, profiles without features, profiles whose loyalty windows move,
     /// and one [`RENEW_DAYS`]th of the base by turns, so that every profile is renewed from its
     /// facts within that many days whatever else happens. The others' features are re-derived
@@ -768,25 +769,26 @@ pub async fn score_and_save_in_pages(
     let mut dirty = store.dirty_customers().await?;
     let mut population = Population::default();
     let mut rederived = 0;
-    let chunks: Vec<Vec<i64>> = store
-        .fact_profile_ids(false)
-        .await?
-        .chunks(page_size)
-        .map(<[i64]>::to_vec)
-        .collect();
+    // PostgreSQL's scan of only the marked profiles measured slower than its whole scan
+    // (7.1–10.3 s against 4.3 s at 50,000 customers; SQLite's 9.4–12.9 s against 26.9 s at
+    // 200,000): there every profile's facts are read.
+    let facts = match store.backend() {
+        winback_store::db::Backend::Postgres => Facts::All,
+        winback_store::db::Backend::Sqlite => facts,
+    };
+    let all = store.fact_profile_ids(false).await?;
     let changed: std::collections::HashSet<i64> = match facts {
         Facts::All => Default::default(),
         Facts::Changed => store.fact_profile_ids(true).await?.into_iter().collect(),
     };
-    let base: usize = chunks.iter().map(Vec::len).sum();
     let turn = as_of.day_number().rem_euclid(RENEW_DAYS as i64) as usize;
-    let renew = base * turn / RENEW_DAYS..base * (turn + 1) / RENEW_DAYS;
+    let renew = all.len() * turn / RENEW_DAYS..all.len() * (turn + 1) / RENEW_DAYS;
     phases.lap(&mut clock, |p| &mut p.plan);
-    let mut offset = 0;
-    for ids in chunks {
+    for (chunk, ids) in all.chunks(page_size).enumerate() {
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
             continue;
         };
+        let offset = chunk * page_size;
         // What can be re-derived from the stored features; the rest is read from its facts.
         let mut derived: HashMap<i64, Features> = HashMap::new();
         let mut to_mark = Vec::new();
@@ -818,7 +820,6 @@ pub async fn score_and_save_in_pages(
             }
             rederived += derived.len();
         }
-        offset += ids.len();
         phases.lap(&mut clock, |p| &mut p.rederive);
         let computed = if derived.len() < ids.len() {
             // Marked like an import's records, so the facts scan takes exactly these; the

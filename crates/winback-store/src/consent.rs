@@ -113,6 +113,7 @@ fn fold(history: HashMap<AddressKey, Vec<Consent>>) -> HashMap<AddressKey, Conse
 
 /// The statement in force for every address of the given records (or of every record), and for
 /// each record the keys its email and SMS statements fold under.
+#[derive(Default)]
 pub(crate) struct Folded {
     by_address: HashMap<AddressKey, Consent>,
     keys: HashMap<(i64, Channel), AddressKey>,

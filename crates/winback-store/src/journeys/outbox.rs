@@ -46,14 +46,6 @@ pub(crate) async fn claim_messages(
     Ok(out)
 }
 
-/// `$first, $first+1, …`: an `IN` list of `n` parameters after `first - 1` others.
-fn params_from(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Reads the rows keyed by an `IN` list of `keys` (chunked under both databases' parameter
 /// limits), `sql` holding `{ids}` where the list goes.
 async fn fetch_in<K: Clone + Into<Val>>(
@@ -103,7 +95,7 @@ struct BatchFacts {
     /// Consent folded for every record of the batch's profiles. Read once: a decision that
     /// changes consent (a sunset's unsubscribe) holds back every later message of its contact
     /// and addresses to the next batch.
-    consent: Option<crate::consent::Folded>,
+    consent: crate::consent::Folded,
 }
 
 /// Every read the send-time checks of `batch` need, one statement per kind for the whole batch
@@ -206,7 +198,7 @@ async fn batch_facts(
     let mut record_ids: Vec<i64> = f.records.values().flatten().map(|r| r.id).collect();
     record_ids.sort_unstable();
     record_ids.dedup();
-    f.consent = Some(crate::consent::for_records(tx, &record_ids).await?);
+    f.consent = crate::consent::for_records(tx, &record_ids).await?;
     // A buyer as the features count one: an order that was not cancelled or refunded (a soft
     // opt-in comes from a sale).
     for r in fetch_in(
@@ -263,26 +255,23 @@ async fn batch_facts(
     {
         f.erased.insert(r.text(0)?);
     }
-    // Sends of the last 31 days, for the frequency caps.
-    for chunk in profiles.chunks(CHUNK) {
-        let mut args: Vec<Val> = vec![Val::from(now.as_micros() - 31 * 86_400_000_000)];
-        args.extend(chunk.iter().map(|i| Val::from(*i)));
-        for r in tx
-            .fetch(
-                &format!(
-                    "SELECT profile_id, channel, sent_at FROM outbox WHERE profile_id IN ({}) AND sunset = 0 AND sent_at > $1 \
-                     AND state IN ('sending', 'sent', 'in_doubt') ORDER BY sent_at DESC",
-                    params_from(2, chunk.len())
-                ),
-                &args,
-            )
-            .await?
-        {
-            f.recent
-                .entry((r.i64("profile_id")?, r.text("channel")?))
-                .or_default()
-                .push(ts(r.i64("sent_at")?)?);
-        }
+    // Sends of the last 31 days, for the frequency caps (the cutoff is an integer, written
+    // into the statement so the profiles' list can take the parameters).
+    let cutoff = now.as_micros() - 31 * 86_400_000_000;
+    for r in fetch_in(
+        tx,
+        &format!(
+            "SELECT profile_id, channel, sent_at FROM outbox WHERE profile_id IN ({{ids}}) AND sunset = 0 AND sent_at > {cutoff} \
+             AND state IN ('sending', 'sent', 'in_doubt') ORDER BY sent_at DESC"
+        ),
+        &profiles,
+    )
+    .await?
+    {
+        f.recent
+            .entry((r.i64("profile_id")?, r.text("channel")?))
+            .or_default()
+            .push(ts(r.i64("sent_at")?)?);
     }
     for r in fetch_in(
         tx,
@@ -508,10 +497,7 @@ async fn decide_one(
         .unwrap_or_else(|| Some("unknown enrolment".into()));
     let (address, consent_ok, suppressed, erased) = match channel {
         Some(ch) if !candidates.is_empty() => {
-            let folded = facts
-                .consent
-                .as_ref()
-                .expect("consent is read with the batch");
+            let folded = &facts.consent;
             let buyer = facts.buyers.contains(&profile_id);
             // The first address that consents and is not suppressed; else the first address,
             // whose refusal is the reason recorded.

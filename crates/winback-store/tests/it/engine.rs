@@ -839,17 +839,22 @@ conformance!(
     super::a_batch_checks_one_message_per_contact_at_a_time
 );
 
-/// A relay that answers `421` while `down`, and counts what it was handed.
+/// A relay that takes `delay` per message and answers `421` while `down`, and counts what it
+/// was handed.
 struct Relay<'a> {
     files: &'a FileOutbox,
     down: std::sync::atomic::AtomicBool,
     calls: std::sync::atomic::AtomicUsize,
+    delay: std::time::Duration,
 }
 
 impl winback_engine::ports::Transport for Relay<'_> {
     async fn deliver(&self, d: &winback_engine::ports::Dispatch) -> SendOutcome {
         use std::sync::atomic::Ordering;
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         if self.down.load(Ordering::SeqCst) {
             SendOutcome::TransportFailure("421 4.3.0 service not available".into())
         } else {
@@ -871,6 +876,7 @@ async fn a_relay_failure_stops_the_batch_and_loses_nothing(store: &SqlStore) {
         files: &files,
         down: true.into(),
         calls: 0.into(),
+        delay: std::time::Duration::ZERO,
     };
     let clock = ManualClock::new(start());
     let engine = Engine::new(store, &relay, &clock, settings());
@@ -919,19 +925,6 @@ conformance!(
     super::a_relay_failure_stops_the_batch_and_loses_nothing
 );
 
-/// A relay that takes `delay` per message.
-struct Slow<'a> {
-    files: &'a FileOutbox,
-    delay: std::time::Duration,
-}
-
-impl winback_engine::ports::Transport for Slow<'_> {
-    async fn deliver(&self, d: &winback_engine::ports::Dispatch) -> SendOutcome {
-        tokio::time::sleep(self.delay).await;
-        winback_engine::ports::Transport::deliver(self.files, d).await
-    }
-}
-
 /// A relay slower than half the lease per batch: what it has not reached by then goes back to
 /// pending unattempted (its `sending` rows are recorded before the lease ends, so no reaper
 /// calls a delivered message in doubt), and the next batch sends it, once.
@@ -940,8 +933,10 @@ async fn a_slow_relay_leaves_the_rest_of_the_batch_for_the_next_pass(store: &Sql
     launch(store, TWO_MAILS, "two-mails").await;
     let dir = tempfile::tempdir().unwrap();
     let files = FileOutbox::new(dir.path()).unwrap();
-    let relay = Slow {
+    let relay = Relay {
         files: &files,
+        down: false.into(),
+        calls: 0.into(),
         delay: std::time::Duration::from_millis(1100),
     };
     let clock = ManualClock::new(start());
@@ -979,4 +974,41 @@ async fn a_slow_relay_leaves_the_rest_of_the_batch_for_the_next_pass(store: &Sql
 conformance!(
     slow_relay_half_lease,
     super::a_slow_relay_leaves_the_rest_of_the_batch_for_the_next_pass
+);
+
+/// Deliveries in flight together fail together when the relay goes down: each failure sends
+/// its message back uncounted, and the batch counts one failure of the channel, so the backoff
+/// is the first rung's (15 minutes), not the hours of a relay that failed again and again.
+async fn messages_in_flight_fail_together_and_count_once(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = FileOutbox::new(dir.path()).unwrap();
+    let relay = Relay {
+        files: &files,
+        down: true.into(),
+        calls: 0.into(),
+        delay: std::time::Duration::from_millis(20),
+    };
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &relay, &clock, settings());
+    let s = engine.run_once().await.unwrap();
+    assert_eq!((s.sent, s.transport_failures), (0, 2), "{s:?}");
+    assert_eq!(
+        count(store, "SELECT failures FROM transport_pauses").await,
+        1
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts = 0"
+        )
+        .await,
+        2
+    );
+    assert_eq!(count(store, "SELECT COUNT(*) FROM suppressions").await, 0);
+}
+conformance!(
+    failures_in_flight,
+    super::messages_in_flight_fail_together_and_count_once
 );
