@@ -11,7 +11,9 @@
 //!    `GET /v1/report` timed through HTTP;
 //! 5. a daily delta: one simulated day's orders and events (about 1% of customers ordering, 10%
 //!    engaging), half the events through files and half through `POST /v1/events`, the worker's
-//!    pass that day, and the next day's pass.
+//!    pass that day, and the next day's pass;
+//! 6. on PostgreSQL, for each of `--also-workers`, step 3's pass and step 5 again with that many
+//!    workers, on a copy of the database as it stood before the first pass.
 //!
 //! The table goes to standard output and to `--out` (Markdown), ready for `BENCHMARKS.md`.
 
@@ -40,6 +42,12 @@ pub struct CycleArgs {
     /// Worker processes for each worker pass (PostgreSQL; SQLite serialises writers).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// PostgreSQL: more worker counts to measure on the same load, e.g. `2,4`. The database is
+    /// copied (`CREATE DATABASE … TEMPLATE`) as it stands before the first worker pass; after
+    /// the cycle, each count runs the first pass, the day's delta and both daily passes on a
+    /// fresh copy, so the load is measured once and the passes start from the same state.
+    #[arg(long, value_delimiter = ',')]
+    pub also_workers: Vec<usize>,
     /// Folder for the shop's files, the database and the logs.
     #[arg(long, default_value = "target/bench/cycle")]
     pub dir: PathBuf,
@@ -126,10 +134,11 @@ impl Runner {
             .env("WINBACK_TOKENS__KEYS__K1", &self.secrets[0])
             .env("WINBACK_ENGINE__SECRET", &self.secrets[1])
             .env("WINBACK_EMAIL__OUTBOX_DIR", &self.outbox)
-            // Imports and scoring log where their time went; the notes show it.
+            // Imports, scoring, the worker and the report log where their time went; the notes
+            // show it.
             .env(
                 "WINBACK_LOG",
-                "warn,winback::import=info,winback::score=info,winback::worker=info",
+                "warn,winback::import=info,winback::score=info,winback::worker=info,winback::report=info",
             )
             .stdin(Stdio::null());
         c
@@ -416,9 +425,14 @@ fn features_seconds(import_json: &str) -> f64 {
 fn logged_phases(log: &str) -> String {
     let mut phases: Vec<(String, f64)> = Vec::new();
     for line in log.lines().filter(|l| {
-        ["winback::import", "winback::score", "winback::worker"]
-            .iter()
-            .any(|t| l.contains(t))
+        [
+            "winback::import",
+            "winback::score",
+            "winback::worker",
+            "winback::report",
+        ]
+        .iter()
+        .any(|t| l.contains(t))
     }) {
         for field in line.split_whitespace() {
             let Some((key, value)) = field.split_once('=') else {
@@ -470,6 +484,11 @@ async fn fresh_postgres(url: &str) -> Result<(String, String)> {
         .execute(&format!("CREATE DATABASE {name}"), &[])
         .await?;
     admin.close().await;
+    Ok((database_url(url, &name), name))
+}
+
+/// The URL of database `name` on the server `url` names.
+fn database_url(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
@@ -478,7 +497,24 @@ async fn fresh_postgres(url: &str) -> Result<(String, String)> {
         Some(i) if i > "postgres://".len() => &base[..i],
         _ => base,
     };
-    Ok((format!("{prefix}/{name}{query}"), name))
+    format!("{prefix}/{name}{query}")
+}
+
+/// Creates database `name` as a copy of `template` (dropping a previous `name`); no session
+/// may be connected to `template` meanwhile, and none is: every step's process has exited.
+async fn copy_postgres(url: &str, template: &str, name: &str) -> Result<String> {
+    let admin = winback_store::db::Pool::connect(url, None)
+        .await
+        .context("connecting to PostgreSQL")?;
+    admin
+        .execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[])
+        .await?;
+    admin
+        .execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"), &[])
+        .await
+        .with_context(|| format!("copying database {template} to {name}"))?;
+    admin.close().await;
+    Ok(database_url(url, name))
 }
 
 async fn drop_postgres(url: &str, name: &str) {
@@ -492,6 +528,10 @@ async fn drop_postgres(url: &str, name: &str) {
 
 /// Runs `winback bench cycle`.
 pub async fn run(args: CycleArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.also_workers.is_empty() || args.target != "sqlite",
+        "--also-workers needs a PostgreSQL --target (SQLite serialises writers)"
+    );
     let dir = std::path::absolute(&args.dir)?;
     let shop = dir.join(format!("shop-{}", args.customers));
     let logs = dir.join("logs");
@@ -552,9 +592,18 @@ pub async fn run(args: CycleArgs) -> Result<()> {
         clocks: Clocks { day0 },
         steps: Vec::new(),
     };
-    let result = cycle(&mut r, &args, &dir, &shop, &campaigns).await;
+    let result = cycle(&mut r, &args, &dir, &shop, &campaigns, pg.as_deref()).await;
     if let (Some(name), false) = (&pg, args.keep) {
         drop_postgres(&args.target, name).await;
+    }
+    if let Some(name) = &pg {
+        // The copy taken before the first pass, and the last extra count's database.
+        drop_postgres(&args.target, &format!("{name}_before_pass")).await;
+        if !args.keep {
+            for w in &args.also_workers {
+                drop_postgres(&args.target, &format!("{name}_w{w}")).await;
+            }
+        }
     }
     result?;
 
@@ -582,6 +631,7 @@ async fn cycle(
     dir: &Path,
     shop: &Path,
     campaigns: &Path,
+    pg: Option<&str>,
 ) -> Result<()> {
     let n = args.customers.to_string();
     let seed = args.seed.to_string();
@@ -684,18 +734,26 @@ async fn cycle(
         note: format!("{count} campaigns"),
     });
     let workers = args.workers;
-    r.step_n(
-        "first worker pass (with the nightly scoring and retention it finds due)",
-        0,
-        workers,
-        &["worker", "--once"],
-        worker_note,
-    )?;
-    r.add_totals(0)?;
-    r.step("report --json", 0, &["report", "--json"], |_| String::new())?;
+    let snapshot = match pg {
+        Some(name) if !args.also_workers.is_empty() => {
+            let copy = format!("{name}_before_pass");
+            let t = Instant::now();
+            copy_postgres(&args.target, name, &copy).await?;
+            eprintln!(
+                "  copied the database before the first pass in {:.1} s (not a step)",
+                t.elapsed().as_secs_f64()
+            );
+            Some(copy)
+        }
+        _ => None,
+    };
+    first_pass(r, "", workers)?;
+    r.step("report --json", 0, &["report", "--json"], |f| {
+        logged_phases(&f.stderr)
+    })?;
     let html = r.logs.join("report.html").display().to_string();
-    r.step("report --html", 0, &["report", "--html", &html], |_| {
-        String::new()
+    r.step("report --html", 0, &["report", "--html", &html], |f| {
+        logged_phases(&f.stderr)
     })?;
 
     // The service: dashboard pages and the report through HTTP, as of day 0.
@@ -737,24 +795,74 @@ async fn cycle(
             stats.orders, stats.items, stats.file_events, stats.api_events
         ),
     });
+    delta(r, &day, "", workers).await?;
+    // More worker counts, each on a copy of the store as it stood before the first pass.
+    if let (Some(name), Some(snapshot)) = (pg, &snapshot) {
+        let main_database = r.database.clone();
+        if !args.keep {
+            // Measured; dropped now so that at most two copies of a large store share the disk.
+            drop_postgres(&args.target, name).await;
+        }
+        for &w in &args.also_workers {
+            let copy = format!("{name}_w{w}");
+            r.database = copy_postgres(&args.target, snapshot, &copy).await?;
+            r.outbox = dir.join(format!("outbox-w{w}"));
+            // A previous run's messages; absent on the first run.
+            let _ = std::fs::remove_dir_all(&r.outbox);
+            let prefix = format!("{w} workers: ");
+            first_pass(r, &prefix, w)?;
+            delta(r, &day, &prefix, w).await?;
+            if !args.keep {
+                drop_postgres(&args.target, &copy).await;
+            }
+        }
+        r.database = main_database;
+    }
+    Ok(())
+}
+
+/// The campaigns' first worker pass with `workers` processes at once; `prefix` names the run.
+fn first_pass(r: &mut Runner, prefix: &str, workers: usize) -> Result<()> {
+    r.step_n(
+        &format!("{prefix}first worker pass (with the nightly scoring and retention it finds due)"),
+        0,
+        workers,
+        &["worker", "--once"],
+        worker_note,
+    )?;
+    r.add_totals(0)
+}
+
+/// The daily delta: day 1's files imported, its API events posted, then day 1's and day 2's
+/// worker passes with `workers` processes each; `prefix` names the run.
+async fn delta(
+    r: &mut Runner,
+    day: &winback_synth::DayFiles,
+    prefix: &str,
+    workers: usize,
+) -> Result<()> {
     let (orders, items, events) = (
         day.orders.display().to_string(),
         day.items.display().to_string(),
         day.events.display().to_string(),
     );
     r.import(
-        "day 1: import orders",
+        &format!("{prefix}day 1: import orders"),
         1,
         &["orders", &orders, "--items", &items],
     )?;
-    r.import("day 1: import events", 1, &["events", &events])?;
+    r.import(
+        &format!("{prefix}day 1: import events"),
+        1,
+        &["events", &events],
+    )?;
     let port = free_port()?;
     let mut serve = Serve::start(r, 1, port)?;
     let posted = post_events(&serve, &day.api_events).await;
     let peak = serve.stop()?;
     let (sent, secs) = posted?;
     r.steps.push(Step {
-        name: "day 1: POST /v1/events (NDJSON, 1,000 per request, 4 clients)".into(),
+        name: format!("{prefix}day 1: POST /v1/events (NDJSON, 1,000 per request, 4 clients)"),
         seconds: secs,
         peak_kib: peak,
         note: format!(
@@ -764,21 +872,20 @@ async fn cycle(
         ),
     });
     r.step_n(
-        "day 1: worker pass",
+        &format!("{prefix}day 1: worker pass"),
         1,
         workers,
         &["worker", "--once"],
         worker_note,
     )?;
     r.step_n(
-        "day 2: worker pass",
+        &format!("{prefix}day 2: worker pass"),
         2,
         workers,
         &["worker", "--once"],
         worker_note,
     )?;
-    r.add_totals(2)?;
-    Ok(())
+    r.add_totals(2)
 }
 
 fn totals(list_json: &str) -> (u64, u64) {
@@ -1032,15 +1139,24 @@ fn markdown(steps: &[Step], args: &CycleArgs, database: &str) -> String {
         "PostgreSQL".to_owned()
     };
     let mut s = String::new();
+    let also: Vec<String> = args.also_workers.iter().map(usize::to_string).collect();
+    let (also_title, also_flag) = if also.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(" (then {} on copies)", also.join(", ")),
+            format!(" --also-workers {}", also.join(",")),
+        )
+    };
     let _ = writeln!(
         s,
-        "### {} customers, {target}, {} worker(s) per pass\n",
+        "### {} customers, {target}, {} worker(s) per pass{also_title}\n",
         crate::report::n(args.customers),
         args.workers
     );
     let _ = writeln!(
         s,
-        "`winback bench cycle --customers {} --target {} --workers {}`, release build, {} cores; database `{}`.\n",
+        "`winback bench cycle --customers {} --target {} --workers {}{also_flag}`, release build, {} cores; database `{}`.\n",
         args.customers,
         if args.target == "sqlite" {
             "sqlite"

@@ -65,6 +65,67 @@ fn the_cycle_runs_every_step_and_records_time_and_peak_memory() {
     let ceiling = row(&table, "ceiling: the same events by plain executemany");
     assert!(ceiling.contains(" of it"), "{ceiling}");
     assert!(!ceiling.contains("not measured"), "{ceiling}");
+    // The report says where its time went (the pages' cost at a large shop is read from it).
+    let report = row(&table, "report --json");
+    for part in ["funnels ", "stays ", "arms ", "hygiene "] {
+        assert!(report.contains(part), "no {part}in {report}");
+    }
+}
+
+#[test]
+fn more_worker_counts_run_on_copies_of_the_same_load() {
+    let Some(url) = super::crash::pg_url("bench cycle --also-workers test") else {
+        return;
+    };
+    let env = Env::new();
+    let dir = env.path("cycle");
+    let out = cycle(
+        &env,
+        &dir,
+        "200",
+        &["--target", &url, "--no-ceiling", "--also-workers", "2"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let table = std::fs::read_to_string(dir.join("cycle-postgres-200-w1.md")).unwrap();
+    assert!(table.contains("(then 2 on copies)"), "{table}");
+    // The load is measured once; the passes and the delta again with two workers.
+    assert_eq!(table.matches("| import customers").count(), 1, "{table}");
+    for step in [
+        "2 workers: first worker pass",
+        "2 workers: day 1: import orders",
+        "2 workers: day 1: POST /v1/events",
+        "2 workers: day 1: worker pass",
+        "2 workers: day 2: worker pass",
+    ] {
+        let row = row(&table, step);
+        assert!(row.contains(" MB"), "no peak memory: {row}");
+    }
+    // Both copies start from the same state, so the first passes enrol the same journeys.
+    let enrolled = |step: &str| {
+        let r = row(&table, step);
+        let at = r
+            .find("in all ")
+            .unwrap_or_else(|| panic!("no totals: {r}"));
+        r[at..].split(" journeys").next().unwrap().to_owned()
+    };
+    assert_eq!(
+        enrolled("first worker pass"),
+        enrolled("2 workers: first worker pass"),
+        "{table}"
+    );
+}
+
+#[test]
+fn more_worker_counts_need_postgresql() {
+    let env = Env::new();
+    let dir = env.path("cycle");
+    let out = cycle(&env, &dir, "200", &["--also-workers", "2"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("--also-workers needs a PostgreSQL --target"),
+        "{t}"
+    );
 }
 
 fn row<'a>(table: &'a str, start: &str) -> &'a str {

@@ -259,7 +259,9 @@ async fn figures(store: &SqlStore, prefix: &str, unsubscribed: &[usize], unsub_a
     }
 }
 
-fn pg_url() -> Option<String> {
+/// The test PostgreSQL's URL, or `None` with a skip line when it is unreachable (a failure under
+/// `CI=true`); `test` names the test in both.
+pub(crate) fn pg_url(test: &str) -> Option<String> {
     let url = std::env::var("WINBACK_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let reachable = std::net::TcpStream::connect_timeout(
@@ -272,11 +274,9 @@ fn pg_url() -> Option<String> {
     if reachable {
         Some(url)
     } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("PostgreSQL at {url} is required under CI=true for the crash test")
+        panic!("PostgreSQL at {url} is required under CI=true for the {test}")
     } else {
-        eprintln!(
-            "SKIP crash test: PostgreSQL at {url} unreachable; set WINBACK_TEST_DATABASE_URL"
-        );
+        eprintln!("SKIP {test}: PostgreSQL at {url} unreachable; set WINBACK_TEST_DATABASE_URL");
         None
     }
 }
@@ -306,7 +306,9 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_at_random_never_send_twice_nor_lose_a_message() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = pg_url("crash test") else {
+        return;
+    };
     let contacts: usize = std::env::var("WINBACK_CRASH_CONTACTS")
         .ok()
         .and_then(|v| v.parse().ok())
