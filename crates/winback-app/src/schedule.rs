@@ -151,6 +151,13 @@ pub async fn run_due(
     schedule: &Schedule,
 ) -> Result<JobsRun> {
     let mut run = JobsRun::default();
+    // Where a round's time goes, logged at the end (`WINBACK_LOG=winback::worker=info`).
+    let mut clock = std::time::Instant::now();
+    let lap = |clock: &mut std::time::Instant| {
+        let s = clock.elapsed().as_secs_f64();
+        *clock = std::time::Instant::now();
+        s
+    };
     // Retention first: nothing is scored or refreshed for people it erases.
     if let Some((months, notice_days)) = schedule.retention {
         if store
@@ -175,6 +182,7 @@ pub async fn run_due(
             }
         }
     }
+    let retention_s = lap(&mut clock);
     // The nightly run first: it refreshes every profile's features as well (re-derived where
     // nothing changed; see `scoring::Facts::Changed`).
     if let Some(score_at) = schedule.score_at {
@@ -196,6 +204,7 @@ pub async fn run_due(
             }
         }
     }
+    let score_job_s = lap(&mut clock);
     if store.has_dirty_customers().await?
         && store
             .claim_job(
@@ -220,6 +229,13 @@ pub async fn run_due(
                 .push(format!("refreshing the touched profiles: {e:#}")),
         }
     }
+    tracing::info!(
+        target: "winback::worker",
+        retention_job_s = retention_s,
+        score_job_s,
+        refresh_job_s = lap(&mut clock),
+        "jobs round"
+    );
     Ok(run)
 }
 

@@ -56,6 +56,19 @@ pub enum Role {
     RefreshOnly,
 }
 
+/// Folds the rollups' pending deltas, which keeps what reports add up small and changes no
+/// figure (see `SqlStore::fold_rollups`); logs its time (`WINBACK_LOG=winback::worker=info`).
+async fn fold(store: &SqlStore) -> Result<()> {
+    let t = std::time::Instant::now();
+    store.fold_rollups().await?;
+    tracing::info!(
+        target: "winback::worker",
+        fold_rollups_s = t.elapsed().as_secs_f64(),
+        "rollups folded"
+    );
+    Ok(())
+}
+
 /// A name for this worker in the schedule's leases and the engine's claims.
 pub fn worker_name() -> String {
     format!(
@@ -113,8 +126,7 @@ pub async fn run(
         if jobs.did_anything() {
             on_event(Event::Jobs(clock.now(), &jobs));
         }
-        // Keeps what reports add up small; changes no figure (see `SqlStore::fold_rollups`).
-        store.fold_rollups().await?;
+        fold(store).await?;
         anyhow::Ok(())
     };
     let pass = || async {
@@ -143,7 +155,7 @@ pub async fn run(
     if once {
         jobs_round().await?;
         pass().await?;
-        store.fold_rollups().await?;
+        fold(store).await?;
         return Ok(());
     }
     // Each loop finishes its round, then stops at its next nap.

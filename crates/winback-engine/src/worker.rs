@@ -284,11 +284,17 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             scans.push(due);
         }
         let mut found: Vec<Vec<Candidate>> = vec![Vec::new(); active.len()];
+        // Where the schedule's time goes (`WINBACK_LOG=winback::worker=info`): reading the
+        // base's pages, matching them, then the event triggers and enrolling the candidates.
+        let (mut read, mut matching) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         if scans.iter().any(|s| *s) {
             let ev = Evaluator::new();
             let mut after = None;
             loop {
+                let t = std::time::Instant::now();
                 let page = self.store.audience_page(now, after, AUDIENCE_PAGE).await?;
+                read += t.elapsed();
+                let t = std::time::Instant::now();
                 let Some(last) = page.last() else {
                     break;
                 };
@@ -339,11 +345,14 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                         Trigger::Event { .. } => {}
                     }
                 }
+                matching += t.elapsed();
                 if page.len() < AUDIENCE_PAGE {
                     break;
                 }
             }
         }
+        let candidates_found: usize = found.iter().map(Vec::len).sum();
+        let t = std::time::Instant::now();
         for (i, (rec, c)) in active.into_iter().enumerate() {
             let mut candidates = std::mem::take(&mut found[i]);
             match &c.trigger {
@@ -449,6 +458,14 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 stats.held_out += held;
             }
         }
+        tracing::info!(
+            target: "winback::worker",
+            audience_pages_s = read.as_secs_f64(),
+            audience_match_s = matching.as_secs_f64(),
+            enrol_s = t.elapsed().as_secs_f64(),
+            candidates = candidates_found,
+            "schedule"
+        );
         Ok(stats)
     }
 

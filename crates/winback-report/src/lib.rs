@@ -12,7 +12,7 @@
 
 pub mod present;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use winback_domain::{Currency, Timestamp};
 use winback_engine::Campaign;
@@ -545,6 +545,90 @@ pub async fn build(
     until: Timestamp,
     now: Timestamp,
 ) -> Result<Report, ReportError> {
+    // Where a report's time goes, logged at the end (`WINBACK_LOG=winback::report=info`).
+    let mut parts = Parts::default();
+    let mut clock = std::time::Instant::now();
+    let (campaigns, reasons) = campaign_reports(
+        settings, store, from, until, now, None, &mut parts, &mut clock,
+    )
+    .await?;
+    let hygiene = store.hygiene(now).await?;
+    parts.lap(&mut clock, |p| &mut p.hygiene);
+    let shares = store.stage_shares().await?;
+    let latest = shares.iter().map(|(t, _, _)| *t).max();
+    let stages = shares
+        .iter()
+        .filter(|(t, _, _)| Some(*t) == latest)
+        .map(|(_, s, k)| (s.clone(), *k))
+        .collect();
+    let mut history = shares;
+    history.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let migration = store.segment_migration().await?;
+    parts.lap(&mut clock, |p| &mut p.base);
+    let providers = store.provider_ramps().await?;
+    let transport_pauses = store.transport_pauses().await?;
+    parts.lap(&mut clock, |p| &mut p.providers);
+    parts.log("*");
+    Ok(Report {
+        as_of: now,
+        from,
+        until,
+        currency: settings.currency.clone(),
+        margin: settings.margin,
+        campaigns,
+        hygiene,
+        base: BaseHealth {
+            stages,
+            history,
+            migration,
+            reasons,
+        },
+        providers,
+        transport_pauses,
+    })
+}
+
+/// The report of one campaign (`None`: no such campaign), for contacts who entered in
+/// `[from, until)`: what its dashboard page shows, without the other campaigns' figures, the
+/// list hygiene or the base's health.
+pub async fn build_campaign(
+    settings: &Settings,
+    store: &SqlStore,
+    name: &str,
+    from: Timestamp,
+    until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<CampaignReport>, ReportError> {
+    let mut parts = Parts::default();
+    let mut clock = std::time::Instant::now();
+    let (mut campaigns, _) = campaign_reports(
+        settings,
+        store,
+        from,
+        until,
+        now,
+        Some(name),
+        &mut parts,
+        &mut clock,
+    )
+    .await?;
+    parts.log(name);
+    Ok(campaigns.pop())
+}
+
+/// Each campaign's report (or only `only`'s), and the survey's reasons for leaving summed over
+/// them.
+#[allow(clippy::too_many_arguments)]
+async fn campaign_reports(
+    settings: &Settings,
+    store: &SqlStore,
+    from: Timestamp,
+    until: Timestamp,
+    now: Timestamp,
+    only: Option<&str>,
+    parts: &mut Parts,
+    clock: &mut std::time::Instant,
+) -> Result<(Vec<CampaignReport>, BTreeMap<String, i64>), ReportError> {
     let mut campaigns = Vec::new();
     let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
     let records = store.campaigns().await.map_err(|e| ReportError::Campaign {
@@ -553,6 +637,7 @@ pub async fn build(
     })?;
     let parsed = records
         .into_iter()
+        .filter(|rec| only.is_none_or(|name| rec.name == name))
         .map(|rec| {
             let c = Campaign::parse(&rec.file, &rec.source).map_err(|e| ReportError::Campaign {
                 name: rec.name.clone(),
@@ -561,14 +646,22 @@ pub async fn build(
             Ok((rec, c))
         })
         .collect::<Result<Vec<_>, ReportError>>()?;
-    // The funnels and the cohorts read every engagement event and every order: once for all
-    // campaigns, not once per campaign.
-    let mut details = store.message_funnel_details(from, until).await?;
+    parts.lap(clock, |p| &mut p.campaigns);
+    // The funnels and the cohorts are read once for all campaigns, not once per campaign.
+    let mut details = match &parsed[..] {
+        [(rec, _)] if only.is_some() => HashMap::from([(
+            rec.id,
+            store.message_funnel_detail(rec.id, from, until).await?,
+        )]),
+        _ => store.message_funnel_details(from, until).await?,
+    };
+    parts.lap(clock, |p| &mut p.funnels);
     let windows: Vec<(winback_domain::CampaignId, i64)> = parsed
         .iter()
         .map(|(rec, c)| (rec.id, c.conversion_window.seconds()))
         .collect();
     let stays = store.stays(&windows, now).await?;
+    parts.lap(clock, |p| &mut p.stays);
     for ((rec, c), stay) in parsed.into_iter().zip(stays) {
         let window = c.conversion_window.seconds();
         let (arms, mut by_segment) = store
@@ -580,6 +673,7 @@ pub async fn build(
                 &[Segment::Locale, Segment::Provider],
             )
             .await?;
+        parts.lap(clock, |p| &mut p.arms);
         let detail = details.remove(&rec.id).unwrap_or_default();
         let messages = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
         for f in &messages {
@@ -620,34 +714,48 @@ pub async fn build(
             stay,
             dropped_by_reason: store.drop_reasons(rec.id, from, until).await?,
         });
+        parts.lap(clock, |p| &mut p.drops);
     }
-    let hygiene = store.hygiene(now).await?;
-    let shares = store.stage_shares().await?;
-    let latest = shares.iter().map(|(t, _, _)| *t).max();
-    let stages = shares
-        .iter()
-        .filter(|(t, _, _)| Some(*t) == latest)
-        .map(|(_, s, k)| (s.clone(), *k))
-        .collect();
-    let mut history = shares;
-    history.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    Ok(Report {
-        as_of: now,
-        from,
-        until,
-        currency: settings.currency.clone(),
-        margin: settings.margin,
-        campaigns,
-        hygiene,
-        base: BaseHealth {
-            stages,
-            history,
-            migration: store.segment_migration().await?,
-            reasons,
-        },
-        providers: store.provider_ramps().await?,
-        transport_pauses: store.transport_pauses().await?,
-    })
+    Ok((campaigns, reasons))
+}
+
+/// Seconds spent on each part of [`build`].
+#[derive(Debug, Default)]
+struct Parts {
+    campaigns: f64,
+    funnels: f64,
+    stays: f64,
+    arms: f64,
+    drops: f64,
+    hygiene: f64,
+    base: f64,
+    providers: f64,
+}
+
+impl Parts {
+    /// Logs where the time went (`WINBACK_LOG=winback::report=info`); `scope` is `*` for the
+    /// whole report, or the campaign's name.
+    fn log(&self, scope: &str) {
+        tracing::info!(
+            target: "winback::report",
+            scope,
+            campaigns_s = self.campaigns,
+            funnels_s = self.funnels,
+            stays_s = self.stays,
+            arms_s = self.arms,
+            drops_s = self.drops,
+            hygiene_s = self.hygiene,
+            base_s = self.base,
+            providers_s = self.providers,
+            "report gathered"
+        );
+    }
+
+    /// Adds the time since `clock` to one part and restarts the clock.
+    fn lap(&mut self, clock: &mut std::time::Instant, part: impl FnOnce(&mut Self) -> &mut f64) {
+        *part(self) += clock.elapsed().as_secs_f64();
+        *clock = std::time::Instant::now();
+    }
 }
 
 /// Formats minor units of a currency code, e.g. `1234.50 EUR`.
