@@ -29,7 +29,6 @@ use axum::routing::{get, post};
 use minijinja::{AutoEscape, Environment, Value, context};
 use subtle::ConstantTimeEq;
 use winback_domain::Timestamp;
-use winback_engine::ports::JourneyStore;
 use winback_report::{CampaignReport, Report, money, n};
 use winback_store::admin::AdminSession;
 
@@ -708,18 +707,20 @@ async fn campaign(
     Admin(session): Admin,
     Path(name): Path<String>,
 ) -> Response {
-    // An unknown name is answered before the report (every campaign's) is built.
-    match state.store.campaigns().await {
-        Ok(list) if list.iter().any(|c| c.name == name) => {}
-        Ok(_) => return missing(&state, "campaign"),
+    // Only this campaign's figures: a page for one campaign does not gather the others'.
+    let c = match winback_report::build_campaign(
+        &state.settings.report,
+        &state.store,
+        &name,
+        Timestamp::EPOCH,
+        winback_report::forever(),
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(Some(c)) => c,
+        Ok(None) => return missing(&state, "campaign"),
         Err(e) => return internal(e),
-    }
-    let r = match report(&state).await {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let Some(c) = r.campaigns.iter().find(|c| c.name == name) else {
-        return missing(&state, "campaign");
     };
     let offers = match state.store.offer_codes_summary(&name).await {
         Ok(o) => o,
@@ -729,7 +730,11 @@ async fn campaign(
         &state,
         &session,
         "campaign.html",
-        context! { c => campaign_view(c, &r.currency), offers, all_margin => r.margin >= 1.0 },
+        context! {
+            c => campaign_view(&c, &state.settings.report.currency),
+            offers,
+            all_margin => state.settings.report.margin >= 1.0,
+        },
     )
 }
 

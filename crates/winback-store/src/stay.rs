@@ -162,11 +162,21 @@ pub(crate) async fn stays(
         .iter()
         .map(|r| r.i64(0))
         .collect::<Result<_, _>>()?;
-    // Every cohort starts at an order on or after someone's entry, and the never-lapsed one
-    // looks 90 days back from such an order; nothing older can change a figure, so a shop's
-    // history before its win-back programme is not read.
+    // Every cohort starts at an order on or after someone's entry into these campaigns, and the
+    // never-lapsed one looks 90 days back from such an order; nothing older can change a
+    // figure, so a shop's history before these campaigns is not read.
+    let ids: Vec<Val> = campaigns
+        .iter()
+        .map(|(id, _)| Val::from(id.get()))
+        .collect();
     let first_entry = pool
-        .fetch("SELECT MIN(entered_at) AS first FROM enrolments", &[])
+        .fetch(
+            &format!(
+                "SELECT MIN(entered_at) AS first FROM enrolments WHERE campaign_id IN ({})",
+                crate::db::in_list(ids.len())
+            ),
+            &ids,
+        )
         .await?
         .first()
         .map(|r| r.opt_i64("first"))

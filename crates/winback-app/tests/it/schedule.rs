@@ -166,6 +166,27 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
         .text(0)
         .unwrap();
     assert_ne!(state, "active", "the order ended the journey");
+    // A campaign's dashboard page gathers only its own figures, and they are the whole
+    // report's: the same enrolment, message and buyer.
+    let settings = winback_report::Settings::default();
+    let (from, until) = (Timestamp::EPOCH, winback_report::forever());
+    let whole = winback_report::build(&settings, &store, from, until, clock.now())
+        .await
+        .unwrap();
+    let one =
+        winback_report::build_campaign(&settings, &store, "one-timers", from, until, clock.now())
+            .await
+            .unwrap()
+            .expect("the campaign's report");
+    let one = serde_json::to_value(&one).unwrap();
+    assert_eq!(one, serde_json::to_value(&whole.campaigns[0]).unwrap());
+    assert_eq!(one["arms"][0]["contacts"], 1, "{one}");
+    assert!(
+        winback_report::build_campaign(&settings, &store, "no-such", from, until, clock.now())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The jobs' last runs are kept for /metrics and the dashboard.
     let jobs = store.jobs().await.unwrap();
     let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
