@@ -133,6 +133,22 @@ async fn retention_erases_exactly_the_inactive_and_keeps_aggregates(store: &SqlS
         count(store, events).await,
     );
     let last = at("2021-03-01T10:00:00Z");
+    // What each person's latest activity was, and when: an order, a visit after it (OLD's
+    // survey answer came before its order; OPENER's open is not an activity), or signing up.
+    let latest = store.last_activity(&ACTIVITY_EVENTS).await.unwrap();
+    let of = |i: usize| {
+        let a = &latest[&ids[i]];
+        (a.basis.clone(), a.at.to_string())
+    };
+    assert_eq!(of(0), ("order".into(), "2021-03-01T10:00:00Z".into()));
+    assert_eq!(of(1), ("order".into(), "2021-03-01T10:00:00Z".into()));
+    assert_eq!(
+        of(2),
+        ("site_visited".into(), "2021-03-02T12:00:00Z".into())
+    );
+    assert_eq!(of(3), ("order".into(), "2021-03-03T10:00:00Z".into()));
+    assert_eq!(of(4), ("first_seen".into(), "2021-03-02T10:00:00Z".into()));
+    assert_eq!(latest.len(), 5);
 
     // The clock at 36 months minus a day after the oldest activity: nobody is due.
     assert!(run_retention(store, shifted(last, 36, -1)).await.is_empty());
