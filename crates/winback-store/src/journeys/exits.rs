@@ -64,8 +64,46 @@ pub(super) async fn exit_profile(
     Ok(ended)
 }
 
+/// The largest id in `table` (one of this module's own names), 0 when it is empty.
+async fn max_id(tx: &mut Tx, table: &'static str) -> Result<i64, StoreError> {
+    Ok(tx
+        .fetch(&format!("SELECT MAX(id) FROM {table}"), &[])
+        .await?
+        .first()
+        .map(|r| r.opt_i64(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// An order can only end an active journey or redeem an issued offer. With neither in the
+/// store, walking the orders after the cursor changes nothing but the cursor, so it jumps to
+/// the last order at once: on a programme's first pass that walk is the shop's whole order
+/// history, 2,000 orders a transaction (2.5M orders, 23 s at a million customers). Under the
+/// enrolment lock, so no journey enters meanwhile.
+async fn skip_orders_when_nothing_is_open(pool: &Pool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    lock_enrolment(&mut tx).await?;
+    let open = tx
+        .fetch(
+            "SELECT 1 FROM enrolments WHERE state = 'active' UNION ALL SELECT 1 FROM offers WHERE state = 'issued' LIMIT 1",
+            &[],
+        )
+        .await?;
+    if open.is_empty() {
+        let from = cursor(&mut tx, "exit_orders").await?;
+        let max = max_id(&mut tx, "orders").await?;
+        if max > from {
+            set_cursor(&mut tx, "exit_orders", max).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, StoreError> {
     let mut total = 0;
+    skip_orders_when_nothing_is_open(pool).await?;
     loop {
         let mut tx = pool.begin().await?;
         lock_enrolment(&mut tx).await?;
@@ -170,14 +208,7 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
             Some(r) => r.i64("id")?,
             None => {
                 // Skip past events of other types in one step.
-                let max = tx
-                    .fetch("SELECT MAX(id) FROM events", &[])
-                    .await?
-                    .first()
-                    .map(|r| r.opt_i64(0))
-                    .transpose()?
-                    .flatten()
-                    .unwrap_or(0);
+                let max = max_id(&mut tx, "events").await?;
                 if max > from {
                     set_cursor(&mut tx, "exit_events", max).await?;
                 }
