@@ -647,6 +647,10 @@ async fn campaign_reports(
         })
         .collect::<Result<Vec<_>, ReportError>>()?;
     parts.lap(clock, |p| &mut p.campaigns);
+    if only.is_some() && parsed.is_empty() {
+        // An unknown name: nothing to gather.
+        return Ok((Vec::new(), BTreeMap::new()));
+    }
     // The funnels and the cohorts are read once for all campaigns, not once per campaign.
     let mut details = match &parsed[..] {
         [(rec, _)] if only.is_some() => HashMap::from([(
