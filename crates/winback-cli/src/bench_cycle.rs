@@ -474,17 +474,7 @@ fn rate(n: u64, f: &Finished) -> String {
 /// Creates a fresh PostgreSQL database beside the one `url` names; returns its URL and name.
 async fn fresh_postgres(url: &str) -> Result<(String, String)> {
     let name = format!("winback_cycle_{}", std::process::id());
-    let admin = winback_store::db::Pool::connect(url, None)
-        .await
-        .context("connecting to PostgreSQL")?;
-    admin
-        .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
-        .await?;
-    admin
-        .execute(&format!("CREATE DATABASE {name}"), &[])
-        .await?;
-    admin.close().await;
-    Ok((database_url(url, &name), name))
+    Ok((create_postgres(url, &name, None).await?, name))
 }
 
 /// The URL of database `name` on the server `url` names.
@@ -500,19 +490,24 @@ fn database_url(url: &str, name: &str) -> String {
     format!("{prefix}/{name}{query}")
 }
 
-/// Creates database `name` as a copy of `template` (dropping a previous `name`); no session
-/// may be connected to `template` meanwhile, and none is: every step's process has exited.
-async fn copy_postgres(url: &str, template: &str, name: &str) -> Result<String> {
+/// Creates database `name` on the server `url` names (dropping a previous `name`), empty or as
+/// a copy of `template`; returns its URL. No session may be connected to `template` meanwhile,
+/// and none is: every step's process has exited.
+async fn create_postgres(url: &str, name: &str, template: Option<&str>) -> Result<String> {
     let admin = winback_store::db::Pool::connect(url, None)
         .await
         .context("connecting to PostgreSQL")?;
     admin
         .execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[])
         .await?;
+    let create = match template {
+        Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+        None => format!("CREATE DATABASE {name}"),
+    };
     admin
-        .execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"), &[])
+        .execute(&create, &[])
         .await
-        .with_context(|| format!("copying database {template} to {name}"))?;
+        .with_context(|| format!("creating database {name}"))?;
     admin.close().await;
     Ok(database_url(url, name))
 }
@@ -738,7 +733,7 @@ async fn cycle(
         Some(name) if !args.also_workers.is_empty() => {
             let copy = format!("{name}_before_pass");
             let t = Instant::now();
-            copy_postgres(&args.target, name, &copy).await?;
+            create_postgres(&args.target, &copy, Some(name)).await?;
             eprintln!(
                 "  copied the database before the first pass in {:.1} s (not a step)",
                 t.elapsed().as_secs_f64()
@@ -805,7 +800,7 @@ async fn cycle(
         }
         for &w in &args.also_workers {
             let copy = format!("{name}_w{w}");
-            r.database = copy_postgres(&args.target, snapshot, &copy).await?;
+            r.database = create_postgres(&args.target, &copy, Some(snapshot)).await?;
             r.outbox = dir.join(format!("outbox-w{w}"));
             // A previous run's messages; absent on the first run.
             let _ = std::fs::remove_dir_all(&r.outbox);
