@@ -84,3 +84,19 @@ pub async fn apply(
     }
     Ok(out)
 }
+
+/// Recomputes the stored outcomes (orders and revenue in the conversion window) of the
+/// enrolments whose contacts' orders changed, and of new enrolments, for every stored campaign
+/// at its current window (see `SqlStore::refresh_outcomes`); returns how many it recomputed.
+/// Reports are exact without it; it keeps what they compute on reading small.
+pub async fn refresh_outcomes(store: &SqlStore) -> Result<u64> {
+    let mut windows = Vec::new();
+    for rec in store.campaigns().await? {
+        // A stored campaign was checked when it was applied; one that no longer parses (an
+        // older winback's file) is left out, and its marked enrolments are computed by readers.
+        if let Ok(c) = Campaign::parse(&rec.file, &rec.source) {
+            windows.push((rec.id, c.conversion_window.seconds()));
+        }
+    }
+    Ok(store.refresh_outcomes(&windows).await?)
+}

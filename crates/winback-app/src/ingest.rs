@@ -50,8 +50,10 @@ pub async fn after_ingest(
         None => None,
     };
     let features = refresh_features(store, now).await?;
-    // Engagement the files carried moved the message rollups; keep their unfolded part small.
+    // Engagement the files carried moved the message rollups, and orders the enrolments'
+    // outcomes: keep what reports compute on reading small.
     store.fold_rollups().await?;
+    crate::campaigns::refresh_outcomes(store).await?;
     Ok(Settled {
         resolution,
         features,

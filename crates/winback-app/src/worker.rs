@@ -56,15 +56,22 @@ pub enum Role {
     RefreshOnly,
 }
 
-/// Folds the rollups' pending deltas, which keeps what reports add up small and changes no
-/// figure (see `SqlStore::fold_rollups`); logs its time (`WINBACK_LOG=winback::worker=info`).
+/// Folds the rollups' pending deltas and refreshes the enrolments' stored outcomes, which
+/// keeps what reports add up or compute small and changes no figure (see
+/// `SqlStore::fold_rollups` and `SqlStore::refresh_outcomes`); logs their time
+/// (`WINBACK_LOG=winback::worker=info`).
 async fn fold(store: &SqlStore) -> Result<()> {
     let t = std::time::Instant::now();
     store.fold_rollups().await?;
+    let folded = t.elapsed();
+    let t = std::time::Instant::now();
+    let outcomes = crate::campaigns::refresh_outcomes(store).await?;
     tracing::info!(
         target: "winback::worker",
-        fold_rollups_s = t.elapsed().as_secs_f64(),
-        "rollups folded"
+        fold_rollups_s = folded.as_secs_f64(),
+        refresh_outcomes_s = t.elapsed().as_secs_f64(),
+        outcomes,
+        "rollups folded, outcomes refreshed"
     );
     Ok(())
 }

@@ -105,6 +105,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_last_engaged.sql"),
         postgres: include_str!("../migrations/postgres/0014_last_engaged.sql"),
     },
+    Migration {
+        version: 15,
+        name: "enrolment_outcomes",
+        sqlite: include_str!("../migrations/sqlite/0015_enrolment_outcomes.sql"),
+        postgres: include_str!("../migrations/postgres/0015_enrolment_outcomes.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

@@ -112,10 +112,17 @@ pub(crate) async fn save_resolution(
     if !changes.is_empty() {
         // Features of the records that move, and of the profiles they leave, are stale.
         // (SQLite parses an upsert after a SELECT only when the SELECT has a WHERE clause.)
-        for record in ["c.id", "COALESCE(c.profile_id, c.id)"] {
+        // So are the outcomes of the enrolments of both profiles (a record that moves, marked,
+        // names its new profile when the outcomes are refreshed).
+        for (table, record) in [
+            ("feature_dirty", "c.id"),
+            ("feature_dirty", "COALESCE(c.profile_id, c.id)"),
+            ("outcome_dirty", "c.id"),
+            ("outcome_dirty", "COALESCE(c.profile_id, c.id)"),
+        ] {
             tx.execute(
                 &format!(
-                    "INSERT INTO feature_dirty (customer_id) SELECT DISTINCT {record} FROM winback_profile_changes p \
+                    "INSERT INTO {table} (customer_id) SELECT DISTINCT {record} FROM winback_profile_changes p \
                      JOIN customers c ON c.id = p.id WHERE true ON CONFLICT DO NOTHING"
                 ),
                 &[],

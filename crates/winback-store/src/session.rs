@@ -1065,7 +1065,7 @@ impl ImportSession {
     }
 
     /// Makes everything written visible at once, marking every customer record the import
-    /// touched for a feature refresh.
+    /// touched for a feature refresh (and, when orders changed, for an outcome refresh).
     pub async fn commit(mut self) -> Result<WriteCounts, StoreError> {
         let mut touched: Vec<i64> = self.customer_ids.values().copied().collect();
         touched.sort_unstable();
@@ -1077,6 +1077,10 @@ impl ImportSession {
         let indexes = start.elapsed();
         let start = std::time::Instant::now();
         crate::features::mark_dirty(&mut self.tx, &touched).await?;
+        if self.counts.orders > 0 {
+            // Orders changed: the enrolments of these records' profiles have stale outcomes.
+            crate::outcomes::mark(&mut self.tx, &touched).await?;
+        }
         let dirty = start.elapsed();
         let start = std::time::Instant::now();
         self.tx.commit().await?;

@@ -41,6 +41,17 @@ pub enum Segment {
     Provider,
 }
 
+/// Where [`segment_results`] takes each enrolment's orders and revenue from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcomes {
+    /// The outcome stored on the enrolment where it is exact, computed from the orders
+    /// elsewhere: what reports read.
+    StoredWhereExact,
+    /// Computed from the orders for every enrolment: the definition the stored outcomes are
+    /// checked against.
+    Recomputed,
+}
+
 /// Each arm's contacts, buyers and revenue within the window, per segment: (segment, arm), for
 /// each of `by` in its order. One scan of the campaign's enrolments serves every segmentation.
 pub(crate) async fn segment_results(
@@ -49,19 +60,29 @@ pub(crate) async fn segment_results(
     window_seconds: i64,
     range: (i64, i64),
     by: &[Segment],
+    outcomes: Outcomes,
 ) -> Result<Vec<Vec<(String, ArmResult)>>, StoreError> {
     // One row per enrolment (its orders in the window), summed here: the readout needs each
     // contact's revenue squared, which SQL would compute differently on the two backends.
-    let window = "o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + $2 AND o.status NOT IN ('cancelled', 'refunded')";
+    // Where the enrolment's stored outcome is exact (computed for this window, no record of
+    // the contact marked since) it is read; otherwise computed from the orders.
+    let (orders, revenue) = crate::outcomes::orders_in_window("$2");
+    let (fresh, stale_join) = match outcomes {
+        Outcomes::StoredWhereExact => (
+            "e.outcome_window = $2 AND stale.id IS NULL",
+            crate::outcomes::STALE_JOIN,
+        ),
+        Outcomes::Recomputed => ("1 = 0", ""),
+    };
     let mut arms: Vec<BTreeMap<(String, bool, String), ArmResult>> =
         vec![BTreeMap::new(); by.len()];
     pool.for_each(
         &format!(
             "SELECT e.variant, e.holdout, \
-               (SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS orders, \
-               (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) AND {window}) AS revenue, \
+               CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
+               CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue, \
                p.locale, p.email \
-             FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
+             FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id {stale_join} \
              WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
         ),
         &[
@@ -113,10 +134,12 @@ pub(crate) async fn campaign_results(
     window_seconds: i64,
     range: (i64, i64),
     by: &[Segment],
+    outcomes: Outcomes,
 ) -> Result<(Vec<ArmResult>, Vec<Vec<(String, ArmResult)>>), StoreError> {
     let mut all = vec![Segment::All];
     all.extend_from_slice(by);
-    let mut results = segment_results(pool, campaign_id, window_seconds, range, &all).await?;
+    let mut results =
+        segment_results(pool, campaign_id, window_seconds, range, &all, outcomes).await?;
     let segments = results.split_off(1);
     let mut out: Vec<ArmResult> = results
         .pop()

@@ -19,8 +19,42 @@ mod conformance;
 mod consent;
 mod engine;
 mod measure;
+mod outcomes;
 mod privacy;
 mod rollups;
+
+/// splitmix64: a seeded sequence, so a failure names the seed that reproduces it.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// Campaign rows 1..=n named `campaign-N`, for tests that write enrolments or messages directly.
+pub async fn campaign_rows(store: &SqlStore, n: i64) {
+    for id in 1..=n {
+        store
+            .pool()
+            .execute(
+                "INSERT INTO campaigns (id, name, status, version, file, created_at, updated_at) VALUES ($1, $2, 'active', 1, 'c.toml', 0, 0)",
+                &[winback_store::db::Val::from(id), winback_store::db::Val::from(format!("campaign-{id}"))],
+            )
+            .await
+            .unwrap();
+    }
+}
 
 pub fn now() -> Timestamp {
     Timestamp::from_micros(1_717_200_000_000_000).unwrap() // 2024-06-01

@@ -8,28 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use winback_domain::{BounceKind, CampaignId, EventKind, EventRecord, ExternalId, Timestamp};
 use winback_store::{MessageFunnel, SqlStore, db::Val};
 
-use crate::conformance;
+use crate::{Rng, conformance};
 
 const DAY: i64 = 86_400_000_000;
-
-/// splitmix64: a seeded sequence, so a failure names the seed that reproduces it.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 const STATES: [&str; 8] = [
     "pending",
@@ -375,16 +356,7 @@ async fn assert_exact(store: &SqlStore, seed: u64, round: usize) {
 
 async fn rollups_equal_a_recomputation(store: &SqlStore) {
     // Campaign rows so that the counts by campaign name have names to go by.
-    for id in 1..=3 {
-        store
-            .pool()
-            .execute(
-                "INSERT INTO campaigns (id, name, status, version, file, created_at, updated_at) VALUES ($1, $2, 'active', 1, 'c.toml', 0, 0)",
-                &[Val::from(id), Val::from(format!("campaign-{id}"))],
-            )
-            .await
-            .unwrap();
-    }
+    crate::campaign_rows(store, 3).await;
     for seed in 1..=4u64 {
         let mut rng = Rng(seed);
         let base = seed * 10_000;

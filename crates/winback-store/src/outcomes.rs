@@ -1,0 +1,122 @@
+//! Each enrolment's outcome: its contact's orders and revenue within the campaign's conversion
+//! window after entering, stored on the enrolment (`outcome_*` columns, migration 15) so a
+//! report sums stored figures instead of looking up every contact's orders.
+//!
+//! The stored figures are never read stale. Every writer of orders or of profile membership
+//! marks the customer records it touched in `outcome_dirty` in its own transaction;
+//! [`fresh_join`] lets a reader take the stored figures only of enrolments whose window matches
+//! and whose contact has no marked record, and compute the others from the orders; and
+//! [`refresh`] recomputes the marked and new enrolments and clears the marks in one
+//! transaction.
+
+use crate::StoreError;
+use crate::db::{Backend, Pool, Tx, Val};
+
+/// The orders of an enrolment's contact `e` that count for it: any record of the profile
+/// (`c.id = e.profile_id OR c.profile_id = e.profile_id`), ordered within `window` (an SQL
+/// expression in microseconds) after entering, and neither cancelled nor refunded. The report's
+/// definition, in one place for the stored and the computed figures.
+pub(crate) fn orders_in_window(window: &str) -> (String, String) {
+    let from = format!(
+        "FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE (c.id = e.profile_id OR c.profile_id = e.profile_id) \
+           AND o.ordered_at >= e.entered_at AND o.ordered_at < e.entered_at + {window} \
+           AND o.status NOT IN ('cancelled', 'refunded')"
+    );
+    (
+        format!("(SELECT COUNT(*) {from})"),
+        format!("(SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) {from})"),
+    )
+}
+
+/// A `LEFT JOIN` naming, as `stale.id`, the profile ids whose stored outcomes may be stale: each
+/// marked record and the profile it belongs to now. With it, `e.outcome_window = {window} AND
+/// stale.id IS NULL` says an enrolment `e`'s stored figures are exact.
+pub(crate) const STALE_JOIN: &str = "LEFT JOIN ( \
+        SELECT customer_id AS id FROM outcome_dirty \
+        UNION SELECT COALESCE(c.profile_id, c.id) FROM outcome_dirty d JOIN customers c ON c.id = d.customer_id \
+    ) stale ON stale.id = e.profile_id";
+
+/// Marks customer records whose orders changed, inside the writer's transaction.
+pub(crate) async fn mark(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
+    crate::features::mark(tx, "outcome_dirty", ids).await
+}
+
+/// Recomputes the stored outcome of every enrolment that needs it (never computed, computed
+/// for another window, or its contact marked) for the given `(campaign id, window in
+/// seconds)`, and clears the marks, in one transaction. Enrolments of campaigns not listed
+/// that have a marked contact lose their stored figures (readers compute them), so no mark is
+/// cleared without its enrolments being exact. Returns how many enrolments it recomputed.
+pub(crate) async fn refresh(pool: &Pool, windows: &[(i64, i64)]) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    tx.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS winback_outcome_stale (id BIGINT PRIMARY KEY)",
+        &[],
+    )
+    .await?;
+    tx.execute("DELETE FROM winback_outcome_stale", &[]).await?;
+    // Take the marks. On PostgreSQL a writer committing a mark while this runs either committed
+    // before the DELETE (its orders are then visible to the recomputation below, which reads
+    // what is committed when it starts) or inserts its mark after this transaction ends (its
+    // insert waits on the deleted row), so no change is left unmarked and uncomputed. SQLite
+    // has one writer at a time.
+    match tx.backend() {
+        Backend::Sqlite => {
+            tx.execute(
+                "INSERT INTO winback_outcome_stale (id) SELECT customer_id FROM outcome_dirty",
+                &[],
+            )
+            .await?;
+            tx.execute("DELETE FROM outcome_dirty", &[]).await?;
+        }
+        Backend::Postgres => {
+            tx.execute(
+                "WITH d AS (DELETE FROM outcome_dirty RETURNING customer_id) \
+                 INSERT INTO winback_outcome_stale (id) SELECT customer_id FROM d",
+                &[],
+            )
+            .await?;
+        }
+    }
+    // The profiles the marked records belong to now (a merged record's enrolments are its
+    // profile's).
+    tx.execute(
+        "INSERT INTO winback_outcome_stale (id) SELECT DISTINCT c.profile_id FROM customers c \
+         WHERE c.id IN (SELECT id FROM winback_outcome_stale) AND c.profile_id IS NOT NULL \
+         ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await?;
+    let (orders, revenue) = orders_in_window("$2");
+    let mut recomputed = 0;
+    for &(campaign, window_seconds) in windows {
+        recomputed += tx
+            .execute(
+                &format!(
+                    "UPDATE enrolments AS e SET outcome_orders = {orders}, outcome_revenue_minor = {revenue}, outcome_window = $2 \
+                     WHERE e.campaign_id = $1 AND (e.outcome_window IS NULL OR e.outcome_window <> $2 \
+                        OR e.profile_id IN (SELECT id FROM winback_outcome_stale))"
+                ),
+                &[Val::from(campaign), Val::from(window_seconds * 1_000_000)],
+            )
+            .await?;
+    }
+    // Campaigns the caller did not name: their marked enrolments are computed by readers.
+    let listed: Vec<String> = windows.iter().map(|(c, _)| c.to_string()).collect();
+    let not_listed = if listed.is_empty() {
+        String::new()
+    } else {
+        format!("campaign_id NOT IN ({}) AND ", listed.join(", "))
+    };
+    tx.execute(
+        &format!(
+            "UPDATE enrolments SET outcome_window = NULL WHERE {not_listed}outcome_window IS NOT NULL \
+             AND profile_id IN (SELECT id FROM winback_outcome_stale)"
+        ),
+        &[],
+    )
+    .await?;
+    tx.execute("DELETE FROM winback_outcome_stale", &[]).await?;
+    tx.commit().await?;
+    Ok(recomputed)
+}
