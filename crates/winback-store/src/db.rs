@@ -606,6 +606,32 @@ pub fn values_list(rows: usize, cols: usize) -> String {
     s
 }
 
+/// A set of ids passed as one text parameter and unpacked by the database: `(sql, parameter)`,
+/// where `sql` is a `SELECT` of the ids reading parameter `$n`. One parameter instead of a
+/// multi-row `VALUES` or an `IN ($1, …)` list: on SQLite a `VALUES` row cost 25 µs (measured:
+/// +6 s on a 1M-order import), and both backends cap the parameters of a statement.
+pub fn id_set(backend: Backend, n: usize, ids: &[i64]) -> (String, Val) {
+    use std::fmt::Write;
+    let mut list = String::with_capacity(ids.len() * 8 + 2);
+    if backend == Backend::Sqlite {
+        list.push('[');
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let _ = write!(list, "{id}");
+    }
+    let sql = match backend {
+        Backend::Sqlite => {
+            list.push(']');
+            format!("SELECT value FROM json_each(${n})")
+        }
+        Backend::Postgres => format!("SELECT unnest(string_to_array(${n}, ',')::bigint[])"),
+    };
+    (sql, Val::from(list))
+}
+
 /// `$1, $2, …, $n`: the list of an `IN (…)`.
 pub fn in_list(n: usize) -> String {
     (1..=n)

@@ -9,6 +9,8 @@
 //! [`refresh`] recomputes the marked and new enrolments and clears the marks in one
 //! transaction.
 
+use std::collections::HashMap;
+
 use crate::StoreError;
 use crate::db::{Backend, Pool, Tx, Val};
 
@@ -87,19 +89,59 @@ pub(crate) async fn refresh(pool: &Pool, windows: &[(i64, i64)]) -> Result<u64, 
         &[],
     )
     .await?;
+    let stale = tx
+        .fetch("SELECT COUNT(*) FROM winback_outcome_stale", &[])
+        .await?[0]
+        .i64(0)?;
+    // The window each campaign's outcomes were last refreshed for.
+    let mut last_window: HashMap<i64, Option<i64>> = HashMap::new();
+    for r in tx
+        .fetch("SELECT id, outcome_window FROM campaigns", &[])
+        .await?
+    {
+        last_window.insert(r.i64("id")?, r.opt_i64("outcome_window")?);
+    }
     let (orders, revenue) = orders_in_window("$2");
+    let set = format!(
+        "UPDATE enrolments AS e SET outcome_orders = {orders}, outcome_revenue_minor = {revenue}, outcome_window = $2 \
+         WHERE e.campaign_id = $1 AND "
+    );
     let mut recomputed = 0;
     for &(campaign, window_seconds) in windows {
-        recomputed += tx
-            .execute(
-                &format!(
-                    "UPDATE enrolments AS e SET outcome_orders = {orders}, outcome_revenue_minor = {revenue}, outcome_window = $2 \
-                     WHERE e.campaign_id = $1 AND (e.outcome_window IS NULL OR e.outcome_window <> $2 \
-                        OR e.profile_id IN (SELECT id FROM winback_outcome_stale))"
-                ),
-                &[Val::from(campaign), Val::from(window_seconds * 1_000_000)],
+        let window = window_seconds * 1_000_000;
+        let args = [Val::from(campaign), Val::from(window)];
+        if last_window.get(&campaign).copied().flatten() != Some(window) {
+            // A new campaign, or its window changed: every enrolment of it (rare; a scan of
+            // the campaign's enrolments).
+            recomputed += tx
+                .execute(
+                    &format!(
+                        "{set}(e.outcome_window IS NULL OR e.outcome_window <> $2 \
+                         OR e.profile_id IN (SELECT id FROM winback_outcome_stale))"
+                    ),
+                    &args,
+                )
+                .await?;
+            tx.execute(
+                "UPDATE campaigns SET outcome_window = $2 WHERE id = $1",
+                &args,
             )
             .await?;
+            continue;
+        }
+        // Otherwise only new enrolments (a partial index holds them) and the marked contacts'
+        // (by the contact index): an idle worker's refresh reads next to nothing.
+        recomputed += tx
+            .execute(&format!("{set}e.outcome_window IS NULL"), &args)
+            .await?;
+        if stale > 0 {
+            recomputed += tx
+                .execute(
+                    &format!("{set}e.profile_id IN (SELECT id FROM winback_outcome_stale)"),
+                    &args,
+                )
+                .await?;
+        }
     }
     // Campaigns the caller did not name: their marked enrolments are computed by readers.
     let listed: Vec<String> = windows.iter().map(|(c, _)| c.to_string()).collect();
@@ -108,14 +150,16 @@ pub(crate) async fn refresh(pool: &Pool, windows: &[(i64, i64)]) -> Result<u64, 
     } else {
         format!("campaign_id NOT IN ({}) AND ", listed.join(", "))
     };
-    tx.execute(
-        &format!(
-            "UPDATE enrolments SET outcome_window = NULL WHERE {not_listed}outcome_window IS NOT NULL \
-             AND profile_id IN (SELECT id FROM winback_outcome_stale)"
-        ),
-        &[],
-    )
-    .await?;
+    if stale > 0 {
+        tx.execute(
+            &format!(
+                "UPDATE enrolments SET outcome_window = NULL WHERE {not_listed}outcome_window IS NOT NULL \
+                 AND profile_id IN (SELECT id FROM winback_outcome_stale)"
+            ),
+            &[],
+        )
+        .await?;
+    }
     tx.execute("DELETE FROM winback_outcome_stale", &[]).await?;
     tx.commit().await?;
     Ok(recomputed)

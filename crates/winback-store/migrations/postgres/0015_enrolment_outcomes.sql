@@ -3,6 +3,10 @@
 ALTER TABLE enrolments ADD COLUMN outcome_orders BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE enrolments ADD COLUMN outcome_revenue_minor BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE enrolments ADD COLUMN outcome_window BIGINT;
+-- Enrolments whose outcome was never computed, found without scanning a campaign's enrolments.
+CREATE INDEX enrolments_outcome_missing ON enrolments (campaign_id) WHERE outcome_window IS NULL;
+-- The window each campaign's stored outcomes were last refreshed for (NULL: never).
+ALTER TABLE campaigns ADD COLUMN outcome_window BIGINT;
 
 CREATE TABLE outcome_dirty (
     customer_id BIGINT PRIMARY KEY
