@@ -1097,15 +1097,22 @@ pub(crate) async fn hygiene(pool: &Pool, now: Timestamp) -> Result<Hygiene, Stor
     let day = 86_400_000_000i64;
     // Idle since the last click or human open of any of the profile's records
     // (`last_engaged_at`, kept as events arrive), or since its address was first seen; over the
-    // profiles with an address. The look-alike check reads the same rows: one scan of the
-    // customers.
+    // profiles with an address. The look-alike check, the merged duplicates and the erased
+    // profiles read the same rows: one scan of the customers (it was three).
     let mut seen: HashMap<i64, (Option<i64>, Option<i64>)> = HashMap::new();
     pool.for_each(
-        "SELECT COALESCE(profile_id, id) AS profile, COALESCE(created_at, inserted_at) AS seen, last_engaged_at, email \
-         FROM customers WHERE erased_at IS NULL",
+        "SELECT id, profile_id, erased_at, COALESCE(created_at, inserted_at) AS seen, last_engaged_at, email \
+         FROM customers",
         &[],
         |r| {
-            let slot = seen.entry(r.i64("profile")?).or_default();
+            let (id, profile_id) = (r.i64("id")?, r.opt_i64("profile_id")?);
+            let profile = profile_id.unwrap_or(id);
+            if r.opt_i64("erased_at")?.is_some() {
+                h.erased_profiles += u64::from(profile == id);
+                return Ok(());
+            }
+            h.duplicates_merged += u64::from(profile != id);
+            let slot = seen.entry(profile).or_default();
             if let Some(at) = r.opt_i64("last_engaged_at")? {
                 slot.1 = slot.1.max(Some(at));
             }
@@ -1157,13 +1164,11 @@ pub(crate) async fn hygiene(pool: &Pool, now: Timestamp) -> Result<Hygiene, Stor
     } else {
         h.complaints as f64 / h.emails_sent as f64
     };
-    h.duplicates_merged = count("SELECT COUNT(*) FROM customers WHERE erased_at IS NULL AND profile_id IS NOT NULL AND profile_id <> id").await?;
     h.sunset = count(
         "SELECT COUNT(DISTINCT customer_id) FROM consent_ledger WHERE source LIKE 'sunset:%'",
     )
     .await?;
     h.erased_identities = count("SELECT COUNT(*) FROM erased_identities").await?;
-    h.erased_profiles = count("SELECT COUNT(*) FROM customers WHERE erased_at IS NOT NULL AND COALESCE(profile_id, id) = id").await?;
     for r in pool
         .fetch(
             "SELECT reason, COUNT(*) FROM suppressions WHERE active = 1 GROUP BY reason ORDER BY reason",

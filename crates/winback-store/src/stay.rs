@@ -103,15 +103,7 @@ async fn orders_by_profile(
     Ok(out)
 }
 
-fn follow(
-    cohort: &mut Cohort,
-    orders: &[Order],
-    t0: &Order,
-    now: i64,
-    used_code: Option<bool>,
-    clv: Option<f64>,
-    clv_sum: &mut (f64, u64),
-) {
+fn follow(cohort: &mut Cohort, orders: &[Order], t0: &Order, now: i64, used_code: Option<bool>) {
     cohort.people += 1;
     let after: Vec<&Order> = orders.iter().filter(|o| o.at > t0.at).collect();
     let within = |days: i64| after.iter().any(|o| o.at <= t0.at + days * DAY);
@@ -131,10 +123,6 @@ fn follow(
             .reward_only
             .add(used && now >= t0.at + 90 * DAY, !within(90));
     }
-    if let Some(c) = clv {
-        clv_sum.0 += c;
-        clv_sum.1 += 1;
-    }
 }
 
 /// What every campaign's cohorts are followed through: read once per report.
@@ -143,9 +131,11 @@ struct Base {
     in_any: HashSet<i64>,
     /// Ordered by profile, so sums over never-lapsed customers come out the same every run.
     orders: BTreeMap<i64, Vec<Order>>,
-    /// Predicted CLV at the latest scoring run.
-    clv: HashMap<i64, f64>,
 }
+
+/// The profiles of each cohort of one campaign (reactivated, holdout returned, never lapsed),
+/// once per member, for their mean CLV.
+type Members = [Vec<i64>; 3];
 
 /// The cohorts of each `(campaign id, window in seconds)` as of `now`, in the same order.
 pub(crate) async fn stays(
@@ -186,52 +176,78 @@ pub(crate) async fn stays(
         return Ok(vec![Stay::default(); campaigns.len()]);
     };
     let orders = orders_by_profile(pool, first_entry - 90 * DAY).await?;
-    let mut clv: HashMap<i64, f64> = HashMap::new();
-    pool.for_each(
-        "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL",
-        &[],
-        |r| {
-            if let Some(v) = r.opt_f64("clv_minor")? {
-                clv.insert(r.i64("profile_id")?, v);
-            }
-            Ok(())
-        },
-    )
-    .await?;
-    let base = Base {
-        in_any,
-        orders,
-        clv,
-    };
+    let base = Base { in_any, orders };
     let mut out = Vec::with_capacity(campaigns.len());
+    let mut members = Vec::with_capacity(campaigns.len());
     for &(campaign_id, window_seconds) in campaigns {
-        out.push(
-            stay(
-                pool,
-                &base,
-                campaign_id.get(),
-                window_seconds,
-                now.as_micros(),
-            )
-            .await?,
-        );
+        let (stay, m) = stay(
+            pool,
+            &base,
+            campaign_id.get(),
+            window_seconds,
+            now.as_micros(),
+        )
+        .await?;
+        out.push(stay);
+        members.push(m);
+    }
+    // The predicted CLV of the cohorts' members only (a whole shop's scores were a million
+    // rows read for a few thousand people).
+    let mut wanted: Vec<i64> = members.iter().flatten().flatten().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let clv = clv_of(pool, &wanted).await?;
+    for (stay, members) in out.iter_mut().zip(members) {
+        for (cohort, ids) in [
+            &mut stay.reactivated,
+            &mut stay.holdout_returned,
+            &mut stay.never_lapsed,
+        ]
+        .into_iter()
+        .zip(members)
+        {
+            let (sum, k) = ids
+                .iter()
+                .filter_map(|p| clv.get(p))
+                .fold((0.0, 0u64), |(s, k), v| (s + v, k + 1));
+            cohort.mean_clv_minor = (k > 0).then(|| sum / k as f64);
+        }
     }
     Ok(out)
 }
 
-/// The cohorts of one campaign as of `now` (microseconds).
+/// The predicted CLV at the latest scoring run of each of `profiles` that has one.
+async fn clv_of(pool: &Pool, profiles: &[i64]) -> Result<HashMap<i64, f64>, StoreError> {
+    let mut clv = HashMap::with_capacity(profiles.len());
+    for chunk in profiles.chunks(50_000) {
+        let (set, list) = crate::db::id_set(pool.backend(), 1, chunk);
+        pool.for_each(
+            &format!(
+                "SELECT profile_id, clv_minor FROM profile_scores WHERE clv_minor IS NOT NULL AND profile_id IN ({set})"
+            ),
+            &[list],
+            |r| {
+                if let Some(v) = r.opt_f64("clv_minor")? {
+                    clv.insert(r.i64("profile_id")?, v);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    Ok(clv)
+}
+
+/// The cohorts of one campaign as of `now` (microseconds), without their mean CLV, and their
+/// members.
 async fn stay(
     pool: &Pool,
     base: &Base,
     campaign_id: i64,
     window_seconds: i64,
     now: i64,
-) -> Result<Stay, StoreError> {
-    let Base {
-        in_any,
-        orders,
-        clv,
-    } = base;
+) -> Result<(Stay, Members), StoreError> {
+    let Base { in_any, orders } = base;
     let enrolments: Vec<(i64, bool, i64)> = pool
         .fetch(
             "SELECT profile_id, holdout, entered_at FROM enrolments WHERE campaign_id = $1",
@@ -257,7 +273,7 @@ async fn stay(
         .map(|r| r.i64(0))
         .collect::<Result<_, _>>()?;
     let mut out = Stay::default();
-    let mut sums = [(0.0, 0u64); 3];
+    let mut members: Members = Default::default();
     let window = window_seconds * 1_000_000;
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     for (profile, holdout, entered) in &enrolments {
@@ -272,16 +288,17 @@ async fn stay(
         };
         first = first.min(t0.at);
         last = last.max(t0.at);
-        let (cohort, sum, used) = if *holdout {
-            (&mut out.holdout_returned, &mut sums[1], None)
+        let (cohort, ids, used) = if *holdout {
+            (&mut out.holdout_returned, &mut members[1], None)
         } else {
             (
                 &mut out.reactivated,
-                &mut sums[0],
+                &mut members[0],
                 Some(coded.contains(&t0.id)),
             )
         };
-        follow(cohort, list, t0, now, used, clv.get(profile).copied(), sum);
+        follow(cohort, list, t0, now, used);
+        ids.push(*profile);
     }
     // Never-lapsed customers: outside every win-back journey, with an order in the same period
     // that came within 90 days of their previous one.
@@ -294,27 +311,10 @@ async fn stay(
                 o.at >= first && o.at <= last && *i > 0 && o.at - list[i - 1].at <= 90 * DAY
             });
             if let Some((_, t0)) = t0 {
-                follow(
-                    &mut out.never_lapsed,
-                    list,
-                    t0,
-                    now,
-                    None,
-                    clv.get(profile).copied(),
-                    &mut sums[2],
-                );
+                follow(&mut out.never_lapsed, list, t0, now, None);
+                members[2].push(*profile);
             }
         }
     }
-    for (cohort, (sum, k)) in [
-        &mut out.reactivated,
-        &mut out.holdout_returned,
-        &mut out.never_lapsed,
-    ]
-    .into_iter()
-    .zip(sums)
-    {
-        cohort.mean_clv_minor = (k > 0).then(|| sum / k as f64);
-    }
-    Ok(out)
+    Ok((out, members))
 }
