@@ -378,6 +378,22 @@ pub trait JourneyStore: Send + Sync {
     /// contact, or as a shop-wide signal). Returns how many woke.
     fn wake_waiting(&self, now: Timestamp)
     -> impl Future<Output = Result<u64, EngineError>> + Send;
+    /// Takes the trigger lease of each of `campaigns` that no other worker holds unexpired,
+    /// until `now + lease_seconds` (a lease `worker` holds is renewed); returns those taken. Of
+    /// several workers, only the holder evaluates a campaign's trigger.
+    fn claim_triggers(
+        &self,
+        campaigns: &[CampaignId],
+        worker: &str,
+        now: Timestamp,
+        lease_seconds: i64,
+    ) -> impl Future<Output = Result<Vec<CampaignId>, EngineError>> + Send;
+    /// Gives back the trigger leases `worker` holds on `campaigns`.
+    fn release_triggers(
+        &self,
+        campaigns: &[CampaignId],
+        worker: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Moves the campaign's trigger cursor.
     fn advance_cursor(
         &self,

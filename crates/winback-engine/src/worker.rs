@@ -30,6 +30,12 @@ use crate::ports::{
 /// messages `in_doubt` (never resent), and a chunk's deliveries stay well inside a lease.
 pub const SEND_CHUNK: usize = 100;
 
+/// How long a worker holds a campaign's trigger lease: well past the longest evaluation
+/// measured (the audience scan of a million customers took 56–90 s), so that a slow scan keeps
+/// its lease, and short enough that a worker that died holding it delays the campaign's
+/// entries by minutes, not hours.
+pub const TRIGGER_LEASE_SECONDS: i64 = 900;
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -258,10 +264,12 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
     /// triggers that are due read the whole base once, a page of [`AUDIENCE_PAGE`] profiles at
     /// a time, for all of them together; event triggers read only the rows of the profiles
     /// their events name. A pass holds one page and the candidates, never the whole base.
+    ///
+    /// Of several workers, one evaluates a campaign's trigger at a time: the schedule takes
+    /// each active campaign's trigger lease first ([`TRIGGER_LEASE_SECONDS`]) and evaluates
+    /// only those it holds, so two workers never scan the base for the same campaign at once.
     pub async fn schedule(&self) -> Result<PassStats, EngineError> {
         let now = self.clock.now();
-        let today = now.day_number();
-        let mut stats = PassStats::default();
         let mut active = Vec::new();
         for rec in self.store.campaigns().await? {
             if rec.status == crate::CampaignStatus::Active {
@@ -269,6 +277,33 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                 active.push((rec, c));
             }
         }
+        if active.is_empty() {
+            return Ok(PassStats::default());
+        }
+        let ids: Vec<winback_domain::CampaignId> = active.iter().map(|(rec, _)| rec.id).collect();
+        let worker = &self.settings.worker_id;
+        let held = self
+            .store
+            .claim_triggers(&ids, worker, now, TRIGGER_LEASE_SECONDS)
+            .await?;
+        active.retain(|(rec, _)| held.contains(&rec.id));
+        // Whether the cursors say a campaign is due is read after taking its lease: a worker
+        // that read them before another worker's evaluation ended would evaluate it again.
+        let stats = self.evaluate_triggers(now, active).await;
+        // Given back whether the evaluation went through or not (a worker that dies holding
+        // leases leaves them to expire).
+        self.store.release_triggers(&held, worker).await?;
+        stats
+    }
+
+    /// [`Engine::schedule`] for the campaigns whose trigger leases this worker holds.
+    async fn evaluate_triggers(
+        &self,
+        now: winback_domain::Timestamp,
+        active: Vec<(crate::ports::CampaignRecord, Arc<Campaign>)>,
+    ) -> Result<PassStats, EngineError> {
+        let today = now.day_number();
+        let mut stats = PassStats::default();
         // Which campaigns scan the base this pass.
         let mut scans: Vec<bool> = Vec::with_capacity(active.len());
         for (rec, c) in &active {

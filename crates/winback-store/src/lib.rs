@@ -1263,6 +1263,22 @@ impl winback_engine::JourneyStore for SqlStore {
     ) -> Result<winback_engine::ports::TriggerBatch, EngineError> {
         Ok(journeys::trigger_events(&self.pool, campaign_id, label, limit).await?)
     }
+    async fn claim_triggers(
+        &self,
+        campaigns: &[winback_domain::CampaignId],
+        worker: &str,
+        now: Timestamp,
+        lease_seconds: i64,
+    ) -> Result<Vec<winback_domain::CampaignId>, EngineError> {
+        Ok(journeys::claim_triggers(&self.pool, campaigns, worker, now, lease_seconds).await?)
+    }
+    async fn release_triggers(
+        &self,
+        campaigns: &[winback_domain::CampaignId],
+        worker: &str,
+    ) -> Result<(), EngineError> {
+        Ok(journeys::release_triggers(&self.pool, campaigns, worker).await?)
+    }
     async fn advance_cursor(
         &self,
         campaign_id: winback_domain::CampaignId,

@@ -111,6 +111,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_enrolment_outcomes.sql"),
         postgres: include_str!("../migrations/postgres/0015_enrolment_outcomes.sql"),
     },
+    Migration {
+        version: 16,
+        name: "trigger_leases",
+        sqlite: include_str!("../migrations/sqlite/0016_trigger_leases.sql"),
+        postgres: include_str!("../migrations/postgres/0016_trigger_leases.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

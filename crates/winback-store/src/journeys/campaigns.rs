@@ -186,6 +186,54 @@ pub(crate) async fn advance_cursor(
     Ok(())
 }
 
+/// Takes the trigger lease of each of `ids` that no other worker holds unexpired, until
+/// `now + lease_seconds`; returns the ids taken (a lease this worker holds is renewed).
+pub(crate) async fn claim_triggers(
+    pool: &Pool,
+    ids: &[winback_domain::CampaignId],
+    worker: &str,
+    now: Timestamp,
+    lease_seconds: i64,
+) -> Result<Vec<winback_domain::CampaignId>, StoreError> {
+    let mut taken = Vec::with_capacity(ids.len());
+    // One conditional update per campaign (a shop runs tens of campaigns, not thousands): the
+    // row's lock decides between two workers claiming at once.
+    for &id in ids {
+        let won = pool
+            .execute(
+                "UPDATE campaigns SET trigger_owner = $2, trigger_until = $3 \
+                 WHERE id = $1 AND (trigger_until IS NULL OR trigger_until <= $4 OR trigger_owner = $2)",
+                &[
+                    Val::from(id),
+                    Val::from(worker),
+                    Val::from(now.as_micros() + lease_seconds * 1_000_000),
+                    Val::from(now.as_micros()),
+                ],
+            )
+            .await?;
+        if won > 0 {
+            taken.push(id);
+        }
+    }
+    Ok(taken)
+}
+
+/// Gives back the trigger leases `worker` holds on `ids`.
+pub(crate) async fn release_triggers(
+    pool: &Pool,
+    ids: &[winback_domain::CampaignId],
+    worker: &str,
+) -> Result<(), StoreError> {
+    for &id in ids {
+        pool.execute(
+            "UPDATE campaigns SET trigger_owner = NULL, trigger_until = NULL WHERE id = $1 AND trigger_owner = $2",
+            &[Val::from(id), Val::from(worker)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Inserts a shop-wide signal (`assortment_updated`).
 pub(crate) async fn signal(pool: &Pool, name: &str, at: Timestamp) -> Result<(), StoreError> {
     pool.execute(

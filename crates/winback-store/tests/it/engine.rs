@@ -1012,3 +1012,78 @@ conformance!(
     failures_in_flight,
     super::messages_in_flight_fail_together_and_count_once
 );
+
+/// Of two workers, one evaluates a campaign's trigger at a time: while one holds the trigger
+/// lease (mid-scan), the other's schedule leaves the campaign alone and does not move its
+/// cursor; once the lease is given back, or has expired after its holder died, the other
+/// evaluates it.
+async fn one_worker_evaluates_a_campaigns_trigger_at_a_time(store: &SqlStore) {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    let id = store
+        .campaigns()
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "two-mails")
+        .unwrap()
+        .id;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let named = |worker: &str| {
+        let mut s = settings();
+        s.worker_id = worker.to_owned();
+        s
+    };
+    let b = Engine::new(store, &outbox, &clock, named("worker-b"));
+
+    // Worker A takes the lease (as its schedule does before scanning) and is still at it.
+    let lease = winback_engine::worker::TRIGGER_LEASE_SECONDS;
+    let taken = store
+        .claim_triggers(&[id], "worker-a", clock.now(), lease)
+        .await
+        .unwrap();
+    assert_eq!(taken, vec![id]);
+    // Another worker's claim is refused; A's own claim renews it.
+    let refused = store
+        .claim_triggers(&[id], "worker-b", clock.now(), lease)
+        .await
+        .unwrap();
+    assert!(refused.is_empty());
+    let renewed = store
+        .claim_triggers(&[id], "worker-a", clock.now(), lease)
+        .await
+        .unwrap();
+    assert_eq!(renewed, vec![id]);
+    let s = b.schedule().await.unwrap();
+    assert_eq!(s.enrolled, 0, "B leaves A's campaign alone: {s:?}");
+    assert_eq!(store.trigger_cursor(id).await.unwrap(), 0, "cursor unmoved");
+    // B's pass did not take or drop A's lease.
+    assert!(
+        store
+            .claim_triggers(&[id], "worker-b", clock.now(), lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A dies holding it: once the lease has expired, B evaluates the campaign.
+    clock.advance_seconds(lease + 1);
+    let s = b.schedule().await.unwrap();
+    assert_eq!(s.enrolled, 2, "{s:?}");
+    // B gave its lease back at the end of its schedule: A may take it at once.
+    let again = store
+        .claim_triggers(&[id], "worker-a", clock.now(), lease)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![id]);
+    store.release_triggers(&[id], "worker-a").await.unwrap();
+    // Released leases let the next due evaluation run, and enrolment stays single.
+    let s = b.run_until_idle(5).await.unwrap();
+    assert_eq!((s.enrolled, s.sent), (0, 2), "{s:?}");
+}
+conformance!(
+    one_worker_evaluates_a_trigger_at_a_time,
+    super::one_worker_evaluates_a_campaigns_trigger_at_a_time
+);
