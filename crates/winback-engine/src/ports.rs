@@ -378,9 +378,10 @@ pub trait JourneyStore: Send + Sync {
     /// contact, or as a shop-wide signal). Returns how many woke.
     fn wake_waiting(&self, now: Timestamp)
     -> impl Future<Output = Result<u64, EngineError>> + Send;
-    /// Takes the trigger lease of each of `campaigns` that no other worker holds unexpired,
-    /// until `now + lease_seconds` (a lease `worker` holds is renewed); returns those taken. Of
-    /// several workers, only the holder evaluates a campaign's trigger.
+    /// Takes the trigger leases of all of `campaigns` until `now + lease_seconds`, or of none
+    /// when another worker holds any of them unexpired (leases `worker` holds are renewed);
+    /// returns those taken. Of several workers, only the holder evaluates the triggers: one
+    /// scan of the base serves all campaigns, so they are not split between workers.
     fn claim_triggers(
         &self,
         campaigns: &[CampaignId],

@@ -265,9 +265,9 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
     /// a time, for all of them together; event triggers read only the rows of the profiles
     /// their events name. A pass holds one page and the candidates, never the whole base.
     ///
-    /// Of several workers, one evaluates a campaign's trigger at a time: the schedule takes
-    /// each active campaign's trigger lease first ([`TRIGGER_LEASE_SECONDS`]) and evaluates
-    /// only those it holds, so two workers never scan the base for the same campaign at once.
+    /// Of several workers, one evaluates the triggers at a time: the schedule takes the active
+    /// campaigns' trigger leases first, all or none ([`TRIGGER_LEASE_SECONDS`]), so two workers
+    /// never scan the base at once.
     pub async fn schedule(&self) -> Result<PassStats, EngineError> {
         let now = self.clock.now();
         let mut active = Vec::new();

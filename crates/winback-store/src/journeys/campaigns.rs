@@ -186,8 +186,11 @@ pub(crate) async fn advance_cursor(
     Ok(())
 }
 
-/// Takes the trigger lease of each of `ids` that no other worker holds unexpired, until
-/// `now + lease_seconds`; returns the ids taken (a lease this worker holds is renewed).
+/// Takes the trigger leases of all of `ids` until `now + lease_seconds`, or of none when
+/// another worker holds any of them unexpired; returns the ids taken (leases this worker holds
+/// are renewed). All or nothing because one scan of the base serves every campaign's audience:
+/// two workers that split the campaigns between them would each scan the whole base (measured
+/// with per-campaign leases: two workers' claims interleaved, and both scanned).
 pub(crate) async fn claim_triggers(
     pool: &Pool,
     ids: &[winback_domain::CampaignId],
@@ -195,27 +198,43 @@ pub(crate) async fn claim_triggers(
     now: Timestamp,
     lease_seconds: i64,
 ) -> Result<Vec<winback_domain::CampaignId>, StoreError> {
-    let mut taken = Vec::with_capacity(ids.len());
-    // One conditional update per campaign (a shop runs tens of campaigns, not thousands): the
-    // row's lock decides between two workers claiming at once.
-    for &id in ids {
-        let won = pool
-            .execute(
-                "UPDATE campaigns SET trigger_owner = $2, trigger_until = $3 \
-                 WHERE id = $1 AND (trigger_until IS NULL OR trigger_until <= $4 OR trigger_owner = $2)",
-                &[
-                    Val::from(id),
-                    Val::from(worker),
-                    Val::from(now.as_micros() + lease_seconds * 1_000_000),
-                    Val::from(now.as_micros()),
-                ],
-            )
-            .await?;
-        if won > 0 {
-            taken.push(id);
-        }
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(taken)
+    let mut tx = pool.begin().await?;
+    // One claimer at a time (SQLite's BEGIN IMMEDIATE already is): the check and the update
+    // below are then one step.
+    if tx.backend() == Backend::Postgres {
+        tx.execute("SELECT pg_advisory_xact_lock(7310002)", &[])
+            .await?;
+    }
+    let list: Vec<String> = ids.iter().map(|id| id.get().to_string()).collect();
+    let list = list.join(", ");
+    let held_elsewhere = tx
+        .fetch(
+            &format!(
+                "SELECT COUNT(*) FROM campaigns WHERE id IN ({list}) AND trigger_until > $1 AND trigger_owner <> $2"
+            ),
+            &[Val::from(now.as_micros()), Val::from(worker)],
+        )
+        .await?[0]
+        .i64(0)?;
+    if held_elsewhere > 0 {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    tx.execute(
+        &format!(
+            "UPDATE campaigns SET trigger_owner = $1, trigger_until = $2 WHERE id IN ({list})"
+        ),
+        &[
+            Val::from(worker),
+            Val::from(now.as_micros() + lease_seconds * 1_000_000),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ids.to_vec())
 }
 
 /// Gives back the trigger leases `worker` holds on `ids`.
