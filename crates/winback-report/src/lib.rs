@@ -20,7 +20,7 @@ use winback_engine::policy::RampSettings;
 use winback_engine::ports::JourneyStore;
 use winback_measure::{Arm, Economics, Readout, Winner};
 use winback_store::{
-    ArmResult, FunnelKey, MessageFunnel, ProviderRamp, Segment, SqlStore, StoreError,
+    ArmResult, FunnelKey, MessageFunnel, Outcomes, ProviderRamp, Segment, SqlStore, StoreError,
 };
 
 /// Why a report could not be gathered.
@@ -672,9 +672,9 @@ async fn campaign_reports(
             .campaign_arms(
                 rec.id,
                 window,
-                from,
-                until,
+                (from, until),
                 &[Segment::Locale, Segment::Provider],
+                Outcomes::StoredWhereExact,
             )
             .await?;
         parts.lap(clock, |p| &mut p.arms);

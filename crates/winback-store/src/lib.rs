@@ -940,43 +940,33 @@ impl SqlStore {
         until: Timestamp,
     ) -> Result<Vec<ArmResult>, StoreError> {
         Ok(self
-            .campaign_arms(campaign_id, window_seconds, from, until, &[])
+            .campaign_arms(
+                campaign_id,
+                window_seconds,
+                (from, until),
+                &[],
+                Outcomes::StoredWhereExact,
+            )
             .await?
             .0)
     }
 
     /// [`SqlStore::campaign_results_between`] and, for each of `by`, the arms per segment
     /// (locale or mailbox provider): (segment, arm). One scan of the campaign's enrolments
-    /// serves them all. Messages and offers are not split by segment.
+    /// serves them all. Messages and offers are not split by segment. Reports read
+    /// [`Outcomes::StoredWhereExact`]; [`Outcomes::Recomputed`] is the definition the stored
+    /// outcomes are checked against (the store's test `outcomes`, on both backends).
     #[allow(clippy::type_complexity)]
     pub async fn campaign_arms(
         &self,
         campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
-        from: Timestamp,
-        until: Timestamp,
+        (from, until): (Timestamp, Timestamp),
         by: &[Segment],
+        outcomes: Outcomes,
     ) -> Result<(Vec<ArmResult>, Vec<Vec<(String, ArmResult)>>), StoreError> {
         let range = (from.as_micros(), until.as_micros());
-        let stored = Outcomes::StoredWhereExact;
-        journeys::campaign_results(&self.pool, campaign_id, window_seconds, range, by, stored).await
-    }
-
-    /// [`SqlStore::campaign_arms`] with every enrolment's orders looked up instead of read from
-    /// its stored outcome: slow at a large shop, and the definition the stored outcomes are
-    /// checked against (the store's test `outcomes`, on both backends).
-    #[allow(clippy::type_complexity)]
-    pub async fn campaign_arms_recomputed(
-        &self,
-        campaign_id: winback_domain::CampaignId,
-        window_seconds: i64,
-        from: Timestamp,
-        until: Timestamp,
-        by: &[Segment],
-    ) -> Result<(Vec<ArmResult>, Vec<Vec<(String, ArmResult)>>), StoreError> {
-        let range = (from.as_micros(), until.as_micros());
-        let computed = Outcomes::Recomputed;
-        journeys::campaign_results(&self.pool, campaign_id, window_seconds, range, by, computed)
+        journeys::campaign_results(&self.pool, campaign_id, window_seconds, range, by, outcomes)
             .await
     }
 
