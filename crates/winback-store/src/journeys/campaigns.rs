@@ -208,8 +208,7 @@ pub(crate) async fn claim_triggers(
         tx.execute("SELECT pg_advisory_xact_lock(7310002)", &[])
             .await?;
     }
-    let list: Vec<String> = ids.iter().map(|id| id.get().to_string()).collect();
-    let list = list.join(", ");
+    let list = id_list(ids);
     let held_elsewhere = tx
         .fetch(
             &format!(
@@ -237,19 +236,29 @@ pub(crate) async fn claim_triggers(
     Ok(ids.to_vec())
 }
 
+/// `1, 2, 3`: campaign ids (numbers, never input text) for an `IN (…)`.
+fn id_list(ids: &[winback_domain::CampaignId]) -> String {
+    let list: Vec<String> = ids.iter().map(|id| id.get().to_string()).collect();
+    list.join(", ")
+}
+
 /// Gives back the trigger leases `worker` holds on `ids`.
 pub(crate) async fn release_triggers(
     pool: &Pool,
     ids: &[winback_domain::CampaignId],
     worker: &str,
 ) -> Result<(), StoreError> {
-    for &id in ids {
-        pool.execute(
-            "UPDATE campaigns SET trigger_owner = NULL, trigger_until = NULL WHERE id = $1 AND trigger_owner = $2",
-            &[Val::from(id), Val::from(worker)],
-        )
-        .await?;
+    if ids.is_empty() {
+        return Ok(());
     }
+    pool.execute(
+        &format!(
+            "UPDATE campaigns SET trigger_owner = NULL, trigger_until = NULL WHERE id IN ({}) AND trigger_owner = $1",
+            id_list(ids)
+        ),
+        &[Val::from(worker)],
+    )
+    .await?;
     Ok(())
 }
 
