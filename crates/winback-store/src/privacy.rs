@@ -327,55 +327,59 @@ async fn latest_activity(pool: &Pool, activity: &[&str]) -> Result<LatestActivit
         latest: HashMap::new(),
         bases,
     };
-    pool.for_each(
-        &format!("SELECT {P} AS profile, MAX(COALESCE(c.created_at, c.inserted_at)) AS at FROM customers c WHERE c.erased_at IS NULL GROUP BY {P}"),
-        &[],
-        |r| {
-            folded.keep(r.i64("profile")?, r.i64("at")?, first_seen);
-            Ok(())
-        },
-    )
-    .await?;
-    pool.for_each(
-        &format!("SELECT {P} AS profile, MAX(o.ordered_at) AS at FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL GROUP BY {P}"),
-        &[],
-        |r| {
-            folded.keep(r.i64("profile")?, r.i64("at")?, order);
-            Ok(())
-        },
-    )
-    .await?;
+    // One latest time per person from each source, in this order (the first source wins a tie);
+    // the events' rows name their type, which is their basis (`None` below).
+    let list = types
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sources = vec![
+        (
+            format!(
+                "SELECT {P} AS profile, MAX(COALESCE(c.created_at, c.inserted_at)) AS at FROM customers c WHERE c.erased_at IS NULL GROUP BY {P}"
+            ),
+            Some(first_seen),
+        ),
+        (
+            format!(
+                "SELECT {P} AS profile, MAX(o.ordered_at) AS at FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NULL GROUP BY {P}"
+            ),
+            Some(order),
+        ),
+    ];
     if !types.is_empty() {
-        let list = types
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        pool.for_each(
-            &format!("SELECT {P} AS profile, e.type, MAX(e.occurred_at) AS at FROM events e JOIN customers c ON c.id = e.customer_id WHERE c.erased_at IS NULL AND e.type IN ({list}) GROUP BY {P}, e.type"),
-            &[],
-            |r| {
-                let kind = r.text("type")?;
-                let basis = types
-                    .iter()
-                    .position(|t| *t == kind)
-                    .and_then(|i| u16::try_from(i).ok())
-                    .map_or(first_type, |i| first_type + i);
-                folded.keep(r.i64("profile")?, r.i64("at")?, basis);
-                Ok(())
-            },
-        )
+        sources.push((
+            format!(
+                "SELECT {P} AS profile, e.type, MAX(e.occurred_at) AS at FROM events e JOIN customers c ON c.id = e.customer_id WHERE c.erased_at IS NULL AND e.type IN ({list}) GROUP BY {P}, e.type"
+            ),
+            None,
+        ));
+    }
+    sources.push((
+        format!(
+            "SELECT {P} AS profile, MAX(l.recorded_at) AS at FROM consent_ledger l JOIN customers c ON c.id = l.customer_id WHERE c.erased_at IS NULL AND l.status = 'opt_in' AND l.source = 'preference_centre' GROUP BY {P}"
+        ),
+        Some(opt_in),
+    ));
+    for (sql, basis) in sources {
+        pool.for_each(&sql, &[], |r| {
+            let basis = match basis {
+                Some(b) => b,
+                None => {
+                    let kind = r.text("type")?;
+                    types
+                        .iter()
+                        .position(|t| *t == kind)
+                        .and_then(|i| u16::try_from(i).ok())
+                        .map_or(first_type, |i| first_type + i)
+                }
+            };
+            folded.keep(r.i64("profile")?, r.i64("at")?, basis);
+            Ok(())
+        })
         .await?;
     }
-    pool.for_each(
-        &format!("SELECT {P} AS profile, MAX(l.recorded_at) AS at FROM consent_ledger l JOIN customers c ON c.id = l.customer_id WHERE c.erased_at IS NULL AND l.status = 'opt_in' AND l.source = 'preference_centre' GROUP BY {P}"),
-        &[],
-        |r| {
-            folded.keep(r.i64("profile")?, r.i64("at")?, opt_in);
-            Ok(())
-        },
-    )
-    .await?;
     Ok(folded)
 }
 
