@@ -36,6 +36,21 @@ pub const SEND_CHUNK: usize = 100;
 /// entries by minutes, not hours.
 pub const TRIGGER_LEASE_SECONDS: i64 = 900;
 
+/// The `every`-long bucket (counted from the Unix epoch, in UTC) that `at` (microseconds) falls
+/// in. An audience's entry keys name it, so a contact enters at most once per bucket.
+fn audience_bucket(at: i64, every_seconds: i64) -> i64 {
+    at.div_euclid(every_seconds.max(1) * 1_000_000)
+}
+
+/// An audience trigger last evaluated at `last` (0: never) is due at `now` when `now` is in a
+/// later bucket: once per bucket, at the first pass after it begins. Counting `every` from the
+/// last evaluation instead let the evaluation drift later by each pass's start, so a daily
+/// audience evaluated at 00:01 was not due at 00:00 the next day and waited a whole day, and
+/// two workers evaluated it a minute apart (measured at 200,000 customers, session 18).
+fn audience_due(last: i64, now: i64, every_seconds: i64) -> bool {
+    last == 0 || audience_bucket(now, every_seconds) > audience_bucket(last, every_seconds)
+}
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -310,7 +325,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
             let due = match &c.trigger {
                 Trigger::Audience { every } => {
                     let last = self.store.trigger_cursor(rec.id).await?;
-                    last == 0 || now.as_micros() - last >= every.seconds() * 1_000_000
+                    audience_due(last, now.as_micros(), every.seconds())
                 }
                 // Dates are checked once per day (the cursor holds the day number).
                 Trigger::Date { .. } => self.store.trigger_cursor(rec.id).await? < today,
@@ -342,7 +357,7 @@ impl<'a, S: JourneyStore, T: Transport> Engine<'a, S, T> {
                         Trigger::Audience { every } => {
                             let audience = c.audience.as_ref().expect("checked on load");
                             let hits = audience.evaluate_parallel(&page, 2);
-                            let bucket = now.as_micros() / (every.seconds() * 1_000_000);
+                            let bucket = audience_bucket(now.as_micros(), every.seconds());
                             found[i].extend(hits.matched.into_iter().map(|p| Candidate {
                                 profile_id: p,
                                 trigger_key: format!("audience:{bucket}"),
@@ -765,4 +780,45 @@ fn reaches_branch(c: &Campaign, mut i: usize) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR: i64 = 3_600_000_000;
+
+    #[test]
+    fn a_daily_audience_is_due_at_the_first_pass_of_each_utc_day() {
+        let day = 86_400;
+        let evaluated = 20_000 * 24 * HOUR + 60_000_000; // 00:01 on day 20,000
+        assert!(!audience_due(evaluated, evaluated + 23 * HOUR, day));
+        // 00:00:01 the next day: less than 24 hours later, yet a new day.
+        assert!(audience_due(evaluated, 20_001 * 24 * HOUR + 1_000_000, day));
+        assert!(audience_due(0, evaluated, day), "never evaluated");
+    }
+
+    proptest! {
+        /// Passes at any times, each evaluating what is due: every bucket a pass fell in is
+        /// evaluated exactly once, at its first pass.
+        #[test]
+        fn each_bucket_is_evaluated_once(
+            every in 1i64..200_000,
+            mut passes in proptest::collection::vec(1i64..10_000_000_000_000, 1..60),
+        ) {
+            passes.sort_unstable();
+            let mut last = 0;
+            let mut evaluated = Vec::new();
+            for now in &passes {
+                if audience_due(last, *now, every) {
+                    evaluated.push(audience_bucket(*now, every));
+                    last = *now;
+                }
+            }
+            let mut buckets: Vec<i64> = passes.iter().map(|t| audience_bucket(*t, every)).collect();
+            buckets.dedup();
+            prop_assert_eq!(evaluated, buckets);
+        }
+    }
 }

@@ -99,6 +99,20 @@ async fn launch(store: &SqlStore, text: &str, name: &str) {
     );
 }
 
+/// The shop with `TWO_MAILS` running; its campaign id.
+async fn launched_two_mails(store: &SqlStore) -> winback_domain::CampaignId {
+    shop(store).await;
+    launch(store, TWO_MAILS, "two-mails").await;
+    store
+        .campaigns()
+        .await
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "two-mails")
+        .unwrap()
+        .id
+}
+
 async fn count(store: &SqlStore, sql: &str) -> i64 {
     store.pool().fetch(sql, &[]).await.unwrap()[0]
         .i64(0)
@@ -1018,16 +1032,7 @@ conformance!(
 /// cursor; once the lease is given back, or has expired after its holder died, the other
 /// evaluates it.
 async fn one_worker_evaluates_a_campaigns_trigger_at_a_time(store: &SqlStore) {
-    shop(store).await;
-    launch(store, TWO_MAILS, "two-mails").await;
-    let id = store
-        .campaigns()
-        .await
-        .unwrap()
-        .iter()
-        .find(|c| c.name == "two-mails")
-        .unwrap()
-        .id;
+    let id = launched_two_mails(store).await;
     let dir = tempfile::tempdir().unwrap();
     let outbox = FileOutbox::new(dir.path()).unwrap();
     let clock = ManualClock::new(start());
@@ -1086,4 +1091,35 @@ async fn one_worker_evaluates_a_campaigns_trigger_at_a_time(store: &SqlStore) {
 conformance!(
     one_worker_evaluates_a_trigger_at_a_time,
     super::one_worker_evaluates_a_campaigns_trigger_at_a_time
+);
+
+/// A daily audience is evaluated once per UTC day, at the first pass of the day, however late
+/// the day before's evaluation came: evaluated at 10:00, not again at 23:00, and again at
+/// 00:00:01 the next day, fourteen hours on (counting a day from the last evaluation, it
+/// waited until 10:00).
+async fn a_daily_audience_is_evaluated_once_per_day(store: &SqlStore) {
+    let id = launched_two_mails(store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start());
+    let engine = Engine::new(store, &outbox, &clock, settings());
+    engine.schedule().await.unwrap();
+    assert_eq!(store.trigger_cursor(id).await.unwrap(), start().as_micros());
+    // Later the same day: not due.
+    clock.advance_seconds(13 * 3600);
+    engine.schedule().await.unwrap();
+    assert_eq!(store.trigger_cursor(id).await.unwrap(), start().as_micros());
+    // 00:00:01 the next day.
+    clock.advance_seconds(3600 + 1);
+    let next_day = clock.now();
+    engine.schedule().await.unwrap();
+    assert_eq!(
+        store.trigger_cursor(id).await.unwrap(),
+        next_day.as_micros(),
+        "evaluated at the first pass of the new day"
+    );
+}
+conformance!(
+    a_daily_audience_is_evaluated_once_per_day,
+    super::a_daily_audience_is_evaluated_once_per_day
 );
