@@ -1106,7 +1106,7 @@ impl ImportSession {
         {
             self.pool
                 .execute(
-                    "ANALYZE customers, orders, order_items, events, consent_ledger",
+                    "ANALYZE customers, orders, order_items, order_discount_codes, events, consent_ledger",
                     &[],
                 )
                 .await?;

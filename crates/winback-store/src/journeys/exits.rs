@@ -143,23 +143,51 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
                 engaged.insert(r.i64("profile_id")?);
             }
         }
+        // The orders that end journeys, and of those the ones that carry any code: only they
+        // are asked which of winback's codes they redeem. Asking every order was the lookup a
+        // sampler caught most often in a day's exit sweep on PostgreSQL at a million customers
+        // (67 s for 2,048 exits; the table had no statistics after its bulk load).
+        let mut ending: Vec<i64> = Vec::new();
+        for r in &orders {
+            if engaged.contains(&r.i64("profile")?)
+                && !matches!(r.text("status")?.as_str(), "cancelled" | "refunded")
+            {
+                ending.push(r.i64("id")?);
+            }
+        }
+        let mut coded: HashSet<i64> = HashSet::new();
+        for chunk in ending.chunks(CHUNK) {
+            let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+            for r in tx
+                .fetch(
+                    &format!(
+                        "SELECT DISTINCT order_id FROM order_discount_codes WHERE order_id IN ({})",
+                        in_list(chunk.len())
+                    ),
+                    &args,
+                )
+                .await?
+            {
+                coded.insert(r.i64(0)?);
+            }
+        }
         for r in &orders {
             let (order_id, profile, at) = (r.i64("id")?, r.i64("profile")?, r.i64("ordered_at")?);
-            if !engaged.contains(&profile) {
+            if ending.binary_search(&order_id).is_err() {
                 continue;
             }
-            let status = r.text("status")?;
-            if matches!(status.as_str(), "cancelled" | "refunded") {
-                continue;
-            }
-            // Redemptions: codes on the order that winback issued to this profile.
-            let codes = tx
-                .fetch(
+            // Redemptions: codes on the order that winback issued to this profile, asked one
+            // order at a time: an earlier order of the chunk may have used or revoked them.
+            let codes = if coded.contains(&order_id) {
+                tx.fetch(
                     "SELECT f.code FROM order_discount_codes d JOIN offers f ON f.code = d.code \
                      WHERE d.order_id = $1 AND f.state = 'issued' AND f.expires_at >= $2 AND f.issued_at <= $2",
                     &[Val::from(order_id), Val::from(at)],
                 )
-                .await?;
+                .await?
+            } else {
+                Vec::new()
+            };
             let discount = r.i64("discount_minor")?;
             for c in &codes {
                 let code = c.text(0)?;
