@@ -50,10 +50,11 @@ pub async fn after_ingest(
         None => None,
     };
     let features = refresh_features(store, now).await?;
-    // Engagement the files carried moved the message rollups, and orders the enrolments'
-    // outcomes: keep what reports compute on reading small.
+    // Engagement the files carried moved the message rollups and the hygiene's idle addresses,
+    // and orders the enrolments' outcomes: keep what reports compute on reading small.
     store.fold_rollups().await?;
     crate::campaigns::refresh_outcomes(store).await?;
+    store.refresh_hygiene().await?;
     Ok(Settled {
         resolution,
         features,

@@ -56,9 +56,10 @@ pub enum Role {
     RefreshOnly,
 }
 
-/// Folds the rollups' pending deltas and refreshes the enrolments' stored outcomes, which
-/// keeps what reports add up or compute small and changes no figure (see
-/// `SqlStore::fold_rollups` and `SqlStore::refresh_outcomes`); logs their time
+/// Folds the rollups' pending deltas and refreshes the enrolments' stored outcomes and the
+/// profiles' hygiene rows, which keeps what reports add up or compute small and changes no
+/// figure (see `SqlStore::fold_rollups`, `SqlStore::refresh_outcomes` and
+/// `SqlStore::refresh_hygiene`); logs their time
 /// (`WINBACK_LOG=winback::worker=info`).
 async fn fold(store: &SqlStore) -> Result<()> {
     let t = std::time::Instant::now();
@@ -66,12 +67,17 @@ async fn fold(store: &SqlStore) -> Result<()> {
     let folded = t.elapsed();
     let t = std::time::Instant::now();
     let outcomes = crate::campaigns::refresh_outcomes(store).await?;
+    let refreshed = t.elapsed();
+    let t = std::time::Instant::now();
+    let hygiene = store.refresh_hygiene().await?;
     tracing::info!(
         target: "winback::worker",
         fold_rollups_s = folded.as_secs_f64(),
-        refresh_outcomes_s = t.elapsed().as_secs_f64(),
+        refresh_outcomes_s = refreshed.as_secs_f64(),
         outcomes,
-        "rollups folded, outcomes refreshed"
+        refresh_hygiene_s = t.elapsed().as_secs_f64(),
+        hygiene,
+        "rollups folded, outcomes and hygiene refreshed"
     );
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod admin;
 mod consent;
 pub mod db;
 mod features;
+mod hygiene;
 pub mod ingest;
 mod journeys;
 pub use journeys::{
@@ -982,6 +983,15 @@ impl SqlStore {
     ) -> Result<u64, StoreError> {
         let windows: Vec<(i64, i64)> = windows.iter().map(|(c, w)| (c.get(), *w)).collect();
         outcomes::refresh(&self.pool, &windows).await
+    }
+
+    /// Recomputes the list hygiene's per-profile rows (last engagement or first-seen address)
+    /// of the profiles whose records changed since, and clears their marks, in one transaction;
+    /// returns how many it recomputed. The hygiene report is exact without it (it recomputes
+    /// the marked profiles on reading); this keeps that small. The worker runs it after each
+    /// pass, and ingests after each file.
+    pub async fn refresh_hygiene(&self) -> Result<u64, StoreError> {
+        hygiene::refresh(&self.pool).await
     }
 
     /// Each arm's contacts, buyers and revenue within the window per segment (locale or

@@ -117,6 +117,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_trigger_leases.sql"),
         postgres: include_str!("../migrations/postgres/0016_trigger_leases.sql"),
     },
+    Migration {
+        version: 17,
+        name: "profile_hygiene",
+        sqlite: include_str!("../migrations/sqlite/0017_profile_hygiene.sql"),
+        postgres: include_str!("../migrations/postgres/0017_profile_hygiene.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

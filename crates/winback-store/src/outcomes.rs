@@ -57,11 +57,11 @@ pub(crate) async fn refresh(pool: &Pool, windows: &[(i64, i64)]) -> Result<u64, 
     )
     .await?;
     tx.execute("DELETE FROM winback_outcome_stale", &[]).await?;
-    // Take the marks. On PostgreSQL a writer committing a mark while this runs either committed
-    // before the DELETE (its orders are then visible to the recomputation below, which reads
-    // what is committed when it starts) or inserts its mark after this transaction ends (its
-    // insert waits on the deleted row), so no change is left unmarked and uncomputed. SQLite
-    // has one writer at a time.
+    // Take the marks, under the mark table's lock (see `lock_marks`): a writer that marks
+    // after this ends leaves its mark for the next refresh.
+    if !crate::db::lock_marks(&mut tx, "outcome_dirty").await? {
+        return Ok(0);
+    }
     match tx.backend() {
         Backend::Sqlite => {
             tx.execute(

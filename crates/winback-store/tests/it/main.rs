@@ -18,6 +18,7 @@ use winback_store::{
 mod conformance;
 mod consent;
 mod engine;
+mod hygiene;
 mod measure;
 mod outcomes;
 mod privacy;

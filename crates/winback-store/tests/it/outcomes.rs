@@ -22,7 +22,7 @@ fn day(d: u64) -> String {
         .to_string()
 }
 
-async fn customer_ids(store: &SqlStore) -> Vec<i64> {
+pub async fn customer_ids(store: &SqlStore) -> Vec<i64> {
     store
         .pool()
         .fetch("SELECT id FROM customers ORDER BY id", &[])
@@ -59,7 +59,7 @@ async fn orders(store: &SqlStore, rng: &mut Rng, next_order: &mut u64) {
 
 /// Groups the customers into random profiles (each record's profile is its group's smallest
 /// id), as identity resolution stores them: merges and splits.
-async fn resolve(store: &SqlStore, rng: &mut Rng) {
+pub async fn resolve(store: &SqlStore, rng: &mut Rng) {
     let ids = customer_ids(store).await;
     let groups = 1 + rng.below(ids.len() as u64);
     let mut group_of: Vec<(i64, u64)> = ids.iter().map(|&id| (id, rng.below(groups))).collect();
