@@ -34,9 +34,13 @@ pub(crate) fn orders_in_window(window: &str) -> (String, String) {
 /// A `LEFT JOIN` naming, as `stale.id`, the profile ids whose stored outcomes may be stale: each
 /// marked record and the profile it belongs to now. With it, `e.outcome_window = {window} AND
 /// stale.id IS NULL` says an enrolment `e`'s stored figures are exact.
+///
+/// `CROSS JOIN` makes SQLite walk the marks and look their records up: left to choose, it
+/// walked the whole customer profile index and looked each entry up in the marks (33 ms a
+/// campaign at a million customers with nothing marked). PostgreSQL plans it as any join.
 pub(crate) const STALE_JOIN: &str = "LEFT JOIN ( \
         SELECT customer_id AS id FROM outcome_dirty \
-        UNION SELECT COALESCE(c.profile_id, c.id) FROM outcome_dirty d JOIN customers c ON c.id = d.customer_id \
+        UNION SELECT COALESCE(c.profile_id, c.id) FROM outcome_dirty d CROSS JOIN customers c WHERE c.id = d.customer_id \
     ) stale ON stale.id = e.profile_id";
 
 /// Marks customer records whose orders changed, inside the writer's transaction.

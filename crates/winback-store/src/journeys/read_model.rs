@@ -62,10 +62,13 @@ pub(crate) async fn segment_results(
     by: &[Segment],
     outcomes: Outcomes,
 ) -> Result<Vec<Vec<(String, ArmResult)>>, StoreError> {
-    // One row per enrolment (its orders in the window), summed here: the readout needs each
-    // contact's revenue squared, which SQL would compute differently on the two backends.
     // Where the enrolment's stored outcome is exact (computed for this window, no record of
-    // the contact marked since) it is read; otherwise computed from the orders.
+    // the contact marked since) it is read; otherwise computed from the orders. The database
+    // groups the enrolments by arm, locale, email domain and outcome, so one row stands for
+    // every contact alike (most bought nothing): one row per enrolment cost 7 µs each at a
+    // million customers (1.8 s of a report), most of it reading rows. Each group's revenue is
+    // squared here, exactly, for the readout's variance; the order makes the sums the same
+    // whatever plan the database chose.
     let (orders, revenue) = crate::outcomes::orders_in_window("$2");
     let (fresh, stale_join) = match outcomes {
         Outcomes::StoredWhereExact => (
@@ -74,16 +77,24 @@ pub(crate) async fn segment_results(
         ),
         Outcomes::Recomputed => ("1 = 0", ""),
     };
+    // The address's domain: what follows its last `@` (all of it without one), as
+    // `policy::mailbox_provider` reads it.
+    let domain = match pool.backend() {
+        Backend::Sqlite => "substr(p.email, length(rtrim(p.email, replace(p.email, '@', ''))) + 1)",
+        Backend::Postgres => "regexp_replace(p.email, '^.*@', '')",
+    };
     let mut arms: Vec<BTreeMap<(String, bool, String), ArmResult>> =
         vec![BTreeMap::new(); by.len()];
     pool.for_each(
         &format!(
-            "SELECT e.variant, e.holdout, \
-               CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
-               CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue, \
-               p.locale, p.email \
-             FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id {stale_join} \
-             WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
+            "SELECT variant, holdout, locale, domain, orders, revenue, COUNT(*) AS n FROM ( \
+               SELECT e.variant, e.holdout, p.locale, {domain} AS domain, \
+                 CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
+                 CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue \
+               FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id {stale_join} \
+               WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4) g \
+             GROUP BY variant, holdout, locale, domain, orders, revenue \
+             ORDER BY variant, holdout, locale, domain, orders, revenue"
         ),
         &[
             Val::from(campaign_id),
@@ -93,14 +104,14 @@ pub(crate) async fn segment_results(
         ],
         |r| {
             let (variant, holdout) = (r.text("variant")?, r.i64("holdout")? != 0);
-            let (orders, revenue) = (r.i64("orders")?, r.i64("revenue")?);
+            let (orders, revenue, n) = (r.i64("orders")?, r.i64("revenue")?, r.i64("n")?);
             for (segmentation, arms) in by.iter().zip(arms.iter_mut()) {
                 let segment = match segmentation {
                     Segment::All => "all".to_owned(),
                     Segment::Locale => r.opt_text("locale")?.unwrap_or_else(|| "default".into()),
                     Segment::Provider => r
-                        .opt_text("email")?
-                        .map(|e| policy::mailbox_provider(&e))
+                        .opt_str("domain")?
+                        .map(policy::mailbox_provider)
                         .unwrap_or_else(|| "none".into()),
                 };
                 let a = arms
@@ -110,11 +121,11 @@ pub(crate) async fn segment_results(
                         holdout,
                         ..ArmResult::default()
                     });
-                a.enrolled += 1;
-                a.converted += i64::from(orders > 0);
-                a.orders += orders;
-                a.revenue_minor += revenue;
-                a.revenue_sq += (revenue as f64).powi(2);
+                a.enrolled += n;
+                a.converted += if orders > 0 { n } else { 0 };
+                a.orders += orders * n;
+                a.revenue_minor += revenue * n;
+                a.revenue_sq += n as f64 * (revenue as f64).powi(2);
             }
             Ok(())
         },
