@@ -248,10 +248,19 @@ async fn stay(
     now: i64,
 ) -> Result<(Stay, Members), StoreError> {
     let Base { in_any, orders } = base;
+    // Only contacts who may have bought in the window: an enrolment whose stored outcome is
+    // exact and counts no order has no return order (its orders are a superset of those
+    // followed here), so it cannot be in a cohort; reading them all was 247,000 rows a report
+    // at a million customers, nine in ten of them without an order.
     let enrolments: Vec<(i64, bool, i64)> = pool
         .fetch(
-            "SELECT profile_id, holdout, entered_at FROM enrolments WHERE campaign_id = $1",
-            &[Val::from(campaign_id)],
+            &format!(
+                "SELECT e.profile_id, e.holdout, e.entered_at FROM enrolments e {} \
+                 WHERE e.campaign_id = $1 \
+                   AND NOT (COALESCE(e.outcome_window, -1) = $2 AND stale.id IS NULL AND e.outcome_orders = 0)",
+                crate::outcomes::STALE_JOIN
+            ),
+            &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
         )
         .await?
         .iter()
