@@ -58,7 +58,7 @@ REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION winback_hy
 
 INSERT INTO hygiene_dirty (customer_id) SELECT DISTINCT COALESCE(profile_id, id) FROM customers;
 
-CREATE INDEX customers_merged ON customers (id) WHERE profile_id <> id;
+CREATE INDEX customers_merged ON customers (id) WHERE profile_id <> id AND erased_at IS NULL;
 CREATE INDEX customers_erased ON customers (id) WHERE erased_at IS NOT NULL;
 CREATE INDEX customers_non_ascii_email ON customers (id) WHERE octet_length(email) <> length(email);
 CREATE INDEX consent_ledger_sunset ON consent_ledger (customer_id) WHERE substr(source, 1, 7) = 'sunset:';

@@ -53,7 +53,7 @@ INSERT INTO hygiene_dirty (customer_id) SELECT DISTINCT COALESCE(profile_id, id)
 -- The hygiene's other counts, each from a small index instead of a scan: records merged into
 -- another profile, erased records, addresses with non-ASCII characters (the look-alike check
 -- runs on those only), and sunset unsubscribes.
-CREATE INDEX customers_merged ON customers (id) WHERE profile_id <> id;
+CREATE INDEX customers_merged ON customers (id) WHERE profile_id <> id AND erased_at IS NULL;
 CREATE INDEX customers_erased ON customers (id) WHERE erased_at IS NOT NULL;
 -- (Bytes against characters: `octet_length` needs SQLite 3.43, and the events-import ceiling
 -- replays this schema in Python's older SQLite.)
