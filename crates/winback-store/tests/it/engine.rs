@@ -137,19 +137,30 @@ async fn journeys_send_once_and_stop_at_a_purchase(store: &SqlStore) {
         "a second pass sends nothing: {again:?}"
     );
 
-    // B orders the next day: B's journey ends, A's goes on.
+    // B orders the next day: B's journey ends, A's goes on. A's order placed before A entered
+    // (a late history import) ends nothing, and the sweep's cursor passes every order.
     clock.advance_days(1);
     let r = import(
         store,
         SourceKind::Orders,
         "more.csv",
-        "order_id,customer_id,ordered_at,total,currency,status\nO9,B,2024-06-04T09:00:00Z,30.00,EUR,paid\n",
+        "order_id,customer_id,ordered_at,total,currency,status\n\
+         O8,A,2024-05-20T09:00:00Z,25.00,EUR,paid\n\
+         O9,B,2024-06-04T09:00:00Z,30.00,EUR,paid\n",
         Mode::Strict,
     )
     .await;
     assert!(r.committed);
     let s = engine.run_until_idle(10).await.unwrap();
     assert_eq!(s.exited, 1, "{s:?}");
+    assert_eq!(
+        count(
+            store,
+            "SELECT value FROM engine_cursors WHERE name = 'exit_orders'"
+        )
+        .await,
+        count(store, "SELECT MAX(id) FROM orders").await
+    );
 
     clock.advance_days(7);
     let s = engine.run_until_idle(10).await.unwrap();
