@@ -60,5 +60,8 @@ INSERT INTO hygiene_dirty (customer_id) SELECT DISTINCT COALESCE(profile_id, id)
 
 CREATE INDEX customers_merged ON customers (id) WHERE profile_id <> id AND erased_at IS NULL;
 CREATE INDEX customers_erased ON customers (id) WHERE erased_at IS NOT NULL;
-CREATE INDEX customers_non_ascii_email ON customers (id) WHERE octet_length(email) <> length(email);
+-- On the condition itself, not partial: PostgreSQL has no statistics for a partial index's
+-- condition, took it for nearly every row and scanned the table (68 ms at 200,000 customers);
+-- with the condition as the indexed value it reads the few `true` entries.
+CREATE INDEX customers_non_ascii_email ON customers ((octet_length(email) <> length(email)));
 CREATE INDEX consent_ledger_sunset ON consent_ledger (customer_id) WHERE substr(source, 1, 7) = 'sunset:';
