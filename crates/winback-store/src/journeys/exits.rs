@@ -230,31 +230,57 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
         set_cursor(&mut tx, "exit_orders", last).await?;
         tx.commit().await?;
     }
+    // The unsubscribes and complaints after the cursor, found by the type index and handled
+    // 2,000 to a transaction in id order. Walking the events by id after the cursor read every
+    // event of every type: 31.3 s over 37.7M events at a million customers, for 91,617 of
+    // these.
+    let (from, max) = {
+        let mut tx = pool.begin().await?;
+        let from = cursor(&mut tx, "exit_events").await?;
+        let max = max_id(&mut tx, "events").await?;
+        tx.commit().await?;
+        (from, max)
+    };
+    let mut wanted: Vec<i64> = Vec::new();
+    pool.for_each(
+        "SELECT id FROM events WHERE type IN ('email_unsubscribed', 'email_complained') AND id > $1 AND id <= $2",
+        &[Val::from(from), Val::from(max)],
+        |r| {
+            wanted.push(r.i64("id")?);
+            Ok(())
+        },
+    )
+    .await?;
+    wanted.sort_unstable();
+    let mut chunks = wanted.chunks(2000);
     loop {
         let mut tx = pool.begin().await?;
         lock_enrolment(&mut tx).await?;
-        let from = cursor(&mut tx, "exit_events").await?;
+        // Another worker's sweep may have taken some meanwhile: its cursor says which.
+        let done = cursor(&mut tx, "exit_events").await?;
+        let Some(chunk) = chunks.next() else {
+            // Past the events of other types too, in one step.
+            if max > done {
+                set_cursor(&mut tx, "exit_events", max).await?;
+            }
+            tx.commit().await?;
+            break;
+        };
+        let ids: Vec<i64> = chunk.iter().copied().filter(|id| *id > done).collect();
+        let Some(&last) = ids.last() else {
+            tx.commit().await?;
+            continue;
+        };
+        let (set, list) = crate::db::id_set(tx.backend(), 1, &ids);
         let events = tx
             .fetch(
                 &format!(
                     "SELECT e.id, {PROFILE} AS profile, e.occurred_at, e.type FROM events e JOIN customers c ON c.id = e.customer_id \
-                     WHERE e.id > $1 AND e.type IN ('email_unsubscribed', 'email_complained') ORDER BY e.id LIMIT 2000"
+                     WHERE e.id IN ({set}) ORDER BY e.id"
                 ),
-                &[Val::from(from)],
+                &[list],
             )
             .await?;
-        let last = match events.last() {
-            Some(r) => r.i64("id")?,
-            None => {
-                // Skip past events of other types in one step.
-                let max = max_id(&mut tx, "events").await?;
-                if max > from {
-                    set_cursor(&mut tx, "exit_events", max).await?;
-                }
-                tx.commit().await?;
-                break;
-            }
-        };
         for r in &events {
             let (profile, at) = (r.i64("profile")?, r.i64("occurred_at")?);
             let complained = r.text("type")? == "email_complained";

@@ -377,6 +377,28 @@ async fn unsubscribes_and_caps_are_checked_at_send_time(store: &SqlStore) {
     )
     .await;
     assert_eq!(to_a, 1, "only the mail before the unsubscribe");
+    // The exit sweep found the unsubscribe (by the type index) and ended A's journey, and its
+    // cursor is past every event.
+    let ended = store
+        .pool()
+        .fetch(
+            "SELECT e.end_reason FROM enrolments e JOIN customers c ON c.id = e.profile_id WHERE c.external_id = 'A'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ended[0].opt_text(0).unwrap().as_deref(),
+        Some("unsubscribed")
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT value FROM engine_cursors WHERE name = 'exit_events'"
+        )
+        .await,
+        count(store, "SELECT MAX(id) FROM events").await
+    );
 }
 conformance!(
     send_time_checks,
