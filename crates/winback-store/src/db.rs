@@ -638,38 +638,59 @@ pub fn id_set(backend: Backend, n: usize, ids: &[i64]) -> (String, Val) {
     (sql, Val::from(list))
 }
 
-/// Takes a mark table (`outcome_dirty`, `hygiene_dirty`) for a refresh that clears it, first
-/// in `tx`. On PostgreSQL the table lock waits for every writer that has marked a record and
-/// not committed, and holds off new ones until `tx` ends: a writer's mark of a record already
-/// marked inserts nothing and locks no row, so without the lock a refresh could take that
-/// mark, read the records before the writer's commit, and leave a stale figure unmarked. Two
-/// refreshes take turns (the mode conflicts with itself). It waits at most half a second, so a
-/// long import holding marks does not queue the lock in front of every other writer: `false`
-/// then, and `tx` is aborted (drop it; readers are exact without the refresh, and the next
-/// one runs). SQLite has one writer at a time: always `true`.
-pub(crate) async fn lock_marks(tx: &mut Tx, table: &str) -> Result<bool, StoreError> {
-    if tx.backend() == Backend::Sqlite {
-        return Ok(true);
+/// Moves the marks of a mark table (`outcome_dirty`, `hygiene_dirty`) into the temporary table
+/// `into` (created when missing, emptied first), for a refresh that recomputes them in `tx`;
+/// returns how many it moved, or `None` when it could not take them.
+///
+/// On PostgreSQL the mark table is locked first. The lock waits for every writer that has
+/// marked a record and not committed, and holds off new ones until `tx` ends: a writer's mark
+/// of a record already marked inserts nothing and locks no row, so without the lock a refresh
+/// could take that mark, read the records before the writer's commit, and leave a stale figure
+/// unmarked. Two refreshes take turns (the mode conflicts with itself). It waits at most half a
+/// second, so a long import holding marks does not queue the lock in front of every other
+/// writer: `None` then, and `tx` is aborted (drop it; readers are exact without the refresh,
+/// and the next one runs). SQLite has one writer at a time.
+pub(crate) async fn take_marks(
+    tx: &mut Tx,
+    table: &str,
+    into: &str,
+) -> Result<Option<u64>, StoreError> {
+    if tx.backend() == Backend::Postgres {
+        tx.execute("SET LOCAL lock_timeout = '500ms'", &[]).await?;
+        match tx
+            .execute(
+                &format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"),
+                &[],
+            )
+            .await
+        {
+            Ok(_) => {}
+            // lock_not_available
+            Err(StoreError::Database(e))
+                if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        tx.execute("SET LOCAL lock_timeout = DEFAULT", &[]).await?;
     }
-    tx.execute("SET LOCAL lock_timeout = '500ms'", &[]).await?;
-    match tx
+    tx.execute(
+        &format!("CREATE TEMP TABLE IF NOT EXISTS {into} (id BIGINT PRIMARY KEY)"),
+        &[],
+    )
+    .await?;
+    tx.execute(&format!("DELETE FROM {into}"), &[]).await?;
+    let moved = tx
         .execute(
-            &format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"),
+            &format!("INSERT INTO {into} (id) SELECT customer_id FROM {table}"),
             &[],
         )
-        .await
-    {
-        Ok(_) => {}
-        // lock_not_available
-        Err(StoreError::Database(e))
-            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") =>
-        {
-            return Ok(false);
-        }
-        Err(e) => return Err(e),
+        .await?;
+    if moved > 0 {
+        tx.execute(&format!("DELETE FROM {table}"), &[]).await?;
     }
-    tx.execute("SET LOCAL lock_timeout = DEFAULT", &[]).await?;
-    Ok(true)
+    Ok(Some(moved))
 }
 
 /// `$1, $2, …, $n`: the list of an `IN (…)`.

@@ -99,29 +99,18 @@ pub(crate) async fn idle(pool: &Pool, now: i64) -> Result<Idle, StoreError> {
 
 /// Recomputes the rows of the marked profiles and clears the marks, in one transaction;
 /// returns how many marks it took (0 as well when a writer held the marks on PostgreSQL for
-/// longer than [`crate::db::lock_marks`] waits: the next refresh takes them).
+/// longer than [`crate::db::take_marks`] waits: the next refresh takes them).
 pub(crate) async fn refresh(pool: &Pool) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    if !crate::db::lock_marks(&mut tx, "hygiene_dirty").await? {
+    let Some(stale) =
+        crate::db::take_marks(&mut tx, "hygiene_dirty", "winback_hygiene_stale").await?
+    else {
         return Ok(0);
-    }
-    tx.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS winback_hygiene_stale (id BIGINT PRIMARY KEY)",
-        &[],
-    )
-    .await?;
-    tx.execute("DELETE FROM winback_hygiene_stale", &[]).await?;
-    let stale = tx
-        .execute(
-            "INSERT INTO winback_hygiene_stale (id) SELECT customer_id FROM hygiene_dirty",
-            &[],
-        )
-        .await?;
+    };
     if stale == 0 {
         tx.commit().await?;
         return Ok(0);
     }
-    tx.execute("DELETE FROM hygiene_dirty", &[]).await?;
     let scope = (stale < WHOLE).then_some("SELECT id FROM winback_hygiene_stale");
     match scope {
         Some(q) => {

@@ -55,34 +55,12 @@ pub(crate) async fn mark(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
 /// cleared without its enrolments being exact. Returns how many enrolments it recomputed.
 pub(crate) async fn refresh(pool: &Pool, windows: &[(i64, i64)]) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    tx.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS winback_outcome_stale (id BIGINT PRIMARY KEY)",
-        &[],
-    )
-    .await?;
-    tx.execute("DELETE FROM winback_outcome_stale", &[]).await?;
-    // Take the marks, under the mark table's lock (see `lock_marks`): a writer that marks
-    // after this ends leaves its mark for the next refresh.
-    if !crate::db::lock_marks(&mut tx, "outcome_dirty").await? {
+    // A writer that marks after this ends leaves its mark for the next refresh.
+    if crate::db::take_marks(&mut tx, "outcome_dirty", "winback_outcome_stale")
+        .await?
+        .is_none()
+    {
         return Ok(0);
-    }
-    match tx.backend() {
-        Backend::Sqlite => {
-            tx.execute(
-                "INSERT INTO winback_outcome_stale (id) SELECT customer_id FROM outcome_dirty",
-                &[],
-            )
-            .await?;
-            tx.execute("DELETE FROM outcome_dirty", &[]).await?;
-        }
-        Backend::Postgres => {
-            tx.execute(
-                "WITH d AS (DELETE FROM outcome_dirty RETURNING customer_id) \
-                 INSERT INTO winback_outcome_stale (id) SELECT customer_id FROM d",
-                &[],
-            )
-            .await?;
-        }
     }
     // The profiles the marked records belong to now (a merged record's enrolments are its
     // profile's).
