@@ -51,10 +51,9 @@ pub async fn after_ingest(
     };
     let features = refresh_features(store, now).await?;
     // Engagement the files carried moved the message rollups and the hygiene's idle addresses,
-    // and orders the enrolments' outcomes: keep what reports compute on reading small.
-    store.fold_rollups().await?;
-    crate::campaigns::refresh_outcomes(store).await?;
-    store.refresh_hygiene().await?;
+    // and orders the enrolments' outcomes: keep what reports compute on reading small, as the
+    // worker does after each round.
+    crate::worker::fold(store).await?;
     Ok(Settled {
         resolution,
         features,

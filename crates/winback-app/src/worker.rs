@@ -60,8 +60,9 @@ pub enum Role {
 /// profiles' hygiene rows, which keeps what reports add up or compute small and changes no
 /// figure (see `SqlStore::fold_rollups`, `SqlStore::refresh_outcomes` and
 /// `SqlStore::refresh_hygiene`); logs their time
-/// (`WINBACK_LOG=winback::worker=info`).
-async fn fold(store: &SqlStore) -> Result<()> {
+/// (`WINBACK_LOG=winback::worker=info`). The worker runs it after each round, and ingests
+/// after each file.
+pub(crate) async fn fold(store: &SqlStore) -> Result<()> {
     let t = std::time::Instant::now();
     store.fold_rollups().await?;
     let folded = t.elapsed();
