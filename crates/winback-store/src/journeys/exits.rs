@@ -142,17 +142,14 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
             v
         };
         let mut engaged: HashSet<i64> = HashSet::new();
-        for chunk in profiles.chunks(CHUNK) {
-            let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
-            for r in tx
-                .fetch(
-                    &format!("SELECT DISTINCT profile_id FROM enrolments WHERE profile_id IN ({}) AND (state = 'active' OR EXISTS (SELECT 1 FROM offers f WHERE f.profile_id = enrolments.profile_id AND f.state = 'issued'))", in_list(chunk.len())),
-                    &args,
-                )
-                .await?
-            {
-                engaged.insert(r.i64("profile_id")?);
-            }
+        for r in fetch_in(
+            &mut tx,
+            "SELECT DISTINCT profile_id FROM enrolments WHERE profile_id IN ({ids}) AND (state = 'active' OR EXISTS (SELECT 1 FROM offers f WHERE f.profile_id = enrolments.profile_id AND f.state = 'issued'))",
+            &profiles,
+        )
+        .await?
+        {
+            engaged.insert(r.i64("profile_id")?);
         }
         // The orders that end journeys, and of those the ones that carry any code: only they
         // are asked which of winback's codes they redeem. Asking every order was the lookup a
@@ -167,20 +164,14 @@ pub(crate) async fn process_exits(pool: &Pool, now: Timestamp) -> Result<u64, St
             }
         }
         let mut coded: HashSet<i64> = HashSet::new();
-        for chunk in ending.chunks(CHUNK) {
-            let args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
-            for r in tx
-                .fetch(
-                    &format!(
-                        "SELECT DISTINCT order_id FROM order_discount_codes WHERE order_id IN ({})",
-                        in_list(chunk.len())
-                    ),
-                    &args,
-                )
-                .await?
-            {
-                coded.insert(r.i64(0)?);
-            }
+        for r in fetch_in(
+            &mut tx,
+            "SELECT DISTINCT order_id FROM order_discount_codes WHERE order_id IN ({ids})",
+            &ending,
+        )
+        .await?
+        {
+            coded.insert(r.i64(0)?);
         }
         for r in &orders {
             let (order_id, profile, at) = (r.i64("id")?, r.i64("profile")?, r.i64("ordered_at")?);

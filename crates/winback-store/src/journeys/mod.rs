@@ -57,3 +57,21 @@ pub(super) const PROFILE: &str = "COALESCE(c.profile_id, c.id)";
 // every customer. The two agree because a profile's id is its smallest record's id.
 /// Rows per multi-row statement (parameters stay far below both databases' limits).
 pub(super) const CHUNK: usize = 400;
+
+/// Reads the rows keyed by an `IN` list of `keys` (chunked under both databases' parameter
+/// limits), `sql` holding `{ids}` where the list goes.
+pub(super) async fn fetch_in<K: Clone + Into<Val>>(
+    tx: &mut Tx,
+    sql: &str,
+    keys: &[K],
+) -> Result<Vec<crate::db::DbRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(CHUNK) {
+        let args: Vec<Val> = chunk.iter().cloned().map(Into::into).collect();
+        out.extend(
+            tx.fetch(&sql.replace("{ids}", &in_list(chunk.len())), &args)
+                .await?,
+        );
+    }
+    Ok(out)
+}

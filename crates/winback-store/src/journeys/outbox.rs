@@ -46,24 +46,6 @@ pub(crate) async fn claim_messages(
     Ok(out)
 }
 
-/// Reads the rows keyed by an `IN` list of `keys` (chunked under both databases' parameter
-/// limits), `sql` holding `{ids}` where the list goes.
-async fn fetch_in<K: Clone + Into<Val>>(
-    tx: &mut Tx,
-    sql: &str,
-    keys: &[K],
-) -> Result<Vec<crate::db::DbRow>, StoreError> {
-    let mut out = Vec::new();
-    for chunk in keys.chunks(CHUNK) {
-        let args: Vec<Val> = chunk.iter().cloned().map(Into::into).collect();
-        out.extend(
-            tx.fetch(&sql.replace("{ids}", &in_list(chunk.len())), &args)
-                .await?,
-        );
-    }
-    Ok(out)
-}
-
 /// One customer record of a profile, as the send-time checks read it.
 struct Record {
     id: i64,
