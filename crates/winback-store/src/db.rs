@@ -612,6 +612,17 @@ pub fn values_list(rows: usize, cols: usize) -> String {
     s
 }
 
+/// The domain of the address in column `col`: what follows its last `@` (all of it without
+/// one), as `policy::mailbox_provider` reads it.
+pub(crate) fn email_domain(backend: Backend, col: &str) -> String {
+    match backend {
+        Backend::Sqlite => {
+            format!("substr({col}, length(rtrim({col}, replace({col}, '@', ''))) + 1)")
+        }
+        Backend::Postgres => format!("regexp_replace({col}, '^.*@', '')"),
+    }
+}
+
 /// A set of ids passed as one text parameter and unpacked by the database: `(sql, parameter)`,
 /// where `sql` is a `SELECT` of the ids reading parameter `$n`. One parameter instead of a
 /// multi-row `VALUES` or an `IN ($1, …)` list: on SQLite a `VALUES` row cost 25 µs (measured:

@@ -123,6 +123,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_profile_hygiene.sql"),
         postgres: include_str!("../migrations/postgres/0017_profile_hygiene.sql"),
     },
+    Migration {
+        version: 18,
+        name: "enrolment_segments",
+        sqlite: include_str!("../migrations/sqlite/0018_enrolment_segments.sql"),
+        postgres: include_str!("../migrations/postgres/0018_enrolment_segments.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

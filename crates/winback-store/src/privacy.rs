@@ -850,6 +850,12 @@ pub(crate) async fn erase_profile(
         &p,
     )
     .await?;
+    // The domain of the address kept for the report's segments goes with the address.
+    tx.execute(
+        "UPDATE enrolments SET email_domain = NULL WHERE profile_id = $1",
+        &p,
+    )
+    .await?;
     let dropped = stop_marketing(&mut tx, &records, profile_id, "erasure", now).await?;
     audit_in(
         &mut tx,

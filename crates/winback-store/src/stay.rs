@@ -146,6 +146,7 @@ pub(crate) async fn stays(
     if campaigns.is_empty() {
         return Ok(Vec::new());
     }
+    let started = std::time::Instant::now();
     let in_any: HashSet<i64> = pool
         .fetch("SELECT DISTINCT profile_id FROM enrolments", &[])
         .await?
@@ -175,7 +176,9 @@ pub(crate) async fn stays(
     let Some(first_entry) = first_entry else {
         return Ok(vec![Stay::default(); campaigns.len()]);
     };
+    let enrolled_s = started.elapsed().as_secs_f64();
     let orders = orders_by_profile(pool, first_entry - 90 * DAY).await?;
+    let orders_s = started.elapsed().as_secs_f64() - enrolled_s;
     let base = Base { in_any, orders };
     let mut out = Vec::with_capacity(campaigns.len());
     let mut members = Vec::with_capacity(campaigns.len());
@@ -191,6 +194,7 @@ pub(crate) async fn stays(
         out.push(stay);
         members.push(m);
     }
+    let cohorts_s = started.elapsed().as_secs_f64() - enrolled_s - orders_s;
     // The predicted CLV of the cohorts' members only (a whole shop's scores were a million
     // rows read for a few thousand people).
     let mut wanted: Vec<i64> = members.iter().flatten().flatten().copied().collect();
@@ -213,6 +217,14 @@ pub(crate) async fn stays(
             cohort.mean_clv_minor = (k > 0).then(|| sum / k as f64);
         }
     }
+    tracing::debug!(
+        enrolled_s,
+        orders_s,
+        orders = base.orders.values().map(Vec::len).sum::<usize>(),
+        cohorts_s,
+        clv_s = started.elapsed().as_secs_f64() - enrolled_s - orders_s - cohorts_s,
+        "did they stay?"
+    );
     Ok(out)
 }
 

@@ -182,22 +182,46 @@ pub(crate) async fn enrol(
             .fetch(
                 &format!(
                     "INSERT INTO enrolments (campaign_id, version, profile_id, trigger_key, exclusive, state, holdout, variant, entered_at, due_at, ended_at, end_reason, step, resume) \
-                     VALUES {} ON CONFLICT (campaign_id, profile_id, trigger_key) DO NOTHING RETURNING holdout",
+                     VALUES {} ON CONFLICT (campaign_id, profile_id, trigger_key) DO NOTHING RETURNING id, holdout",
                     values_list(chunk.len(), 14)
                 ),
                 &args,
             )
             .await?;
+        let mut ids = Vec::with_capacity(inserted.len());
         for r in inserted {
-            if r.i64(0)? != 0 {
+            ids.push(r.i64("id")?);
+            if r.i64("holdout")? != 0 {
                 held += 1;
             } else {
                 entered += 1;
             }
         }
+        freeze_segments(&mut tx, &ids).await?;
     }
     tx.commit().await?;
     Ok((entered, held))
+}
+
+/// Copies each new enrolment's segments (its profile's locale and email domain) onto it, in the
+/// enrolling transaction: the report splits arms by the contact as it entered (migration 18).
+async fn freeze_segments(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (set, list) = crate::db::id_set(tx.backend(), 1, ids);
+    let domain = crate::db::email_domain(tx.backend(), "c.email");
+    tx.execute(
+        &format!(
+            "UPDATE enrolments SET \
+               locale = (SELECT c.locale FROM customers c WHERE c.id = enrolments.profile_id), \
+               email_domain = (SELECT {domain} FROM customers c WHERE c.id = enrolments.profile_id) \
+             WHERE id IN ({set})"
+        ),
+        &[list],
+    )
+    .await?;
+    Ok(())
 }
 
 pub(crate) async fn arm_stats(

@@ -1,9 +1,10 @@
 //! The enrolments' stored outcomes are exact: after random sequences of order imports (numeric
 //! customer and order ids, as shops export them), refunds,
-//! orders moved to another customer, profile merges and splits, new enrolments, changed
-//! conversion windows and refreshes (some naming only part of the campaigns), on both backends,
-//! every campaign's arms, per locale and per mailbox provider, equal a recomputation from the
-//! orders; and after a full refresh nothing is left to compute on reading.
+//! orders moved to another customer, profile merges and splits, new enrolments, contacts moving
+//! to another address and language, changed conversion windows and refreshes (some naming only
+//! part of the campaigns), on both backends, every campaign's arms, per locale and per mailbox
+//! provider, equal a recomputation from the orders, each contact counted in the segments it
+//! entered with; and after a full refresh nothing is left to compute on reading.
 
 use std::collections::BTreeMap;
 
@@ -85,30 +86,102 @@ pub async fn resolve(store: &SqlStore, rng: &mut Rng) {
         .unwrap();
 }
 
-async fn enrol(store: &SqlStore, rng: &mut Rng, n: u64) {
+/// Enrolments per (segment, held out, variant).
+type Groups = BTreeMap<(String, bool, String), i64>;
+
+/// What the test knows of an enrolment: its campaign, arm, entry, and its contact's locale and
+/// address as it entered.
+struct Entry {
+    campaign: i64,
+    variant: String,
+    holdout: bool,
+    entered_at: i64,
+    locale: Option<String>,
+    email: Option<String>,
+}
+
+/// Enrols a random record through the store's own enrolment, as the scheduler does.
+async fn enrol(store: &SqlStore, rng: &mut Rng, n: u64, entries: &mut Vec<Entry>) {
+    use winback_engine::JourneyStore;
+    use winback_engine::journey::Admission;
+    use winback_engine::ports::Candidate;
     let ids = customer_ids(store).await;
     let profile = ids[rng.below(ids.len() as u64) as usize];
-    store
+    let campaign = 1 + rng.below(3) as i64;
+    let variant = ["a", "b"][rng.below(2) as usize].to_owned();
+    let holdout = rng.below(4) == 3;
+    let at =
+        Timestamp::from_micros(crate::now().as_micros() + rng.below(50) as i64 * DAY * 1_000_000)
+            .unwrap();
+    let now = store
         .pool()
-        .execute(
-            "INSERT INTO enrolments (campaign_id, version, profile_id, trigger_key, exclusive, state, step, resume, variant, holdout, entered_at) \
-             VALUES ($1, 1, $2, $3, 0, 'active', 0, 0, $4, $5, $6)",
-            &[
-                Val::from(1 + rng.below(3) as i64),
-                Val::from(profile),
-                Val::from(format!("t{n}")),
-                Val::from(["a", "b"][rng.below(2) as usize]),
-                Val::from(rng.below(4) as i64 / 3),
-                Val::from(crate::now().as_micros() + rng.below(50) as i64 * DAY * 1_000_000),
-            ],
+        .fetch(
+            "SELECT locale, email FROM customers WHERE id = $1",
+            &[Val::from(profile)],
         )
         .await
         .unwrap();
+    let candidate = Candidate {
+        profile_id: winback_domain::ProfileId::new(profile),
+        trigger_key: format!("t{n}"),
+        start: at,
+    };
+    let v = variant.clone();
+    let (entered, held) = store
+        .enrol(
+            CampaignId::new(campaign),
+            1,
+            false,
+            &[candidate],
+            at,
+            &move |_, _| Admission::Enter {
+                variant: v.clone(),
+                holdout,
+                first_due: at,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(entered + held, 1);
+    entries.push(Entry {
+        campaign,
+        variant,
+        holdout,
+        entered_at: at.as_micros(),
+        locale: now[0].opt_text("locale").unwrap(),
+        email: now[0].opt_text("email").unwrap(),
+    });
+}
+
+/// A customer moves to another address and language after some of its enrolments.
+async fn moves(store: &SqlStore, rng: &mut Rng, n: u64) {
+    let i = 1 + rng.below(CUSTOMERS as u64);
+    let domain = ["outlook.com", "wp.pl", "Example.ORG"][rng.below(3) as usize];
+    let locale = ["pl", "en", ""][rng.below(3) as usize];
+    let csv = format!(
+        "customer_id,email,locale\n{},moved{n}@{domain},{locale}\n",
+        CUSTOMERS as u64 + 1 - i
+    );
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "customers.csv",
+        &csv,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
 }
 
 /// Every campaign's arms (and by locale and provider) read as reports read them equal the
 /// recomputation, for the windows in use and another one, over the whole time and a part.
-async fn assert_exact(store: &SqlStore, windows: &[(CampaignId, i64)], seed: u64, round: u32) {
+async fn assert_exact(
+    store: &SqlStore,
+    windows: &[(CampaignId, i64)],
+    entries: &[Entry],
+    seed: u64,
+    round: u32,
+) {
     let (start, mid, end) = (
         Timestamp::EPOCH,
         Timestamp::from_micros(crate::now().as_micros() + 20 * DAY * 1_000_000).unwrap(),
@@ -126,34 +199,38 @@ async fn assert_exact(store: &SqlStore, windows: &[(CampaignId, i64)], seed: u64
                     read, recomputed,
                     "seed {seed}, round {round}: campaign {campaign:?}, window {w} s, from {from}"
                 );
-                // The database groups contacts by their address's domain; each contact's
-                // provider, as sends name it, gives the same groups.
-                let mut want: BTreeMap<(String, bool, String), i64> = BTreeMap::new();
-                for r in store
-                    .pool()
-                    .fetch(
-                        "SELECT e.variant, e.holdout, p.email FROM enrolments e LEFT JOIN customers p ON p.id = e.profile_id \
-                         WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3",
-                        &[
-                            Val::from(campaign.get()),
-                            Val::from(from.as_micros()),
-                            Val::from(until.as_micros()),
-                        ],
-                    )
-                    .await
-                    .unwrap()
-                {
-                    let provider = r.opt_text("email").unwrap().map_or_else(
+                // Each contact counts under its locale and its address's mailbox provider as
+                // it entered, whatever its record says now.
+                let (mut want, mut want_locale): (Groups, Groups) = Default::default();
+                for e in entries.iter().filter(|e| {
+                    e.campaign == campaign.get()
+                        && e.entered_at >= from.as_micros()
+                        && e.entered_at < until.as_micros()
+                }) {
+                    let provider = e.email.as_deref().map_or_else(
                         || "none".to_owned(),
-                        |e| winback_engine::policy::mailbox_provider(&e),
+                        winback_engine::policy::mailbox_provider,
                     );
-                    let key = (provider, r.i64("holdout").unwrap() != 0, r.text("variant").unwrap());
-                    *want.entry(key).or_default() += 1;
+                    let locale = e.locale.clone().unwrap_or_else(|| "default".into());
+                    *want
+                        .entry((provider, e.holdout, e.variant.clone()))
+                        .or_default() += 1;
+                    *want_locale
+                        .entry((locale, e.holdout, e.variant.clone()))
+                        .or_default() += 1;
                 }
-                let got: BTreeMap<(String, bool, String), i64> = read.1[1]
-                    .iter()
-                    .map(|(p, a)| ((p.clone(), a.holdout, a.variant.clone()), a.enrolled))
-                    .collect();
+                let groups = |segments: &[(String, winback_store::ArmResult)]| -> Groups {
+                    segments
+                        .iter()
+                        .map(|(p, a)| ((p.clone(), a.holdout, a.variant.clone()), a.enrolled))
+                        .collect()
+                };
+                assert_eq!(
+                    groups(&read.1[0]),
+                    want_locale,
+                    "seed {seed}, round {round}: locales"
+                );
+                let got = groups(&read.1[1]);
                 assert_eq!(got, want, "seed {seed}, round {round}: providers");
             }
         }
@@ -186,15 +263,17 @@ async fn stored_outcomes_equal_a_recomputation(store: &SqlStore) {
         (campaign(3), 60 * DAY),
     ];
     let (mut next_order, mut enrolled) = (0u64, 0u64);
+    let mut entries = Vec::new();
     for seed in 1..=3u64 {
         let mut rng = Rng(seed);
         for round in 0..8 {
             for _ in 0..6 {
-                match rng.below(10) {
+                match rng.below(11) {
                     0..=3 => orders(store, &mut rng, &mut next_order).await,
                     4 => resolve(store, &mut rng).await,
+                    5 => moves(store, &mut rng, enrolled).await,
                     _ => {
-                        enrol(store, &mut rng, enrolled).await;
+                        enrol(store, &mut rng, enrolled, &mut entries).await;
                         enrolled += 1;
                     }
                 }
@@ -216,7 +295,7 @@ async fn stored_outcomes_equal_a_recomputation(store: &SqlStore) {
                     store.refresh_outcomes(&windows).await.unwrap();
                 }
             }
-            assert_exact(store, &windows, seed, round).await;
+            assert_exact(store, &windows, &entries, seed, round).await;
         }
     }
     // A full refresh leaves nothing marked and every enrolment's outcome stored, for the
@@ -235,7 +314,7 @@ async fn stored_outcomes_equal_a_recomputation(store: &SqlStore) {
         .unwrap();
     assert_eq!(unstored, 0);
     assert!(enrolled > 20 && next_order > 20, "{enrolled} {next_order}");
-    assert_exact(store, &windows, 0, 99).await;
+    assert_exact(store, &windows, &entries, 0, 99).await;
     // Nothing changed: a second refresh recomputes nothing.
     assert_eq!(store.refresh_outcomes(&windows).await.unwrap(), 0);
 }

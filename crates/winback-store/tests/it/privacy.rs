@@ -439,6 +439,11 @@ async fn objection_and_erasure_stop_queued_messages_at_once(store: &SqlStore) {
     let now = clock.now();
     let buyer = profile(store, "buyer@example.nl").await.unwrap();
     let visitor = profile(store, "visitor@example.nl").await.unwrap();
+    // The engine's enrolment keeps each contact's address domain for the report's segments.
+    let domain = format!(
+        "SELECT COUNT(*) FROM enrolments WHERE profile_id = {visitor} AND email_domain = 'example.nl'"
+    );
+    assert_eq!(count(store, &domain).await, 1);
     let run = store
         .begin_privacy_run("objection", false, &serde_json::json!({}), now)
         .await
@@ -457,6 +462,16 @@ async fn objection_and_erasure_stop_queued_messages_at_once(store: &SqlStore) {
         )
         .await
         .unwrap();
+    // Erasure takes the domain with the address.
+    assert_eq!(count(store, &domain).await, 0);
+    assert_eq!(
+        count(
+            store,
+            &format!("SELECT COUNT(*) FROM enrolments WHERE profile_id = {visitor} AND email_domain IS NULL")
+        )
+        .await,
+        1
+    );
     // A later soft opt-in (a purchase) does not undo the objection.
     let r = import(
         store,
