@@ -7,13 +7,19 @@
 //! the engagement of the last few milliseconds, never a subscription change: unsubscribes,
 //! preferences and survey answers are written before their response.
 //!
+//! A click is handed over by its message key alone ([`MessageEvent`]): the writer looks each
+//! batch's messages up in one query, so a redirect reads nothing from the store. A message the
+//! store no longer finds (its person erased) records nothing.
+//!
 //! [`Engagement::flush`] waits until everything handed over is stored; `winback serve` calls it
 //! after the last request on shutdown.
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use tokio::sync::{mpsc, oneshot};
-use winback_domain::{Clock, EventRecord};
+use winback_domain::{Clock, EventKind, EventRecord, ExternalId, Timestamp};
 use winback_store::SqlStore;
 
 /// Events per transaction at most.
@@ -21,8 +27,22 @@ pub const MAX_BATCH: usize = 2_000;
 /// How long the first event of a batch waits for company.
 pub const MAX_WAIT: Duration = Duration::from_millis(20);
 
+/// An event of a message's contact, named by the message's key: the writer finds the contact.
+#[derive(Debug, Clone)]
+pub struct MessageEvent {
+    /// The message's idempotency key (from a verified tracking token).
+    pub message: String,
+    /// The event's source id (its natural key).
+    pub source_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// When.
+    pub at: Timestamp,
+}
+
 enum Msg {
     Event(EventRecord),
+    OfMessage(MessageEvent),
     Flush(oneshot::Sender<()>),
 }
 
@@ -36,6 +56,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Msg::Event(e) => write!(f, "Event({})", e.kind.type_name()),
+            Msg::OfMessage(e) => write!(f, "OfMessage({})", e.kind.type_name()),
             Msg::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -57,6 +78,13 @@ impl Engagement {
         }
     }
 
+    /// Hands an event of a message's contact to the writer, which looks the message up.
+    pub async fn record_for_message(&self, event: MessageEvent) {
+        if self.tx.send(Msg::OfMessage(event)).await.is_err() {
+            tracing::error!("engagement writer stopped; an event was not stored");
+        }
+    }
+
     /// Waits until every event handed over before this call is stored.
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
@@ -68,6 +96,7 @@ impl Engagement {
 
 async fn writer(mut rx: mpsc::Receiver<Msg>, store: SqlStore, clock: std::sync::Arc<dyn Clock>) {
     let mut batch: Vec<EventRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut of_messages: Vec<MessageEvent> = Vec::new();
     let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
@@ -75,19 +104,30 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, store: SqlStore, clock: std::sync::
         loop {
             match next.take() {
                 Some(Msg::Event(e)) => batch.push(e),
+                Some(Msg::OfMessage(e)) => of_messages.push(e),
                 Some(Msg::Flush(ack)) => {
                     acks.push(ack);
                     break;
                 }
                 None => {}
             }
-            if batch.len() >= MAX_BATCH {
+            if batch.len() + of_messages.len() >= MAX_BATCH {
                 break;
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(m)) => next = Some(m),
                 Ok(None) | Err(_) => break,
             }
+        }
+        if !of_messages.is_empty() {
+            match contacts_of(&store, &of_messages).await {
+                Ok(found) => batch.extend(found),
+                Err(e) => tracing::error!(
+                    "{} engagement events not stored: their messages could not be read: {e}",
+                    of_messages.len()
+                ),
+            }
+            of_messages.clear();
         }
         if !batch.is_empty() {
             if let Err(e) = store_batch(&store, clock.now(), &batch).await {
@@ -99,6 +139,38 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, store: SqlStore, clock: std::sync::
             let _ = ack.send(());
         }
     }
+}
+
+/// The events of `of_messages` whose message the store finds, each against its contact; the
+/// rest (an erased person's messages) are counted and left out.
+async fn contacts_of(
+    store: &SqlStore,
+    of_messages: &[MessageEvent],
+) -> Result<Vec<EventRecord>, winback_store::StoreError> {
+    let mut keys: Vec<&str> = of_messages.iter().map(|e| e.message.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let customers: HashMap<String, String> = store.message_customers(&keys).await?;
+    let mut out = Vec::with_capacity(of_messages.len());
+    for e in of_messages {
+        let Some(customer) = customers.get(&e.message) else {
+            metrics::counter!("winback_tracking_unknown_message_total").increment(1);
+            tracing::debug!("no stored message {}: its event is not recorded", e.message);
+            continue;
+        };
+        match (ExternalId::parse(&e.source_id), ExternalId::parse(customer)) {
+            (Ok(source_id), Ok(customer)) => out.push(EventRecord {
+                source_id: Some(source_id),
+                customer,
+                at: e.at,
+                kind: e.kind.clone(),
+            }),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::error!("an event of message {} not stored: {err}", e.message);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn store_batch(

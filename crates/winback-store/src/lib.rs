@@ -728,6 +728,15 @@ impl SqlStore {
         responses::message(&self.pool, key).await
     }
 
+    /// The external id events are stored against, per message key, for the messages of `keys`
+    /// the store has and whose person is not erased (one query per thousand keys).
+    pub async fn message_customers(
+        &self,
+        keys: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        responses::message_customers(&self.pool, keys).await
+    }
+
     /// The message a bounce or complaint report names by a prefix of its key digest (the VERP
     /// tag of the envelope sender, or the hash in its `Message-ID`); `recipient` finds messages
     /// stored before digests were kept.

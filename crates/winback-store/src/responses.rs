@@ -182,6 +182,32 @@ pub(crate) async fn message(pool: &Pool, key: &str) -> Result<Option<MessageRef>
     rows.first().map(message_ref).transpose()
 }
 
+/// The external id events are stored against, for each of `keys` whose message the store has
+/// and whose person is not erased: what the tracking writer records clicks under.
+pub(crate) async fn message_customers(
+    pool: &Pool,
+    keys: &[&str],
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let mut out = std::collections::HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(1_000) {
+        let args: Vec<Val> = chunk.iter().map(|k| Val::from(*k)).collect();
+        for r in pool
+            .fetch(
+                &format!(
+                    "SELECT o.idempotency_key, c.external_id FROM outbox o JOIN customers c ON c.id = o.profile_id \
+                     WHERE o.idempotency_key IN ({}) AND c.erased_at IS NULL",
+                    crate::db::in_list(chunk.len())
+                ),
+                &args,
+            )
+            .await?
+        {
+            out.insert(r.text("idempotency_key")?, r.text("external_id")?);
+        }
+    }
+    Ok(out)
+}
+
 /// The message whose key digest starts with `prefix` (lower-case hex: a VERP tag or the hash
 /// in a `Message-ID`), falling back, for rows written without a digest, to the messages sent to
 /// `recipient`. `None` when nothing matches or the prefix is ambiguous.
