@@ -19,6 +19,8 @@ use sqlx::{
 };
 
 use crate::StoreError;
+use crate::bulk::{RawIndex, RawRow, Readers};
+use rusqlite::types::Value as Raw;
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +103,18 @@ impl From<Option<&str>> for Val {
 pub trait Col:
     sqlx::ColumnIndex<SqliteRow> + sqlx::ColumnIndex<PgRow> + std::fmt::Debug + Copy
 {
+    /// The column of a bulk scan's row ([`crate::bulk`]).
+    fn raw(&self) -> RawIndex<'_>;
 }
-impl<T> Col for T where
-    T: sqlx::ColumnIndex<SqliteRow> + sqlx::ColumnIndex<PgRow> + std::fmt::Debug + Copy
-{
+impl Col for usize {
+    fn raw(&self) -> RawIndex<'_> {
+        RawIndex::At(*self)
+    }
+}
+impl Col for &str {
+    fn raw(&self) -> RawIndex<'_> {
+        RawIndex::Named(self)
+    }
 }
 
 /// A result row of either backend.
@@ -113,6 +123,42 @@ pub enum DbRow {
     S(SqliteRow),
     /// PostgreSQL.
     P(PgRow),
+    /// SQLite, from a bulk scan ([`crate::bulk`]).
+    R(RawRow),
+}
+
+/// A bulk scan's value of another type than the getter reads.
+fn raw_type(want: &str) -> StoreError {
+    StoreError::Data(format!("a scan's column is not {want}"))
+}
+
+fn raw_i64(v: &Raw) -> Result<Option<i64>, StoreError> {
+    match v {
+        Raw::Null => Ok(None),
+        Raw::Integer(i) => Ok(Some(*i)),
+        _ => Err(raw_type("an integer")),
+    }
+}
+
+fn raw_f64(v: &Raw) -> Result<Option<f64>, StoreError> {
+    match v {
+        Raw::Null => Ok(None),
+        Raw::Real(f) => Ok(Some(*f)),
+        Raw::Integer(i) => Ok(Some(*i as f64)),
+        _ => Err(raw_type("a number")),
+    }
+}
+
+fn raw_str(v: &Raw) -> Result<Option<&str>, StoreError> {
+    match v {
+        Raw::Null => Ok(None),
+        Raw::Text(t) => Ok(Some(t)),
+        _ => Err(raw_type("text")),
+    }
+}
+
+fn not_null<T>(v: Option<T>) -> Result<T, StoreError> {
+    v.ok_or_else(|| StoreError::Data("a scan's column is NULL".into()))
 }
 
 impl DbRow {
@@ -121,6 +167,7 @@ impl DbRow {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
+            DbRow::R(r) => not_null(raw_i64(r.get(i.raw())?)?)?,
         })
     }
     /// A nullable integer column.
@@ -128,6 +175,7 @@ impl DbRow {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
+            DbRow::R(r) => raw_i64(r.get(i.raw())?)?,
         })
     }
     /// A non-null text column.
@@ -135,6 +183,7 @@ impl DbRow {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
+            DbRow::R(r) => not_null(raw_str(r.get(i.raw())?)?)?.to_owned(),
         })
     }
     /// A nullable double column.
@@ -142,6 +191,7 @@ impl DbRow {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
+            DbRow::R(r) => raw_f64(r.get(i.raw())?)?,
         })
     }
     /// A nullable text column.
@@ -149,6 +199,7 @@ impl DbRow {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
+            DbRow::R(r) => raw_str(r.get(i.raw())?)?.map(str::to_owned),
         })
     }
     /// A nullable text column, borrowed: for scans that must not allocate per row.
@@ -156,6 +207,7 @@ impl DbRow {
         Ok(match self {
             DbRow::S(r) => r.try_get(i)?,
             DbRow::P(r) => r.try_get(i)?,
+            DbRow::R(r) => raw_str(r.get(i.raw())?)?,
         })
     }
 }
@@ -227,8 +279,8 @@ macro_rules! bind_all {
 /// A connection pool of either backend.
 #[derive(Clone, Debug)]
 pub enum Pool {
-    /// SQLite.
-    Sqlite(SqlitePool),
+    /// SQLite, with the bulk readers of its file (none for an in-memory database).
+    Sqlite(SqlitePool, Option<Readers>),
     /// PostgreSQL.
     Postgres(PgPool),
 }
@@ -351,6 +403,7 @@ impl Pool {
                 .pragma("wal_autocheckpoint", "4096")
                 .disable_statement_logging();
             let memory = url.contains(":memory:");
+            let readers = (!memory).then(|| Readers::new(opts.get_filename().to_path_buf()));
             if !memory {
                 room_for_the_wal(opts.get_filename())?;
             }
@@ -360,7 +413,7 @@ impl Pool {
                 .acquire_timeout(std::time::Duration::from_secs(60))
                 .connect_with(opts)
                 .await?;
-            Ok(Pool::Sqlite(pool))
+            Ok(Pool::Sqlite(pool, readers))
         } else {
             Err(StoreError::Config(format!(
                 "unsupported database URL `{url}`: use sqlite://FILE or postgres://USER@HOST/DB"
@@ -371,7 +424,7 @@ impl Pool {
     /// The backend.
     pub fn backend(&self) -> Backend {
         match self {
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite(..) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
     }
@@ -379,7 +432,7 @@ impl Pool {
     /// Runs one statement; returns rows affected.
     pub async fn execute(&self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
         Ok(match self {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(p, _) => {
                 let (sql, args) = sqlite_positional(sql, args)?;
                 bind_all!(sqlx::query(&sql), args.iter())
                     .execute(p)
@@ -396,7 +449,7 @@ impl Pool {
     /// Runs a query; returns its rows.
     pub async fn fetch(&self, sql: &str, args: &[Val]) -> Result<Vec<DbRow>, StoreError> {
         Ok(match self {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(p, _) => {
                 let (sql, args) = sqlite_positional(sql, args)?;
                 bind_all!(sqlx::query(&sql), args.iter())
                     .fetch_all(p)
@@ -425,7 +478,13 @@ impl Pool {
         use futures_util::TryStreamExt;
         let mut n = 0u64;
         match self {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(_, Some(readers)) => {
+                let (sql, args) = sqlite_positional(sql, args)?;
+                return readers
+                    .for_each(sql, args.into_owned(), |r| f(&DbRow::R(r)))
+                    .await;
+            }
+            Pool::Sqlite(p, None) => {
                 let (sql, args) = sqlite_positional(sql, args)?;
                 let mut rows = bind_all!(sqlx::query(&sql), args.iter()).fetch(p);
                 while let Some(r) = rows.try_next().await? {
@@ -457,7 +516,7 @@ impl Pool {
     /// two writers never deadlock upgrading read locks.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(p, _) => {
                 let tx = p.begin_with("BEGIN IMMEDIATE").await?;
                 Tx::Sqlite(tx)
             }
@@ -468,7 +527,15 @@ impl Pool {
     /// Closes every connection.
     pub async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close().await,
+            Pool::Sqlite(p, readers) => {
+                // The scans' connections first: SQLite folds the write-ahead log into the file
+                // (and removes it) only when the last connection closes, and a copy of a
+                // closed store's file must hold everything.
+                if let Some(r) = readers {
+                    r.close();
+                }
+                p.close().await
+            }
             Pool::Postgres(p) => p.close().await,
         }
     }

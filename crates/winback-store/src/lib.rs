@@ -11,6 +11,7 @@
 //! It also owns [`ingest`]: streaming a parsed file into one import transaction.
 
 pub mod admin;
+pub mod bulk;
 mod consent;
 pub mod db;
 mod features;

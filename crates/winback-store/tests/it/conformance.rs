@@ -403,7 +403,7 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .await
         .unwrap();
     let url = match store.pool() {
-        winback_store::db::Pool::Sqlite(p) => {
+        winback_store::db::Pool::Sqlite(p, _) => {
             format!("sqlite://{}", p.connect_options().get_filename().display())
         }
         winback_store::db::Pool::Postgres(_) => return, // schema-scoped URL is not reconstructible here; SQLite covers the runner

@@ -15,6 +15,7 @@ use winback_store::{
     ingest::{IngestOptions, IngestReport, Mode, ingest},
 };
 
+mod bulk;
 mod conformance;
 mod consent;
 mod engine;
