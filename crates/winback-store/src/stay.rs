@@ -147,12 +147,12 @@ pub(crate) async fn stays(
         return Ok(Vec::new());
     }
     let started = std::time::Instant::now();
-    let in_any: HashSet<i64> = pool
-        .fetch("SELECT DISTINCT profile_id FROM enrolments", &[])
-        .await?
-        .iter()
-        .map(|r| r.i64(0))
-        .collect::<Result<_, _>>()?;
+    let mut in_any: HashSet<i64> = HashSet::new();
+    pool.for_each("SELECT DISTINCT profile_id FROM enrolments", &[], |r| {
+        in_any.insert(r.i64(0)?);
+        Ok(())
+    })
+    .await?;
     // Every cohort starts at an order on or after someone's entry into these campaigns, and the
     // never-lapsed one looks 90 days back from such an order; nothing older can change a
     // figure, so a shop's history before these campaigns is not read.
@@ -264,26 +264,25 @@ async fn stay(
     // exact and counts no order has no return order (its orders are a superset of those
     // followed here), so it cannot be in a cohort; reading them all was 247,000 rows a report
     // at a million customers, nine in ten of them without an order.
-    let enrolments: Vec<(i64, bool, i64)> = pool
-        .fetch(
-            &format!(
-                "SELECT e.profile_id, e.holdout, e.entered_at FROM enrolments e {} \
-                 WHERE e.campaign_id = $1 \
-                   AND NOT (COALESCE(e.outcome_window, -1) = $2 AND stale.id IS NULL AND e.outcome_orders = 0)",
-                crate::outcomes::STALE_JOIN
-            ),
-            &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
+    let mut enrolments: Vec<(i64, bool, i64)> = Vec::new();
+    pool.for_each(
+        &format!(
+            "SELECT e.profile_id, e.holdout, e.entered_at FROM enrolments e {} \
+             WHERE e.campaign_id = $1 \
+               AND NOT (COALESCE(e.outcome_window, -1) = $2 AND stale.id IS NULL AND e.outcome_orders = 0)",
+            crate::outcomes::STALE_JOIN
+        ),
+        &[Val::from(campaign_id), Val::from(window_seconds * 1_000_000)],
+        |r| {
+            enrolments.push((
                 r.i64("profile_id")?,
                 r.i64("holdout")? != 0,
                 r.i64("entered_at")?,
-            ))
-        })
-        .collect::<Result<_, StoreError>>()?;
+            ));
+            Ok(())
+        },
+    )
+    .await?;
     let coded: HashSet<i64> = pool
         .fetch(
             "SELECT d.order_id FROM order_discount_codes d JOIN offers f ON f.code = d.code WHERE f.campaign_id = $1",
