@@ -2,7 +2,7 @@
 //! compared with holdout contacts who came back on their own and with customers who never
 //! lapsed. Seeds 001 and 002 warn of customers who take the reward and go silent again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use winback_domain::Timestamp;
 
@@ -69,24 +69,38 @@ pub struct Stay {
 }
 
 struct Order {
+    profile: i64,
     at: i64,
     total: i64,
     id: i64,
 }
 
+/// Orders (not cancelled or refunded) from some time on, in one list sorted by profile, time
+/// and id, with each profile's run: one allocation for all of them, not one per profile.
+struct Orders {
+    all: Vec<Order>,
+    /// Each profile's run in `all`, as `(start, end)`.
+    runs: HashMap<i64, (usize, usize)>,
+}
+
+impl Orders {
+    /// A profile's orders, oldest first.
+    fn of(&self, profile: i64) -> Option<&[Order]> {
+        self.runs.get(&profile).map(|&(a, b)| &self.all[a..b])
+    }
+}
+
 /// Orders (not cancelled or refunded) per profile, oldest first, from `since` (microseconds).
-async fn orders_by_profile(
-    pool: &Pool,
-    since: i64,
-) -> Result<BTreeMap<i64, Vec<Order>>, StoreError> {
-    let mut out: BTreeMap<i64, Vec<Order>> = BTreeMap::new();
-    // Streamed: a whole shop's orders as result rows would be many times their 24 bytes each.
+async fn orders_by_profile(pool: &Pool, since: i64) -> Result<Orders, StoreError> {
+    let mut all: Vec<Order> = Vec::new();
+    // Streamed: a whole shop's orders as result rows would be many times their 32 bytes each.
     pool.for_each(
         "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
          WHERE o.status NOT IN ('cancelled', 'refunded') AND o.ordered_at >= $1",
         &[Val::from(since)],
         |r| {
-            out.entry(r.i64("profile")?).or_default().push(Order {
+            all.push(Order {
+                profile: r.i64("profile")?,
                 at: r.i64("ordered_at")?,
                 total: r.i64("total_minor")?,
                 id: r.i64("id")?,
@@ -95,18 +109,27 @@ async fn orders_by_profile(
         },
     )
     .await?;
-    // Each profile's few orders sorted here, not the whole table by the database (an in-memory
-    // sort of every order).
-    for list in out.values_mut() {
-        list.sort_unstable_by_key(|o| (o.at, o.id));
+    // Sorted here, not by the database (an ORDER BY would sort every order in a temporary
+    // b-tree).
+    all.sort_unstable_by_key(|o| (o.profile, o.at, o.id));
+    let mut runs = HashMap::new();
+    let mut start = 0;
+    for i in 1..=all.len() {
+        if i == all.len() || all[i].profile != all[start].profile {
+            runs.insert(all[start].profile, (start, i));
+            start = i;
+        }
     }
-    Ok(out)
+    Ok(Orders { all, runs })
 }
 
+/// Adds one person to `cohort`, followed from their order `t0` through their `orders` (oldest
+/// first).
 fn follow(cohort: &mut Cohort, orders: &[Order], t0: &Order, now: i64, used_code: Option<bool>) {
     cohort.people += 1;
-    let after: Vec<&Order> = orders.iter().filter(|o| o.at > t0.at).collect();
-    let within = |days: i64| after.iter().any(|o| o.at <= t0.at + days * DAY);
+    let after = &orders[orders.partition_point(|o| o.at <= t0.at)..];
+    // The orders are oldest first: the first one after is the one that could come soonest.
+    let within = |days: i64| after.first().is_some_and(|o| o.at <= t0.at + days * DAY);
     for (share, days) in [
         (&mut cohort.again_30d, 30),
         (&mut cohort.again_90d, 90),
@@ -127,10 +150,25 @@ fn follow(cohort: &mut Cohort, orders: &[Order], t0: &Order, now: i64, used_code
 
 /// What every campaign's cohorts are followed through: read once per report.
 struct Base {
-    /// Profiles ever enrolled in any campaign (not never-lapsed candidates).
-    in_any: HashSet<i64>,
-    /// Ordered by profile, so sums over never-lapsed customers come out the same every run.
-    orders: BTreeMap<i64, Vec<Order>>,
+    orders: Orders,
+    /// The orders of customers never enrolled in any campaign that came within 90 days of the
+    /// profile's previous one (the never-lapsed cohort's possible starts), as positions in
+    /// `orders.all`: by profile, then time, so sums over them come out the same every run.
+    repeats: Vec<usize>,
+}
+
+impl Base {
+    fn new(orders: Orders, in_any: &HashSet<i64>) -> Self {
+        let all = &orders.all;
+        let repeats = (1..all.len())
+            .filter(|&i| {
+                all[i].profile == all[i - 1].profile
+                    && all[i].at - all[i - 1].at <= 90 * DAY
+                    && !in_any.contains(&all[i].profile)
+            })
+            .collect();
+        Self { orders, repeats }
+    }
 }
 
 /// The profiles of each cohort of one campaign (reactivated, holdout returned, never lapsed),
@@ -179,7 +217,7 @@ pub(crate) async fn stays(
     let enrolled_s = started.elapsed().as_secs_f64();
     let orders = orders_by_profile(pool, first_entry - 90 * DAY).await?;
     let orders_s = started.elapsed().as_secs_f64() - enrolled_s;
-    let base = Base { in_any, orders };
+    let base = Base::new(orders, &in_any);
     let mut out = Vec::with_capacity(campaigns.len());
     let mut members = Vec::with_capacity(campaigns.len());
     for &(campaign_id, window_seconds) in campaigns {
@@ -220,7 +258,7 @@ pub(crate) async fn stays(
     tracing::debug!(
         enrolled_s,
         orders_s,
-        orders = base.orders.values().map(Vec::len).sum::<usize>(),
+        orders = base.orders.all.len(),
         cohorts_s,
         clv_s = started.elapsed().as_secs_f64() - enrolled_s - orders_s - cohorts_s,
         "did they stay?"
@@ -259,7 +297,7 @@ async fn stay(
     window_seconds: i64,
     now: i64,
 ) -> Result<(Stay, Members), StoreError> {
-    let Base { in_any, orders } = base;
+    let Base { orders, repeats } = base;
     // Only contacts who may have bought in the window: an enrolment whose stored outcome is
     // exact and counts no order has no return order (its orders are a superset of those
     // followed here), so it cannot be in a cohort; reading them all was 247,000 rows a report
@@ -297,7 +335,7 @@ async fn stay(
     let window = window_seconds * 1_000_000;
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     for (profile, holdout, entered) in &enrolments {
-        let Some(list) = orders.get(profile) else {
+        let Some(list) = orders.of(*profile) else {
             continue;
         };
         let Some(t0) = list
@@ -323,17 +361,17 @@ async fn stay(
     // Never-lapsed customers: outside every win-back journey, with an order in the same period
     // that came within 90 days of their previous one.
     if first <= last {
-        for (profile, list) in orders {
-            if in_any.contains(profile) {
+        let mut last_profile = None;
+        for &i in repeats {
+            let t0 = &orders.all[i];
+            // Each profile's first repeat order in the period starts its follow-up.
+            if last_profile == Some(t0.profile) || t0.at < first || t0.at > last {
                 continue;
             }
-            let t0 = list.iter().enumerate().find(|(i, o)| {
-                o.at >= first && o.at <= last && *i > 0 && o.at - list[i - 1].at <= 90 * DAY
-            });
-            if let Some((_, t0)) = t0 {
-                follow(&mut out.never_lapsed, list, t0, now, None);
-                members[2].push(*profile);
-            }
+            last_profile = Some(t0.profile);
+            let list = orders.of(t0.profile).unwrap_or_default();
+            follow(&mut out.never_lapsed, list, t0, now, None);
+            members[2].push(t0.profile);
         }
     }
     Ok((out, members))
