@@ -127,6 +127,13 @@ pub enum DbRow {
     R(RawRow),
 }
 
+/// A statement that only reads: it starts with `SELECT` (a `WITH` may lead to a write).
+fn is_select(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
+}
+
 /// A bulk scan's value of another type than the getter reads.
 fn raw_type(want: &str) -> StoreError {
     StoreError::Data(format!("a scan's column is not {want}"))
@@ -449,6 +456,19 @@ impl Pool {
     /// Runs a query; returns its rows.
     pub async fn fetch(&self, sql: &str, args: &[Val]) -> Result<Vec<DbRow>, StoreError> {
         Ok(match self {
+            // A plain query reads as scans do (`crate::bulk`); a write with `RETURNING` goes to
+            // the pool's connections, which may write.
+            Pool::Sqlite(_, Some(readers)) if is_select(sql) => {
+                let (sql, args) = sqlite_positional(sql, args)?;
+                let mut rows = Vec::new();
+                readers
+                    .for_each(sql, args.into_owned(), |r| {
+                        rows.push(DbRow::R(r));
+                        Ok(())
+                    })
+                    .await?;
+                rows
+            }
             Pool::Sqlite(p, _) => {
                 let (sql, args) = sqlite_positional(sql, args)?;
                 bind_all!(sqlx::query(&sql), args.iter())
@@ -782,6 +802,24 @@ pub fn in_list(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_queries_read_on_the_scan_connections() {
+        for sql in ["SELECT 1", "  select id FROM t", "\n\tSeLeCt x"] {
+            assert!(is_select(sql), "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1) RETURNING id",
+            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x RETURNING id",
+            "UPDATE t SET a = 1 RETURNING a",
+            "DELETE FROM t RETURNING id",
+            "SELEC",
+            "",
+            "PRAGMA table_info(t)",
+        ] {
+            assert!(!is_select(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn numbered_parameters_become_positional_with_repeats_expanded() {
