@@ -24,8 +24,11 @@ use crate::db::Val;
 
 /// Rows per hand-over to the calling task.
 const BATCH: usize = 1_024;
-/// Idle connections kept for the next scan.
-const KEEP: usize = 4;
+/// Connections reading at once, and kept idle for the next read: as many as the pool's own
+/// (`Pool::connect`). Each may hold 64 MB of page cache, so under load (a tracking burst, a
+/// report beside the worker) reads queue for one, as they queued for the pool's, instead of
+/// opening a connection each.
+const CONNECTIONS: usize = 4;
 
 /// Read-only connections to one SQLite file, opened on first use.
 #[derive(Clone, Debug)]
@@ -34,6 +37,8 @@ pub struct Readers {
     idle: Arc<Mutex<Vec<rusqlite::Connection>>>,
     /// Set by [`Readers::close`]: connections are no longer kept.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// One permit per connection in use.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// One row of a bulk scan: its values and the statement's column names.
@@ -79,6 +84,7 @@ impl Readers {
             path,
             idle: Arc::default(),
             closed: Arc::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
         }
     }
 
@@ -104,7 +110,7 @@ impl Readers {
 
     fn give_back(&self, c: rusqlite::Connection) {
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < KEEP && !self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            if idle.len() < CONNECTIONS && !self.closed.load(std::sync::atomic::Ordering::Acquire) {
                 idle.push(c);
             }
         }
@@ -130,7 +136,13 @@ impl Readers {
     ) -> Result<u64, StoreError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<RawRow>, StoreError>>(4);
         let readers = self.clone();
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Data(format!("SQLite scan: {e}")))?;
         let scan = tokio::task::spawn_blocking(move || {
+            // Held until the connection is back (or closed).
+            let _permit = permit;
             let conn = match readers.take() {
                 Ok(c) => c,
                 Err(e) => {

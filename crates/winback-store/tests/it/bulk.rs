@@ -67,15 +67,11 @@ async fn a_scan_sees_committed_rows_only() {
         .execute("INSERT INTO scan_test (n) VALUES (99)", &[])
         .await
         .unwrap();
+    // A scan returns how many rows it handed over.
     let count = || async {
-        let mut k = 0;
-        pool.for_each("SELECT n FROM scan_test", &[], |_| {
-            k += 1;
-            Ok(())
-        })
-        .await
-        .unwrap();
-        k
+        pool.for_each("SELECT n FROM scan_test", &[], |_| Ok(()))
+            .await
+            .unwrap()
     };
     assert_eq!(count().await, 3, "the open write is not read");
     writer.commit().await.unwrap();
@@ -116,18 +112,43 @@ async fn scan_errors_surface_and_the_store_stays_usable() {
     assert_eq!(k, 1_500);
     // Scans and writes go on.
     for _ in 0..6 {
-        let mut rows = 0;
-        pool.for_each("SELECT n FROM scan_test", &[], |_| {
-            rows += 1;
-            Ok(())
-        })
-        .await
-        .unwrap();
+        let rows = pool
+            .for_each("SELECT n FROM scan_test", &[], |_| Ok(()))
+            .await
+            .unwrap();
         assert_eq!(rows, 3_000);
     }
     pool.execute("DELETE FROM scan_test WHERE n < 10", &[])
         .await
         .unwrap();
+}
+
+/// More reads at once than the scan connections (four) queue for one and all complete, each
+/// with its own rows: a tracking burst or a report beside the worker.
+#[tokio::test]
+async fn more_reads_at_once_than_connections_all_complete() {
+    let db = TestDb::sqlite().await;
+    numbers(&db, 2_500).await;
+    let pool = db.store.pool();
+    let reads = (0..16i64).map(|i| async move {
+        let scanned = pool
+            .for_each(
+                "SELECT n FROM scan_test WHERE n >= $1",
+                &[Val::from(i * 100)],
+                |_| Ok(()),
+            )
+            .await
+            .unwrap();
+        let fetched = pool
+            .fetch("SELECT n FROM scan_test WHERE n < $1", &[Val::from(i)])
+            .await
+            .unwrap()
+            .len();
+        (scanned, fetched)
+    });
+    let got = futures_util::future::join_all(reads).await;
+    let want: Vec<(u64, usize)> = (0..16).map(|i| (2_500 - i * 100, i as usize)).collect();
+    assert_eq!(got, want);
 }
 
 /// A closed store's file holds everything: the scans' connections close with it, so SQLite
