@@ -120,14 +120,14 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, store: SqlStore, clock: std::sync::
             }
         }
         if !of_messages.is_empty() {
-            match contacts_of(&store, &of_messages).await {
+            let pending = std::mem::take(&mut of_messages);
+            let n = pending.len();
+            match contacts_of(&store, pending).await {
                 Ok(found) => batch.extend(found),
                 Err(e) => tracing::error!(
-                    "{} engagement events not stored: their messages could not be read: {e}",
-                    of_messages.len()
+                    "{n} engagement events not stored: their messages could not be read: {e}"
                 ),
             }
-            of_messages.clear();
         }
         if !batch.is_empty() {
             if let Err(e) = store_batch(&store, clock.now(), &batch).await {
@@ -145,7 +145,7 @@ async fn writer(mut rx: mpsc::Receiver<Msg>, store: SqlStore, clock: std::sync::
 /// rest (an erased person's messages) are counted and left out.
 async fn contacts_of(
     store: &SqlStore,
-    of_messages: &[MessageEvent],
+    of_messages: Vec<MessageEvent>,
 ) -> Result<Vec<EventRecord>, winback_store::StoreError> {
     let mut keys: Vec<&str> = of_messages.iter().map(|e| e.message.as_str()).collect();
     keys.sort_unstable();
@@ -163,7 +163,7 @@ async fn contacts_of(
                 source_id: Some(source_id),
                 customer,
                 at: e.at,
-                kind: e.kind.clone(),
+                kind: e.kind,
             }),
             (Err(err), _) | (_, Err(err)) => {
                 tracing::error!("an event of message {} not stored: {err}", e.message);
