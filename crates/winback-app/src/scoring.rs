@@ -700,6 +700,13 @@ impl ScorePhases {
         *pick(self) += clock.elapsed().as_secs_f64();
         *clock = Instant::now();
     }
+
+    /// Adds a chunk's reading parts (timed apart while a write ran beside them).
+    fn add(&mut self, other: &Self) {
+        self.rederive += other.rederive;
+        self.read_facts += other.read_facts;
+        self.features += other.features;
+    }
 }
 
 /// What a saved scoring run gives back.
@@ -784,82 +791,112 @@ pub async fn score_and_save_in_pages(
     let turn = as_of.day_number().rem_euclid(RENEW_DAYS as i64) as usize;
     let renew = all.len() * turn / RENEW_DAYS..all.len() * (turn + 1) / RENEW_DAYS;
     phases.lap(&mut clock, |p| &mut p.plan);
+    // Each chunk's features are written while the next chunk is read (one write in flight):
+    // on SQLite the write and the scan run on different connections, and on two cores the
+    // one waits on the disk or the lock while the other computes.
+    let mut pending: Option<Vec<Features>> = None;
     for (chunk, ids) in all.chunks(page_size).enumerate() {
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
             continue;
         };
         let offset = chunk * page_size;
-        // What can be re-derived from the stored features; the rest is read from its facts.
-        let mut derived: HashMap<i64, Features> = HashMap::new();
-        let mut to_mark = Vec::new();
-        if facts == Facts::Changed {
-            let stored: HashMap<i64, Features> = store
-                .features_page(Some(first - 1), ids.len())
-                .await?
-                .into_iter()
-                .map(|s| (s.features.profile_id, s.features))
-                .filter(|(id, _)| *id <= last)
-                .collect();
-            for (k, id) in ids.iter().enumerate() {
-                if changed.contains(id) {
-                    continue;
-                }
-                let again = (!renew.contains(&(offset + k)))
-                    .then(|| {
-                        stored
-                            .get(id)
-                            .and_then(|f| winback_scoring::rederive(f, as_of))
-                    })
-                    .flatten();
-                match again {
-                    Some(f) => {
-                        derived.insert(*id, f);
+        let read = async {
+            let mut clock = Instant::now();
+            let mut laps = ScorePhases::default();
+            // What can be re-derived from the stored features; the rest is read from its facts.
+            let mut derived: HashMap<i64, Features> = HashMap::new();
+            let mut to_mark = Vec::new();
+            if facts == Facts::Changed {
+                let stored: HashMap<i64, Features> = store
+                    .features_page(Some(first - 1), ids.len())
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.features.profile_id, s.features))
+                    .filter(|(id, _)| *id <= last)
+                    .collect();
+                for (k, id) in ids.iter().enumerate() {
+                    if changed.contains(id) {
+                        continue;
                     }
-                    None => to_mark.push(*id),
+                    let again = (!renew.contains(&(offset + k)))
+                        .then(|| {
+                            stored
+                                .get(id)
+                                .and_then(|f| winback_scoring::rederive(f, as_of))
+                        })
+                        .flatten();
+                    match again {
+                        Some(f) => {
+                            derived.insert(*id, f);
+                        }
+                        None => to_mark.push(*id),
+                    }
                 }
             }
-            rederived += derived.len();
-        }
-        phases.lap(&mut clock, |p| &mut p.rederive);
-        let computed = if derived.len() < ids.len() {
-            // Marked like an import's records, so the facts scan takes exactly these; the
-            // marks are cleared with the run's own below.
-            store.mark_for_refresh(&to_mark).await?;
-            dirty.extend(to_mark);
-            let facts_of = store
-                .profile_facts(winback_store::FactScope::Profiles {
-                    first,
-                    last,
-                    dirty_only: facts == Facts::Changed,
-                })
-                .await?;
-            phases.lap(&mut clock, |p| &mut p.read_facts);
-            // Feature computation is CPU work: off the async workers, so a worker's engine
-            // passes go on meanwhile.
-            tokio::task::spawn_blocking(move || compute_features(&facts_of, as_of))
-                .await
-                .context("the scoring thread")?
-        } else {
-            Vec::new()
+            let rederived = derived.len();
+            laps.lap(&mut clock, |p| &mut p.rederive);
+            let computed = if derived.len() < ids.len() {
+                // Marked like an import's records, so the facts scan takes exactly these; the
+                // marks are cleared with the run's own below.
+                store.mark_for_refresh(&to_mark).await?;
+                let facts_of = store
+                    .profile_facts(winback_store::FactScope::Profiles {
+                        first,
+                        last,
+                        dirty_only: facts == Facts::Changed,
+                    })
+                    .await?;
+                laps.lap(&mut clock, |p| &mut p.read_facts);
+                // Feature computation is CPU work: off the async workers, so a worker's engine
+                // passes go on meanwhile.
+                tokio::task::spawn_blocking(move || compute_features(&facts_of, as_of))
+                    .await
+                    .context("the scoring thread")?
+            } else {
+                Vec::new()
+            };
+            // In profile order, as a whole scan gives them: the models see the same population.
+            let features: Vec<Features> = if derived.is_empty() {
+                computed
+            } else {
+                let mut computed: HashMap<i64, Features> =
+                    computed.into_iter().map(|f| (f.profile_id, f)).collect();
+                ids.iter()
+                    .filter_map(|id| computed.remove(id).or_else(|| derived.remove(id)))
+                    .collect()
+            };
+            laps.lap(&mut clock, |p| &mut p.features);
+            anyhow::Ok((features, to_mark, rederived, laps))
         };
-        // In profile order, as a whole scan gives them: the models see the same population.
-        let features: Vec<Features> = if derived.is_empty() {
-            computed
-        } else {
-            let mut computed: HashMap<i64, Features> =
-                computed.into_iter().map(|f| (f.profile_id, f)).collect();
-            ids.iter()
-                .filter_map(|id| computed.remove(id).or_else(|| derived.remove(id)))
-                .collect()
+        let written = pending.take();
+        let write = async {
+            let started = Instant::now();
+            if let Some(features) = written {
+                store
+                    .upsert_features(as_of, &features)
+                    .await
+                    .context("saving features")?;
+            }
+            anyhow::Ok(started.elapsed().as_secs_f64())
         };
+        let ((features, to_mark, n, laps), wrote) =
+            futures_util::future::try_join(read, write).await?;
+        dirty.extend(to_mark);
+        rederived += n;
+        phases.add(&laps);
+        phases.write_features += wrote;
         population.add(&features);
-        phases.lap(&mut clock, |p| &mut p.features);
+        pending = Some(features);
+    }
+    if let Some(features) = pending {
+        let started = Instant::now();
         store
             .upsert_features(as_of, &features)
             .await
             .context("saving features")?;
-        phases.lap(&mut clock, |p| &mut p.write_features);
+        phases.write_features += started.elapsed().as_secs_f64();
     }
+    clock = Instant::now();
     // Drops the rows of profiles merged away or erased, and exactly the marks read above.
     store
         .prune_features(&dirty)
@@ -887,26 +924,54 @@ pub async fn score_and_save_in_pages(
     let mut summary = Summary::new(top);
     let mut after = None;
     phases.lap(&mut clock, |p| &mut p.fit);
+    // As above: a page's scores are written while the next page is read and scored.
+    let mut pending: Option<Vec<winback_store::ScoreRow>> = None;
     loop {
-        let page = store.features_page(after, page_size).await?;
-        phases.lap(&mut clock, |p| &mut p.read_features);
-        let Some(last) = page.last() else { break };
-        after = Some(last.features.profile_id);
-        let scorer = scorer.clone();
-        let scored = tokio::task::spawn_blocking(move || scorer.score_stored(&page))
-            .await
-            .context("the scoring thread")?;
+        let read = async {
+            let started = Instant::now();
+            let page = store.features_page(after, page_size).await?;
+            let read_s = started.elapsed().as_secs_f64();
+            let Some(last) = page.last().map(|p| p.features.profile_id) else {
+                return anyhow::Ok(None);
+            };
+            let scorer = scorer.clone();
+            let scored = tokio::task::spawn_blocking(move || scorer.score_stored(&page))
+                .await
+                .context("the scoring thread")?;
+            anyhow::Ok(Some((
+                last,
+                scored,
+                read_s,
+                started.elapsed().as_secs_f64() - read_s,
+            )))
+        };
+        let written = pending.take();
+        let run = &mut run;
+        let write = async {
+            let started = Instant::now();
+            if let Some(rows) = written {
+                store
+                    .write_scores(run, &rows)
+                    .await
+                    .context("saving scores")?;
+            }
+            anyhow::Ok(started.elapsed().as_secs_f64())
+        };
+        let (page, wrote) = futures_util::future::try_join(read, write).await?;
+        phases.write_scores += wrote;
+        let Some((last, scored, read_s, score_s)) = page else {
+            break;
+        };
+        phases.read_features += read_s;
+        phases.score += score_s;
+        after = Some(last);
         for s in &scored {
             summary.add(s);
             each(s);
         }
-        phases.lap(&mut clock, |p| &mut p.score);
-        store
-            .write_scores(&mut run, &rows(&scored))
-            .await
-            .context("saving scores")?;
-        phases.lap(&mut clock, |p| &mut p.write_scores);
+        pending = Some(rows(&scored));
     }
+    clock = Instant::now();
     let stats = store.finish_score_run(run).await?;
     phases.lap(&mut clock, |p| &mut p.finish);
     tracing::info!(

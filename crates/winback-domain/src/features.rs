@@ -100,6 +100,12 @@ pub struct Features {
     pub last_points_earned_at: Option<Timestamp>,
     /// How earning moves; `None` without any loyalty activity.
     pub loyalty_trend: Option<LoyaltyTrend>,
+    /// The points earned in the two loyalty windows before `as_of` (time, points), in time
+    /// order: what moves the windows as days pass, kept so that a later day's windows follow
+    /// from these features without reading the profile's events again. Features stored before
+    /// it was kept read it as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points_in_windows: Vec<(Timestamp, i64)>,
     /// Subscription state.
     pub subscription: SubscriptionState,
     /// When the subscription last started or was cancelled.

@@ -58,6 +58,7 @@ fn empty(p: &ProfileFacts, as_of: Timestamp) -> Features {
         points_earned_prior_90d: 0,
         last_points_earned_at: None,
         loyalty_trend: None,
+        points_in_windows: Vec::new(),
         subscription: SubscriptionState::None,
         subscription_changed_at: None,
         complaints_opened: 0,
@@ -172,11 +173,8 @@ fn add_signals(feat: &mut Features, p: &ProfileFacts) {
                 }
                 if delta > 0 {
                     latest(&mut feat.last_points_earned_at, at);
-                    let age = now - at.as_micros();
-                    if (0..window).contains(&age) {
-                        feat.points_earned_90d += delta;
-                    } else if (window..2 * window).contains(&age) {
-                        feat.points_earned_prior_90d += delta;
+                    if (0..2 * window).contains(&(now - at.as_micros())) {
+                        feat.points_in_windows.push((at, delta));
                     }
                 }
             }
@@ -216,17 +214,12 @@ fn add_signals(feat: &mut Features, p: &ProfileFacts) {
     {
         latest(&mut feat.last_engagement_at, t);
     }
+    // In one order whatever order equal times came in, so that features read twice are equal.
+    feat.points_in_windows.sort_unstable();
+    (feat.points_earned_90d, feat.points_earned_prior_90d) =
+        windows(&feat.points_in_windows, feat.as_of);
     if points_seen {
-        let (now, before) = (feat.points_earned_90d, feat.points_earned_prior_90d);
-        feat.loyalty_trend = Some(if now == 0 {
-            LoyaltyTrend::Stagnant
-        } else if (now as f64) > 1.2 * before as f64 {
-            LoyaltyTrend::Growing
-        } else if (now as f64) < 0.8 * before as f64 {
-            LoyaltyTrend::Declining
-        } else {
-            LoyaltyTrend::Steady
-        });
+        feat.loyalty_trend = Some(trend(feat.points_earned_90d, feat.points_earned_prior_90d));
     }
     feat.reasons = LeaveReason::ALL
         .iter()
@@ -235,21 +228,55 @@ fn add_signals(feat: &mut Features, p: &ProfileFacts) {
         .collect();
 }
 
+/// The points earned in the last loyalty window before `as_of`, and in the window before it.
+fn windows(earned: &[(Timestamp, i64)], as_of: Timestamp) -> (i64, i64) {
+    let window = LOYALTY_WINDOW_DAYS * Timestamp::DAY_MICROS;
+    earned.iter().fold((0, 0), |(now, before), &(at, points)| {
+        match as_of.as_micros() - at.as_micros() {
+            age if (0..window).contains(&age) => (now + points, before),
+            age if (window..2 * window).contains(&age) => (now, before + points),
+            _ => (now, before),
+        }
+    })
+}
+
+/// How earning moves: the last window's points against the one before.
+fn trend(now: i64, before: i64) -> LoyaltyTrend {
+    if now == 0 {
+        LoyaltyTrend::Stagnant
+    } else if (now as f64) > 1.2 * before as f64 {
+        LoyaltyTrend::Growing
+    } else if (now as f64) < 0.8 * before as f64 {
+        LoyaltyTrend::Declining
+    } else {
+        LoyaltyTrend::Steady
+    }
+}
+
 /// The features of a profile whose facts have not changed since `f` was computed, as of a
-/// later `as_of`, without reading its facts again: only the recency and tenure move with time,
-/// and the loyalty windows when points were earned in the last two windows (or after `f`'s
-/// `as_of`). `None` when those windows may move (or `as_of` is earlier): read the facts then.
+/// later `as_of`, without reading its facts again: the recency and tenure move with time, and
+/// the loyalty windows move over the points `f` keeps ([`Features::points_in_windows`]).
+/// `None` when that is not enough: `as_of` is earlier, points were earned after `f`'s `as_of`
+/// (they enter the windows later), or `f` was stored before the points were kept (its windows
+/// disagree with its list). Read the facts then.
 pub fn rederive(f: &Features, as_of: Timestamp) -> Option<Features> {
-    let windows_still = f.points_earned_90d == 0
-        && f.points_earned_prior_90d == 0
-        && f.last_points_earned_at.is_none_or(|t| t <= f.as_of);
-    if as_of < f.as_of || !windows_still {
+    let later_points = f.last_points_earned_at.is_some_and(|t| t > f.as_of);
+    let kept =
+        windows(&f.points_in_windows, f.as_of) == (f.points_earned_90d, f.points_earned_prior_90d);
+    if as_of < f.as_of || later_points || !kept {
         return None;
     }
     let mut g = f.clone();
     g.as_of = as_of;
     g.recency_days = f.last_order_at.map(|t| t.fractional_days_until(as_of));
     g.tenure_days = f.first_order_at.map(|t| t.fractional_days_until(as_of));
+    let two_windows = 2 * LOYALTY_WINDOW_DAYS * Timestamp::DAY_MICROS;
+    g.points_in_windows
+        .retain(|(at, _)| as_of.as_micros() - at.as_micros() < two_windows);
+    (g.points_earned_90d, g.points_earned_prior_90d) = windows(&g.points_in_windows, as_of);
+    if g.loyalty_trend.is_some() {
+        g.loyalty_trend = Some(trend(g.points_earned_90d, g.points_earned_prior_90d));
+    }
     Some(g)
 }
 
@@ -301,17 +328,17 @@ mod tests {
             p.signals.sort_by_key(|s| s.at);
             let before = features_of(&p, &cats, at(first));
             let again = features_of(&p, &cats, at(first + later));
-            let points = signals.iter().any(|(_, s)| matches!(s, Signal::Points { .. }));
             match rederive(&before, at(first + later)) {
                 Some(derived) => prop_assert_eq!(derived, again),
-                // Without loyalty points nothing but recency and tenure ever moves.
-                None => prop_assert!(points),
+                // Only points earned after the first as_of, which enter the windows later,
+                // need the facts read again.
+                None => prop_assert!(before.last_points_earned_at > Some(at(first))),
             }
         }
     }
 
     #[test]
-    fn rederive_refuses_moving_loyalty_windows_and_an_earlier_as_of() {
+    fn rederive_moves_the_loyalty_windows_and_refuses_what_it_cannot_know() {
         let p = ProfileFacts {
             profile_id: 1,
             orders: vec![order(10, 2000, 0)],
@@ -325,8 +352,35 @@ mod tests {
             ..ProfileFacts::default()
         };
         let cats = vec![String::new()];
-        // Points 50 days ago: the windows move as time passes.
-        assert!(rederive(&features_of(&p, &cats, at(150)), at(151)).is_none());
+        // Points 50 days ago: the windows move as time passes, from the points kept.
+        let recent = features_of(&p, &cats, at(150));
+        assert_eq!(recent.points_earned_90d, 50);
+        for later in [151, 189, 190, 250, 279, 280, 400] {
+            let derived = rederive(&recent, at(later)).unwrap();
+            assert_eq!(derived, features_of(&p, &cats, at(later)), "day {later}");
+        }
+        let moved = rederive(&recent, at(200)).unwrap();
+        assert_eq!(
+            (moved.points_earned_90d, moved.points_earned_prior_90d),
+            (0, 50)
+        );
+        assert_eq!(moved.loyalty_trend, Some(LoyaltyTrend::Stagnant));
+        assert!(
+            rederive(&recent, at(300))
+                .unwrap()
+                .points_in_windows
+                .is_empty()
+        );
+        // Stored before the points were kept: the windows cannot follow.
+        let stored_before: Features = serde_json::from_str(
+            &serde_json::to_string(&Features {
+                points_in_windows: Vec::new(),
+                ..recent.clone()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(rederive(&stored_before, at(151)).is_none());
         // Points long ago: nothing moves but recency and tenure.
         let old = features_of(&p, &cats, at(400));
         let derived = rederive(&old, at(430)).unwrap();

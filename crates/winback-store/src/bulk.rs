@@ -125,6 +125,22 @@ impl Readers {
         }
     }
 
+    /// Folds the write-ahead log into the database file and empties it, on a connection of its
+    /// own (best effort: a store being closed has no one to report to; a failure leaves the
+    /// log for the next open, which SQLite folds in then).
+    pub(crate) fn checkpoint(&self) {
+        let Ok(c) = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) else {
+            return;
+        };
+        let _ = c.busy_timeout(std::time::Duration::from_secs(5));
+        if let Err(e) = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "folding the write-ahead log into the file on close");
+        }
+    }
+
     /// Runs `sql` (anonymous `?` parameters) with `args` and hands each row to `f`; returns how
     /// many rows it handed over. At most a few batches are in flight, so memory stays bounded
     /// whatever the scan's size; when `f` fails, the scan stops at its next batch.

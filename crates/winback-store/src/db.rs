@@ -554,7 +554,14 @@ impl Pool {
                 if let Some(r) = readers {
                     r.close();
                 }
-                p.close().await
+                p.close().await;
+                // sqlx's close can return before its connection threads have closed their
+                // handles (seen under load: the log was still there), so the last one may not
+                // be the one that folds the log in. Fold it in here, on a connection of our
+                // own: whatever closes last, the file then holds every commit.
+                if let Some(r) = readers {
+                    r.checkpoint();
+                }
             }
             Pool::Postgres(p) => p.close().await,
         }

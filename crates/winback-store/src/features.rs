@@ -127,75 +127,85 @@ pub(crate) async fn profile_facts(pool: &Pool, scope: FactScope) -> Result<FactS
         },
     )
     .await?;
+    // Orders and events are read at once, on two connections (each side fills its own
+    // per-profile lists; both only look profiles up): at a million customers the events take
+    // most of a scoring run's read, and the orders' read fits beside them on the other core.
+    let n = set.profiles.len();
+    let mut orders_of: Vec<Vec<OrderFact>> = vec![Vec::new(); n];
+    let mut currency_of: Vec<Option<String>> = vec![None; n];
+    let mut signals_of: Vec<Vec<SignalFact>> = vec![Vec::new(); n];
     let mut category_ids: HashMap<String, u32> = HashMap::new();
-    let profiles = &mut set.profiles;
     let categories = &mut set.categories;
-    pool.for_each(
-        &format!(
-            "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.discount_minor, o.currency, o.category \
-             FROM {} \
-             c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') {cond}",
-            scope.join("orders o", "o")
-        ),
-        &[],
-        |r| {
-            let Some(&i) = index.get(&r.i64("profile")?) else {
-                return Ok(());
-            };
-            let category = match r.opt_str("category")? {
-                None => 0,
-                Some(name) => match category_ids.get(name) {
-                    Some(&id) => id,
-                    None => {
-                        let id = categories.len() as u32;
-                        categories.push(name.to_owned());
-                        category_ids.insert(name.to_owned(), id);
-                        id
-                    }
-                },
-            };
-            let p = &mut profiles[i];
-            if p.currency.is_none() {
-                p.currency = r.opt_str("currency")?.map(str::to_owned);
-            }
-            p.orders.push(OrderFact {
-                at: time(r.i64("ordered_at")?)?,
-                total_minor: r.i64("total_minor")?,
-                discounted: r.i64("discount_minor")? > 0,
-                category,
-            });
-            Ok(())
-        },
-    )
-    .await?;
+    let index = &index;
+    let orders_sql = format!(
+        "SELECT COALESCE(c.profile_id, c.id) AS profile, o.ordered_at, o.total_minor, o.discount_minor, o.currency, o.category \
+         FROM {} \
+         c.erased_at IS NULL AND o.status IN ('paid', 'pending', 'partially_refunded') {cond}",
+        scope.join("orders o", "o")
+    );
+    let orders = pool.for_each(&orders_sql, &[], |r| {
+        let Some(&i) = index.get(&r.i64("profile")?) else {
+            return Ok(());
+        };
+        let category = match r.opt_str("category")? {
+            None => 0,
+            Some(name) => match category_ids.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = categories.len() as u32;
+                    categories.push(name.to_owned());
+                    category_ids.insert(name.to_owned(), id);
+                    id
+                }
+            },
+        };
+        if currency_of[i].is_none() {
+            currency_of[i] = r.opt_str("currency")?.map(str::to_owned);
+        }
+        orders_of[i].push(OrderFact {
+            at: time(r.i64("ordered_at")?)?,
+            total_minor: r.i64("total_minor")?,
+            discounted: r.i64("discount_minor")? > 0,
+            category,
+        });
+        Ok(())
+    });
     let types: Vec<String> = Signal::EVENT_TYPES
         .iter()
         .map(|t| format!("'{t}'"))
         .collect();
-    pool.for_each(
-        &format!(
-            "SELECT COALESCE(c.profile_id, c.id) AS profile, e.occurred_at, e.type, e.payload FROM {} \
-             c.erased_at IS NULL AND e.type IN ({}) {cond}",
-            scope.join("events e", "e"),
-            types.join(", ")
-        ),
-        &[],
-        |r| {
-            let Some(&i) = index.get(&r.i64("profile")?) else {
-                return Ok(());
-            };
-            let kind = r.opt_str("type")?.unwrap_or_default();
-            let payload = r.opt_str("payload")?.unwrap_or_default();
-            if let Some(signal) = signal_of(kind, payload)? {
-                profiles[i].signals.push(SignalFact {
-                    at: time(r.i64("occurred_at")?)?,
-                    signal,
-                });
-            }
-            Ok(())
-        },
-    )
-    .await?;
+    let events_sql = format!(
+        "SELECT COALESCE(c.profile_id, c.id) AS profile, e.occurred_at, e.type, e.payload FROM {} \
+         c.erased_at IS NULL AND e.type IN ({}) {cond}",
+        scope.join("events e", "e"),
+        types.join(", ")
+    );
+    let events = pool.for_each(&events_sql, &[], |r| {
+        let Some(&i) = index.get(&r.i64("profile")?) else {
+            return Ok(());
+        };
+        let kind = r.opt_str("type")?.unwrap_or_default();
+        let payload = r.opt_str("payload")?.unwrap_or_default();
+        if let Some(signal) = signal_of(kind, payload)? {
+            signals_of[i].push(SignalFact {
+                at: time(r.i64("occurred_at")?)?,
+                signal,
+            });
+        }
+        Ok(())
+    });
+    futures_util::future::try_join(orders, events).await?;
+    let profiles = &mut set.profiles;
+    for (((p, orders), currency), signals) in profiles
+        .iter_mut()
+        .zip(orders_of)
+        .zip(currency_of)
+        .zip(signals_of)
+    {
+        p.orders = orders;
+        p.currency = currency;
+        p.signals = signals;
+    }
     let mut profile_of: HashMap<i64, i64> = HashMap::new();
     pool.for_each(
         &format!(

@@ -174,10 +174,9 @@ async fn a_closed_store_leaves_everything_in_its_file() {
             .unwrap();
     }
     store.close().await;
-    assert!(
-        !dir.path().join("t.db-wal").exists(),
-        "the write-ahead log was folded in and removed"
-    );
+    // Folded in: removed, or emptied when one of sqlx's connection threads closed last.
+    let log = std::fs::metadata(dir.path().join("t.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(log, 0, "the write-ahead log was folded into the file");
     let copy = dir.path().join("copy.db");
     std::fs::copy(&file, &copy).unwrap();
     let again = winback_store::SqlStore::connect(&format!("sqlite://{}", copy.display()))
