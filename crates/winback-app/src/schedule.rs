@@ -9,7 +9,8 @@
 //! - `score`: the whole scoring run once a day at `score_at` in the shop's time zone, so a
 //!   contact whose last order ages past a stage's threshold is re-staged (and an audience on
 //!   `stage` enrols them on the next pass);
-//! - `retention`: the retention policy once a day, when `[privacy] enforce` is on.
+//! - `retention`: the retention policy once each local day (its first round after midnight in
+//!   the shop's time zone), when `[privacy] enforce` is on.
 
 use anyhow::{Context, Result};
 use jiff::civil::Time;
@@ -166,7 +167,10 @@ pub async fn run_due(
                 owner,
                 now,
                 at(now, LEASE_SECONDS),
-                at(now, -86_400),
+                // Once each local day, on its first round: "not in the last 24 hours" put each
+                // day's run later by the last one's length, and a worker that came back a few
+                // milliseconds earlier than the day before skipped the day (measured).
+                last_due(now, Time::midnight()),
             )
             .await?
         {

@@ -87,6 +87,44 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database aborted the transaction to break a deadlock or a serialization
+    /// conflict (PostgreSQL's SQLSTATE `40P01` and `40001`): run whole again, the same
+    /// transaction normally goes through. Two workers' writes to the same journeys (a step's
+    /// batch and the outcome refresh) met that way at 200,000 customers.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(
+                e.as_database_error().and_then(|d| d.code()).as_deref(),
+                Some("40P01") | Some("40001")
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Runs `attempt`, one whole transaction, again (at most four tries in all, a short pause
+/// between) while it fails with an error `retry` accepts; any other outcome is returned.
+pub(crate) async fn retrying<T, E: std::fmt::Display, Fut>(
+    retry: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 1u64;
+    loop {
+        match attempt().await {
+            Err(e) if tries < 4 && retry(&e) => {
+                tracing::warn!(error = %e, tries, "the database aborted a transaction to break a conflict; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Data(e.to_string())
@@ -992,7 +1030,11 @@ impl SqlStore {
         windows: &[(winback_domain::CampaignId, i64)],
     ) -> Result<u64, StoreError> {
         let windows: Vec<(i64, i64)> = windows.iter().map(|(c, w)| (c.get(), *w)).collect();
-        outcomes::refresh(&self.pool, &windows).await
+        // Its marks are taken inside the transaction, so an aborted run leaves them in place.
+        retrying(StoreError::is_conflict, || {
+            outcomes::refresh(&self.pool, &windows)
+        })
+        .await
     }
 
     /// Recomputes the list hygiene's per-profile rows (last engagement or first-seen address)
@@ -1372,7 +1414,11 @@ impl winback_engine::JourneyStore for SqlStore {
         )],
         now: Timestamp,
     ) -> Result<u64, EngineError> {
-        Ok(journeys::apply_plans(&self.pool, plans, now).await?)
+        // One transaction from the plans alone: an aborted one wrote nothing, and runs again.
+        Ok(retrying(StoreError::is_conflict, || {
+            journeys::apply_plans(&self.pool, plans, now)
+        })
+        .await?)
     }
     async fn claim_messages(
         &self,
@@ -1424,5 +1470,49 @@ impl winback_engine::JourneyStore for SqlStore {
     }
     async fn reap(&self, now: Timestamp) -> Result<winback_engine::ports::Reaped, EngineError> {
         Ok(journeys::reap(&self.pool, now).await?)
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::retrying;
+
+    #[tokio::test]
+    async fn a_conflict_is_tried_again_and_other_errors_are_not() {
+        let mut calls = 0;
+        let r: Result<u32, &str> = retrying(
+            |e: &&str| *e == "conflict",
+            || {
+                calls += 1;
+                let n = calls;
+                async move { if n < 3 { Err("conflict") } else { Ok(n) } }
+            },
+        )
+        .await;
+        assert_eq!(r, Ok(3));
+        let mut calls = 0;
+        let r: Result<u32, &str> = retrying(
+            |e: &&str| *e == "conflict",
+            || {
+                calls += 1;
+                async { Err("broken") }
+            },
+        )
+        .await;
+        assert_eq!((r, calls), (Err("broken"), 1));
+        let mut calls = 0;
+        let r: Result<u32, &str> = retrying(
+            |e: &&str| *e == "conflict",
+            || {
+                calls += 1;
+                async { Err("conflict") }
+            },
+        )
+        .await;
+        assert_eq!(
+            (r, calls),
+            (Err("conflict"), 4),
+            "four tries, then the error"
+        );
     }
 }

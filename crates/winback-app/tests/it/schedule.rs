@@ -119,6 +119,22 @@ async fn the_worker_restages_overnight_and_refreshes_after_an_ingest_without_any
         );
     }
 
+    // Day 1, early: the retention runs once each local day, though the last run was less than
+    // 24 hours ago (the scoring is left out of this round).
+    clock.set(ts("2025-06-03T02:00:00Z"));
+    let only_retention = winback_app::schedule::Schedule {
+        score_at: None,
+        ..schedule.clone()
+    };
+    let run = winback_app::schedule::run_due(&store, clock.now(), "w2", &only_retention)
+        .await
+        .unwrap();
+    assert!(run.retention.is_some(), "a new day's retention");
+    let run = winback_app::schedule::run_due(&store, clock.now(), "w1", &only_retention)
+        .await
+        .unwrap();
+    assert!(run.retention.is_none(), "once a day");
+
     // Day 1, 10:00: the nightly run at 03:00 re-staged Anna; the pass enrols her.
     clock.set(ts("2025-06-03T10:00:00Z"));
     let run = winback_app::schedule::run_due(&store, clock.now(), "w2", &schedule)

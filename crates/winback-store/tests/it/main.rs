@@ -18,6 +18,7 @@ use winback_store::{
 mod bulk;
 mod conformance;
 mod consent;
+mod deadlock;
 mod engine;
 mod hygiene;
 mod measure;
