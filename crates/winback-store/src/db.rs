@@ -560,7 +560,9 @@ impl Pool {
                 // be the one that folds the log in. Fold it in here, on a connection of our
                 // own: whatever closes last, the file then holds every commit.
                 if let Some(r) = readers {
-                    r.checkpoint();
+                    // A large log takes a while to fold: off the async workers.
+                    let r = r.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.checkpoint()).await;
                 }
             }
             Pool::Postgres(p) => p.close().await,
