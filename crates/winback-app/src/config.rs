@@ -394,6 +394,13 @@ impl Config {
         )
     }
 
+    /// Whether the shop set `[email] public_url` (the default, `https://mail.shop.example`, is
+    /// nobody's address).
+    pub fn public_url_configured(&self) -> bool {
+        self.email.public_url.trim_end_matches('/')
+            != EmailConfig::default().public_url.trim_end_matches('/')
+    }
+
     /// The signing keys from `[tokens]`.
     pub fn keyring(&self) -> Result<winback_channels::Keyring> {
         let keys = self.tokens.effective_keys();

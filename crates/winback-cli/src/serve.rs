@@ -167,7 +167,7 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
             clock.now(),
         )
         .await?;
-    let settings = winback_http::ServerSettings::from_config(config, clock.now())?;
+    let mut settings = winback_http::ServerSettings::from_config(config, clock.now())?;
     if !store.has_admins().await? {
         println!(
             "winback serve: no dashboard administrator yet; create one with `winback admin set-password NAME`"
@@ -182,16 +182,18 @@ pub async fn serve(config: &Config, listen: Option<String>, worker: bool) -> Res
             clock.clone(),
         ))
     };
-    let state = winback_http::AppState::new(store.clone(), config.keyring()?, clock, settings, sms);
     let addr = listen.unwrap_or_else(|| config.server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    let dashboard = settings.listen_at(local, config.public_url_configured());
     println!(
-        "winback serve: listening on http://{} (links point at {})",
-        listener.local_addr()?,
+        "winback serve: listening on http://{local} (links in messages point at {})",
         config.email.public_url
     );
+    println!("winback serve: open the dashboard at {dashboard}");
+    let state = winback_http::AppState::new(store.clone(), config.keyring()?, clock, settings, sms);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -113,7 +113,7 @@ fn secure(mut response: Response) -> Response {
 }
 
 fn cookie_attrs(state: &AppState) -> &'static str {
-    if state.settings.public_url.starts_with("https://") {
+    if state.settings.secure_cookies() {
         "; Path=/admin; HttpOnly; SameSite=Strict; Secure"
     } else {
         "; Path=/admin; HttpOnly; SameSite=Strict"
@@ -226,14 +226,55 @@ fn login_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Resp
     secure(response)
 }
 
-fn forbidden() -> Response {
-    secure(
-        (
-            StatusCode::FORBIDDEN,
-            "forbidden: cross-site or stale form\n",
+/// Why a dashboard form was refused.
+enum Refusal {
+    /// It was sent from another address than the service's (the `Origin` header, or
+    /// `Sec-Fetch-Site: cross-site` without one).
+    Origin(Option<String>),
+    /// Its CSRF token was missing or did not match: an old page, or cookies turned off.
+    Stale,
+}
+
+/// The refusal as a page that says what happened and what to do, with status 403.
+fn forbidden(state: &AppState, headers: &HeaderMap, why: Refusal) -> Response {
+    let (sent, stale) = match why {
+        Refusal::Origin(sent) => (sent, false),
+        Refusal::Stale => (None, true),
+    };
+    let mut accepted = vec![state.settings.origin().to_owned()];
+    accepted.extend(state.settings.local_origins.iter().cloned());
+    tracing::warn!(
+        origin = sent.as_deref().unwrap_or(""),
+        stale,
+        referer = headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        "dashboard form refused"
+    );
+    let page = state.dashboard.render(
+        "refused.html",
+        context! {
+            shop => state.settings.shop_name.clone(),
+            stale => stale,
+            sent => sent,
+            accepted => accepted,
+            open => format!("{}/admin/login", state.settings.origin()),
+        },
+    );
+    secure((StatusCode::FORBIDDEN, Html(page)).into_response())
+}
+
+/// [`cross_origin`] with the reason for [`forbidden`].
+fn origin_refusal(state: &AppState, headers: &HeaderMap) -> Option<Refusal> {
+    cross_origin(state, headers).then(|| {
+        Refusal::Origin(
+            headers
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         )
-            .into_response(),
-    )
+    })
 }
 
 async fn login(
@@ -242,13 +283,13 @@ async fn login(
     Peer(peer): Peer,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if cross_origin(&state, &headers) {
-        return forbidden();
+    if let Some(why) = origin_refusal(&state, &headers) {
+        return forbidden(&state, &headers, why);
     }
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     let given = form.get("csrf").map(String::as_str).unwrap_or_default();
     if expected.is_empty() || !same(expected, given) {
-        return forbidden();
+        return forbidden(&state, &headers, Refusal::Stale);
     }
     if let Some(ip) = client_ip(&state, &headers, peer) {
         if state.login_limiter.check_key(&ip).is_err() {
@@ -313,13 +354,14 @@ async fn logout(
     Admin(session): Admin,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if cross_origin(&state, &headers)
-        || !same(
-            &session.csrf,
-            form.get("csrf").map(String::as_str).unwrap_or_default(),
-        )
-    {
-        return forbidden();
+    if let Some(why) = origin_refusal(&state, &headers) {
+        return forbidden(&state, &headers, why);
+    }
+    if !same(
+        &session.csrf,
+        form.get("csrf").map(String::as_str).unwrap_or_default(),
+    ) {
+        return forbidden(&state, &headers, Refusal::Stale);
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = state.store.delete_admin_session(&auth::hash(token)).await {
@@ -963,6 +1005,15 @@ const LOGIN: &str = r#"{% extends "layout.html" %}{% block title %}Log in{% endb
 <button type="submit" id="login">Log in</button>
 </form>{% endblock %}"#;
 
+const REFUSED: &str = r#"{% extends "layout.html" %}{% block title %}Not accepted{% endblock %}{% block body %}
+{% if stale %}<h1>This form has expired</h1>
+<p id="refused">The sign-in form is valid for an hour, and only in the browser that opened it, with cookies allowed. Nothing was changed.</p>
+<p><a href="/admin/login">Open the sign-in page again</a>.</p>
+{% else %}<h1>This form came from another address</h1>
+<p id="refused">The form was sent from <code>{{ sent or "another site" }}</code>, but this winback takes forms only from {% for a in accepted %}<code>{{ a }}</code>{% if not loop.last %} or {% endif %}{% endfor %}. Nothing was changed.</p>
+<p>Open the dashboard at <a href="{{ open }}">{{ open }}</a>. If the address you used is the right one, whoever runs winback sets it as its public address: see “Opening the dashboard” in winback's README.</p>
+{% endif %}{% endblock %}"#;
+
 const MISSING: &str = r#"{% extends "layout.html" %}{% block body %}<h1>Not found</h1><p>No such {{ what }}.</p>{% endblock %}"#;
 
 const READOUT: &str = r#"{% macro readout(r) %}{% if r %}
@@ -1136,6 +1187,7 @@ impl Templates {
             ("layout.html", LAYOUT),
             ("login.html", LOGIN),
             ("missing.html", MISSING),
+            ("refused.html", REFUSED),
             ("readout.html", READOUT),
             ("overview.html", OVERVIEW),
             ("campaign.html", CAMPAIGN),

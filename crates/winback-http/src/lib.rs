@@ -73,6 +73,10 @@ pub struct ServerSettings {
     /// Email template names a campaign applied through the API may use (the library's, plus
     /// the shop's `[email] templates_dir`).
     pub templates: std::collections::BTreeSet<String>,
+    /// Origins whose forms are taken besides the public URL's: the listener's own, when it is a
+    /// loopback address and the shop has configured no public URL (see
+    /// [`ServerSettings::listen_at`]). Empty otherwise.
+    pub local_origins: Vec<String>,
 }
 
 impl ServerSettings {
@@ -96,6 +100,7 @@ impl ServerSettings {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            local_origins: Vec::new(),
         }
     }
 
@@ -128,6 +133,39 @@ impl ServerSettings {
             s.sms_webhook_secret = Some(config.sms.secret.clone());
         }
         Ok(s)
+    }
+
+    /// Takes forms from the listener's own address when it listens on loopback and the shop has
+    /// configured no public URL (the default points at `https://mail.shop.example`, which no
+    /// browser on this machine is at): the dashboard then opens at `http://127.0.0.1:PORT/admin`
+    /// as the README says. Another machine cannot reach a loopback listener, so no other site
+    /// gains anything. Returns the dashboard's address to print.
+    pub fn listen_at(&mut self, addr: std::net::SocketAddr, public_url_configured: bool) -> String {
+        if public_url_configured || !addr.ip().is_loopback() {
+            self.local_origins.clear();
+            return format!("{}/admin", self.public_url);
+        }
+        let port = addr.port();
+        let host = match addr.ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        self.local_origins = vec![
+            format!("http://{host}:{port}"),
+            format!("http://localhost:{port}"),
+        ];
+        format!("http://{host}:{port}/admin")
+    }
+
+    /// Whether a form sent from `origin` (the `Origin` header) is one of this service's.
+    pub fn accepts_origin(&self, origin: &str) -> bool {
+        origin == self.origin() || self.local_origins.iter().any(|o| o == origin)
+    }
+
+    /// Whether cookies are marked `Secure`: when the public URL is HTTPS, unless the dashboard
+    /// is served on plain loopback HTTP (a browser drops a `Secure` cookie sent over HTTP).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://") && self.local_origins.is_empty()
     }
 
     /// `scheme://host[:port]` of the public URL.

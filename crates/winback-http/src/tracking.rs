@@ -370,7 +370,7 @@ pub(crate) fn cross_origin(state: &AppState, headers: &HeaderMap) -> bool {
         return true;
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(origin) => origin != state.settings.origin(),
+        Some(origin) => !state.settings.accepts_origin(origin),
         None => false,
     }
 }

@@ -760,6 +760,12 @@ fn keys_and_serve_take_events_and_stop_gracefully() {
         said.contains("worker stopping") && said.contains("winback serve: stopped"),
         "{said}"
     );
+    // No public URL is configured here and the listener is loopback: the dashboard opens at
+    // the listener's own address, and `serve` says so.
+    assert!(
+        said.contains(&format!("open the dashboard at http://{addr}/admin")),
+        "{said}"
+    );
     let status = env.status_json();
     assert_eq!(
         status["events_by_type"],

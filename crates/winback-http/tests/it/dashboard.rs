@@ -183,6 +183,133 @@ async fn the_dashboard_needs_a_login_and_guards_every_form() {
     );
 }
 
+/// `s` as the dashboard's HTML escaping writes it (minijinja escapes `/` too).
+fn escaped(s: &str) -> String {
+    s.replace('/', "&#x2f;")
+}
+
+/// Logs in from `origin` and returns the answer.
+async fn log_in_from(h: &Harness, origin: &str) -> Reply {
+    let page = h.get("/admin/login", &[]).await;
+    let token = csrf(&page.body);
+    h.form(
+        "/admin/login",
+        &format!(
+            "csrf={token}&username=marketer&password={}",
+            PASSWORD.replace(' ', "+")
+        ),
+        &[
+            ("cookie", &format!("winback_login={token}")),
+            ("origin", origin),
+        ],
+    )
+    .await
+}
+
+/// The README's way in: `winback serve` on the loopback address with no public URL set, then
+/// the browser at `http://127.0.0.1:8080/admin`. The default public URL points elsewhere, and
+/// this used to end in a bare "forbidden".
+#[tokio::test]
+async fn a_loopback_service_without_a_public_url_opens_at_its_own_address() {
+    let mut printed = String::new();
+    let h = Harness::with(|s| {
+        printed = s.listen_at("127.0.0.1:8080".parse().unwrap(), false);
+    })
+    .await;
+    assert_eq!(printed, "http://127.0.0.1:8080/admin");
+    admin(&h).await;
+    for origin in ["http://127.0.0.1:8080", "http://localhost:8080"] {
+        let ok = log_in_from(&h, origin).await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{origin}: {}", ok.body);
+        // Plain HTTP on loopback: a `Secure` cookie would be dropped by the browser.
+        let set = set_cookie(&ok, "winback_admin").unwrap();
+        assert!(!set.contains("Secure"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+    }
+    // Another port, or another site, is still refused, on a page that says why and where to go.
+    for origin in ["http://127.0.0.1:9999", "https://evil.example"] {
+        let r = log_in_from(&h, origin).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{origin}");
+        assert!(
+            r.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "a page, not a bare line"
+        );
+        assert!(
+            r.body.contains("This form came from another address"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body.contains(&format!("<code>{}</code>", escaped(origin))),
+            "{}",
+            r.body
+        );
+        for accepted in [
+            "https://mail.shop.example",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+        ] {
+            assert!(
+                r.body.contains(&format!("<code>{}</code>", escaped(accepted))),
+                "{accepted}"
+            );
+        }
+        assert!(r.body.contains("Nothing was changed."));
+        assert!(
+            r.body.contains("dashboard.css"),
+            "styled like the dashboard"
+        );
+    }
+}
+
+/// With a public URL configured, or a listener other machines can reach, only the public
+/// origin is taken, and cookies stay `Secure` for an HTTPS public URL.
+#[tokio::test]
+async fn a_configured_or_reachable_service_takes_its_public_origin_only() {
+    for (addr, configured) in [("127.0.0.1:8080", true), ("0.0.0.0:8080", false)] {
+        let mut printed = String::new();
+        let h = Harness::with(|s| {
+            printed = s.listen_at(addr.parse().unwrap(), configured);
+        })
+        .await;
+        assert_eq!(printed, "https://mail.shop.example/admin", "{addr}");
+        admin(&h).await;
+        let r = log_in_from(&h, "http://127.0.0.1:8080").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{addr}");
+        let ok = log_in_from(&h, "https://mail.shop.example").await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{addr}");
+        assert!(set_cookie(&ok, "winback_admin").unwrap().contains("Secure"));
+    }
+    let mut printed = String::new();
+    Harness::with(|s| printed = s.listen_at("[::1]:8080".parse().unwrap(), false)).await;
+    assert_eq!(printed, "http://[::1]:8080/admin");
+}
+
+/// A form without its matching cookie (an old tab, or cookies off) is refused on a page that
+/// sends the user back to a fresh form, and the values they sent are not echoed.
+#[tokio::test]
+async fn a_stale_form_explains_itself() {
+    let h = Harness::new().await;
+    admin(&h).await;
+    let r = h
+        .form(
+            "/admin/login",
+            "csrf=old&username=%3Cb%3Emarketer&password=x",
+            &[ORIGIN],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("This form has expired"), "{}", r.body);
+    assert!(r.body.contains(r#"<a href="/admin/login">"#));
+    assert!(!r.body.contains("marketer"));
+}
+
 #[tokio::test]
 async fn login_attempts_are_limited_per_address() {
     let h = Harness::with(|s| {
