@@ -223,10 +223,22 @@ impl Runner {
             peak_kib: f.peak_kib,
             note: note(&f),
         };
+        self.record(step);
+        Ok(f)
+    }
+
+    /// Keeps a step for the table and prints it at once: a run stopped before its end (hours
+    /// in, at a million customers) still leaves every step it measured in its log.
+    fn record(&mut self, step: Step) {
         eprintln!(
-            "  {name}: {:.1} s, {:.0} MB{}",
+            "  {}: {:.2} s{}{}",
+            step.name,
             step.seconds,
-            step.peak_kib as f64 / 1024.0,
+            if step.peak_kib > 0 {
+                format!(", {:.0} MB", step.peak_kib as f64 / 1024.0)
+            } else {
+                String::new()
+            },
             if step.note.is_empty() {
                 String::new()
             } else {
@@ -234,7 +246,6 @@ impl Runner {
             }
         );
         self.steps.push(step);
-        Ok(f)
     }
 }
 
@@ -668,7 +679,7 @@ async fn cycle(
     // Events carry no identifiers: their import refreshes features only.
     let events_import = r.import("import events (+ features)", 0, &["events", &events])?;
     if args.no_ceiling {
-        r.steps.push(Step {
+        r.record(Step {
             name: "ceiling for the same events".into(),
             seconds: 0.0,
             peak_kib: 0,
@@ -722,7 +733,7 @@ async fn cycle(
         peak = peak.max(f.peak_kib);
         count += 1;
     }
-    r.steps.push(Step {
+    r.record(Step {
         name: "start the campaigns".into(),
         seconds: started.elapsed().as_secs_f64(),
         peak_kib: peak,
@@ -758,14 +769,14 @@ async fn cycle(
     let peak = serve.stop()?;
     let pages = pages?;
     for (page, secs) in &pages {
-        r.steps.push(Step {
+        r.record(Step {
             name: format!("page {page}"),
             seconds: *secs,
             peak_kib: 0,
             note: String::new(),
         });
     }
-    r.steps.push(Step {
+    r.record(Step {
         name: "winback serve (all pages above)".into(),
         seconds: pages.iter().map(|p| p.1).sum(),
         peak_kib: peak,
@@ -781,7 +792,7 @@ async fn cycle(
         r.clocks.day0.plus_seconds(12 * 3600),
         &day_dir,
     )?;
-    r.steps.push(Step {
+    r.record(Step {
         name: "synthesise day 1".into(),
         seconds: t.elapsed().as_secs_f64(),
         peak_kib: 0,
@@ -856,7 +867,7 @@ async fn delta(
     let posted = post_events(&serve, &day.api_events).await;
     let peak = serve.stop()?;
     let (sent, secs) = posted?;
-    r.steps.push(Step {
+    r.record(Step {
         name: format!("{prefix}day 1: POST /v1/events (NDJSON, 1,000 per request, 4 clients)"),
         seconds: secs,
         peak_kib: peak,
