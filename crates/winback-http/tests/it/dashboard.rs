@@ -246,7 +246,8 @@ async fn a_loopback_service_without_a_public_url_opens_at_its_own_address() {
             r.body
         );
         assert!(
-            r.body.contains(&format!("<code>{}</code>", escaped(origin))),
+            r.body
+                .contains(&format!("<code>{}</code>", escaped(origin))),
             "{}",
             r.body
         );
@@ -256,7 +257,8 @@ async fn a_loopback_service_without_a_public_url_opens_at_its_own_address() {
             "http://localhost:8080",
         ] {
             assert!(
-                r.body.contains(&format!("<code>{}</code>", escaped(accepted))),
+                r.body
+                    .contains(&format!("<code>{}</code>", escaped(accepted))),
                 "{accepted}"
             );
         }

@@ -909,7 +909,13 @@ async fn retention_candidates_are_everyone_older_than_the_cutoff(store: &SqlStor
     for key in ["K3", "K13"] {
         let p = profile(store, key).await.unwrap();
         store
-            .erase_profile(winback_domain::ProfileId::new(p), run, "test", None, crate::now())
+            .erase_profile(
+                winback_domain::ProfileId::new(p),
+                run,
+                "test",
+                None,
+                crate::now(),
+            )
             .await
             .unwrap();
     }
