@@ -377,7 +377,7 @@ impl LatestActivity {
     }
 
     /// Folds the activity events of the records that `filter` (a condition on `c`) selects;
-    /// its `$n` placeholders take `args`.
+    /// the numbered parameters in `filter` are bound to `args`, in order.
     async fn fold_events(
         &mut self,
         pool: &Pool,
