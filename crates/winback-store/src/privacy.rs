@@ -434,8 +434,8 @@ const EVENTS_BATCH: usize = 500;
 /// cutoff: events can only make someone more recent, so nobody else can be a candidate.
 /// Those people's events come through the per-record index, which at a million customers
 /// replaced a daily aggregate over every event (42 s on SQLite) with a read proportional to
-/// the lapsed. When most of the base is lapsed, one pass over the events is cheaper than
-/// that many index reads, and is used instead.
+/// the lapsed. When more than a quarter of the base is lapsed, one pass over the events is
+/// used instead: the choice is a guess at where index reads stop paying, not a measurement.
 pub(crate) async fn retention_candidates(
     pool: &Pool,
     cutoff: Timestamp,
