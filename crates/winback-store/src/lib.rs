@@ -19,8 +19,8 @@ mod hygiene;
 pub mod ingest;
 mod journeys;
 pub use journeys::{
-    ArmResult, CampaignCounts, FunnelKey, MessageFunnel, Outcomes, ProviderRamp, Segment,
-    drop_reason, rollup,
+    ArmResult, CampaignCounts, CampaignPerson, FunnelKey, MessageFunnel, Outcomes, PeopleGroup,
+    ProviderRamp, Segment, drop_reason, rollup,
 };
 pub mod jobs;
 mod migrate;
@@ -43,8 +43,8 @@ use winback_identity::{Identifiers, Resolution};
 
 pub use features::{FactScope, StoredFeatures};
 pub use queries::{
-    ConsentView, CustomerDetail, CustomerRow, EventView, LinkView, OrderView, ResolutionStats,
-    Summary, SuppressionView,
+    ConsentView, CustomerDetail, CustomerHit, CustomerRow, EventView, LinkView, OrderView,
+    ResolutionStats, Summary, SuppressionView,
 };
 pub use scores::{
     ModelFitRow, RunStats, ScoreFilter, ScoreRow, ScoreRun, ScoredProfile, StageChange,
@@ -412,6 +412,17 @@ impl SqlStore {
         queries::customer_detail(&self.pool, key).await
     }
 
+    /// Customer records (not erased) whose customer id matches `q` whole and case-insensitively,
+    /// whose name or email contains it (case-insensitively), or whose phone ends in the same
+    /// last nine digits; at most `limit`, by record id. Name and email parts scan the table.
+    pub async fn search_customers(
+        &self,
+        q: &str,
+        limit: i64,
+    ) -> Result<Vec<CustomerHit>, StoreError> {
+        queries::search_customers(&self.pool, q, limit).await
+    }
+
     /// Saves a scoring run given whole: every profile's score, the stage changes, and the stage
     /// shares (a run of a large base is saved a page at a time with
     /// [`SqlStore::begin_score_run`]).
@@ -486,6 +497,13 @@ impl SqlStore {
     pub async fn latest_model_fits(&self) -> Result<Vec<ModelFitRow>, StoreError> {
         scores::latest_model_fits(&self.pool).await
     }
+    /// The latest instant the data was written for (the latest scoring run or import), `None`
+    /// in an empty store. A simulated programme runs ahead of the clock; see
+    /// `winback_report::as_of`.
+    pub async fn data_horizon(&self) -> Result<Option<Timestamp>, StoreError> {
+        scores::data_horizon(&self.pool).await
+    }
+
     /// The share of the base in each stage per run: (run time, stage, profiles).
     pub async fn stage_shares(&self) -> Result<Vec<(Timestamp, String, i64)>, StoreError> {
         scores::stage_shares(&self.pool).await
@@ -1183,6 +1201,53 @@ impl SqlStore {
         )
         .await?;
         Ok(all.remove(&campaign_id).unwrap_or_default())
+    }
+
+    /// The people behind one of a campaign's counts (see [`PeopleGroup`]) among the contacts who
+    /// entered in `[from, until)`, oldest entry first: `limit` of them from `offset` (`limit`
+    /// below 0: all), and how many there are in all.
+    pub async fn campaign_people(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        window_seconds: i64,
+        (from, until): (Timestamp, Timestamp),
+        group: PeopleGroup,
+        page: (i64, i64),
+    ) -> Result<(Vec<CampaignPerson>, i64), StoreError> {
+        journeys::campaign_people(
+            &self.pool,
+            campaign_id,
+            window_seconds,
+            (from.as_micros(), until.as_micros()),
+            group,
+            page,
+        )
+        .await
+    }
+
+    /// People a campaign handed to ad audiences or print, per (step, target), added in
+    /// `[from, until)`: what its export steps reached outside the outbox.
+    pub async fn audience_export_counts(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.pool
+            .fetch(
+                "SELECT step, target, COUNT(*) AS n FROM audience_exports \
+                 WHERE campaign_id = $1 AND added_at >= $2 AND added_at < $3 \
+                 GROUP BY step, target ORDER BY step, target",
+                &[
+                    Val::from(campaign_id),
+                    Val::from(from.as_micros()),
+                    Val::from(until.as_micros()),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("step")?, r.text("target")?, r.i64("n")?)))
+            .collect()
     }
 
     /// For each profile of `profiles`: its orders that count (not cancelled or refunded) and

@@ -129,6 +129,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_enrolment_segments.sql"),
         postgres: include_str!("../migrations/postgres/0018_enrolment_segments.sql"),
     },
+    Migration {
+        version: 19,
+        name: "enrolment_messaged",
+        sqlite: include_str!("../migrations/sqlite/0019_enrolment_messaged.sql"),
+        postgres: include_str!("../migrations/postgres/0019_enrolment_messaged.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

@@ -721,3 +721,79 @@ pub(crate) async fn merged_records(pool: &Pool, limit: i64) -> Result<Vec<String
     .map(|r| r.text(0))
     .collect()
 }
+
+/// One customer record a search found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CustomerHit {
+    /// The profile it belongs to.
+    pub profile_id: i64,
+    /// The shop's customer id.
+    pub external_id: String,
+    /// First and family name, as far as known.
+    pub name: String,
+    /// Email address.
+    pub email: Option<String>,
+    /// Phone number.
+    pub phone: Option<String>,
+}
+
+/// `%`, `_` and the escape character itself escaped for a `LIKE … ESCAPE '\'` pattern.
+fn like_escaped(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Customer records (not erased) whose customer id, name, email or phone matches `q`:
+/// the id whole and case-insensitively, the name and email by any part, case-insensitively,
+/// and the phone by its last nine digits (so `06 1234 5678` finds `+31612345678`). At most
+/// `limit`, by record id. The name and email parts are a scan of the customers table.
+pub(crate) async fn search_customers(
+    pool: &Pool,
+    q: &str,
+    limit: i64,
+) -> Result<Vec<CustomerHit>, StoreError> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lower = q.to_lowercase();
+    let part = format!("%{}%", like_escaped(&lower));
+    let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+    // A phone needs enough digits to mean one number; fewer match nothing.
+    // (`LIKE NULL` is never true.)
+    let phone: Option<String> =
+        (digits.len() >= 6).then(|| format!("%{}", &digits[digits.len().saturating_sub(9)..]));
+    pool.fetch(
+        "SELECT id, COALESCE(profile_id, id) AS profile, external_id, first_name, last_name, email, phone \
+         FROM customers WHERE erased_at IS NULL AND ( \
+           LOWER(external_id) = $1 \
+           OR LOWER(email) LIKE $2 ESCAPE '\\' \
+           OR LOWER(COALESCE(first_name, '') || ' ' || COALESCE(last_name, '')) LIKE $2 ESCAPE '\\' \
+           OR REPLACE(REPLACE(REPLACE(phone, ' ', ''), '-', ''), '+', '') LIKE $3) \
+         ORDER BY id LIMIT $4",
+        &[
+            Val::from(lower.as_str()),
+            Val::from(part.as_str()),
+            Val::from(phone),
+            Val::from(limit),
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(CustomerHit {
+            profile_id: r.i64("profile")?,
+            external_id: r.text("external_id")?,
+            name: [r.opt_text("first_name")?, r.opt_text("last_name")?]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+            email: r.opt_text("email")?,
+            phone: r.opt_text("phone")?,
+        })
+    })
+    .collect()
+}

@@ -585,3 +585,24 @@ pub(crate) async fn stage_shares(pool: &Pool) -> Result<Vec<(Timestamp, String, 
     })
     .collect()
 }
+
+/// The latest instant the stored data was written for: the latest scoring run or import.
+/// Simulated programmes write ahead of the wall clock; reports read "as of" the later of the
+/// two, so every screen measures idleness and "did they stay?" at the same instant.
+pub(crate) async fn data_horizon(pool: &Pool) -> Result<Option<Timestamp>, StoreError> {
+    let rows = pool
+        .fetch(
+            "SELECT MAX(t) AS t FROM (SELECT MAX(scored_at) AS t FROM score_runs \
+             UNION ALL SELECT MAX(finished_at) AS t FROM import_runs) x",
+            &[],
+        )
+        .await?;
+    match rows.first().map(|r| r.opt_i64("t")).transpose()?.flatten() {
+        Some(t) => {
+            Ok(Some(Timestamp::from_micros(t).ok_or_else(|| {
+                StoreError::Data("time out of range".into())
+            })?))
+        }
+        None => Ok(None),
+    }
+}

@@ -929,6 +929,22 @@ async fn settle_sent(
             &args,
         )
         .await?;
+        // The first accepted message of a journey makes its contact "messaged" (migration 19).
+        let mut ids: Vec<Val> = chunk.iter().map(|(id, _)| Val::from(*id)).collect();
+        ids.push(Val::from(now.as_micros()));
+        tx.execute(
+            &format!(
+                "UPDATE enrolments SET messaged_at = ${} WHERE messaged_at IS NULL \
+                 AND id IN (SELECT enrolment_id FROM outbox WHERE id IN ({}))",
+                chunk.len() + 1,
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            &ids,
+        )
+        .await?;
     }
     Ok(())
 }

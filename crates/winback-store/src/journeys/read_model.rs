@@ -12,6 +12,9 @@ pub struct ArmResult {
     pub holdout: bool,
     /// Enrolments.
     pub enrolled: i64,
+    /// Enrolments whose contact received at least one message (the relay or provider accepted
+    /// it); 0 for the holdout, and for contacts whose every message was dropped.
+    pub messaged: i64,
     /// Enrolments with an order within the conversion window after entering.
     pub converted: i64,
     /// Revenue of those orders within the window, minor units.
@@ -83,14 +86,15 @@ pub(crate) async fn segment_results(
         vec![BTreeMap::new(); by.len()];
     pool.for_each(
         &format!(
-            "SELECT variant, holdout, locale, domain, orders, revenue, COUNT(*) AS n FROM ( \
+            "SELECT variant, holdout, locale, domain, messaged, orders, revenue, COUNT(*) AS n FROM ( \
                SELECT e.variant, e.holdout, e.locale, e.email_domain AS domain, \
+                 CAST(CASE WHEN e.messaged_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS messaged, \
                  CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
                  CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue \
                FROM enrolments e {stale_join} \
                WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4) g \
-             GROUP BY variant, holdout, locale, domain, orders, revenue \
-             ORDER BY variant, holdout, locale, domain, orders, revenue"
+             GROUP BY variant, holdout, locale, domain, messaged, orders, revenue \
+             ORDER BY variant, holdout, locale, domain, messaged, orders, revenue"
         ),
         &[
             Val::from(campaign_id),
@@ -118,6 +122,7 @@ pub(crate) async fn segment_results(
                         ..ArmResult::default()
                     });
                 a.enrolled += n;
+                a.messaged += if r.i64("messaged")? != 0 { n } else { 0 };
                 a.converted += if orders > 0 { n } else { 0 };
                 a.orders += orders * n;
                 a.revenue_minor += revenue * n;
@@ -531,4 +536,165 @@ pub(crate) async fn offer_codes(
     .iter()
     .map(|r| (0..10).map(|i| r.text(i)).collect())
     .collect()
+}
+
+/// Which of a campaign's people a list shows: the people behind each of the report's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeopleGroup {
+    /// Everyone who entered (messaged arms and holdout).
+    Entered,
+    /// The holdout.
+    HeldOut,
+    /// People who received at least one message.
+    Messaged,
+    /// Buyers in the messaged arms within the attribution window.
+    Bought,
+    /// People with at least one message not sent at send time.
+    Dropped,
+}
+
+impl PeopleGroup {
+    /// The group named in a URL (`entered`, `held_out`, `messaged`, `bought`, `dropped`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "entered" => Self::Entered,
+            "held_out" => Self::HeldOut,
+            "messaged" => Self::Messaged,
+            "bought" => Self::Bought,
+            "dropped" => Self::Dropped,
+            _ => return None,
+        })
+    }
+
+    /// The group's URL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Entered => "entered",
+            Self::HeldOut => "held_out",
+            Self::Messaged => "messaged",
+            Self::Bought => "bought",
+            Self::Dropped => "dropped",
+        }
+    }
+
+    fn filter(self) -> &'static str {
+        match self {
+            Self::Entered => "1 = 1",
+            Self::HeldOut => "x.holdout <> 0",
+            Self::Messaged => "x.messaged_at IS NOT NULL",
+            Self::Bought => "x.holdout = 0 AND x.orders > 0",
+            Self::Dropped => {
+                "EXISTS (SELECT 1 FROM outbox o WHERE o.enrolment_id = x.id AND o.state = 'dropped')"
+            }
+        }
+    }
+}
+
+/// One person behind a campaign's count.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CampaignPerson {
+    /// Profile.
+    pub profile_id: i64,
+    /// The shop's customer id of the profile's record (empty once erased).
+    pub customer_id: String,
+    /// First and family name, as far as known.
+    pub name: String,
+    /// Email address, when known.
+    pub email: Option<String>,
+    /// Variant (the holdout keeps the one it would have had).
+    pub variant: String,
+    /// Held out.
+    pub holdout: bool,
+    /// When the person entered.
+    pub entered_at: Timestamp,
+    /// The journey's state (`active`, `completed`, `exited`, …).
+    pub state: String,
+    /// When the first message was accepted, if one was.
+    pub messaged_at: Option<Timestamp>,
+    /// Orders within the attribution window.
+    pub orders: i64,
+    /// Their revenue, minor units.
+    pub revenue_minor: i64,
+}
+
+/// The people of `group` among a campaign's contacts who entered in `range`, oldest entry
+/// first, `limit` from `offset` (`limit` < 0: all), and how many there are in all. Orders in
+/// the window are read as the report reads them, so the list's length is the report's count.
+pub(crate) async fn campaign_people(
+    pool: &Pool,
+    campaign_id: winback_domain::CampaignId,
+    window_seconds: i64,
+    range: (i64, i64),
+    group: PeopleGroup,
+    (limit, offset): (i64, i64),
+) -> Result<(Vec<CampaignPerson>, i64), StoreError> {
+    let (orders, revenue) = crate::outcomes::orders_in_window("$2");
+    let fresh = "e.outcome_window = $2 AND stale.id IS NULL";
+    let stale_join = crate::outcomes::STALE_JOIN;
+    let inner = format!(
+        "SELECT e.id, e.profile_id, e.variant, e.holdout, e.entered_at, e.state, e.messaged_at, \
+           CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
+           CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue \
+         FROM enrolments e {stale_join} \
+         WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
+    );
+    let filter = group.filter();
+    let args = [
+        Val::from(campaign_id),
+        Val::from(window_seconds * 1_000_000),
+        Val::from(range.0),
+        Val::from(range.1),
+    ];
+    let total = pool
+        .fetch(
+            &format!("SELECT COUNT(*) AS n FROM ({inner}) x WHERE {filter}"),
+            &args,
+        )
+        .await?
+        .first()
+        .map(|r| r.i64("n"))
+        .transpose()?
+        .unwrap_or(0);
+    let mut page_args = args.to_vec();
+    // PostgreSQL refuses a negative LIMIT; "all" is the largest one.
+    let limit = if limit < 0 { i64::MAX } else { limit };
+    page_args.extend([Val::from(limit), Val::from(offset.max(0))]);
+    let rows = pool
+        .fetch(
+            &format!(
+                "SELECT x.*, c.external_id, c.first_name, c.last_name, c.email FROM ({inner}) x \
+                 LEFT JOIN customers c ON c.id = x.profile_id AND c.erased_at IS NULL \
+                 WHERE {filter} ORDER BY x.entered_at, x.id LIMIT $5 OFFSET $6"
+            ),
+            &page_args,
+        )
+        .await?;
+    let time = |v: i64| {
+        Timestamp::from_micros(v).ok_or_else(|| StoreError::Data("time out of range".into()))
+    };
+    let people = rows
+        .iter()
+        .map(|r| {
+            let name = [r.opt_text("first_name")?, r.opt_text("last_name")?]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Ok(CampaignPerson {
+                profile_id: r.i64("profile_id")?,
+                customer_id: r.opt_text("external_id")?.unwrap_or_default(),
+                name,
+                email: r.opt_text("email")?,
+                variant: r.text("variant")?,
+                holdout: r.i64("holdout")? != 0,
+                entered_at: time(r.i64("entered_at")?)?,
+                state: r.text("state")?,
+                messaged_at: r.opt_i64("messaged_at")?.map(time).transpose()?,
+                orders: r.i64("orders")?,
+                revenue_minor: r.i64("revenue")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((people, total))
 }

@@ -23,6 +23,7 @@ mod engine;
 mod hygiene;
 mod measure;
 mod outcomes;
+mod people;
 mod privacy;
 mod rollups;
 

@@ -1,0 +1,337 @@
+//! The people behind the report's counts, on both backends: "messaged" counts the people who
+//! received a message (not everyone in a messaged arm), every list is as long as its count, a
+//! search finds customers by part of a name or address, and the data horizon follows the data.
+
+use winback_domain::{ManualClock, Timestamp};
+use winback_engine::file_outbox::FileOutbox;
+use winback_engine::ports::JourneyStore;
+use winback_engine::{Engine, EngineSettings};
+use winback_import::SourceKind;
+use winback_store::db::Val;
+use winback_store::{ImportRun, Outcomes, PeopleGroup, Segment, SqlStore, ingest::Mode};
+
+use crate::{conformance, import};
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::new(s.parse().unwrap())
+}
+
+// Everyone who bought enters, with or without email consent: those without it enter the
+// messaged arm, and every message to them is dropped.
+const CAMPAIGN: &str = r#"
+[campaign]
+name = "two-mails"
+audience = 'orders >= 1'
+conversion_window = "30d"
+[trigger]
+type = "audience"
+[holdout]
+share = 0.3
+[[steps]]
+id = "first"
+type = "send"
+template = "we-miss-you"
+subject = "Hi"
+[[steps]]
+id = "pause"
+type = "wait"
+duration = "2d"
+[[steps]]
+id = "second"
+type = "send"
+template = "we-miss-you"
+subject = "Hi again"
+"#;
+
+async fn count(store: &SqlStore, sql: &str) -> i64 {
+    store.pool().fetch(sql, &[]).await.unwrap()[0]
+        .i64(0)
+        .unwrap()
+}
+
+async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStore) {
+    let mut customers =
+        String::from("customer_id,first_name,last_name,email,phone,email_consent\n");
+    let mut orders = String::from("order_id,customer_id,ordered_at,total,currency,status\n");
+    for i in 0..60 {
+        // One in four has no email consent.
+        let consent = if i % 4 == 3 { "no" } else { "yes" };
+        customers.push_str(&format!(
+            "K{i:03},Anna{i},de Vries,anna{i}@example.nl,+3161234{i:04},{consent}\n"
+        ));
+        orders.push_str(&format!(
+            "H{i},K{i:03},2023-01-10T10:00:00Z,30.00,EUR,paid\n"
+        ));
+    }
+    for (kind, name, text) in [
+        (SourceKind::Customers, "customers.csv", customers.as_str()),
+        (SourceKind::Orders, "orders.csv", orders.as_str()),
+    ] {
+        let r = import(store, kind, name, text, Mode::Strict).await;
+        assert!(r.committed, "{:?}", r.errors);
+    }
+    let start = at("2024-06-03T10:00:00Z");
+    crate::engine::features(store, start).await;
+    store
+        .apply_campaign("two-mails", "two-mails.toml", CAMPAIGN, start)
+        .await
+        .unwrap();
+    store
+        .set_campaign_status("two-mails", winback_engine::CampaignStatus::Active, start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path()).unwrap();
+    let clock = ManualClock::new(start);
+    let mut settings = EngineSettings::default();
+    settings.policy.ramp.start_share = 1.0;
+    let engine = Engine::new(store, &outbox, &clock, settings.clone());
+    engine.run_until_idle(10).await.unwrap();
+    // Ten withdraw their consent after the first mail: their second is dropped, yet they
+    // were messaged once.
+    let withdrawn: String = (0..40)
+        .step_by(4)
+        .map(|i| format!("K{i:03},anna{i}@example.nl,no\n"))
+        .collect();
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "withdrawn.csv",
+        &format!("customer_id,email,email_consent\n{withdrawn}"),
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    clock.set(at("2024-06-06T10:00:00Z"));
+    let engine = Engine::new(store, &outbox, &clock, settings);
+    engine.run_until_idle(10).await.unwrap();
+    // Two buyers after the mails.
+    let later = "order_id,customer_id,ordered_at,total,currency,status\n\
+        R1,K001,2024-06-08T10:00:00Z,50.00,EUR,paid\nR2,K002,2024-06-09T10:00:00Z,20.00,EUR,paid\n";
+    let r = import(store, SourceKind::Orders, "later.csv", later, Mode::Strict).await;
+    assert!(r.committed, "{:?}", r.errors);
+
+    let id = store
+        .campaigns()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "two-mails")
+        .unwrap()
+        .id;
+    let range = (Timestamp::EPOCH, at("2030-01-01T00:00:00Z"));
+    let (arms, _) = store
+        .campaign_arms(
+            id,
+            30 * 86_400,
+            range,
+            &[Segment::Locale],
+            Outcomes::StoredWhereExact,
+        )
+        .await
+        .unwrap();
+    let treated: Vec<_> = arms.iter().filter(|a| !a.holdout).collect();
+    let messaged: i64 = treated.iter().map(|a| a.messaged).sum();
+    let entered_treated: i64 = treated.iter().map(|a| a.enrolled).sum();
+    // The definition, straight from the outbox.
+    let want = count(
+        store,
+        "SELECT COUNT(DISTINCT enrolment_id) FROM outbox WHERE state = 'sent'",
+    )
+    .await;
+    let sent = count(store, "SELECT COUNT(*) FROM outbox WHERE state = 'sent'").await;
+    assert_eq!(messaged, want);
+    assert!(
+        sent > messaged,
+        "some got two mails: {sent} sent to {messaged}"
+    );
+    assert!(
+        messaged < entered_treated,
+        "those without consent entered the messaged arm and got nothing: {messaged} of {entered_treated}"
+    );
+    assert!(arms.iter().filter(|a| a.holdout).all(|a| a.messaged == 0));
+
+    // Every list is as long as its count, and holds exactly its definition's people.
+    let list = |group| async move {
+        store
+            .campaign_people(id, 30 * 86_400, range, group, (-1, 0))
+            .await
+            .unwrap()
+    };
+    let ids = |people: &[winback_store::CampaignPerson]| {
+        let mut v: Vec<i64> = people.iter().map(|p| p.profile_id).collect();
+        v.sort();
+        v
+    };
+    let (all, total) = list(PeopleGroup::Entered).await;
+    assert_eq!(total, arms.iter().map(|a| a.enrolled).sum::<i64>());
+    assert_eq!(all.len() as i64, total);
+    let (held, total) = list(PeopleGroup::HeldOut).await;
+    assert_eq!(
+        total,
+        arms.iter()
+            .filter(|a| a.holdout)
+            .map(|a| a.enrolled)
+            .sum::<i64>()
+    );
+    assert!(held.iter().all(|p| p.holdout) && held.len() as i64 == total && total > 0);
+    let (got, total) = list(PeopleGroup::Messaged).await;
+    assert_eq!((got.len() as i64, total), (messaged, messaged));
+    assert!(got.iter().all(|p| p.messaged_at.is_some() && !p.holdout));
+    let (bought, total) = list(PeopleGroup::Bought).await;
+    assert_eq!(total, treated.iter().map(|a| a.converted).sum::<i64>());
+    assert!(bought.iter().all(|p| p.orders > 0 && !p.holdout));
+    let (dropped, _) = list(PeopleGroup::Dropped).await;
+    let want: Vec<i64> = {
+        let mut v: Vec<i64> = store
+            .pool()
+            .fetch(
+                "SELECT DISTINCT profile_id FROM outbox WHERE state = 'dropped'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.i64(0).unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&dropped), want);
+    assert!(!want.is_empty());
+    // Names and addresses come with the list.
+    assert!(
+        all.iter()
+            .all(|p| p.name.starts_with("Anna") && p.email.is_some())
+    );
+    // A page is a slice of the whole list, in the same order.
+    let (page, total) = store
+        .campaign_people(id, 30 * 86_400, range, PeopleGroup::Entered, (5, 5))
+        .await
+        .unwrap();
+    assert_eq!(total, all.len() as i64);
+    assert_eq!(page, all[5..10].to_vec());
+
+    // The migration's backfill gives the live path's answer.
+    let backfill = if store.pool().backend() == winback_store::db::Backend::Postgres {
+        include_str!("../../migrations/postgres/0019_enrolment_messaged.sql")
+    } else {
+        include_str!("../../migrations/sqlite/0019_enrolment_messaged.sql")
+    };
+    let update = &backfill[backfill.find("UPDATE").unwrap()..];
+    let before = count(
+        store,
+        "SELECT COUNT(*) FROM enrolments WHERE messaged_at IS NOT NULL",
+    )
+    .await;
+    store
+        .pool()
+        .execute("UPDATE enrolments SET messaged_at = NULL", &[])
+        .await
+        .unwrap();
+    store.pool().execute(update, &[]).await.unwrap();
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM enrolments WHERE messaged_at IS NOT NULL"
+        )
+        .await,
+        before
+    );
+}
+
+async fn search_finds_by_name_part_of_an_address_phone_and_any_case_id(store: &SqlStore) {
+    let customers = "customer_id,first_name,last_name,email,phone,email_consent\n\
+        AB-1001,Joost,van den Berg,joost.berg@ziggo.nl,+31612345678,yes\n\
+        AB-1002,Marieke,Jansen,m.jansen@gmail.com,+31687654321,yes\n\
+        AB-1003,Piet,100% Zeker,piet@example.nl,,yes\n";
+    let r = import(
+        store,
+        SourceKind::Customers,
+        "c.csv",
+        customers,
+        Mode::Strict,
+    )
+    .await;
+    assert!(r.committed, "{:?}", r.errors);
+    let find = |q: &'static str| async move {
+        store
+            .search_customers(q, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.external_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(find("ab-1002").await, ["AB-1002"]);
+    assert_eq!(find("JANSEN").await, ["AB-1002"]);
+    assert_eq!(find("van den berg").await, ["AB-1001"]);
+    assert_eq!(find("ziggo").await, ["AB-1001"]);
+    assert_eq!(find("06 1234 5678").await, ["AB-1001"]);
+    assert_eq!(find("@example.nl").await, ["AB-1003"]);
+    // `%` and `_` are letters in a search, not wildcards.
+    assert_eq!(find("100%").await, ["AB-1003"]);
+    assert!(find("_").await.is_empty());
+    assert!(find("nobody").await.is_empty());
+    assert!(find("   ").await.is_empty());
+    // An erased person is not found.
+    store
+        .pool()
+        .execute(
+            "UPDATE customers SET erased_at = 1 WHERE external_id = 'AB-1001'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(find("ziggo").await.is_empty());
+}
+
+async fn the_data_horizon_is_the_latest_import_or_scoring_run(store: &SqlStore) {
+    assert_eq!(store.data_horizon().await.unwrap(), None);
+    let run = |t: &str| ImportRun {
+        kind: "orders".into(),
+        file: "o.csv".into(),
+        started_at: at(t),
+        finished_at: at(t),
+        rows_ok: 1,
+        rows_rejected: 0,
+        mode: "strict".into(),
+    };
+    store
+        .record_import_run(&run("2027-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .record_import_run(&run("2025-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.data_horizon().await.unwrap(),
+        Some(at("2027-03-01T00:00:00Z"))
+    );
+    store
+        .pool()
+        .execute(
+            "INSERT INTO score_runs (scored_at, profiles, models) VALUES ($1, 0, '{}')",
+            &[Val::from(at("2027-06-01T00:00:00Z").as_micros())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.data_horizon().await.unwrap(),
+        Some(at("2027-06-01T00:00:00Z"))
+    );
+}
+
+conformance!(
+    messaged_and_lists,
+    super::messaged_counts_people_and_every_list_matches_its_count
+);
+conformance!(
+    customer_search,
+    super::search_finds_by_name_part_of_an_address_phone_and_any_case_id
+);
+conformance!(
+    data_horizon,
+    super::the_data_horizon_is_the_latest_import_or_scoring_run
+);
