@@ -708,15 +708,12 @@ pub async fn report(
         .map(|s| report_date("until", s))
         .transpose()?
         .unwrap_or_else(winback_report::forever);
-    let report = winback_report::build(
-        &state.settings.report,
-        &state.store,
-        from,
-        until,
-        state.clock.now(),
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let as_of = winback_report::as_of(&state.store, state.clock.now())
+        .await
+        .map_err(ApiError::internal)?;
+    let report = winback_report::build(&state.settings.report, &state.store, from, until, as_of)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(axum::Json(report).into_response())
 }
 

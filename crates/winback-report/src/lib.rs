@@ -11,6 +11,7 @@
 //! and `GET /v1/report` show the same [`Report`], so the figures agree everywhere.
 
 pub mod present;
+pub mod summary;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -307,12 +308,18 @@ impl BaseHealth {
         self.stages.iter().map(|(_, k)| k).sum()
     }
 
-    /// `active 27.0%, at_risk 10.7%, …` at the latest scoring run.
+    /// `active 27.0%, at risk 10.7%, …` at the latest scoring run.
     pub fn shares_text(&self) -> String {
         let total = self.people().max(1) as f64;
         self.stages
             .iter()
-            .map(|(s, k)| format!("{s} {}", present::percent(*k as f64 / total)))
+            .map(|(s, k)| {
+                format!(
+                    "{} {}",
+                    present::label(s),
+                    present::percent(*k as f64 / total)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -341,6 +348,8 @@ pub struct ArmReport {
     pub holdout: bool,
     /// Contacts who entered.
     pub contacts: i64,
+    /// Of them, contacts who received at least one message (0 in the holdout).
+    pub messaged: i64,
     /// Contacts who bought within the attribution window.
     pub converted: i64,
     /// Their orders in the window.
@@ -394,6 +403,32 @@ pub struct CampaignReport {
     pub stay: winback_store::stay::Stay,
     /// Messages dropped at send time, by reason (no consent, suppressed, erased, cap, …).
     pub dropped_by_reason: std::collections::BTreeMap<String, i64>,
+    /// People its export steps handed to ad audiences or print.
+    pub exports: Vec<AudienceExport>,
+    /// Its row of the programme table: counts, margin and verdict.
+    pub summary: summary::CampaignSummary,
+}
+
+/// People one export step handed to one destination.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AudienceExport {
+    /// Step id.
+    pub step: String,
+    /// Destination (`meta:lapsed`, `google:…`, `print:…`).
+    pub target: String,
+    /// People added.
+    pub people: i64,
+}
+
+impl AudienceExport {
+    /// `print` for a print list, `audience` for an ad platform's audience.
+    pub fn kind(&self) -> &'static str {
+        if self.target.starts_with("print") {
+            "print"
+        } else {
+            "audience"
+        }
+    }
 }
 
 /// The whole report.
@@ -411,6 +446,8 @@ pub struct Report {
     pub margin: f64,
     /// Campaigns.
     pub campaigns: Vec<CampaignReport>,
+    /// The programme's total over the campaigns' rows.
+    pub total: summary::ProgrammeTotal,
     /// List hygiene.
     pub hygiene: winback_store::privacy::Hygiene,
     /// Health of the base.
@@ -441,6 +478,7 @@ pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
             ..ArmResult::default()
         });
         h.enrolled += a.enrolled;
+        h.messaged += a.messaged;
         h.converted += a.converted;
         h.orders += a.orders;
         h.revenue_minor += a.revenue_minor;
@@ -513,6 +551,7 @@ pub fn arm_reports(
             variant: a.variant.clone(),
             holdout: a.holdout,
             contacts: a.enrolled,
+            messaged: a.messaged,
             converted: a.converted,
             orders: a.orders,
             revenue_minor: a.revenue_minor,
@@ -530,6 +569,15 @@ pub fn arm_reports(
         .filter(|_| all.contacts > 0)
         .map(|h| Readout::new(all, arm(h), all_cost));
     (out, overall)
+}
+
+/// The instant a report measures at when none is given: the later of the clock and the
+/// store's data horizon (its latest scoring run or import). A shop's data never runs ahead of
+/// its clock, so there this is `now`; a simulated programme's runs months ahead, and every
+/// screen (`winback report`, `report.html`, `GET /v1/report`, the dashboard) then measures
+/// idleness and "did they stay?" at the same instant, where the data ends.
+pub async fn as_of(store: &SqlStore, now: Timestamp) -> Result<Timestamp, ReportError> {
+    Ok(store.data_horizon().await?.map_or(now, |h| h.max(now)))
 }
 
 /// The last instant a report covers by default (a simulated programme runs ahead of the clock).
@@ -569,12 +617,14 @@ pub async fn build(
     let transport_pauses = store.transport_pauses().await?;
     parts.lap(&mut clock, |p| &mut p.providers);
     parts.log("*");
+    let rows: Vec<summary::CampaignSummary> = campaigns.iter().map(|c| c.summary.clone()).collect();
     Ok(Report {
         as_of: now,
         from,
         until,
         currency: settings.currency.clone(),
         margin: settings.margin,
+        total: summary::ProgrammeTotal::new(&rows, &settings.currency),
         campaigns,
         hygiene,
         base: BaseHealth {
@@ -716,7 +766,17 @@ async fn campaign_reports(
         let journey_nodes = journey(&c, &messages);
         let results_by_provider = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
         let results_by_locale = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
-        campaigns.push(CampaignReport {
+        let exports = store
+            .audience_export_counts(rec.id, from, until)
+            .await?
+            .into_iter()
+            .map(|(step, target, people)| AudienceExport {
+                step,
+                target,
+                people,
+            })
+            .collect();
+        let mut report = CampaignReport {
             name: rec.name,
             description: c.description.clone(),
             status: rec.status.to_string(),
@@ -738,7 +798,12 @@ async fn campaign_reports(
                 .then(|| winback_measure::choose_winner(&variants, &holdout)),
             stay,
             dropped_by_reason: store.drop_reasons(rec.id, from, until).await?,
-        });
+            exports,
+            // Filled in from the report's own figures just below.
+            summary: summary::CampaignSummary::default(),
+        };
+        report.summary = summary::CampaignSummary::new(&report, &settings.currency);
+        campaigns.push(report);
         parts.lap(clock, |p| &mut p.drops);
     }
     Ok((campaigns, reasons))

@@ -176,25 +176,243 @@ pub fn percent_of(n: u64, of: u64) -> String {
     }
 }
 
-/// What a marketer should do about a campaign, from its readout.
-pub fn verdict(r: &Readout) -> &'static str {
-    let margin = r.incremental_margin_minor;
-    let rate = r.rate_difference;
-    if r.holdout.contacts < winback_measure::MIN_GROUP
-        || r.treated.contacts < winback_measure::MIN_GROUP
-    {
-        return "too few contacts to tell yet: let it run";
+/// A stored key (a stage, an RFM segment, a reason, a state) in words: `cant_lose_them` →
+/// `can't lose them`, `at_risk` → `at risk`.
+pub fn label(key: &str) -> String {
+    match key {
+        "cant_lose_them" => "can't lose them".into(),
+        "one_time_buyer" => "one-time buyer".into(),
+        "in_doubt" => "in doubt (unknown after a crash)".into(),
+        _ => key.replace('_', " "),
     }
-    if margin.is_some_and(|m| m.low > 0.0) {
-        "keep it: it earns more than it costs"
-    } else if margin.is_some_and(|m| m.high < 0.0) {
-        "change or stop it: it costs more than it brings"
-    } else if rate.is_some_and(|d| d.positive()) {
-        "it brings people back; profit not proven yet"
-    } else if rate.is_some_and(|d| d.negative()) {
-        "fewer buy than in the holdout: change it"
-    } else {
-        "not proven either way yet: let it run"
+}
+
+/// A count for a table cell: `–` for none, so an empty holdout does not read as a measured 0.
+pub fn count_or_dash(v: i64) -> String {
+    if v > 0 { n(v as u64) } else { "–".into() }
+}
+
+/// Where an interval sits on an axis `width` pixels wide that spans `-span` to `+span`, zero in
+/// the middle: the same scale for every row of a table, so rows compare.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AxisBar {
+    /// x of the lower end.
+    pub low: String,
+    /// x of the estimate.
+    pub est: String,
+    /// x of the upper end.
+    pub high: String,
+    /// `good`, `bad` or `open`: above zero, below zero, or spanning it.
+    pub tone: &'static str,
+}
+
+/// A shared horizontal axis for interval bars: zero in the middle, labelled ends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Axis {
+    /// Pixel width.
+    pub width: f64,
+    /// The value at each end (the axis runs from minus to plus this).
+    pub span: f64,
+    /// x of zero.
+    pub zero: String,
+    /// The left end's label.
+    pub left: String,
+    /// The right end's label.
+    pub right: String,
+}
+
+impl Axis {
+    /// An axis wide enough for every interval in `all`, labelled by `label`.
+    pub fn new<'a>(
+        all: impl IntoIterator<Item = &'a Interval>,
+        width: f64,
+        label: impl Fn(f64) -> String,
+    ) -> Self {
+        let span = all
+            .into_iter()
+            .flat_map(|i| [i.low.abs(), i.high.abs()])
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        // Round the end up to 1, 2 or 5 times a power of ten, so the labels read.
+        let span = if span > 0.0 {
+            let p = 10f64.powf(span.log10().floor());
+            [1.0, 2.0, 5.0, 10.0]
+                .iter()
+                .map(|m| m * p)
+                .find(|v| *v >= span)
+                .unwrap_or(10.0 * p)
+        } else {
+            1.0
+        };
+        Self {
+            width,
+            span,
+            zero: format!("{:.1}", width / 2.0),
+            left: label(-span),
+            right: label(span),
+        }
+    }
+
+    fn x(&self, v: f64) -> String {
+        format!(
+            "{:.1}",
+            (self.width / 2.0 * (1.0 + v / self.span)).clamp(0.0, self.width)
+        )
+    }
+
+    /// The bar of `i` on this axis.
+    pub fn bar(&self, i: &Interval) -> AxisBar {
+        AxisBar {
+            low: self.x(i.low),
+            est: self.x(i.estimate),
+            high: self.x(i.high),
+            tone: if i.positive() {
+                "good"
+            } else if i.negative() {
+                "bad"
+            } else {
+                "open"
+            },
+        }
+    }
+}
+
+/// One row of the programme table as every screen shows it: counts with separators, the
+/// margin in words and on the shared axis, the verdict and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProgrammeRow {
+    /// Campaign name (empty for the total).
+    pub name: String,
+    /// Status.
+    pub status: String,
+    /// Channels, in words.
+    pub channels: String,
+    /// Entered.
+    pub entered: String,
+    /// Held out (`–` for none).
+    pub held_out: String,
+    /// Messaged people.
+    pub messaged: String,
+    /// Messages sent.
+    pub sent: String,
+    /// Delivered.
+    pub delivered: String,
+    /// Dropped at send time.
+    pub dropped: String,
+    /// Why they were dropped, in words.
+    pub dropped_reasons: String,
+    /// Exported to audiences or print (`–` for none).
+    pub exported: String,
+    /// Buyers in the messaged arms.
+    pub buyers: String,
+    /// Incremental margin with its interval.
+    pub margin: Option<Figure>,
+    /// The margin's estimate in minor units, for sorting.
+    pub margin_raw: Option<i64>,
+    /// The margin on the table's axis.
+    pub bar: Option<AxisBar>,
+    /// The rate difference in points, as supporting evidence.
+    pub lift: Option<String>,
+    /// `keep`, `change_or_stop`, `too_early`, `nothing_sent` (empty for the total).
+    pub verdict: String,
+    /// The verdict in words.
+    pub verdict_label: String,
+    /// Why.
+    pub why: String,
+    /// The raw counts, for machine readers and tests: entered, held out, messaged, sent,
+    /// buyers.
+    pub raw: [i64; 5],
+}
+
+/// The programme table: a row per campaign, the total, and the axis their margins share.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProgrammeView {
+    /// One row per campaign.
+    pub rows: Vec<ProgrammeRow>,
+    /// All campaigns together.
+    pub total: ProgrammeRow,
+    /// The margins' shared axis.
+    pub axis: Axis,
+    /// How the total's interval is made, when it adds several campaigns.
+    pub total_note: Option<String>,
+}
+
+/// The programme table of `r`.
+pub fn programme(r: &crate::Report) -> ProgrammeView {
+    let cur = &r.currency;
+    let axis = Axis::new(
+        r.campaigns
+            .iter()
+            .filter_map(|c| c.summary.margin_minor.as_ref()),
+        240.0,
+        |v| money(v.round() as i64, cur),
+    );
+    let row = |s: &crate::summary::CampaignSummary| ProgrammeRow {
+        name: s.name.clone(),
+        status: s.status.clone(),
+        channels: s.channels.join(", "),
+        entered: n(s.entered.max(0) as u64),
+        held_out: count_or_dash(s.held_out),
+        messaged: n(s.messaged.max(0) as u64),
+        sent: n(s.sent.max(0) as u64),
+        delivered: n(s.delivered.max(0) as u64),
+        dropped: n(s.dropped.max(0) as u64),
+        dropped_reasons: s
+            .dropped_by_reason
+            .iter()
+            .map(|(k, v)| format!("{} {k}", n(*v as u64)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        exported: count_or_dash(s.exported),
+        buyers: n(s.buyers.max(0) as u64),
+        margin: s.margin.clone(),
+        margin_raw: s.margin_minor.map(|m| m.estimate.round() as i64),
+        bar: s.margin_minor.as_ref().map(|m| axis.bar(m)),
+        lift: s.lift.as_ref().map(|l| format!("{} points", l.short)),
+        verdict: s.verdict.key().to_owned(),
+        verdict_label: s.verdict.label().to_owned(),
+        why: s.why.clone(),
+        raw: [s.entered, s.held_out, s.messaged, s.sent, s.buyers],
+    };
+    let rows: Vec<ProgrammeRow> = r.campaigns.iter().map(|c| row(&c.summary)).collect();
+    let t = &r.total;
+    let total = ProgrammeRow {
+        name: "All campaigns".into(),
+        status: String::new(),
+        channels: String::new(),
+        entered: n(t.entered.max(0) as u64),
+        held_out: count_or_dash(t.held_out),
+        messaged: n(t.messaged.max(0) as u64),
+        sent: n(t.sent.max(0) as u64),
+        delivered: n(t.delivered.max(0) as u64),
+        dropped: n(t.dropped.max(0) as u64),
+        dropped_reasons: String::new(),
+        exported: count_or_dash(t.exported),
+        buyers: n(t.buyers.max(0) as u64),
+        margin: t.margin.clone(),
+        margin_raw: t.margin_minor.map(|m| m.estimate.round() as i64),
+        bar: None,
+        lift: None,
+        verdict: String::new(),
+        verdict_label: t
+            .verdicts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        why: String::new(),
+        raw: [t.entered, t.held_out, t.messaged, t.sent, t.buyers],
+    };
+    ProgrammeView {
+        rows,
+        total,
+        axis,
+        total_note: (t.margin_campaigns > 1).then(|| {
+            format!(
+                "The total adds the {} measured campaigns' margins and the ends of their intervals, so it holds however their customers overlap.",
+                t.margin_campaigns
+            )
+        }),
     }
 }
 
@@ -245,8 +463,6 @@ pub fn stay_lines(s: &winback_store::stay::Stay, cur: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use winback_measure::{Arm, Economics};
-
     use super::*;
 
     #[test]
@@ -276,48 +492,5 @@ mod tests {
             high: 0.3,
         });
         assert_eq!(r.text, "+12% (95% CI -4% to +30%)");
-    }
-
-    fn readout(treated: (u64, u64), holdout: (u64, u64), discount: i64) -> Readout {
-        let arm = |(contacts, converted): (u64, u64)| Arm {
-            contacts,
-            converted,
-            revenue_minor: converted as i64 * 10_000,
-            revenue_sq: converted as f64 * 10_000f64.powi(2),
-        };
-        Readout::new(
-            arm(treated),
-            arm(holdout),
-            Economics {
-                margin: 0.4,
-                discount_minor: discount,
-                message_cost_minor: treated.0 as i64,
-            },
-        )
-    }
-
-    #[test]
-    fn the_verdict_follows_the_intervals_and_the_group_sizes() {
-        assert_eq!(
-            verdict(&readout((4_000, 600), (1_000, 50), 0)),
-            "keep it: it earns more than it costs"
-        );
-        assert_eq!(
-            verdict(&readout((4_000, 600), (1_000, 50), 50_000_000)),
-            "change or stop it: it costs more than it brings"
-        );
-        assert_eq!(
-            verdict(&readout((4_000, 200), (1_000, 50), 0)),
-            "not proven either way yet: let it run"
-        );
-        // Fewer buyers than the holdout, and the margin shows it too.
-        assert_eq!(
-            verdict(&readout((4_000, 100), (1_000, 60), 0)),
-            "change or stop it: it costs more than it brings"
-        );
-        assert_eq!(
-            verdict(&readout((400, 200), (50, 1), 0)),
-            "too few contacts to tell yet: let it run"
-        );
     }
 }
