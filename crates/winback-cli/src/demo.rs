@@ -378,12 +378,15 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     println!("   ({:.1} s)", t.elapsed().as_secs_f64());
     println!();
     print_outcome(config, &outcome, false);
+    // As of where the simulated data ends, by the rule every screen follows (the dashboard and
+    // `winback report` without `--as-of` show the same figures).
+    let as_of = winback_report::as_of(&store, outcome.end).await?;
     let report = crate::kpi::build(
         &sim_config,
         &store,
         winback_domain::Timestamp::EPOCH,
         crate::kpi::forever(),
-        outcome.end,
+        as_of,
     )
     .await?;
     let html = args.dir.join("report.html");
@@ -396,16 +399,13 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: DemoArgs) -> Result<E
     let url = format!("sqlite://{}", args.dir.join("programme.db").display());
     println!(
         "8. The report on the simulated programme, as of {}:",
-        outcome.end.date_local()
+        report.as_of.date_local()
     );
     crate::kpi::print_summary(&report);
     println!(
         "   Every figure per step, variant, channel, locale and mailbox provider, and did they stay:"
     );
-    println!(
-        "   winback report --database {url} --as-of {}",
-        outcome.end.date_local()
-    );
+    println!("   winback report --database {url}");
     println!("   The dashboard: winback admin set-password you --database {url}");
     println!("                  winback serve --database {url}   then open /admin");
     println!();

@@ -17,11 +17,31 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.5rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{padding:.25rem .6rem;text-align:right;border-bottom:1px solid #eee}
 th:first-child,td:first-child{text-align:left}.note{color:#8a5a00}.good{color:#1a7f37}.bad{color:#b42318}
-.muted{color:#666;font-size:.9rem}svg text{font-size:11px;fill:#333}
+.muted{color:#595959;font-size:.9rem}svg text{font-size:11px;fill:#333}
+.scroll{overflow-x:auto;max-width:100%}.verdict{font-weight:600;white-space:nowrap}
+.v-keep{color:#1a7f37}.v-change_or_stop{color:#b42318}.v-too_early{color:#7a4d00}.v-nothing_sent{color:#595959}
+.axis{stroke:#595959}.ci-good{stroke:#1a7f37}.ci-bad{stroke:#b42318}.ci-open{stroke:#595959}
+.est-good{fill:#1a7f37}.est-bad{fill:#b42318}.est-open{fill:#595959}tfoot th,tfoot td{border-top:2px solid #999;font-weight:600}
+pre{overflow-x:auto}
 </style></head><body>
-<h1>winback report</h1>
-<p class="muted">As of {{ as_of }}; contacts who entered {{ from }} to {{ until }}. Intervals are 95%. Money in {{ currency }}.</p>
+<header><h1>winback report</h1>
+<p class="muted">As of {{ as_of }}; contacts who entered {{ from }} to {{ until }}. Intervals are 95%. Money in {{ currency }}.</p></header>
+<main>
+<section aria-labelledby="programme"><h2 id="programme">What makes money, what to stop</h2>
+<div class="scroll"><table id="programme-table">
+<caption class="muted">Incremental margin: what the messaged earned beyond the holdout, after discounts and sending. Verdicts follow its interval.</caption>
+<thead><tr><th scope="col">Campaign</th><th scope="col">Verdict</th><th scope="col">Entered</th><th scope="col">Held out</th><th scope="col">Messaged</th><th scope="col">Sent</th><th scope="col">Buyers</th><th scope="col">Incremental margin (95% CI)</th><th scope="col">On one axis ({{ p.axis.left }} to {{ p.axis.right }})</th></tr></thead>
+<tbody>{% for r in p.rows %}<tr data-campaign="{{ r.name }}"><th scope="row">{{ r.name }}</th><td class="verdict v-{{ r.verdict }}">{{ r.verdict_label }}</td><td>{{ r.entered }}</td><td>{{ r.held_out }}</td><td>{{ r.messaged }}</td><td>{{ r.sent }}</td><td>{{ r.buyers }}</td>
+<td>{% if r.margin %}<span class="{% if r.margin.negative %}bad{% elif r.margin.positive %}good{% endif %}">{{ r.margin.short }}</span>{% else %}–{% endif %}</td>
+<td>{% if r.bar %}<svg width="{{ p.axis.width }}" height="14" role="img" aria-label="{{ r.margin.text }}"><line x1="{{ p.axis.zero }}" y1="0" x2="{{ p.axis.zero }}" y2="14" class="axis"/><line x1="{{ r.bar.low }}" y1="7" x2="{{ r.bar.high }}" y2="7" stroke-width="3" class="ci-{{ r.bar.tone }}"/><circle cx="{{ r.bar.est }}" cy="7" r="4" class="est-{{ r.bar.tone }}"/></svg>{% endif %}</td></tr>
+{% endfor %}</tbody>
+<tfoot><tr><th scope="row">{{ p.total.name }}</th><td>{{ p.total.verdict_label }}</td><td>{{ p.total.entered }}</td><td>{{ p.total.held_out }}</td><td>{{ p.total.messaged }}</td><td>{{ p.total.sent }}</td><td>{{ p.total.buyers }}</td><td>{% if p.total.margin %}<span class="{% if p.total.margin.negative %}bad{% elif p.total.margin.positive %}good{% endif %}">{{ p.total.margin.short }}</span>{% else %}–{% endif %}</td><td></td></tr></tfoot>
+</table></div>
+<ul id="verdicts">{% for r in p.rows %}<li><b>{{ r.name }}</b>: <span class="verdict v-{{ r.verdict }}">{{ r.verdict_label }}</span>, {{ r.why }}.{% if r.lift %} Reactivation against the holdout: {{ r.lift }}.{% endif %}</li>{% endfor %}</ul>
+{% if p.total_note %}<p class="muted">{{ p.total_note }}</p>{% endif %}
+</section>
 {% for c in campaigns %}
+<section aria-label="campaign {{ c.name }}">
 <h2>{{ c.name }} <span class="muted">[{{ c.status }}]</span></h2>
 <p>{{ c.description }}</p>
 {% if not c.arms %}<p class="muted">Nobody entered in this period.</p>{% else %}
@@ -48,21 +68,24 @@ th:first-child,td:first-child{text-align:left}.note{color:#8a5a00}.good{color:#1
 {% for f in c.funnel %}<tr><td>{{ f.step }}</td><td>{{ f.variant }}</td><td>{{ f.channel }}</td><td>{{ f.sent }}</td><td>{{ f.delivered }}</td><td>{{ f.hard_bounced }}</td><td>{{ f.soft_bounced }}</td><td>{{ f.opened_human }}</td><td>{{ f.opened_machine }}</td><td>{{ f.clicked }}</td><td>{{ f.unsubscribed }}</td><td>{{ f.complained }}</td></tr>
 {% endfor %}</table>
 {% endif %}{% endif %}
+</section>
 {% endfor %}
-<h2>List hygiene</h2>
+<section aria-labelledby="hygiene"><h2 id="hygiene">List hygiene</h2>
 <svg width="640" height="{{ 20 + 24 * hygiene_bars|length }}" role="img" aria-label="idle addresses">
 {% for b in hygiene_bars %}
 <text x="0" y="{{ 18 + 24 * loop.index0 }}">{{ b.label }}</text>
 <rect x="160" y="{{ 6 + 24 * loop.index0 }}" width="{{ b.width }}" height="16" fill="{{ b.colour }}"/>
 <text x="{{ 166 + b.width }}" y="{{ 18 + 24 * loop.index0 }}">{{ b.text }}</text>
 {% endfor %}</svg>
-<p>{{ hygiene_text }}</p>
-{% if stages %}<h2>Base health</h2>
+<p>{{ hygiene_text }}</p></section>
+{% if stages %}<section aria-labelledby="base"><h2 id="base">Base health</h2>
 <svg width="640" height="60" role="img" aria-label="people per lifecycle stage">
 {% for s in stages %}<rect x="{{ s.x }}" y="6" width="{{ s.width }}" height="22" fill="{{ s.colour }}"><title>{{ s.label }}</title></rect>{% endfor %}
 </svg>
 <p>{% for s in stages %}<span style="color:{{ s.colour }}">■</span> {{ s.label }} &nbsp; {% endfor %}</p>
-{% endif %}
+</section>{% endif %}
+</main>
+<footer class="muted">Made by winback. Every figure here is also in <code>winback report --json</code>, <code>GET /v1/report</code> and the dashboard.</footer>
 </body></html>
 "##;
 
@@ -296,6 +319,7 @@ pub fn render(r: &Report) -> Result<String> {
         until => r.until.date_local().to_string(),
         currency => &r.currency,
         campaigns,
+        p => winback_report::present::programme(r),
         hygiene_bars,
         hygiene_text,
         stages,
@@ -314,6 +338,7 @@ mod tests {
             variant: variant.into(),
             holdout,
             contacts,
+            messaged: if holdout { 0 } else { contacts },
             converted,
             orders: converted,
             revenue_minor: converted * 5_000,
@@ -350,7 +375,7 @@ mod tests {
                 ..Economics::default()
             },
         ));
-        let report = Report {
+        let mut report = Report {
             as_of: Timestamp::EPOCH,
             from: Timestamp::EPOCH,
             until: Timestamp::EPOCH,
@@ -372,6 +397,8 @@ mod tests {
                 winner: None,
                 dropped_by_reason: Default::default(),
                 stay: Default::default(),
+                exports: vec![],
+                summary: Default::default(),
             }],
             hygiene: Default::default(),
             base: winback_report::BaseHealth {
@@ -380,8 +407,20 @@ mod tests {
             },
             providers: vec![],
             transport_pauses: Vec::new(),
+            total: winback_report::summary::ProgrammeTotal::new(&[], "EUR"),
         };
+        let c = &mut report.campaigns[0];
+        c.summary = winback_report::summary::CampaignSummary::new(c, "EUR");
+        report.total = winback_report::summary::ProgrammeTotal::new(
+            &[report.campaigns[0].summary.clone()],
+            "EUR",
+        );
         let html = super::render(&report).unwrap();
+        // Landmarks, and the programme table with the campaign's verdict.
+        for landmark in ["<header>", "<main>", "<footer"] {
+            assert!(html.contains(landmark), "{landmark}");
+        }
+        assert!(html.contains("id=\"programme-table\""));
         assert!(!html.contains(evil), "unescaped");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(!html.contains("<script"), "no script at all");

@@ -271,43 +271,80 @@ pub fn print(r: &Report) {
     }
 }
 
-/// The report in a dozen lines: one per campaign with its lift, margin and verdict, then the
-/// base and its hygiene.
+/// The report in a dozen lines: the programme table (one row per campaign with its counts,
+/// incremental margin and verdict, then the total), why each verdict, then the base and its
+/// hygiene.
 pub fn print_summary(r: &Report) {
-    let cur = &r.currency;
     println!(
-        "   {:<26} {:>8} {:>7} {:>30} {:>26}  what to do",
-        "campaign", "contacts", "bought", "vs holdout, points (95% CI)", "incremental margin"
+        "   {:<27} {:>8} {:>8} {:>8} {:>7} {:>6}  {:<50} verdict",
+        "campaign",
+        "entered",
+        "held out",
+        "messaged",
+        "sent",
+        "buyers",
+        "incremental margin (95% CI)"
     );
-    for c in &r.campaigns {
-        let contacts = c.treated_contacts();
-        let bought = c.treated_converted();
-        let sent: i64 = c.messages.iter().map(|f| f.sent).sum();
-        let (lift, margin, what) = match (&c.overall, sent > 0) {
-            (Some(o), true) => (
-                o.rate_difference
-                    .as_ref()
-                    .map(|d| winback_report::present::Figure::points(d).short)
-                    .unwrap_or_default(),
-                o.incremental_margin_minor
-                    .map(|m| money(m.estimate, cur))
-                    .unwrap_or_default(),
-                winback_report::present::verdict(o),
-            ),
-            (_, false) => (
-                String::new(),
-                String::new(),
-                "no messages sent in this period",
-            ),
-            (None, true) => (String::new(), String::new(), "no holdout: effect unknown"),
-        };
+    let row = |name: &str,
+               entered: i64,
+               held_out: i64,
+               messaged: i64,
+               sent: i64,
+               buyers: i64,
+               margin: String,
+               verdict: &str| {
         println!(
-            "   {:<26} {:>8} {:>6.1}% {:>30} {:>26}  {what}",
-            c.name,
-            n(contacts.max(0) as u64),
-            100.0 * bought as f64 / contacts.max(1) as f64,
-            lift,
-            margin,
+            "   {name:<27} {:>8} {:>8} {:>8} {:>7} {:>6}  {margin:<50} {verdict}",
+            n(entered.max(0) as u64),
+            if held_out > 0 {
+                n(held_out as u64)
+            } else {
+                "–".into()
+            },
+            n(messaged.max(0) as u64),
+            n(sent.max(0) as u64),
+            n(buyers.max(0) as u64),
+        );
+    };
+    for c in &r.campaigns {
+        let s = &c.summary;
+        row(
+            &s.name,
+            s.entered,
+            s.held_out,
+            s.messaged,
+            s.sent,
+            s.buyers,
+            s.margin
+                .as_ref()
+                .map(|m| m.short.clone())
+                .unwrap_or_else(|| "–".into()),
+            s.verdict.label(),
+        );
+    }
+    let t = &r.total;
+    row(
+        "all campaigns",
+        t.entered,
+        t.held_out,
+        t.messaged,
+        t.sent,
+        t.buyers,
+        t.margin
+            .as_ref()
+            .map(|m| m.short.clone())
+            .unwrap_or_else(|| "–".into()),
+        "",
+    );
+    println!("   Why:");
+    for c in &r.campaigns {
+        let s = &c.summary;
+        println!("   - {} ({}): {}.", s.name, s.verdict.label(), s.why);
+    }
+    if t.margin_campaigns > 1 {
+        println!(
+            "   The total adds the {} campaigns' margins and the ends of their intervals: it holds however the campaigns' customers overlap.",
+            t.margin_campaigns
         );
     }
     if r.margin >= 1.0 {
@@ -423,7 +460,8 @@ pub struct ReportArgs {
     /// Print CSV (one row per campaign arm).
     #[arg(long)]
     pub csv: bool,
-    /// Measure as of this date instead of today (a simulated programme runs ahead of the clock).
+    /// Measure as of this date instead of the default: today, or where the data ends when it
+    /// runs ahead of the clock (a simulated programme).
     #[arg(long)]
     pub as_of: Option<String>,
     /// Also write the report as one self-contained HTML file with charts.
@@ -448,7 +486,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: ReportArgs) -> Result
     let store = crate::open_store(config).await?;
     let as_of = match args.as_of.as_deref() {
         Some(s) => date("--as-of", s)?,
-        None => clock.now(),
+        None => winback_report::as_of(&store, clock.now()).await?,
     };
     let report = build(config, &store, from, until, as_of).await?;
     store.close().await;

@@ -233,7 +233,9 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "The report with its charts:",
         "7. List hygiene and privacy",
         "8. The report on the simulated programme",
-        "what to do",
+        "incremental margin (95% CI)",
+        "all campaigns",
+        "   Why:",
         "people have done nothing themselves for 36 months",
         "Done in",
     ] {
