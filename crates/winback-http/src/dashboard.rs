@@ -29,6 +29,7 @@ use axum::routing::{get, post};
 use minijinja::{AutoEscape, Environment, Value, context};
 use subtle::ConstantTimeEq;
 use winback_domain::Timestamp;
+use winback_engine::JourneyStore;
 use winback_report::{CampaignReport, Report, money, n};
 use winback_store::admin::AdminSession;
 
@@ -155,6 +156,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/campaigns/{name}", get(campaign))
+        .route("/admin/campaigns/{name}/people", get(campaign_people))
+        .route("/admin/campaigns/{name}/status", post(campaign_status))
         .route("/admin/customers", get(customer_search))
         .route("/admin/customers/{key}", get(customer))
         .route("/admin/assets/{file}", get(asset))
@@ -348,20 +351,29 @@ async fn login(
     secure(response)
 }
 
+/// The refusal of a logged-in administrator's form that came from another origin or without
+/// the session's CSRF token; `None` when it may proceed.
+fn session_form_refused(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &AdminSession,
+    form: &HashMap<String, String>,
+) -> Option<Response> {
+    if let Some(why) = origin_refusal(state, headers) {
+        return Some(forbidden(state, headers, why));
+    }
+    let given = form.get("csrf").map(String::as_str).unwrap_or_default();
+    (!same(&session.csrf, given)).then(|| forbidden(state, headers, Refusal::Stale))
+}
+
 async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     Admin(session): Admin,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Some(why) = origin_refusal(&state, &headers) {
-        return forbidden(&state, &headers, why);
-    }
-    if !same(
-        &session.csrf,
-        form.get("csrf").map(String::as_str).unwrap_or_default(),
-    ) {
-        return forbidden(&state, &headers, Refusal::Stale);
+    if let Some(refused) = session_form_refused(&state, &headers, &session, &form) {
+        return refused;
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = state.store.delete_admin_session(&auth::hash(token)).await {
@@ -402,12 +414,15 @@ fn when(t: Timestamp) -> String {
 }
 
 async fn report(state: &AppState) -> Result<Report, Response> {
+    let as_of = winback_report::as_of(&state.store, state.clock.now())
+        .await
+        .map_err(internal)?;
     winback_report::build(
         &state.settings.report,
         &state.store,
         Timestamp::EPOCH,
         winback_report::forever(),
-        state.clock.now(),
+        as_of,
     )
     .await
     .map_err(internal)
@@ -456,13 +471,12 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         Ok(r) => r,
         Err(e) => return e,
     };
-    let cur = &r.currency;
     let total: i64 = r.base.stages.iter().map(|(_, k)| k).sum();
     let stages: Vec<Value> = r
         .base
         .stages
         .iter()
-        .map(|(s, k)| context! { stage => s, people => n(*k as u64), raw => k, share => winback_report::present::percent(*k as f64 / total.max(1) as f64) })
+        .map(|(s, k)| context! { stage => s, label => winback_report::present::label(s), people => n(*k as u64), raw => k, share => winback_report::present::percent(*k as f64 / total.max(1) as f64) })
         .collect();
     // Stage shares per scoring run, for the uPlot chart: x = seconds, one series per stage.
     let mut runs: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
@@ -489,7 +503,24 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
                 .collect()
         })
         .collect();
-    let health = serde_json::json!({ "x": xs, "names": names, "series": series });
+    // Series named in words; the chart's text alternative is the stages table beside it.
+    let labels: Vec<String> = names
+        .iter()
+        .map(|s| winback_report::present::label(s))
+        .collect();
+    // The chart's text alternative: every run's shares, newest first.
+    let health_rows: Vec<Value> = runs
+        .iter()
+        .rev()
+        .map(|(t, m)| {
+            let total: i64 = m.values().sum();
+            context! {
+                at => Timestamp::from_micros(t * 1_000_000).map(|t| t.date_local().to_string()).unwrap_or_default(),
+                shares => names.iter().map(|name| winback_report::present::percent_of(*m.get(name).unwrap_or(&0) as u64, total.max(0) as u64)).collect::<Vec<_>>(),
+            }
+        })
+        .collect();
+    let health = serde_json::json!({ "x": xs, "names": labels, "series": series });
     let h = &r.hygiene;
     let share = |x: u64| winback_report::present::percent(x as f64 / h.addresses.max(1) as f64);
     let hygiene = context! {
@@ -505,23 +536,8 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         erased => n(h.erased_profiles),
         suppressions => h.suppressions.iter().map(|(k, v)| format!("{k} {}", n(*v))).collect::<Vec<_>>(),
     };
-    let campaigns: Vec<Value> = r
-        .campaigns
-        .iter()
-        .map(|c| {
-            let contacts: i64 = c.arms.iter().map(|a| a.contacts).sum();
-            let sent: i64 = c.messages.iter().map(|f| f.sent).sum();
-            context! {
-                name => c.name.clone(),
-                status => c.status.clone(),
-                description => c.description.clone(),
-                contacts => n(contacts as u64),
-                contacts_raw => contacts,
-                sent => n(sent as u64),
-                readout => c.overall.as_ref().map(|o| readout_view(o, cur)),
-            }
-        })
-        .collect();
+    // The programme table, as `winback report` and report.html show it.
+    let p = winback_report::present::programme(&r);
     let mut migration: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let mut tos: Vec<String> = Vec::new();
     for (a, b, k) in &r.base.migration {
@@ -537,7 +553,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
     let matrix: Vec<Value> = migration
         .iter()
         .map(|(from, row)| {
-            context! { from => from, cells => tos.iter().map(|t| row.get(t).map(|k| n(*k as u64)).unwrap_or_default()).collect::<Vec<_>>() }
+            context! { from => winback_report::present::label(from), cells => tos.iter().map(|t| row.get(t).map(|k| n(*k as u64)).unwrap_or_default()).collect::<Vec<_>>() }
         })
         .collect();
     let providers: Vec<Value> = r
@@ -575,16 +591,21 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
         context! {
             stages, total => n(total as u64), health => json_block(&health), hygiene,
             spam_trap_risk => h.idle_12m > 0,
-            campaigns, matrix, tos, providers, pauses, jobs,
-            reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => k, count => v }).collect::<Vec<_>>(),
+            health_names => labels, health_rows,
+            p, matrix, tos => tos.iter().map(|t| winback_report::present::label(t)).collect::<Vec<_>>(), providers, pauses, jobs, as_of => when(r.as_of),
+            reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => winback_report::present::label(k), count => v }).collect::<Vec<_>>(),
         },
     )
 }
 
+/// Held-out people a segment needs before its difference against the holdout is shown.
+const SEGMENT_MIN_HOLDOUT: i64 = 30;
+
 fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
     let entered: i64 = c.arms.iter().map(|a| a.contacts).sum();
-    let treated = c.treated_contacts();
     let bought = c.treated_converted();
+    let s = &c.summary;
+    let people = |group: &str| format!("/admin/campaigns/{}/people?group={group}", c.name);
     // The journey as a vertical graph: one box per step, arrows to the next steps.
     let index: HashMap<&str, usize> = c
         .journey
@@ -686,8 +707,15 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
     context! {
         name => c.name.clone(), description => c.description.clone(), status => c.status.clone(),
         window_days => format!("{:.0}", c.window_days),
-        entered => entered, treated => treated, bought => bought,
-        conversion => winback_report::present::percent(bought as f64 / treated.max(1) as f64),
+        entered => n(entered.max(0) as u64), bought => n(bought.max(0) as u64),
+        entered_raw => entered, messaged_raw => s.messaged, bought_raw => bought, held_out_raw => s.held_out,
+        messaged => n(s.messaged.max(0) as u64), held_out => winback_report::present::count_or_dash(s.held_out),
+        sent => n(s.sent.max(0) as u64), delivered => n(s.delivered.max(0) as u64),
+        dropped => n(s.dropped.max(0) as u64), exported => s.exported, channels => s.channels.join(", "),
+        links => context! { entered => people("entered"), messaged => people("messaged"), bought => people("bought"), held_out => people("held_out"), dropped => people("dropped") },
+        verdict => s.verdict.key(), verdict_label => s.verdict.label(), why => s.why.clone(),
+        exports => c.exports.iter().map(|e| context! { step => e.step.clone(), target => e.target.clone(), kind => e.kind(), people => n(e.people.max(0) as u64) }).collect::<Vec<_>>(),
+        conversion => winback_report::present::percent(bought as f64 / s.messaged.max(1) as f64),
         nodes, edges, end_y => format!("{end_y:.0}"), end_ty => format!("{:.0}", end_y + 26.0),
         height => format!("{:.0}", end_y + 60.0),
         arms,
@@ -697,7 +725,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
             winback_measure::Winner::Chosen { reason, .. } => format!("Winner: {reason}"),
             winback_measure::Winner::NotYet { reason } => format!("No winner yet: {reason}"),
         }),
-        dropped_by_reason => c.dropped_by_reason.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect::<Vec<_>>().join(", "),
+        dropped_by_reason => c.dropped_by_reason.iter().map(|(k, v)| format!("{} {}", n(*v as u64), winback_report::present::label(k))).collect::<Vec<_>>().join(", "),
         messages => c.messages.iter().map(|f| context! {
             step => f.step.clone(), variant => f.variant.clone(), channel => f.channel.clone(),
             sent => f.sent, delivered => f.delivered, hard => f.hard_bounced, soft => f.soft_bounced,
@@ -707,12 +735,14 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
         segments => [("locale", &c.results_by_locale), ("mailbox provider", &c.results_by_provider)].iter().filter(|(_, rows)| rows.len() > 1).map(|(title, rows)| context! {
             title => *title,
             rows => rows.iter().map(|x| context! {
-                segment => x.segment.clone(), contacts => x.contacts, converted => x.converted,
+                segment => x.segment.clone(), label => winback_report::present::label(&x.segment), contacts => x.contacts, converted => x.converted,
                 rate => winback_report::present::percent(x.converted as f64 / x.contacts.max(1) as f64),
-                holdout => x.holdout_contacts,
-                holdout_rate => winback_report::present::percent(x.holdout_converted as f64 / x.holdout_contacts.max(1) as f64),
+                holdout => winback_report::present::count_or_dash(x.holdout_contacts),
+                holdout_rate => if x.holdout_contacts > 0 { winback_report::present::percent(x.holdout_converted as f64 / x.holdout_contacts as f64) } else { "–".to_owned() },
                 revenue => money(x.revenue_minor, cur),
-                readout => x.readout.as_ref().map(|r| readout_view(r, cur)),
+                // Under 30 held out, a segment's difference is noise: flagged, not shown.
+                few => x.holdout_contacts < SEGMENT_MIN_HOLDOUT,
+                readout => x.readout.as_ref().filter(|_| x.holdout_contacts >= SEGMENT_MIN_HOLDOUT).map(|r| readout_view(r, cur)),
             }).collect::<Vec<_>>(),
         }).collect::<Vec<_>>(),
         locales => c.by_locale.iter().map(|f| context! {
@@ -730,6 +760,54 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
     }
 }
 
+/// An event's payload in words for the timeline: amounts in `*_minor` as money in the
+/// payload's currency, empty values and internal ids left out, keys in words.
+fn payload_words(payload: &serde_json::Value) -> String {
+    let serde_json::Value::Object(m) = payload else {
+        return String::new();
+    };
+    let currency = m.get("currency").and_then(|v| v.as_str()).unwrap_or("EUR");
+    m.iter()
+        // The message id is internal, the type is the line's title already, and the currency
+        // goes with the amounts.
+        .filter(|(k, _)| !matches!(k.as_str(), "message_id" | "type" | "currency"))
+        .filter(|(_, v)| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(o) => !o.is_empty(),
+            serde_json::Value::String(s) => !s.is_empty(),
+            _ => true,
+        })
+        .map(|(k, v)| match (k.strip_suffix("_minor"), v.as_i64()) {
+            (Some(what), Some(minor)) => {
+                format!(
+                    "{}: {}",
+                    winback_report::present::label(what),
+                    money(minor, currency)
+                )
+            }
+            _ => match v {
+                serde_json::Value::String(s) => {
+                    format!("{}: {s}", winback_report::present::label(k))
+                }
+                serde_json::Value::Array(a) => format!(
+                    "{}: {}",
+                    winback_report::present::label(k),
+                    a.iter()
+                        .map(|x| x
+                            .as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| x.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                other => format!("{}: {other}", winback_report::present::label(k)),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 /// The 404 page for an unknown campaign or customer.
 fn missing(state: &AppState, what: &str) -> Response {
     secure(
@@ -744,11 +822,21 @@ fn missing(state: &AppState, what: &str) -> Response {
     )
 }
 
+#[derive(serde::Deserialize)]
+struct CampaignQuery {
+    changed: Option<String>,
+}
+
 async fn campaign(
     State(state): State<AppState>,
     Admin(session): Admin,
     Path(name): Path<String>,
+    Query(q): Query<CampaignQuery>,
 ) -> Response {
+    let as_of = match winback_report::as_of(&state.store, state.clock.now()).await {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
     // Only this campaign's figures: a page for one campaign does not gather the others'.
     let c = match winback_report::build_campaign(
         &state.settings.report,
@@ -756,7 +844,7 @@ async fn campaign(
         &name,
         Timestamp::EPOCH,
         winback_report::forever(),
-        state.clock.now(),
+        as_of,
     )
     .await
     {
@@ -776,8 +864,235 @@ async fn campaign(
             c => campaign_view(&c, &state.settings.report.currency),
             offers,
             all_margin => state.settings.report.margin >= 1.0,
+            as_of => when(as_of),
+            // Only a status this page can set is echoed back.
+            changed => q.changed.filter(|c| matches!(c.as_str(), "active" | "paused" | "closing")),
         },
     )
+}
+
+/// The stored campaign named `name` and its parsed file (`None`: no such campaign).
+async fn stored_campaign(
+    state: &AppState,
+    name: &str,
+) -> Result<
+    Option<(
+        winback_engine::ports::CampaignRecord,
+        winback_engine::Campaign,
+    )>,
+    Response,
+> {
+    let records = state.store.campaigns().await.map_err(internal)?;
+    let Some(rec) = records.into_iter().find(|r| r.name == name) else {
+        return Ok(None);
+    };
+    let c = winback_engine::Campaign::parse(&rec.file, &rec.source).map_err(internal)?;
+    Ok(Some((rec, c)))
+}
+
+#[derive(serde::Deserialize)]
+struct PeopleQuery {
+    group: Option<String>,
+    page: Option<i64>,
+    format: Option<String>,
+}
+
+/// People per page of a list.
+const PEOPLE_PAGE: i64 = 100;
+
+/// The people behind one of a campaign's counts, a page at a time, or all of them as CSV.
+async fn campaign_people(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Path(name): Path<String>,
+    Query(q): Query<PeopleQuery>,
+) -> Response {
+    let group_name = q.group.as_deref().unwrap_or("entered");
+    let Some(group) = winback_store::PeopleGroup::parse(group_name) else {
+        return missing(&state, "list");
+    };
+    let (rec, c) = match stored_campaign(&state, &name).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return missing(&state, "campaign"),
+        Err(e) => return e,
+    };
+    let csv = q.format.as_deref() == Some("csv");
+    let number = q.page.unwrap_or(1).max(1);
+    let window = c.conversion_window.seconds();
+    let range = (Timestamp::EPOCH, winback_report::forever());
+    let limits = if csv {
+        (-1, 0)
+    } else {
+        (PEOPLE_PAGE, (number - 1) * PEOPLE_PAGE)
+    };
+    let (people, total) = match state
+        .store
+        .campaign_people(rec.id, window, range, group, limits)
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let cur = &state.settings.report.currency;
+    tracing::info!(
+        target: "winback::audit",
+        user = %session.username,
+        campaign = %name,
+        group = group.as_str(),
+        csv,
+        people = people.len(),
+        "dashboard: people list read"
+    );
+    if csv {
+        return match people_csv(&people, cur) {
+            Ok(body) => secure(
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                        (
+                            header::CONTENT_DISPOSITION,
+                            format!(
+                                "attachment; filename=\"{}-{}.csv\"",
+                                name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+                                group.as_str()
+                            ),
+                        ),
+                    ],
+                    body,
+                )
+                    .into_response(),
+            ),
+            Err(e) => internal(e),
+        };
+    }
+    let pages = (total + PEOPLE_PAGE - 1) / PEOPLE_PAGE;
+    page(
+        &state,
+        &session,
+        "people.html",
+        context! {
+            campaign => name.clone(),
+            group => group.as_str(),
+            title => group_title(group),
+            total => n(total.max(0) as u64),
+            total_raw => total,
+            page => number, pages => pages.max(1),
+            prev => (number > 1).then(|| number - 1),
+            next => (number < pages).then(|| number + 1),
+            window_days => format!("{:.0}", window as f64 / 86_400.0),
+            people => people.iter().map(|p| context! {
+                key => format!("profile:{}", p.profile_id),
+                customer_id => p.customer_id.clone(),
+                name => if p.name.is_empty() { None } else { Some(p.name.clone()) },
+                email => p.email.clone(),
+                arm => if p.holdout { "holdout".to_owned() } else { p.variant.clone() },
+                entered => when(p.entered_at),
+                state => winback_report::present::label(&p.state),
+                messaged => p.messaged_at.map(when),
+                orders => p.orders,
+                revenue => money(p.revenue_minor, cur),
+            }).collect::<Vec<_>>(),
+        },
+    )
+}
+
+/// A list's heading.
+fn group_title(group: winback_store::PeopleGroup) -> &'static str {
+    use winback_store::PeopleGroup as G;
+    match group {
+        G::Entered => "Everyone who entered",
+        G::HeldOut => "Held out (never messaged)",
+        G::Messaged => "Messaged (got at least one message)",
+        G::Bought => "Bought within the attribution window (messaged arms)",
+        G::Dropped => "With a message that was not sent",
+    }
+}
+
+/// A people list as CSV, every cell defused so a spreadsheet runs no formula from it.
+fn people_csv(people: &[winback_store::CampaignPerson], cur: &str) -> Result<Vec<u8>, csv::Error> {
+    use winback_channels::exports::defuse;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "customer_id",
+        "name",
+        "email",
+        "arm",
+        "entered_at",
+        "journey_state",
+        "first_message_at",
+        "orders_in_window",
+        "revenue_in_window",
+        "currency",
+    ])?;
+    for p in people {
+        let revenue = money(p.revenue_minor, cur);
+        let amount = revenue
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .replace(',', "");
+        w.write_record([
+            defuse(&p.customer_id),
+            defuse(&p.name),
+            defuse(p.email.as_deref().unwrap_or_default()),
+            defuse(if p.holdout { "holdout" } else { &p.variant }),
+            p.entered_at.to_string(),
+            defuse(&p.state),
+            p.messaged_at.map(|t| t.to_string()).unwrap_or_default(),
+            p.orders.to_string(),
+            amount,
+            cur.to_owned(),
+        ])?;
+    }
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// Starts, pauses or closes a campaign from its page: an administrator's form, checked for its
+/// origin and CSRF token, and written to the audit log.
+async fn campaign_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Admin(session): Admin,
+    Path(name): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = session_form_refused(&state, &headers, &session, &form) {
+        return refused;
+    }
+    use winback_engine::CampaignStatus as S;
+    let to = match form.get("to").map(String::as_str) {
+        Some("start") => S::Active,
+        Some("pause") => S::Paused,
+        Some("close") => S::Closing,
+        _ => return missing(&state, "action"),
+    };
+    let before = match stored_campaign(&state, &name).await {
+        Ok(Some((rec, _))) => rec.status,
+        Ok(None) => return missing(&state, "campaign"),
+        Err(e) => return e,
+    };
+    match state
+        .store
+        .set_campaign_status(&name, to, state.clock.now())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(
+                target: "winback::audit",
+                user = %session.username,
+                campaign = %name,
+                from = before.as_str(),
+                to = to.as_str(),
+                "dashboard: campaign status changed"
+            );
+            secure(
+                Redirect::to(&format!("/admin/campaigns/{name}?changed={}", to.as_str()))
+                    .into_response(),
+            )
+        }
+        Ok(false) => missing(&state, "campaign"),
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -792,7 +1107,9 @@ async fn customer_search(
 ) -> Response {
     let q = query.q.unwrap_or_default();
     let q = q.trim();
+    let mut hits = Vec::new();
     if !q.is_empty() {
+        // An exact key (a customer id, an email, `profile:N`) opens the customer at once.
         match state.store.customer_detail(q).await {
             Ok(Some(d)) => {
                 return secure(
@@ -803,14 +1120,38 @@ async fn customer_search(
             Ok(None) => {}
             Err(e) => return internal(e),
         }
+        hits = match state.store.search_customers(q, SEARCH_LIMIT + 1).await {
+            Ok(h) => h,
+            Err(e) => return internal(e),
+        };
+        if let [one] = &hits[..] {
+            return secure(
+                Redirect::to(&format!("/admin/customers/profile:{}", one.profile_id))
+                    .into_response(),
+            );
+        }
     }
+    let more = hits.len() as i64 > SEARCH_LIMIT;
+    hits.truncate(SEARCH_LIMIT as usize);
     page(
         &state,
         &session,
         "search.html",
-        context! { q => q, not_found => !q.is_empty() },
+        context! {
+            q => q,
+            not_found => !q.is_empty() && hits.is_empty(),
+            more,
+            hits => hits.iter().map(|h| context! {
+                key => format!("profile:{}", h.profile_id),
+                customer_id => h.external_id.clone(),
+                name => h.name.clone(), email => h.email.clone(), phone => h.phone.clone(),
+            }).collect::<Vec<_>>(),
+        },
     )
 }
+
+/// Matches a customer search lists.
+const SEARCH_LIMIT: i64 = 50;
 
 async fn customer(
     State(state): State<AppState>,
@@ -887,28 +1228,24 @@ async fn customer(
         ));
     }
     for e in &detail.events {
-        let payload = match &e.payload {
-            serde_json::Value::Object(m) if !m.is_empty() => m
-                .iter()
-                // The message id is internal and the type is the line's title already.
-                .filter(|(k, v)| !matches!(k.as_str(), "message_id" | "type") && !v.is_null())
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}: {s}"),
-                    other => format!("{k}: {other}"),
-                })
-                .collect::<Vec<_>>()
-                .join(" · "),
-            _ => String::new(),
-        };
-        items.push((e.at, "engagement", e.kind.replace('_', " "), payload));
+        items.push((
+            e.at,
+            "engagement",
+            winback_report::present::label(&e.kind),
+            payload_words(&e.payload),
+        ));
     }
     for s in &stages {
         items.push((
             s.at,
             "stage",
             match &s.from {
-                Some(f) => format!("Stage {f} → {}", s.to),
-                None => format!("Stage {}", s.to),
+                Some(f) => format!(
+                    "Stage {} → {}",
+                    winback_report::present::label(f),
+                    winback_report::present::label(&s.to)
+                ),
+                None => format!("Stage {}", winback_report::present::label(&s.to)),
             },
             String::new(),
         ));
@@ -966,7 +1303,7 @@ async fn customer(
             // customer_detail returns the latest 50 orders and events; say so when there are more.
             truncated => detail.order_count > detail.orders.len() as u64 || detail.event_count > detail.events.len() as u64 || messages.len() >= 200,
             score => score.map(|s| context! {
-                stage => s.stage, reason => s.reason, segment => s.segment, rfm => s.rfm,
+                stage => winback_report::present::label(&s.stage), reason => s.reason, segment => s.segment.as_deref().map(winback_report::present::label), rfm => s.rfm,
                 p_alive => s.p_alive.map(winback_report::present::percent), expected_90d => s.expected_90d.map(|v| format!("{v:.2}")),
                 clv => s.clv_minor.map(|v| money(v.round() as i64, s.currency.as_deref().unwrap_or("EUR"))),
                 reorder => s.reorder, purchases => s.purchases,
@@ -991,7 +1328,7 @@ const LAYOUT: &str = r#"<!doctype html>
 <form class="inline" method="post" action="/admin/logout"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit" id="logout">Log out {{ user }}</button></form></nav>{% endif %}
 </header>
 <main>{% block body %}{% endblock %}</main>
-{% if now %}<footer>As of {{ now }}.</footer>{% endif %}
+{% if now %}<footer>{% if as_of %}Figures as of {{ as_of }}{% if as_of != now %}, where the data ends: it runs ahead of today ({{ now }}), as a simulated programme does{% endif %}.{% else %}Shown {{ now }}.{% endif %} <a href="https://github.com/winback/winback#the-dashboard">How to read this page</a></footer>{% endif %}
 <script src="/admin/assets/uPlot.iife.min.js"></script><script src="/admin/assets/dashboard.js"></script>
 </body></html>"#;
 
@@ -1026,19 +1363,43 @@ const READOUT: &str = r#"{% macro readout(r) %}{% if r %}
 
 const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as m %}{% block title %}Overview{% endblock %}{% block body %}
 <h1>Overview</h1>
-<section><h2>Campaigns</h2>
-<table id="campaigns"><thead><tr><th>Campaign</th><th>Status</th><th>Contacts</th><th>Messages</th><th>Reactivation vs holdout</th><th>Incremental margin</th></tr></thead><tbody>
-{% for c in campaigns %}<tr data-campaign="{{ c.name }}"><td><a href="/admin/campaigns/{{ c.name }}">{{ c.name }}</a><br><small>{{ c.description }}</small></td>
-<td>{{ c.status }}</td><td class="num" data-k="contacts" data-v="{{ c.contacts_raw }}">{{ c.contacts }}</td><td class="num">{{ c.sent }}</td>
-<td>{{ m.readout(c.readout) }}</td><td>{% if c.readout and c.readout.margin %}{{ c.readout.margin }}{% endif %}</td></tr>
-{% else %}<tr><td colspan="6">No campaigns yet.</td></tr>{% endfor %}</tbody></table></section>
+<section aria-labelledby="campaigns-title"><h2 id="campaigns-title">What makes money, what to stop</h2>
+<p class="muted">Incremental margin is what the messaged people earned beyond the holdout, after discounts and sending; the verdict follows its 95% interval. Click a number to see the people behind it.</p>
+<div class="scroll"><table id="campaigns" class="sortable"><thead><tr>
+<th scope="col"><button type="button" data-sort="text" data-col="0">Campaign</button></th>
+<th scope="col"><button type="button" data-sort="text" data-col="1">Verdict</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="2">Entered</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="3">Held out</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="4">Messaged</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="5">Sent</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="6">Buyers</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="7">Incremental margin (95% CI)</button></th>
+<th scope="col">On one axis, {{ p.axis.left }} to {{ p.axis.right }}</th></tr></thead><tbody>
+{% for r in p.rows %}<tr data-campaign="{{ r.name }}">
+<th scope="row" data-v="{{ r.name }}"><a href="/admin/campaigns/{{ r.name }}">{{ r.name }}</a><br><small class="muted">{{ r.status }}{% if r.channels %} · {{ r.channels }}{% endif %}</small></th>
+<td data-v="{{ r.verdict_label }}"><span class="verdict v-{{ r.verdict }}">{{ r.verdict_label }}</span><br><small>{{ r.why }}</small></td>
+<td class="num" data-k="contacts" data-v="{{ r.raw[0] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=entered">{{ r.entered }}</a></td>
+<td class="num" data-k="held_out" data-v="{{ r.raw[1] }}">{% if r.raw[1] > 0 %}<a href="/admin/campaigns/{{ r.name }}/people?group=held_out">{{ r.held_out }}</a>{% else %}–{% endif %}</td>
+<td class="num" data-k="messaged" data-v="{{ r.raw[2] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=messaged">{{ r.messaged }}</a></td>
+<td class="num" data-k="sent" data-v="{{ r.raw[3] }}">{{ r.sent }}</td>
+<td class="num" data-k="buyers" data-v="{{ r.raw[4] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=bought">{{ r.buyers }}</a></td>
+<td class="num" data-v="{{ r.margin_raw }}">{% if r.margin %}<span class="{% if r.margin.negative %}bad{% elif r.margin.positive %}good{% endif %}">{{ r.margin.estimate }}</span><br><small>{{ r.margin.low }} to {{ r.margin.high }}</small>{% else %}–{% endif %}</td>
+<td>{% if r.bar %}<svg class="axisbar" viewBox="0 0 {{ p.axis.width }} 14" width="{{ p.axis.width }}" height="14" role="img" aria-label="incremental margin {{ r.margin.text }}"><line x1="{{ p.axis.zero }}" y1="0" x2="{{ p.axis.zero }}" y2="14" class="zero"/><line x1="{{ r.bar.low }}" y1="7" x2="{{ r.bar.high }}" y2="7" class="ci ci-{{ r.bar.tone }}"/><circle cx="{{ r.bar.est }}" cy="7" r="4" class="est est-{{ r.bar.tone }}"/></svg>{% endif %}</td></tr>
+{% else %}<tr><td colspan="9">No campaigns yet.</td></tr>{% endfor %}</tbody>
+{% if p.rows %}<tfoot><tr id="programme-total"><th scope="row">{{ p.total.name }}</th><td>{{ p.total.verdict_label }}</td><td class="num" data-k="contacts">{{ p.total.entered }}</td><td class="num">{{ p.total.held_out }}</td><td class="num">{{ p.total.messaged }}</td><td class="num">{{ p.total.sent }}</td><td class="num">{{ p.total.buyers }}</td>
+<td class="num">{% if p.total.margin %}<span class="{% if p.total.margin.negative %}bad{% elif p.total.margin.positive %}good{% endif %}">{{ p.total.margin.estimate }}</span><br><small>{{ p.total.margin.low }} to {{ p.total.margin.high }}</small>{% else %}–{% endif %}</td><td></td></tr></tfoot>{% endif %}
+</table></div>
+{% if p.total_note %}<p class="muted">{{ p.total_note }}</p>{% endif %}
+</section>
 
 <section><h2>Base health</h2>
 {% if stages %}<p>{{ total }} people at the latest scoring run.</p>
-<table id="stages"><thead><tr><th>Stage</th><th>People</th><th>Share</th></tr></thead><tbody>
-{% for s in stages %}<tr data-stage="{{ s.stage }}"><td>{{ s.stage }}</td><td class="num" data-v="{{ s.raw }}">{{ s.people }}</td><td class="num">{{ s.share }}</td></tr>{% endfor %}
-</tbody></table>
-<div class="chart" id="health-chart" data-chart="health-data" data-title="Share of the base per stage, per scoring run (%)"></div>
+<div class="scroll"><table id="stages"><thead><tr><th>Stage</th><th>People</th><th>Share</th></tr></thead><tbody>
+{% for s in stages %}<tr data-stage="{{ s.stage }}"><td>{{ s.label }}</td><td class="num" data-v="{{ s.raw }}">{{ s.people }}</td><td class="num">{{ s.share }}</td></tr>{% endfor %}
+</tbody></table></div>
+<div class="chart" id="health-chart" data-chart="health-data" data-title="Share of the base per stage, per scoring run (%)" data-x-title="scoring run" data-y-title="share of the base" role="img" aria-label="Share of the base per stage at each scoring run; the figures are in the table below"></div>
+<details id="health-figures"><summary>The chart's figures</summary><div class="scroll"><table class="chart-table"><thead><tr><th scope="col">Scoring run</th>{% for n in health_names %}<th scope="col">{{ n }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in health_rows %}<tr><th scope="row">{{ row.at }}</th>{% for v in row.shares %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div></details>
 <script type="application/json" id="health-data">{{ health }}</script>
 {% else %}<p>No scoring run yet: run <code>winback score</code>.</p>{% endif %}
 {% if matrix %}<h3>Segment moves since the previous scoring run</h3>
@@ -1048,7 +1409,7 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 </section>
 
 <section><h2>List hygiene</h2>
-<table id="hygiene"><tbody>
+<div class="scroll"><table id="hygiene"><tbody>
 <tr><th>Addresses</th><td class="num">{{ hygiene.addresses }}</td></tr>
 <tr><th>Idle 6+ months</th><td class="num">{{ hygiene.idle_6m }}</td></tr>
 <tr><th>Idle 12+ months</th><td class="num">{{ hygiene.idle_12m }}{% if spam_trap_risk %} <span class="bad">spam-trap risk: {{ hygiene.idle_12m_people }} addresses</span>{% endif %}</td></tr>
@@ -1060,26 +1421,47 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <tr><th>Unsubscribed by sunset</th><td class="num">{{ hygiene.sunset }}</td></tr>
 <tr><th>Erased</th><td class="num">{{ hygiene.erased }}</td></tr>
 <tr><th>Suppressions</th><td>{{ hygiene.suppressions | join(", ") }}</td></tr>
-</tbody></table></section>
-{% if pauses %}<section><h2>Paused transports</h2><p>The relay or provider failed about itself (authentication, a blocklist, throttling, content); sends wait for it and nobody is suppressed.</p><table><thead><tr><th>Channel</th><th>Paused until</th><th>Why</th></tr></thead><tbody>
+</tbody></table></div></section>
+{% if pauses %}<section><h2>Paused transports</h2><p>The relay or provider failed about itself (authentication, a blocklist, throttling, content); sends wait for it and nobody is suppressed.</p><div class="scroll"><table><thead><tr><th>Channel</th><th>Paused until</th><th>Why</th></tr></thead><tbody>
 {% for p in pauses %}<tr><td>{{ p.channel }}</td><td>{{ p.until }}</td><td><span class="bad">{{ p.why }}</span></td></tr>{% endfor %}
-</tbody></table></section>{% endif %}
-{% if jobs %}<section><h2>Scheduled jobs</h2><p>What the worker runs by itself: features of the profiles an ingest touched, and the nightly scoring run.</p><table><thead><tr><th>Job</th><th>Last finished</th><th>Runs</th><th>Now</th><th>Last outcome</th></tr></thead><tbody>
+</tbody></table></div></section>{% endif %}
+{% if jobs %}<section><h2>Scheduled jobs</h2><p>What the worker runs by itself: features of the profiles an ingest touched, and the nightly scoring run.</p><div class="scroll"><table><thead><tr><th>Job</th><th>Last finished</th><th>Runs</th><th>Now</th><th>Last outcome</th></tr></thead><tbody>
 {% for j in jobs %}<tr><td>{{ j.name }}</td><td>{{ j.finished }}</td><td class="num">{{ j.runs }}</td><td>{% if j.running %}running on {{ j.running }}{% else %}idle{% endif %}</td><td>{% if j.failed %}<span class="bad">{{ j.what }}</span>{% else %}{{ j.what }}{% endif %}</td></tr>{% endfor %}
-</tbody></table></section>{% endif %}
-{% if providers %}<section><h2>Mailbox providers</h2><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
+</tbody></table></div></section>{% endif %}
+{% if providers %}<section><h2>Mailbox providers</h2><div class="scroll"><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
 {% for p in providers %}<tr><td>{{ p.provider }}</td><td class="num">{{ p.share }}</td><td class="num">{{ p.attempts }}</td><td>{% if p.paused %}<span class="bad">paused: {{ p.paused }}</span>{% else %}ok{% endif %}</td></tr>{% endfor %}
-</tbody></table></section>{% endif %}
+</tbody></table></div></section>{% endif %}
 {% endblock %}"#;
 
 const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as m %}{% block title %}{{ c.name }}{% endblock %}{% block body %}
-<h1 id="campaign-name">{{ c.name }}</h1><p>{{ c.description }} <span class="tag">{{ c.status }}</span></p>
-<p><span data-k="entered">{{ c.entered }}</span> entered, <span data-k="treated">{{ c.treated }}</span> messaged, <span data-k="bought">{{ c.bought }}</span> bought within {{ c.window_days }} days ({{ c.conversion }}).</p>
+<h1 id="campaign-name">{{ c.name }}</h1><p>{{ c.description }} <span class="tag">{{ c.status }}</span>{% if c.channels %} <span class="muted">· {{ c.channels }}</span>{% endif %}</p>
+<section aria-labelledby="verdict-title"><h2 id="verdict-title">Verdict: <span class="verdict v-{{ c.verdict }}" id="verdict">{{ c.verdict_label }}</span></h2>
+<p>Why: {{ c.why }}.{% if c.overall and c.overall.lift %} Reactivation against the holdout: {{ c.overall.lift }} points ({{ c.overall.lift_interval }}).{% endif %}</p>
+<dl class="counts" id="counts">
+<div><dt>Entered</dt><dd><a data-k="entered" data-v="{{ c.entered_raw }}" href="{{ c.links.entered }}">{{ c.entered }}</a></dd></div>
+<div><dt>Held out</dt><dd>{% if c.held_out_raw > 0 %}<a data-k="held_out" data-v="{{ c.held_out_raw }}" href="{{ c.links.held_out }}">{{ c.held_out }}</a>{% else %}<span data-k="held_out" data-v="0">–</span>{% endif %}</dd></div>
+<div><dt>Messaged (got at least one message)</dt><dd><a data-k="messaged" data-v="{{ c.messaged_raw }}" href="{{ c.links.messaged }}">{{ c.messaged }}</a></dd></div>
+<div><dt>Messages sent</dt><dd>{{ c.sent }}</dd></div>
+<div><dt>Delivered</dt><dd>{{ c.delivered }}</dd></div>
+<div><dt>Not sent (dropped)</dt><dd><a href="{{ c.links.dropped }}">{{ c.dropped }}</a>{% if c.dropped_by_reason %} <small>{{ c.dropped_by_reason }}</small>{% endif %}</dd></div>
+<div><dt>Bought within {{ c.window_days }} days</dt><dd><a data-k="bought" data-v="{{ c.bought_raw }}" href="{{ c.links.bought }}">{{ c.bought }}</a> <small>{{ c.conversion }} of those messaged</small></dd></div>
+</dl>
+<form method="post" action="/admin/campaigns/{{ c.name }}/status" id="actions">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+{% if changed %}<p class="good" id="changed" role="status">The campaign is now {{ changed }}.</p>{% endif %}
+<p>Status: <span class="tag" id="status">{{ c.status }}</span>
+{% if c.status in ["draft", "paused"] %}<button type="submit" name="to" value="start" id="start">Start</button>{% endif %}
+{% if c.status == "active" %}<button type="submit" name="to" value="pause" id="pause">Pause</button>{% endif %}
+{% if c.status in ["draft", "active", "paused"] %}<button type="submit" name="to" value="close" id="close" class="secondary">Close</button>{% endif %}</p>
+<p class="muted">Pause: nobody new enters and nothing is sent until it starts again. Close: nobody new enters, and journeys under way run to their end. The journey itself changes only through its campaign file and <code>winback campaigns apply</code>, which checks it first (“Campaigns” in the README).</p>
+</form>
+{% if c.exports %}<p id="exports">Handed to ad audiences and print lists: {% for e in c.exports %}{{ e.people }} to {{ e.target }} ({{ e.kind }}, step {{ e.step }}){% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
+</section>
 
 <section><h2>Journey</h2>
 <svg id="journey" viewBox="0 0 720 {{ c.height }}" width="720" height="{{ c.height }}" role="img" aria-label="the journey">
 <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>
-<rect x="80" y="10" width="440" height="40" rx="8" class="node start"/><text x="300" y="35" text-anchor="middle">{{ c.entered }} entered · {{ c.treated }} messaged</text>
+<rect x="80" y="10" width="440" height="40" rx="8" class="node start"/><text x="300" y="35" text-anchor="middle">{{ c.entered }} entered · {{ c.messaged }} messaged</text>
 <path d="M300,50 L300,70" class="edge" marker-end="url(#arrow)"/>
 {% for e in c.edges %}<path d="{{ e.path }}" class="edge" marker-end="url(#arrow)"/>{% if e.label %}<text x="{{ e.lx }}" y="{{ e.ly }}" class="edge-label">{{ e.label }}</text>{% endif %}
 {% endfor %}
@@ -1091,57 +1473,72 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 </svg></section>
 
 <section><h2>Against the holdout</h2>
-<table id="arms"><thead><tr><th>Arm</th><th>Contacts</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>AOV</th><th>Offers redeemed</th><th>Discount</th><th>Messages</th><th>Lift vs holdout</th></tr></thead><tbody>
+<div class="scroll"><table id="arms"><thead><tr><th>Arm</th><th>Contacts</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>AOV</th><th>Offers redeemed</th><th>Discount</th><th>Messages</th><th>Lift vs holdout</th></tr></thead><tbody>
 {% for a in c.arms %}<tr data-arm="{{ a.variant }}"><td>{{ a.variant }}</td><td class="num" data-k="contacts">{{ a.contacts }}</td><td class="num" data-k="converted">{{ a.converted }}</td><td class="num">{{ a.rate }}</td>
 <td class="num" data-k="revenue" data-v="{{ a.revenue_minor }}">{{ a.revenue }}</td><td class="num">{{ a.aov or "–" }}</td><td class="num">{{ a.redeemed }} of {{ a.offers }}</td><td class="num">{{ a.discount }}</td><td class="num">{{ a.message_cost }}</td>
 <td>{% if not a.holdout %}{{ m.readout(a.readout) }}{% endif %}</td></tr>{% endfor %}
-</tbody></table>
+</tbody></table></div>
 {% if c.overall %}<div id="readout"><h3>{% if c.multi %}All variants together{% else %}Readout{% endif %}</h3><ul>
 <li>Reactivation {{ c.overall.treated_rate }} vs {{ c.overall.holdout_rate }} in the holdout: {{ m.readout(c.overall) }}</li>
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
 {% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% endif %}</li>{% endif %}
 {% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
-{% if all_margin %}<li class="warn">Margins count all revenue as margin: set the shop's gross margin as <code>[clv] margin</code>.</li>{% endif %}
+{% if all_margin %}<li class="warn">Margins count all revenue as margin, because the shop's gross margin is not set: see “Measurement” in winback's README.</li>{% endif %}
 </ul></div>{% endif %}
 {% if c.winner %}<p id="winner">{{ c.winner }}</p>{% endif %}
 </section>
 
 {% for g in c.segments %}<section><h2>Results by {{ g.title }}</h2>
-<table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
-{% for x in g.rows %}<tr><td>{{ x.segment }}</td><td class="num">{{ x.contacts }}</td><td class="num">{{ x.converted }}</td><td class="num">{{ x.rate }}</td><td class="num">{{ x.revenue }}</td><td class="num">{{ x.holdout }}</td><td class="num">{{ x.holdout_rate }}</td><td>{{ m.readout(x.readout) }}</td></tr>{% endfor %}
-</tbody></table></section>{% endfor %}
+<div class="scroll"><table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
+{% for x in g.rows %}<tr><td>{{ x.label }}</td><td class="num">{{ x.contacts }}</td><td class="num">{{ x.converted }}</td><td class="num">{{ x.rate }}</td><td class="num">{{ x.revenue }}</td><td class="num">{{ x.holdout }}</td><td class="num">{{ x.holdout_rate }}</td><td>{% if x.few %}<span class="flag">too few held out to compare</span>{% else %}{{ m.readout(x.readout) }}{% endif %}</td></tr>{% endfor %}
+</tbody></table></div></section>{% endfor %}
 
-{% if offers %}<section><h2>Offers</h2><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
-{% for o in offers %}<tr><td>{{ o.0 }}</td><td>{{ o.1 }}</td><td class="num">{{ o.2 }}</td></tr>{% endfor %}</tbody></table></section>{% endif %}
+{% if offers %}<section><h2>Offers</h2><div class="scroll"><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
+{% for o in offers %}<tr><td>{{ o.0 }}</td><td>{{ o.1 }}</td><td class="num">{{ o.2 }}</td></tr>{% endfor %}</tbody></table></div></section>{% endif %}
 
 <section><h2>Messages</h2>
-<table id="messages"><thead><tr><th>Step</th><th>Variant</th><th>Channel</th><th>Sent</th><th>Delivered</th><th>Hard</th><th>Soft</th><th>In doubt</th><th>Dropped</th><th>Opened</th><th>Machine opens</th><th>Clicked</th><th>Unsub.</th><th>Spam</th></tr></thead><tbody>
+<div class="scroll"><table id="messages"><thead><tr><th>Step</th><th>Variant</th><th>Channel</th><th>Sent</th><th>Delivered</th><th>Hard</th><th>Soft</th><th>In doubt</th><th>Dropped</th><th>Opened</th><th>Machine opens</th><th>Clicked</th><th>Unsub.</th><th>Spam</th></tr></thead><tbody>
 {% for f in c.messages %}<tr data-step="{{ f.step }}" data-variant="{{ f.variant }}" data-channel="{{ f.channel }}"><td>{{ f.step }}</td><td>{{ f.variant }}</td><td>{{ f.channel }}</td><td class="num" data-k="sent">{{ f.sent }}</td><td class="num">{{ f.delivered }}</td><td class="num">{{ f.hard }}</td><td class="num">{{ f.soft }}</td><td class="num">{{ f.in_doubt }}</td><td class="num">{{ f.dropped }}</td><td class="num">{{ f.opened }}</td><td class="num">{{ f.machine }}</td><td class="num" data-k="clicked">{{ f.clicked }}</td><td class="num">{{ f.unsubscribed }}</td><td class="num">{{ f.complained }}</td></tr>
-{% else %}<tr><td colspan="14">No messages yet.</td></tr>{% endfor %}</tbody></table>
+{% else %}<tr><td colspan="14">No messages yet.</td></tr>{% endfor %}</tbody></table></div>
 {% if c.dropped_by_reason %}<p id="dropped-reasons">Dropped at send time: {{ c.dropped_by_reason }}.</p>{% endif %}
-{% if c.locales %}<h3>By locale</h3><table id="locales"><thead><tr><th>Locale</th><th>Channel</th><th>Sent</th><th>Opened</th><th>Clicked</th><th>Unsub.</th></tr></thead><tbody>
-{% for l in c.locales %}<tr><td>{{ l.locale }}</td><td>{{ l.channel }}</td><td class="num">{{ l.sent }}</td><td class="num">{{ l.opened }}</td><td class="num">{{ l.clicked }}</td><td class="num">{{ l.unsubscribed }}</td></tr>{% endfor %}</tbody></table>{% endif %}
+{% if c.locales %}<h3>By locale</h3><div class="scroll"><table id="locales"><thead><tr><th>Locale</th><th>Channel</th><th>Sent</th><th>Opened</th><th>Clicked</th><th>Unsub.</th></tr></thead><tbody>
+{% for l in c.locales %}<tr><td>{{ l.locale }}</td><td>{{ l.channel }}</td><td class="num">{{ l.sent }}</td><td class="num">{{ l.opened }}</td><td class="num">{{ l.clicked }}</td><td class="num">{{ l.unsubscribed }}</td></tr>{% endfor %}</tbody></table></div>{% endif %}
 </section>
 
 {% if c.deliverability %}<section><h2>Deliverability by mailbox provider</h2>
-<table id="deliverability"><thead><tr><th>Provider</th><th>Sent</th><th>Delivered</th><th>Hard bounces</th><th>Soft</th><th>Complaints</th><th>Hard-bounce rate (limit)</th><th>Complaint rate (limit)</th></tr></thead><tbody>
+<div class="scroll"><table id="deliverability"><thead><tr><th>Provider</th><th>Sent</th><th>Delivered</th><th>Hard bounces</th><th>Soft</th><th>Complaints</th><th>Hard-bounce rate (limit)</th><th>Complaint rate (limit)</th></tr></thead><tbody>
 {% for d in c.deliverability %}<tr{% if d.over %} class="over"{% endif %}><td>{{ d.provider }}</td><td class="num">{{ d.sent }}</td><td class="num">{{ d.delivered }}</td><td class="num">{{ d.hard }}</td><td class="num">{{ d.soft }}</td><td class="num">{{ d.complained }}</td><td class="num">{{ d.hard_rate }} ({{ d.max_hard }})</td><td class="num">{{ d.complaint_rate }} ({{ d.max_complaint }})</td></tr>{% endfor %}
-</tbody></table></section>{% endif %}
+</tbody></table></div></section>{% endif %}
 
 {% if c.reasons %}<section><h2>Reasons given</h2><ul>{% for r in c.reasons %}<li>{{ r.reason }}: {{ r.count }}</li>{% endfor %}</ul></section>{% endif %}
 
 <section><h2>Did they stay?</h2>
-<table id="stay"><thead><tr><th></th><th>People</th><th>Again in 30 d</th><th>90 d</th><th>180 d</th><th>Lapsed again</th><th>Revenue after</th><th>Mean CLV</th></tr></thead><tbody>
+<div class="scroll"><table id="stay"><thead><tr><th></th><th>People</th><th>Again in 30 d</th><th>90 d</th><th>180 d</th><th>Lapsed again</th><th>Revenue after</th><th>Mean CLV</th></tr></thead><tbody>
 {% for s in c.stay %}<tr><th>{{ s.label }}</th><td class="num">{{ s.people }}</td><td class="num">{{ s.again_30d }}</td><td class="num">{{ s.again_90d }}</td><td class="num">{{ s.again_180d }}</td><td class="num">{{ s.lapsed_again }}</td><td class="num">{{ s.revenue_after }}</td><td class="num">{{ s.clv or "–" }}</td></tr>{% endfor %}
-</tbody></table>
+</tbody></table></div>
 {% if c.reward_only %}<p>Reward only: {{ c.reward_only }} who came back with the campaign's code bought nothing more within 90 days.</p>{% endif %}
 </section>
 {% endblock %}"#;
 
 const SEARCH: &str = r#"{% extends "layout.html" %}{% block title %}Customers{% endblock %}{% block body %}
 <h1>Customers</h1>
-<form method="get" action="/admin/customers"><label>Email, customer id or profile number <input name="q" id="q" value="{{ q }}"></label> <button type="submit">Find</button></form>
+<form method="get" action="/admin/customers" role="search"><label for="q">Name, part of an email, phone or customer id</label> <input name="q" id="q" value="{{ q }}" autocomplete="off"> <button type="submit">Find</button></form>
 {% if not_found %}<p class="error">Nobody found for “{{ q }}”.</p>{% endif %}
+{% if hits %}<section aria-labelledby="hits-title"><h2 id="hits-title">{{ hits|length }}{% if more %}+{% endif %} found for “{{ q }}”</h2>{% if more %}<p class="muted">The first 50 are shown: type more of the name or address.</p>{% endif %}
+<div class="scroll"><table id="hits"><thead><tr><th scope="col">Customer id</th><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Phone</th></tr></thead><tbody>
+{% for h in hits %}<tr><td><a href="/admin/customers/{{ h.key }}">{{ h.customer_id }}</a></td><td>{{ h.name }}</td><td>{{ h.email or "" }}</td><td>{{ h.phone or "" }}</td></tr>{% endfor %}
+</tbody></table></div></section>{% endif %}
+{% endblock %}"#;
+
+const PEOPLE: &str = r#"{% extends "layout.html" %}{% block title %}{{ campaign }}: {{ title }}{% endblock %}{% block body %}
+<p><a href="/admin/campaigns/{{ campaign }}">← {{ campaign }}</a></p>
+<h1 id="people-title">{{ title }}</h1>
+<p><span id="people-total" data-v="{{ total_raw }}">{{ total }}</span> people. <a id="csv" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;format=csv" download>Download all as CSV</a> <span class="muted">(cells a spreadsheet would run as a formula are prefixed with ').</span></p>
+<nav aria-label="other lists"><p>{% for g in [("entered", "entered"), ("held_out", "held out"), ("messaged", "messaged"), ("bought", "bought"), ("dropped", "not sent")] %}{% if g[0] == group %}<strong>{{ g[1] }}</strong>{% else %}<a href="/admin/campaigns/{{ campaign }}/people?group={{ g[0] }}">{{ g[1] }}</a>{% endif %}{% if not loop.last %} · {% endif %}{% endfor %}</p></nav>
+<div class="scroll"><table id="people"><thead><tr><th scope="col">Customer</th><th scope="col">Email</th><th scope="col">Arm</th><th scope="col">Entered</th><th scope="col">Journey</th><th scope="col">First message</th><th scope="col">Orders in {{ window_days }} days</th><th scope="col">Revenue</th></tr></thead><tbody>
+{% for p in people %}<tr><td><a href="/admin/customers/{{ p.key }}">{{ p.name or p.customer_id or p.key }}</a>{% if p.name %}<br><small>{{ p.customer_id }}</small>{% endif %}</td><td>{{ p.email or "" }}</td><td>{{ p.arm }}</td><td>{{ p.entered }}</td><td>{{ p.state }}</td><td>{{ p.messaged or "–" }}</td><td class="num">{{ p.orders }}</td><td class="num">{{ p.revenue }}</td></tr>
+{% else %}<tr><td colspan="8">Nobody.</td></tr>{% endfor %}</tbody></table></div>
+{% if pages > 1 %}<nav aria-label="pages"><p>Page {{ page }} of {{ pages }}{% if prev %} · <a rel="prev" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ prev }}">previous</a>{% endif %}{% if next %} · <a rel="next" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ next }}">next</a>{% endif %}</p></nav>{% endif %}
 {% endblock %}"#;
 
 const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}{% endblock %}{% block body %}
@@ -1149,17 +1546,17 @@ const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}
 <p>Profile {{ profile_id }} · {{ order_count }} orders</p>
 {% if score %}<section id="score"><h2>Score</h2>
 <p><span class="tag" data-k="stage">{{ score.stage }}</span> {{ score.reason }}</p>
-<table><tbody>
+<div class="scroll"><table><tbody>
 <tr><th>RFM</th><td>{{ score.rfm or "–" }} {{ score.segment or "" }}</td></tr>
 <tr><th>Still a customer (P alive)</th><td>{{ score.p_alive or "–" }}</td></tr>
 <tr><th>Expected orders in 90 days</th><td>{{ score.expected_90d or "–" }}</td></tr>
 <tr><th>Predicted 12-month value</th><td>{{ score.clv or "–" }}</td></tr>
 <tr><th>Usual reorder interval</th><td>{{ score.reorder or "–" }}</td></tr>
 <tr><th>Purchase days · spend</th><td>{{ score.purchases }} · {{ score.spend }}</td></tr>
-</tbody></table></section>{% endif %}
-<section><h2>Records</h2><table id="records"><thead><tr><th>Customer id</th><th>Email</th><th>Phone</th><th>Locale</th><th>Time zone</th></tr></thead><tbody>
+</tbody></table></div></section>{% endif %}
+<section><h2>Records</h2><div class="scroll"><table id="records"><thead><tr><th>Customer id</th><th>Email</th><th>Phone</th><th>Locale</th><th>Time zone</th></tr></thead><tbody>
 {% for r in records %}<tr><td>{{ r.external_id }}</td><td>{{ r.email or "" }}</td><td>{{ r.phone or "" }}</td><td>{{ r.locale or "" }}</td><td>{{ r.time_zone or "" }}</td></tr>{% endfor %}
-</tbody></table>
+</tbody></table></div>
 {% if consent %}<h3>Consent</h3><ul>{% for c in consent %}<li>{{ c.channel }}: {{ c.status }} ({{ c.source }}, {{ c.at }})</li>{% endfor %}</ul>{% endif %}
 </section>
 <section><h2>Timeline</h2>{% if truncated %}<p class="muted">The latest 50 orders, 50 engagement events and 200 messages.</p>{% endif %}<ol id="timeline" class="timeline">
@@ -1192,6 +1589,7 @@ impl Templates {
             ("overview.html", OVERVIEW),
             ("campaign.html", CAMPAIGN),
             ("search.html", SEARCH),
+            ("people.html", PEOPLE),
             ("customer.html", CUSTOMER),
         ] {
             env.add_template(name, src)

@@ -2,6 +2,7 @@
 //! (The browser test, with Chromium, is in the CLI crate's tests: it needs the demo's data.)
 
 use super::*;
+use winback_store::db::Val;
 
 const PASSWORD: &str = "a long dashboard password";
 const ORIGIN: (&str, &str) = ("origin", "https://mail.shop.example");
@@ -469,4 +470,277 @@ async fn dashboard_pages_escape_what_people_typed_and_agree_with_the_api() {
         h.get("/admin/assets/../Cargo.toml", &[]).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// A logged-in session's cookie header value and its CSRF token (from the overview's forms).
+async fn session(h: &Harness) -> (String, String) {
+    admin(h).await;
+    let ok = log_in(h, PASSWORD).await;
+    let cookie = format!(
+        "winback_admin={}",
+        cookie_value(&set_cookie(&ok, "winback_admin").unwrap())
+    );
+    let overview = h.get("/admin", &[("cookie", &cookie)]).await;
+    (cookie.clone(), csrf(&overview.body))
+}
+
+/// Applies the example `review-request` campaign through the API; returns an admin key.
+async fn apply_review_request(h: &Harness) -> String {
+    let admin_key = h.key(&["admin", "read"]).await;
+    let source = include_str!("../../../../examples/campaigns/review-request.toml");
+    let r = h
+        .send(
+            "PUT",
+            "/v1/campaigns/review-request",
+            Some(&admin_key),
+            "application/toml",
+            source,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    admin_key
+}
+
+#[tokio::test]
+async fn campaigns_start_pause_and_close_from_their_page_behind_csrf_and_origin_checks() {
+    let h = Harness::new().await;
+    let (cookie, token) = session(&h).await;
+    let admin_key = apply_review_request(&h).await;
+    let status = || async {
+        let api = h
+            .send("GET", "/v1/report", Some(&admin_key), "", "", &[])
+            .await
+            .json();
+        api["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "review-request")
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status().await, "draft");
+    let page = h
+        .get("/admin/campaigns/review-request", &[("cookie", &cookie)])
+        .await;
+    assert!(page.body.contains("id=\"start\""), "a draft can be started");
+    assert!(!page.body.contains("id=\"pause\""));
+    let post = |to: &'static str, csrf: String, origin: &'static str| {
+        let cookie = cookie.clone();
+        let h = &h;
+        async move {
+            h.form(
+                "/admin/campaigns/review-request/status",
+                &format!("csrf={csrf}&to={to}"),
+                &[("cookie", &cookie), ("origin", origin)],
+            )
+            .await
+        }
+    };
+    // Without the session's token, or from another site: refused, nothing changes.
+    let r = post("start", "forged".into(), ORIGIN.1).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post("start", token.clone(), "https://evil.example").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(status().await, "draft");
+    // Start, pause, start again, close: each lands and the page says so.
+    for (to, want) in [
+        ("start", "active"),
+        ("pause", "paused"),
+        ("start", "active"),
+        ("close", "closing"),
+    ] {
+        let r = post(to, token.clone(), ORIGIN.1).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{to}: {}", r.body);
+        assert_eq!(
+            r.headers[header::LOCATION],
+            format!("/admin/campaigns/review-request?changed={want}")
+        );
+        assert_eq!(status().await, want);
+    }
+    let page = h
+        .get(
+            "/admin/campaigns/review-request?changed=closing",
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert!(page.body.contains("The campaign is now closing."));
+    assert!(!page.body.contains("id=\"start\"") && !page.body.contains("id=\"close\""));
+    // Only a status the page sets is echoed.
+    let page = h
+        .get(
+            "/admin/campaigns/review-request?changed=%3Cb%3Ehacked",
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert!(!page.body.contains("hacked"));
+    // An unknown action or campaign is a 404 that changes nothing.
+    let r = post("delete", token.clone(), ORIGIN.1).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .form(
+            "/admin/campaigns/no-such/status",
+            &format!("csrf={token}&to=start"),
+            &[("cookie", &cookie), ORIGIN],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_count_links_to_its_people_and_their_csv_runs_no_formula() {
+    let h = Harness::new().await;
+    let (cookie, _) = session(&h).await;
+    let ingest = h.key(&["ingest"]).await;
+    // A customer whose name a spreadsheet would run as a formula.
+    let r = h
+        .send(
+            "POST",
+            "/v1/customers",
+            Some(&ingest),
+            "application/x-ndjson",
+            "{\"customer_id\":\"C3\",\"email\":\"carla@example.nl\",\"first_name\":\"=HYPERLINK(\\\"http://evil.example\\\")\",\"email_consent\":\"yes\"}\n",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let carla = h
+        .scalar("SELECT id FROM customers WHERE external_id = 'C3'")
+        .await;
+    apply_review_request(&h).await;
+    let campaign = h
+        .scalar("SELECT id FROM campaigns WHERE name = 'review-request'")
+        .await;
+    // Anna was messaged (her message was accepted), Carla entered and was held out.
+    let entered = ts("2026-03-01T08:00:00Z").as_micros();
+    for (id, profile, holdout, messaged) in [
+        (101, h.anna, 0, Some(entered + 3_600_000_000)),
+        (102, carla, 1, None),
+    ] {
+        h.store
+            .pool()
+            .execute(
+                "INSERT INTO enrolments (id, campaign_id, version, profile_id, trigger_key, exclusive, state, step, resume, variant, holdout, entered_at, messaged_at) \
+                 VALUES ($1, $2, 1, $3, 'k', 0, 'active', 0, 0, 'a', $4, $5, $6)",
+                &[
+                    Val::from(id),
+                    Val::from(campaign),
+                    Val::from(profile),
+                    Val::from(holdout),
+                    Val::from(entered),
+                    Val::from(messaged),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    // The overview's counts link to the lists, and the lists are as long as the counts.
+    let overview = h.get("/admin", &[("cookie", &cookie)]).await;
+    for group in ["entered", "held_out", "messaged", "bought"] {
+        assert!(
+            overview.body.contains(&format!(
+                "/admin/campaigns/review-request/people?group={group}"
+            )),
+            "{group}"
+        );
+    }
+    for (group, want, name) in [
+        ("entered", 2, "Anna"),
+        ("messaged", 1, "Anna"),
+        ("held_out", 1, "HYPERLINK"),
+        ("bought", 0, ""),
+    ] {
+        let r = h
+            .get(
+                &format!("/admin/campaigns/review-request/people?group={group}"),
+                &[("cookie", &cookie)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{group}: {}", r.body);
+        assert!(
+            r.body
+                .contains(&format!("id=\"people-total\" data-v=\"{want}\"")),
+            "{group}: {}",
+            r.body
+        );
+        assert!(r.body.contains(name), "{group}");
+    }
+    let csv = h
+        .get(
+            "/admin/campaigns/review-request/people?group=entered&format=csv",
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("review-request-entered.csv")
+    );
+    let rows: Vec<Vec<String>> = csv::Reader::from_reader(csv.body.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    let carla_row = rows.iter().find(|r| r[0] == "C3").unwrap();
+    assert!(carla_row[1].starts_with("'="), "defused: {carla_row:?}");
+    assert_eq!(carla_row[3], "holdout");
+    // An unknown list or campaign is a 404; the lists need a login.
+    for path in [
+        "/admin/campaigns/review-request/people?group=everyone",
+        "/admin/campaigns/no-such/people?group=entered",
+    ] {
+        assert_eq!(
+            h.get(path, &[("cookie", &cookie)]).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let r = h
+        .get(
+            "/admin/campaigns/review-request/people?group=entered&format=csv",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn customer_search_finds_by_name_part_of_an_email_and_phone() {
+    let h = Harness::new().await;
+    let (cookie, _) = session(&h).await;
+    // One match opens the customer; part of a name or address, or a phone as people write
+    // it, finds Anna.
+    for q in ["anna", "ANNA%40EXAMPLE", "06+1234+5678", "c1"] {
+        let r = h
+            .get(&format!("/admin/customers?q={q}"), &[("cookie", &cookie)])
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{q}: {}", r.body);
+        assert_eq!(
+            r.headers[header::LOCATION],
+            format!("/admin/customers/profile:{}", h.anna),
+            "{q}"
+        );
+    }
+    // Several matches are listed, each linking to its customer.
+    let r = h
+        .get("/admin/customers?q=example.nl", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("id=\"hits\""), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("/admin/customers/profile:{}", h.anna))
+    );
+    assert!(r.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
 }
