@@ -28,7 +28,7 @@ pre{overflow-x:auto}
 <p class="muted">As of {{ as_of }}; contacts who entered {{ from }} to {{ until }}. Intervals are 95%. Money in {{ currency }}.</p></header>
 <main>
 <section aria-labelledby="programme"><h2 id="programme">What makes money, what to stop</h2>
-<div class="scroll"><table id="programme-table">
+<div class="scroll" tabindex="0"><table id="programme-table">
 <caption class="muted">Incremental margin: what the messaged earned beyond the holdout, after discounts and sending. Verdicts follow its interval.</caption>
 <thead><tr><th scope="col">Campaign</th><th scope="col">Verdict</th><th scope="col">Entered</th><th scope="col">Held out</th><th scope="col">Messaged</th><th scope="col">Sent</th><th scope="col">Buyers</th><th scope="col">Incremental margin (95% CI)</th><th scope="col">On one axis ({{ p.axis.left }} to {{ p.axis.right }})</th></tr></thead>
 <tbody>{% for r in p.rows %}<tr data-campaign="{{ r.name }}"><th scope="row">{{ r.name }}</th><td class="verdict v-{{ r.verdict }}">{{ r.verdict_label }}</td><td>{{ r.entered }}</td><td>{{ r.held_out }}</td><td>{{ r.messaged }}</td><td>{{ r.sent }}</td><td>{{ r.buyers }}</td>
@@ -45,11 +45,11 @@ pre{overflow-x:auto}
 <h2>{{ c.name }} <span class="muted">[{{ c.status }}]</span></h2>
 <p>{{ c.description }}</p>
 {% if not c.arms %}<p class="muted">Nobody entered in this period.</p>{% else %}
-<table><tr><th>arm</th><th>contacts</th><th>bought</th><th>rate</th><th>revenue</th><th>AOV</th><th>redeemed</th><th>discount</th><th>messages</th></tr>
+<div class="scroll" tabindex="0"><table><tr><th>arm</th><th>contacts</th><th>bought</th><th>rate</th><th>revenue</th><th>AOV</th><th>redeemed</th><th>discount</th><th>messages</th></tr>
 {% for a in c.arms %}<tr><td>{{ a.label }}</td><td>{{ a.contacts }}</td><td>{{ a.converted }}</td><td>{{ a.rate }}</td><td>{{ a.revenue }}</td><td>{{ a.aov }}</td><td>{{ a.redeemed }}</td><td>{{ a.discount }}</td><td>{{ a.messages }}</td></tr>
-{% endfor %}</table>
+{% endfor %}</table></div>
 {% if c.intervals %}
-<svg width="640" height="{{ 30 + 26 * c.intervals|length }}" role="img" aria-label="reactivation-rate difference against the holdout">
+<div class="scroll" tabindex="0"><svg width="640" height="{{ 30 + 26 * c.intervals|length }}" role="img" aria-label="reactivation-rate difference against the holdout: {% for i in c.intervals %}{{ i.label }} {{ i.text }}{% if not loop.last %}; {% endif %}{% endfor %}">
 <line x1="{{ c.zero }}" y1="10" x2="{{ c.zero }}" y2="{{ 20 + 26 * c.intervals|length }}" stroke="#999" stroke-dasharray="3,3"/>
 <text x="{{ c.zero + 3 }}" y="10">0</text>
 {% for i in c.intervals %}
@@ -57,31 +57,32 @@ pre{overflow-x:auto}
 <line x1="{{ i.x_low }}" y1="{{ 30 + 26 * loop.index0 }}" x2="{{ i.x_high }}" y2="{{ 30 + 26 * loop.index0 }}" stroke="{{ i.colour }}" stroke-width="3"/>
 <circle cx="{{ i.x }}" cy="{{ 30 + 26 * loop.index0 }}" r="5" fill="{{ i.colour }}"/>
 <text x="{{ i.x_high + 6 }}" y="{{ 34 + 26 * loop.index0 }}">{{ i.text }}</text>
-{% endfor %}</svg>
+{% endfor %}</svg></div>
 {% endif %}
 {% for r in c.readouts %}<p><b>{{ r.label }}</b>: {% for line in r.lines %}{{ line }}<br>{% endfor %}</p>{% endfor %}
 {% if c.winner %}<p class="{{ 'good' if c.winner_chosen else 'muted' }}">{{ c.winner }}</p>{% endif %}
-{% if c.stay %}<p><b>Did they stay?</b></p><pre>{% for line in c.stay %}{{ line }}
-{% endfor %}</pre>{% endif %}
+{% if c.stay %}<h3>Did they stay?</h3><div class="scroll" tabindex="0"><table><thead><tr><th scope="col"></th><th scope="col">people</th><th scope="col">again in 30 d</th><th scope="col">90 d</th><th scope="col">180 d</th><th scope="col">lapsed again</th><th scope="col">revenue after</th><th scope="col">mean CLV</th></tr></thead><tbody>
+{% for s in c.stay %}<tr><th scope="row">{{ s.label }}</th><td>{{ s.people }}</td><td>{{ s.again_30d }}</td><td>{{ s.again_90d }}</td><td>{{ s.again_180d }}</td><td>{{ s.lapsed_again }}</td><td>{{ s.revenue_after }}</td><td>{{ s.clv }}</td></tr>{% endfor %}
+</tbody></table></div>{% if c.reward_only %}<p>Reward only: {{ c.reward_only }}</p>{% endif %}{% endif %}
 {% if c.funnel %}
-<table><tr><th>step</th><th>variant</th><th>channel</th><th>sent</th><th>delivered</th><th>hard</th><th>soft</th><th>opened</th><th>machine opens</th><th>clicked</th><th>unsubscribed</th><th>spam</th></tr>
+<div class="scroll" tabindex="0"><table><tr><th>step</th><th>variant</th><th>channel</th><th>sent</th><th>delivered</th><th>hard</th><th>soft</th><th>opened</th><th>machine opens</th><th>clicked</th><th>unsubscribed</th><th>spam</th></tr>
 {% for f in c.funnel %}<tr><td>{{ f.step }}</td><td>{{ f.variant }}</td><td>{{ f.channel }}</td><td>{{ f.sent }}</td><td>{{ f.delivered }}</td><td>{{ f.hard_bounced }}</td><td>{{ f.soft_bounced }}</td><td>{{ f.opened_human }}</td><td>{{ f.opened_machine }}</td><td>{{ f.clicked }}</td><td>{{ f.unsubscribed }}</td><td>{{ f.complained }}</td></tr>
-{% endfor %}</table>
+{% endfor %}</table></div>
 {% endif %}{% endif %}
 </section>
 {% endfor %}
 <section aria-labelledby="hygiene"><h2 id="hygiene">List hygiene</h2>
-<svg width="640" height="{{ 20 + 24 * hygiene_bars|length }}" role="img" aria-label="idle addresses">
+<div class="scroll" tabindex="0"><svg width="640" height="{{ 20 + 24 * hygiene_bars|length }}" role="img" aria-label="idle addresses: {% for b in hygiene_bars %}{{ b.label }} {{ b.text }}{% if not loop.last %}; {% endif %}{% endfor %}">
 {% for b in hygiene_bars %}
 <text x="0" y="{{ 18 + 24 * loop.index0 }}">{{ b.label }}</text>
 <rect x="160" y="{{ 6 + 24 * loop.index0 }}" width="{{ b.width }}" height="16" fill="{{ b.colour }}"/>
 <text x="{{ 166 + b.width }}" y="{{ 18 + 24 * loop.index0 }}">{{ b.text }}</text>
-{% endfor %}</svg>
+{% endfor %}</svg></div>
 <p>{{ hygiene_text }}</p></section>
 {% if stages %}<section aria-labelledby="base"><h2 id="base">Base health</h2>
-<svg width="640" height="60" role="img" aria-label="people per lifecycle stage">
+<div class="scroll" tabindex="0"><svg width="640" height="60" role="img" aria-label="people per lifecycle stage: {% for s in stages %}{{ s.label }}{% if not loop.last %}, {% endif %}{% endfor %}">
 {% for s in stages %}<rect x="{{ s.x }}" y="6" width="{{ s.width }}" height="22" fill="{{ s.colour }}"><title>{{ s.label }}</title></rect>{% endfor %}
-</svg>
+</svg></div>
 <p>{% for s in stages %}<span style="color:{{ s.colour }}">■</span> {{ s.label }} &nbsp; {% endfor %}</p>
 </section>{% endif %}
 </main>
@@ -130,7 +131,8 @@ struct CampaignView<'a> {
     winner: Option<String>,
     winner_chosen: bool,
     funnel: &'a [winback_store::MessageFunnel],
-    stay: Vec<String>,
+    stay: Vec<winback_report::present::StayRow>,
+    reward_only: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -246,7 +248,14 @@ pub fn render(r: &Report) -> Result<String> {
             winner,
             winner_chosen: chosen,
             funnel: &c.messages,
-            stay: winback_report::present::stay_lines(&c.stay, cur),
+            stay: winback_report::present::stay_rows(&c.stay, cur),
+            reward_only: (c.stay.reactivated.reward_only.eligible > 0).then(|| {
+                format!(
+                    "{} of {} who came back with the campaign's code bought nothing more within 90 days.",
+                    crate::report::n(c.stay.reactivated.reward_only.yes),
+                    crate::report::n(c.stay.reactivated.reward_only.eligible)
+                )
+            }),
         });
     }
     let h = &r.hygiene;
@@ -298,7 +307,8 @@ pub fn render(r: &Report) -> Result<String> {
             let width = 620.0 * *k as f64 / total.max(1) as f64;
             let bar = Bar {
                 label: format!(
-                    "{s} {}",
+                    "{} {}",
+                    winback_report::present::label(s),
                     winback_report::present::percent_of(*k as u64, total as u64)
                 ),
                 width,

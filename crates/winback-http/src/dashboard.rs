@@ -160,6 +160,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/campaigns/{name}/status", post(campaign_status))
         .route("/admin/customers", get(customer_search))
         .route("/admin/customers/{key}", get(customer))
+        .route("/admin/help", get(help))
         .route("/admin/assets/{file}", get(asset))
 }
 
@@ -687,23 +688,7 @@ fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
             *reasons.entry(k.clone()).or_default() += v;
         }
     }
-    let stay_rows: Vec<Value> = [
-        ("reactivated", &c.stay.reactivated),
-        ("holdout, came back anyway", &c.stay.holdout_returned),
-        ("never lapsed", &c.stay.never_lapsed),
-    ]
-    .iter()
-    .map(|(label, s)| {
-        let sh = |x: &winback_store::stay::Share| x.rate().map(winback_report::present::percent).unwrap_or_else(|| "–".into());
-        context! {
-            label => *label, people => n(s.people),
-            again_30d => sh(&s.again_30d), again_90d => sh(&s.again_90d), again_180d => sh(&s.again_180d),
-            lapsed_again => sh(&s.lapsed_again),
-            revenue_after => money(s.revenue_after_minor, cur),
-            clv => s.mean_clv_minor.map(|v| money(v.round() as i64, cur)),
-        }
-    })
-    .collect();
+    let stay_rows = winback_report::present::stay_rows(&c.stay, cur);
     context! {
         name => c.name.clone(), description => c.description.clone(), status => c.status.clone(),
         window_days => format!("{:.0}", c.window_days),
@@ -806,6 +791,11 @@ fn payload_words(payload: &serde_json::Value) -> String {
         })
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// How to read the figures, in a marketer's words.
+async fn help(State(state): State<AppState>, Admin(session): Admin) -> Response {
+    page(&state, &session, "help.html", context! {})
 }
 
 /// The 404 page for an unknown campaign or customer.
@@ -1328,7 +1318,7 @@ const LAYOUT: &str = r#"<!doctype html>
 <form class="inline" method="post" action="/admin/logout"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit" id="logout">Log out {{ user }}</button></form></nav>{% endif %}
 </header>
 <main>{% block body %}{% endblock %}</main>
-{% if now %}<footer>{% if as_of %}Figures as of {{ as_of }}{% if as_of != now %}, where the data ends: it runs ahead of today ({{ now }}), as a simulated programme does{% endif %}.{% else %}Shown {{ now }}.{% endif %} <a href="https://github.com/winback/winback#the-dashboard">How to read this page</a></footer>{% endif %}
+{% if now %}<footer>{% if as_of %}Figures as of {{ as_of }}{% if as_of != now %}, where the data ends: it runs ahead of today ({{ now }}), as a simulated programme does{% endif %}.{% else %}Shown {{ now }}.{% endif %} <a href="/admin/help">How to read these figures</a></footer>{% endif %}
 <script src="/admin/assets/uPlot.iife.min.js"></script><script src="/admin/assets/dashboard.js"></script>
 </body></html>"#;
 
@@ -1365,7 +1355,7 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <h1>Overview</h1>
 <section aria-labelledby="campaigns-title"><h2 id="campaigns-title">What makes money, what to stop</h2>
 <p class="muted">Incremental margin is what the messaged people earned beyond the holdout, after discounts and sending; the verdict follows its 95% interval. Click a number to see the people behind it.</p>
-<div class="scroll"><table id="campaigns" class="sortable"><thead><tr>
+<div class="scroll" tabindex="0"><table id="campaigns" class="sortable"><thead><tr>
 <th scope="col"><button type="button" data-sort="text" data-col="0">Campaign</button></th>
 <th scope="col"><button type="button" data-sort="text" data-col="1">Verdict</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="2">Entered</button></th>
@@ -1374,7 +1364,7 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <th scope="col"><button type="button" data-sort="num" data-col="5">Sent</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="6">Buyers</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="7">Incremental margin (95% CI)</button></th>
-<th scope="col">On one axis, {{ p.axis.left }} to {{ p.axis.right }}</th></tr></thead><tbody>
+<th scope="col">Margin on one axis</th></tr></thead><tbody>
 {% for r in p.rows %}<tr data-campaign="{{ r.name }}">
 <th scope="row" data-v="{{ r.name }}"><a href="/admin/campaigns/{{ r.name }}">{{ r.name }}</a><br><small class="muted">{{ r.status }}{% if r.channels %} · {{ r.channels }}{% endif %}</small></th>
 <td data-v="{{ r.verdict_label }}"><span class="verdict v-{{ r.verdict }}">{{ r.verdict_label }}</span><br><small>{{ r.why }}</small></td>
@@ -1383,33 +1373,33 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <td class="num" data-k="messaged" data-v="{{ r.raw[2] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=messaged">{{ r.messaged }}</a></td>
 <td class="num" data-k="sent" data-v="{{ r.raw[3] }}">{{ r.sent }}</td>
 <td class="num" data-k="buyers" data-v="{{ r.raw[4] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=bought">{{ r.buyers }}</a></td>
-<td class="num" data-v="{{ r.margin_raw }}">{% if r.margin %}<span class="{% if r.margin.negative %}bad{% elif r.margin.positive %}good{% endif %}">{{ r.margin.estimate }}</span><br><small>{{ r.margin.low }} to {{ r.margin.high }}</small>{% else %}–{% endif %}</td>
+<td class="num" data-v="{% if r.margin_raw is not none %}{{ r.margin_raw }}{% endif %}">{% if r.margin %}<span class="{% if r.margin.negative %}bad{% elif r.margin.positive %}good{% endif %}">{{ r.margin.estimate }}</span><br><small>{{ r.margin.low }} to {{ r.margin.high }}</small>{% else %}–{% endif %}</td>
 <td>{% if r.bar %}<svg class="axisbar" viewBox="0 0 {{ p.axis.width }} 14" width="{{ p.axis.width }}" height="14" role="img" aria-label="incremental margin {{ r.margin.text }}"><line x1="{{ p.axis.zero }}" y1="0" x2="{{ p.axis.zero }}" y2="14" class="zero"/><line x1="{{ r.bar.low }}" y1="7" x2="{{ r.bar.high }}" y2="7" class="ci ci-{{ r.bar.tone }}"/><circle cx="{{ r.bar.est }}" cy="7" r="4" class="est est-{{ r.bar.tone }}"/></svg>{% endif %}</td></tr>
 {% else %}<tr><td colspan="9">No campaigns yet.</td></tr>{% endfor %}</tbody>
 {% if p.rows %}<tfoot><tr id="programme-total"><th scope="row">{{ p.total.name }}</th><td>{{ p.total.verdict_label }}</td><td class="num" data-k="contacts">{{ p.total.entered }}</td><td class="num">{{ p.total.held_out }}</td><td class="num">{{ p.total.messaged }}</td><td class="num">{{ p.total.sent }}</td><td class="num">{{ p.total.buyers }}</td>
 <td class="num">{% if p.total.margin %}<span class="{% if p.total.margin.negative %}bad{% elif p.total.margin.positive %}good{% endif %}">{{ p.total.margin.estimate }}</span><br><small>{{ p.total.margin.low }} to {{ p.total.margin.high }}</small>{% else %}–{% endif %}</td><td></td></tr></tfoot>{% endif %}
 </table></div>
-{% if p.total_note %}<p class="muted">{{ p.total_note }}</p>{% endif %}
+<p class="muted">The bars share one axis from {{ p.axis.left }} to {{ p.axis.right }}, zero marked: a dot is the estimate, the line its 95% interval.{% if p.total_note %} {{ p.total_note }}{% endif %}</p>
 </section>
 
 <section><h2>Base health</h2>
 {% if stages %}<p>{{ total }} people at the latest scoring run.</p>
-<div class="scroll"><table id="stages"><thead><tr><th>Stage</th><th>People</th><th>Share</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="stages"><thead><tr><th>Stage</th><th>People</th><th>Share</th></tr></thead><tbody>
 {% for s in stages %}<tr data-stage="{{ s.stage }}"><td>{{ s.label }}</td><td class="num" data-v="{{ s.raw }}">{{ s.people }}</td><td class="num">{{ s.share }}</td></tr>{% endfor %}
 </tbody></table></div>
 <div class="chart" id="health-chart" data-chart="health-data" data-title="Share of the base per stage, per scoring run (%)" data-x-title="scoring run" data-y-title="share of the base" role="img" aria-label="Share of the base per stage at each scoring run; the figures are in the table below"></div>
-<details id="health-figures"><summary>The chart's figures</summary><div class="scroll"><table class="chart-table"><thead><tr><th scope="col">Scoring run</th>{% for n in health_names %}<th scope="col">{{ n }}</th>{% endfor %}</tr></thead><tbody>
+<details id="health-figures"><summary>The chart's figures</summary><div class="scroll" tabindex="0"><table class="chart-table"><thead><tr><th scope="col">Scoring run</th>{% for n in health_names %}<th scope="col">{{ n }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in health_rows %}<tr><th scope="row">{{ row.at }}</th>{% for v in row.shares %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div></details>
 <script type="application/json" id="health-data">{{ health }}</script>
 {% else %}<p>No scoring run yet: run <code>winback score</code>.</p>{% endif %}
 {% if matrix %}<h3>Segment moves since the previous scoring run</h3>
-<div class="scroll"><table id="migration"><thead><tr><th>from \ to</th>{% for t in tos %}<th>{{ t }}</th>{% endfor %}</tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="migration"><thead><tr><th>from \ to</th>{% for t in tos %}<th>{{ t }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in matrix %}<tr><th>{{ row.from }}</th>{% for cell in row.cells %}<td class="num">{{ cell }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% endif %}
 {% if reasons %}<h3>Why people left (survey answers)</h3><ul id="reasons">{% for r in reasons %}<li>{{ r.reason }}: {{ r.count }}</li>{% endfor %}</ul>{% endif %}
 </section>
 
 <section><h2>List hygiene</h2>
-<div class="scroll"><table id="hygiene"><tbody>
+<div class="scroll" tabindex="0"><table id="hygiene"><tbody>
 <tr><th>Addresses</th><td class="num">{{ hygiene.addresses }}</td></tr>
 <tr><th>Idle 6+ months</th><td class="num">{{ hygiene.idle_6m }}</td></tr>
 <tr><th>Idle 12+ months</th><td class="num">{{ hygiene.idle_12m }}{% if spam_trap_risk %} <span class="bad">spam-trap risk: {{ hygiene.idle_12m_people }} addresses</span>{% endif %}</td></tr>
@@ -1422,13 +1412,13 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <tr><th>Erased</th><td class="num">{{ hygiene.erased }}</td></tr>
 <tr><th>Suppressions</th><td>{{ hygiene.suppressions | join(", ") }}</td></tr>
 </tbody></table></div></section>
-{% if pauses %}<section><h2>Paused transports</h2><p>The relay or provider failed about itself (authentication, a blocklist, throttling, content); sends wait for it and nobody is suppressed.</p><div class="scroll"><table><thead><tr><th>Channel</th><th>Paused until</th><th>Why</th></tr></thead><tbody>
+{% if pauses %}<section><h2>Paused transports</h2><p>The relay or provider failed about itself (authentication, a blocklist, throttling, content); sends wait for it and nobody is suppressed.</p><div class="scroll" tabindex="0"><table><thead><tr><th>Channel</th><th>Paused until</th><th>Why</th></tr></thead><tbody>
 {% for p in pauses %}<tr><td>{{ p.channel }}</td><td>{{ p.until }}</td><td><span class="bad">{{ p.why }}</span></td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
-{% if jobs %}<section><h2>Scheduled jobs</h2><p>What the worker runs by itself: features of the profiles an ingest touched, and the nightly scoring run.</p><div class="scroll"><table><thead><tr><th>Job</th><th>Last finished</th><th>Runs</th><th>Now</th><th>Last outcome</th></tr></thead><tbody>
+{% if jobs %}<section><h2>Scheduled jobs</h2><p>What the worker runs by itself: features of the profiles an ingest touched, and the nightly scoring run.</p><div class="scroll" tabindex="0"><table><thead><tr><th>Job</th><th>Last finished</th><th>Runs</th><th>Now</th><th>Last outcome</th></tr></thead><tbody>
 {% for j in jobs %}<tr><td>{{ j.name }}</td><td>{{ j.finished }}</td><td class="num">{{ j.runs }}</td><td>{% if j.running %}running on {{ j.running }}{% else %}idle{% endif %}</td><td>{% if j.failed %}<span class="bad">{{ j.what }}</span>{% else %}{{ j.what }}{% endif %}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
-{% if providers %}<section><h2>Mailbox providers</h2><div class="scroll"><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
+{% if providers %}<section><h2>Mailbox providers</h2><div class="scroll" tabindex="0"><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
 {% for p in providers %}<tr><td>{{ p.provider }}</td><td class="num">{{ p.share }}</td><td class="num">{{ p.attempts }}</td><td>{% if p.paused %}<span class="bad">paused: {{ p.paused }}</span>{% else %}ok{% endif %}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
 {% endblock %}"#;
@@ -1473,7 +1463,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 </svg></section>
 
 <section><h2>Against the holdout</h2>
-<div class="scroll"><table id="arms"><thead><tr><th>Arm</th><th>Contacts</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>AOV</th><th>Offers redeemed</th><th>Discount</th><th>Messages</th><th>Lift vs holdout</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="arms"><thead><tr><th>Arm</th><th>Contacts</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>AOV</th><th>Offers redeemed</th><th>Discount</th><th>Messages</th><th>Lift vs holdout</th></tr></thead><tbody>
 {% for a in c.arms %}<tr data-arm="{{ a.variant }}"><td>{{ a.variant }}</td><td class="num" data-k="contacts">{{ a.contacts }}</td><td class="num" data-k="converted">{{ a.converted }}</td><td class="num">{{ a.rate }}</td>
 <td class="num" data-k="revenue" data-v="{{ a.revenue_minor }}">{{ a.revenue }}</td><td class="num">{{ a.aov or "–" }}</td><td class="num">{{ a.redeemed }} of {{ a.offers }}</td><td class="num">{{ a.discount }}</td><td class="num">{{ a.message_cost }}</td>
 <td>{% if not a.holdout %}{{ m.readout(a.readout) }}{% endif %}</td></tr>{% endfor %}
@@ -1483,38 +1473,38 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
 {% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% endif %}</li>{% endif %}
 {% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
-{% if all_margin %}<li class="warn">Margins count all revenue as margin, because the shop's gross margin is not set: see “Measurement” in winback's README.</li>{% endif %}
+{% if all_margin %}<li class="warn">Margins count all revenue as margin, because the shop's gross margin is not set yet: <a href="/admin/help#margin">what that means</a>.</li>{% endif %}
 </ul></div>{% endif %}
 {% if c.winner %}<p id="winner">{{ c.winner }}</p>{% endif %}
 </section>
 
 {% for g in c.segments %}<section><h2>Results by {{ g.title }}</h2>
-<div class="scroll"><table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
 {% for x in g.rows %}<tr><td>{{ x.label }}</td><td class="num">{{ x.contacts }}</td><td class="num">{{ x.converted }}</td><td class="num">{{ x.rate }}</td><td class="num">{{ x.revenue }}</td><td class="num">{{ x.holdout }}</td><td class="num">{{ x.holdout_rate }}</td><td>{% if x.few %}<span class="flag">too few held out to compare</span>{% else %}{{ m.readout(x.readout) }}{% endif %}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endfor %}
 
-{% if offers %}<section><h2>Offers</h2><div class="scroll"><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
+{% if offers %}<section><h2>Offers</h2><div class="scroll" tabindex="0"><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
 {% for o in offers %}<tr><td>{{ o.0 }}</td><td>{{ o.1 }}</td><td class="num">{{ o.2 }}</td></tr>{% endfor %}</tbody></table></div></section>{% endif %}
 
 <section><h2>Messages</h2>
-<div class="scroll"><table id="messages"><thead><tr><th>Step</th><th>Variant</th><th>Channel</th><th>Sent</th><th>Delivered</th><th>Hard</th><th>Soft</th><th>In doubt</th><th>Dropped</th><th>Opened</th><th>Machine opens</th><th>Clicked</th><th>Unsub.</th><th>Spam</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="messages"><thead><tr><th>Step</th><th>Variant</th><th>Channel</th><th>Sent</th><th>Delivered</th><th>Hard</th><th>Soft</th><th>In doubt</th><th>Dropped</th><th>Opened</th><th>Machine opens</th><th>Clicked</th><th>Unsub.</th><th>Spam</th></tr></thead><tbody>
 {% for f in c.messages %}<tr data-step="{{ f.step }}" data-variant="{{ f.variant }}" data-channel="{{ f.channel }}"><td>{{ f.step }}</td><td>{{ f.variant }}</td><td>{{ f.channel }}</td><td class="num" data-k="sent">{{ f.sent }}</td><td class="num">{{ f.delivered }}</td><td class="num">{{ f.hard }}</td><td class="num">{{ f.soft }}</td><td class="num">{{ f.in_doubt }}</td><td class="num">{{ f.dropped }}</td><td class="num">{{ f.opened }}</td><td class="num">{{ f.machine }}</td><td class="num" data-k="clicked">{{ f.clicked }}</td><td class="num">{{ f.unsubscribed }}</td><td class="num">{{ f.complained }}</td></tr>
 {% else %}<tr><td colspan="14">No messages yet.</td></tr>{% endfor %}</tbody></table></div>
 {% if c.dropped_by_reason %}<p id="dropped-reasons">Dropped at send time: {{ c.dropped_by_reason }}.</p>{% endif %}
-{% if c.locales %}<h3>By locale</h3><div class="scroll"><table id="locales"><thead><tr><th>Locale</th><th>Channel</th><th>Sent</th><th>Opened</th><th>Clicked</th><th>Unsub.</th></tr></thead><tbody>
+{% if c.locales %}<h3>By locale</h3><div class="scroll" tabindex="0"><table id="locales"><thead><tr><th>Locale</th><th>Channel</th><th>Sent</th><th>Opened</th><th>Clicked</th><th>Unsub.</th></tr></thead><tbody>
 {% for l in c.locales %}<tr><td>{{ l.locale }}</td><td>{{ l.channel }}</td><td class="num">{{ l.sent }}</td><td class="num">{{ l.opened }}</td><td class="num">{{ l.clicked }}</td><td class="num">{{ l.unsubscribed }}</td></tr>{% endfor %}</tbody></table></div>{% endif %}
 </section>
 
 {% if c.deliverability %}<section><h2>Deliverability by mailbox provider</h2>
-<div class="scroll"><table id="deliverability"><thead><tr><th>Provider</th><th>Sent</th><th>Delivered</th><th>Hard bounces</th><th>Soft</th><th>Complaints</th><th>Hard-bounce rate (limit)</th><th>Complaint rate (limit)</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="deliverability"><thead><tr><th>Provider</th><th>Sent</th><th>Delivered</th><th>Hard bounces</th><th>Soft</th><th>Complaints</th><th>Hard-bounce rate (limit)</th><th>Complaint rate (limit)</th></tr></thead><tbody>
 {% for d in c.deliverability %}<tr{% if d.over %} class="over"{% endif %}><td>{{ d.provider }}</td><td class="num">{{ d.sent }}</td><td class="num">{{ d.delivered }}</td><td class="num">{{ d.hard }}</td><td class="num">{{ d.soft }}</td><td class="num">{{ d.complained }}</td><td class="num">{{ d.hard_rate }} ({{ d.max_hard }})</td><td class="num">{{ d.complaint_rate }} ({{ d.max_complaint }})</td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
 
 {% if c.reasons %}<section><h2>Reasons given</h2><ul>{% for r in c.reasons %}<li>{{ r.reason }}: {{ r.count }}</li>{% endfor %}</ul></section>{% endif %}
 
 <section><h2>Did they stay?</h2>
-<div class="scroll"><table id="stay"><thead><tr><th></th><th>People</th><th>Again in 30 d</th><th>90 d</th><th>180 d</th><th>Lapsed again</th><th>Revenue after</th><th>Mean CLV</th></tr></thead><tbody>
-{% for s in c.stay %}<tr><th>{{ s.label }}</th><td class="num">{{ s.people }}</td><td class="num">{{ s.again_30d }}</td><td class="num">{{ s.again_90d }}</td><td class="num">{{ s.again_180d }}</td><td class="num">{{ s.lapsed_again }}</td><td class="num">{{ s.revenue_after }}</td><td class="num">{{ s.clv or "–" }}</td></tr>{% endfor %}
+<div class="scroll" tabindex="0"><table id="stay"><thead><tr><th></th><th>People</th><th>Again in 30 d</th><th>90 d</th><th>180 d</th><th>Lapsed again</th><th>Revenue after</th><th>Mean CLV</th></tr></thead><tbody>
+{% for s in c.stay %}<tr><th>{{ s.label }}</th><td class="num">{{ s.people }}</td><td class="num">{{ s.again_30d }}</td><td class="num">{{ s.again_90d }}</td><td class="num">{{ s.again_180d }}</td><td class="num">{{ s.lapsed_again }}</td><td class="num">{{ s.revenue_after }}</td><td class="num">{{ s.clv }}</td></tr>{% else %}<tr><td colspan="8">Nobody was reactivated yet.</td></tr>{% endfor %}
 </tbody></table></div>
 {% if c.reward_only %}<p>Reward only: {{ c.reward_only }} who came back with the campaign's code bought nothing more within 90 days.</p>{% endif %}
 </section>
@@ -1525,9 +1515,35 @@ const SEARCH: &str = r#"{% extends "layout.html" %}{% block title %}Customers{% 
 <form method="get" action="/admin/customers" role="search"><label for="q">Name, part of an email, phone or customer id</label> <input name="q" id="q" value="{{ q }}" autocomplete="off"> <button type="submit">Find</button></form>
 {% if not_found %}<p class="error">Nobody found for “{{ q }}”.</p>{% endif %}
 {% if hits %}<section aria-labelledby="hits-title"><h2 id="hits-title">{{ hits|length }}{% if more %}+{% endif %} found for “{{ q }}”</h2>{% if more %}<p class="muted">The first 50 are shown: type more of the name or address.</p>{% endif %}
-<div class="scroll"><table id="hits"><thead><tr><th scope="col">Customer id</th><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Phone</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="hits"><thead><tr><th scope="col">Customer id</th><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Phone</th></tr></thead><tbody>
 {% for h in hits %}<tr><td><a href="/admin/customers/{{ h.key }}">{{ h.customer_id }}</a></td><td>{{ h.name }}</td><td>{{ h.email or "" }}</td><td>{{ h.phone or "" }}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
+{% endblock %}"#;
+
+const HELP: &str = r#"{% extends "layout.html" %}{% block title %}How to read these figures{% endblock %}{% block body %}
+<h1>How to read these figures</h1>
+<section aria-labelledby="h-verdict"><h2 id="h-verdict">The verdict</h2>
+<p>Every campaign keeps a <b>holdout</b>: a random share of the people who qualify is never messaged. What the messaged people did beyond the holdout is what the campaign caused. The verdict follows the <b>incremental margin</b>'s 95% interval:</p>
+<ul><li><span class="verdict v-keep">keep</span>: the whole interval is above zero; it earns more than it costs.</li>
+<li><span class="verdict v-change_or_stop">change or stop</span>: the whole interval is below zero; it costs more than it brings.</li>
+<li><span class="verdict v-too_early">too early to tell</span>: the interval still spans zero, fewer than 100 people are held out or messaged, or the campaign has no holdout. Let it run, or give it a larger holdout.</li>
+<li><span class="verdict v-nothing_sent">nothing sent</span>: nobody was messaged or exported yet.</li></ul>
+<p>The reactivation-rate difference (points more buyers than in the holdout) is shown beside the margin as supporting evidence; the verdict does not follow it.</p></section>
+<section aria-labelledby="margin"><h2 id="margin">Incremental margin</h2>
+<p>The extra revenue of the messaged people over the holdout's, times the shop's gross margin, minus what the discounts gave away and what the messages cost. Until whoever runs winback sets the shop's gross margin, all revenue counts as margin and the figures are too high; the README's “Measurement” section says how to set it.</p>
+<p>On the overview every campaign's interval is drawn on one axis, zero in the middle, so the bars compare. The programme's total adds the campaigns' figures and the ends of their intervals, which holds however the campaigns' customers overlap.</p></section>
+<section aria-labelledby="h-counts"><h2 id="h-counts">The counts</h2>
+<dl><dt>Entered</dt><dd>People who qualified and joined the campaign, messaged group and holdout together.</dd>
+<dt>Held out</dt><dd>Of them, people never messaged, to compare with. “–” means none.</dd>
+<dt>Messaged</dt><dd>People who received at least one message: the mail server or SMS provider accepted it.</dd>
+<dt>Sent</dt><dd>Messages accepted; one person can get several.</dd>
+<dt>Delivered</dt><dd>Sent and not bounced afterwards.</dd>
+<dt>Not sent (dropped)</dt><dd>Messages winback did not send at send time, with the reason: no consent, unsubscribed, suppressed, a frequency cap, an ended journey.</dd>
+<dt>Buyers</dt><dd>Messaged-group people who ordered within the campaign's attribution window.</dd>
+<dt>Exported</dt><dd>People handed to an ad audience or a print list instead of a message.</dd></dl>
+<p>Every count links to the people behind it, with a CSV download.</p></section>
+<section aria-labelledby="h-small"><h2 id="h-small">Small groups</h2>
+<p>A segment (a language, a mailbox provider) with fewer than 30 people held out shows no difference against the holdout: at that size any figure is noise.</p></section>
 {% endblock %}"#;
 
 const PEOPLE: &str = r#"{% extends "layout.html" %}{% block title %}{{ campaign }}: {{ title }}{% endblock %}{% block body %}
@@ -1535,7 +1551,7 @@ const PEOPLE: &str = r#"{% extends "layout.html" %}{% block title %}{{ campaign 
 <h1 id="people-title">{{ title }}</h1>
 <p><span id="people-total" data-v="{{ total_raw }}">{{ total }}</span> people. <a id="csv" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;format=csv" download>Download all as CSV</a> <span class="muted">(cells a spreadsheet would run as a formula are prefixed with ').</span></p>
 <nav aria-label="other lists"><p>{% for g in [("entered", "entered"), ("held_out", "held out"), ("messaged", "messaged"), ("bought", "bought"), ("dropped", "not sent")] %}{% if g[0] == group %}<strong>{{ g[1] }}</strong>{% else %}<a href="/admin/campaigns/{{ campaign }}/people?group={{ g[0] }}">{{ g[1] }}</a>{% endif %}{% if not loop.last %} · {% endif %}{% endfor %}</p></nav>
-<div class="scroll"><table id="people"><thead><tr><th scope="col">Customer</th><th scope="col">Email</th><th scope="col">Arm</th><th scope="col">Entered</th><th scope="col">Journey</th><th scope="col">First message</th><th scope="col">Orders in {{ window_days }} days</th><th scope="col">Revenue</th></tr></thead><tbody>
+<div class="scroll" tabindex="0"><table id="people"><thead><tr><th scope="col">Customer</th><th scope="col">Email</th><th scope="col">Arm</th><th scope="col">Entered</th><th scope="col">Journey</th><th scope="col">First message</th><th scope="col">Orders in {{ window_days }} days</th><th scope="col">Revenue</th></tr></thead><tbody>
 {% for p in people %}<tr><td><a href="/admin/customers/{{ p.key }}">{{ p.name or p.customer_id or p.key }}</a>{% if p.name %}<br><small>{{ p.customer_id }}</small>{% endif %}</td><td>{{ p.email or "" }}</td><td>{{ p.arm }}</td><td>{{ p.entered }}</td><td>{{ p.state }}</td><td>{{ p.messaged or "–" }}</td><td class="num">{{ p.orders }}</td><td class="num">{{ p.revenue }}</td></tr>
 {% else %}<tr><td colspan="8">Nobody.</td></tr>{% endfor %}</tbody></table></div>
 {% if pages > 1 %}<nav aria-label="pages"><p>Page {{ page }} of {{ pages }}{% if prev %} · <a rel="prev" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ prev }}">previous</a>{% endif %}{% if next %} · <a rel="next" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ next }}">next</a>{% endif %}</p></nav>{% endif %}
@@ -1546,7 +1562,7 @@ const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}
 <p>Profile {{ profile_id }} · {{ order_count }} orders</p>
 {% if score %}<section id="score"><h2>Score</h2>
 <p><span class="tag" data-k="stage">{{ score.stage }}</span> {{ score.reason }}</p>
-<div class="scroll"><table><tbody>
+<div class="scroll" tabindex="0"><table><tbody>
 <tr><th>RFM</th><td>{{ score.rfm or "–" }} {{ score.segment or "" }}</td></tr>
 <tr><th>Still a customer (P alive)</th><td>{{ score.p_alive or "–" }}</td></tr>
 <tr><th>Expected orders in 90 days</th><td>{{ score.expected_90d or "–" }}</td></tr>
@@ -1554,7 +1570,7 @@ const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}
 <tr><th>Usual reorder interval</th><td>{{ score.reorder or "–" }}</td></tr>
 <tr><th>Purchase days · spend</th><td>{{ score.purchases }} · {{ score.spend }}</td></tr>
 </tbody></table></div></section>{% endif %}
-<section><h2>Records</h2><div class="scroll"><table id="records"><thead><tr><th>Customer id</th><th>Email</th><th>Phone</th><th>Locale</th><th>Time zone</th></tr></thead><tbody>
+<section><h2>Records</h2><div class="scroll" tabindex="0"><table id="records"><thead><tr><th>Customer id</th><th>Email</th><th>Phone</th><th>Locale</th><th>Time zone</th></tr></thead><tbody>
 {% for r in records %}<tr><td>{{ r.external_id }}</td><td>{{ r.email or "" }}</td><td>{{ r.phone or "" }}</td><td>{{ r.locale or "" }}</td><td>{{ r.time_zone or "" }}</td></tr>{% endfor %}
 </tbody></table></div>
 {% if consent %}<h3>Consent</h3><ul>{% for c in consent %}<li>{{ c.channel }}: {{ c.status }} ({{ c.source }}, {{ c.at }})</li>{% endfor %}</ul>{% endif %}
@@ -1590,6 +1606,7 @@ impl Templates {
             ("campaign.html", CAMPAIGN),
             ("search.html", SEARCH),
             ("people.html", PEOPLE),
+            ("help.html", HELP),
             ("customer.html", CUSTOMER),
         ] {
             env.add_template(name, src)

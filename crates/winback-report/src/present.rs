@@ -416,6 +416,56 @@ pub fn programme(r: &crate::Report) -> ProgrammeView {
     }
 }
 
+/// One row of "did they stay?" as the dashboard and report.html show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StayRow {
+    /// Which cohort.
+    pub label: &'static str,
+    /// People in it.
+    pub people: String,
+    /// Bought again within 30, 90 and 180 days of their return (`–` before anyone could).
+    pub again_30d: String,
+    /// Within 90 days.
+    pub again_90d: String,
+    /// Within 180 days.
+    pub again_180d: String,
+    /// Lapsed again.
+    pub lapsed_again: String,
+    /// Revenue after their return.
+    pub revenue_after: String,
+    /// Mean predicted customer value (`–` unscored).
+    pub clv: String,
+}
+
+/// "Did they stay?" as rows: reactivated, holdout returners, never lapsed; empty when nobody
+/// was reactivated.
+pub fn stay_rows(s: &winback_store::stay::Stay, cur: &str) -> Vec<StayRow> {
+    if s.reactivated.people == 0 {
+        return Vec::new();
+    }
+    let sh = |x: &winback_store::stay::Share| x.rate().map(percent).unwrap_or_else(|| "–".into());
+    [
+        ("reactivated", &s.reactivated),
+        ("holdout, came back anyway", &s.holdout_returned),
+        ("never lapsed", &s.never_lapsed),
+    ]
+    .into_iter()
+    .map(|(label, c)| StayRow {
+        label,
+        people: n(c.people),
+        again_30d: sh(&c.again_30d),
+        again_90d: sh(&c.again_90d),
+        again_180d: sh(&c.again_180d),
+        lapsed_again: sh(&c.lapsed_again),
+        revenue_after: money(c.revenue_after_minor, cur),
+        clv: c
+            .mean_clv_minor
+            .map(|v| money(v.round() as i64, cur))
+            .unwrap_or_else(|| "–".into()),
+    })
+    .collect()
+}
+
 fn share(s: &winback_store::stay::Share) -> String {
     match s.rate() {
         Some(r) => format!("{:.0}%", 100.0 * r),

@@ -223,6 +223,42 @@ impl Browser {
         )
     }
 
+    /// Runs an asynchronous script; it ends by calling its last argument with the result.
+    fn js_async(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/async"),
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Resizes the window so the page's viewport is `width` CSS pixels wide.
+    fn viewport(&self, width: i64) {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": width, "height": 900})),
+        );
+        // Headless Chromium's window has no frame, but make sure: widen by the difference.
+        let inner = self.js("return window.innerWidth").as_i64().unwrap();
+        if inner != width {
+            self.call(
+                "POST",
+                &self.s("/window/rect"),
+                Some(json!({"width": 2 * width - inner, "height": 900})),
+            );
+        }
+    }
+
+    /// A PNG of the viewport.
+    fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let v = self.call("GET", &self.s("/screenshot"), None);
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    }
+
     /// The console's errors since the last call (chromedriver's log endpoint).
     fn console_errors(&self) -> Vec<String> {
         self.call("POST", &self.s("/se/log"), Some(json!({"type": "browser"})))
@@ -246,6 +282,45 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// axe-core, vendored: see `tests/assets/axe-core/README.md`.
+const AXE: &str = include_str!("../assets/axe-core/axe.min.js");
+
+/// Where the browser test keeps its screenshots: `target/dashboard-screenshots/`.
+fn screenshots() -> std::path::PathBuf {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Checks the open page at its current width: nothing wider than the viewport (tables scroll
+/// inside their cards), no serious or critical axe-core violation, and keeps a screenshot.
+fn check_page(b: &Browser, width: i64, name: &str) {
+    let overflow = b.js(
+        "var w = window.innerWidth;          var wide = Array.from(document.querySelectorAll('body *')).filter(function (e) {            if (e.closest('.scroll')) { return false; }            return e.getBoundingClientRect().right > w + 1; })            .slice(0, 5).map(function (e) { return e.tagName + (e.id ? '#' + e.id : '') + (e.className && e.className.baseVal === undefined ? '.' + e.className : ''); });          return [document.documentElement.scrollWidth, w, wide];",
+    );
+    let (scroll, inner) = (overflow[0].as_i64().unwrap(), overflow[1].as_i64().unwrap());
+    assert!(
+        scroll <= inner,
+        "{name} at {width} px scrolls sideways: {scroll} px wide in {inner}; too wide: {}",
+        overflow[2]
+    );
+    b.js(&format!("{AXE}\nreturn null;"));
+    let violations = b.js_async(
+        "var done = arguments[arguments.length - 1];          axe.run(document, {resultTypes: ['violations']}).then(function (r) {            done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })              .map(function (v) { return v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); }).join(', '); }));          }).catch(function (e) { done(['axe failed: ' + e]); });",
+    );
+    assert_eq!(
+        violations,
+        json!([]),
+        "{name} at {width} px: accessibility violations"
+    );
+    let file = format!(
+        "{width}-{}.png",
+        name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    );
+    std::fs::write(screenshots().join(file), b.screenshot()).unwrap();
 }
 
 struct Server(Child);
@@ -337,6 +412,12 @@ fn the_dashboard_in_chromium_shows_the_report_figures_and_runs_no_injected_scrip
     // Not logged in: every page leads to the login form.
     b.go(&format!("{base}/admin"));
     assert!(b.url().ends_with("/admin/login"), "{}", b.url());
+    for width in [1440, 390] {
+        b.viewport(width);
+        b.go(&format!("{base}/admin/login"));
+        check_page(&b, width, "login");
+    }
+    b.viewport(1280);
     b.type_into("#username", "marketer");
     b.type_into("#password", "wrong password!");
     b.click("#login");
@@ -466,6 +547,105 @@ fn the_dashboard_in_chromium_shows_the_report_figures_and_runs_no_injected_scrip
         errors.is_empty(),
         "console errors on the markup customer: {errors:?}"
     );
+
+    // The programme table agrees with `GET /v1/report` and with report.html: the same counts
+    // and the same verdict for every campaign.
+    b.go(&format!("{base}/admin"));
+    let table = b.js("return Array.from(document.querySelectorAll('#campaigns tbody tr[data-campaign]')).map(r => [r.dataset.campaign, r.querySelector('.verdict').textContent, ['contacts', 'held_out', 'messaged', 'sent', 'buyers'].map(k => Number(r.querySelector('[data-k=' + k + ']').dataset.v))])");
+    let want: Vec<Value> = campaigns
+        .iter()
+        .map(|c| {
+            let s = &c["summary"];
+            json!([
+                c["name"],
+                s["verdict_label"],
+                [
+                    s["entered"],
+                    s["held_out"],
+                    s["messaged"],
+                    s["sent"],
+                    s["buyers"]
+                ]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        table,
+        Value::Array(want.clone()),
+        "dashboard against the API"
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#programme-total [data-k=contacts]').textContent.replace(/,/g, '')"),
+        api["total"]["entered"].to_string(),
+    );
+    // The demo's report.html was written from the same database before the server started.
+    let html = format!("file://{}", env.path("winback-demo/report.html").display());
+    b.go(&html);
+    let table = b.js("return Array.from(document.querySelectorAll('#programme-table tbody tr[data-campaign]')).map(r => [r.dataset.campaign, r.querySelector('.verdict').textContent, Array.from(r.querySelectorAll('td')).slice(1, 6).map(td => td.textContent === '–' ? 0 : Number(td.textContent.replace(/,/g, '')))])");
+    assert_eq!(table, Value::Array(want), "report.html against the API");
+    // Sorting the table by margin puts the rows in the order of their margins.
+    b.go(&format!("{base}/admin"));
+    b.click("#campaigns th button[data-col='7']");
+    let margins = b.js("return Array.from(document.querySelectorAll('#campaigns tbody tr[data-campaign]')).map(r => r.cells[7].dataset.v).filter(v => v !== '').map(Number)");
+    let m: Vec<f64> = margins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(m.len() > 1, "margins to sort: {margins}");
+    assert!(m.windows(2).all(|w| w[0] <= w[1]), "sorted: {m:?}");
+    // From a count to the people behind it.
+    let busiest = campaigns
+        .iter()
+        .max_by_key(|c| c["summary"]["entered"].as_i64().unwrap())
+        .unwrap();
+    let name = busiest["name"].as_str().unwrap();
+    b.click(&format!(
+        "#campaigns tr[data-campaign='{name}'] [data-k=contacts] a"
+    ));
+    b.wait_url(|u| u.contains("/people?group=entered"));
+    assert_eq!(
+        b.js("return Number(document.getElementById('people-total').dataset.v)"),
+        busiest["summary"]["entered"]
+    );
+
+    // Every page at a laptop's and a phone's width: no sideways scrolling, no serious or
+    // critical accessibility violation, and a screenshot in target/dashboard-screenshots.
+    let mut pages: Vec<(String, String)> = vec![
+        ("overview".into(), format!("{base}/admin")),
+        (
+            "customers".into(),
+            format!("{base}/admin/customers?q=example"),
+        ),
+        (
+            "customer".into(),
+            format!("{base}/admin/customers/C0000001"),
+        ),
+        ("help".into(), format!("{base}/admin/help")),
+        ("report-html".into(), html.clone()),
+    ];
+    for c in &campaigns {
+        let name = c["name"].as_str().unwrap();
+        pages.push((
+            format!("campaign-{name}"),
+            format!("{base}/admin/campaigns/{name}"),
+        ));
+    }
+    pages.push((
+        format!("people-{name}"),
+        format!("{base}/admin/campaigns/{name}/people?group=entered"),
+    ));
+    for width in [1440, 390] {
+        b.viewport(width);
+        for (page, url) in &pages {
+            b.go(url);
+            check_page(&b, width, page);
+        }
+    }
+    b.viewport(1280);
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
 
     // Logging out ends the session: the overview leads to the login form again.
     b.go(&format!("{base}/admin"));
