@@ -414,15 +414,104 @@ fn when(t: Timestamp) -> String {
     }
 }
 
-async fn report(state: &AppState) -> Result<Report, Response> {
+/// The date-range filter every figures page takes: `?since=YYYY-MM-DD&until=YYYY-MM-DD`, both
+/// optional and both days included.
+#[derive(Debug, Default, serde::Deserialize)]
+struct PeriodQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// The period a page shows: contacts who entered (or, on a customer's page, what happened) in
+/// `[from, until)`.
+struct Period {
+    from: Timestamp,
+    until: Timestamp,
+    since_text: String,
+    until_text: String,
+    /// A date that could not be read, in words.
+    error: Option<String>,
+}
+
+impl Period {
+    fn new(q: &PeriodQuery) -> Self {
+        let mut error = None;
+        let mut day = |field: &str, raw: &Option<String>, next: bool| -> Option<Timestamp> {
+            let raw = raw.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
+            let date = raw.parse::<jiff::civil::Date>().ok().and_then(|d| {
+                if next { d.tomorrow().ok() } else { Some(d) }
+            });
+            match date.and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok()) {
+                Some(z) => Some(Timestamp::new(z.timestamp())),
+                None => {
+                    error = Some(format!("“{raw}” is not a date for “{field}”: use a date such as 2026-03-01"));
+                    None
+                }
+            }
+        };
+        let from = day("from", &q.since, false);
+        // The last day is included: the period ends at the start of the next.
+        let until = day("to", &q.until, true);
+        let ok = |t: Option<Timestamp>| t.map(|_| ());
+        let text = |raw: &Option<String>, t: Option<Timestamp>| {
+            ok(t).and(raw.as_deref().map(str::trim).map(str::to_owned)).unwrap_or_default()
+        };
+        let mut p = Self {
+            from: from.unwrap_or(Timestamp::EPOCH),
+            until: until.unwrap_or_else(winback_report::forever),
+            since_text: text(&q.since, from),
+            until_text: text(&q.until, until),
+            error,
+        };
+        if p.from >= p.until {
+            p.error = Some("The period ends before it starts: all time is shown.".into());
+            (p.from, p.until) = (Timestamp::EPOCH, winback_report::forever());
+            (p.since_text, p.until_text) = (String::new(), String::new());
+        }
+        p
+    }
+
+    /// Whether it narrows anything.
+    fn active(&self) -> bool {
+        !self.since_text.is_empty() || !self.until_text.is_empty()
+    }
+
+    /// `since=…&until=…` for links that keep the period (empty for all time).
+    fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.since_text.is_empty() {
+            parts.push(format!("since={}", self.since_text));
+        }
+        if !self.until_text.is_empty() {
+            parts.push(format!("until={}", self.until_text));
+        }
+        parts.join("&")
+    }
+
+    /// The filter form's values (`label` says what the dates select), and what the links
+    /// append.
+    fn view(&self, label: &str, keep: &[(&str, &str)]) -> Value {
+        let q = self.query();
+        context! {
+            label, since => self.since_text.clone(), until => self.until_text.clone(),
+            active => self.active(), error => self.error.clone(),
+            // `?since=…` for a link without a query, `&since=…` for one with.
+            q => if q.is_empty() { String::new() } else { format!("?{q}") },
+            amp => if q.is_empty() { String::new() } else { format!("&{q}") },
+            keep => keep.iter().map(|(k, v)| context! { name => *k, value => *v }).collect::<Vec<_>>(),
+        }
+    }
+}
+
+async fn report(state: &AppState, period: &Period) -> Result<Report, Response> {
     let as_of = winback_report::as_of(&state.store, state.clock.now())
         .await
         .map_err(internal)?;
     winback_report::build(
         &state.settings.report,
         &state.store,
-        Timestamp::EPOCH,
-        winback_report::forever(),
+        period.from,
+        period.until,
         as_of,
     )
     .await
@@ -467,8 +556,13 @@ fn interval_bar(low: f64, est: f64, high: f64) -> Value {
     context! { low => x(low), est => x(est), high => x(high), zero => x(0.0) }
 }
 
-async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Response {
-    let r = match report(&state).await {
+async fn overview(
+    State(state): State<AppState>,
+    Admin(session): Admin,
+    Query(q): Query<PeriodQuery>,
+) -> Response {
+    let period = Period::new(&q);
+    let r = match report(&state, &period).await {
         Ok(r) => r,
         Err(e) => return e,
     };
@@ -593,6 +687,7 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
             stages, total => n(total as u64), health => json_block(&health), hygiene,
             spam_trap_risk => h.idle_12m > 0,
             health_names => labels, health_rows,
+            period => period.view("Contacts who entered from", &[]),
             p, matrix, tos => tos.iter().map(|t| winback_report::present::label(t)).collect::<Vec<_>>(), providers, pauses, jobs, as_of => when(r.as_of),
             reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => winback_report::present::label(k), count => v }).collect::<Vec<_>>(),
         },
@@ -602,11 +697,18 @@ async fn overview(State(state): State<AppState>, Admin(session): Admin) -> Respo
 /// Held-out people a segment needs before its difference against the holdout is shown.
 const SEGMENT_MIN_HOLDOUT: i64 = 30;
 
-fn campaign_view(c: &CampaignReport, cur: &str) -> Value {
+fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
     let entered: i64 = c.arms.iter().map(|a| a.contacts).sum();
     let bought = c.treated_converted();
     let s = &c.summary;
-    let people = |group: &str| format!("/admin/campaigns/{}/people?group={group}", c.name);
+    let people = |group: &str| {
+        let q = period.query();
+        format!(
+            "/admin/campaigns/{}/people?group={group}{}{q}",
+            c.name,
+            if q.is_empty() { "" } else { "&" }
+        )
+    };
     // The journey as a vertical graph: one box per step, arrows to the next steps.
     let index: HashMap<&str, usize> = c
         .journey
@@ -822,7 +924,9 @@ async fn campaign(
     Admin(session): Admin,
     Path(name): Path<String>,
     Query(q): Query<CampaignQuery>,
+    Query(pq): Query<PeriodQuery>,
 ) -> Response {
+    let period = Period::new(&pq);
     let as_of = match winback_report::as_of(&state.store, state.clock.now()).await {
         Ok(t) => t,
         Err(e) => return internal(e),
@@ -832,8 +936,8 @@ async fn campaign(
         &state.settings.report,
         &state.store,
         &name,
-        Timestamp::EPOCH,
-        winback_report::forever(),
+        period.from,
+        period.until,
         as_of,
     )
     .await
@@ -851,7 +955,8 @@ async fn campaign(
         &session,
         "campaign.html",
         context! {
-            c => campaign_view(&c, &state.settings.report.currency),
+            c => campaign_view(&c, &state.settings.report.currency, &period),
+            period => period.view("Contacts who entered from", &[]),
             offers,
             all_margin => state.settings.report.margin >= 1.0,
             as_of => when(as_of),
@@ -896,7 +1001,9 @@ async fn campaign_people(
     Admin(session): Admin,
     Path(name): Path<String>,
     Query(q): Query<PeopleQuery>,
+    Query(pq): Query<PeriodQuery>,
 ) -> Response {
+    let period = Period::new(&pq);
     let group_name = q.group.as_deref().unwrap_or("entered");
     let Some(group) = winback_store::PeopleGroup::parse(group_name) else {
         return missing(&state, "list");
@@ -909,7 +1016,7 @@ async fn campaign_people(
     let csv = q.format.as_deref() == Some("csv");
     let number = q.page.unwrap_or(1).max(1);
     let window = c.conversion_window.seconds();
-    let range = (Timestamp::EPOCH, winback_report::forever());
+    let range = (period.from, period.until);
     let limits = if csv {
         (-1, 0)
     } else {
@@ -963,6 +1070,7 @@ async fn campaign_people(
         context! {
             campaign => name.clone(),
             group => group.as_str(),
+            period => period.view("Contacts who entered from", &[("group", group.as_str())]),
             title => group_title(group),
             total => n(total.max(0) as u64),
             total_raw => total,
@@ -1147,7 +1255,9 @@ async fn customer(
     State(state): State<AppState>,
     Admin(session): Admin,
     Path(key): Path<String>,
+    Query(pq): Query<PeriodQuery>,
 ) -> Response {
+    let period = Period::new(&pq);
     let detail = match state.store.customer_detail(&key).await {
         Ok(Some(d)) => d,
         Ok(None) => return missing(&state, "customer"),
@@ -1264,6 +1374,7 @@ async fn customer(
             ));
         }
     }
+    items.retain(|i| period.from <= i.0 && i.0 < period.until);
     items.sort_by_key(|i| std::cmp::Reverse(i.0));
     let name = detail
         .records
@@ -1282,6 +1393,7 @@ async fn customer(
         "customer.html",
         context! {
             name, profile_id => pid,
+            period => period.view("What happened from", &[]),
             records => detail.records.iter().map(|r| context! {
                 external_id => r.external_id.clone(), email => r.email.clone(), phone => r.phone.clone(),
                 locale => r.locale.clone(), time_zone => r.time_zone.clone(),
@@ -1317,7 +1429,12 @@ const LAYOUT: &str = r#"<!doctype html>
 {% if user %}<nav><a href="/admin">Overview</a> <a href="/admin/customers">Customers</a>
 <form class="inline" method="post" action="/admin/logout"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit" id="logout">Log out {{ user }}</button></form></nav>{% endif %}
 </header>
-<main>{% block body %}{% endblock %}</main>
+<main>{% if period %}<form method="get" class="period" id="period" aria-label="period">{% for k in period.keep %}<input type="hidden" name="{{ k.name }}" value="{{ k.value }}">{% endfor %}
+<label for="since">{{ period.label }}</label> <input type="date" name="since" id="since" value="{{ period.since }}">
+<label for="until">to</label> <input type="date" name="until" id="until" value="{{ period.until }}">
+<button type="submit">Show</button>{% if period.active %} <a href="?{% for k in period.keep %}{{ k.name }}={{ k.value }}{% endfor %}" id="all-time">all time</a>{% endif %}
+{% if period.error %}<p class="error" role="alert">{{ period.error }}</p>{% endif %}</form>{% endif %}
+{% block body %}{% endblock %}</main>
 {% if now %}<footer>{% if as_of %}Figures as of {{ as_of }}{% if as_of != now %}, where the data ends: it runs ahead of today ({{ now }}), as a simulated programme does{% endif %}.{% else %}Shown {{ now }}.{% endif %} <a href="/admin/help">How to read these figures</a></footer>{% endif %}
 <script src="/admin/assets/uPlot.iife.min.js"></script><script src="/admin/assets/dashboard.js"></script>
 </body></html>"#;
@@ -1366,13 +1483,13 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <th scope="col"><button type="button" data-sort="num" data-col="7">Incremental margin (95% CI)</button></th>
 <th scope="col">Margin on one axis</th></tr></thead><tbody>
 {% for r in p.rows %}<tr data-campaign="{{ r.name }}">
-<th scope="row" data-v="{{ r.name }}"><a href="/admin/campaigns/{{ r.name }}">{{ r.name }}</a><br><small class="muted">{{ r.status }}{% if r.channels %} · {{ r.channels }}{% endif %}</small></th>
+<th scope="row" data-v="{{ r.name }}"><a href="/admin/campaigns/{{ r.name }}{{ period.q }}">{{ r.name }}</a><br><small class="muted">{{ r.status }}{% if r.channels %} · {{ r.channels }}{% endif %}</small></th>
 <td data-v="{{ r.verdict_label }}"><span class="verdict v-{{ r.verdict }}">{{ r.verdict_label }}</span><br><small>{{ r.why }}</small></td>
-<td class="num" data-k="contacts" data-v="{{ r.raw[0] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=entered">{{ r.entered }}</a></td>
-<td class="num" data-k="held_out" data-v="{{ r.raw[1] }}">{% if r.raw[1] > 0 %}<a href="/admin/campaigns/{{ r.name }}/people?group=held_out">{{ r.held_out }}</a>{% else %}–{% endif %}</td>
-<td class="num" data-k="messaged" data-v="{{ r.raw[2] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=messaged">{{ r.messaged }}</a></td>
+<td class="num" data-k="contacts" data-v="{{ r.raw[0] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=entered{{ period.amp }}">{{ r.entered }}</a></td>
+<td class="num" data-k="held_out" data-v="{{ r.raw[1] }}">{% if r.raw[1] > 0 %}<a href="/admin/campaigns/{{ r.name }}/people?group=held_out{{ period.amp }}">{{ r.held_out }}</a>{% else %}–{% endif %}</td>
+<td class="num" data-k="messaged" data-v="{{ r.raw[2] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=messaged{{ period.amp }}">{{ r.messaged }}</a></td>
 <td class="num" data-k="sent" data-v="{{ r.raw[3] }}">{{ r.sent }}</td>
-<td class="num" data-k="buyers" data-v="{{ r.raw[4] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=bought">{{ r.buyers }}</a></td>
+<td class="num" data-k="buyers" data-v="{{ r.raw[4] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=bought{{ period.amp }}">{{ r.buyers }}</a></td>
 <td class="num" data-v="{% if r.margin_raw is not none %}{{ r.margin_raw }}{% endif %}">{% if r.margin %}<span class="{% if r.margin.negative %}bad{% elif r.margin.positive %}good{% endif %}">{{ r.margin.estimate }}</span><br><small>{{ r.margin.low }} to {{ r.margin.high }}</small>{% else %}–{% endif %}</td>
 <td>{% if r.bar %}<svg class="axisbar" viewBox="0 0 {{ p.axis.width }} 14" width="{{ p.axis.width }}" height="14" role="img" aria-label="incremental margin {{ r.margin.text }}"><line x1="{{ p.axis.zero }}" y1="0" x2="{{ p.axis.zero }}" y2="14" class="zero"/><line x1="{{ r.bar.low }}" y1="7" x2="{{ r.bar.high }}" y2="7" class="ci ci-{{ r.bar.tone }}"/><circle cx="{{ r.bar.est }}" cy="7" r="4" class="est est-{{ r.bar.tone }}"/></svg>{% endif %}</td></tr>
 {% else %}<tr><td colspan="9">No campaigns yet.</td></tr>{% endfor %}</tbody>
@@ -1547,14 +1664,14 @@ const HELP: &str = r#"{% extends "layout.html" %}{% block title %}How to read th
 {% endblock %}"#;
 
 const PEOPLE: &str = r#"{% extends "layout.html" %}{% block title %}{{ campaign }}: {{ title }}{% endblock %}{% block body %}
-<p><a href="/admin/campaigns/{{ campaign }}">← {{ campaign }}</a></p>
+<p><a href="/admin/campaigns/{{ campaign }}{{ period.q }}">← {{ campaign }}</a></p>
 <h1 id="people-title">{{ title }}</h1>
-<p><span id="people-total" data-v="{{ total_raw }}">{{ total }}</span> people. <a id="csv" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;format=csv" download>Download all as CSV</a> <span class="muted">(cells a spreadsheet would run as a formula are prefixed with ').</span></p>
-<nav aria-label="other lists"><p>{% for g in [("entered", "entered"), ("held_out", "held out"), ("messaged", "messaged"), ("bought", "bought"), ("dropped", "not sent")] %}{% if g[0] == group %}<strong>{{ g[1] }}</strong>{% else %}<a href="/admin/campaigns/{{ campaign }}/people?group={{ g[0] }}">{{ g[1] }}</a>{% endif %}{% if not loop.last %} · {% endif %}{% endfor %}</p></nav>
+<p><span id="people-total" data-v="{{ total_raw }}">{{ total }}</span> people. <a id="csv" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;format=csv{{ period.amp }}" download>Download all as CSV</a> <span class="muted">(cells a spreadsheet would run as a formula are prefixed with ').</span></p>
+<nav aria-label="other lists"><p>{% for g in [("entered", "entered"), ("held_out", "held out"), ("messaged", "messaged"), ("bought", "bought"), ("dropped", "not sent")] %}{% if g[0] == group %}<strong>{{ g[1] }}</strong>{% else %}<a href="/admin/campaigns/{{ campaign }}/people?group={{ g[0] }}{{ period.amp }}">{{ g[1] }}</a>{% endif %}{% if not loop.last %} · {% endif %}{% endfor %}</p></nav>
 <div class="scroll" tabindex="0"><table id="people"><thead><tr><th scope="col">Customer</th><th scope="col">Email</th><th scope="col">Arm</th><th scope="col">Entered</th><th scope="col">Journey</th><th scope="col">First message</th><th scope="col">Orders in {{ window_days }} days</th><th scope="col">Revenue</th></tr></thead><tbody>
 {% for p in people %}<tr><td><a href="/admin/customers/{{ p.key }}">{{ p.name or p.customer_id or p.key }}</a>{% if p.name %}<br><small>{{ p.customer_id }}</small>{% endif %}</td><td>{{ p.email or "" }}</td><td>{{ p.arm }}</td><td>{{ p.entered }}</td><td>{{ p.state }}</td><td>{{ p.messaged or "–" }}</td><td class="num">{{ p.orders }}</td><td class="num">{{ p.revenue }}</td></tr>
 {% else %}<tr><td colspan="8">Nobody.</td></tr>{% endfor %}</tbody></table></div>
-{% if pages > 1 %}<nav aria-label="pages"><p>Page {{ page }} of {{ pages }}{% if prev %} · <a rel="prev" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ prev }}">previous</a>{% endif %}{% if next %} · <a rel="next" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ next }}">next</a>{% endif %}</p></nav>{% endif %}
+{% if pages > 1 %}<nav aria-label="pages"><p>Page {{ page }} of {{ pages }}{% if prev %} · <a rel="prev" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ prev }}{{ period.amp }}">previous</a>{% endif %}{% if next %} · <a rel="next" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ next }}{{ period.amp }}">next</a>{% endif %}</p></nav>{% endif %}
 {% endblock %}"#;
 
 const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}{% endblock %}{% block body %}

@@ -668,6 +668,39 @@ async fn every_count_links_to_its_people_and_their_csv_runs_no_formula() {
         );
         assert!(r.body.contains(name), "{group}");
     }
+    // The date-range filter: both days included; links keep it; a bad date says so.
+    for (period, want) in [
+        ("since=2026-03-01&until=2026-03-01", 2),
+        ("since=2026-03-02", 0),
+        ("until=2026-02-28", 0),
+    ] {
+        let r = h
+            .get(
+                &format!("/admin/campaigns/review-request/people?group=entered&{period}"),
+                &[("cookie", &cookie)],
+            )
+            .await;
+        assert!(
+            r.body
+                .contains(&format!("id=\"people-total\" data-v=\"{want}\"")),
+            "{period}"
+        );
+        assert!(r.body.contains(&format!("group=held_out&amp;{}", period.replace('&', "&amp;"))), "{period}: links keep the period");
+    }
+    let r = h
+        .get("/admin?since=2026-03-02", &[("cookie", &cookie)])
+        .await;
+    assert!(r.body.contains("/admin/campaigns/review-request?since=2026-03-02"));
+    assert!(
+        r.body.contains("data-k=\"contacts\" data-v=\"0\""),
+        "nobody entered since"
+    );
+    let r = h
+        .get("/admin?since=last+tuesday", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("is not a date"), "{}", r.body);
+    assert!(r.body.contains("data-k=\"contacts\" data-v=\"2\""), "all time");
     let csv = h
         .get(
             "/admin/campaigns/review-request/people?group=entered&format=csv",
