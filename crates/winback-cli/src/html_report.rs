@@ -418,6 +418,7 @@ mod tests {
             providers: vec![],
             transport_pauses: Vec::new(),
             total: winback_report::summary::ProgrammeTotal::new(&[], "EUR"),
+            deliverability: vec![],
         };
         let c = &mut report.campaigns[0];
         c.summary = winback_report::summary::CampaignSummary::new(c, "EUR");

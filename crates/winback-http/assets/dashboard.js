@@ -9,10 +9,15 @@
     if (!src || typeof uPlot === "undefined") { return; }
     var data = JSON.parse(src.textContent);
     if (!data.x || data.x.length === 0) { return; }
+    // `unit` follows each value ("%" by default); `digits` after the point (1 by default).
+    var unit = data.unit === undefined ? "%" : data.unit;
+    var digits = data.digits === undefined ? 1 : data.digits;
+    function fmt(v) { return v == null ? "-" : v.toFixed(digits) + unit; }
     var series = [{}];
     data.names.forEach(function (name, i) {
       series.push({ label: name, stroke: colours[i % colours.length], width: 2,
-        value: function (u, v) { return v == null ? "-" : v.toFixed(1) + "%"; } });
+        dash: data.dashed && data.dashed[i] ? [6, 4] : undefined,
+        value: function (u, v) { return fmt(v); } });
     });
     // As wide as its card allows (a phone is 390 px), never wider.
     var width = Math.max(240, Math.min(el.clientWidth || 720, 900));
@@ -21,9 +26,14 @@
       width: width, height: 260,
       series: series,
       points: { show: data.x.length < 40, size: 6 },
-      axes: [{ label: el.getAttribute("data-x-title") || "" },
+      // Monthly data: one tick per month, labelled YYYY-MM.
+      axes: [data.monthly
+               ? { label: el.getAttribute("data-x-title") || "",
+                   splits: function () { return data.x; },
+                   values: function (u, vals) { return vals.map(function (v) { return new Date(v * 1000).toISOString().slice(0, 7); }); } }
+               : { label: el.getAttribute("data-x-title") || "" },
              { label: el.getAttribute("data-y-title") || "",
-               values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }],
+               values: function (u, vals) { return vals.map(function (v) { return v + unit; }); } }],
     }, [data.x].concat(data.series), el);
     el.setAttribute("data-drawn", "true");
   }

@@ -438,13 +438,16 @@ impl Period {
         let mut error = None;
         let mut day = |field: &str, raw: &Option<String>, next: bool| -> Option<Timestamp> {
             let raw = raw.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
-            let date = raw.parse::<jiff::civil::Date>().ok().and_then(|d| {
-                if next { d.tomorrow().ok() } else { Some(d) }
-            });
+            let date = raw
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .and_then(|d| if next { d.tomorrow().ok() } else { Some(d) });
             match date.and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok()) {
                 Some(z) => Some(Timestamp::new(z.timestamp())),
                 None => {
-                    error = Some(format!("“{raw}” is not a date for “{field}”: use a date such as 2026-03-01"));
+                    error = Some(format!(
+                        "“{raw}” is not a date for “{field}”: use a date such as 2026-03-01"
+                    ));
                     None
                 }
             }
@@ -454,7 +457,9 @@ impl Period {
         let until = day("to", &q.until, true);
         let ok = |t: Option<Timestamp>| t.map(|_| ());
         let text = |raw: &Option<String>, t: Option<Timestamp>| {
-            ok(t).and(raw.as_deref().map(str::trim).map(str::to_owned)).unwrap_or_default()
+            ok(t)
+                .and(raw.as_deref().map(str::trim).map(str::to_owned))
+                .unwrap_or_default()
         };
         let mut p = Self {
             from: from.unwrap_or(Timestamp::EPOCH),
@@ -688,10 +693,61 @@ async fn overview(
             spam_trap_risk => h.idle_12m > 0,
             health_names => labels, health_rows,
             period => period.view("Contacts who entered from", &[]),
+            deliverability => r.deliverability.iter().map(|d| context! {
+                provider => d.provider.clone(), sent => n(d.sent.max(0) as u64),
+                hard_rate => format!("{:.2}%", 100.0 * d.hard_bounce_rate), complaint_rate => format!("{:.3}%", 100.0 * d.complaint_rate),
+                max_hard => format!("{:.2}%", 100.0 * d.max_hard_bounce_rate), max_complaint => format!("{:.3}%", 100.0 * d.max_complaint_rate),
+                hard_over => d.sent > 0 && d.hard_bounce_rate >= d.max_hard_bounce_rate,
+                complaint_over => d.sent > 0 && d.complaint_rate >= d.max_complaint_rate,
+            }).collect::<Vec<_>>(),
             p, matrix, tos => tos.iter().map(|t| winback_report::present::label(t)).collect::<Vec<_>>(), providers, pauses, jobs, as_of => when(r.as_of),
             reasons => r.base.reasons.iter().map(|(k, v)| context! { reason => winback_report::present::label(k), count => v }).collect::<Vec<_>>(),
         },
     )
+}
+
+/// A campaign month by month of entry: the table (the charts' text alternative) and the data
+/// of its two charts, counts and the incremental margin to date.
+fn over_time(months: &[winback_report::MonthPoint], cur: &str) -> Value {
+    let unit = winback_domain::Currency::parse(cur)
+        .map(|c| 10f64.powi(i32::from(c.minor_digits())))
+        .unwrap_or(100.0);
+    let xs: Vec<i64> = months
+        .iter()
+        .map(|m| m.start.as_micros() / 1_000_000)
+        .collect();
+    let counts = serde_json::json!({
+        "x": xs, "unit": "", "digits": 0, "monthly": true,
+        "names": ["messages sent", "buyers, messaged", "buyers, held out"],
+        "series": [
+            months.iter().map(|m| m.sent).collect::<Vec<_>>(),
+            months.iter().map(|m| m.buyers).collect::<Vec<_>>(),
+            months.iter().map(|m| m.holdout_buyers).collect::<Vec<_>>(),
+        ],
+    });
+    let major = |f: fn(&winback_measure::Interval) -> f64| {
+        months
+            .iter()
+            .map(|m| m.margin_to_date.as_ref().map(|i| f(i) / unit))
+            .collect::<Vec<_>>()
+    };
+    let margin = serde_json::json!({
+        "x": xs, "unit": format!(" {cur}"), "digits": 0, "monthly": true,
+        "names": ["margin to date", "95% interval, low", "95% interval, high"],
+        "dashed": [false, true, true],
+        "series": [major(|i| i.estimate), major(|i| i.low), major(|i| i.high)],
+    });
+    context! {
+        rows => months.iter().rev().map(|m| context! {
+            month => m.month.clone(), entered => n(m.entered.max(0) as u64), sent => n(m.sent.max(0) as u64),
+            buyers => n(m.buyers.max(0) as u64), holdout_buyers => n(m.holdout_buyers.max(0) as u64),
+            margin => m.margin_to_date.as_ref().map(|i| winback_report::present::Figure::money(i, cur).short),
+        }).collect::<Vec<_>>(),
+        counts => json_block(&counts),
+        margin => json_block(&margin),
+        charted => months.len() > 1,
+        margin_charted => months.len() > 1 && months.iter().any(|m| m.margin_to_date.is_some()),
+    }
 }
 
 /// Held-out people a segment needs before its difference against the holdout is shown.
@@ -746,7 +802,12 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
         .collect();
     let mut edges: Vec<Value> = Vec::new();
     for (i, s) in c.journey.iter().enumerate() {
-        for (k, (to, label)) in s.next.iter().enumerate() {
+        for (k, ((to, label), taken)) in s.next.iter().zip(&s.taken).enumerate() {
+            // The edge's words and, where the journey records the choice, how many took it.
+            let label = match taken {
+                Some(people) if !label.is_empty() => format!("{label} · {}", n(*people as u64)),
+                _ => label.clone(),
+            };
             let target = index.get(to.as_str()).copied();
             let (y1, y2) = (y(i) + box_h, target.map(y).unwrap_or(end_y));
             // Forward to the next box: straight; anything else: a curve out to the side.
@@ -763,7 +824,10 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
                     y2 + 20.0
                 )
             };
-            edges.push(context! { path, label => label.clone(), lx => if straight { "306".to_owned() } else { format!("{:.0}", side + 4.0) }, ly => format!("{:.0}", if straight { (y1 + y2) / 2.0 + 4.0 } else { (y1 + y2) / 2.0 }) });
+            // A label sits on its edge: beside the straight line's middle, or at the curve's
+            // outermost point (a cubic with both controls at `side` reaches 3/4 of the way).
+            let apex = 520.0 + 0.75 * (side - 520.0);
+            edges.push(context! { path, label, lx => if straight { "306".to_owned() } else { format!("{:.0}", apex + 4.0) }, ly => format!("{:.0}", (y1 + y2) / 2.0 + 4.0) });
         }
     }
     let arms: Vec<Value> = c
@@ -946,6 +1010,18 @@ async fn campaign(
         Ok(None) => return missing(&state, "campaign"),
         Err(e) => return internal(e),
     };
+    let months = match winback_report::timeline(
+        &state.settings.report,
+        &state.store,
+        &name,
+        period.from,
+        period.until,
+    )
+    .await
+    {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return internal(e),
+    };
     let offers = match state.store.offer_codes_summary(&name).await {
         Ok(o) => o,
         Err(e) => return internal(e),
@@ -957,6 +1033,7 @@ async fn campaign(
         context! {
             c => campaign_view(&c, &state.settings.report.currency, &period),
             period => period.view("Contacts who entered from", &[]),
+            over_time => over_time(&months, &state.settings.report.currency),
             offers,
             all_margin => state.settings.report.margin >= 1.0,
             as_of => when(as_of),
@@ -1535,6 +1612,11 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 {% if jobs %}<section><h2>Scheduled jobs</h2><p>What the worker runs by itself: features of the profiles an ingest touched, and the nightly scoring run.</p><div class="scroll" tabindex="0"><table><thead><tr><th>Job</th><th>Last finished</th><th>Runs</th><th>Now</th><th>Last outcome</th></tr></thead><tbody>
 {% for j in jobs %}<tr><td>{{ j.name }}</td><td>{{ j.finished }}</td><td class="num">{{ j.runs }}</td><td>{% if j.running %}running on {{ j.running }}{% else %}idle{% endif %}</td><td>{% if j.failed %}<span class="bad">{{ j.what }}</span>{% else %}{{ j.what }}{% endif %}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
+{% if deliverability %}<section aria-labelledby="deliv-title"><h2 id="deliv-title">Deliverability by mailbox provider</h2>
+<p class="muted">Every campaign's email together. At a limit the engine pauses sending to that provider by itself.</p>
+<div class="scroll" tabindex="0"><table id="provider-deliverability"><thead><tr><th scope="col">Provider</th><th scope="col">Sent</th><th scope="col">Hard bounces</th><th scope="col">Limit</th><th scope="col">Complaints</th><th scope="col">Limit</th></tr></thead><tbody>
+{% for d in deliverability %}<tr data-provider="{{ d.provider }}"><th scope="row">{{ d.provider }}</th><td class="num">{{ d.sent }}</td><td class="num">{% if d.hard_over %}<span class="bad">{{ d.hard_rate }} (at the limit)</span>{% else %}{{ d.hard_rate }}{% endif %}</td><td class="num">{{ d.max_hard }}</td><td class="num">{% if d.complaint_over %}<span class="bad">{{ d.complaint_rate }} (at the limit)</span>{% else %}{{ d.complaint_rate }}{% endif %}</td><td class="num">{{ d.max_complaint }}</td></tr>{% endfor %}
+</tbody></table></div></section>{% endif %}
 {% if providers %}<section><h2>Mailbox providers</h2><div class="scroll" tabindex="0"><table><thead><tr><th>Provider</th><th>Share admitted</th><th>Attempts in window</th><th>Breaker</th></tr></thead><tbody>
 {% for p in providers %}<tr><td>{{ p.provider }}</td><td class="num">{{ p.share }}</td><td class="num">{{ p.attempts }}</td><td>{% if p.paused %}<span class="bad">paused: {{ p.paused }}</span>{% else %}ok{% endif %}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endif %}
@@ -1564,6 +1646,15 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 </form>
 {% if c.exports %}<p id="exports">Handed to ad audiences and print lists: {% for e in c.exports %}{{ e.people }} to {{ e.target }} ({{ e.kind }}, step {{ e.step }}){% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 </section>
+
+{% if over_time.rows %}<section aria-labelledby="time-title"><h2 id="time-title">Over time, by month of entry</h2>
+{% if over_time.charted %}<div class="chart" id="counts-chart" data-chart="counts-data" data-title="Messages sent and buyers, by month of entry" data-x-title="month the contacts entered" data-y-title="messages, people" role="img" aria-label="Messages sent and buyers per month of entry; the figures are in the table below"></div>
+<script type="application/json" id="counts-data">{{ over_time.counts }}</script>
+{% if over_time.margin_charted %}<div class="chart" id="margin-chart" data-chart="margin-data" data-title="Incremental margin to date, with its 95% interval" data-x-title="month the contacts entered" data-y-title="margin" role="img" aria-label="Incremental margin to date with its interval per month; the figures are in the table below"></div>
+<script type="application/json" id="margin-data">{{ over_time.margin }}</script>{% endif %}{% endif %}
+<div class="scroll" tabindex="0"><table id="months"><thead><tr><th scope="col">Month</th><th scope="col">Entered</th><th scope="col">Messages sent</th><th scope="col">Buyers, messaged</th><th scope="col">Buyers, held out</th><th scope="col">Incremental margin to date (95% CI)</th></tr></thead><tbody>
+{% for m in over_time.rows %}<tr><th scope="row">{{ m.month }}</th><td class="num">{{ m.entered }}</td><td class="num">{{ m.sent }}</td><td class="num">{{ m.buyers }}</td><td class="num">{{ m.holdout_buyers }}</td><td class="num">{{ m.margin or "–" }}</td></tr>{% endfor %}
+</tbody></table></div></section>{% endif %}
 
 <section><h2>Journey</h2>
 <svg id="journey" viewBox="0 0 720 {{ c.height }}" width="720" height="{{ c.height }}" role="img" aria-label="the journey">

@@ -132,6 +132,9 @@ pub struct JourneyNode {
     pub label: String,
     /// Where it goes next: (step id or `end`, label of the edge).
     pub next: Vec<(String, String)>,
+    /// People who took each edge of `next`, where the journey records the choice (a branch's
+    /// yes and no, a wait's event and timeout); `None` elsewhere.
+    pub taken: Vec<Option<i64>>,
     /// Messages sent by this step (all variants and channels).
     pub sent: i64,
     /// Of them, opened by a person.
@@ -142,9 +145,24 @@ pub struct JourneyNode {
     pub dropped: i64,
 }
 
-/// The journey of `c` with the counts of `messages` (rolled up by step, variant, channel).
-pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
-    use winback_engine::definition::Action;
+/// The journey of `c` with the counts of `messages` (rolled up by step, variant, channel) and
+/// the choices its contacts' journeys recorded (`decisions`: step, what was logged, people).
+pub fn journey(
+    c: &Campaign,
+    messages: &[MessageFunnel],
+    decisions: &[(String, String, i64)],
+) -> Vec<JourneyNode> {
+    use winback_engine::definition::{Action, Condition};
+    // People whose log line at `step` ends with `suffix`.
+    let took = |step: &str, suffix: &str| {
+        Some(
+            decisions
+                .iter()
+                .filter(|(s, what, _)| s == step && what.ends_with(suffix))
+                .map(|(_, _, n)| n)
+                .sum::<i64>(),
+        )
+    };
     let id_of = |i: Option<usize>| {
         i.and_then(|i| c.steps.get(i))
             .map(|s| s.id.clone())
@@ -153,6 +171,7 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
     c.steps
         .iter()
         .map(|step| {
+            let mut taken = Vec::new();
             let (label, next) = match &step.action {
                 Action::Wait {
                     duration,
@@ -160,13 +179,19 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
                     on_timeout,
                     ..
                 } => match until_event {
-                    Some(_) => (
-                        format!("wait for an event, at most {duration}"),
-                        vec![
-                            (id_of(step.next), "event".to_owned()),
-                            (id_of(*on_timeout), "timeout".to_owned()),
-                        ],
-                    ),
+                    Some(ev) => {
+                        taken = vec![
+                            took(&step.id, " arrived"),
+                            took(&step.id, " did not arrive in time"),
+                        ];
+                        (
+                            format!("wait for {}, at most {duration}", ev.label()),
+                            vec![
+                                (id_of(step.next), "it came".to_owned()),
+                                (id_of(*on_timeout), "timed out".to_owned()),
+                            ],
+                        )
+                    }
                     None => (
                         format!("wait {duration}"),
                         vec![(id_of(step.next), String::new())],
@@ -181,14 +206,29 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
                     vec![(id_of(step.next), String::new())],
                 ),
                 Action::Branch {
-                    then, otherwise, ..
-                } => (
-                    "branch".to_owned(),
-                    vec![
-                        (id_of(*then), "yes".to_owned()),
-                        (id_of(*otherwise), "no".to_owned()),
-                    ],
-                ),
+                    condition,
+                    then,
+                    otherwise,
+                } => {
+                    taken = vec![took(&step.id, ": yes"), took(&step.id, ": no")];
+                    let question = match condition {
+                        Condition::Opened(s) => format!("opened {s}?"),
+                        Condition::Clicked(s) => format!("clicked in {s}?"),
+                        Condition::SurveyReason(r) => {
+                            format!("left because: {}?", present::label(r.as_str()))
+                        }
+                        Condition::HasTag(t) => format!("tagged {t}?"),
+                        Condition::Purchased => "bought since entering?".to_owned(),
+                        Condition::Expr(a) => format!("{}?", a.source()),
+                    };
+                    (
+                        question,
+                        vec![
+                            (id_of(*then), "yes".to_owned()),
+                            (id_of(*otherwise), "no".to_owned()),
+                        ],
+                    )
+                }
                 Action::Tag(t) => (
                     format!("tag {}", t.join(", ")),
                     vec![(id_of(step.next), String::new())],
@@ -207,11 +247,13 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel]) -> Vec<JourneyNode> {
                 ),
                 Action::Exit => ("exit".to_owned(), Vec::new()),
             };
+            taken.resize(next.len(), None);
             let mut node = JourneyNode {
                 id: step.id.clone(),
                 kind: step.action.type_name().to_owned(),
                 label,
                 next,
+                taken,
                 sent: 0,
                 opened: 0,
                 clicked: 0,
@@ -448,6 +490,9 @@ pub struct Report {
     pub campaigns: Vec<CampaignReport>,
     /// The programme's total over the campaigns' rows.
     pub total: summary::ProgrammeTotal,
+    /// Email deliverability per mailbox provider over every campaign, against the thresholds
+    /// at which the engine's breaker pauses the provider.
+    pub deliverability: Vec<Deliverability>,
     /// List hygiene.
     pub hygiene: winback_store::privacy::Hygiene,
     /// Health of the base.
@@ -596,7 +641,7 @@ pub async fn build(
     // Where a report's time goes, logged at the end (`WINBACK_LOG=winback::report=info`).
     let mut parts = Parts::default();
     let mut clock = std::time::Instant::now();
-    let (campaigns, reasons) = campaign_reports(
+    let (campaigns, reasons, deliverability) = campaign_reports(
         settings, store, from, until, now, None, &mut parts, &mut clock,
     )
     .await?;
@@ -626,6 +671,7 @@ pub async fn build(
         margin: settings.margin,
         total: summary::ProgrammeTotal::new(&rows, &settings.currency),
         campaigns,
+        deliverability,
         hygiene,
         base: BaseHealth {
             stages,
@@ -651,7 +697,7 @@ pub async fn build_campaign(
 ) -> Result<Option<CampaignReport>, ReportError> {
     let mut parts = Parts::default();
     let mut clock = std::time::Instant::now();
-    let (mut campaigns, _) = campaign_reports(
+    let (mut campaigns, _, _) = campaign_reports(
         settings,
         store,
         from,
@@ -666,8 +712,133 @@ pub async fn build_campaign(
     Ok(campaigns.pop())
 }
 
-/// Each campaign's report (or only `only`'s), and the survey's reasons for leaving summed over
-/// them.
+/// One calendar month (UTC) of a campaign's contacts, by the month they entered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MonthPoint {
+    /// `2027-03`.
+    pub month: String,
+    /// The month's first instant.
+    pub start: Timestamp,
+    /// Contacts who entered that month.
+    pub entered: i64,
+    /// Messages queued that month and accepted.
+    pub sent: i64,
+    /// Of the month's messaged-group contacts, buyers within the attribution window.
+    pub buyers: i64,
+    /// Of the month's held-out contacts, buyers within the window.
+    pub holdout_buyers: i64,
+    /// Incremental margin of everyone who entered from the first month through this one, with
+    /// its 95% interval (`None` without a holdout yet).
+    pub margin_to_date: Option<winback_measure::Interval>,
+}
+
+/// Months a campaign's chart covers at most (the latest ones).
+pub const TIMELINE_MONTHS: usize = 24;
+
+/// A campaign's contacts month by month of entry in `[from, until)`: how many entered, the
+/// messages sent, the buyers, and the incremental margin to date. `None`: no such campaign.
+/// One read of the arms per month; the cumulative margin adds the months' arms, which are
+/// disjoint cohorts.
+pub async fn timeline(
+    settings: &Settings,
+    store: &SqlStore,
+    name: &str,
+    from: Timestamp,
+    until: Timestamp,
+) -> Result<Option<Vec<MonthPoint>>, ReportError> {
+    let records = store.campaigns().await.map_err(|e| ReportError::Campaign {
+        name: name.into(),
+        message: e.to_string(),
+    })?;
+    let Some(rec) = records.into_iter().find(|r| r.name == name) else {
+        return Ok(None);
+    };
+    let c = Campaign::parse(&rec.file, &rec.source).map_err(|e| ReportError::Campaign {
+        name: rec.name.clone(),
+        message: e.to_string(),
+    })?;
+    let Some((first, last)) = store.entry_span(rec.id, from, until).await? else {
+        return Ok(Some(Vec::new()));
+    };
+    let month_start = |t: Timestamp| {
+        let d = t.date_local();
+        jiff::civil::date(d.year(), d.month(), 1)
+    };
+    let mut months = Vec::new();
+    let mut m = month_start(first);
+    let end = month_start(last);
+    while m <= end {
+        months.push(m);
+        m = match m.checked_add(jiff::Span::new().months(1)) {
+            Ok(next) => next,
+            Err(_) => break,
+        };
+    }
+    let skip = months.len().saturating_sub(TIMELINE_MONTHS);
+    let at = |d: jiff::civil::Date| {
+        d.to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| Timestamp::new(z.timestamp()))
+            .unwrap_or(Timestamp::EPOCH)
+    };
+    let window = c.conversion_window.seconds();
+    let mut all_arms: Vec<ArmResult> = Vec::new();
+    let mut all_funnel: Vec<MessageFunnel> = Vec::new();
+    let mut out = Vec::new();
+    for (i, m) in months.iter().enumerate() {
+        let lo = at(*m).max(from);
+        let hi = months
+            .get(i + 1)
+            .map(|n| at(*n))
+            .unwrap_or(until)
+            .min(until);
+        let (arms, _) = store
+            .campaign_arms(rec.id, window, (lo, hi), &[], Outcomes::StoredWhereExact)
+            .await?;
+        let detail = store.message_funnel_detail(rec.id, lo, hi).await?;
+        let funnel = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
+        for a in &arms {
+            match all_arms
+                .iter_mut()
+                .find(|x| x.variant == a.variant && x.holdout == a.holdout)
+            {
+                Some(x) => {
+                    x.enrolled += a.enrolled;
+                    x.messaged += a.messaged;
+                    x.converted += a.converted;
+                    x.orders += a.orders;
+                    x.revenue_minor += a.revenue_minor;
+                    x.revenue_sq += a.revenue_sq;
+                    x.offers += a.offers;
+                    x.redeemed += a.redeemed;
+                    x.discount_minor += a.discount_minor;
+                }
+                None => all_arms.push(a.clone()),
+            }
+        }
+        all_funnel.extend(funnel.iter().cloned());
+        if i < skip {
+            continue;
+        }
+        let (_, overall) = arm_reports(settings, &all_arms, &all_funnel);
+        out.push(MonthPoint {
+            month: format!("{:04}-{:02}", m.year(), m.month()),
+            start: at(*m),
+            entered: arms.iter().map(|a| a.enrolled).sum(),
+            sent: funnel.iter().map(|f| f.sent).sum(),
+            buyers: arms
+                .iter()
+                .filter(|a| !a.holdout)
+                .map(|a| a.converted)
+                .sum(),
+            holdout_buyers: arms.iter().filter(|a| a.holdout).map(|a| a.converted).sum(),
+            margin_to_date: overall.and_then(|o| o.incremental_margin_minor),
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Each campaign's report (or only `only`'s), the survey's reasons for leaving summed over
+/// them, and email deliverability per mailbox provider over them.
 #[allow(clippy::too_many_arguments)]
 async fn campaign_reports(
     settings: &Settings,
@@ -678,8 +849,16 @@ async fn campaign_reports(
     only: Option<&str>,
     parts: &mut Parts,
     clock: &mut std::time::Instant,
-) -> Result<(Vec<CampaignReport>, BTreeMap<String, i64>), ReportError> {
+) -> Result<
+    (
+        Vec<CampaignReport>,
+        BTreeMap<String, i64>,
+        Vec<Deliverability>,
+    ),
+    ReportError,
+> {
     let mut campaigns = Vec::new();
+    let mut all_detail: Vec<MessageFunnel> = Vec::new();
     let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
     let records = store.campaigns().await.map_err(|e| ReportError::Campaign {
         name: "*".into(),
@@ -699,7 +878,7 @@ async fn campaign_reports(
     parts.lap(clock, |p| &mut p.campaigns);
     if only.is_some() && parsed.is_empty() {
         // An unknown name: nothing to gather.
-        return Ok((Vec::new(), BTreeMap::new()));
+        return Ok((Vec::new(), BTreeMap::new(), Vec::new()));
     }
     // The funnels and the cohorts are read once for all campaigns, not once per campaign.
     let mut details = match &parsed[..] {
@@ -750,6 +929,7 @@ async fn campaign_reports(
     for (((rec, c), stay), (arms, mut by_segment)) in parsed.into_iter().zip(stays).zip(all_arms) {
         let window = c.conversion_window.seconds();
         let detail = details.remove(&rec.id).unwrap_or_default();
+        all_detail.extend(detail.iter().cloned());
         let messages = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
         for f in &messages {
             for (k, v) in &f.survey {
@@ -763,7 +943,8 @@ async fn campaign_reports(
             .map(|a| (a.variant.clone(), arm(a)))
             .collect();
         let holdout = pooled_holdout(&arms).map(|h| arm(&h)).unwrap_or_default();
-        let journey_nodes = journey(&c, &messages);
+        let decisions = store.journey_decisions(rec.id, from, until).await?;
+        let journey_nodes = journey(&c, &messages, &decisions);
         let results_by_provider = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
         let results_by_locale = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
         let exports = store
@@ -806,7 +987,12 @@ async fn campaign_reports(
         campaigns.push(report);
         parts.lap(clock, |p| &mut p.drops);
     }
-    Ok((campaigns, reasons))
+    let deliverability = winback_store::rollup(&all_detail, FunnelKey::Provider)
+        .iter()
+        .filter(|f| f.provider != "-")
+        .map(|f| Deliverability::new(f, &settings.ramp))
+        .collect();
+    Ok((campaigns, reasons, deliverability))
 }
 
 /// Seconds spent on each part of [`build`]; `stays` and `arms` run at once, so each is its own
@@ -935,7 +1121,7 @@ duration = "7d"
         let mut f = funnel(10, 0, 0);
         f.step = "hello".into();
         f.clicked = 3;
-        let j = journey(&c, &[f.clone(), f]);
+        let j = journey(&c, &[f.clone(), f], &[]);
         assert_eq!(j.len(), 2);
         assert_eq!(
             (j[0].id.as_str(), j[0].sent, j[0].clicked),

@@ -1225,6 +1225,59 @@ impl SqlStore {
         .await
     }
 
+    /// The first and the last entry into a campaign in `[from, until)`, `None` when nobody
+    /// entered then.
+    pub async fn entry_span(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<(Timestamp, Timestamp)>, StoreError> {
+        let rows = self
+            .pool
+            .fetch(
+                "SELECT MIN(entered_at) AS first, MAX(entered_at) AS last FROM enrolments \
+                 WHERE campaign_id = $1 AND entered_at >= $2 AND entered_at < $3",
+                &[
+                    Val::from(campaign_id),
+                    Val::from(from.as_micros()),
+                    Val::from(until.as_micros()),
+                ],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let time = |v: Option<i64>| v.and_then(Timestamp::from_micros);
+        Ok(time(r.opt_i64("first")?).zip(time(r.opt_i64("last")?)))
+    }
+
+    /// What a campaign's journeys recorded at their choices (a branch's answer, a wait's event
+    /// or timeout), for the contacts who entered in `[from, until)`: (step, what, people).
+    pub async fn journey_decisions(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.pool
+            .fetch(
+                "SELECT l.step, l.what, COUNT(*) AS n FROM enrolments e \
+                 JOIN journey_log l ON l.enrolment_id = e.id \
+                 WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3 \
+                 GROUP BY l.step, l.what ORDER BY l.step, l.what",
+                &[
+                    Val::from(campaign_id),
+                    Val::from(from.as_micros()),
+                    Val::from(until.as_micros()),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("step")?, r.text("what")?, r.i64("n")?)))
+            .collect()
+    }
+
     /// People a campaign handed to ad audiences or print, per (step, target), added in
     /// `[from, until)`: what its export steps reached outside the outbox.
     pub async fn audience_export_counts(

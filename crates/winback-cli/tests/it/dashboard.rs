@@ -320,7 +320,24 @@ fn check_page(b: &Browser, width: i64, name: &str) {
         "{width}-{}.png",
         name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
     );
+    // The whole page: the window as tall as the document (at most 8,000 px), then back.
+    let height = b
+        .js("return document.documentElement.scrollHeight")
+        .as_i64()
+        .unwrap()
+        .clamp(600, 8_000);
+    let rect = b.call("GET", &b.s("/window/rect"), None);
+    b.call(
+        "POST",
+        &b.s("/window/rect"),
+        Some(json!({"width": rect["width"], "height": height})),
+    );
     std::fs::write(screenshots().join(file), b.screenshot()).unwrap();
+    b.call(
+        "POST",
+        &b.s("/window/rect"),
+        Some(json!({"width": rect["width"], "height": 900})),
+    );
 }
 
 struct Server(Child);
@@ -509,6 +526,16 @@ fn the_dashboard_in_chromium_shows_the_report_figures_and_runs_no_injected_scrip
             .map(|m| m["sent"].as_i64().unwrap())
             .sum();
         assert_eq!(sent, want, "{name}");
+        // Over time: with two or more months of entries both charts are drawn, and the table
+        // beside them carries their numbers.
+        let months = b.js("return document.querySelectorAll('#months tbody tr').length");
+        if months.as_i64().unwrap_or(0) > 1 {
+            assert_eq!(
+                b.js("return ['counts-chart', 'margin-chart'].every(id => { var e = document.getElementById(id); return e === null ? id === 'margin-chart' : e.dataset.drawn === 'true'; })"),
+                true,
+                "{name}: charts over time"
+            );
+        }
         let errors = b.console_errors();
         assert!(errors.is_empty(), "console errors on {name}: {errors:?}");
     }

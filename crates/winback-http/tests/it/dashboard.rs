@@ -685,12 +685,21 @@ async fn every_count_links_to_its_people_and_their_csv_runs_no_formula() {
                 .contains(&format!("id=\"people-total\" data-v=\"{want}\"")),
             "{period}"
         );
-        assert!(r.body.contains(&format!("group=held_out&amp;{}", period.replace('&', "&amp;"))), "{period}: links keep the period");
+        assert!(
+            r.body.contains(&format!(
+                "group=held_out&amp;{}",
+                period.replace('&', "&amp;")
+            )),
+            "{period}: links keep the period"
+        );
     }
     let r = h
         .get("/admin?since=2026-03-02", &[("cookie", &cookie)])
         .await;
-    assert!(r.body.contains("/admin/campaigns/review-request?since=2026-03-02"));
+    assert!(
+        r.body
+            .contains("/admin/campaigns/review-request?since=2026-03-02")
+    );
     assert!(
         r.body.contains("data-k=\"contacts\" data-v=\"0\""),
         "nobody entered since"
@@ -700,7 +709,10 @@ async fn every_count_links_to_its_people_and_their_csv_runs_no_formula() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("is not a date"), "{}", r.body);
-    assert!(r.body.contains("data-k=\"contacts\" data-v=\"2\""), "all time");
+    assert!(
+        r.body.contains("data-k=\"contacts\" data-v=\"2\""),
+        "all time"
+    );
     let csv = h
         .get(
             "/admin/campaigns/review-request/people?group=entered&format=csv",
