@@ -721,7 +721,7 @@ pub struct MonthPoint {
     pub start: Timestamp,
     /// Contacts who entered that month.
     pub entered: i64,
-    /// Messages queued that month and accepted.
+    /// Messages accepted for the contacts who entered that month, whenever they left.
     pub sent: i64,
     /// Of the month's messaged-group contacts, buyers within the attribution window.
     pub buyers: i64,
@@ -735,10 +735,10 @@ pub struct MonthPoint {
 /// Months a campaign's chart covers at most (the latest ones).
 pub const TIMELINE_MONTHS: usize = 24;
 
-/// A campaign's contacts month by month of entry in `[from, until)`: how many entered, the
-/// messages sent, the buyers, and the incremental margin to date. `None`: no such campaign.
-/// One read of the arms per month; the cumulative margin adds the months' arms, which are
-/// disjoint cohorts.
+/// A campaign's contacts month by month of entry in `[from, until)`: how many entered, their
+/// messages, the buyers, and the incremental margin to date. `None`: no such campaign. One
+/// read of the arms and of the messages per month; the margin to date adds the months' arms
+/// and messages, which are disjoint cohorts, so at the last month it is the report's margin.
 pub async fn timeline(
     settings: &Settings,
     store: &SqlStore,
@@ -794,8 +794,18 @@ pub async fn timeline(
         let (arms, _) = store
             .campaign_arms(rec.id, window, (lo, hi), &[], Outcomes::StoredWhereExact)
             .await?;
-        let detail = store.message_funnel_detail(rec.id, lo, hi).await?;
-        let funnel = winback_store::rollup(&detail, FunnelKey::StepVariantChannel);
+        // The cohort's own messages, whenever they left: what it cost.
+        let funnel: Vec<MessageFunnel> = store
+            .cohort_messages(rec.id, lo, hi)
+            .await?
+            .into_iter()
+            .map(|(variant, channel, sent)| MessageFunnel {
+                variant,
+                channel,
+                sent,
+                ..MessageFunnel::default()
+            })
+            .collect();
         for a in &arms {
             match all_arms
                 .iter_mut()
@@ -1130,6 +1140,59 @@ duration = "7d"
         assert_eq!(j[0].next, [("pause".to_owned(), String::new())]);
         assert_eq!(j[1].label, "wait 1w");
         assert_eq!(j[1].next, [("end".to_owned(), String::new())]);
+    }
+
+    #[test]
+    fn branch_edges_carry_their_question_and_how_many_took_them() {
+        let c = Campaign::parse(
+            "t.toml",
+            r#"
+[campaign]
+name = "t"
+audience = 'email_ok'
+[trigger]
+type = "audience"
+[[steps]]
+id = "hello"
+type = "send"
+template = "we-miss-you"
+subject = "Hi"
+[[steps]]
+id = "pause"
+type = "wait"
+duration = "7d"
+[[steps]]
+id = "reacted"
+type = "branch"
+opened = "hello"
+then = "end"
+else = "again"
+[[steps]]
+id = "again"
+type = "send"
+template = "we-miss-you"
+subject = "Hi again"
+"#,
+        )
+        .unwrap();
+        let decisions = [
+            ("reacted".to_owned(), "opened `hello`: yes".to_owned(), 4),
+            ("reacted".to_owned(), "opened `hello`: no".to_owned(), 11),
+            ("pause".to_owned(), "something else".to_owned(), 99),
+        ];
+        let j = journey(&c, &[], &decisions);
+        let branch = j.iter().find(|s| s.id == "reacted").unwrap();
+        assert_eq!(branch.label, "opened hello?");
+        assert_eq!(
+            branch.next,
+            [
+                ("end".to_owned(), "yes".to_owned()),
+                ("again".to_owned(), "no".to_owned())
+            ]
+        );
+        assert_eq!(branch.taken, [Some(4), Some(11)]);
+        // A plain step records no choice.
+        assert_eq!(j[1].taken, [None]);
     }
 
     #[test]

@@ -1260,12 +1260,47 @@ impl SqlStore {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.counted_pairs(
+            "SELECT l.step AS a, l.what AS b, COUNT(*) AS n FROM enrolments e \
+             JOIN journey_log l ON l.enrolment_id = e.id \
+             WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3 \
+             GROUP BY l.step, l.what ORDER BY l.step, l.what",
+            campaign_id,
+            (from, until),
+        )
+        .await
+    }
+
+    /// Messages accepted for the contacts who entered a campaign in `[from, until)`, by
+    /// (variant, channel), whenever they were sent: what a cohort's messages cost.
+    pub async fn cohort_messages(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.counted_pairs(
+            "SELECT o.variant AS a, o.channel AS b, COUNT(*) AS n FROM enrolments e \
+             JOIN outbox o ON o.enrolment_id = e.id \
+             WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3 AND o.state = 'sent' \
+             GROUP BY o.variant, o.channel ORDER BY o.variant, o.channel",
+            campaign_id,
+            (from, until),
+        )
+        .await
+    }
+
+    /// Runs a query of one campaign over `[from, until)` (parameters 1 to 3) that returns
+    /// `a`, `b` and a count `n`.
+    async fn counted_pairs(
+        &self,
+        sql: &str,
+        campaign_id: winback_domain::CampaignId,
+        (from, until): (Timestamp, Timestamp),
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.pool
             .fetch(
-                "SELECT l.step, l.what, COUNT(*) AS n FROM enrolments e \
-                 JOIN journey_log l ON l.enrolment_id = e.id \
-                 WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3 \
-                 GROUP BY l.step, l.what ORDER BY l.step, l.what",
+                sql,
                 &[
                     Val::from(campaign_id),
                     Val::from(from.as_micros()),
@@ -1274,7 +1309,7 @@ impl SqlStore {
             )
             .await?
             .iter()
-            .map(|r| Ok((r.text("step")?, r.text("what")?, r.i64("n")?)))
+            .map(|r| Ok((r.text("a")?, r.text("b")?, r.i64("n")?)))
             .collect()
     }
 
@@ -1286,21 +1321,14 @@ impl SqlStore {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.pool
-            .fetch(
-                "SELECT step, target, COUNT(*) AS n FROM audience_exports \
-                 WHERE campaign_id = $1 AND added_at >= $2 AND added_at < $3 \
-                 GROUP BY step, target ORDER BY step, target",
-                &[
-                    Val::from(campaign_id),
-                    Val::from(from.as_micros()),
-                    Val::from(until.as_micros()),
-                ],
-            )
-            .await?
-            .iter()
-            .map(|r| Ok((r.text("step")?, r.text("target")?, r.i64("n")?)))
-            .collect()
+        self.counted_pairs(
+            "SELECT step AS a, target AS b, COUNT(*) AS n FROM audience_exports \
+             WHERE campaign_id = $1 AND added_at >= $2 AND added_at < $3 \
+             GROUP BY step, target ORDER BY step, target",
+            campaign_id,
+            (from, until),
+        )
+        .await
     }
 
     /// For each profile of `profiles`: its orders that count (not cancelled or refunded) and

@@ -358,6 +358,50 @@ fn the_demo_tells_the_story_and_is_idempotent() {
             let store = store.clone();
             async move { store.pool().fetch(sql, &[]).await.unwrap()[0].i64(0).unwrap() }
         };
+        // Each campaign month by month adds up to its row, and its margin to date at the last
+        // month is the row's margin; "messaged" is the people with an accepted message.
+        // The demo's settings: the report says the margin it assumed.
+        let settings = winback_report::Settings {
+            margin: report["margin"].as_f64().unwrap(),
+            ..winback_report::Settings::default()
+        };
+        for c in report["campaigns"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            let months = winback_report::timeline(
+                &settings,
+                &store,
+                name,
+                winback_domain::Timestamp::EPOCH,
+                winback_report::forever(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            let s = &c["summary"];
+            assert_eq!(
+                months.iter().map(|m| m.entered).sum::<i64>(),
+                s["entered"].as_i64().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                months.iter().map(|m| m.buyers).sum::<i64>(),
+                s["buyers"].as_i64().unwrap(),
+                "{name}"
+            );
+            let last = months.last().and_then(|m| m.margin_to_date);
+            match (last, s["margin_minor"]["estimate"].as_f64()) {
+                (Some(m), Some(want)) => {
+                    assert!((m.estimate - want).abs() < 1e-6 * want.abs().max(1.0), "{name}: {m:?} against {want}")
+                }
+                (None, None) => {}
+                (m, want) => panic!("{name}: margin to date {m:?}, row {want:?}"),
+            }
+        }
+        let messaged = report["total"]["messaged"].as_i64().unwrap();
+        assert_eq!(
+            messaged,
+            one("SELECT COUNT(DISTINCT enrolment_id) FROM outbox WHERE state = 'sent'").await
+        );
         let r = (
             one("SELECT COUNT(*) FROM enrolments").await,
             one("SELECT COUNT(*) FROM outbox WHERE state = 'sent'").await,
