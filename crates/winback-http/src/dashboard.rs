@@ -534,11 +534,15 @@ fn page(state: &AppState, session: &AdminSession, name: &str, ctx: Value) -> Res
     secure(Html(state.dashboard.render(name, ctx)).into_response())
 }
 
-/// A readout's rate difference as words and as the x positions of an interval bar.
-fn readout_view(r: &winback_measure::Readout, cur: &str) -> Value {
+/// A readout's figures in words, and its rate difference as a bar on `axis`, the axis every
+/// bar of the page shares.
+fn readout_view(
+    r: &winback_measure::Readout,
+    cur: &str,
+    axis: &winback_report::present::Axis,
+) -> Value {
     // Every figure as `winback_report::present` words it (the CLI and report.html too).
     let v = winback_report::present::ReadoutView::new(r, cur);
-    let d = r.rate_difference;
     context! {
         treated_rate => v.treated_rate,
         holdout_rate => v.holdout_rate,
@@ -550,15 +554,11 @@ fn readout_view(r: &winback_measure::Readout, cur: &str) -> Value {
         margin => v.margin.map(|f| f.text),
         roi => v.roi.map(|f| f.text),
         warnings => v.warnings,
-        bar => d.map(|i| interval_bar(i.low, i.estimate, i.high)),
+        bar => r.rate_difference.map(|i| {
+            let b = axis.bar(&i);
+            context! { low => b.low, est => b.est, high => b.high, tone => b.tone, zero => axis.zero.clone() }
+        }),
     }
-}
-
-/// An SVG interval bar around zero: the x coordinates (0–300) of low, estimate, high and zero.
-fn interval_bar(low: f64, est: f64, high: f64) -> Value {
-    let span = low.abs().max(high.abs()).max(0.01) * 1.15;
-    let x = |v: f64| format!("{:.1}", 150.0 + 150.0 * v / span);
-    context! { low => x(low), est => x(est), high => x(high), zero => x(0.0) }
 }
 
 async fn overview(
@@ -754,6 +754,24 @@ fn over_time(months: &[winback_report::MonthPoint], cur: &str) -> Value {
 const SEGMENT_MIN_HOLDOUT: i64 = 30;
 
 fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
+    // One axis for every lift bar on the page, so the arms' and segments' bars compare.
+    let shown = |x: &&winback_report::SegmentReport| x.holdout_contacts >= SEGMENT_MIN_HOLDOUT;
+    let axis = winback_report::present::Axis::new(
+        c.arms
+            .iter()
+            .filter_map(|a| a.readout.as_ref())
+            .chain(c.overall.iter())
+            .chain(
+                c.results_by_locale
+                    .iter()
+                    .chain(&c.results_by_provider)
+                    .filter(shown)
+                    .filter_map(|x| x.readout.as_ref()),
+            )
+            .filter_map(|r| r.rate_difference.as_ref()),
+        300.0,
+        |v| format!("{:+.0} points", 100.0 * v),
+    );
     let entered: i64 = c.arms.iter().map(|a| a.contacts).sum();
     let bought = c.treated_converted();
     let s = &c.summary;
@@ -844,7 +862,7 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
                 offers => a.offers, redeemed => a.redeemed,
                 discount => money(a.discount_minor, cur),
                 message_cost => money(a.message_cost_minor, cur),
-                readout => a.readout.as_ref().map(|r| readout_view(r, cur)),
+                readout => a.readout.as_ref().map(|r| readout_view(r, cur, &axis)),
             }
         })
         .collect();
@@ -870,7 +888,8 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
         nodes, edges, end_y => format!("{end_y:.0}"), end_ty => format!("{:.0}", end_y + 26.0),
         height => format!("{:.0}", end_y + 60.0),
         arms,
-        overall => c.overall.as_ref().map(|o| readout_view(o, cur)),
+        overall => c.overall.as_ref().map(|o| readout_view(o, cur, &axis)),
+        axis => context! { left => axis.left.clone(), right => axis.right.clone() },
         multi => c.arms.iter().filter(|a| !a.holdout).count() > 1,
         winner => c.winner.as_ref().map(|w| match w {
             winback_measure::Winner::Chosen { reason, .. } => format!("Winner: {reason}"),
@@ -893,7 +912,7 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
                 revenue => money(x.revenue_minor, cur),
                 // Under 30 held out, a segment's difference is noise: flagged, not shown.
                 few => x.holdout_contacts < SEGMENT_MIN_HOLDOUT,
-                readout => x.readout.as_ref().filter(|_| x.holdout_contacts >= SEGMENT_MIN_HOLDOUT).map(|r| readout_view(r, cur)),
+                readout => x.readout.as_ref().filter(|_| x.holdout_contacts >= SEGMENT_MIN_HOLDOUT).map(|r| readout_view(r, cur, &axis)),
             }).collect::<Vec<_>>(),
         }).collect::<Vec<_>>(),
         locales => c.by_locale.iter().map(|f| context! {
@@ -1540,9 +1559,9 @@ const MISSING: &str = r#"{% extends "layout.html" %}{% block body %}<h1>Not foun
 const READOUT: &str = r#"{% macro readout(r) %}{% if r %}
 <span class="{% if r.positive %}good{% elif r.significant %}bad{% endif %}" data-k="lift">{{ r.lift }}</span> points
 <small>({{ r.lift_interval }})</small>
-{% if r.bar %}<svg class="bar" viewBox="0 0 300 16" width="300" height="16" role="img" aria-label="95% interval of the lift">
-<line x1="{{ r.bar.zero }}" y1="0" x2="{{ r.bar.zero }}" y2="16" class="zero"/><line x1="{{ r.bar.low }}" y1="8" x2="{{ r.bar.high }}" y2="8" class="ci"/>
-<circle cx="{{ r.bar.est }}" cy="8" r="4" class="est"/></svg>{% endif %}
+{% if r.bar %}<svg class="bar" viewBox="0 0 300 16" width="300" height="16" role="img" aria-label="lift {{ r.lift }} points, {{ r.lift_interval }}">
+<line x1="{{ r.bar.zero }}" y1="0" x2="{{ r.bar.zero }}" y2="16" class="zero"/><line x1="{{ r.bar.low }}" y1="8" x2="{{ r.bar.high }}" y2="8" class="ci ci-{{ r.bar.tone }}"/>
+<circle cx="{{ r.bar.est }}" cy="8" r="4" class="est est-{{ r.bar.tone }}"/></svg>{% endif %}
 {% else %}<span class="muted">no holdout</span>{% endif %}{% endmacro %}"#;
 
 const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as m %}{% block title %}Overview{% endblock %}{% block body %}
@@ -1556,8 +1575,10 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <th scope="col"><button type="button" data-sort="num" data-col="3">Held out</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="4">Messaged</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="5">Sent</button></th>
-<th scope="col"><button type="button" data-sort="num" data-col="6">Buyers</button></th>
-<th scope="col"><button type="button" data-sort="num" data-col="7">Incremental margin (95% CI)</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="6">Delivered</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="7">Not sent</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="8">Buyers</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="9">Incremental margin (95% CI)</button></th>
 <th scope="col">Margin on one axis</th></tr></thead><tbody>
 {% for r in p.rows %}<tr data-campaign="{{ r.name }}">
 <th scope="row" data-v="{{ r.name }}"><a href="/admin/campaigns/{{ r.name }}{{ period.q }}">{{ r.name }}</a><br><small class="muted">{{ r.status }}{% if r.channels %} · {{ r.channels }}{% endif %}</small></th>
@@ -1566,11 +1587,13 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <td class="num" data-k="held_out" data-v="{{ r.raw[1] }}">{% if r.raw[1] > 0 %}<a href="/admin/campaigns/{{ r.name }}/people?group=held_out{{ period.amp }}">{{ r.held_out }}</a>{% else %}–{% endif %}</td>
 <td class="num" data-k="messaged" data-v="{{ r.raw[2] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=messaged{{ period.amp }}">{{ r.messaged }}</a></td>
 <td class="num" data-k="sent" data-v="{{ r.raw[3] }}">{{ r.sent }}</td>
+<td class="num" data-k="delivered" data-v="{{ r.raw[5] }}">{{ r.delivered }}</td>
+<td class="num" data-k="dropped" data-v="{{ r.raw[6] }}" title="{{ r.dropped_reasons }}">{% if r.raw[6] > 0 %}<a href="/admin/campaigns/{{ r.name }}/people?group=dropped{{ period.amp }}">{{ r.dropped }}</a>{% if r.dropped_reasons %}<br><small>{{ r.dropped_reasons }}</small>{% endif %}{% else %}0{% endif %}</td>
 <td class="num" data-k="buyers" data-v="{{ r.raw[4] }}"><a href="/admin/campaigns/{{ r.name }}/people?group=bought{{ period.amp }}">{{ r.buyers }}</a></td>
 <td class="num" data-v="{% if r.margin_raw is not none %}{{ r.margin_raw }}{% endif %}">{% if r.margin %}<span class="{% if r.margin.negative %}bad{% elif r.margin.positive %}good{% endif %}">{{ r.margin.estimate }}</span><br><small>{{ r.margin.low }} to {{ r.margin.high }}</small>{% else %}–{% endif %}</td>
 <td>{% if r.bar %}<svg class="axisbar" viewBox="0 0 {{ p.axis.width }} 14" width="{{ p.axis.width }}" height="14" role="img" aria-label="incremental margin {{ r.margin.text }}"><line x1="{{ p.axis.zero }}" y1="0" x2="{{ p.axis.zero }}" y2="14" class="zero"/><line x1="{{ r.bar.low }}" y1="7" x2="{{ r.bar.high }}" y2="7" class="ci ci-{{ r.bar.tone }}"/><circle cx="{{ r.bar.est }}" cy="7" r="4" class="est est-{{ r.bar.tone }}"/></svg>{% endif %}</td></tr>
-{% else %}<tr><td colspan="9">No campaigns yet.</td></tr>{% endfor %}</tbody>
-{% if p.rows %}<tfoot><tr id="programme-total"><th scope="row">{{ p.total.name }}</th><td>{{ p.total.verdict_label }}</td><td class="num" data-k="contacts">{{ p.total.entered }}</td><td class="num">{{ p.total.held_out }}</td><td class="num">{{ p.total.messaged }}</td><td class="num">{{ p.total.sent }}</td><td class="num">{{ p.total.buyers }}</td>
+{% else %}<tr><td colspan="11">No campaigns yet.</td></tr>{% endfor %}</tbody>
+{% if p.rows %}<tfoot><tr id="programme-total"><th scope="row">{{ p.total.name }}</th><td>{{ p.total.verdict_label }}</td><td class="num" data-k="contacts">{{ p.total.entered }}</td><td class="num">{{ p.total.held_out }}</td><td class="num">{{ p.total.messaged }}</td><td class="num">{{ p.total.sent }}</td><td class="num">{{ p.total.delivered }}</td><td class="num">{{ p.total.dropped }}</td><td class="num">{{ p.total.buyers }}</td>
 <td class="num">{% if p.total.margin %}<span class="{% if p.total.margin.negative %}bad{% elif p.total.margin.positive %}good{% endif %}">{{ p.total.margin.estimate }}</span><br><small>{{ p.total.margin.low }} to {{ p.total.margin.high }}</small>{% else %}–{% endif %}</td><td></td></tr></tfoot>{% endif %}
 </table></div>
 <p class="muted">The bars share one axis from {{ p.axis.left }} to {{ p.axis.right }}, zero marked: a dot is the estimate, the line its 95% interval.{% if p.total_note %} {{ p.total_note }}{% endif %}</p>
@@ -1676,6 +1699,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <td class="num" data-k="revenue" data-v="{{ a.revenue_minor }}">{{ a.revenue }}</td><td class="num">{{ a.aov or "–" }}</td><td class="num">{{ a.redeemed }} of {{ a.offers }}</td><td class="num">{{ a.discount }}</td><td class="num">{{ a.message_cost }}</td>
 <td>{% if not a.holdout %}{{ m.readout(a.readout) }}{% endif %}</td></tr>{% endfor %}
 </tbody></table></div>
+<p class="muted">The lift bars on this page share one axis, {{ c.axis.left }} to {{ c.axis.right }}, zero marked: a dot is the estimate, the line its 95% interval.</p>
 {% if c.overall %}<div id="readout"><h3>{% if c.multi %}All variants together{% else %}Readout{% endif %}</h3><ul>
 <li>Reactivation {{ c.overall.treated_rate }} vs {{ c.overall.holdout_rate }} in the holdout: {{ m.readout(c.overall) }}</li>
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}

@@ -320,8 +320,8 @@ pub struct ProgrammeRow {
     /// Why.
     pub why: String,
     /// The raw counts, for machine readers and tests: entered, held out, messaged, sent,
-    /// buyers.
-    pub raw: [i64; 5],
+    /// buyers, delivered, dropped.
+    pub raw: [i64; 7],
 }
 
 /// The programme table: a row per campaign, the total, and the axis their margins share.
@@ -372,7 +372,15 @@ pub fn programme(r: &crate::Report) -> ProgrammeView {
         verdict: s.verdict.key().to_owned(),
         verdict_label: s.verdict.label().to_owned(),
         why: s.why.clone(),
-        raw: [s.entered, s.held_out, s.messaged, s.sent, s.buyers],
+        raw: [
+            s.entered,
+            s.held_out,
+            s.messaged,
+            s.sent,
+            s.buyers,
+            s.delivered,
+            s.dropped,
+        ],
     };
     let rows: Vec<ProgrammeRow> = r.campaigns.iter().map(|c| row(&c.summary)).collect();
     let t = &r.total;
@@ -401,7 +409,15 @@ pub fn programme(r: &crate::Report) -> ProgrammeView {
             .collect::<Vec<_>>()
             .join(", "),
         why: String::new(),
-        raw: [t.entered, t.held_out, t.messaged, t.sent, t.buyers],
+        raw: [
+            t.entered,
+            t.held_out,
+            t.messaged,
+            t.sent,
+            t.buyers,
+            t.delivered,
+            t.dropped,
+        ],
     };
     ProgrammeView {
         rows,

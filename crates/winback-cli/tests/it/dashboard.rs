@@ -578,7 +578,7 @@ fn the_dashboard_in_chromium_shows_the_report_figures_and_runs_no_injected_scrip
     // The programme table agrees with `GET /v1/report` and with report.html: the same counts
     // and the same verdict for every campaign.
     b.go(&format!("{base}/admin"));
-    let table = b.js("return Array.from(document.querySelectorAll('#campaigns tbody tr[data-campaign]')).map(r => [r.dataset.campaign, r.querySelector('.verdict').textContent, ['contacts', 'held_out', 'messaged', 'sent', 'buyers'].map(k => Number(r.querySelector('[data-k=' + k + ']').dataset.v))])");
+    let table = b.js("return Array.from(document.querySelectorAll('#campaigns tbody tr[data-campaign]')).map(r => [r.dataset.campaign, r.querySelector('.verdict').textContent, ['contacts', 'held_out', 'messaged', 'sent', 'delivered', 'dropped', 'buyers'].map(k => Number(r.querySelector('[data-k=' + k + ']').dataset.v))])");
     let want: Vec<Value> = campaigns
         .iter()
         .map(|c| {
@@ -591,6 +591,8 @@ fn the_dashboard_in_chromium_shows_the_report_figures_and_runs_no_injected_scrip
                     s["held_out"],
                     s["messaged"],
                     s["sent"],
+                    s["delivered"],
+                    s["dropped"],
                     s["buyers"]
                 ]
             ])
@@ -608,12 +610,12 @@ fn the_dashboard_in_chromium_shows_the_report_figures_and_runs_no_injected_scrip
     // The demo's report.html was written from the same database before the server started.
     let html = format!("file://{}", env.path("winback-demo/report.html").display());
     b.go(&html);
-    let table = b.js("return Array.from(document.querySelectorAll('#programme-table tbody tr[data-campaign]')).map(r => [r.dataset.campaign, r.querySelector('.verdict').textContent, Array.from(r.querySelectorAll('td')).slice(1, 6).map(td => td.textContent === '–' ? 0 : Number(td.textContent.replace(/,/g, '')))])");
+    let table = b.js("return Array.from(document.querySelectorAll('#programme-table tbody tr[data-campaign]')).map(r => [r.dataset.campaign, r.querySelector('.verdict').textContent, Array.from(r.querySelectorAll('td')).slice(1, 8).map(td => td.textContent === '–' ? 0 : Number(td.textContent.replace(/,/g, '')))])");
     assert_eq!(table, Value::Array(want), "report.html against the API");
     // Sorting the table by margin puts the rows in the order of their margins.
     b.go(&format!("{base}/admin"));
-    b.click("#campaigns th button[data-col='7']");
-    let margins = b.js("return Array.from(document.querySelectorAll('#campaigns tbody tr[data-campaign]')).map(r => r.cells[7].dataset.v).filter(v => v !== '').map(Number)");
+    b.click("#campaigns th button[data-col='9']");
+    let margins = b.js("return Array.from(document.querySelectorAll('#campaigns tbody tr[data-campaign]')).map(r => r.cells[9].dataset.v).filter(v => v !== '').map(Number)");
     let m: Vec<f64> = margins
         .as_array()
         .unwrap()
