@@ -902,9 +902,10 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
             in_doubt => f.in_doubt, dropped => f.dropped, opened => f.opened_human, machine => f.opened_machine,
             clicked => f.clicked, unsubscribed => f.unsubscribed, complained => f.complained,
         }).collect::<Vec<_>>(),
-        segments => [("locale", &c.results_by_locale), ("mailbox provider", &c.results_by_provider)].iter().filter(|(_, rows)| rows.len() > 1).map(|(title, rows)| context! {
+        segments => [("locale", "locale", &c.results_by_locale), ("mailbox provider", "provider", &c.results_by_provider)].iter().filter(|(_, _, rows)| rows.len() > 1).map(|(title, key, rows)| context! {
             title => *title,
             rows => rows.iter().map(|x| context! {
+                people => format!("/admin/campaigns/{}/people?{key}={}{}", c.name, url_part(&x.segment), if period.query().is_empty() { String::new() } else { format!("&{}", period.query()) }),
                 segment => x.segment.clone(), label => winback_report::present::label(&x.segment), contacts => x.contacts, converted => x.converted,
                 rate => winback_report::present::percent(x.converted as f64 / x.contacts.max(1) as f64),
                 holdout => winback_report::present::count_or_dash(x.holdout_contacts),
@@ -1084,6 +1085,8 @@ async fn stored_campaign(
 #[derive(serde::Deserialize)]
 struct PeopleQuery {
     group: Option<String>,
+    locale: Option<String>,
+    provider: Option<String>,
     page: Option<i64>,
     format: Option<String>,
 }
@@ -1118,9 +1121,27 @@ async fn campaign_people(
     } else {
         (PEOPLE_PAGE, (number - 1) * PEOPLE_PAGE)
     };
+    // One segment of the report's results, or everyone.
+    let (segment, segment_title, segment_q) = match (&q.locale, &q.provider) {
+        (Some(l), _) => (
+            winback_store::PeopleSegment::Locale(l.clone()),
+            format!(", locale {}", winback_report::present::label(l)),
+            format!("&locale={}", url_part(l)),
+        ),
+        (None, Some(p)) => (
+            winback_store::PeopleSegment::Provider(p.clone()),
+            format!(", mailbox provider {p}"),
+            format!("&provider={}", url_part(p)),
+        ),
+        (None, None) => (
+            winback_store::PeopleSegment::All,
+            String::new(),
+            String::new(),
+        ),
+    };
     let (people, total) = match state
         .store
-        .campaign_people(rec.id, window, range, group, limits)
+        .campaign_people(rec.id, window, range, (group, &segment), limits)
         .await
     {
         Ok(x) => x,
@@ -1167,7 +1188,8 @@ async fn campaign_people(
             campaign => name.clone(),
             group => group.as_str(),
             period => period.view("Contacts who entered from", &[("group", group.as_str())]),
-            title => group_title(group),
+            title => format!("{}{segment_title}", group_title(group)),
+            seg => segment_q,
             total => n(total.max(0) as u64),
             total_raw => total,
             page => number, pages => pages.max(1),
@@ -1190,12 +1212,18 @@ async fn campaign_people(
     )
 }
 
+/// `s` encoded for a URL's query.
+fn url_part(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 /// A list's heading.
 fn group_title(group: winback_store::PeopleGroup) -> &'static str {
     use winback_store::PeopleGroup as G;
     match group {
         G::Entered => "Everyone who entered",
         G::HeldOut => "Held out (never messaged)",
+        G::Treated => "In the messaged group (whether a message reached them or not)",
         G::Messaged => "Messaged (got at least one message)",
         G::Bought => "Bought within the attribution window (messaged arms)",
         G::Dropped => "With a message that was not sent",
@@ -1711,8 +1739,8 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 </section>
 
 {% for g in c.segments %}<section><h2>Results by {{ g.title }}</h2>
-<div class="scroll" tabindex="0"><table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
-{% for x in g.rows %}<tr><td>{{ x.label }}</td><td class="num">{{ x.contacts }}</td><td class="num">{{ x.converted }}</td><td class="num">{{ x.rate }}</td><td class="num">{{ x.revenue }}</td><td class="num">{{ x.holdout }}</td><td class="num">{{ x.holdout_rate }}</td><td>{% if x.few %}<span class="flag">too few held out to compare</span>{% else %}{{ m.readout(x.readout) }}{% endif %}</td></tr>{% endfor %}
+<div class="scroll" tabindex="0"><table class="segments"><thead><tr><th>{{ g.title }}</th><th>Messaged group</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>Held out</th><th>Rate</th><th>Lift vs holdout</th></tr></thead><tbody>
+{% for x in g.rows %}<tr><td>{{ x.label }}</td><td class="num"><a href="{{ x.people }}&amp;group=treated">{{ x.contacts }}</a></td><td class="num"><a href="{{ x.people }}&amp;group=bought">{{ x.converted }}</a></td><td class="num">{{ x.rate }}</td><td class="num">{{ x.revenue }}</td><td class="num">{% if x.holdout != "–" %}<a href="{{ x.people }}&amp;group=held_out">{{ x.holdout }}</a>{% else %}–{% endif %}</td><td class="num">{{ x.holdout_rate }}</td><td>{% if x.few %}<span class="flag">too few held out to compare</span>{% else %}{{ m.readout(x.readout) }}{% endif %}</td></tr>{% endfor %}
 </tbody></table></div></section>{% endfor %}
 
 {% if offers %}<section><h2>Offers</h2><div class="scroll" tabindex="0"><table id="offers"><thead><tr><th>Kind</th><th>State</th><th>Codes</th></tr></thead><tbody>
@@ -1781,12 +1809,12 @@ const HELP: &str = r#"{% extends "layout.html" %}{% block title %}How to read th
 const PEOPLE: &str = r#"{% extends "layout.html" %}{% block title %}{{ campaign }}: {{ title }}{% endblock %}{% block body %}
 <p><a href="/admin/campaigns/{{ campaign }}{{ period.q }}">← {{ campaign }}</a></p>
 <h1 id="people-title">{{ title }}</h1>
-<p><span id="people-total" data-v="{{ total_raw }}">{{ total }}</span> people. <a id="csv" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;format=csv{{ period.amp }}" download>Download all as CSV</a> <span class="muted">(cells a spreadsheet would run as a formula are prefixed with ').</span></p>
-<nav aria-label="other lists"><p>{% for g in [("entered", "entered"), ("held_out", "held out"), ("messaged", "messaged"), ("bought", "bought"), ("dropped", "not sent")] %}{% if g[0] == group %}<strong>{{ g[1] }}</strong>{% else %}<a href="/admin/campaigns/{{ campaign }}/people?group={{ g[0] }}{{ period.amp }}">{{ g[1] }}</a>{% endif %}{% if not loop.last %} · {% endif %}{% endfor %}</p></nav>
+<p><span id="people-total" data-v="{{ total_raw }}">{{ total }}</span> people. <a id="csv" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;format=csv{{ seg }}{{ period.amp }}" download>Download all as CSV</a> <span class="muted">(cells a spreadsheet would run as a formula are prefixed with ').</span></p>
+<nav aria-label="other lists"><p>{% for g in [("entered", "entered"), ("held_out", "held out"), ("treated", "messaged group"), ("messaged", "messaged"), ("bought", "bought"), ("dropped", "not sent")] %}{% if g[0] == group %}<strong>{{ g[1] }}</strong>{% else %}<a href="/admin/campaigns/{{ campaign }}/people?group={{ g[0] }}{{ seg }}{{ period.amp }}">{{ g[1] }}</a>{% endif %}{% if not loop.last %} · {% endif %}{% endfor %}</p></nav>
 <div class="scroll" tabindex="0"><table id="people"><thead><tr><th scope="col">Customer</th><th scope="col">Email</th><th scope="col">Arm</th><th scope="col">Entered</th><th scope="col">Journey</th><th scope="col">First message</th><th scope="col">Orders in {{ window_days }} days</th><th scope="col">Revenue</th></tr></thead><tbody>
 {% for p in people %}<tr><td><a href="/admin/customers/{{ p.key }}">{{ p.name or p.customer_id or p.key }}</a>{% if p.name %}<br><small>{{ p.customer_id }}</small>{% endif %}</td><td>{{ p.email or "" }}</td><td>{{ p.arm }}</td><td>{{ p.entered }}</td><td>{{ p.state }}</td><td>{{ p.messaged or "–" }}</td><td class="num">{{ p.orders }}</td><td class="num">{{ p.revenue }}</td></tr>
 {% else %}<tr><td colspan="8">Nobody.</td></tr>{% endfor %}</tbody></table></div>
-{% if pages > 1 %}<nav aria-label="pages"><p>Page {{ page }} of {{ pages }}{% if prev %} · <a rel="prev" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ prev }}{{ period.amp }}">previous</a>{% endif %}{% if next %} · <a rel="next" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ next }}{{ period.amp }}">next</a>{% endif %}</p></nav>{% endif %}
+{% if pages > 1 %}<nav aria-label="pages"><p>Page {{ page }} of {{ pages }}{% if prev %} · <a rel="prev" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ prev }}{{ seg }}{{ period.amp }}">previous</a>{% endif %}{% if next %} · <a rel="next" href="/admin/campaigns/{{ campaign }}/people?group={{ group }}&amp;page={{ next }}{{ seg }}{{ period.amp }}">next</a>{% endif %}</p></nav>{% endif %}
 {% endblock %}"#;
 
 const CUSTOMER: &str = r#"{% extends "layout.html" %}{% block title %}{{ name }}{% endblock %}{% block body %}

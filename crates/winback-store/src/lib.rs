@@ -20,7 +20,7 @@ pub mod ingest;
 mod journeys;
 pub use journeys::{
     ArmResult, CampaignCounts, CampaignPerson, FunnelKey, MessageFunnel, Outcomes, PeopleGroup,
-    ProviderRamp, Segment, drop_reason, rollup,
+    PeopleSegment, ProviderRamp, Segment, drop_reason, rollup,
 };
 pub mod jobs;
 mod migrate;
@@ -1203,15 +1203,16 @@ impl SqlStore {
         Ok(all.remove(&campaign_id).unwrap_or_default())
     }
 
-    /// The people behind one of a campaign's counts (see [`PeopleGroup`]) among the contacts who
-    /// entered in `[from, until)`, oldest entry first: `limit` of them from `offset` (`limit`
-    /// below 0: all), and how many there are in all.
+    /// The people behind one of a campaign's counts (see [`PeopleGroup`]), in one segment (see
+    /// [`PeopleSegment`]), among the contacts who entered in `[from, until)`, oldest entry
+    /// first: `limit` of them from `offset` (`limit` below 0: all), and how many there are in
+    /// all.
     pub async fn campaign_people(
         &self,
         campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
         (from, until): (Timestamp, Timestamp),
-        group: PeopleGroup,
+        who: (PeopleGroup, &PeopleSegment),
         page: (i64, i64),
     ) -> Result<(Vec<CampaignPerson>, i64), StoreError> {
         journeys::campaign_people(
@@ -1219,7 +1220,7 @@ impl SqlStore {
             campaign_id,
             window_seconds,
             (from.as_micros(), until.as_micros()),
-            group,
+            who,
             page,
         )
         .await

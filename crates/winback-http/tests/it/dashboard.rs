@@ -648,6 +648,9 @@ async fn every_count_links_to_its_people_and_their_csv_runs_no_formula() {
         );
     }
     for (group, want, name) in [
+        ("entered&locale=default", 2, "Anna"),
+        ("entered&locale=nl", 0, ""),
+        ("treated", 1, "Anna"),
         ("entered", 2, "Anna"),
         ("messaged", 1, "Anna"),
         ("held_out", 1, "HYPERLINK"),

@@ -549,6 +549,8 @@ pub enum PeopleGroup {
     Entered,
     /// The holdout.
     HeldOut,
+    /// The messaged group: everyone not held out, whether a message reached them or not.
+    Treated,
     /// People who received at least one message.
     Messaged,
     /// Buyers in the messaged arms within the attribution window.
@@ -558,11 +560,13 @@ pub enum PeopleGroup {
 }
 
 impl PeopleGroup {
-    /// The group named in a URL (`entered`, `held_out`, `messaged`, `bought`, `dropped`).
+    /// The group named in a URL (`entered`, `held_out`, `treated`, `messaged`, `bought`,
+    /// `dropped`).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "entered" => Self::Entered,
             "held_out" => Self::HeldOut,
+            "treated" => Self::Treated,
             "messaged" => Self::Messaged,
             "bought" => Self::Bought,
             "dropped" => Self::Dropped,
@@ -575,6 +579,7 @@ impl PeopleGroup {
         match self {
             Self::Entered => "entered",
             Self::HeldOut => "held_out",
+            Self::Treated => "treated",
             Self::Messaged => "messaged",
             Self::Bought => "bought",
             Self::Dropped => "dropped",
@@ -585,6 +590,7 @@ impl PeopleGroup {
         match self {
             Self::Entered => "1 = 1",
             Self::HeldOut => "x.holdout <> 0",
+            Self::Treated => "x.holdout = 0",
             Self::Messaged => "x.messaged_at IS NOT NULL",
             Self::Bought => "x.holdout = 0 AND x.orders > 0",
             Self::Dropped => {
@@ -592,6 +598,19 @@ impl PeopleGroup {
             }
         }
     }
+}
+
+/// Which segment of a campaign's people a list keeps, as the report splits them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PeopleSegment {
+    /// Everyone.
+    #[default]
+    All,
+    /// The contacts whose locale was this when they entered (`default`: none was known).
+    Locale(String),
+    /// The contacts whose email address was at this mailbox provider when they entered
+    /// (`none`: no address).
+    Provider(String),
 }
 
 /// One person behind a campaign's count.
@@ -629,26 +648,60 @@ pub(crate) async fn campaign_people(
     campaign_id: winback_domain::CampaignId,
     window_seconds: i64,
     range: (i64, i64),
-    group: PeopleGroup,
+    (group, segment): (PeopleGroup, &PeopleSegment),
     (limit, offset): (i64, i64),
 ) -> Result<(Vec<CampaignPerson>, i64), StoreError> {
     let (orders, revenue) = crate::outcomes::orders_in_window("$2");
     let fresh = "e.outcome_window = $2 AND stale.id IS NULL";
     let stale_join = crate::outcomes::STALE_JOIN;
-    let inner = format!(
-        "SELECT e.id, e.profile_id, e.variant, e.holdout, e.entered_at, e.state, e.messaged_at, \
-           CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
-           CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue \
-         FROM enrolments e {stale_join} \
-         WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4"
-    );
-    let filter = group.filter();
-    let args = [
+    let mut args = vec![
         Val::from(campaign_id),
         Val::from(window_seconds * 1_000_000),
         Val::from(range.0),
         Val::from(range.1),
     ];
+    // The segment as the report draws it: the enrolment's own locale and email domain.
+    let segment_filter = match segment {
+        PeopleSegment::All => String::new(),
+        PeopleSegment::Locale(l) if l == "default" => " AND e.locale IS NULL".to_owned(),
+        PeopleSegment::Locale(l) => {
+            args.push(Val::from(l.as_str()));
+            format!(" AND e.locale = ${}", args.len())
+        }
+        PeopleSegment::Provider(p) if p == "none" => " AND e.email_domain IS NULL".to_owned(),
+        PeopleSegment::Provider(p) => {
+            // A provider is a set of domains; those of this campaign's contacts are few.
+            let domains: Vec<String> = pool
+                .fetch(
+                    "SELECT DISTINCT email_domain FROM enrolments \
+                     WHERE campaign_id = $1 AND email_domain IS NOT NULL",
+                    &[Val::from(campaign_id)],
+                )
+                .await?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|d| policy::mailbox_provider(d) == *p)
+                .collect();
+            if domains.is_empty() {
+                " AND 1 = 0".to_owned()
+            } else {
+                let first = args.len() + 1;
+                args.extend(domains.iter().map(|d| Val::from(d.as_str())));
+                let list: Vec<String> = (first..=args.len()).map(|i| format!("${i}")).collect();
+                format!(" AND e.email_domain IN ({})", list.join(", "))
+            }
+        }
+    };
+    let inner = format!(
+        "SELECT e.id, e.profile_id, e.variant, e.holdout, e.entered_at, e.state, e.messaged_at, \
+           CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
+           CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue \
+         FROM enrolments e {stale_join} \
+         WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4{segment_filter}"
+    );
+    let filter = group.filter();
     let total = pool
         .fetch(
             &format!("SELECT COUNT(*) AS n FROM ({inner}) x WHERE {filter}"),
@@ -668,7 +721,9 @@ pub(crate) async fn campaign_people(
             &format!(
                 "SELECT x.*, c.external_id, c.first_name, c.last_name, c.email FROM ({inner}) x \
                  LEFT JOIN customers c ON c.id = x.profile_id AND c.erased_at IS NULL \
-                 WHERE {filter} ORDER BY x.entered_at, x.id LIMIT $5 OFFSET $6"
+                 WHERE {filter} ORDER BY x.entered_at, x.id LIMIT ${} OFFSET ${}",
+                args.len() + 1,
+                args.len() + 2
             ),
             &page_args,
         )

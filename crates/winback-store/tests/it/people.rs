@@ -8,7 +8,9 @@ use winback_engine::ports::JourneyStore;
 use winback_engine::{Engine, EngineSettings};
 use winback_import::SourceKind;
 use winback_store::db::Val;
-use winback_store::{ImportRun, Outcomes, PeopleGroup, Segment, SqlStore, ingest::Mode};
+use winback_store::{
+    ImportRun, Outcomes, PeopleGroup, PeopleSegment, Segment, SqlStore, ingest::Mode,
+};
 
 use crate::{conformance, import};
 
@@ -51,13 +53,18 @@ async fn count(store: &SqlStore, sql: &str) -> i64 {
 
 async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStore) {
     let mut customers =
-        String::from("customer_id,first_name,last_name,email,phone,email_consent\n");
+        String::from("customer_id,first_name,last_name,email,phone,email_consent,locale\n");
+    // Three mailbox providers and three locales (one unknown), so lists split by segment.
+    let domain = |i: usize| ["example.nl", "gmail.com", "ziggo.nl"][i % 3];
+    let locale = |i: usize| ["nl", "pl", ""][(i / 3) % 3];
     let mut orders = String::from("order_id,customer_id,ordered_at,total,currency,status\n");
-    for i in 0..60 {
+    for i in 0..60usize {
         // One in four has no email consent.
         let consent = if i % 4 == 3 { "no" } else { "yes" };
         customers.push_str(&format!(
-            "K{i:03},Anna{i},de Vries,anna{i}@example.nl,+3161234{i:04},{consent}\n"
+            "K{i:03},Anna{i},de Vries,anna{i}@{},+3161234{i:04},{consent},{}\n",
+            domain(i),
+            locale(i)
         ));
         orders.push_str(&format!(
             "H{i},K{i:03},2023-01-10T10:00:00Z,30.00,EUR,paid\n"
@@ -91,7 +98,7 @@ async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStor
     // were messaged once.
     let withdrawn: String = (0..40)
         .step_by(4)
-        .map(|i| format!("K{i:03},anna{i}@example.nl,no\n"))
+        .map(|i| format!("K{i:03},anna{i}@{},no\n", domain(i)))
         .collect();
     let r = import(
         store,
@@ -154,7 +161,13 @@ async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStor
     // Every list is as long as its count, and holds exactly its definition's people.
     let list = |group| async move {
         store
-            .campaign_people(id, 30 * 86_400, range, group, (-1, 0))
+            .campaign_people(
+                id,
+                30 * 86_400,
+                range,
+                (group, &PeopleSegment::All),
+                (-1, 0),
+            )
             .await
             .unwrap()
     };
@@ -199,6 +212,40 @@ async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStor
     };
     assert_eq!(ids(&dropped), want);
     assert!(!want.is_empty());
+    // Each segment's list is as long as the report's segment: by locale and by provider.
+    let (_, by) = store
+        .campaign_arms(
+            id,
+            30 * 86_400,
+            range,
+            &[Segment::Locale, Segment::Provider],
+            Outcomes::StoredWhereExact,
+        )
+        .await
+        .unwrap();
+    for (rows, as_segment) in [
+        (&by[0], PeopleSegment::Locale as fn(String) -> PeopleSegment),
+        (&by[1], PeopleSegment::Provider),
+    ] {
+        let mut want: std::collections::BTreeMap<String, i64> = Default::default();
+        for (segment, a) in rows.iter() {
+            *want.entry(segment.clone()).or_default() += a.enrolled;
+        }
+        assert!(!want.is_empty());
+        for (segment, n) in want {
+            let (people, total) = store
+                .campaign_people(
+                    id,
+                    30 * 86_400,
+                    range,
+                    (PeopleGroup::Entered, &as_segment(segment.clone())),
+                    (-1, 0),
+                )
+                .await
+                .unwrap();
+            assert_eq!((people.len() as i64, total), (n, n), "{segment}");
+        }
+    }
     // Names and addresses come with the list.
     assert!(
         all.iter()
@@ -206,7 +253,13 @@ async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStor
     );
     // A page is a slice of the whole list, in the same order.
     let (page, total) = store
-        .campaign_people(id, 30 * 86_400, range, PeopleGroup::Entered, (5, 5))
+        .campaign_people(
+            id,
+            30 * 86_400,
+            range,
+            (PeopleGroup::Entered, &PeopleSegment::All),
+            (5, 5),
+        )
         .await
         .unwrap();
     assert_eq!(total, all.len() as i64);
