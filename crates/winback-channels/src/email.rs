@@ -94,6 +94,7 @@ pub use crate::dkim::DkimError;
 pub struct Composed {
     envelope: lettre::address::Envelope,
     bytes: Vec<u8>,
+    subject: String,
 }
 
 impl Composed {
@@ -105,6 +106,11 @@ impl Composed {
     /// The envelope: the From address as sender, the To address as recipient.
     pub fn envelope(&self) -> &lettre::address::Envelope {
         &self.envelope
+    }
+
+    /// The subject line as rendered for the recipient.
+    pub fn subject(&self) -> &str {
+        &self.subject
     }
 }
 
@@ -239,6 +245,7 @@ impl Composer {
             "<{}>, <mailto:{}?subject=unsubscribe%20{}>",
             links.unsubscribe, s.unsubscribe_mailto, token
         );
+        let subject = rendered.subject.clone();
         let message = Message::builder()
             .from(from)
             .to(to)
@@ -277,6 +284,7 @@ impl Composer {
         Ok(Composed {
             envelope: message.envelope().clone(),
             bytes,
+            subject,
         })
     }
 }
@@ -533,6 +541,7 @@ impl Transport for SmtpTransport {
         match sent {
             Ok(r) => SendOutcome::Sent {
                 provider_id: Some(queue_id(&r.message().collect::<Vec<_>>().join(" "))),
+                subject: Some(message.subject().to_owned()),
             },
             Err(e) => outcome_of(&e),
         }
@@ -577,7 +586,10 @@ impl Transport for EmlOutbox {
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };
         match self.files.put(d.key.as_str(), "eml", &message.formatted()) {
-            Ok(_) => SendOutcome::Sent { provider_id: None },
+            Ok(_) => SendOutcome::Sent {
+                provider_id: None,
+                subject: Some(message.subject().to_owned()),
+            },
             Err(e) => SendOutcome::Failed(format!("writing {}: {e}", self.files.dir().display())),
         }
     }

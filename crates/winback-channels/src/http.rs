@@ -299,7 +299,10 @@ impl Transport for WebhookTransport {
         };
         let now = self.clock.now().as_micros() / 1_000_000;
         match self.poster.post(&message.to, &body, now).await {
-            PostOutcome::Accepted(_) => SendOutcome::Sent { provider_id: None },
+            PostOutcome::Accepted(_) => SendOutcome::Sent {
+                provider_id: None,
+                subject: None,
+            },
             // A receiver that refuses is retried like a soft bounce, never suppressed.
             PostOutcome::Refused(status, body) => SendOutcome::Failed(format!(
                 "HTTP {status}: {}",

@@ -212,6 +212,7 @@ impl HttpSms {
                 provider_id: serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned)),
+                subject: None,
             },
             PostOutcome::Refused(s, b) => {
                 let why = format!("HTTP {s}: {}", b.chars().take(200).collect::<String>());
@@ -346,7 +347,10 @@ impl Transport for SmsOutbox {
         match self.files.put(message.key.as_str(), "sms.json", &bytes) {
             // Written now, or by an earlier attempt that crashed before recording it: the
             // message exists once either way.
-            Ok(_) => SendOutcome::Sent { provider_id: None },
+            Ok(_) => SendOutcome::Sent {
+                provider_id: None,
+                subject: None,
+            },
             Err(e) => SendOutcome::TransportFailure(format!("writing the SMS outbox: {e}")),
         }
     }

@@ -123,9 +123,12 @@ impl Transport for FileOutbox {
         match self.files.put(m.key.as_str(), "json", &bytes) {
             Ok(true) => SendOutcome::Sent {
                 provider_id: Some(self.path_of(m.key.as_str()).display().to_string()),
+                // The dispatch is written as it is: no rendered subject to keep.
+                subject: None,
             },
             Ok(false) => SendOutcome::Sent {
                 provider_id: Some("already in the outbox".into()),
+                subject: None,
             },
             Err(e) => {
                 SendOutcome::Failed(format!("file outbox {}: {e}", self.files.dir().display()))

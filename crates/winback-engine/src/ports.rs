@@ -283,6 +283,9 @@ pub enum SendOutcome {
     Sent {
         /// The provider's id, when it gives one.
         provider_id: Option<String>,
+        /// The subject line as the recipient got it (rendered, in their language), for an
+        /// email; kept on the message so a customer's timeline shows what was sent.
+        subject: Option<String>,
     },
     /// The recipient does not exist (SMTP 5.1.x at RCPT, an SMS provider's "invalid number"):
     /// the address is suppressed at once.

@@ -1433,15 +1433,16 @@ async fn customer(
             "message",
             format!("{} {} — {} / {}", m.channel, m.state, m.campaign, m.step),
             [
-                m.subject
-                    .as_ref()
-                    .map(|s| {
-                        format!(
-                            "subject template: {}",
-                            winback_channels::render::display_line(s)
-                        )
-                    })
-                    .unwrap_or_default(),
+                // The subject as sent; before the send (or from a transport that does not
+                // render, such as the JSON file outbox) the campaign's template, said so.
+                match (&m.sent_subject, &m.subject) {
+                    (Some(sent), _) => format!("subject: {sent}"),
+                    (None, Some(s)) => format!(
+                        "subject template: {}",
+                        winback_channels::render::display_line(s)
+                    ),
+                    (None, None) => String::new(),
+                },
                 format!("variant {}", m.variant),
                 m.outcome.clone().unwrap_or_default(),
             ]

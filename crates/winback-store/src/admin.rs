@@ -32,8 +32,10 @@ pub struct MessageView {
     pub variant: String,
     /// Channel.
     pub channel: String,
-    /// Subject (email).
+    /// Subject (email) as the campaign gives it: a template, or one per language.
     pub subject: Option<String>,
+    /// The subject line as the recipient got it, once sent (rendered; cleared on erasure).
+    pub sent_subject: Option<String>,
     /// State (`queued`, `sent`, `failed`, `dropped`, `in_doubt`, …).
     pub state: String,
     /// Outcome or the reason it was dropped.
@@ -186,7 +188,7 @@ impl SqlStore {
         let profile_id = profile_id.get();
         self.pool
             .fetch(
-                "SELECT k.name AS campaign, o.step, o.variant, o.channel, o.subject, o.state, COALESCE(o.outcome, o.detail) AS outcome, o.created_at, o.sent_at, o.recipient \
+                "SELECT k.name AS campaign, o.step, o.variant, o.channel, o.subject, o.sent_subject, o.state, COALESCE(o.outcome, o.detail) AS outcome, o.created_at, o.sent_at, o.recipient \
                  FROM outbox o JOIN campaigns k ON k.id = o.campaign_id WHERE o.profile_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
                 &[Val::from(profile_id), Val::from(limit)],
             )
@@ -199,6 +201,7 @@ impl SqlStore {
                     variant: r.text("variant")?,
                     channel: r.text("channel")?,
                     subject: r.opt_text("subject")?,
+                    sent_subject: r.opt_text("sent_subject")?,
                     state: r.text("state")?,
                     outcome: r.opt_text("outcome")?,
                     recipient: r.opt_text("recipient")?,

@@ -135,6 +135,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_enrolment_messaged.sql"),
         postgres: include_str!("../migrations/postgres/0019_enrolment_messaged.sql"),
     },
+    Migration {
+        version: 20,
+        name: "outbox_sent_subject",
+        sqlite: include_str!("../migrations/sqlite/0020_outbox_sent_subject.sql"),
+        postgres: include_str!("../migrations/postgres/0020_outbox_sent_subject.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

@@ -924,7 +924,7 @@ pub(crate) async fn erase_profile(
         tx.execute(sql, &p).await?;
     }
     tx.execute(
-        "UPDATE outbox SET recipient = NULL WHERE profile_id = $1",
+        "UPDATE outbox SET recipient = NULL, sent_subject = NULL WHERE profile_id = $1",
         &p,
     )
     .await?;

@@ -291,7 +291,7 @@ async fn return_path_carries_the_message_tag_and_the_queue_id_is_kept() {
     .unwrap();
     let d = dispatch("we-miss-you");
     let out = relay.deliver(&d).await;
-    let SendOutcome::Sent { provider_id } = out else {
+    let SendOutcome::Sent { provider_id, .. } = out else {
         panic!("{out:?}")
     };
     assert_eq!(provider_id.as_deref(), Some("SINK000001"));

@@ -261,6 +261,7 @@ fn the_demo_tells_the_story_and_is_idempotent() {
     assert!(mail.contains("Content-Type: text/html"), "{mail}");
     // Dutch and Polish mail is Dutch and Polish from subject to footer.
     let mut read = std::collections::BTreeMap::new();
+    let mut subjects: Vec<(String, String)> = Vec::new();
     for p in std::fs::read_dir(&outbox)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -270,6 +271,10 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         }
         let raw = std::fs::read(&p).unwrap();
         let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        subjects.push((
+            p.display().to_string(),
+            m.subject().unwrap_or_default().to_owned(),
+        ));
         let html = m.body_html(0).unwrap_or_default().into_owned();
         let words = format!(
             "{}\n{}\n{html}",
@@ -397,6 +402,25 @@ fn the_demo_tells_the_story_and_is_idempotent() {
                 (m, want) => panic!("{name}: margin to date {m:?}, row {want:?}"),
             }
         }
+        // Each sent mail's subject is kept as its recipient got it: the stored subjects are
+        // the .eml files' Subject headers, one for one.
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut stored: Vec<String> = store
+            .pool()
+            .fetch(
+                "SELECT sent_subject FROM outbox WHERE channel = 'email' AND state = 'sent'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| words(&r.opt_text(0).unwrap().expect("a subject as sent")))
+            .collect();
+        let mut written: Vec<String> = subjects.iter().map(|(_, s)| words(s)).collect();
+        stored.sort();
+        written.sort();
+        assert!(!written.is_empty());
+        assert_eq!(stored, written);
         let messaged = report["total"]["messaged"].as_i64().unwrap();
         assert_eq!(
             messaged,

@@ -366,10 +366,20 @@ async fn dashboard_pages_escape_what_people_typed_and_agree_with_the_api() {
         r.body
     );
     assert!(!r.body.contains("<img src=x"));
-    // Anna's timeline shows the message she was sent.
+    // Anna's timeline shows the message she was sent, with its subject as she got it.
+    h.store
+        .pool()
+        .execute(
+            "UPDATE outbox SET subject = '{{ first_name }}, we miss you', sent_subject = 'Anna, we miss you' WHERE idempotency_key = 'msg-1'",
+            &[],
+        )
+        .await
+        .unwrap();
     let r = h.get("/admin/customers/C1", &[("cookie", &session)]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("id=\"timeline\""));
+    assert!(r.body.contains("subject: Anna, we miss you"), "{}", r.body);
+    assert!(!r.body.contains("first_name"), "not the template");
     // The search leads to the person; an unknown one says so.
     let r = h
         .get(

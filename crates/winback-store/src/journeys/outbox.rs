@@ -712,7 +712,7 @@ pub(crate) async fn finish_sends(
     // Channels whose breaker may hold a pause (every one, until a send clears it here).
     let mut cleared: HashSet<String> = HashSet::new();
     let mut failed: HashSet<String> = HashSet::new();
-    let mut sent: Vec<(i64, Option<String>)> = Vec::new();
+    let mut sent: Vec<(i64, Option<String>, Option<String>)> = Vec::new();
     let mut windows: BTreeMap<String, (Option<RampState>, RampWindow)> = BTreeMap::new();
     let micros = now.as_micros();
     let mut recorded = 0;
@@ -756,7 +756,10 @@ pub(crate) async fn finish_sends(
         let mut settled = true;
         // The row's own update; a send is settled with the batch's others (`settle_sent`).
         let update: Option<(&str, Vec<Val>)> = match outcome {
-            SendOutcome::Sent { provider_id } => {
+            SendOutcome::Sent {
+                provider_id,
+                subject,
+            } => {
                 // The transport works again: its breaker closes.
                 if cleared.insert(channel.clone()) {
                     tx.execute(
@@ -765,7 +768,7 @@ pub(crate) async fn finish_sends(
                     )
                     .await?;
                 }
-                sent.push((m.id, provider_id.clone()));
+                sent.push((m.id, provider_id.clone(), subject.clone()));
                 None
             }
             SendOutcome::TransportFailure(why) => {
@@ -906,31 +909,36 @@ pub(crate) async fn finish_sends(
     Ok(recorded)
 }
 
-/// Settles a batch's accepted messages `sent` in one statement per hundred.
+/// Settles a batch's accepted messages `sent` (id, provider's id, subject as sent) in one
+/// statement per chunk.
 async fn settle_sent(
     tx: &mut Tx,
-    sent: &[(i64, Option<String>)],
+    sent: &[(i64, Option<String>, Option<String>)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    for chunk in sent.chunks(CHUNK / 2) {
-        let n = chunk.len() * 2;
+    for chunk in sent.chunks(CHUNK / 3) {
+        let n = chunk.len() * 3;
         let mut args: Vec<Val> = Vec::with_capacity(n + 1);
-        for (id, provider_id) in chunk {
-            args.extend([Val::from(*id), Val::from(provider_id.clone())]);
+        for (id, provider_id, subject) in chunk {
+            args.extend([
+                Val::from(*id),
+                Val::from(provider_id.clone()),
+                Val::from(subject.clone()),
+            ]);
         }
         args.push(Val::from(now.as_micros()));
         tx.execute(
             &format!(
-                "UPDATE outbox SET state = 'sent', outcome = 'sent', detail = NULL, provider_id = v.column2, settled_at = ${}, \
-                 lease_owner = NULL, lease_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
+                "UPDATE outbox SET state = 'sent', outcome = 'sent', detail = NULL, provider_id = v.column2, sent_subject = v.column3, \
+                 settled_at = ${}, lease_owner = NULL, lease_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1",
                 n + 1,
-                values_list(chunk.len(), 2)
+                values_list(chunk.len(), 3)
             ),
             &args,
         )
         .await?;
         // The first accepted message of a journey makes its contact "messaged" (migration 19).
-        let mut ids: Vec<Val> = chunk.iter().map(|(id, _)| Val::from(*id)).collect();
+        let mut ids: Vec<Val> = chunk.iter().map(|(id, _, _)| Val::from(*id)).collect();
         ids.push(Val::from(now.as_micros()));
         tx.execute(
             &format!(

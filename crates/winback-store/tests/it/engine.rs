@@ -304,7 +304,10 @@ async fn expired_leases_are_fenced_and_unknown_sends_are_in_doubt(store: &SqlSto
             .finish_sends(
                 &[(
                     msgs[0].clone(),
-                    Some(SendOutcome::Sent { provider_id: None })
+                    Some(SendOutcome::Sent {
+                        provider_id: None,
+                        subject: None,
+                    })
                 )],
                 after,
                 &ramp

@@ -241,6 +241,17 @@ async fn erasure_survives_reimport_and_export_is_one_persons(store: &SqlStore) {
     assert_eq!(export["orders"].as_array().unwrap().len(), 1);
     assert_eq!(export["consent_history"].as_array().unwrap().len(), 1);
 
+    // A mail Olga was sent, with her name in its subject as sent.
+    crate::campaign_rows(store, 1).await;
+    store
+        .pool()
+        .execute(
+            "INSERT INTO outbox (idempotency_key, campaign_id, enrolment_id, profile_id, step, variant, channel, template, state, not_before, created_at, recipient, sent_at, sent_subject) \
+             VALUES ('olga-1', 1, 1, $1, 's', 'a', 'email', 'we_miss_you', 'sent', 0, 0, 'old@example.nl', 1, 'Olga, we miss you')",
+            &[winback_store::db::Val::from(old)],
+        )
+        .await
+        .unwrap();
     // Erasure by email.
     let run = store
         .begin_privacy_run("erasure", false, &serde_json::json!({}), now)
@@ -273,6 +284,15 @@ async fn erasure_survives_reimport_and_export_is_one_persons(store: &SqlStore) {
     );
     let salts = text_of(store, "SELECT hash FROM erased_identities").await;
     assert!(!salts.contains("old@"), "only hashes are kept");
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM outbox WHERE sent_subject IS NOT NULL OR recipient IS NOT NULL"
+        )
+        .await,
+        0,
+        "the message's address and subject as sent go with her"
+    );
 
     // The shop re-imports its full files: OLD stays erased, the order still counts once.
     let r = import(
