@@ -746,8 +746,9 @@ fn like_escaped(s: &str) -> String {
 
 /// Customer records (not erased) whose customer id, name, email or phone matches `q`:
 /// the id whole and case-insensitively, the name and email by any part, case-insensitively,
-/// and the phone by its last nine digits (so `06 1234 5678` finds `+31612345678`). At most
-/// `limit`, by record id. The name and email parts are a scan of the customers table.
+/// and the phone by its last nine digits (so `06 1234 5678` finds `+31612345678`). One hit per
+/// person (their first matching record), from at most `limit` records, by record id. The name
+/// and email parts are a scan of the customers table.
 pub(crate) async fn search_customers(
     pool: &Pool,
     q: &str,
@@ -764,7 +765,8 @@ pub(crate) async fn search_customers(
     // (`LIKE NULL` is never true.)
     let phone: Option<String> =
         (digits.len() >= 6).then(|| format!("%{}", &digits[digits.len().saturating_sub(9)..]));
-    pool.fetch(
+    let mut hits = pool
+        .fetch(
         "SELECT id, COALESCE(profile_id, id) AS profile, external_id, first_name, last_name, email, phone \
          FROM customers WHERE erased_at IS NULL AND ( \
            LOWER(external_id) = $1 \
@@ -795,5 +797,10 @@ pub(crate) async fn search_customers(
             phone: r.opt_text("phone")?,
         })
     })
-    .collect()
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    // A person with several matching records (a shop account and a newsletter signup) is one
+    // hit: their first record, so one person still opens at once.
+    let mut seen = std::collections::HashSet::new();
+    hits.retain(|h| seen.insert(h.profile_id));
+    Ok(hits)
 }

@@ -593,8 +593,11 @@ impl PeopleGroup {
             Self::Treated => "x.holdout = 0",
             Self::Messaged => "x.messaged_at IS NOT NULL",
             Self::Bought => "x.holdout = 0 AND x.orders > 0",
+            // The report's "not sent": dropped at send time, not a soft bounce given up on
+            // (that one counts as a soft bounce), as the message rollup defines it.
             Self::Dropped => {
-                "EXISTS (SELECT 1 FROM outbox o WHERE o.enrolment_id = x.id AND o.state = 'dropped')"
+                "EXISTS (SELECT 1 FROM outbox o WHERE o.enrolment_id = x.id AND o.state = 'dropped' \
+                 AND o.outcome <> 'soft_bounce')"
             }
         }
     }
