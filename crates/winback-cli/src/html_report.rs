@@ -400,6 +400,8 @@ mod tests {
                 overall: None,
                 messages: vec![],
                 journey: vec![],
+                journey_version: 1,
+                journey_other_versions: 0,
                 by_locale: vec![],
                 results_by_locale: vec![],
                 results_by_provider: vec![],

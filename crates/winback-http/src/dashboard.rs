@@ -790,7 +790,7 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
         .enumerate()
         .map(|(i, s)| (s.id.as_str(), i))
         .collect();
-    let box_h = 64.0;
+    let box_h = 84.0;
     let gap = 36.0;
     let top = 70.0;
     let y = |i: usize| top + i as f64 * (box_h + gap);
@@ -811,20 +811,29 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
             } else {
                 String::new()
             };
+            let mut flow = format!("{} reached", n(s.reached.max(0) as u64));
+            if s.waiting > 0 {
+                flow += &format!(" · {} waiting here", n(s.waiting as u64));
+            }
+            if s.left > 0 {
+                flow += &format!(" · {} left the journey here", n(s.left as u64));
+            }
             context! {
-                id => s.id.clone(), kind => s.kind.clone(), label => s.label.clone(), counts,
-                y => format!("{:.0}", y(i)), ty => format!("{:.0}", y(i) + 22.0), cy => format!("{:.0}", y(i) + 44.0),
-                sent => s.sent,
+                id => s.id.clone(), kind => s.kind.clone(), label => s.label.clone(), counts, flow,
+                y => format!("{:.0}", y(i)), ty => format!("{:.0}", y(i) + 22.0), fy => format!("{:.0}", y(i) + 44.0),
+                cy => format!("{:.0}", y(i) + 66.0), sent => s.sent, reached => s.reached,
             }
         })
         .collect();
     let mut edges: Vec<Value> = Vec::new();
     for (i, s) in c.journey.iter().enumerate() {
         for (k, ((to, label), taken)) in s.next.iter().zip(&s.taken).enumerate() {
-            // The edge's words and, where the journey records the choice, how many took it.
-            let label = match taken {
-                Some(people) if !label.is_empty() => format!("{label} · {}", n(*people as u64)),
-                _ => label.clone(),
+            // The edge's words and how many people took it.
+            let people = n((*taken).max(0) as u64);
+            let label = if label.is_empty() {
+                people
+            } else {
+                format!("{label} · {people}")
             };
             let target = index.get(to.as_str()).copied();
             let (y1, y2) = (y(i) + box_h, target.map(y).unwrap_or(end_y));
@@ -885,6 +894,9 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
         verdict => s.verdict.key(), verdict_label => s.verdict.label(), why => s.why.clone(),
         exports => c.exports.iter().map(|e| context! { step => e.step.clone(), target => e.target.clone(), kind => e.kind(), people => n(e.people.max(0) as u64) }).collect::<Vec<_>>(),
         conversion => winback_report::present::percent(bought as f64 / s.messaged.max(1) as f64),
+        journey_version => c.journey_version, journey_other_versions => c.journey_other_versions,
+        journey_other_versions_n => n(c.journey_other_versions.max(0) as u64),
+        journey_entered => n(c.journey.first().map_or(0, |s| s.reached).max(0) as u64),
         nodes, edges, end_y => format!("{end_y:.0}"), end_ty => format!("{:.0}", end_y + 26.0),
         height => format!("{:.0}", end_y + 60.0),
         arms,
@@ -1116,11 +1128,6 @@ async fn campaign_people(
     let number = q.page.unwrap_or(1).max(1);
     let window = c.conversion_window.seconds();
     let range = (period.from, period.until);
-    let limits = if csv {
-        (-1, 0)
-    } else {
-        (PEOPLE_PAGE, (number - 1) * PEOPLE_PAGE)
-    };
     // One segment of the report's results, or everyone.
     let (segment, segment_title, segment_q) = match (&q.locale, &q.provider) {
         (Some(l), _) => (
@@ -1139,14 +1146,6 @@ async fn campaign_people(
             String::new(),
         ),
     };
-    let (people, total) = match state
-        .store
-        .campaign_people(rec.id, window, range, (group, &segment), limits)
-        .await
-    {
-        Ok(x) => x,
-        Err(e) => return internal(e),
-    };
     let cur = &state.settings.report.currency;
     tracing::info!(
         target: "winback::audit",
@@ -1154,31 +1153,43 @@ async fn campaign_people(
         campaign = %name,
         group = group.as_str(),
         csv,
-        people = people.len(),
         "dashboard: people list read"
     );
     if csv {
-        return match people_csv(&people, cur) {
-            Ok(body) => secure(
-                (
-                    [
-                        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                        (
-                            header::CONTENT_DISPOSITION,
-                            format!(
-                                "attachment; filename=\"{}-{}.csv\"",
-                                name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
-                                group.as_str()
-                            ),
-                        ),
-                    ],
-                    body,
-                )
-                    .into_response(),
-            ),
-            Err(e) => internal(e),
-        };
+        let filename = format!(
+            "attachment; filename=\"{}-{}.csv\"",
+            name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+            group.as_str()
+        );
+        let body = people_csv(
+            state.store.clone(),
+            (rec.id, window, range),
+            (group, segment),
+            cur.clone(),
+        );
+        return secure(
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, filename),
+                ],
+                body,
+            )
+                .into_response(),
+        );
     }
+    let page_asked = winback_store::PeoplePage::Offset {
+        limit: PEOPLE_PAGE,
+        offset: (number - 1) * PEOPLE_PAGE,
+    };
+    let (people, total) = match state
+        .store
+        .campaign_people(rec.id, window, range, (group, &segment), page_asked)
+        .await
+    {
+        Ok((people, total)) => (people, total.unwrap_or(0)),
+        Err(e) => return internal(e),
+    };
     let pages = (total + PEOPLE_PAGE - 1) / PEOPLE_PAGE;
     page(
         &state,
@@ -1230,22 +1241,85 @@ fn group_title(group: winback_store::PeopleGroup) -> &'static str {
     }
 }
 
-/// A people list as CSV, every cell defused so a spreadsheet runs no formula from it.
-fn people_csv(people: &[winback_store::CampaignPerson], cur: &str) -> Result<Vec<u8>, csv::Error> {
+/// People read per query while a list streams out as CSV.
+const CSV_PAGE: i64 = 2_000;
+
+/// A people list as CSV, streamed a keyset page at a time so a list of a million people never
+/// sits in memory whole; every cell is defused so a spreadsheet runs no formula from it. A
+/// store error mid-way ends the body early (the client sees a broken download, not a short
+/// file passed off as whole) and is logged.
+fn people_csv(
+    store: winback_store::SqlStore,
+    (campaign, window, range): (winback_domain::CampaignId, i64, (Timestamp, Timestamp)),
+    (group, segment): (winback_store::PeopleGroup, winback_store::PeopleSegment),
+    cur: String,
+) -> axum::body::Body {
+    enum Next {
+        Header,
+        After(Option<(Timestamp, i64)>),
+        Done,
+    }
+    let stream = futures_util::stream::unfold(Next::Header, move |next| {
+        let (store, segment, cur) = (store.clone(), segment.clone(), cur.clone());
+        async move {
+            let after = match next {
+                Next::Done => return None,
+                Next::Header => {
+                    let header = csv_rows(&[], &cur, true).map_err(std::io::Error::other);
+                    return Some((header, Next::After(None)));
+                }
+                Next::After(after) => after,
+            };
+            let page = winback_store::PeoplePage::After {
+                limit: CSV_PAGE,
+                after,
+            };
+            match store
+                .campaign_people(campaign, window, range, (group, &segment), page)
+                .await
+            {
+                Ok((people, _)) => {
+                    let next = match people.last() {
+                        Some(p) if people.len() as i64 == CSV_PAGE => {
+                            Next::After(Some((p.entered_at, p.enrolment_id)))
+                        }
+                        _ => Next::Done,
+                    };
+                    let rows = csv_rows(&people, &cur, false).map_err(std::io::Error::other);
+                    Some((rows, next))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "people CSV: reading the list failed; the download ends early");
+                    Some((Err(std::io::Error::other(e)), Next::Done))
+                }
+            }
+        }
+    });
+    axum::body::Body::from_stream(stream)
+}
+
+/// Rows of a people list as CSV (with the header row first when `header`).
+fn csv_rows(
+    people: &[winback_store::CampaignPerson],
+    cur: &str,
+    header: bool,
+) -> Result<Vec<u8>, csv::Error> {
     use winback_channels::exports::defuse;
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "customer_id",
-        "name",
-        "email",
-        "arm",
-        "entered_at",
-        "journey_state",
-        "first_message_at",
-        "orders_in_window",
-        "revenue_in_window",
-        "currency",
-    ])?;
+    if header {
+        w.write_record([
+            "customer_id",
+            "name",
+            "email",
+            "arm",
+            "entered_at",
+            "journey_state",
+            "first_message_at",
+            "orders_in_window",
+            "revenue_in_window",
+            "currency",
+        ])?;
+    }
     for p in people {
         let revenue = money(p.revenue_minor, cur);
         let amount = revenue
@@ -1715,12 +1789,14 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <path d="M300,50 L300,70" class="edge" marker-end="url(#arrow)"/>
 {% for e in c.edges %}<path d="{{ e.path }}" class="edge" marker-end="url(#arrow)"/>{% if e.label %}<text x="{{ e.lx }}" y="{{ e.ly }}" class="edge-label">{{ e.label }}</text>{% endif %}
 {% endfor %}
-{% for s in c.nodes %}<g class="step" data-step="{{ s.id }}" data-sent="{{ s.sent }}"><rect x="80" y="{{ s.y }}" width="440" height="64" rx="8" class="node {{ s.kind }}"/>
+{% for s in c.nodes %}<g class="step" data-step="{{ s.id }}" data-sent="{{ s.sent }}" data-reached="{{ s.reached }}"><rect x="80" y="{{ s.y }}" width="440" height="84" rx="8" class="node {{ s.kind }}"/>
 <text x="96" y="{{ s.ty }}"><tspan class="kind">{{ s.kind }}</tspan> {{ s.id }}: {{ s.label }}</text>
-<text x="96" y="{{ s.cy }}" class="counts">{{ s.counts }}</text></g>
+<text x="96" y="{{ s.fy }}" class="counts flow">{{ s.flow }}</text>
+{% if s.counts %}<text x="96" y="{{ s.cy }}" class="counts">{{ s.counts }}</text>{% endif %}</g>
 {% endfor %}
 <rect x="80" y="{{ c.end_y }}" width="440" height="40" rx="8" class="node end"/><text x="300" y="{{ c.end_ty }}" text-anchor="middle">{{ c.bought }} bought ({{ c.conversion }} of those messaged)</text>
-</svg></section>
+</svg>
+<p class="muted">The numbers on the arrows are people: at a branch or a wait for an event, those the journey sent that way; elsewhere, those who reached the step and moved on. Held-out contacts never enter the journey{% if c.journey_other_versions > 0 %}. These counts are the {{ c.journey_entered }} who entered on version {{ c.journey_version }}; {{ c.journey_other_versions_n }} entered on earlier versions and follow those versions' steps{% endif %}.</p></section>
 
 <section><h2>Against the holdout</h2>
 <div class="scroll" tabindex="0"><table id="arms"><thead><tr><th>Arm</th><th>Contacts</th><th>Bought</th><th>Rate</th><th>Revenue</th><th>AOV</th><th>Offers redeemed</th><th>Discount</th><th>Messages</th><th>Lift vs holdout</th></tr></thead><tbody>

@@ -21,7 +21,8 @@ use winback_engine::policy::RampSettings;
 use winback_engine::ports::JourneyStore;
 use winback_measure::{Arm, Economics, Readout, Winner};
 use winback_store::{
-    ArmResult, FunnelKey, MessageFunnel, Outcomes, ProviderRamp, Segment, SqlStore, StoreError,
+    ArmResult, FunnelKey, JourneyFlow, MessageFunnel, Outcomes, ProviderRamp, Segment, SqlStore,
+    StoreError,
 };
 
 /// Why a report could not be gathered.
@@ -132,9 +133,16 @@ pub struct JourneyNode {
     pub label: String,
     /// Where it goes next: (step id or `end`, label of the edge).
     pub next: Vec<(String, String)>,
-    /// People who took each edge of `next`, where the journey records the choice (a branch's
-    /// yes and no, a wait's event and timeout); `None` elsewhere.
-    pub taken: Vec<Option<i64>>,
+    /// People who took each edge of `next`: recorded at a choice (a branch's yes and no, a
+    /// wait's event and timeout); elsewhere, those who reached the step less those still there
+    /// or who left the journey there.
+    pub taken: Vec<i64>,
+    /// People (of the version counted) who reached this step.
+    pub reached: i64,
+    /// Of them, still here: waiting, or queued for their send window.
+    pub waiting: i64,
+    /// Of them, left the journey here: an order, an unsubscribe, a bounce.
+    pub left: i64,
     /// Messages sent by this step (all variants and channels).
     pub sent: i64,
     /// Of them, opened by a person.
@@ -147,16 +155,12 @@ pub struct JourneyNode {
 
 /// The journey of `c` with the counts of `messages` (rolled up by step, variant, channel) and
 /// the choices its contacts' journeys recorded (`decisions`: step, what was logged, people).
-pub fn journey(
-    c: &Campaign,
-    messages: &[MessageFunnel],
-    decisions: &[(String, String, i64)],
-) -> Vec<JourneyNode> {
+pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> Vec<JourneyNode> {
     use winback_engine::definition::{Action, Condition};
     // People whose log line at `step` ends with `suffix`.
     let took = |step: &str, suffix: &str| {
         Some(
-            decisions
+            flow.decisions
                 .iter()
                 .filter(|(s, what, _)| s == step && what.ends_with(suffix))
                 .map(|(_, _, n)| n)
@@ -168,10 +172,25 @@ pub fn journey(
             .map(|s| s.id.clone())
             .unwrap_or_else(|| "end".into())
     };
-    c.steps
+    // Each step's edges as step indices (`None`: the end), beside the node.
+    let mut targets: Vec<Vec<Option<usize>>> = Vec::with_capacity(c.steps.len());
+    let mut nodes: Vec<JourneyNode> = c
+        .steps
         .iter()
         .map(|step| {
             let mut taken = Vec::new();
+            targets.push(match &step.action {
+                Action::Wait {
+                    until_event: Some(_),
+                    on_timeout,
+                    ..
+                } => vec![step.next, *on_timeout],
+                Action::Branch {
+                    then, otherwise, ..
+                } => vec![*then, *otherwise],
+                Action::Exit => Vec::new(),
+                _ => vec![step.next],
+            });
             let (label, next) = match &step.action {
                 Action::Wait {
                     duration,
@@ -248,12 +267,21 @@ pub fn journey(
                 Action::Exit => ("exit".to_owned(), Vec::new()),
             };
             taken.resize(next.len(), None);
+            let (waiting, left) = flow
+                .at_step
+                .get(&node_index(c, &step.id))
+                .copied()
+                .unwrap_or_default();
             let mut node = JourneyNode {
                 id: step.id.clone(),
                 kind: step.action.type_name().to_owned(),
                 label,
                 next,
-                taken,
+                // Filled in below, in the order people flow.
+                taken: taken.into_iter().map(|t| t.unwrap_or(-1)).collect(),
+                reached: 0,
+                waiting,
+                left,
                 sent: 0,
                 opened: 0,
                 clicked: 0,
@@ -267,7 +295,42 @@ pub fn journey(
             }
             node
         })
-        .collect()
+        .collect();
+    // Journeys are acyclic (checked on load): walk the steps in an order where every step comes
+    // after all the steps that lead to it, and pass each step's people on along its edges.
+    let mut incoming = vec![0usize; nodes.len()];
+    for t in targets.iter().flatten().flatten() {
+        incoming[*t] += 1;
+    }
+    let mut ready: Vec<usize> = (0..nodes.len()).filter(|i| incoming[*i] == 0).collect();
+    if let Some(first) = nodes.first_mut() {
+        first.reached = flow.entered;
+    }
+    while let Some(i) = ready.pop() {
+        let node = &mut nodes[i];
+        let onward = (node.reached - node.waiting - node.left).max(0);
+        if node.taken.len() == 1 && node.taken[0] < 0 {
+            node.taken[0] = onward;
+        }
+        let taken = node.taken.clone();
+        for (t, people) in targets[i].iter().zip(taken) {
+            if let Some(t) = *t {
+                nodes[t].reached += people.max(0);
+                incoming[t] -= 1;
+                if incoming[t] == 0 {
+                    ready.push(t);
+                }
+            }
+        }
+    }
+    nodes
+}
+
+fn node_index(c: &Campaign, id: &str) -> usize {
+    c.steps
+        .iter()
+        .position(|s| s.id == id)
+        .unwrap_or(usize::MAX)
 }
 
 /// Buyers and revenue of one segment (a locale or a mailbox provider) of a campaign, messaged
@@ -429,8 +492,13 @@ pub struct CampaignReport {
     pub overall: Option<Readout>,
     /// Message outcomes per step, variant and channel.
     pub messages: Vec<MessageFunnel>,
-    /// The journey's steps with their counts.
+    /// The journey's steps with their counts, for the people who entered on the current
+    /// version.
     pub journey: Vec<JourneyNode>,
+    /// The version whose people the journey counts.
+    pub journey_version: i64,
+    /// People who entered on earlier versions (they follow those versions' steps).
+    pub journey_other_versions: i64,
     /// Message outcomes per locale and channel.
     pub by_locale: Vec<MessageFunnel>,
     /// Buyers and revenue per locale, messaged against held out.
@@ -953,8 +1021,10 @@ async fn campaign_reports(
             .map(|a| (a.variant.clone(), arm(a)))
             .collect();
         let holdout = pooled_holdout(&arms).map(|h| arm(&h)).unwrap_or_default();
-        let decisions = store.journey_decisions(rec.id, from, until).await?;
-        let journey_nodes = journey(&c, &messages, &decisions);
+        let flow = store
+            .journey_flow(rec.id, rec.version, (from, until))
+            .await?;
+        let journey_nodes = journey(&c, &messages, &flow);
         let results_by_provider = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
         let results_by_locale = segments(&by_segment.pop().unwrap_or_default(), settings.margin);
         let exports = store
@@ -976,6 +1046,8 @@ async fn campaign_reports(
             overall,
             messages,
             journey: journey_nodes,
+            journey_version: flow.version,
+            journey_other_versions: flow.other_versions,
             by_locale: winback_store::rollup(&detail, FunnelKey::Locale),
             results_by_locale,
             results_by_provider,
@@ -1131,7 +1203,14 @@ duration = "7d"
         let mut f = funnel(10, 0, 0);
         f.step = "hello".into();
         f.clicked = 3;
-        let j = journey(&c, &[f.clone(), f], &[]);
+        // 100 entered; 10 still wait at `pause` and 5 left there (they bought).
+        let flow = JourneyFlow {
+            version: 1,
+            entered: 100,
+            at_step: [(1, (10, 5))].into(),
+            ..JourneyFlow::default()
+        };
+        let j = journey(&c, &[f.clone(), f], &flow);
         assert_eq!(j.len(), 2);
         assert_eq!(
             (j[0].id.as_str(), j[0].sent, j[0].clicked),
@@ -1140,6 +1219,11 @@ duration = "7d"
         assert_eq!(j[0].next, [("pause".to_owned(), String::new())]);
         assert_eq!(j[1].label, "wait 1w");
         assert_eq!(j[1].next, [("end".to_owned(), String::new())]);
+        assert_eq!((j[0].reached, j[0].taken.as_slice()), (100, &[100][..]));
+        assert_eq!(
+            (j[1].reached, j[1].waiting, j[1].left, j[1].taken.as_slice()),
+            (100, 10, 5, &[85][..])
+        );
     }
 
     #[test]
@@ -1180,7 +1264,14 @@ subject = "Hi again"
             ("reacted".to_owned(), "opened `hello`: no".to_owned(), 11),
             ("pause".to_owned(), "something else".to_owned(), 99),
         ];
-        let j = journey(&c, &[], &decisions);
+        let flow = JourneyFlow {
+            version: 1,
+            entered: 20,
+            at_step: [(1, (5, 0))].into(),
+            decisions: decisions.to_vec(),
+            ..JourneyFlow::default()
+        };
+        let j = journey(&c, &[], &flow);
         let branch = j.iter().find(|s| s.id == "reacted").unwrap();
         assert_eq!(branch.label, "opened hello?");
         assert_eq!(
@@ -1190,9 +1281,12 @@ subject = "Hi again"
                 ("again".to_owned(), "no".to_owned())
             ]
         );
-        assert_eq!(branch.taken, [Some(4), Some(11)]);
-        // A plain step records no choice.
-        assert_eq!(j[1].taken, [None]);
+        assert_eq!(branch.taken, [4, 11]);
+        // A plain step's edge carries those who reached it and moved on; the branch's "no"
+        // feeds the step after it.
+        assert_eq!((j[1].reached, j[1].taken.as_slice()), (20, &[15][..]));
+        assert_eq!(branch.reached, 15);
+        assert_eq!((j[3].reached, j[3].taken.as_slice()), (11, &[11][..]));
     }
 
     #[test]

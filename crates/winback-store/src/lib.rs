@@ -19,8 +19,8 @@ mod hygiene;
 pub mod ingest;
 mod journeys;
 pub use journeys::{
-    ArmResult, CampaignCounts, CampaignPerson, FunnelKey, MessageFunnel, Outcomes, PeopleGroup,
-    PeopleSegment, ProviderRamp, Segment, drop_reason, rollup,
+    ArmResult, CampaignCounts, CampaignPerson, FunnelKey, JourneyFlow, MessageFunnel, Outcomes,
+    PeopleGroup, PeoplePage, PeopleSegment, ProviderRamp, Segment, drop_reason, rollup,
 };
 pub mod jobs;
 mod migrate;
@@ -1205,16 +1205,15 @@ impl SqlStore {
 
     /// The people behind one of a campaign's counts (see [`PeopleGroup`]), in one segment (see
     /// [`PeopleSegment`]), among the contacts who entered in `[from, until)`, oldest entry
-    /// first: `limit` of them from `offset` (`limit` below 0: all), and how many there are in
-    /// all.
+    /// first: the [`PeoplePage`] asked for, and for a numbered page how many there are in all.
     pub async fn campaign_people(
         &self,
         campaign_id: winback_domain::CampaignId,
         window_seconds: i64,
         (from, until): (Timestamp, Timestamp),
         who: (PeopleGroup, &PeopleSegment),
-        page: (i64, i64),
-    ) -> Result<(Vec<CampaignPerson>, i64), StoreError> {
+        page: PeoplePage,
+    ) -> Result<(Vec<CampaignPerson>, Option<i64>), StoreError> {
         journeys::campaign_people(
             &self.pool,
             campaign_id,
@@ -1253,23 +1252,65 @@ impl SqlStore {
         Ok(time(r.opt_i64("first")?).zip(time(r.opt_i64("last")?)))
     }
 
-    /// What a campaign's journeys recorded at their choices (a branch's answer, a wait's event
-    /// or timeout), for the contacts who entered in `[from, until)`: (step, what, people).
-    pub async fn journey_decisions(
+    /// Where the contacts who entered version `version` of a campaign in `[from, until)` are
+    /// in its journey, and what they chose at its branches and event waits.
+    pub async fn journey_flow(
         &self,
         campaign_id: winback_domain::CampaignId,
-        from: Timestamp,
-        until: Timestamp,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.counted_pairs(
-            "SELECT l.step AS a, l.what AS b, COUNT(*) AS n FROM enrolments e \
-             JOIN journey_log l ON l.enrolment_id = e.id \
-             WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3 \
-             GROUP BY l.step, l.what ORDER BY l.step, l.what",
-            campaign_id,
-            (from, until),
-        )
-        .await
+        version: i64,
+        (from, until): (Timestamp, Timestamp),
+    ) -> Result<JourneyFlow, StoreError> {
+        let range = [
+            Val::from(campaign_id),
+            Val::from(from.as_micros()),
+            Val::from(until.as_micros()),
+            Val::from(version),
+        ];
+        let mut flow = JourneyFlow {
+            version,
+            ..JourneyFlow::default()
+        };
+        for r in self
+            .pool
+            .fetch(
+                "SELECT version, step, state, COUNT(*) AS n FROM enrolments \
+                 WHERE campaign_id = $1 AND entered_at >= $2 AND entered_at < $3 AND holdout = 0 \
+                 GROUP BY version, step, state",
+                &range[..3],
+            )
+            .await?
+        {
+            let n = r.i64("n")?;
+            if r.i64("version")? != version {
+                flow.other_versions += n;
+                continue;
+            }
+            flow.entered += n;
+            let step = usize::try_from(r.i64("step")?).unwrap_or(usize::MAX);
+            let (here, left) = flow.at_step.entry(step).or_default();
+            match r.text("state")?.as_str() {
+                "active" => *here += n,
+                "exited" => *left += n,
+                // Completed journeys keep the step they were claimed at; they passed every
+                // edge on their way to the end, so they count on none of the steps.
+                _ => {}
+            }
+        }
+        flow.at_step.retain(|_, (here, left)| *here + *left > 0);
+        flow.decisions = self
+            .pool
+            .fetch(
+                "SELECT l.step AS a, l.what AS b, COUNT(*) AS n FROM enrolments e \
+                 JOIN journey_log l ON l.enrolment_id = e.id \
+                 WHERE e.campaign_id = $1 AND e.entered_at >= $2 AND e.entered_at < $3 AND e.version = $4 \
+                 GROUP BY l.step, l.what ORDER BY l.step, l.what",
+                &range,
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("a")?, r.text("b")?, r.i64("n")?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(flow)
     }
 
     /// Messages accepted for the contacts who entered a campaign in `[from, until)`, by

@@ -393,6 +393,52 @@ fn the_demo_tells_the_story_and_is_idempotent() {
                 s["buyers"].as_i64().unwrap(),
                 "{name}"
             );
+            // The journey graph's counts flow: every step passes on the people who reached it
+            // less those waiting or gone there (a branch's logged answers included), and what
+            // reaches the end is the stored count of finished journeys.
+            assert_eq!(c["journey_other_versions"], 0, "{name}");
+            let journey = c["journey"].as_array().unwrap();
+            let held_out = s["held_out"].as_i64().unwrap_or(0);
+            assert_eq!(
+                journey[0]["reached"].as_i64().unwrap(),
+                s["entered"].as_i64().unwrap() - held_out,
+                "{name}"
+            );
+            let mut finished = 0;
+            for step in journey {
+                let get = |k: &str| step[k].as_i64().unwrap();
+                let onward = get("reached") - get("waiting") - get("left");
+                let taken: Vec<i64> = step["taken"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_i64().unwrap())
+                    .collect();
+                if taken.is_empty() {
+                    finished += onward; // an exit step
+                    continue;
+                }
+                assert_eq!(taken.iter().sum::<i64>(), onward, "{name}: {step}");
+                for (edge, people) in step["next"].as_array().unwrap().iter().zip(&taken) {
+                    if edge[0] == "end" {
+                        finished += people;
+                    }
+                }
+            }
+            let completed = store
+                .pool()
+                .fetch(
+                    &format!(
+                        "SELECT COUNT(*) FROM enrolments e JOIN campaigns c ON c.id = e.campaign_id \
+                         WHERE c.name = '{name}' AND e.state = 'completed' AND e.holdout = 0"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap()[0]
+                .i64(0)
+                .unwrap();
+            assert_eq!(finished, completed, "{name}: people at the journey's end");
             let last = months.last().and_then(|m| m.margin_to_date);
             match (last, s["margin_minor"]["estimate"].as_f64()) {
                 (Some(m), Some(want)) => {

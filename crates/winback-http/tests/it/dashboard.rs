@@ -774,6 +774,53 @@ async fn every_count_links_to_its_people_and_their_csv_runs_no_formula() {
 }
 
 #[tokio::test]
+async fn a_long_list_streams_out_whole_in_pages() {
+    let h = Harness::new().await;
+    let (cookie, _) = session(&h).await;
+    apply_review_request(&h).await;
+    let campaign = h
+        .scalar("SELECT id FROM campaigns WHERE name = 'review-request'")
+        .await;
+    // 4,500 entries (more than two of the stream's pages), half of them at one instant, so
+    // the pages must break ties by enrolment and lose or repeat no one.
+    let entered = ts("2026-03-01T08:00:00Z").as_micros();
+    h.store
+        .pool()
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500) \
+             INSERT INTO enrolments (campaign_id, version, profile_id, trigger_key, exclusive, state, step, resume, variant, holdout, entered_at) \
+             SELECT $1, 1, $2, 'k' || CAST(i AS TEXT), 0, 'active', 0, 0, 'a', 0, $3 + CASE WHEN i % 2 = 0 THEN 0 ELSE i END FROM n",
+            &[Val::from(campaign), Val::from(h.anna), Val::from(entered)],
+        )
+        .await
+        .unwrap();
+    let csv = h
+        .get(
+            "/admin/campaigns/review-request/people?group=entered&format=csv",
+            &[("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(csv.body.as_bytes())
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4_500);
+    // In entry order, every entry once: the 2,250 who share the first instant (a tie that
+    // spans a page break), then 2,250 at instants of their own.
+    let times: Vec<jiff::Timestamp> = rows
+        .iter()
+        .map(|r| r.get(4).unwrap().parse().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(times.iter().filter(|t| **t == times[0]).count(), 2_250);
+    let mut rest = times[2_250..].to_vec();
+    rest.dedup();
+    assert_eq!(rest.len(), 2_250);
+    assert!(rows.iter().all(|r| r.get(0) == Some("C1")));
+}
+
+#[tokio::test]
 async fn customer_search_finds_by_name_part_of_an_email_and_phone() {
     let h = Harness::new().await;
     let (cookie, _) = session(&h).await;

@@ -33,6 +33,25 @@ pub struct ArmResult {
     pub discount_minor: i64,
 }
 
+/// Where the contacts (not held out) who entered one version of a campaign are in its journey:
+/// enough to count how many took every edge of the journey graph.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct JourneyFlow {
+    /// The version counted (the campaign's current one).
+    pub version: i64,
+    /// Contacts who entered on that version.
+    pub entered: i64,
+    /// Contacts who entered on earlier versions: they follow those versions' steps and are not
+    /// in these counts.
+    pub other_versions: i64,
+    /// Per step index: (still there, waiting or queued; left the journey there: an order, an
+    /// unsubscribe, a bounce). Those who finished are in neither.
+    pub at_step: BTreeMap<usize, (i64, i64)>,
+    /// What the journeys recorded at their choices (a branch's answer, a wait's event or
+    /// timeout): (step id, what, people).
+    pub decisions: Vec<(String, String, i64)>,
+}
+
 /// How [`segment_results`] splits a campaign's contacts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment {
@@ -619,6 +638,8 @@ pub enum PeopleSegment {
 /// One person behind a campaign's count.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CampaignPerson {
+    /// The enrolment (with `entered_at`, the list's order and its key to the next page).
+    pub enrolment_id: i64,
     /// Profile.
     pub profile_id: i64,
     /// The shop's customer id of the profile's record (empty once erased).
@@ -643,8 +664,28 @@ pub struct CampaignPerson {
     pub revenue_minor: i64,
 }
 
+/// Which part of a people list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeoplePage {
+    /// A numbered page: `limit` people from `offset`, with the list's total.
+    Offset {
+        /// People on the page.
+        limit: i64,
+        /// People before it.
+        offset: i64,
+    },
+    /// The next `limit` people after the one with this (entry time, enrolment id), or from the
+    /// start: for reading a long list through without a growing offset. No total is counted.
+    After {
+        /// People to read.
+        limit: i64,
+        /// The last person read, as (`entered_at`, `enrolment_id`).
+        after: Option<(Timestamp, i64)>,
+    },
+}
+
 /// The people of `group` among a campaign's contacts who entered in `range`, oldest entry
-/// first, `limit` from `offset` (`limit` < 0: all), and how many there are in all. Orders in
+/// first, the `page` asked for, and (for a numbered page) how many there are in all. Orders in
 /// the window are read as the report reads them, so the list's length is the report's count.
 pub(crate) async fn campaign_people(
     pool: &Pool,
@@ -652,8 +693,8 @@ pub(crate) async fn campaign_people(
     window_seconds: i64,
     range: (i64, i64),
     (group, segment): (PeopleGroup, &PeopleSegment),
-    (limit, offset): (i64, i64),
-) -> Result<(Vec<CampaignPerson>, i64), StoreError> {
+    page: PeoplePage,
+) -> Result<(Vec<CampaignPerson>, Option<i64>), StoreError> {
     let (orders, revenue) = crate::outcomes::orders_in_window("$2");
     let fresh = "e.outcome_window = $2 AND stale.id IS NULL";
     let stale_join = crate::outcomes::STALE_JOIN;
@@ -705,28 +746,53 @@ pub(crate) async fn campaign_people(
          WHERE e.campaign_id = $1 AND e.entered_at >= $3 AND e.entered_at < $4{segment_filter}"
     );
     let filter = group.filter();
-    let total = pool
-        .fetch(
-            &format!("SELECT COUNT(*) AS n FROM ({inner}) x WHERE {filter}"),
-            &args,
-        )
-        .await?
-        .first()
-        .map(|r| r.i64("n"))
-        .transpose()?
-        .unwrap_or(0);
     let mut page_args = args.to_vec();
-    // PostgreSQL refuses a negative LIMIT; "all" is the largest one.
-    let limit = if limit < 0 { i64::MAX } else { limit };
-    page_args.extend([Val::from(limit), Val::from(offset.max(0))]);
+    let (total, limit, offset, key) = match page {
+        PeoplePage::Offset { limit, offset } => {
+            let total = pool
+                .fetch(
+                    &format!("SELECT COUNT(*) AS n FROM ({inner}) x WHERE {filter}"),
+                    &args,
+                )
+                .await?
+                .first()
+                .map(|r| r.i64("n"))
+                .transpose()?
+                .unwrap_or(0);
+            (Some(total), limit, offset, String::new())
+        }
+        PeoplePage::After { limit, after } => {
+            let key = match after {
+                Some((at, id)) => {
+                    page_args.extend([Val::from(at.as_micros()), Val::from(id)]);
+                    let (a, b) = (page_args.len() - 1, page_args.len());
+                    format!(" AND (x.entered_at > ${a} OR (x.entered_at = ${a} AND x.id > ${b}))")
+                }
+                None => String::new(),
+            };
+            (None, limit, 0, key)
+        }
+    };
+    page_args.extend([Val::from(limit.max(0)), Val::from(offset.max(0))]);
+    // A merged profile's root record may lack a name or an address another record has: take
+    // the first record of the profile that has one.
+    let from_records = |col: &str| {
+        format!(
+            "COALESCE(c.{col}, (SELECT m.{col} FROM customers m WHERE m.profile_id = x.profile_id \
+               AND m.erased_at IS NULL AND m.{col} IS NOT NULL AND m.{col} <> '' ORDER BY m.id LIMIT 1)) AS {col}"
+        )
+    };
     let rows = pool
         .fetch(
             &format!(
-                "SELECT x.*, c.external_id, c.first_name, c.last_name, c.email FROM ({inner}) x \
+                "SELECT x.*, c.external_id, {}, {}, {} FROM ({inner}) x \
                  LEFT JOIN customers c ON c.id = x.profile_id AND c.erased_at IS NULL \
-                 WHERE {filter} ORDER BY x.entered_at, x.id LIMIT ${} OFFSET ${}",
-                args.len() + 1,
-                args.len() + 2
+                 WHERE {filter}{key} ORDER BY x.entered_at, x.id LIMIT ${} OFFSET ${}",
+                from_records("first_name"),
+                from_records("last_name"),
+                from_records("email"),
+                page_args.len() - 1,
+                page_args.len()
             ),
             &page_args,
         )
@@ -744,6 +810,7 @@ pub(crate) async fn campaign_people(
                 .collect::<Vec<_>>()
                 .join(" ");
             Ok(CampaignPerson {
+                enrolment_id: r.i64("id")?,
                 profile_id: r.i64("profile_id")?,
                 customer_id: r.opt_text("external_id")?.unwrap_or_default(),
                 name,
