@@ -129,6 +129,7 @@ pub fn print_outcome(config: &Config, o: &winback_app::simulate::Outcome, json: 
                         margin,
                         discount_minor: a.discount_minor,
                         message_cost_minor: f.message_cost_minor,
+                        ..winback_measure::Economics::default()
                     },
                 );
                 for line in crate::kpi::readout_lines(&r, cur, true) {

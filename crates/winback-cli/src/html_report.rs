@@ -370,12 +370,14 @@ mod tests {
             converted: 200,
             revenue_minor: 1_000_000,
             revenue_sq: 200.0 * 5_000f64.powi(2),
+            ..Arm::default()
         };
         let h = Arm {
             contacts: 500,
             converted: 25,
             revenue_minor: 125_000,
             revenue_sq: 25.0 * 5_000f64.powi(2),
+            ..Arm::default()
         };
         treated.readout = Some(Readout::new(
             t,

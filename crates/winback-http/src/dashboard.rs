@@ -553,6 +553,7 @@ fn readout_view(
         revenue => v.revenue_per_contact.map(|f| f.text),
         margin => v.margin.map(|f| f.text),
         roi => v.roi.map(|f| f.text),
+        per_1000 => v.margin_per_1000_messages.map(|f| f.text),
         warnings => v.warnings,
         bar => r.rate_difference.map(|i| {
             let b = axis.bar(&i);
@@ -1808,7 +1809,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 {% if c.overall %}<div id="readout"><h3>{% if c.multi %}All variants together{% else %}Readout{% endif %}</h3><ul>
 <li>Reactivation {{ c.overall.treated_rate }} vs {{ c.overall.holdout_rate }} in the holdout: {{ m.readout(c.overall) }}</li>
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
-{% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% endif %}</li>{% endif %}
+{% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% elif c.overall.per_1000 %}; {{ c.overall.per_1000 }} per 1,000 messages{% endif %}</li>{% endif %}
 {% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
 {% if all_margin %}<li class="warn">Margins count all revenue as margin, because the shop's gross margin is not set yet: <a href="/admin/help#margin">what that means</a>.</li>{% endif %}
 </ul></div>{% endif %}

@@ -359,11 +359,7 @@ fn segments(rows: &[(String, ArmResult)], margin: f64) -> Vec<SegmentReport> {
     for (segment, a) in rows {
         let (t, h) = by.entry(segment.as_str()).or_default();
         let x = if a.holdout { h } else { t };
-        let y = arm(a);
-        x.contacts += y.contacts;
-        x.converted += y.converted;
-        x.revenue_minor += y.revenue_minor;
-        x.revenue_sq += y.revenue_sq;
+        *x = x.pooled(&arm(a));
     }
     by.into_iter()
         .map(|(segment, (t, h))| SegmentReport {
@@ -578,6 +574,8 @@ pub fn arm(a: &ArmResult) -> Arm {
         converted: a.converted.max(0) as u64,
         revenue_minor: a.revenue_minor,
         revenue_sq: a.revenue_sq,
+        revenue_log_sum: a.revenue_log_sum,
+        revenue_log_sq: a.revenue_log_sq,
     }
 }
 
@@ -596,6 +594,8 @@ pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
         h.orders += a.orders;
         h.revenue_minor += a.revenue_minor;
         h.revenue_sq += a.revenue_sq;
+        h.revenue_log_sum += a.revenue_log_sum;
+        h.revenue_log_sq += a.revenue_log_sq;
         h.offers += a.offers;
         h.redeemed += a.redeemed;
         h.discount_minor += a.discount_minor;
@@ -646,19 +646,22 @@ pub fn arm_reports(
         } else {
             message_cost(settings, funnel, &a.variant)
         };
+        let messages: u64 = funnel
+            .iter()
+            .filter(|f| !a.holdout && f.variant == a.variant)
+            .map(|f| f.sent.max(0) as u64)
+            .sum();
         let economics = Economics {
             margin,
             discount_minor: a.discount_minor,
             message_cost_minor: cost,
+            messages,
         };
         if !a.holdout {
-            let x = arm(a);
-            all.contacts += x.contacts;
-            all.converted += x.converted;
-            all.revenue_minor += x.revenue_minor;
-            all.revenue_sq += x.revenue_sq;
+            all = all.pooled(&arm(a));
             all_cost.discount_minor += a.discount_minor;
             all_cost.message_cost_minor += cost;
+            all_cost.messages += messages;
         }
         out.push(ArmReport {
             variant: a.variant.clone(),
@@ -886,6 +889,8 @@ pub async fn timeline(
                     x.orders += a.orders;
                     x.revenue_minor += a.revenue_minor;
                     x.revenue_sq += a.revenue_sq;
+                    x.revenue_log_sum += a.revenue_log_sum;
+                    x.revenue_log_sq += a.revenue_log_sq;
                     x.offers += a.offers;
                     x.redeemed += a.redeemed;
                     x.discount_minor += a.discount_minor;

@@ -84,8 +84,10 @@ pub struct ReadoutView {
     pub revenue: Option<Figure>,
     /// Incremental margin net of discounts and message costs.
     pub margin: Option<Figure>,
-    /// Return on the campaign's costs.
+    /// Return on the campaign's costs, where the money spent makes a ratio meaningful.
     pub roi: Option<Figure>,
+    /// Incremental margin per 1,000 messages, where ROI is not meaningful.
+    pub margin_per_1000_messages: Option<Figure>,
     /// The verdict in words, when the interval of the lift excludes zero.
     pub verdict: Option<&'static str>,
     /// What to keep in mind (small groups, too little time).
@@ -122,6 +124,11 @@ impl ReadoutView {
                 .as_ref()
                 .map(|i| Figure::money(i, currency)),
             roi: r.roi.as_ref().map(Figure::percent),
+            margin_per_1000_messages: r
+                .margin_per_1000_messages
+                .as_ref()
+                .filter(|_| r.roi.is_none())
+                .map(|i| Figure::money(i, currency)),
             warnings: r.warnings.clone(),
         }
     }
@@ -150,10 +157,11 @@ impl ReadoutView {
             out.push(format!(
                 "incremental margin after discounts and sending {}{}",
                 m.text,
-                self.roi
-                    .as_ref()
-                    .map(|x| format!("; ROI {}", x.text))
-                    .unwrap_or_default()
+                match (&self.roi, &self.margin_per_1000_messages) {
+                    (Some(x), _) => format!("; ROI {}", x.text),
+                    (None, Some(x)) => format!("; {} per 1,000 messages", x.text),
+                    (None, None) => String::new(),
+                }
             ));
         }
         for w in self

@@ -288,6 +288,7 @@ mod tests {
             converted,
             revenue_minor: converted as i64 * 10_000,
             revenue_sq: converted as f64 * 10_000f64.powi(2),
+            ..Arm::default()
         };
         Readout::new(
             arm(treated),
@@ -296,6 +297,7 @@ mod tests {
                 margin: 0.4,
                 discount_minor: discount,
                 message_cost_minor: treated.0 as i64,
+                ..Economics::default()
             },
         )
     }

@@ -1,10 +1,12 @@
 //! Proof by simulation that the intervals are honest: 1,000 simulated win-back campaigns with a
 //! known true effect, contacts responding through the engine's simulator
 //! (`winback_engine::simulate::respond`) on top of a baseline purchase chance. The 95% intervals
-//! of the reactivation-rate difference and of incremental revenue per contact must each cover
-//! the true value in 93–97% of campaigns, and the estimates must be unbiased within their
-//! standard error.
+//! of the reactivation-rate difference must cover the true value in 93–97% of campaigns and
+//! those of incremental revenue per contact in at least 93%, and the estimates must be unbiased
+//! within their standard error. `grid.rs` does the same at every size.
 #![allow(missing_docs)]
+
+mod grid;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -147,8 +149,10 @@ fn intervals_cover_the_true_lift_in_95_percent_of_simulated_campaigns() {
         "rate coverage {}%",
         share(covered_rate)
     );
+    // The revenue interval is the union of two (see the crate's documentation): at least
+    // 93%, as the grid asks.
     assert!(
-        (93.0..=97.0).contains(&share(covered_revenue)),
+        share(covered_revenue) >= 93.0,
         "revenue coverage {}%",
         share(covered_revenue)
     );

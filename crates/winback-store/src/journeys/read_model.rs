@@ -21,6 +21,11 @@ pub struct ArmResult {
     pub revenue_minor: i64,
     /// Sum over enrolments of (their revenue in the window)², for the revenue variance.
     pub revenue_sq: f64,
+    /// Sum over buyers of ln(their revenue in the window, at least 1 minor unit), for the
+    /// lognormal interval of what a buyer spends.
+    pub revenue_log_sum: f64,
+    /// Sum over buyers of ln(revenue)².
+    pub revenue_log_sq: f64,
     /// Orders within the window.
     pub orders: i64,
     /// Messages by outbox state (`sent`, `dropped`, `cancelled`, `in_doubt`, …).
@@ -146,6 +151,11 @@ pub(crate) async fn segment_results(
                 a.orders += orders * n;
                 a.revenue_minor += revenue * n;
                 a.revenue_sq += n as f64 * (revenue as f64).powi(2);
+                if orders > 0 {
+                    let l = (revenue.max(1) as f64).ln();
+                    a.revenue_log_sum += n as f64 * l;
+                    a.revenue_log_sq += n as f64 * l * l;
+                }
             }
             Ok(())
         },
