@@ -658,14 +658,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn roi_only_when_the_money_spent_makes_a_ratio_meaningful() {
+    /// 1,000 messaged with 100 buyers and 1,000 held out with 50, each spending 50.00.
+    fn hundred_and_fifty_buyers() -> (Arm, Arm) {
         let mut t = Arm::default();
         let mut c = Arm::default();
         for i in 0..1000 {
             t.add(i < 100, if i < 100 { 5000 } else { 0 });
             c.add(i < 50, if i < 50 { 5000 } else { 0 });
         }
+        (t, c)
+    }
+
+    #[test]
+    fn roi_only_when_the_money_spent_makes_a_ratio_meaningful() {
+        let (t, c) = hundred_and_fifty_buyers();
         // 2,000 messages at a fraction of a cent: no ROI, the margin per 1,000 messages.
         let r = Readout::new(
             t,
@@ -685,12 +691,7 @@ mod tests {
 
     #[test]
     fn margin_and_roi_net_of_costs() {
-        let mut t = Arm::default();
-        let mut c = Arm::default();
-        for i in 0..1000 {
-            t.add(i < 100, if i < 100 { 5000 } else { 0 });
-            c.add(i < 50, if i < 50 { 5000 } else { 0 });
-        }
+        let (t, c) = hundred_and_fifty_buyers();
         let r = Readout::new(
             t,
             c,
