@@ -283,7 +283,7 @@ pub fn print_summary(r: &Report) {
         "messaged",
         "sent",
         "buyers",
-        "incremental margin (95% CI)"
+        "incremental margin (95% at every look)"
     );
     let row = |name: &str,
                entered: i64,

@@ -552,6 +552,7 @@ fn readout_view(
         positive => v.lift.as_ref().is_some_and(|f| f.positive),
         revenue => v.revenue_per_contact.map(|f| f.text),
         margin => v.margin.map(|f| f.text),
+        margin_anytime => v.margin_at_every_look.map(|f| f.interval),
         roi => v.roi.map(|f| f.text),
         per_1000 => v.margin_per_1000_messages.map(|f| f.text),
         warnings => v.warnings,
@@ -1671,7 +1672,7 @@ const READOUT: &str = r#"{% macro readout(r) %}{% if r %}
 const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as m %}{% block title %}Overview{% endblock %}{% block body %}
 <h1>Overview</h1>
 <section aria-labelledby="campaigns-title"><h2 id="campaigns-title">What makes money, what to stop</h2>
-<p class="muted">Incremental margin is what the messaged people earned beyond the holdout, after discounts and sending; the verdict follows its 95% interval. Click a number to see the people behind it.</p>
+<p class="muted">Incremental margin is what the messaged people earned beyond the holdout, after discounts and sending; the verdict follows its 95% interval, which holds however often you look (so it is wider than the one-off interval on a campaign's page). Click a number to see the people behind it.</p>
 <div class="scroll" tabindex="0"><table id="campaigns" class="sortable"><thead><tr>
 <th scope="col"><button type="button" data-sort="text" data-col="0">Campaign</button></th>
 <th scope="col"><button type="button" data-sort="text" data-col="1">Verdict</button></th>
@@ -1682,7 +1683,7 @@ const OVERVIEW: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <th scope="col"><button type="button" data-sort="num" data-col="6">Delivered</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="7">Not sent</button></th>
 <th scope="col"><button type="button" data-sort="num" data-col="8">Buyers</button></th>
-<th scope="col"><button type="button" data-sort="num" data-col="9">Incremental margin (95% CI)</button></th>
+<th scope="col"><button type="button" data-sort="num" data-col="9">Incremental margin (95% at every look)</button></th>
 <th scope="col">Margin on one axis</th></tr></thead><tbody>
 {% for r in p.rows %}<tr data-campaign="{{ r.name }}">
 <th scope="row" data-v="{{ r.name }}"><a href="/admin/campaigns/{{ r.name }}{{ period.q }}">{{ r.name }}</a><br><small class="muted">{{ r.status }}{% if r.channels %} · {{ r.channels }}{% endif %}</small></th>
@@ -1809,7 +1810,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 {% if c.overall %}<div id="readout"><h3>{% if c.multi %}All variants together{% else %}Readout{% endif %}</h3><ul>
 <li>Reactivation {{ c.overall.treated_rate }} vs {{ c.overall.holdout_rate }} in the holdout: {{ m.readout(c.overall) }}</li>
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
-{% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% elif c.overall.per_1000 %}; {{ c.overall.per_1000 }} per 1,000 messages{% endif %}</li>{% endif %}
+{% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.margin_anytime %}; {{ c.overall.margin_anytime }}, the interval the verdict reads{% endif %}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% elif c.overall.per_1000 %}; {{ c.overall.per_1000 }} per 1,000 messages{% endif %}</li>{% endif %}
 {% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
 {% if all_margin %}<li class="warn">Margins count all revenue as margin, because the shop's gross margin is not set yet: <a href="/admin/help#margin">what that means</a>.</li>{% endif %}
 </ul></div>{% endif %}

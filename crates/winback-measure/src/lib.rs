@@ -40,6 +40,11 @@ pub const MIN_GROUP: u64 = 100;
 /// Fewer buyers than this in both groups together get no interval: too few to tell.
 pub const MIN_BUYERS: u64 = 10;
 
+/// The number of contacts (both groups) at which the anytime-valid intervals are tightest; they
+/// stay valid at every other size, only wider. A design constant, fixed before any data (the
+/// guarantee needs it fixed).
+pub const ANYTIME_TARGET_CONTACTS: f64 = 1_000.0;
+
 /// ROI is shown only while its interval stays within ±this share (10 = ±1,000%); beyond it the
 /// money spent is too small for a ratio to mean anything, and the readout gives the margin per
 /// 1,000 messages instead.
@@ -295,6 +300,38 @@ pub fn revenue_difference(treated: &Arm, control: &Arm, level: f64) -> Option<In
     })
 }
 
+/// How much wider than a fixed-horizon interval at `level` an anytime-valid one is after
+/// `contacts` contacts (both groups): the asymptotic confidence sequence of Waudby-Smith,
+/// Arbour, Sinha, Kennedy and Ramdas ("Time-uniform central limit theory and asymptotic
+/// confidence sequences", 2023), whose half-width after t observations is
+/// σ̂·√(2(tρ² + 1)/(t²ρ²) · ln(√(tρ² + 1)/α)), against the fixed interval's z·σ̂/√t. ρ makes it
+/// tightest at [`ANYTIME_TARGET_CONTACTS`]. For an estimator that is asymptotically normal
+/// (both rate and revenue differences are) the sequence is the fixed interval widened by this
+/// factor around its estimate, and it holds at every look at once: a campaign read every day
+/// is wrongly called a winner no more often than 1 − `level`.
+pub fn anytime_factor(contacts: u64, level: f64) -> f64 {
+    let alpha = 1.0 - level;
+    let t = contacts.max(1) as f64;
+    let a = -2.0 * alpha.ln();
+    let rho2 = (a + (a + 1.0).ln()) / ANYTIME_TARGET_CONTACTS;
+    let u = t * rho2;
+    let half = (2.0 * (u + 1.0) / u * ((u + 1.0).sqrt() / alpha).ln()).sqrt();
+    // Never narrower than the fixed interval (it is not, for these α; the guard keeps it so).
+    (half / z(level)).max(1.0)
+}
+
+/// `i` widened into its anytime-valid interval after `contacts` contacts (see
+/// [`anytime_factor`]); each side keeps its own length ratio, so an asymmetric interval stays
+/// asymmetric.
+pub fn anytime(i: &Interval, contacts: u64, level: f64) -> Interval {
+    let f = anytime_factor(contacts, level);
+    Interval {
+        estimate: i.estimate,
+        low: i.estimate - f * (i.estimate - i.low),
+        high: i.estimate + f * (i.high - i.estimate),
+    }
+}
+
 /// The smallest absolute difference in conversion rate the groups detect with `power` at the
 /// two-sided level `level`, around the base rate `base` (normal approximation).
 pub fn minimum_detectable_effect(
@@ -368,6 +405,14 @@ pub struct Readout {
     pub revenue_per_contact: Option<Interval>,
     /// Incremental revenue of the treated group (per contact × contacts), minor units.
     pub incremental_revenue_minor: Option<Interval>,
+    /// The rate difference's interval valid at every look (see [`anytime`]): what the winner
+    /// selection reads.
+    #[serde(default)]
+    pub rate_anytime: Option<Interval>,
+    /// The incremental margin's interval valid at every look: what the verdict reads, since
+    /// campaigns are looked at every day.
+    #[serde(default)]
+    pub margin_anytime: Option<Interval>,
     /// Incremental margin net of discount and message cost, minor units:
     /// `margin × incremental revenue − (1 − margin) × discount − message cost`. Revenue is what
     /// customers paid, so a discount has already lowered it; what is left of the discount's cost
@@ -420,8 +465,12 @@ impl Readout {
             LEVEL,
             0.8,
         );
-        // The verdict's evidence: the margin where there is one, else the rate.
-        let evidence = margin.or(rate);
+        // The verdict's evidence: the margin where there is one, else the rate; valid at every
+        // look, as the verdict reads them.
+        let contacts = treated.contacts + holdout.contacts;
+        let rate_anytime = rate.map(|r| anytime(&r, contacts, LEVEL));
+        let margin_anytime = margin.map(|m| anytime(&m, contacts, LEVEL));
+        let evidence = margin_anytime.or(rate_anytime);
         let unclear = evidence.is_some_and(|e| !e.positive() && !e.negative());
         let needed = rate
             .filter(|r| unclear && r.estimate > 0.0)
@@ -464,6 +513,8 @@ impl Readout {
         Readout {
             treated,
             holdout,
+            rate_anytime,
+            margin_anytime,
             rate_difference: rate,
             revenue_per_contact: revenue,
             incremental_revenue_minor: total,
@@ -501,7 +552,9 @@ pub enum Winner {
 }
 
 /// Names a winning variant only when the evidence holds: the best variant's conversion rate
-/// beats the holdout's and every other variant's, each difference's 95% interval above zero.
+/// beats the holdout's and every other variant's, each difference's anytime-valid 95% interval
+/// (see [`anytime`]) above zero, so reading the campaign every day does not pick a false
+/// winner more than 5% of the time.
 pub fn choose_winner(variants: &[(String, Arm)], holdout: &Arm) -> Winner {
     if variants.len() < 2 {
         return Winner::NotYet {
@@ -517,12 +570,12 @@ pub fn choose_winner(variants: &[(String, Arm)], holdout: &Arm) -> Winner {
         };
     };
     if holdout.contacts > 0 {
-        match rate_difference(arm, holdout, LEVEL) {
+        match sequential_difference(arm, holdout) {
             Some(d) if d.positive() => {}
             Some(d) => {
                 return Winner::NotYet {
                     reason: format!(
-                        "variant {best} does not beat the holdout with 95% confidence ({:+.1} to {:+.1} points)",
+                        "variant {best} does not beat the holdout with 95% confidence at every look ({:+.1} to {:+.1} points)",
                         100.0 * d.low,
                         100.0 * d.high
                     ),
@@ -539,12 +592,12 @@ pub fn choose_winner(variants: &[(String, Arm)], holdout: &Arm) -> Winner {
         if name == best {
             continue;
         }
-        match rate_difference(arm, other, LEVEL) {
+        match sequential_difference(arm, other) {
             Some(d) if d.positive() => {}
             Some(d) => {
                 return Winner::NotYet {
                     reason: format!(
-                        "variant {best} is not yet better than {name} with 95% confidence ({:+.1} to {:+.1} points)",
+                        "variant {best} is not yet better than {name} with 95% confidence at every look ({:+.1} to {:+.1} points)",
                         100.0 * d.low,
                         100.0 * d.high
                     ),
@@ -560,10 +613,15 @@ pub fn choose_winner(variants: &[(String, Arm)], holdout: &Arm) -> Winner {
     Winner::Chosen {
         variant: best.clone(),
         reason: format!(
-            "variant {best} converts {:.1}% and beats the holdout and every other variant with 95% confidence",
+            "variant {best} converts {:.1}% and beats the holdout and every other variant with 95% confidence at every look",
             100.0 * arm.rate()
         ),
     }
+}
+
+/// The anytime-valid rate difference of two groups.
+fn sequential_difference(a: &Arm, b: &Arm) -> Option<Interval> {
+    rate_difference(a, b, LEVEL).map(|d| anytime(&d, a.contacts + b.contacts, LEVEL))
 }
 
 #[cfg(test)]
@@ -759,6 +817,24 @@ mod tests {
             choose_winner(&none_beat_holdout, &holdout),
             Winner::NotYet { .. }
         ));
+    }
+
+    #[test]
+    fn anytime_intervals_are_the_fixed_ones_widened_most_at_the_extremes() {
+        // At the target size: √(2·8.94/7.94 · ln(√8.94/0.05)) / 1.96 = 1.549.
+        let at_target = anytime_factor(1_000, 0.95);
+        assert!((at_target - 1.549).abs() < 2e-3, "{at_target}");
+        for n in [10, 100, 10_000, 1_000_000] {
+            assert!(anytime_factor(n, 0.95) > at_target, "{n}");
+        }
+        let i = Interval {
+            estimate: 2.0,
+            low: 1.0,
+            high: 5.0,
+        };
+        let w = anytime(&i, 1_000, 0.95);
+        assert!((w.low - (2.0 - at_target)).abs() < 1e-12);
+        assert!((w.high - (2.0 + 3.0 * at_target)).abs() < 1e-12);
     }
 
     #[test]

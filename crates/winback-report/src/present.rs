@@ -53,6 +53,15 @@ impl Figure {
         }
     }
 
+    /// An amount whose 95% interval holds at every look (the verdict's margin):
+    /// `3.40 EUR (95% at every look: 1.10 EUR to 5.70 EUR)`.
+    pub fn money_at_every_look(i: &Interval, currency: &str) -> Self {
+        let mut f = Self::money(i, currency);
+        f.interval = format!("95% at every look: {} to {}", f.low, f.high);
+        f.text = format!("{} ({})", f.estimate, f.interval);
+        f
+    }
+
     /// A difference of two rates, in percentage points: `+1.2 points (95% CI +0.3 to +2.1)`.
     pub fn points(i: &Interval) -> Self {
         Self::new(i, " points", |v| format!("{:+.1}", 100.0 * v))
@@ -84,6 +93,8 @@ pub struct ReadoutView {
     pub revenue: Option<Figure>,
     /// Incremental margin net of discounts and message costs.
     pub margin: Option<Figure>,
+    /// The same with its interval valid at every look (the verdict's).
+    pub margin_at_every_look: Option<Figure>,
     /// Return on the campaign's costs, where the money spent makes a ratio meaningful.
     pub roi: Option<Figure>,
     /// Incremental margin per 1,000 messages, where ROI is not meaningful.
@@ -123,6 +134,10 @@ impl ReadoutView {
                 .incremental_margin_minor
                 .as_ref()
                 .map(|i| Figure::money(i, currency)),
+            margin_at_every_look: r
+                .margin_anytime
+                .as_ref()
+                .map(|i| Figure::money_at_every_look(i, currency)),
             roi: r.roi.as_ref().map(Figure::percent),
             margin_per_1000_messages: r
                 .margin_per_1000_messages
@@ -155,8 +170,12 @@ impl ReadoutView {
         }
         if let Some(m) = &self.margin {
             out.push(format!(
-                "incremental margin after discounts and sending {}{}",
+                "incremental margin after discounts and sending {}{}{}",
                 m.text,
+                self.margin_at_every_look
+                    .as_ref()
+                    .map(|a| format!(" ({})", a.interval))
+                    .unwrap_or_default(),
                 match (&self.roi, &self.margin_per_1000_messages) {
                     (Some(x), _) => format!("; ROI {}", x.text),
                     (None, Some(x)) => format!("; {} per 1,000 messages", x.text),

@@ -3,7 +3,8 @@
 //! `GET /v1/report` and the dashboard's overview all show these rows, so a campaign's verdict
 //! and figures are the same on every screen.
 //!
-//! The verdict comes from the incremental margin's interval alone; the reactivation-rate
+//! The verdict comes from the incremental margin's interval alone, in its anytime-valid form
+//! (campaigns are read every day; see `winback_measure::anytime`); the reactivation-rate
 //! difference is shown beside it as supporting evidence, so the two cannot contradict each
 //! other in the verdict.
 
@@ -81,7 +82,9 @@ pub struct CampaignSummary {
     pub buyers: i64,
     /// Buyers in the holdout.
     pub holdout_buyers: i64,
-    /// Incremental margin after discounts and sending, minor units, with its 95% interval.
+    /// Incremental margin after discounts and sending, minor units, with its anytime-valid 95%
+    /// interval (the one the verdict reads; it holds however often the campaign is looked at,
+    /// and is wider than the fixed-horizon interval of the detailed readout).
     pub margin_minor: Option<Interval>,
     /// The same in words.
     pub margin: Option<Figure>,
@@ -124,8 +127,16 @@ pub fn verdict(
             ),
         );
     }
-    let Some(m) = r.incremental_margin_minor else {
-        return (Verdict::TooEarly, "no margin could be estimated yet".into());
+    let Some(m) = r.margin_anytime else {
+        let why = if r.treated.converted + r.holdout.converted < winback_measure::MIN_BUYERS {
+            format!(
+                "too few buyers to tell: {} bought in the two groups together",
+                n(r.treated.converted + r.holdout.converted)
+            )
+        } else {
+            "no margin could be estimated yet".into()
+        };
+        return (Verdict::TooEarly, why);
     };
     let range = format!(
         "{} to {}",
@@ -135,17 +146,23 @@ pub fn verdict(
     if m.positive() {
         (
             Verdict::Keep,
-            format!("it earns more than it costs: the margin is {range} (95%)"),
+            format!(
+                "it earns more than it costs: the margin is {range} (95%, valid at every look)"
+            ),
         )
     } else if m.negative() {
         (
             Verdict::ChangeOrStop,
-            format!("it costs more than it brings: the margin is {range} (95%)"),
+            format!(
+                "it costs more than it brings: the margin is {range} (95%, valid at every look)"
+            ),
         )
     } else {
         (
             Verdict::TooEarly,
-            format!("the margin could still be either side of zero ({range}, 95%)"),
+            format!(
+                "the margin could still be either side of zero ({range}, 95%, valid at every look)"
+            ),
         )
     }
 }
@@ -165,7 +182,7 @@ impl CampaignSummary {
         channels.sort();
         channels.dedup();
         let (verdict, why) = verdict(c.overall.as_ref(), sent, exported, cur);
-        let margin_minor = c.overall.as_ref().and_then(|o| o.incremental_margin_minor);
+        let margin_minor = c.overall.as_ref().and_then(|o| o.margin_anytime);
         Self {
             name: c.name.clone(),
             status: c.status.clone(),
@@ -194,7 +211,9 @@ impl CampaignSummary {
                 .filter(|a| a.holdout)
                 .map(|a| a.converted)
                 .sum(),
-            margin: margin_minor.as_ref().map(|m| Figure::money(m, cur)),
+            margin: margin_minor
+                .as_ref()
+                .map(|m| Figure::money_at_every_look(m, cur)),
             margin_minor,
             lift: c
                 .overall
@@ -269,7 +288,9 @@ impl ProgrammeTotal {
             dropped: sum(|r| r.dropped),
             exported: sum(|r| r.exported),
             buyers: sum(|r| r.buyers),
-            margin: margin_minor.as_ref().map(|m| Figure::money(m, cur)),
+            margin: margin_minor
+                .as_ref()
+                .map(|m| Figure::money_at_every_look(m, cur)),
             margin_minor,
             margin_campaigns: with_margin.len(),
         }
@@ -321,6 +342,28 @@ mod tests {
         assert!(r.rate_difference.unwrap().positive());
         assert!(r.incremental_margin_minor.unwrap().contains(0.0));
         assert_eq!(v(&r), Verdict::TooEarly);
+        // A margin whose fixed-horizon interval is above zero but whose interval valid at
+        // every look is not: too early (campaigns are read every day).
+        let early = (150..400)
+            .map(|k| readout((4_000, k), (1_000, 50), 0))
+            .find(|r| {
+                r.incremental_margin_minor.unwrap().positive()
+                    && r.margin_anytime.unwrap().contains(0.0)
+            })
+            .expect("a margin between the two");
+        assert_eq!(v(&early), Verdict::TooEarly);
+        assert!(
+            verdict(Some(&early), 1, 0, "EUR")
+                .1
+                .contains("valid at every look")
+        );
+        // Too few buyers: too early, and why.
+        let few = readout((4_000, 5), (1_000, 2), 0);
+        assert!(
+            verdict(Some(&few), 1, 0, "EUR")
+                .1
+                .starts_with("too few buyers to tell: 7")
+        );
         // Small groups: too early, whatever the intervals say.
         assert_eq!(v(&readout((400, 200), (50, 1), 0)), Verdict::TooEarly);
         assert_eq!(verdict(None, 5, 0, "EUR").0, Verdict::TooEarly);
@@ -372,7 +415,7 @@ mod tests {
         assert_eq!(t.verdicts.get("nothing sent"), Some(&1));
         assert_eq!(
             t.margin.unwrap().text,
-            "0.50 EUR (95% CI -0.70 EUR to 1.70 EUR)"
+            "0.50 EUR (95% at every look: -0.70 EUR to 1.70 EUR)"
         );
     }
 }

@@ -233,7 +233,7 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "The report with its charts:",
         "7. List hygiene and privacy",
         "8. The report on the simulated programme",
-        "incremental margin (95% CI)",
+        "incremental margin (95% at every look)",
         "all campaigns",
         "   Why:",
         "people have done nothing themselves for 36 months",

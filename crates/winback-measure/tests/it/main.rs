@@ -7,6 +7,7 @@
 #![allow(missing_docs)]
 
 mod grid;
+mod peeking;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
