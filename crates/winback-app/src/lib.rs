@@ -20,6 +20,7 @@ pub mod demo;
 pub mod ingest;
 pub mod mail_events;
 pub mod models;
+pub mod planning;
 pub mod retention;
 pub mod schedule;
 pub mod scoring;

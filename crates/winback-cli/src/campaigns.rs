@@ -26,6 +26,17 @@ pub enum CampaignsCommand {
         /// Only check; store nothing.
         #[arg(long)]
         check: bool,
+        /// The lift (in percentage points of buyers) each campaign's plan asks about: how many
+        /// weeks until it is detectable.
+        #[arg(long, default_value_t = 2.0)]
+        lift: f64,
+        /// A minimum detectable effect (percentage points) to size the holdout for: the plan
+        /// gives the `[holdout] share` that detects it with the entries of `--weeks` weeks.
+        #[arg(long)]
+        target_mde: Option<f64>,
+        /// Weeks of entries for `--target-mde`.
+        #[arg(long, default_value_t = 12)]
+        weeks: u32,
     },
     /// Campaigns with their status, version, journeys and messages.
     List {
@@ -130,7 +141,10 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let CampaignsCommand::Apply { paths, check: true } = &cmd {
+    if let CampaignsCommand::Apply {
+        paths, check: true, ..
+    } = &cmd
+    {
         let renderer = config.renderer()?;
         return Ok(match load_files(paths, &|t| renderer.has_template(t)) {
             Ok(c) => {
@@ -148,10 +162,34 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
     let store = crate::open_store(config).await?;
     let renderer = config.renderer()?;
     let code = match cmd {
-        CampaignsCommand::Apply { paths, .. } => {
+        CampaignsCommand::Apply {
+            paths,
+            lift,
+            target_mde,
+            weeks,
+            ..
+        } => {
             match load_files(&paths, &|t| renderer.has_template(t)) {
                 Ok(campaigns) => {
                     apply(&store, clock, &campaigns, false).await?;
+                    // What each campaign can measure, for the shop as it is today (or where
+                    // its data ends, when that runs ahead of the clock).
+                    let as_of = winback_report::as_of(&store, clock.now()).await?;
+                    println!("\nPlans (for the anytime-valid test the verdicts use):");
+                    for (_, _, c) in &campaigns {
+                        let plan = winback_app::planning::plan(
+                            &store,
+                            c,
+                            as_of,
+                            lift / 100.0,
+                            target_mde.map(|m| (m / 100.0, weeks)),
+                        )
+                        .await?;
+                        for (i, line) in plan.lines().iter().enumerate() {
+                            let name = if i == 0 { c.name.as_str() } else { "" };
+                            println!("{name:<28} {line}");
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(problems) => {

@@ -33,6 +33,10 @@ pub struct SimulateArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The lift (percentage points of buyers) to plan for: weeks until each campaign detects
+    /// it at the simulated entry rate and its holdout share.
+    #[arg(long, default_value_t = 2.0)]
+    pub lift: f64,
 }
 
 /// Runs `winback simulate`.
@@ -119,5 +123,30 @@ pub async fn run(config: &Config, clock: &dyn Clock, args: SimulateArgs) -> Resu
     .await?;
     store.close().await;
     crate::demo::print_outcome(&cfg, &outcome, args.json);
+    if !args.json {
+        println!(
+            "\nWeeks until each campaign detects a lift of {:.1} points (80% power, the anytime-valid test the verdicts use), at the simulated entry rate and its holdout share:",
+            args.lift
+        );
+        for (c, arms) in &outcome.campaigns {
+            let plan = winback_app::planning::simulated(c, arms, args.months, args.lift / 100.0);
+            let line = match plan {
+                _ if c.holdout.share <= 0.0 => {
+                    "no holdout: what it earns cannot be measured (set `[holdout] share`)".into()
+                }
+                Some((base, per_week, Some(w))) => format!(
+                    "{w} week(s): about {per_week:.0} enter a week, {:.1}% buy anyway",
+                    100.0 * base
+                ),
+                Some((base, per_week, None)) => format!(
+                    "not within {} weeks: about {per_week:.0} enter a week, {:.1}% buy anyway; a larger holdout share or audience is needed",
+                    winback_app::planning::MAX_WEEKS,
+                    100.0 * base
+                ),
+                None => "too few entered to plan from".into(),
+            };
+            println!("   {:<28} {line}", c.name);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -377,6 +377,55 @@ pub fn needed_for(
     Some(((held * ratio).ceil() as u64, held.ceil() as u64))
 }
 
+/// The smallest rate difference `treated` and `holdout` contacts detect with `power` by the
+/// anytime-valid test the verdict uses (the fixed-horizon [`minimum_detectable_effect`] with the
+/// level's quantile widened by [`anytime_factor`]), around the base rate `base`.
+pub fn detectable_at_every_look(base: f64, treated: u64, holdout: u64, power: f64) -> Option<f64> {
+    if treated == 0 || holdout == 0 {
+        return None;
+    }
+    let base = base.clamp(0.005, 0.995);
+    let z_beta = Normal::new(0.0, 1.0).ok()?.inverse_cdf(power);
+    let z_alpha = z(LEVEL) * anytime_factor(treated + holdout, LEVEL);
+    Some(
+        (z_alpha + z_beta)
+            * (base * (1.0 - base) * (1.0 / treated as f64 + 1.0 / holdout as f64)).sqrt(),
+    )
+}
+
+/// Weeks until a campaign that enters `initial` contacts at once and `per_week` a week after,
+/// holding out `share` of them, detects `effect` (absolute) around `base` with 80% power by the
+/// anytime-valid test: the first week (0 when the first entries are enough), up to
+/// `max_weeks`, whose contacts are enough. `None` when even `max_weeks` is too short.
+pub fn weeks_to_detect(
+    base: f64,
+    effect: f64,
+    (initial, per_week): (f64, f64),
+    share: f64,
+    max_weeks: u32,
+) -> Option<u32> {
+    if effect <= 0.0 || !(0.0..1.0).contains(&share) || share == 0.0 {
+        return None;
+    }
+    (0..=max_weeks).find(|w| {
+        let contacts = initial + per_week.max(0.0) * f64::from(*w);
+        let holdout = (contacts * share).floor() as u64;
+        let treated = (contacts - holdout as f64).floor() as u64;
+        detectable_at_every_look(base, treated, holdout, 0.8).is_some_and(|m| m <= effect)
+    })
+}
+
+/// The smallest holdout share (from 1% to 50%, in steps of one point) with which `contacts`
+/// contacts detect `effect` (absolute) around `base` with 80% power by the anytime-valid test;
+/// `None` when even an even split is not enough.
+pub fn holdout_share_for(base: f64, effect: f64, contacts: u64) -> Option<f64> {
+    (1..=50).map(|p| f64::from(p) / 100.0).find(|share| {
+        let holdout = (contacts as f64 * share).floor() as u64;
+        detectable_at_every_look(base, contacts - holdout, holdout, 0.8)
+            .is_some_and(|m| m <= effect)
+    })
+}
+
 /// What a campaign cost and the margin it earns on revenue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Economics {
@@ -835,6 +884,38 @@ mod tests {
         let w = anytime(&i, 1_000, 0.95);
         assert!((w.low - (2.0 - at_target)).abs() < 1e-12);
         assert!((w.high - (2.0 + 3.0 * at_target)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn plans_agree_with_the_test_the_verdict_uses() {
+        // 1,000 contacts a week at a 10% holdout, 5% base: the week found detects 1.5 points,
+        // the week before does not.
+        let w = weeks_to_detect(0.05, 0.015, (0.0, 1_000.0), 0.10, 104).unwrap();
+        let at = |w: u32| {
+            let n = 1_000 * u64::from(w);
+            detectable_at_every_look(0.05, n - n / 10, n / 10, 0.8).unwrap()
+        };
+        assert!(at(w) <= 0.015 && at(w - 1) > 0.015, "{w}");
+        // A larger holdout gets there sooner; an impossible lift never.
+        assert!(weeks_to_detect(0.05, 0.015, (0.0, 1_000.0), 0.5, 104).unwrap() < w);
+        assert_eq!(weeks_to_detect(0.05, 0.0001, (0.0, 10.0), 0.10, 104), None);
+        // Enough at once: week 0.
+        assert_eq!(
+            weeks_to_detect(0.05, 0.015, (1_000.0 * f64::from(w), 0.0), 0.10, 104),
+            Some(0)
+        );
+        // The share found is the smallest that detects the target.
+        let share = holdout_share_for(0.05, 0.02, 20_000).unwrap();
+        let d = |s: f64| {
+            let h = (20_000.0 * s) as u64;
+            detectable_at_every_look(0.05, 20_000 - h, h, 0.8).unwrap()
+        };
+        assert!(d(share) <= 0.02 && d(share - 0.01) > 0.02, "{share}");
+        // The anytime test needs more than the fixed one.
+        assert!(
+            detectable_at_every_look(0.05, 9_000, 1_000, 0.8).unwrap()
+                > minimum_detectable_effect(0.05, 9_000, 1_000, LEVEL, 0.8).unwrap()
+        );
     }
 
     #[test]

@@ -494,6 +494,56 @@ fn the_demo_tells_the_story_and_is_idempotent() {
     assert_eq!(first["orders"], second["orders"]);
     assert_eq!(first["customer_records"], second["customer_records"]);
     assert_eq!(first["events_by_type"], second["events_by_type"]);
+    // Applying the examples to the programme plans each one: who matches today, what they can
+    // detect, and the holdout share a target needs.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/campaigns");
+    let out = env.run(&[
+        "campaigns",
+        "apply",
+        examples,
+        "--database",
+        &url,
+        "--target-mde",
+        "40",
+        "--weeks",
+        "52",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let plans = &t[t.find("Plans (for the anytime-valid test").expect("plans")..];
+    for c in [
+        "we-miss-you",
+        "cart-reminder",
+        "retention-notice",
+        "one-time-buyer",
+    ] {
+        assert!(plans.contains(c), "{c}: {plans}");
+    }
+    assert!(
+        plans.contains("no holdout: what it earns cannot be measured"),
+        "{plans}"
+    );
+    let customers = second["customer_records"].as_u64().unwrap();
+    for line in plans
+        .lines()
+        .filter(|l| l.contains("match the audience today"))
+    {
+        let n: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap();
+        assert!(n <= customers, "{line}");
+    }
+    let shares: Vec<f64> = plans
+        .lines()
+        .filter_map(|l| l.split("`[holdout] share = ").nth(1))
+        .map(|s| s.trim_end_matches('`').parse().unwrap())
+        .collect();
+    assert!(!shares.is_empty(), "{plans}");
+    assert!(shares.iter().all(|s| *s > 0.0 && *s <= 0.5), "{shares:?}");
 }
 
 #[test]
