@@ -393,6 +393,33 @@ pub fn detectable_at_every_look(base: f64, treated: u64, holdout: u64, power: f6
     )
 }
 
+/// Contacts (messaged, held out) at `ratio` messaged per held-out contact that detect `effect`
+/// around `base` with 80% power by the anytime-valid test: the inverse of
+/// [`detectable_at_every_look`], found by bisection (it falls as the groups grow).
+pub fn needed_at_every_look(base: f64, effect: f64, ratio: f64) -> Option<(u64, u64)> {
+    if effect <= 0.0 || ratio <= 0.0 || !ratio.is_finite() {
+        return None;
+    }
+    let groups = |h: u64| ((h as f64 * ratio).ceil() as u64, h);
+    let detects = |h: u64| {
+        let (t, h) = groups(h);
+        detectable_at_every_look(base, t, h, 0.8).is_some_and(|m| m <= effect)
+    };
+    let (mut lo, mut hi) = (1u64, 1u64 << 40);
+    if !detects(hi) {
+        return None;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if detects(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(groups(lo))
+}
+
 /// Weeks until a campaign that enters `initial` contacts at once and `per_week` a week after,
 /// holding out `share` of them, detects `effect` (absolute) around `base` with 80% power by the
 /// anytime-valid test: the first week (0 when the first entries are enough), up to
@@ -475,12 +502,12 @@ pub struct Readout {
     /// meaningful.
     #[serde(default)]
     pub margin_per_1000_messages: Option<Interval>,
-    /// The smallest rate difference these group sizes detect with 80% power, around the
-    /// groups' pooled rate, at their own split.
+    /// The smallest rate difference these group sizes detect with 80% power by the
+    /// anytime-valid test the verdict uses, around the groups' pooled rate, at their own split.
     pub minimum_detectable_effect: Option<f64>,
     /// Contacts (messaged, held out), at the campaign's split, that would detect the observed
-    /// difference with 80% power; only when the evidence is not yet clear and more are needed
-    /// than there are.
+    /// difference with 80% power by the same test; only when the evidence is not yet clear and
+    /// more are needed than there are.
     pub needed: Option<(u64, u64)>,
     /// What a marketer should know before acting on the figures.
     pub warnings: Vec<String>,
@@ -507,13 +534,8 @@ impl Readout {
             .map(|m| m.affine(1_000.0 / economics.messages as f64, 0.0));
         let pooled = treated.pooled(&holdout);
         let ratio = treated.contacts as f64 / holdout.contacts.max(1) as f64;
-        let mde = minimum_detectable_effect(
-            pooled.rate(),
-            treated.contacts,
-            holdout.contacts,
-            LEVEL,
-            0.8,
-        );
+        // For the test the verdict uses: the anytime-valid one.
+        let mde = detectable_at_every_look(pooled.rate(), treated.contacts, holdout.contacts, 0.8);
         // The verdict's evidence: the margin where there is one, else the rate; valid at every
         // look, as the verdict reads them.
         let contacts = treated.contacts + holdout.contacts;
@@ -523,7 +545,7 @@ impl Readout {
         let unclear = evidence.is_some_and(|e| !e.positive() && !e.negative());
         let needed = rate
             .filter(|r| unclear && r.estimate > 0.0)
-            .and_then(|r| needed_for(pooled.rate(), r.estimate, ratio, LEVEL, 0.8))
+            .and_then(|r| needed_at_every_look(pooled.rate(), r.estimate, ratio))
             .filter(|(t, h)| *t > treated.contacts || *h > holdout.contacts);
         let mut warnings = Vec::new();
         if holdout.contacts == 0 {
@@ -547,14 +569,14 @@ impl Readout {
             };
             match mde {
                 Some(m) => warnings.push(format!(
-                    "{what}: these groups detect a true difference in buying of {:.1} points or more 80% of the time",
+                    "{what}: these groups detect a true difference in buying of {:.1} points or more 80% of the time, however often they are read",
                     100.0 * m
                 )),
                 None => warnings.push(what.to_owned()),
             }
             if let (Some(r), Some((t, h))) = (rate, needed) {
                 warnings.push(format!(
-                    "to detect the observed {:.1} points 80% of the time, about {t} messaged and {h} held out are needed at this split",
+                    "to detect the observed {:.1} points 80% of the time, however often it is read, about {t} messaged and {h} held out are needed at this split",
                     100.0 * r.estimate
                 ));
             }
@@ -928,5 +950,10 @@ mod tests {
         let mde = minimum_detectable_effect(0.03, t, h, 0.95, 0.8).unwrap();
         assert!((mde - 0.01).abs() < 1e-4, "{t} {h} {mde}");
         assert!((t as f64 / h as f64 - 9.0).abs() < 0.01);
+        // The anytime-valid test's: the groups found detect it, one held-out contact fewer not.
+        let (t, h) = needed_at_every_look(0.03, 0.01, 9.0).unwrap();
+        assert!(detectable_at_every_look(0.03, t, h, 0.8).unwrap() <= 0.01);
+        assert!(detectable_at_every_look(0.03, 9 * (h - 1), h - 1, 0.8).unwrap() > 0.01);
+        assert!(h > needed_for(0.03, 0.01, 9.0, 0.95, 0.8).unwrap().1);
     }
 }

@@ -596,6 +596,7 @@ pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
         h.revenue_sq += a.revenue_sq;
         h.revenue_log_sum += a.revenue_log_sum;
         h.revenue_log_sq += a.revenue_log_sq;
+        h.buyer_revenues.extend(a.buyer_revenues.iter().copied());
         h.offers += a.offers;
         h.redeemed += a.redeemed;
         h.discount_minor += a.discount_minor;
@@ -640,7 +641,7 @@ pub fn arm_reports(
         margin,
         ..Economics::default()
     };
-    for a in arms {
+    for a in arms.iter().copied() {
         let cost = if a.holdout {
             0
         } else {
@@ -681,10 +682,118 @@ pub fn arm_reports(
                 .map(|h| Readout::new(arm(a), arm(h), economics)),
         });
     }
-    let overall = holdout
-        .filter(|_| all.contacts > 0)
-        .map(|h| Readout::new(all, arm(h), all_cost));
+    let overall = holdout.filter(|_| all.contacts > 0).map(|h| {
+        let mut r = Readout::new(all, arm(h), all_cost);
+        let treated: Vec<&ArmResult> = arms.iter().copied().filter(|a| !a.holdout).collect();
+        if let Some(large) = large_orders(&treated, h, all_cost) {
+            if let Some(line) = large.sentence(&r, &settings.currency) {
+                r.warnings.push(line);
+            }
+        }
+        r
+    });
     (out, overall)
+}
+
+/// The buyers whose revenue in the window lies above the 99th percentile of both groups'
+/// buyers, and the readout with every buyer's revenue capped there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LargeOrders {
+    /// The 99th percentile, minor units.
+    pub cap_minor: i64,
+    /// Messaged buyers above it, and what they spent in all.
+    pub treated: (i64, i64),
+    /// Held-out buyers above it, and what they spent in all.
+    pub holdout: (i64, i64),
+    /// The readout with revenues capped at the percentile.
+    pub capped: Readout,
+}
+
+impl LargeOrders {
+    /// What to say when the large orders move the margin by more than a quarter of its
+    /// interval's half-width (or across zero); `None` when they do not matter.
+    pub fn sentence(&self, r: &Readout, currency: &str) -> Option<String> {
+        let (m, c) = (
+            r.incremental_margin_minor?,
+            self.capped.incremental_margin_minor?,
+        );
+        let half = (m.high - m.low) / 2.0;
+        let moved = (m.estimate - c.estimate).abs();
+        if moved <= 0.25 * half && (m.estimate >= 0.0) == (c.estimate >= 0.0) {
+            return None;
+        }
+        let mut who = Vec::new();
+        for ((k, spent), group) in [(self.holdout, "holdout"), (self.treated, "messaged")] {
+            if k > 0 {
+                who.push(format!(
+                    "{k} {group} buyer(s) spent {}",
+                    money(spent, currency)
+                ));
+            }
+        }
+        Some(format!(
+            "large orders drive this readout: {} above the 99th percentile ({} a buyer); with every buyer capped there the margin is {}",
+            who.join(" and "),
+            money(self.cap_minor, currency),
+            present::Figure::money(&c, currency).text
+        ))
+    }
+}
+
+/// [`LargeOrders`] of the messaged arms `treated` against `holdout`; `None` when nobody spent
+/// above the 99th percentile (or nobody bought).
+pub fn large_orders(
+    treated: &[&ArmResult],
+    holdout: &ArmResult,
+    economics: Economics,
+) -> Option<LargeOrders> {
+    let mut all: Vec<(i64, i64)> = treated
+        .iter()
+        .chain(std::iter::once(&holdout))
+        .flat_map(|a| a.buyer_revenues.iter().copied())
+        .collect();
+    all.sort_unstable();
+    let buyers: i64 = all.iter().map(|(_, n)| n).sum();
+    // The smallest revenue with at least 99% of buyers at or below it.
+    let rank = ((buyers as f64) * 0.99).ceil() as i64;
+    let mut seen = 0;
+    let cap = all.iter().find_map(|(r, n)| {
+        seen += n;
+        (seen >= rank).then_some(*r)
+    })?;
+    let above = |arms: &[&ArmResult]| {
+        arms.iter()
+            .flat_map(|a| a.buyer_revenues.iter())
+            .filter(|(r, _)| *r > cap)
+            .fold((0, 0), |(k, s), (r, n)| (k + n, s + r * n))
+    };
+    let (t_above, h_above) = (above(treated), above(&[holdout]));
+    if t_above.0 + h_above.0 == 0 {
+        return None;
+    }
+    let capped = |arms: &[&ArmResult]| {
+        let mut a = Arm::default();
+        for x in arms {
+            a.contacts += x.enrolled.max(0) as u64;
+            a.converted += x.converted.max(0) as u64;
+            for (r, n) in &x.buyer_revenues {
+                let v = (*r).min(cap);
+                a.revenue_minor += v * n;
+                let n = *n as f64;
+                a.revenue_sq += n * (v as f64).powi(2);
+                let l = (v.max(1) as f64).ln();
+                a.revenue_log_sum += n * l;
+                a.revenue_log_sq += n * l * l;
+            }
+        }
+        a
+    };
+    Some(LargeOrders {
+        cap_minor: cap,
+        treated: t_above,
+        holdout: h_above,
+        capped: Readout::new(capped(treated), capped(&[holdout]), economics),
+    })
 }
 
 /// The instant a report measures at when none is given: the later of the clock and the
@@ -1292,6 +1401,67 @@ subject = "Hi again"
         assert_eq!((j[1].reached, j[1].taken.as_slice()), (20, &[15][..]));
         assert_eq!(branch.reached, 15);
         assert_eq!((j[3].reached, j[3].taken.as_slice()), (11, &[11][..]));
+    }
+
+    #[test]
+    fn large_orders_that_drive_a_readout_are_named() {
+        // 2,000 messaged with 200 buyers at 50.00; 500 held out with 25 at 50.00 and 2 who
+        // spent 2,500.00 each: without those two the campaign is clearly ahead.
+        let arm = |holdout: bool, n: i64, buyers: &[(i64, i64)]| {
+            let mut a = ArmResult {
+                variant: "a".into(),
+                holdout,
+                enrolled: n,
+                ..ArmResult::default()
+            };
+            for (r, k) in buyers {
+                a.converted += k;
+                a.orders += k;
+                a.revenue_minor += r * k;
+                a.revenue_sq += *k as f64 * (*r as f64).powi(2);
+                a.revenue_log_sum += *k as f64 * (*r as f64).ln();
+                a.revenue_log_sq += *k as f64 * (*r as f64).ln().powi(2);
+                a.buyer_revenues.push((*r, *k));
+            }
+            a
+        };
+        let arms = [
+            arm(false, 2_000, &[(5_000, 200)]),
+            arm(true, 500, &[(5_000, 25), (250_000, 2)]),
+        ];
+        let settings = Settings {
+            margin: 0.4,
+            ..Settings::default()
+        };
+        let (_, overall) = arm_reports(&settings, &arms, &[]);
+        let r = overall.unwrap();
+        let line = r
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("large orders drive this readout"))
+            .unwrap_or_else(|| panic!("{:?}", r.warnings));
+        assert!(
+            line.contains("2 holdout buyer(s) spent 5,000.00 EUR above the 99th percentile (50.00 EUR a buyer)"),
+            "{line}"
+        );
+        let large = large_orders(&[&arms[0]], &arms[1], Economics::default()).unwrap();
+        assert!(
+            large.capped.incremental_margin_minor.unwrap().estimate
+                > r.incremental_margin_minor.unwrap().estimate
+        );
+        // Without outliers nothing is said.
+        let calm = [
+            arm(false, 2_000, &[(5_000, 200)]),
+            arm(true, 500, &[(5_000, 25)]),
+        ];
+        let (_, overall) = arm_reports(&settings, &calm, &[]);
+        assert!(
+            !overall
+                .unwrap()
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("large orders"))
+        );
     }
 
     #[test]

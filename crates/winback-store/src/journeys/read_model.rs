@@ -26,6 +26,11 @@ pub struct ArmResult {
     pub revenue_log_sum: f64,
     /// Sum over buyers of ln(revenue)².
     pub revenue_log_sq: f64,
+    /// The buyers' revenues in the window: (revenue in minor units, buyers who spent that), in
+    /// no particular order (a value may repeat); filled for the whole campaign (segment `all`)
+    /// only, to name the large orders that drive a readout.
+    #[serde(skip)]
+    pub buyer_revenues: Vec<(i64, i64)>,
     /// Orders within the window.
     pub orders: i64,
     /// Messages by outbox state (`sent`, `dropped`, `cancelled`, `in_doubt`, …).
@@ -155,6 +160,9 @@ pub(crate) async fn segment_results(
                     let l = (revenue.max(1) as f64).ln();
                     a.revenue_log_sum += n as f64 * l;
                     a.revenue_log_sq += n as f64 * l * l;
+                    if *segmentation == Segment::All && revenue > 0 {
+                        a.buyer_revenues.push((revenue, n));
+                    }
                 }
             }
             Ok(())
