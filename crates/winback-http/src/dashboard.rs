@@ -555,6 +555,7 @@ fn readout_view(
         margin_anytime => v.margin_at_every_look.map(|f| f.interval),
         roi => v.roi.map(|f| f.text),
         per_1000 => v.margin_per_1000_messages.map(|f| f.text),
+        adjustment => v.adjustment,
         warnings => v.warnings,
         bar => r.rate_difference.map(|i| {
             let b = axis.bar(&i);
@@ -1811,6 +1812,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 <li>Reactivation {{ c.overall.treated_rate }} vs {{ c.overall.holdout_rate }} in the holdout: {{ m.readout(c.overall) }}</li>
 {% if c.overall.revenue %}<li>Incremental revenue per contact: {{ c.overall.revenue }}</li>{% endif %}
 {% if c.overall.margin %}<li>Incremental margin after discounts and sending: {{ c.overall.margin }}{% if c.overall.margin_anytime %}; {{ c.overall.margin_anytime }}, the interval the verdict reads{% endif %}{% if c.overall.roi %}; ROI {{ c.overall.roi }}{% elif c.overall.per_1000 %}; {{ c.overall.per_1000 }} per 1,000 messages{% endif %}</li>{% endif %}
+{% if c.overall.adjustment %}<li>{{ c.overall.adjustment }}</li>{% endif %}
 {% for w in c.overall.warnings %}<li class="warn">{{ w }}</li>{% endfor %}
 {% if all_margin %}<li class="warn">Margins count all revenue as margin, because the shop's gross margin is not set yet: <a href="/admin/help#margin">what that means</a>.</li>{% endif %}
 </ul></div>{% endif %}

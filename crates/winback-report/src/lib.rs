@@ -576,6 +576,12 @@ pub fn arm(a: &ArmResult) -> Arm {
         revenue_sq: a.revenue_sq,
         revenue_log_sum: a.revenue_log_sum,
         revenue_log_sq: a.revenue_log_sq,
+        pre: Some(winback_measure::PreEntry {
+            x: a.pre.x,
+            xx: a.pre.xx,
+            x_bought: a.pre.x_bought,
+            x_revenue: a.pre.x_revenue,
+        }),
     }
 }
 
@@ -597,6 +603,7 @@ pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
         h.revenue_log_sum += a.revenue_log_sum;
         h.revenue_log_sq += a.revenue_log_sq;
         h.buyer_revenues.extend(a.buyer_revenues.iter().copied());
+        h.pre.add(&a.pre);
         h.offers += a.offers;
         h.redeemed += a.redeemed;
         h.discount_minor += a.discount_minor;
@@ -686,7 +693,7 @@ pub fn arm_reports(
         let mut r = Readout::new(all, arm(h), all_cost);
         let treated: Vec<&ArmResult> = arms.iter().copied().filter(|a| !a.holdout).collect();
         if let Some(large) = large_orders(&treated, h, all_cost) {
-            if let Some(line) = large.sentence(&r, &settings.currency) {
+            if let Some(line) = large.sentence(&settings.currency) {
                 r.warnings.push(line);
             }
         }
@@ -705,16 +712,19 @@ pub struct LargeOrders {
     pub treated: (i64, i64),
     /// Held-out buyers above it, and what they spent in all.
     pub holdout: (i64, i64),
-    /// The readout with revenues capped at the percentile.
+    /// The readout with revenues capped at the percentile (without the CUPED adjustment,
+    /// which needs each buyer's own revenue).
     pub capped: Readout,
+    /// The same readout uncapped, to compare with.
+    pub uncapped: Readout,
 }
 
 impl LargeOrders {
     /// What to say when the large orders move the margin by more than a quarter of its
     /// interval's half-width (or across zero); `None` when they do not matter.
-    pub fn sentence(&self, r: &Readout, currency: &str) -> Option<String> {
+    pub fn sentence(&self, currency: &str) -> Option<String> {
         let (m, c) = (
-            r.incremental_margin_minor?,
+            self.uncapped.incremental_margin_minor?,
             self.capped.incremental_margin_minor?,
         );
         let half = (m.high - m.low) / 2.0;
@@ -771,7 +781,7 @@ pub fn large_orders(
     if t_above.0 + h_above.0 == 0 {
         return None;
     }
-    let capped = |arms: &[&ArmResult]| {
+    let capped = |arms: &[&ArmResult], cap: i64| {
         let mut a = Arm::default();
         for x in arms {
             a.contacts += x.enrolled.max(0) as u64;
@@ -792,7 +802,12 @@ pub fn large_orders(
         cap_minor: cap,
         treated: t_above,
         holdout: h_above,
-        capped: Readout::new(capped(treated), capped(&[holdout]), economics),
+        capped: Readout::new(capped(treated, cap), capped(&[holdout], cap), economics),
+        uncapped: Readout::new(
+            capped(treated, i64::MAX),
+            capped(&[holdout], i64::MAX),
+            economics,
+        ),
     })
 }
 
@@ -1000,6 +1015,7 @@ pub async fn timeline(
                     x.revenue_sq += a.revenue_sq;
                     x.revenue_log_sum += a.revenue_log_sum;
                     x.revenue_log_sq += a.revenue_log_sq;
+                    x.pre.add(&a.pre);
                     x.offers += a.offers;
                     x.redeemed += a.redeemed;
                     x.discount_minor += a.discount_minor;
@@ -1444,10 +1460,14 @@ subject = "Hi again"
             line.contains("2 holdout buyer(s) spent 5,000.00 EUR above the 99th percentile (50.00 EUR a buyer)"),
             "{line}"
         );
-        let large = large_orders(&[&arms[0]], &arms[1], Economics::default()).unwrap();
+        let economics = Economics {
+            margin: 0.4,
+            ..Economics::default()
+        };
+        let large = large_orders(&[&arms[0]], &arms[1], economics).unwrap();
         assert!(
             large.capped.incremental_margin_minor.unwrap().estimate
-                > r.incremental_margin_minor.unwrap().estimate
+                > large.uncapped.incremental_margin_minor.unwrap().estimate
         );
         // Without outliers nothing is said.
         let calm = [

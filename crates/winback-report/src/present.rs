@@ -103,6 +103,9 @@ pub struct ReadoutView {
     pub verdict: Option<&'static str>,
     /// What to keep in mind (small groups, too little time).
     pub warnings: Vec<String>,
+    /// How the intervals were narrowed with the contacts' behaviour before entry (CUPED), when
+    /// they were.
+    pub adjustment: Option<String>,
 }
 
 impl ReadoutView {
@@ -145,6 +148,13 @@ impl ReadoutView {
                 .filter(|_| r.roi.is_none())
                 .map(|i| Figure::money(i, currency)),
             warnings: r.warnings.clone(),
+            adjustment: r.variance_kept.map(|(rate, revenue)| {
+                format!(
+                    "adjusted for each contact's orders and spend in the year before entry (CUPED): the rate's interval is {:.0}% and the revenue's {:.0}% narrower than without",
+                    100.0 * (1.0 - rate.sqrt()),
+                    100.0 * (1.0 - revenue.sqrt())
+                )
+            }),
         }
     }
 
@@ -189,6 +199,9 @@ impl ReadoutView {
             .take(if brief { 1 } else { usize::MAX })
         {
             out.push(format!("note: {w}"));
+        }
+        if let Some(a) = self.adjustment.as_ref().filter(|_| !brief) {
+            out.push(a.clone());
         }
         out
     }

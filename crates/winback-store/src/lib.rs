@@ -20,7 +20,8 @@ pub mod ingest;
 mod journeys;
 pub use journeys::{
     ArmResult, CampaignCounts, CampaignPerson, FunnelKey, JourneyFlow, MessageFunnel, Outcomes,
-    PeopleGroup, PeoplePage, PeopleSegment, ProviderRamp, Segment, drop_reason, rollup,
+    PeopleGroup, PeoplePage, PeopleSegment, PreEntrySums, ProviderRamp, Segment, drop_reason,
+    rollup,
 };
 pub mod jobs;
 mod migrate;

@@ -141,6 +141,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_outbox_sent_subject.sql"),
         postgres: include_str!("../migrations/postgres/0020_outbox_sent_subject.sql"),
     },
+    Migration {
+        version: 21,
+        name: "enrolment_pre_entry",
+        sqlite: include_str!("../migrations/sqlite/0021_enrolment_pre_entry.sql"),
+        postgres: include_str!("../migrations/postgres/0021_enrolment_pre_entry.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

@@ -6,6 +6,7 @@
 //! within their standard error. `grid.rs` does the same at every size.
 #![allow(missing_docs)]
 
+mod cuped;
 mod grid;
 mod peeking;
 

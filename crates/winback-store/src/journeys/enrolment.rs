@@ -205,17 +205,25 @@ pub(crate) async fn enrol(
 
 /// Copies each new enrolment's segments (its profile's locale and email domain) onto it, in the
 /// enrolling transaction: the report splits arms by the contact as it entered (migration 18).
+/// With them its orders and spend in the year before entry (migration 21), the report's CUPED
+/// covariates, which must be fixed before the campaign could touch them.
 async fn freeze_segments(tx: &mut Tx, ids: &[i64]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
     let (set, list) = crate::db::id_set(tx.backend(), 1, ids);
     let domain = crate::db::email_domain(tx.backend(), "c.email");
+    let pre = "FROM orders o JOIN customers c ON c.id = o.customer_id \
+               WHERE (c.id = enrolments.profile_id OR c.profile_id = enrolments.profile_id) \
+                 AND o.ordered_at >= enrolments.entered_at - 31536000000000 AND o.ordered_at < enrolments.entered_at \
+                 AND o.status NOT IN ('cancelled', 'refunded')";
     tx.execute(
         &format!(
             "UPDATE enrolments SET \
                locale = (SELECT c.locale FROM customers c WHERE c.id = enrolments.profile_id), \
-               email_domain = (SELECT {domain} FROM customers c WHERE c.id = enrolments.profile_id) \
+               email_domain = (SELECT {domain} FROM customers c WHERE c.id = enrolments.profile_id), \
+               pre_orders = (SELECT COUNT(*) {pre}), \
+               pre_spend_minor = (SELECT CAST(COALESCE(SUM(o.total_minor), 0) AS BIGINT) {pre}) \
              WHERE id IN ({set})"
         ),
         &[list],

@@ -31,6 +31,9 @@ pub struct ArmResult {
     /// only, to name the large orders that drive a readout.
     #[serde(skip)]
     pub buyer_revenues: Vec<(i64, i64)>,
+    /// Sums over contacts of their behaviour in the year before entry (migration 21), for
+    /// CUPED: see [`PreEntrySums`].
+    pub pre: PreEntrySums,
     /// Orders within the window.
     pub orders: i64,
     /// Messages by outbox state (`sent`, `dropped`, `cancelled`, `in_doubt`, …).
@@ -60,6 +63,36 @@ pub struct JourneyFlow {
     /// What the journeys recorded at their choices (a branch's answer, a wait's event or
     /// timeout): (step id, what, people).
     pub decisions: Vec<(String, String, i64)>,
+}
+
+/// Sums over a group's contacts of their orders (x₁) and spend in minor units (x₂) in the year
+/// before entry, their squares and product, and their products with the outcomes (bought,
+/// revenue in the window): what CUPED needs to adjust the group's outcomes for where each
+/// contact started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct PreEntrySums {
+    /// Σx₁, Σx₂.
+    pub x: [f64; 2],
+    /// Σx₁², Σx₂², Σx₁x₂.
+    pub xx: [f64; 3],
+    /// Σx₁·bought, Σx₂·bought.
+    pub x_bought: [f64; 2],
+    /// Σx₁·revenue, Σx₂·revenue.
+    pub x_revenue: [f64; 2],
+}
+
+impl PreEntrySums {
+    /// Adds `other` (another group's sums) to these.
+    pub fn add(&mut self, other: &PreEntrySums) {
+        for i in 0..2 {
+            self.x[i] += other.x[i];
+            self.x_bought[i] += other.x_bought[i];
+            self.x_revenue[i] += other.x_revenue[i];
+        }
+        for i in 0..3 {
+            self.xx[i] += other.xx[i];
+        }
+    }
 }
 
 /// How [`segment_results`] splits a campaign's contacts.
@@ -115,8 +148,10 @@ pub(crate) async fn segment_results(
         vec![BTreeMap::new(); by.len()];
     pool.for_each(
         &format!(
-            "SELECT variant, holdout, locale, domain, messaged, orders, revenue, COUNT(*) AS n FROM ( \
+            "SELECT variant, holdout, locale, domain, messaged, orders, revenue, COUNT(*) AS n, \
+               SUM(x1) AS x1, SUM(x2) AS x2, SUM(x1 * x1) AS x11, SUM(x2 * x2) AS x22, SUM(x1 * x2) AS x12 FROM ( \
                SELECT e.variant, e.holdout, e.locale, e.email_domain AS domain, \
+                 CAST(e.pre_orders AS DOUBLE PRECISION) AS x1, CAST(e.pre_spend_minor AS DOUBLE PRECISION) AS x2, \
                  CAST(CASE WHEN e.messaged_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS messaged, \
                  CASE WHEN {fresh} THEN e.outcome_orders ELSE {orders} END AS orders, \
                  CASE WHEN {fresh} THEN e.outcome_revenue_minor ELSE {revenue} END AS revenue \
@@ -156,6 +191,15 @@ pub(crate) async fn segment_results(
                 a.orders += orders * n;
                 a.revenue_minor += revenue * n;
                 a.revenue_sq += n as f64 * (revenue as f64).powi(2);
+                let sums = |c: &str| r.opt_f64(c).map(Option::unwrap_or_default);
+                let (x1, x2) = (sums("x1")?, sums("x2")?);
+                let pre = PreEntrySums {
+                    x: [x1, x2],
+                    xx: [sums("x11")?, sums("x22")?, sums("x12")?],
+                    x_bought: if orders > 0 { [x1, x2] } else { [0.0, 0.0] },
+                    x_revenue: [x1 * revenue as f64, x2 * revenue as f64],
+                };
+                a.pre.add(&pre);
                 if orders > 0 {
                     let l = (revenue.max(1) as f64).ln();
                     a.revenue_log_sum += n as f64 * l;

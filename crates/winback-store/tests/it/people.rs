@@ -69,6 +69,13 @@ async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStor
         orders.push_str(&format!(
             "H{i},K{i:03},2023-01-10T10:00:00Z,30.00,EUR,paid\n"
         ));
+        // One in five ordered in the year before entering too (one of them later refunded).
+        if i % 5 == 0 {
+            let status = if i == 5 { "refunded" } else { "paid" };
+            orders.push_str(&format!(
+                "P{i},K{i:03},2024-01-15T10:00:00Z,25.00,EUR,{status}\n"
+            ));
+        }
     }
     // One person under two records that share a phone: the profile's root (the first record)
     // has neither a name nor an address; the list takes them from the other record.
@@ -301,6 +308,35 @@ async fn messaged_counts_people_and_every_list_matches_its_count(store: &SqlStor
         .unwrap();
     assert_eq!(total, Some(all.len() as i64));
     assert_eq!(page, all[5..10].to_vec());
+
+    // Each enrolment carries its contact's orders and spend in the year before entry, taken
+    // when it entered: the 11 paid orders of 2024-01-15 (the refunded one left out), not the
+    // 2023 ones. The migration's backfill gives the same.
+    let pre = "SELECT CAST(SUM(pre_orders) AS BIGINT) FROM enrolments";
+    let spend = "SELECT CAST(SUM(pre_spend_minor) AS BIGINT) FROM enrolments";
+    assert_eq!(
+        (count(store, pre).await, count(store, spend).await),
+        (11, 27_500)
+    );
+    let backfill = if store.pool().backend() == winback_store::db::Backend::Postgres {
+        include_str!("../../migrations/postgres/0021_enrolment_pre_entry.sql")
+    } else {
+        include_str!("../../migrations/sqlite/0021_enrolment_pre_entry.sql")
+    };
+    store
+        .pool()
+        .execute(
+            "UPDATE enrolments SET pre_orders = 0, pre_spend_minor = 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    let update = &backfill[backfill.find("UPDATE").unwrap()..];
+    store.pool().execute(update, &[]).await.unwrap();
+    assert_eq!(
+        (count(store, pre).await, count(store, spend).await),
+        (11, 27_500)
+    );
 
     // The migration's backfill gives the live path's answer.
     let backfill = if store.pool().backend() == winback_store::db::Backend::Postgres {
