@@ -6,7 +6,7 @@
 use anyhow::Result;
 use winback_domain::Timestamp;
 use winback_engine::definition::Trigger;
-use winback_engine::{Campaign, Evaluator, JourneyStore};
+use winback_engine::{Campaign, JourneyStore};
 use winback_store::{Outcomes, SqlStore};
 
 /// Weeks a plan looks ahead at most.
@@ -145,81 +145,112 @@ pub fn simulated(
     Some((base, per_week, weeks))
 }
 
-/// Plans `c` against the store as of `now`: `lift` and `target` are absolute (0.02 = 2 points),
-/// `target` with the weeks of entries to reach it.
+/// Plans `campaigns` against the store as of `now`: `lift` and `target` are absolute (0.02 =
+/// 2 points), `target` with the weeks of entries to reach it. The base is read once, a page
+/// at a time, for every audience-triggered campaign together.
 pub async fn plan(
     store: &SqlStore,
-    c: &Campaign,
+    campaigns: &[&Campaign],
     now: Timestamp,
     lift: f64,
     target: Option<(f64, u32)>,
-) -> Result<Plan> {
-    let window = c.conversion_window.seconds();
-    let window_days = window as f64 / 86_400.0;
-    let mut matching_now = None;
-    let mut base_rate = None;
-    if let (Trigger::Audience { .. }, Some(audience)) = (&c.trigger, c.audience.as_ref()) {
-        let ev = Evaluator::new();
-        let (mut matched, mut expected) = (0u64, 0.0);
+) -> Result<Vec<Plan>> {
+    // Who matches each audience today, and their purchase model's chance of an order within
+    // the campaign's window: (matched, Σ chance), for audience triggers only.
+    let mut audiences: Vec<Option<(u64, f64)>> = campaigns
+        .iter()
+        .map(|c| {
+            matches!(c.trigger, Trigger::Audience { .. } if c.audience.is_some())
+                .then_some((0, 0.0))
+        })
+        .collect();
+    if audiences.iter().any(Option::is_some) {
         let mut after = None;
         loop {
             let page = store.audience_page(now, after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.row.profile_id);
-            for e in &page {
-                if audience.matches(&ev, &e.row, None) == Ok(true) {
-                    matched += 1;
-                    // The purchase model's chance of an order within the window.
+            for (c, found) in campaigns.iter().zip(audiences.iter_mut()) {
+                let (Some((matched, expected)), Some(audience)) =
+                    (found.as_mut(), c.audience.as_ref())
+                else {
+                    continue;
+                };
+                let window_days = c.conversion_window.seconds() as f64 / 86_400.0;
+                // Matches come back in row order: walk the page beside them.
+                let hits = audience.evaluate_parallel(&page, 2).matched;
+                let mut rows = page.iter();
+                for id in hits {
+                    let Some(e) = rows.find(|e| e.row.profile_id == id) else {
+                        break;
+                    };
+                    *matched += 1;
                     let per_90 = e.row.expected_90d.unwrap_or(0.0).max(0.0);
-                    expected += 1.0 - (-per_90 * window_days / 90.0).exp();
+                    *expected += 1.0 - (-per_90 * window_days / 90.0).exp();
                 }
             }
         }
-        matching_now = Some(matched);
-        base_rate = (matched > 0).then(|| expected / matched as f64);
     }
-    // The campaign's own entries so far, when it is in the store already.
-    let mut per_week = None;
-    if let Some(rec) = store
-        .campaigns()
-        .await?
-        .into_iter()
-        .find(|r| r.name == c.name)
-    {
-        let month = now.plus_seconds(-28 * 86_400);
-        let (recent, _) = store
-            .campaign_arms(
-                rec.id,
-                window,
-                (month, now),
-                &[],
-                Outcomes::StoredWhereExact,
-            )
-            .await?;
-        let entered: i64 = recent.iter().map(|a| a.enrolled).sum();
-        per_week = Some(entered.max(0) as f64 / 4.0);
-        if base_rate.is_none() {
-            let (all, _) = store
+    let records = store.campaigns().await?;
+    let mut out = Vec::with_capacity(campaigns.len());
+    for (c, found) in campaigns.iter().zip(audiences) {
+        let window = c.conversion_window.seconds();
+        let mut base_rate = found.and_then(|(m, e)| (m > 0).then(|| e / m as f64));
+        // The campaign's own entries so far, when it is in the store already.
+        let mut per_week = None;
+        if let Some(rec) = records.iter().find(|r| r.name == c.name) {
+            let month = now.plus_seconds(-28 * 86_400);
+            let (recent, _) = store
                 .campaign_arms(
                     rec.id,
                     window,
-                    (Timestamp::EPOCH, now.plus_seconds(-window)),
+                    (month, now),
                     &[],
                     Outcomes::StoredWhereExact,
                 )
                 .await?;
-            base_rate = observed_base(&all);
+            let entered: i64 = recent.iter().map(|a| a.enrolled).sum();
+            per_week = Some(entered.max(0) as f64 / 4.0);
+            if base_rate.is_none() {
+                let (all, _) = store
+                    .campaign_arms(
+                        rec.id,
+                        window,
+                        (Timestamp::EPOCH, now.plus_seconds(-window)),
+                        &[],
+                        Outcomes::StoredWhereExact,
+                    )
+                    .await?;
+                base_rate = observed_base(&all);
+            }
         }
+        out.push(assemble(
+            c,
+            found.map(|(m, _)| m),
+            per_week,
+            base_rate,
+            lift,
+            target,
+        ));
     }
+    Ok(out)
+}
+
+/// A plan from what was counted.
+fn assemble(
+    c: &Campaign,
+    matching_now: Option<u64>,
+    per_week: Option<f64>,
+    base_rate: Option<f64>,
+    lift: f64,
+    target: Option<(f64, u32)>,
+) -> Plan {
     let share = c.holdout.share;
     let initial = matching_now.unwrap_or(0) as f64;
-    let first = |contacts: f64, share: f64| {
-        let holdout = (contacts * share).floor() as u64;
-        (contacts as u64 - holdout.min(contacts as u64), holdout)
-    };
     let detectable_now = base_rate.and_then(|b| {
-        let (t, h) = first(initial, share);
-        winback_measure::detectable_at_every_look(b, t, h, 0.8)
+        let holdout = (initial * share).floor() as u64;
+        let treated = (initial as u64).saturating_sub(holdout);
+        winback_measure::detectable_at_every_look(b, treated, holdout, 0.8)
     });
     let weeks = base_rate.and_then(|b| {
         winback_measure::weeks_to_detect(
@@ -240,10 +271,10 @@ pub async fn plan(
         }
         _ => None,
     };
-    Ok(Plan {
+    Plan {
         campaign: c.name.clone(),
         share,
-        window_days,
+        window_days: c.conversion_window.seconds() as f64 / 86_400.0,
         matching_now,
         per_week,
         base_rate,
@@ -251,5 +282,5 @@ pub async fn plan(
         lift,
         weeks,
         share_for_target,
-    })
+    }
 }

@@ -176,17 +176,18 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
                     // its data ends, when that runs ahead of the clock).
                     let as_of = winback_report::as_of(&store, clock.now()).await?;
                     println!("\nPlans (for the anytime-valid test the verdicts use):");
-                    for (_, _, c) in &campaigns {
-                        let plan = winback_app::planning::plan(
-                            &store,
-                            c,
-                            as_of,
-                            lift / 100.0,
-                            target_mde.map(|m| (m / 100.0, weeks)),
-                        )
-                        .await?;
+                    let all: Vec<&Campaign> = campaigns.iter().map(|(_, _, c)| c).collect();
+                    let plans = winback_app::planning::plan(
+                        &store,
+                        &all,
+                        as_of,
+                        lift / 100.0,
+                        target_mde.map(|m| (m / 100.0, weeks)),
+                    )
+                    .await?;
+                    for plan in plans {
                         for (i, line) in plan.lines().iter().enumerate() {
-                            let name = if i == 0 { c.name.as_str() } else { "" };
+                            let name = if i == 0 { plan.campaign.as_str() } else { "" };
                             println!("{name:<28} {line}");
                         }
                     }

@@ -180,12 +180,11 @@ impl ReadoutView {
         }
         if let Some(m) = &self.margin {
             out.push(format!(
-                "incremental margin after discounts and sending {}{}{}",
-                m.text,
-                self.margin_at_every_look
-                    .as_ref()
-                    .map(|a| format!(" ({})", a.interval))
-                    .unwrap_or_default(),
+                "incremental margin after discounts and sending {}{}",
+                match &self.margin_at_every_look {
+                    Some(a) => format!("{} ({}; {})", m.estimate, m.interval, a.interval),
+                    None => m.text.clone(),
+                },
                 match (&self.roi, &self.margin_per_1000_messages) {
                     (Some(x), _) => format!("; ROI {}", x.text),
                     (None, Some(x)) => format!("; {} per 1,000 messages", x.text),
