@@ -495,7 +495,8 @@ pub fn anytime(i: &Interval, contacts: u64, level: f64) -> Interval {
 }
 
 /// The smallest absolute difference in conversion rate the groups detect with `power` at the
-/// two-sided level `level`, around the base rate `base` (normal approximation).
+/// two-sided level `level` by a fixed-horizon test, read once (normal approximation around the
+/// base rate `base`).
 pub fn minimum_detectable_effect(
     base: f64,
     treated: u64,
@@ -503,55 +504,27 @@ pub fn minimum_detectable_effect(
     level: f64,
     power: f64,
 ) -> Option<f64> {
+    detectable_with(z(level), base, treated, control, power)
+}
+
+/// The smallest rate difference `treated` and `holdout` contacts detect with `power` by the
+/// anytime-valid test the verdict uses: [`minimum_detectable_effect`] with the level's
+/// quantile widened by [`anytime_factor`], around the base rate `base`.
+pub fn detectable_at_every_look(base: f64, treated: u64, holdout: u64, power: f64) -> Option<f64> {
+    let z_alpha = z(LEVEL) * anytime_factor(treated + holdout, LEVEL);
+    detectable_with(z_alpha, base, treated, holdout, power)
+}
+
+/// (z_α + z_β)·√(p(1 − p)(1/n₁ + 1/n₀)), the base clamped away from 0 and 1.
+fn detectable_with(z_alpha: f64, base: f64, treated: u64, control: u64, power: f64) -> Option<f64> {
     if treated == 0 || control == 0 {
         return None;
     }
     let base = base.clamp(0.005, 0.995);
     let z_beta = Normal::new(0.0, 1.0).ok()?.inverse_cdf(power);
     Some(
-        (z(level) + z_beta)
-            * (base * (1.0 - base) * (1.0 / treated as f64 + 1.0 / control as f64)).sqrt(),
-    )
-}
-
-/// Contacts needed in each of two equal groups to detect `effect` (absolute) around `base`.
-pub fn sample_size_per_group(base: f64, effect: f64, level: f64, power: f64) -> Option<u64> {
-    needed_for(base, effect, 1.0, level, power).map(|(_, h)| h)
-}
-
-/// Contacts needed to detect `effect` (absolute) around `base` with `ratio` messaged contacts
-/// per held-out one (the campaign's own split): (messaged, held out). The inverse of
-/// [`minimum_detectable_effect`] at that split.
-pub fn needed_for(
-    base: f64,
-    effect: f64,
-    ratio: f64,
-    level: f64,
-    power: f64,
-) -> Option<(u64, u64)> {
-    if effect <= 0.0 || ratio <= 0.0 || !ratio.is_finite() {
-        return None;
-    }
-    let base = base.clamp(0.005, 0.995);
-    let z_beta = Normal::new(0.0, 1.0).ok()?.inverse_cdf(power);
-    let held =
-        (z(level) + z_beta).powi(2) * base * (1.0 - base) * (1.0 + 1.0 / ratio) / (effect * effect);
-    Some(((held * ratio).ceil() as u64, held.ceil() as u64))
-}
-
-/// The smallest rate difference `treated` and `holdout` contacts detect with `power` by the
-/// anytime-valid test the verdict uses (the fixed-horizon [`minimum_detectable_effect`] with the
-/// level's quantile widened by [`anytime_factor`]), around the base rate `base`.
-pub fn detectable_at_every_look(base: f64, treated: u64, holdout: u64, power: f64) -> Option<f64> {
-    if treated == 0 || holdout == 0 {
-        return None;
-    }
-    let base = base.clamp(0.005, 0.995);
-    let z_beta = Normal::new(0.0, 1.0).ok()?.inverse_cdf(power);
-    let z_alpha = z(LEVEL) * anytime_factor(treated + holdout, LEVEL);
-    Some(
         (z_alpha + z_beta)
-            * (base * (1.0 - base) * (1.0 / treated as f64 + 1.0 / holdout as f64)).sqrt(),
+            * (base * (1.0 - base) * (1.0 / treated as f64 + 1.0 / control as f64)).sqrt(),
     )
 }
 
@@ -1125,18 +1098,16 @@ mod tests {
 
     #[test]
     fn sample_sizes_agree_with_the_mde() {
-        let n = sample_size_per_group(0.05, 0.02, 0.95, 0.8).unwrap();
-        let mde = minimum_detectable_effect(0.05, n, n, 0.95, 0.8).unwrap();
-        assert!((mde - 0.02).abs() < 1e-4, "{n} {mde}");
-        // At a 9:1 split too: the groups needed for an effect detect that effect.
-        let (t, h) = needed_for(0.03, 0.01, 9.0, 0.95, 0.8).unwrap();
-        let mde = minimum_detectable_effect(0.03, t, h, 0.95, 0.8).unwrap();
-        assert!((mde - 0.01).abs() < 1e-4, "{t} {h} {mde}");
-        assert!((t as f64 / h as f64 - 9.0).abs() < 0.01);
-        // The anytime-valid test's: the groups found detect it, one held-out contact fewer not.
+        // The fixed-horizon MDE by its textbook formula: 2·(1.96 + 0.84)²·p(1 − p)/δ² per group
+        // of 1,863 detects 2 points around 5%.
+        let mde = minimum_detectable_effect(0.05, 1_863, 1_863, 0.95, 0.8).unwrap();
+        assert!((mde - 0.02).abs() < 1e-4, "{mde}");
+        // The anytime-valid test's sizes at a 9:1 split: the groups found detect the effect,
+        // one held-out contact fewer does not, and a fixed-horizon test would need fewer.
         let (t, h) = needed_at_every_look(0.03, 0.01, 9.0).unwrap();
+        assert!((t as f64 / h as f64 - 9.0).abs() < 0.01);
         assert!(detectable_at_every_look(0.03, t, h, 0.8).unwrap() <= 0.01);
         assert!(detectable_at_every_look(0.03, 9 * (h - 1), h - 1, 0.8).unwrap() > 0.01);
-        assert!(h > needed_for(0.03, 0.01, 9.0, 0.95, 0.8).unwrap().1);
+        assert!(minimum_detectable_effect(0.03, t, h, 0.95, 0.8).unwrap() < 0.01);
     }
 }

@@ -172,12 +172,15 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> 
             .map(|s| s.id.clone())
             .unwrap_or_else(|| "end".into())
     };
-    // Each step's edges as step indices (`None`: the end), beside the node.
+    // Each step's edges as step indices (`None`: the end), and the people the journey logged
+    // taking each (`None` on a plain edge: it is counted in the walk below), beside the node.
     let mut targets: Vec<Vec<Option<usize>>> = Vec::with_capacity(c.steps.len());
+    let mut logged: Vec<Vec<Option<i64>>> = Vec::with_capacity(c.steps.len());
     let mut nodes: Vec<JourneyNode> = c
         .steps
         .iter()
-        .map(|step| {
+        .enumerate()
+        .map(|(index, step)| {
             let mut taken = Vec::new();
             targets.push(match &step.action {
                 Action::Wait {
@@ -267,18 +270,15 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> 
                 Action::Exit => ("exit".to_owned(), Vec::new()),
             };
             taken.resize(next.len(), None);
-            let (waiting, left) = flow
-                .at_step
-                .get(&node_index(c, &step.id))
-                .copied()
-                .unwrap_or_default();
+            logged.push(taken);
+            let (waiting, left) = flow.at_step.get(&index).copied().unwrap_or_default();
             let mut node = JourneyNode {
                 id: step.id.clone(),
                 kind: step.action.type_name().to_owned(),
                 label,
                 next,
                 // Filled in below, in the order people flow.
-                taken: taken.into_iter().map(|t| t.unwrap_or(-1)).collect(),
+                taken: Vec::new(),
                 reached: 0,
                 waiting,
                 left,
@@ -309,13 +309,11 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> 
     while let Some(i) = ready.pop() {
         let node = &mut nodes[i];
         let onward = (node.reached - node.waiting - node.left).max(0);
-        if node.taken.len() == 1 && node.taken[0] < 0 {
-            node.taken[0] = onward;
-        }
+        node.taken = logged[i].iter().map(|t| t.unwrap_or(onward)).collect();
         let taken = node.taken.clone();
         for (t, people) in targets[i].iter().zip(taken) {
             if let Some(t) = *t {
-                nodes[t].reached += people.max(0);
+                nodes[t].reached += people;
                 incoming[t] -= 1;
                 if incoming[t] == 0 {
                     ready.push(t);
@@ -324,13 +322,6 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> 
         }
     }
     nodes
-}
-
-fn node_index(c: &Campaign, id: &str) -> usize {
-    c.steps
-        .iter()
-        .position(|s| s.id == id)
-        .unwrap_or(usize::MAX)
 }
 
 /// Buyers and revenue of one segment (a locale or a mailbox provider) of a campaign, messaged
@@ -594,19 +585,7 @@ pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
             holdout: true,
             ..ArmResult::default()
         });
-        h.enrolled += a.enrolled;
-        h.messaged += a.messaged;
-        h.converted += a.converted;
-        h.orders += a.orders;
-        h.revenue_minor += a.revenue_minor;
-        h.revenue_sq += a.revenue_sq;
-        h.revenue_log_sum += a.revenue_log_sum;
-        h.revenue_log_sq += a.revenue_log_sq;
-        h.buyer_revenues.extend(a.buyer_revenues.iter().copied());
-        h.pre.add(&a.pre);
-        h.offers += a.offers;
-        h.redeemed += a.redeemed;
-        h.discount_minor += a.discount_minor;
+        h.absorb(a);
     }
     out
 }
@@ -1006,20 +985,7 @@ pub async fn timeline(
                 .iter_mut()
                 .find(|x| x.variant == a.variant && x.holdout == a.holdout)
             {
-                Some(x) => {
-                    x.enrolled += a.enrolled;
-                    x.messaged += a.messaged;
-                    x.converted += a.converted;
-                    x.orders += a.orders;
-                    x.revenue_minor += a.revenue_minor;
-                    x.revenue_sq += a.revenue_sq;
-                    x.revenue_log_sum += a.revenue_log_sum;
-                    x.revenue_log_sq += a.revenue_log_sq;
-                    x.pre.add(&a.pre);
-                    x.offers += a.offers;
-                    x.redeemed += a.redeemed;
-                    x.discount_minor += a.discount_minor;
-                }
+                Some(x) => x.absorb(a),
                 None => all_arms.push(a.clone()),
             }
         }

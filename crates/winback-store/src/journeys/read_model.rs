@@ -65,6 +65,28 @@ pub struct JourneyFlow {
     pub decisions: Vec<(String, String, i64)>,
 }
 
+impl ArmResult {
+    /// Adds `other`'s contacts, buyers, revenue sums, pre-entry sums and offers to these: the
+    /// same arm over another period or segment, or another variant's holdout. `messages` is
+    /// left alone: it holds the campaign's counts over all time, which do not add up.
+    pub fn absorb(&mut self, other: &ArmResult) {
+        self.enrolled += other.enrolled;
+        self.messaged += other.messaged;
+        self.converted += other.converted;
+        self.orders += other.orders;
+        self.revenue_minor += other.revenue_minor;
+        self.revenue_sq += other.revenue_sq;
+        self.revenue_log_sum += other.revenue_log_sum;
+        self.revenue_log_sq += other.revenue_log_sq;
+        self.buyer_revenues
+            .extend(other.buyer_revenues.iter().copied());
+        self.pre.add(&other.pre);
+        self.offers += other.offers;
+        self.redeemed += other.redeemed;
+        self.discount_minor += other.discount_minor;
+    }
+}
+
 /// Sums over a group's contacts of their orders (x₁) and spend in minor units (x₂) in the year
 /// before entry, their squares and product, and their products with the outcomes (bought,
 /// revenue in the window): what CUPED needs to adjust the group's outcomes for where each
@@ -169,6 +191,28 @@ pub(crate) async fn segment_results(
         |r| {
             let (variant, holdout) = (r.text("variant")?, r.i64("holdout")? != 0);
             let (orders, revenue, n) = (r.i64("orders")?, r.i64("revenue")?, r.i64("n")?);
+            // The group's contribution, read once and added to each segmentation's arm.
+            let bought = orders > 0;
+            let sums = |c: &str| r.opt_f64(c).map(Option::unwrap_or_default);
+            let (x1, x2) = (sums("x1")?, sums("x2")?);
+            let l = (revenue.max(1) as f64).ln();
+            let group = ArmResult {
+                enrolled: n,
+                messaged: if r.i64("messaged")? != 0 { n } else { 0 },
+                converted: if bought { n } else { 0 },
+                orders: orders * n,
+                revenue_minor: revenue * n,
+                revenue_sq: n as f64 * (revenue as f64).powi(2),
+                revenue_log_sum: if bought { n as f64 * l } else { 0.0 },
+                revenue_log_sq: if bought { n as f64 * l * l } else { 0.0 },
+                pre: PreEntrySums {
+                    x: [x1, x2],
+                    xx: [sums("x11")?, sums("x22")?, sums("x12")?],
+                    x_bought: if bought { [x1, x2] } else { [0.0, 0.0] },
+                    x_revenue: [x1 * revenue as f64, x2 * revenue as f64],
+                },
+                ..ArmResult::default()
+            };
             for (segmentation, arms) in by.iter().zip(arms.iter_mut()) {
                 let segment = match segmentation {
                     Segment::All => "all".to_owned(),
@@ -185,28 +229,10 @@ pub(crate) async fn segment_results(
                         holdout,
                         ..ArmResult::default()
                     });
-                a.enrolled += n;
-                a.messaged += if r.i64("messaged")? != 0 { n } else { 0 };
-                a.converted += if orders > 0 { n } else { 0 };
-                a.orders += orders * n;
-                a.revenue_minor += revenue * n;
-                a.revenue_sq += n as f64 * (revenue as f64).powi(2);
-                let sums = |c: &str| r.opt_f64(c).map(Option::unwrap_or_default);
-                let (x1, x2) = (sums("x1")?, sums("x2")?);
-                let pre = PreEntrySums {
-                    x: [x1, x2],
-                    xx: [sums("x11")?, sums("x22")?, sums("x12")?],
-                    x_bought: if orders > 0 { [x1, x2] } else { [0.0, 0.0] },
-                    x_revenue: [x1 * revenue as f64, x2 * revenue as f64],
-                };
-                a.pre.add(&pre);
-                if orders > 0 {
-                    let l = (revenue.max(1) as f64).ln();
-                    a.revenue_log_sum += n as f64 * l;
-                    a.revenue_log_sq += n as f64 * l * l;
-                    if *segmentation == Segment::All && revenue > 0 {
-                        a.buyer_revenues.push((revenue, n));
-                    }
+                a.absorb(&group);
+                // Only the whole campaign names its large orders.
+                if *segmentation == Segment::All && bought && revenue > 0 {
+                    a.buyer_revenues.push((revenue, n));
                 }
             }
             Ok(())
