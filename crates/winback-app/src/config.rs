@@ -72,6 +72,10 @@ pub struct Config {
     pub schedule: crate::schedule::ScheduleConfig,
     /// `[measurement]`: message costs for `winback report`.
     pub measurement: MeasurementConfig,
+    /// `[exports]`: the legal basis each audience destination may receive contacts on.
+    pub exports: crate::exports::ExportsConfig,
+    /// `[wallet]`: Apple Wallet passes (certificates, APNs).
+    pub wallet: crate::wallet::WalletConfig,
 }
 
 /// `[measurement]`
@@ -82,6 +86,13 @@ pub struct MeasurementConfig {
     pub email_cost_minor: i64,
     /// What one SMS costs, minor units.
     pub sms_cost_minor: i64,
+    /// What one printed card costs with its postage, minor units.
+    pub print_cost_minor: i64,
+    /// What one contact added to an ad or onboarding audience costs (the campaign's ad spend
+    /// over its audience), minor units; 0 leaves ad spend out of the margin.
+    pub audience_cost_minor: i64,
+    /// What putting one contact on a call list costs in agent time, minor units.
+    pub call_cost_minor: i64,
 }
 
 impl Default for MeasurementConfig {
@@ -89,6 +100,9 @@ impl Default for MeasurementConfig {
         Self {
             email_cost_minor: 1,
             sms_cost_minor: 8,
+            print_cost_minor: 90,
+            audience_cost_minor: 0,
+            call_cost_minor: 250,
         }
     }
 }
@@ -333,6 +347,8 @@ pub struct PolicyConfig {
     pub ramp: winback_engine::policy::RampSettings,
     /// A message that cannot leave within this long is dropped as expired, e.g. `"7d"`.
     pub max_defer: String,
+    /// `[policy.calls]`: when customer service may call, and whom.
+    pub calls: CallsConfig,
 }
 
 impl Default for PolicyConfig {
@@ -343,6 +359,36 @@ impl Default for PolicyConfig {
             caps: p.caps,
             ramp: p.ramp,
             max_defer: p.max_defer.to_string(),
+            calls: CallsConfig::default(),
+        }
+    }
+}
+
+/// `[policy.calls]`: call lists' quiet hours and rules (the Dutch telemarketing code's hours by
+/// default).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Monday to Friday, the contact's local time.
+    pub weekdays: String,
+    /// Saturday, or `"off"`.
+    pub saturday: String,
+    /// Sunday, or `"off"`.
+    pub sunday: String,
+    /// Tries before a contact who is never reached leaves the list.
+    pub max_attempts: u32,
+    /// Only customers who ordered within this many years are called (0: anyone on the list).
+    pub customer_years: u32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            weekdays: "09:00-21:00".into(),
+            saturday: "10:00-16:00".into(),
+            sunday: "off".into(),
+            max_attempts: 3,
+            customer_years: 3,
         }
     }
 }
@@ -434,6 +480,9 @@ impl Config {
             margin: self.clv.margin,
             email_cost_minor: self.measurement.email_cost_minor,
             sms_cost_minor: self.measurement.sms_cost_minor,
+            print_cost_minor: self.measurement.print_cost_minor,
+            audience_cost_minor: self.measurement.audience_cost_minor,
+            call_cost_minor: self.measurement.call_cost_minor,
             currency: self.default_currency.clone(),
             ramp: self.policy.ramp,
         }
@@ -593,9 +642,41 @@ impl Config {
         })
     }
 
+    /// How call lists are read: `[policy.calls]` and the default zone.
+    pub fn call_settings(&self) -> Result<winback_store::calls::CallSettings> {
+        use winback_engine::duration::LocalWindow;
+        let c = &self.policy.calls;
+        let window = |key: &str, v: &str| -> Result<Option<LocalWindow>> {
+            if v.trim().eq_ignore_ascii_case("off") {
+                return Ok(None);
+            }
+            LocalWindow::parse(v)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("policy.calls.{key}: {e}"))
+        };
+        let weekdays = window("weekdays", &c.weekdays)?
+            .ok_or_else(|| anyhow::anyhow!("policy.calls.weekdays cannot be off"))?;
+        anyhow::ensure!(
+            c.max_attempts >= 1,
+            "policy.calls.max_attempts must be at least 1"
+        );
+        Ok(winback_store::calls::CallSettings {
+            hours: winback_engine::policy::CallHours {
+                weekdays,
+                saturday: window("saturday", &c.saturday)?,
+                sunday: window("sunday", &c.sunday)?,
+            },
+            default_zone: self.default_time_zone.clone(),
+            max_attempts: c.max_attempts,
+            customer_years: (c.customer_years > 0).then_some(c.customer_years),
+        })
+    }
+
     /// The engine's settings from `[engine]`, `[policy]` and the default zone.
     pub fn engine_settings(&self) -> Result<winback_engine::EngineSettings> {
         use winback_engine::duration::{Duration, LocalWindow};
+        // Refused at start, like every other setting, not when the first list is read.
+        self.call_settings()?;
         let send_window = LocalWindow::parse(&self.policy.send_window)
             .map_err(|e| anyhow::anyhow!("policy.send_window: {e}"))?;
         let max_defer = Duration::parse(&self.policy.max_defer)
@@ -687,6 +768,8 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             schedule: crate::schedule::ScheduleConfig::default(),
             measurement: MeasurementConfig::default(),
+            exports: crate::exports::ExportsConfig::default(),
+            wallet: crate::wallet::WalletConfig::default(),
         }
     }
 }

@@ -14,9 +14,11 @@
 //! `winback-cli` keeps clap and printing; `winback-http` and the worker call the same
 //! functions, so no use case is written twice.
 
+pub mod calls;
 pub mod campaigns;
 pub mod config;
 pub mod demo;
+pub mod exports;
 pub mod ingest;
 pub mod mail_events;
 pub mod models;
@@ -25,4 +27,5 @@ pub mod retention;
 pub mod schedule;
 pub mod scoring;
 pub mod simulate;
+pub mod wallet;
 pub mod worker;

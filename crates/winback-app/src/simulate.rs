@@ -79,6 +79,12 @@ pub struct Outcome {
     pub events: u64,
     /// Deliveries of a key already in the outbox (must be 0).
     pub repeated: u64,
+    /// Calls customer service made from the campaigns' call lists, by outcome.
+    pub calls: std::collections::BTreeMap<String, u64>,
+    /// Each campaign arm's calls.
+    pub call_tallies: Vec<winback_store::calls::CallTally>,
+    /// Each campaign arm's wallet passes.
+    pub wallet_tallies: Vec<winback_store::wallet::WalletTally>,
     /// Where the messages are.
     pub outbox: PathBuf,
     /// When the simulation ended.
@@ -167,6 +173,21 @@ pub async fn run(
     // Days run from midnight UTC of the start date.
     let first_midnight = Timestamp::from_micros(start.day_number() * Timestamp::DAY_MICROS)
         .context("start date out of range")?;
+    // Customer service works the campaigns' call lists once a day, after the pass.
+    let mut lists: Vec<String> = campaigns
+        .iter()
+        .flat_map(|(_, _, c)| c.steps.iter())
+        .filter_map(|s| match &s.action {
+            winback_engine::definition::Action::Call { list } => Some(list.clone()),
+            _ => None,
+        })
+        .collect();
+    lists.sort();
+    lists.dedup();
+    let call_settings = config.call_settings()?;
+    // Pass holders who added their pass to a wallet (a simulated device each).
+    let mut in_wallet: std::collections::HashSet<String> = Default::default();
+    let mut calls: std::collections::BTreeMap<String, u64> = Default::default();
     for day in 0..days {
         let midnight = first_midnight.plus_seconds(i64::from(day + 1) * 86_400);
         // Customers who buy today without any message, at the model's rate.
@@ -310,6 +331,117 @@ pub async fn run(
                     queue.push((at, Row::Event(event_row(&d, "email_complained", at, ""))));
                 }
             }
+            // Wallet passes issued or changed since the last pass: some holders add a new pass
+            // to their wallet (registering a device, as the PassKit web service would), and a
+            // pass in a wallet, its code at hand, sometimes brings an order with the code.
+            let since = now.plus_seconds(-86_400);
+            for r in store
+                .pool()
+                .fetch(
+                    "SELECT w.serial, w.version, w.offer_code, c.external_id FROM wallet_passes w JOIN customers c ON c.id = w.profile_id \
+                     WHERE w.updated_at > $1 AND w.updated_at <= $2 ORDER BY w.serial",
+                    &[
+                        winback_store::db::Val::from(since.as_micros()),
+                        winback_store::db::Val::from(now.as_micros()),
+                    ],
+                )
+                .await?
+            {
+                let serial = r.text(0)?;
+                let Some(p) = by_external.get(r.text(3)?.as_str()) else {
+                    continue;
+                };
+                let mut chance = model.order_given_pass * (0.3 + 0.7 * p.p_alive);
+                if r.i64(1)? == 1 {
+                    if !rng.gen_bool(model.wallet_add_rate.clamp(0.0, 1.0)) {
+                        continue;
+                    }
+                    store
+                        .register_wallet_device(
+                            &format!("sim-device-{serial}"),
+                            &serial,
+                            &format!("{:064x}", rng.r#gen::<u64>()),
+                            now,
+                        )
+                        .await?;
+                    in_wallet.insert(serial);
+                } else if in_wallet.contains(&serial) {
+                    chance *= 0.5;
+                } else {
+                    continue;
+                }
+                if let Some(code) = r.opt_text(2)? {
+                    if rng.gen_bool(chance.clamp(0.0, 0.95)) {
+                        order_no += 1;
+                        let at = now.plus_seconds(
+                            i64::from(rng.gen_range(1..20u32)) * 86_400 + rng.gen_range(3600..36_000),
+                        );
+                        let (total, discount) =
+                            offer_order(store, &code, jitter(&mut rng, p.mean_order_minor)).await?;
+                        queue.push((
+                            at,
+                            Row::Order(order_row(
+                                order_no,
+                                &p.external_id,
+                                at,
+                                total,
+                                discount,
+                                &currency,
+                                &code,
+                            )),
+                        ));
+                    }
+                }
+            }
+            // The agents call whoever may be called now, and record what each call came to
+            // through the same path as `POST /v1/call-outcomes`.
+            for list in &lists {
+                let rows = store.call_list(list, &call_settings, now).await?.rows;
+                for row in rows.iter().filter(|r| r.callable_now) {
+                    let p_alive = by_external
+                        .get(row.customer_id.as_str())
+                        .map_or(0.5, |p| p.p_alive);
+                    let r = winback_engine::simulate::respond_to_call(model, p_alive, &mut rng);
+                    let report = winback_store::calls::CallReport {
+                        task: row.task,
+                        outcome: r.outcome,
+                        reason: r.reason,
+                        agent: Some("simulated agent".into()),
+                        note: None,
+                        at: now,
+                        key: Some(format!("sim-{day}-{}", row.task)),
+                    };
+                    if store
+                        .record_call_outcome(&report, &call_settings, now)
+                        .await?
+                        .is_ok()
+                    {
+                        *calls.entry(r.outcome.as_str().to_owned()).or_default() += 1;
+                    }
+                    if let (Some(days), Some(code)) = (r.order_after_days, &row.offer_code) {
+                        order_no += 1;
+                        let at = now
+                            .plus_seconds(i64::from(days) * 86_400 + rng.gen_range(3600..36_000));
+                        let mean = by_external
+                            .get(row.customer_id.as_str())
+                            .map_or(4_500, |p| p.mean_order_minor);
+                        let (total, discount) =
+                            offer_order(store, code, jitter(&mut rng, mean)).await?;
+                        queue.push((
+                            at,
+                            Row::Order(order_row(
+                                order_no,
+                                &row.customer_id,
+                                at,
+                                total,
+                                discount,
+                                &currency,
+                                code,
+                            )),
+                        ));
+                    }
+                }
+            }
         }
         if day % 30 == 29 {
             // Month end: the shop re-scores, so stages follow what customers did.
@@ -350,9 +482,35 @@ pub async fn run(
         repeated: transport.outbox.email.files().repeated()
             + transport.outbox.sms.files().repeated()
             + transport.outbox.webhook.files().repeated(),
+        calls,
+        call_tallies: store.call_tallies().await?,
+        wallet_tallies: store.wallet_tallies().await?,
         outbox: outbox_dir.to_path_buf(),
         end,
     })
+}
+
+/// An order that uses offer `code`: its total at least the offer's minimum, and the discount the
+/// code gives.
+async fn offer_order(store: &SqlStore, code: &str, total: i64) -> Result<(i64, i64)> {
+    let rows = store
+        .pool()
+        .fetch(
+            "SELECT kind, amount_minor, percent, min_order_minor FROM offers WHERE code = $1",
+            &[winback_store::db::Val::from(code)],
+        )
+        .await?;
+    let Some(o) = rows.first() else {
+        return Ok((total, 0));
+    };
+    let total = total.max(o.opt_i64("min_order_minor")?.unwrap_or(0));
+    let discount = match o.text("kind")?.as_str() {
+        "fixed" => o.opt_i64("amount_minor")?.unwrap_or(0).min(total),
+        "percent" => total * o.opt_i64("percent")?.unwrap_or(0) / 100,
+        "free_shipping" => 495,
+        _ => o.opt_i64("amount_minor")?.unwrap_or(0),
+    };
+    Ok((total, discount))
 }
 
 enum Row {

@@ -37,6 +37,8 @@ pub enum Event<'a> {
         /// Failures in the pass.
         failures: u64,
     },
+    /// Wallet passes changed and their devices were told (APNs).
+    Pushed(Timestamp, crate::wallet::PushTally),
     /// A round failed (the database unreachable, a relay down at connect): it runs again after
     /// the next nap. Only a clock off the database's stops the worker.
     Failed(Timestamp, &'a anyhow::Error),
@@ -123,6 +125,11 @@ pub async fn run(
         Some(t) => Some(Engine::new(store, t, clock, config.engine_settings()?)),
         None => None,
     };
+    // Pass updates are pushed by the worker that steps the journeys which change them.
+    let wallet = match role {
+        Role::Full => crate::wallet::WalletService::from_config(config)?,
+        Role::RefreshOnly => None,
+    };
     let mut schedule = config.schedule()?;
     if role == Role::RefreshOnly {
         schedule.score_at = None;
@@ -149,6 +156,12 @@ pub async fn run(
         };
         check_clock(store, clock.now(), skew).await?;
         let s = engine.run_once().await?;
+        if let Some(w) = &wallet {
+            let pushed = w.push_due(store, clock.now()).await?;
+            if pushed != crate::wallet::PushTally::default() {
+                on_event(Event::Pushed(clock.now(), pushed));
+            }
+        }
         if s.busy() || s.in_doubt > 0 {
             on_event(Event::Pass(clock.now(), &s));
             if s.transport_failures > 0 {

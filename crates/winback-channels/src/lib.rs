@@ -7,7 +7,8 @@
 //!
 //! It also owns SMS ([`sms`]: segments, STOP footer and keywords, a signed HTTP provider),
 //! outgoing webhooks with SSRF checks ([`http`]), audience files for ads and print
-//! ([`exports`]), and the human/machine classification of opens ([`tracking`]).
+//! ([`exports`]), wallet passes and their pushes ([`wallet`]), and the human/machine
+//! classification of opens ([`tracking`]).
 //!
 //! The engine never sees lettre: it hands a `Dispatch` to a `Transport` and gets a
 //! `SendOutcome` back (a 5xx reply is a hard bounce, a 4xx a soft one).
@@ -24,6 +25,7 @@ pub mod sms;
 pub mod subjects;
 pub mod tokens;
 pub mod tracking;
+pub mod wallet;
 
 pub use email::{
     ByChannel, Composer, EmailSettings, EmlOutbox, Mailer, SmtpSettings, SmtpTransport,

@@ -17,6 +17,12 @@ FOOTER = {
     "pl": ("Otrzymujesz tę wiadomość, ponieważ robisz zakupy w {{ shop }}.",
            "Preferencje e-mail (możesz wybrać rzadsze wiadomości)", "Wypisz się"),
 }
+# The add-to-wallet button, shown when the journey issued the contact a wallet pass.
+WALLET = {
+    "en": "Add to Apple Wallet",
+    "nl": "Toevoegen aan Apple Wallet",
+    "pl": "Dodaj do Apple Wallet",
+}
 HELLO = {
     "en": 'Hi {{ first_name | default("there") }},',
     "nl": 'Hoi {{ first_name | default("daar") }},',
@@ -147,6 +153,7 @@ LAYOUT = """<mjml lang="LANG">
         <mj-text font-size="22px" font-weight="bold">{% block heading %}{% endblock %}</mj-text>
         <mj-text>HELLO</mj-text>
         {%- block body %}{% endblock %}
+        {%- if links.wallet %}<mj-button href="{{ links.wallet }}" background-color="#000000">WALLET</mj-button>{%- endif %}
       </mj-column>
     </mj-section>
     <mj-section padding="12px">
@@ -204,7 +211,7 @@ def main():
         d = os.path.join(ROOT, "templates", loc)
         os.makedirs(d, exist_ok=True)
         f1, f2, f3 = FOOTER[loc]
-        layout = LAYOUT.replace("LANG", loc).replace("HELLO", HELLO[loc]).replace("FOOT1", f1).replace("FOOT2", f2).replace("FOOT3", f3)
+        layout = LAYOUT.replace("LANG", loc).replace("HELLO", HELLO[loc]).replace("WALLET", WALLET[loc]).replace("FOOT1", f1).replace("FOOT2", f2).replace("FOOT3", f3)
         open(os.path.join(d, "layout.mjml"), "w").write(layout)
         entries.append(f"{loc}/layout.mjml")
         for name, (flags, texts) in T.items():

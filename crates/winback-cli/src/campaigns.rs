@@ -66,14 +66,19 @@ pub enum CampaignsCommand {
     },
     /// The variables audience and branch expressions can use.
     Variables,
-    /// Write the contacts a campaign's export steps added: a Meta custom audience or Google
-    /// Customer Match CSV (hashed identifiers), or a print mailing list with personal codes.
+    /// Write the contacts a campaign's export steps added, under the destination's legal basis
+    /// (`[exports]`): a Meta custom audience, Google Customer Match or LinkedIn Matched Audiences
+    /// CSV (hashed identifiers), a CRM-onboarding file in the columns the campaign maps, or a
+    /// print mailing list with personal codes.
     Export {
         /// Campaign name.
         name: String,
-        /// meta, google or print.
+        /// meta, google, linkedin, crm or print.
         #[arg(long, value_enum)]
         format: ExportFormatArg,
+        /// The crm export step whose column mapping to use, when several map differently.
+        #[arg(long)]
+        step: Option<String>,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -95,8 +100,25 @@ pub enum ExportFormatArg {
     Meta,
     /// Google Customer Match.
     Google,
+    /// LinkedIn Matched Audiences (contact list).
+    Linkedin,
+    /// A CRM-onboarding or display partner's hashed file.
+    Crm,
     /// Print mailing list.
     Print,
+}
+
+impl From<ExportFormatArg> for winback_engine::definition::ExportTarget {
+    fn from(f: ExportFormatArg) -> Self {
+        use winback_engine::definition::ExportTarget as T;
+        match f {
+            ExportFormatArg::Meta => T::Meta,
+            ExportFormatArg::Google => T::Google,
+            ExportFormatArg::Linkedin => T::Linkedin,
+            ExportFormatArg::Crm => T::Crm,
+            ExportFormatArg::Print => T::Print,
+        }
+    }
 }
 
 pub use winback_app::campaigns::load_files;
@@ -141,6 +163,7 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let exports = &config.exports;
     if let CampaignsCommand::Apply {
         paths, check: true, ..
     } = &cmd
@@ -314,36 +337,54 @@ pub async fn run(config: &Config, clock: &dyn Clock, cmd: CampaignsCommand) -> R
             }
             ExitCode::SUCCESS
         }
-        CampaignsCommand::Export { name, format, out } => {
-            let Some(c) = campaign_named(&store, &name).await? else {
+        CampaignsCommand::Export {
+            name,
+            format,
+            step,
+            out,
+        } => {
+            let Some(done) = winback_app::exports::export(
+                &store,
+                exports,
+                &name,
+                format.into(),
+                step.as_deref(),
+                &out,
+                clock.now(),
+            )
+            .await?
+            else {
                 eprintln!("no campaign `{name}`");
                 return Ok(ExitCode::from(3));
             };
-            use winback_channels::exports::{ExportFormat, write_export};
-            let (format, target) = match format {
-                ExportFormatArg::Meta => (ExportFormat::Meta, "meta"),
-                ExportFormatArg::Google => (ExportFormat::Google, "google"),
-                ExportFormatArg::Print => (ExportFormat::Print, "print"),
-            };
-            let members = store.audience_members(c.id, target, clock.now()).await?;
-            let contacts = members;
-            // Written to a temporary file and renamed: a reader never sees half a file.
-            let dir = out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("creating a file in {}", dir.display()))?;
-            let written = write_export(format, &contacts, std::io::BufWriter::new(tmp.as_file()))
-                .with_context(|| format!("writing {}", out.display()))?;
-            tmp.persist(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
             println!(
-                "{} of {} contacts written to {} ({target})",
-                n(written),
-                n(contacts.len() as u64),
-                out.display()
+                "{} of {} contacts written to {} ({}, {}{})",
+                n(done.written),
+                n(done.added),
+                out.display(),
+                done.target.as_str(),
+                done.basis.as_str().replace('_', " "),
+                if done.rows != done.written {
+                    format!(", {} rows", n(done.rows))
+                } else {
+                    String::new()
+                }
             );
+            for (count, why) in [
+                (done.objected, "objected to direct marketing"),
+                (
+                    done.no_consent,
+                    "no explicit opt-in (this destination's basis is consent)",
+                ),
+                (done.unmatchable, "nothing this destination can match on"),
+            ] {
+                if count > 0 {
+                    println!("  left out: {} {why}", n(count));
+                }
+            }
+            for w in &done.warnings {
+                println!("  note: {w}");
+            }
             ExitCode::SUCCESS
         }
         CampaignsCommand::Variables => unreachable!("handled above"),
@@ -510,6 +551,12 @@ fn print_event(event: winback_app::worker::Event<'_>) {
                         .unwrap_or_default()
                 );
             }
+        }
+        Event::Pushed(at, p) => {
+            println!(
+                "{at}: wallet passes changed: {} devices told, {} gone, {} pushes to try again",
+                p.sent, p.gone, p.failed
+            );
         }
         Event::Pass(at, s) => {
             let why = if s.dropped > 0 {

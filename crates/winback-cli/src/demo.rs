@@ -83,8 +83,15 @@ pub fn print_outcome(config: &Config, o: &winback_app::simulate::Outcome, json: 
             continue;
         }
         for a in arms.iter().filter(|a| !a.holdout) {
-            let f = winback_app::simulate::forecast(a, holdout, model, margin);
+            let mut f = winback_app::simulate::forecast(a, holdout, model, margin);
             let sent = a.messages.get("sent").copied().unwrap_or(0);
+            let calls = o
+                .call_tallies
+                .iter()
+                .find(|t| t.campaign == c.name && t.variant == a.variant);
+            // Agent time is a cost like a message's.
+            f.message_cost_minor +=
+                calls.map_or(0, |t| t.listed) * config.measurement.call_cost_minor;
             let label = if c.experiment.variants.len() > 1 {
                 format!("variant {}", a.variant)
             } else {
@@ -109,8 +116,29 @@ pub fn print_outcome(config: &Config, o: &winback_app::simulate::Outcome, json: 
             }) && c
                 .steps
                 .iter()
-                .any(|s| matches!(s.action, winback_engine::definition::Action::Export(_)));
-            if sent == 0 {
+                .any(|s| matches!(s.action, winback_engine::definition::Action::Export { .. }));
+            let passes = o
+                .wallet_tallies
+                .iter()
+                .find(|t| t.campaign == c.name && t.variant == a.variant);
+            if let Some(t) = passes {
+                println!(
+                    "         {} wallet passes issued, {} added to a wallet, {} pass updates (pushed to the devices that added them when APNs is set up)",
+                    n(t.issued as u64),
+                    n(t.added as u64),
+                    n(t.updated as u64)
+                );
+            }
+            if let Some(t) = calls {
+                println!(
+                    "         {} put on a call list, {} reached by customer service, {} accepted the offer on the phone, {} asked not to be called again",
+                    n(t.listed as u64),
+                    n(t.reached as u64),
+                    n(t.accepted as u64),
+                    n(t.do_not_call as u64)
+                );
+            }
+            if sent == 0 && calls.is_none() && passes.is_none() {
                 // The simulated customers respond only to messages: without one, any difference
                 // from the holdout is chance, and printing it as lift would mislead.
                 println!(

@@ -40,6 +40,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../../../examples/campaigns/lost-customers-offline.toml"),
     ),
     (
+        "lost-customers-wallet-and-phone.toml",
+        include_str!("../../../examples/campaigns/lost-customers-wallet-and-phone.toml"),
+    ),
+    (
         "loyalty-points.toml",
         include_str!("../../../examples/campaigns/loyalty-points.toml"),
     ),

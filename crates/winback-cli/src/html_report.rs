@@ -412,6 +412,7 @@ mod tests {
                 dropped_by_reason: Default::default(),
                 stay: Default::default(),
                 exports: vec![],
+                wallet: None,
                 summary: Default::default(),
             }],
             hygiene: Default::default(),

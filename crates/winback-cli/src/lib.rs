@@ -6,6 +6,7 @@ mod bench_cycle;
 mod bench_engine;
 mod bench_http;
 mod bounces;
+mod calls;
 mod campaigns;
 pub use winback_app::config;
 mod demo;
@@ -96,6 +97,9 @@ enum Command {
     /// Campaign files: apply, start, pause, close, signal, list, offer codes.
     #[command(subcommand)]
     Campaigns(campaigns::CampaignsCommand),
+    /// Call lists for customer service (`list NAME`), and agents' outcomes (`import FILE`).
+    #[command(subcommand)]
+    Calls(calls::CallsCommand),
     /// Run the engine: schedule journeys, step them into the outbox, send with the policies.
     Worker {
         /// One pass, then exit.
@@ -603,6 +607,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(cmd) => report::bench(&config, clock, cmd).await,
         Command::Campaigns(cmd) => campaigns::run(&config, clock, cmd).await,
+        Command::Calls(cmd) => calls::run(&config, clock, cmd).await,
         Command::Worker { once } => campaigns::worker(&config, once, clock).await,
         Command::Serve { listen, worker } => serve::serve(&config, listen, worker).await,
         Command::Keys(cmd) => serve::keys(&config, clock, cmd).await,

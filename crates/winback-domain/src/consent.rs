@@ -122,6 +122,36 @@ impl fmt::Display for ConsentStatus {
     }
 }
 
+/// The ground on which the shop hands a contact to an outside destination (an ad platform, an
+/// onboarding partner, a print house). Set per destination in `winback.toml`: which one applies
+/// is the shop's legal judgement, not the engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    /// Only contacts with an explicit opt-in in force, and only the addresses that carry it
+    /// (a soft opt-in covers the shop's own email, not a third party's list).
+    Consent,
+    /// Existing customers under the shop's legitimate interest (GDPR art. 6(1)(f)); anyone who
+    /// objected to direct marketing is left out, whatever the channel.
+    LegitimateInterest,
+}
+
+impl LegalBasis {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::LegitimateInterest => "legitimate_interest",
+        }
+    }
+}
+
+impl fmt::Display for LegalBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One consent statement for one channel: what, where it came from, when, and which wording the
 /// contact agreed to. The store keeps every statement in a ledger; the latest wins, except that a
 /// withdrawal is only undone by a later explicit opt-in.

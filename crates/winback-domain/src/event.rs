@@ -77,6 +77,79 @@ impl fmt::Display for LeaveReason {
     }
 }
 
+/// What a customer-service call came to (seed 000: reaching inactive subscribers "door middel
+/// van telefonisch contact en een korte enquête").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// Spoke with the contact.
+    Reached,
+    /// Nobody answered (the task stays on the list for another try, up to its attempts).
+    NotReached,
+    /// Spoke with the contact, who said why they left (the `reason` goes with it).
+    ReasonForLeaving,
+    /// The contact wants fewer emails (their preference is set to low frequency).
+    WantsFewerEmails,
+    /// The contact must not be called again (their number goes on the do-not-call list).
+    DoNotCall,
+    /// The contact accepted the suggested offer.
+    OfferAccepted,
+}
+
+impl CallOutcome {
+    /// Every outcome, in the order agents' forms list them.
+    pub const ALL: [CallOutcome; 6] = [
+        CallOutcome::Reached,
+        CallOutcome::NotReached,
+        CallOutcome::ReasonForLeaving,
+        CallOutcome::WantsFewerEmails,
+        CallOutcome::DoNotCall,
+        CallOutcome::OfferAccepted,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Reached => "reached",
+            CallOutcome::NotReached => "not_reached",
+            CallOutcome::ReasonForLeaving => "reason_for_leaving",
+            CallOutcome::WantsFewerEmails => "wants_fewer_emails",
+            CallOutcome::DoNotCall => "do_not_call",
+            CallOutcome::OfferAccepted => "offer_accepted",
+        }
+    }
+
+    /// Parses the stored name, or how a call-centre export writes it (`Not reached`,
+    /// `do-not-call`, Dutch `bereikt`, `niet bereikt`, `niet bellen`, `aanbod geaccepteerd`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let k = s.trim().to_lowercase().replace(['-', ' '], "_");
+        Some(match k.as_str() {
+            "reached" | "bereikt" | "answered" => CallOutcome::Reached,
+            "not_reached" | "niet_bereikt" | "no_answer" | "voicemail" => CallOutcome::NotReached,
+            "reason_for_leaving" | "reason" | "reden" => CallOutcome::ReasonForLeaving,
+            "wants_fewer_emails" | "fewer_emails" | "minder_mail" | "minder_e_mail" => {
+                CallOutcome::WantsFewerEmails
+            }
+            "do_not_call" | "dnc" | "niet_bellen" | "bel_me_niet" => CallOutcome::DoNotCall,
+            "offer_accepted" | "accepted" | "aanbod_geaccepteerd" | "geaccepteerd" => {
+                CallOutcome::OfferAccepted
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether the agent spoke with the contact.
+    pub fn reached(self) -> bool {
+        !matches!(self, CallOutcome::NotReached)
+    }
+}
+
+impl fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened. Serialised with a `type` tag, as in `events.jsonl`:
 /// `{"type":"email_opened","message_id":"m-1"}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -223,6 +296,32 @@ pub enum EventKind {
         #[serde(default)]
         referred: Option<String>,
     },
+    /// A customer-service call on a journey's call list came to an outcome (written by
+    /// `POST /v1/call-outcomes` and `winback calls import`, which also update the call list).
+    CallOutcome {
+        /// What it came to.
+        outcome: CallOutcome,
+        /// The reason for leaving, when the contact gave one.
+        #[serde(default)]
+        reason: Option<LeaveReason>,
+        /// The call task.
+        #[serde(default)]
+        task: Option<i64>,
+        /// Who called.
+        #[serde(default)]
+        agent: Option<String>,
+    },
+    /// Customer service tried a call on a journey's call list and did not reach the person;
+    /// the task stays on the list for another try. Journeys wait for the `call_outcome` that
+    /// closes the task, not for this.
+    CallAttempt {
+        /// The call task.
+        #[serde(default)]
+        task: Option<i64>,
+        /// Who called.
+        #[serde(default)]
+        agent: Option<String>,
+    },
     /// A business event of the shop's own, e.g. `assortment_updated` (seed 004: keep promises).
     Custom {
         /// Event name, snake_case.
@@ -269,6 +368,8 @@ impl EventKind {
             EventKind::ComplaintOpened { .. } => "complaint_opened",
             EventKind::ComplaintResolved { .. } => "complaint_resolved",
             EventKind::ReferralMade { .. } => "referral_made",
+            EventKind::CallOutcome { .. } => "call_outcome",
+            EventKind::CallAttempt { .. } => "call_attempt",
             EventKind::Custom { .. } => "custom",
         }
     }

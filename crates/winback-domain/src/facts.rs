@@ -138,6 +138,11 @@ impl Signal {
             EventKind::ReferralMade { .. } => Signal::Referral,
             EventKind::EmailUnsubscribed { .. } => Signal::Unsubscribed,
             EventKind::EmailComplained { .. } => Signal::SpamComplaint,
+            // A reason for leaving told to customer service counts as a survey answer.
+            EventKind::CallOutcome {
+                reason: Some(r), ..
+            } => Signal::SurveyAnswer(Some(*r)),
+            EventKind::CallOutcome { .. } | EventKind::CallAttempt { .. } => return None,
             EventKind::EmailDelivered { .. }
             | EventKind::EmailBounced { .. }
             | EventKind::Custom { .. } => return None,

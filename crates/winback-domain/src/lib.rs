@@ -24,10 +24,12 @@ mod phone;
 
 pub use address::{AddressError, PostalAddress, country_code};
 pub use clock::{Clock, ManualClock, ShiftedClock, SystemClock, Timestamp, set_shop_time_zone};
-pub use consent::{Channel, Consent, ConsentError, ConsentStatus};
+pub use consent::{Channel, Consent, ConsentError, ConsentStatus, LegalBasis};
 pub use customer::CustomerRecord;
 pub use email::{EmailAddress, EmailError};
-pub use event::{ACTIVITY_EVENTS, BounceKind, EventError, EventKind, EventRecord, LeaveReason};
+pub use event::{
+    ACTIVITY_EVENTS, BounceKind, CallOutcome, EventError, EventKind, EventRecord, LeaveReason,
+};
 pub use facts::{FactSet, OrderFact, ProfileFacts, Signal, SignalFact, is_machine_open};
 pub use features::{Features, LOYALTY_WINDOW_DAYS, LoyaltyTrend, SubscriptionState};
 pub use ids::{CampaignId, CustomerId, EnrolmentId, ExternalId, IdError, MessageKey, ProfileId};

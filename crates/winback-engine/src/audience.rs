@@ -192,6 +192,11 @@ pub const JOURNEY_VARIABLES: &[(&str, &str, &str)] = &[
         "string",
         "the reason for leaving given since entering the journey",
     ),
+    (
+        "call_outcome",
+        "string",
+        "the latest outcome of this journey's call (reached, not_reached, reason_for_leaving, wants_fewer_emails, do_not_call, offer_accepted)",
+    ),
     ("days_in_journey", "int", "days since entering the journey"),
     (
         "variant",
@@ -463,6 +468,8 @@ pub struct JourneyFacts {
     pub purchased: bool,
     /// Reason for leaving answered since entering.
     pub survey_reason: Option<String>,
+    /// The latest outcome of a call on this journey's call list (`reached`, `not_reached`, …).
+    pub call_outcome: Option<String>,
     /// Days since entering.
     pub days_in_journey: i64,
     /// Experiment variant.
@@ -482,6 +489,10 @@ impl JourneyFacts {
             "purchased" => Value::Bool(self.purchased),
             "survey_reason" => self
                 .survey_reason
+                .as_deref()
+                .map_or(Value::Null, Value::from),
+            "call_outcome" => self
+                .call_outcome
                 .as_deref()
                 .map_or(Value::Null, Value::from),
             "days_in_journey" => Value::Int(self.days_in_journey),
@@ -567,6 +578,17 @@ pub const ENUMERATED: &[(&str, &[&str])] = &[
     ("subscription", &["none", "active", "cancelled"]),
     ("leave_reasons", REASONS),
     ("survey_reason", REASONS),
+    (
+        "call_outcome",
+        &[
+            "reached",
+            "not_reached",
+            "reason_for_leaving",
+            "wants_fewer_emails",
+            "do_not_call",
+            "offer_accepted",
+        ],
+    ),
 ];
 
 /// The lifecycle stages, in funnel order.

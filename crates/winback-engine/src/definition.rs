@@ -168,7 +168,7 @@ impl EventMatch {
         }
         match winback_domain::Signal::EVENT_TYPES
             .iter()
-            .chain(["email_delivered", "email_bounced"].iter())
+            .chain(["email_delivered", "email_bounced", "call_outcome"].iter())
             .find(|t| **t == raw)
         {
             Some(t) => Ok(Self::Type((*t).to_owned())),
@@ -412,26 +412,144 @@ pub struct Message {
     pub sender_name: Option<String>,
 }
 
-/// Where an audience export goes (channels without opt-in, seed 001).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an audience export goes (seed 001: "display via CRM onboarding, custom
+/// audience/sociale netwerken, print").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ExportTarget {
     /// Meta custom audience.
     Meta,
     /// Google Customer Match.
     Google,
+    /// LinkedIn Matched Audiences (contact list).
+    Linkedin,
+    /// A hashed file for a CRM-onboarding or display partner, in the columns the campaign maps.
+    Crm,
     /// A print mailing list.
     Print,
 }
 
 impl ExportTarget {
+    /// Every destination, in the order files and tables list them.
+    pub const ALL: [ExportTarget; 5] = [
+        Self::Meta,
+        Self::Google,
+        Self::Linkedin,
+        Self::Crm,
+        Self::Print,
+    ];
+
     /// Stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Meta => "meta",
             Self::Google => "google",
+            Self::Linkedin => "linkedin",
+            Self::Crm => "crm",
             Self::Print => "print",
         }
     }
+
+    /// The destination with this stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Which kind of wallet pass a `wallet` step issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassStyle {
+    /// A coupon: the offer and its code.
+    Coupon,
+    /// A store card: the shop's card with the current offer on it.
+    StoreCard,
+}
+
+impl PassStyle {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Coupon => "coupon",
+            Self::StoreCard => "store_card",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "coupon" => Some(Self::Coupon),
+            "store_card" => Some(Self::StoreCard),
+            _ => None,
+        }
+    }
+}
+
+/// What one column of a CRM-onboarding file holds: one identifier per column, as onboarding
+/// partners (LiveRamp and the like) ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportField {
+    /// SHA-256 of the `n`th distinct email address of the profile (1-based), normalised.
+    EmailSha256(u8),
+    /// SHA-256 of the `n`th distinct phone number, E.164 digits without the `+`.
+    PhoneSha256(u8),
+    /// SHA-256 of the normalised first name.
+    FirstNameSha256,
+    /// SHA-256 of the normalised last name.
+    LastNameSha256,
+    /// The postal code, plain.
+    PostalCode,
+    /// The city, plain.
+    City,
+    /// The ISO country code, plain.
+    Country,
+}
+
+impl ExportField {
+    /// The names a campaign file may use (`email_sha256`, `email_sha256_2`, …).
+    pub const NAMES: &'static str = "email_sha256, email_sha256_2, email_sha256_3, phone_sha256, phone_sha256_2, first_name_sha256, last_name_sha256, postal_code, city, country";
+
+    /// Parses a field name.
+    pub fn parse(s: &str) -> Option<Self> {
+        let nth = |base: &str| -> Option<u8> {
+            let rest = s.strip_prefix(base)?;
+            match rest {
+                "" => Some(1),
+                _ => rest
+                    .strip_prefix('_')?
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| (2..=3).contains(n)),
+            }
+        };
+        if let Some(n) = nth("email_sha256") {
+            return Some(Self::EmailSha256(n));
+        }
+        if let Some(n) = nth("phone_sha256").filter(|n| *n <= 2) {
+            return Some(Self::PhoneSha256(n));
+        }
+        Some(match s {
+            "first_name_sha256" => Self::FirstNameSha256,
+            "last_name_sha256" => Self::LastNameSha256,
+            "postal_code" => Self::PostalCode,
+            "city" => Self::City,
+            "country" => Self::Country,
+            _ => return None,
+        })
+    }
+
+    /// Whether the field is an identifier a partner matches on (a hashed email or phone).
+    pub fn identifies(self) -> bool {
+        matches!(self, Self::EmailSha256(_) | Self::PhoneSha256(_))
+    }
+}
+
+/// One column of a CRM-onboarding file: the partner's header and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportColumn {
+    /// The header the partner expects.
+    pub header: String,
+    /// What the column holds.
+    pub field: ExportField,
 }
 
 /// A journey condition.
@@ -443,6 +561,8 @@ pub enum Condition {
     Clicked(String),
     /// The survey was answered with this reason since entering.
     SurveyReason(LeaveReason),
+    /// The latest call on the journey's call list came to this outcome.
+    CallOutcome(winback_domain::CallOutcome),
     /// The contact has the tag.
     HasTag(String),
     /// An order was placed since entering.
@@ -489,7 +609,23 @@ pub enum Action {
     /// Say goodbye kindly, then unsubscribe from marketing email.
     Sunset(Message),
     /// Add the contact to an audience export.
-    Export(ExportTarget),
+    Export {
+        /// Where.
+        target: ExportTarget,
+        /// The columns of a CRM-onboarding file (empty for the other destinations).
+        columns: Vec<ExportColumn>,
+    },
+    /// Issue the contact's wallet pass with the campaign's newest offer code, or update the
+    /// pass they hold (seed 001: "push wallet").
+    Wallet {
+        /// Coupon or store card.
+        style: PassStyle,
+    },
+    /// Put the contact on a call list for customer service (seed 000: phone follow-up).
+    Call {
+        /// The list's name.
+        list: String,
+    },
     /// Call a webhook with the contact and journey.
     Webhook {
         /// HTTPS URL.
@@ -510,7 +646,9 @@ impl Action {
             Self::Tag(_) => "tag",
             Self::Untag(_) => "untag",
             Self::Sunset(_) => "sunset",
-            Self::Export(_) => "export",
+            Self::Export { .. } => "export",
+            Self::Call { .. } => "call",
+            Self::Wallet { .. } => "wallet",
             Self::Webhook { .. } => "webhook",
             Self::Exit => "exit",
         }
@@ -800,6 +938,8 @@ struct RawStep {
     #[serde(default)]
     survey_reason: Option<Spanned<String>>,
     #[serde(default)]
+    call_outcome: Option<Spanned<String>>,
+    #[serde(default)]
     has_tag: Option<Spanned<String>>,
     #[serde(default)]
     purchased: Option<Spanned<bool>>,
@@ -812,13 +952,29 @@ struct RawStep {
     // tag / untag
     #[serde(default)]
     tags: Option<Spanned<Vec<String>>>,
+    // call
+    #[serde(default)]
+    list: Option<Spanned<String>>,
+    // wallet
+    #[serde(default)]
+    style: Option<Spanned<String>>,
     // export / webhook
     #[serde(default)]
     target: Option<Spanned<String>>,
     #[serde(default)]
+    columns: Option<Spanned<Vec<RawColumn>>>,
+    #[serde(default)]
     url: Option<Spanned<String>>,
     #[serde(default)]
     variants: BTreeMap<String, Spanned<RawOverride>>,
+}
+
+/// `{ header = "EMAIL1", value = "email_sha256" }`
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    header: String,
+    value: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -870,6 +1026,90 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The header mapping of a `crm` export step: required there, refused elsewhere (the other
+/// destinations' columns are the platforms' own). Headers are unique and defused-safe, and at
+/// least one column identifies the contact.
+fn export_columns(
+    ck: &mut Checker,
+    id: &str,
+    span: &std::ops::Range<usize>,
+    target: ExportTarget,
+    raw: Option<&Spanned<Vec<RawColumn>>>,
+) -> Vec<ExportColumn> {
+    let Some(raw) = raw else {
+        if target == ExportTarget::Crm {
+            ck.at(
+                span.clone(),
+                Some(id),
+                format!(
+                    "a crm export step needs `columns = [{{ header = \"EMAIL1\", value = \"email_sha256\" }}, …]`; values: {}",
+                    ExportField::NAMES
+                ),
+            );
+        }
+        return Vec::new();
+    };
+    if target != ExportTarget::Crm {
+        ck.at(
+            raw.span(),
+            Some(id),
+            format!(
+                "`columns` is for target = \"crm\"; {} files have the platform's own columns",
+                target.as_str()
+            ),
+        );
+        return Vec::new();
+    }
+    let mut out: Vec<ExportColumn> = Vec::new();
+    for c in raw.get_ref() {
+        let header = c.header.trim();
+        if header.is_empty()
+            || header.len() > 64
+            || header.starts_with(['=', '+', '-', '@'])
+            || header.chars().any(char::is_control)
+        {
+            ck.at(
+                raw.span(),
+                Some(id),
+                format!("column header `{}` must be 1–64 plain characters", c.header),
+            );
+            continue;
+        }
+        if out.iter().any(|o| o.header == header) {
+            ck.at(
+                raw.span(),
+                Some(id),
+                format!("column header `{header}` appears twice"),
+            );
+            continue;
+        }
+        let Some(field) = ExportField::parse(c.value.trim()) else {
+            ck.at(
+                raw.span(),
+                Some(id),
+                format!(
+                    "column `{header}`: `{}` is not one of {}",
+                    c.value,
+                    ExportField::NAMES
+                ),
+            );
+            continue;
+        };
+        out.push(ExportColumn {
+            header: header.to_owned(),
+            field,
+        });
+    }
+    if !out.is_empty() && !out.iter().any(|c| c.field.identifies()) {
+        ck.at(
+            raw.span(),
+            Some(id),
+            "a crm file needs at least one email_sha256 or phone_sha256 column to match on",
+        );
+    }
+    out
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -895,14 +1135,17 @@ fn allowed_fields(kind: &str) -> Option<&'static [&'static str]> {
             "opened",
             "clicked",
             "survey_reason",
+            "call_outcome",
             "has_tag",
             "purchased",
             "expr",
             "then",
             "else",
         ],
+        "call" => &["list"],
+        "wallet" => &["style"],
         "tag" | "untag" => &["tags"],
-        "export" => &["target"],
+        "export" => &["target", "columns"],
         "webhook" => &["url"],
         "exit" => &[],
         _ => return None,
@@ -928,6 +1171,9 @@ fn present_fields(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
     f!(opened, "opened");
     f!(clicked, "clicked");
     f!(survey_reason, "survey_reason");
+    f!(call_outcome, "call_outcome");
+    f!(list, "list");
+    f!(style, "style");
     f!(has_tag, "has_tag");
     f!(purchased, "purchased");
     f!(expr, "expr");
@@ -935,6 +1181,7 @@ fn present_fields(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
     f!(otherwise, "else");
     f!(tags, "tags");
     f!(target, "target");
+    f!(columns, "columns");
     f!(url, "url");
     let id = s.id.span();
     for (name, set) in [
@@ -1444,6 +1691,26 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                         ),
                     }
                 }
+                if let Some(v) = &r.call_outcome {
+                    match winback_domain::CallOutcome::parse(v.get_ref())
+                        .filter(|o| o.as_str() == v.get_ref())
+                    {
+                        Some(o) => conditions.push(Condition::CallOutcome(o)),
+                        None => ck.at(
+                            v.span(),
+                            Some(id),
+                            format!(
+                                "call_outcome `{}` is not one of {}",
+                                v.get_ref(),
+                                winback_domain::CallOutcome::ALL
+                                    .iter()
+                                    .map(|o| o.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ),
+                    }
+                }
                 if let Some(v) = &r.has_tag {
                     conditions.push(Condition::HasTag(v.get_ref().clone()));
                 }
@@ -1467,7 +1734,7 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     ck.at(
                         span.clone(),
                         Some(id),
-                        "a branch tests exactly one of opened, clicked, survey_reason, has_tag, purchased or expr",
+                        "a branch tests exactly one of opened, clicked, survey_reason, call_outcome, has_tag, purchased or expr",
                     );
                     continue;
                 }
@@ -1504,20 +1771,59 @@ fn check(ck: &mut Checker<'_>, raw: RawFile) -> Option<Campaign> {
                     continue;
                 }
             },
-            "export" => match r.target.as_ref().map(|t| (t, t.get_ref().as_str())) {
-                Some((_, "meta")) => Action::Export(ExportTarget::Meta),
-                Some((_, "google")) => Action::Export(ExportTarget::Google),
-                Some((_, "print")) => Action::Export(ExportTarget::Print),
-                Some((t, other)) => {
+            "export" => {
+                let Some(t) = r.target.as_ref() else {
+                    ck.at(span.clone(), Some(id), "an export step needs `target`");
+                    continue;
+                };
+                let Some(target) = ExportTarget::parse(t.get_ref()) else {
                     ck.at(
                         t.span(),
                         Some(id),
-                        format!("export target `{other}` is not meta, google or print"),
+                        format!(
+                            "export target `{}` is not meta, google, linkedin, crm or print",
+                            t.get_ref()
+                        ),
+                    );
+                    continue;
+                };
+                let columns = export_columns(ck, id, &span, target, r.columns.as_ref());
+                Action::Export { target, columns }
+            }
+            "wallet" => match r.style.as_ref() {
+                None => Action::Wallet {
+                    style: PassStyle::Coupon,
+                },
+                Some(s) => match PassStyle::parse(s.get_ref()) {
+                    Some(style) => Action::Wallet { style },
+                    None => {
+                        ck.at(
+                            s.span(),
+                            Some(id),
+                            format!("wallet style `{}` is not coupon or store_card", s.get_ref()),
+                        );
+                        continue;
+                    }
+                },
+            },
+            "call" => match r.list.as_ref() {
+                Some(l) if valid_name(l.get_ref()) => Action::Call {
+                    list: l.get_ref().clone(),
+                },
+                Some(l) => {
+                    ck.at(
+                        l.span(),
+                        Some(id),
+                        "a call list's name is lowercase letters, digits, - or _",
                     );
                     continue;
                 }
                 None => {
-                    ck.at(span.clone(), Some(id), "an export step needs `target`");
+                    ck.at(
+                        span.clone(),
+                        Some(id),
+                        "a call step needs `list = \"NAME\"` (the call list customer service works)",
+                    );
                     continue;
                 }
             },

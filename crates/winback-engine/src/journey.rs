@@ -100,6 +100,22 @@ pub enum Effect {
         /// Where.
         target: ExportTarget,
     },
+    /// Issue or update the contact's wallet pass.
+    Wallet {
+        /// Step id.
+        step_id: String,
+        /// Coupon or store card.
+        style: crate::definition::PassStyle,
+        /// The pass's serial (one per campaign and person).
+        serial: String,
+    },
+    /// Put the contact on a call list.
+    Call {
+        /// Step id.
+        step_id: String,
+        /// The list.
+        list: String,
+    },
     /// Call a webhook (queued in the outbox like a message).
     Webhook {
         /// Step id.
@@ -355,9 +371,18 @@ pub fn advance(
             }
             Action::Tag(tags) => effects.push(Effect::Tag(tags.clone())),
             Action::Untag(tags) => effects.push(Effect::Untag(tags.clone())),
-            Action::Export(target) => effects.push(Effect::Export {
+            Action::Export { target, .. } => effects.push(Effect::Export {
                 step_id: step.id.clone(),
                 target: *target,
+            }),
+            Action::Wallet { style } => effects.push(Effect::Wallet {
+                step_id: step.id.clone(),
+                style: *style,
+                serial: offer::pass_serial(secret, &campaign.name, e.profile_id),
+            }),
+            Action::Call { list } => effects.push(Effect::Call {
+                step_id: step.id.clone(),
+                list: list.clone(),
             }),
             Action::Webhook { url } => effects.push(Effect::Webhook {
                 step_id: step.id.clone(),
@@ -417,6 +442,10 @@ fn test(condition: &Condition, snap: &Snapshot, eval: &Evaluator) -> (bool, Stri
         Condition::SurveyReason(r) => (
             snap.journey.survey_reason.as_deref() == Some(r.as_str()),
             format!("survey reason {}", r.as_str()),
+        ),
+        Condition::CallOutcome(o) => (
+            snap.journey.call_outcome.as_deref() == Some(o.as_str()),
+            format!("call outcome {}", o.as_str()),
         ),
         Condition::HasTag(t) => (
             snap.row.tags.iter().any(|x| x == t),

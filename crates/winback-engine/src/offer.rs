@@ -64,6 +64,23 @@ pub fn next_rung(ladder: &Ladder, issued: usize) -> (usize, &Rung) {
     (i, &ladder.rungs[i])
 }
 
+/// The serial number of a contact's wallet pass for a campaign: one pass per campaign and
+/// person, so a later wallet step (the next rung, a reminder) updates the pass the person
+/// already holds instead of issuing another. Keyed with the engine's secret, so serials cannot
+/// be guessed from ids.
+pub fn pass_serial(secret: &[u8], campaign: &str, profile: winback_domain::ProfileId) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    for part in [
+        b"wallet".as_slice(),
+        campaign.as_bytes(),
+        &profile.get().to_le_bytes(),
+    ] {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +121,20 @@ mod tests {
             a[3..]
                 .chars()
                 .all(|c| ALPHABET.contains(&(c as u8)) && !"ILOU".contains(c))
+        );
+    }
+
+    #[test]
+    fn a_pass_serial_is_stable_per_campaign_and_person_and_keyed() {
+        let p = winback_domain::ProfileId::new(7);
+        let a = pass_serial(b"k1", "c", p);
+        assert_eq!(a, pass_serial(b"k1", "c", p));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, pass_serial(b"k2", "c", p));
+        assert_ne!(a, pass_serial(b"k1", "d", p));
+        assert_ne!(
+            a,
+            pass_serial(b"k1", "c", winback_domain::ProfileId::new(8))
         );
     }
 }

@@ -100,6 +100,69 @@ pub fn sms_window() -> LocalWindow {
     }
 }
 
+/// When customer service may call a contact, in the contact's zone (`[policy.calls]`). The
+/// default is the Dutch telemarketing code's: weekdays 09:00–21:00, Saturdays 10:00–16:00, never
+/// on Sundays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallHours {
+    /// Monday to Friday.
+    pub weekdays: LocalWindow,
+    /// Saturday (`None`: no calls).
+    pub saturday: Option<LocalWindow>,
+    /// Sunday (`None`: no calls).
+    pub sunday: Option<LocalWindow>,
+}
+
+impl Default for CallHours {
+    fn default() -> Self {
+        Self {
+            weekdays: LocalWindow::parse("09:00-21:00").expect("valid"),
+            saturday: Some(LocalWindow::parse("10:00-16:00").expect("valid")),
+            sunday: None,
+        }
+    }
+}
+
+impl CallHours {
+    /// The window on a day of the week.
+    pub fn on(&self, day: jiff::civil::Weekday) -> Option<LocalWindow> {
+        use jiff::civil::Weekday::*;
+        match day {
+            Saturday => self.saturday,
+            Sunday => self.sunday,
+            _ => Some(self.weekdays),
+        }
+    }
+
+    /// The first instant from `now` on at which a call may be made in `zone`; `None` when no
+    /// day of the coming week has a window. Windows are taken as within one day (a window that
+    /// wraps midnight is read as ending at midnight).
+    pub fn next_open(&self, now: Timestamp, zone: &TimeZone) -> Option<Timestamp> {
+        let local = now.jiff().to_zoned(zone.clone());
+        let minute = (local.hour() as u16) * 60 + local.minute() as u16;
+        let mut date = local.date();
+        for offset in 0..8 {
+            if let Some(w) = self.on(date.weekday()) {
+                let (s, e) = (w.start.minute_of_day(), w.end.minute_of_day());
+                let e = if e > s { e } else { 1440 };
+                let from = if offset == 0 { minute.max(s) } else { s };
+                if from < e {
+                    if offset == 0 && minute >= s {
+                        return Some(now);
+                    }
+                    let at = date
+                        .at((from / 60) as i8, (from % 60) as i8, 0, 0)
+                        .to_zoned(zone.clone())
+                        .ok()?;
+                    return Some(Timestamp::new(at.timestamp()));
+                }
+            }
+            date = date.tomorrow().ok()?;
+        }
+        None
+    }
+}
+
 /// Where a mailbox provider's ramp stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RampState {
@@ -580,6 +643,38 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         Timestamp::new(s.parse().unwrap())
+    }
+
+    #[test]
+    fn calls_keep_to_the_telemarketing_hours_in_the_contacts_zone() {
+        let h = CallHours::default();
+        let ams = TimeZone::get("Europe/Amsterdam").unwrap();
+        let next = |now: &str| h.next_open(ts(now), &ams).unwrap();
+        // Tuesday 2026-06-30, 10:00 CEST: open now.
+        assert_eq!(next("2026-06-30T08:00:00Z"), ts("2026-06-30T08:00:00Z"));
+        // Tuesday 07:30 CEST: at 09:00.
+        assert_eq!(next("2026-06-30T05:30:00Z"), ts("2026-06-30T07:00:00Z"));
+        // Tuesday 21:30 CEST: Wednesday 09:00.
+        assert_eq!(next("2026-06-30T19:30:00Z"), ts("2026-07-01T07:00:00Z"));
+        // Saturday 2026-07-04 09:00 CEST: at 10:00; 17:00: Monday 09:00 (no Sunday calls).
+        assert_eq!(next("2026-07-04T07:00:00Z"), ts("2026-07-04T08:00:00Z"));
+        assert_eq!(next("2026-07-04T15:00:00Z"), ts("2026-07-06T07:00:00Z"));
+        // The same instant in Warsaw and in New York: the contact's own clock decides.
+        let nyc = TimeZone::get("America/New_York").unwrap();
+        assert_eq!(
+            h.next_open(ts("2026-06-30T12:00:00Z"), &nyc).unwrap(),
+            ts("2026-06-30T13:00:00Z"),
+            "08:00 in New York: at 09:00 there"
+        );
+        let never = CallHours {
+            saturday: None,
+            sunday: None,
+            weekdays: h.weekdays,
+        };
+        assert_eq!(
+            never.next_open(ts("2026-07-04T08:00:00Z"), &ams).unwrap(),
+            ts("2026-07-06T07:00:00Z")
+        );
     }
 
     fn ctx(now: &str) -> SendContext {

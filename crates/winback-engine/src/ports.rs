@@ -521,10 +521,15 @@ pub struct TriggerBatch {
 pub struct AudienceMember {
     /// Profile.
     pub profile_id: ProfileId,
-    /// Email.
+    /// Email (the first of the profile's records that has one).
     pub email: Option<String>,
+    /// The profile's other distinct email addresses (merged records), for files that take
+    /// several.
+    pub other_emails: Vec<String>,
     /// Phone (E.164).
     pub phone: Option<String>,
+    /// The profile's other distinct phone numbers.
+    pub other_phones: Vec<String>,
     /// First name.
     pub first_name: Option<String>,
     /// Last name.
@@ -542,6 +547,38 @@ pub struct AudienceMember {
     /// The newest unexpired offer code of the campaign for this contact (a personal code for
     /// print).
     pub code: Option<String>,
+}
+
+impl AudienceMember {
+    /// The `n`th distinct email address (1-based).
+    pub fn nth_email(&self, n: usize) -> Option<&str> {
+        match n {
+            0 => None,
+            1 => self.email.as_deref(),
+            n => self.other_emails.get(n - 2).map(String::as_str),
+        }
+    }
+
+    /// The `n`th distinct phone number (1-based).
+    pub fn nth_phone(&self, n: usize) -> Option<&str> {
+        match n {
+            0 => None,
+            1 => self.phone.as_deref(),
+            n => self.other_phones.get(n - 2).map(String::as_str),
+        }
+    }
+}
+
+/// The contacts of one destination's file, after the destination's legal basis, and how many
+/// it left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AudienceFile {
+    /// Who may go into the file.
+    pub members: Vec<AudienceMember>,
+    /// Added by the campaign's steps but objected to direct marketing since (always left out).
+    pub objected: u64,
+    /// Left out under a consent basis: no address with an explicit opt-in in force.
+    pub no_consent: u64,
 }
 
 /// A delivery channel.

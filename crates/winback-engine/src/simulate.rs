@@ -43,6 +43,23 @@ pub struct ResponseModel {
     pub email_cost_minor: i64,
     /// Cost of one SMS, minor units.
     pub sms_cost_minor: i64,
+    /// Chance customer service reaches a listed contact on one try.
+    pub call_reach_rate: f64,
+    /// Chance a reached contact accepts the offer on the phone.
+    pub call_accept_rate: f64,
+    /// Chance an accepted offer is used in an order.
+    pub order_given_accept: f64,
+    /// Chance a reached contact (who did not accept) says why they left.
+    pub call_reason_rate: f64,
+    /// Chance a reached contact asks never to be called again.
+    pub do_not_call_rate: f64,
+    /// Chance a reached contact asks for fewer emails.
+    pub fewer_emails_rate: f64,
+    /// Chance a contact adds a wallet pass they were given to their wallet.
+    pub wallet_add_rate: f64,
+    /// Chance a pass in a wallet (its code always at hand) leads to an order with the code,
+    /// times P(alive); an update (the next rung, a reminder) gives the same chance again, halved.
+    pub order_given_pass: f64,
 }
 
 impl Default for ResponseModel {
@@ -61,8 +78,63 @@ impl Default for ResponseModel {
             hard_bounce_rate: 0.004,
             email_cost_minor: 1,
             sms_cost_minor: 8,
+            call_reach_rate: 0.55,
+            call_accept_rate: 0.25,
+            order_given_accept: 0.7,
+            call_reason_rate: 0.3,
+            do_not_call_rate: 0.05,
+            fewer_emails_rate: 0.05,
+            wallet_add_rate: 0.35,
+            order_given_pass: 0.12,
         }
     }
+}
+
+/// What a listed contact does when customer service calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallResponse {
+    /// The outcome the agent records.
+    pub outcome: winback_domain::CallOutcome,
+    /// With [`winback_domain::CallOutcome::ReasonForLeaving`].
+    pub reason: Option<winback_domain::LeaveReason>,
+    /// Days after the call an order followed, if one did.
+    pub order_after_days: Option<u32>,
+}
+
+/// Draws what one call comes to. An accepted offer turns into an order at
+/// `order_given_accept` times how alive the contact still is.
+pub fn respond_to_call<R: Rng>(model: &ResponseModel, p_alive: f64, rng: &mut R) -> CallResponse {
+    use winback_domain::{CallOutcome as O, LeaveReason};
+    let mut r = CallResponse {
+        outcome: O::NotReached,
+        reason: None,
+        order_after_days: None,
+    };
+    if !rng.gen_bool(model.call_reach_rate.clamp(0.0, 1.0)) {
+        return r;
+    }
+    let x: f64 = rng.r#gen();
+    let dnc = model.do_not_call_rate.clamp(0.0, 1.0);
+    let fewer = dnc + model.fewer_emails_rate.clamp(0.0, 1.0);
+    let accept = fewer + model.call_accept_rate.clamp(0.0, 1.0);
+    r.outcome = if x < dnc {
+        O::DoNotCall
+    } else if x < fewer {
+        O::WantsFewerEmails
+    } else if x < accept {
+        O::OfferAccepted
+    } else if rng.gen_bool(model.call_reason_rate.clamp(0.0, 1.0)) {
+        r.reason = Some(LeaveReason::ALL[rng.gen_range(0..LeaveReason::ALL.len())]);
+        O::ReasonForLeaving
+    } else {
+        O::Reached
+    };
+    if r.outcome == O::OfferAccepted
+        && rng.gen_bool((model.order_given_accept * (0.3 + 0.7 * p_alive)).clamp(0.0, 0.95))
+    {
+        r.order_after_days = Some(rng.gen_range(0..10));
+    }
+    r
 }
 
 /// What a contact does about one message.

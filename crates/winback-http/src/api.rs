@@ -47,6 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/webhooks/ses", post(ses_webhook))
         .route("/v1/webhooks/dsn", post(dsn_webhook))
         .route("/v1/webhooks/sms", post(sms_webhook))
+        .route("/v1/call-lists/{name}", get(call_list))
+        .route("/v1/call-outcomes", post(call_outcomes))
         .route("/v1/privacy/export", post(privacy_export))
         .route("/v1/privacy/erase", post(privacy_erase))
         .route("/v1/privacy/object", post(privacy_object))
@@ -563,6 +565,142 @@ pub async fn customer(
             "not_found",
             format!("no customer `{who}`"),
         )),
+    }
+}
+
+/// `?format=csv` of `GET /v1/call-lists/NAME`.
+#[derive(Debug, Deserialize)]
+pub struct CallListQuery {
+    format: Option<String>,
+}
+
+/// A call list for customer service: everyone its journeys' call steps put on it who may be
+/// called, checked now (journey running, a number, no do-not-call, no objection), the callable
+/// ones first, with why (stage, usual interval, reasons for leaving, value) and the offer to
+/// make; and how many are held back, by reason. `?format=csv` gives the same as a defused CSV.
+/// Reading it changes nothing.
+#[utoipa::path(get, path = "/v1/call-lists/{name}", tag = "calls",
+    params(("name" = String, Path, description = "the list's name, as the call step names it"),
+           ("format" = Option<String>, Query, description = "`csv` for a CSV file")),
+    responses((status = 200, description = "the list")),
+    security(("api_key" = ["read"])))]
+pub async fn call_list(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(name): Path<String>,
+    Query(q): Query<CallListQuery>,
+) -> Result<Response, ApiError> {
+    key.require("read")?;
+    let list = state
+        .store
+        .call_list(&name, &state.settings.calls, state.clock.now())
+        .await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(axum::Json(list).into_response()),
+        Some("csv") => {
+            let mut buf = Vec::new();
+            winback_app::calls::write_call_list(&list, &mut buf).map_err(ApiError::internal)?;
+            Ok((
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "text/csv; charset=utf-8".to_owned(),
+                    ),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        format!(
+                            "attachment; filename=\"call-list-{}.csv\"",
+                            sanitise_file_name(&name)
+                        ),
+                    ),
+                ],
+                buf,
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("format: `{other}` is not json or csv"),
+        )),
+    }
+}
+
+/// A list name as part of a file name: letters, digits, `-` and `_` only.
+fn sanitise_file_name(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect()
+}
+
+/// An agent's outcome for one call: `{"task": 12, "outcome": "reason_for_leaving", "reason":
+/// "too_expensive", "agent": "Sanne", "note": "…", "at": "2025-06-02T10:15:00+02:00", "id":
+/// "crm-8812"}` (or `"list"` and `"customer_id"` instead of `"task"`). It is stored on the
+/// task and as a `call_outcome` event the journey waits and branches on; `do_not_call` takes the
+/// person's numbers off every list for good, `wants_fewer_emails` sets their preference. The same
+/// `id` again (or the same task, outcome and time) changes nothing.
+#[utoipa::path(post, path = "/v1/call-outcomes", tag = "calls",
+    responses((status = 200, description = "recorded (or a repeat)"),
+              (status = 404, description = "unknown_task"),
+              (status = 409, description = "task_closed"),
+              (status = 422, description = "invalid_outcome")),
+    security(("api_key" = ["ingest"])))]
+pub async fn call_outcomes(
+    State(state): State<AppState>,
+    key: ApiKey,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    key.require("ingest")?;
+    let bytes = body(raw)?;
+    let input: winback_app::calls::OutcomeInput = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_body(format!("expected a call outcome: {e}")))?;
+    let now = state.clock.now();
+    let o = &state.settings.import;
+    let dates =
+        winback_import::DateParser::new(o.default_time_zone.time_zone(), o.date_order, None);
+    let report = match input
+        .resolve(&state.store, &dates, now)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let status = if e.field == "customer_id" {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            let code = if e.field == "customer_id" {
+                "unknown_task"
+            } else {
+                "invalid_outcome"
+            };
+            return Err(ApiError::new(status, code, e.to_string()));
+        }
+    };
+    match state
+        .store
+        .record_call_outcome(&report, &state.settings.calls, now)
+        .await?
+    {
+        Ok(winback_store::calls::CallRecorded::Stored { open }) => Ok(axum::Json(json!({
+            "task": report.task, "outcome": report.outcome, "recorded": true,
+            "task_open": open,
+        }))
+        .into_response()),
+        Ok(winback_store::calls::CallRecorded::Repeat) => Ok(axum::Json(json!({
+            "task": report.task, "outcome": report.outcome, "recorded": false, "repeat": true,
+        }))
+        .into_response()),
+        Err(refused) => {
+            let (code, status) = winback_app::calls::refusal_code(&refused);
+            Err(ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
+                code,
+                refused.to_string(),
+            ))
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod error;
 mod openapi;
 mod pages;
 pub mod tracking;
+pub mod wallet;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -77,6 +78,10 @@ pub struct ServerSettings {
     /// loopback address and the shop has configured no public URL (see
     /// [`ServerSettings::listen_at`]). Empty otherwise.
     pub local_origins: Vec<String>,
+    /// How call lists are read and outcomes recorded (`[policy.calls]`).
+    pub calls: winback_store::calls::CallSettings,
+    /// Apple Wallet (`[wallet]`): the PassKit web service answers only when it is set.
+    pub wallet: Option<winback_app::wallet::WalletService>,
 }
 
 impl ServerSettings {
@@ -101,6 +106,8 @@ impl ServerSettings {
                 .map(str::to_owned)
                 .collect(),
             local_origins: Vec::new(),
+            calls: winback_store::calls::CallSettings::default(),
+            wallet: None,
         }
     }
 
@@ -124,6 +131,8 @@ impl ServerSettings {
         s.session_hours = c.session_hours.max(1);
         s.logins_per_minute = c.logins_per_minute;
         s.report = config.report_settings();
+        s.calls = config.call_settings()?;
+        s.wallet = winback_app::wallet::WalletService::from_config(config)?;
         s.templates = config
             .renderer()?
             .template_languages()
@@ -354,6 +363,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tracking::routes())
         .merge(api::routes())
         .merge(dashboard::routes())
+        .merge(wallet::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .layer(middleware::from_fn(track_metrics))

@@ -50,6 +50,8 @@ impl Modify for ApiKeyScheme {
         api::privacy_export,
         api::privacy_erase,
         api::privacy_object,
+        api::call_list,
+        api::call_outcomes,
     ),
     components(schemas(api::EspEvent, api::InboundSms, api::PrivacyRequest)),
     modifiers(&ApiKeyScheme),

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use winback_domain::{Currency, Timestamp};
 use winback_engine::Campaign;
+use winback_engine::definition::ExportTarget;
 use winback_engine::policy::RampSettings;
 use winback_engine::ports::JourneyStore;
 use winback_measure::{Arm, Economics, Readout, Winner};
@@ -50,6 +51,12 @@ pub struct Settings {
     pub email_cost_minor: i64,
     /// What one SMS costs, minor units.
     pub sms_cost_minor: i64,
+    /// What one printed card costs, minor units.
+    pub print_cost_minor: i64,
+    /// What one contact added to an ad or onboarding audience costs, minor units.
+    pub audience_cost_minor: i64,
+    /// What one contact on a call list costs in agent time, minor units.
+    pub call_cost_minor: i64,
     /// Currency of the money figures.
     pub currency: String,
     /// The deliverability thresholds the engine enforces.
@@ -62,6 +69,9 @@ impl Default for Settings {
             margin: 0.3,
             email_cost_minor: 1,
             sms_cost_minor: 8,
+            print_cost_minor: 90,
+            audience_cost_minor: 0,
+            call_cost_minor: 250,
             currency: "EUR".into(),
             ramp: RampSettings::default(),
         }
@@ -239,6 +249,9 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> 
                         Condition::SurveyReason(r) => {
                             format!("left because: {}?", present::label(r.as_str()))
                         }
+                        Condition::CallOutcome(o) => {
+                            format!("call: {}?", present::label(o.as_str()))
+                        }
                         Condition::HasTag(t) => format!("tagged {t}?"),
                         Condition::Purchased => "bought since entering?".to_owned(),
                         Condition::Expr(a) => format!("{}?", a.source()),
@@ -259,8 +272,19 @@ pub fn journey(c: &Campaign, messages: &[MessageFunnel], flow: &JourneyFlow) -> 
                     format!("untag {}", t.join(", ")),
                     vec![(id_of(step.next), String::new())],
                 ),
-                Action::Export(_) => (
-                    "audience export".to_owned(),
+                Action::Export { target, .. } => (
+                    match target {
+                        ExportTarget::Print => "print mailing list".to_owned(),
+                        t => format!("{} audience", t.as_str()),
+                    },
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Wallet { style } => (
+                    format!("wallet pass ({})", style.as_str().replace('_', " ")),
+                    vec![(id_of(step.next), String::new())],
+                ),
+                Action::Call { list } => (
+                    format!("call list {list}"),
                     vec![(id_of(step.next), String::new())],
                 ),
                 Action::Webhook { .. } => (
@@ -502,6 +526,9 @@ pub struct CampaignReport {
     pub dropped_by_reason: std::collections::BTreeMap<String, i64>,
     /// People its export steps handed to ad audiences or print.
     pub exports: Vec<AudienceExport>,
+    /// Its wallet passes (campaigns with a wallet step): issued, added to a wallet, updates,
+    /// removed from every wallet, codes used.
+    pub wallet: Option<winback_store::wallet::WalletCounts>,
     /// Its row of the programme table: counts, margin and verdict.
     pub summary: summary::CampaignSummary,
 }
@@ -590,6 +617,29 @@ pub fn pooled_holdout(arms: &[ArmResult]) -> Option<ArmResult> {
     out
 }
 
+/// Whether a funnel row's channel is a message the outbox sent (email, SMS, a webhook call), as
+/// opposed to a touch outside it (an audience file, a printed card, a call, a wallet pass):
+/// "sent" and "delivered" totals count only these, the touches have their own columns.
+pub fn is_outbox(channel: &str) -> bool {
+    matches!(channel, "email" | "sms" | "webhook")
+}
+
+/// The family a funnel row's channel belongs to, as the programme table names channels: the
+/// ad and onboarding destinations are one `audience`.
+pub fn channel_family(channel: &str) -> &str {
+    match channel {
+        "meta" | "google" | "linkedin" | "crm" => "audience",
+        other => other,
+    }
+}
+
+/// Whether a funnel row's channel reaches one person at a time (email, SMS, a printed card, a
+/// call, a wallet pass), as opposed to an ad audience or a webhook: margin per 1,000 messages
+/// counts only these.
+pub fn is_message(channel: &str) -> bool {
+    !matches!(channel, "meta" | "google" | "linkedin" | "crm" | "webhook")
+}
+
 /// Message cost of one variant's messages.
 fn message_cost(settings: &Settings, funnel: &[MessageFunnel], variant: &str) -> i64 {
     funnel
@@ -600,6 +650,9 @@ fn message_cost(settings: &Settings, funnel: &[MessageFunnel], variant: &str) ->
                 * match f.channel.as_str() {
                     "email" => settings.email_cost_minor,
                     "sms" => settings.sms_cost_minor,
+                    "print" => settings.print_cost_minor,
+                    "meta" | "google" | "linkedin" | "crm" => settings.audience_cost_minor,
+                    "call" => settings.call_cost_minor,
                     _ => 0,
                 }
         })
@@ -635,7 +688,7 @@ pub fn arm_reports(
         };
         let messages: u64 = funnel
             .iter()
-            .filter(|f| !a.holdout && f.variant == a.variant)
+            .filter(|f| !a.holdout && f.variant == a.variant && is_message(&f.channel))
             .map(|f| f.sent.max(0) as u64)
             .sum();
         let economics = Economics {
@@ -998,7 +1051,11 @@ pub async fn timeline(
             month: format!("{:04}-{:02}", m.year(), m.month()),
             start: at(*m),
             entered: arms.iter().map(|a| a.enrolled).sum(),
-            sent: funnel.iter().map(|f| f.sent).sum(),
+            sent: funnel
+                .iter()
+                .filter(|f| is_outbox(&f.channel))
+                .map(|f| f.sent)
+                .sum(),
             buyers: arms
                 .iter()
                 .filter(|a| !a.holdout)
@@ -1133,6 +1190,15 @@ async fn campaign_reports(
                 people,
             })
             .collect();
+        let wallet = if c
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, winback_engine::definition::Action::Wallet { .. }))
+        {
+            Some(store.wallet_counts(rec.id, from, until).await?)
+        } else {
+            None
+        };
         let mut report = CampaignReport {
             name: rec.name,
             description: c.description.clone(),
@@ -1158,6 +1224,7 @@ async fn campaign_reports(
             stay,
             dropped_by_reason: store.drop_reasons(rec.id, from, until).await?,
             exports,
+            wallet,
             // Filled in from the report's own figures just below.
             summary: summary::CampaignSummary::default(),
         };

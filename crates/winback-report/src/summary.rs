@@ -78,6 +78,10 @@ pub struct CampaignSummary {
     pub dropped_by_reason: BTreeMap<String, i64>,
     /// People handed to ad audiences or print.
     pub exported: i64,
+    /// People put on a call list for customer service.
+    pub called: i64,
+    /// Wallet passes issued.
+    pub passes: i64,
     /// Buyers in the messaged arms within the attribution window.
     pub buyers: i64,
     /// Buyers in the holdout.
@@ -101,7 +105,7 @@ pub struct CampaignSummary {
 use crate::present::label as words;
 
 /// The verdict on `overall` (the treated variants against the holdout) after `sent` messages
-/// and `exported` people, with its reason.
+/// and `exported` people (handed to audiences, print or a call list), with its reason.
 pub fn verdict(
     overall: Option<&Readout>,
     sent: i64,
@@ -170,18 +174,27 @@ pub fn verdict(
 impl CampaignSummary {
     /// The row of `c`, amounts in `cur`.
     pub fn new(c: &CampaignReport, cur: &str) -> Self {
-        let sent: i64 = c.messages.iter().map(|f| f.sent).sum();
+        let outbox = || c.messages.iter().filter(|f| crate::is_outbox(&f.channel));
+        let sent: i64 = outbox().map(|f| f.sent).sum();
         let exported: i64 = c.exports.iter().map(|e| e.people).sum();
+        let touched = |channel: &str| -> i64 {
+            c.messages
+                .iter()
+                .filter(|f| f.channel == channel)
+                .map(|f| f.sent)
+                .sum()
+        };
+        let (called, passes) = (touched("call"), touched("wallet"));
         let mut channels: Vec<String> = c
             .messages
             .iter()
             .filter(|f| f.sent + f.dropped > 0)
-            .map(|f| f.channel.clone())
+            .map(|f| crate::channel_family(&f.channel).to_owned())
             .chain(c.exports.iter().map(|e| e.kind().to_owned()))
             .collect();
         channels.sort();
         channels.dedup();
-        let (verdict, why) = verdict(c.overall.as_ref(), sent, exported, cur);
+        let (verdict, why) = verdict(c.overall.as_ref(), sent, exported + called + passes, cur);
         let margin_minor = c.overall.as_ref().and_then(|o| o.margin_anytime);
         Self {
             name: c.name.clone(),
@@ -196,14 +209,16 @@ impl CampaignSummary {
                 .sum(),
             messaged: c.arms.iter().map(|a| a.messaged).sum(),
             sent,
-            delivered: c.messages.iter().map(|f| f.delivered).sum(),
-            dropped: c.messages.iter().map(|f| f.dropped).sum(),
+            delivered: outbox().map(|f| f.delivered).sum(),
+            dropped: outbox().map(|f| f.dropped).sum(),
             dropped_by_reason: c
                 .dropped_by_reason
                 .iter()
                 .map(|(k, v)| (words(k), *v))
                 .collect(),
             exported,
+            called,
+            passes,
             buyers: c.treated_converted(),
             holdout_buyers: c
                 .arms
@@ -248,6 +263,10 @@ pub struct ProgrammeTotal {
     pub dropped: i64,
     /// Exported to audiences or print.
     pub exported: i64,
+    /// Put on a call list.
+    pub called: i64,
+    /// Wallet passes issued.
+    pub passes: i64,
     /// Buyers in the messaged arms.
     pub buyers: i64,
     /// Incremental margin over the campaigns with a readout, minor units. The interval adds
@@ -287,6 +306,8 @@ impl ProgrammeTotal {
             delivered: sum(|r| r.delivered),
             dropped: sum(|r| r.dropped),
             exported: sum(|r| r.exported),
+            called: sum(|r| r.called),
+            passes: sum(|r| r.passes),
             buyers: sum(|r| r.buyers),
             margin: margin_minor
                 .as_ref()
@@ -386,6 +407,8 @@ mod tests {
             dropped: 1,
             dropped_by_reason: BTreeMap::new(),
             exported: 0,
+            called: 0,
+            passes: 0,
             buyers: 2,
             holdout_buyers: 0,
             margin: None,

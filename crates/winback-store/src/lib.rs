@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod bulk;
+pub mod calls;
 mod consent;
 pub mod db;
 mod features;
@@ -33,6 +34,7 @@ mod rollups;
 mod scores;
 mod session;
 pub mod stay;
+pub mod wallet;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -956,14 +958,128 @@ impl SqlStore {
         responses::idempotency_finish(&self.pool, key_id, key, response).await
     }
 
-    /// The contacts a campaign's export steps added for `target`.
+    /// The contacts a campaign's export steps added for `target` that the destination's legal
+    /// `basis` lets go into its file, and how many it left out.
     pub async fn audience_members(
         &self,
         campaign_id: winback_domain::CampaignId,
         target: &str,
+        basis: winback_domain::LegalBasis,
         now: Timestamp,
-    ) -> Result<Vec<winback_engine::ports::AudienceMember>, StoreError> {
-        responses::audience_members(&self.pool, campaign_id, target, now).await
+    ) -> Result<winback_engine::ports::AudienceFile, StoreError> {
+        responses::audience_members(&self.pool, campaign_id, target, basis, now).await
+    }
+
+    /// The open tasks of call list `list`, checked now (see [`calls`]).
+    pub async fn call_list(
+        &self,
+        list: &str,
+        settings: &calls::CallSettings,
+        now: Timestamp,
+    ) -> Result<calls::CallList, StoreError> {
+        calls::call_list(&self.pool, list, settings, now).await
+    }
+
+    /// Records an agent's outcome for a call task (see [`calls`]).
+    pub async fn record_call_outcome(
+        &self,
+        report: &calls::CallReport,
+        settings: &calls::CallSettings,
+        now: Timestamp,
+    ) -> Result<Result<calls::CallRecorded, calls::CallRefused>, StoreError> {
+        calls::record(&self.pool, report, settings, now).await
+    }
+
+    /// Records several outcomes in one transaction: all, or none when one is refused.
+    pub async fn record_call_outcomes(
+        &self,
+        reports: &[calls::CallReport],
+        settings: &calls::CallSettings,
+        now: Timestamp,
+    ) -> Result<Result<Vec<calls::CallRecorded>, (usize, calls::CallRefused)>, StoreError> {
+        calls::record_all(&self.pool, reports, settings, now).await
+    }
+
+    /// The wallet pass with this serial, with its offer.
+    pub async fn wallet_pass(
+        &self,
+        serial: &str,
+    ) -> Result<Option<wallet::StoredPass>, StoreError> {
+        wallet::pass(&self.pool, serial).await
+    }
+
+    /// Registers a device for a pass's updates (`None`: no such pass; `Some(true)`: added to a
+    /// wallet just now).
+    pub async fn register_wallet_device(
+        &self,
+        device: &str,
+        serial: &str,
+        push_token: &str,
+        now: Timestamp,
+    ) -> Result<Option<bool>, StoreError> {
+        wallet::register(&self.pool, device, serial, push_token, now).await
+    }
+
+    /// Unregisters a device from a pass (removed from that wallet).
+    pub async fn unregister_wallet_device(
+        &self,
+        device: &str,
+        serial: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        wallet::unregister(&self.pool, device, serial, now).await
+    }
+
+    /// The passes on a device that changed after `since` (micros), and the newest change.
+    pub async fn wallet_updated_since(
+        &self,
+        device: &str,
+        since: Option<i64>,
+    ) -> Result<(Vec<String>, Option<i64>), StoreError> {
+        wallet::updated_since(&self.pool, device, since).await
+    }
+
+    /// Pushes due to devices whose passes changed.
+    pub async fn wallet_pushes_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<wallet::DuePush>, StoreError> {
+        wallet::pushes_due(&self.pool, limit).await
+    }
+
+    /// Records an accepted push.
+    pub async fn wallet_pushed(&self, push: &wallet::DuePush) -> Result<(), StoreError> {
+        wallet::pushed(&self.pool, push).await
+    }
+
+    /// A campaign's wallet passes issued in `[from, until)`: issued, added, updated, removed,
+    /// redeemed.
+    pub async fn wallet_counts(
+        &self,
+        campaign_id: winback_domain::CampaignId,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<wallet::WalletCounts, StoreError> {
+        wallet::counts(&self.pool, campaign_id.get(), from, until).await
+    }
+
+    /// Every campaign arm's wallet passes: issued, added, updated.
+    pub async fn wallet_tallies(&self) -> Result<Vec<wallet::WalletTally>, StoreError> {
+        wallet::tallies(&self.pool).await
+    }
+
+    /// Every campaign arm's calls: listed, reached, accepted.
+    pub async fn call_tallies(&self) -> Result<Vec<calls::CallTally>, StoreError> {
+        calls::tallies(&self.pool).await
+    }
+
+    /// The open task of `list` for the customer with this external id.
+    pub async fn open_call_task(
+        &self,
+        list: &str,
+        external_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        calls::open_task_of(&self.pool, list, external_id).await
     }
 
     /// The profile and its external id for an email match key.

@@ -147,6 +147,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0021_enrolment_pre_entry.sql"),
         postgres: include_str!("../migrations/postgres/0021_enrolment_pre_entry.sql"),
     },
+    Migration {
+        version: 22,
+        name: "channel_mix",
+        sqlite: include_str!("../migrations/sqlite/0022_channel_mix.sql"),
+        postgres: include_str!("../migrations/postgres/0022_channel_mix.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

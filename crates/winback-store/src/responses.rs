@@ -5,9 +5,10 @@
 //! Engagement itself (opens, clicks, unsubscribes, survey answers) is stored as events through
 //! the import session, so one path withdraws consent and ends journeys whatever the source.
 
+use winback_domain::LegalBasis;
 use winback_domain::ProfileId;
 use winback_domain::{Channel, ConsentStatus, Timestamp};
-use winback_engine::ports::AudienceMember;
+use winback_engine::ports::{AudienceFile, AudienceMember};
 
 use crate::StoreError;
 use crate::db::{Pool, Tx, Val};
@@ -706,40 +707,88 @@ pub(crate) async fn customer_by_email_key(
         .transpose()
 }
 
-/// Everyone a campaign's export steps added for `target` (`meta`, `google` or `print`), with
-/// each field from the first of the profile's records that has it. Erased people are left out.
+/// Everyone a campaign's export steps added for `target`, under the destination's legal
+/// basis, with each field from the first of the profile's records that has it (and every
+/// distinct address). Erased people are left out, and so is anyone who objected to direct
+/// marketing; under [`LegalBasis::Consent`] only the addresses whose consent in force is an
+/// explicit opt-in are kept, and a contact with none is left out. Consent is read as the
+/// send-time check reads it: folded per address over every record that shares it.
 pub(crate) async fn audience_members(
     pool: &Pool,
     campaign_id: winback_domain::CampaignId,
     target: &str,
+    basis: LegalBasis,
     now: Timestamp,
-) -> Result<Vec<AudienceMember>, StoreError> {
+) -> Result<AudienceFile, StoreError> {
     let rows = pool
         .fetch(
-            "SELECT a.profile_id, c.email, c.phone, c.first_name, c.last_name, c.address1, c.address2, c.postal_code, c.city, c.country, \
-                    (SELECT o.code FROM offers o WHERE o.campaign_id = a.campaign_id AND o.profile_id = a.profile_id AND o.expires_at > $3 ORDER BY o.issued_at DESC LIMIT 1) AS code \
-             FROM audience_exports a JOIN customers c ON (c.id = a.profile_id OR c.profile_id = a.profile_id) AND c.erased_at IS NULL \
-             WHERE a.campaign_id = $1 AND a.target = $2 ORDER BY a.profile_id, c.id",
+            "SELECT a.profile_id, c.id, c.email, c.phone, c.first_name, c.last_name, c.address1, c.address2, c.postal_code, c.city, c.country, \
+                    (SELECT o.code FROM offers o WHERE o.campaign_id = a.campaign_id AND o.profile_id = a.profile_id AND o.expires_at > $3 ORDER BY o.issued_at DESC LIMIT 1) AS code, \
+                    CAST(CASE WHEN EXISTS (SELECT 1 FROM contact_tags t WHERE t.profile_id = a.profile_id AND t.tag = 'objected') THEN 1 ELSE 0 END AS BIGINT) AS objected \
+             FROM (SELECT DISTINCT campaign_id, target, profile_id FROM audience_exports WHERE campaign_id = $1 AND target = $2) a \
+             JOIN customers c ON (c.id = a.profile_id OR c.profile_id = a.profile_id) AND c.erased_at IS NULL \
+             ORDER BY a.profile_id, c.id",
             &[Val::from(campaign_id), Val::from(target), Val::from(now.as_micros())],
         )
         .await?;
-    let mut out: Vec<AudienceMember> = Vec::new();
+    let consent = match basis {
+        LegalBasis::Consent => {
+            let records: Vec<i64> = rows.iter().map(|r| r.i64("id")).collect::<Result<_, _>>()?;
+            Some(crate::consent::for_records(&mut &*pool, &records).await?)
+        }
+        LegalBasis::LegitimateInterest => None,
+    };
+    let opted_in = |record: i64, channel: Channel| {
+        consent.as_ref().is_none_or(|f| {
+            f.for_record(record, channel)
+                .is_some_and(|c| c.status == ConsentStatus::OptIn)
+        })
+    };
+    let mut file = AudienceFile::default();
+    let mut current: Option<(AudienceMember, bool)> = None;
+    let finish = |m: Option<(AudienceMember, bool)>, file: &mut AudienceFile| {
+        let Some((m, objected)) = m else { return };
+        if objected {
+            file.objected += 1;
+        } else if consent.is_some() && m.email.is_none() && m.phone.is_none() {
+            file.no_consent += 1;
+        } else {
+            file.members.push(m);
+        }
+    };
     for r in &rows {
-        let profile_id = r.i64("profile_id")?;
-        if out
-            .last()
-            .is_none_or(|m| m.profile_id != winback_domain::ProfileId::new(profile_id))
+        let profile_id = winback_domain::ProfileId::new(r.i64("profile_id")?);
+        if current
+            .as_ref()
+            .is_none_or(|(m, _)| m.profile_id != profile_id)
         {
-            out.push(AudienceMember {
-                profile_id: winback_domain::ProfileId::new(profile_id),
-                code: r.opt_text("code")?,
-                ..Default::default()
+            finish(current.take(), &mut file);
+            current = Some((
+                AudienceMember {
+                    profile_id,
+                    code: r.opt_text("code")?,
+                    ..Default::default()
+                },
+                r.i64("objected")? != 0,
+            ));
+        }
+        let (m, _) = &mut current.as_mut().expect("set above");
+        let record = r.i64("id")?;
+        if let Some(e) = r
+            .opt_text("email")?
+            .filter(|_| opted_in(record, Channel::Email))
+        {
+            push_distinct(&mut m.email, &mut m.other_emails, e, |a, b| {
+                a.trim().eq_ignore_ascii_case(b.trim())
             });
         }
-        let m = out.last_mut().expect("pushed above");
+        if let Some(p) = r
+            .opt_text("phone")?
+            .filter(|_| opted_in(record, Channel::Sms))
+        {
+            push_distinct(&mut m.phone, &mut m.other_phones, p, |a, b| a == b);
+        }
         for (slot, col) in [
-            (&mut m.email, "email"),
-            (&mut m.phone, "phone"),
             (&mut m.first_name, "first_name"),
             (&mut m.last_name, "last_name"),
             (&mut m.address1, "address1"),
@@ -753,5 +802,21 @@ pub(crate) async fn audience_members(
             }
         }
     }
-    Ok(out)
+    finish(current.take(), &mut file);
+    Ok(file)
+}
+
+/// Puts `v` in `first` when empty, else in `others` unless an equal one is there already.
+fn push_distinct(
+    first: &mut Option<String>,
+    others: &mut Vec<String>,
+    v: String,
+    same: impl Fn(&str, &str) -> bool,
+) {
+    match first {
+        None => *first = Some(v),
+        Some(f) if same(f, &v) => {}
+        Some(_) if others.iter().any(|o| same(o, &v)) => {}
+        Some(_) => others.push(v),
+    }
 }

@@ -288,9 +288,78 @@ pub(crate) async fn message_funnels(
                 .or_default() += n;
         }
     }
+    // A campaign's touches outside the outbox count beside its messages, under the channel of
+    // their destination: people added to an audience or a print list (sent and delivered: the
+    // file carries them), and people put on a call list (sent: listed; delivered: reached).
+    for (campaign_id, step, variant, channel, sent, delivered) in
+        touches(pool, campaign, range).await?
+    {
+        let f = entry(
+            &mut funnels,
+            (
+                campaign_id,
+                step,
+                variant,
+                channel,
+                "default".to_owned(),
+                "-".to_owned(),
+            ),
+        );
+        f.sent += sent;
+        f.delivered += delivered;
+    }
     let mut out: HashMap<CampaignId, Vec<MessageFunnel>> = HashMap::new();
     for ((campaign_id, ..), f) in funnels {
         out.entry(CampaignId::new(campaign_id)).or_default().push(f);
+    }
+    Ok(out)
+}
+
+/// Audience exports per campaign, step, variant and destination, and call tasks per campaign,
+/// step and variant, in the UTC days covering `range`, as (campaign, step, variant, channel,
+/// sent, delivered).
+async fn touches(
+    pool: &Pool,
+    campaign: Option<CampaignId>,
+    range: (i64, i64),
+) -> Result<Vec<(i64, String, String, String, i64, i64)>, StoreError> {
+    let (from, until) = days(range);
+    let mut args = vec![Val::from(from * DAY), Val::from(until.saturating_mul(DAY))];
+    let mut filter = "added_at >= $1 AND added_at < $2".to_owned();
+    if let Some(id) = campaign {
+        args.push(Val::from(id));
+        filter.push_str(" AND campaign_id = $3");
+    }
+    let mut out = Vec::new();
+    let exports = format!(
+        "SELECT campaign_id, step, COALESCE(variant, '') AS variant, target AS channel, COUNT(*) AS n, COUNT(*) AS reached \
+         FROM audience_exports WHERE {filter} GROUP BY campaign_id, step, variant, target"
+    );
+    // A call task counts as sent when listed, and as delivered when an agent reached the person.
+    let calls = format!(
+        "SELECT campaign_id, step, variant, 'call' AS channel, COUNT(*) AS n, \
+           CAST(SUM(CASE WHEN outcome IS NOT NULL AND outcome <> 'not_reached' THEN 1 ELSE 0 END) AS BIGINT) AS reached \
+         FROM call_tasks WHERE {filter} GROUP BY campaign_id, step, variant"
+    );
+    // A wallet pass counts as sent when issued, and as delivered once a device added it.
+    let passes = format!(
+        "SELECT campaign_id, step, variant, 'wallet' AS channel, COUNT(*) AS n, \
+           CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM wallet_registrations r WHERE r.serial = wallet_passes.serial) THEN 1 ELSE 0 END) AS BIGINT) AS reached \
+         FROM wallet_passes WHERE {} GROUP BY campaign_id, step, variant",
+        filter.replace("added_at", "issued_at")
+    );
+    let mut rows = pool.fetch(&exports, &args).await?;
+    rows.extend(pool.fetch(&calls, &args).await?);
+    rows.extend(pool.fetch(&passes, &args).await?);
+    for r in rows {
+        out.push((
+            r.i64("campaign_id")?,
+            r.text("step")?,
+            r.text("variant")?,
+            r.text("channel")?,
+            r.i64("n")?,
+            r.i64("reached")?,
+        ));
     }
     Ok(out)
 }

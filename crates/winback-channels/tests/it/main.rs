@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 mod relay;
+mod wallet;
 
 use std::sync::Arc;
 

@@ -227,7 +227,8 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         "2. Importing into",
         "3. Who is who",
         "4. What the data looks like",
-        "6. Running the win-back programme (10 campaigns",
+        "6. Running the win-back programme (11 campaigns",
+        "put on a call list",
         "we-miss-you — We miss you, then ask why",
         "Sent twice: 0. In doubt after a crash: 0.",
         "The report with its charts:",
@@ -333,11 +334,13 @@ fn the_demo_tells_the_story_and_is_idempotent() {
             .map(|a| a["contacts"].as_i64().unwrap())
             .sum()
     });
+    // Messages only: the funnel also counts audience files, cards and calls as their channels.
     let sent = sum(&|c| {
         c["messages"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|m| winback_report::is_outbox(m["channel"].as_str().unwrap()))
             .map(|m| m["delivered"].as_i64().unwrap())
             .sum()
     });
@@ -467,6 +470,22 @@ fn the_demo_tells_the_story_and_is_idempotent() {
         written.sort();
         assert!(!written.is_empty());
         assert_eq!(stored, written);
+        // The phone campaign: its call step filled the list once per journey, only in the
+        // variant that calls; the simulated agents' outcomes came back as events, and the
+        // journeys branched on them.
+        let listed = one("SELECT COUNT(*) FROM call_tasks").await;
+        assert!(listed > 0, "nobody was put on a call list");
+        assert_eq!(
+            one("SELECT COUNT(*) FROM call_tasks t JOIN enrolments e ON e.id = t.enrolment_id WHERE e.variant <> 'pass-and-call' OR e.holdout = 1").await,
+            0,
+            "only the calling variant is called"
+        );
+        let answered = one("SELECT COUNT(*) FROM call_tasks WHERE outcome IS NOT NULL").await;
+        let outcomes = one("SELECT COUNT(DISTINCT CAST(payload AS TEXT)) FROM events WHERE type = 'call_outcome'").await;
+        assert!(answered > 0 && outcomes >= answered, "{answered} tasks with an outcome, {outcomes} outcome events");
+        let branched = one("SELECT COUNT(*) FROM journey_log WHERE what LIKE 'call outcome %'").await;
+        let closed = one("SELECT COUNT(*) FROM call_tasks WHERE state = 'done'").await;
+        assert!(branched >= 1 && branched <= closed, "{branched} branches on {closed} closed calls");
         let messaged = report["total"]["messaged"].as_i64().unwrap();
         assert_eq!(
             messaged,
@@ -1031,6 +1050,144 @@ fn audience_files_for_ads_and_print() {
     assert!(!meta.contains("anna"), "no identifier in plain text");
 }
 
+/// LinkedIn and a CRM-onboarding partner take contacts on the basis `[exports]` sets: consent
+/// by default (only an explicit opt-in goes, and only the address that carries it), legitimate
+/// interest when the shop sets it. Objection leaves a person out of every file.
+#[test]
+fn linkedin_and_onboarding_files_follow_each_destinations_legal_basis() {
+    let env = Env::new();
+    env.write(
+        "klanten.csv",
+        "klantnummer;e-mail;telefoon;voornaam;postcode;land;nieuwsbrief\n\
+         1001;Anna@Example.nl;+31612345678;Anna;1015 CS;NL;ja\n\
+         1002;bob@example.nl;;Bob;1234 AB;NL;nee\n\
+         1003;eva@example.nl;;Eva;=1+1;NL;afgemeld\n",
+    );
+    env.write(
+        "onboarding.toml",
+        r#"
+[campaign]
+name = "display-retargeting"
+audience = 'orders == 0'
+[trigger]
+type = "audience"
+[[steps]]
+id = "linkedin"
+type = "export"
+target = "linkedin"
+[[steps]]
+id = "partner"
+type = "export"
+target = "crm"
+columns = [
+  { header = "EMAIL_SHA256", value = "email_sha256" },
+  { header = "PHONE_SHA256", value = "phone_sha256" },
+  { header = "ZIP", value = "postal_code" },
+]
+"#,
+    );
+    env.write(
+        "klanten.toml",
+        "kind = \"customers\"\ndelimiter = \";\"\nregion = \"NL\"\n\
+         [columns]\ncustomer_id = \"klantnummer\"\nemail = \"e-mail\"\nphone = \"telefoon\"\n\
+         first_name = \"voornaam\"\npostal_code = \"postcode\"\ncountry = \"land\"\nemail_consent = \"nieuwsbrief\"\n",
+    );
+    let out = env.run(&[
+        "import",
+        "mapped",
+        "klanten.csv",
+        "--mapping",
+        "klanten.toml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.run(&["campaigns", "apply", "onboarding.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = winback_store::SqlStore::connect(&format!("sqlite://{}", env.path("w.db").display()))
+            .await
+            .unwrap();
+        for (step, target) in [("linkedin", "linkedin"), ("partner", "crm")] {
+            store
+                .pool()
+                .execute(
+                    &format!(
+                        "INSERT INTO audience_exports (campaign_id, step, target, profile_id, added_at, variant) \
+                         SELECT 1, '{step}', '{target}', id, 0, 'a' FROM customers"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let export = |format: &str, file: &str| {
+        let out = env.run(&[
+            "campaigns",
+            "export",
+            "display-retargeting",
+            "--format",
+            format,
+            "--out",
+            file,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        (text(&out), std::fs::read_to_string(env.path(file)).unwrap())
+    };
+    use sha2::Digest;
+    let h = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+    // Consent (the default): only Anna, who said "ja".
+    let (said, linkedin) = export("linkedin", "linkedin.csv");
+    assert!(said.contains("1 of 3 contacts"), "{said}");
+    assert!(said.contains("left out: 2 no explicit opt-in"), "{said}");
+    assert!(
+        said.contains("LinkedIn refuses lists under 300 rows"),
+        "{said}"
+    );
+    assert_eq!(
+        linkedin,
+        format!(
+            "email,firstname,lastname,jobtitle,employeecompany,country,googleaid\n{},,,,,NL,\n",
+            h("anna@example.nl")
+        )
+    );
+    let (_, crm) = export("crm", "crm.csv");
+    // Anna's number has no SMS opt-in: under consent only her email goes.
+    assert_eq!(
+        crm,
+        format!(
+            "EMAIL_SHA256,PHONE_SHA256,ZIP\n{},,1015 CS\n",
+            h("anna@example.nl")
+        )
+    );
+    // Legitimate interest for the partner: everyone, formulas defused, until Eva objects.
+    env.write("winback.toml", "[exports]\ncrm = \"legitimate_interest\"\n");
+    let (said, crm) = export("crm", "crm.csv");
+    assert!(said.contains("3 of 3 contacts"), "{said}");
+    assert!(
+        crm.contains(&format!(
+            "{},{},1015 CS",
+            h("anna@example.nl"),
+            h("31612345678")
+        )),
+        "{crm}"
+    );
+    assert!(
+        crm.contains(&format!("{},,'=1+1", h("eva@example.nl"))),
+        "{crm}"
+    );
+    let out = env.run(&["privacy", "object", "eva@example.nl"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (said, crm) = export("crm", "crm.csv");
+    assert!(said.contains("2 of 3 contacts"), "{said}");
+    assert!(
+        said.contains("left out: 1 objected to direct marketing"),
+        "{said}"
+    );
+    assert!(!crm.contains(&h("eva@example.nl")), "{crm}");
+}
+
 #[test]
 fn privacy_export_erase_and_reimport_end_to_end() {
     let env = Env::new();
@@ -1426,4 +1583,102 @@ fn a_worker_whose_clock_is_off_refuses_to_run() {
     assert!(err.contains("s ahead of the database's"), "{err}");
     let out = env.run(&["worker", "--once"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A call centre's file of outcomes, as it exports it (Dutch headers, `;`, numeric customer
+/// ids): a file with one bad row stores nothing and names the line and field; the corrected
+/// file moves the tasks, and importing it again changes nothing.
+#[test]
+fn call_outcomes_from_a_call_centre_file() {
+    let env = Env::new();
+    env.write(
+        "customers.csv",
+        "customer_id,email,phone,first_name,time_zone\n\
+         1001,anna@example.nl,+31612345601,Anna,Europe/Amsterdam\n\
+         1002,ben@example.nl,+31612345602,=cmd,Europe/Amsterdam\n",
+    );
+    assert!(
+        env.run(&["import", "customers", "customers.csv"])
+            .status
+            .success()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite://{}", env.path("w.db").display());
+    rt.block_on(async {
+        let store = winback_store::SqlStore::connect(&url).await.unwrap();
+        for sql in [
+            "INSERT INTO campaigns (id, name, status, version, file, created_at, updated_at) VALUES (1, 'phone', 'active', 1, 'p.toml', 0, 0)",
+            "INSERT INTO enrolments (id, campaign_id, version, profile_id, trigger_key, exclusive, state, step, resume, variant, holdout, entered_at) \
+             SELECT id, 1, 1, id, 'audience', 0, 'active', 1, 0, 'a', 0, 0 FROM customers",
+            "INSERT INTO call_tasks (campaign_id, enrolment_id, profile_id, step, variant, list, added_at, state) \
+             SELECT 1, id, id, 'call', 'a', 'win-back', 0, 'open' FROM customers",
+        ] {
+            store.pool().execute(sql, &[]).await.unwrap();
+        }
+        store.close().await;
+    });
+    env.write("winback.toml", "[policy.calls]\ncustomer_years = 0\n");
+    let out = env.run(&["calls", "list", "win-back", "--out", "bellijst.csv"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 to call on `win-back`"),
+        "{}",
+        text(&out)
+    );
+    let list = std::fs::read_to_string(env.path("bellijst.csv")).unwrap();
+    assert!(list.contains(",'=cmd,"), "formulas defused: {list}");
+
+    env.write(
+        "uitkomsten.csv",
+        "klantnummer;belijst;uitkomst;reden;medewerker;gebeld_op\n\
+         1001;win-back;reden;te duur;Sanne;2020-01-01T10:00:00Z\n\
+         1002;win-back;misschien;;Sanne;2020-01-01T10:05:00Z\n",
+    );
+    let out = env.run(&["calls", "import", "uitkomsten.csv"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("REFUSED: nothing was stored"), "{said}");
+    assert!(
+        said.contains("uitkomsten.csv:2: reason: `te duur` is not one of"),
+        "{said}"
+    );
+    assert!(
+        said.contains("uitkomsten.csv:3: outcome: `misschien` is not one of"),
+        "{said}"
+    );
+    let events = || {
+        let out = env.run(&["status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["events_by_type"].clone()
+    };
+    assert_eq!(events(), serde_json::json!([]), "nothing stored");
+
+    env.write(
+        "uitkomsten.csv",
+        "klantnummer;belijst;uitkomst;reden;medewerker;gebeld_op\n\
+         1001;win-back;reden;too_expensive;Sanne;2020-01-01T10:00:00Z\n\
+         1002;win-back;niet bellen;;Sanne;2020-01-01T10:05:00Z\n",
+    );
+    let out = env.run(&["calls", "import", "uitkomsten.csv"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 outcomes recorded, 0 already recorded"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(events(), serde_json::json!([["call_outcome", 2]]));
+    // The same file again: the tasks are closed, so the customers have no open task to match.
+    let out = env.run(&["calls", "import", "uitkomsten.csv"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no open task on call list `win-back`"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(events(), serde_json::json!([["call_outcome", 2]]));
+    let out = env.run(&["calls", "list", "win-back"]);
+    assert!(
+        text(&out).contains("0 to call on `win-back`"),
+        "{}",
+        text(&out)
+    );
 }

@@ -42,6 +42,7 @@ fn every_seed_flow_ships_as_a_valid_example() {
             "first-purchase-anniversary",
             "keep-promises",
             "lost-customers-offline",
+            "lost-customers-wallet-and-phone",
             "loyalty-points",
             "one-time-buyer",
             "re-permission",
@@ -64,7 +65,7 @@ fn lost_customers_are_reached_by_ads_and_print() {
         .steps
         .iter()
         .filter_map(|s| match &s.action {
-            Action::Export(t) => Some(format!("{t:?}")),
+            Action::Export { target, .. } => Some(format!("{target:?}")),
             _ => None,
         })
         .collect();
@@ -304,4 +305,166 @@ fn offers_can_be_worded_per_language() {
             .any(|p| p.contains("wording: `de` is not a language")),
         "{p:?}"
     );
+}
+
+const CRM: &str = r#"
+[campaign]
+name = "onboarding"
+audience = 'stage == "lapsed"'
+[trigger]
+type = "audience"
+[[steps]]
+id = "partner"
+type = "export"
+target = "crm"
+columns = [
+  { header = "EMAIL1", value = "email_sha256" },
+  { header = "EMAIL2", value = "email_sha256_2" },
+  { header = "ZIP", value = "postal_code" },
+]
+"#;
+
+#[test]
+fn crm_exports_map_their_columns() {
+    use winback_engine::definition::{ExportField, ExportTarget};
+    let c = Campaign::parse("onboarding.toml", CRM).unwrap();
+    let Action::Export { target, columns } = &c.steps[0].action else {
+        panic!("an export step")
+    };
+    assert_eq!(*target, ExportTarget::Crm);
+    let got: Vec<(&str, ExportField)> = columns
+        .iter()
+        .map(|c| (c.header.as_str(), c.field))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("EMAIL1", ExportField::EmailSha256(1)),
+            ("EMAIL2", ExportField::EmailSha256(2)),
+            ("ZIP", ExportField::PostalCode),
+        ]
+    );
+}
+
+#[test]
+fn crm_column_mistakes_are_named() {
+    for (from, to, says) in [
+        (
+            "columns = [\n  { header = \"EMAIL1\", value = \"email_sha256\" },\n  { header = \"EMAIL2\", value = \"email_sha256_2\" },\n  { header = \"ZIP\", value = \"postal_code\" },\n]\n",
+            "",
+            "a crm export step needs `columns",
+        ),
+        (
+            "\"email_sha256_2\"",
+            "\"email_md5\"",
+            "`email_md5` is not one of",
+        ),
+        (
+            "\"email_sha256_2\"",
+            "\"email_sha256_9\"",
+            "`email_sha256_9` is not one of",
+        ),
+        (
+            "\"EMAIL2\"",
+            "\"EMAIL1\"",
+            "column header `EMAIL1` appears twice",
+        ),
+        (
+            "\"ZIP\"",
+            "\"=HYPERLINK()\"",
+            "must be 1–64 plain characters",
+        ),
+        (
+            "target = \"crm\"",
+            "target = \"meta\"",
+            "`columns` is for target = \"crm\"",
+        ),
+        (
+            "target = \"crm\"",
+            "target = \"tiktok\"",
+            "export target `tiktok` is not meta, google, linkedin, crm or print",
+        ),
+    ] {
+        let src = CRM.replace(from, to);
+        assert_ne!(src, CRM, "{from}");
+        let e = Campaign::parse("onboarding.toml", &src)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{says}: {e}");
+        assert!(e.contains("onboarding.toml"), "names the file: {e}");
+    }
+    let only_zip = CRM
+        .replace("  { header = \"EMAIL1\", value = \"email_sha256\" },\n", "")
+        .replace(
+            "  { header = \"EMAIL2\", value = \"email_sha256_2\" },\n",
+            "",
+        );
+    let e = Campaign::parse("onboarding.toml", &only_zip)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("at least one email_sha256 or phone_sha256"),
+        "{e}"
+    );
+}
+
+const CALL: &str = r#"
+[campaign]
+name = "phone"
+audience = 'stage == "lapsed"'
+[trigger]
+type = "audience"
+[[steps]]
+id = "call"
+type = "call"
+list = "vip"
+[[steps]]
+id = "wait"
+type = "wait"
+duration = "14d"
+until_event = "call_outcome"
+[[steps]]
+id = "accepted"
+type = "branch"
+call_outcome = "offer_accepted"
+then = "done"
+[[steps]]
+id = "done"
+type = "exit"
+"#;
+
+#[test]
+fn call_steps_name_their_list_and_branches_read_the_outcome() {
+    let c = Campaign::parse("phone.toml", CALL).unwrap();
+    assert!(matches!(&c.steps[0].action, Action::Call { list } if list == "vip"));
+    assert!(matches!(
+        &c.steps[2].action,
+        Action::Branch {
+            condition: Condition::CallOutcome(winback_domain::CallOutcome::OfferAccepted),
+            ..
+        }
+    ));
+    for (from, to, says) in [
+        ("list = \"vip\"\n", "", "a call step needs `list"),
+        (
+            "list = \"vip\"",
+            "list = \"VIP list\"",
+            "lowercase letters, digits",
+        ),
+        (
+            "call_outcome = \"offer_accepted\"",
+            "call_outcome = \"accepted\"",
+            "call_outcome `accepted` is not one of reached, not_reached",
+        ),
+        (
+            "until_event = \"call_outcome\"",
+            "until_event = \"call_outcomes\"",
+            "unknown event `call_outcomes`",
+        ),
+    ] {
+        let src = CALL.replace(from, to);
+        assert_ne!(src, CALL, "{from}");
+        let e = Campaign::parse("phone.toml", &src).unwrap_err().to_string();
+        assert!(e.contains(says), "{says}: {e}");
+    }
 }

@@ -18,6 +18,7 @@ use winback_store::SqlStore;
 
 mod always_on;
 mod dashboard;
+mod wallet;
 
 fn ts(s: &str) -> Timestamp {
     Timestamp::new(s.parse().unwrap())
@@ -1109,6 +1110,8 @@ async fn openapi_documents_every_api_route_and_health_and_metrics_answer() {
         "/v1/webhooks/ses",
         "/v1/webhooks/dsn",
         "/v1/webhooks/sms",
+        "/v1/call-lists/{name}",
+        "/v1/call-outcomes",
     ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
@@ -1756,4 +1759,188 @@ async fn pages_speak_the_contacts_language() {
         .await;
     assert!(u.body.contains("<html lang=\"en\">"), "{}", u.body);
     assert!(u.body.contains("marketing email?"), "{}", u.body);
+}
+
+/// Puts a customer on call list `vip` as a call step would: an active enrolment and its task.
+async fn listed(h: &Harness, external: &str) -> i64 {
+    let profile = h
+        .scalar(&format!(
+            "SELECT id FROM customers WHERE external_id = '{external}'"
+        ))
+        .await;
+    let enrolment = h
+        .scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM enrolments")
+        .await;
+    for sql in [
+        format!(
+            "INSERT INTO enrolments (id, campaign_id, version, profile_id, trigger_key, exclusive, state, step, resume, variant, holdout, entered_at) \
+             VALUES ({enrolment}, 1, 1, {profile}, 'audience', 0, 'active', 2, 0, 'a', 0, 0)"
+        ),
+        format!(
+            "INSERT INTO call_tasks (campaign_id, enrolment_id, profile_id, step, variant, list, added_at, state) \
+             VALUES (1, {enrolment}, {profile}, 'call', 'a', 'vip', 0, 'open')"
+        ),
+    ] {
+        h.store.pool().execute(&sql, &[]).await.unwrap();
+    }
+    h.scalar(&format!(
+        "SELECT id FROM call_tasks WHERE enrolment_id = {enrolment}"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn call_lists_and_outcomes_over_the_api() {
+    let h = Harness::with(|s| s.calls.customer_years = None).await;
+    let read = h.key(&["read"]).await;
+    let ingest = h.key(&["ingest"]).await;
+    h.store
+        .pool()
+        .execute(
+            "UPDATE customers SET phone = '+31687654321', first_name = '=HYPERLINK(\"x\")' WHERE external_id = 'C2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let anna = listed(&h, "C1").await;
+    let bob = listed(&h, "C2").await;
+    let open = "SELECT COUNT(*) FROM call_tasks WHERE state = 'open'";
+
+    assert_eq!(
+        h.send("GET", "/v1/call-lists/vip", None, "", "", &[])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        h.send("GET", "/v1/call-lists/vip", Some(&ingest), "", "", &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = h
+        .send("GET", "/v1/call-lists/vip", Some(&read), "", "", &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let list = r.json();
+    assert_eq!(list["list"], "vip");
+    assert_eq!(list["rows"].as_array().unwrap().len(), 2, "{list}");
+    let row = list["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["customer_id"] == "C1")
+        .unwrap();
+    assert_eq!(row["task"], anna);
+    assert_eq!(row["phone"], "+31612345678");
+    assert_eq!(row["callable_now"], true, "Monday 10:00 UTC");
+    let csv = h
+        .send(
+            "GET",
+            "/v1/call-lists/vip?format=csv",
+            Some(&read),
+            "",
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.body.starts_with("task,customer_id,name,phone,"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body.contains("\"'=HYPERLINK(\"\"x\"\")\""),
+        "defused: {}",
+        csv.body
+    );
+    assert_eq!(h.scalar(open).await, 2, "reading the list changes nothing");
+
+    let post = |body: String| {
+        let h = &h;
+        let ingest = ingest.clone();
+        async move {
+            h.send(
+                "POST",
+                "/v1/call-outcomes",
+                Some(&ingest),
+                "application/json",
+                &body,
+                &[],
+            )
+            .await
+        }
+    };
+    let r = post(format!(
+        r#"{{"task": {anna}, "outcome": "offer_accepted", "agent": "Sanne", "id": "crm-1"}}"#
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["recorded"], true);
+    let again = post(format!(
+        r#"{{"task": {anna}, "outcome": "offer_accepted", "id": "crm-1"}}"#
+    ))
+    .await;
+    assert_eq!(again.json()["repeat"], true, "{}", again.body);
+    let closed = post(format!(
+        r#"{{"task": {anna}, "outcome": "reached", "id": "crm-2"}}"#
+    ))
+    .await;
+    assert_eq!(closed.status, StatusCode::CONFLICT);
+    assert_eq!(
+        closed.json()["error"]["code"],
+        "task_closed",
+        "{}",
+        closed.body
+    );
+    let unknown = post(r#"{"task": 99999, "outcome": "reached"}"#.into()).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json()["error"]["code"], "unknown_task");
+    let bad = post(format!(r#"{{"task": {bob}, "outcome": "maybe"}}"#)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body.contains("outcome: `maybe` is not one of reached"),
+        "{}",
+        bad.body
+    );
+    let no_reason = post(format!(
+        r#"{{"task": {bob}, "outcome": "reason_for_leaving"}}"#
+    ))
+    .await;
+    assert_eq!(no_reason.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(no_reason.body.contains("reason"), "{}", no_reason.body);
+    let future = post(format!(
+        r#"{{"task": {bob}, "outcome": "reached", "at": "2030-01-01T00:00:00Z"}}"#
+    ))
+    .await;
+    assert_eq!(
+        future.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        future.body
+    );
+    let by_customer =
+        post(r#"{"list": "vip", "customer_id": "C2", "outcome": "do_not_call"}"#.into()).await;
+    assert_eq!(by_customer.status, StatusCode::OK, "{}", by_customer.body);
+    assert_eq!(
+        h.scalar(
+            "SELECT COUNT(*) FROM suppressions WHERE channel = 'call' AND address = '+31687654321'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(h.scalar(open).await, 0);
+    let events = h.events("call_outcome").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["outcome"], "offer_accepted");
+    assert_eq!(events[0]["agent"], "Sanne");
+    let gone = post(r#"{"list": "vip", "customer_id": "C2", "outcome": "reached"}"#.into()).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.body);
 }

@@ -150,6 +150,7 @@ pub(crate) async fn wake_waiting(pool: &Pool, now: Timestamp) -> Result<u64, Sto
                 .await?;
         }
     }
+    crate::calls::close_ended(pool, now).await?;
     Ok(woke)
 }
 
@@ -259,7 +260,7 @@ pub(super) async fn journey_facts(
     for r in pool
         .fetch(
             "SELECT e.type, e.payload FROM events e JOIN customers c ON c.id = e.customer_id WHERE (c.id = $1 OR c.profile_id = $1) AND e.occurred_at >= $2 \
-                 AND e.type IN ('email_opened', 'email_clicked', 'survey_answered') ORDER BY e.occurred_at",
+                 AND e.type IN ('email_opened', 'email_clicked', 'survey_answered', 'call_outcome') ORDER BY e.occurred_at",
             &[Val::from(e.profile_id), since],
         )
         .await?
@@ -300,6 +301,14 @@ pub(super) async fn journey_facts(
                 reason: Some(reason),
                 ..
             } => facts.survey_reason = Some(reason.as_str().to_owned()),
+            EventKind::CallOutcome {
+                outcome, reason, ..
+            } => {
+                facts.call_outcome = Some(outcome.as_str().to_owned());
+                if let Some(r) = reason {
+                    facts.survey_reason = Some(r.as_str().to_owned());
+                }
+            }
             _ => {}
         }
     }
@@ -414,6 +423,8 @@ pub(crate) async fn apply_plans(
     let mut offers: Vec<Vec<Val>> = Vec::new();
     let mut logs: Vec<Vec<Val>> = Vec::new();
     let mut exports: Vec<Vec<Val>> = Vec::new();
+    let mut calls: Vec<Vec<Val>> = Vec::new();
+    let mut passes: Vec<Vec<Val>> = Vec::new();
     for (c, plan) in plans {
         let e = &c.enrolment;
         if !applied.contains(&e.id.get()) {
@@ -529,6 +540,30 @@ pub(crate) async fn apply_plans(
                     Val::from(target.as_str()),
                     Val::from(e.profile_id),
                     Val::from(now.as_micros()),
+                    Val::from(e.variant.as_str()),
+                ]),
+                Effect::Wallet {
+                    step_id,
+                    style,
+                    serial,
+                } => passes.push(vec![
+                    Val::from(serial.as_str()),
+                    Val::from(c.campaign_id),
+                    Val::from(e.profile_id),
+                    Val::from(e.id),
+                    Val::from(step_id.as_str()),
+                    Val::from(e.variant.as_str()),
+                    Val::from(style.as_str()),
+                ]),
+                Effect::Call { step_id, list } => calls.push(vec![
+                    Val::from(c.campaign_id),
+                    Val::from(e.id),
+                    Val::from(e.profile_id),
+                    Val::from(step_id.as_str()),
+                    Val::from(e.variant.as_str()),
+                    Val::from(list.as_str()),
+                    Val::from(now.as_micros()),
+                    Val::from("open"),
                 ]),
                 Effect::Log { step_id, what } => logs.push(vec![
                     Val::from(e.id),
@@ -564,9 +599,33 @@ pub(crate) async fn apply_plans(
     .await?;
     insert_rows(
         &mut tx,
-        "INSERT INTO audience_exports (campaign_id, step, target, profile_id, added_at) VALUES {} ON CONFLICT DO NOTHING",
-        5,
+        "INSERT INTO audience_exports (campaign_id, step, target, profile_id, added_at, variant) VALUES {} ON CONFLICT DO NOTHING",
+        6,
         &exports,
+    )
+    .await?;
+    // After the offers: a pass carries the campaign's newest unexpired code, which this step's
+    // own offer effect may just have issued. A pass the person holds already is updated.
+    for p in &passes {
+        let mut args = p.clone();
+        args.push(Val::from(now.as_micros()));
+        tx.execute(
+            "INSERT INTO wallet_passes (serial, campaign_id, profile_id, enrolment_id, step, variant, style, offer_code, version, issued_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, \
+               (SELECT o.code FROM offers o WHERE o.campaign_id = $2 AND o.profile_id = $3 AND o.expires_at > $8 AND o.state = 'issued' ORDER BY o.issued_at DESC, o.rung DESC LIMIT 1), \
+               1, $8, $8) \
+             ON CONFLICT (serial) DO UPDATE SET enrolment_id = excluded.enrolment_id, step = excluded.step, variant = excluded.variant, \
+               style = excluded.style, offer_code = excluded.offer_code, version = wallet_passes.version + 1, updated_at = excluded.updated_at",
+            &args,
+        )
+        .await?;
+    }
+    // Once per enrolment and step, like an outbox row's idempotency key.
+    insert_rows(
+        &mut tx,
+        "INSERT INTO call_tasks (campaign_id, enrolment_id, profile_id, step, variant, list, added_at, state) VALUES {} ON CONFLICT DO NOTHING",
+        8,
+        &calls,
     )
     .await?;
     tx.commit().await?;

@@ -104,15 +104,31 @@ type = "audience"
 [holdout]
 share = 0.0
 [[steps]]
+id = "ads"
+type = "export"
+target = "linkedin"
+[[steps]]
 id = "hello"
 type = "send"
 template = "hello"
 "#;
 
+/// What one random shop produced.
+struct Run {
+    /// The audience's `email_ok` per address key.
+    ok_by_key: HashMap<String, bool>,
+    /// Recipients of every sent message.
+    sent: Vec<String>,
+    /// The email keys in the campaign's LinkedIn file under a consent basis, and under
+    /// legitimate interest.
+    file_consent: Vec<String>,
+    file_interest: Vec<String>,
+}
+
 /// Loads the records, resolves, runs a campaign whose audience ignores consent (so only the
-/// send-time check stands between a withdrawn address and a message), and returns the
-/// audience's `email_ok` per address key and the recipients of every sent message.
-async fn run(store: &SqlStore, recs: &[Rec]) -> (HashMap<String, bool>, Vec<String>) {
+/// send-time check stands between a withdrawn address and a message, and only the file's legal
+/// basis between it and an ad platform), and returns what it did.
+async fn run(store: &SqlStore, recs: &[Rec]) -> Run {
     let mut customers =
         String::from("customer_id,email,first_name,email_consent,email_consent_at,time_zone\n");
     let mut orders = String::from("order_id,customer_id,ordered_at,total,currency\n");
@@ -217,11 +233,61 @@ async fn run(store: &SqlStore, recs: &[Rec]) -> (HashMap<String, bool>, Vec<Stri
         .iter()
         .map(|r| key(&r.text(0).unwrap()))
         .collect();
-    (ok_by_key, sent)
+    let id = store
+        .campaigns()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "everyone")
+        .unwrap()
+        .id;
+    let mut files = Vec::new();
+    for basis in [
+        winback_domain::LegalBasis::Consent,
+        winback_domain::LegalBasis::LegitimateInterest,
+    ] {
+        let file = store
+            .audience_members(id, "linkedin", basis, start())
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = file
+            .members
+            .iter()
+            .flat_map(|m| m.email.iter().chain(&m.other_emails).map(|e| key(e)))
+            .collect();
+        keys.sort();
+        files.push(keys);
+    }
+    let file_interest = files.pop().unwrap();
+    let file_consent = files.pop().unwrap();
+    Run {
+        ok_by_key,
+        sent,
+        file_consent,
+        file_interest,
+    }
 }
 
-fn check(recs: &[Rec], ok_by_key: &HashMap<String, bool>, sent: &[String]) {
+fn check(recs: &[Rec], run: &Run) {
+    let (ok_by_key, sent) = (&run.ok_by_key, &run.sent);
     let want = expected(recs);
+    // The ad platform's file: under consent only addresses whose statement in force is an
+    // explicit opt-in (a soft opt-in covers the shop's own mail, not LinkedIn's), each once;
+    // under legitimate interest every address (nobody objected).
+    let opted_in: Vec<String> = want
+        .iter()
+        .filter(|(_, (s, _))| *s == Some(ConsentStatus::OptIn))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(
+        run.file_consent, opted_in,
+        "consent basis; records {recs:?}"
+    );
+    assert_eq!(
+        run.file_interest,
+        want.keys().cloned().collect::<Vec<_>>(),
+        "legitimate interest; records {recs:?}"
+    );
     for to in sent {
         let (status, buyer) = want[to];
         assert!(
@@ -252,8 +318,8 @@ proptest! {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
             let db = TestDb::sqlite().await;
-            let (ok, sent) = run(&db.store, &recs).await;
-            check(&recs, &ok, &sent);
+            let out = run(&db.store, &recs).await;
+            check(&recs, &out);
             db.finish().await;
         });
     }
@@ -289,8 +355,60 @@ async fn the_shop_cases(store: &SqlStore) {
             buyer: false,
         },
     ];
-    let (ok, sent) = run(store, &recs).await;
-    check(&recs, &ok, &sent);
-    assert_eq!(sent, vec!["bob@example.nl".to_owned()]);
+    let out = run(store, &recs).await;
+    check(&recs, &out);
+    assert_eq!(out.sent, vec!["bob@example.nl".to_owned()]);
+    assert_eq!(out.file_consent, vec!["bob@example.nl".to_owned()]);
+
+    // Bob objects to direct marketing: he leaves every destination's file, whatever its basis,
+    // and is counted as left out.
+    let bob = store
+        .customer_by_email_key("bob@example.nl")
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    store
+        .privacy_request(
+            winback_store::privacy::Request::Object,
+            winback_domain::ProfileId::new(bob),
+            "test",
+            start(),
+        )
+        .await
+        .unwrap();
+    let id = store
+        .campaigns()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "everyone")
+        .unwrap()
+        .id;
+    for basis in [
+        winback_domain::LegalBasis::Consent,
+        winback_domain::LegalBasis::LegitimateInterest,
+    ] {
+        let file = store
+            .audience_members(id, "linkedin", basis, start())
+            .await
+            .unwrap();
+        assert!(
+            file.members
+                .iter()
+                .all(|m| m.profile_id != winback_domain::ProfileId::new(bob)),
+            "{basis}"
+        );
+        assert_eq!(file.objected, 1, "{basis}");
+    }
+    let file = store
+        .audience_members(id, "linkedin", winback_domain::LegalBasis::Consent, start())
+        .await
+        .unwrap();
+    assert_eq!(
+        (file.members.len(), file.no_consent),
+        (0, 1),
+        "Ann: no opt-in"
+    );
 }
 conformance!(consent_is_the_addresses, super::the_shop_cases);

@@ -16,6 +16,7 @@ use winback_store::{
 };
 
 mod bulk;
+mod calls;
 mod conformance;
 mod consent;
 mod deadlock;
