@@ -531,6 +531,9 @@ impl Config {
             link_days: 365,
         };
         let mut composer = winback_channels::Composer::new(settings, self.keyring()?, clock);
+        if self.wallet_links_enabled() {
+            composer = composer.with_wallet_links();
+        }
         if let Some(dir) = &e.templates_dir {
             composer = composer
                 .with_templates_dir(std::path::Path::new(dir))
@@ -597,25 +600,40 @@ impl Config {
             winback_engine::file_outbox::FileOutbox::new(&dir)
                 .with_context(|| format!("creating {}", dir.display()))
         };
-        let sms = if self.sms.url.is_empty() {
-            winback_channels::sms::SmsTransport::Folder(Box::new(
-                winback_channels::sms::SmsOutbox::new(
-                    &dir,
-                    &self.email.shop_name,
-                    &self.sms.sender,
-                )
-                .with_context(|| format!("creating {}", dir.display()))?,
+        let wallet_links = self.wallet_links_enabled().then(|| -> Result<_> {
+            Ok(winback_channels::WalletLinks::new(
+                self.keyring()?,
+                &self.email.public_url,
+                365,
+                clock.clone(),
             ))
+        });
+        let wallet_links = wallet_links.transpose()?;
+        let sms = if self.sms.url.is_empty() {
+            let mut outbox = winback_channels::sms::SmsOutbox::new(
+                &dir,
+                &self.email.shop_name,
+                &self.sms.sender,
+            )
+            .with_context(|| format!("creating {}", dir.display()))?;
+            if let Some(l) = wallet_links {
+                outbox = outbox.with_wallet_links(l);
+            }
+            winback_channels::sms::SmsTransport::Folder(Box::new(outbox))
         } else {
             anyhow::ensure!(
                 !self.sms.secret.is_empty(),
                 "sms.secret is required with sms.url"
             );
-            winback_channels::sms::SmsTransport::Http(winback_channels::sms::HttpSms::new(
+            let mut http = winback_channels::sms::HttpSms::new(
                 self.sms.clone(),
                 &self.email.shop_name,
                 clock.clone(),
-            ))
+            );
+            if let Some(l) = wallet_links {
+                http = http.with_wallet_links(l);
+            }
+            winback_channels::sms::SmsTransport::Http(http)
         };
         let webhook = if self.webhooks.secret.is_empty() {
             Route::File(files()?)
@@ -640,6 +658,17 @@ impl Config {
             sms,
             webhook,
         })
+    }
+
+    /// Whether `[wallet]` names an Apple pass type: `winback serve` then serves passes.
+    pub fn wallet_enabled(&self) -> bool {
+        !self.wallet.pass_type_id.trim().is_empty()
+    }
+
+    /// Whether passes can be added to any wallet (Apple's or Google's): messages of journeys
+    /// that issued a pass then carry an add-to-wallet link.
+    pub fn wallet_links_enabled(&self) -> bool {
+        self.wallet_enabled() || !self.wallet.google.issuer_id.trim().is_empty()
     }
 
     /// How call lists are read: `[policy.calls]` and the default zone.

@@ -31,6 +31,132 @@ pub struct WalletConfig {
     pub icon: Option<PathBuf>,
     /// APNs (`https://api.push.apple.com`; a local endpoint in tests).
     pub apns_url: String,
+    /// `[wallet.google]`: Google Wallet.
+    pub google: GoogleWalletConfig,
+}
+
+/// `[wallet.google]`: Google Wallet offer objects. Without `issuer_id`, none are made.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoogleWalletConfig {
+    /// The issuer id from the Google Pay & Wallet console.
+    pub issuer_id: String,
+    /// The offer class made in the console (its id is `ISSUER.SUFFIX`).
+    pub class_suffix: String,
+    /// The service account's JSON key file.
+    pub service_account: Option<PathBuf>,
+    /// The Wallet REST API (`https://walletobjects.googleapis.com`; a local endpoint in tests).
+    pub api_url: String,
+}
+
+/// A stored pass as Google Wallet's offer object.
+fn object_of(
+    p: &winback_store::wallet::StoredPass,
+) -> winback_channels::google_wallet::OfferObject {
+    winback_channels::google_wallet::OfferObject {
+        serial: p.serial.clone(),
+        code: p.offer_code.clone(),
+        offer: p.offer.clone(),
+        expires: p.expires_at,
+        voided: p.voided,
+    }
+}
+
+/// Google Wallet objects synced in one round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncTally {
+    /// Objects created.
+    pub created: u64,
+    /// Objects updated.
+    pub updated: u64,
+    /// Failed; tried again next round.
+    pub failed: u64,
+}
+
+/// The shop's Google Wallet issuer: keeps each pass's offer object up to date, and makes the
+/// "Add to Google Wallet" links.
+#[derive(Debug, Clone)]
+pub struct GoogleWalletService {
+    wallet: std::sync::Arc<winback_channels::google_wallet::GoogleWallet>,
+}
+
+impl GoogleWalletService {
+    /// The service `[wallet.google]` describes, or `None` without an issuer id.
+    pub fn from_config(config: &crate::config::Config) -> Result<Option<Self>> {
+        let g = &config.wallet.google;
+        if g.issuer_id.trim().is_empty() {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            !g.class_suffix.trim().is_empty(),
+            "wallet.google.class_suffix is required with wallet.google.issuer_id"
+        );
+        let path = g
+            .service_account
+            .as_ref()
+            .context("wallet.google.service_account is required with wallet.google.issuer_id")?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("wallet.google.service_account: {}", path.display()))?;
+        let account = winback_channels::google_wallet::ServiceAccount::from_json(&text)
+            .context("wallet.google.service_account")?;
+        let api = if g.api_url.is_empty() {
+            "https://walletobjects.googleapis.com"
+        } else {
+            g.api_url.as_str()
+        };
+        Ok(Some(Self {
+            wallet: std::sync::Arc::new(winback_channels::google_wallet::GoogleWallet::new(
+                account,
+                g.issuer_id.trim(),
+                g.class_suffix.trim(),
+                api,
+            )?),
+        }))
+    }
+
+    /// The "Add to Google Wallet" link of pass `serial`; `None`: no such pass.
+    pub async fn save_link(
+        &self,
+        store: &SqlStore,
+        serial: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>> {
+        Ok(store
+            .wallet_pass(serial)
+            .await?
+            .map(|p| self.wallet.save_link(&object_of(&p), now)))
+    }
+
+    /// Creates or updates the offer object of every pass whose object is behind.
+    pub async fn sync_due(&self, store: &SqlStore, now: Timestamp) -> Result<SyncTally> {
+        use winback_channels::google_wallet::SyncOutcome;
+        let mut tally = SyncTally::default();
+        loop {
+            let due = store.wallet_google_due(200).await?;
+            if due.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for p in &due {
+                match self.wallet.upsert(&object_of(p), now).await {
+                    SyncOutcome::Created | SyncOutcome::Updated => {
+                        store.wallet_google_synced(&p.serial, p.version).await?;
+                        progressed = true;
+                        tally.created += u64::from(p.version == 1);
+                        tally.updated += u64::from(p.version > 1);
+                    }
+                    SyncOutcome::Failed(why) => {
+                        tracing::warn!(serial = %p.serial, "Google Wallet: {why}");
+                        tally.failed += 1;
+                    }
+                }
+            }
+            if !progressed || due.len() < 200 {
+                break;
+            }
+        }
+        Ok(tally)
+    }
 }
 
 /// Pushes sent in one round.
@@ -61,7 +187,7 @@ impl WalletService {
     /// The service `[wallet]` describes, or `None` when no pass type is configured.
     pub fn from_config(config: &crate::config::Config) -> Result<Option<Self>> {
         let w = &config.wallet;
-        if w.pass_type_id.trim().is_empty() {
+        if !config.wallet_enabled() {
             return Ok(None);
         }
         let read = |p: &Option<PathBuf>, key: &str| -> Result<Vec<u8>> {

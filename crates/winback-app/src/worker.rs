@@ -39,6 +39,8 @@ pub enum Event<'a> {
     },
     /// Wallet passes changed and their devices were told (APNs).
     Pushed(Timestamp, crate::wallet::PushTally),
+    /// Google Wallet objects were created or updated.
+    Synced(Timestamp, crate::wallet::SyncTally),
     /// A round failed (the database unreachable, a relay down at connect): it runs again after
     /// the next nap. Only a clock off the database's stops the worker.
     Failed(Timestamp, &'a anyhow::Error),
@@ -126,9 +128,12 @@ pub async fn run(
         None => None,
     };
     // Pass updates are pushed by the worker that steps the journeys which change them.
-    let wallet = match role {
-        Role::Full => crate::wallet::WalletService::from_config(config)?,
-        Role::RefreshOnly => None,
+    let (wallet, google) = match role {
+        Role::Full => (
+            crate::wallet::WalletService::from_config(config)?,
+            crate::wallet::GoogleWalletService::from_config(config)?,
+        ),
+        Role::RefreshOnly => (None, None),
     };
     let mut schedule = config.schedule()?;
     if role == Role::RefreshOnly {
@@ -160,6 +165,12 @@ pub async fn run(
             let pushed = w.push_due(store, clock.now()).await?;
             if pushed != crate::wallet::PushTally::default() {
                 on_event(Event::Pushed(clock.now(), pushed));
+            }
+        }
+        if let Some(g) = &google {
+            let synced = g.sync_due(store, clock.now()).await?;
+            if synced != crate::wallet::SyncTally::default() {
+                on_event(Event::Synced(clock.now(), synced));
             }
         }
         if s.busy() || s.in_doubt > 0 {

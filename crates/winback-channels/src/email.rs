@@ -121,6 +121,9 @@ pub struct Composer {
     settings: EmailSettings,
     dkim: Vec<crate::dkim::DkimSigner>,
     clock: Arc<dyn Clock>,
+    /// Whether `winback serve` serves wallet passes (`[wallet]` set): only then does a
+    /// message carry an add-to-wallet link.
+    wallet: bool,
 }
 
 impl std::fmt::Debug for Composer {
@@ -151,8 +154,16 @@ impl Composer {
             keys,
             settings,
             dkim: Vec::new(),
+            wallet: false,
             clock,
         }
+    }
+
+    /// Messages of journeys that issued a wallet pass carry an add-to-wallet link
+    /// (`links.wallet`; the layout shows a button).
+    pub fn with_wallet_links(mut self) -> Self {
+        self.wallet = true;
+        self
     }
 
     /// Signs with DKIM, with a key as people have them: what `openssl genrsa` and
@@ -217,6 +228,11 @@ impl Composer {
             shop: format!("{base}/c/{}", sign(Purpose::Click, Some("shop"))),
             keep: format!("{base}/c/{}", sign(Purpose::Click, Some("preferences"))),
             pixel: format!("{base}/o/{}", sign(Purpose::Open, None)),
+            wallet: d
+                .wallet_pass
+                .as_deref()
+                .filter(|_| self.wallet)
+                .map(|serial| format!("{base}/w/{}", sign(Purpose::Wallet, Some(serial)))),
         }
     }
 

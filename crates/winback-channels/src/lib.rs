@@ -16,6 +16,7 @@
 pub mod dkim;
 pub mod email;
 pub mod exports;
+pub mod google_wallet;
 pub mod http;
 pub mod library;
 pub mod locale;
@@ -31,7 +32,7 @@ pub use email::{
     ByChannel, Composer, EmailSettings, EmlOutbox, Mailer, SmtpSettings, SmtpTransport,
 };
 pub use render::{Links, RenderError, Rendered, Renderer};
-pub use tokens::{Claims, Keyring, Purpose, TokenError};
+pub use tokens::{Claims, Keyring, Purpose, TokenError, WalletLinks};
 
 /// Each channel to its own transport: what `winback worker` drives.
 #[derive(Debug)]

@@ -51,6 +51,9 @@ pub struct Links {
     pub keep: String,
     /// The open pixel.
     pub pixel: String,
+    /// Add the contact's wallet pass (when a wallet step issued one): the layout shows a
+    /// button.
+    pub wallet: Option<String>,
 }
 
 /// Why a message could not be rendered.

@@ -162,6 +162,8 @@ pub struct HttpSms {
     poster: SignedPoster,
     renderer: Arc<Renderer>,
     clock: Arc<dyn Clock>,
+    // Boxed: most shops have no wallet, and the transport enum stays small.
+    wallet_links: Option<Box<crate::WalletLinks>>,
 }
 
 impl std::fmt::Debug for HttpSms {
@@ -185,12 +187,20 @@ impl HttpSms {
             poster,
             renderer: Arc::new(Renderer::new(shop)),
             clock,
+            wallet_links: None,
         }
     }
 
     /// The text of a campaign SMS (see [`compose`]), footer included.
     pub fn text(&self, d: &Dispatch) -> Result<String, crate::render::RenderError> {
-        compose(&self.renderer, d).map(|c| c.text)
+        let link = self.wallet_links.as_ref().and_then(|l| l.link(d));
+        compose(&self.renderer, d, link.as_deref()).map(|c| c.text)
+    }
+
+    /// Texts carry the contact's add-to-wallet link when they have a pass.
+    pub fn with_wallet_links(mut self, links: crate::WalletLinks) -> Self {
+        self.wallet_links = Some(Box::new(links));
+        self
     }
 
     /// Sends one text.
@@ -267,6 +277,7 @@ pub struct ComposedSms {
 pub fn compose(
     renderer: &Renderer,
     d: &Dispatch,
+    wallet_link: Option<&str>,
 ) -> Result<ComposedSms, crate::render::RenderError> {
     let lang = crate::locale::language(d.locale.as_deref().unwrap_or("en"));
     // The campaign's line in the contact's language (one text, or a table by language), as
@@ -282,7 +293,16 @@ pub fn compose(
     });
     // A no-break space (Polish amounts) is outside GSM-7 and would make the whole text UCS-2,
     // 70 characters a segment instead of 160: on the air it is a plain space.
-    let body = renderer.render_line(&source, d)?.replace('\u{a0}', " ");
+    let mut body = renderer.render_line(&source, d)?.replace('\u{a0}', " ");
+    // The contact's wallet pass, when the journey issued one.
+    if let Some(link) = wallet_link {
+        let label = match lang {
+            "nl" => "Je pas voor je wallet",
+            "pl" => "Twoja karta do portfela",
+            _ => "Your pass for your wallet",
+        };
+        body = format!("{body}\n{label}: {link}");
+    }
     let footer = stop_footer(d.locale.as_deref());
     let text = format!("{body}\n{footer}");
     Ok(ComposedSms {
@@ -300,6 +320,7 @@ pub struct SmsOutbox {
     files: OnceDir,
     renderer: Renderer,
     sender: String,
+    wallet_links: Option<crate::WalletLinks>,
 }
 
 impl SmsOutbox {
@@ -313,7 +334,14 @@ impl SmsOutbox {
             files: OnceDir::new(dir)?,
             renderer: Renderer::new(shop),
             sender: sender.to_owned(),
+            wallet_links: None,
         })
+    }
+
+    /// Texts carry the contact's add-to-wallet link when they have a pass.
+    pub fn with_wallet_links(mut self, links: crate::WalletLinks) -> Self {
+        self.wallet_links = Some(links);
+        self
     }
 
     /// The folder.
@@ -324,7 +352,8 @@ impl SmsOutbox {
 
 impl Transport for SmsOutbox {
     async fn deliver(&self, message: &Dispatch) -> SendOutcome {
-        let sms = match compose(&self.renderer, message) {
+        let link = self.wallet_links.as_ref().and_then(|l| l.link(message));
+        let sms = match compose(&self.renderer, message, link.as_deref()) {
             Ok(s) => s,
             Err(e) => return SendOutcome::Failed(e.to_string()),
         };

@@ -31,6 +31,8 @@ pub enum Purpose {
     Click,
     /// The open pixel.
     Open,
+    /// An add-to-wallet link (the pass's serial in `extra`).
+    Wallet,
 }
 
 impl Purpose {
@@ -42,7 +44,61 @@ impl Purpose {
             Purpose::Survey => "survey",
             Purpose::Click => "click",
             Purpose::Open => "open",
+            Purpose::Wallet => "wallet",
         }
+    }
+}
+
+/// Signs the add-to-wallet links messages carry (`{public_url}/w/TOKEN`): the SMS transports
+/// use it; email gets the same link through the composer's [`crate::Links`].
+#[derive(Clone)]
+pub struct WalletLinks {
+    keys: Keyring,
+    base: String,
+    link_days: i64,
+    clock: std::sync::Arc<dyn winback_domain::Clock>,
+}
+
+impl std::fmt::Debug for WalletLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletLinks")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WalletLinks {
+    /// Links under `public_url`, valid `link_days` days.
+    pub fn new(
+        keys: Keyring,
+        public_url: &str,
+        link_days: i64,
+        clock: std::sync::Arc<dyn winback_domain::Clock>,
+    ) -> Self {
+        Self {
+            keys,
+            base: public_url.trim_end_matches('/').to_owned(),
+            link_days,
+            clock,
+        }
+    }
+
+    /// The link to message `d`'s wallet pass, when it has one.
+    pub fn link(&self, d: &winback_engine::ports::Dispatch) -> Option<String> {
+        let serial = d.wallet_pass.as_deref()?;
+        let expires = self.clock.now().as_micros() / 1_000_000 + self.link_days * 86_400;
+        Some(format!(
+            "{}/w/{}",
+            self.base,
+            self.keys.sign(
+                Purpose::Wallet,
+                &Claims {
+                    message: d.key.to_string(),
+                    extra: Some(serial.to_owned()),
+                    expires,
+                },
+            )
+        ))
     }
 }
 

@@ -19,9 +19,9 @@ FOOTER = {
 }
 # The add-to-wallet button, shown when the journey issued the contact a wallet pass.
 WALLET = {
-    "en": "Add to Apple Wallet",
-    "nl": "Toevoegen aan Apple Wallet",
-    "pl": "Dodaj do Apple Wallet",
+    "en": "Add to your wallet",
+    "nl": "Toevoegen aan je wallet",
+    "pl": "Dodaj do portfela",
 }
 HELLO = {
     "en": 'Hi {{ first_name | default("there") }},',

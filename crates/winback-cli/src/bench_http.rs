@@ -279,6 +279,7 @@ pub fn render(config: &Config, messages: usize, threads: usize) -> Result<()> {
             min_order_minor: 4000,
         }),
         products: vec!["Linen shirt".into(), "Wool socks".into()],
+        wallet_pass: None,
     };
     let threads = threads.max(1);
     // Two passes over the same messages: the three rendering stages alone (what the target

@@ -558,6 +558,12 @@ fn print_event(event: winback_app::worker::Event<'_>) {
                 p.sent, p.gone, p.failed
             );
         }
+        Event::Synced(at, g) => {
+            println!(
+                "{at}: Google Wallet: {} offer objects created, {} updated, {} to try again",
+                g.created, g.updated, g.failed
+            );
+        }
         Event::Pass(at, s) => {
             let why = if s.dropped > 0 {
                 format!(" ({})", s.drops.describe())

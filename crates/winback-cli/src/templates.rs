@@ -79,6 +79,7 @@ pub fn run(config: &Config, command: TemplatesCommand) -> Result<()> {
                 shop: format!("{public}/c/TOKEN"),
                 keep: format!("{public}/c/TOKEN-keep"),
                 pixel: format!("{public}/o/TOKEN"),
+                wallet: None,
             };
             let r = renderer
                 .render(&d, &links)
@@ -120,5 +121,6 @@ fn sample(template: &str, locale: &str, name: bool) -> Dispatch {
             min_order_minor: 5000,
         }),
         products: vec!["Linen shirt".into(), "Wool socks".into()],
+        wallet_pass: None,
     }
 }

@@ -255,6 +255,9 @@ pub struct Dispatch {
     pub offer: Option<OfferView>,
     /// Products of the last order or abandoned cart.
     pub products: Vec<String>,
+    /// The serial of the contact's wallet pass in this campaign, when a wallet step issued
+    /// one: the message carries an add-to-wallet link.
+    pub wallet_pass: Option<String>,
 }
 
 /// An offer as a message shows it.

@@ -896,6 +896,7 @@ fn campaign_view(c: &CampaignReport, cur: &str, period: &Period) -> Value {
         links => context! { entered => people("entered"), messaged => people("messaged"), bought => people("bought"), held_out => people("held_out"), dropped => people("dropped") },
         verdict => s.verdict.key(), verdict_label => s.verdict.label(), why => s.why.clone(),
         exports => c.exports.iter().map(|e| context! { step => e.step.clone(), target => e.target.clone(), kind => e.kind(), people => n(e.people.max(0) as u64) }).collect::<Vec<_>>(),
+        wallet => c.wallet.map(|w| context! { issued => n(w.issued.max(0) as u64), added => n(w.added.max(0) as u64), updated => n(w.updated.max(0) as u64), removed => n(w.removed.max(0) as u64), redeemed => n(w.redeemed.max(0) as u64) }),
         conversion => winback_report::present::percent(bought as f64 / s.messaged.max(1) as f64),
         journey_version => c.journey_version, journey_other_versions => c.journey_other_versions,
         journey_other_versions_n => n(c.journey_other_versions.max(0) as u64),
@@ -1773,6 +1774,7 @@ const CAMPAIGN: &str = r#"{% extends "layout.html" %}{% import "readout.html" as
 {% if c.status in ["draft", "active", "paused"] %}<button type="submit" name="to" value="close" id="close" class="secondary">Close</button>{% endif %}</p>
 <p class="muted">Pause: nobody new enters and nothing is sent until it starts again. Close: nobody new enters, and journeys under way run to their end. The journey itself changes only through its campaign file and <code>winback campaigns apply</code>, which checks it first (“Campaigns” in the README).</p>
 </form>
+{% if c.wallet %}<p id="wallet">Wallet passes: {{ c.wallet.issued }} issued, {{ c.wallet.added }} added to a wallet, {{ c.wallet.updated }} updates, {{ c.wallet.removed }} removed from every wallet, {{ c.wallet.redeemed }} codes used.</p>{% endif %}
 {% if c.exports %}<p id="exports">Handed to ad audiences and print lists: {% for e in c.exports %}{{ e.people }} to {{ e.target }} ({{ e.kind }}, step {{ e.step }}){% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 </section>
 

@@ -82,6 +82,8 @@ pub struct ServerSettings {
     pub calls: winback_store::calls::CallSettings,
     /// Apple Wallet (`[wallet]`): the PassKit web service answers only when it is set.
     pub wallet: Option<winback_app::wallet::WalletService>,
+    /// Google Wallet (`[wallet.google]`): add-to-wallet links on Android lead there.
+    pub google_wallet: Option<winback_app::wallet::GoogleWalletService>,
 }
 
 impl ServerSettings {
@@ -108,6 +110,7 @@ impl ServerSettings {
             local_origins: Vec::new(),
             calls: winback_store::calls::CallSettings::default(),
             wallet: None,
+            google_wallet: None,
         }
     }
 
@@ -133,6 +136,7 @@ impl ServerSettings {
         s.report = config.report_settings();
         s.calls = config.call_settings()?;
         s.wallet = winback_app::wallet::WalletService::from_config(config)?;
+        s.google_wallet = winback_app::wallet::GoogleWalletService::from_config(config)?;
         s.templates = config
             .renderer()?
             .template_languages()

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/p/{token}", get(preferences_page).post(save_preferences))
         .route("/s/{token}", get(survey_page).post(answer_survey))
+        .route("/w/{token}", get(wallet_pass))
 }
 
 /// The one answer to every bad token.
@@ -607,6 +608,58 @@ async fn answer_survey(
         return crate::error::ApiError::internal(e).into_response();
     }
     page(&state, &m, "thanks.html", context! {})
+}
+
+/// An add-to-wallet link: on Android (when Google Wallet is set up) a redirect to Google's
+/// "save to wallet" page for the pass's offer object; elsewhere the signed pass, which Apple
+/// Wallet opens. Changes nothing: a pass counts as added when a device registers it.
+async fn wallet_pass(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(claims) = verify(&state, Purpose::Wallet, &token) else {
+        return not_found(&state);
+    };
+    let Some(serial) = claims.extra.as_deref() else {
+        return not_found(&state);
+    };
+    let android = user_agent(&headers).is_some_and(|ua| ua.contains("Android"));
+    let google = state.settings.google_wallet.as_ref();
+    if let Some(g) = google.filter(|_| android || state.settings.wallet.is_none()) {
+        // Google's own page, never a destination from the request: no open redirect.
+        return match g.save_link(&state.store, serial, state.clock.now()).await {
+            Ok(Some(link)) => (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::LOCATION, link),
+                    (header::CACHE_CONTROL, "no-store".to_owned()),
+                ],
+            )
+                .into_response(),
+            Ok(None) => not_found(&state),
+            Err(e) => crate::error::ApiError::internal(e).into_response(),
+        };
+    }
+    let Some(w) = state.settings.wallet.as_ref() else {
+        return not_found(&state);
+    };
+    match w.pkpass(&state.store, serial).await {
+        Ok(Some((bytes, _))) => (
+            [
+                (header::CONTENT_TYPE, "application/vnd.apple.pkpass"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"pass.pkpass\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => not_found(&state),
+        Err(e) => crate::error::ApiError::internal(e).into_response(),
+    }
 }
 
 #[cfg(test)]

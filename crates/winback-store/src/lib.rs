@@ -1047,6 +1047,19 @@ impl SqlStore {
         wallet::pushes_due(&self.pool, limit).await
     }
 
+    /// Passes whose Google Wallet object is behind.
+    pub async fn wallet_google_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<wallet::StoredPass>, StoreError> {
+        wallet::google_due(&self.pool, limit).await
+    }
+
+    /// Records that a pass's Google object shows `version`.
+    pub async fn wallet_google_synced(&self, serial: &str, version: i64) -> Result<(), StoreError> {
+        wallet::google_synced(&self.pool, serial, version).await
+    }
+
     /// Records an accepted push.
     pub async fn wallet_pushed(&self, push: &wallet::DuePush) -> Result<(), StoreError> {
         wallet::pushed(&self.pool, push).await

@@ -153,6 +153,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_channel_mix.sql"),
         postgres: include_str!("../migrations/postgres/0022_channel_mix.sql"),
     },
+    Migration {
+        version: 23,
+        name: "wallet_google",
+        sqlite: include_str!("../migrations/sqlite/0023_wallet_google.sql"),
+        postgres: include_str!("../migrations/postgres/0023_wallet_google.sql"),
+    },
 ];
 
 /// SHA-256 (hex) of an outbox row's idempotency key: what `outbox.key_digest` holds.

@@ -289,3 +289,37 @@ pub(crate) async fn tallies(pool: &Pool) -> Result<Vec<WalletTally>, StoreError>
     })
     .collect()
 }
+
+/// Passes whose Google Wallet object is behind their version (created or changed since).
+pub(crate) async fn google_due(pool: &Pool, limit: usize) -> Result<Vec<StoredPass>, StoreError> {
+    let serials: Vec<String> = pool
+        .fetch(
+            "SELECT serial FROM wallet_passes WHERE google_version < version ORDER BY updated_at, serial LIMIT $1",
+            &[Val::from(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(serials.len());
+    for s in &serials {
+        if let Some(p) = pass(pool, s).await? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Records that the pass's Google object shows `version` (never moving it back).
+pub(crate) async fn google_synced(
+    pool: &Pool,
+    serial: &str,
+    version: i64,
+) -> Result<(), StoreError> {
+    pool.execute(
+        "UPDATE wallet_passes SET google_version = $2 WHERE serial = $1 AND google_version < $2",
+        &[Val::from(serial), Val::from(version)],
+    )
+    .await?;
+    Ok(())
+}

@@ -320,3 +320,141 @@ async fn session(stream: TcpStream, ctx: Session<'_>) -> std::io::Result<()> {
         write.write_all(reply).await?;
     }
 }
+
+/// Certificates and keys made the way a shop makes them: with the `openssl` command.
+pub mod openssl {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Runs `openssl ARGS` in `dir`; panics with its error output when it fails.
+    pub fn run(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether `openssl ARGS` in `dir` succeeds.
+    pub fn succeeds(dir: &Path, args: &[&str]) -> bool {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed")
+            .status
+            .success()
+    }
+
+    /// A stand-in for Apple's WWDR intermediate (`ca.pem`, `ca.key`) and a pass type
+    /// certificate it issued (`pass.pem`) for `pass.com.shop.winback`, with its key
+    /// (`pass.key`) in PKCS #8 (`genpkey`) or, with `traditional`, PKCS #1 (`genrsa
+    /// -traditional`) PEM: (certificate, key, WWDR) as read from the files.
+    pub fn pass_certificates(dir: &Path, traditional: bool) -> (Vec<u8>, String, Vec<u8>) {
+        run(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Test WWDR/O=Test",
+            ],
+        );
+        if traditional {
+            run(dir, &["genrsa", "-traditional", "-out", "pass.key", "2048"]);
+        } else {
+            rsa_key(dir, "pass.key");
+        }
+        run(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "pass.key",
+                "-out",
+                "pass.csr",
+                "-subj",
+                "/UID=pass.com.shop.winback/CN=Pass Type ID: pass.com.shop.winback/OU=TEAM123456/O=The Shop",
+            ],
+        );
+        run(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "pass.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "pass.pem",
+                "-days",
+                "30",
+            ],
+        );
+        (
+            std::fs::read(dir.join("pass.pem")).expect("pass.pem"),
+            std::fs::read_to_string(dir.join("pass.key")).expect("pass.key"),
+            std::fs::read(dir.join("ca.pem")).expect("ca.pem"),
+        )
+    }
+
+    /// A 2048-bit RSA key in PKCS #8 PEM (`openssl genpkey`) at `dir/name`.
+    pub fn rsa_key(dir: &Path, name: &str) {
+        run(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                name,
+            ],
+        );
+    }
+
+    /// Whether `openssl cms -verify` accepts `dir/signature` as a detached DER signature of
+    /// `dir/manifest.json` issued under `dir/ca.pem`.
+    pub fn cms_verifies(dir: &Path) -> bool {
+        succeeds(
+            dir,
+            &[
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                "signature",
+                "-content",
+                "manifest.json",
+                "-CAfile",
+                "ca.pem",
+                "-purpose",
+                "any",
+                "-out",
+                "/dev/null",
+            ],
+        )
+    }
+}

@@ -44,6 +44,7 @@ fn dispatch(template: &str) -> Dispatch {
             min_order_minor: 5000,
         }),
         products: vec!["Linen shirt".into(), "Wool socks".into()],
+        wallet_pass: None,
     }
 }
 
@@ -850,4 +851,65 @@ fn an_offers_own_wording_is_used_per_language() {
         assert_eq!(out.subject, want, "{locale}");
         assert!(out.text.contains(want), "{locale}: {}", out.text);
     }
+}
+
+/// A journey that issued a wallet pass gives its messages an add-to-wallet link, in the
+/// contact's language, signed for that purpose only; without a wallet set up, none.
+#[test]
+fn messages_of_a_pass_holder_carry_an_add_to_wallet_link() {
+    let mut d = dispatch("we-miss-you");
+    d.wallet_pass = Some("3f9a0c".into());
+    let html = |c: &Composer, d: &winback_engine::ports::Dispatch| {
+        c.renderer().render(d, &c.links(d)).unwrap().html
+    };
+    assert!(
+        !html(&composer(), &d).contains("/w/v1."),
+        "no wallet set up, no button"
+    );
+    let c = composer().with_wallet_links();
+    let links = c.links(&d);
+    let link = links.wallet.clone().unwrap();
+    assert!(
+        link.starts_with("https://mail.shop.example/w/v1.k1."),
+        "{link}"
+    );
+    let token = link.rsplit('/').next().unwrap();
+    let claims = keys()
+        .verify(winback_channels::Purpose::Wallet, token, now())
+        .unwrap();
+    assert_eq!(claims.extra.as_deref(), Some("3f9a0c"));
+    assert!(
+        keys()
+            .verify(winback_channels::Purpose::Click, token, now())
+            .is_err(),
+        "a wallet token is no click token"
+    );
+    let page = html(&c, &d);
+    assert!(page.contains(token), "{page}");
+    assert!(page.contains("Add to your wallet"), "{page}");
+    d.locale = Some("nl".into());
+    assert!(html(&c, &d).contains("Toevoegen aan je wallet"));
+    // Without a pass, no button even with a wallet.
+    assert!(!html(&c, &dispatch("we-miss-you")).contains("Add to your wallet"));
+
+    // SMS: the link under the text, before the STOP footer.
+    let wl = winback_channels::WalletLinks::new(
+        keys(),
+        "https://mail.shop.example",
+        365,
+        Arc::new(ManualClock::new(now())),
+    );
+    let mut s = dispatch("we-miss-you");
+    s.wallet_pass = Some("3f9a0c".into());
+    s.locale = Some("en".into());
+    let link = wl.link(&s).unwrap();
+    let sms = winback_channels::sms::compose(&Renderer::new("The Shop"), &s, Some(&link)).unwrap();
+    assert!(
+        sms.body
+            .ends_with(&format!("Your pass for your wallet: {link}")),
+        "{}",
+        sms.body
+    );
+    assert!(sms.text.ends_with(sms.footer));
+    assert_eq!(wl.link(&dispatch("we-miss-you")), None);
 }

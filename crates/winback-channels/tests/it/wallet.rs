@@ -2,100 +2,12 @@
 //! -verify` against the issuing certificate, as Wallet verifies them against Apple's chain.
 
 use std::io::Read;
-use std::path::Path;
-use std::process::Command;
 
 use sha2::Digest;
 use winback_channels::wallet::{PassContent, PassSigner, PassStyle};
 use winback_domain::Timestamp;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A stand-in for Apple's WWDR intermediate, and a pass type certificate it issued, the way a
-/// shop's files look: the key in PKCS #8 (`genpkey`) or PKCS #1 (`genrsa -traditional`) PEM.
-pub fn certificates(dir: &Path, traditional: bool) -> (Vec<u8>, String, Vec<u8>) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Test WWDR/O=Test",
-        ],
-    );
-    if traditional {
-        openssl(dir, &["genrsa", "-traditional", "-out", "pass.key", "2048"]);
-    } else {
-        openssl(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                "pass.key",
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "pass.key",
-            "-out",
-            "pass.csr",
-            "-subj",
-            "/UID=pass.com.shop.winback/CN=Pass Type ID: pass.com.shop.winback/OU=TEAM123456/O=The Shop",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "pass.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "pass.pem",
-            "-days",
-            "30",
-        ],
-    );
-    (
-        std::fs::read(dir.join("pass.pem")).unwrap(),
-        std::fs::read_to_string(dir.join("pass.key")).unwrap(),
-        std::fs::read(dir.join("ca.pem")).unwrap(),
-    )
-}
+use winback_testkit::openssl::{cms_verifies, pass_certificates, rsa_key};
 
 pub fn content() -> PassContent {
     PassContent {
@@ -129,7 +41,7 @@ fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
 fn passes_verify_with_openssl_and_their_manifest_covers_every_file() {
     for traditional in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key, wwdr) = certificates(dir.path(), traditional);
+        let (cert, key, wwdr) = pass_certificates(dir.path(), traditional);
         let signer = PassSigner::from_pem(&cert, &key, &wwdr).unwrap();
         let pkpass = content().build(&signer, None).unwrap();
         let files = unzip(&pkpass);
@@ -167,69 +79,21 @@ fn passes_verify_with_openssl_and_their_manifest_covers_every_file() {
         for (name, bytes) in &files {
             std::fs::write(dir.path().join(name), bytes).unwrap();
         }
-        openssl(
-            dir.path(),
-            &[
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-in",
-                "signature",
-                "-content",
-                "manifest.json",
-                "-CAfile",
-                "ca.pem",
-                "-purpose",
-                "any",
-                "-out",
-                "/dev/null",
-            ],
+        assert!(
+            cms_verifies(dir.path()),
+            "openssl cms -verify accepts the pass"
         );
         // A changed manifest no longer verifies.
         std::fs::write(dir.path().join("manifest.json"), b"{}").unwrap();
-        let out = Command::new("openssl")
-            .args([
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-in",
-                "signature",
-                "-content",
-                "manifest.json",
-                "-CAfile",
-                "ca.pem",
-                "-purpose",
-                "any",
-                "-out",
-                "/dev/null",
-            ])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "a tampered manifest must fail");
+        assert!(!cms_verifies(dir.path()), "a tampered manifest must fail");
     }
 }
 
 #[test]
 fn a_key_that_is_not_the_certificates_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, _, wwdr) = certificates(dir.path(), false);
-    openssl(
-        dir.path(),
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "other.key",
-        ],
-    );
+    let (cert, _, wwdr) = pass_certificates(dir.path(), false);
+    rsa_key(dir.path(), "other.key");
     let other = std::fs::read_to_string(dir.path().join("other.key")).unwrap();
     let e = PassSigner::from_pem(&cert, &other, &wwdr)
         .unwrap_err()

@@ -73,6 +73,8 @@ struct BatchFacts {
     frequency: HashMap<i64, String>,
     pauses: HashMap<String, (i64, String)>,
     offers: HashMap<i64, OfferView>,
+    /// The wallet pass each journey issued, by enrolment.
+    passes: HashMap<i64, String>,
     campaigns: HashMap<i64, String>,
     /// Consent folded for every record of the batch's profiles. Read once: a decision that
     /// changes consent (a sunset's unsubscribe) holds back every later message of its contact
@@ -289,6 +291,16 @@ async fn batch_facts(
     }
     for r in tx.fetch("SELECT id, name FROM campaigns", &[]).await? {
         f.campaigns.insert(r.i64("id")?, r.text("name")?);
+    }
+    // The wallet pass of each journey that issued one.
+    for r in fetch_in(
+        tx,
+        "SELECT enrolment_id, serial FROM wallet_passes WHERE enrolment_id IN ({ids})",
+        &enrolments,
+    )
+    .await?
+    {
+        f.passes.insert(r.i64("enrolment_id")?, r.text("serial")?);
     }
     // The newest issued offer of each journey.
     for r in fetch_in(
@@ -602,6 +614,7 @@ async fn decide_one(
                 locale: first_of(|r| &r.locale),
                 offer: facts.offers.get(&m.enrolment_id.get()).cloned(),
                 products: Vec::new(),
+                wallet_pass: facts.passes.get(&m.enrolment_id.get()).cloned(),
             }));
         }
         Decision::Defer { until, reason } => {

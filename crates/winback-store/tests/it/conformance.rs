@@ -393,8 +393,8 @@ async fn migrations_are_idempotent(store: &SqlStore) {
         .i64(0)
         .unwrap();
     assert_eq!(
-        n, 22,
-        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy, dashboard, identity held apart, transport pauses, outbox key digest, jobs, message rollup, last engaged, enrolment outcomes, trigger leases, profile hygiene, enrolment segments, enrolment messaged, outbox sent subject, enrolment pre-entry, channel mix"
+        n, 23,
+        "foundation, scores, features and models, campaigns, ramp window, tracking and api, privacy, dashboard, identity held apart, transport pauses, outbox key digest, jobs, message rollup, last engaged, enrolment outcomes, trigger leases, profile hygiene, enrolment segments, enrolment messaged, outbox sent subject, enrolment pre-entry, channel mix, wallet google"
     );
     // Tampering with an applied migration is detected on the next connect.
     store
