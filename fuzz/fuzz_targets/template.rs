@@ -31,6 +31,7 @@ fn dispatch(template: &str, first_name: &str, product: &str) -> Dispatch {
         locale: Some("en".into()),
         offer: None,
         products: vec![product.into()],
+        wallet_pass: None,
     }
 }
 

@@ -906,6 +906,13 @@ pub(crate) async fn erase_profile(
             &[Val::from(p.as_str())],
         )
         .await?;
+        // A do-not-call entry goes like the SMS suppression: the erased identity's hash keeps
+        // the number out of later imports.
+        tx.execute(
+            "DELETE FROM suppressions WHERE channel = 'call' AND address = $1",
+            &[Val::from(p.as_str())],
+        )
+        .await?;
     }
     tx.execute(
         &format!(
@@ -925,6 +932,22 @@ pub(crate) async fn erase_profile(
     }
     tx.execute(
         "UPDATE outbox SET recipient = NULL, sent_subject = NULL WHERE profile_id = $1",
+        &p,
+    )
+    .await?;
+    // Calls stay counted; what agents wrote about the person goes, and nobody calls them.
+    tx.execute(
+        "UPDATE call_tasks SET note = NULL, agent = NULL, \
+           closed_reason = CASE WHEN state = 'open' THEN 'erased' ELSE closed_reason END, \
+           state = CASE WHEN state = 'open' THEN 'cancelled' ELSE state END \
+         WHERE profile_id = $1",
+        &p,
+    )
+    .await?;
+    // The devices that held their passes (identifiers and push tokens) go; the passes stay
+    // counted as issued.
+    tx.execute(
+        "DELETE FROM wallet_registrations WHERE serial IN (SELECT serial FROM wallet_passes WHERE profile_id = $1)",
         &p,
     )
     .await?;
@@ -1092,6 +1115,19 @@ pub(crate) async fn export_profile(
         &["code", "kind", "state", "expires_at"],
         &['s', 's', 's', 't'],
     )?;
+    // Customer service's calls, with the agents' notes about the person.
+    let calls = rows_json(
+        pool.fetch("SELECT k.name, t.list, t.added_at, t.state, t.attempts, t.outcome, t.reason, t.agent, t.note, t.outcome_at FROM call_tasks t JOIN campaigns k ON k.id = t.campaign_id WHERE t.profile_id = $1 ORDER BY t.id", &p).await?,
+        &["campaign", "list", "added_at", "state", "attempts", "outcome", "reason", "agent", "note", "outcome_at"],
+        &['s', 's', 't', 's', 'i', 's', 's', 's', 's', 't'],
+    )?;
+    let passes = rows_json(
+        pool.fetch("SELECT w.serial, k.name, w.style, w.offer_code, w.version, w.issued_at, w.updated_at, \
+                      (SELECT COUNT(*) FROM wallet_registrations r WHERE r.serial = w.serial AND r.unregistered_at IS NULL) \
+                    FROM wallet_passes w JOIN campaigns k ON k.id = w.campaign_id WHERE w.profile_id = $1 ORDER BY w.serial", &p).await?,
+        &["serial", "campaign", "style", "offer_code", "version", "issued_at", "updated_at", "devices"],
+        &['s', 's', 's', 's', 'i', 't', 't', 'i'],
+    )?;
     let tags = rows_json(
         pool.fetch(
             "SELECT tag, added_at FROM contact_tags WHERE profile_id = $1 ORDER BY tag",
@@ -1171,6 +1207,8 @@ pub(crate) async fn export_profile(
         "messages": messages,
         "journeys": journeys,
         "offers": offers,
+        "calls": calls,
+        "wallet_passes": passes,
         "tags": tags,
         "preferences": preferences.into_iter().next(),
         "scores": scores.into_iter().next(),

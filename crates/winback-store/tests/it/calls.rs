@@ -363,12 +363,10 @@ async fn call_lists(store: &SqlStore) {
         &format!("SELECT id FROM call_tasks WHERE profile_id = {fleur}"),
     )
     .await;
+    let mut dnc = report(fleur_task, CallOutcome::DoNotCall, later);
+    dnc.note = Some("asked us never to call again".into());
     store
-        .record_call_outcome(
-            &report(fleur_task, CallOutcome::DoNotCall, later),
-            &settings,
-            later,
-        )
+        .record_call_outcome(&dnc, &settings, later)
         .await
         .unwrap()
         .unwrap();
@@ -409,6 +407,27 @@ async fn call_lists(store: &SqlStore) {
             .text(1)
             .unwrap(),
         "journey_ended"
+    );
+    // Fleur's access export holds what the agent wrote; her erasure takes it, and her
+    // do-not-call entry, as it takes her SMS suppressions (her hash keeps her number out).
+    let export = store.export_profile(fleur).await.unwrap();
+    assert_eq!(export["calls"][0]["outcome"], "do_not_call");
+    assert_eq!(export["calls"][0]["note"], "asked us never to call again");
+    store
+        .privacy_request(winback_store::privacy::Request::Erase, fleur, "test", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        one(store, &format!("SELECT COUNT(*) FROM call_tasks WHERE profile_id = {fleur} AND (note IS NOT NULL OR agent IS NOT NULL)")).await,
+        0
+    );
+    assert_eq!(
+        one(
+            store,
+            "SELECT COUNT(*) FROM suppressions WHERE channel = 'call' AND address = '+31612345606'"
+        )
+        .await,
+        0
     );
 }
 conformance!(call_lists_follow_journeys_and_outcomes, super::call_lists);
@@ -606,5 +625,24 @@ async fn wallet_passes(store: &SqlStore) {
             .unwrap(),
         None
     );
+    // Anna's export lists her pass and its device; erasure takes the device, the pass stays
+    // counted as issued.
+    let export = store.export_profile(anna).await.unwrap();
+    assert_eq!(export["wallet_passes"][0]["serial"], serial.as_str());
+    assert_eq!(export["wallet_passes"][0]["devices"], 1);
+    store
+        .privacy_request(
+            winback_store::privacy::Request::Erase,
+            anna,
+            "test",
+            start(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        one(store, "SELECT COUNT(*) FROM wallet_registrations").await,
+        0
+    );
+    assert_eq!(one(store, "SELECT COUNT(*) FROM wallet_passes").await, 6);
 }
 conformance!(wallet_steps_issue_and_update_one_pass, super::wallet_passes);
