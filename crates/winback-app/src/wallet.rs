@@ -245,12 +245,11 @@ impl WalletService {
 
     /// Whether `presented` is the pass's token (in constant time).
     pub fn token_ok(&self, serial: &str, presented: &str) -> bool {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
-        mac.update(b"passkit/");
-        mac.update(serial.as_bytes());
-        let want = hex::encode(&mac.finalize().into_bytes()[..20]);
         use subtle::ConstantTimeEq;
-        want.as_bytes().ct_eq(presented.as_bytes()).into()
+        self.auth_token(serial)
+            .as_bytes()
+            .ct_eq(presented.as_bytes())
+            .into()
     }
 
     /// The signed `.pkpass` of pass `serial` as it is now, and when it last changed; `None`:

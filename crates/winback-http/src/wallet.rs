@@ -46,19 +46,22 @@ fn service<'a>(
     }
 }
 
-/// The pass's token from `Authorization: ApplePass TOKEN`, checked.
-fn authorised(
-    w: &winback_app::wallet::WalletService,
+/// The wallet service for a request about one pass, when the pass type is ours (else 404) and
+/// `Authorization: ApplePass TOKEN` carries the pass's token (else 401).
+fn authorised<'a>(
+    state: &'a AppState,
+    pass_type: &str,
     headers: &HeaderMap,
     serial: &str,
-) -> Result<(), StatusCode> {
+) -> Result<&'a winback_app::wallet::WalletService, StatusCode> {
+    let w = service(state, pass_type)?;
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("ApplePass "))
         .unwrap_or_default();
     if w.token_ok(serial, token.trim()) {
-        Ok(())
+        Ok(w)
     } else {
         Err(StatusCode::UNAUTHORIZED)
     }
@@ -82,11 +85,7 @@ async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let w = match service(&state, &pass_type) {
-        Ok(w) => w,
-        Err(r) => return Ok(r.into_response()),
-    };
-    if let Err(r) = authorised(w, &headers, &serial) {
+    if let Err(r) = authorised(&state, &pass_type, &headers, &serial) {
         return Ok(r.into_response());
     }
     let Ok(reg) = serde_json::from_slice::<Registration>(&body) else {
@@ -114,11 +113,7 @@ async fn unregister(
     Path((device, pass_type, serial)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let w = match service(&state, &pass_type) {
-        Ok(w) => w,
-        Err(r) => return Ok(r.into_response()),
-    };
-    if let Err(r) = authorised(w, &headers, &serial) {
+    if let Err(r) = authorised(&state, &pass_type, &headers, &serial) {
         return Ok(r.into_response());
     }
     state
@@ -167,13 +162,10 @@ async fn latest(
     Path((pass_type, serial)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let w = match service(&state, &pass_type) {
+    let w = match authorised(&state, &pass_type, &headers, &serial) {
         Ok(w) => w,
         Err(r) => return Ok(r.into_response()),
     };
-    if let Err(r) = authorised(w, &headers, &serial) {
-        return Ok(r.into_response());
-    }
     let Some((bytes, updated)) = w
         .pkpass(&state.store, &serial)
         .await

@@ -200,6 +200,7 @@ pub(crate) async fn call_list(
     profiles.sort_unstable();
     profiles.dedup();
     let people = people(pool, &profiles).await?;
+    let offers = offers_for(pool, &profiles, now).await?;
     let rows: HashMap<i64, winback_engine::audience::AudienceRow> = if profiles.is_empty() {
         HashMap::new()
     } else {
@@ -251,7 +252,7 @@ pub(crate) async fn call_list(
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let today = now.jiff().to_zoned(zone.clone()).date().weekday();
         let next = settings.hours.next_open(now, &zone).unwrap_or(now);
-        let offer = offer_for(pool, t.i64("campaign_id")?, profile, now).await?;
+        let offer = offers.get(&(t.i64("campaign_id")?, profile));
         // Features keep amounts in major units; the list gives minor units, as the API does.
         let scale = 10f64.powi(
             row.and_then(|r| r.currency.as_deref())
@@ -280,8 +281,8 @@ pub(crate) async fn call_list(
             clv_minor: row.and_then(|r| r.clv).map(|v| (v * scale).round() as i64),
             currency: row.and_then(|r| r.currency.clone()),
             leave_reasons: row.map(|r| r.leave_reasons.clone()).unwrap_or_default(),
-            offer_code: offer.as_ref().map(|o| o.0.clone()),
-            offer: offer.as_ref().map(|o| o.1.clone()),
+            offer_code: offer.map(|o| o.0.clone()),
+            offer: offer.map(|o| o.1.clone()),
             offer_expires_at: offer.map(|o| o.2),
             attempts: t.i64("attempts")?,
             added_at: ts(t.i64("added_at")?)?,
@@ -389,29 +390,40 @@ async fn people(pool: &Pool, profiles: &[i64]) -> Result<HashMap<i64, Person>, S
     Ok(out)
 }
 
-/// The campaign's newest unexpired offer for the profile: code, wording, expiry.
-async fn offer_for(
+/// Each (campaign, profile)'s newest unexpired offer among `profiles`: code, wording, expiry.
+/// One read for the whole list (a list of thousands would otherwise cost a query per row).
+async fn offers_for(
     pool: &Pool,
-    campaign: i64,
-    profile: i64,
+    profiles: &[i64],
     now: Timestamp,
-) -> Result<Option<(String, String, Timestamp)>, StoreError> {
-    let r = pool
-        .fetch(
-            "SELECT code, description, expires_at FROM offers WHERE campaign_id = $1 AND profile_id = $2 AND expires_at > $3 AND state = 'issued' \
-             ORDER BY issued_at DESC LIMIT 1",
-            &[Val::from(campaign), Val::from(profile), Val::from(now.as_micros())],
-        )
-        .await?;
-    r.first()
-        .map(|r| {
-            Ok((
-                r.text("code")?,
-                r.opt_text("description")?.unwrap_or_default(),
-                ts(r.i64("expires_at")?)?,
-            ))
-        })
-        .transpose()
+) -> Result<HashMap<(i64, i64), (String, String, Timestamp)>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in profiles.chunks(2000) {
+        let mut args: Vec<Val> = chunk.iter().map(|i| Val::from(*i)).collect();
+        args.push(Val::from(now.as_micros()));
+        for r in pool
+            .fetch(
+                &format!(
+                    "SELECT campaign_id, profile_id, code, description, expires_at FROM offers \
+                     WHERE profile_id IN ({}) AND expires_at > ${} AND state = 'issued' \
+                     ORDER BY campaign_id, profile_id, issued_at DESC",
+                    in_list(chunk.len()),
+                    chunk.len() + 1
+                ),
+                &args,
+            )
+            .await?
+        {
+            // The first row of each pair is its newest.
+            out.entry((r.i64("campaign_id")?, r.i64("profile_id")?))
+                .or_insert((
+                    r.text("code")?,
+                    r.opt_text("description")?.unwrap_or_default(),
+                    ts(r.i64("expires_at")?)?,
+                ));
+        }
+    }
+    Ok(out)
 }
 
 /// Records an agent's outcome: on the task, as a `call_outcome` event of the person, and with

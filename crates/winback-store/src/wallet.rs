@@ -68,21 +68,14 @@ pub struct WalletCounts {
     pub redeemed: i64,
 }
 
-/// The pass with this serial.
-pub(crate) async fn pass(pool: &Pool, serial: &str) -> Result<Option<StoredPass>, StoreError> {
-    let rows = pool
-        .fetch(
-            "SELECT w.serial, c.name AS campaign, w.profile_id, w.style, w.offer_code, w.version, w.updated_at, \
-                    o.description, o.expires_at, o.state \
-             FROM wallet_passes w JOIN campaigns c ON c.id = w.campaign_id LEFT JOIN offers o ON o.code = w.offer_code \
-             WHERE w.serial = $1",
-            &[Val::from(serial)],
-        )
-        .await?;
-    let Some(r) = rows.first() else {
-        return Ok(None);
-    };
-    Ok(Some(StoredPass {
+/// The columns [`stored`] reads.
+const PASS_COLUMNS: &str = "SELECT w.serial, c.name AS campaign, w.profile_id, w.style, w.offer_code, w.version, w.updated_at, \
+                                   o.description, o.expires_at, o.state \
+                            FROM wallet_passes w JOIN campaigns c ON c.id = w.campaign_id LEFT JOIN offers o ON o.code = w.offer_code";
+
+/// A pass from a row of [`PASS_COLUMNS`].
+fn stored(r: &crate::db::DbRow) -> Result<StoredPass, StoreError> {
+    Ok(StoredPass {
         serial: r.text("serial")?,
         campaign: r.text("campaign")?,
         profile_id: r.i64("profile_id")?,
@@ -95,7 +88,19 @@ pub(crate) async fn pass(pool: &Pool, serial: &str) -> Result<Option<StoredPass>
             .is_some_and(|s| s == "redeemed" || s == "revoked"),
         version: r.i64("version")?,
         updated_at: ts(r.i64("updated_at")?)?,
-    }))
+    })
+}
+
+/// The pass with this serial.
+pub(crate) async fn pass(pool: &Pool, serial: &str) -> Result<Option<StoredPass>, StoreError> {
+    pool.fetch(
+        &format!("{PASS_COLUMNS} WHERE w.serial = $1"),
+        &[Val::from(serial)],
+    )
+    .await?
+    .first()
+    .map(stored)
+    .transpose()
 }
 
 /// Registers `device` for updates of pass `serial`. `None`: no such pass; `Some(true)`: a new
@@ -290,24 +295,19 @@ pub(crate) async fn tallies(pool: &Pool) -> Result<Vec<WalletTally>, StoreError>
     .collect()
 }
 
-/// Passes whose Google Wallet object is behind their version (created or changed since).
+/// Passes whose Google Wallet object is behind their version (created or changed since), in
+/// one read.
 pub(crate) async fn google_due(pool: &Pool, limit: usize) -> Result<Vec<StoredPass>, StoreError> {
-    let serials: Vec<String> = pool
-        .fetch(
-            "SELECT serial FROM wallet_passes WHERE google_version < version ORDER BY updated_at, serial LIMIT $1",
-            &[Val::from(limit as i64)],
-        )
-        .await?
-        .iter()
-        .map(|r| r.text(0))
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(serials.len());
-    for s in &serials {
-        if let Some(p) = pass(pool, s).await? {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    pool.fetch(
+        &format!(
+            "{PASS_COLUMNS} WHERE w.google_version < w.version ORDER BY w.updated_at, w.serial LIMIT $1"
+        ),
+        &[Val::from(limit as i64)],
+    )
+    .await?
+    .iter()
+    .map(stored)
+    .collect()
 }
 
 /// Records that the pass's Google object shows `version` (never moving it back).
